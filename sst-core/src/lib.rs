@@ -1,0 +1,36 @@
+//! # sst-core
+//!
+//! The backend-agnostic heart of SST (Synchronized Systems Technology): the data model
+//! ([`State`], [`Section`], [`Event`], [`Actor`], [`ContractRef`]), the cryptowrap
+//! ([`Envelope`], RFC 8785 canonical JSON, domain-separated BLAKE3/SHA-256 hashing, strict
+//! Ed25519 signatures), the portable-JSON profile, the section permission model, and the
+//! [`Store`] contract every database adapter implements. No I/O happens here.
+//!
+//! A small in-memory [`MemoryStore`] is the reference implementation of the [`Store`] trait;
+//! the `conformance-tests` crate runs the same behaviour suite against it and every adapter.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod canonical;
+pub mod error;
+pub mod hash;
+pub mod memory;
+pub mod model;
+pub mod permission;
+pub mod portable;
+pub mod sign;
+pub mod store;
+pub mod verify;
+
+pub use error::{IntegrityError, StoreError};
+pub use hash::{Digest, EventId, HashAlg, Salt, SectionHash, StateRoot};
+pub use memory::MemoryStore;
+pub use model::{
+    Actor, ActorId, ActorStatus, Base, ContractDescriptor, ContractRecord, ContractRef, Disclosure,
+    Event, EventKind, EventRecord, NodeId, OriginSeq, Outcome, OutcomeKind, Parties, RejectReason,
+    Role, Section, SignedEvent, State, StateId, Timestamp,
+};
+pub use permission::{Access, ContractPolicy, SectionPolicy};
+pub use sign::{ActorKey, CryptoError, Envelope, EnvelopeSignature, PublicKey, SignatureBytes};
+pub use store::{Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store};
+pub use verify::{verify_store, Finding, VerifyReport};

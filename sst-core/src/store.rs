@@ -1,0 +1,344 @@
+//! The [`Store`] trait: the contract every database adapter implements, and the batch,
+//! filter and receipt types it speaks in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::hash::EventId;
+use crate::model::{
+    Actor, ActorId, ContractRecord, ContractRef, EventKind, EventRecord, NodeId, OriginSeq,
+    Outcome, OutcomeKind, State, StateId,
+};
+use crate::portable;
+
+/// One event and, when it was applied to a state, the state version it produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitItem {
+    /// The event with its outcome.
+    pub event: EventRecord,
+    /// The new state version (required for applied state events, absent for rejections).
+    pub state: Option<State>,
+}
+
+/// Events and state versions committed all-or-nothing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CommitBatch {
+    /// Items in commit order.
+    pub items: Vec<CommitItem>,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommitReceipt {
+    /// Events newly recorded.
+    pub committed: Vec<EventId>,
+    /// Events skipped because their id was already recorded (idempotent replay).
+    pub duplicates: Vec<EventId>,
+}
+
+/// Which events [`Store::events`] returns. Unset fields match everything. Results come in the
+/// order the store recorded them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventFilter {
+    /// Only events of this state.
+    pub state_id: Option<StateId>,
+    /// Only events signed by this actor.
+    pub actor: Option<ActorId>,
+    /// Only events initiated by this node.
+    pub origin_node: Option<NodeId>,
+    /// Only events with origin sequence strictly greater than this (catch-up).
+    pub after_origin_seq: Option<OriginSeq>,
+    /// Only applied or only rejected events.
+    pub outcome: Option<OutcomeKind>,
+    /// Only events of this kind.
+    pub kind: Option<EventKind>,
+    /// At most this many events.
+    pub limit: Option<usize>,
+}
+
+impl EventFilter {
+    /// Whether `record` passes the filter (ignoring `limit`). Adapters that cannot express a
+    /// condition natively may post-filter with this.
+    pub fn matches(&self, record: &EventRecord) -> bool {
+        let e = record.event();
+        self.state_id.as_ref().is_none_or(|s| &e.state_id == s)
+            && self.actor.as_ref().is_none_or(|a| &e.actor == a)
+            && self
+                .origin_node
+                .as_ref()
+                .is_none_or(|n| &e.origin_node == n)
+            && self.after_origin_seq.is_none_or(|s| e.origin_seq > s)
+            && self.outcome.is_none_or(|o| record.outcome.kind() == o)
+            && self.kind.is_none_or(|k| e.kind == k)
+    }
+}
+
+/// Optional behaviours a store may lack; conformance cases consult these instead of
+/// special-casing backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Several tasks may commit concurrently and the store serialises them correctly.
+    pub concurrent_writers: bool,
+    /// Data survives dropping and reopening the store.
+    pub durable: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            concurrent_writers: true,
+            durable: true,
+        }
+    }
+}
+
+impl CommitBatch {
+    /// A batch of the given items.
+    pub fn new(items: Vec<CommitItem>) -> Self {
+        CommitBatch { items }
+    }
+
+    /// Checks everything about the batch that needs no database: event ids match bodies,
+    /// outcomes match states, states verify, every JSON value follows the portable profile.
+    /// Every store calls this before touching its database, so bad input is refused with the
+    /// same [`StoreError::InvalidInput`] everywhere and nothing is stored.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] naming the first offending path.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        let invalid = |path: String, reason: String| StoreError::InvalidInput { path, reason };
+        let mut seen = BTreeSet::new();
+        let mut versions: BTreeMap<&StateId, u64> = BTreeMap::new();
+        for (i, item) in self.items.iter().enumerate() {
+            let at = |field: &str| format!("items[{i}].{field}");
+            let rec = &item.event;
+            let id = rec.id();
+            rec.signed
+                .verify_id()
+                .map_err(|e| invalid(at("event.id"), e.to_string()))?;
+            if !seen.insert(id) {
+                return Err(invalid(
+                    at("event.id"),
+                    format!("event {id} appears twice in the batch"),
+                ));
+            }
+            let e = rec.event();
+            portable::check_at(&e.payload, "$.payload")?;
+            for (name, d) in &rec.disclosures {
+                portable::check_at(&d.value, &format!("$.disclosures.{name}"))?;
+            }
+            match (&rec.outcome, &item.state) {
+                (Outcome::Applied { version, root }, Some(state)) => {
+                    if state.id != e.state_id {
+                        return Err(invalid(
+                            at("state.id"),
+                            format!("state `{}` but event targets `{}`", state.id, e.state_id),
+                        ));
+                    }
+                    if state.version != *version || state.root != *root {
+                        return Err(invalid(
+                            at("state.version"),
+                            "state version/root differ from the applied outcome".into(),
+                        ));
+                    }
+                    if state.last_event != Some(id) {
+                        return Err(invalid(
+                            at("state.last_event"),
+                            "state was not produced by this event".into(),
+                        ));
+                    }
+                    if state.version == 0 {
+                        return Err(invalid(at("state.version"), "versions start at 1".into()));
+                    }
+                    if let Some(prev) = versions.get(&state.id) {
+                        if state.version != prev + 1 {
+                            return Err(invalid(
+                                at("state.version"),
+                                format!(
+                                    "version {} follows {prev} in the same batch",
+                                    state.version
+                                ),
+                            ));
+                        }
+                    }
+                    versions.insert(&state.id, state.version);
+                    state
+                        .verify()
+                        .map_err(|e| invalid(at("state"), e.to_string()))?;
+                    let mut size = 0usize;
+                    for (name, s) in &state.sections {
+                        if name.is_empty()
+                            || name.starts_with('$')
+                            || name.contains('.')
+                            || name.contains('\0')
+                        {
+                            return Err(invalid(
+                                format!("$.sections[{name:?}]"),
+                                "section names must be portable object keys".into(),
+                            ));
+                        }
+                        if let Some(v) = s.value() {
+                            portable::check_at(v, &format!("$.sections.{name}"))?;
+                            size += crate::canonical::to_vec(v).len();
+                        }
+                    }
+                    if size > portable::MAX_STATE_BYTES {
+                        return Err(invalid(
+                            "$.sections".into(),
+                            format!(
+                                "state is {size} bytes, more than {} allowed",
+                                portable::MAX_STATE_BYTES
+                            ),
+                        ));
+                    }
+                }
+                (Outcome::Applied { version: 0, .. }, None) => {
+                    // Non-state events (contract deploys, actor changes) applied without a state.
+                }
+                (Outcome::Applied { .. }, None) => {
+                    return Err(invalid(
+                        at("state"),
+                        "an applied state event needs its new state version".into(),
+                    ));
+                }
+                (Outcome::Rejected { .. }, Some(_)) => {
+                    return Err(invalid(
+                        at("state"),
+                        "a rejected event must not carry a state".into(),
+                    ));
+                }
+                (Outcome::Rejected { .. }, None) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Persistence of SST's peer tables in a host database.
+///
+/// # Contract
+/// Every sentence below is a case of the `conformance-tests` suite, run against every adapter.
+/// - `migrate` creates the peer tables (default names `sst_state`, `sst_state_history`,
+///   `sst_event`, `sst_actor`, `sst_contract`) and is idempotent.
+/// - `commit` is all-or-nothing: if any item fails, no event, state version or counter of the
+///   batch is visible afterwards.
+/// - A batch is validated ([`CommitBatch::validate`]) before the database is touched; invalid
+///   input yields [`StoreError::InvalidInput`] with the JSON path and changes nothing.
+/// - An applied item's state version must be exactly one more than the stored version (1 for a
+///   new state); otherwise the commit fails with [`StoreError::Conflict`] (`expected` = the
+///   version the writer built on, `found` = the stored one). Of concurrent commits on the
+///   same base version exactly one succeeds.
+/// - An event whose id is already recorded is skipped (with its state version) and reported in
+///   [`CommitReceipt::duplicates`]; the rest of the batch commits. A different event with an
+///   already used `(origin_node, origin_seq)` is a [`StoreError::Conflict`].
+/// - Every committed state version stays readable with [`Store::state_at`]; [`Store::state`]
+///   returns the latest. Read-back states have identical section hashes and root, because
+///   stored JSON follows the portable profile and hashes are recomputed over canonical JSON.
+/// - Rejected events are recorded and queryable like applied ones, with their reason.
+/// - [`Store::last_origin_seq`] is the highest origin sequence recorded for a node (0 if none)
+///   and survives reopening the store.
+/// - Redacted sections are stored without plaintext and without salt: only their hash.
+/// - The queryable plaintext column holds exactly `{section: value}` of disclosed sections; a
+///   change made to it behind SST's back is reported by [`crate::verify_store`].
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Backend name (`memory`, `sqlite`, `postgres`, …).
+    fn backend(&self) -> &'static str;
+
+    /// Optional behaviours of this store.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    /// Creates the peer tables and indexes if missing.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database refuses the DDL.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Commits a batch atomically.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] for input that fails [`CommitBatch::validate`];
+    /// [`StoreError::Conflict`] for a stale version or a reused origin sequence;
+    /// [`StoreError::Backend`] for database failures. In every error case nothing of the
+    /// batch is stored.
+    async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError>;
+
+    /// The latest version of a state.
+    ///
+    /// # Errors
+    /// [`StoreError::Integrity`] if the stored columns cannot be reassembled;
+    /// [`StoreError::Backend`] for database failures.
+    async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError>;
+
+    /// A given version of a state.
+    ///
+    /// # Errors
+    /// As [`Store::state`].
+    async fn state_at(&self, id: &StateId, version: u64) -> Result<Option<State>, StoreError>;
+
+    /// Ids of all states, sorted.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for database failures.
+    async fn state_ids(&self) -> Result<Vec<StateId>, StoreError>;
+
+    /// Events matching `filter`, in recording order.
+    ///
+    /// # Errors
+    /// [`StoreError::Integrity`] for unreadable rows; [`StoreError::Backend`] otherwise.
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// One event by id.
+    ///
+    /// # Errors
+    /// As [`Store::events`].
+    async fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError>;
+
+    /// Highest origin sequence recorded for `node`; `OriginSeq(0)` if none.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for database failures.
+    async fn last_origin_seq(&self, node: &NodeId) -> Result<OriginSeq, StoreError>;
+
+    /// Inserts or replaces an actor (status changes, key rotation).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for database failures.
+    async fn put_actor(&self, actor: &Actor) -> Result<(), StoreError>;
+
+    /// One actor.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for database failures.
+    async fn actor(&self, id: &ActorId) -> Result<Option<Actor>, StoreError>;
+
+    /// All actors, sorted by id.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for database failures.
+    async fn actors(&self) -> Result<Vec<Actor>, StoreError>;
+
+    /// Records a deployed contract version. Re-putting the same identity is a no-op; a
+    /// different identity under the same name and version is a [`StoreError::Conflict`].
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] as above; [`StoreError::Backend`] for database failures.
+    async fn put_contract(&self, contract: &ContractRecord) -> Result<(), StoreError>;
+
+    /// One contract version.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for database failures.
+    async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError>;
+
+    /// All contract versions, sorted by name and version.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for database failures.
+    async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError>;
+}
