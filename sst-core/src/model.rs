@@ -45,6 +45,11 @@ macro_rules! string_id {
                 $name(s.to_owned())
             }
         }
+        impl From<String> for $name {
+            fn from(s: String) -> Self {
+                $name(s)
+            }
+        }
     };
 }
 
