@@ -15,9 +15,17 @@
 //! given input and build, but is otherwise unspecified. Size ([`ProfileRule::TooLarge`]) is
 //! checked after all other rules.
 //!
-//! Integer literals beyond the 64-bit range (e.g. `18446744073709551616`) are turned into
-//! doubles by `serde_json` before any visitor sees them; [`parse`] therefore treats them like
-//! any other (finite) double rather than as [`ProfileRule::IntegerOutOfRange`].
+//! # Which numbers are integers
+//!
+//! JSON has one number type; what matters is how a number comes back from an engine, which
+//! follows its canonical text. A number is an *integer* for [`ProfileRule::IntegerOutOfRange`]
+//! when its canonical text is a plain integer literal: every `u64`/`i64` [`Number`], and every
+//! double of magnitude below 10^21 with no fractional part (ECMAScript prints 2^53 as a double
+//! as `9007199254740992`, which Postgres, MySQL and SQLite read back as an integer). Integers
+//! must lie within ±(2^53 − 1). Doubles of magnitude 10^21 and above print with an exponent
+//! (`1.5e+300`) and are accepted. This makes the profile closed under canonicalisation:
+//! if [`check`] accepts a value, [`parse`] accepts its canonical text. It also catches integer
+//! literals beyond 64 bits (`18446744073709551616`), which `serde_json` turns into doubles.
 
 use std::fmt;
 
@@ -39,7 +47,8 @@ pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProfileRule {
-    /// An integer with magnitude above 2^53 - 1 (it would be rounded by doubles or by BSON).
+    /// An integer with magnitude above 2^53 - 1 (it would be rounded by doubles or by BSON);
+    /// see the module documentation for which numbers count as integers.
     IntegerOutOfRange,
     /// A number that does not fit a finite IEEE-754 double (e.g. `1e400`).
     NonFiniteNumber,
@@ -220,11 +229,28 @@ fn check_i64(n: i64) -> Result<(), Violation> {
     Ok(())
 }
 
+/// Smallest magnitude at which ECMAScript (hence RFC 8785) prints a double in exponent form.
+const EXPONENT_FORM_FROM: f64 = 1e21;
+
 fn check_f64(f: f64) -> Result<(), Violation> {
     if !f.is_finite() {
         return Err((
             ProfileRule::NonFiniteNumber,
             format!("number {f} is not a finite double"),
+        ));
+    }
+    // A double in this range is integral and its canonical text is a plain integer literal
+    // (e.g. 2^53 prints as `9007199254740992`), which engines and parsers read back as an
+    // integer: it must obey the integer rule, or the profile would not be closed under
+    // canonicalisation. From 1e21 on, canonical text uses an exponent and stays a double.
+    let magnitude = f.abs();
+    if magnitude > MAX_SAFE_INTEGER as f64 && magnitude < EXPONENT_FORM_FROM {
+        return Err((
+            ProfileRule::IntegerOutOfRange,
+            format!(
+                "number {} is an integer outside ±{MAX_SAFE_INTEGER}",
+                ryu_js::Buffer::new().format_finite(f)
+            ),
         ));
     }
     Ok(())
