@@ -182,7 +182,7 @@ impl CommitBatch {
                         }
                         if let Some(v) = s.value() {
                             portable::check_at(v, &format!("$.sections.{name}"))?;
-                            size += crate::canonical::to_vec(v).len();
+                            size += crate::canonical::encoded_len(v);
                         }
                     }
                     if size > portable::MAX_STATE_BYTES {
