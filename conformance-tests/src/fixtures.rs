@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use sst_core::{
-    Actor, ActorKey, ActorStatus, Base, CommitItem, ContractRef, Event, EventKind, EventRecord,
-    HashAlg, NodeId, OriginSeq, Outcome, Parties, RejectReason, Section, SignedEvent, State,
-    StateId, Timestamp,
+    Actor, ActorKey, ActorStatus, Base, CommitItem, ContractDescriptor, ContractPolicy,
+    ContractRecord, ContractRef, Digest, Event, EventKind, EventRecord, HashAlg, NodeId, OriginSeq,
+    Outcome, Parties, RejectReason, Section, SectionPolicy, SignedEvent, State, StateId, StateRoot,
+    Timestamp,
 };
 
 /// A deterministic test actor `node/name` with its key.
@@ -178,4 +179,113 @@ fn applied(signed: SignedEvent, sections: &BTreeMap<String, Section>, state: Sta
 /// `{name: value}` from pairs.
 pub fn values<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Like [`create`], but the stored state (and the event's disclosures) keep plaintext only for
+/// the sections in `readable`: what a node that may not read the others holds.
+pub fn create_redacted(
+    id: &StateId,
+    parties: Parties,
+    values: BTreeMap<String, Value>,
+    signer: (&Actor, &ActorKey),
+    seq: u64,
+    readable: &[&str],
+) -> CommitItem {
+    let mut item = create(id, parties, values, signer, seq);
+    item.event
+        .disclosures
+        .retain(|name, _| readable.contains(&name.as_str()));
+    item.state = item
+        .state
+        .map(|s| s.redact(|name| readable.contains(&name)));
+    item
+}
+
+/// An applied event that targets no state (a contract deployment): outcome version 0 with the
+/// event's own id as root, and no state version.
+pub fn deploy(label: &StateId, signer: (&Actor, &ActorKey), seq: u64) -> CommitItem {
+    let ev = event(
+        EventKind::DeployContract,
+        label,
+        None,
+        signer.0,
+        seq,
+        serde_json::json!({"contract": contract().to_string()}),
+    );
+    let signed = SignedEvent::sign(ev, signer.1);
+    let root = StateRoot(signed.id.0);
+    CommitItem {
+        event: EventRecord {
+            signed,
+            disclosures: BTreeMap::new(),
+            outcome: Outcome::Applied { version: 0, root },
+        },
+        state: None,
+    }
+}
+
+/// A signed contract record `name@version` whose code hash is derived from `code`.
+pub fn contract_record(
+    name: &str,
+    version: u32,
+    code: &str,
+    deployer: (&Actor, &ActorKey),
+) -> ContractRecord {
+    let policy = ContractPolicy::default()
+        .section("common", SectionPolicy::new(["*"], ["buyer", "seller"]))
+        .section(
+            "price",
+            SectionPolicy::new(["buyer", "seller"], ["buyer", "seller"]),
+        )
+        .section("inspection", SectionPolicy::new(["*"], ["inspector"]));
+    let code_hash = sst_core::hash::hash_parts(
+        HashAlg::Blake3,
+        sst_core::hash::Domain::Contract,
+        &[code.as_bytes()],
+    );
+    let descriptor = ContractDescriptor {
+        contract: ContractRef::new(name, version),
+        policy,
+        methods: vec!["set_price".into()],
+        supersedes: Vec::new(),
+        code_hash,
+    };
+    ContractRecord::sign(
+        descriptor,
+        HashAlg::Blake3,
+        deployer.0.id.clone(),
+        deployer.1,
+    )
+}
+
+/// The parties of the real-estate example: buyer, seller, inspector, regulator.
+pub fn deal_parties() -> Parties {
+    Parties::default()
+        .with("buyer", "bank/bob")
+        .with("seller", "acme/alice")
+        .with("inspector", "insp/ines")
+        .with("regulator", "gov/greta")
+}
+
+/// The real-estate example's section values.
+pub fn deal_values(price: i64, radon: f64) -> BTreeMap<String, Value> {
+    values([
+        (
+            "common",
+            serde_json::json!({"address": "12 Rue des Lilas, Lyon", "rooms": 4, "tags": ["flat", "balcony"]}),
+        ),
+        (
+            "price",
+            serde_json::json!({"amount": price, "currency": "EUR"}),
+        ),
+        (
+            "inspection",
+            serde_json::json!({"radon": radon, "inspector": "Inès Ørsted", "passed": radon <= 4.0}),
+        ),
+    ])
+}
+
+/// A digest that is not the hash of anything (for tests that need a foreign value).
+pub fn foreign_digest(byte: u8) -> Digest {
+    Digest::from_parts(HashAlg::Blake3, [byte; 32])
 }

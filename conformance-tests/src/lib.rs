@@ -87,6 +87,32 @@ macro_rules! suite {
     ($factory:expr) => {
         $crate::suite!(@cases $factory;
             migrate_is_idempotent,
+            failed_batch_leaves_nothing_behind,
+            non_portable_json_is_rejected_with_its_path,
+            malformed_batch_is_refused_before_storage,
+            version_must_follow_the_stored_version,
+            concurrent_commits_on_one_base_have_exactly_one_winner,
+            batch_may_hold_several_versions_of_one_state,
+            replayed_event_is_skipped_and_reported_as_duplicate,
+            reused_origin_seq_is_a_conflict,
+            last_origin_seq_is_the_highest_recorded_per_node,
+            origin_seq_survives_reopen,
+            every_version_stays_readable,
+            portable_json_round_trips_with_identical_hashes,
+            five_megabyte_state_round_trips,
+            rejected_events_are_recorded_with_their_reason,
+            events_are_queryable_by_state_actor_origin_and_outcome,
+            non_state_events_are_applied_without_a_state,
+            redacted_sections_store_no_plaintext_or_salt,
+            data_column_holds_exactly_the_disclosed_sections,
+            tampered_number_is_reported_with_state_and_version,
+            tampered_string_is_reported_with_state_and_version,
+            added_key_is_reported_with_state_and_version,
+            removed_key_is_reported_with_state_and_version,
+            swapped_history_rows_are_reported_with_state_and_versions,
+            actors_are_upserted_and_listed_sorted,
+            contracts_are_recorded_once_per_identity,
+            unknown_things_read_as_nothing_and_ids_are_sorted,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
