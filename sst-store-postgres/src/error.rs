@@ -1,0 +1,126 @@
+//! Mapping of sqlx / PostgreSQL errors to [`StoreError`]: the one place where a unique
+//! violation (SQLSTATE 23505) becomes a [`StoreError::Conflict`].
+
+use sst_core::StoreError;
+
+use crate::NAME;
+
+/// SQLSTATE of `unique_violation`.
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// SQLSTATEs after which the same call may succeed when retried: serialization failure,
+/// deadlock, too many connections, admin shutdown / crash recovery, and connection failures
+/// (class 08).
+fn retryable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+    ) || code.starts_with("08")
+}
+
+fn sqlstate(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+/// Whether `e` is a unique-key violation.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    sqlstate(e).as_deref() == Some(UNIQUE_VIOLATION)
+}
+
+/// A driver error as [`StoreError::Backend`], retryable for lost connections, pool timeouts,
+/// deadlocks and serialization failures.
+pub(crate) fn backend(operation: &'static str, e: sqlx::Error) -> StoreError {
+    let retryable = match &e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(_) => sqlstate(&e).is_some_and(|c| retryable_code(&c)),
+        _ => false,
+    };
+    StoreError::Backend {
+        backend: NAME,
+        operation,
+        retryable,
+        source: Box::new(e),
+    }
+}
+
+/// A unique violation as [`StoreError::Conflict`] on `what` (`expected` = what the writer
+/// built on, `found` = what the store holds); any other error as [`backend`].
+pub(crate) fn conflict_or_backend(
+    operation: &'static str,
+    e: sqlx::Error,
+    what: impl FnOnce() -> (String, u64, u64),
+) -> StoreError {
+    if is_unique_violation(&e) {
+        let (what, expected, found) = what();
+        StoreError::Conflict {
+            what,
+            expected,
+            found,
+        }
+    } else {
+        backend(operation, e)
+    }
+}
+
+/// Stored JSON or columns that cannot be turned back into the model.
+pub(crate) fn malformed(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Integrity {
+        what: what.into(),
+        source: sst_core::IntegrityError::Malformed(detail.to_string()),
+    }
+}
+
+/// A `u64` that must fit PostgreSQL's `bigint`.
+pub(crate) fn to_i64(path: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
+        path: path.to_owned(),
+        reason: format!("{v} does not fit a signed 64-bit column"),
+    })
+}
+
+/// A text value that PostgreSQL `text` can hold (no U+0000).
+pub(crate) fn check_text(path: &str, v: &str) -> Result<(), StoreError> {
+    if v.contains('\0') {
+        return Err(StoreError::InvalidInput {
+            path: path.to_owned(),
+            reason: "contains U+0000, which PostgreSQL text cannot store".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_codes() {
+        assert!(retryable_code("40001"));
+        assert!(retryable_code("40P01"));
+        assert!(retryable_code("08006"));
+        assert!(!retryable_code("23505"));
+        assert!(!retryable_code("42P01"));
+    }
+
+    #[test]
+    fn pool_timeouts_are_retryable_and_name_the_backend() {
+        let e = backend("commit", sqlx::Error::PoolTimedOut);
+        assert!(e.is_retryable());
+        assert!(e
+            .to_string()
+            .starts_with("postgres commit failed (retryable)"));
+    }
+
+    #[test]
+    fn bigint_range_and_nul_are_input_errors() {
+        assert_eq!(to_i64("x", 5).ok(), Some(5));
+        assert!(
+            matches!(to_i64("x", u64::MAX), Err(StoreError::InvalidInput { path, .. }) if path == "x")
+        );
+        assert!(check_text("id", "a\0b").is_err());
+        assert!(check_text("id", "ab").is_ok());
+    }
+}
