@@ -1,9 +1,35 @@
 //! # sst-store-mongo
 //!
-//! SST store adapter for mongo (work in progress: the `Store` implementation lands with its
-//! issue; this crate deliberately contains no placeholder implementation).
+//! SST's peer collections in MongoDB, through the official `mongodb` driver. Every state
+//! version is a native BSON document whose `data` field holds the disclosed sections, so
+//! ordinary filters, aggregations and indexes work on it:
+//!
+//! ```text
+//! db.sst_state.find({"data.inspection.radon": {"$gt": 4}})
+//! db.sst_state.createIndex({"data.inspection.radon": 1})
+//! ```
+//!
+//! Integers are stored as `Int64` and every other number as `Double`, and read back into the
+//! same JSON values, so section hashes recomputed from the documents match. Unique indexes
+//! (`(id, version)` of the history, event ids, `(origin_node, origin_seq)`) turn concurrent
+//! writers' collisions into [`sst_core::StoreError::Conflict`].
+//!
+//! A batch commits in one multi-document transaction on a replica set or sharded cluster, and
+//! through a recoverable protocol elsewhere (see [`store`]): production deployments that
+//! want transactions need a replica set (a single-node one is enough).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod config;
+mod error;
+pub mod schema;
+pub mod store;
+pub mod value;
+
+pub use config::{CollectionNames, MongoConfig, TransactionMode};
+#[cfg(feature = "fault-injection")]
+pub use store::CrashPoint;
+pub use store::{MongoStore, RecoveryReport};
 
 /// Backend name used in errors and reports.
 pub const NAME: &str = "mongo";

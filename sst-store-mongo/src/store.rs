@@ -1,0 +1,1343 @@
+//! [`MongoStore`]: the [`Store`] contract on MongoDB. States are native BSON documents whose
+//! `data` field holds `{section: value}`; history and events live in their own collections.
+//!
+//! A batch commits in one multi-document transaction on a replica set or sharded cluster.
+//! Elsewhere (a standalone server) it commits through a recoverable protocol:
+//!
+//! 1. every event of the batch is inserted *pending* (tagged with the batch id and size);
+//! 2. every new state version is inserted into the history, whose unique `(id, version)`
+//!    index lets exactly one writer claim a version; once all of them are in, the batch is
+//!    committed (this is the commit point);
+//! 3. the current-state documents move forward with a version guard;
+//! 4. the events are marked applied (the pending tag removed).
+//!
+//! Readers ignore pending events and history versions newer than the current state. A
+//! failure before the commit point undoes steps 1–2; a failure after it completes steps 3–4;
+//! and opening the store does the same for batches a crashed writer left pending.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
+use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+use serde_json::Value;
+use sst_core::model::StateParts;
+use sst_core::{
+    Actor, ActorId, CommitBatch, CommitItem, CommitReceipt, ContractRecord, ContractRef,
+    EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId, Store,
+    StoreError,
+};
+
+use crate::config::{CollectionNames, MongoConfig, TransactionMode};
+use crate::error::{self, backend, conflict_or_backend, internal, invalid_input, malformed};
+use crate::schema;
+use crate::value::{from_bson, from_document, to_bson, to_document};
+use crate::NAME;
+
+/// How many times a transaction that hit a transient error (write conflict, failover) is
+/// run again before the error is returned.
+const MAX_TRANSACTION_ATTEMPTS: usize = 8;
+
+/// Where a simulated crash stops a recoverable commit (tests of the recovery protocol).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CrashPoint {
+    /// After the first event of the batch was inserted pending.
+    MidEvents,
+    /// After all events were inserted pending.
+    AfterEvents,
+    /// After all history versions were inserted (the commit point).
+    AfterHistory,
+    /// After the current-state documents moved, before the events were marked applied.
+    AfterStates,
+}
+
+/// What [`MongoStore::recover`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecoveryReport {
+    /// Batches completed (they had reached their commit point).
+    pub completed: Vec<String>,
+    /// Batches undone (they had not).
+    pub undone: Vec<String>,
+}
+
+/// An SST store in a MongoDB database.
+#[derive(Debug, Clone)]
+pub struct MongoStore {
+    client: Client,
+    db: Database,
+    names: CollectionNames,
+    transactions: bool,
+    recover_after: Duration,
+    #[cfg(feature = "fault-injection")]
+    crash_at: Option<CrashPoint>,
+}
+
+/// An error inside a commit attempt: either already final, or a driver error still to be
+/// classified (duplicate key → conflict, transient → retry).
+enum Fail {
+    Store(StoreError),
+    Mongo(&'static str, mongodb::error::Error),
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+trait MongoResult<T> {
+    fn at(self, op: &'static str) -> Result<T, Fail>;
+}
+
+impl<T> MongoResult<T> for Result<T, mongodb::error::Error> {
+    fn at(self, op: &'static str) -> Result<T, Fail> {
+        self.map_err(|e| Fail::Mongo(op, e))
+    }
+}
+
+/// The documents one batch writes.
+struct BatchDocs {
+    events: Vec<Document>,
+    history: Vec<Document>,
+    moves: Vec<CurrentMove>,
+}
+
+/// How one state's current document moves: from version `base` to `doc` (version `last`).
+struct CurrentMove {
+    id: String,
+    base: u64,
+    last: u64,
+    doc: Document,
+}
+
+/// One item of a batch that is going to be written (duplicates removed).
+struct Planned<'a> {
+    item: &'a CommitItem,
+    id: EventId,
+}
+
+fn now_ms() -> i64 {
+    sst_core::Timestamp::now().0
+}
+
+fn int(field: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
+        path: field.to_owned(),
+        reason: format!("{v} does not fit a signed 64-bit integer"),
+    })
+}
+
+fn json_doc(field: &str, v: &Value) -> Result<Document, StoreError> {
+    to_document(v).map_err(|e| invalid_input(field, e))
+}
+
+fn json_bson(field: &str, v: &Value) -> Result<Bson, StoreError> {
+    to_bson(v).map_err(|e| invalid_input(field, e))
+}
+
+fn to_json<T: serde::Serialize>(field: &str, v: &T) -> Result<Value, StoreError> {
+    serde_json::to_value(v).map_err(|e| StoreError::InvalidInput {
+        path: field.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn opt_str(s: Option<String>) -> Bson {
+    s.map_or(Bson::Null, Bson::String)
+}
+
+/// The document of one state version (same shape in the state and history collections).
+fn state_doc(state: &State, batch: &str) -> Result<Document, StoreError> {
+    let p = state.to_parts();
+    Ok(doc! {
+        "id": p.id.as_str(),
+        "contract_name": p.contract.name.as_str(),
+        "contract_version": i64::from(p.contract.version),
+        "version": int("state.version", p.version)?,
+        "parties": json_doc("state.parties", &p.parties)?,
+        "seals": json_doc("state.seals", &p.seals)?,
+        "data": json_doc("state.data", &p.data)?,
+        "root": p.root,
+        "prev_root": opt_str(p.prev_root),
+        "last_event": opt_str(p.last_event),
+        "updated_at": DateTime::from_millis(p.updated_at),
+        "batch": batch,
+    })
+}
+
+fn get_str(d: &Document, key: &str, what: &str) -> Result<String, StoreError> {
+    d.get_str(key)
+        .map(str::to_owned)
+        .map_err(|e| malformed(what, format!("field `{key}`: {e}")))
+}
+
+fn get_opt_str(d: &Document, key: &str, what: &str) -> Result<Option<String>, StoreError> {
+    match d.get(key) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(Bson::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(malformed(what, format!("field `{key}` is {other}"))),
+    }
+}
+
+fn get_int(d: &Document, key: &str, what: &str) -> Result<i64, StoreError> {
+    match d.get(key) {
+        Some(Bson::Int64(i)) => Ok(*i),
+        Some(Bson::Int32(i)) => Ok(i64::from(*i)),
+        Some(other) => Err(malformed(what, format!("field `{key}` is {other}"))),
+        None => Err(malformed(what, format!("field `{key}` is missing"))),
+    }
+}
+
+fn get_u64(d: &Document, key: &str, what: &str) -> Result<u64, StoreError> {
+    let i = get_int(d, key, what)?;
+    u64::try_from(i).map_err(|_| malformed(what, format!("field `{key}` is negative")))
+}
+
+fn get_json(d: &Document, key: &str, what: &str) -> Result<Value, StoreError> {
+    match d.get(key) {
+        Some(Bson::Document(inner)) => {
+            from_document(inner).map_err(|e| malformed(what, format!("field `{key}`: {e}")))
+        }
+        Some(other) => from_bson(other).map_err(|e| malformed(what, format!("field `{key}`: {e}"))),
+        None => Err(malformed(what, format!("field `{key}` is missing"))),
+    }
+}
+
+fn state_from_doc(d: &Document) -> Result<State, StoreError> {
+    let id = get_str(d, "id", "state document")?;
+    let what = match d.get("version") {
+        Some(v) => format!("state {id} version {v}"),
+        None => format!("state {id}"),
+    };
+    let contract_version = u32::try_from(get_int(d, "contract_version", &what)?)
+        .map_err(|_| malformed(&what, "contract_version out of range"))?;
+    let updated_at = match d.get("updated_at") {
+        Some(Bson::DateTime(t)) => t.timestamp_millis(),
+        Some(Bson::Int64(i)) => *i,
+        other => return Err(malformed(&what, format!("field `updated_at` is {other:?}"))),
+    };
+    let parts = StateParts {
+        id: StateId(id),
+        contract: ContractRef::new(get_str(d, "contract_name", &what)?, contract_version),
+        version: get_u64(d, "version", &what)?,
+        parties: get_json(d, "parties", &what)?,
+        seals: get_json(d, "seals", &what)?,
+        data: get_json(d, "data", &what)?,
+        root: get_str(d, "root", &what)?,
+        prev_root: get_opt_str(d, "prev_root", &what)?,
+        last_event: get_opt_str(d, "last_event", &what)?,
+        updated_at,
+    };
+    State::from_parts(parts).map_err(|source| StoreError::Integrity { what, source })
+}
+
+fn event_doc(
+    item: &CommitItem,
+    pos: i64,
+    batch: &str,
+    pending: Option<(usize, i64)>,
+) -> Result<Document, StoreError> {
+    let rec = &item.event;
+    let e = rec.event();
+    let (outcome, reason, detail, new_version, new_root) = match &rec.outcome {
+        Outcome::Applied { version, root } => (
+            "applied",
+            Bson::Null,
+            Bson::Null,
+            Bson::Int64(int("event.outcome.version", *version)?),
+            Bson::String(root.to_string()),
+        ),
+        Outcome::Rejected { reason } => (
+            "rejected",
+            Bson::String(reason.code().to_owned()),
+            json_bson(
+                "event.outcome.reason",
+                &to_json("event.outcome.reason", reason)?,
+            )?,
+            Bson::Null,
+            Bson::Null,
+        ),
+    };
+    let mut d = doc! {
+        "_id": rec.id().to_string(),
+        "pos": pos,
+        "batch": batch,
+        "state_id": e.state_id.as_str(),
+        "kind": e.kind.as_str(),
+        "contract_name": e.contract.name.as_str(),
+        "contract_version": i64::from(e.contract.version),
+        "actor": e.actor.as_str(),
+        "origin_node": e.origin_node.as_str(),
+        "origin_seq": int("event.origin_seq", e.origin_seq.0)?,
+        "outcome": outcome,
+        "reason": reason,
+        "reason_detail": detail,
+        "new_version": new_version,
+        "new_root": new_root,
+        "signed": json_doc("event", &to_json("event", &rec.signed)?)?,
+        "disclosures": json_doc("disclosures", &to_json("disclosures", &rec.disclosures)?)?,
+    };
+    if let Some((items, since)) = pending {
+        d.insert(
+            "pending",
+            doc! { "items": int("batch.items", items as u64)?, "since": since },
+        );
+    }
+    Ok(d)
+}
+
+fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
+    let what = format!("event {}", d.get_str("_id").unwrap_or("?"));
+    let bad = |field: &str, e: serde_json::Error| malformed(&what, format!("{field}: {e}"));
+    let signed =
+        serde_json::from_value(get_json(d, "signed", &what)?).map_err(|e| bad("signed", e))?;
+    let disclosures = serde_json::from_value(get_json(d, "disclosures", &what)?)
+        .map_err(|e| bad("disclosures", e))?;
+    let outcome = match d.get_str("outcome") {
+        Ok("applied") => Outcome::Applied {
+            version: get_u64(d, "new_version", &what)?,
+            root: get_str(d, "new_root", &what)?
+                .parse()
+                .map_err(|e| malformed(&what, format!("new_root: {e}")))?,
+        },
+        Ok("rejected") => Outcome::Rejected {
+            reason: serde_json::from_value(get_json(d, "reason_detail", &what)?)
+                .map_err(|e| bad("reason_detail", e))?,
+        },
+        other => return Err(malformed(&what, format!("outcome {other:?}"))),
+    };
+    Ok(EventRecord {
+        signed,
+        disclosures,
+        outcome,
+    })
+}
+
+/// Filter matching events that are recorded (not part of an unfinished batch).
+fn recorded() -> Document {
+    doc! { "pending": { "$exists": false } }
+}
+
+impl MongoStore {
+    /// Connects, decides between transactions and the recoverable protocol, and finishes or
+    /// undoes batches a crashed writer left pending (see [`MongoConfig::recover_after`]).
+    /// Call [`Store::migrate`] once to create the collections and indexes.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the URL is invalid or the server cannot be reached.
+    pub async fn open(config: MongoConfig) -> Result<Self, StoreError> {
+        let client = Client::with_uri_str(&config.url)
+            .await
+            .map_err(|e| backend("open", e))?;
+        Self::with_client(client, config).await
+    }
+
+    /// As [`MongoStore::open`] on an existing client (its pool is shared).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the server cannot be reached.
+    pub async fn with_client(client: Client, config: MongoConfig) -> Result<Self, StoreError> {
+        let db = client.database(&config.database);
+        let transactions = match config.transactions {
+            TransactionMode::Always => true,
+            TransactionMode::Never => false,
+            _ => supports_transactions(&client).await?,
+        };
+        let store = MongoStore {
+            client,
+            db,
+            names: config.collections,
+            transactions,
+            recover_after: config.recover_after,
+            #[cfg(feature = "fault-injection")]
+            crash_at: None,
+        };
+        store.recover().await?;
+        Ok(store)
+    }
+
+    /// Whether commits use multi-document transactions (else the recoverable protocol).
+    pub fn uses_transactions(&self) -> bool {
+        self.transactions
+    }
+
+    /// The database holding the peer collections (for queries of your own).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The collection names in use.
+    pub fn collection_names(&self) -> &CollectionNames {
+        &self.names
+    }
+
+    /// Makes the next recoverable commits stop at `point` as if the process had crashed
+    /// there (nothing is undone). Test hook for the recovery protocol.
+    #[cfg(feature = "fault-injection")]
+    pub fn crash_at(&mut self, point: Option<CrashPoint>) {
+        self.crash_at = point;
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn crash_point(&self, here: CrashPoint) -> Result<(), Fail> {
+        if self.crash_at == Some(here) {
+            return Err(Fail::Store(internal(
+                "commit",
+                format!("simulated crash at {here:?}"),
+            )));
+        }
+        Ok(())
+    }
+
+    fn col(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    fn states(&self) -> Collection<Document> {
+        self.col(&self.names.state)
+    }
+    fn history(&self) -> Collection<Document> {
+        self.col(&self.names.history)
+    }
+    fn events_col(&self) -> Collection<Document> {
+        self.col(&self.names.event)
+    }
+    fn actors_col(&self) -> Collection<Document> {
+        self.col(&self.names.actor)
+    }
+    fn contracts_col(&self) -> Collection<Document> {
+        self.col(&self.names.contract)
+    }
+    fn meta(&self) -> Collection<Document> {
+        self.col(&self.names.meta)
+    }
+
+    /// Finishes or undoes every batch left pending by a crashed writer at least
+    /// [`MongoConfig::recover_after`] ago. Runs on open; safe to call at any time.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for database failures; [`StoreError::Integrity`] when a batch
+    /// past its commit point cannot be completed because its state was changed meanwhile.
+    pub async fn recover(&self) -> Result<RecoveryReport, StoreError> {
+        let cutoff = now_ms().saturating_sub(self.recover_after.as_millis() as i64);
+        let mut cursor = self
+            .events_col()
+            .find(doc! { "pending.since": { "$lte": cutoff } })
+            .projection(doc! { "batch": 1 })
+            .await
+            .map_err(|e| backend("recover", e))?;
+        let mut batches = BTreeSet::new();
+        while cursor.advance().await.map_err(|e| backend("recover", e))? {
+            let d = cursor
+                .deserialize_current()
+                .map_err(|e| backend("recover", e))?;
+            batches.insert(get_str(&d, "batch", "pending event")?);
+        }
+        let mut report = RecoveryReport::default();
+        for b in batches {
+            if self.resolve_batch(&b).await? {
+                report.completed.push(b);
+            } else {
+                report.undone.push(b);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Completes batch `b` if it reached its commit point (all history versions present),
+    /// else undoes it. Returns whether it was completed. Idempotent.
+    async fn resolve_batch(&self, b: &str) -> Result<bool, StoreError> {
+        let op = "recover";
+        let mut cursor = self
+            .events_col()
+            .find(doc! { "batch": b })
+            .sort(doc! { "pos": 1 })
+            .await
+            .map_err(|e| backend(op, e))?;
+        let mut events = Vec::new();
+        while cursor.advance().await.map_err(|e| backend(op, e))? {
+            events.push(cursor.deserialize_current().map_err(|e| backend(op, e))?);
+        }
+        let Some(items) = events
+            .iter()
+            .find_map(|d| d.get_document("pending").ok())
+            .map(|p| get_int(p, "items", "pending batch"))
+            .transpose()?
+        else {
+            return Ok(true); // nothing pending any more
+        };
+        let ids: Vec<String> = events
+            .iter()
+            .map(|d| get_str(d, "_id", "pending event"))
+            .collect::<Result<_, _>>()?;
+        // (state id, version) that each event of the batch produced.
+        let mut produced = Vec::new();
+        for d in &events {
+            if d.get_str("outcome") == Ok("applied") {
+                let v = get_u64(d, "new_version", "pending event")?;
+                if v > 0 {
+                    produced.push((get_str(d, "state_id", "pending event")?, v));
+                }
+            }
+        }
+        let mut complete = events.len() as i64 == items;
+        if complete {
+            let found = self
+                .history()
+                .count_documents(doc! { "batch": b, "last_event": { "$in": &ids } })
+                .await
+                .map_err(|e| backend(op, e))?;
+            complete = found == produced.len() as u64;
+        }
+        if !complete {
+            self.history()
+                .delete_many(doc! { "batch": b, "last_event": { "$in": &ids } })
+                .await
+                .map_err(|e| backend(op, e))?;
+            self.events_col()
+                .delete_many(doc! { "batch": b, "pending": { "$exists": true } })
+                .await
+                .map_err(|e| backend(op, e))?;
+            return Ok(false);
+        }
+        // Past the commit point: move every touched state to the batch's last version.
+        let mut span: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (id, v) in produced {
+            let e = span.entry(id).or_insert((v, v));
+            e.0 = e.0.min(v);
+            e.1 = e.1.max(v);
+        }
+        for (id, (first, last)) in span {
+            let mut doc = self
+                .history()
+                .find_one(doc! { "id": &id, "version": int("version", last)? })
+                .await
+                .map_err(|e| backend(op, e))?
+                .ok_or_else(|| internal(op, format!("history of {id} v{last} vanished")))?;
+            self.advance_current(&id, first - 1, last, &mut doc)
+                .await
+                .map_err(|f| match f {
+                    Fail::Store(e) => e,
+                    Fail::Mongo(op, e) => backend(op, e),
+                })?;
+        }
+        self.events_col()
+            .update_many(doc! { "batch": b }, doc! { "$unset": { "pending": "" } })
+            .await
+            .map_err(|e| backend(op, e))?;
+        Ok(true)
+    }
+
+    /// Moves the current document of `id` from version `base` to `doc` (version `last`);
+    /// a no-op if it is already at `last` or beyond.
+    async fn advance_current(
+        &self,
+        id: &str,
+        base: u64,
+        last: u64,
+        doc: &mut Document,
+    ) -> Result<(), Fail> {
+        doc.remove("_id");
+        doc.insert("_id", id);
+        let op = "commit";
+        let current = self
+            .states()
+            .find_one(doc! { "_id": id })
+            .projection(doc! { "version": 1 })
+            .await
+            .at(op)?;
+        let at = match &current {
+            Some(d) => get_u64(d, "version", id)?,
+            None => 0,
+        };
+        if at >= last {
+            return Ok(());
+        }
+        if at != base {
+            return Err(Fail::Store(StoreError::Conflict {
+                what: format!("state {id} (current document moved during commit)"),
+                expected: base,
+                found: at,
+            }));
+        }
+        if current.is_none() {
+            self.states().insert_one(doc.clone()).await.at(op)?;
+        } else {
+            let r = self
+                .states()
+                .replace_one(
+                    doc! { "_id": id, "version": int("version", base)? },
+                    doc.clone(),
+                )
+                .await
+                .at(op)?;
+            if r.matched_count != 1 {
+                return Err(Fail::Store(internal(
+                    op,
+                    format!("state {id} left version {base} during commit"),
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a batch against the stored tables: which events are already recorded
+    /// (duplicates), and whether the others conflict on origin sequence or state version.
+    async fn plan<'a>(
+        &self,
+        batch: &'a CommitBatch,
+        session: Option<&mut ClientSession>,
+    ) -> Result<(Vec<Planned<'a>>, Vec<EventId>), Fail> {
+        let op = "commit";
+        let ids: Vec<String> = batch
+            .items
+            .iter()
+            .map(|i| i.event.id().to_string())
+            .collect();
+        let origin_keys: Vec<Document> = batch
+            .items
+            .iter()
+            .map(|i| {
+                let e = i.event.event();
+                Ok(doc! { "origin_node": e.origin_node.as_str(), "origin_seq": int("event.origin_seq", e.origin_seq.0)? })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let state_ids: Vec<&str> = batch
+            .items
+            .iter()
+            .filter_map(|i| i.state.as_ref().map(|s| s.id.as_str()))
+            .collect();
+        let mut found_events: BTreeMap<String, (bool, String, i64)> = BTreeMap::new();
+        let mut current: BTreeMap<String, u64> = BTreeMap::new();
+        let ev_filter = doc! { "$or": [ { "_id": { "$in": &ids } }, { "$or": origin_keys } ] };
+        let proj = doc! { "origin_node": 1, "origin_seq": 1, "pending": 1 };
+        let st_filter = doc! { "_id": { "$in": &state_ids } };
+        let st_proj = doc! { "version": 1 };
+        let mut docs = Vec::new();
+        let mut st_docs = Vec::new();
+        match session {
+            Some(s) => {
+                let mut c = self
+                    .events_col()
+                    .find(ev_filter)
+                    .projection(proj)
+                    .session(&mut *s)
+                    .await
+                    .at(op)?;
+                while c.advance(s).await.at(op)? {
+                    docs.push(c.deserialize_current().at(op)?);
+                }
+                drop(c);
+                if !state_ids.is_empty() {
+                    let mut c = self
+                        .states()
+                        .find(st_filter)
+                        .projection(st_proj)
+                        .session(&mut *s)
+                        .await
+                        .at(op)?;
+                    while c.advance(s).await.at(op)? {
+                        st_docs.push(c.deserialize_current().at(op)?);
+                    }
+                }
+            }
+            None => {
+                let mut c = self
+                    .events_col()
+                    .find(ev_filter)
+                    .projection(proj)
+                    .await
+                    .at(op)?;
+                while c.advance().await.at(op)? {
+                    docs.push(c.deserialize_current().at(op)?);
+                }
+                if !state_ids.is_empty() {
+                    let mut c = self
+                        .states()
+                        .find(st_filter)
+                        .projection(st_proj)
+                        .await
+                        .at(op)?;
+                    while c.advance().await.at(op)? {
+                        st_docs.push(c.deserialize_current().at(op)?);
+                    }
+                }
+            }
+        }
+        for d in docs {
+            let id = get_str(&d, "_id", "event")?;
+            let pending = d.contains_key("pending");
+            found_events.insert(
+                id.clone(),
+                (
+                    pending,
+                    get_str(&d, "origin_node", &id)?,
+                    get_int(&d, "origin_seq", &id)?,
+                ),
+            );
+        }
+        for d in st_docs {
+            let id = get_str(&d, "_id", "state")?;
+            current.insert(id.clone(), get_u64(&d, "version", &id)?);
+        }
+        let by_origin: BTreeMap<(String, i64), String> = found_events
+            .iter()
+            .map(|(id, (_, n, s))| ((n.clone(), *s), id.clone()))
+            .collect();
+        let mut plan = Vec::new();
+        let mut duplicates = Vec::new();
+        let mut versions: BTreeMap<&StateId, u64> = BTreeMap::new();
+        let mut origins: BTreeMap<(String, i64), EventId> = BTreeMap::new();
+        for item in &batch.items {
+            let id = item.event.id();
+            let id_s = id.to_string();
+            if let Some((pending, _, _)) = found_events.get(&id_s) {
+                if *pending {
+                    let e = item.event.event();
+                    return Err(Fail::Store(StoreError::Conflict {
+                        what: format!(
+                            "event {id_s} is part of an unfinished batch (a concurrent writer, or a crashed one that the next open recovers)"
+                        ),
+                        expected: e.origin_seq.0,
+                        found: e.origin_seq.0,
+                    }));
+                }
+                duplicates.push(id);
+                continue;
+            }
+            let e = item.event.event();
+            let key = (
+                e.origin_node.as_str().to_owned(),
+                int("event.origin_seq", e.origin_seq.0)?,
+            );
+            let taken = by_origin.get(&key).is_some_and(|other| *other != id_s)
+                || origins.get(&key).is_some_and(|other| *other != id);
+            if taken {
+                return Err(Fail::Store(StoreError::Conflict {
+                    what: format!("origin {} seq {}", e.origin_node, e.origin_seq),
+                    expected: e.origin_seq.0.saturating_sub(1),
+                    found: e.origin_seq.0,
+                }));
+            }
+            if let Some(state) = &item.state {
+                let now = match versions.get(&state.id) {
+                    Some(v) => *v,
+                    None => current.get(state.id.as_str()).copied().unwrap_or(0),
+                };
+                if state.version != now + 1 {
+                    return Err(Fail::Store(StoreError::Conflict {
+                        what: format!("state {}", state.id),
+                        expected: state.version - 1,
+                        found: now,
+                    }));
+                }
+                versions.insert(&state.id, state.version);
+            }
+            origins.insert(key, id);
+            plan.push(Planned { item, id });
+        }
+        Ok((plan, duplicates))
+    }
+
+    /// Reserves `n` consecutive event positions; returns the first.
+    async fn reserve_positions(
+        &self,
+        n: usize,
+        session: Option<&mut ClientSession>,
+    ) -> Result<i64, Fail> {
+        let n = int("batch.items", n as u64)?;
+        let meta = self.meta();
+        let action = meta
+            .find_one_and_update(
+                doc! { "_id": schema::EVENT_POSITION_COUNTER },
+                doc! { "$inc": { "value": n } },
+            )
+            .upsert(true)
+            .return_document(ReturnDocument::After);
+        let d = match session {
+            Some(s) => action.session(s).await,
+            None => action.await,
+        }
+        .at("commit")?
+        .ok_or_else(|| internal("commit", "position counter missing after upsert"))?;
+        Ok(get_int(&d, "value", "position counter")? - n + 1)
+    }
+
+    /// Builds the documents of a planned batch.
+    fn documents(
+        &self,
+        plan: &[Planned<'_>],
+        first_pos: i64,
+        batch_id: &str,
+        pending: bool,
+    ) -> Result<BatchDocs, StoreError> {
+        let since = now_ms();
+        let mut events = Vec::with_capacity(plan.len());
+        let mut history = Vec::new();
+        let mut moves: BTreeMap<String, CurrentMove> = BTreeMap::new();
+        for (i, p) in plan.iter().enumerate() {
+            let pend = pending.then_some((plan.len(), since));
+            events.push(event_doc(p.item, first_pos + i as i64, batch_id, pend)?);
+            if let Some(state) = &p.item.state {
+                let mut d = state_doc(state, batch_id)?;
+                let m = moves
+                    .entry(state.id.to_string())
+                    .or_insert_with(|| CurrentMove {
+                        id: state.id.to_string(),
+                        base: state.version - 1,
+                        last: state.version,
+                        doc: Document::new(),
+                    });
+                m.last = state.version;
+                m.doc = d.clone();
+                d.insert("_id", ObjectId::new());
+                history.push(d);
+            }
+        }
+        Ok(BatchDocs {
+            events,
+            history,
+            moves: moves.into_values().collect(),
+        })
+    }
+
+    /// The writes of one commit, inside a transaction when `session` is given.
+    async fn write_batch(
+        &self,
+        batch: &CommitBatch,
+        mut session: Option<&mut ClientSession>,
+    ) -> Result<CommitReceipt, Fail> {
+        let op = "commit";
+        let (plan, duplicates) = self.plan(batch, session.as_deref_mut()).await?;
+        let receipt = CommitReceipt {
+            committed: plan.iter().map(|p| p.id).collect(),
+            duplicates,
+        };
+        if plan.is_empty() {
+            return Ok(receipt);
+        }
+        let batch_id = ObjectId::new().to_hex();
+        let first = self
+            .reserve_positions(plan.len(), session.as_deref_mut())
+            .await?;
+        let docs = self.documents(&plan, first, &batch_id, session.is_none())?;
+        match session {
+            Some(s) => {
+                self.events_col()
+                    .insert_many(docs.events)
+                    .session(&mut *s)
+                    .await
+                    .at(op)?;
+                if !docs.history.is_empty() {
+                    self.history()
+                        .insert_many(docs.history)
+                        .session(&mut *s)
+                        .await
+                        .at(op)?;
+                }
+                for m in docs.moves {
+                    let mut d = m.doc;
+                    d.insert("_id", m.id.as_str());
+                    if m.base == 0 {
+                        self.states().insert_one(d).session(&mut *s).await.at(op)?;
+                    } else {
+                        let r = self
+                            .states()
+                            .replace_one(
+                                doc! { "_id": &m.id, "version": int("version", m.base)? },
+                                d,
+                            )
+                            .session(&mut *s)
+                            .await
+                            .at(op)?;
+                        if r.matched_count != 1 {
+                            return Err(Fail::Store(StoreError::Conflict {
+                                what: format!("state {}", m.id),
+                                expected: m.base,
+                                found: m.last,
+                            }));
+                        }
+                    }
+                }
+            }
+            None => self.write_recoverable(&batch_id, docs).await?,
+        }
+        Ok(receipt)
+    }
+
+    /// Steps 1–4 of the recoverable protocol (see the module docs).
+    async fn write_recoverable(&self, batch_id: &str, docs: BatchDocs) -> Result<(), Fail> {
+        let op = "commit";
+        // 1. Events, pending.
+        #[cfg(feature = "fault-injection")]
+        if self.crash_at == Some(CrashPoint::MidEvents) {
+            if let Some(first) = docs.events.first() {
+                self.events_col().insert_one(first.clone()).await.at(op)?;
+            }
+            self.crash_point(CrashPoint::MidEvents)?;
+        }
+        if let Err(e) = self.events_col().insert_many(docs.events).await.at(op) {
+            self.undo(batch_id).await?;
+            return Err(e);
+        }
+        #[cfg(feature = "fault-injection")]
+        self.crash_point(CrashPoint::AfterEvents)?;
+        // 2. History: the unique (id, version) index admits one writer per version.
+        if !docs.history.is_empty() {
+            if let Err(e) = self.history().insert_many(docs.history).await.at(op) {
+                self.undo(batch_id).await?;
+                return Err(e);
+            }
+        }
+        #[cfg(feature = "fault-injection")]
+        self.crash_point(CrashPoint::AfterHistory)?;
+        // Committed. 3. Current states, version-guarded; 4. events applied.
+        let finish = async {
+            for m in docs.moves {
+                let mut d = m.doc;
+                self.advance_current(&m.id, m.base, m.last, &mut d).await?;
+            }
+            #[cfg(feature = "fault-injection")]
+            self.crash_point(CrashPoint::AfterStates)?;
+            self.events_col()
+                .update_many(
+                    doc! { "batch": batch_id },
+                    doc! { "$unset": { "pending": "" } },
+                )
+                .await
+                .at(op)?;
+            Ok::<(), Fail>(())
+        };
+        match finish.await {
+            Ok(()) => Ok(()),
+            #[cfg(feature = "fault-injection")]
+            Err(f) if self.crash_at.is_some() => Err(f),
+            Err(_) => {
+                // Past the commit point: completing is the only way left, and it is idempotent.
+                if self.resolve_batch(batch_id).await? {
+                    Ok(())
+                } else {
+                    Err(Fail::Store(internal(
+                        op,
+                        "batch undone after its commit point",
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Removes everything a recoverable batch wrote before its commit point.
+    async fn undo(&self, batch_id: &str) -> Result<(), Fail> {
+        self.history()
+            .delete_many(doc! { "batch": batch_id })
+            .await
+            .at("commit")?;
+        self.events_col()
+            .delete_many(doc! { "batch": batch_id })
+            .await
+            .at("commit")?;
+        Ok(())
+    }
+
+    /// After a duplicate-key error: the conflict as the contract words it, re-read from the
+    /// stored tables.
+    async fn explain_conflict(&self, batch: &CommitBatch) -> StoreError {
+        match self.plan(batch, None).await {
+            Err(Fail::Store(e)) => e,
+            Err(Fail::Mongo(op, e)) => backend(op, e),
+            Ok(_) => {
+                // The winner has claimed its history version but not yet moved the current
+                // document: report the highest claimed version.
+                for item in &batch.items {
+                    if let Some(state) = &item.state {
+                        let found = self
+                            .history()
+                            .find_one(doc! { "id": state.id.as_str() })
+                            .sort(doc! { "version": -1 })
+                            .projection(doc! { "version": 1 })
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|d| get_u64(&d, "version", "history").ok())
+                            .unwrap_or(0);
+                        if found >= state.version {
+                            return StoreError::Conflict {
+                                what: format!("state {}", state.id),
+                                expected: state.version - 1,
+                                found,
+                            };
+                        }
+                    }
+                }
+                StoreError::Conflict {
+                    what: "batch: a concurrent writer recorded the same event or origin sequence"
+                        .into(),
+                    expected: 0,
+                    found: 0,
+                }
+            }
+        }
+    }
+
+    async fn commit_transactional(&self, batch: &CommitBatch) -> Result<CommitReceipt, StoreError> {
+        let op = "commit";
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut s = self
+                .client
+                .start_session()
+                .await
+                .map_err(|e| backend(op, e))?;
+            s.start_transaction().await.map_err(|e| backend(op, e))?;
+            let result = match self.write_batch(batch, Some(&mut s)).await {
+                Ok(receipt) => s
+                    .commit_transaction()
+                    .await
+                    .map(|()| receipt)
+                    .map_err(|e| Fail::Mongo(op, e)),
+                Err(f) => {
+                    // Aborting can fail too (e.g. lost connection); the server then aborts
+                    // on its own when the session times out, and the first error is the news.
+                    let _ = s.abort_transaction().await;
+                    Err(f)
+                }
+            };
+            match result {
+                Ok(receipt) => return Ok(receipt),
+                Err(Fail::Store(e)) => return Err(e),
+                Err(Fail::Mongo(_, e))
+                    if error::is_transient_transaction_error(&e)
+                        && !error::is_duplicate_key(&e)
+                        && attempt < MAX_TRANSACTION_ATTEMPTS =>
+                {
+                    continue
+                }
+                Err(Fail::Mongo(op, e)) => {
+                    if error::is_duplicate_key(&e) {
+                        let explained = self.explain_conflict(batch).await;
+                        return Err(conflict_or_backend(op, e, || explained));
+                    }
+                    return Err(backend(op, e));
+                }
+            }
+        }
+    }
+
+    async fn collect(
+        &self,
+        col: &Collection<Document>,
+        filter: Document,
+        sort: Document,
+        limit: Option<i64>,
+        op: &'static str,
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut find = col.find(filter).sort(sort);
+        if let Some(l) = limit {
+            find = find.limit(l);
+        }
+        let mut cursor = find.await.map_err(|e| backend(op, e))?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(|e| backend(op, e))? {
+            out.push(cursor.deserialize_current().map_err(|e| backend(op, e))?);
+        }
+        Ok(out)
+    }
+}
+
+/// Whether the server is a replica-set member or a `mongos`, where multi-document
+/// transactions are available.
+async fn supports_transactions(client: &Client) -> Result<bool, StoreError> {
+    let hello = client
+        .database("admin")
+        .run_command(doc! { "hello": 1 })
+        .await
+        .map_err(|e| backend("open", e))?;
+    Ok(hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid"))
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    fn backend(&self) -> &'static str {
+        NAME
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let op = "migrate";
+        let existing = self
+            .db
+            .list_collection_names()
+            .await
+            .map_err(|e| backend(op, e))?;
+        for name in schema::collections(&self.names) {
+            if !existing.iter().any(|n| n == name) {
+                if let Err(e) = self.db.create_collection(name).await {
+                    // 48 = NamespaceExists: another process created it first.
+                    let exists = matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 48);
+                    if !exists {
+                        return Err(backend(op, e));
+                    }
+                }
+            }
+        }
+        for spec in schema::indexes(&self.names) {
+            let model = IndexModel::builder()
+                .keys(spec.keys)
+                .options(
+                    IndexOptions::builder()
+                        .name(spec.name.to_owned())
+                        .unique(spec.unique)
+                        .build(),
+                )
+                .build();
+            self.col(&spec.collection)
+                .create_index(model)
+                .await
+                .map_err(|e| backend(op, e))?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
+        batch.validate()?;
+        if self.transactions {
+            return self.commit_transactional(&batch).await;
+        }
+        match self.write_batch(&batch, None).await {
+            Ok(r) => Ok(r),
+            Err(Fail::Store(e)) => Err(e),
+            Err(Fail::Mongo(op, e)) => {
+                if error::is_duplicate_key(&e) {
+                    let explained = self.explain_conflict(&batch).await;
+                    return Err(conflict_or_backend(op, e, || explained));
+                }
+                Err(backend(op, e))
+            }
+        }
+    }
+
+    async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
+        self.states()
+            .find_one(doc! { "_id": id.as_str() })
+            .await
+            .map_err(|e| backend("state", e))?
+            .map(|d| state_from_doc(&d))
+            .transpose()
+    }
+
+    async fn state_at(&self, id: &StateId, version: u64) -> Result<Option<State>, StoreError> {
+        let op = "state_at";
+        let Ok(v) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        // Versions newer than the current document belong to an unfinished batch.
+        let current = self
+            .states()
+            .find_one(doc! { "_id": id.as_str() })
+            .projection(doc! { "version": 1 })
+            .await
+            .map_err(|e| backend(op, e))?;
+        let latest = match current {
+            Some(d) => get_u64(&d, "version", id.as_str())?,
+            None => return Ok(None),
+        };
+        if version > latest {
+            return Ok(None);
+        }
+        self.history()
+            .find_one(doc! { "id": id.as_str(), "version": v })
+            .await
+            .map_err(|e| backend(op, e))?
+            .map(|d| state_from_doc(&d))
+            .transpose()
+    }
+
+    async fn state_ids(&self) -> Result<Vec<StateId>, StoreError> {
+        let op = "state_ids";
+        let docs = self
+            .collect(&self.states(), doc! {}, doc! { "_id": 1 }, None, op)
+            .await?;
+        let mut ids: Vec<StateId> = docs
+            .iter()
+            .map(|d| get_str(d, "_id", "state").map(StateId))
+            .collect::<Result<_, _>>()?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        let mut f = recorded();
+        if let Some(s) = &filter.state_id {
+            f.insert("state_id", s.as_str());
+        }
+        if let Some(a) = &filter.actor {
+            f.insert("actor", a.as_str());
+        }
+        if let Some(n) = &filter.origin_node {
+            f.insert("origin_node", n.as_str());
+        }
+        if let Some(s) = filter.after_origin_seq {
+            match i64::try_from(s.0) {
+                Ok(s) => f.insert("origin_seq", doc! { "$gt": s }),
+                Err(_) => return Ok(Vec::new()),
+            };
+        }
+        if let Some(o) = filter.outcome {
+            f.insert("outcome", o.as_str());
+        }
+        if let Some(k) = filter.kind {
+            f.insert("kind", k.as_str());
+        }
+        let limit = match filter.limit {
+            Some(0) => return Ok(Vec::new()),
+            Some(l) => Some(i64::try_from(l).unwrap_or(i64::MAX)),
+            None => None,
+        };
+        self.collect(&self.events_col(), f, doc! { "pos": 1 }, limit, "events")
+            .await?
+            .iter()
+            .map(event_from_doc)
+            .collect()
+    }
+
+    async fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+        let mut f = recorded();
+        f.insert("_id", id.to_string());
+        self.events_col()
+            .find_one(f)
+            .await
+            .map_err(|e| backend("event", e))?
+            .map(|d| event_from_doc(&d))
+            .transpose()
+    }
+
+    async fn last_origin_seq(&self, node: &NodeId) -> Result<OriginSeq, StoreError> {
+        let mut f = recorded();
+        f.insert("origin_node", node.as_str());
+        let d = self
+            .events_col()
+            .find_one(f)
+            .sort(doc! { "origin_seq": -1 })
+            .projection(doc! { "origin_seq": 1 })
+            .await
+            .map_err(|e| backend("last_origin_seq", e))?;
+        Ok(match d {
+            Some(d) => OriginSeq(get_u64(&d, "origin_seq", "event")?),
+            None => OriginSeq(0),
+        })
+    }
+
+    async fn put_actor(&self, actor: &Actor) -> Result<(), StoreError> {
+        let mut d = json_doc("actor", &to_json("actor", actor)?)?;
+        d.insert("_id", actor.id.as_str());
+        self.actors_col()
+            .replace_one(doc! { "_id": actor.id.as_str() }, d)
+            .upsert(true)
+            .await
+            .map_err(|e| backend("put_actor", e))?;
+        Ok(())
+    }
+
+    async fn actor(&self, id: &ActorId) -> Result<Option<Actor>, StoreError> {
+        self.actors_col()
+            .find_one(doc! { "_id": id.as_str() })
+            .await
+            .map_err(|e| backend("actor", e))?
+            .map(|d| actor_from_doc(&d))
+            .transpose()
+    }
+
+    async fn actors(&self) -> Result<Vec<Actor>, StoreError> {
+        let docs = self
+            .collect(
+                &self.actors_col(),
+                doc! {},
+                doc! { "_id": 1 },
+                None,
+                "actors",
+            )
+            .await?;
+        let mut actors: Vec<Actor> = docs.iter().map(actor_from_doc).collect::<Result<_, _>>()?;
+        actors.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(actors)
+    }
+
+    async fn put_contract(&self, contract: &ContractRecord) -> Result<(), StoreError> {
+        let c = contract.contract();
+        let key = c.to_string();
+        let d = doc! {
+            "_id": &key,
+            "name": c.name.as_str(),
+            "version": i64::from(c.version),
+            "identity": contract.identity.to_string(),
+            "record": json_doc("contract", &to_json("contract", contract)?)?,
+        };
+        let Err(e) = self.contracts_col().insert_one(d).await else {
+            return Ok(());
+        };
+        if !error::is_duplicate_key(&e) {
+            return Err(backend("put_contract", e));
+        }
+        let existing = self.contract(c).await?;
+        match existing {
+            Some(x) if x.identity == contract.identity => Ok(()),
+            other => {
+                let stored = other.map_or_else(|| "?".to_owned(), |x| x.identity.to_string());
+                Err(conflict_or_backend("put_contract", e, || {
+                    StoreError::Conflict {
+                        what: format!(
+                            "contract {key} (identity {stored} vs {})",
+                            contract.identity
+                        ),
+                        expected: u64::from(c.version),
+                        found: u64::from(c.version),
+                    }
+                }))
+            }
+        }
+    }
+
+    async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
+        self.contracts_col()
+            .find_one(doc! { "_id": contract.to_string() })
+            .await
+            .map_err(|e| backend("contract", e))?
+            .map(|d| contract_from_doc(&d))
+            .transpose()
+    }
+
+    async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {
+        let docs = self
+            .collect(
+                &self.contracts_col(),
+                doc! {},
+                doc! { "name": 1, "version": 1 },
+                None,
+                "contracts",
+            )
+            .await?;
+        let mut out: Vec<ContractRecord> = docs
+            .iter()
+            .map(contract_from_doc)
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| a.contract().cmp(b.contract()));
+        Ok(out)
+    }
+}
+
+fn actor_from_doc(d: &Document) -> Result<Actor, StoreError> {
+    let mut d = d.clone();
+    d.remove("_id");
+    let what = format!("actor {}", d.get_str("id").unwrap_or("?"));
+    let v = from_document(&d).map_err(|e| malformed(&what, e))?;
+    serde_json::from_value(v).map_err(|e| malformed(&what, e))
+}
+
+fn contract_from_doc(d: &Document) -> Result<ContractRecord, StoreError> {
+    let what = format!("contract {}", d.get_str("_id").unwrap_or("?"));
+    serde_json::from_value(get_json(d, "record", &what)?).map_err(|e| malformed(&what, e))
+}

@@ -1,0 +1,162 @@
+//! Shared test support: a factory giving each case its own database (dropped afterwards) and
+//! raw access to the documents behind the store's back.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use conformance_tests::{Backend, BackendFactory, RawAccess};
+use mongodb::bson::{doc, Bson, Document};
+use mongodb::{Client, Collection};
+use serde_json::Value;
+use sst_core::{StateId, Store};
+use sst_store_mongo::value::{from_document, to_document};
+use sst_store_mongo::{MongoConfig, MongoStore, TransactionMode};
+
+/// One fresh database per factory, dropped when the factory is dropped.
+pub struct MongoFactory {
+    url: String,
+    database: String,
+    mode: TransactionMode,
+}
+
+impl MongoFactory {
+    /// A factory on `url` with a unique database name.
+    pub fn new(url: String, mode: TransactionMode) -> Self {
+        let database = format!("sst_test_{}", uuid::Uuid::new_v4().simple());
+        MongoFactory {
+            url,
+            database,
+            mode,
+        }
+    }
+
+    /// Settings of this factory's stores (no recovery grace: tests simulate crashes).
+    pub fn config(&self) -> MongoConfig {
+        MongoConfig::new(self.url.clone(), self.database.clone())
+            .with_transactions(self.mode)
+            .with_recover_after(Duration::ZERO)
+    }
+
+    /// Opens and migrates a store.
+    pub async fn store(&self) -> anyhow::Result<MongoStore> {
+        let store = MongoStore::open(self.config()).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn backend(&self) -> anyhow::Result<Backend> {
+        let store = self.store().await?;
+        let raw = MongoRaw {
+            history: store
+                .database()
+                .collection(&store.collection_names().history),
+            state: store.database().collection(&store.collection_names().state),
+        };
+        Ok(Backend {
+            store: Arc::new(store),
+            raw: Arc::new(raw),
+        })
+    }
+}
+
+impl Drop for MongoFactory {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let db = self.database.clone();
+        // Drop runs inside the test's runtime; drop the database from a thread of its own.
+        let dropped = std::thread::spawn(move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let client = Client::with_uri_str(&url).await?;
+                client.database(&db).drop().await?;
+                anyhow::Ok(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test database {}", self.database);
+        }
+    }
+}
+
+#[async_trait]
+impl BackendFactory for MongoFactory {
+    async fn open(&self) -> anyhow::Result<Backend> {
+        self.backend().await
+    }
+    async fn reopen(&self) -> anyhow::Result<Backend> {
+        self.backend().await
+    }
+}
+
+/// Raw driver access to the state and history documents.
+struct MongoRaw {
+    history: Collection<Document>,
+    state: Collection<Document>,
+}
+
+fn key(id: &StateId, version: u64) -> anyhow::Result<Document> {
+    Ok(doc! { "id": id.as_str(), "version": i64::try_from(version)? })
+}
+
+impl MongoRaw {
+    async fn field(&self, id: &StateId, version: u64, f: &str) -> anyhow::Result<Option<Value>> {
+        let Some(d) = self.history.find_one(key(id, version)?).await? else {
+            return Ok(None);
+        };
+        match d.get(f) {
+            Some(Bson::Document(inner)) => Ok(Some(from_document(inner)?)),
+            other => anyhow::bail!("{f} of {id} v{version} is {other:?}"),
+        }
+    }
+}
+
+#[async_trait]
+impl RawAccess for MongoRaw {
+    async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
+        self.field(id, version, "data").await
+    }
+    async fn raw_seals(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
+        self.field(id, version, "seals").await
+    }
+    async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()> {
+        let data = to_document(&data)?;
+        self.history
+            .update_one(key(id, version)?, doc! { "$set": { "data": data.clone() } })
+            .await?;
+        self.state
+            .update_one(
+                doc! { "_id": id.as_str(), "version": i64::try_from(version)? },
+                doc! { "$set": { "data": data } },
+            )
+            .await?;
+        Ok(())
+    }
+    async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
+        let da = self.raw_data(id, a).await?;
+        let db = self.raw_data(id, b).await?;
+        let (Some(da), Some(db)) = (da, db) else {
+            anyhow::bail!("{id}: versions {a} and {b} are not both stored");
+        };
+        self.history
+            .update_one(key(id, a)?, doc! { "$set": { "data": to_document(&db)? } })
+            .await?;
+        self.history
+            .update_one(key(id, b)?, doc! { "$set": { "data": to_document(&da)? } })
+            .await?;
+        Ok(())
+    }
+}
+
+/// The factory for the configured server, or `None` (with a loud skip) without
+/// `SST_MONGO_URL`.
+pub async fn factory_with(mode: TransactionMode) -> anyhow::Result<Option<MongoFactory>> {
+    Ok(
+        conformance_tests::url_or_skip(sst_store_mongo::config::URL_ENV)?
+            .map(|url| MongoFactory::new(url, mode)),
+    )
+}

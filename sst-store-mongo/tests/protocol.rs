@@ -1,0 +1,367 @@
+//! Both commit paths (multi-document transactions and the recoverable protocol), crash
+//! recovery at every step of the recoverable protocol, and native queries on the documents.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use anyhow::{ensure, Context};
+use conformance_tests::fixtures::{actor, change, create, rejected, state_id, values};
+use mongodb::bson::{doc, Bson, Document};
+use serde_json::json;
+use sst_core::{
+    CommitBatch, CommitItem, EventFilter, NodeId, OriginSeq, Parties, RejectReason, State, Store,
+    StoreError,
+};
+use sst_store_mongo::{CrashPoint, MongoStore, TransactionMode};
+
+fn parties() -> Parties {
+    Parties::default()
+        .with("buyer", "acme/alice")
+        .with("inspector", "insp/ivan")
+}
+
+fn first_state(item: &CommitItem) -> anyhow::Result<State> {
+    item.state.clone().context("item has a state")
+}
+
+/// Commit, read back, conflict, atomicity and duplicate replay on one commit path.
+async fn exercise(mode: TransactionMode) -> anyhow::Result<()> {
+    let Some(f) = common::factory_with(mode).await? else {
+        return Ok(());
+    };
+    let store = f.store().await?;
+    ensure!(store.uses_transactions() == (mode == TransactionMode::Always));
+    let (alice, key) = actor("acme", "alice");
+    let id = state_id("deal");
+    let c1 = create(
+        &id,
+        parties(),
+        values([
+            ("common", json!({"address": "1 Main St", "rooms": 4})),
+            ("inspection", json!({"radon": 5.5})),
+        ]),
+        (&alice, &key),
+        1,
+    );
+    let v1 = first_state(&c1)?;
+    let r = store.commit(CommitBatch::new(vec![c1.clone()])).await?;
+    ensure!(r.committed == vec![c1.event.id()] && r.duplicates.is_empty());
+    ensure!(
+        store.state(&id).await? == Some(v1.clone()),
+        "v1 reads back identically"
+    );
+
+    let c2 = change(
+        &v1,
+        values([("inspection", json!({"radon": 3}))]),
+        (&alice, &key),
+        2,
+    );
+    let v2 = first_state(&c2)?;
+    store.commit(CommitBatch::new(vec![c2.clone()])).await?;
+    ensure!(store.state(&id).await? == Some(v2.clone()));
+    ensure!(store.state_at(&id, 1).await? == Some(v1.clone()));
+    ensure!(store.last_origin_seq(&NodeId::from("acme")).await? == OriginSeq(2));
+
+    // A stale change (built on v1 again) conflicts, and takes its batch-mate down with it.
+    let stale = change(
+        &v1,
+        values([("common", json!({"rooms": 5}))]),
+        (&alice, &key),
+        4,
+    );
+    let other = state_id("other");
+    let fresh = create(
+        &other,
+        parties(),
+        values([("common", json!({}))]),
+        (&alice, &key),
+        3,
+    );
+    let err = store
+        .commit(CommitBatch::new(vec![fresh.clone(), stale]))
+        .await
+        .expect_err("stale base must conflict");
+    match err {
+        StoreError::Conflict {
+            expected, found, ..
+        } => ensure!(expected == 1 && found == 2),
+        other => anyhow::bail!("expected a conflict, got {other}"),
+    }
+    ensure!(
+        store.state(&other).await?.is_none(),
+        "nothing of the failed batch is visible"
+    );
+    ensure!(store.event(&fresh.event.id()).await?.is_none());
+    ensure!(store.last_origin_seq(&NodeId::from("acme")).await? == OriginSeq(2));
+
+    // Replaying a recorded event is a duplicate, the rest of the batch commits.
+    let rej = rejected(&id, None, (&alice, &key), 5, RejectReason::UnknownState);
+    let r = store
+        .commit(CommitBatch::new(vec![c2.clone(), rej.clone()]))
+        .await?;
+    ensure!(r.duplicates == vec![c2.event.id()] && r.committed == vec![rej.event.id()]);
+    let events = store
+        .events(&EventFilter {
+            state_id: Some(id.clone()),
+            ..Default::default()
+        })
+        .await?;
+    ensure!(
+        events == vec![c1.event, c2.event, rej.event],
+        "events in recording order"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recoverable_path_commits_conflicts_and_replays() -> anyhow::Result<()> {
+    exercise(TransactionMode::Never).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_path_commits_conflicts_and_replays() -> anyhow::Result<()> {
+    exercise(TransactionMode::Always).await
+}
+
+/// A batch touching two states plus a rejection, crashed at `point`, then reopened.
+async fn crash_and_reopen(point: CrashPoint, completes: bool) -> anyhow::Result<()> {
+    let Some(f) = common::factory_with(TransactionMode::Never).await? else {
+        return Ok(());
+    };
+    let setup = f.store().await?;
+    let (alice, key) = actor("acme", "alice");
+    setup.put_actor(&alice).await?;
+    let a = state_id("a");
+    let b = state_id("b");
+    let ca = create(
+        &a,
+        parties(),
+        values([("common", json!({"n": 1}))]),
+        (&alice, &key),
+        1,
+    );
+    setup.commit(CommitBatch::new(vec![ca.clone()])).await?;
+    let a1 = first_state(&ca)?;
+
+    let a2 = change(
+        &a1,
+        values([("common", json!({"n": 2}))]),
+        (&alice, &key),
+        2,
+    );
+    let a3 = change(
+        &first_state(&a2)?,
+        values([("common", json!({"n": 3.25}))]),
+        (&alice, &key),
+        3,
+    );
+    let cb = create(
+        &b,
+        parties(),
+        values([("price", json!(500000))]),
+        (&alice, &key),
+        4,
+    );
+    let rej = rejected(&a, None, (&alice, &key), 5, RejectReason::StateExists);
+    let batch = CommitBatch::new(vec![a2.clone(), a3.clone(), cb.clone(), rej.clone()]);
+
+    let mut crashing = f.store().await?;
+    crashing.crash_at(Some(point));
+    let err = crashing
+        .commit(batch.clone())
+        .await
+        .expect_err("simulated crash");
+    ensure!(err.to_string().contains("simulated crash"), "{err}");
+
+    // Before recovery nothing of the unfinished batch is reported as recorded.
+    ensure!(setup.event(&rej.event.id()).await?.is_none());
+    ensure!(setup.last_origin_seq(&NodeId::from("acme")).await? == OriginSeq(1));
+
+    let reopened = f.store().await?; // opening recovers
+    let expected_a = if completes {
+        first_state(&a3)?
+    } else {
+        a1.clone()
+    };
+    ensure!(
+        reopened.state(&a).await? == Some(expected_a),
+        "state a after recovery"
+    );
+    ensure!(
+        reopened.state(&b).await?.is_some() == completes,
+        "state b after recovery"
+    );
+    ensure!(reopened.state_at(&a, 2).await?.is_some() == completes);
+    let seq = if completes { 5 } else { 1 };
+    ensure!(reopened.last_origin_seq(&NodeId::from("acme")).await? == OriginSeq(seq));
+    let all = reopened.events(&EventFilter::default()).await?;
+    ensure!(
+        all.len() == if completes { 5 } else { 1 },
+        "{} events",
+        all.len()
+    );
+    ensure!(
+        reopened.recover().await?.completed.is_empty(),
+        "nothing left pending"
+    );
+    let report = sst_core::verify_store(&reopened, &mut |_, _| {}).await?;
+    ensure!(report.is_clean(), "{:?}", report.findings);
+
+    // The same batch again: duplicates if it was completed, committed if it was undone.
+    let r = reopened.commit(batch).await?;
+    ensure!(r.duplicates.len() == if completes { 4 } else { 0 });
+    ensure!(r.committed.len() == if completes { 0 } else { 4 });
+    ensure!(reopened.state(&a).await? == Some(first_state(&a3)?));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_while_recording_events_is_undone_on_reopen() -> anyhow::Result<()> {
+    crash_and_reopen(CrashPoint::MidEvents, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_recording_events_is_undone_on_reopen() -> anyhow::Result<()> {
+    crash_and_reopen(CrashPoint::AfterEvents, false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_the_commit_point_is_completed_on_reopen() -> anyhow::Result<()> {
+    crash_and_reopen(CrashPoint::AfterHistory, true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_before_marking_events_applied_is_completed_on_reopen() -> anyhow::Result<()> {
+    crash_and_reopen(CrashPoint::AfterStates, true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_young_pending_batch_is_left_to_its_writer() -> anyhow::Result<()> {
+    let Some(f) = common::factory_with(TransactionMode::Never).await? else {
+        return Ok(());
+    };
+    let (alice, key) = actor("acme", "alice");
+    let a = state_id("a");
+    let ca = create(
+        &a,
+        parties(),
+        values([("common", json!({"n": 1}))]),
+        (&alice, &key),
+        1,
+    );
+    let mut crashing = f.store().await?;
+    crashing.crash_at(Some(CrashPoint::AfterHistory));
+    crashing
+        .commit(CommitBatch::new(vec![ca.clone()]))
+        .await
+        .expect_err("simulated crash");
+    // A second process opening with the default grace period must not touch it.
+    let patient = MongoStore::open(
+        f.config()
+            .with_recover_after(std::time::Duration::from_secs(3600)),
+    )
+    .await?;
+    ensure!(patient.state(&a).await?.is_none());
+    ensure!(patient.recover().await? == Default::default());
+    let eager = f.store().await?;
+    ensure!(eager.state(&a).await? == Some(first_state(&ca)?));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_are_native_bson_queryable_with_ordinary_filters() -> anyhow::Result<()> {
+    let Some(f) = common::factory_with(TransactionMode::Auto).await? else {
+        return Ok(());
+    };
+    let store = f.store().await?;
+    let (alice, key) = actor("acme", "alice");
+    let mut items = Vec::new();
+    for (i, radon) in [json!(2), json!(4.5), json!(7)].into_iter().enumerate() {
+        let id = state_id("house");
+        items.push(create(
+            &id,
+            parties(),
+            values([
+                ("inspection", json!({"radon": radon, "notes": ["ok"]})),
+                ("price", json!({"amount": 100000 * (i + 1)})),
+            ]),
+            (&alice, &key),
+            i as u64 + 1,
+        ));
+    }
+    store.commit(CommitBatch::new(items.clone())).await?;
+    let col = store
+        .database()
+        .collection::<Document>(&store.collection_names().state);
+    col.create_index(
+        mongodb::IndexModel::builder()
+            .keys(doc! { "data.inspection.radon": 1 })
+            .build(),
+    )
+    .await?;
+    let mut cursor = col
+        .find(doc! { "data.inspection.radon": { "$gt": 4 } })
+        .sort(doc! { "data.inspection.radon": 1 })
+        .await?;
+    let mut found = BTreeMap::new();
+    while cursor.advance().await? {
+        let d = cursor.deserialize_current()?;
+        let data = d.get_document("data")?;
+        let radon = data.get_document("inspection")?.get("radon").cloned();
+        found.insert(d.get_str("_id")?.to_owned(), radon);
+    }
+    ensure!(found.len() == 2, "{found:?}");
+    ensure!(
+        found.values().any(|r| r == &Some(Bson::Double(4.5))),
+        "4.5 stored as a double"
+    );
+    // A real server returns the Int64 the adapter wrote; the nx-27017 emulator keeps
+    // integers as integers but answers small ones as Int32.
+    let info = store
+        .database()
+        .client()
+        .database("admin")
+        .run_command(doc! { "buildInfo": 1 })
+        .await?;
+    let emulator = info.get_str("process") == Ok("nx_27017");
+    ensure!(
+        found
+            .values()
+            .any(|r| r == &Some(Bson::Int64(7)) || (emulator && r == &Some(Bson::Int32(7)))),
+        "7 stored as an integer: {found:?}"
+    );
+
+    let mut agg = col
+        .aggregate(vec![
+            doc! { "$match": { "data.inspection.radon": { "$gte": 0 } } },
+            doc! { "$group": { "_id": Bson::Null, "total": { "$sum": "$data.price.amount" }, "n": { "$sum": 1 } } },
+        ])
+        .await?;
+    ensure!(agg.advance().await?, "aggregation returns a row");
+    let row = agg.deserialize_current()?;
+    let total = match row.get("total") {
+        Some(Bson::Int64(t)) => *t,
+        Some(Bson::Int32(t)) => i64::from(*t),
+        other => anyhow::bail!("total is {other:?}"),
+    };
+    ensure!(total == 600000, "sum of prices: {total}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_mode_uses_transactions_exactly_on_replica_sets() -> anyhow::Result<()> {
+    let Some(f) = common::factory_with(TransactionMode::Auto).await? else {
+        return Ok(());
+    };
+    let store = f.store().await?;
+    let client = mongodb::Client::with_uri_str(&f.config().url).await?;
+    let hello = client
+        .database("admin")
+        .run_command(doc! { "hello": 1 })
+        .await?;
+    let replicated = hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid");
+    ensure!(store.uses_transactions() == replicated);
+    Ok(())
+}
