@@ -1,9 +1,15 @@
-//! # sst-store-sqlite
-//!
-//! SST store adapter for sqlite (work in progress: the `Store` implementation lands with its
-//! issue; this crate deliberately contains no placeholder implementation).
+//! SST store adapter for SQLite (rusqlite with the bundled SQLite): the embedded default.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod config;
+mod error;
+mod schema;
+mod store;
+
+pub use config::{Location, SqliteConfig, Synchronous, TableNames};
+pub use store::SqliteStore;
 
 /// Backend name used in errors and reports.
 pub const NAME: &str = "sqlite";

@@ -1,0 +1,125 @@
+//! Mapping of rusqlite / SQLite errors to [`StoreError`]: the one place where a unique or
+//! primary-key violation (`SQLITE_CONSTRAINT_UNIQUE`, `SQLITE_CONSTRAINT_PRIMARYKEY`) becomes
+//! a [`StoreError::Conflict`].
+
+use rusqlite::ffi;
+use sst_core::{IntegrityError, StoreError};
+
+use crate::NAME;
+
+/// Whether `e` is a unique-key or primary-key violation.
+pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error(),
+        Some(ffi::Error { extended_code, .. })
+            if *extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || *extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+/// A driver error as [`StoreError::Backend`]; retryable when another connection or process
+/// held a lock for longer than the busy timeout.
+pub(crate) fn backend(operation: &'static str, e: rusqlite::Error) -> StoreError {
+    let retryable = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    StoreError::Backend {
+        backend: NAME,
+        operation,
+        retryable,
+        source: Box::new(e),
+    }
+}
+
+/// A unique violation as [`StoreError::Conflict`] on `what` (`expected` = what the writer
+/// built on, `found` = what the store holds); any other error as [`backend`].
+pub(crate) fn conflict_or_backend(
+    operation: &'static str,
+    e: rusqlite::Error,
+    what: impl FnOnce() -> (String, u64, u64),
+) -> StoreError {
+    if is_unique_violation(&e) {
+        let (what, expected, found) = what();
+        StoreError::Conflict {
+            what,
+            expected,
+            found,
+        }
+    } else {
+        backend(operation, e)
+    }
+}
+
+/// A stored row that cannot be turned back into the model.
+pub(crate) fn malformed(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Integrity {
+        what: what.into(),
+        source: IntegrityError::Malformed(detail.to_string()),
+    }
+}
+
+/// A value the model allows but SQLite's signed 64-bit integers cannot hold.
+pub(crate) fn too_large(path: &str, value: u64) -> StoreError {
+    StoreError::InvalidInput {
+        path: path.to_owned(),
+        reason: format!("{value} does not fit a signed 64-bit SQLite integer"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn violation(sql: &str) -> rusqlite::Error {
+        let c = rusqlite::Connection::open_in_memory().expect("memory db");
+        c.execute_batch(
+            "CREATE TABLE t (a INTEGER PRIMARY KEY, b TEXT UNIQUE, c TEXT NOT NULL);
+             INSERT INTO t VALUES (1, 'x', 'c');",
+        )
+        .expect("setup");
+        c.execute(sql, []).expect_err("statement should fail")
+    }
+
+    #[test]
+    fn unique_and_primary_key_violations_are_conflicts() {
+        for sql in [
+            "INSERT INTO t VALUES (1, 'y', 'c')",
+            "INSERT INTO t VALUES (2, 'x', 'c')",
+        ] {
+            let e = conflict_or_backend("commit", violation(sql), || ("t".into(), 1, 2));
+            assert!(
+                matches!(
+                    e,
+                    StoreError::Conflict {
+                        expected: 1,
+                        found: 2,
+                        ..
+                    }
+                ),
+                "{sql}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_constraint_failures_are_backend_errors() {
+        let e = conflict_or_backend(
+            "commit",
+            violation("INSERT INTO t VALUES (3, 'z', NULL)"),
+            || ("t".into(), 0, 0),
+        );
+        assert!(
+            matches!(
+                e,
+                StoreError::Backend {
+                    backend: "sqlite",
+                    operation: "commit",
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+}

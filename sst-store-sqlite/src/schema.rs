@@ -1,0 +1,112 @@
+//! DDL of the peer tables and the column lists the store reads and writes.
+
+use crate::config::TableNames;
+
+/// Columns of both state tables, in the order [`crate::store`] binds and reads them.
+pub(crate) const STATE_COLUMNS: &str = "id, contract_name, contract_version, version, parties, \
+     seals, data, root, prev_root, last_event, updated_at";
+
+/// Columns of the event table that rebuild an [`sst_core::EventRecord`].
+pub(crate) const EVENT_COLUMNS: &str = "event, disclosures, outcome, new_version, new_root, \
+     reason_detail";
+
+fn state_table(name: &str, key: &str) -> String {
+    format!(
+        r#"CREATE TABLE IF NOT EXISTS "{name}" (
+    id               TEXT    NOT NULL,
+    contract_name    TEXT    NOT NULL,
+    contract_version INTEGER NOT NULL,
+    version          INTEGER NOT NULL CHECK (version >= 1),
+    parties          TEXT    NOT NULL CHECK (json_valid(parties)),
+    seals            TEXT    NOT NULL CHECK (json_valid(seals)),
+    data             TEXT    NOT NULL CHECK (json_valid(data)),
+    root             TEXT    NOT NULL,
+    prev_root        TEXT,
+    last_event       TEXT,
+    updated_at       INTEGER NOT NULL,
+    {key}
+);"#
+    )
+}
+
+/// Every statement `migrate` runs, each idempotent (`IF NOT EXISTS`).
+pub(crate) fn ddl(t: &TableNames) -> String {
+    let mut sql = String::new();
+    sql.push_str(&state_table(&t.state, "PRIMARY KEY (id)"));
+    sql.push_str(&state_table(&t.history, "PRIMARY KEY (id, version)"));
+    sql.push_str(&format!(
+        r#"
+CREATE TABLE IF NOT EXISTS "{event}" (
+    pos              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT    NOT NULL UNIQUE,
+    state_id         TEXT    NOT NULL,
+    kind             TEXT    NOT NULL,
+    contract_name    TEXT    NOT NULL,
+    contract_version INTEGER NOT NULL,
+    actor            TEXT    NOT NULL,
+    origin_node      TEXT    NOT NULL,
+    origin_seq       INTEGER NOT NULL,
+    outcome          TEXT    NOT NULL CHECK (outcome IN ('applied', 'rejected')),
+    reason           TEXT,
+    reason_detail    TEXT    CHECK (reason_detail IS NULL OR json_valid(reason_detail)),
+    new_version      INTEGER,
+    new_root         TEXT,
+    event            TEXT    NOT NULL CHECK (json_valid(event)),
+    disclosures      TEXT    NOT NULL CHECK (json_valid(disclosures)),
+    UNIQUE (origin_node, origin_seq)
+);
+CREATE INDEX IF NOT EXISTS "{event}_state_pos" ON "{event}" (state_id, pos);
+CREATE INDEX IF NOT EXISTS "{event}_actor_pos" ON "{event}" (actor, pos);
+CREATE INDEX IF NOT EXISTS "{event}_outcome_pos" ON "{event}" (outcome, pos);
+CREATE TABLE IF NOT EXISTS "{actor}" (
+    id         TEXT NOT NULL PRIMARY KEY,
+    node       TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    status     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS "{contract}" (
+    name     TEXT    NOT NULL,
+    version  INTEGER NOT NULL,
+    identity TEXT    NOT NULL,
+    deployer TEXT    NOT NULL,
+    record   TEXT    NOT NULL CHECK (json_valid(record)),
+    PRIMARY KEY (name, version)
+);
+"#,
+        event = t.event,
+        actor = t.actor,
+        contract = t.contract,
+    ));
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_runs_twice_and_creates_the_five_tables() {
+        let c = rusqlite::Connection::open_in_memory().expect("memory db");
+        let t = TableNames::with_prefix("p_");
+        c.execute_batch(&ddl(&t)).expect("first migrate");
+        c.execute_batch(&ddl(&t)).expect("second migrate");
+        let mut names: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'p\\_%' ESCAPE '\\' ORDER BY name")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .expect("list tables");
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "p_actor",
+                "p_contract",
+                "p_event",
+                "p_state",
+                "p_state_history"
+            ]
+        );
+    }
+}

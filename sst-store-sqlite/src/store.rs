@@ -1,0 +1,863 @@
+//! [`SqliteStore`]: the [`Store`] implementation over one writer connection and a small pool
+//! of read-only connections, every rusqlite call run on tokio's blocking pool.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+use sst_core::model::StateParts;
+use sst_core::{
+    portable, Actor, ActorId, Capabilities, CommitBatch, CommitReceipt, ContractRecord,
+    ContractRef, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId,
+    Store, StoreError,
+};
+
+use crate::config::{Location, SqliteConfig};
+use crate::error::{backend, conflict_or_backend, malformed, too_large};
+use crate::schema::{ddl, EVENT_COLUMNS, STATE_COLUMNS};
+use crate::NAME;
+
+/// Runs `f` on tokio's blocking pool: the one place where this crate leaves the async
+/// runtime, so no rusqlite call ever blocks a runtime worker thread.
+pub(crate) async fn blocking<T, F>(operation: &'static str, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::backend(NAME, operation, e))?
+}
+
+/// SQL text of every statement, with the configured table names filled in.
+struct Sql {
+    ddl: String,
+    event_exists: String,
+    origin_owner: String,
+    current_version: String,
+    insert_history: String,
+    upsert_state: String,
+    insert_event: String,
+    select_state: String,
+    select_state_at: String,
+    state_ids: String,
+    select_event: String,
+    select_events: String,
+    last_origin_seq: String,
+    upsert_actor: String,
+    select_actor: String,
+    select_actors: String,
+    contract_identity: String,
+    insert_contract: String,
+    select_contract: String,
+    select_contracts: String,
+}
+
+impl Sql {
+    fn new(config: &SqliteConfig) -> Self {
+        let t = &config.tables;
+        let (state, history, event, actor, contract) =
+            (&t.state, &t.history, &t.event, &t.actor, &t.contract);
+        let state_params = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11";
+        Sql {
+            ddl: ddl(t),
+            event_exists: format!(r#"SELECT 1 FROM "{event}" WHERE id = ?1"#),
+            origin_owner: format!(
+                r#"SELECT id FROM "{event}" WHERE origin_node = ?1 AND origin_seq = ?2"#
+            ),
+            current_version: format!(r#"SELECT version FROM "{state}" WHERE id = ?1"#),
+            insert_history: format!(
+                r#"INSERT INTO "{history}" ({STATE_COLUMNS}) VALUES ({state_params})"#
+            ),
+            upsert_state: format!(
+                r#"INSERT INTO "{state}" ({STATE_COLUMNS}) VALUES ({state_params})
+                   ON CONFLICT (id) DO UPDATE SET
+                     contract_name = excluded.contract_name,
+                     contract_version = excluded.contract_version,
+                     version = excluded.version,
+                     parties = excluded.parties,
+                     seals = excluded.seals,
+                     data = excluded.data,
+                     root = excluded.root,
+                     prev_root = excluded.prev_root,
+                     last_event = excluded.last_event,
+                     updated_at = excluded.updated_at"#
+            ),
+            insert_event: format!(
+                r#"INSERT INTO "{event}" (id, state_id, kind, contract_name, contract_version,
+                     actor, origin_node, origin_seq, outcome, reason, reason_detail,
+                     new_version, new_root, event, disclosures)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"#
+            ),
+            select_state: format!(r#"SELECT {STATE_COLUMNS} FROM "{state}" WHERE id = ?1"#),
+            select_state_at: format!(
+                r#"SELECT {STATE_COLUMNS} FROM "{history}" WHERE id = ?1 AND version = ?2"#
+            ),
+            state_ids: format!(r#"SELECT id FROM "{state}" ORDER BY id"#),
+            select_event: format!(r#"SELECT {EVENT_COLUMNS} FROM "{event}" WHERE id = ?1"#),
+            select_events: format!(r#"SELECT {EVENT_COLUMNS} FROM "{event}" WHERE 1 = 1"#),
+            last_origin_seq: format!(
+                r#"SELECT MAX(origin_seq) FROM "{event}" WHERE origin_node = ?1"#
+            ),
+            upsert_actor: format!(
+                r#"INSERT INTO "{actor}" (id, node, public_key, status) VALUES (?1, ?2, ?3, ?4)
+                   ON CONFLICT (id) DO UPDATE SET node = excluded.node,
+                     public_key = excluded.public_key, status = excluded.status"#
+            ),
+            select_actor: format!(
+                r#"SELECT id, node, public_key, status FROM "{actor}" WHERE id = ?1"#
+            ),
+            select_actors: format!(
+                r#"SELECT id, node, public_key, status FROM "{actor}" ORDER BY id"#
+            ),
+            contract_identity: format!(
+                r#"SELECT identity FROM "{contract}" WHERE name = ?1 AND version = ?2"#
+            ),
+            insert_contract: format!(
+                r#"INSERT INTO "{contract}" (name, version, identity, deployer, record)
+                   VALUES (?1, ?2, ?3, ?4, ?5)"#
+            ),
+            select_contract: format!(
+                r#"SELECT record FROM "{contract}" WHERE name = ?1 AND version = ?2"#
+            ),
+            select_contracts: format!(r#"SELECT record FROM "{contract}" ORDER BY name, version"#),
+        }
+    }
+}
+
+struct Inner {
+    config: SqliteConfig,
+    sql: Sql,
+    /// The one connection that writes (and, for `:memory:`, also reads).
+    writer: Mutex<Connection>,
+    /// Idle read-only connections (file databases only).
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn poisoned(operation: &'static str) -> StoreError {
+    StoreError::backend(NAME, operation, "connection mutex poisoned by a panic")
+}
+
+impl Inner {
+    fn writer(&self, operation: &'static str) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.writer.lock().map_err(|_| poisoned(operation))
+    }
+
+    /// Runs `f` on an idle reader (opening one if none is idle) and returns it to the pool.
+    fn with_reader<T>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&Connection, &Sql) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let path = match &self.config.location {
+            Location::Memory => return f(&*self.writer(operation)?, &self.sql),
+            Location::File(path) => path,
+        };
+        let idle = self.readers.lock().map_err(|_| poisoned(operation))?.pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )
+                .map_err(|e| backend(operation, e))?;
+                c.busy_timeout(self.config.busy_timeout)
+                    .map_err(|e| backend(operation, e))?;
+                c
+            }
+        };
+        let result = f(&conn, &self.sql);
+        let mut pool = self.readers.lock().map_err(|_| poisoned(operation))?;
+        if pool.len() < self.config.readers {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+/// An SST [`Store`] in a SQLite database (file or `:memory:`).
+///
+/// States live in `sst_state` (latest version) and `sst_state_history` (every version) with
+/// the disclosed sections in the `data` column as JSON text, queryable with `->>` and
+/// `json_extract`. The file is in WAL mode; one writer connection (behind a mutex) commits
+/// each batch in one `BEGIN IMMEDIATE` transaction, while reads use a small pool of
+/// read-only connections. All database calls run on tokio's blocking pool.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database and sets WAL mode, `synchronous` and the busy
+    /// timeout. Call [`Store::migrate`] to create the peer tables.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] for unusable table names; [`StoreError::Backend`] when
+    /// the database cannot be opened.
+    pub async fn open(config: SqliteConfig) -> Result<Self, StoreError> {
+        config.validate()?;
+        blocking("open", move || {
+            let writer = match &config.location {
+                Location::Memory => Connection::open_in_memory(),
+                Location::File(path) => Connection::open(path),
+            }
+            .map_err(|e| backend("open", e))?;
+            writer
+                .busy_timeout(config.busy_timeout)
+                .map_err(|e| backend("open", e))?;
+            if matches!(config.location, Location::File(_)) {
+                let mode: String = writer
+                    .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                    .map_err(|e| backend("open", e))?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    return Err(StoreError::backend(
+                        NAME,
+                        "open",
+                        format!("could not switch to WAL mode (journal_mode is {mode})"),
+                    ));
+                }
+            }
+            writer
+                .pragma_update(None, "synchronous", config.synchronous.as_str())
+                .map_err(|e| backend("open", e))?;
+            writer.set_prepared_statement_cache_capacity(64);
+            let sql = Sql::new(&config);
+            Ok(SqliteStore {
+                inner: Arc::new(Inner {
+                    config,
+                    sql,
+                    writer: Mutex::new(writer),
+                    readers: Mutex::new(Vec::new()),
+                }),
+            })
+        })
+        .await
+    }
+
+    /// Opens and migrates in one call.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`] and [`Store::migrate`].
+    pub async fn open_migrated(config: SqliteConfig) -> Result<Self, StoreError> {
+        let store = Self::open(config).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The settings this store was opened with.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.inner.config
+    }
+
+    async fn write<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Connection, &Sql) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(operation, move || {
+            let mut conn = inner.writer(operation)?;
+            f(&mut conn, &inner.sql)
+        })
+        .await
+    }
+
+    async fn read<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection, &Sql) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(operation, move || inner.with_reader(operation, f)).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// model <-> rows
+
+fn to_i64(path: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| too_large(path, v))
+}
+
+fn json_text<T: serde::Serialize + ?Sized>(path: &str, v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::InvalidInput {
+        path: path.to_owned(),
+        reason: format!("cannot be serialised as JSON: {e}"),
+    })
+}
+
+/// A state version as bound parameters, in [`STATE_COLUMNS`] order.
+struct StateRow([SqlValue; 11]);
+
+impl StateRow {
+    fn new(s: &State, at: &str) -> Result<Self, StoreError> {
+        let p = s.to_parts();
+        Ok(StateRow([
+            SqlValue::Text(p.id.0),
+            SqlValue::Text(p.contract.name),
+            SqlValue::Integer(i64::from(p.contract.version)),
+            SqlValue::Integer(to_i64(&format!("{at}.version"), p.version)?),
+            SqlValue::Text(json_text(&format!("{at}.parties"), &p.parties)?),
+            SqlValue::Text(json_text(&format!("{at}.seals"), &p.seals)?),
+            SqlValue::Text(json_text(&format!("{at}.data"), &p.data)?),
+            SqlValue::Text(p.root),
+            p.prev_root.map_or(SqlValue::Null, SqlValue::Text),
+            p.last_event.map_or(SqlValue::Null, SqlValue::Text),
+            SqlValue::Integer(p.updated_at),
+        ]))
+    }
+}
+
+/// One batch item with every column computed, ready for the writer.
+struct ItemRow {
+    event_id: EventId,
+    id: String,
+    origin_node: String,
+    origin_seq: i64,
+    event: [SqlValue; 15],
+    state: Option<(String, u64, StateRow)>,
+}
+
+impl ItemRow {
+    fn new(i: usize, item: &sst_core::CommitItem) -> Result<Self, StoreError> {
+        let at = format!("items[{i}]");
+        let rec = &item.event;
+        let e = rec.event();
+        let id = rec.id().to_string();
+        let origin_seq = to_i64(&format!("{at}.event.origin_seq"), e.origin_seq.0)?;
+        let (outcome, reason, reason_detail, new_version, new_root) = match &rec.outcome {
+            Outcome::Applied { version, root } => (
+                "applied",
+                SqlValue::Null,
+                SqlValue::Null,
+                SqlValue::Integer(to_i64(&format!("{at}.event.outcome.version"), *version)?),
+                SqlValue::Text(root.to_string()),
+            ),
+            Outcome::Rejected { reason } => (
+                "rejected",
+                SqlValue::Text(reason.code().to_owned()),
+                SqlValue::Text(json_text(&format!("{at}.event.outcome.reason"), reason)?),
+                SqlValue::Null,
+                SqlValue::Null,
+            ),
+        };
+        let event = [
+            SqlValue::Text(id.clone()),
+            SqlValue::Text(e.state_id.0.clone()),
+            SqlValue::Text(e.kind.as_str().to_owned()),
+            SqlValue::Text(e.contract.name.clone()),
+            SqlValue::Integer(i64::from(e.contract.version)),
+            SqlValue::Text(e.actor.0.clone()),
+            SqlValue::Text(e.origin_node.0.clone()),
+            SqlValue::Integer(origin_seq),
+            SqlValue::Text(outcome.to_owned()),
+            reason,
+            reason_detail,
+            new_version,
+            new_root,
+            SqlValue::Text(json_text(&format!("{at}.event.signed"), &rec.signed)?),
+            SqlValue::Text(json_text(
+                &format!("{at}.event.disclosures"),
+                &rec.disclosures,
+            )?),
+        ];
+        let state = match &item.state {
+            Some(s) => Some((
+                s.id.0.clone(),
+                s.version,
+                StateRow::new(s, &format!("{at}.state"))?,
+            )),
+            None => None,
+        };
+        Ok(ItemRow {
+            event_id: rec.id(),
+            id,
+            origin_node: e.origin_node.0.clone(),
+            origin_seq,
+            event,
+            state,
+        })
+    }
+}
+
+fn commit_rows(
+    conn: &mut Connection,
+    sql: &Sql,
+    rows: Vec<ItemRow>,
+) -> Result<CommitReceipt, StoreError> {
+    const OP: &str = "commit";
+    let be = |e| backend(OP, e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(be)?;
+    let mut receipt = CommitReceipt::default();
+    {
+        let mut exists = tx.prepare_cached(&sql.event_exists).map_err(be)?;
+        let mut owner = tx.prepare_cached(&sql.origin_owner).map_err(be)?;
+        let mut current = tx.prepare_cached(&sql.current_version).map_err(be)?;
+        let mut history = tx.prepare_cached(&sql.insert_history).map_err(be)?;
+        let mut latest = tx.prepare_cached(&sql.upsert_state).map_err(be)?;
+        let mut event = tx.prepare_cached(&sql.insert_event).map_err(be)?;
+        for row in rows {
+            if exists.exists([&row.id]).map_err(be)? {
+                receipt.duplicates.push(row.event_id);
+                continue;
+            }
+            let seq = row.origin_seq.unsigned_abs();
+            let origin_conflict = || {
+                (
+                    format!("origin {} seq {seq}", row.origin_node),
+                    seq.saturating_sub(1),
+                    seq,
+                )
+            };
+            if owner
+                .query_row(rusqlite::params![row.origin_node, row.origin_seq], |r| {
+                    r.get::<_, String>(0)
+                })
+                .optional()
+                .map_err(be)?
+                .is_some()
+            {
+                let (what, expected, found) = origin_conflict();
+                return Err(StoreError::Conflict {
+                    what,
+                    expected,
+                    found,
+                });
+            }
+            if let Some((state_id, version, state_row)) = &row.state {
+                let stored: u64 = current
+                    .query_row([state_id], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(be)?
+                    .map_or(0, i64::unsigned_abs);
+                let state_conflict = || (format!("state {state_id}"), version - 1, stored);
+                if *version != stored + 1 {
+                    let (what, expected, found) = state_conflict();
+                    return Err(StoreError::Conflict {
+                        what,
+                        expected,
+                        found,
+                    });
+                }
+                history
+                    .execute(rusqlite::params_from_iter(state_row.0.iter()))
+                    .map_err(|e| conflict_or_backend(OP, e, state_conflict))?;
+                latest
+                    .execute(rusqlite::params_from_iter(state_row.0.iter()))
+                    .map_err(be)?;
+            }
+            event
+                .execute(rusqlite::params_from_iter(row.event.iter()))
+                .map_err(|e| conflict_or_backend(OP, e, origin_conflict))?;
+            receipt.committed.push(row.event_id);
+        }
+    }
+    tx.commit().map_err(be)?;
+    Ok(receipt)
+}
+
+/// Reads one state row ([`STATE_COLUMNS`] order) back into a [`State`].
+fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<State, StoreError>> {
+    let id: String = r.get(0)?;
+    let version: i64 = r.get(3)?;
+    let what = format!("state {id} version {version}");
+    let parties: String = r.get(4)?;
+    let seals: String = r.get(5)?;
+    let data: String = r.get(6)?;
+    let contract_version: i64 = r.get(2)?;
+    let parts = (|| {
+        let parse = |col: &str, text: &str| -> Result<Value, StoreError> {
+            portable::parse(text).map_err(|e| malformed(&what, format!("column {col}: {e}")))
+        };
+        Ok(StateParts {
+            id: StateId(id.clone()),
+            contract: ContractRef {
+                name: r.get(1).map_err(|e| backend("read state", e))?,
+                version: u32::try_from(contract_version)
+                    .map_err(|e| malformed(&what, format!("contract_version: {e}")))?,
+            },
+            version: u64::try_from(version)
+                .map_err(|e| malformed(&what, format!("version: {e}")))?,
+            parties: parse("parties", &parties)?,
+            seals: parse("seals", &seals)?,
+            data: parse("data", &data)?,
+            root: r.get(7).map_err(|e| backend("read state", e))?,
+            prev_root: r.get(8).map_err(|e| backend("read state", e))?,
+            last_event: r.get(9).map_err(|e| backend("read state", e))?,
+            updated_at: r.get(10).map_err(|e| backend("read state", e))?,
+        })
+    })();
+    Ok(parts.and_then(|p| {
+        State::from_parts(p).map_err(|source| StoreError::Integrity {
+            what: what.clone(),
+            source,
+        })
+    }))
+}
+
+/// Reads one event row ([`EVENT_COLUMNS`] order) back into an [`EventRecord`].
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord, StoreError>> {
+    let signed: String = r.get(0)?;
+    let disclosures: String = r.get(1)?;
+    let outcome: String = r.get(2)?;
+    let new_version: Option<i64> = r.get(3)?;
+    let new_root: Option<String> = r.get(4)?;
+    let reason: Option<String> = r.get(5)?;
+    Ok((|| {
+        let signed: sst_core::SignedEvent = serde_json::from_str(&signed)
+            .map_err(|e| malformed("event row", format!("signed event: {e}")))?;
+        let what = format!("event {}", signed.id);
+        let disclosures = serde_json::from_str(&disclosures)
+            .map_err(|e| malformed(&what, format!("disclosures: {e}")))?;
+        let outcome = match (outcome.as_str(), new_version, new_root, reason) {
+            ("applied", Some(v), Some(root), _) => Outcome::Applied {
+                version: u64::try_from(v).map_err(|e| malformed(&what, e))?,
+                root: root.parse().map_err(|e| malformed(&what, e))?,
+            },
+            ("rejected", _, _, Some(reason)) => Outcome::Rejected {
+                reason: serde_json::from_str(&reason)
+                    .map_err(|e| malformed(&what, format!("reason: {e}")))?,
+            },
+            (other, ..) => return Err(malformed(&what, format!("outcome `{other}` incomplete"))),
+        };
+        Ok(EventRecord {
+            signed,
+            disclosures,
+            outcome,
+        })
+    })())
+}
+
+fn actor_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Actor, StoreError>> {
+    let id: String = r.get(0)?;
+    let node: String = r.get(1)?;
+    let key: String = r.get(2)?;
+    let status: String = r.get(3)?;
+    let what = format!("actor {id}");
+    Ok((|| {
+        Ok(Actor {
+            public_key: serde_json::from_value(Value::String(key))
+                .map_err(|e| malformed(&what, format!("public_key: {e}")))?,
+            status: serde_json::from_value(Value::String(status))
+                .map_err(|e| malformed(&what, format!("status: {e}")))?,
+            id: ActorId(id.clone()),
+            node: NodeId(node),
+        })
+    })())
+}
+
+fn contract_from_text(text: &str) -> Result<ContractRecord, StoreError> {
+    serde_json::from_str(text).map_err(|e| malformed("contract row", e))
+}
+
+/// Collects rows mapped by `f`, where `f` separates SQL errors from model errors.
+fn collect<T>(
+    operation: &'static str,
+    rows: impl Iterator<Item = rusqlite::Result<Result<T, StoreError>>>,
+) -> Result<Vec<T>, StoreError> {
+    rows.map(|r| r.map_err(|e| backend(operation, e)).and_then(|x| x))
+        .collect()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::default();
+        c.concurrent_writers = true;
+        c.durable = matches!(self.inner.config.location, Location::File(_));
+        c
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.write("migrate", |conn, sql| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| backend("migrate", e))?;
+            tx.execute_batch(&sql.ddl)
+                .map_err(|e| backend("migrate", e))?;
+            tx.commit().map_err(|e| backend("migrate", e))
+        })
+        .await
+    }
+
+    async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
+        batch.validate()?;
+        let inner = Arc::clone(&self.inner);
+        blocking("commit", move || {
+            // Serialise outside the writer lock; only the transaction holds it.
+            let rows = batch
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| ItemRow::new(i, item))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut conn = inner.writer("commit")?;
+            commit_rows(&mut conn, &inner.sql, rows)
+        })
+        .await
+    }
+
+    async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
+        let id = id.0.clone();
+        self.read("state", move |conn, sql| {
+            let mut stmt = conn
+                .prepare_cached(&sql.select_state)
+                .map_err(|e| backend("state", e))?;
+            stmt.query_row([id], state_from_row)
+                .optional()
+                .map_err(|e| backend("state", e))?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn state_at(&self, id: &StateId, version: u64) -> Result<Option<State>, StoreError> {
+        let Ok(version) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        let id = id.0.clone();
+        self.read("state_at", move |conn, sql| {
+            let mut stmt = conn
+                .prepare_cached(&sql.select_state_at)
+                .map_err(|e| backend("state_at", e))?;
+            stmt.query_row(rusqlite::params![id, version], state_from_row)
+                .optional()
+                .map_err(|e| backend("state_at", e))?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn state_ids(&self) -> Result<Vec<StateId>, StoreError> {
+        self.read("state_ids", |conn, sql| {
+            let mut stmt = conn
+                .prepare_cached(&sql.state_ids)
+                .map_err(|e| backend("state_ids", e))?;
+            let rows = stmt
+                .query_map([], |r| Ok(Ok(StateId(r.get(0)?))))
+                .map_err(|e| backend("state_ids", e))?;
+            collect("state_ids", rows)
+        })
+        .await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        let filter = filter.clone();
+        self.read("events", move |conn, sql| {
+            let mut text = sql.select_events.clone();
+            let mut params: Vec<SqlValue> = Vec::new();
+            let mut cond = |column: &str, op: &str, v: SqlValue| {
+                text.push_str(&format!(" AND {column} {op} ?{}", params.len() + 1));
+                params.push(v);
+            };
+            if let Some(s) = &filter.state_id {
+                cond("state_id", "=", SqlValue::Text(s.0.clone()));
+            }
+            if let Some(a) = &filter.actor {
+                cond("actor", "=", SqlValue::Text(a.0.clone()));
+            }
+            if let Some(n) = &filter.origin_node {
+                cond("origin_node", "=", SqlValue::Text(n.0.clone()));
+            }
+            if let Some(s) = filter.after_origin_seq {
+                let s = i64::try_from(s.0).unwrap_or(i64::MAX);
+                cond("origin_seq", ">", SqlValue::Integer(s));
+            }
+            if let Some(o) = filter.outcome {
+                cond("outcome", "=", SqlValue::Text(o.as_str().to_owned()));
+            }
+            if let Some(k) = filter.kind {
+                cond("kind", "=", SqlValue::Text(k.as_str().to_owned()));
+            }
+            text.push_str(" ORDER BY pos");
+            if let Some(l) = filter.limit {
+                text.push_str(&format!(" LIMIT ?{}", params.len() + 1));
+                params.push(SqlValue::Integer(i64::try_from(l).unwrap_or(i64::MAX)));
+            }
+            let mut stmt = conn
+                .prepare_cached(&text)
+                .map_err(|e| backend("events", e))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params.iter()), event_from_row)
+                .map_err(|e| backend("events", e))?;
+            collect("events", rows)
+        })
+        .await
+    }
+
+    async fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+        let id = id.to_string();
+        self.read("event", move |conn, sql| {
+            let mut stmt = conn
+                .prepare_cached(&sql.select_event)
+                .map_err(|e| backend("event", e))?;
+            stmt.query_row([id], event_from_row)
+                .optional()
+                .map_err(|e| backend("event", e))?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn last_origin_seq(&self, node: &NodeId) -> Result<OriginSeq, StoreError> {
+        let node = node.0.clone();
+        self.read("last_origin_seq", move |conn, sql| {
+            let max: Option<i64> = conn
+                .prepare_cached(&sql.last_origin_seq)
+                .and_then(|mut s| s.query_row([node], |r| r.get(0)))
+                .map_err(|e| backend("last_origin_seq", e))?;
+            Ok(OriginSeq(max.map_or(0, i64::unsigned_abs)))
+        })
+        .await
+    }
+
+    async fn put_actor(&self, actor: &Actor) -> Result<(), StoreError> {
+        let key = match serde_json::to_value(actor.public_key) {
+            Ok(Value::String(hex)) => hex,
+            other => {
+                return Err(StoreError::InvalidInput {
+                    path: "actor.public_key".into(),
+                    reason: format!("does not serialise as a hex string: {other:?}"),
+                })
+            }
+        };
+        let row = (
+            actor.id.0.clone(),
+            actor.node.0.clone(),
+            key,
+            actor.status.as_str(),
+        );
+        self.write("put_actor", move |conn, sql| {
+            conn.prepare_cached(&sql.upsert_actor)
+                .and_then(|mut s| s.execute(rusqlite::params![row.0, row.1, row.2, row.3]))
+                .map_err(|e| backend("put_actor", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn actor(&self, id: &ActorId) -> Result<Option<Actor>, StoreError> {
+        let id = id.0.clone();
+        self.read("actor", move |conn, sql| {
+            let mut stmt = conn
+                .prepare_cached(&sql.select_actor)
+                .map_err(|e| backend("actor", e))?;
+            stmt.query_row([id], actor_from_row)
+                .optional()
+                .map_err(|e| backend("actor", e))?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn actors(&self) -> Result<Vec<Actor>, StoreError> {
+        self.read("actors", |conn, sql| {
+            let mut stmt = conn
+                .prepare_cached(&sql.select_actors)
+                .map_err(|e| backend("actors", e))?;
+            let rows = stmt
+                .query_map([], actor_from_row)
+                .map_err(|e| backend("actors", e))?;
+            collect("actors", rows)
+        })
+        .await
+    }
+
+    async fn put_contract(&self, contract: &ContractRecord) -> Result<(), StoreError> {
+        const OP: &str = "put_contract";
+        let record = json_text("contract", contract)?;
+        let key = contract.contract().clone();
+        let identity = contract.identity.to_string();
+        let deployer = contract.deployer.0.clone();
+        self.write(OP, move |conn, sql| {
+            let be = |e| backend(OP, e);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(be)?;
+            let version = i64::from(key.version);
+            let clash = |existing: &str| {
+                (
+                    format!("contract {key} (identity {existing} vs {identity})"),
+                    u64::from(key.version),
+                    u64::from(key.version),
+                )
+            };
+            let existing: Option<String> = tx
+                .prepare_cached(&sql.contract_identity)
+                .and_then(|mut s| {
+                    s.query_row(rusqlite::params![key.name, version], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(be)?;
+            match existing {
+                Some(e) if e == identity => return Ok(()),
+                Some(e) => {
+                    let (what, expected, found) = clash(&e);
+                    return Err(StoreError::Conflict {
+                        what,
+                        expected,
+                        found,
+                    });
+                }
+                None => {}
+            }
+            tx.prepare_cached(&sql.insert_contract)
+                .and_then(|mut s| {
+                    s.execute(rusqlite::params![
+                        key.name, version, identity, deployer, record
+                    ])
+                })
+                .map_err(|e| conflict_or_backend(OP, e, || clash("(concurrent)")))?;
+            tx.commit().map_err(be)
+        })
+        .await
+    }
+
+    async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
+        let name = contract.name.clone();
+        let version = i64::from(contract.version);
+        self.read("contract", move |conn, sql| {
+            let text: Option<String> = conn
+                .prepare_cached(&sql.select_contract)
+                .and_then(|mut s| {
+                    s.query_row(rusqlite::params![name, version], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(|e| backend("contract", e))?;
+            text.as_deref().map(contract_from_text).transpose()
+        })
+        .await
+    }
+
+    async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {
+        self.read("contracts", |conn, sql| {
+            let mut stmt = conn
+                .prepare_cached(&sql.select_contracts)
+                .map_err(|e| backend("contracts", e))?;
+            let rows = stmt
+                .query_map([], |r| Ok(contract_from_text(&r.get::<_, String>(0)?)))
+                .map_err(|e| backend("contracts", e))?;
+            collect("contracts", rows)
+        })
+        .await
+    }
+}

@@ -1,0 +1,168 @@
+//! The whole conformance suite against SQLite, one temporary database file per case, with
+//! raw SQL `UPDATE`s of the `data` column as the tamper hook.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use conformance_tests::{Backend, BackendFactory, RawAccess};
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::Value;
+use sst_core::{StateId, Store};
+use sst_store_sqlite::{SqliteConfig, SqliteStore, TableNames};
+
+/// Raw SQL access to the same file, the way a DBA (or an attacker) with `sqlite3` would.
+struct SqliteRaw {
+    path: PathBuf,
+    tables: TableNames,
+}
+
+impl SqliteRaw {
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &TableNames) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let path = self.path.clone();
+        let tables = self.tables.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = Connection::open(&path)?;
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            f(&mut c, &tables)
+        })
+        .await?
+    }
+
+    async fn column(
+        &self,
+        col: &'static str,
+        id: &StateId,
+        v: u64,
+    ) -> anyhow::Result<Option<Value>> {
+        let id = id.0.clone();
+        self.with_conn(move |c, t| {
+            let text: Option<String> = c
+                .query_row(
+                    &format!(
+                        r#"SELECT {col} FROM "{}" WHERE id = ?1 AND version = ?2"#,
+                        t.history
+                    ),
+                    rusqlite::params![id, i64::try_from(v)?],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RawAccess for SqliteRaw {
+    async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
+        self.column("data", id, version).await
+    }
+
+    async fn raw_seals(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
+        self.column("seals", id, version).await
+    }
+
+    async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()> {
+        let id = id.0.clone();
+        self.with_conn(move |c, t| {
+            let text = serde_json::to_string(&data)?;
+            let v = i64::try_from(version)?;
+            let mut changed = 0;
+            for table in [&t.history, &t.state] {
+                changed += c.execute(
+                    &format!(r#"UPDATE "{table}" SET data = ?1 WHERE id = ?2 AND version = ?3"#),
+                    rusqlite::params![text, id, v],
+                )?;
+            }
+            anyhow::ensure!(changed > 0, "no row for {id} version {version}");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
+        let id = id.0.clone();
+        self.with_conn(move |c, t| {
+            let h = &t.history;
+            let tx = c.transaction()?;
+            let (a, b) = (i64::try_from(a)?, i64::try_from(b)?);
+            let read = |v: i64| -> rusqlite::Result<String> {
+                tx.query_row(
+                    &format!(r#"SELECT data FROM "{h}" WHERE id = ?1 AND version = ?2"#),
+                    rusqlite::params![id, v],
+                    |r| r.get(0),
+                )
+            };
+            let (da, db) = (read(a)?, read(b)?);
+            for (v, data) in [(a, db), (b, da)] {
+                tx.execute(
+                    &format!(r#"UPDATE "{h}" SET data = ?1 WHERE id = ?2 AND version = ?3"#),
+                    rusqlite::params![data, id, v],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// One temporary database file per case (removed with its WAL files when the case ends);
+/// table names with a non-default prefix, to prove the names are configurable.
+struct SqliteFactory {
+    path: PathBuf,
+}
+
+impl SqliteFactory {
+    fn config(&self) -> SqliteConfig {
+        SqliteConfig::file(&self.path).tables(TableNames::with_prefix("peer_"))
+    }
+
+    async fn backend(&self) -> anyhow::Result<Backend> {
+        let config = self.config();
+        let store = SqliteStore::open(config.clone())
+            .await
+            .with_context(|| format!("opening {}", self.path.display()))?;
+        store.migrate().await?;
+        Ok(Backend {
+            store: Arc::new(store),
+            raw: Arc::new(SqliteRaw {
+                path: self.path.clone(),
+                tables: config.tables,
+            }),
+        })
+    }
+}
+
+impl Drop for SqliteFactory {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[async_trait]
+impl BackendFactory for SqliteFactory {
+    async fn open(&self) -> anyhow::Result<Backend> {
+        self.backend().await
+    }
+
+    async fn reopen(&self) -> anyhow::Result<Backend> {
+        self.backend().await
+    }
+}
+
+async fn factory() -> anyhow::Result<Option<SqliteFactory>> {
+    let path = std::env::temp_dir().join(format!("sst-conformance-{}.db", uuid::Uuid::new_v4()));
+    Ok(Some(SqliteFactory { path }))
+}
+
+conformance_tests::suite!(factory());
