@@ -25,9 +25,9 @@ use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::{
-    Actor, ActorId, CommitBatch, CommitItem, CommitReceipt, ContractRecord, ContractRef,
-    EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId, Store,
-    StoreError,
+    Actor, ActorId, Capabilities, CommitBatch, CommitItem, CommitReceipt, ContractRecord,
+    ContractRef, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId,
+    Store, StoreError,
 };
 
 use crate::config::{CollectionNames, MongoConfig, TransactionMode};
@@ -71,6 +71,7 @@ pub struct MongoStore {
     db: Database,
     names: CollectionNames,
     transactions: bool,
+    replicated: bool,
     recover_after: Duration,
     #[cfg(feature = "fault-injection")]
     crash_at: Option<CrashPoint>,
@@ -342,16 +343,18 @@ impl MongoStore {
     /// [`StoreError::Backend`] when the server cannot be reached.
     pub async fn with_client(client: Client, config: MongoConfig) -> Result<Self, StoreError> {
         let db = client.database(&config.database);
+        let replicated = is_replicated(&client).await?;
         let transactions = match config.transactions {
             TransactionMode::Always => true,
             TransactionMode::Never => false,
-            _ => supports_transactions(&client).await?,
+            _ => replicated,
         };
         let store = MongoStore {
             client,
             db,
             names: config.collections,
             transactions,
+            replicated,
             recover_after: config.recover_after,
             #[cfg(feature = "fault-injection")]
             crash_at: None,
@@ -1051,7 +1054,7 @@ impl MongoStore {
 
 /// Whether the server is a replica-set member or a `mongos`, where multi-document
 /// transactions are available.
-async fn supports_transactions(client: &Client) -> Result<bool, StoreError> {
+async fn is_replicated(client: &Client) -> Result<bool, StoreError> {
     let hello = client
         .database("admin")
         .run_command(doc! { "hello": 1 })
@@ -1064,6 +1067,16 @@ async fn supports_transactions(client: &Client) -> Result<bool, StoreError> {
 impl Store for MongoStore {
     fn backend(&self) -> &'static str {
         NAME
+    }
+
+    /// Concurrent writers are serialised by unique indexes (recoverable protocol) or by
+    /// MongoDB's transaction isolation — which only replica sets and sharded clusters offer.
+    /// Transactions forced ([`TransactionMode::Always`]) on a server that advertises neither
+    /// are outside MongoDB's guarantees, so concurrent writers are not declared there.
+    fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::default();
+        c.concurrent_writers = !self.transactions || self.replicated;
+        c
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
