@@ -204,6 +204,13 @@ fn format_path(prefix: &str, segs: &[Seg<'_>]) -> String {
     out
 }
 
+/// The path of member `key` of the object at `prefix`, written the way profile errors write
+/// paths: `$.sections.price`, or `$.sections["due-diligence"]` for keys that are not plain
+/// identifiers.
+pub fn member_path(prefix: &str, key: &str) -> String {
+    format_path(prefix, &[Seg::Key(key)])
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rules shared by `check` and `parse`
 

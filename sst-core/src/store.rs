@@ -128,7 +128,7 @@ impl CommitBatch {
             let e = rec.event();
             portable::check_at(&e.payload, "$.payload")?;
             for (name, d) in &rec.disclosures {
-                portable::check_at(&d.value, &format!("$.disclosures.{name}"))?;
+                portable::check_at(&d.value, &portable::member_path("$.disclosures", name))?;
             }
             match (&rec.outcome, &item.state) {
                 (Outcome::Applied { version, root }, Some(state)) => {
@@ -176,12 +176,12 @@ impl CommitBatch {
                             || name.contains('\0')
                         {
                             return Err(invalid(
-                                format!("$.sections[{name:?}]"),
+                                portable::member_path("$.sections", name),
                                 "section names must be portable object keys".into(),
                             ));
                         }
                         if let Some(v) = s.value() {
-                            portable::check_at(v, &format!("$.sections.{name}"))?;
+                            portable::check_at(v, &portable::member_path("$.sections", name))?;
                             size += crate::canonical::encoded_len(v);
                         }
                     }
