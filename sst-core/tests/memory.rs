@@ -1,0 +1,621 @@
+//! `verify_store` over the in-memory reference store (clean store, a tampered version, a
+//! broken chain, a missing version, forged event signatures), and `CommitBatch::validate`
+//! refusing each portable-profile counterexample inside a section value, a payload or a
+//! disclosure with the right path, leaving the store unchanged.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use sst_core::portable::{MAX_DEPTH, MAX_STATE_BYTES};
+use sst_core::{
+    verify_store, Actor, ActorKey, Base, CommitBatch, CommitItem, Digest, Event, EventFilter,
+    EventKind, EventRecord, HashAlg, MemoryStore, NodeId, OriginSeq, Outcome, RejectReason,
+    Section, SignedEvent, State, StateId, StateRoot, Store, StoreError, Timestamp,
+};
+
+use common::{actor, deal_contract, deal_parties, deal_values, salt_of};
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+struct Signer {
+    actor: Actor,
+    key: ActorKey,
+}
+
+fn signer(node: &str, name: &str) -> Signer {
+    let (actor, key) = actor(node, name);
+    Signer { actor, key }
+}
+
+fn values(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
+}
+
+fn seal(label: &str, values: BTreeMap<String, Value>) -> BTreeMap<String, Section> {
+    values
+        .into_iter()
+        .map(|(n, v)| {
+            let s = Section::with_salt(HashAlg::Blake3, &n, salt_of(&format!("{label}/{n}")), v);
+            (n, s)
+        })
+        .collect()
+}
+
+fn event(
+    kind: EventKind,
+    id: &StateId,
+    base: Option<Base>,
+    by: &Signer,
+    seq: u64,
+    payload: Value,
+) -> Event {
+    Event {
+        kind,
+        state_id: id.clone(),
+        contract: deal_contract(),
+        base,
+        origin_node: by.actor.node.clone(),
+        origin_seq: OriginSeq(seq),
+        actor: by.actor.id.clone(),
+        payload,
+        timestamp: Timestamp(1_700_000_000_000 + seq as i64 * 1000),
+        alg: HashAlg::Blake3,
+    }
+}
+
+fn applied(signed: SignedEvent, sections: &BTreeMap<String, Section>, state: State) -> CommitItem {
+    CommitItem {
+        event: EventRecord {
+            signed,
+            disclosures: sections
+                .iter()
+                .filter_map(|(n, s)| s.disclosure.clone().map(|d| (n.clone(), d)))
+                .collect(),
+            outcome: Outcome::Applied {
+                version: state.version,
+                root: state.root,
+            },
+        },
+        state: Some(state),
+    }
+}
+
+fn create(id: &str, vals: BTreeMap<String, Value>, by: &Signer, seq: u64) -> CommitItem {
+    let id = StateId::from(id);
+    let sections = seal(&format!("{id}/1"), vals);
+    let signed = SignedEvent::sign(
+        event(
+            EventKind::Create,
+            &id,
+            None,
+            by,
+            seq,
+            json!({"create": true}),
+        ),
+        &by.key,
+    );
+    let state = State::create(
+        HashAlg::Blake3,
+        id,
+        deal_contract(),
+        deal_parties(),
+        sections.clone(),
+        Some(signed.id),
+        signed.event.timestamp,
+    );
+    applied(signed, &sections, state)
+}
+
+fn change(prev: &State, vals: BTreeMap<String, Value>, by: &Signer, seq: u64) -> CommitItem {
+    let sections = seal(&format!("{}/{}", prev.id, prev.version + 1), vals);
+    let base = Base {
+        version: prev.version,
+        root: prev.root,
+    };
+    let signed = SignedEvent::sign(
+        event(
+            EventKind::ChangeSections,
+            &prev.id,
+            Some(base),
+            by,
+            seq,
+            json!({"change": prev.version + 1}),
+        ),
+        &by.key,
+    );
+    let state = prev.next(sections.clone(), Some(signed.id), signed.event.timestamp);
+    applied(signed, &sections, state)
+}
+
+fn state_of(item: &CommitItem) -> State {
+    item.state.clone().expect("applied item has a state")
+}
+
+/// A store with `deal-1` at versions 1..=3, `deal-2` at version 1 and a rejected intent.
+async fn populated() -> (MemoryStore, Signer, Signer) {
+    let store = MemoryStore::new();
+    let bob = signer("bank", "bob");
+    let sue = signer("homes", "sue");
+    store.put_actor(&bob.actor).await.expect("actor");
+    store.put_actor(&sue.actor).await.expect("actor");
+
+    let c1 = create("deal-1", deal_values(), &bob, 1);
+    let c2 = change(
+        &state_of(&c1),
+        values(&[("price", json!({"amount": 490000, "currency": "EUR"}))]),
+        &sue,
+        1,
+    );
+    let c3 = change(
+        &state_of(&c2),
+        values(&[(
+            "common",
+            json!({"address": "1 Main St", "status": "signed"}),
+        )]),
+        &bob,
+        2,
+    );
+    let d1 = create("deal-2", deal_values(), &sue, 2);
+    let rejected = CommitItem {
+        event: EventRecord {
+            signed: SignedEvent::sign(
+                event(
+                    EventKind::ChangeSections,
+                    &StateId::from("deal-2"),
+                    None,
+                    &bob,
+                    3,
+                    json!({"change": "late"}),
+                ),
+                &bob.key,
+            ),
+            disclosures: BTreeMap::new(),
+            outcome: Outcome::Rejected {
+                reason: RejectReason::StaleBase {
+                    expected_version: 0,
+                    found_version: 1,
+                },
+            },
+        },
+        state: None,
+    };
+    store
+        .commit(CommitBatch::new(vec![c1, c2]))
+        .await
+        .expect("commit");
+    store
+        .commit(CommitBatch::new(vec![c3, d1, rejected]))
+        .await
+        .expect("commit");
+    (store, bob, sue)
+}
+
+async fn verify(store: &MemoryStore) -> sst_core::VerifyReport {
+    let mut calls = Vec::new();
+    let report = verify_store(store, &mut |done, total| calls.push((done, total)))
+        .await
+        .expect("store readable");
+    assert_eq!(calls.last().map(|c| c.0), Some(report.states), "progress");
+    report
+}
+
+fn located(report: &sst_core::VerifyReport) -> Vec<(String, Option<u64>)> {
+    report
+        .findings
+        .iter()
+        .map(|f| (f.state_id.to_string(), f.version))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// verify_store
+
+#[tokio::test]
+async fn a_clean_store_has_no_findings() {
+    let (store, _, _) = populated().await;
+    let report = verify(&store).await;
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(
+        (report.states, report.versions, report.events),
+        (2, 4, 5),
+        "every version and event was walked"
+    );
+}
+
+#[tokio::test]
+async fn an_edited_section_value_is_reported_at_exactly_its_state_and_version() {
+    for (id, version, section) in [
+        ("deal-1", 1, "price"),
+        ("deal-1", 2, "price"),
+        ("deal-1", 3, "inspection"),
+        ("deal-2", 1, "common"),
+    ] {
+        let (store, _, _) = populated().await;
+        store
+            .tamper(&StateId::from(id), |versions| {
+                let s = &mut versions[version as usize - 1];
+                let d = s
+                    .sections
+                    .get_mut(section)
+                    .and_then(|sec| sec.disclosure.as_mut())
+                    .expect("disclosed section");
+                d.value["tampered"] = json!(true);
+            })
+            .expect("tamper");
+        let report = verify(&store).await;
+        assert_eq!(
+            located(&report),
+            [(id.to_owned(), Some(version))],
+            "{id} v{version}: {:?}",
+            report.findings
+        );
+        let f = &report.findings[0];
+        assert!(f.event.is_none());
+        assert!(f.problem.contains(section), "{}", f.problem);
+    }
+}
+
+#[tokio::test]
+async fn an_edited_header_field_is_reported_at_its_version() {
+    let (store, _, _) = populated().await;
+    store
+        .tamper(&StateId::from("deal-1"), |versions| {
+            versions[1].updated_at = Timestamp(0);
+        })
+        .expect("tamper");
+    let report = verify(&store).await;
+    assert_eq!(located(&report), [("deal-1".to_owned(), Some(2))]);
+    assert!(
+        report.findings[0].problem.contains("root"),
+        "{}",
+        report.findings[0].problem
+    );
+}
+
+#[tokio::test]
+async fn a_rewritten_root_is_reported_at_its_version_and_breaks_the_next_link() {
+    let (store, _, _) = populated().await;
+    store
+        .tamper(&StateId::from("deal-1"), |versions| {
+            versions[0].root = StateRoot(Digest::from_parts(HashAlg::Blake3, [7; 32]));
+        })
+        .expect("tamper");
+    let report = verify(&store).await;
+    assert_eq!(
+        located(&report),
+        [
+            ("deal-1".to_owned(), Some(1)),
+            ("deal-1".to_owned(), Some(2))
+        ]
+    );
+    assert!(report.findings[1].problem.contains("chain"));
+}
+
+#[tokio::test]
+async fn a_broken_chain_is_reported() {
+    let (store, _, _) = populated().await;
+    // Version 3 re-sealed consistently, but linked to a root that is not version 2's.
+    store
+        .tamper(&StateId::from("deal-1"), |versions| {
+            let s = &mut versions[2];
+            s.prev_root = Some(StateRoot(Digest::from_parts(HashAlg::Blake3, [9; 32])));
+            s.root = s.compute_root();
+        })
+        .expect("tamper");
+    let report = verify(&store).await;
+    assert_eq!(located(&report), [("deal-1".to_owned(), Some(3))]);
+    assert!(
+        report.findings[0].problem.contains("chain"),
+        "{}",
+        report.findings[0].problem
+    );
+}
+
+#[tokio::test]
+async fn a_missing_or_misnumbered_version_is_reported() {
+    let (store, _, _) = populated().await;
+    store
+        .tamper(&StateId::from("deal-1"), |versions| {
+            versions.remove(1);
+        })
+        .expect("tamper");
+    let report = verify(&store).await;
+    assert_eq!(located(&report), [("deal-1".to_owned(), Some(2))]);
+    assert!(report.findings[0].problem.contains("missing"));
+
+    let (store, _, _) = populated().await;
+    store
+        .tamper(&StateId::from("deal-2"), |versions| {
+            versions[0].id = StateId::from("deal-9");
+            versions[0].root = versions[0].compute_root();
+        })
+        .expect("tamper");
+    let report = verify(&store).await;
+    assert_eq!(located(&report), [("deal-2".to_owned(), Some(1))]);
+}
+
+#[tokio::test]
+async fn applied_events_with_bad_signatures_or_unknown_signers_are_reported() {
+    let (store, bob, _) = populated().await;
+    let head = store
+        .state(&StateId::from("deal-2"))
+        .await
+        .expect("read")
+        .expect("deal-2");
+    // Signed by Eve's key under Bob's name.
+    let eve = signer("evil", "eve");
+    let mut forged = change(&head, values(&[("price", json!({"amount": 1}))]), &bob, 10);
+    let body = forged.event.signed.event.clone();
+    forged.event.signed.signatures[0].signature = eve.key.sign_digest(&body.id().0);
+    let forged_id = forged.event.id();
+    // Signed by an actor the store does not know.
+    let stranger = change(
+        &state_of(&forged),
+        values(&[("price", json!({"amount": 2}))]),
+        &eve,
+        1,
+    );
+    let stranger_id = stranger.event.id();
+    store
+        .commit(CommitBatch::new(vec![forged, stranger]))
+        .await
+        .expect("commit does not check signatures, the node does");
+    let report = verify(&store).await;
+    let by_event: BTreeMap<String, &str> = report
+        .findings
+        .iter()
+        .map(|f| (f.event.clone().expect("event finding"), f.problem.as_str()))
+        .collect();
+    assert_eq!(by_event.len(), 2, "{:?}", report.findings);
+    assert!(by_event[&forged_id.to_string()].contains("signature"));
+    assert!(by_event[&stranger_id.to_string()].contains("unknown actor"));
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.state_id.as_str() == "deal-2"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// CommitBatch::validate
+
+fn nested(levels: usize) -> Value {
+    (0..levels).fold(json!(1), |v, _| json!([v]))
+}
+
+/// A counterexample of each portable rule that a `serde_json::Value` can hold, placed inside
+/// the `price` section, with the path and rule `validate` must name. (`non_finite_number`
+/// and `duplicate_key` cannot occur in a `Value`: `portable::parse` catches them in text,
+/// see tests/portable.rs.)
+fn counterexamples() -> Vec<(Value, &'static str, String)> {
+    vec![
+        (
+            json!({"amount": 9007199254740992u64}),
+            "integer_out_of_range",
+            "$.sections.price.amount".into(),
+        ),
+        (
+            json!({"amount": -9007199254740992i64}),
+            "integer_out_of_range",
+            "$.sections.price.amount".into(),
+        ),
+        (
+            json!({"amount": 1.0e16}),
+            "integer_out_of_range",
+            "$.sections.price.amount".into(),
+        ),
+        (
+            json!({"amount": 1, "history": [1, 2, 18014398509481984u64]}),
+            "integer_out_of_range",
+            "$.sections.price.history[2]".into(),
+        ),
+        (
+            json!({"amount": 1, "note": "a\u{0}b"}),
+            "nul_in_string",
+            "$.sections.price.note".into(),
+        ),
+        (
+            json!({"amount": 1, "terms": {"a\u{0}": 1}}),
+            "nul_in_string",
+            "$.sections.price.terms[\"a\\u0000\"]".into(),
+        ),
+        (
+            json!({"amount": 1, "terms": {"": 1}}),
+            "empty_key",
+            "$.sections.price.terms[\"\"]".into(),
+        ),
+        (
+            json!({"amount": 1, "$set": 1}),
+            "dollar_key",
+            "$.sections.price[\"$set\"]".into(),
+        ),
+        (
+            json!({"amount": 1, "terms": {"a.b": 1}}),
+            "dot_in_key",
+            "$.sections.price.terms[\"a.b\"]".into(),
+        ),
+        (
+            json!({"deep": nested(MAX_DEPTH)}),
+            "too_deep",
+            format!("$.sections.price.deep{}", "[0]".repeat(MAX_DEPTH - 1)),
+        ),
+        (
+            Value::String("x".repeat(MAX_STATE_BYTES)),
+            "too_large",
+            "$.sections.price".into(),
+        ),
+    ]
+}
+
+/// A batch that first changes `deal-1` correctly and then creates `deal-9` whose `price`
+/// section is `bad`. With `disclose`, the event carries the section plaintext too.
+fn bad_batch(head: &State, bob: &Signer, bad: Value, disclose: bool) -> CommitBatch {
+    let good = change(
+        head,
+        values(&[("common", json!({"status": "closing"}))]),
+        bob,
+        20,
+    );
+    let mut vals = deal_values();
+    vals.insert("price".into(), bad);
+    let mut item = create("deal-9", vals, bob, 21);
+    if !disclose {
+        item.event.disclosures.clear();
+    }
+    CommitBatch::new(vec![good, item])
+}
+
+async fn snapshot(store: &MemoryStore) -> (Vec<StateId>, Option<State>, usize, OriginSeq) {
+    (
+        store.state_ids().await.expect("ids"),
+        store.state(&StateId::from("deal-1")).await.expect("state"),
+        store
+            .events(&EventFilter::default())
+            .await
+            .expect("events")
+            .len(),
+        store
+            .last_origin_seq(&NodeId::from("bank"))
+            .await
+            .expect("seq"),
+    )
+}
+
+#[track_caller]
+fn assert_invalid(err: StoreError, path: &str, rule: &str) {
+    match err {
+        StoreError::InvalidInput { path: p, reason } => {
+            assert_eq!(p, path, "path ({reason})");
+            assert!(reason.starts_with(rule), "rule: {reason}");
+        }
+        other => panic!("expected InvalidInput at {path}, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn validate_names_each_rule_and_path_inside_sections_and_changes_nothing() {
+    let (store, bob, _) = populated().await;
+    let head = store
+        .state(&StateId::from("deal-1"))
+        .await
+        .expect("read")
+        .expect("deal-1");
+    let before = snapshot(&store).await;
+    for (bad, rule, path) in counterexamples() {
+        // Plaintext only in the state: the section path.
+        let batch = bad_batch(&head, &bob, bad.clone(), false);
+        assert_invalid(batch.validate().expect_err(&path), &path, rule);
+        let err = store.commit(batch).await.expect_err("refused");
+        assert_invalid(err, &path, rule);
+        assert_eq!(snapshot(&store).await, before, "store changed by {path}");
+
+        // Plaintext also carried by the event: the disclosure is checked first.
+        let batch = bad_batch(&head, &bob, bad, true);
+        let dpath = path.replacen("$.sections.", "$.disclosures.", 1);
+        let err = store.commit(batch).await.expect_err("refused");
+        assert_invalid(err, &dpath, rule);
+        assert_eq!(snapshot(&store).await, before, "store changed by {dpath}");
+    }
+    // And the good half alone commits.
+    let ok = bad_batch(&head, &bob, json!({"amount": 1}), true);
+    store.commit(ok).await.expect("valid batch commits");
+    assert_eq!(
+        store
+            .state(&StateId::from("deal-1"))
+            .await
+            .expect("read")
+            .expect("deal-1")
+            .version,
+        4
+    );
+}
+
+#[tokio::test]
+async fn validate_checks_payloads_and_section_names_too() {
+    let (store, bob, _) = populated().await;
+    let before = snapshot(&store).await;
+
+    let mut item = create("deal-9", deal_values(), &bob, 30);
+    let mut body = item.event.signed.event.clone();
+    body.payload = json!({"args": {"$where": "1"}});
+    item.event.signed = SignedEvent::sign(body, &bob.key);
+    let state = item.state.as_mut().expect("state");
+    state.last_event = Some(item.event.id());
+    state.root = state.compute_root();
+    item.event.outcome = Outcome::Applied {
+        version: 1,
+        root: state.root,
+    };
+    let err = store
+        .commit(CommitBatch::new(vec![item]))
+        .await
+        .expect_err("refused");
+    assert_invalid(err, "$.payload.args[\"$where\"]", "dollar_key");
+
+    for (name, path) in [
+        ("", r#"$.sections[""]"#),
+        ("$price", r#"$.sections["$price"]"#),
+        ("price.eur", r#"$.sections["price.eur"]"#),
+        ("a\u{0}b", r#"$.sections["a\u0000b"]"#),
+    ] {
+        let mut vals = deal_values();
+        vals.insert(name.to_owned(), json!(1));
+        let mut item = create("deal-9", vals, &bob, 31);
+        item.event.disclosures.clear();
+        let err = store
+            .commit(CommitBatch::new(vec![item]))
+            .await
+            .expect_err("refused");
+        assert_invalid(err, path, "section names must be portable object keys");
+    }
+
+    // Every section fits, the state does not.
+    let half = "y".repeat(MAX_STATE_BYTES / 2 + 8);
+    let mut vals = deal_values();
+    vals.insert("scan_a".into(), Value::String(half.clone()));
+    vals.insert("scan_b".into(), Value::String(half));
+    let item = create("deal-9", vals, &bob, 32);
+    let err = store
+        .commit(CommitBatch::new(vec![item]))
+        .await
+        .expect_err("refused");
+    match &err {
+        StoreError::InvalidInput { path, reason } => {
+            assert_eq!(path, "$.sections");
+            assert!(reason.contains(&MAX_STATE_BYTES.to_string()), "{reason}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(snapshot(&store).await, before);
+}
+
+#[tokio::test]
+async fn section_paths_quote_names_that_are_not_identifiers() {
+    let (store, bob, _) = populated().await;
+    let mut vals = deal_values();
+    vals.insert("due-diligence".into(), json!({"$ref": 1}));
+    let item = create("deal-9", vals, &bob, 40);
+    let err = store
+        .commit(CommitBatch::new(vec![item]))
+        .await
+        .expect_err("refused");
+    assert_invalid(
+        err,
+        "$.disclosures[\"due-diligence\"][\"$ref\"]",
+        "dollar_key",
+    );
+
+    let mut vals = deal_values();
+    vals.insert("due-diligence".into(), json!({"$ref": 1}));
+    let mut item = create("deal-9", vals, &bob, 40);
+    item.event.disclosures.clear();
+    let err = CommitBatch::new(vec![item])
+        .validate()
+        .expect_err("refused");
+    assert_invalid(err, "$.sections[\"due-diligence\"][\"$ref\"]", "dollar_key");
+}
