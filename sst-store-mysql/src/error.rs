@@ -1,0 +1,126 @@
+//! Mapping of mysql_async / MySQL / MariaDB errors to [`StoreError`]: the one place that
+//! knows a duplicate key (error 1062) means [`StoreError::Conflict`].
+
+use sst_core::StoreError;
+
+use crate::NAME;
+
+/// `ER_DUP_ENTRY`.
+const DUP_ENTRY: u16 = 1062;
+
+/// Server errors after which the same call may succeed when retried: lock wait timeout,
+/// deadlock, too many connections, server shutdown, query interrupted.
+fn retryable_code(code: u16) -> bool {
+    matches!(code, 1205 | 1213 | 1040 | 1053 | 1317 | 1927)
+}
+
+/// Whether `e` is a duplicate-key (unique violation) error.
+pub(crate) fn is_unique_violation(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == DUP_ENTRY)
+}
+
+/// A driver error as [`StoreError::Backend`], retryable for I/O errors, deadlocks and lock
+/// wait timeouts.
+pub(crate) fn backend(operation: &'static str, e: mysql_async::Error) -> StoreError {
+    let retryable = match &e {
+        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Server(s) => retryable_code(s.code),
+        _ => false,
+    };
+    StoreError::Backend {
+        backend: NAME,
+        operation,
+        retryable,
+        source: Box::new(e),
+    }
+}
+
+/// A duplicate key as [`StoreError::Conflict`] on `what` (`expected` = what the writer built
+/// on, `found` = what the store holds); any other error as [`backend`].
+pub(crate) fn conflict_or_backend(
+    operation: &'static str,
+    e: mysql_async::Error,
+    what: impl FnOnce() -> (String, u64, u64),
+) -> StoreError {
+    if is_unique_violation(&e) {
+        let (what, expected, found) = what();
+        StoreError::Conflict {
+            what,
+            expected,
+            found,
+        }
+    } else {
+        backend(operation, e)
+    }
+}
+
+/// Stored JSON or columns that cannot be turned back into the model.
+pub(crate) fn malformed(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Integrity {
+        what: what.into(),
+        source: sst_core::IntegrityError::Malformed(detail.to_string()),
+    }
+}
+
+/// A `u64` that must fit a signed `BIGINT`.
+pub(crate) fn to_i64(path: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
+        path: path.to_owned(),
+        reason: format!("{v} does not fit a signed 64-bit column"),
+    })
+}
+
+/// Longest id, in characters, the `VARCHAR` key columns hold.
+pub(crate) const MAX_ID_CHARS: usize = 255;
+
+/// A text key that fits its `VARCHAR(255)` column.
+pub(crate) fn check_id(path: &str, v: &str) -> Result<(), StoreError> {
+    let n = v.chars().count();
+    if n > MAX_ID_CHARS {
+        return Err(StoreError::InvalidInput {
+            path: path.to_owned(),
+            reason: format!("{n} characters, more than the {MAX_ID_CHARS} the column holds"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16) -> mysql_async::Error {
+        mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: "m".into(),
+            state: "HY000".into(),
+        })
+    }
+
+    #[test]
+    fn duplicate_key_is_a_conflict_and_deadlock_is_retryable() {
+        assert!(is_unique_violation(&server(1062)));
+        let c = conflict_or_backend("commit", server(1062), || ("state s".into(), 1, 2));
+        assert!(matches!(
+            c,
+            StoreError::Conflict {
+                expected: 1,
+                found: 2,
+                ..
+            }
+        ));
+        let d = conflict_or_backend("commit", server(1213), || unreachable!());
+        assert!(d.is_retryable());
+        assert!(d.to_string().starts_with("mysql commit failed (retryable)"));
+        assert!(!backend("commit", server(1146)).is_retryable());
+    }
+
+    #[test]
+    fn ids_longer_than_the_column_are_input_errors() {
+        assert!(check_id("id", &"é".repeat(255)).is_ok());
+        assert!(
+            matches!(check_id("id", &"a".repeat(256)), Err(StoreError::InvalidInput { path, .. }) if path == "id")
+        );
+        assert!(to_i64("v", u64::MAX).is_err());
+    }
+}

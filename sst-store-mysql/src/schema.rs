@@ -1,0 +1,194 @@
+//! DDL of the peer tables: InnoDB, utf8mb4 with a binary NO PAD collation (ids compare
+//! byte-wise, like Rust strings), `JSON` columns (a `LONGTEXT` + `json_valid` check on
+//! MariaDB, the binary JSON type on MySQL 8), and the unique keys that serialise writers.
+
+/// Collations tried, best first, for the key columns: byte-wise and without trailing-space
+/// padding (`'a'` and `'a '` are different ids). MySQL 8 has the first, MariaDB the second;
+/// the last (PAD SPACE) is a fallback for older servers.
+pub(crate) const COLLATIONS: [&str; 3] = ["utf8mb4_0900_bin", "utf8mb4_nopad_bin", "utf8mb4_bin"];
+
+/// Quoted, database-qualified table names, ready to splice into SQL (the config validated
+/// them as plain identifiers first).
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    /// `` `db` ``.
+    pub(crate) database: String,
+    /// `` `db`.`sst_state` ``.
+    pub(crate) state: String,
+    /// `` `db`.`sst_state_history` ``.
+    pub(crate) history: String,
+    /// `` `db`.`sst_event` ``.
+    pub(crate) event: String,
+    /// `` `db`.`sst_actor` ``.
+    pub(crate) actor: String,
+    /// `` `db`.`sst_contract` ``.
+    pub(crate) contract: String,
+}
+
+impl Names {
+    pub(crate) fn new(database: &str, t: &crate::TableNames) -> Self {
+        let q = |name: &str| format!("`{database}`.`{name}`");
+        Names {
+            database: format!("`{database}`"),
+            state: q(&t.state),
+            history: q(&t.history),
+            event: q(&t.event),
+            actor: q(&t.actor),
+            contract: q(&t.contract),
+        }
+    }
+}
+
+/// Which server family the store talks to (they differ in JSON storage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flavor {
+    /// MySQL 8: `JSON` is a binary type (nesting up to 100 levels).
+    Mysql,
+    /// MariaDB: `JSON` is `LONGTEXT` plus a `json_valid` check, and `json_valid` refuses
+    /// nesting of 32 levels or more.
+    Mariadb,
+}
+
+impl Flavor {
+    /// From `SELECT VERSION()`.
+    pub(crate) fn from_version(version: &str) -> Self {
+        if version.to_ascii_lowercase().contains("mariadb") {
+            Flavor::Mariadb
+        } else {
+            Flavor::Mysql
+        }
+    }
+
+    /// Column type of the columns that hold user JSON values (`data`, `disclosures`,
+    /// `event`). The portable profile allows 64 levels of nesting and these columns wrap a
+    /// value in one or two more, beyond MariaDB's `json_valid` limit; so on MariaDB they are
+    /// `LONGTEXT` (what its `JSON` alias is) without that check. SST writes only valid JSON
+    /// and parses strictly on read, and MariaDB's JSON functions work on them unchanged.
+    fn user_json(self) -> &'static str {
+        match self {
+            Flavor::Mysql => "JSON",
+            Flavor::Mariadb => "LONGTEXT",
+        }
+    }
+}
+
+/// Columns shared by the current-state and history tables.
+fn state_columns(flavor: Flavor) -> String {
+    format!(
+        "
+    id               VARCHAR(255) NOT NULL,
+    contract_name    VARCHAR(255) NOT NULL,
+    contract_version INT UNSIGNED NOT NULL,
+    version          BIGINT       NOT NULL,
+    parties          JSON         NOT NULL,
+    seals            JSON         NOT NULL,
+    data             {}     NOT NULL,
+    root             VARCHAR(80)  NOT NULL,
+    prev_root        VARCHAR(80)  NULL,
+    last_event       VARCHAR(80)  NULL,
+    updated_at       BIGINT       NOT NULL,
+    CHECK (version >= 1)",
+        flavor.user_json()
+    )
+}
+
+/// The statements `migrate` runs, in order, each idempotent. `collation` is one of
+/// [`COLLATIONS`].
+pub(crate) fn ddl(n: &Names, collation: &str, flavor: Flavor) -> Vec<String> {
+    let table = format!("ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}");
+    let state_columns = state_columns(flavor);
+    let user_json = flavor.user_json();
+    vec![
+        format!(
+            "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE {collation}",
+            n.database
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({state_columns}, PRIMARY KEY (id)) {table}",
+            n.state
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({state_columns}, PRIMARY KEY (id, version)) {table}",
+            n.history
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                pos              BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+                id               VARCHAR(80)  NOT NULL,
+                state_id         VARCHAR(255) NOT NULL,
+                kind             VARCHAR(32)  NOT NULL,
+                contract_name    VARCHAR(255) NOT NULL,
+                contract_version INT UNSIGNED NOT NULL,
+                actor            VARCHAR(255) NOT NULL,
+                origin_node      VARCHAR(255) NOT NULL,
+                origin_seq       BIGINT       NOT NULL,
+                outcome          VARCHAR(16)  NOT NULL,
+                reason           VARCHAR(64)  NULL,
+                reason_detail    JSON         NULL,
+                new_version      BIGINT       NULL,
+                new_root         VARCHAR(80)  NULL,
+                event            {user_json}     NOT NULL,
+                disclosures      {user_json}     NOT NULL,
+                recorded_at      TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+                PRIMARY KEY (pos),
+                UNIQUE KEY event_id (id),
+                UNIQUE KEY event_origin (origin_node, origin_seq),
+                KEY event_state (state_id, pos),
+                KEY event_actor (actor, pos),
+                CHECK (outcome IN ('applied', 'rejected'))
+            ) {table}",
+            n.event
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                id         VARCHAR(255) NOT NULL,
+                node       VARCHAR(255) NOT NULL,
+                public_key VARCHAR(64)  NOT NULL,
+                status     VARCHAR(16)  NOT NULL,
+                PRIMARY KEY (id)
+            ) {table}",
+            n.actor
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                name     VARCHAR(255) NOT NULL,
+                version  INT UNSIGNED NOT NULL,
+                identity VARCHAR(80)  NOT NULL,
+                deployer VARCHAR(255) NOT NULL,
+                record   JSON         NOT NULL,
+                PRIMARY KEY (name, version)
+            ) {table}",
+            n.contract
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_quoted_and_qualified() {
+        let n = Names::new("node_a", &crate::TableNames::default());
+        assert_eq!(n.state, "`node_a`.`sst_state`");
+        assert_eq!(n.event, "`node_a`.`sst_event`");
+        let ddl = ddl(&n, "utf8mb4_nopad_bin", Flavor::Mariadb).join(";\n");
+        assert!(ddl.contains("CREATE DATABASE IF NOT EXISTS `node_a`"));
+        assert!(ddl.contains("UNIQUE KEY event_origin (origin_node, origin_seq)"));
+        assert!(ddl.contains("PRIMARY KEY (id, version)"));
+        assert!(ddl.contains("COLLATE=utf8mb4_nopad_bin"));
+        assert!(ddl.contains("data             LONGTEXT"));
+        let mysql = super::ddl(&n, "utf8mb4_0900_bin", Flavor::Mysql).join(";\n");
+        assert!(mysql.contains("data             JSON"));
+        assert!(!mysql.contains("LONGTEXT"));
+    }
+
+    #[test]
+    fn flavor_comes_from_the_version_string() {
+        assert_eq!(
+            Flavor::from_version("10.11.19-MariaDB-0+deb12u1"),
+            Flavor::Mariadb
+        );
+        assert_eq!(Flavor::from_version("8.0.36"), Flavor::Mysql);
+    }
+}
