@@ -1,11 +1,21 @@
 //! `cargo xtask …`: project automation (local servers, integration suites, benchmarks).
 
+mod mongo_server;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None | Some("help") => {
-            println!("usage: cargo xtask <command>\n\ncommands: help");
+            println!(
+                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status"
+            );
             Ok(())
+        }
+        Some("mongo-server") => {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .ok_or_else(|| anyhow::anyhow!("xtask has no parent directory"))?;
+            mongo_server::cli(root, &args[1..])
         }
         Some(other) => anyhow::bail!("unknown xtask command `{other}` (try `cargo xtask help`)"),
     }
