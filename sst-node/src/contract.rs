@@ -1,0 +1,216 @@
+//! The [`Contract`] trait (code that declares sections and roles and turns calls into section
+//! changes), contract identities, and the [`ContractRegistry`] of versions a node holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+use sst_core::hash::{hash_parts, Domain};
+use sst_core::{
+    ActorId, ActorKey, ContractDescriptor, ContractPolicy, ContractRecord, ContractRef, Digest,
+    HashAlg, Parties, Role, StateId, Timestamp,
+};
+
+/// Section name → plaintext value.
+pub type Sections = BTreeMap<String, Value>;
+
+/// Method name a `CallMethod` event uses to move a state to a newer contract version (the
+/// event names the new version; its `args` are `{"from": {"name", "version"}}`).
+pub const MIGRATE_METHOD: &str = "sst.migrate";
+
+/// Why contract logic refused a change (recorded as
+/// [`sst_core::RejectReason::ContractRejected`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ContractError(pub String);
+
+impl ContractError {
+    /// An error with a message.
+    pub fn new(msg: impl Into<String>) -> Self {
+        ContractError(msg.into())
+    }
+}
+
+/// Who calls, on which state, when.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    /// Signing actor.
+    pub actor: &'a ActorId,
+    /// Roles the actor holds in the state.
+    pub roles: &'a BTreeSet<Role>,
+    /// Target state.
+    pub state_id: &'a StateId,
+    /// The event's timestamp (deterministic: the same on every node).
+    pub timestamp: Timestamp,
+}
+
+impl Call<'_> {
+    /// Whether the caller holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r.as_str() == role)
+    }
+}
+
+/// A contract version: expressive logic, separate from state, that declares the state's
+/// sections with their read/write roles and generates section changes.
+///
+/// Permissions are enforced by the node before and after the logic runs: a method can only
+/// produce changes to sections the caller may write. Contract code must be deterministic
+/// (same inputs → same outputs) and must not perform I/O.
+pub trait Contract: Send + Sync {
+    /// Name and version.
+    fn contract(&self) -> ContractRef;
+    /// Sections and their read/write roles.
+    fn policy(&self) -> ContractPolicy;
+    /// Method names [`Contract::call`] understands.
+    fn methods(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Earlier versions this version supersedes (their states may migrate to it).
+    fn supersedes(&self) -> Vec<ContractRef> {
+        Vec::new()
+    }
+    /// The source artifact whose hash is the code hash (e.g. `include_str!` of the file).
+    fn source(&self) -> &'static str;
+
+    /// Checks the initial sections of a new state.
+    ///
+    /// # Errors
+    /// A [`ContractError`] refuses the create.
+    fn on_create(
+        &self,
+        _call: &Call<'_>,
+        _parties: &Parties,
+        _sections: &Sections,
+    ) -> Result<(), ContractError> {
+        Ok(())
+    }
+
+    /// Checks a direct section change. `current` holds the plaintext this node can read.
+    ///
+    /// # Errors
+    /// A [`ContractError`] refuses the change.
+    fn on_change(
+        &self,
+        _call: &Call<'_>,
+        _current: &Sections,
+        _changes: &Sections,
+    ) -> Result<(), ContractError> {
+        Ok(())
+    }
+
+    /// Turns a method call into section changes.
+    ///
+    /// # Errors
+    /// A [`ContractError`] refuses the call (unknown method, bad arguments, business rule).
+    fn call(
+        &self,
+        _call: &Call<'_>,
+        _current: &Sections,
+        method: &str,
+        _args: &Value,
+    ) -> Result<Sections, ContractError> {
+        Err(ContractError::new(format!("unknown method `{method}`")))
+    }
+
+    /// Section changes that move a state of version `from` (one of [`Contract::supersedes`])
+    /// to this version. The default keeps every section as it is.
+    ///
+    /// # Errors
+    /// A [`ContractError`] refuses the migration.
+    fn migrate(
+        &self,
+        _call: &Call<'_>,
+        _from: &ContractRef,
+        _current: &Sections,
+    ) -> Result<Sections, ContractError> {
+        Ok(Sections::new())
+    }
+
+    /// The descriptor whose canonical hash is this version's identity.
+    fn descriptor(&self) -> ContractDescriptor {
+        let contract = self.contract();
+        ContractDescriptor {
+            code_hash: code_hash(&contract, self.source()),
+            policy: self.policy(),
+            methods: self.methods(),
+            supersedes: self.supersedes(),
+            contract,
+        }
+    }
+}
+
+/// Hash of a contract's source artifact.
+pub fn code_hash(contract: &ContractRef, source: &str) -> Digest {
+    hash_parts(
+        HashAlg::Blake3,
+        Domain::Envelope,
+        &[
+            b"sst/contract-code/v1",
+            contract.to_string().as_bytes(),
+            source.as_bytes(),
+        ],
+    )
+}
+
+/// The contract versions whose code a node holds. A node refuses events naming a version
+/// that is not both held here and recorded (deployed) in its contract table with the same
+/// identity.
+#[derive(Clone, Default)]
+pub struct ContractRegistry {
+    by_ref: BTreeMap<ContractRef, Arc<dyn Contract>>,
+}
+
+impl std::fmt::Debug for ContractRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_ref.keys()).finish()
+    }
+}
+
+impl ContractRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a contract version (builder style).
+    pub fn with(mut self, contract: impl Contract + 'static) -> Self {
+        self.insert(Arc::new(contract));
+        self
+    }
+
+    /// Adds a contract version.
+    pub fn insert(&mut self, contract: Arc<dyn Contract>) {
+        self.by_ref.insert(contract.contract(), contract);
+    }
+
+    /// The code of a version, if held.
+    pub fn get(&self, contract: &ContractRef) -> Option<&Arc<dyn Contract>> {
+        self.by_ref.get(contract)
+    }
+
+    /// Versions held, sorted.
+    pub fn refs(&self) -> impl Iterator<Item = &ContractRef> {
+        self.by_ref.keys()
+    }
+
+    /// Signs the deployment record of a held version as `deployer`.
+    ///
+    /// # Errors
+    /// [`crate::NodeError::Contract`] if the version is not held.
+    pub fn deployment(
+        &self,
+        contract: &ContractRef,
+        alg: HashAlg,
+        deployer: ActorId,
+        key: &ActorKey,
+    ) -> Result<ContractRecord, crate::NodeError> {
+        let code = self
+            .get(contract)
+            .ok_or_else(|| crate::NodeError::Contract {
+                contract: contract.clone(),
+                reason: "this registry does not hold its code".into(),
+            })?;
+        Ok(ContractRecord::sign(code.descriptor(), alg, deployer, key))
+    }
+}

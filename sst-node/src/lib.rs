@@ -1,0 +1,49 @@
+//! # sst-node
+//!
+//! The SST node engine on top of any [`sst_core::Store`]:
+//!
+//! - **Sequencer** ([`Node`]): one writer task per node receives every intent (local actors'
+//!   intents, intents forwarded by other nodes, replicated changes) through one channel,
+//!   assigns origin sequence numbers to local intents, runs each through the pipeline and
+//!   group-commits what it drained from the channel in one store batch.
+//! - **Pipeline** ([`pipeline`]): strict signature → actor known and active → contract version
+//!   held → base matches the current state → write permission on every touched section →
+//!   contract logic → commit *applied*, or commit *rejected* with a typed
+//!   [`sst_core::RejectReason`]. Never a partial apply.
+//! - **Contracts** ([`Contract`], [`ContractRegistry`], [`contracts`]): Rust code that declares
+//!   its sections with read/write roles and turns method calls into section changes; every
+//!   version has an identity hash (over its descriptor, including the hash of its source)
+//!   recorded in the contract table and signed by its deployer.
+//! - **Sync** ([`SyncProtocol`], [`HomeSync`], [`Transport`], [`InProcessNetwork`]): each
+//!   state's *home node* (the node that created it) sequences its events; other nodes forward
+//!   intents to it; it distributes applied changes to every participant node **redacted** to
+//!   what that node may read, and sends rejections back to the initiator.
+//!
+//! ## Disclosure rules
+//! Create and change events carry salted section hashes in their signed payload
+//! (`{"sections": {name: hash}}`); plaintext and salt travel beside the event as
+//! [`sst_core::Disclosure`]s, only to nodes allowed to read the section. **A `CallMethod`
+//! event's `args` are part of the signed payload and are therefore seen by every node that
+//! receives the event: pass private data with a `ChangeSections` intent instead.** The home
+//! node runs contract methods, so it must be able to read every section of its states.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod contract;
+pub mod contracts;
+pub mod error;
+pub mod message;
+pub mod node;
+pub mod pipeline;
+mod sequencer;
+pub mod sync;
+pub mod transport;
+
+pub use contract::{Call, Contract, ContractError, ContractRegistry, Sections, MIGRATE_METHOD};
+pub use error::NodeError;
+pub use message::{AppliedChange, Intent, Message, Verdict};
+pub use node::{Node, NodeConfig, NodeContext};
+pub use sync::{HomeSync, SyncProtocol};
+pub use transport::{
+    Delivery, InProcessNetwork, InProcessTransport, Inbox, Transport, TransportError,
+};

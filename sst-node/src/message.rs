@@ -1,0 +1,229 @@
+//! What actors ask for ([`Intent`]), what nodes send each other ([`Message`]), and what an
+//! intent became ([`Verdict`]).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sst_core::{
+    ContractRef, Disclosure, EventId, OriginSeq, Outcome, Parties, RejectReason, SectionHash,
+    SignedEvent, StateId, StateRoot,
+};
+
+/// A change an actor asks its node to make. The node builds, sequences and signs the event.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Intent {
+    /// Create a state; this node becomes its home node.
+    Create {
+        /// New state id (unique across the network).
+        state_id: StateId,
+        /// Governing contract version.
+        contract: ContractRef,
+        /// Role → actors.
+        parties: Parties,
+        /// Initial section values (each must be writable by the creator).
+        sections: BTreeMap<String, Value>,
+    },
+    /// Replace the values of named sections.
+    Change {
+        /// Target state.
+        state_id: StateId,
+        /// New section values.
+        sections: BTreeMap<String, Value>,
+    },
+    /// Call a contract method. `args` are visible to every node that receives the event.
+    Call {
+        /// Target state.
+        state_id: StateId,
+        /// Method name.
+        method: String,
+        /// Arguments (portable JSON).
+        args: Value,
+    },
+    /// Move a state to a newer contract version that supersedes its current one.
+    Migrate {
+        /// Target state.
+        state_id: StateId,
+        /// New contract version.
+        to: ContractRef,
+    },
+}
+
+impl Intent {
+    /// A create intent.
+    pub fn create(
+        state_id: impl Into<StateId>,
+        contract: ContractRef,
+        parties: Parties,
+        sections: BTreeMap<String, Value>,
+    ) -> Self {
+        Intent::Create {
+            state_id: state_id.into(),
+            contract,
+            parties,
+            sections,
+        }
+    }
+    /// A change intent.
+    pub fn change(state_id: impl Into<StateId>, sections: BTreeMap<String, Value>) -> Self {
+        Intent::Change {
+            state_id: state_id.into(),
+            sections,
+        }
+    }
+    /// A method-call intent.
+    pub fn call(state_id: impl Into<StateId>, method: impl Into<String>, args: Value) -> Self {
+        Intent::Call {
+            state_id: state_id.into(),
+            method: method.into(),
+            args,
+        }
+    }
+    /// The target state.
+    pub fn state_id(&self) -> &StateId {
+        match self {
+            Intent::Create { state_id, .. }
+            | Intent::Change { state_id, .. }
+            | Intent::Call { state_id, .. }
+            | Intent::Migrate { state_id, .. } => state_id,
+        }
+    }
+}
+
+/// An applied change as the home node distributes it to one participant node: the signed
+/// event, the plaintext + salt of the changed sections **that node may read** (nothing for
+/// the others), the hashes of all changed sections, and the resulting version and root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppliedChange {
+    /// The signed intent.
+    pub signed: SignedEvent,
+    /// Readable changed sections: salt + value.
+    pub disclosures: BTreeMap<String, Disclosure>,
+    /// Every changed section's hash (readable or not).
+    pub effects: BTreeMap<String, SectionHash>,
+    /// Resulting state version.
+    pub version: u64,
+    /// Resulting root.
+    pub root: StateRoot,
+}
+
+/// Node-to-node messages of the default sync protocol. Serializable so network transports
+/// can carry them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Message {
+    /// An initiator forwards a signed intent (with full disclosures) to the state's home node.
+    Intent {
+        /// The intent.
+        signed: SignedEvent,
+        /// Plaintext + salt of the sections it writes.
+        disclosures: BTreeMap<String, Disclosure>,
+    },
+    /// The home node distributes an applied change (redacted for the receiver).
+    Applied(Box<AppliedChange>),
+    /// The home node tells the initiator its intent was rejected (and recorded as such).
+    Rejected {
+        /// The intent.
+        signed: SignedEvent,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// The home node could not record the intent at all (e.g. its origin sequence was
+    /// already used by another event).
+    Refused {
+        /// The intent's id.
+        event: EventId,
+        /// Why (typed, though not recorded).
+        reason: RejectReason,
+    },
+    /// A (re)started node announces itself; peers answer with a [`Message::CatchUp`] so that
+    /// changes it sequenced but had not yet published reach them.
+    Hello,
+    /// Ask a home node for everything the sender missed: applied versions after `held` for
+    /// states the sender participates in, and rejections of the sender's own intents after
+    /// `own_after`.
+    CatchUp {
+        /// State → latest version the sender holds (absent: none).
+        held: BTreeMap<StateId, u64>,
+        /// Highest origin sequence of the sender that it has recorded.
+        own_after: OriginSeq,
+    },
+}
+
+/// What became of an intent.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Applied: the state is now at `version` with `root`.
+    Applied {
+        /// Event id.
+        event: EventId,
+        /// New version.
+        version: u64,
+        /// New root.
+        root: StateRoot,
+    },
+    /// Rejected and recorded as rejected with `reason`; nothing changed.
+    Rejected {
+        /// Event id.
+        event: EventId,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// The very same event was already recorded (a replay): nothing changed; `original` is
+    /// what happened the first time.
+    Duplicate {
+        /// Event id.
+        event: EventId,
+        /// The recorded outcome.
+        original: Outcome,
+    },
+    /// The event was refused without being recorded (a different event already holds its
+    /// origin sequence; a replica refusing a change its home sent; a version gap that
+    /// triggered a catch-up); nothing changed.
+    Refused {
+        /// Event id.
+        event: EventId,
+        /// Why.
+        reason: RejectReason,
+    },
+}
+
+impl Verdict {
+    /// The event concerned.
+    pub fn event(&self) -> EventId {
+        match self {
+            Verdict::Applied { event, .. }
+            | Verdict::Rejected { event, .. }
+            | Verdict::Duplicate { event, .. }
+            | Verdict::Refused { event, .. } => *event,
+        }
+    }
+    /// The verdict for a recorded outcome.
+    pub fn from_outcome(event: EventId, outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Applied { version, root } => Verdict::Applied {
+                event,
+                version: *version,
+                root: *root,
+            },
+            Outcome::Rejected { reason } => Verdict::Rejected {
+                event,
+                reason: reason.clone(),
+            },
+        }
+    }
+    /// The reason, if rejected or refused.
+    pub fn reason(&self) -> Option<&RejectReason> {
+        match self {
+            Verdict::Rejected { reason, .. } | Verdict::Refused { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+    /// Whether the intent was applied.
+    pub fn is_applied(&self) -> bool {
+        matches!(self, Verdict::Applied { .. })
+    }
+}

@@ -1,0 +1,496 @@
+//! The event pipeline. A home node runs every intent through these steps, in this order, and
+//! stops at the first that fails with a typed [`RejectReason`]:
+//!
+//! 1. **signature**: the event id is the hash of its body and a strict Ed25519 signature by
+//!    the signing actor is present (`bad_signature`);
+//! 2. **actor** known (`unknown_actor`), signature verifies under its key (`bad_signature`),
+//!    the actor belongs to the event's origin node (`bad_signature`), and is active
+//!    (`revoked_actor`);
+//! 3. **contract version** held and deployed here (`unknown_contract`);
+//! 4. **base** matches the current state (`stale_base`; `unknown_state`; `state_exists`);
+//! 5. **payload** well formed, portable, and consistent with the disclosures
+//!    (`invalid_payload`);
+//! 6. **write permission** of the actor on every touched section (`forbidden`); for method
+//!    calls, the sections the method produced;
+//! 7. **contract logic** (`contract_rejected`).
+//!
+//! Only when every step passes is a new state version built; the sequencer then commits the
+//! event as applied together with that version, or as rejected with its reason — never a
+//! partial apply. Receivers of a distributed change re-run steps 1–6 on what they receive
+//! (hashes for sections they may not read) and check the recomputed root ([`replicate`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use sst_core::{
+    portable, Actor, ActorStatus, Disclosure, EventKind, HashAlg, Parties, RejectReason, Section,
+    SectionHash, SignedEvent, State,
+};
+
+use crate::contract::{Call, Contract, Sections, MIGRATE_METHOD};
+use crate::message::AppliedChange;
+use crate::node::NodeContext;
+
+/// What the pipeline decided.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Eval {
+    /// Commit `state` as the new version; `disclosures` are stored with the event.
+    Apply {
+        state: Box<State>,
+        disclosures: BTreeMap<String, Disclosure>,
+    },
+    /// Commit the event as rejected.
+    Reject(RejectReason),
+}
+
+fn invalid(path: &str, reason: impl Into<String>) -> RejectReason {
+    RejectReason::InvalidPayload {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Steps 1–2: envelope and actor.
+pub(crate) fn check_envelope(
+    ctx: &NodeContext,
+    signed: &SignedEvent,
+) -> Result<Actor, RejectReason> {
+    let e = &signed.event;
+    let bad = |detail: String| RejectReason::BadSignature { detail };
+    signed.verify_id().map_err(|err| bad(err.to_string()))?;
+    if !signed.signatures.iter().any(|s| s.signer == e.actor) {
+        return Err(bad(format!("no signature by {}", e.actor)));
+    }
+    let actor = ctx
+        .actor(&e.actor)
+        .ok_or_else(|| RejectReason::UnknownActor {
+            actor: e.actor.clone(),
+        })?;
+    signed
+        .verify(&actor.public_key)
+        .map_err(|err| bad(err.to_string()))?;
+    if actor.node != e.origin_node {
+        return Err(bad(format!(
+            "actor {} belongs to node {}, the event claims origin {}",
+            actor.id, actor.node, e.origin_node
+        )));
+    }
+    if actor.status != ActorStatus::Active {
+        return Err(RejectReason::RevokedActor {
+            actor: actor.id.clone(),
+        });
+    }
+    Ok(actor)
+}
+
+/// The plaintext this node holds of a state.
+pub(crate) fn view(state: &State) -> Sections {
+    state
+        .sections
+        .iter()
+        .filter_map(|(n, s)| s.value().map(|v| (n.clone(), v.clone())))
+        .collect()
+}
+
+fn section_hashes(payload: &Value) -> Result<BTreeMap<String, SectionHash>, RejectReason> {
+    let obj = payload
+        .get("sections")
+        .and_then(Value::as_object)
+        .ok_or_else(|| invalid("$.payload.sections", "expected an object of section hashes"))?;
+    obj.iter()
+        .map(|(name, h)| {
+            let path = format!("$.payload.sections.{name}");
+            let hash = h
+                .as_str()
+                .ok_or_else(|| invalid(&path, "expected a section hash string"))?
+                .parse::<SectionHash>()
+                .map_err(|e| invalid(&path, e.to_string()))?;
+            Ok((name.clone(), hash))
+        })
+        .collect()
+}
+
+fn parties_of(payload: &Value) -> Result<Parties, RejectReason> {
+    let p = payload
+        .get("parties")
+        .ok_or_else(|| invalid("$.payload.parties", "a create names its parties"))?;
+    serde_json::from_value(p.clone()).map_err(|e| invalid("$.payload.parties", e.to_string()))
+}
+
+fn method_of(payload: &Value) -> Result<(&str, &Value), RejectReason> {
+    let method = payload
+        .get("method")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("$.payload.method", "expected a method name"))?;
+    Ok((method, payload.get("args").unwrap_or(&Value::Null)))
+}
+
+/// Sections with plaintext for every hash; each disclosure must hash to the signed hash.
+fn reveal(
+    alg: HashAlg,
+    hashes: &BTreeMap<String, SectionHash>,
+    disclosures: &BTreeMap<String, Disclosure>,
+) -> Result<BTreeMap<String, Section>, RejectReason> {
+    let mut out = BTreeMap::new();
+    for (name, hash) in hashes {
+        let path = format!("$.disclosures.{name}");
+        let d = disclosures
+            .get(name)
+            .ok_or_else(|| invalid(&path, "the sequencing node needs the section's plaintext"))?;
+        portable::check_at(&d.value, &path).map_err(|e| invalid(&e.path, e.to_string()))?;
+        if d.hash(alg, name) != *hash {
+            return Err(invalid(
+                &path,
+                "value and salt do not match the signed hash",
+            ));
+        }
+        out.insert(
+            name.clone(),
+            Section {
+                hash: *hash,
+                disclosure: Some(d.clone()),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn check_writes<'a>(
+    policy: &sst_core::ContractPolicy,
+    actor: &Actor,
+    parties: &Parties,
+    sections: impl IntoIterator<Item = &'a String>,
+) -> Result<(), RejectReason> {
+    let access = policy.access(&actor.id, parties);
+    for name in sections {
+        if !access.can_write(name) {
+            return Err(RejectReason::Forbidden {
+                section: name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_base(e: &sst_core::Event, cur: &State) -> Result<(), RejectReason> {
+    match e.base {
+        Some(b) if b.version == cur.version && b.root == cur.root => Ok(()),
+        Some(b) => Err(RejectReason::StaleBase {
+            expected_version: b.version,
+            found_version: cur.version,
+        }),
+        None => Err(RejectReason::StaleBase {
+            expected_version: 0,
+            found_version: cur.version,
+        }),
+    }
+}
+
+fn is_migration(e: &sst_core::Event) -> bool {
+    e.kind == EventKind::CallMethod
+        && e.payload.get("method").and_then(Value::as_str) == Some(MIGRATE_METHOD)
+}
+
+/// The contract version a state moves to with `e`, checking that a migration names a
+/// version that supersedes the state's current one.
+fn target_contract(
+    e: &sst_core::Event,
+    cur: &State,
+    code: &dyn Contract,
+) -> Result<(), RejectReason> {
+    if is_migration(e) {
+        if !code.supersedes().contains(&cur.contract) {
+            return Err(RejectReason::ContractRejected {
+                message: format!("{} does not supersede {}", e.contract, cur.contract),
+            });
+        }
+    } else if e.contract != cur.contract {
+        return Err(RejectReason::ContractRejected {
+            message: format!(
+                "state is governed by {}, the event names {}",
+                cur.contract, e.contract
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn next_version(
+    cur: &State,
+    changes: BTreeMap<String, Section>,
+    e: &sst_core::Event,
+    id: sst_core::EventId,
+) -> State {
+    let mut s = cur.next(changes, Some(id), e.timestamp);
+    if s.contract != e.contract {
+        s.contract = e.contract.clone();
+        s.root = s.compute_root();
+    }
+    s
+}
+
+fn seal(alg: HashAlg, values: Sections) -> Result<BTreeMap<String, Section>, RejectReason> {
+    values
+        .into_iter()
+        .map(|(name, v)| {
+            portable::check_at(&v, &format!("$.sections.{name}")).map_err(|e| {
+                RejectReason::ContractRejected {
+                    message: format!("contract produced non-portable JSON: {e}"),
+                }
+            })?;
+            let s = Section::seal(alg, &name, v);
+            Ok((name, s))
+        })
+        .collect()
+}
+
+fn disclosures_of(sections: &BTreeMap<String, Section>) -> BTreeMap<String, Disclosure> {
+    sections
+        .iter()
+        .filter_map(|(n, s)| s.disclosure.clone().map(|d| (n.clone(), d)))
+        .collect()
+}
+
+/// Runs the pipeline for `signed` at its sequencing (home) node, on top of `current`.
+pub(crate) fn sequence(
+    ctx: &NodeContext,
+    signed: &SignedEvent,
+    disclosures: &BTreeMap<String, Disclosure>,
+    current: Option<&State>,
+) -> Eval {
+    match sequence_steps(ctx, signed, disclosures, current) {
+        Ok((state, disclosures)) => Eval::Apply {
+            state: Box::new(state),
+            disclosures,
+        },
+        Err(reason) => Eval::Reject(reason),
+    }
+}
+
+type Built = (State, BTreeMap<String, Disclosure>);
+
+fn sequence_steps(
+    ctx: &NodeContext,
+    signed: &SignedEvent,
+    disclosures: &BTreeMap<String, Disclosure>,
+    current: Option<&State>,
+) -> Result<Built, RejectReason> {
+    let e = &signed.event;
+    let actor = check_envelope(ctx, signed)?;
+    let (code, record) = ctx
+        .held(&e.contract)
+        .ok_or_else(|| RejectReason::UnknownContract {
+            contract: e.contract.clone(),
+        })?;
+    let policy = &record.descriptor.policy;
+    portable::check_at(&e.payload, "$.payload")
+        .map_err(|err| invalid(&err.path, err.to_string()))?;
+    match e.kind {
+        EventKind::Create => {
+            if current.is_some() {
+                return Err(RejectReason::StateExists);
+            }
+            if e.base.is_some() {
+                return Err(invalid("$.base", "a create has no base"));
+            }
+            let parties = parties_of(&e.payload)?;
+            let hashes = section_hashes(&e.payload)?;
+            let sections = reveal(e.alg, &hashes, disclosures)?;
+            check_writes(policy, &actor, &parties, hashes.keys())?;
+            let home_reads = ctx.node_access(ctx.id(), policy, &parties);
+            if let Some(s) = policy.sections.keys().find(|s| !home_reads.can_read(s)) {
+                return Err(RejectReason::ContractRejected {
+                    message: format!(
+                        "the home node {} could not read section `{s}` of this state",
+                        ctx.id()
+                    ),
+                });
+            }
+            let roles = parties.roles_of(&actor.id);
+            let call = Call {
+                actor: &actor.id,
+                roles: &roles,
+                state_id: &e.state_id,
+                timestamp: e.timestamp,
+            };
+            let values = view_of(&sections);
+            code.on_create(&call, &parties, &values)
+                .map_err(|err| RejectReason::ContractRejected { message: err.0 })?;
+            let state = State::create(
+                e.alg,
+                e.state_id.clone(),
+                e.contract.clone(),
+                parties,
+                sections.clone(),
+                Some(signed.id),
+                e.timestamp,
+            );
+            Ok((state, disclosures_of(&sections)))
+        }
+        EventKind::ChangeSections | EventKind::CallMethod => {
+            let cur = current.ok_or(RejectReason::UnknownState)?;
+            target_contract(e, cur, code.as_ref())?;
+            check_base(e, cur)?;
+            if e.alg != cur.alg() {
+                return Err(invalid("$.alg", format!("the state uses {}", cur.alg())));
+            }
+            let roles = cur.parties.roles_of(&actor.id);
+            let call = Call {
+                actor: &actor.id,
+                roles: &roles,
+                state_id: &e.state_id,
+                timestamp: e.timestamp,
+            };
+            let current_view = view(cur);
+            let sections = if e.kind == EventKind::ChangeSections {
+                let hashes = section_hashes(&e.payload)?;
+                let sections = reveal(e.alg, &hashes, disclosures)?;
+                check_writes(policy, &actor, &cur.parties, hashes.keys())?;
+                code.on_change(&call, &current_view, &view_of(&sections))
+                    .map_err(|err| RejectReason::ContractRejected { message: err.0 })?;
+                sections
+            } else {
+                let (method, args) = method_of(&e.payload)?;
+                let changes = if method == MIGRATE_METHOD {
+                    if roles.is_empty() {
+                        return Err(RejectReason::Forbidden {
+                            section: "*".into(),
+                        });
+                    }
+                    code.migrate(&call, &cur.contract, &current_view)
+                } else {
+                    code.call(&call, &current_view, method, args)
+                }
+                .map_err(|err| RejectReason::ContractRejected { message: err.0 })?;
+                check_writes(policy, &actor, &cur.parties, changes.keys())?;
+                seal(e.alg, changes)?
+            };
+            let state = next_version(cur, sections.clone(), e, signed.id);
+            Ok((state, disclosures_of(&sections)))
+        }
+        _ => Err(invalid(
+            "$.kind",
+            format!("{} events do not target a state", e.kind.as_str()),
+        )),
+    }
+}
+
+fn view_of(sections: &BTreeMap<String, Section>) -> Sections {
+    sections
+        .iter()
+        .filter_map(|(n, s)| s.value().map(|v| (n.clone(), v.clone())))
+        .collect()
+}
+
+/// Checks a change distributed by the home node against this node's replica (`current`,
+/// which must be the version just before it) and builds the new, redacted version.
+pub(crate) fn replicate(
+    ctx: &NodeContext,
+    change: &AppliedChange,
+    current: Option<&State>,
+) -> Eval {
+    match replicate_steps(ctx, change, current) {
+        Ok((state, disclosures)) => Eval::Apply {
+            state: Box::new(state),
+            disclosures,
+        },
+        Err(reason) => Eval::Reject(reason),
+    }
+}
+
+fn replicate_steps(
+    ctx: &NodeContext,
+    ch: &AppliedChange,
+    current: Option<&State>,
+) -> Result<Built, RejectReason> {
+    let signed = &ch.signed;
+    let e = &signed.event;
+    let actor = check_envelope(ctx, signed)?;
+    let (code, record) = ctx
+        .held(&e.contract)
+        .ok_or_else(|| RejectReason::UnknownContract {
+            contract: e.contract.clone(),
+        })?;
+    let policy = &record.descriptor.policy;
+    let parties = match (e.kind, current) {
+        (EventKind::Create, None) => parties_of(&e.payload)?,
+        (EventKind::Create, Some(_)) => return Err(RejectReason::StateExists),
+        (EventKind::ChangeSections | EventKind::CallMethod, Some(cur)) => {
+            target_contract(e, cur, code.as_ref())?;
+            check_base(e, cur)?;
+            cur.parties.clone()
+        }
+        (EventKind::ChangeSections | EventKind::CallMethod, None) => {
+            return Err(RejectReason::UnknownState)
+        }
+        (kind, _) => {
+            return Err(invalid(
+                "$.kind",
+                format!("{} events do not target a state", kind.as_str()),
+            ))
+        }
+    };
+    if e.kind != EventKind::CallMethod && section_hashes(&e.payload)? != ch.effects {
+        return Err(invalid(
+            "$.effects",
+            "changed sections differ from the signed section hashes",
+        ));
+    }
+    if is_migration(e) && parties.roles_of(&actor.id).is_empty() {
+        return Err(RejectReason::Forbidden {
+            section: "*".into(),
+        });
+    }
+    check_writes(policy, &actor, &parties, ch.effects.keys())?;
+    let readable: BTreeSet<String> = ctx.node_access(ctx.id(), policy, &parties).read;
+    let mut sections = BTreeMap::new();
+    let mut kept = BTreeMap::new();
+    for (name, hash) in &ch.effects {
+        let disclosed = readable
+            .contains(name)
+            .then(|| ch.disclosures.get(name))
+            .flatten();
+        let section = match disclosed {
+            Some(d) => {
+                let path = format!("$.disclosures.{name}");
+                portable::check_at(&d.value, &path)
+                    .map_err(|err| invalid(&err.path, err.to_string()))?;
+                if d.hash(e.alg, name) != *hash {
+                    return Err(invalid(
+                        &path,
+                        "value and salt do not match the section hash",
+                    ));
+                }
+                kept.insert(name.clone(), d.clone());
+                Section {
+                    hash: *hash,
+                    disclosure: Some(d.clone()),
+                }
+            }
+            None => Section::redacted(*hash),
+        };
+        sections.insert(name.clone(), section);
+    }
+    let state = match current {
+        None => State::create(
+            e.alg,
+            e.state_id.clone(),
+            e.contract.clone(),
+            parties,
+            sections,
+            Some(signed.id),
+            e.timestamp,
+        ),
+        Some(cur) => next_version(cur, sections, e, signed.id),
+    };
+    if state.version != ch.version || state.root != ch.root {
+        return Err(invalid(
+            "$.root",
+            format!(
+                "recomputed version {} root {} differs from the home node's version {} root {}",
+                state.version, state.root, ch.version, ch.root
+            ),
+        ));
+    }
+    Ok((state, kept))
+}

@@ -1,0 +1,156 @@
+//! Shared test scaffolding: a four-node real-estate network (buyer, seller, inspector,
+//! regulator) over the in-process transport, on any store.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use sst_core::{
+    Actor, ActorId, ActorKey, ActorStatus, ContractRef, HashAlg, NodeId, Parties, Store,
+};
+use sst_node::contracts::{RealEstateDeal, RealEstateDealV2, Rfq};
+use sst_node::{ContractRegistry, InProcessNetwork, Node, NodeConfig};
+
+/// The four participants: node name and its actor's name.
+pub const ROLES: [&str; 4] = ["buyer", "seller", "inspector", "regulator"];
+
+/// Deterministic actor `node/name`.
+pub fn actor(node: &str, name: &str) -> (Actor, ActorKey) {
+    let mut seed = [7u8; 32];
+    for (i, b) in format!("{node}/{name}").bytes().enumerate() {
+        seed[i % 32] ^= b.wrapping_mul(31).wrapping_add(i as u8);
+    }
+    let key = ActorKey::from_seed(seed);
+    (
+        Actor {
+            id: format!("{node}/{name}").into(),
+            node: NodeId::from(node),
+            public_key: key.public_key(),
+            status: ActorStatus::Active,
+        },
+        key,
+    )
+}
+
+/// The actor id of the participant playing `role` (node `role`, actor `role/a`).
+pub fn who(role: &str) -> ActorId {
+    ActorId::from(format!("{role}/a").as_str())
+}
+
+/// Contracts every node holds (v2 optional).
+pub fn registry(with_v2: bool) -> ContractRegistry {
+    let r = ContractRegistry::new().with(RealEstateDeal).with(Rfq);
+    if with_v2 {
+        r.with(RealEstateDealV2)
+    } else {
+        r
+    }
+}
+
+/// The standard deal parties.
+pub fn deal_parties() -> Parties {
+    ROLES
+        .iter()
+        .fold(Parties::default(), |p, r| p.with(*r, who(r).as_str()))
+}
+
+/// `{name: value}`.
+pub fn values<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// A running network of nodes named after [`ROLES`].
+pub struct Cluster {
+    pub net: InProcessNetwork,
+    pub nodes: BTreeMap<String, Node>,
+    pub stores: BTreeMap<String, Arc<dyn Store>>,
+}
+
+impl Cluster {
+    pub fn node(&self, role: &str) -> &Node {
+        &self.nodes[role]
+    }
+
+    /// Starts (or restarts) one node on its store with the directory, keys and contracts.
+    pub async fn start_node(
+        net: &InProcessNetwork,
+        role: &str,
+        store: Arc<dyn Store>,
+        registry: ContractRegistry,
+        deploy: &[ContractRef],
+    ) -> anyhow::Result<Node> {
+        let (transport, inbox) = net.join(role);
+        let node = Node::start(
+            NodeConfig::new(role),
+            store,
+            registry.clone(),
+            transport,
+            inbox,
+        )
+        .await?;
+        for r in ROLES {
+            let (a, key) = actor(r, "a");
+            node.register_actor(a.clone()).await?;
+            if r == role {
+                node.add_key(&a.id, key)?;
+            }
+        }
+        let (_, deployer_key) = actor("seller", "a");
+        for c in deploy {
+            let rec = registry.deployment(c, HashAlg::Blake3, who("seller"), &deployer_key)?;
+            node.deploy(rec).await?;
+        }
+        Ok(node)
+    }
+
+    /// Starts all four nodes on the given stores; every node holds and deploys v1 of the
+    /// deal and the RFQ.
+    pub async fn start(stores: BTreeMap<String, Arc<dyn Store>>) -> anyhow::Result<Cluster> {
+        let net = InProcessNetwork::new();
+        let mut nodes = BTreeMap::new();
+        for (role, store) in &stores {
+            let node = Self::start_node(
+                &net,
+                role,
+                store.clone(),
+                registry(false),
+                &[
+                    ContractRef::new("real-estate-deal", 1),
+                    ContractRef::new("rfq", 1),
+                ],
+            )
+            .await?;
+            nodes.insert(role.clone(), node);
+        }
+        Ok(Cluster { net, nodes, stores })
+    }
+
+    /// Four nodes on fresh in-memory stores.
+    pub async fn in_memory() -> anyhow::Result<Cluster> {
+        let stores = ROLES
+            .iter()
+            .map(|r| {
+                (
+                    r.to_string(),
+                    Arc::new(sst_core::MemoryStore::new()) as Arc<dyn Store>,
+                )
+            })
+            .collect();
+        Self::start(stores).await
+    }
+
+    /// Roots of `state` on every node that holds it.
+    pub async fn roots(
+        &self,
+        state: &sst_core::StateId,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for (role, node) in &self.nodes {
+            if let Some(s) = node.state(state).await? {
+                out.insert(role.clone(), format!("v{} {}", s.version, s.root));
+            }
+        }
+        Ok(out)
+    }
+}
