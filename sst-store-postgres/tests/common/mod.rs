@@ -1,0 +1,162 @@
+//! Test factory shared by the PostgreSQL suites: one fresh schema per case on
+//! `SST_POSTGRES_URL`, optionally prepared with user DDL before `migrate`, dropped when the
+//! case ends; raw SQL access to the `jsonb` columns.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use conformance_tests::{Backend, BackendFactory, RawAccess};
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, PgPool};
+use sst_core::{StateId, Store};
+use sst_store_postgres::{PostgresConfig, PostgresStore};
+
+/// One case's namespace: a uniquely named schema on the server.
+pub struct PgFactory {
+    url: String,
+    schema: String,
+    /// DDL run (with `{schema}` replaced) before the store migrates, e.g. a partitioned table.
+    prepare: Option<&'static str>,
+}
+
+/// A factory on a fresh schema, `None` (skip) without `SST_POSTGRES_URL`.
+pub async fn factory(prepare: Option<&'static str>) -> anyhow::Result<Option<PgFactory>> {
+    let Some(url) = conformance_tests::url_or_skip("SST_POSTGRES_URL")? else {
+        return Ok(None);
+    };
+    let schema = format!("sst_test_{}", uuid::Uuid::new_v4().simple());
+    Ok(Some(PgFactory {
+        url,
+        schema,
+        prepare,
+    }))
+}
+
+impl PgFactory {
+    async fn store(&self) -> anyhow::Result<PostgresStore> {
+        let config = PostgresConfig::new(&self.url)
+            .schema(&self.schema)
+            .max_connections(4);
+        let store = PostgresStore::connect(config)
+            .await
+            .with_context(|| format!("connecting to {}", self.url))?;
+        if let Some(ddl) = self.prepare {
+            sqlx::raw_sql(AssertSqlSafe(ddl.replace("{schema}", &self.schema)))
+                .execute(store.pool())
+                .await
+                .context("preparing the schema")?;
+        }
+        store.migrate().await?;
+        Ok(store)
+    }
+}
+
+#[async_trait]
+impl BackendFactory for PgFactory {
+    async fn open(&self) -> anyhow::Result<Backend> {
+        let store = self.store().await?;
+        let raw = Raw {
+            pool: store.pool().clone(),
+            state: format!("\"{}\".\"{}\"", self.schema, store.config().tables.state),
+            history: format!("\"{}\".\"{}\"", self.schema, store.config().tables.history),
+        };
+        Ok(Backend {
+            store: Arc::new(store),
+            raw: Arc::new(raw),
+        })
+    }
+
+    async fn reopen(&self) -> anyhow::Result<Backend> {
+        self.open().await
+    }
+}
+
+impl Drop for PgFactory {
+    /// Best-effort cleanup on a runtime of its own (Drop cannot await).
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let pool = PgPool::connect(&url).await?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                )))
+                .execute(&pool)
+                .await?;
+                pool.close().await;
+                anyhow::Ok(())
+            })
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("could not drop test schema {}: {e}", self.schema);
+        }
+    }
+}
+
+/// Raw SQL on the `jsonb` columns, behind the store's back.
+struct Raw {
+    pool: PgPool,
+    state: String,
+    history: String,
+}
+
+impl Raw {
+    async fn column(&self, col: &str, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
+        Ok(sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT {col} FROM {} WHERE id = $1 AND version = $2",
+            self.history
+        )))
+        .bind(id.as_str())
+        .bind(i64::try_from(version)?)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+#[async_trait]
+impl RawAccess for Raw {
+    async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
+        self.column("data", id, version).await
+    }
+
+    async fn raw_seals(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
+        self.column("seals", id, version).await
+    }
+
+    async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in [&self.history, &self.state] {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {table} SET data = $3 WHERE id = $1 AND version = $2"
+            )))
+            .bind(id.as_str())
+            .bind(i64::try_from(version)?)
+            .bind(&data)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
+        let n = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {h} AS t SET data = o.data FROM {h} AS o \
+             WHERE t.id = $1 AND o.id = $1 \
+               AND ((t.version = $2 AND o.version = $3) OR (t.version = $3 AND o.version = $2))",
+            h = self.history
+        )))
+        .bind(id.as_str())
+        .bind(i64::try_from(a)?)
+        .bind(i64::try_from(b)?)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        anyhow::ensure!(n == 2, "expected to swap 2 history rows, changed {n}");
+        Ok(())
+    }
+}
