@@ -650,7 +650,10 @@ impl SignedEvent {
         key.verify_digest(&self.id.0, &sig.signature)
     }
 
-    /// The generic cryptowrap view of this event.
+    /// The generic cryptowrap view of this event. Its hash is the event id, computed in the
+    /// `sst/event/v1` domain: check it with [`SignedEvent::verify_id`], not
+    /// [`Envelope::verify_hash`] (which recomputes in the generic envelope domain); signatures
+    /// verify with [`Envelope::verify_signer`].
     pub fn envelope(&self) -> Envelope {
         Envelope {
             body: serde_json::to_value(&self.event).unwrap_or(Value::Null),

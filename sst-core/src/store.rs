@@ -168,6 +168,18 @@ impl CommitBatch {
                     state
                         .verify()
                         .map_err(|e| invalid(at("state"), e.to_string()))?;
+                    for (name, d) in &rec.disclosures {
+                        let matches = state
+                            .sections
+                            .get(name)
+                            .is_some_and(|s| d.hash(state.alg(), name) == s.hash);
+                        if !matches {
+                            return Err(invalid(
+                                at(&format!("event.disclosures.{name}")),
+                                "disclosure does not match the new state's section hash".into(),
+                            ));
+                        }
+                    }
                     let mut size = 0usize;
                     for (name, s) in &state.sections {
                         if name.is_empty()
