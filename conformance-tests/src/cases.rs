@@ -523,9 +523,10 @@ pub async fn concurrent_commits_on_one_base_have_exactly_one_winner(
     const ROUNDS: u64 = 4;
     let b = f.open().await?;
     if !b.store.capabilities().concurrent_writers {
-        eprintln!(
-            "skipping: {} does not declare concurrent_writers",
-            b.store.backend()
+        crate::not_run(
+            "concurrent_commits_on_one_base_have_exactly_one_winner",
+            b.store.backend(),
+            "store does not declare concurrent_writers",
         );
         return Ok(());
     }
@@ -852,7 +853,11 @@ pub async fn last_origin_seq_is_the_highest_recorded_per_node(
 pub async fn origin_seq_survives_reopen(f: &impl BackendFactory) -> anyhow::Result<()> {
     let b = f.open().await?;
     if !b.store.capabilities().durable {
-        eprintln!("skipping: {} is not durable", b.store.backend());
+        crate::not_run(
+            "origin_seq_survives_reopen",
+            b.store.backend(),
+            "store is not durable",
+        );
         return Ok(());
     }
     let (alice, ka) = actor("acme", "alice");

@@ -78,6 +78,18 @@ pub fn url_or_skip(var: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// Marker printed (on stdout and stderr) by a case that cannot run on a backend. libtest can
+/// only count such a case as passed, so `cargo xtask integration` runs the suite with
+/// `--nocapture`, collects these lines and reports the case as NOT RUN, never as passed.
+pub const NOT_RUN_MARKER: &str = "SST-NOT-RUN";
+
+/// Reports that `case` could not run on `backend` and why (see [`NOT_RUN_MARKER`]).
+pub fn not_run(case: &str, backend: &str, reason: &str) {
+    let line = format!("{NOT_RUN_MARKER} case={case} backend={backend} reason={reason}");
+    println!("{line}");
+    eprintln!("{line}");
+}
+
 /// Expands to one `#[tokio::test]` per conformance case. `$factory` is an expression of type
 /// `impl Future<Output = anyhow::Result<Option<impl BackendFactory>>>`, evaluated once per case
 /// (`None` skips the case). The calling crate needs `tokio` (macros, rt-multi-thread) and
