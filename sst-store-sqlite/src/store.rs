@@ -600,10 +600,11 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
-        batch.validate()?;
         let inner = Arc::clone(&self.inner);
         blocking("commit", move || {
-            // Serialise outside the writer lock; only the transaction holds it.
+            // Validation (hashing every section) and serialisation are CPU work: done here on
+            // the blocking pool, before the database is touched and outside the writer lock.
+            batch.validate()?;
             let rows = batch
                 .items
                 .iter()

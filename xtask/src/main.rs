@@ -1,5 +1,6 @@
 //! `cargo xtask …`: project automation (local servers, integration suites, benchmarks).
 
+mod bench;
 mod mongo_server;
 
 fn main() -> anyhow::Result<()> {
@@ -7,7 +8,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None | Some("help") => {
             println!(
-                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status"
+                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, bench store --backend <db> [--count N]"
             );
             Ok(())
         }
@@ -17,6 +18,7 @@ fn main() -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("xtask has no parent directory"))?;
             mongo_server::cli(root, &args[1..])
         }
+        Some("bench") => bench::cli(&args[1..]),
         Some(other) => anyhow::bail!("unknown xtask command `{other}` (try `cargo xtask help`)"),
     }
 }

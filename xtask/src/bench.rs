@@ -1,0 +1,90 @@
+//! `cargo xtask bench store --backend <db> [--count N]`: builds and runs the `sst-bench`
+//! binary in release mode with the backend's Cargo feature.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+const USAGE: &str =
+    "usage: cargo xtask bench store --backend <sqlite|postgres|mysql|mongo> [--count N]";
+
+/// The workspace root (the parent of the xtask crate).
+fn project_root() -> anyhow::Result<PathBuf> {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+/// The `cargo` invocation for `backend` with the extra arguments passed through to the bench.
+fn bench_command(backend: &str, extra: &[String]) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["run", "--release", "-p", "sst-bench", "--features", backend])
+        .args(["--", "store", "--backend", backend])
+        .args(extra);
+    cmd
+}
+
+fn echo(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Entry point: `args` are the words after `bench`.
+pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        Some("store") => {}
+        None | Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Some(other) => bail!("unknown bench `{other}`\n{USAGE}"),
+    }
+    let mut backend = None;
+    let mut extra = Vec::new();
+    let mut rest = args[1..].iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--backend" => backend = Some(rest.next().context("--backend needs a value")?.clone()),
+            "--count" => {
+                let n = rest.next().context("--count needs a value")?;
+                extra.extend(["--count".to_owned(), n.clone()]);
+            }
+            other => bail!("unknown argument `{other}`\n{USAGE}"),
+        }
+    }
+    let backend = backend.context(USAGE)?;
+    if !backend.chars().all(|c| c.is_ascii_lowercase()) || backend.is_empty() {
+        bail!("backend must be a plain name like `sqlite`, got `{backend}`");
+    }
+    let mut cmd = bench_command(&backend, &extra);
+    cmd.current_dir(project_root()?);
+    println!("$ {}", echo(&cmd));
+    let status = cmd.status().context("running cargo")?;
+    if !status.success() {
+        bail!("sst-bench failed ({status})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_enables_the_backend_feature_and_passes_arguments_through() {
+        let cmd = bench_command("sqlite", &["--count".into(), "500".into()]);
+        let line = echo(&cmd);
+        assert!(
+            line.ends_with(
+                "run --release -p sst-bench --features sqlite -- store --backend sqlite --count 500"
+            ),
+            "{line}"
+        );
+    }
+}
