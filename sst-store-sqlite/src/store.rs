@@ -481,8 +481,15 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<State, Store
     let data: String = r.get(6)?;
     let contract_version: i64 = r.get(2)?;
     let parts = (|| {
+        // The data column is user-queryable JSON that must follow the portable profile; a
+        // row edited behind SST's back into something else is reported, not guessed at.
         let parse = |col: &str, text: &str| -> Result<Value, StoreError> {
-            portable::parse(text).map_err(|e| malformed(&what, format!("column {col}: {e}")))
+            let parsed = if col == "data" {
+                portable::parse(text).map_err(|e| e.to_string())
+            } else {
+                serde_json::from_str(text).map_err(|e| e.to_string())
+            };
+            parsed.map_err(|e| malformed(&what, format!("column {col}: {e}")))
         };
         Ok(StateParts {
             id: StateId(id.clone()),
