@@ -141,24 +141,28 @@ impl Writer {
                 }
             }
             Err(CommitFailure::Fatal(e)) => {
-                let events: Vec<_> = plans
-                    .iter()
-                    .filter_map(|p| {
-                        p.item
-                            .as_ref()
-                            .map(|i| i.event.id())
-                            .or_else(|| p.forward.as_ref().map(|f| f.2))
-                    })
-                    .collect();
-                for job in jobs {
-                    if let Some(r) = job.reply {
-                        let _ = r.send(Err(NodeError::Interrupted {
-                            events: events.clone(),
-                            source: StoreError::backend("node", "commit", e.to_string()),
-                        }));
-                    }
+                for (job, plan) in jobs.into_iter().zip(plans) {
+                    Self::interrupted(job, &plan, &e);
                 }
             }
+        }
+    }
+
+    /// The batch's fate is unknown (the store failed for good): each caller learns which
+    /// of its events to look up after a restart.
+    fn interrupted(job: Job, plan: &Planned, e: &StoreError) {
+        let events: Vec<_> = plan
+            .item
+            .as_ref()
+            .map(|i| i.event.id())
+            .or_else(|| plan.forward.as_ref().map(|f| f.2))
+            .into_iter()
+            .collect();
+        if let Some(r) = job.reply {
+            let _ = r.send(Err(NodeError::Interrupted {
+                events,
+                source: StoreError::backend("node", "commit", e.to_string()),
+            }));
         }
     }
 
@@ -167,14 +171,7 @@ impl Writer {
         match self.commit(items).await {
             Ok(()) => self.finish(job, plan).await,
             Err(CommitFailure::Logical(e)) => self.run_refused(job, plan, e.to_string()).await,
-            Err(CommitFailure::Fatal(e)) => {
-                if let Some(r) = job.reply {
-                    let _ = r.send(Err(NodeError::Interrupted {
-                        events: plan.item.iter().map(|i| i.event.id()).collect(),
-                        source: e,
-                    }));
-                }
-            }
+            Err(CommitFailure::Fatal(e)) => Self::interrupted(job, &plan, &e),
         }
     }
 

@@ -499,7 +499,7 @@ async fn migration_moves_a_state_to_the_superseding_version() -> anyhow::Result<
             &deploy,
         )
         .await?;
-        nodes.insert(role.to_string(), n);
+        nodes.insert(role.to_string(), Arc::new(n));
     }
     let c = Cluster {
         net,

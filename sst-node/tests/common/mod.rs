@@ -63,12 +63,12 @@ pub fn values<const N: usize>(pairs: [(&str, Value); N]) -> BTreeMap<String, Val
 /// A running network of nodes named after [`ROLES`].
 pub struct Cluster {
     pub net: InProcessNetwork,
-    pub nodes: BTreeMap<String, Node>,
+    pub nodes: BTreeMap<String, Arc<Node>>,
     pub stores: BTreeMap<String, Arc<dyn Store>>,
 }
 
 impl Cluster {
-    pub fn node(&self, role: &str) -> &Node {
+    pub fn node(&self, role: &str) -> &Arc<Node> {
         &self.nodes[role]
     }
 
@@ -121,7 +121,7 @@ impl Cluster {
                 ],
             )
             .await?;
-            nodes.insert(role.clone(), node);
+            nodes.insert(role.clone(), Arc::new(node));
         }
         Ok(Cluster { net, nodes, stores })
     }
@@ -140,6 +140,18 @@ impl Cluster {
         Self::start(stores).await
     }
 
+    /// Four nodes on fresh SQLite files under `dir`.
+    pub async fn sqlite(dir: &std::path::Path) -> anyhow::Result<Cluster> {
+        let mut stores = BTreeMap::new();
+        for r in ROLES {
+            stores.insert(
+                r.to_string(),
+                sqlite_store(&dir.join(format!("{r}.db"))).await?,
+            );
+        }
+        Self::start(stores).await
+    }
+
     /// Roots of `state` on every node that holds it.
     pub async fn roots(
         &self,
@@ -152,5 +164,32 @@ impl Cluster {
             }
         }
         Ok(out)
+    }
+}
+
+/// A SQLite store on `path` (migrated).
+pub async fn sqlite_store(path: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+    let store = sst_store_sqlite::SqliteStore::open_migrated(
+        sst_store_sqlite::SqliteConfig::file(path)
+            .synchronous(sst_store_sqlite::Synchronous::Normal),
+    )
+    .await?;
+    Ok(Arc::new(store))
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> anyhow::Result<TempDir> {
+        let p = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&p)?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
