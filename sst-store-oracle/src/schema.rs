@@ -1,0 +1,414 @@
+//! DDL of the peer tables for both JSON column types, and every SQL statement the store runs,
+//! generated once from the configured table names (so they are unit-tested without a server).
+
+use crate::config::TableNames;
+
+/// The JSON column type actually used (after [`JsonColumn::Auto`](crate::JsonColumn) is
+/// resolved from the server version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonMode {
+    /// `JSON` (Oracle 21c+).
+    Native,
+    /// `BLOB CHECK (… IS JSON)` (Oracle 19c).
+    Blob,
+}
+
+impl JsonMode {
+    /// The mode for a server of major version `major`.
+    pub fn for_server(major: i32) -> Self {
+        if major >= 21 {
+            JsonMode::Native
+        } else {
+            JsonMode::Blob
+        }
+    }
+
+    /// Column definition of a JSON column named `col`.
+    pub fn column(self, col: &str, nullable: bool) -> String {
+        let null = if nullable { "" } else { " NOT NULL" };
+        match self {
+            JsonMode::Native => format!("{col} JSON{null}"),
+            JsonMode::Blob => format!(
+                "{col} BLOB{null} CONSTRAINT {{t}}_{col}_json CHECK ({col} IS JSON STRICT WITH UNIQUE KEYS)"
+            ),
+        }
+    }
+
+    /// Placeholder for binding JSON into a column (`:n` is the bind position).
+    pub fn bind(self, n: usize) -> String {
+        match self {
+            JsonMode::Native => format!("JSON(:{n} EXTENDED)"),
+            JsonMode::Blob => format!(":{n}"),
+        }
+    }
+
+    /// Expression reading a JSON column as text (native) or bytes (BLOB).
+    pub fn read(self, col: &str) -> String {
+        match self {
+            JsonMode::Native => format!("JSON_SERIALIZE({col} RETURNING CLOB)"),
+            JsonMode::Blob => col.to_owned(),
+        }
+    }
+}
+
+/// Wraps DDL so that re-running it is a no-op: ORA-00955 (name already used), ORA-01408
+/// (columns already indexed), ORA-02260/02261 (key already exists) are ignored.
+pub fn idempotent(ddl: &str) -> String {
+    let escaped = ddl.replace('\'', "''");
+    format!(
+        "BEGIN EXECUTE IMMEDIATE '{escaped}'; EXCEPTION WHEN OTHERS THEN \
+         IF SQLCODE NOT IN (-955, -1408, -2260, -2261) THEN RAISE; END IF; END;"
+    )
+}
+
+fn state_columns(mode: JsonMode, table: &str) -> String {
+    let json = |c: &str| mode.column(c, false).replace("{t}", table);
+    format!(
+        "id VARCHAR2(512) NOT NULL, \
+         contract_name VARCHAR2(256) NOT NULL, \
+         contract_version NUMBER(10) NOT NULL, \
+         version NUMBER(19) NOT NULL CHECK (version >= 1), \
+         {}, {}, {}, \
+         root VARCHAR2(128) NOT NULL, \
+         prev_root VARCHAR2(128), \
+         last_event VARCHAR2(128), \
+         updated_at NUMBER(19) NOT NULL",
+        json("parties"),
+        json("seals"),
+        json("data")
+    )
+}
+
+/// The statements `migrate` runs, in order, each idempotent.
+pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
+    let json =
+        |table: &str, c: &str, nullable: bool| mode.column(c, nullable).replace("{t}", table);
+    let raw = [
+        format!(
+            "CREATE TABLE {st} ({cols}, CONSTRAINT {st}_pk PRIMARY KEY (id))",
+            st = t.state,
+            cols = state_columns(mode, &t.state)
+        ),
+        format!(
+            "CREATE TABLE {hi} ({cols}, CONSTRAINT {hi}_pk PRIMARY KEY (id, version))",
+            hi = t.history,
+            cols = state_columns(mode, &t.history)
+        ),
+        format!(
+            "CREATE TABLE {ev} (\
+             pos NUMBER(19) GENERATED ALWAYS AS IDENTITY NOT NULL, \
+             id VARCHAR2(128) NOT NULL, \
+             state_id VARCHAR2(512) NOT NULL, \
+             kind VARCHAR2(32) NOT NULL, \
+             contract_name VARCHAR2(256) NOT NULL, \
+             contract_version NUMBER(10) NOT NULL, \
+             actor VARCHAR2(512) NOT NULL, \
+             origin_node VARCHAR2(512) NOT NULL, \
+             origin_seq NUMBER(19) NOT NULL, \
+             outcome VARCHAR2(16) NOT NULL CHECK (outcome IN ('applied', 'rejected')), \
+             reason VARCHAR2(64), \
+             {reason_detail}, \
+             new_version NUMBER(19), \
+             new_root VARCHAR2(128), \
+             {event}, {disclosures}, \
+             CONSTRAINT {ev}_pk PRIMARY KEY (id), \
+             CONSTRAINT {ev}_origin_uq UNIQUE (origin_node, origin_seq), \
+             CONSTRAINT {ev}_pos_uq UNIQUE (pos))",
+            ev = t.event,
+            reason_detail = json(&t.event, "reason_detail", true),
+            event = json(&t.event, "event", false),
+            disclosures = json(&t.event, "disclosures", false),
+        ),
+        format!(
+            "CREATE INDEX {ev}_state_ix ON {ev} (state_id, pos)",
+            ev = t.event
+        ),
+        format!(
+            "CREATE TABLE {ac} (id VARCHAR2(512) NOT NULL, node VARCHAR2(512) NOT NULL, \
+             public_key VARCHAR2(256) NOT NULL, status VARCHAR2(16) NOT NULL, \
+             CONSTRAINT {ac}_pk PRIMARY KEY (id))",
+            ac = t.actor
+        ),
+        format!(
+            "CREATE TABLE {co} (name VARCHAR2(256) NOT NULL, version NUMBER(10) NOT NULL, \
+             identity VARCHAR2(128) NOT NULL, {record}, \
+             CONSTRAINT {co}_pk PRIMARY KEY (name, version))",
+            co = t.contract,
+            record = json(&t.contract, "record", false),
+        ),
+    ];
+    raw.iter().map(|d| idempotent(d)).collect()
+}
+
+const STATE_SELECT: &str =
+    "id, contract_name, contract_version, version, {parties}, {seals}, {data}, root, prev_root, last_event, updated_at";
+
+/// Every statement of the store, for one set of table names and one JSON mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sql {
+    /// JSON column type in use.
+    pub mode: JsonMode,
+    /// `migrate`.
+    pub ddl: Vec<String>,
+    /// Whether an event id is recorded: `:1` id.
+    pub event_exists: String,
+    /// Inserts an event (15 binds, see [`Sql::insert_event`] docs in the source).
+    pub insert_event: String,
+    /// Locks and returns the current version of a state: `:1` id.
+    pub lock_state: String,
+    /// Inserts the current row of a new state (11 binds).
+    pub insert_state: String,
+    /// Replaces the current row (binds 1–11 as insert, `:12` the base version).
+    pub update_state: String,
+    /// Inserts a history row (11 binds).
+    pub insert_history: String,
+    /// Latest version: `:1` id.
+    pub state: String,
+    /// Given version: `:1` id, `:2` version.
+    pub state_at: String,
+    /// All state ids, sorted.
+    pub state_ids: String,
+    /// Event columns selected by `event` / `events` (append a WHERE clause).
+    pub select_events: String,
+    /// Highest origin sequence of a node: `:1` node.
+    pub last_origin_seq: String,
+    /// Inserts or replaces an actor: `:1` id, `:2` node, `:3` key, `:4` status.
+    pub put_actor: String,
+    /// One actor: `:1` id.
+    pub actor: String,
+    /// All actors sorted by id.
+    pub actors: String,
+    /// Inserts a contract: `:1` name, `:2` version, `:3` identity, `:4` record.
+    pub insert_contract: String,
+    /// One contract: `:1` name, `:2` version.
+    pub contract: String,
+    /// All contracts sorted.
+    pub contracts: String,
+}
+
+impl Sql {
+    /// Generates every statement.
+    pub fn new(t: &TableNames, mode: JsonMode) -> Self {
+        let b = |n| mode.bind(n);
+        let state_values = format!(
+            ":1, :2, :3, :4, {}, {}, {}, :8, :9, :10, :11",
+            b(5),
+            b(6),
+            b(7)
+        );
+        let state_cols = "id, contract_name, contract_version, version, parties, seals, data, root, prev_root, last_event, updated_at";
+        let select = STATE_SELECT
+            .replace("{parties}", &mode.read("parties"))
+            .replace("{seals}", &mode.read("seals"))
+            .replace("{data}", &mode.read("data"));
+        Sql {
+            mode,
+            ddl: ddl(t, mode),
+            event_exists: format!("SELECT COUNT(*) FROM {} WHERE id = :1", t.event),
+            insert_event: format!(
+                "INSERT INTO {} (id, state_id, kind, contract_name, contract_version, actor, \
+                 origin_node, origin_seq, outcome, reason, reason_detail, new_version, new_root, \
+                 event, disclosures) VALUES (:1, :2, :3, :4, :5, :6, :7, :8, :9, :10, {}, :12, \
+                 :13, {}, {})",
+                t.event,
+                b(11),
+                b(14),
+                b(15)
+            ),
+            lock_state: format!("SELECT version FROM {} WHERE id = :1 FOR UPDATE", t.state),
+            insert_state: format!("INSERT INTO {} ({state_cols}) VALUES ({state_values})", t.state),
+            update_state: format!(
+                "UPDATE {} SET contract_name = :2, contract_version = :3, version = :4, \
+                 parties = {}, seals = {}, data = {}, root = :8, prev_root = :9, \
+                 last_event = :10, updated_at = :11 WHERE id = :1 AND version = :12",
+                t.state,
+                b(5),
+                b(6),
+                b(7)
+            ),
+            insert_history: format!(
+                "INSERT INTO {} ({state_cols}) VALUES ({state_values})",
+                t.history
+            ),
+            state: format!("SELECT {select} FROM {} WHERE id = :1", t.state),
+            state_at: format!(
+                "SELECT {select} FROM {} WHERE id = :1 AND version = :2",
+                t.history
+            ),
+            state_ids: format!("SELECT id FROM {} ORDER BY id", t.state),
+            select_events: format!(
+                "SELECT id, outcome, new_version, new_root, {}, {}, {} FROM {}",
+                mode.read("reason_detail"),
+                mode.read("event"),
+                mode.read("disclosures"),
+                t.event
+            ),
+            last_origin_seq: format!(
+                "SELECT NVL(MAX(origin_seq), 0) FROM {} WHERE origin_node = :1",
+                t.event
+            ),
+            put_actor: format!(
+                "MERGE INTO {} a USING (SELECT :1 id, :2 node, :3 public_key, :4 status FROM dual) s \
+                 ON (a.id = s.id) \
+                 WHEN MATCHED THEN UPDATE SET a.node = s.node, a.public_key = s.public_key, a.status = s.status \
+                 WHEN NOT MATCHED THEN INSERT (id, node, public_key, status) \
+                 VALUES (s.id, s.node, s.public_key, s.status)",
+                t.actor
+            ),
+            actor: format!(
+                "SELECT id, node, public_key, status FROM {} WHERE id = :1",
+                t.actor
+            ),
+            actors: format!(
+                "SELECT id, node, public_key, status FROM {} ORDER BY id",
+                t.actor
+            ),
+            insert_contract: format!(
+                "INSERT INTO {} (name, version, identity, record) VALUES (:1, :2, :3, {})",
+                t.contract,
+                b(4)
+            ),
+            contract: format!(
+                "SELECT {} FROM {} WHERE name = :1 AND version = :2",
+                mode.read("record"),
+                t.contract
+            ),
+            contracts: format!(
+                "SELECT {} FROM {} ORDER BY name, version",
+                mode.read("record"),
+                t.contract
+            ),
+        }
+    }
+
+    /// The `events` query for the given conditions (each a column compared with the next
+    /// bind), in recording order, limited to `limit` rows.
+    pub fn events(&self, conditions: &[&str], limit: Option<usize>) -> String {
+        let mut sql = self.select_events.clone();
+        for (i, c) in conditions.iter().enumerate() {
+            sql.push_str(if i == 0 { " WHERE " } else { " AND " });
+            sql.push_str(c);
+            sql.push_str(&format!(" :{}", i + 1));
+        }
+        sql.push_str(" ORDER BY pos");
+        if let Some(l) = limit {
+            sql.push_str(&format!(" FETCH FIRST {l} ROWS ONLY"));
+        }
+        sql
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables() -> TableNames {
+        TableNames::default()
+    }
+
+    #[test]
+    fn native_mode_uses_the_json_type() {
+        let ddl = ddl(&tables(), JsonMode::Native).join("\n");
+        assert!(ddl.contains("data JSON NOT NULL"), "{ddl}");
+        assert!(ddl.contains("parties JSON NOT NULL"));
+        assert!(ddl.contains("reason_detail JSON,"));
+        assert!(!ddl.contains("BLOB"));
+    }
+
+    #[test]
+    fn blob_mode_checks_is_json_with_unique_keys() {
+        let ddl = ddl(&tables(), JsonMode::Blob).join("\n");
+        assert!(ddl.contains(
+            "data BLOB NOT NULL CONSTRAINT sst_state_data_json CHECK (data IS JSON STRICT WITH UNIQUE KEYS)"
+        ), "{ddl}");
+        assert!(ddl.contains("CONSTRAINT sst_state_history_data_json CHECK"));
+        assert!(!ddl.contains(" JSON NOT NULL"));
+    }
+
+    #[test]
+    fn uniqueness_comes_from_the_keys() {
+        for mode in [JsonMode::Native, JsonMode::Blob] {
+            let ddl = ddl(&tables(), mode).join("\n");
+            assert!(ddl.contains("CONSTRAINT sst_state_history_pk PRIMARY KEY (id, version)"));
+            assert!(ddl.contains("CONSTRAINT sst_event_origin_uq UNIQUE (origin_node, origin_seq)"));
+            assert!(ddl.contains("CONSTRAINT sst_event_pk PRIMARY KEY (id)"));
+            assert!(ddl.contains("CONSTRAINT sst_contract_pk PRIMARY KEY (name, version)"));
+        }
+    }
+
+    #[test]
+    fn ddl_is_wrapped_to_be_idempotent() {
+        for stmt in ddl(&tables(), JsonMode::Native) {
+            assert!(stmt.starts_with("BEGIN EXECUTE IMMEDIATE '"), "{stmt}");
+            assert!(stmt.contains("SQLCODE NOT IN (-955, -1408, -2260, -2261)"));
+        }
+        let blob = ddl(&tables(), JsonMode::Blob).join("\n");
+        assert!(
+            blob.contains("outcome IN (''applied'', ''rejected'')"),
+            "quotes doubled"
+        );
+    }
+
+    #[test]
+    fn version_decides_the_mode() {
+        assert_eq!(JsonMode::for_server(19), JsonMode::Blob);
+        assert_eq!(JsonMode::for_server(21), JsonMode::Native);
+        assert_eq!(JsonMode::for_server(23), JsonMode::Native);
+    }
+
+    #[test]
+    fn commit_statements_bind_json_per_mode_and_guard_versions() {
+        let native = Sql::new(&tables(), JsonMode::Native);
+        assert!(
+            native
+                .insert_event
+                .contains("JSON(:11 EXTENDED), :12, :13, JSON(:14 EXTENDED), JSON(:15 EXTENDED))"),
+            "{}",
+            native.insert_event
+        );
+        assert!(native
+            .insert_state
+            .contains("JSON(:5 EXTENDED), JSON(:6 EXTENDED), JSON(:7 EXTENDED)"));
+        assert!(native
+            .update_state
+            .ends_with("WHERE id = :1 AND version = :12"));
+        assert_eq!(
+            native.lock_state,
+            "SELECT version FROM sst_state WHERE id = :1 FOR UPDATE"
+        );
+        assert!(native.state.contains("JSON_SERIALIZE(data RETURNING CLOB)"));
+        let blob = Sql::new(&tables(), JsonMode::Blob);
+        assert!(
+            blob.insert_event.contains(":11, :12, :13, :14, :15)"),
+            "{}",
+            blob.insert_event
+        );
+        assert!(blob.state.contains(", data, root,"), "{}", blob.state);
+        assert!(blob
+            .insert_history
+            .starts_with("INSERT INTO sst_state_history"));
+    }
+
+    #[test]
+    fn events_query_appends_filters_order_and_limit() {
+        let sql = Sql::new(&tables(), JsonMode::Native);
+        let q = sql.events(&["state_id =", "origin_seq >"], Some(5));
+        assert!(
+            q.ends_with(
+                "WHERE state_id = :1 AND origin_seq > :2 ORDER BY pos FETCH FIRST 5 ROWS ONLY"
+            ),
+            "{q}"
+        );
+        assert!(sql
+            .events(&[], None)
+            .ends_with("FROM sst_event ORDER BY pos"));
+    }
+
+    #[test]
+    fn prefixed_tables_appear_everywhere() {
+        let sql = Sql::new(&TableNames::with_prefix("t9_"), JsonMode::Blob);
+        assert!(sql.state.contains("FROM t9_sst_state "));
+        assert!(sql.put_actor.starts_with("MERGE INTO t9_sst_actor"));
+        assert!(sql.ddl.iter().all(|d| d.contains("t9_")));
+    }
+}

@@ -1,0 +1,830 @@
+//! [`OracleStore`]: the [`Store`] contract on Oracle Database through the `oracle` crate
+//! (ODPI-C, which loads the Oracle Client library at run time). Every driver call runs on
+//! tokio's blocking pool via one helper; a batch commits in one transaction on one pooled
+//! connection, with the current-state row locked (`SELECT … FOR UPDATE`) and the primary and
+//! unique keys deciding races (ORA-00001 → [`StoreError::Conflict`]).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use oracle::pool::{Pool, PoolBuilder};
+use oracle::sql_type::{OracleType, ToSql};
+use oracle::{Connection, Row, SqlValue};
+use serde_json::Value;
+use sst_core::model::StateParts;
+use sst_core::{
+    Actor, ActorId, CommitBatch, CommitItem, CommitReceipt, ContractRecord, ContractRef,
+    EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId, Store,
+    StoreError,
+};
+
+use crate::config::{JsonColumn, OracleConfig};
+use crate::error::{backend, conflict_or_backend, malformed};
+use crate::schema::{JsonMode, Sql};
+use crate::value;
+use crate::NAME;
+
+/// Runs blocking driver work on tokio's blocking pool: the one place this crate leaves the
+/// async runtime.
+async fn blocking<T, F>(op: &'static str, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::backend(NAME, op, e))?
+}
+
+/// Loads the Oracle Client library (once per process) without connecting anywhere.
+///
+/// # Errors
+/// [`StoreError::Backend`] wrapping DPI-1047 when no client library is installed (see
+/// [`store_error_is_client_missing`](crate::store_error_is_client_missing)).
+pub fn load_client() -> Result<(), StoreError> {
+    oracle::InitParams::new()
+        .init()
+        .map(|_| ())
+        .map_err(|e| backend("load_client", e))
+}
+
+/// A JSON value bound to a JSON column: text for the native type (through
+/// `JSON(:n EXTENDED)`), UTF-8 bytes for a BLOB column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonBind {
+    /// CLOB text (native `JSON` column).
+    Text(String),
+    /// BLOB bytes (`BLOB … IS JSON` column).
+    Bytes(Vec<u8>),
+    /// SQL NULL of the mode's type.
+    Null(JsonMode),
+}
+
+impl JsonBind {
+    /// Encodes `v` for `mode` (see [`crate::value`]).
+    pub fn new(mode: JsonMode, v: &Value) -> Self {
+        match mode {
+            JsonMode::Native => JsonBind::Text(value::encode_native(v)),
+            JsonMode::Blob => JsonBind::Bytes(value::encode_blob(v)),
+        }
+    }
+}
+
+impl ToSql for JsonBind {
+    fn oratype(&self, _conn: &Connection) -> oracle::Result<OracleType> {
+        Ok(match self {
+            JsonBind::Text(_) | JsonBind::Null(JsonMode::Native) => OracleType::CLOB,
+            JsonBind::Bytes(_) | JsonBind::Null(JsonMode::Blob) => OracleType::BLOB,
+        })
+    }
+    fn to_sql(&self, val: &mut SqlValue) -> oracle::Result<()> {
+        match self {
+            JsonBind::Text(s) => s.as_str().to_sql(val),
+            JsonBind::Bytes(b) => b.as_slice().to_sql(val),
+            JsonBind::Null(_) => val.set_null(),
+        }
+    }
+}
+
+fn int(field: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
+        path: field.to_owned(),
+        reason: format!("{v} does not fit NUMBER(19)"),
+    })
+}
+
+fn to_json<T: serde::Serialize>(field: &str, v: &T) -> Result<Value, StoreError> {
+    serde_json::to_value(v).map_err(|e| StoreError::InvalidInput {
+        path: field.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// The bind values of one state row, in the order of [`Sql::insert_state`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateRow {
+    id: String,
+    contract_name: String,
+    contract_version: i64,
+    version: i64,
+    parties: JsonBind,
+    seals: JsonBind,
+    data: JsonBind,
+    root: String,
+    prev_root: Option<String>,
+    last_event: Option<String>,
+    updated_at: i64,
+}
+
+impl StateRow {
+    /// Converts a state for `mode`.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] for a version beyond `NUMBER(19)`.
+    pub fn new(mode: JsonMode, s: &State) -> Result<Self, StoreError> {
+        let p = s.to_parts();
+        Ok(StateRow {
+            id: p.id.0,
+            contract_name: p.contract.name,
+            contract_version: i64::from(p.contract.version),
+            version: int("state.version", p.version)?,
+            parties: JsonBind::new(mode, &p.parties),
+            seals: JsonBind::new(mode, &p.seals),
+            data: JsonBind::new(mode, &p.data),
+            root: p.root,
+            prev_root: p.prev_root,
+            last_event: p.last_event,
+            updated_at: p.updated_at,
+        })
+    }
+
+    /// Binds 1–11.
+    pub fn params(&self) -> [&dyn ToSql; 11] {
+        [
+            &self.id,
+            &self.contract_name,
+            &self.contract_version,
+            &self.version,
+            &self.parties,
+            &self.seals,
+            &self.data,
+            &self.root,
+            &self.prev_root,
+            &self.last_event,
+            &self.updated_at,
+        ]
+    }
+}
+
+/// The bind values of one event row, in the order of [`Sql::insert_event`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    id: String,
+    state_id: String,
+    kind: &'static str,
+    contract_name: String,
+    contract_version: i64,
+    actor: String,
+    origin_node: String,
+    origin_seq: i64,
+    outcome: &'static str,
+    reason: Option<&'static str>,
+    reason_detail: JsonBind,
+    new_version: Option<i64>,
+    new_root: Option<String>,
+    event: JsonBind,
+    disclosures: JsonBind,
+}
+
+impl EventRow {
+    /// Converts an event record for `mode`.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] for numbers beyond `NUMBER(19)`.
+    pub fn new(mode: JsonMode, rec: &EventRecord) -> Result<Self, StoreError> {
+        let e = rec.event();
+        let (outcome, reason, detail, new_version, new_root) = match &rec.outcome {
+            Outcome::Applied { version, root } => (
+                "applied",
+                None,
+                JsonBind::Null(mode),
+                Some(int("event.outcome.version", *version)?),
+                Some(root.to_string()),
+            ),
+            Outcome::Rejected { reason } => (
+                "rejected",
+                Some(reason.code()),
+                JsonBind::new(mode, &to_json("event.outcome.reason", reason)?),
+                None,
+                None,
+            ),
+        };
+        Ok(EventRow {
+            id: rec.id().to_string(),
+            state_id: e.state_id.0.clone(),
+            kind: e.kind.as_str(),
+            contract_name: e.contract.name.clone(),
+            contract_version: i64::from(e.contract.version),
+            actor: e.actor.0.clone(),
+            origin_node: e.origin_node.0.clone(),
+            origin_seq: int("event.origin_seq", e.origin_seq.0)?,
+            outcome,
+            reason,
+            reason_detail: detail,
+            new_version,
+            new_root,
+            event: JsonBind::new(mode, &to_json("event", &rec.signed)?),
+            disclosures: JsonBind::new(mode, &to_json("disclosures", &rec.disclosures)?),
+        })
+    }
+
+    /// Binds 1–15.
+    pub fn params(&self) -> [&dyn ToSql; 15] {
+        [
+            &self.id,
+            &self.state_id,
+            &self.kind,
+            &self.contract_name,
+            &self.contract_version,
+            &self.actor,
+            &self.origin_node,
+            &self.origin_seq,
+            &self.outcome,
+            &self.reason,
+            &self.reason_detail,
+            &self.new_version,
+            &self.new_root,
+            &self.event,
+            &self.disclosures,
+        ]
+    }
+}
+
+/// Reads JSON column `idx` of a row selected with [`JsonMode::read`].
+fn json_at(mode: JsonMode, row: &Row, idx: usize, what: &str) -> Result<Option<Value>, StoreError> {
+    let decoded = match mode {
+        JsonMode::Native => row
+            .get::<_, Option<String>>(idx)
+            .map_err(|e| backend("read", e))?
+            .map(|t| value::decode(&t)),
+        JsonMode::Blob => row
+            .get::<_, Option<Vec<u8>>>(idx)
+            .map_err(|e| backend("read", e))?
+            .map(|b| value::decode_bytes(&b)),
+    };
+    decoded.transpose().map_err(|e| malformed(what, e))
+}
+
+fn required(v: Option<Value>, what: &str, col: &str) -> Result<Value, StoreError> {
+    v.ok_or_else(|| malformed(what, format!("{col} is NULL")))
+}
+
+fn get<T: oracle::sql_type::FromSql>(row: &Row, idx: usize) -> Result<T, StoreError> {
+    row.get(idx).map_err(|e| backend("read", e))
+}
+
+fn state_from_row(mode: JsonMode, row: &Row) -> Result<State, StoreError> {
+    let id: String = get(row, 0)?;
+    let version: i64 = get(row, 3)?;
+    let what = format!("state {id} version {version}");
+    let contract_version: i64 = get(row, 2)?;
+    let parts = StateParts {
+        id: StateId(id.clone()),
+        contract: ContractRef::new(
+            get::<String>(row, 1)?,
+            u32::try_from(contract_version).map_err(|e| malformed(&what, e))?,
+        ),
+        version: u64::try_from(version).map_err(|e| malformed(&what, e))?,
+        parties: required(json_at(mode, row, 4, &what)?, &what, "parties")?,
+        seals: required(json_at(mode, row, 5, &what)?, &what, "seals")?,
+        data: required(json_at(mode, row, 6, &what)?, &what, "data")?,
+        root: get(row, 7)?,
+        prev_root: get(row, 8)?,
+        last_event: get(row, 9)?,
+        updated_at: get(row, 10)?,
+    };
+    State::from_parts(parts).map_err(|source| StoreError::Integrity { what, source })
+}
+
+fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> {
+    let id: String = get(row, 0)?;
+    let what = format!("event {id}");
+    let bad = |e: serde_json::Error| malformed(&what, e);
+    let outcome: String = get(row, 1)?;
+    let outcome = match outcome.as_str() {
+        "applied" => Outcome::Applied {
+            version: u64::try_from(get::<i64>(row, 2)?).map_err(|e| malformed(&what, e))?,
+            root: get::<String>(row, 3)?
+                .parse()
+                .map_err(|e| malformed(&what, e))?,
+        },
+        "rejected" => Outcome::Rejected {
+            reason: serde_json::from_value(required(
+                json_at(mode, row, 4, &what)?,
+                &what,
+                "reason_detail",
+            )?)
+            .map_err(bad)?,
+        },
+        other => return Err(malformed(&what, format!("outcome {other:?}"))),
+    };
+    Ok(EventRecord {
+        signed: serde_json::from_value(required(json_at(mode, row, 5, &what)?, &what, "event")?)
+            .map_err(bad)?,
+        disclosures: serde_json::from_value(required(
+            json_at(mode, row, 6, &what)?,
+            &what,
+            "disclosures",
+        )?)
+        .map_err(bad)?,
+        outcome,
+    })
+}
+
+/// An SST store in an Oracle schema.
+#[derive(Clone)]
+pub struct OracleStore {
+    pool: Arc<Pool>,
+    sql: Arc<Sql>,
+}
+
+impl std::fmt::Debug for OracleStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OracleStore")
+            .field("mode", &self.sql.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OracleStore {
+    /// Loads the Oracle Client library, opens a connection pool and resolves the JSON column
+    /// type (native `JSON` from 21c on, `BLOB … IS JSON` before, unless configured). Call
+    /// [`Store::migrate`] once to create the tables.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] for bad table names; [`StoreError::Backend`] when the
+    /// client library is missing (DPI-1047, see
+    /// [`store_error_is_client_missing`](crate::store_error_is_client_missing)) or the
+    /// server refuses the connection.
+    pub async fn open(config: OracleConfig) -> Result<Self, StoreError> {
+        config.validate()?;
+        blocking("open", move || {
+            let pool = PoolBuilder::new(
+                config.username.as_str(),
+                config.password.as_str(),
+                config.connect_string.as_str(),
+            )
+            .max_connections(config.max_connections)
+            .build()
+            .map_err(|e| backend("open", e))?;
+            let mode = match config.json {
+                JsonColumn::Native => JsonMode::Native,
+                JsonColumn::Blob => JsonMode::Blob,
+                _ => {
+                    let conn = pool.get().map_err(|e| backend("open", e))?;
+                    let (version, _) = conn.server_version().map_err(|e| backend("open", e))?;
+                    JsonMode::for_server(version.major())
+                }
+            };
+            Ok(OracleStore {
+                pool: Arc::new(pool),
+                sql: Arc::new(Sql::new(&config.tables, mode)),
+            })
+        })
+        .await
+    }
+
+    /// The JSON column type in use.
+    pub fn json_mode(&self) -> JsonMode {
+        self.sql.mode
+    }
+
+    /// Runs `f` on a pooled connection on the blocking pool.
+    async fn with_conn<T, F>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Sql) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = Arc::clone(&self.pool);
+        let sql = Arc::clone(&self.sql);
+        blocking(op, move || {
+            let conn = pool.get().map_err(|e| backend(op, e))?;
+            f(&conn, &sql)
+        })
+        .await
+    }
+}
+
+/// Commits prepared rows on `conn` (the caller rolls back on error).
+fn commit_rows(
+    conn: &Connection,
+    sql: &Sql,
+    rows: &[(EventId, EventRow, Option<StateRow>)],
+) -> Result<CommitReceipt, StoreError> {
+    let op = "commit";
+    let mut receipt = CommitReceipt::default();
+    for (id, ev, state) in rows {
+        let seen: i64 = conn
+            .query_row_as(&sql.event_exists, &[&ev.id])
+            .map_err(|e| backend(op, e))?;
+        if seen > 0 {
+            receipt.duplicates.push(*id);
+            continue;
+        }
+        if let Some(s) = state {
+            let conflict = |found: i64| StoreError::Conflict {
+                what: format!("state {}", s.id),
+                expected: (s.version - 1) as u64,
+                found: found as u64,
+            };
+            let current: Option<i64> = match conn.query_row_as::<i64>(&sql.lock_state, &[&s.id]) {
+                Ok(v) => Some(v),
+                Err(e) if e.kind() == oracle::ErrorKind::NoDataFound => None,
+                Err(e) => return Err(backend(op, e)),
+            };
+            match current {
+                None if s.version == 1 => {
+                    conn.execute(&sql.insert_state, &s.params())
+                        .map_err(|e| conflict_or_backend(op, e, || conflict(1)))?;
+                }
+                Some(c) if c + 1 == s.version => {
+                    let mut params: Vec<&dyn ToSql> = s.params().to_vec();
+                    let base = s.version - 1;
+                    params.push(&base);
+                    conn.execute(&sql.update_state, &params)
+                        .map_err(|e| backend(op, e))?;
+                }
+                other => return Err(conflict(other.unwrap_or(0))),
+            }
+            conn.execute(&sql.insert_history, &s.params())
+                .map_err(|e| conflict_or_backend(op, e, || conflict(s.version)))?;
+        }
+        conn.execute(&sql.insert_event, &ev.params()).map_err(|e| {
+            conflict_or_backend(op, e, || {
+                let seq = ev.origin_seq as u64;
+                StoreError::Conflict {
+                    what: format!("origin {} seq {seq} (or event {})", ev.origin_node, ev.id),
+                    expected: seq.saturating_sub(1),
+                    found: seq,
+                }
+            })
+        })?;
+        receipt.committed.push(*id);
+    }
+    Ok(receipt)
+}
+
+#[async_trait]
+impl Store for OracleStore {
+    fn backend(&self) -> &'static str {
+        NAME
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.with_conn("migrate", |conn, sql| {
+            for ddl in &sql.ddl {
+                conn.execute(ddl, &[]).map_err(|e| backend("migrate", e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
+        batch.validate()?;
+        let mode = self.sql.mode;
+        let rows = batch
+            .items
+            .iter()
+            .map(|item: &CommitItem| {
+                Ok((
+                    item.event.id(),
+                    EventRow::new(mode, &item.event)?,
+                    item.state
+                        .as_ref()
+                        .map(|s| StateRow::new(mode, s))
+                        .transpose()?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.with_conn("commit", move |conn, sql| {
+            match commit_rows(conn, sql, &rows) {
+                Ok(receipt) => {
+                    conn.commit().map_err(|e| backend("commit", e))?;
+                    Ok(receipt)
+                }
+                Err(e) => {
+                    // The batch error is the news; a failed rollback ends the session, which
+                    // rolls back too.
+                    let _ = conn.rollback();
+                    Err(e)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
+        let id = id.0.clone();
+        self.with_conn("state", move |conn, sql| {
+            let rows = conn
+                .query(&sql.state, &[&id])
+                .map_err(|e| backend("state", e))?;
+            match rows.into_iter().next() {
+                Some(row) => Ok(Some(state_from_row(
+                    sql.mode,
+                    &row.map_err(|e| backend("state", e))?,
+                )?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn state_at(&self, id: &StateId, version: u64) -> Result<Option<State>, StoreError> {
+        let Ok(v) = i64::try_from(version) else {
+            return Ok(None);
+        };
+        let id = id.0.clone();
+        self.with_conn("state_at", move |conn, sql| {
+            let rows = conn
+                .query(&sql.state_at, &[&id, &v])
+                .map_err(|e| backend("state_at", e))?;
+            match rows.into_iter().next() {
+                Some(row) => Ok(Some(state_from_row(
+                    sql.mode,
+                    &row.map_err(|e| backend("state_at", e))?,
+                )?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn state_ids(&self) -> Result<Vec<StateId>, StoreError> {
+        self.with_conn("state_ids", |conn, sql| {
+            let rows = conn
+                .query_as::<String>(&sql.state_ids, &[])
+                .map_err(|e| backend("state_ids", e))?;
+            let mut ids = rows
+                .map(|r| r.map(StateId).map_err(|e| backend("state_ids", e)))
+                .collect::<Result<Vec<_>, _>>()?;
+            ids.sort();
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        let mut conds: Vec<&'static str> = Vec::new();
+        let mut params: Vec<Box<dyn ToSql + Send>> = Vec::new();
+        if let Some(s) = &filter.state_id {
+            conds.push("state_id =");
+            params.push(Box::new(s.0.clone()));
+        }
+        if let Some(a) = &filter.actor {
+            conds.push("actor =");
+            params.push(Box::new(a.0.clone()));
+        }
+        if let Some(n) = &filter.origin_node {
+            conds.push("origin_node =");
+            params.push(Box::new(n.0.clone()));
+        }
+        if let Some(s) = filter.after_origin_seq {
+            let Ok(s) = i64::try_from(s.0) else {
+                return Ok(Vec::new());
+            };
+            conds.push("origin_seq >");
+            params.push(Box::new(s));
+        }
+        if let Some(o) = filter.outcome {
+            conds.push("outcome =");
+            params.push(Box::new(o.as_str()));
+        }
+        if let Some(k) = filter.kind {
+            conds.push("kind =");
+            params.push(Box::new(k.as_str()));
+        }
+        let limit = filter.limit;
+        self.with_conn("events", move |conn, sql| {
+            let text = sql.events(&conds, limit);
+            let refs: Vec<&dyn ToSql> = params.iter().map(|p| p.as_ref() as &dyn ToSql).collect();
+            let rows = conn.query(&text, &refs).map_err(|e| backend("events", e))?;
+            rows.map(|r| event_from_row(sql.mode, &r.map_err(|e| backend("events", e))?))
+                .collect()
+        })
+        .await
+    }
+
+    async fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+        let id = id.to_string();
+        self.with_conn("event", move |conn, sql| {
+            let text = format!("{} WHERE id = :1", sql.select_events);
+            let rows = conn.query(&text, &[&id]).map_err(|e| backend("event", e))?;
+            match rows.into_iter().next() {
+                Some(row) => Ok(Some(event_from_row(
+                    sql.mode,
+                    &row.map_err(|e| backend("event", e))?,
+                )?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn last_origin_seq(&self, node: &NodeId) -> Result<OriginSeq, StoreError> {
+        let node = node.0.clone();
+        self.with_conn("last_origin_seq", move |conn, sql| {
+            let seq: i64 = conn
+                .query_row_as(&sql.last_origin_seq, &[&node])
+                .map_err(|e| backend("last_origin_seq", e))?;
+            Ok(OriginSeq(u64::try_from(seq).unwrap_or(0)))
+        })
+        .await
+    }
+
+    async fn put_actor(&self, actor: &Actor) -> Result<(), StoreError> {
+        let key = match to_json("actor.public_key", &actor.public_key)? {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let (id, node, status) = (
+            actor.id.0.clone(),
+            actor.node.0.clone(),
+            actor.status.as_str(),
+        );
+        self.with_conn("put_actor", move |conn, sql| {
+            conn.execute(&sql.put_actor, &[&id, &node, &key, &status])
+                .map_err(|e| backend("put_actor", e))?;
+            conn.commit().map_err(|e| backend("put_actor", e))
+        })
+        .await
+    }
+
+    async fn actor(&self, id: &ActorId) -> Result<Option<Actor>, StoreError> {
+        let id = id.0.clone();
+        self.with_conn("actor", move |conn, sql| {
+            let rows = conn
+                .query(&sql.actor, &[&id])
+                .map_err(|e| backend("actor", e))?;
+            match rows.into_iter().next() {
+                Some(row) => Ok(Some(actor_from_row(
+                    &row.map_err(|e| backend("actor", e))?,
+                )?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn actors(&self) -> Result<Vec<Actor>, StoreError> {
+        self.with_conn("actors", |conn, sql| {
+            let rows = conn
+                .query(&sql.actors, &[])
+                .map_err(|e| backend("actors", e))?;
+            let mut out = rows
+                .map(|r| actor_from_row(&r.map_err(|e| backend("actors", e))?))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_contract(&self, contract: &ContractRecord) -> Result<(), StoreError> {
+        let mode = self.sql.mode;
+        let c = contract.contract().clone();
+        let identity = contract.identity.to_string();
+        let record = JsonBind::new(mode, &to_json("contract", contract)?);
+        let key = c.clone();
+        let inserted = self
+            .with_conn("put_contract", move |conn, sql| {
+                let version = i64::from(key.version);
+                let result = conn.execute(
+                    &sql.insert_contract,
+                    &[&key.name, &version, &identity, &record],
+                );
+                match result {
+                    Ok(_) => conn.commit().map_err(|e| backend("put_contract", e)),
+                    Err(e) => {
+                        let _ = conn.rollback();
+                        Err(conflict_or_backend("put_contract", e, || {
+                            StoreError::Conflict {
+                                what: format!("contract {key}"),
+                                expected: u64::from(key.version),
+                                found: u64::from(key.version),
+                            }
+                        }))
+                    }
+                }
+            })
+            .await;
+        match inserted {
+            // Re-putting the same identity is a no-op; a different one is the conflict.
+            Err(StoreError::Conflict { .. }) => match self.contract(&c).await? {
+                Some(x) if x.identity == contract.identity => Ok(()),
+                other => Err(StoreError::Conflict {
+                    what: format!(
+                        "contract {c} (identity {} vs {})",
+                        other.map_or_else(|| "?".to_owned(), |x| x.identity.to_string()),
+                        contract.identity
+                    ),
+                    expected: u64::from(c.version),
+                    found: u64::from(c.version),
+                }),
+            },
+            other => other,
+        }
+    }
+
+    async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
+        let (name, version) = (contract.name.clone(), i64::from(contract.version));
+        self.with_conn("contract", move |conn, sql| {
+            let rows = conn
+                .query(&sql.contract, &[&name, &version])
+                .map_err(|e| backend("contract", e))?;
+            match rows.into_iter().next() {
+                Some(row) => Ok(Some(contract_from_row(
+                    sql.mode,
+                    &row.map_err(|e| backend("contract", e))?,
+                )?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {
+        self.with_conn("contracts", |conn, sql| {
+            let rows = conn
+                .query(&sql.contracts, &[])
+                .map_err(|e| backend("contracts", e))?;
+            let mut out = rows
+                .map(|r| contract_from_row(sql.mode, &r.map_err(|e| backend("contracts", e))?))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.sort_by(|a, b| a.contract().cmp(b.contract()));
+            Ok(out)
+        })
+        .await
+    }
+}
+
+fn actor_from_row(row: &Row) -> Result<Actor, StoreError> {
+    let id: String = get(row, 0)?;
+    let what = format!("actor {id}");
+    let v = serde_json::json!({
+        "id": id,
+        "node": get::<String>(row, 1)?,
+        "public_key": get::<String>(row, 2)?,
+        "status": get::<String>(row, 3)?,
+    });
+    serde_json::from_value(v).map_err(|e| malformed(&what, e))
+}
+
+fn contract_from_row(mode: JsonMode, row: &Row) -> Result<ContractRecord, StoreError> {
+    let v = required(json_at(mode, row, 0, "contract")?, "contract", "record")?;
+    serde_json::from_value(v).map_err(|e| malformed("contract", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conformance_tests::fixtures::{actor, create, rejected, state_id, values};
+    use serde_json::json;
+    use sst_core::{Parties, RejectReason};
+
+    #[test]
+    fn state_rows_carry_every_column_in_bind_order() {
+        let (alice, key) = actor("acme", "alice");
+        let id = state_id("deal");
+        let item = create(
+            &id,
+            Parties::default().with("buyer", "acme/alice"),
+            values([("price", json!({"amount": 1e300, "n": 3}))]),
+            (&alice, &key),
+            7,
+        );
+        let state = item.state.clone().expect("state");
+        let row = StateRow::new(JsonMode::Native, &state).expect("row");
+        assert_eq!(row.params().len(), 11);
+        assert_eq!(row.id, id.0);
+        assert_eq!(row.version, 1);
+        match &row.data {
+            JsonBind::Text(t) => {
+                assert!(t.contains(r#"{"$numberDouble":"1e+300"}"#), "{t}");
+                let back = value::decode(t).expect("decodes");
+                assert_eq!(back, state.data());
+            }
+            other => panic!("{other:?}"),
+        }
+        let blob = StateRow::new(JsonMode::Blob, &state).expect("row");
+        assert!(matches!(blob.data, JsonBind::Bytes(_)));
+        let ev = EventRow::new(JsonMode::Blob, &item.event).expect("event row");
+        assert_eq!(ev.params().len(), 15);
+        assert_eq!((ev.outcome, ev.reason, ev.origin_seq), ("applied", None, 7));
+        assert_eq!(ev.reason_detail, JsonBind::Null(JsonMode::Blob));
+    }
+
+    #[test]
+    fn rejected_events_bind_their_reason() {
+        let (alice, key) = actor("acme", "alice");
+        let item = rejected(
+            &state_id("x"),
+            None,
+            (&alice, &key),
+            3,
+            RejectReason::UnknownState,
+        );
+        let ev = EventRow::new(JsonMode::Native, &item.event).expect("row");
+        assert_eq!(ev.outcome, "rejected");
+        assert_eq!(ev.reason, Some("unknown_state"));
+        assert_eq!(ev.new_version, None);
+        match ev.reason_detail {
+            JsonBind::Text(t) => assert_eq!(
+                value::decode(&t).expect("json"),
+                json!({"code": "unknown_state"})
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}
