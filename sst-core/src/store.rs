@@ -180,6 +180,16 @@ impl CommitBatch {
                             ));
                         }
                     }
+                    for role in state.parties.0.keys() {
+                        let r = role.as_str();
+                        if r.is_empty() || r.starts_with('$') || r.contains('.') || r.contains('\0')
+                        {
+                            return Err(invalid(
+                                portable::member_path("$.parties", r),
+                                "role names must be portable object keys".into(),
+                            ));
+                        }
+                    }
                     let mut size = 0usize;
                     for (name, s) in &state.sections {
                         if name.is_empty()

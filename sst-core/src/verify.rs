@@ -70,9 +70,26 @@ pub async fn verify_store(
         let latest = match store.state(id).await {
             Ok(Some(s)) => s.version,
             Ok(None) => continue,
-            Err(StoreError::Integrity { source, .. }) => {
-                report.findings.push(finding(id, None, source.to_string()));
-                continue;
+            Err(StoreError::Integrity { .. }) => {
+                // The latest row cannot be reassembled, so its version is unknown: walk the
+                // history until it ends, reporting each unreadable version by number.
+                let mut v = 0;
+                loop {
+                    match store.state_at(id, v + 1).await {
+                        Ok(None) => break,
+                        Ok(Some(_)) | Err(StoreError::Integrity { .. }) => v += 1,
+                        Err(e) => return Err(e),
+                    }
+                }
+                if v == 0 {
+                    report.findings.push(finding(
+                        id,
+                        None,
+                        "latest version unreadable and no history".into(),
+                    ));
+                    continue;
+                }
+                v
             }
             Err(e) => return Err(e),
         };
