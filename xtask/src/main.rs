@@ -1,14 +1,16 @@
 //! `cargo xtask …`: project automation (local servers, integration suites, benchmarks).
 
 mod bench;
+mod integration;
 mod mongo_server;
+mod services;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None | Some("help") => {
             println!(
-                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, bench store --backend <db> [--count N]"
+                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, bench store --backend <db> [--count N], integration [--db <db>|all], services [--db <db>|all]"
             );
             Ok(())
         }
@@ -19,6 +21,8 @@ fn main() -> anyhow::Result<()> {
             mongo_server::cli(root, &args[1..])
         }
         Some("bench") => bench::cli(&args[1..]),
+        Some("integration") => integration::cli(&args[1..]),
+        Some("services") => services::cli(&args[1..]),
         Some(other) => anyhow::bail!("unknown xtask command `{other}` (try `cargo xtask help`)"),
     }
 }

@@ -1,0 +1,384 @@
+//! `cargo xtask integration [--db sqlite|postgres|mysql|all]`: for each backend, make sure its
+//! server answers (starting the machine's own server if needed), run the adapter's
+//! conformance suite against it with `SST_REQUIRE_BACKEND=1`, and print one table of
+//! passed / failed / skipped / time. A backend whose server could not be reached is NOT RUN,
+//! never passed, and fails the command unless the machine does not provide it at all.
+//! Each test case makes (and drops) its own uniquely named schema / database.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use crate::services::{self, Availability};
+
+const USAGE: &str =
+    "usage: cargo xtask integration [--db <name>|all] (names: sqlite, postgres, mysql; \
+                     several with commas or repeated --db; default all)";
+
+/// One backend the integration run knows.
+pub(crate) struct BackendSpec {
+    /// Name used with `--db` and in the table.
+    pub(crate) name: &'static str,
+    /// The adapter crate whose `tests/conformance.rs` runs the suite.
+    pub(crate) package: &'static str,
+    /// For server backends: the URL variable the tests read and its default on this machine.
+    pub(crate) url: Option<(&'static str, &'static str)>,
+    /// For server backends: checks (and starts) the server at the URL. Return
+    /// [`Availability::NotProvided`] for a server this machine does not have at all (e.g.
+    /// Oracle without its client library): that backend is reported NOT RUN without failing
+    /// the command.
+    pub(crate) ensure: Option<fn(&str) -> anyhow::Result<Availability>>,
+}
+
+/// Every backend, in `--db all` order. Adapters with a server add their entry here.
+pub(crate) const BACKENDS: &[BackendSpec] = &[
+    BackendSpec {
+        name: "sqlite",
+        package: "sst-store-sqlite",
+        url: None,
+        ensure: None,
+    },
+    BackendSpec {
+        name: "postgres",
+        package: "sst-store-postgres",
+        url: Some(("SST_POSTGRES_URL", services::POSTGRES_URL)),
+        ensure: Some(services::postgres),
+    },
+    BackendSpec {
+        name: "mysql",
+        package: "sst-store-mysql",
+        url: Some(("SST_MYSQL_URL", services::MYSQL_URL)),
+        ensure: Some(services::mysql),
+    },
+];
+
+/// The workspace root (the parent of the xtask crate).
+fn project_root() -> anyhow::Result<PathBuf> {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+/// A command as a shell-like line, for echoing (environment assignments first).
+pub(crate) fn show(cmd: &Command) -> String {
+    cmd.get_envs()
+        .filter_map(|(k, v)| v.map(|v| format!("{}={}", k.to_string_lossy(), v.to_string_lossy())))
+        .chain(std::iter::once(
+            cmd.get_program().to_string_lossy().into_owned(),
+        ))
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The backend names selected by `--db` arguments (default: all), in table order.
+pub(crate) fn parse_db(args: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        let value = match a.as_str() {
+            "--db" => rest.next().context("--db needs a value")?.as_str(),
+            other => match other.strip_prefix("--db=") {
+                Some(v) => v,
+                None => bail!("unknown argument `{other}`\n{USAGE}"),
+            },
+        };
+        for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            if v == "all" {
+                names.extend(BACKENDS.iter().map(|b| b.name.to_owned()));
+            } else if BACKENDS.iter().any(|b| b.name == v) {
+                names.push(v.to_owned());
+            } else {
+                bail!("unknown backend `{v}`\n{USAGE}");
+            }
+        }
+    }
+    if names.is_empty() {
+        names.extend(BACKENDS.iter().map(|b| b.name.to_owned()));
+    }
+    // Table order, each once.
+    Ok(BACKENDS
+        .iter()
+        .filter(|b| names.iter().any(|n| n == b.name))
+        .map(|b| b.name.to_owned())
+        .collect())
+}
+
+/// What libtest reported for one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Counts {
+    pub(crate) passed: u64,
+    pub(crate) failed: u64,
+    pub(crate) ignored: u64,
+    /// Sum of libtest's `finished in` seconds.
+    pub(crate) seconds: f64,
+    /// Names of failed tests.
+    pub(crate) failures: Vec<String>,
+    /// Whether at least one `test result:` line was seen.
+    pub(crate) summarised: bool,
+}
+
+impl Counts {
+    /// Folds one line of libtest output in.
+    pub(crate) fn line(&mut self, line: &str) {
+        let line = line.trim_end();
+        if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            self.failures.push(name.to_owned());
+            return;
+        }
+        let Some(summary) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        self.summarised = true;
+        for part in summary.split(';') {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            let number = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok());
+            match words.as_slice() {
+                [_, _, "passed"] => self.passed += number(1).unwrap_or(0),
+                [_, "passed"] => self.passed += number(0).unwrap_or(0),
+                [_, "failed"] => self.failed += number(0).unwrap_or(0),
+                [_, "ignored"] => self.ignored += number(0).unwrap_or(0),
+                ["finished", "in", t] => {
+                    self.seconds += t.trim_end_matches('s').parse::<f64>().unwrap_or(0.0)
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The outcome of one backend in the table.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Row {
+    /// The suite ran.
+    Ran(Counts),
+    /// The server could not be reached: a failure.
+    NotRun(String),
+    /// The machine does not provide this backend: reported, not a failure.
+    NotProvided(String),
+    /// Building or running the tests failed before libtest summarised.
+    Broken(String),
+}
+
+impl Row {
+    /// Whether this row makes the command fail.
+    pub(crate) fn fails(&self) -> bool {
+        match self {
+            Row::Ran(c) => c.failed > 0 || c.passed == 0 || !c.summarised,
+            Row::NotRun(_) | Row::Broken(_) => true,
+            Row::NotProvided(_) => false,
+        }
+    }
+}
+
+/// Runs the conformance suite of `spec` with `env`; streams libtest's output and counts it.
+fn run_suite(spec: &BackendSpec, env: &[(&str, String)]) -> anyhow::Result<Row> {
+    let root = project_root()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let base = |cmd: &mut Command| {
+        cmd.current_dir(&root)
+            .args(["test", "-p", spec.package, "--test", "conformance"])
+            .env("SST_REQUIRE_BACKEND", "1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+    };
+    let mut build = Command::new(&cargo);
+    base(&mut build);
+    build.arg("--no-run");
+    println!("+ {}", show(&build));
+    let status = build.status().context("running cargo")?;
+    if !status.success() {
+        return Ok(Row::Broken(format!("build failed ({status})")));
+    }
+    let mut test = Command::new(&cargo);
+    base(&mut test);
+    println!("+ {}", show(&test));
+    let started = Instant::now();
+    let mut child = test
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let mut counts = Counts::default();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.context("reading test output")?;
+            println!("{line}");
+            counts.line(&line);
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    if counts.seconds == 0.0 {
+        counts.seconds = started.elapsed().as_secs_f64();
+    }
+    if !counts.summarised {
+        return Ok(Row::Broken(format!("no libtest summary ({status})")));
+    }
+    if !status.success() && counts.failed == 0 {
+        counts.failed = 1;
+        counts
+            .failures
+            .push(format!("cargo test exited with {status}"));
+    }
+    Ok(Row::Ran(counts))
+}
+
+/// Prepares and runs one backend.
+fn backend(spec: &BackendSpec) -> anyhow::Result<Row> {
+    println!("\n=== {} ===", spec.name);
+    let mut env = Vec::new();
+    if let Some((var, default)) = spec.url {
+        let url = std::env::var(var)
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| default.to_owned());
+        if let Some(ensure) = spec.ensure {
+            match ensure(&url)? {
+                Availability::Ready => {}
+                Availability::NotProvided(why) => return Ok(Row::NotProvided(why)),
+                Availability::Unreachable(why) => return Ok(Row::NotRun(why)),
+            }
+        }
+        env.push((var, url));
+    }
+    run_suite(spec, &env)
+}
+
+/// Renders the result table.
+pub(crate) fn table(rows: &[(String, Row)]) -> String {
+    let mut out = format!(
+        "{:<10} {:<12} {:>7} {:>7} {:>8} {:>8}\n",
+        "backend", "result", "passed", "failed", "skipped", "time"
+    );
+    let mut notes = Vec::new();
+    for (name, row) in rows {
+        let line = match row {
+            Row::Ran(c) => {
+                let result = if row.fails() { "FAILED" } else { "ok" };
+                for f in &c.failures {
+                    notes.push(format!("{name}: failed: {f}"));
+                }
+                if c.passed == 0 && c.failed == 0 {
+                    notes.push(format!("{name}: ran no test"));
+                }
+                format!(
+                    "{name:<10} {result:<12} {:>7} {:>7} {:>8} {:>7.1}s",
+                    c.passed, c.failed, c.ignored, c.seconds
+                )
+            }
+            Row::NotRun(why) | Row::Broken(why) | Row::NotProvided(why) => {
+                let result = match row {
+                    Row::NotRun(_) => "NOT RUN",
+                    Row::Broken(_) => "BROKEN",
+                    _ => "NOT RUN (n/a)",
+                };
+                notes.push(format!("{name}: {why}"));
+                format!(
+                    "{name:<10} {result:<12} {:>7} {:>7} {:>8} {:>8}",
+                    "-", "-", "-", "-"
+                )
+            }
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    for n in notes {
+        out.push_str(&n);
+        out.push('\n');
+    }
+    out
+}
+
+/// Entry point: `args` are the words after `integration`.
+pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
+    if args
+        .iter()
+        .any(|a| matches!(a.as_str(), "help" | "--help" | "-h"))
+    {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let names = parse_db(args)?;
+    let mut rows = Vec::new();
+    for name in &names {
+        let spec = BACKENDS
+            .iter()
+            .find(|b| b.name == name)
+            .context("backend vanished")?;
+        let row = backend(spec).unwrap_or_else(|e| Row::Broken(format!("{e:#}")));
+        rows.push((name.clone(), row));
+    }
+    println!("\n{}", table(&rows));
+    let failing: Vec<&str> = rows
+        .iter()
+        .filter(|(_, r)| r.fails())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !failing.is_empty() {
+        bail!("integration failed for: {}", failing.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(lines: &str) -> Counts {
+        let mut c = Counts::default();
+        lines.lines().for_each(|l| c.line(l));
+        c
+    }
+
+    #[test]
+    fn libtest_summaries_are_summed_and_failures_named() {
+        let c = counts(
+            "test a ... ok\ntest b ... FAILED\n\
+             test result: FAILED. 26 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; finished in 6.43s\n\
+             test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.50s\n",
+        );
+        assert_eq!((c.passed, c.failed, c.ignored), (29, 1, 2));
+        assert!((c.seconds - 6.93).abs() < 1e-9);
+        assert_eq!(c.failures, vec!["b".to_owned()]);
+        assert!(c.summarised);
+    }
+
+    #[test]
+    fn unreachable_and_empty_runs_fail_but_unprovided_backends_do_not() {
+        assert!(Row::NotRun("down".into()).fails());
+        assert!(!Row::NotProvided("no server here".into()).fails());
+        assert!(Row::Ran(counts("test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s")).fails());
+        assert!(!Row::Ran(counts("test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 1.00s")).fails());
+        let t = table(&[
+            (
+                "postgres".into(),
+                Row::NotRun("not answering at 127.0.0.1:5432".into()),
+            ),
+            ("oracle".into(), Row::NotProvided("DPI-1047".into())),
+        ]);
+        assert!(t.contains("postgres   NOT RUN"), "{t}");
+        assert!(t.contains("oracle     NOT RUN (n/a)"), "{t}");
+        assert!(!t.contains(" ok "), "{t}");
+    }
+
+    #[test]
+    fn db_selection() -> anyhow::Result<()> {
+        let s = |v: &[&str]| parse_db(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let all: Vec<&str> = BACKENDS.iter().map(|b| b.name).collect();
+        assert!(all.starts_with(&["sqlite", "postgres", "mysql"]));
+        assert_eq!(s(&[])?, all);
+        assert_eq!(s(&["--db", "all"])?, all);
+        assert_eq!(s(&["--db", "mysql,postgres"])?, vec!["postgres", "mysql"]);
+        assert_eq!(s(&["--db=postgres", "--db", "postgres"])?, vec!["postgres"]);
+        assert!(s(&["--db", "db2"]).is_err());
+        assert!(s(&["--frobnicate"]).is_err());
+        Ok(())
+    }
+}
