@@ -102,6 +102,7 @@ impl<T> MongoResult<T> for Result<T, mongodb::error::Error> {
 
 /// The documents one batch writes.
 struct BatchDocs {
+    event_ids: Vec<String>,
     events: Vec<Document>,
     history: Vec<Document>,
     moves: Vec<CurrentMove>,
@@ -601,14 +602,15 @@ impl MongoStore {
             .iter()
             .map(|i| i.event.id().to_string())
             .collect();
-        let origin_keys: Vec<Document> = batch
-            .items
-            .iter()
-            .map(|i| {
-                let e = i.event.event();
-                Ok(doc! { "origin_node": e.origin_node.as_str(), "origin_seq": int("event.origin_seq", e.origin_seq.0)? })
-            })
-            .collect::<Result<_, StoreError>>()?;
+        // Origin sequences of the batch, per node: one indexed query per node.
+        let mut seqs_by_node: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        for i in &batch.items {
+            let e = i.event.event();
+            seqs_by_node
+                .entry(e.origin_node.as_str())
+                .or_default()
+                .push(int("event.origin_seq", e.origin_seq.0)?);
+        }
         let state_ids: Vec<&str> = batch
             .items
             .iter()
@@ -616,61 +618,58 @@ impl MongoStore {
             .collect();
         let mut found_events: BTreeMap<String, (bool, String, i64)> = BTreeMap::new();
         let mut current: BTreeMap<String, u64> = BTreeMap::new();
-        let ev_filter = doc! { "$or": [ { "_id": { "$in": &ids } }, { "$or": origin_keys } ] };
         let proj = doc! { "origin_node": 1, "origin_seq": 1, "pending": 1 };
-        let st_filter = doc! { "_id": { "$in": &state_ids } };
-        let st_proj = doc! { "version": 1 };
-        let mut docs = Vec::new();
-        let mut st_docs = Vec::new();
-        match session {
-            Some(s) => {
-                let mut c = self
-                    .events_col()
-                    .find(ev_filter)
-                    .projection(proj)
-                    .session(&mut *s)
-                    .await
-                    .at(op)?;
-                while c.advance(s).await.at(op)? {
-                    docs.push(c.deserialize_current().at(op)?);
-                }
-                drop(c);
-                if !state_ids.is_empty() {
-                    let mut c = self
-                        .states()
-                        .find(st_filter)
-                        .projection(st_proj)
+        let mut queries = vec![(
+            self.events_col(),
+            doc! { "_id": { "$in": &ids } },
+            proj.clone(),
+        )];
+        for (node, seqs) in &seqs_by_node {
+            queries.push((
+                self.events_col(),
+                doc! { "origin_node": *node, "origin_seq": { "$in": seqs } },
+                proj.clone(),
+            ));
+        }
+        let events_queries = queries.len();
+        if !state_ids.is_empty() {
+            queries.push((
+                self.states(),
+                doc! { "_id": { "$in": &state_ids } },
+                doc! { "version": 1 },
+            ));
+        }
+        let mut results = Vec::with_capacity(queries.len());
+        let mut session = session;
+        for (col, filter, projection) in queries {
+            let mut out = Vec::new();
+            match session.as_deref_mut() {
+                Some(s) => {
+                    let mut c = col
+                        .find(filter)
+                        .projection(projection)
                         .session(&mut *s)
                         .await
                         .at(op)?;
                     while c.advance(s).await.at(op)? {
-                        st_docs.push(c.deserialize_current().at(op)?);
+                        out.push(c.deserialize_current().at(op)?);
                     }
                 }
-            }
-            None => {
-                let mut c = self
-                    .events_col()
-                    .find(ev_filter)
-                    .projection(proj)
-                    .await
-                    .at(op)?;
-                while c.advance().await.at(op)? {
-                    docs.push(c.deserialize_current().at(op)?);
-                }
-                if !state_ids.is_empty() {
-                    let mut c = self
-                        .states()
-                        .find(st_filter)
-                        .projection(st_proj)
-                        .await
-                        .at(op)?;
+                None => {
+                    let mut c = col.find(filter).projection(projection).await.at(op)?;
                     while c.advance().await.at(op)? {
-                        st_docs.push(c.deserialize_current().at(op)?);
+                        out.push(c.deserialize_current().at(op)?);
                     }
                 }
             }
+            results.push(out);
         }
+        let st_docs: Vec<Document> = results
+            .split_off(events_queries.min(results.len()))
+            .into_iter()
+            .flatten()
+            .collect();
+        let docs: Vec<Document> = results.into_iter().flatten().collect();
         for d in docs {
             let id = get_str(&d, "_id", "event")?;
             let pending = d.contains_key("pending");
@@ -802,6 +801,7 @@ impl MongoStore {
             }
         }
         Ok(BatchDocs {
+            event_ids: plan.iter().map(|p| p.id.to_string()).collect(),
             events,
             history,
             moves: moves.into_values().collect(),
@@ -908,7 +908,7 @@ impl MongoStore {
             self.crash_point(CrashPoint::AfterStates)?;
             self.events_col()
                 .update_many(
-                    doc! { "batch": batch_id },
+                    doc! { "_id": { "$in": &docs.event_ids } },
                     doc! { "$unset": { "pending": "" } },
                 )
                 .await
