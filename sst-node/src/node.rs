@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use sst_core::{
     Access, Actor, ActorId, ActorKey, ActorStatus, ContractPolicy, ContractRecord, ContractRef,
-    Disclosure, EventFilter, EventId, EventKind, HashAlg, NodeId, Outcome, Parties, SignedEvent,
-    State, StateId, Store,
+    Disclosure, EventFilter, EventId, HashAlg, NodeId, Outcome, Parties, SignedEvent, State,
+    StateId, Store,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -399,7 +399,9 @@ impl Node {
 
     /// Has local actor `actor` make `intent`: the sequencer assigns the next origin sequence,
     /// signs the event, and either runs it through the pipeline (this node is the state's
-    /// home) or forwards it to the home node. Resolves once the outcome is recorded here.
+    /// home) or forwards it to the home node. Resolves once the outcome is recorded here
+    /// (dispatch-and-wait; wrap it in `tokio::time::timeout` for a deadline — a home node
+    /// that crashes after receiving the intent answers after its restart and resync).
     ///
     /// # Errors
     /// [`NodeError::NoKey`] / [`NodeError::NotLocal`] for actors this node cannot sign for;
@@ -481,13 +483,5 @@ impl Node {
                 ..Default::default()
             })
             .await?)
-    }
-
-    /// Whether an event kind targets a state (create, change, call).
-    pub fn is_state_event(kind: EventKind) -> bool {
-        matches!(
-            kind,
-            EventKind::Create | EventKind::ChangeSections | EventKind::CallMethod
-        )
     }
 }
