@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use sst_core::{CommitBatch, CommitItem, Store};
 
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod workload;
@@ -43,6 +47,10 @@ fn compiled_backends() -> Vec<&'static str> {
     [
         #[cfg(feature = "sqlite")]
         "sqlite",
+        #[cfg(feature = "postgres")]
+        "postgres",
+        #[cfg(feature = "mysql")]
+        "mysql",
     ]
     .to_vec()
 }
@@ -52,6 +60,10 @@ async fn open_store(backend: &str, run: &Run) -> anyhow::Result<Arc<dyn Store>> 
     match backend {
         #[cfg(feature = "sqlite")]
         "sqlite" => sqlite::open_store(run).await,
+        #[cfg(feature = "postgres")]
+        "postgres" => postgres::open_store(run).await,
+        #[cfg(feature = "mysql")]
+        "mysql" => mysql::open_store(run).await,
         other => bail!(
             "backend `{other}` is not compiled in (compiled: {:?}); build with --features {other}",
             compiled_backends()
@@ -70,7 +82,24 @@ async fn plain_insert(
     match backend {
         #[cfg(feature = "sqlite")]
         "sqlite" => sqlite::plain_insert(run, docs, batch).await,
+        #[cfg(feature = "postgres")]
+        "postgres" => postgres::plain_insert(run, docs, batch).await,
+        #[cfg(feature = "mysql")]
+        "mysql" => mysql::plain_insert(run, docs, batch).await,
         other => bail!("backend `{other}` is not compiled in"),
+    }
+}
+
+/// Removes what the run created on a database server (schemas, databases); file-based
+/// backends clean up with the run's scratch directory.
+async fn cleanup(backend: &str, run: &Run) -> anyhow::Result<()> {
+    let _ = run;
+    match backend {
+        #[cfg(feature = "postgres")]
+        "postgres" => postgres::cleanup(run).await,
+        #[cfg(feature = "mysql")]
+        "mysql" => mysql::cleanup(run).await,
+        _ => Ok(()),
     }
 }
 
@@ -175,6 +204,8 @@ async fn main() -> anyhow::Result<()> {
             plain: plain_time,
         });
     }
+
+    cleanup(&args.backend, &run).await?;
 
     println!(
         "sst-bench store --backend {} (run {}): {} states per batch size, data column ≈ {} bytes each",
