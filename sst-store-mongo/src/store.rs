@@ -900,9 +900,35 @@ impl MongoStore {
         self.crash_point(CrashPoint::AfterHistory)?;
         // Committed. 3. Current states, version-guarded; 4. events applied.
         let finish = async {
-            for m in docs.moves {
-                let mut d = m.doc;
-                self.advance_current(&m.id, m.base, m.last, &mut d).await?;
+            // New states in one insert, existing ones each behind a version guard; anything
+            // unexpected (e.g. a retry after a partial write) goes the careful way.
+            let (created, moved): (Vec<CurrentMove>, Vec<CurrentMove>) =
+                docs.moves.into_iter().partition(|m| m.base == 0);
+            if !created.is_empty() {
+                let rows: Vec<Document> = created
+                    .iter()
+                    .map(|m| {
+                        let mut d = m.doc.clone();
+                        d.insert("_id", m.id.as_str());
+                        d
+                    })
+                    .collect();
+                if self.states().insert_many(rows).await.is_err() {
+                    for m in created {
+                        let mut d = m.doc;
+                        self.advance_current(&m.id, m.base, m.last, &mut d).await?;
+                    }
+                }
+            }
+            for m in moved {
+                let mut d = m.doc.clone();
+                d.insert("_id", m.id.as_str());
+                let guard = doc! { "_id": m.id.as_str(), "version": int("version", m.base)? };
+                let r = self.states().replace_one(guard, d).await;
+                if !matches!(r, Ok(ref r) if r.matched_count == 1) {
+                    let mut d = m.doc;
+                    self.advance_current(&m.id, m.base, m.last, &mut d).await?;
+                }
             }
             #[cfg(feature = "fault-injection")]
             self.crash_point(CrashPoint::AfterStates)?;
