@@ -1690,6 +1690,41 @@ where
     Ok(())
 }
 
+/// A change made only to the current-state row (the table users query), with the history
+/// left intact, is reported with that state and its latest version.
+pub async fn tampered_current_row_only_is_reported(f: &impl BackendFactory) -> anyhow::Result<()> {
+    let probe = f.open().await?;
+    if !probe.raw.has_current_state_table() {
+        crate::not_run(
+            "tampered_current_row_only_is_reported",
+            probe.store.backend(),
+            "store keeps no separate current-state row",
+        );
+        return Ok(());
+    }
+    drop(probe);
+    tamper_case(f, &[3], |b, id| async move {
+        let mut data = b
+            .raw
+            .raw_data(&id, 3)
+            .await?
+            .context("no raw data for version 3")?;
+        field(&mut data, "inspection")?.insert("passed".into(), json!(false));
+        b.raw.set_current_data_only(&id, data).await?;
+        let history = b
+            .raw
+            .raw_data(&id, 3)
+            .await?
+            .context("history row vanished")?;
+        ensure!(
+            history.pointer("/inspection/passed") == Some(&json!(true)),
+            "set_current_data_only changed the history row too"
+        );
+        Ok(())
+    })
+    .await
+}
+
 /// Changes `section` of `version`'s raw data with `edit` and writes it back.
 async fn edit_raw(
     b: &Backend,

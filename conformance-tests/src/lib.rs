@@ -38,6 +38,17 @@ pub trait RawAccess: Send + Sync {
     async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()>;
     /// Swaps the stored data documents of history versions `a` and `b` of `id`.
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()>;
+    /// Whether the store keeps the latest version in a current-state table of its own, beside
+    /// the history (every SQL adapter does; the in-memory reference does not).
+    fn has_current_state_table(&self) -> bool {
+        false
+    }
+    /// Overwrites the data document of the current-state row of `id` only, leaving the history
+    /// untouched. Only called when [`RawAccess::has_current_state_table`] is true.
+    async fn set_current_data_only(&self, id: &StateId, data: Value) -> anyhow::Result<()> {
+        let _ = (id, data);
+        anyhow::bail!("this store keeps no separate current-state row")
+    }
 }
 
 /// An opened store under test with raw access to the same database.
@@ -122,6 +133,7 @@ macro_rules! suite {
             added_key_is_reported_with_state_and_version,
             removed_key_is_reported_with_state_and_version,
             swapped_history_rows_are_reported_with_state_and_versions,
+            tampered_current_row_only_is_reported,
             actors_are_upserted_and_listed_sorted,
             contracts_are_recorded_once_per_identity,
             unknown_things_read_as_nothing_and_ids_are_sorted,

@@ -67,10 +67,10 @@ pub async fn verify_store(
         problem,
     };
     for (done, id) in ids.iter().enumerate() {
-        let latest = match store.state(id).await {
-            Ok(Some(s)) => s.version,
+        let (latest, current) = match store.state(id).await {
+            Ok(Some(s)) => (s.version, Some(s)),
             Ok(None) => continue,
-            Err(StoreError::Integrity { .. }) => {
+            Err(StoreError::Integrity { source, .. }) => {
                 // The latest row cannot be reassembled, so its version is unknown: walk the
                 // history until it ends, reporting each unreadable version by number.
                 let mut v = 0;
@@ -89,11 +89,17 @@ pub async fn verify_store(
                     ));
                     continue;
                 }
-                v
+                report.findings.push(finding(
+                    id,
+                    Some(v),
+                    format!("current-state row unreadable: {source}"),
+                ));
+                (v, None)
             }
             Err(e) => return Err(e),
         };
         let mut prev_root: Option<StateRoot> = None;
+        let mut history_latest = None;
         for v in 1..=latest {
             report.versions += 1;
             let s = match store.state_at(id, v).await {
@@ -137,6 +143,20 @@ pub async fn verify_store(
                 ));
             }
             prev_root = Some(s.root);
+            if v == latest {
+                history_latest = Some(s);
+            }
+        }
+        // The current-state table is what users query: it must be the history's latest row.
+        // (When both were changed alike, the history finding above already names the version.)
+        if let Some(cur) = current {
+            if history_latest.as_ref() != Some(&cur) {
+                let detail = match cur.verify() {
+                    Err(e) => format!("current-state row does not verify: {e}"),
+                    Ok(()) => "current-state row differs from its history row".into(),
+                };
+                report.findings.push(finding(id, Some(cur.version), detail));
+            }
         }
         progress(done + 1, ids.len());
     }

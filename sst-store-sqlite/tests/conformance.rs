@@ -85,6 +85,24 @@ impl RawAccess for SqliteRaw {
         .await
     }
 
+    fn has_current_state_table(&self) -> bool {
+        true
+    }
+
+    async fn set_current_data_only(&self, id: &StateId, data: Value) -> anyhow::Result<()> {
+        let id = id.0.clone();
+        self.with_conn(move |c, t| {
+            let text = serde_json::to_string(&data)?;
+            let changed = c.execute(
+                &format!(r#"UPDATE "{}" SET data = ?1 WHERE id = ?2"#, t.state),
+                rusqlite::params![text, id],
+            )?;
+            anyhow::ensure!(changed == 1, "no current-state row for {id}");
+            Ok(())
+        })
+        .await
+    }
+
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
         let id = id.0.clone();
         self.with_conn(move |c, t| {
