@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use sst_core::{CommitBatch, CommitItem, Store};
 
+#[cfg(feature = "mongo")]
+mod mongo;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
@@ -51,6 +53,8 @@ fn compiled_backends() -> Vec<&'static str> {
         "postgres",
         #[cfg(feature = "mysql")]
         "mysql",
+        #[cfg(feature = "mongo")]
+        "mongo",
     ]
     .to_vec()
 }
@@ -64,6 +68,8 @@ async fn open_store(backend: &str, run: &Run) -> anyhow::Result<Arc<dyn Store>> 
         "postgres" => postgres::open_store(run).await,
         #[cfg(feature = "mysql")]
         "mysql" => mysql::open_store(run).await,
+        #[cfg(feature = "mongo")]
+        "mongo" => mongo::open_store(run).await,
         other => bail!(
             "backend `{other}` is not compiled in (compiled: {:?}); build with --features {other}",
             compiled_backends()
@@ -86,6 +92,8 @@ async fn plain_insert(
         "postgres" => postgres::plain_insert(run, docs, batch).await,
         #[cfg(feature = "mysql")]
         "mysql" => mysql::plain_insert(run, docs, batch).await,
+        #[cfg(feature = "mongo")]
+        "mongo" => mongo::plain_insert(run, docs, batch).await,
         other => bail!("backend `{other}` is not compiled in"),
     }
 }
@@ -99,6 +107,8 @@ async fn cleanup(backend: &str, run: &Run) -> anyhow::Result<()> {
         "postgres" => postgres::cleanup(run).await,
         #[cfg(feature = "mysql")]
         "mysql" => mysql::cleanup(run).await,
+        #[cfg(feature = "mongo")]
+        "mongo" => mongo::cleanup(run).await,
         _ => Ok(()),
     }
 }

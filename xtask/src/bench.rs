@@ -64,6 +64,16 @@ pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
     }
     let mut cmd = bench_command(&backend, &extra);
     cmd.current_dir(project_root()?);
+    // MongoDB: without SST_MONGO_URL, the nx-27017 test server (stopped when this returns).
+    let _mongo = match std::env::var(crate::mongo_server::URL_ENV) {
+        Ok(u) if !u.is_empty() => None,
+        _ if backend == "mongo" => {
+            let server = crate::mongo_server::MongoServer::start(&project_root()?)?;
+            cmd.env(crate::mongo_server::URL_ENV, &server.url);
+            Some(server)
+        }
+        _ => None,
+    };
     println!("$ {}", echo(&cmd));
     let status = cmd.status().context("running cargo")?;
     if !status.success() {
