@@ -123,6 +123,25 @@ impl RawAccess for Raw {
         Ok(())
     }
 
+    fn has_current_state_table(&self) -> bool {
+        true
+    }
+
+    async fn set_current_data_only(&self, id: &StateId, data: Value) -> anyhow::Result<()> {
+        let mut conn = self.pool.get_conn().await?;
+        conn.exec_drop(
+            format!("UPDATE {} SET data = ? WHERE id = ?", self.state),
+            (data.to_string(), id.as_str()),
+        )
+        .await?;
+        let n = conn.affected_rows();
+        anyhow::ensure!(
+            n == 1,
+            "expected one current-state row for {id}, changed {n}"
+        );
+        Ok(())
+    }
+
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
         let mut tx = self.pool.start_transaction(Default::default()).await?;
         let select = format!(

@@ -14,6 +14,9 @@ use anyhow::{bail, Context};
 
 use crate::services::{self, Availability};
 
+/// What `conformance_tests::not_run` prints for a case a backend cannot run.
+const NOT_RUN_MARKER: &str = "SST-NOT-RUN";
+
 const USAGE: &str =
     "usage: cargo xtask integration [--db <name>|all] (names: sqlite, postgres, mysql; \
                      several with commas or repeated --db; default all)";
@@ -118,24 +121,57 @@ pub(crate) struct Counts {
     pub(crate) seconds: f64,
     /// Names of failed tests.
     pub(crate) failures: Vec<String>,
+    /// Cases that reported they could not run on this backend (`SST-NOT-RUN` lines of
+    /// `conformance_tests::not_run`): libtest counted them as passed, this report does not.
+    pub(crate) not_run: Vec<String>,
+    /// Inside libtest's closing `failures:` list.
+    in_failure_list: bool,
     /// Whether at least one `test result:` line was seen.
     pub(crate) summarised: bool,
 }
 
 impl Counts {
-    /// Folds one line of libtest output in.
+    /// Folds one line of libtest output (run with `--nocapture`) in.
     pub(crate) fn line(&mut self, line: &str) {
         let line = line.trim_end();
+        // With --nocapture a case's output may share a line with libtest's `test x ... `.
+        if let Some(at) = line.find(NOT_RUN_MARKER) {
+            let case = line[at..]
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("case="))
+                .unwrap_or("?");
+            if !self.not_run.iter().any(|c| c == case) {
+                self.not_run.push(case.to_owned());
+            }
+            return;
+        }
+        let mut failed = |name: &str| {
+            if !self.failures.iter().any(|f| f == name) {
+                self.failures.push(name.to_owned());
+            }
+        };
         if let Some(name) = line
             .strip_prefix("test ")
             .and_then(|l| l.strip_suffix(" ... FAILED"))
         {
-            self.failures.push(name.to_owned());
+            failed(name);
             return;
+        }
+        if line == "failures:" {
+            self.in_failure_list = true;
+            return;
+        }
+        if self.in_failure_list {
+            match line.strip_prefix("    ") {
+                Some(name) if !name.is_empty() && !name.contains(' ') => failed(name),
+                _ if line.is_empty() || line.starts_with("----") => {}
+                _ => self.in_failure_list = false,
+            }
         }
         let Some(summary) = line.strip_prefix("test result: ") else {
             return;
         };
+        self.in_failure_list = false;
         self.summarised = true;
         for part in summary.split(';') {
             let words: Vec<&str> = part.split_whitespace().collect();
@@ -200,6 +236,8 @@ fn run_suite(spec: &BackendSpec, env: &[(&str, String)]) -> anyhow::Result<Row> 
     }
     let mut test = Command::new(&cargo);
     base(&mut test);
+    // --nocapture lets the NOT RUN markers of skipped cases reach the parser.
+    test.args(["--", "--nocapture"]);
     println!("+ {}", show(&test));
     let started = Instant::now();
     let mut child = test
@@ -221,6 +259,8 @@ fn run_suite(spec: &BackendSpec, env: &[(&str, String)]) -> anyhow::Result<Row> 
     if !counts.summarised {
         return Ok(Row::Broken(format!("no libtest summary ({status})")));
     }
+    // libtest counted NOT RUN cases as passed.
+    counts.passed = counts.passed.saturating_sub(counts.not_run.len() as u64);
     if !status.success() && counts.failed == 0 {
         counts.failed = 1;
         counts
@@ -254,8 +294,8 @@ fn backend(spec: &BackendSpec) -> anyhow::Result<Row> {
 /// Renders the result table.
 pub(crate) fn table(rows: &[(String, Row)]) -> String {
     let mut out = format!(
-        "{:<10} {:<12} {:>7} {:>7} {:>8} {:>8}\n",
-        "backend", "result", "passed", "failed", "skipped", "time"
+        "{:<10} {:<13} {:>7} {:>7} {:>8} {:>8} {:>8}\n",
+        "backend", "result", "passed", "failed", "skipped", "not run", "time"
     );
     let mut notes = Vec::new();
     for (name, row) in rows {
@@ -265,12 +305,19 @@ pub(crate) fn table(rows: &[(String, Row)]) -> String {
                 for f in &c.failures {
                     notes.push(format!("{name}: failed: {f}"));
                 }
+                for case in &c.not_run {
+                    notes.push(format!("{name}: NOT RUN: {case}"));
+                }
                 if c.passed == 0 && c.failed == 0 {
                     notes.push(format!("{name}: ran no test"));
                 }
                 format!(
-                    "{name:<10} {result:<12} {:>7} {:>7} {:>8} {:>7.1}s",
-                    c.passed, c.failed, c.ignored, c.seconds
+                    "{name:<10} {result:<13} {:>7} {:>7} {:>8} {:>8} {:>7.1}s",
+                    c.passed,
+                    c.failed,
+                    c.ignored,
+                    c.not_run.len(),
+                    c.seconds
                 )
             }
             Row::NotRun(why) | Row::Broken(why) | Row::NotProvided(why) => {
@@ -281,8 +328,8 @@ pub(crate) fn table(rows: &[(String, Row)]) -> String {
                 };
                 notes.push(format!("{name}: {why}"));
                 format!(
-                    "{name:<10} {result:<12} {:>7} {:>7} {:>8} {:>8}",
-                    "-", "-", "-", "-"
+                    "{name:<10} {result:<13} {:>7} {:>7} {:>8} {:>8} {:>8}",
+                    "-", "-", "-", "-", "-"
                 )
             }
         };
@@ -348,6 +395,25 @@ mod tests {
         assert!((c.seconds - 6.93).abs() < 1e-9);
         assert_eq!(c.failures, vec!["b".to_owned()]);
         assert!(c.summarised);
+    }
+
+    #[test]
+    fn not_run_markers_and_the_closing_failure_list_are_read() {
+        let c = counts(
+            "running 3 tests\n\
+             test durable_case ... SST-NOT-RUN case=origin_seq_survives_reopen backend=memory reason=store is not durable\n\
+             ok\n\
+             test x ... ok\n\
+             failures:\n\
+             \n\
+             failures:\n    broken_case\n\n\
+             test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s\n",
+        );
+        assert_eq!(c.not_run, vec!["origin_seq_survives_reopen".to_owned()]);
+        assert_eq!(c.failures, vec!["broken_case".to_owned()]);
+        assert_eq!((c.passed, c.failed), (2, 1));
+        let t = table(&[("memory".into(), Row::Ran(c))]);
+        assert!(t.contains("NOT RUN: origin_seq_survives_reopen"), "{t}");
     }
 
     #[test]

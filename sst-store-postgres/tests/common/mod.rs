@@ -143,6 +143,27 @@ impl RawAccess for Raw {
         Ok(())
     }
 
+    fn has_current_state_table(&self) -> bool {
+        true
+    }
+
+    async fn set_current_data_only(&self, id: &StateId, data: Value) -> anyhow::Result<()> {
+        let n = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET data = $2 WHERE id = $1",
+            self.state
+        )))
+        .bind(id.as_str())
+        .bind(&data)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        anyhow::ensure!(
+            n == 1,
+            "expected one current-state row for {id}, changed {n}"
+        );
+        Ok(())
+    }
+
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
         let n = sqlx::query(AssertSqlSafe(format!(
             "UPDATE {h} AS t SET data = o.data FROM {h} AS o \
