@@ -20,6 +20,7 @@ pub mod permission;
 pub mod portable;
 pub mod sign;
 pub mod store;
+pub mod tables;
 pub mod verify;
 
 pub use error::{IntegrityError, StoreError};
@@ -33,4 +34,5 @@ pub use model::{
 pub use permission::{Access, ContractPolicy, SectionPolicy};
 pub use sign::{ActorKey, CryptoError, Envelope, EnvelopeSignature, PublicKey, SignatureBytes};
 pub use store::{Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store};
+pub use tables::TableNames;
 pub use verify::{verify_store, Finding, VerifyReport};

@@ -1,0 +1,127 @@
+//! Names of the five peer tables (or collections) every store keeps, shared by all adapters so
+//! that configuration looks the same on every database.
+
+use crate::error::StoreError;
+
+/// Names of the peer tables. Defaults: `sst_state`, `sst_state_history`, `sst_event`,
+/// `sst_actor`, `sst_contract`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableNames {
+    /// Latest version of every state (the table users query).
+    pub state: String,
+    /// Every committed state version.
+    pub history: String,
+    /// Every recorded event (applied and rejected).
+    pub event: String,
+    /// Known actors.
+    pub actor: String,
+    /// Deployed contract versions.
+    pub contract: String,
+}
+
+impl Default for TableNames {
+    fn default() -> Self {
+        Self::with_prefix("sst_")
+    }
+}
+
+impl TableNames {
+    /// `{prefix}state`, `{prefix}state_history`, `{prefix}event`, `{prefix}actor`,
+    /// `{prefix}contract`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        TableNames {
+            state: format!("{prefix}state"),
+            history: format!("{prefix}state_history"),
+            event: format!("{prefix}event"),
+            actor: format!("{prefix}actor"),
+            contract: format!("{prefix}contract"),
+        }
+    }
+
+    /// `(setting, name)` pairs, e.g. `("tables.state", "sst_state")`.
+    pub fn fields(&self) -> [(&'static str, &str); 5] {
+        [
+            ("tables.state", &self.state),
+            ("tables.history", &self.history),
+            ("tables.event", &self.event),
+            ("tables.actor", &self.actor),
+            ("tables.contract", &self.contract),
+        ]
+    }
+
+    /// Checks that every name is a plain identifier of at most `max_len` bytes and that no two
+    /// names are equal (ignoring ASCII case), so adapters can quote them safely.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] naming the offending setting.
+    pub fn validate(&self, max_len: usize) -> Result<(), StoreError> {
+        let fields = self.fields();
+        for (i, (field, name)) in fields.iter().enumerate() {
+            check_identifier(field, name, max_len)?;
+            if let Some((other, _)) = fields[..i]
+                .iter()
+                .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            {
+                return Err(StoreError::InvalidInput {
+                    path: format!("config.{field}"),
+                    reason: format!("`{name}` is also the name of {other}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `name` (the value of setting `field`) is a plain identifier: an ASCII letter or
+/// `_`, then letters, digits or `_`, at most `max_len` bytes.
+///
+/// # Errors
+/// [`StoreError::InvalidInput`] with path `config.<field>`.
+pub fn check_identifier(field: &str, name: &str, max_len: usize) -> Result<(), StoreError> {
+    let mut chars = name.chars();
+    let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= max_len;
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput {
+            path: format!("config.{field}"),
+            reason: format!(
+                "`{name}` is not a plain identifier (letter or _, then letters, digits, _; \
+                 at most {max_len} bytes)"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_design_names() {
+        let t = TableNames::default();
+        assert_eq!(t.state, "sst_state");
+        assert_eq!(t.history, "sst_state_history");
+        assert!(t.validate(63).is_ok());
+    }
+
+    #[test]
+    fn bad_and_clashing_names_are_named() {
+        let mut t = TableNames::default();
+        t.event = "drop table;--".into();
+        let err = t.validate(63).unwrap_err().to_string();
+        assert!(err.contains("config.tables.event"), "{err}");
+        let mut t = TableNames::default();
+        t.actor = "SST_STATE".into();
+        let err = t.validate(63).unwrap_err().to_string();
+        assert!(
+            err.contains("config.tables.actor") && err.contains("tables.state"),
+            "{err}"
+        );
+        assert!(TableNames::with_prefix(&"x".repeat(70))
+            .validate(63)
+            .is_err());
+    }
+}
