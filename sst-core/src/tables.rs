@@ -109,12 +109,16 @@ mod tests {
 
     #[test]
     fn bad_and_clashing_names_are_named() {
-        let mut t = TableNames::default();
-        t.event = "drop table;--".into();
+        let t = TableNames {
+            event: "drop table;--".into(),
+            ..TableNames::default()
+        };
         let err = t.validate(63).unwrap_err().to_string();
         assert!(err.contains("config.tables.event"), "{err}");
-        let mut t = TableNames::default();
-        t.actor = "SST_STATE".into();
+        let t = TableNames {
+            actor: "SST_STATE".into(),
+            ..TableNames::default()
+        };
         let err = t.validate(63).unwrap_err().to_string();
         assert!(
             err.contains("config.tables.actor") && err.contains("tables.state"),
