@@ -136,6 +136,20 @@ impl RawAccess for MongoRaw {
             .await?;
         Ok(())
     }
+    fn has_current_state_table(&self) -> bool {
+        true
+    }
+    async fn set_current_data_only(&self, id: &StateId, data: Value) -> anyhow::Result<()> {
+        let r = self
+            .state
+            .update_one(
+                doc! { "_id": id.as_str() },
+                doc! { "$set": { "data": to_document(&data)? } },
+            )
+            .await?;
+        anyhow::ensure!(r.matched_count == 1, "no current document for {id}");
+        Ok(())
+    }
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
         let da = self.raw_data(id, a).await?;
         let db = self.raw_data(id, b).await?;
