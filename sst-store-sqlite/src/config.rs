@@ -5,40 +5,7 @@ use std::time::Duration;
 
 use sst_core::StoreError;
 
-/// Names of the five peer tables (plain identifiers).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableNames {
-    /// Latest version of every state.
-    pub state: String,
-    /// Every committed state version.
-    pub history: String,
-    /// Every recorded event (applied and rejected).
-    pub event: String,
-    /// Known actors.
-    pub actor: String,
-    /// Deployed contract versions.
-    pub contract: String,
-}
-
-impl Default for TableNames {
-    fn default() -> Self {
-        Self::with_prefix("sst_")
-    }
-}
-
-impl TableNames {
-    /// `{prefix}state`, `{prefix}state_history`, `{prefix}event`, `{prefix}actor`,
-    /// `{prefix}contract`.
-    pub fn with_prefix(prefix: &str) -> Self {
-        TableNames {
-            state: format!("{prefix}state"),
-            history: format!("{prefix}state_history"),
-            event: format!("{prefix}event"),
-            actor: format!("{prefix}actor"),
-            contract: format!("{prefix}contract"),
-        }
-    }
-}
+pub use sst_core::TableNames;
 
 /// Where the database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,23 +113,12 @@ impl SqliteConfig {
     /// # Errors
     /// [`StoreError::InvalidInput`] naming the offending setting.
     pub fn validate(&self) -> Result<(), StoreError> {
-        let t = &self.tables;
-        let fields = [
-            ("tables.state", &t.state),
-            ("tables.history", &t.history),
-            ("tables.event", &t.event),
-            ("tables.actor", &t.actor),
-            ("tables.contract", &t.contract),
-        ];
-        for (i, (field, name)) in fields.iter().enumerate() {
-            check_identifier(field, name)?;
-            if let Some((other, _)) = fields[..i]
-                .iter()
-                .find(|(_, n)| n.eq_ignore_ascii_case(name))
-            {
+        self.tables.validate(SQLITE_MAX_IDENTIFIER)?;
+        for (field, name) in self.tables.fields() {
+            if name.to_ascii_lowercase().starts_with("sqlite_") {
                 return Err(StoreError::InvalidInput {
                     path: format!("config.{field}"),
-                    reason: format!("`{name}` is also the name of {other}"),
+                    reason: format!("`{name}` uses SQLite's reserved sqlite_ prefix"),
                 });
             }
         }
@@ -170,23 +126,8 @@ impl SqliteConfig {
     }
 }
 
-fn check_identifier(field: &str, name: &str) -> Result<(), StoreError> {
-    let mut chars = name.chars();
-    let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.to_ascii_lowercase().starts_with("sqlite_");
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidInput {
-            path: format!("config.{field}"),
-            reason: format!(
-                "`{name}` is not a plain identifier (letter or _, then letters, digits or _, \
-                 not starting with sqlite_)"
-            ),
-        })
-    }
-}
+/// SQLite has no identifier length limit of its own; this keeps names portable.
+const SQLITE_MAX_IDENTIFIER: usize = 128;
 
 #[cfg(test)]
 mod tests {
