@@ -18,7 +18,7 @@ use crate::services::{self, Availability};
 const NOT_RUN_MARKER: &str = "SST-NOT-RUN";
 
 const USAGE: &str =
-    "usage: cargo xtask integration [--db <name>|all] (names: sqlite, postgres, mysql; \
+    "usage: cargo xtask integration [--db <name>|all] (names: sqlite, postgres, mysql, mongo, oracle; \
                      several with commas or repeated --db; default all)";
 
 /// One backend the integration run knows.
@@ -34,7 +34,18 @@ pub(crate) struct BackendSpec {
     /// Oracle without its client library): that backend is reported NOT RUN without failing
     /// the command.
     pub(crate) ensure: Option<fn(&str) -> anyhow::Result<Availability>>,
+    /// For server backends whose URL variable is unset and whose default is empty: starts a
+    /// test server, returning its URL and a guard that stops it when dropped.
+    pub(crate) start: Option<StartServer>,
+    /// The adapter's test targets that run the suite (`tests/<name>.rs`).
+    pub(crate) tests: &'static [&'static str],
+    /// A backend whose every case reports NOT RUN with this text in the reason is one the
+    /// machine does not provide (Oracle: `DPI-1047`, no client library): not a failure.
+    pub(crate) not_provided_when: Option<&'static str>,
 }
+
+/// Starts a test server: its URL and a guard that stops it when dropped.
+pub(crate) type StartServer = fn() -> anyhow::Result<(String, Box<dyn std::any::Any>)>;
 
 /// Every backend, in `--db all` order. Adapters with a server add their entry here.
 pub(crate) const BACKENDS: &[BackendSpec] = &[
@@ -43,18 +54,47 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         package: "sst-store-sqlite",
         url: None,
         ensure: None,
+        start: None,
+        tests: &["conformance"],
+        not_provided_when: None,
     },
     BackendSpec {
         name: "postgres",
         package: "sst-store-postgres",
         url: Some(("SST_POSTGRES_URL", services::POSTGRES_URL)),
         ensure: Some(services::postgres),
+        start: None,
+        tests: &["conformance"],
+        not_provided_when: None,
     },
     BackendSpec {
         name: "mysql",
         package: "sst-store-mysql",
         url: Some(("SST_MYSQL_URL", services::MYSQL_URL)),
         ensure: Some(services::mysql),
+        start: None,
+        tests: &["conformance"],
+        not_provided_when: None,
+    },
+    BackendSpec {
+        name: "mongo",
+        package: "sst-store-mongo",
+        // Unset: the nx-27017 wire server (PyPI) on a free loopback port.
+        url: Some(("SST_MONGO_URL", "")),
+        ensure: None,
+        start: Some(crate::mongo_server::start_test_server),
+        // Transactions where the server offers them, then forced transactions.
+        tests: &["conformance", "conformance_txn"],
+        not_provided_when: None,
+    },
+    BackendSpec {
+        name: "oracle",
+        package: "sst-store-oracle",
+        url: Some(("SST_ORACLE_URL", "")),
+        ensure: None,
+        start: None,
+        tests: &["conformance"],
+        not_provided_when: Some("DPI-1047"),
     },
 ];
 
@@ -124,6 +164,8 @@ pub(crate) struct Counts {
     /// Cases that reported they could not run on this backend (`SST-NOT-RUN` lines of
     /// `conformance_tests::not_run`): libtest counted them as passed, this report does not.
     pub(crate) not_run: Vec<String>,
+    /// The reason given by each NOT RUN line.
+    pub(crate) not_run_reasons: Vec<String>,
     /// Inside libtest's closing `failures:` list.
     in_failure_list: bool,
     /// Whether at least one `test result:` line was seen.
@@ -142,6 +184,9 @@ impl Counts {
                 .unwrap_or("?");
             if !self.not_run.iter().any(|c| c == case) {
                 self.not_run.push(case.to_owned());
+            }
+            if let Some((_, reason)) = line[at..].split_once("reason=") {
+                self.not_run_reasons.push(reason.to_owned());
             }
             return;
         }
@@ -220,8 +265,11 @@ fn run_suite(spec: &BackendSpec, env: &[(&str, String)]) -> anyhow::Result<Row> 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let base = |cmd: &mut Command| {
         cmd.current_dir(&root)
-            .args(["test", "-p", spec.package, "--test", "conformance"])
+            .args(["test", "-p", spec.package])
             .env("SST_REQUIRE_BACKEND", "1");
+        for t in spec.tests {
+            cmd.args(["--test", t]);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -274,11 +322,17 @@ fn run_suite(spec: &BackendSpec, env: &[(&str, String)]) -> anyhow::Result<Row> 
 fn backend(spec: &BackendSpec) -> anyhow::Result<Row> {
     println!("\n=== {} ===", spec.name);
     let mut env = Vec::new();
+    let mut _server = None;
     if let Some((var, default)) = spec.url {
-        let url = std::env::var(var)
+        let mut url = std::env::var(var)
             .ok()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| default.to_owned());
+        if let (true, Some(start)) = (url.is_empty(), spec.start) {
+            let (started, guard) = start()?;
+            url = started;
+            _server = Some(guard);
+        }
         if let Some(ensure) = spec.ensure {
             match ensure(&url)? {
                 Availability::Ready => {}
@@ -286,9 +340,28 @@ fn backend(spec: &BackendSpec) -> anyhow::Result<Row> {
                 Availability::Unreachable(why) => return Ok(Row::NotRun(why)),
             }
         }
-        env.push((var, url));
+        if !url.is_empty() {
+            env.push((var, url));
+        }
     }
-    run_suite(spec, &env)
+    let row = run_suite(spec, &env)?;
+    if let (Row::Ran(c), Some(marker)) = (&row, spec.not_provided_when) {
+        if let Some(why) = not_provided(c, marker) {
+            return Ok(Row::NotProvided(why));
+        }
+    }
+    Ok(row)
+}
+
+/// Why a run is one the machine does not provide: every case NOT RUN, each for a reason
+/// containing `marker`, and nothing failed.
+pub(crate) fn not_provided(c: &Counts, marker: &str) -> Option<String> {
+    // `passed` already excludes the NOT RUN cases.
+    let all_not_run = c.failed == 0 && c.passed == 0 && !c.not_run.is_empty();
+    (all_not_run && c.not_run_reasons.iter().all(|r| r.contains(marker))).then(|| {
+        let why = c.not_run_reasons.first().cloned().unwrap_or_default();
+        format!("every case NOT RUN: {why}")
+    })
 }
 
 /// Renders the result table.
@@ -432,6 +505,33 @@ mod tests {
         assert!(t.contains("postgres   NOT RUN"), "{t}");
         assert!(t.contains("oracle     NOT RUN (n/a)"), "{t}");
         assert!(!t.contains(" ok "), "{t}");
+    }
+
+    #[test]
+    fn only_an_all_dpi_1047_run_is_not_provided() {
+        let line = |case: &str, reason: &str| {
+            format!("SST-NOT-RUN case={case} backend=oracle reason={reason}\n")
+        };
+        let summary = "test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s\n";
+        let mut missing = counts(&format!(
+            "{}{}{summary}",
+            line("a", "client (DPI-1047: Cannot locate)"),
+            line("b", "client (DPI-1047: Cannot locate)")
+        ));
+        missing.passed -= missing.not_run.len() as u64; // as run_suite does
+        assert!(not_provided(&missing, "DPI-1047").is_some_and(|w| w.contains("DPI-1047")));
+        let mut other = counts(&format!(
+            "{}{summary}",
+            line("a", "store does not declare x")
+        ));
+        other.passed -= other.not_run.len() as u64;
+        assert_eq!(
+            not_provided(&other, "DPI-1047"),
+            None,
+            "another reason is not DPI-1047"
+        );
+        let ran = counts(summary);
+        assert_eq!(not_provided(&ran, "DPI-1047"), None, "cases that ran");
     }
 
     #[test]

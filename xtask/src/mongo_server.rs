@@ -176,7 +176,7 @@ pub fn cli(root: &Path, args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("start") => {
             if let Some(url) = running(root)? {
-                println!("export {URL_ENV}={url}");
+                println!("export {URL_ENV}='{url}'");
                 return Ok(());
             }
             let server = MongoServer::start(root)?;
@@ -188,7 +188,7 @@ pub fn cli(root: &Path, args: &[String]) -> anyhow::Result<()> {
             std::fs::write(pid_file(root), pid.to_string())?;
             std::fs::write(url_file(root), &url)?;
             eprintln!("nx-27017 running as pid {pid}");
-            println!("export {URL_ENV}={url}");
+            println!("export {URL_ENV}='{url}'");
             Ok(())
         }
         Some("stop") => {
@@ -236,4 +236,17 @@ pub fn running(root: &Path) -> anyhow::Result<Option<String>> {
         return Ok(None);
     }
     Ok(std::fs::read_to_string(url_file(root)).ok())
+}
+
+/// For `cargo xtask integration` and `bench`: a fresh test server, its URL and the guard that
+/// stops it.
+///
+/// # Errors
+/// As [`MongoServer::start`].
+pub fn start_test_server() -> anyhow::Result<(String, Box<dyn std::any::Any>)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask has no parent directory")?;
+    let server = MongoServer::start(root)?;
+    Ok((server.url.clone(), Box::new(server)))
 }
