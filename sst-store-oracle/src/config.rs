@@ -6,50 +6,11 @@ use sst_core::StoreError;
 /// Environment variable holding `oracle://user:password@host[:port]/service`.
 pub const URL_ENV: &str = "SST_ORACLE_URL";
 
-/// Names of the peer tables (plain identifiers: letters, digits, `_`, `$`, `#`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableNames {
-    /// Latest version of every state (`SST_STATE`).
-    pub state: String,
-    /// Every version of every state (`SST_STATE_HISTORY`).
-    pub history: String,
-    /// Applied and rejected events (`SST_EVENT`).
-    pub event: String,
-    /// Known actors (`SST_ACTOR`).
-    pub actor: String,
-    /// Deployed contract versions (`SST_CONTRACT`).
-    pub contract: String,
-}
+/// Names of the peer tables (shared with every adapter; `SST_STATE` … by default).
+pub use sst_core::TableNames;
 
-impl Default for TableNames {
-    fn default() -> Self {
-        Self::with_prefix("")
-    }
-}
-
-impl TableNames {
-    /// The default names preceded by `prefix`.
-    pub fn with_prefix(prefix: &str) -> Self {
-        TableNames {
-            state: format!("{prefix}sst_state"),
-            history: format!("{prefix}sst_state_history"),
-            event: format!("{prefix}sst_event"),
-            actor: format!("{prefix}sst_actor"),
-            contract: format!("{prefix}sst_contract"),
-        }
-    }
-
-    /// Every name, for validation.
-    pub fn all(&self) -> [&str; 5] {
-        [
-            &self.state,
-            &self.history,
-            &self.event,
-            &self.actor,
-            &self.contract,
-        ]
-    }
-}
+/// Longest identifier Oracle accepts (12.2 and later).
+const MAX_IDENTIFIER: usize = 128;
 
 /// Which column type holds JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -135,9 +96,9 @@ impl OracleConfig {
         }
     }
 
-    /// Prefixes every table name.
+    /// Puts `prefix` before every default table name (`t1_` → `t1_sst_state`, …).
     pub fn with_prefix(mut self, prefix: &str) -> Self {
-        self.tables = TableNames::with_prefix(prefix);
+        self.tables = TableNames::with_prefix(&format!("{prefix}sst_"));
         self
     }
 
@@ -150,22 +111,10 @@ impl OracleConfig {
     /// Checks that every table name is a plain identifier that can be spliced into SQL.
     ///
     /// # Errors
-    /// [`StoreError::InvalidInput`] naming the table.
+    /// [`StoreError::InvalidInput`] naming the table setting.
     pub fn validate(&self) -> Result<(), StoreError> {
-        for name in self.tables.all() {
-            let ok = (1..=100).contains(&name.len())
-                && name.starts_with(|c: char| c.is_ascii_alphabetic())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '#'));
-            if !ok {
-                return Err(StoreError::InvalidInput {
-                    path: format!("tables.{name}"),
-                    reason: "table names must be plain identifiers (a letter, then letters, digits, _ $ #)".into(),
-                });
-            }
-        }
-        Ok(())
+        // Constraint names append up to 20 characters to a table name.
+        self.tables.validate(MAX_IDENTIFIER - 20)
     }
 }
 

@@ -406,7 +406,7 @@ mod tests {
 
     #[test]
     fn prefixed_tables_appear_everywhere() {
-        let sql = Sql::new(&TableNames::with_prefix("t9_"), JsonMode::Blob);
+        let sql = Sql::new(&TableNames::with_prefix("t9_sst_"), JsonMode::Blob);
         assert!(sql.state.contains("FROM t9_sst_state "));
         assert!(sql.put_actor.starts_with("MERGE INTO t9_sst_actor"));
         assert!(sql.ddl.iter().all(|d| d.contains("t9_")));

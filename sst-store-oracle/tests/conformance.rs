@@ -49,7 +49,7 @@ impl Drop for OracleFactory {
         let c = self.config.clone();
         let dropped = std::thread::spawn(move || -> anyhow::Result<()> {
             let conn = oracle::Connection::connect(&c.username, &c.password, &c.connect_string)?;
-            for t in c.tables.all() {
+            for (_, t) in c.tables.fields() {
                 conn.execute(&format!("DROP TABLE {t} CASCADE CONSTRAINTS PURGE"), &[])?;
             }
             Ok(())
