@@ -2,40 +2,8 @@
 
 use sst_core::StoreError;
 
-/// Names of the five peer tables (unquoted, unqualified identifiers).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableNames {
-    /// Latest version of every state.
-    pub state: String,
-    /// Every committed state version.
-    pub history: String,
-    /// Every recorded event (applied and rejected).
-    pub event: String,
-    /// Known actors.
-    pub actor: String,
-    /// Deployed contract versions.
-    pub contract: String,
-}
-
-impl Default for TableNames {
-    fn default() -> Self {
-        Self::with_prefix("sst_")
-    }
-}
-
-impl TableNames {
-    /// `{prefix}state`, `{prefix}state_history`, `{prefix}event`, `{prefix}actor`,
-    /// `{prefix}contract`.
-    pub fn with_prefix(prefix: &str) -> Self {
-        TableNames {
-            state: format!("{prefix}state"),
-            history: format!("{prefix}state_history"),
-            event: format!("{prefix}event"),
-            actor: format!("{prefix}actor"),
-            contract: format!("{prefix}contract"),
-        }
-    }
-}
+/// Names of the five peer tables (shared by every adapter; see [`sst_core::TableNames`]).
+pub use sst_core::TableNames;
 
 /// Settings of a [`MysqlStore`](crate::MysqlStore).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,39 +62,16 @@ impl MysqlConfig {
     /// # Errors
     /// [`StoreError::InvalidInput`] naming the offending setting.
     pub fn validate(&self) -> Result<(), StoreError> {
-        let t = &self.tables;
         if let Some(db) = &self.database {
             check_identifier("database", db)?;
         }
-        for (field, name) in [
-            ("tables.state", &t.state),
-            ("tables.history", &t.history),
-            ("tables.event", &t.event),
-            ("tables.actor", &t.actor),
-            ("tables.contract", &t.contract),
-        ] {
-            check_identifier(field, name)?;
-        }
+        self.tables.validate(64)?;
         Ok(())
     }
 }
 
 pub(crate) fn check_identifier(field: &str, name: &str) -> Result<(), StoreError> {
-    let mut chars = name.chars();
-    let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 64;
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidInput {
-            path: format!("config.{field}"),
-            reason: format!(
-                "`{name}` is not a plain identifier (letter or _, then letters, digits, _; \
-                 at most 64 bytes)"
-            ),
-        })
-    }
+    sst_core::tables::check_identifier(field, name, 64)
 }
 
 #[cfg(test)]

@@ -5,40 +5,8 @@ use sst_core::StoreError;
 /// Default schema the peer tables live in.
 pub const DEFAULT_SCHEMA: &str = "public";
 
-/// Names of the five peer tables (unquoted, unqualified identifiers).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableNames {
-    /// Latest version of every state.
-    pub state: String,
-    /// Every committed state version.
-    pub history: String,
-    /// Every recorded event (applied and rejected).
-    pub event: String,
-    /// Known actors.
-    pub actor: String,
-    /// Deployed contract versions.
-    pub contract: String,
-}
-
-impl Default for TableNames {
-    fn default() -> Self {
-        Self::with_prefix("sst_")
-    }
-}
-
-impl TableNames {
-    /// `{prefix}state`, `{prefix}state_history`, `{prefix}event`, `{prefix}actor`,
-    /// `{prefix}contract`.
-    pub fn with_prefix(prefix: &str) -> Self {
-        TableNames {
-            state: format!("{prefix}state"),
-            history: format!("{prefix}state_history"),
-            event: format!("{prefix}event"),
-            actor: format!("{prefix}actor"),
-            contract: format!("{prefix}contract"),
-        }
-    }
-}
+/// Names of the five peer tables (shared by every adapter; see [`sst_core::TableNames`]).
+pub use sst_core::TableNames;
 
 /// Settings of a [`PostgresStore`](crate::PostgresStore).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,37 +65,14 @@ impl PostgresConfig {
     /// # Errors
     /// [`StoreError::InvalidInput`] naming the offending setting.
     pub fn validate(&self) -> Result<(), StoreError> {
-        let t = &self.tables;
-        for (field, name) in [
-            ("schema", &self.schema),
-            ("tables.state", &t.state),
-            ("tables.history", &t.history),
-            ("tables.event", &t.event),
-            ("tables.actor", &t.actor),
-            ("tables.contract", &t.contract),
-        ] {
-            check_identifier(field, name)?;
-        }
+        check_identifier("schema", &self.schema)?;
+        self.tables.validate(63)?;
         Ok(())
     }
 }
 
 fn check_identifier(field: &str, name: &str) -> Result<(), StoreError> {
-    let mut chars = name.chars();
-    let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 63;
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidInput {
-            path: format!("config.{field}"),
-            reason: format!(
-                "`{name}` is not a plain identifier (letter or _, then letters, digits, _; \
-                 at most 63 bytes)"
-            ),
-        })
-    }
+    sst_core::tables::check_identifier(field, name, 63)
 }
 
 #[cfg(test)]
