@@ -56,6 +56,8 @@ async fn redacted_sqlite_files_never_hold_unreadable_plaintext() -> anyhow::Resu
         )
         .await?;
     ensure!(v.is_applied(), "{v:?}");
+    // The buyer's node learns of the state (and its home node) only once it has replicated.
+    c.net.settled().await;
     let v = c
         .node("buyer")
         // Private data goes in a ChangeSections intent: a method call's args are part of the
@@ -66,6 +68,7 @@ async fn redacted_sqlite_files_never_hold_unreadable_plaintext() -> anyhow::Resu
         )
         .await?;
     ensure!(v.is_applied(), "{v:?}");
+    c.net.settled().await;
     let v = c
         .node("inspector")
         .submit(
