@@ -106,6 +106,15 @@ impl StoreError {
         }
     }
 
+    /// A stored value that cannot be turned back into the model (changed behind SST's back):
+    /// [`StoreError::Integrity`] on `what` with [`IntegrityError::Malformed`]`(detail)`.
+    pub fn malformed(what: impl Into<String>, detail: impl std::fmt::Display) -> Self {
+        StoreError::Integrity {
+            what: what.into(),
+            source: IntegrityError::Malformed(detail.to_string()),
+        }
+    }
+
     /// Whether a retry of the same call may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

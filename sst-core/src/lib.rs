@@ -12,6 +12,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod canonical;
+pub mod columns;
 pub mod error;
 pub mod hash;
 pub mod memory;
@@ -23,6 +24,7 @@ pub mod store;
 pub mod tables;
 pub mod verify;
 
+pub use columns::EventColumns;
 pub use error::{IntegrityError, StoreError};
 pub use hash::{Digest, EventId, HashAlg, Salt, SectionHash, StateRoot};
 pub use memory::MemoryStore;

@@ -3,7 +3,7 @@
 //! a [`StoreError::Conflict`].
 
 use rusqlite::ffi;
-use sst_core::{IntegrityError, StoreError};
+use sst_core::StoreError;
 
 use crate::NAME;
 
@@ -48,22 +48,6 @@ pub(crate) fn conflict_or_backend(
         }
     } else {
         backend(operation, e)
-    }
-}
-
-/// A stored row that cannot be turned back into the model.
-pub(crate) fn malformed(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Integrity {
-        what: what.into(),
-        source: IntegrityError::Malformed(detail.to_string()),
-    }
-}
-
-/// A value the model allows but SQLite's signed 64-bit integers cannot hold.
-pub(crate) fn too_large(path: &str, value: u64) -> StoreError {
-    StoreError::InvalidInput {
-        path: path.to_owned(),
-        reason: format!("{value} does not fit a signed 64-bit SQLite integer"),
     }
 }
 

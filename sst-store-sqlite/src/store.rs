@@ -7,15 +7,16 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
+use sst_core::columns::{json_text, to_i64};
 use sst_core::model::StateParts;
 use sst_core::{
     portable, Actor, ActorId, Capabilities, CommitBatch, CommitReceipt, ContractRecord,
-    ContractRef, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId,
-    Store, StoreError,
+    ContractRef, EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome,
+    State, StateId, Store, StoreError,
 };
 
 use crate::config::{Location, SqliteConfig};
-use crate::error::{backend, conflict_or_backend, malformed, too_large};
+use crate::error::{backend, conflict_or_backend};
 use crate::schema::{ddl, EVENT_COLUMNS, STATE_COLUMNS};
 use crate::NAME;
 
@@ -288,17 +289,6 @@ impl SqliteStore {
 // ---------------------------------------------------------------------------------------------
 // model <-> rows
 
-fn to_i64(path: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| too_large(path, v))
-}
-
-fn json_text<T: serde::Serialize + ?Sized>(path: &str, v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::InvalidInput {
-        path: path.to_owned(),
-        reason: format!("cannot be serialised as JSON: {e}"),
-    })
-}
-
 /// A state version as bound parameters, in [`STATE_COLUMNS`] order.
 struct StateRow([SqlValue; 11]);
 
@@ -335,44 +325,25 @@ impl ItemRow {
     fn new(i: usize, item: &sst_core::CommitItem) -> Result<Self, StoreError> {
         let at = format!("items[{i}]");
         let rec = &item.event;
-        let e = rec.event();
-        let id = rec.id().to_string();
-        let origin_seq = to_i64(&format!("{at}.event.origin_seq"), e.origin_seq.0)?;
-        let (outcome, reason, reason_detail, new_version, new_root) = match &rec.outcome {
-            Outcome::Applied { version, root } => (
-                "applied",
-                SqlValue::Null,
-                SqlValue::Null,
-                SqlValue::Integer(to_i64(&format!("{at}.event.outcome.version"), *version)?),
-                SqlValue::Text(root.to_string()),
-            ),
-            Outcome::Rejected { reason } => (
-                "rejected",
-                SqlValue::Text(reason.code().to_owned()),
-                SqlValue::Text(json_text(&format!("{at}.event.outcome.reason"), reason)?),
-                SqlValue::Null,
-                SqlValue::Null,
-            ),
-        };
+        let c = EventColumns::from_record(&at, rec)?;
+        let origin_seq = c.origin_seq;
+        let text = |v: Option<String>| v.map_or(SqlValue::Null, SqlValue::Text);
         let event = [
-            SqlValue::Text(id.clone()),
-            SqlValue::Text(e.state_id.0.clone()),
-            SqlValue::Text(e.kind.as_str().to_owned()),
-            SqlValue::Text(e.contract.name.clone()),
-            SqlValue::Integer(i64::from(e.contract.version)),
-            SqlValue::Text(e.actor.0.clone()),
-            SqlValue::Text(e.origin_node.0.clone()),
+            SqlValue::Text(c.id.clone()),
+            SqlValue::Text(c.state_id),
+            SqlValue::Text(c.kind.to_owned()),
+            SqlValue::Text(c.contract_name),
+            SqlValue::Integer(i64::from(c.contract_version)),
+            SqlValue::Text(c.actor),
+            SqlValue::Text(c.origin_node.clone()),
             SqlValue::Integer(origin_seq),
-            SqlValue::Text(outcome.to_owned()),
-            reason,
-            reason_detail,
-            new_version,
-            new_root,
-            SqlValue::Text(json_text(&format!("{at}.event.signed"), &rec.signed)?),
-            SqlValue::Text(json_text(
-                &format!("{at}.event.disclosures"),
-                &rec.disclosures,
-            )?),
+            SqlValue::Text(c.outcome.to_owned()),
+            text(c.reason.map(str::to_owned)),
+            text(c.reason_detail.map(|v| v.to_string())),
+            c.new_version.map_or(SqlValue::Null, SqlValue::Integer),
+            text(c.new_root),
+            SqlValue::Text(c.signed.to_string()),
+            SqlValue::Text(c.disclosures.to_string()),
         ];
         let state = match &item.state {
             Some(s) => Some((
@@ -384,8 +355,8 @@ impl ItemRow {
         };
         Ok(ItemRow {
             event_id: rec.id(),
-            id,
-            origin_node: e.origin_node.0.clone(),
+            id: c.id,
+            origin_node: c.origin_node,
             origin_seq,
             event,
             state,
@@ -489,17 +460,17 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<State, Store
             } else {
                 serde_json::from_str(text).map_err(|e| e.to_string())
             };
-            parsed.map_err(|e| malformed(&what, format!("column {col}: {e}")))
+            parsed.map_err(|e| StoreError::malformed(&what, format!("column {col}: {e}")))
         };
         Ok(StateParts {
             id: StateId(id.clone()),
             contract: ContractRef {
                 name: r.get(1).map_err(|e| backend("read state", e))?,
                 version: u32::try_from(contract_version)
-                    .map_err(|e| malformed(&what, format!("contract_version: {e}")))?,
+                    .map_err(|e| StoreError::malformed(&what, format!("contract_version: {e}")))?,
             },
             version: u64::try_from(version)
-                .map_err(|e| malformed(&what, format!("version: {e}")))?,
+                .map_err(|e| StoreError::malformed(&what, format!("version: {e}")))?,
             parties: parse("parties", &parties)?,
             seals: parse("seals", &seals)?,
             data: parse("data", &data)?,
@@ -527,20 +498,25 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
     let reason: Option<String> = r.get(5)?;
     Ok((|| {
         let signed: sst_core::SignedEvent = serde_json::from_str(&signed)
-            .map_err(|e| malformed("event row", format!("signed event: {e}")))?;
+            .map_err(|e| StoreError::malformed("event row", format!("signed event: {e}")))?;
         let what = format!("event {}", signed.id);
         let disclosures = serde_json::from_str(&disclosures)
-            .map_err(|e| malformed(&what, format!("disclosures: {e}")))?;
+            .map_err(|e| StoreError::malformed(&what, format!("disclosures: {e}")))?;
         let outcome = match (outcome.as_str(), new_version, new_root, reason) {
             ("applied", Some(v), Some(root), _) => Outcome::Applied {
-                version: u64::try_from(v).map_err(|e| malformed(&what, e))?,
-                root: root.parse().map_err(|e| malformed(&what, e))?,
+                version: u64::try_from(v).map_err(|e| StoreError::malformed(&what, e))?,
+                root: root.parse().map_err(|e| StoreError::malformed(&what, e))?,
             },
             ("rejected", _, _, Some(reason)) => Outcome::Rejected {
                 reason: serde_json::from_str(&reason)
-                    .map_err(|e| malformed(&what, format!("reason: {e}")))?,
+                    .map_err(|e| StoreError::malformed(&what, format!("reason: {e}")))?,
             },
-            (other, ..) => return Err(malformed(&what, format!("outcome `{other}` incomplete"))),
+            (other, ..) => {
+                return Err(StoreError::malformed(
+                    &what,
+                    format!("outcome `{other}` incomplete"),
+                ))
+            }
         };
         Ok(EventRecord {
             signed,
@@ -559,9 +535,9 @@ fn actor_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Actor, Store
     Ok((|| {
         Ok(Actor {
             public_key: serde_json::from_value(Value::String(key))
-                .map_err(|e| malformed(&what, format!("public_key: {e}")))?,
+                .map_err(|e| StoreError::malformed(&what, format!("public_key: {e}")))?,
             status: serde_json::from_value(Value::String(status))
-                .map_err(|e| malformed(&what, format!("status: {e}")))?,
+                .map_err(|e| StoreError::malformed(&what, format!("status: {e}")))?,
             id: ActorId(id.clone()),
             node: NodeId(node),
         })
@@ -569,7 +545,7 @@ fn actor_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Actor, Store
 }
 
 fn contract_from_text(text: &str) -> Result<ContractRecord, StoreError> {
-    serde_json::from_str(text).map_err(|e| malformed("contract row", e))
+    serde_json::from_str(text).map_err(|e| StoreError::malformed("contract row", e))
 }
 
 /// Collects rows mapped by `f`, where `f` separates SQL errors from model errors.

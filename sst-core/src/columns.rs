@@ -1,0 +1,138 @@
+//! Engine-neutral column values shared by the database adapters: the `u64` → signed 64-bit
+//! check, JSON serialisation of model values as bad-input errors, and [`EventColumns`], the
+//! columns of one event row computed once from an [`EventRecord`] (the event-table
+//! counterpart of [`State::to_parts`](crate::State::to_parts)). Each adapter turns these plain
+//! Rust values into its engine's binds and keeps its own engine-specific checks.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{EventRecord, Outcome, StoreError};
+
+/// A `u64` that must fit a signed 64-bit database integer; [`StoreError::InvalidInput`] at
+/// `path` when it does not.
+pub fn to_i64(path: &str, v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
+        path: path.to_owned(),
+        reason: format!("{v} does not fit a signed 64-bit column"),
+    })
+}
+
+/// `v` as JSON text; [`StoreError::InvalidInput`] at `path` when it cannot be serialised.
+pub fn json_text<T: Serialize + ?Sized>(path: &str, v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| not_json(path, e))
+}
+
+/// `v` as a JSON value; [`StoreError::InvalidInput`] at `path` when it cannot be serialised.
+pub fn json_value<T: Serialize + ?Sized>(path: &str, v: &T) -> Result<Value, StoreError> {
+    serde_json::to_value(v).map_err(|e| not_json(path, e))
+}
+
+fn not_json(path: &str, e: serde_json::Error) -> StoreError {
+    StoreError::InvalidInput {
+        path: path.to_owned(),
+        reason: format!("cannot be serialised as JSON: {e}"),
+    }
+}
+
+/// The columns of one event row (CONVENTIONS.md #1), as engine-neutral values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventColumns {
+    /// Event id (hex).
+    pub id: String,
+    /// Target state id.
+    pub state_id: String,
+    /// Event kind (`create`, `update`, …).
+    pub kind: &'static str,
+    /// Contract name.
+    pub contract_name: String,
+    /// Contract version.
+    pub contract_version: u32,
+    /// Signing actor id.
+    pub actor: String,
+    /// Node the event originated on.
+    pub origin_node: String,
+    /// Per-node sequence number.
+    pub origin_seq: i64,
+    /// `applied` or `rejected`.
+    pub outcome: &'static str,
+    /// Reject reason code (rejected events only).
+    pub reason: Option<&'static str>,
+    /// Reject reason as JSON (rejected events only).
+    pub reason_detail: Option<Value>,
+    /// New state version (applied events only).
+    pub new_version: Option<i64>,
+    /// New state root (applied events only).
+    pub new_root: Option<String>,
+    /// The signed event as JSON.
+    pub signed: Value,
+    /// The disclosures as JSON.
+    pub disclosures: Value,
+}
+
+impl EventColumns {
+    /// The columns of `rec`. Errors name their path below `at` (e.g. `items[0]`):
+    /// `{at}.event.origin_seq` and `{at}.outcome.version` beyond `i64::MAX`, and values that
+    /// cannot be serialised (`{at}.outcome.reason`, `{at}.event`, `{at}.disclosures`).
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] as above; nothing has been written.
+    pub fn from_record(at: &str, rec: &EventRecord) -> Result<Self, StoreError> {
+        let e = rec.event();
+        let (reason, reason_detail, new_version, new_root) = match &rec.outcome {
+            Outcome::Applied { version, root } => (
+                None,
+                None,
+                Some(to_i64(&format!("{at}.outcome.version"), *version)?),
+                Some(root.to_string()),
+            ),
+            Outcome::Rejected { reason } => (
+                Some(reason.code()),
+                Some(json_value(&format!("{at}.outcome.reason"), reason)?),
+                None,
+                None,
+            ),
+        };
+        Ok(EventColumns {
+            id: rec.id().to_string(),
+            state_id: e.state_id.0.clone(),
+            kind: e.kind.as_str(),
+            contract_name: e.contract.name.clone(),
+            contract_version: e.contract.version,
+            actor: e.actor.0.clone(),
+            origin_node: e.origin_node.0.clone(),
+            origin_seq: to_i64(&format!("{at}.event.origin_seq"), e.origin_seq.0)?,
+            outcome: rec.outcome.kind().as_str(),
+            reason,
+            reason_detail,
+            new_version,
+            new_root,
+            signed: json_value(&format!("{at}.event"), &rec.signed)?,
+            disclosures: json_value(&format!("{at}.disclosures"), &rec.disclosures)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_i64_refuses_values_beyond_i64_max_naming_the_path() {
+        assert_eq!(to_i64("x", i64::MAX as u64).ok(), Some(i64::MAX));
+        match to_i64("items[0].event.origin_seq", i64::MAX as u64 + 1) {
+            Err(StoreError::InvalidInput { path, reason }) => {
+                assert_eq!(path, "items[0].event.origin_seq");
+                assert!(reason.contains("9223372036854775808"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_helpers_agree() {
+        let v = serde_json::json!({"b": [1, 2.5, "x"], "a": null});
+        assert_eq!(json_value("v", &v).ok(), Some(v.clone()));
+        assert_eq!(json_text("v", &v).ok(), Some(v.to_string()));
+    }
+}
