@@ -65,21 +65,8 @@ pub(crate) fn conflict_or_backend(
     }
 }
 
-/// Stored JSON or columns that cannot be turned back into the model.
-pub(crate) fn malformed(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Integrity {
-        what: what.into(),
-        source: sst_core::IntegrityError::Malformed(detail.to_string()),
-    }
-}
-
-/// A `u64` that must fit PostgreSQL's `bigint`.
-pub(crate) fn to_i64(path: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
-        path: path.to_owned(),
-        reason: format!("{v} does not fit a signed 64-bit column"),
-    })
-}
+/// A `u64` that must fit PostgreSQL's `bigint` (shared with the other adapters).
+pub(crate) use sst_core::columns::to_i64;
 
 /// A text value that PostgreSQL `text` can hold (no U+0000).
 pub(crate) fn check_text(path: &str, v: &str) -> Result<(), StoreError> {

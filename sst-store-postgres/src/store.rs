@@ -9,15 +9,16 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row, SqlSafeStr, SqlStr};
+use sst_core::columns::json_value;
 use sst_core::model::StateParts;
 use sst_core::{
     Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Disclosure,
-    EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, SignedEvent, State, StateId,
-    Store, StoreError,
+    EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, SignedEvent,
+    State, StateId, Store, StoreError,
 };
 
 use crate::config::PostgresConfig;
-use crate::error::{backend, check_text, conflict_or_backend, malformed, to_i64};
+use crate::error::{backend, check_text, conflict_or_backend, to_i64};
 use crate::schema::{self, Names};
 use crate::NAME;
 
@@ -216,30 +217,11 @@ impl StateRow {
     }
 }
 
-/// Bound values of one event row.
+/// Bound values of one event row: the shared columns, with the contract version as
+/// PostgreSQL's `integer`.
 struct EventRow {
-    id: String,
-    state_id: String,
-    kind: &'static str,
-    contract_name: String,
+    c: EventColumns,
     contract_version: i32,
-    actor: String,
-    origin_node: String,
-    origin_seq: i64,
-    outcome: &'static str,
-    reason: Option<&'static str>,
-    reason_detail: Option<Value>,
-    new_version: Option<i64>,
-    new_root: Option<String>,
-    event: Value,
-    disclosures: Value,
-}
-
-fn json<T: serde::Serialize>(path: &str, v: &T) -> Result<Value, StoreError> {
-    serde_json::to_value(v).map_err(|e| StoreError::InvalidInput {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 fn contract_version(path: &str, v: u32) -> Result<i32, StoreError> {
@@ -260,39 +242,12 @@ impl EventRow {
         ] {
             check_text(&format!("{at}.event.{field}"), v)?;
         }
-        let (reason, reason_detail, new_version, new_root) = match &r.outcome {
-            Outcome::Applied { version, root } => (
-                None,
-                None,
-                Some(to_i64(&format!("{at}.outcome.version"), *version)?),
-                Some(root.to_string()),
-            ),
-            Outcome::Rejected { reason } => (
-                Some(reason.code()),
-                Some(json(&format!("{at}.outcome.reason"), reason)?),
-                None,
-                None,
-            ),
-        };
+        let c = EventColumns::from_record(at, r)?;
+        let contract_version =
+            contract_version(&format!("{at}.event.contract.version"), c.contract_version)?;
         Ok(EventRow {
-            id: r.id().to_string(),
-            state_id: e.state_id.0.clone(),
-            kind: e.kind.as_str(),
-            contract_name: e.contract.name.clone(),
-            contract_version: contract_version(
-                &format!("{at}.event.contract.version"),
-                e.contract.version,
-            )?,
-            actor: e.actor.0.clone(),
-            origin_node: e.origin_node.0.clone(),
-            origin_seq: to_i64(&format!("{at}.event.origin_seq"), e.origin_seq.0)?,
-            outcome: r.outcome.kind().as_str(),
-            reason,
-            reason_detail,
-            new_version,
-            new_root,
-            event: json(&format!("{at}.event"), &r.signed)?,
-            disclosures: json(&format!("{at}.disclosures"), &r.disclosures)?,
+            c,
+            contract_version,
         })
     }
 }
@@ -302,7 +257,7 @@ where
     T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
 {
     row.try_get(name)
-        .map_err(|e| malformed(what(), format!("column {name}: {e}")))
+        .map_err(|e| StoreError::malformed(what(), format!("column {name}: {e}")))
 }
 
 fn state_from_row(row: &PgRow) -> Result<State, StoreError> {
@@ -314,9 +269,9 @@ fn state_from_row(row: &PgRow) -> Result<State, StoreError> {
         id: StateId(id.clone()),
         contract: ContractRef::new(
             col::<String>(row, "contract_name", &what)?,
-            u32::try_from(contract_version).map_err(|e| malformed(what(), e))?,
+            u32::try_from(contract_version).map_err(|e| StoreError::malformed(what(), e))?,
         ),
-        version: u64::try_from(version).map_err(|e| malformed(what(), e))?,
+        version: u64::try_from(version).map_err(|e| StoreError::malformed(what(), e))?,
         parties: col(row, "parties", &what)?,
         seals: col(row, "seals", &what)?,
         data: col(row, "data", &what)?,
@@ -334,36 +289,44 @@ fn state_from_row(row: &PgRow) -> Result<State, StoreError> {
 fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
     let what = || "event row".to_owned();
     let signed: SignedEvent = serde_json::from_value(col(row, "event", &what)?)
-        .map_err(|e| malformed(what(), format!("event: {e}")))?;
+        .map_err(|e| StoreError::malformed(what(), format!("event: {e}")))?;
     let what = || format!("event {}", signed.id);
     let disclosures: BTreeMap<String, Disclosure> =
         serde_json::from_value(col(row, "disclosures", &what)?)
-            .map_err(|e| malformed(what(), format!("disclosures: {e}")))?;
+            .map_err(|e| StoreError::malformed(what(), format!("disclosures: {e}")))?;
     let outcome: String = col(row, "outcome", &what)?;
     let outcome = match outcome.as_str() {
         "applied" => {
             let version: Option<i64> = col(row, "new_version", &what)?;
             let root: Option<String> = col(row, "new_root", &what)?;
             let (Some(version), Some(root)) = (version, root) else {
-                return Err(malformed(what(), "applied event without new version/root"));
+                return Err(StoreError::malformed(
+                    what(),
+                    "applied event without new version/root",
+                ));
             };
             Outcome::Applied {
-                version: u64::try_from(version).map_err(|e| malformed(what(), e))?,
+                version: u64::try_from(version).map_err(|e| StoreError::malformed(what(), e))?,
                 root: root
                     .parse()
-                    .map_err(|e| malformed(what(), format!("new_root: {e}")))?,
+                    .map_err(|e| StoreError::malformed(what(), format!("new_root: {e}")))?,
             }
         }
         "rejected" => {
             let detail: Option<Value> = col(row, "reason_detail", &what)?;
-            let detail =
-                detail.ok_or_else(|| malformed(what(), "rejected event without reason"))?;
+            let detail = detail
+                .ok_or_else(|| StoreError::malformed(what(), "rejected event without reason"))?;
             Outcome::Rejected {
                 reason: serde_json::from_value(detail)
-                    .map_err(|e| malformed(what(), format!("reason: {e}")))?,
+                    .map_err(|e| StoreError::malformed(what(), format!("reason: {e}")))?,
             }
         }
-        other => return Err(malformed(what(), format!("unknown outcome `{other}`"))),
+        other => {
+            return Err(StoreError::malformed(
+                what(),
+                format!("unknown outcome `{other}`"),
+            ))
+        }
     };
     Ok(EventRecord {
         signed,
@@ -381,12 +344,12 @@ fn actor_from_row(row: &PgRow) -> Result<Actor, StoreError> {
         "public_key": col::<String>(row, "public_key", &what)?,
         "status": col::<String>(row, "status", &what)?,
     });
-    serde_json::from_value(v).map_err(|e| malformed(format!("actor {id}"), e))
+    serde_json::from_value(v).map_err(|e| StoreError::malformed(format!("actor {id}"), e))
 }
 
 fn contract_from_row(row: &PgRow) -> Result<ContractRecord, StoreError> {
     let what = || "contract row".to_owned();
-    serde_json::from_value(col(row, "record", &what)?).map_err(|e| malformed(what(), e))
+    serde_json::from_value(col(row, "record", &what)?).map_err(|e| StoreError::malformed(what(), e))
 }
 
 impl PostgresStore {
@@ -507,30 +470,30 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
         for (id, ev, state) in &rows {
             let pos: Option<i64> = sqlx::query_scalar(self.sql.insert_event.clone())
-                .bind(&ev.id)
-                .bind(&ev.state_id)
-                .bind(ev.kind)
-                .bind(&ev.contract_name)
+                .bind(&ev.c.id)
+                .bind(&ev.c.state_id)
+                .bind(ev.c.kind)
+                .bind(&ev.c.contract_name)
                 .bind(ev.contract_version)
-                .bind(&ev.actor)
-                .bind(&ev.origin_node)
-                .bind(ev.origin_seq)
-                .bind(ev.outcome)
-                .bind(ev.reason)
-                .bind(&ev.reason_detail)
-                .bind(ev.new_version)
-                .bind(&ev.new_root)
-                .bind(&ev.event)
-                .bind(&ev.disclosures)
+                .bind(&ev.c.actor)
+                .bind(&ev.c.origin_node)
+                .bind(ev.c.origin_seq)
+                .bind(ev.c.outcome)
+                .bind(ev.c.reason)
+                .bind(&ev.c.reason_detail)
+                .bind(ev.c.new_version)
+                .bind(&ev.c.new_root)
+                .bind(&ev.c.signed)
+                .bind(&ev.c.disclosures)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(|e| {
                     // `id` conflicts are absorbed by ON CONFLICT: a unique violation here is
                     // the (origin_node, origin_seq) key.
                     conflict_or_backend(op, e, || {
-                        let seq = ev.origin_seq as u64;
+                        let seq = ev.c.origin_seq as u64;
                         (
-                            format!("origin {} seq {seq}", ev.origin_node),
+                            format!("origin {} seq {seq}", ev.c.origin_node),
                             seq.saturating_sub(1),
                             seq,
                         )
@@ -680,7 +643,7 @@ impl Store for PostgresStore {
         self.config.validate()?;
         check_text("actor.id", actor.id.as_str())?;
         check_text("actor.node", actor.node.as_str())?;
-        let key = json("actor.public_key", &actor.public_key)?;
+        let key = json_value("actor.public_key", &actor.public_key)?;
         let key = key.as_str().unwrap_or_default().to_owned();
         self.query(&self.sql.put_actor)
             .bind(actor.id.as_str())
@@ -720,7 +683,7 @@ impl Store for PostgresStore {
         let key = contract.contract();
         check_text("contract.name", &key.name)?;
         let version = contract_version("contract.version", key.version)?;
-        let record = json("contract", contract)?;
+        let record = json_value("contract", contract)?;
         sst_core::portable::check_at(&record, "$.contract")?;
         let inserted = self
             .query(&self.sql.insert_contract)
