@@ -54,21 +54,8 @@ pub(crate) fn conflict_or_backend(
     }
 }
 
-/// Stored JSON or columns that cannot be turned back into the model.
-pub(crate) fn malformed(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Integrity {
-        what: what.into(),
-        source: sst_core::IntegrityError::Malformed(detail.to_string()),
-    }
-}
-
-/// A `u64` that must fit a signed `BIGINT`.
-pub(crate) fn to_i64(path: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
-        path: path.to_owned(),
-        reason: format!("{v} does not fit a signed 64-bit column"),
-    })
-}
+/// A `u64` that must fit a signed `BIGINT` (shared with the other adapters).
+pub(crate) use sst_core::columns::to_i64;
 
 /// Longest id, in characters, the `VARCHAR` key columns hold.
 pub(crate) const MAX_ID_CHARS: usize = 255;

@@ -11,17 +11,16 @@ use mysql_async::{
     Value as My,
 };
 use serde_json::Value;
+use sst_core::columns::json_text;
 use sst_core::model::StateParts;
 use sst_core::{
     Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Disclosure,
-    EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, SignedEvent, State, StateId,
-    Store, StoreError,
+    EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, SignedEvent,
+    State, StateId, Store, StoreError,
 };
 
 use crate::config::{check_identifier, MysqlConfig};
-use crate::error::{
-    backend, check_id, conflict_or_backend, is_unique_violation, malformed, to_i64,
-};
+use crate::error::{backend, check_id, conflict_or_backend, is_unique_violation, to_i64};
 use crate::schema::{self, Flavor, Names, COLLATIONS};
 use crate::NAME;
 
@@ -153,13 +152,6 @@ pub struct MysqlStore {
     sql: Arc<Sql>,
 }
 
-fn json_text<T: serde::Serialize>(path: &str, v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::InvalidInput {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
 /// Bound values of one state row, in [`STATE_COLUMNS`] order.
 struct StateRow {
     id: String,
@@ -220,36 +212,23 @@ impl EventRow {
         ] {
             check_id(&format!("{at}.event.{field}"), v)?;
         }
-        let (reason, reason_detail, new_version, new_root) = match &r.outcome {
-            Outcome::Applied { version, root } => (
-                None,
-                None,
-                Some(to_i64(&format!("{at}.outcome.version"), *version)?),
-                Some(root.to_string()),
-            ),
-            Outcome::Rejected { reason } => (
-                Some(reason.code()),
-                Some(json_text(&format!("{at}.outcome.reason"), reason)?),
-                None,
-                None,
-            ),
-        };
+        let c = EventColumns::from_record(at, r)?;
         let values = vec![
-            My::from(r.id().to_string()),
-            My::from(e.state_id.as_str()),
-            My::from(e.kind.as_str()),
-            My::from(e.contract.name.as_str()),
-            My::from(e.contract.version),
-            My::from(e.actor.as_str()),
-            My::from(e.origin_node.as_str()),
-            My::from(to_i64(&format!("{at}.event.origin_seq"), e.origin_seq.0)?),
-            My::from(r.outcome.kind().as_str()),
-            My::from(reason),
-            My::from(reason_detail),
-            My::from(new_version),
-            My::from(new_root),
-            My::from(json_text(&format!("{at}.event"), &r.signed)?),
-            My::from(json_text(&format!("{at}.disclosures"), &r.disclosures)?),
+            My::from(c.id),
+            My::from(c.state_id),
+            My::from(c.kind),
+            My::from(c.contract_name),
+            My::from(c.contract_version),
+            My::from(c.actor),
+            My::from(c.origin_node),
+            My::from(c.origin_seq),
+            My::from(c.outcome),
+            My::from(c.reason),
+            My::from(c.reason_detail.map(|v| v.to_string())),
+            My::from(c.new_version),
+            My::from(c.new_root),
+            My::from(c.signed.to_string()),
+            My::from(c.disclosures.to_string()),
         ];
         Ok(EventRow {
             id: r.id(),
@@ -266,14 +245,15 @@ fn take<T: FromValue>(
     what: &dyn Fn() -> String,
 ) -> Result<T, StoreError> {
     row.take_opt(name)
-        .ok_or_else(|| malformed(what(), format!("no column {name}")))?
-        .map_err(|e| malformed(what(), format!("column {name}: {e}")))
+        .ok_or_else(|| StoreError::malformed(what(), format!("no column {name}")))?
+        .map_err(|e| StoreError::malformed(what(), format!("column {name}: {e}")))
 }
 
 /// A JSON column (text on the wire; MariaDB sends it as a BLOB) parsed leniently.
 fn take_json(row: &mut Row, name: &str, what: &dyn Fn() -> String) -> Result<Value, StoreError> {
     let text: String = take(row, name, what)?;
-    serde_json::from_str(&text).map_err(|e| malformed(what(), format!("column {name}: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| StoreError::malformed(what(), format!("column {name}: {e}")))
 }
 
 /// A JSON column holding user values, parsed under the portable profile: duplicate keys and
@@ -284,7 +264,8 @@ fn take_portable(
     what: &dyn Fn() -> String,
 ) -> Result<Value, StoreError> {
     let text: String = take(row, name, what)?;
-    sst_core::portable::parse(&text).map_err(|e| malformed(what(), format!("column {name}: {e}")))
+    sst_core::portable::parse(&text)
+        .map_err(|e| StoreError::malformed(what(), format!("column {name}: {e}")))
 }
 
 fn state_from_row(mut row: Row) -> Result<State, StoreError> {
@@ -297,7 +278,7 @@ fn state_from_row(mut row: Row) -> Result<State, StoreError> {
             take::<String>(&mut row, "contract_name", &what)?,
             take::<u32>(&mut row, "contract_version", &what)?,
         ),
-        version: u64::try_from(version).map_err(|e| malformed(what(), e))?,
+        version: u64::try_from(version).map_err(|e| StoreError::malformed(what(), e))?,
         parties: take_json(&mut row, "parties", &what)?,
         seals: take_json(&mut row, "seals", &what)?,
         data: take_portable(&mut row, "data", &what)?,
@@ -315,36 +296,44 @@ fn state_from_row(mut row: Row) -> Result<State, StoreError> {
 fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
     let what = || "event row".to_owned();
     let signed: SignedEvent = serde_json::from_value(take_json(&mut row, "event", &what)?)
-        .map_err(|e| malformed(what(), format!("event: {e}")))?;
+        .map_err(|e| StoreError::malformed(what(), format!("event: {e}")))?;
     let what = || format!("event {}", signed.id);
     let disclosures: BTreeMap<String, Disclosure> =
         serde_json::from_value(take_portable(&mut row, "disclosures", &what)?)
-            .map_err(|e| malformed(what(), format!("disclosures: {e}")))?;
+            .map_err(|e| StoreError::malformed(what(), format!("disclosures: {e}")))?;
     let outcome: String = take(&mut row, "outcome", &what)?;
     let outcome = match outcome.as_str() {
         "applied" => {
             let version: Option<i64> = take(&mut row, "new_version", &what)?;
             let root: Option<String> = take(&mut row, "new_root", &what)?;
             let (Some(version), Some(root)) = (version, root) else {
-                return Err(malformed(what(), "applied event without new version/root"));
+                return Err(StoreError::malformed(
+                    what(),
+                    "applied event without new version/root",
+                ));
             };
             Outcome::Applied {
-                version: u64::try_from(version).map_err(|e| malformed(what(), e))?,
+                version: u64::try_from(version).map_err(|e| StoreError::malformed(what(), e))?,
                 root: root
                     .parse()
-                    .map_err(|e| malformed(what(), format!("new_root: {e}")))?,
+                    .map_err(|e| StoreError::malformed(what(), format!("new_root: {e}")))?,
             }
         }
         "rejected" => {
             let detail: Option<String> = take(&mut row, "reason_detail", &what)?;
-            let detail =
-                detail.ok_or_else(|| malformed(what(), "rejected event without reason"))?;
+            let detail = detail
+                .ok_or_else(|| StoreError::malformed(what(), "rejected event without reason"))?;
             Outcome::Rejected {
                 reason: serde_json::from_str(&detail)
-                    .map_err(|e| malformed(what(), format!("reason: {e}")))?,
+                    .map_err(|e| StoreError::malformed(what(), format!("reason: {e}")))?,
             }
         }
-        other => return Err(malformed(what(), format!("unknown outcome `{other}`"))),
+        other => {
+            return Err(StoreError::malformed(
+                what(),
+                format!("unknown outcome `{other}`"),
+            ))
+        }
     };
     Ok(EventRecord {
         signed,
@@ -362,12 +351,13 @@ fn actor_from_row(mut row: Row) -> Result<Actor, StoreError> {
         "public_key": take::<String>(&mut row, "public_key", &what)?,
         "status": take::<String>(&mut row, "status", &what)?,
     });
-    serde_json::from_value(v).map_err(|e| malformed(format!("actor {id}"), e))
+    serde_json::from_value(v).map_err(|e| StoreError::malformed(format!("actor {id}"), e))
 }
 
 fn contract_from_row(mut row: Row) -> Result<ContractRecord, StoreError> {
     let what = || "contract row".to_owned();
-    serde_json::from_value(take_json(&mut row, "record", &what)?).map_err(|e| malformed(what(), e))
+    serde_json::from_value(take_json(&mut row, "record", &what)?)
+        .map_err(|e| StoreError::malformed(what(), e))
 }
 
 fn params(values: Vec<My>) -> Params {
