@@ -14,7 +14,7 @@ use crate::{EventRecord, Outcome, StoreError};
 pub fn to_i64(path: &str, v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::InvalidInput {
         path: path.to_owned(),
-        reason: format!("{v} does not fit a signed 64-bit column"),
+        reason: format!("{v} does not fit a signed 64-bit integer"),
     })
 }
 
@@ -71,24 +71,32 @@ pub struct EventColumns {
 }
 
 impl EventColumns {
-    /// The columns of `rec`. Errors name their path below `at` (e.g. `items[0]`):
-    /// `{at}.event.origin_seq` and `{at}.outcome.version` beyond `i64::MAX`, and values that
-    /// cannot be serialised (`{at}.outcome.reason`, `{at}.event`, `{at}.disclosures`).
+    /// The columns of `rec`. Errors name their path below `at` (e.g. `items[0]`, or `""` for
+    /// paths relative to the record): `{at}.event.origin_seq` and `{at}.outcome.version`
+    /// beyond `i64::MAX`, and values that cannot be serialised (`{at}.outcome.reason`,
+    /// `{at}.event`, `{at}.disclosures`).
     ///
     /// # Errors
     /// [`StoreError::InvalidInput`] as above; nothing has been written.
     pub fn from_record(at: &str, rec: &EventRecord) -> Result<Self, StoreError> {
+        let path = |rest: &str| {
+            if at.is_empty() {
+                rest.to_owned()
+            } else {
+                format!("{at}.{rest}")
+            }
+        };
         let e = rec.event();
         let (reason, reason_detail, new_version, new_root) = match &rec.outcome {
             Outcome::Applied { version, root } => (
                 None,
                 None,
-                Some(to_i64(&format!("{at}.outcome.version"), *version)?),
+                Some(to_i64(&path("outcome.version"), *version)?),
                 Some(root.to_string()),
             ),
             Outcome::Rejected { reason } => (
                 Some(reason.code()),
-                Some(json_value(&format!("{at}.outcome.reason"), reason)?),
+                Some(json_value(&path("outcome.reason"), reason)?),
                 None,
                 None,
             ),
@@ -101,14 +109,14 @@ impl EventColumns {
             contract_version: e.contract.version,
             actor: e.actor.0.clone(),
             origin_node: e.origin_node.0.clone(),
-            origin_seq: to_i64(&format!("{at}.event.origin_seq"), e.origin_seq.0)?,
+            origin_seq: to_i64(&path("event.origin_seq"), e.origin_seq.0)?,
             outcome: rec.outcome.kind().as_str(),
             reason,
             reason_detail,
             new_version,
             new_root,
-            signed: json_value(&format!("{at}.event"), &rec.signed)?,
-            disclosures: json_value(&format!("{at}.disclosures"), &rec.disclosures)?,
+            signed: json_value(&path("event"), &rec.signed)?,
+            disclosures: json_value(&path("disclosures"), &rec.disclosures)?,
         })
     }
 }

@@ -93,5 +93,11 @@ fn numbers_beyond_i64_are_input_errors_naming_the_path() {
             Err(StoreError::InvalidInput { path, .. }) => assert_eq!(path, want),
             other => panic!("unexpected {other:?}"),
         }
+        match EventColumns::from_record("", &rec) {
+            Err(StoreError::InvalidInput { path, .. }) => {
+                assert_eq!(path, want.trim_start_matches("items[1]."))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }

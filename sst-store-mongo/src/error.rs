@@ -6,7 +6,7 @@ use mongodb::error::{
     Error, ErrorKind, WriteFailure, RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR,
     UNKNOWN_TRANSACTION_COMMIT_RESULT,
 };
-use sst_core::{IntegrityError, StoreError};
+use sst_core::StoreError;
 
 use crate::value::MappingError;
 use crate::NAME;
@@ -94,14 +94,6 @@ pub(crate) fn invalid_input(field: &str, e: MappingError) -> StoreError {
     StoreError::InvalidInput {
         path: format!("{field}{}", e.path.trim_start_matches('$')),
         reason: e.reason,
-    }
-}
-
-/// A stored document that cannot be read back as SST JSON: changed behind SST's back.
-pub(crate) fn malformed(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Integrity {
-        what: what.into(),
-        source: IntegrityError::Malformed(detail.to_string()),
     }
 }
 

@@ -23,15 +23,16 @@ use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde_json::Value;
+use sst_core::columns::{json_value, to_i64};
 use sst_core::model::StateParts;
 use sst_core::{
     Actor, ActorId, Capabilities, CommitBatch, CommitItem, CommitReceipt, ContractRecord,
-    ContractRef, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId,
-    Store, StoreError,
+    ContractRef, EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome,
+    State, StateId, Store, StoreError,
 };
 
 use crate::config::{CollectionNames, MongoConfig, TransactionMode};
-use crate::error::{self, backend, conflict_or_backend, internal, invalid_input, malformed};
+use crate::error::{self, backend, conflict_or_backend, internal, invalid_input};
 use crate::schema;
 use crate::value::{from_bson, from_document, to_bson, to_document};
 use crate::NAME;
@@ -126,26 +127,12 @@ fn now_ms() -> i64 {
     sst_core::Timestamp::now().0
 }
 
-fn int(field: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
-        path: field.to_owned(),
-        reason: format!("{v} does not fit a signed 64-bit integer"),
-    })
-}
-
 fn json_doc(field: &str, v: &Value) -> Result<Document, StoreError> {
     to_document(v).map_err(|e| invalid_input(field, e))
 }
 
 fn json_bson(field: &str, v: &Value) -> Result<Bson, StoreError> {
     to_bson(v).map_err(|e| invalid_input(field, e))
-}
-
-fn to_json<T: serde::Serialize>(field: &str, v: &T) -> Result<Value, StoreError> {
-    serde_json::to_value(v).map_err(|e| StoreError::InvalidInput {
-        path: field.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 fn opt_str(s: Option<String>) -> Bson {
@@ -159,7 +146,7 @@ fn state_doc(state: &State, batch: &str) -> Result<Document, StoreError> {
         "id": p.id.as_str(),
         "contract_name": p.contract.name.as_str(),
         "contract_version": i64::from(p.contract.version),
-        "version": int("state.version", p.version)?,
+        "version": to_i64("state.version", p.version)?,
         "parties": json_doc("state.parties", &p.parties)?,
         "seals": json_doc("state.seals", &p.seals)?,
         "data": json_doc("state.data", &p.data)?,
@@ -174,14 +161,17 @@ fn state_doc(state: &State, batch: &str) -> Result<Document, StoreError> {
 fn get_str(d: &Document, key: &str, what: &str) -> Result<String, StoreError> {
     d.get_str(key)
         .map(str::to_owned)
-        .map_err(|e| malformed(what, format!("field `{key}`: {e}")))
+        .map_err(|e| StoreError::malformed(what, format!("field `{key}`: {e}")))
 }
 
 fn get_opt_str(d: &Document, key: &str, what: &str) -> Result<Option<String>, StoreError> {
     match d.get(key) {
         None | Some(Bson::Null) => Ok(None),
         Some(Bson::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(malformed(what, format!("field `{key}` is {other}"))),
+        Some(other) => Err(StoreError::malformed(
+            what,
+            format!("field `{key}` is {other}"),
+        )),
     }
 }
 
@@ -189,23 +179,33 @@ fn get_int(d: &Document, key: &str, what: &str) -> Result<i64, StoreError> {
     match d.get(key) {
         Some(Bson::Int64(i)) => Ok(*i),
         Some(Bson::Int32(i)) => Ok(i64::from(*i)),
-        Some(other) => Err(malformed(what, format!("field `{key}` is {other}"))),
-        None => Err(malformed(what, format!("field `{key}` is missing"))),
+        Some(other) => Err(StoreError::malformed(
+            what,
+            format!("field `{key}` is {other}"),
+        )),
+        None => Err(StoreError::malformed(
+            what,
+            format!("field `{key}` is missing"),
+        )),
     }
 }
 
 fn get_u64(d: &Document, key: &str, what: &str) -> Result<u64, StoreError> {
     let i = get_int(d, key, what)?;
-    u64::try_from(i).map_err(|_| malformed(what, format!("field `{key}` is negative")))
+    u64::try_from(i).map_err(|_| StoreError::malformed(what, format!("field `{key}` is negative")))
 }
 
 fn get_json(d: &Document, key: &str, what: &str) -> Result<Value, StoreError> {
     match d.get(key) {
-        Some(Bson::Document(inner)) => {
-            from_document(inner).map_err(|e| malformed(what, format!("field `{key}`: {e}")))
+        Some(Bson::Document(inner)) => from_document(inner)
+            .map_err(|e| StoreError::malformed(what, format!("field `{key}`: {e}"))),
+        Some(other) => {
+            from_bson(other).map_err(|e| StoreError::malformed(what, format!("field `{key}`: {e}")))
         }
-        Some(other) => from_bson(other).map_err(|e| malformed(what, format!("field `{key}`: {e}"))),
-        None => Err(malformed(what, format!("field `{key}` is missing"))),
+        None => Err(StoreError::malformed(
+            what,
+            format!("field `{key}` is missing"),
+        )),
     }
 }
 
@@ -216,11 +216,16 @@ fn state_from_doc(d: &Document) -> Result<State, StoreError> {
         None => format!("state {id}"),
     };
     let contract_version = u32::try_from(get_int(d, "contract_version", &what)?)
-        .map_err(|_| malformed(&what, "contract_version out of range"))?;
+        .map_err(|_| StoreError::malformed(&what, "contract_version out of range"))?;
     let updated_at = match d.get("updated_at") {
         Some(Bson::DateTime(t)) => t.timestamp_millis(),
         Some(Bson::Int64(i)) => *i,
-        other => return Err(malformed(&what, format!("field `updated_at` is {other:?}"))),
+        other => {
+            return Err(StoreError::malformed(
+                &what,
+                format!("field `updated_at` is {other:?}"),
+            ))
+        }
     };
     let parts = StateParts {
         id: StateId(id),
@@ -243,50 +248,34 @@ fn event_doc(
     batch: &str,
     pending: Option<(usize, i64)>,
 ) -> Result<Document, StoreError> {
-    let rec = &item.event;
-    let e = rec.event();
-    let (outcome, reason, detail, new_version, new_root) = match &rec.outcome {
-        Outcome::Applied { version, root } => (
-            "applied",
-            Bson::Null,
-            Bson::Null,
-            Bson::Int64(int("event.outcome.version", *version)?),
-            Bson::String(root.to_string()),
-        ),
-        Outcome::Rejected { reason } => (
-            "rejected",
-            Bson::String(reason.code().to_owned()),
-            json_bson(
-                "event.outcome.reason",
-                &to_json("event.outcome.reason", reason)?,
-            )?,
-            Bson::Null,
-            Bson::Null,
-        ),
+    let c = EventColumns::from_record("", &item.event)?;
+    let detail = match &c.reason_detail {
+        Some(v) => json_bson("event.outcome.reason", v)?,
+        None => Bson::Null,
     };
     let mut d = doc! {
-        "_id": rec.id().to_string(),
+        "_id": c.id,
         "pos": pos,
         "batch": batch,
-        "state_id": e.state_id.as_str(),
-        "kind": e.kind.as_str(),
-        "contract_name": e.contract.name.as_str(),
-        "contract_version": i64::from(e.contract.version),
-        "actor": e.actor.as_str(),
-        "origin_node": e.origin_node.as_str(),
-        "origin_seq": int("event.origin_seq", e.origin_seq.0)?,
-        "outcome": outcome,
-        "reason": reason,
+        "state_id": c.state_id,
+        "kind": c.kind,
+        "contract_name": c.contract_name,
+        "contract_version": i64::from(c.contract_version),
+        "actor": c.actor,
+        "origin_node": c.origin_node,
+        "origin_seq": c.origin_seq,
+        "outcome": c.outcome,
+        "reason": c.reason,
         "reason_detail": detail,
-        "new_version": new_version,
-        "new_root": new_root,
-        "signed": json_doc("event", &to_json("event", &rec.signed)?)?,
-        "disclosures": json_doc("disclosures", &to_json("disclosures", &rec.disclosures)?)?,
+        "new_version": c.new_version,
+        "new_root": c.new_root,
+        "signed": json_doc("event", &c.signed)?,
+        "disclosures": json_doc("disclosures", &c.disclosures)?,
     };
     if let Some((items, since)) = pending {
         d.insert(
             "pending",
-            doc! { "items": int("batch.items", items as u64)?, "since": since },
+            doc! { "items": to_i64("batch.items", items as u64)?, "since": since },
         );
     }
     Ok(d)
@@ -294,7 +283,8 @@ fn event_doc(
 
 fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
     let what = format!("event {}", d.get_str("_id").unwrap_or("?"));
-    let bad = |field: &str, e: serde_json::Error| malformed(&what, format!("{field}: {e}"));
+    let bad =
+        |field: &str, e: serde_json::Error| StoreError::malformed(&what, format!("{field}: {e}"));
     let signed =
         serde_json::from_value(get_json(d, "signed", &what)?).map_err(|e| bad("signed", e))?;
     let disclosures = serde_json::from_value(get_json(d, "disclosures", &what)?)
@@ -304,13 +294,13 @@ fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
             version: get_u64(d, "new_version", &what)?,
             root: get_str(d, "new_root", &what)?
                 .parse()
-                .map_err(|e| malformed(&what, format!("new_root: {e}")))?,
+                .map_err(|e| StoreError::malformed(&what, format!("new_root: {e}")))?,
         },
         Ok("rejected") => Outcome::Rejected {
             reason: serde_json::from_value(get_json(d, "reason_detail", &what)?)
                 .map_err(|e| bad("reason_detail", e))?,
         },
-        other => return Err(malformed(&what, format!("outcome {other:?}"))),
+        other => return Err(StoreError::malformed(&what, format!("outcome {other:?}"))),
     };
     Ok(EventRecord {
         signed,
@@ -518,7 +508,7 @@ impl MongoStore {
         for (id, (first, last)) in span {
             let mut doc = self
                 .history()
-                .find_one(doc! { "id": &id, "version": int("version", last)? })
+                .find_one(doc! { "id": &id, "version": to_i64("version", last)? })
                 .await
                 .map_err(|e| backend(op, e))?
                 .ok_or_else(|| internal(op, format!("history of {id} v{last} vanished")))?;
@@ -574,7 +564,7 @@ impl MongoStore {
             let r = self
                 .states()
                 .replace_one(
-                    doc! { "_id": id, "version": int("version", base)? },
+                    doc! { "_id": id, "version": to_i64("version", base)? },
                     doc.clone(),
                 )
                 .await
@@ -609,7 +599,7 @@ impl MongoStore {
             seqs_by_node
                 .entry(e.origin_node.as_str())
                 .or_default()
-                .push(int("event.origin_seq", e.origin_seq.0)?);
+                .push(to_i64("event.origin_seq", e.origin_seq.0)?);
         }
         let state_ids: Vec<&str> = batch
             .items
@@ -714,7 +704,7 @@ impl MongoStore {
             let e = item.event.event();
             let key = (
                 e.origin_node.as_str().to_owned(),
-                int("event.origin_seq", e.origin_seq.0)?,
+                to_i64("event.origin_seq", e.origin_seq.0)?,
             );
             let taken = by_origin.get(&key).is_some_and(|other| *other != id_s)
                 || origins.get(&key).is_some_and(|other| *other != id);
@@ -751,7 +741,7 @@ impl MongoStore {
         n: usize,
         session: Option<&mut ClientSession>,
     ) -> Result<i64, Fail> {
-        let n = int("batch.items", n as u64)?;
+        let n = to_i64("batch.items", n as u64)?;
         let meta = self.meta();
         let action = meta
             .find_one_and_update(
@@ -851,7 +841,7 @@ impl MongoStore {
                         let r = self
                             .states()
                             .replace_one(
-                                doc! { "_id": &m.id, "version": int("version", m.base)? },
+                                doc! { "_id": &m.id, "version": to_i64("version", m.base)? },
                                 d,
                             )
                             .session(&mut *s)
@@ -923,7 +913,7 @@ impl MongoStore {
             for m in moved {
                 let mut d = m.doc.clone();
                 d.insert("_id", m.id.as_str());
-                let guard = doc! { "_id": m.id.as_str(), "version": int("version", m.base)? };
+                let guard = doc! { "_id": m.id.as_str(), "version": to_i64("version", m.base)? };
                 let r = self.states().replace_one(guard, d).await;
                 if !matches!(r, Ok(ref r) if r.matched_count == 1) {
                     let mut d = m.doc;
@@ -1271,7 +1261,7 @@ impl Store for MongoStore {
     }
 
     async fn put_actor(&self, actor: &Actor) -> Result<(), StoreError> {
-        let mut d = json_doc("actor", &to_json("actor", actor)?)?;
+        let mut d = json_doc("actor", &json_value("actor", actor)?)?;
         d.insert("_id", actor.id.as_str());
         self.actors_col()
             .replace_one(doc! { "_id": actor.id.as_str() }, d)
@@ -1313,7 +1303,7 @@ impl Store for MongoStore {
             "name": c.name.as_str(),
             "version": i64::from(c.version),
             "identity": contract.identity.to_string(),
-            "record": json_doc("contract", &to_json("contract", contract)?)?,
+            "record": json_doc("contract", &json_value("contract", contract)?)?,
         };
         let Err(e) = self.contracts_col().insert_one(d).await else {
             return Ok(());
@@ -1372,11 +1362,12 @@ fn actor_from_doc(d: &Document) -> Result<Actor, StoreError> {
     let mut d = d.clone();
     d.remove("_id");
     let what = format!("actor {}", d.get_str("id").unwrap_or("?"));
-    let v = from_document(&d).map_err(|e| malformed(&what, e))?;
-    serde_json::from_value(v).map_err(|e| malformed(&what, e))
+    let v = from_document(&d).map_err(|e| StoreError::malformed(&what, e))?;
+    serde_json::from_value(v).map_err(|e| StoreError::malformed(&what, e))
 }
 
 fn contract_from_doc(d: &Document) -> Result<ContractRecord, StoreError> {
     let what = format!("contract {}", d.get_str("_id").unwrap_or("?"));
-    serde_json::from_value(get_json(d, "record", &what)?).map_err(|e| malformed(&what, e))
+    serde_json::from_value(get_json(d, "record", &what)?)
+        .map_err(|e| StoreError::malformed(&what, e))
 }
