@@ -63,14 +63,6 @@ pub(crate) fn conflict_or_backend(
     }
 }
 
-/// A stored value that cannot be read back.
-pub(crate) fn malformed(what: impl Into<String>, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Integrity {
-        what: what.into(),
-        source: sst_core::IntegrityError::Malformed(detail.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,15 +11,16 @@ use oracle::pool::{Pool, PoolBuilder};
 use oracle::sql_type::{OracleType, ToSql};
 use oracle::{Connection, Row, SqlValue};
 use serde_json::Value;
+use sst_core::columns::{json_value, to_i64};
 use sst_core::model::StateParts;
 use sst_core::{
     Actor, ActorId, CommitBatch, CommitItem, CommitReceipt, ContractRecord, ContractRef,
-    EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId, Store,
-    StoreError,
+    EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId,
+    Store, StoreError,
 };
 
 use crate::config::{JsonColumn, OracleConfig};
-use crate::error::{backend, conflict_or_backend, malformed};
+use crate::error::{backend, conflict_or_backend};
 use crate::schema::{JsonMode, Sql};
 use crate::value;
 use crate::NAME;
@@ -86,20 +87,6 @@ impl ToSql for JsonBind {
     }
 }
 
-fn int(field: &str, v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
-        path: field.to_owned(),
-        reason: format!("{v} does not fit NUMBER(19)"),
-    })
-}
-
-fn to_json<T: serde::Serialize>(field: &str, v: &T) -> Result<Value, StoreError> {
-    serde_json::to_value(v).map_err(|e| StoreError::InvalidInput {
-        path: field.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
 /// The bind values of one state row, in the order of [`Sql::insert_state`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateRow {
@@ -127,7 +114,7 @@ impl StateRow {
             id: p.id.0,
             contract_name: p.contract.name,
             contract_version: i64::from(p.contract.version),
-            version: int("state.version", p.version)?,
+            version: to_i64("state.version", p.version)?,
             parties: JsonBind::new(mode, &p.parties),
             seals: JsonBind::new(mode, &p.seals),
             data: JsonBind::new(mode, &p.data),
@@ -182,39 +169,25 @@ impl EventRow {
     /// # Errors
     /// [`StoreError::InvalidInput`] for numbers beyond `NUMBER(19)`.
     pub fn new(mode: JsonMode, rec: &EventRecord) -> Result<Self, StoreError> {
-        let e = rec.event();
-        let (outcome, reason, detail, new_version, new_root) = match &rec.outcome {
-            Outcome::Applied { version, root } => (
-                "applied",
-                None,
-                JsonBind::Null(mode),
-                Some(int("event.outcome.version", *version)?),
-                Some(root.to_string()),
-            ),
-            Outcome::Rejected { reason } => (
-                "rejected",
-                Some(reason.code()),
-                JsonBind::new(mode, &to_json("event.outcome.reason", reason)?),
-                None,
-                None,
-            ),
-        };
+        let c = EventColumns::from_record("", rec)?;
         Ok(EventRow {
-            id: rec.id().to_string(),
-            state_id: e.state_id.0.clone(),
-            kind: e.kind.as_str(),
-            contract_name: e.contract.name.clone(),
-            contract_version: i64::from(e.contract.version),
-            actor: e.actor.0.clone(),
-            origin_node: e.origin_node.0.clone(),
-            origin_seq: int("event.origin_seq", e.origin_seq.0)?,
-            outcome,
-            reason,
-            reason_detail: detail,
-            new_version,
-            new_root,
-            event: JsonBind::new(mode, &to_json("event", &rec.signed)?),
-            disclosures: JsonBind::new(mode, &to_json("disclosures", &rec.disclosures)?),
+            id: c.id,
+            state_id: c.state_id,
+            kind: c.kind,
+            contract_name: c.contract_name,
+            contract_version: i64::from(c.contract_version),
+            actor: c.actor,
+            origin_node: c.origin_node,
+            origin_seq: c.origin_seq,
+            outcome: c.outcome,
+            reason: c.reason,
+            reason_detail: c
+                .reason_detail
+                .map_or(JsonBind::Null(mode), |v| JsonBind::new(mode, &v)),
+            new_version: c.new_version,
+            new_root: c.new_root,
+            event: JsonBind::new(mode, &c.signed),
+            disclosures: JsonBind::new(mode, &c.disclosures),
         })
     }
 
@@ -252,11 +225,13 @@ fn json_at(mode: JsonMode, row: &Row, idx: usize, what: &str) -> Result<Option<V
             .map_err(|e| backend("read", e))?
             .map(|b| value::decode_bytes(&b)),
     };
-    decoded.transpose().map_err(|e| malformed(what, e))
+    decoded
+        .transpose()
+        .map_err(|e| StoreError::malformed(what, e))
 }
 
 fn required(v: Option<Value>, what: &str, col: &str) -> Result<Value, StoreError> {
-    v.ok_or_else(|| malformed(what, format!("{col} is NULL")))
+    v.ok_or_else(|| StoreError::malformed(what, format!("{col} is NULL")))
 }
 
 fn get<T: oracle::sql_type::FromSql>(row: &Row, idx: usize) -> Result<T, StoreError> {
@@ -272,9 +247,9 @@ fn state_from_row(mode: JsonMode, row: &Row) -> Result<State, StoreError> {
         id: StateId(id.clone()),
         contract: ContractRef::new(
             get::<String>(row, 1)?,
-            u32::try_from(contract_version).map_err(|e| malformed(&what, e))?,
+            u32::try_from(contract_version).map_err(|e| StoreError::malformed(&what, e))?,
         ),
-        version: u64::try_from(version).map_err(|e| malformed(&what, e))?,
+        version: u64::try_from(version).map_err(|e| StoreError::malformed(&what, e))?,
         parties: required(json_at(mode, row, 4, &what)?, &what, "parties")?,
         seals: required(json_at(mode, row, 5, &what)?, &what, "seals")?,
         data: required(json_at(mode, row, 6, &what)?, &what, "data")?,
@@ -289,14 +264,15 @@ fn state_from_row(mode: JsonMode, row: &Row) -> Result<State, StoreError> {
 fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> {
     let id: String = get(row, 0)?;
     let what = format!("event {id}");
-    let bad = |e: serde_json::Error| malformed(&what, e);
+    let bad = |e: serde_json::Error| StoreError::malformed(&what, e);
     let outcome: String = get(row, 1)?;
     let outcome = match outcome.as_str() {
         "applied" => Outcome::Applied {
-            version: u64::try_from(get::<i64>(row, 2)?).map_err(|e| malformed(&what, e))?,
+            version: u64::try_from(get::<i64>(row, 2)?)
+                .map_err(|e| StoreError::malformed(&what, e))?,
             root: get::<String>(row, 3)?
                 .parse()
-                .map_err(|e| malformed(&what, e))?,
+                .map_err(|e| StoreError::malformed(&what, e))?,
         },
         "rejected" => Outcome::Rejected {
             reason: serde_json::from_value(required(
@@ -306,7 +282,7 @@ fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> 
             )?)
             .map_err(bad)?,
         },
-        other => return Err(malformed(&what, format!("outcome {other:?}"))),
+        other => return Err(StoreError::malformed(&what, format!("outcome {other:?}"))),
     };
     Ok(EventRecord {
         signed: serde_json::from_value(required(json_at(mode, row, 5, &what)?, &what, "event")?)
@@ -624,7 +600,7 @@ impl Store for OracleStore {
     }
 
     async fn put_actor(&self, actor: &Actor) -> Result<(), StoreError> {
-        let key = match to_json("actor.public_key", &actor.public_key)? {
+        let key = match json_value("actor.public_key", &actor.public_key)? {
             Value::String(s) => s,
             other => other.to_string(),
         };
@@ -675,7 +651,7 @@ impl Store for OracleStore {
         let mode = self.sql.mode;
         let c = contract.contract().clone();
         let identity = contract.identity.to_string();
-        let record = JsonBind::new(mode, &to_json("contract", contract)?);
+        let record = JsonBind::new(mode, &json_value("contract", contract)?);
         let key = c.clone();
         let inserted = self
             .with_conn("put_contract", move |conn, sql| {
@@ -758,12 +734,12 @@ fn actor_from_row(row: &Row) -> Result<Actor, StoreError> {
         "public_key": get::<String>(row, 2)?,
         "status": get::<String>(row, 3)?,
     });
-    serde_json::from_value(v).map_err(|e| malformed(&what, e))
+    serde_json::from_value(v).map_err(|e| StoreError::malformed(&what, e))
 }
 
 fn contract_from_row(mode: JsonMode, row: &Row) -> Result<ContractRecord, StoreError> {
     let v = required(json_at(mode, row, 0, "contract")?, "contract", "record")?;
-    serde_json::from_value(v).map_err(|e| malformed("contract", e))
+    serde_json::from_value(v).map_err(|e| StoreError::malformed("contract", e))
 }
 
 #[cfg(test)]
