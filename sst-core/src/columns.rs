@@ -121,6 +121,51 @@ impl EventColumns {
     }
 }
 
+/// The [`Outcome`] of event `what` read back from its `outcome`, `new_version`, `new_root`
+/// and `reason_detail` columns (the inverse of the outcome part of
+/// [`EventColumns::from_record`]).
+///
+/// # Errors
+/// [`StoreError::Integrity`] with [`IntegrityError::Malformed`](crate::IntegrityError::Malformed)
+/// when the columns do not fit together: an applied event without version or root, a negative
+/// version, an unparsable root, a rejected event without a readable reason, an unknown outcome.
+pub fn outcome_from_columns(
+    what: &str,
+    outcome: &str,
+    new_version: Option<i64>,
+    new_root: Option<String>,
+    reason_detail: Option<Value>,
+) -> Result<Outcome, StoreError> {
+    match outcome {
+        "applied" => {
+            let (Some(version), Some(root)) = (new_version, new_root) else {
+                return Err(StoreError::malformed(
+                    what,
+                    "applied event without new version/root",
+                ));
+            };
+            Ok(Outcome::Applied {
+                version: u64::try_from(version).map_err(|e| StoreError::malformed(what, e))?,
+                root: root
+                    .parse()
+                    .map_err(|e| StoreError::malformed(what, format!("new_root: {e}")))?,
+            })
+        }
+        "rejected" => {
+            let detail = reason_detail
+                .ok_or_else(|| StoreError::malformed(what, "rejected event without reason"))?;
+            Ok(Outcome::Rejected {
+                reason: serde_json::from_value(detail)
+                    .map_err(|e| StoreError::malformed(what, format!("reason: {e}")))?,
+            })
+        }
+        other => Err(StoreError::malformed(
+            what,
+            format!("unknown outcome `{other}`"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

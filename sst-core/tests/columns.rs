@@ -1,14 +1,16 @@
 //! `EventColumns::from_record`: the columns of an applied and a rejected event, and the
-//! `u64` → signed 64-bit check naming the offending path.
+//! `u64` → signed 64-bit check naming the offending path, and `outcome_from_columns` (round trip
+//! and columns that do not fit together).
 
 mod common;
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use sst_core::columns::outcome_from_columns;
 use sst_core::{
-    Digest, EventColumns, EventKind, EventRecord, HashAlg, OriginSeq, Outcome, RejectReason,
-    SignedEvent, StateId, StateRoot, StoreError, Timestamp,
+    Digest, EventColumns, EventKind, EventRecord, HashAlg, IntegrityError, OriginSeq, Outcome,
+    RejectReason, SignedEvent, StateId, StateRoot, StoreError, Timestamp,
 };
 
 use common::{actor, deal_contract};
@@ -98,6 +100,59 @@ fn numbers_beyond_i64_are_input_errors_naming_the_path() {
                 assert_eq!(path, want.trim_start_matches("items[1]."))
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn outcomes_round_trip_through_their_columns() {
+    let root = StateRoot(Digest::from_parts(HashAlg::Blake3, [5; 32]));
+    for outcome in [
+        Outcome::Applied { version: 4, root },
+        Outcome::Rejected {
+            reason: RejectReason::StateExists,
+        },
+    ] {
+        let c =
+            EventColumns::from_record("items[0]", &record(1, outcome.clone())).expect("columns");
+        let back = outcome_from_columns(
+            "event e",
+            c.outcome,
+            c.new_version,
+            c.new_root,
+            c.reason_detail,
+        )
+        .expect("outcome");
+        assert_eq!(back, outcome);
+    }
+}
+
+#[test]
+fn outcome_columns_that_do_not_fit_are_malformed() {
+    let root = Some(StateRoot(Digest::from_parts(HashAlg::Blake3, [5; 32])).to_string());
+    for (outcome, version, root, detail, want) in [
+        (
+            "applied",
+            None,
+            root.clone(),
+            None,
+            "without new version/root",
+        ),
+        ("applied", Some(-1), root.clone(), None, ""),
+        ("applied", Some(1), Some("nope".into()), None, "new_root"),
+        ("rejected", None, None, None, "without reason"),
+        ("rejected", None, None, Some(json!({"code": 7})), "reason"),
+        ("maybe", Some(1), root, None, "unknown outcome `maybe`"),
+    ] {
+        match outcome_from_columns("event e", outcome, version, root, detail) {
+            Err(StoreError::Integrity {
+                what,
+                source: IntegrityError::Malformed(detail),
+            }) => {
+                assert_eq!(what, "event e");
+                assert!(detail.contains(want), "{detail} lacks {want}");
+            }
+            other => panic!("{outcome}: unexpected {other:?}"),
         }
     }
 }

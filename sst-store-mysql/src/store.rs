@@ -11,12 +11,12 @@ use mysql_async::{
     Value as My,
 };
 use serde_json::Value;
-use sst_core::columns::json_text;
+use sst_core::columns::{json_text, outcome_from_columns};
 use sst_core::model::StateParts;
 use sst_core::{
     Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Disclosure,
-    EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, SignedEvent,
-    State, StateId, Store, StoreError,
+    EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, SignedEvent, State,
+    StateId, Store, StoreError,
 };
 
 use crate::config::{check_identifier, MysqlConfig};
@@ -302,39 +302,17 @@ fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
         serde_json::from_value(take_portable(&mut row, "disclosures", &what)?)
             .map_err(|e| StoreError::malformed(what(), format!("disclosures: {e}")))?;
     let outcome: String = take(&mut row, "outcome", &what)?;
-    let outcome = match outcome.as_str() {
-        "applied" => {
-            let version: Option<i64> = take(&mut row, "new_version", &what)?;
-            let root: Option<String> = take(&mut row, "new_root", &what)?;
-            let (Some(version), Some(root)) = (version, root) else {
-                return Err(StoreError::malformed(
-                    what(),
-                    "applied event without new version/root",
-                ));
-            };
-            Outcome::Applied {
-                version: u64::try_from(version).map_err(|e| StoreError::malformed(what(), e))?,
-                root: root
-                    .parse()
-                    .map_err(|e| StoreError::malformed(what(), format!("new_root: {e}")))?,
-            }
-        }
-        "rejected" => {
-            let detail: Option<String> = take(&mut row, "reason_detail", &what)?;
-            let detail = detail
-                .ok_or_else(|| StoreError::malformed(what(), "rejected event without reason"))?;
-            Outcome::Rejected {
-                reason: serde_json::from_str(&detail)
-                    .map_err(|e| StoreError::malformed(what(), format!("reason: {e}")))?,
-            }
-        }
-        other => {
-            return Err(StoreError::malformed(
-                what(),
-                format!("unknown outcome `{other}`"),
-            ))
-        }
-    };
+    let reason_detail: Option<String> = take(&mut row, "reason_detail", &what)?;
+    let outcome = outcome_from_columns(
+        &what(),
+        &outcome,
+        take(&mut row, "new_version", &what)?,
+        take(&mut row, "new_root", &what)?,
+        reason_detail
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::malformed(what(), format!("reason: {e}")))?,
+    )?;
     Ok(EventRecord {
         signed,
         disclosures,

@@ -9,12 +9,12 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row, SqlSafeStr, SqlStr};
-use sst_core::columns::json_value;
+use sst_core::columns::{json_value, outcome_from_columns};
 use sst_core::model::StateParts;
 use sst_core::{
     Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Disclosure,
-    EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, SignedEvent,
-    State, StateId, Store, StoreError,
+    EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, SignedEvent, State,
+    StateId, Store, StoreError,
 };
 
 use crate::config::PostgresConfig;
@@ -295,39 +295,13 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
         serde_json::from_value(col(row, "disclosures", &what)?)
             .map_err(|e| StoreError::malformed(what(), format!("disclosures: {e}")))?;
     let outcome: String = col(row, "outcome", &what)?;
-    let outcome = match outcome.as_str() {
-        "applied" => {
-            let version: Option<i64> = col(row, "new_version", &what)?;
-            let root: Option<String> = col(row, "new_root", &what)?;
-            let (Some(version), Some(root)) = (version, root) else {
-                return Err(StoreError::malformed(
-                    what(),
-                    "applied event without new version/root",
-                ));
-            };
-            Outcome::Applied {
-                version: u64::try_from(version).map_err(|e| StoreError::malformed(what(), e))?,
-                root: root
-                    .parse()
-                    .map_err(|e| StoreError::malformed(what(), format!("new_root: {e}")))?,
-            }
-        }
-        "rejected" => {
-            let detail: Option<Value> = col(row, "reason_detail", &what)?;
-            let detail = detail
-                .ok_or_else(|| StoreError::malformed(what(), "rejected event without reason"))?;
-            Outcome::Rejected {
-                reason: serde_json::from_value(detail)
-                    .map_err(|e| StoreError::malformed(what(), format!("reason: {e}")))?,
-            }
-        }
-        other => {
-            return Err(StoreError::malformed(
-                what(),
-                format!("unknown outcome `{other}`"),
-            ))
-        }
-    };
+    let outcome = outcome_from_columns(
+        &what(),
+        &outcome,
+        col(row, "new_version", &what)?,
+        col(row, "new_root", &what)?,
+        col(row, "reason_detail", &what)?,
+    )?;
     Ok(EventRecord {
         signed,
         disclosures,
