@@ -7,12 +7,12 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
-use sst_core::columns::{json_text, to_i64};
+use sst_core::columns::{json_text, outcome_from_columns, to_i64};
 use sst_core::model::StateParts;
 use sst_core::{
     portable, Actor, ActorId, Capabilities, CommitBatch, CommitReceipt, ContractRecord,
-    ContractRef, EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome,
-    State, StateId, Store, StoreError,
+    ContractRef, EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, State,
+    StateId, Store, StoreError,
 };
 
 use crate::config::{Location, SqliteConfig};
@@ -502,22 +502,11 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
         let what = format!("event {}", signed.id);
         let disclosures = serde_json::from_str(&disclosures)
             .map_err(|e| StoreError::malformed(&what, format!("disclosures: {e}")))?;
-        let outcome = match (outcome.as_str(), new_version, new_root, reason) {
-            ("applied", Some(v), Some(root), _) => Outcome::Applied {
-                version: u64::try_from(v).map_err(|e| StoreError::malformed(&what, e))?,
-                root: root.parse().map_err(|e| StoreError::malformed(&what, e))?,
-            },
-            ("rejected", _, _, Some(reason)) => Outcome::Rejected {
-                reason: serde_json::from_str(&reason)
-                    .map_err(|e| StoreError::malformed(&what, format!("reason: {e}")))?,
-            },
-            (other, ..) => {
-                return Err(StoreError::malformed(
-                    &what,
-                    format!("outcome `{other}` incomplete"),
-                ))
-            }
-        };
+        let reason = reason
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::malformed(&what, format!("reason: {e}")))?;
+        let outcome = outcome_from_columns(&what, &outcome, new_version, new_root, reason)?;
         Ok(EventRecord {
             signed,
             disclosures,
