@@ -1,5 +1,6 @@
 //! The `sst` command line: `demo` (the real-estate deal on four SQLite nodes), `verify`
 //! (re-check node databases and compare their roots) and `bench` (pipeline throughput).
+#![forbid(unsafe_code)]
 
 mod bench;
 mod cluster;

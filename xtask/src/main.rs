@@ -1,4 +1,5 @@
 //! `cargo xtask …`: project automation (local servers, integration suites, benchmarks).
+#![forbid(unsafe_code)]
 
 mod bench;
 mod integration;
