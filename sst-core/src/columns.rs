@@ -38,11 +38,11 @@ fn not_json(path: &str, e: serde_json::Error) -> StoreError {
 /// The columns of one event row (CONVENTIONS.md #1), as engine-neutral values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventColumns {
-    /// Event id (hex).
+    /// Event id (`<alg>:<hex>`).
     pub id: String,
     /// Target state id.
     pub state_id: String,
-    /// Event kind (`create`, `update`, …).
+    /// Event kind (`create`, `change_sections`, `call_method`, …).
     pub kind: &'static str,
     /// Contract name.
     pub contract_name: String,
