@@ -29,9 +29,9 @@ pub use error::{IntegrityError, StoreError};
 pub use hash::{Digest, EventId, HashAlg, Salt, SectionHash, StateRoot};
 pub use memory::MemoryStore;
 pub use model::{
-    Actor, ActorId, ActorStatus, Base, ContractDescriptor, ContractRecord, ContractRef, Disclosure,
-    Event, EventKind, EventRecord, NodeId, OriginSeq, Outcome, OutcomeKind, Parties, RejectReason,
-    Role, Section, SignedEvent, State, StateId, Timestamp,
+    Actor, ActorChange, ActorId, ActorStatus, Base, ContractDescriptor, ContractRecord,
+    ContractRef, Disclosure, Event, EventKind, EventRecord, NodeId, OriginSeq, Outcome,
+    OutcomeKind, Parties, RejectReason, Role, Section, SignedEvent, State, StateId, Timestamp,
 };
 pub use permission::{Access, ContractPolicy, SectionPolicy};
 pub use sign::{ActorKey, CryptoError, Envelope, EnvelopeSignature, PublicKey, SignatureBytes};

@@ -663,6 +663,52 @@ impl SignedEvent {
     }
 }
 
+/// Payload of an [`EventKind::ActorChange`] event (key rotation or revocation):
+/// `{"actor": <the new actor record>, "previous_key": "<hex of the key valid before>"}`.
+/// Such events target the reserved state id `actor:<actor id>` (see
+/// [`ActorChange::state_id`]), name the reserved contract [`ActorChange::contract`], and are
+/// recorded as applied with version 0 and no state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorChange {
+    /// The actor record as it is after the change.
+    pub actor: Actor,
+    /// The actor's public key before the change: the key the event is checked against when
+    /// it is the actor's own rotation, and the key older events of the actor verify with.
+    pub previous_key: PublicKey,
+}
+
+impl ActorChange {
+    /// Name of the reserved contract actor-change events name.
+    pub const CONTRACT: &'static str = "sst.actor";
+
+    /// The reserved state id of `actor`'s changes: `actor:<actor id>`.
+    pub fn state_id(actor: &ActorId) -> StateId {
+        StateId::new(format!("actor:{actor}"))
+    }
+    /// The reserved contract reference (`sst.actor@1`).
+    pub fn contract() -> ContractRef {
+        ContractRef::new(Self::CONTRACT, 1)
+    }
+    /// The event payload (portable JSON).
+    pub fn to_payload(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+    /// Parses an event payload.
+    ///
+    /// # Errors
+    /// When the payload is not `{"actor": {...}, "previous_key": "<hex>"}` (unknown members
+    /// included) or the keys are not valid Ed25519 public keys.
+    pub fn from_payload(payload: &Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(payload.clone())
+    }
+    /// The applied outcome's root of an actor-change event: the event id's digest (there is
+    /// no state).
+    pub fn root(event: EventId) -> StateRoot {
+        StateRoot(event.0)
+    }
+}
+
 /// Machine-readable reason an intent was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]

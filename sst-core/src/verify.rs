@@ -4,8 +4,11 @@
 
 use crate::error::StoreError;
 use crate::hash::StateRoot;
-use crate::model::{Outcome, StateId};
+use std::collections::BTreeMap;
+
+use crate::model::{ActorChange, ActorId, ActorStatus, EventKind, Outcome, StateId};
 use crate::sign::verify_batch;
+use crate::sign::PublicKey;
 use crate::store::{EventFilter, Store};
 
 /// One problem found by [`verify_store`].
@@ -23,9 +26,11 @@ pub struct Finding {
 
 /// Result of [`verify_store`].
 ///
-/// Event signatures are checked against each actor's current key: key rotation is an
-/// [`crate::EventKind::ActorChange`] event in the log, and a node that rotates keys must keep
-/// verifying older events against the key recorded at their position (node engine).
+/// Event signatures are checked against the key valid at each event's position in the log:
+/// events are walked in recording order, each actor starts with the `previous_key` of its
+/// first applied [`crate::EventKind::ActorChange`] event (or its current directory key when it
+/// has none), and every applied actor change switches to the key (and status) it records.
+/// An applied event signed after its actor's revocation is reported.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyReport {
     /// States walked.
@@ -163,6 +168,17 @@ pub async fn verify_store(
 
     let events = store.events(&EventFilter::default()).await?;
     report.events = events.len();
+    // Keys at the start of the log: the key each actor's first applied change replaced.
+    let mut keys: BTreeMap<ActorId, (PublicKey, ActorStatus)> = BTreeMap::new();
+    for rec in &events {
+        let e = rec.event();
+        if e.kind == EventKind::ActorChange && matches!(rec.outcome, Outcome::Applied { .. }) {
+            if let Ok(ch) = ActorChange::from_payload(&e.payload) {
+                keys.entry(ch.actor.id.clone())
+                    .or_insert((ch.previous_key, ActorStatus::Active));
+            }
+        }
+    }
     let mut to_check = Vec::new();
     let mut owners = Vec::new();
     for rec in &events {
@@ -184,16 +200,29 @@ pub async fn verify_store(
             report.findings.push(ev_finding(err.to_string()));
             continue;
         }
-        let Some(actor) = store.actor(&e.actor).await? else {
+        let key = match keys.get(&e.actor) {
+            Some(k) => Some(*k),
+            None => store
+                .actor(&e.actor)
+                .await?
+                .map(|a| (a.public_key, ActorStatus::Active)),
+        };
+        let Some((key, status)) = key else {
             report.findings.push(ev_finding(format!(
                 "applied event signed by unknown actor {}",
                 e.actor
             )));
             continue;
         };
+        if status != ActorStatus::Active {
+            report.findings.push(ev_finding(format!(
+                "applied event signed by {} after its revocation",
+                e.actor
+            )));
+        }
         match rec.signed.signatures.iter().find(|s| s.signer == e.actor) {
             Some(sig) => {
-                to_check.push((actor.public_key, rec.id().0, sig.signature));
+                to_check.push((key, rec.id().0, sig.signature));
                 owners.push(rec);
             }
             None => {
@@ -201,6 +230,16 @@ pub async fn verify_store(
                     "applied event has no signature by {}",
                     e.actor
                 )));
+            }
+        }
+        if e.kind == EventKind::ActorChange {
+            match ActorChange::from_payload(&e.payload) {
+                Ok(ch) => {
+                    keys.insert(ch.actor.id.clone(), (ch.actor.public_key, ch.actor.status));
+                }
+                Err(err) => report
+                    .findings
+                    .push(ev_finding(format!("malformed actor change payload: {err}"))),
             }
         }
     }

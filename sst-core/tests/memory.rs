@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use sst_core::portable::{MAX_DEPTH, MAX_STATE_BYTES};
 use sst_core::{
-    verify_store, Actor, ActorKey, Base, CommitBatch, CommitItem, Digest, Event, EventFilter,
-    EventKind, EventRecord, HashAlg, MemoryStore, NodeId, OriginSeq, Outcome, RejectReason,
-    Section, SignedEvent, State, StateId, StateRoot, Store, StoreError, Timestamp,
+    verify_store, Actor, ActorChange, ActorKey, Base, CommitBatch, CommitItem, Digest, Event,
+    EventFilter, EventKind, EventRecord, HashAlg, MemoryStore, NodeId, OriginSeq, Outcome,
+    RejectReason, Section, SignedEvent, State, StateId, StateRoot, Store, StoreError, Timestamp,
 };
 
 use common::{actor, deal_contract, deal_parties, deal_values, salt_of};
@@ -379,6 +379,118 @@ async fn applied_events_with_bad_signatures_or_unknown_signers_are_reported() {
         .findings
         .iter()
         .all(|f| f.state_id.as_str() == "deal-2"));
+}
+
+/// An applied actor-change event by `by` (seq `seq`) giving `target` the record `after`.
+fn actor_change(target: &Actor, after: &Actor, by: &Signer, seq: u64) -> CommitItem {
+    let payload = ActorChange {
+        actor: after.clone(),
+        previous_key: target.public_key,
+    }
+    .to_payload();
+    let mut e = event(
+        EventKind::ActorChange,
+        &ActorChange::state_id(&target.id),
+        None,
+        by,
+        seq,
+        payload,
+    );
+    e.contract = ActorChange::contract();
+    let signed = SignedEvent::sign(e, &by.key);
+    let root = ActorChange::root(signed.id);
+    CommitItem {
+        event: EventRecord {
+            signed,
+            disclosures: BTreeMap::new(),
+            outcome: Outcome::Applied { version: 0, root },
+        },
+        state: None,
+    }
+}
+
+/// `populated()`, then Bob rotates to a new key (recorded in the log and in the directory)
+/// and changes `deal-2` with it. Returns the store, Bob with his new key, and `deal-2`'s head.
+async fn rotated() -> (MemoryStore, Signer, State) {
+    let (store, bob, _) = populated().await;
+    let new_key = ActorKey::from_seed([42u8; 32]);
+    let after = Actor {
+        public_key: new_key.public_key(),
+        ..bob.actor.clone()
+    };
+    let rotation = actor_change(&bob.actor, &after, &bob, 20);
+    store
+        .commit(CommitBatch::new(vec![rotation]))
+        .await
+        .expect("commit rotation");
+    store.put_actor(&after).await.expect("directory");
+    let bob2 = Signer {
+        actor: after,
+        key: new_key,
+    };
+    let head = store
+        .state(&StateId::from("deal-2"))
+        .await
+        .expect("read")
+        .expect("deal-2");
+    let next = change(&head, values(&[("price", json!({"amount": 7}))]), &bob2, 21);
+    let head = state_of(&next);
+    store
+        .commit(CommitBatch::new(vec![next]))
+        .await
+        .expect("commit");
+    (store, bob2, head)
+}
+
+#[tokio::test]
+async fn events_verify_against_the_key_valid_at_their_position_after_a_rotation() {
+    let (store, _, _) = rotated().await;
+    let report = verify(&store).await;
+    // Bob's events before the rotation verify with his old key, the later one with the new.
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(report.events, 7);
+}
+
+#[tokio::test]
+async fn an_event_signed_with_the_old_key_after_the_rotation_is_reported() {
+    let (store, _, head) = rotated().await;
+    let (old_actor, old_key) = actor("bank", "bob");
+    let old = Signer {
+        actor: old_actor,
+        key: old_key,
+    };
+    let late = change(&head, values(&[("price", json!({"amount": 8}))]), &old, 22);
+    let late_id = late.event.id();
+    store
+        .commit(CommitBatch::new(vec![late]))
+        .await
+        .expect("commit does not check signatures, the node does");
+    let report = verify(&store).await;
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    let f = &report.findings[0];
+    assert_eq!(f.event, Some(late_id.to_string()));
+    assert!(f.problem.contains("signature"), "{}", f.problem);
+}
+
+#[tokio::test]
+async fn an_event_after_a_revocation_in_the_log_is_reported() {
+    let (store, bob, head) = rotated().await;
+    let revoked = Actor {
+        status: sst_core::ActorStatus::Revoked,
+        ..bob.actor.clone()
+    };
+    let revocation = actor_change(&bob.actor, &revoked, &bob, 23);
+    let late = change(&head, values(&[("price", json!({"amount": 9}))]), &bob, 24);
+    let late_id = late.event.id();
+    store
+        .commit(CommitBatch::new(vec![revocation, late]))
+        .await
+        .expect("commit");
+    store.put_actor(&revoked).await.expect("directory");
+    let report = verify(&store).await;
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert_eq!(report.findings[0].event, Some(late_id.to_string()));
+    assert!(report.findings[0].problem.contains("revocation"));
 }
 
 // ---------------------------------------------------------------------------------------------
