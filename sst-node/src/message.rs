@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sst_core::{
-    ContractRef, Disclosure, EventId, OriginSeq, Outcome, Parties, RejectReason, SectionHash,
-    SignedEvent, StateId, StateRoot,
+    ActorChange, ActorId, ContractRef, Disclosure, EventId, OriginSeq, Outcome, Parties, PublicKey,
+    RejectReason, SectionHash, SignedEvent, StateId, StateRoot,
 };
 
 /// A change an actor asks its node to make. The node builds, sequences and signs the event.
@@ -48,6 +48,26 @@ pub enum Intent {
         /// New contract version.
         to: ContractRef,
     },
+    /// Replace an actor's public key (an [`sst_core::EventKind::ActorChange`] event). Only
+    /// the actor itself may rotate its key, signing with its current (old) key; its node
+    /// sequences the event and broadcasts it to every peer node.
+    RotateKey {
+        /// Reserved id `actor:<actor id>` ([`ActorChange::state_id`]).
+        state_id: StateId,
+        /// The actor whose key changes (must be the submitting actor).
+        actor: ActorId,
+        /// Its new public key.
+        new_key: PublicKey,
+    },
+    /// Revoke an actor (an [`sst_core::EventKind::ActorChange`] event): any active actor of
+    /// the same node may revoke it (itself included). Its later events are rejected
+    /// (`revoked_actor`) on every node.
+    Revoke {
+        /// Reserved id `actor:<actor id>` ([`ActorChange::state_id`]).
+        state_id: StateId,
+        /// The actor to revoke.
+        actor: ActorId,
+    },
 }
 
 impl Intent {
@@ -80,13 +100,32 @@ impl Intent {
             args,
         }
     }
-    /// The target state.
+    /// A key-rotation intent for `actor` (submit it as `actor`).
+    pub fn rotate_key(actor: impl Into<ActorId>, new_key: PublicKey) -> Self {
+        let actor = actor.into();
+        Intent::RotateKey {
+            state_id: ActorChange::state_id(&actor),
+            actor,
+            new_key,
+        }
+    }
+    /// A revocation intent for `actor` (submit it as an active actor of the same node).
+    pub fn revoke(actor: impl Into<ActorId>) -> Self {
+        let actor = actor.into();
+        Intent::Revoke {
+            state_id: ActorChange::state_id(&actor),
+            actor,
+        }
+    }
+    /// The target state (the reserved `actor:<id>` for actor changes).
     pub fn state_id(&self) -> &StateId {
         match self {
             Intent::Create { state_id, .. }
             | Intent::Change { state_id, .. }
             | Intent::Call { state_id, .. }
-            | Intent::Migrate { state_id, .. } => state_id,
+            | Intent::Migrate { state_id, .. }
+            | Intent::RotateKey { state_id, .. }
+            | Intent::Revoke { state_id, .. } => state_id,
         }
     }
 }

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use sst_core::{
-    Access, Actor, ActorId, ActorKey, ActorStatus, ContractPolicy, ContractRecord, ContractRef,
-    Disclosure, EventFilter, EventId, HashAlg, NodeId, Outcome, Parties, SignedEvent, State,
-    StateId, Store,
+    Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, ContractPolicy, ContractRecord,
+    ContractRef, Disclosure, EventFilter, EventId, EventKind, HashAlg, NodeId, Outcome, Parties,
+    SignedEvent, State, StateId, Store,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -194,6 +194,25 @@ impl NodeContext {
         lock(&self.homes).insert(state.clone(), home.clone());
     }
 
+    /// Applies a recorded (committed) actor change to the directory: the actor table, the
+    /// in-memory directory, and this node's signing keys (a key that no longer matches the
+    /// actor's record, or of a revoked actor, is dropped). The in-memory directory changes
+    /// even when the table write fails; [`Node::start`] repairs the table from the log.
+    pub(crate) async fn apply_actor(&self, actor: Actor) -> Result<(), NodeError> {
+        let stored = self.store.put_actor(&actor).await;
+        {
+            let mut keys = write(&self.keys);
+            let stale = keys.get(&actor.id).is_some_and(|k| {
+                k.public_key() != actor.public_key || actor.status != ActorStatus::Active
+            });
+            if stale {
+                keys.remove(&actor.id);
+            }
+        }
+        write(&self.actors).insert(actor.id.clone(), actor);
+        Ok(stored?)
+    }
+
     pub(crate) fn key(&self, actor: &ActorId) -> Option<Arc<ActorKey>> {
         read(&self.keys).get(actor).cloned()
     }
@@ -270,6 +289,30 @@ impl Node {
             .into_iter()
             .map(|c| (c.contract().clone(), c))
             .collect();
+        let mut actors: BTreeMap<ActorId, Actor> = actors;
+        // Repair a crash between an actor change's commit and its directory update: when the
+        // directory still holds exactly the record an applied change replaced, apply it.
+        let changes = store
+            .events(&EventFilter {
+                kind: Some(EventKind::ActorChange),
+                outcome: Some(sst_core::OutcomeKind::Applied),
+                ..Default::default()
+            })
+            .await?;
+        for rec in changes {
+            let Ok(change) = ActorChange::from_payload(&rec.event().payload) else {
+                continue;
+            };
+            let behind = actors.get(&change.actor.id).is_some_and(|a| {
+                a.public_key == change.previous_key
+                    && a.status == ActorStatus::Active
+                    && *a != change.actor
+            });
+            if behind {
+                store.put_actor(&change.actor).await?;
+                actors.insert(change.actor.id.clone(), change.actor);
+            }
+        }
         let next_seq = store.last_origin_seq(&config.id).await?.0 + 1;
         let ctx = Arc::new(NodeContext {
             id: config.id.clone(),
@@ -314,7 +357,10 @@ impl Node {
         &self.ctx
     }
 
-    /// Registers (or updates: revocation, key rotation) an actor in this node's directory.
+    /// Registers (or updates) an actor in this node's directory, out of band: nothing is
+    /// recorded in the log or sent to peers. Use it to introduce actors; rotate keys and
+    /// revoke with [`Node::rotate_key`] / [`Node::revoke`], which are signed events that every
+    /// node checks and [`sst_core::verify_store`] replays.
     ///
     /// # Errors
     /// [`NodeError::Store`] when the actor table cannot be written.
@@ -414,6 +460,41 @@ impl Node {
             prepared: None,
         })
         .await
+    }
+
+    /// Rotates local actor `actor`'s key to `new_key`: submits [`Intent::rotate_key`] (signed
+    /// with the actor's current key, which this node must hold), and once it is applied —
+    /// recorded here and broadcast to every peer node — installs `new_key` as the actor's
+    /// signing key. From then on events signed with the old key are rejected
+    /// (`bad_signature`) while older events keep verifying against it.
+    ///
+    /// # Errors
+    /// As [`Node::submit`]. A rejection is not an error: see [`Verdict::Rejected`].
+    pub async fn rotate_key(
+        &self,
+        actor: &ActorId,
+        new_key: ActorKey,
+    ) -> Result<Verdict, NodeError> {
+        let verdict = self
+            .submit(
+                actor,
+                Intent::rotate_key(actor.clone(), new_key.public_key()),
+            )
+            .await?;
+        if verdict.is_applied() {
+            self.add_key(actor, new_key)?;
+        }
+        Ok(verdict)
+    }
+
+    /// Revokes `target` as local actor `by` (an active actor of the target's node, possibly
+    /// the target itself) through a signed [`Intent::revoke`] event broadcast to every peer
+    /// node; the target's later events are rejected (`revoked_actor`) everywhere.
+    ///
+    /// # Errors
+    /// As [`Node::submit`].
+    pub async fn revoke(&self, by: &ActorId, target: &ActorId) -> Result<Verdict, NodeError> {
+        self.submit(by, Intent::revoke(target.clone())).await
     }
 
     /// Runs an already signed intent through this node's pipeline as its sequencer (e.g. an

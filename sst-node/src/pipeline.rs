@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 use sst_core::{
-    portable, Actor, ActorStatus, Disclosure, EventKind, HashAlg, Parties, RejectReason, Section,
-    SectionHash, SignedEvent, State,
+    portable, Actor, ActorChange, ActorStatus, Disclosure, EventKind, HashAlg, Parties,
+    RejectReason, Section, SectionHash, SignedEvent, State,
 };
 
 use crate::contract::{Call, Contract, Sections, MIGRATE_METHOD};
@@ -81,6 +81,89 @@ pub(crate) fn check_envelope(
         });
     }
     Ok(actor)
+}
+
+/// Checks an [`EventKind::ActorChange`] event (key rotation or revocation) against this
+/// node's directory, i.e. the keys valid just before the change, and returns the new actor
+/// record. Rules:
+///
+/// - envelope as for every event ([`check_envelope`]): the signer's *current* key, signer
+///   active and belonging to the origin node;
+/// - payload `{"actor": <new record>, "previous_key": "<hex>"}` for the reserved state id
+///   `actor:<id>` and contract `sst.actor@1`, no base (`invalid_payload`);
+/// - the target actor is known (`unknown_actor`) and active (`revoked_actor`), its current key
+///   is `previous_key`, and it stays on its node (`invalid_payload`);
+/// - a **rotation** (status stays active, key changes) must be signed by the actor itself,
+///   with its old key; a **revocation** (status revoked, key unchanged) by an active actor of
+///   the same node (`forbidden`, section `actor`); anything else is `invalid_payload`.
+pub(crate) fn check_actor_change(
+    ctx: &NodeContext,
+    signed: &SignedEvent,
+) -> Result<Actor, RejectReason> {
+    let e = &signed.event;
+    let signer = check_envelope(ctx, signed)?;
+    portable::check_at(&e.payload, "$.payload")
+        .map_err(|err| invalid(&err.path, err.to_string()))?;
+    let change = ActorChange::from_payload(&e.payload)
+        .map_err(|err| invalid("$.payload", err.to_string()))?;
+    let new = change.actor;
+    if e.state_id != ActorChange::state_id(&new.id) {
+        return Err(invalid(
+            "$.state_id",
+            format!("an actor change targets {}", ActorChange::state_id(&new.id)),
+        ));
+    }
+    if e.contract != ActorChange::contract() {
+        return Err(invalid(
+            "$.contract",
+            format!("an actor change names {}", ActorChange::contract()),
+        ));
+    }
+    if e.base.is_some() {
+        return Err(invalid("$.base", "an actor change has no base"));
+    }
+    let cur = ctx
+        .actor(&new.id)
+        .ok_or_else(|| RejectReason::UnknownActor {
+            actor: new.id.clone(),
+        })?;
+    if cur.status != ActorStatus::Active {
+        return Err(RejectReason::RevokedActor { actor: cur.id });
+    }
+    if change.previous_key != cur.public_key {
+        return Err(invalid(
+            "$.payload.previous_key",
+            "is not the actor's current key",
+        ));
+    }
+    if new.node != cur.node {
+        return Err(invalid(
+            "$.payload.actor.node",
+            "an actor cannot move to another node",
+        ));
+    }
+    let forbidden = || RejectReason::Forbidden {
+        section: "actor".into(),
+    };
+    match new.status {
+        ActorStatus::Active if new.public_key != cur.public_key => {
+            if signer.id != new.id {
+                return Err(forbidden());
+            }
+        }
+        ActorStatus::Revoked if new.public_key == cur.public_key => {
+            if signer.node != cur.node {
+                return Err(forbidden());
+            }
+        }
+        _ => {
+            return Err(invalid(
+                "$.payload.actor",
+                "expected a key rotation (new key, active) or a revocation (same key, revoked)",
+            ))
+        }
+    }
+    Ok(new)
 }
 
 /// The plaintext this node holds of a state.

@@ -4,14 +4,14 @@
 //! messages (outbox) and answers callers. Also the inbox task that turns peer messages into
 //! jobs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use sst_core::{
-    Base, CommitBatch, CommitItem, Disclosure, Event, EventKind, EventRecord, NodeId, OriginSeq,
-    Outcome, RejectReason, Section, SignedEvent, State, StateId, StoreError, Timestamp,
+    ActorChange, Base, CommitBatch, CommitItem, Disclosure, Event, EventKind, EventRecord, NodeId,
+    OriginSeq, Outcome, RejectReason, Section, SignedEvent, State, StateId, StoreError, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -73,6 +73,8 @@ struct Planned {
     sends: Vec<(NodeId, Message)>,
     /// Forward an intent to its home and wait for the outcome coming back.
     forward: Option<(NodeId, Message, sst_core::EventId)>,
+    /// An applied actor change: the new record, put in the directory after the commit.
+    actor: Option<sst_core::Actor>,
 }
 
 /// States and origins produced earlier in the batch being planned.
@@ -114,12 +116,28 @@ impl Writer {
         Ok(self.ctx.store().state(id).await?)
     }
 
-    async fn run_batch(&mut self, mut jobs: Vec<Job>) {
-        let mut ov = Overlay::default();
-        let mut plans = Vec::with_capacity(jobs.len());
-        for job in jobs.iter_mut() {
-            plans.push(self.plan(job, &mut ov).await);
+    /// Plans and commits the drained jobs. An applied actor change ends a group commit: the
+    /// jobs after it are planned only once the directory holds the new key or status.
+    async fn run_batch(&mut self, jobs: Vec<Job>) {
+        let mut queue: VecDeque<Job> = jobs.into();
+        while !queue.is_empty() {
+            let mut ov = Overlay::default();
+            let mut jobs = Vec::new();
+            let mut plans = Vec::new();
+            while let Some(mut job) = queue.pop_front() {
+                let plan = self.plan(&mut job, &mut ov).await;
+                let cut = plan.actor.is_some();
+                jobs.push(job);
+                plans.push(plan);
+                if cut {
+                    break;
+                }
+            }
+            self.commit_group(jobs, plans).await;
         }
+    }
+
+    async fn commit_group(&mut self, jobs: Vec<Job>, plans: Vec<Planned>) {
         let items: Vec<CommitItem> = plans.iter().filter_map(|p| p.item.clone()).collect();
         match self.commit(items).await {
             Ok(()) => {
@@ -231,6 +249,10 @@ impl Writer {
     /// After a successful commit: remember homes, publish (outbox), answer.
     async fn finish(&mut self, job: Job, plan: Planned) {
         let ctx = self.ctx.clone();
+        if let Some(actor) = plan.actor.clone() {
+            // Committed: the directory follows (a failed table write is repaired at start).
+            let _ = ctx.apply_actor(actor).await;
+        }
         if let Some(item) = &plan.item {
             let e = item.event.event();
             if e.kind == EventKind::Create && item.state.is_some() {
@@ -509,8 +531,32 @@ impl Writer {
                     BTreeMap::new(),
                 )
             }
+            Intent::RotateKey {
+                actor: target,
+                new_key,
+                ..
+            } => {
+                let before = ctx.actor(target).ok_or_else(|| {
+                    NodeError::Invalid(format!("actor {target} is unknown on node {me}"))
+                })?;
+                let after = sst_core::Actor {
+                    public_key: *new_key,
+                    ..before.clone()
+                };
+                actor_change(before, after)
+            }
+            Intent::Revoke { actor: target, .. } => {
+                let before = ctx.actor(target).ok_or_else(|| {
+                    NodeError::Invalid(format!("actor {target} is unknown on node {me}"))
+                })?;
+                let after = sst_core::Actor {
+                    status: sst_core::ActorStatus::Revoked,
+                    ..before.clone()
+                };
+                actor_change(before, after)
+            }
         };
-        let home = if kind == EventKind::Create {
+        let home = if matches!(kind, EventKind::Create | EventKind::ActorChange) {
             me.clone()
         } else {
             ctx.home_of(intent.state_id()).await?.ok_or_else(unknown)?
@@ -542,9 +588,86 @@ impl Writer {
         disclosures: &BTreeMap<String, Disclosure>,
         ov: &mut Overlay,
     ) -> Result<Planned, NodeError> {
+        if signed.event.kind == EventKind::ActorChange {
+            let checked = if signed.event.origin_node == *self.ctx.id() {
+                pipeline::check_actor_change(&self.ctx, signed)
+            } else {
+                Err(RejectReason::InvalidPayload {
+                    path: "$.origin_node".into(),
+                    reason: "an actor change is sequenced by the actor's own node".into(),
+                })
+            };
+            return Ok(Self::actor_planned(signed, checked, true));
+        }
         let cur = self.current(ov, &signed.event.state_id).await?;
         let eval = pipeline::sequence(&self.ctx, signed, disclosures, cur.as_ref());
         Ok(self.planned(signed, eval, ov, true))
+    }
+
+    /// The commit item of a checked actor change: applied with version 0 and no state, or
+    /// rejected.
+    fn actor_planned(
+        signed: &SignedEvent,
+        checked: Result<sst_core::Actor, RejectReason>,
+        sequenced: bool,
+    ) -> Planned {
+        let (outcome, actor) = match checked {
+            Ok(actor) => (
+                Outcome::Applied {
+                    version: 0,
+                    root: ActorChange::root(signed.id),
+                },
+                Some(actor),
+            ),
+            Err(reason) => (Outcome::Rejected { reason }, None),
+        };
+        let verdict = Verdict::from_outcome(signed.id, &outcome);
+        Planned {
+            item: Some(CommitItem {
+                event: EventRecord {
+                    signed: signed.clone(),
+                    disclosures: BTreeMap::new(),
+                    outcome,
+                },
+                state: None,
+            }),
+            sequenced,
+            verdict: Some(Ok(verdict)),
+            actor,
+            ..Default::default()
+        }
+    }
+
+    /// Records an actor change broadcast by the actor's node (or relayed by any node during
+    /// catch-up: the sender is not trusted, the signature is), checked against this node's
+    /// directory (the keys valid before the change). Never records a rejection.
+    async fn replicate_actor_change(&mut self, ch: &AppliedChange) -> Result<Planned, NodeError> {
+        let id = ch.signed.id;
+        let refused = |reason: RejectReason| {
+            Ok(Planned {
+                verdict: Some(Ok(Verdict::Refused { event: id, reason })),
+                ..Default::default()
+            })
+        };
+        if let Some(rec) = self.ctx.store().event(&id).await? {
+            return Ok(Planned {
+                verdict: Some(Ok(Verdict::Duplicate {
+                    event: id,
+                    original: rec.outcome,
+                })),
+                ..Default::default()
+            });
+        }
+        if ch.version != 0 || ch.root != ActorChange::root(id) {
+            return refused(RejectReason::InvalidPayload {
+                path: "$.version".into(),
+                reason: "an actor change is applied with version 0 and the event id as root".into(),
+            });
+        }
+        match pipeline::check_actor_change(&self.ctx, &ch.signed) {
+            Ok(actor) => Ok(Self::actor_planned(&ch.signed, Ok(actor), false)),
+            Err(reason) => refused(reason),
+        }
     }
 
     fn planned(
@@ -598,6 +721,9 @@ impl Writer {
         ov: &mut Overlay,
     ) -> Result<Planned, NodeError> {
         let e = &ch.signed.event;
+        if e.kind == EventKind::ActorChange {
+            return self.replicate_actor_change(ch).await;
+        }
         let refused = |reason: RejectReason| {
             Ok(Planned {
                 verdict: Some(Ok(Verdict::Refused {
@@ -676,6 +802,30 @@ impl Writer {
             ..Default::default()
         }
     }
+}
+
+type Prepped = (
+    EventKind,
+    sst_core::ContractRef,
+    Option<Base>,
+    serde_json::Value,
+    BTreeMap<String, Disclosure>,
+);
+
+/// Event kind, contract, base, payload and disclosures of an actor change.
+fn actor_change(before: sst_core::Actor, after: sst_core::Actor) -> Prepped {
+    let payload = ActorChange {
+        actor: after,
+        previous_key: before.public_key,
+    }
+    .to_payload();
+    (
+        EventKind::ActorChange,
+        ActorChange::contract(),
+        None,
+        payload,
+        BTreeMap::new(),
+    )
 }
 
 enum CommitFailure {

@@ -15,6 +15,10 @@
 //!   a version gap (a missed message) triggers a [`Message::CatchUp`] from the home node,
 //!   which resends the missing versions in order. Origin sequences are unique per origin
 //!   node in every store, so a replayed or re-sequenced event never lands twice;
+//! - applied actor changes (key rotations, revocations: [`sst_core::EventKind::ActorChange`])
+//!   are sequenced by the actor's own node and sent to **every** peer node, which checks
+//!   them against the key valid before the change and records them; a catch-up answer
+//!   relays every actor change the answering node recorded first, in log order;
 //! - a restarted node sends [`Message::Hello`] and [`Message::CatchUp`] to its peers, so
 //!   both what it missed and what it committed but had not yet published are delivered.
 //!
@@ -112,6 +116,17 @@ impl HomeSync {
         })))
     }
 
+    /// An applied actor change as broadcast to every peer (no disclosures, version 0).
+    fn actor_change(record: &EventRecord, version: u64, root: sst_core::StateRoot) -> Message {
+        Message::Applied(Box::new(AppliedChange {
+            signed: record.signed.clone(),
+            disclosures: BTreeMap::new(),
+            effects: BTreeMap::new(),
+            version,
+            root,
+        }))
+    }
+
     fn is_home(ctx: &NodeContext, state: &State, home: Option<&NodeId>) -> bool {
         let _ = state;
         home == Some(ctx.id())
@@ -143,6 +158,12 @@ impl SyncProtocol for HomeSync {
                     }
                 }
             }
+            (Outcome::Applied { version, root }, None) if e.kind == EventKind::ActorChange => {
+                // Key rotations and revocations concern every node.
+                for node in ctx.peers() {
+                    out.push((node, Self::actor_change(record, *version, *root)));
+                }
+            }
             (Outcome::Rejected { reason }, _) if e.origin_node != *ctx.id() => {
                 out.push((
                     e.origin_node.clone(),
@@ -165,7 +186,21 @@ impl SyncProtocol for HomeSync {
         own_after: OriginSeq,
     ) -> Result<Vec<Message>, NodeError> {
         let store = ctx.store();
-        let mut out = Vec::new();
+        // Every actor change recorded here first, in log order (relayed, whoever sequenced
+        // it): the versions below may be signed with the keys they install.
+        let mut out: Vec<Message> = store
+            .events(&EventFilter {
+                kind: Some(EventKind::ActorChange),
+                outcome: Some(OutcomeKind::Applied),
+                ..Default::default()
+            })
+            .await?
+            .iter()
+            .filter_map(|rec| match rec.outcome {
+                Outcome::Applied { version, root } => Some(Self::actor_change(rec, version, root)),
+                Outcome::Rejected { .. } => None,
+            })
+            .collect();
         for id in store.state_ids().await? {
             let Some(latest) = store.state(&id).await? else {
                 continue;
