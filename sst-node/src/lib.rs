@@ -18,6 +18,18 @@
 //!   state's *home node* (the node that created it) sequences its events; other nodes forward
 //!   intents to it; it distributes applied changes to every participant node **redacted** to
 //!   what that node may read, and sends rejections back to the initiator.
+//! - **Actors** ([`Node::rotate_key`], [`Node::revoke`], [`Intent::RotateKey`],
+//!   [`Intent::Revoke`]): key rotation and revocation are signed
+//!   [`sst_core::EventKind::ActorChange`] events with payload
+//!   `{"actor": <new record>, "previous_key": "<hex>"}` on the reserved state id
+//!   `actor:<actor id>`, recorded applied with version 0 and no state. The actor's own node
+//!   sequences them; a rotation must be signed by the actor itself with its current (old) key,
+//!   a revocation by any active actor of the same node. Every peer node receives them, checks
+//!   them against the key valid before the change, records them and updates its directory;
+//!   afterwards events signed with the old key are rejected (`bad_signature`) and a revoked
+//!   actor's events `revoked_actor`, while [`sst_core::verify_store`] checks each older event
+//!   against the key valid at its position. [`Node::register_actor`] stays an out-of-band
+//!   directory update (not in the log), for introducing actors.
 //!
 //! ## Disclosure rules
 //! Create and change events carry salted section hashes in their signed payload

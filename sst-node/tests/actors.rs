@@ -338,3 +338,68 @@ async fn revocation_on_four_sqlite_files() -> anyhow::Result<()> {
     let c = Cluster::sqlite(&dir.0).await?;
     revocation(&c).await
 }
+
+/// A crash between an actor change's commit and the actor-table write leaves the directory
+/// behind the log: the next start applies the recorded change.
+#[tokio::test]
+async fn start_repairs_a_directory_behind_the_log() -> anyhow::Result<()> {
+    use sst_core::{CommitBatch, CommitItem, EventRecord, MemoryStore, Store};
+    use std::sync::Arc;
+
+    let store = Arc::new(MemoryStore::new());
+    let (buyer, old_key) = actor("buyer", "a");
+    store.put_actor(&buyer).await?;
+    let new_key = ActorKey::from_seed([77u8; 32]);
+    let after = sst_core::Actor {
+        public_key: new_key.public_key(),
+        ..buyer.clone()
+    };
+    let e = Event {
+        kind: EventKind::ActorChange,
+        state_id: ActorChange::state_id(&buyer.id),
+        contract: ActorChange::contract(),
+        base: None,
+        origin_node: buyer.node.clone(),
+        origin_seq: OriginSeq(1),
+        actor: buyer.id.clone(),
+        payload: ActorChange {
+            actor: after.clone(),
+            previous_key: buyer.public_key,
+        }
+        .to_payload(),
+        timestamp: Timestamp(1_800_000_000_000),
+        alg: HashAlg::Blake3,
+    };
+    let signed = SignedEvent::sign(e, &old_key);
+    let root = ActorChange::root(signed.id);
+    store
+        .commit(CommitBatch::new(vec![CommitItem {
+            event: EventRecord {
+                signed,
+                disclosures: BTreeMap::new(),
+                outcome: Outcome::Applied { version: 0, root },
+            },
+            state: None,
+        }]))
+        .await?;
+    ensure!(store.actor(&buyer.id).await? == Some(buyer.clone()));
+
+    let net = sst_node::InProcessNetwork::new();
+    let (transport, inbox) = net.join("buyer");
+    let node = sst_node::Node::start(
+        sst_node::NodeConfig::new("buyer"),
+        store.clone(),
+        common::registry(false),
+        transport,
+        inbox,
+    )
+    .await?;
+    ensure!(node.context().actor(&buyer.id) == Some(after.clone()));
+    ensure!(store.actor(&buyer.id).await? == Some(after.clone()));
+    // The old key is refused, the new one accepted as the actor's signing key.
+    ensure!(node.add_key(&buyer.id, old_key).is_err());
+    node.add_key(&buyer.id, new_key)?;
+    let report = sst_core::verify_store(store.as_ref(), &mut |_, _| {}).await?;
+    ensure!(report.is_clean(), "{:?}", report.findings);
+    Ok(())
+}
