@@ -403,3 +403,63 @@ async fn start_repairs_a_directory_behind_the_log() -> anyhow::Result<()> {
     ensure!(report.is_clean(), "{:?}", report.findings);
     Ok(())
 }
+
+/// A rotation signed with `key` by `before`'s actor, on `before`'s node with sequence `seq`,
+/// installing `new_key`.
+fn signed_rotation(
+    before: &sst_core::Actor,
+    key: &ActorKey,
+    new_key: &ActorKey,
+    seq: u64,
+) -> SignedEvent {
+    let e = Event {
+        kind: EventKind::ActorChange,
+        state_id: ActorChange::state_id(&before.id),
+        contract: ActorChange::contract(),
+        base: None,
+        origin_node: before.node.clone(),
+        origin_seq: OriginSeq(seq),
+        actor: before.id.clone(),
+        payload: ActorChange {
+            actor: sst_core::Actor {
+                public_key: new_key.public_key(),
+                ..before.clone()
+            },
+            previous_key: before.public_key,
+        }
+        .to_payload(),
+        timestamp: Timestamp(1_800_000_000_000),
+        alg: HashAlg::Blake3,
+    };
+    SignedEvent::sign(e, key)
+}
+
+/// Two rotations queued together (typically drained into one group commit): the second,
+/// signed with the key the first installs, is checked only after the first is applied.
+#[tokio::test]
+async fn a_rotation_signed_with_the_key_installed_just_before_in_the_same_drain_applies(
+) -> anyhow::Result<()> {
+    let c = Cluster::in_memory().await?;
+    let (buyer, k0) = actor("buyer", "a");
+    let k1 = ActorKey::from_seed([11u8; 32]);
+    let k2 = ActorKey::from_seed([12u8; 32]);
+    let first = signed_rotation(&buyer, &k0, &k1, 1_000);
+    let mid = sst_core::Actor {
+        public_key: k1.public_key(),
+        ..buyer.clone()
+    };
+    let second = signed_rotation(&mid, &k1, &k2, 1_001);
+    let node = c.node("buyer");
+    let (a, b) = tokio::join!(
+        node.ingest(first, BTreeMap::new()),
+        node.ingest(second, BTreeMap::new())
+    );
+    let (a, b) = (a?, b?);
+    ensure!(a.is_applied() && b.is_applied(), "{a:?} / {b:?}");
+    c.net.settled().await;
+    for n in c.nodes.values() {
+        let now = n.context().actor(&buyer.id).context("known")?;
+        ensure!(now.public_key == k2.public_key(), "{}", n.id());
+    }
+    all_verify(&c).await
+}
