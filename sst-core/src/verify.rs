@@ -2,13 +2,12 @@
 //! from what the store reads back (its native, user-queryable columns), check the version
 //! chain, and check every event's id and strict signature.
 
-use crate::error::StoreError;
-use crate::hash::StateRoot;
 use std::collections::BTreeMap;
 
+use crate::error::StoreError;
+use crate::hash::StateRoot;
 use crate::model::{ActorChange, ActorId, ActorStatus, EventKind, Outcome, StateId};
-use crate::sign::verify_batch;
-use crate::sign::PublicKey;
+use crate::sign::{verify_batch, PublicKey};
 use crate::store::{EventFilter, Store};
 
 /// One problem found by [`verify_store`].
