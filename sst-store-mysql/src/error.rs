@@ -11,12 +11,20 @@ const DUP_ENTRY: u16 = 1062;
 /// Server errors after which the same call may succeed when retried: lock wait timeout,
 /// deadlock, too many connections, server shutdown, query interrupted.
 fn retryable_code(code: u16) -> bool {
-    matches!(code, 1205 | 1213 | 1040 | 1053 | 1317 | 1927)
+    matches!(code, 1205 | LOCK_DEADLOCK | 1040 | 1053 | 1317 | 1927)
 }
 
 /// Whether `e` is a duplicate-key (unique violation) error.
 pub(crate) fn is_unique_violation(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if s.code == DUP_ENTRY)
+}
+
+/// `ER_LOCK_DEADLOCK`: InnoDB rolled the whole transaction back.
+const LOCK_DEADLOCK: u16 = 1213;
+
+/// Whether `e` is a deadlock, after which the server has rolled the transaction back.
+pub(crate) fn is_deadlock(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == LOCK_DEADLOCK)
 }
 
 /// A driver error as [`StoreError::Backend`], retryable for I/O errors, deadlocks and lock
@@ -98,6 +106,8 @@ mod tests {
         ));
         let d = conflict_or_backend("commit", server(1213), || unreachable!());
         assert!(d.is_retryable());
+        assert!(is_deadlock(&server(1213)) && !is_deadlock(&server(1062)));
+        assert!(!is_unique_violation(&server(1213)));
         assert!(d.to_string().starts_with("mysql commit failed (retryable)"));
         assert!(!backend("commit", server(1146)).is_retryable());
     }

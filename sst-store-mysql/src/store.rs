@@ -1,14 +1,14 @@
 //! [`MysqlStore`]: the [`Store`] contract on MySQL 8 / MariaDB through a mysql_async pool,
 //! with `JSON` columns and one InnoDB transaction per commit batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use mysql_async::prelude::{FromValue, Queryable};
 use mysql_async::{
-    IsolationLevel, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Row, TxOpts,
-    Value as My,
+    IsolationLevel, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts, Row, Transaction,
+    TxOpts, Value as My,
 };
 use serde_json::Value;
 use sst_core::columns::{json_text, outcome_from_columns};
@@ -20,13 +20,30 @@ use sst_core::{
 };
 
 use crate::config::{check_identifier, MysqlConfig};
-use crate::error::{backend, check_id, conflict_or_backend, is_unique_violation, to_i64};
+use crate::error::{
+    backend, check_id, conflict_or_backend, is_deadlock, is_unique_violation, to_i64,
+};
 use crate::schema::{self, Flavor, Names, COLLATIONS};
 use crate::NAME;
 
 /// Columns of a state row, in the order the `SELECT`s and `INSERT`s below list them.
 const STATE_COLUMNS: &str = "id, contract_name, contract_version, version, parties, seals, \
                              data, root, prev_root, last_event, updated_at";
+
+/// Columns of an event row, in the order the `INSERT`s below list them.
+const EVENT_COLUMNS: &str = "id, state_id, kind, contract_name, contract_version, actor, \
+                             origin_node, origin_seq, outcome, reason, reason_detail, \
+                             new_version, new_root, event, disclosures";
+
+/// Most placeholders one statement may carry (the protocol counts them in 16 bits).
+const MAX_PLACEHOLDERS: usize = 65_535;
+
+/// Most ids one `IN (…)` list carries; longer lists are split.
+const MAX_IN_LIST: usize = 1_000;
+
+/// Rough cap on the bound bytes of one multi-row `INSERT`, well below the servers' default
+/// `max_allowed_packet` (16 MiB on MariaDB, 64 MiB on MySQL 8).
+const MAX_INSERT_BYTES: usize = 4 << 20;
 
 /// Columns of an event row needed to rebuild an [`EventRecord`].
 const EVENT_SELECT: &str = "event, disclosures, outcome, reason_detail, new_version, new_root";
@@ -41,6 +58,20 @@ const SESSION_INIT: [&str; 2] = [
 /// SQL text, built once per store from the configured names.
 #[derive(Debug)]
 struct Sql {
+    /// `SELECT id, version … WHERE id IN (` — locks the current rows of a batch's states.
+    lock_states_head: String,
+    /// `SELECT id, origin_node, origin_seq … WHERE id IN (` — events already recorded.
+    seen_ids_head: String,
+    /// `SELECT id, origin_node, origin_seq … WHERE ` — origin sequences already used.
+    seen_origins_head: String,
+    /// `INSERT INTO <event> (…) VALUES ` — multi-row event insert.
+    insert_events_head: String,
+    /// `INSERT INTO <state> (…) VALUES ` — multi-row insert of new current rows.
+    insert_states_head: String,
+    /// `INSERT INTO <history> (…) VALUES ` — multi-row history insert.
+    insert_histories_head: String,
+    /// `ON DUPLICATE KEY UPDATE …` of every state column but the id (rows known to exist).
+    update_states_tail: String,
     event_exists: String,
     insert_event: String,
     lock_state: String,
@@ -66,11 +97,31 @@ impl Sql {
     fn new(n: &Names) -> Self {
         let eleven = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?";
         Sql {
+            lock_states_head: format!("SELECT id, version FROM {} WHERE id IN (", n.state),
+            seen_ids_head: format!(
+                "SELECT id, origin_node, origin_seq FROM {} WHERE id IN (",
+                n.event
+            ),
+            seen_origins_head: format!(
+                "SELECT id, origin_node, origin_seq FROM {} WHERE ",
+                n.event
+            ),
+            insert_events_head: format!("INSERT INTO {} ({EVENT_COLUMNS}) VALUES ", n.event),
+            insert_states_head: format!("INSERT INTO {} ({STATE_COLUMNS}) VALUES ", n.state),
+            insert_histories_head: format!("INSERT INTO {} ({STATE_COLUMNS}) VALUES ", n.history),
+            update_states_tail: format!(
+                " ON DUPLICATE KEY UPDATE {}",
+                STATE_COLUMNS
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|c| *c != "id")
+                    .map(|c| format!("{c} = VALUES({c})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             event_exists: format!("SELECT 1 FROM {} WHERE id = ?", n.event),
             insert_event: format!(
-                "INSERT INTO {} (id, state_id, kind, contract_name, contract_version, actor, \
-                 origin_node, origin_seq, outcome, reason, reason_detail, new_version, new_root, \
-                 event, disclosures) VALUES ({eleven}, ?, ?, ?, ?)",
+                "INSERT INTO {} ({EVENT_COLUMNS}) VALUES ({eleven}, ?, ?, ?, ?)",
                 n.event
             ),
             lock_state: format!("SELECT version FROM {} WHERE id = ? FOR UPDATE", n.state),
@@ -140,7 +191,8 @@ impl Sql {
 ///   the plaintext column is parsed strictly (a duplicate key written behind SST's back is an
 ///   integrity error, because MariaDB keeps the text and its `JSON_VALUE` reads the first);
 /// * `commit` runs one `READ COMMITTED` InnoDB transaction per batch and locks the
-///   current-state row with `SELECT … FOR UPDATE`; the unique keys `(id, version)` of the
+///   current-state rows with `SELECT … FOR UPDATE`; a batch of several items is checked with
+///   two queries and written with multi-row `INSERT`s; the unique keys `(id, version)` of the
 ///   history and `(origin_node, origin_seq)` of the events are the backstop (duplicate key
 ///   1062 is a [`StoreError::Conflict`]).
 #[derive(Debug, Clone)]
@@ -338,6 +390,55 @@ fn contract_from_row(mut row: Row) -> Result<ContractRecord, StoreError> {
         .map_err(|e| StoreError::malformed(what(), e))
 }
 
+/// `(?, …), (?, …)`: `rows` groups of `width` placeholders.
+fn placeholders(rows: usize, width: usize) -> String {
+    let row = format!("({})", vec!["?"; width].join(", "));
+    vec![row.as_str(); rows].join(", ")
+}
+
+/// Bytes a bound value adds to the statement, roughly.
+fn value_bytes(v: &My) -> usize {
+    match v {
+        My::Bytes(b) => b.len() + 9,
+        _ => 9,
+    }
+}
+
+/// Inserts `rows` (all of one width) with as few multi-row statements as the placeholder
+/// and packet limits allow, in order.
+async fn insert_rows(
+    tx: &mut Transaction<'static>,
+    head: &str,
+    tail: &str,
+    rows: &[&[My]],
+) -> Result<(), mysql_async::Error> {
+    let Some(width) = rows.first().map(|r| r.len()) else {
+        return Ok(());
+    };
+    let max_rows = (MAX_PLACEHOLDERS / width.max(1)).max(1);
+    let mut start = 0;
+    while start < rows.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < rows.len() && end - start < max_rows {
+            let b: usize = rows[end].iter().map(value_bytes).sum();
+            if end > start && bytes + b > MAX_INSERT_BYTES {
+                break;
+            }
+            bytes += b;
+            end += 1;
+        }
+        let sql = format!("{head}{}{tail}", placeholders(end - start, width));
+        let values: Vec<My> = rows[start..end]
+            .iter()
+            .flat_map(|r| r.iter().cloned())
+            .collect();
+        tx.exec_drop(sql, values).await?;
+        start = end;
+    }
+    Ok(())
+}
+
 fn params(values: Vec<My>) -> Params {
     if values.is_empty() {
         Params::Empty
@@ -405,82 +506,176 @@ impl MysqlStore {
         &self.database
     }
 
-    async fn conn(&self, op: &'static str) -> Result<mysql_async::Conn, StoreError> {
-        self.pool.get_conn().await.map_err(|e| backend(op, e))
-    }
-
-    async fn fetch_state(
-        &self,
-        sql: &str,
-        values: Vec<My>,
-        op: &'static str,
-    ) -> Result<Option<State>, StoreError> {
-        let mut conn = self.conn(op).await?;
-        let row: Option<Row> = conn
-            .exec_first(sql, params(values))
-            .await
-            .map_err(|e| backend(op, e))?;
-        row.map(state_from_row).transpose()
-    }
-}
-
-#[async_trait]
-impl Store for MysqlStore {
-    fn backend(&self) -> &'static str {
-        NAME
-    }
-
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let op = "migrate";
-        let mut conn = self.conn(op).await?;
-        let available: Vec<String> = conn
-            .exec(
-                "SELECT COLLATION_NAME FROM information_schema.COLLATIONS \
-                 WHERE COLLATION_NAME IN (?, ?, ?)",
-                COLLATIONS.to_vec(),
-            )
-            .await
-            .map_err(|e| backend(op, e))?;
-        let version: Option<String> = conn
-            .query_first("SELECT VERSION()")
-            .await
-            .map_err(|e| backend(op, e))?;
-        let flavor = Flavor::from_version(version.as_deref().unwrap_or_default());
-        let collation = COLLATIONS
-            .into_iter()
-            .find(|c| available.iter().any(|a| a == c))
-            .unwrap_or("utf8mb4_bin");
-        // MySQL/MariaDB DDL commits implicitly: each statement is idempotent on its own.
-        for stmt in schema::ddl(&self.names, collation, flavor) {
-            conn.query_drop(stmt).await.map_err(|e| backend(op, e))?;
-        }
-        Ok(())
-    }
-
-    async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
-        batch.validate()?;
-        let op = "commit";
-        // Everything is converted (and range-checked) before the database is touched.
-        let mut rows = Vec::with_capacity(batch.items.len());
-        for (i, item) in batch.items.iter().enumerate() {
-            let at = format!("items[{i}]");
-            let state = item
-                .state
-                .as_ref()
-                .map(|s| StateRow::new(&format!("{at}.state"), s))
-                .transpose()?;
-            rows.push((EventRow::new(&at, &item.event)?, state));
-        }
-        let mut receipt = CommitReceipt::default();
+    /// Starts the `READ COMMITTED` transaction of one commit batch.
+    async fn begin(&self, op: &'static str) -> Result<Transaction<'static>, StoreError> {
         // READ COMMITTED: locking reads of a missing row take no gap lock, so two writers
         // creating the same state do not deadlock; one waits on the other's insert.
         let mut opts = TxOpts::default();
         opts.with_isolation_level(IsolationLevel::ReadCommitted);
-        let mut tx = self
-            .pool
+        self.pool
             .start_transaction(opts)
             .await
-            .map_err(|e| backend(op, e))?;
+            .map_err(|e| backend(op, e))
+    }
+
+    /// Commits a batch with a fixed number of statements: lock the current rows of every
+    /// touched state (one `SELECT … FOR UPDATE`, in id order), look up recorded event ids and
+    /// used origin sequences (one `UNION ALL` query), check every item in order exactly as
+    /// [`Self::commit_per_item`] does, then write events, history rows, new and updated
+    /// current rows with one multi-row `INSERT` each (split only past the placeholder or
+    /// packet limits). Returns `None`, with nothing written, when an insert hits a duplicate
+    /// key or a deadlock: a concurrent writer got there between the checks and the insert.
+    async fn commit_batched(
+        &self,
+        rows: &[(EventRow, Option<StateRow>)],
+    ) -> Result<Option<CommitReceipt>, StoreError> {
+        let op = "commit";
+        let mut tx = self.begin(op).await?;
+        match self.check_and_write(&mut tx, rows).await {
+            Ok(Some(receipt)) => {
+                tx.commit().await.map_err(|e| backend(op, e))?;
+                Ok(Some(receipt))
+            }
+            Ok(None) => {
+                tx.rollback().await.map_err(|e| backend(op, e))?;
+                Ok(None)
+            }
+            Err(e) => {
+                // The error is the answer; a failed rollback ends with the connection.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn check_and_write(
+        &self,
+        tx: &mut Transaction<'static>,
+        rows: &[(EventRow, Option<StateRow>)],
+    ) -> Result<Option<CommitReceipt>, StoreError> {
+        let op = "commit";
+        // Lock first: a concurrent writer of the same states finishes before the event
+        // lookups below, so its events read as recorded (duplicates), as item by item.
+        let state_ids: BTreeSet<&str> = rows
+            .iter()
+            .filter_map(|(_, s)| s.as_ref().map(|s| s.id.as_str()))
+            .collect();
+        let state_ids: Vec<&str> = state_ids.into_iter().collect();
+        let mut stored: HashMap<String, i64> = HashMap::new();
+        for chunk in state_ids.chunks(MAX_IN_LIST) {
+            let sql = format!(
+                "{}{}) ORDER BY id FOR UPDATE",
+                self.sql.lock_states_head,
+                placeholders(chunk.len(), 1)
+            );
+            let found: Vec<(String, i64)> = tx
+                .exec(
+                    sql,
+                    chunk.iter().map(|id| My::from(*id)).collect::<Vec<_>>(),
+                )
+                .await
+                .map_err(|e| backend(op, e))?;
+            stored.extend(found);
+        }
+        let mut recorded: HashSet<String> = HashSet::new();
+        let mut used: HashSet<(String, u64)> = HashSet::new();
+        for chunk in rows.chunks(MAX_IN_LIST) {
+            let sql = format!(
+                "{}{}) UNION ALL {}{}",
+                self.sql.seen_ids_head,
+                placeholders(chunk.len(), 1),
+                self.sql.seen_origins_head,
+                vec!["(origin_node = ? AND origin_seq = ?)"; chunk.len()].join(" OR ")
+            );
+            let mut values: Vec<My> = chunk.iter().map(|(ev, _)| ev.values[0].clone()).collect();
+            for (ev, _) in chunk {
+                values.push(ev.values[6].clone());
+                values.push(ev.values[7].clone());
+            }
+            let found: Vec<(String, String, i64)> =
+                tx.exec(sql, values).await.map_err(|e| backend(op, e))?;
+            for (id, node, seq) in found {
+                recorded.insert(id);
+                if let Ok(seq) = u64::try_from(seq) {
+                    used.insert((node, seq));
+                }
+            }
+        }
+        // The same checks, in the same order, as `commit_per_item`.
+        let mut receipt = CommitReceipt::default();
+        let mut events: Vec<&[My]> = Vec::with_capacity(rows.len());
+        let mut history: Vec<&[My]> = Vec::new();
+        let mut versions: HashMap<&str, i64> = HashMap::new();
+        let mut latest: BTreeMap<&str, &StateRow> = BTreeMap::new();
+        let mut origins: HashSet<(&str, u64)> = HashSet::new();
+        for (ev, state) in rows {
+            if recorded.contains(&ev.id.to_string()) {
+                receipt.duplicates.push(ev.id);
+                continue;
+            }
+            let origin = (ev.origin_node.as_str(), ev.origin_seq);
+            if used.contains(&(ev.origin_node.clone(), ev.origin_seq)) || !origins.insert(origin) {
+                return Err(StoreError::Conflict {
+                    what: format!("origin {} seq {}", ev.origin_node, ev.origin_seq),
+                    expected: ev.origin_seq.saturating_sub(1),
+                    found: ev.origin_seq,
+                });
+            }
+            if let Some(s) = state {
+                let current = versions
+                    .get(s.id.as_str())
+                    .or_else(|| stored.get(&s.id))
+                    .copied()
+                    .unwrap_or(0);
+                if current + 1 != s.version {
+                    return Err(StoreError::Conflict {
+                        what: format!("state {}", s.id),
+                        expected: (s.version - 1) as u64,
+                        found: current as u64,
+                    });
+                }
+                versions.insert(&s.id, s.version);
+                latest.insert(&s.id, s);
+                history.push(&s.values);
+            }
+            events.push(&ev.values);
+            receipt.committed.push(ev.id);
+        }
+        let (updated, created): (Vec<&StateRow>, Vec<&StateRow>) = latest
+            .into_values()
+            .partition(|s| stored.contains_key(&s.id));
+        let created: Vec<&[My]> = created.iter().map(|s| s.values.as_slice()).collect();
+        let updated: Vec<&[My]> = updated.iter().map(|s| s.values.as_slice()).collect();
+        for (head, tail, rows) in [
+            (&self.sql.insert_events_head, "", &events),
+            (&self.sql.insert_histories_head, "", &history),
+            (&self.sql.insert_states_head, "", &created),
+            (
+                &self.sql.insert_states_head,
+                self.sql.update_states_tail.as_str(),
+                &updated,
+            ),
+        ] {
+            match insert_rows(tx, head, tail, rows).await {
+                Ok(()) => {}
+                // A concurrent writer of the same events: a duplicate key, or a deadlock
+                // when it waits on one row while this insert needs the gap before it.
+                Err(e) if is_unique_violation(&e) || is_deadlock(&e) => return Ok(None),
+                Err(e) => return Err(backend(op, e)),
+            }
+        }
+        Ok(Some(receipt))
+    }
+
+    /// Commits a batch one statement per check and row: single items, and batches that raced
+    /// a concurrent writer in [`Self::commit_batched`].
+    async fn commit_per_item(
+        &self,
+        rows: Vec<(EventRow, Option<StateRow>)>,
+    ) -> Result<CommitReceipt, StoreError> {
+        let op = "commit";
+        let mut receipt = CommitReceipt::default();
+        let mut tx = self.begin(op).await?;
         for (ev, state) in rows {
             let id_param = || vec![ev.values[0].clone()];
             let seen: Option<i64> = tx
@@ -566,6 +761,84 @@ impl Store for MysqlStore {
         }
         tx.commit().await.map_err(|e| backend(op, e))?;
         Ok(receipt)
+    }
+
+    async fn conn(&self, op: &'static str) -> Result<mysql_async::Conn, StoreError> {
+        self.pool.get_conn().await.map_err(|e| backend(op, e))
+    }
+
+    async fn fetch_state(
+        &self,
+        sql: &str,
+        values: Vec<My>,
+        op: &'static str,
+    ) -> Result<Option<State>, StoreError> {
+        let mut conn = self.conn(op).await?;
+        let row: Option<Row> = conn
+            .exec_first(sql, params(values))
+            .await
+            .map_err(|e| backend(op, e))?;
+        row.map(state_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl Store for MysqlStore {
+    fn backend(&self) -> &'static str {
+        NAME
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let op = "migrate";
+        let mut conn = self.conn(op).await?;
+        let available: Vec<String> = conn
+            .exec(
+                "SELECT COLLATION_NAME FROM information_schema.COLLATIONS \
+                 WHERE COLLATION_NAME IN (?, ?, ?)",
+                COLLATIONS.to_vec(),
+            )
+            .await
+            .map_err(|e| backend(op, e))?;
+        let version: Option<String> = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| backend(op, e))?;
+        let flavor = Flavor::from_version(version.as_deref().unwrap_or_default());
+        let collation = COLLATIONS
+            .into_iter()
+            .find(|c| available.iter().any(|a| a == c))
+            .unwrap_or("utf8mb4_bin");
+        // MySQL/MariaDB DDL commits implicitly: each statement is idempotent on its own.
+        for stmt in schema::ddl(&self.names, collation, flavor) {
+            conn.query_drop(stmt).await.map_err(|e| backend(op, e))?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
+        batch.validate()?;
+        // Everything is converted (and range-checked) before the database is touched.
+        let mut rows = Vec::with_capacity(batch.items.len());
+        for (i, item) in batch.items.iter().enumerate() {
+            let at = format!("items[{i}]");
+            let state = item
+                .state
+                .as_ref()
+                .map(|s| StateRow::new(&format!("{at}.state"), s))
+                .transpose()?;
+            rows.push((EventRow::new(&at, &item.event)?, state));
+        }
+        // One item needs no more statements item by item; batching pays from two on.
+        if rows.len() > 1 {
+            if let Some(receipt) = self.commit_batched(&rows).await? {
+                return Ok(receipt);
+            }
+        }
+        // Item by item: a single item, or a batch that raced a concurrent writer (duplicate
+        // key or deadlock on a multi-row insert, which does not say which row; nothing was
+        // written) and
+        // is redone here, where each race resolves exactly.
+        self.commit_per_item(rows).await
     }
 
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
