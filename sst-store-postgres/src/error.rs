@@ -8,6 +8,9 @@ use crate::NAME;
 /// SQLSTATE of `unique_violation`.
 const UNIQUE_VIOLATION: &str = "23505";
 
+/// SQLSTATE of `deadlock_detected`.
+pub(crate) const DEADLOCK: &str = "40P01";
+
 /// SQLSTATEs after which the same call may succeed when retried: serialization failure,
 /// deadlock, too many connections, admin shutdown / crash recovery, and connection failures
 /// (class 08).
@@ -18,7 +21,8 @@ fn retryable_code(code: &str) -> bool {
     ) || code.starts_with("08")
 }
 
-fn sqlstate(e: &sqlx::Error) -> Option<String> {
+/// The SQLSTATE of a database error.
+pub(crate) fn sqlstate(e: &sqlx::Error) -> Option<String> {
     match e {
         sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
         _ => None,

@@ -1,7 +1,7 @@
 //! [`PostgresStore`]: the [`Store`] contract on PostgreSQL through an sqlx pool, with `jsonb`
 //! columns and one transaction per commit batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use sst_core::{
 };
 
 use crate::config::PostgresConfig;
-use crate::error::{backend, check_text, conflict_or_backend, to_i64};
+use crate::error::{backend, check_text, conflict_or_backend, sqlstate, to_i64, DEADLOCK};
 use crate::schema::{self, Names};
 use crate::NAME;
 
@@ -32,12 +32,9 @@ const EVENT_SELECT: &str = "event, disclosures, outcome, reason_detail, new_vers
 /// Prepared SQL text, built once per store from the configured names.
 #[derive(Debug)]
 struct Sql {
-    insert_event: SqlStr,
-    lock_state: SqlStr,
-    state_version: SqlStr,
-    insert_state: SqlStr,
-    update_state: SqlStr,
-    insert_history: SqlStr,
+    lock_states: SqlStr,
+    read_batch: SqlStr,
+    write_batch: SqlStr,
     state: SqlStr,
     state_at: SqlStr,
     state_ids: SqlStr,
@@ -58,37 +55,126 @@ fn sql(s: String) -> SqlStr {
     AssertSqlSafe(Arc::<str>::from(s)).into_sql_str()
 }
 
+/// Event columns written by a commit, with the PostgreSQL array type of each.
+const EVENT_COLUMNS: [(&str, &str); 15] = [
+    ("id", "text"),
+    ("state_id", "text"),
+    ("kind", "text"),
+    ("contract_name", "text"),
+    ("contract_version", "integer"),
+    ("actor", "text"),
+    ("origin_node", "text"),
+    ("origin_seq", "bigint"),
+    ("outcome", "text"),
+    ("reason", "text"),
+    ("reason_detail", "jsonb"),
+    ("new_version", "bigint"),
+    ("new_root", "text"),
+    ("event", "jsonb"),
+    ("disclosures", "jsonb"),
+];
+
+/// State columns (both tables), in [`STATE_SELECT`] order, with their types.
+const STATE_COLUMNS: [(&str, &str); 11] = [
+    ("id", "text"),
+    ("contract_name", "text"),
+    ("contract_version", "integer"),
+    ("version", "bigint"),
+    ("parties", "jsonb"),
+    ("seals", "jsonb"),
+    ("data", "jsonb"),
+    ("root", "text"),
+    ("prev_root", "text"),
+    ("last_event", "text"),
+    ("updated_at", "bigint"),
+];
+
+/// `UNNEST($first::t[], …) AS u(c, …)` over `cols`, parameters numbered from `first`.
+fn unnest(cols: &[(&str, &str)], first: usize, ordinality: bool) -> String {
+    let args: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| format!("${}::{t}[]", first + i))
+        .collect();
+    let mut names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+    if ordinality {
+        names.push("ord");
+    }
+    format!(
+        "UNNEST({}){} AS u({})",
+        args.join(", "),
+        if ordinality { " WITH ORDINALITY" } else { "" },
+        names.join(", ")
+    )
+}
+
+/// The one statement that writes a whole batch: events (in batch order, so `pos` follows it),
+/// new current-state rows, updates of current-state rows still at the version read (`prev`),
+/// and history rows. Every insert skips rows that hit a unique key; the returned rows (`k` =
+/// `e`vent, `i`nserted state, `u`pdated state, `h`istory) tell the caller which were written,
+/// so a concurrent writer becomes a retry, or an exact [`StoreError::Conflict`], there.
+fn write_batch(n: &Names) -> String {
+    // Parameters: event arrays, inserted-state arrays, updated-state arrays + `prev`, history
+    // arrays.
+    let ev_cols = EVENT_COLUMNS.map(|(c, _)| c).join(", ");
+    let st_cols = STATE_COLUMNS.map(|(c, _)| c).join(", ");
+    let set = STATE_COLUMNS[1..]
+        .iter()
+        .map(|(c, _)| format!("{c} = u.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let e = EVENT_COLUMNS.len();
+    let s = STATE_COLUMNS.len();
+    // Updates carry the version each row must still have (`prev`), as the last parameter.
+    let mut upd_cols = STATE_COLUMNS.to_vec();
+    upd_cols.push(("prev", "bigint"));
+    format!(
+        "WITH ev AS (INSERT INTO {event} ({ev_cols}) SELECT {ev_cols} FROM {ev_u} ORDER BY ord \
+         ON CONFLICT DO NOTHING RETURNING id), \
+         ins AS (INSERT INTO {state} ({st_cols}) SELECT {st_cols} FROM {ins_u} \
+         ON CONFLICT (id) DO NOTHING RETURNING id), \
+         upd AS (UPDATE {state} AS t SET {set} FROM {upd_u} \
+         WHERE t.id = u.id AND t.version = u.prev RETURNING t.id), \
+         hist AS (INSERT INTO {history} ({st_cols}) SELECT {st_cols} FROM {hist_u} \
+         ON CONFLICT DO NOTHING RETURNING id, version) \
+         SELECT 'e' AS k, id, NULL::bigint AS version FROM ev \
+         UNION ALL SELECT 'i', id, NULL FROM ins \
+         UNION ALL SELECT 'u', id, NULL FROM upd \
+         UNION ALL SELECT 'h', id, version FROM hist",
+        event = n.event,
+        state = n.state,
+        history = n.history,
+        ev_u = unnest(&EVENT_COLUMNS, 1, true),
+        ins_u = unnest(&STATE_COLUMNS, e + 1, false),
+        upd_u = unnest(&upd_cols, e + s + 1, false),
+        hist_u = unnest(&STATE_COLUMNS, e + 2 * s + 2, false),
+    )
+}
+
 impl Sql {
     fn new(n: &Names) -> Self {
-        let state_values = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
         Sql {
-            insert_event: sql(format!(
-                "INSERT INTO {} (id, state_id, kind, contract_name, contract_version, actor, \
-                 origin_node, origin_seq, outcome, reason, reason_detail, new_version, new_root, \
-                 event, disclosures) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                 ON CONFLICT (id) DO NOTHING RETURNING pos",
-                n.event
-            )),
-            lock_state: sql(format!(
-                "SELECT version FROM {} WHERE id = $1 FOR UPDATE",
+            lock_states: sql(format!(
+                "SELECT id FROM {} WHERE id = ANY($1) ORDER BY id COLLATE \"C\" FOR UPDATE",
                 n.state
             )),
-            state_version: sql(format!("SELECT version FROM {} WHERE id = $1", n.state)),
-            insert_state: sql(format!(
-                "INSERT INTO {} ({STATE_SELECT}) VALUES {state_values} ON CONFLICT (id) DO NOTHING",
-                n.state
+            // One index lookup per key (LATERAL … OFFSET 0 keeps the lookups nested even in a
+            // generic plan made while the tables were small).
+            read_batch: sql(format!(
+                "SELECT 's' AS k, t.id, t.version, NULL::text AS node \
+                 FROM UNNEST($1::text[]) AS q(id) CROSS JOIN LATERAL \
+                 (SELECT id, version FROM {st} s WHERE s.id = q.id OFFSET 0) t \
+                 UNION ALL SELECT 'e', t.id, t.origin_seq, t.origin_node \
+                 FROM UNNEST($2::text[]) AS q(id) CROSS JOIN LATERAL \
+                 (SELECT id, origin_seq, origin_node FROM {ev} e WHERE e.id = q.id OFFSET 0) t \
+                 UNION ALL SELECT 'o', t.id, t.origin_seq, t.origin_node \
+                 FROM UNNEST($3::text[], $4::bigint[]) AS q(node, seq) CROSS JOIN LATERAL \
+                 (SELECT id, origin_seq, origin_node FROM {ev} e \
+                 WHERE e.origin_node = q.node AND e.origin_seq = q.seq OFFSET 0) t",
+                st = n.state,
+                ev = n.event
             )),
-            update_state: sql(format!(
-                "UPDATE {} SET contract_name = $2, contract_version = $3, version = $4, \
-                 parties = $5, seals = $6, data = $7, root = $8, prev_root = $9, \
-                 last_event = $10, updated_at = $11 WHERE id = $1",
-                n.state
-            )),
-            insert_history: sql(format!(
-                "INSERT INTO {} ({STATE_SELECT}) VALUES {state_values}",
-                n.history
-            )),
+            write_batch: sql(write_batch(n)),
             state: sql(format!(
                 "SELECT {STATE_SELECT} FROM {} WHERE id = $1",
                 n.state
@@ -149,10 +235,16 @@ impl Sql {
 /// * every JSON column is `jsonb`, so users query and index states with plain SQL
 ///   (`data->'inspection'->>'radon'`); values are canonicalised by sst-core before hashing, so
 ///   jsonb's key reordering and number rewriting do not affect verification;
-/// * `commit` runs one transaction per batch; the current-state row is locked with
-///   `SELECT … FOR UPDATE` so concurrent commits on one state serialise, and the unique keys
-///   `(id, version)` of the history and `(origin_node, origin_seq)` of the events are the
-///   backstop (a violation is a [`StoreError::Conflict`]).
+/// * `commit` runs one transaction per batch with a fixed number of statements whatever its
+///   size: one read of the touched states' versions and of the already recorded event ids and
+///   origin seqs, then one statement writing all event, current-state and history rows
+///   (`UNNEST` of column arrays). Its updates only apply to rows still at the version read and
+///   its inserts skip taken keys, so a concurrent writer that got in between is noticed; the
+///   batch is then tried again with the touched current-state rows locked by
+///   `SELECT … FOR UPDATE` in id order, which ends exactly as if the commits had run one after
+///   another (a duplicate, or a [`StoreError::Conflict`] with exact versions). The unique keys
+///   `(id, version)` of the history and `(origin_node, origin_seq)` of the events remain the
+///   backstop.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -198,23 +290,6 @@ impl StateRow {
             updated_at: p.updated_at,
         })
     }
-
-    fn bind<'q>(
-        &'q self,
-        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-        q.bind(&self.id)
-            .bind(&self.contract_name)
-            .bind(self.contract_version)
-            .bind(self.version)
-            .bind(&self.parties)
-            .bind(&self.seals)
-            .bind(&self.data)
-            .bind(&self.root)
-            .bind(&self.prev_root)
-            .bind(&self.last_event)
-            .bind(self.updated_at)
-    }
 }
 
 /// Bound values of one event row: the shared columns, with the contract version as
@@ -249,6 +324,139 @@ impl EventRow {
             c,
             contract_version,
         })
+    }
+}
+
+/// One converted batch item: event id, event columns, new state columns.
+type Item = (EventId, EventRow, Option<StateRow>);
+
+/// Conflict on an `(origin_node, origin_seq)` that is already taken.
+fn origin_conflict(ev: &EventRow) -> StoreError {
+    let seq = ev.c.origin_seq as u64;
+    StoreError::Conflict {
+        what: format!("origin {} seq {seq}", ev.c.origin_node),
+        expected: seq.saturating_sub(1),
+        found: seq,
+    }
+}
+
+/// Conflict on state `s`, which the store holds at `found`.
+fn state_conflict(s: &StateRow, found: i64) -> StoreError {
+    StoreError::Conflict {
+        what: format!("state {}", s.id),
+        expected: (s.version - 1) as u64,
+        found: found as u64,
+    }
+}
+
+/// Column arrays of state rows, each bound as one `UNNEST` argument.
+#[derive(Default)]
+struct StateArrays<'a> {
+    id: Vec<&'a str>,
+    contract_name: Vec<&'a str>,
+    contract_version: Vec<i32>,
+    version: Vec<i64>,
+    parties: Vec<&'a Value>,
+    seals: Vec<&'a Value>,
+    data: Vec<&'a Value>,
+    root: Vec<&'a str>,
+    prev_root: Vec<Option<&'a str>>,
+    last_event: Vec<Option<&'a str>>,
+    updated_at: Vec<i64>,
+}
+
+impl<'a> StateArrays<'a> {
+    fn push(&mut self, s: &'a StateRow) {
+        self.id.push(&s.id);
+        self.contract_name.push(&s.contract_name);
+        self.contract_version.push(s.contract_version);
+        self.version.push(s.version);
+        self.parties.push(&s.parties);
+        self.seals.push(&s.seals);
+        self.data.push(&s.data);
+        self.root.push(&s.root);
+        self.prev_root.push(s.prev_root.as_deref());
+        self.last_event.push(s.last_event.as_deref());
+        self.updated_at.push(s.updated_at);
+    }
+
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.id)
+            .bind(&self.contract_name)
+            .bind(&self.contract_version)
+            .bind(&self.version)
+            .bind(&self.parties)
+            .bind(&self.seals)
+            .bind(&self.data)
+            .bind(&self.root)
+            .bind(&self.prev_root)
+            .bind(&self.last_event)
+            .bind(&self.updated_at)
+    }
+}
+
+/// Column arrays of event rows, each bound as one `UNNEST` argument.
+#[derive(Default)]
+struct EventArrays<'a> {
+    id: Vec<&'a str>,
+    state_id: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    contract_name: Vec<&'a str>,
+    contract_version: Vec<i32>,
+    actor: Vec<&'a str>,
+    origin_node: Vec<&'a str>,
+    origin_seq: Vec<i64>,
+    outcome: Vec<&'a str>,
+    reason: Vec<Option<&'a str>>,
+    reason_detail: Vec<Option<&'a Value>>,
+    new_version: Vec<Option<i64>>,
+    new_root: Vec<Option<&'a str>>,
+    event: Vec<&'a Value>,
+    disclosures: Vec<&'a Value>,
+}
+
+impl<'a> EventArrays<'a> {
+    fn push(&mut self, e: &'a EventRow) {
+        let c = &e.c;
+        self.id.push(&c.id);
+        self.state_id.push(&c.state_id);
+        self.kind.push(c.kind);
+        self.contract_name.push(&c.contract_name);
+        self.contract_version.push(e.contract_version);
+        self.actor.push(&c.actor);
+        self.origin_node.push(&c.origin_node);
+        self.origin_seq.push(c.origin_seq);
+        self.outcome.push(c.outcome);
+        self.reason.push(c.reason);
+        self.reason_detail.push(c.reason_detail.as_ref());
+        self.new_version.push(c.new_version);
+        self.new_root.push(c.new_root.as_deref());
+        self.event.push(&c.signed);
+        self.disclosures.push(&c.disclosures);
+    }
+
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.id)
+            .bind(&self.state_id)
+            .bind(&self.kind)
+            .bind(&self.contract_name)
+            .bind(&self.contract_version)
+            .bind(&self.actor)
+            .bind(&self.origin_node)
+            .bind(&self.origin_seq)
+            .bind(&self.outcome)
+            .bind(&self.reason)
+            .bind(&self.reason_detail)
+            .bind(&self.new_version)
+            .bind(&self.new_root)
+            .bind(&self.event)
+            .bind(&self.disclosures)
     }
 }
 
@@ -397,6 +605,190 @@ impl PostgresStore {
             .map_err(|e| backend(op, e))?;
         row.as_ref().map(state_from_row).transpose()
     }
+
+    /// One transaction for `rows`: read the touched states' versions and which event ids and
+    /// origin seqs are already recorded, decide every item in batch order exactly as the
+    /// [`Store`] contract says, then write the whole batch with one statement whose updates
+    /// only apply to rows still at the version read.
+    ///
+    /// With `lock`, the touched states are first locked with `SELECT … FOR UPDATE` in id
+    /// order (so concurrent batches neither deadlock nor change them meanwhile). Without it
+    /// (the first attempt: fewer round trips) a concurrent writer may change a state, record
+    /// an event or create a state meanwhile, or a deadlock may be detected; then `Ok(None)`
+    /// tells the caller to try again with `lock`, which reads what that writer committed.
+    async fn try_commit(
+        &self,
+        rows: &[Item],
+        lock: bool,
+    ) -> Result<Option<CommitReceipt>, StoreError> {
+        let op = "commit";
+        // Generic plans: the statements below take arrays, whose custom plans (re-planned on
+        // every call) the plan cache would otherwise prefer for small batches.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+            .await
+            .map_err(|e| backend(op, e))?;
+        let mut state_ids: Vec<&str> = rows
+            .iter()
+            .filter_map(|(_, _, s)| s.as_ref().map(|s| s.id.as_str()))
+            .collect();
+        state_ids.sort_unstable();
+        state_ids.dedup();
+        if lock && !state_ids.is_empty() {
+            sqlx::query(self.sql.lock_states.clone())
+                .bind(&state_ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
+        }
+        let ids: Vec<&str> = rows.iter().map(|(_, ev, _)| ev.c.id.as_str()).collect();
+        let nodes: Vec<&str> = rows
+            .iter()
+            .map(|(_, ev, _)| ev.c.origin_node.as_str())
+            .collect();
+        let seqs: Vec<i64> = rows.iter().map(|(_, ev, _)| ev.c.origin_seq).collect();
+        let read = self
+            .query(&self.sql.read_batch)
+            .bind(&state_ids)
+            .bind(&ids)
+            .bind(&nodes)
+            .bind(&seqs)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+        // Versions of the touched states before this batch; recorded ids and origins.
+        let mut stored: HashMap<String, i64> = HashMap::new();
+        let mut known_ids: HashSet<String> = HashSet::new();
+        let mut origins: HashSet<(String, i64)> = HashSet::new();
+        for r in &read {
+            let what = || "read row".to_owned();
+            let k: String = col(r, "k", &what)?;
+            let id: String = col(r, "id", &what)?;
+            let v: i64 = col(r, "version", &what)?;
+            if k == "s" {
+                stored.insert(id, v);
+            } else {
+                origins.insert((col(r, "node", &what)?, v));
+                known_ids.insert(id);
+            }
+        }
+
+        let mut receipt = CommitReceipt::default();
+        let mut current: HashMap<&str, i64> =
+            stored.iter().map(|(id, v)| (id.as_str(), *v)).collect();
+        // Index of the last written item of each state: only that version is current.
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        let mut written = Vec::with_capacity(rows.len());
+        for (i, (id, ev, state)) in rows.iter().enumerate() {
+            if known_ids.contains(&ev.c.id) {
+                receipt.duplicates.push(*id);
+                continue;
+            }
+            if !origins.insert((ev.c.origin_node.clone(), ev.c.origin_seq)) {
+                return Err(origin_conflict(ev));
+            }
+            if let Some(s) = state {
+                let found = current.get(s.id.as_str()).copied();
+                let fits = match found {
+                    None => s.version == 1,
+                    Some(c) => c + 1 == s.version,
+                };
+                if !fits {
+                    return Err(state_conflict(s, found.unwrap_or(0)));
+                }
+                current.insert(&s.id, s.version);
+                last.insert(&s.id, i);
+            }
+            written.push(i);
+            receipt.committed.push(*id);
+        }
+        if written.is_empty() {
+            tx.commit().await.map_err(|e| backend(op, e))?;
+            return Ok(Some(receipt));
+        }
+
+        let (mut events, mut history) = (EventArrays::default(), StateArrays::default());
+        let (mut inserts, mut updates) = (StateArrays::default(), StateArrays::default());
+        let mut prev: Vec<i64> = Vec::new();
+        for &i in &written {
+            let (_, ev, state) = &rows[i];
+            events.push(ev);
+            if let Some(s) = state {
+                history.push(s);
+                if last.get(s.id.as_str()) == Some(&i) {
+                    if let Some(v) = stored.get(&s.id) {
+                        updates.push(s);
+                        prev.push(*v);
+                    } else {
+                        inserts.push(s);
+                    }
+                }
+            }
+        }
+        let q = updates.bind(inserts.bind(events.bind(self.query(&self.sql.write_batch))));
+        let done = match history.bind(q.bind(&prev)).fetch_all(&mut *tx).await {
+            Ok(done) => done,
+            Err(e) if !lock && sqlstate(&e).as_deref() == Some(DEADLOCK) => {
+                tx.rollback().await.map_err(|e| backend(op, e))?;
+                return Ok(None);
+            }
+            Err(e) => {
+                // Every insert skips taken keys, so this is only a key the DBA added.
+                let (_, ev, state) = &rows[written[0]];
+                return Err(conflict_or_backend(op, e, || match state {
+                    Some(s) => {
+                        let v = s.version as u64;
+                        (format!("state {}", s.id), v - 1, v)
+                    }
+                    None => {
+                        let seq = ev.c.origin_seq as u64;
+                        (
+                            format!("origin {} seq {seq}", ev.c.origin_node),
+                            seq.saturating_sub(1),
+                            seq,
+                        )
+                    }
+                }));
+            }
+        };
+        let mut done_events = HashSet::new();
+        let mut done_states = HashSet::new();
+        let mut done_history = HashSet::new();
+        for r in &done {
+            let what = || "written row".to_owned();
+            let k: String = col(r, "k", &what)?;
+            let id: String = col(r, "id", &what)?;
+            match k.as_str() {
+                "e" => done_events.insert(id),
+                "h" => done_history.insert((id, col::<i64>(r, "version", &what)?)),
+                _ => done_states.insert(id),
+            };
+        }
+        let raced = written.iter().any(|&i| {
+            let (_, ev, state) = &rows[i];
+            !done_events.contains(&ev.c.id)
+                || state.as_ref().is_some_and(|s| {
+                    last.get(s.id.as_str()) == Some(&i) && !done_states.contains(&s.id)
+                })
+        });
+        if raced {
+            // A concurrent writer recorded an event id or origin seq, or created or changed a
+            // state, after the read: read again (its commit decides duplicate or conflict).
+            tx.rollback().await.map_err(|e| backend(op, e))?;
+            return Ok(None);
+        }
+        for &i in &written {
+            if let (_, _, Some(s)) = &rows[i] {
+                if !done_history.contains(&(s.id.clone(), s.version)) {
+                    // The history already holds this version: the backstop key.
+                    return Err(state_conflict(s, s.version));
+                }
+            }
+        }
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        Ok(Some(receipt))
+    }
 }
 
 #[async_trait]
@@ -428,7 +820,6 @@ impl Store for PostgresStore {
     async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
         batch.validate()?;
         self.config.validate()?;
-        let op = "commit";
         // Everything is converted (and range-checked) before the database is touched.
         let mut rows = Vec::with_capacity(batch.items.len());
         for (i, item) in batch.items.iter().enumerate() {
@@ -440,94 +831,21 @@ impl Store for PostgresStore {
                 .transpose()?;
             rows.push((item.event.id(), EventRow::new(&at, &item.event)?, state));
         }
-        let mut receipt = CommitReceipt::default();
-        let mut tx = self.pool.begin().await.map_err(|e| backend(op, e))?;
-        for (id, ev, state) in &rows {
-            let pos: Option<i64> = sqlx::query_scalar(self.sql.insert_event.clone())
-                .bind(&ev.c.id)
-                .bind(&ev.c.state_id)
-                .bind(ev.c.kind)
-                .bind(&ev.c.contract_name)
-                .bind(ev.contract_version)
-                .bind(&ev.c.actor)
-                .bind(&ev.c.origin_node)
-                .bind(ev.c.origin_seq)
-                .bind(ev.c.outcome)
-                .bind(ev.c.reason)
-                .bind(&ev.c.reason_detail)
-                .bind(ev.c.new_version)
-                .bind(&ev.c.new_root)
-                .bind(&ev.c.signed)
-                .bind(&ev.c.disclosures)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| {
-                    // `id` conflicts are absorbed by ON CONFLICT: a unique violation here is
-                    // the (origin_node, origin_seq) key.
-                    conflict_or_backend(op, e, || {
-                        let seq = ev.c.origin_seq as u64;
-                        (
-                            format!("origin {} seq {seq}", ev.c.origin_node),
-                            seq.saturating_sub(1),
-                            seq,
-                        )
-                    })
-                })?;
-            if pos.is_none() {
-                receipt.duplicates.push(*id);
-                continue;
+        // The first attempt reads without locking; if a concurrent writer got in between,
+        // the batch is tried again with the touched states locked, where only a concurrent
+        // write of one of these event ids or a creation of one of these states can intervene,
+        // and each is seen by the next attempt: at most `2 * rows.len() + 2` attempts.
+        for attempt in 0..2 * rows.len() + 2 {
+            if let Some(receipt) = self.try_commit(&rows, attempt > 0).await? {
+                return Ok(receipt);
             }
-            if let Some(s) = state {
-                let conflict = |found: i64| StoreError::Conflict {
-                    what: format!("state {}", s.id),
-                    expected: (s.version - 1) as u64,
-                    found: found as u64,
-                };
-                let current: Option<i64> = sqlx::query_scalar(self.sql.lock_state.clone())
-                    .bind(&s.id)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| backend(op, e))?;
-                match current {
-                    None if s.version == 1 => {
-                        let inserted = s
-                            .bind(self.query(&self.sql.insert_state))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| backend(op, e))?;
-                        if inserted.rows_affected() == 0 {
-                            // A concurrent writer created the state first.
-                            let found: Option<i64> =
-                                sqlx::query_scalar(self.sql.state_version.clone())
-                                    .bind(&s.id)
-                                    .fetch_optional(&mut *tx)
-                                    .await
-                                    .map_err(|e| backend(op, e))?;
-                            return Err(conflict(found.unwrap_or(1)));
-                        }
-                    }
-                    Some(c) if c + 1 == s.version => {
-                        s.bind(self.query(&self.sql.update_state))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| backend(op, e))?;
-                    }
-                    other => return Err(conflict(other.unwrap_or(0))),
-                }
-                s.bind(self.query(&self.sql.insert_history))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| {
-                        conflict_or_backend(op, e, || {
-                            let v = s.version as u64;
-                            (format!("state {}", s.id), v - 1, v)
-                        })
-                    })?;
-            }
-            receipt.committed.push(*id);
         }
-        tx.commit().await.map_err(|e| backend(op, e))?;
-        Ok(receipt)
+        Err(StoreError::Backend {
+            backend: NAME,
+            operation: "commit",
+            retryable: true,
+            source: "concurrent writers kept recording events of this batch".into(),
+        })
     }
 
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
