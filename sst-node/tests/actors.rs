@@ -9,35 +9,13 @@ mod common;
 use std::collections::BTreeMap;
 
 use anyhow::{ensure, Context};
-use common::{actor, deal_parties, values, who, Cluster, TempDir, ROLES};
+use common::{actor, create_deal, values, who, Cluster, TempDir, ROLES};
 use serde_json::json;
 use sst_core::{
-    ActorChange, ActorId, ActorKey, ActorStatus, ContractRef, Event, EventFilter, EventKind,
-    HashAlg, NodeId, OriginSeq, Outcome, OutcomeKind, RejectReason, SignedEvent, State, StateId,
-    Timestamp,
+    ActorChange, ActorId, ActorKey, ActorStatus, Event, EventFilter, EventKind, HashAlg, NodeId,
+    OriginSeq, Outcome, OutcomeKind, RejectReason, SignedEvent, State, StateId, Timestamp,
 };
 use sst_node::{Intent, NodeError, Verdict};
-
-async fn create_deal(c: &Cluster, id: &str) -> anyhow::Result<StateId> {
-    let v = c
-        .node("seller")
-        .submit(
-            &who("seller"),
-            Intent::create(
-                id,
-                ContractRef::new("real-estate-deal", 1),
-                deal_parties(),
-                values([
-                    ("common", json!({"address": "1 Elm St", "built": 1931})),
-                    ("price", json!({"amount": 500000, "currency": "USD"})),
-                ]),
-            ),
-        )
-        .await?;
-    ensure!(v.is_applied(), "create: {v:?}");
-    c.net.settled().await;
-    Ok(StateId::from(id))
-}
 
 async fn converged(c: &Cluster, id: &StateId, version: u64) -> anyhow::Result<()> {
     let roots = c.roots(id).await?;

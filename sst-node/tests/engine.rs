@@ -6,34 +6,13 @@ mod common;
 use std::collections::BTreeMap;
 
 use anyhow::{ensure, Context};
-use common::{actor, deal_parties, values, who, Cluster};
+use common::{actor, create_deal, values, who, Cluster};
 use serde_json::json;
 use sst_core::{
     ActorStatus, ContractRef, Event, EventKind, HashAlg, NodeId, OriginSeq, Parties, RejectReason,
     SignedEvent, StateId, Timestamp,
 };
 use sst_node::{Intent, Message, Transport, Verdict};
-
-async fn create_deal(c: &Cluster, id: &str) -> anyhow::Result<StateId> {
-    let v = c
-        .node("seller")
-        .submit(
-            &who("seller"),
-            Intent::create(
-                id,
-                ContractRef::new("real-estate-deal", 1),
-                deal_parties(),
-                values([
-                    ("common", json!({"address": "1 Elm St", "built": 1931})),
-                    ("price", json!({"amount": 500000, "currency": "USD"})),
-                ]),
-            ),
-        )
-        .await?;
-    ensure!(v.is_applied(), "create: {v:?}");
-    c.net.settled().await;
-    Ok(StateId::from(id))
-}
 
 async fn all_equal(c: &Cluster, id: &StateId) -> anyhow::Result<String> {
     let roots = c.roots(id).await?;

@@ -193,3 +193,32 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The seller creates a real-estate deal `id` (common + price) and waits until every node
+/// has replicated it.
+pub async fn create_deal(c: &Cluster, id: &str) -> anyhow::Result<sst_core::StateId> {
+    let v = c
+        .node("seller")
+        .submit(
+            &who("seller"),
+            sst_node::Intent::create(
+                id,
+                sst_core::ContractRef::new("real-estate-deal", 1),
+                deal_parties(),
+                values([
+                    (
+                        "common",
+                        serde_json::json!({"address": "1 Elm St", "built": 1931}),
+                    ),
+                    (
+                        "price",
+                        serde_json::json!({"amount": 500000, "currency": "USD"}),
+                    ),
+                ]),
+            ),
+        )
+        .await?;
+    anyhow::ensure!(v.is_applied(), "create: {v:?}");
+    c.net.settled().await;
+    Ok(sst_core::StateId::from(id))
+}
