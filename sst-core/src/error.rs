@@ -3,6 +3,8 @@
 
 use std::error::Error as StdError;
 
+use crate::model::{ContractRef, NodeId, OriginSeq, StateId};
+
 /// A recomputed hash or link does not match what is stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -40,6 +42,38 @@ pub enum IntegrityError {
     },
 }
 
+/// Which commit rule a [`StoreError::Conflict`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConflictKind {
+    /// An applied state version is not exactly one more than the stored version
+    /// (`expected` = the version the writer built on, `found` = the stored one).
+    StaleVersion,
+    /// A different event already holds this `(origin_node, origin_seq)`
+    /// (`expected` = the sequence before, `found` = the sequence taken).
+    OriginTaken,
+    /// A different contract identity is recorded under the same name and version
+    /// (`expected` = `found` = the version).
+    ContractIdentity,
+}
+
+impl ConflictKind {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConflictKind::StaleVersion => "stale_version",
+            ConflictKind::OriginTaken => "origin_taken",
+            ConflictKind::ContractIdentity => "contract_identity",
+        }
+    }
+}
+
+impl std::fmt::Display for ConflictKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Errors of every [`Store`](crate::Store) operation, identical across backends.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -51,9 +85,13 @@ pub enum StoreError {
         what: String,
     },
     /// An optimistic-concurrency or uniqueness check failed: someone else got there first.
-    /// Retrying with a fresh base may succeed.
+    /// Retrying with a fresh base may succeed. Built with [`StoreError::stale_version`],
+    /// [`StoreError::origin_taken`] or [`StoreError::contract_identity`].
     #[error("conflict on {what}: expected {expected}, found {found}")]
+    #[non_exhaustive]
     Conflict {
+        /// Which rule of the commit contract was violated.
+        kind: ConflictKind,
         /// What collided (e.g. `state deal-1` or `origin node-a seq 7`).
         what: String,
         /// The value the writer based its change on.
@@ -112,6 +150,68 @@ impl StoreError {
         StoreError::Integrity {
             what: what.into(),
             source: IntegrityError::Malformed(detail.to_string()),
+        }
+    }
+
+    /// [`StoreError::Conflict`] of kind [`ConflictKind::StaleVersion`]: the writer built on
+    /// version `expected` of `state`, the store holds `found`.
+    pub fn stale_version(state: &StateId, expected: u64, found: u64) -> Self {
+        StoreError::Conflict {
+            kind: ConflictKind::StaleVersion,
+            what: format!("state {state}"),
+            expected,
+            found,
+        }
+    }
+
+    /// [`StoreError::Conflict`] of kind [`ConflictKind::OriginTaken`]: another event holds
+    /// `(node, seq)`.
+    pub fn origin_taken(node: &NodeId, seq: OriginSeq) -> Self {
+        StoreError::Conflict {
+            kind: ConflictKind::OriginTaken,
+            what: format!("origin {node} seq {seq}"),
+            expected: seq.0.saturating_sub(1),
+            found: seq.0,
+        }
+    }
+
+    /// [`StoreError::Conflict`] of kind [`ConflictKind::ContractIdentity`]: `contract` is
+    /// recorded with identity `stored` (text as stored, or `(concurrent)` when another writer
+    /// won a race) and a different `offered` one was put.
+    pub fn contract_identity(
+        contract: &ContractRef,
+        stored: impl std::fmt::Display,
+        offered: impl std::fmt::Display,
+    ) -> Self {
+        StoreError::Conflict {
+            kind: ConflictKind::ContractIdentity,
+            what: format!("contract {contract} (identity {stored} vs {offered})"),
+            expected: u64::from(contract.version),
+            found: u64::from(contract.version),
+        }
+    }
+
+    /// A [`StoreError::Conflict`] of `kind` on `what`, for adapters that map an engine's
+    /// unique-key violation (the race the plan could not see) onto the rule it enforces.
+    pub fn conflict(
+        kind: ConflictKind,
+        what: impl Into<String>,
+        expected: u64,
+        found: u64,
+    ) -> Self {
+        StoreError::Conflict {
+            kind,
+            what: what.into(),
+            expected,
+            found,
+        }
+    }
+
+    /// The conflict kind, when this is a [`StoreError::Conflict`].
+    pub fn conflict_kind(&self) -> Option<ConflictKind> {
+        match self {
+            StoreError::Conflict { kind, .. } => Some(*kind),
+            _ => None,
         }
     }
 

@@ -12,26 +12,26 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod canonical;
-pub mod columns;
 pub mod error;
 pub mod hash;
 pub mod memory;
 pub mod model;
 pub mod permission;
 pub mod portable;
+pub mod raw;
 pub mod sign;
 pub mod store;
 pub mod tables;
 pub mod verify;
 
-pub use columns::EventColumns;
-pub use error::{IntegrityError, StoreError};
+pub use error::{ConflictKind, IntegrityError, StoreError};
 pub use hash::{Digest, EventId, HashAlg, Salt, SectionHash, StateRoot};
 pub use memory::MemoryStore;
 pub use model::{
-    Actor, ActorChange, ActorId, ActorStatus, Base, ContractDescriptor, ContractRecord,
-    ContractRef, Disclosure, Event, EventKind, EventRecord, NodeId, OriginSeq, Outcome,
-    OutcomeKind, Parties, RejectReason, Role, Section, SignedEvent, State, StateId, Timestamp,
+    Actor, ActorChange, ActorId, ActorStatus, Base, CallPayload, ChangePayload, ContractDescriptor,
+    ContractRecord, ContractRef, CreatePayload, Disclosure, Event, EventKind, EventRecord,
+    MigrateArgs, NodeId, OriginSeq, Outcome, OutcomeKind, Parties, PayloadError, RejectReason,
+    Role, Section, SignedEvent, State, StateId, Timestamp,
 };
 pub use permission::{Access, ContractPolicy, SectionPolicy};
 pub use sign::{ActorKey, CryptoError, Envelope, EnvelopeSignature, PublicKey, SignatureBytes};

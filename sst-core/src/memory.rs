@@ -11,7 +11,8 @@ use crate::hash::EventId;
 use crate::model::{
     Actor, ActorId, ContractRecord, ContractRef, EventRecord, NodeId, OriginSeq, State, StateId,
 };
-use crate::store::{Capabilities, CommitBatch, CommitReceipt, EventFilter, Store};
+use crate::raw::{CommitPlan, ContractPut, Lookups, Recorded};
+use crate::store::{Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store};
 
 #[derive(Default)]
 struct Tables {
@@ -77,47 +78,34 @@ impl Store for MemoryStore {
         batch.validate()?;
         let mut guard = self.lock()?;
         let t = &mut *guard;
-        // Check every item against the stored tables plus the batch so far, then apply:
+        // Read what is recorded, let the core decide, write the plan: all under one lock, so
         // either the whole batch lands or nothing does.
-        let mut receipt = CommitReceipt::default();
-        let mut versions: BTreeMap<StateId, u64> = BTreeMap::new();
-        let mut origins: BTreeMap<(NodeId, OriginSeq), EventId> = BTreeMap::new();
-        let mut plan = Vec::with_capacity(batch.items.len());
-        for item in batch.items {
-            let id = item.event.id();
-            if t.event_index.contains_key(&id) {
-                receipt.duplicates.push(id);
+        let lookups = Lookups::of(&batch);
+        let recorded = Recorded {
+            versions: lookups
+                .states
+                .iter()
+                .filter_map(|id| t.states.get(id).map(|v| (id.clone(), v.len() as u64)))
+                .collect(),
+            events: lookups
+                .events
+                .iter()
+                .filter(|id| t.event_index.contains_key(id))
+                .copied()
+                .collect(),
+            origins: lookups
+                .origins
+                .iter()
+                .filter_map(|key| t.origin.get(key).map(|id| (key.clone(), *id)))
+                .collect(),
+        };
+        let plan = CommitPlan::new(&batch, &recorded)?;
+        let receipt = plan.receipt();
+        let mut items: Vec<Option<CommitItem>> = batch.items.into_iter().map(Some).collect();
+        for &i in &plan.record {
+            let Some(item) = items[i].take() else {
                 continue;
-            }
-            let e = item.event.event();
-            let key = (e.origin_node.clone(), e.origin_seq);
-            if let Some(other) = t.origin.get(&key).or_else(|| origins.get(&key)) {
-                if *other != id {
-                    return Err(StoreError::Conflict {
-                        what: format!("origin {} seq {}", key.0, key.1),
-                        expected: key.1 .0.saturating_sub(1),
-                        found: key.1 .0,
-                    });
-                }
-            }
-            if let Some(state) = &item.state {
-                let current = match versions.get(&state.id) {
-                    Some(v) => *v,
-                    None => t.states.get(&state.id).map_or(0, |v| v.len() as u64),
-                };
-                if state.version != current + 1 {
-                    return Err(StoreError::Conflict {
-                        what: format!("state {}", state.id),
-                        expected: state.version - 1,
-                        found: current,
-                    });
-                }
-                versions.insert(state.id.clone(), state.version);
-            }
-            origins.insert(key, id);
-            plan.push(item);
-        }
-        for item in plan {
+            };
             let id = item.event.id();
             if let Some(state) = item.state {
                 t.states.entry(state.id.clone()).or_default().push(state);
@@ -126,7 +114,6 @@ impl Store for MemoryStore {
             t.origin.insert((e.origin_node.clone(), e.origin_seq), id);
             t.event_index.insert(id, t.events.len());
             t.events.push(item.event);
-            receipt.committed.push(id);
         }
         Ok(receipt)
     }
@@ -186,20 +173,10 @@ impl Store for MemoryStore {
     async fn put_contract(&self, contract: &ContractRecord) -> Result<(), StoreError> {
         let mut t = self.lock()?;
         let key = contract.contract().clone();
-        if let Some(existing) = t.contracts.get(&key) {
-            if existing.identity != contract.identity {
-                return Err(StoreError::Conflict {
-                    what: format!(
-                        "contract {key} (identity {} vs {})",
-                        existing.identity, contract.identity
-                    ),
-                    expected: u64::from(key.version),
-                    found: u64::from(key.version),
-                });
-            }
-            return Ok(());
+        let stored = t.contracts.get(&key).map(|c| c.identity);
+        if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::Insert {
+            t.contracts.insert(key, contract.clone());
         }
-        t.contracts.insert(key, contract.clone());
         Ok(())
     }
 

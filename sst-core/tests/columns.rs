@@ -7,10 +7,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use sst_core::columns::outcome_from_columns;
+use sst_core::raw::columns::outcome_from_columns;
+use sst_core::raw::EventColumns;
 use sst_core::{
-    Digest, EventColumns, EventKind, EventRecord, HashAlg, IntegrityError, OriginSeq, Outcome,
-    RejectReason, SignedEvent, StateId, StateRoot, StoreError, Timestamp,
+    Digest, EventKind, EventRecord, HashAlg, IntegrityError, OriginSeq, Outcome, RejectReason,
+    SignedEvent, StateId, StateRoot, StoreError, Timestamp,
 };
 
 use common::{actor, deal_contract};

@@ -129,10 +129,8 @@ mod tests {
     #[test]
     fn non_duplicate_errors_do_not_become_conflicts() {
         let e: Error = std::io::Error::other("boom").into();
-        let mapped = conflict_or_backend("commit", e, || StoreError::Conflict {
-            what: "x".into(),
-            expected: 0,
-            found: 1,
+        let mapped = conflict_or_backend("commit", e, || {
+            StoreError::conflict(sst_core::ConflictKind::StaleVersion, "x", 0, 1)
         });
         assert!(matches!(mapped, StoreError::Backend { .. }));
     }

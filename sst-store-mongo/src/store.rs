@@ -23,12 +23,13 @@ use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde_json::Value;
-use sst_core::columns::{json_value, to_i64};
 use sst_core::model::StateParts;
+use sst_core::raw::columns::{json_value, to_i64};
+use sst_core::raw::EventColumns;
 use sst_core::{
     Actor, ActorId, Capabilities, CommitBatch, CommitItem, CommitReceipt, ContractRecord,
-    ContractRef, EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome,
-    State, StateId, Store, StoreError,
+    ContractRef, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId,
+    Store, StoreError,
 };
 
 use crate::config::{CollectionNames, MongoConfig, TransactionMode};
@@ -552,11 +553,12 @@ impl MongoStore {
             return Ok(());
         }
         if at != base {
-            return Err(Fail::Store(StoreError::Conflict {
-                what: format!("state {id} (current document moved during commit)"),
-                expected: base,
-                found: at,
-            }));
+            return Err(Fail::Store(StoreError::conflict(
+                sst_core::ConflictKind::StaleVersion,
+                format!("state {id} (current document moved during commit)"),
+                base,
+                at,
+            )));
         }
         if current.is_none() {
             self.states().insert_one(doc.clone()).await.at(op)?;
@@ -690,13 +692,9 @@ impl MongoStore {
             if let Some((pending, _, _)) = found_events.get(&id_s) {
                 if *pending {
                     let e = item.event.event();
-                    return Err(Fail::Store(StoreError::Conflict {
-                        what: format!(
+                    return Err(Fail::Store(StoreError::conflict(sst_core::ConflictKind::OriginTaken, format!(
                             "event {id_s} is part of an unfinished batch (a concurrent writer, or a crashed one that the next open recovers)"
-                        ),
-                        expected: e.origin_seq.0,
-                        found: e.origin_seq.0,
-                    }));
+                        ), e.origin_seq.0, e.origin_seq.0)));
                 }
                 duplicates.push(id);
                 continue;
@@ -709,11 +707,12 @@ impl MongoStore {
             let taken = by_origin.get(&key).is_some_and(|other| *other != id_s)
                 || origins.get(&key).is_some_and(|other| *other != id);
             if taken {
-                return Err(Fail::Store(StoreError::Conflict {
-                    what: format!("origin {} seq {}", e.origin_node, e.origin_seq),
-                    expected: e.origin_seq.0.saturating_sub(1),
-                    found: e.origin_seq.0,
-                }));
+                return Err(Fail::Store(StoreError::conflict(
+                    sst_core::ConflictKind::OriginTaken,
+                    format!("origin {} seq {}", e.origin_node, e.origin_seq),
+                    e.origin_seq.0.saturating_sub(1),
+                    e.origin_seq.0,
+                )));
             }
             if let Some(state) = &item.state {
                 let now = match versions.get(&state.id) {
@@ -721,11 +720,12 @@ impl MongoStore {
                     None => current.get(state.id.as_str()).copied().unwrap_or(0),
                 };
                 if state.version != now + 1 {
-                    return Err(Fail::Store(StoreError::Conflict {
-                        what: format!("state {}", state.id),
-                        expected: state.version - 1,
-                        found: now,
-                    }));
+                    return Err(Fail::Store(StoreError::conflict(
+                        sst_core::ConflictKind::StaleVersion,
+                        format!("state {}", state.id),
+                        state.version - 1,
+                        now,
+                    )));
                 }
                 versions.insert(&state.id, state.version);
             }
@@ -848,11 +848,12 @@ impl MongoStore {
                             .await
                             .at(op)?;
                         if r.matched_count != 1 {
-                            return Err(Fail::Store(StoreError::Conflict {
-                                what: format!("state {}", m.id),
-                                expected: m.base,
-                                found: m.last,
-                            }));
+                            return Err(Fail::Store(StoreError::conflict(
+                                sst_core::ConflictKind::StaleVersion,
+                                format!("state {}", m.id),
+                                m.base,
+                                m.last,
+                            )));
                         }
                     }
                 }
@@ -984,20 +985,21 @@ impl MongoStore {
                             .and_then(|d| get_u64(&d, "version", "history").ok())
                             .unwrap_or(0);
                         if found >= state.version {
-                            return StoreError::Conflict {
-                                what: format!("state {}", state.id),
-                                expected: state.version - 1,
+                            return StoreError::conflict(
+                                sst_core::ConflictKind::StaleVersion,
+                                format!("state {}", state.id),
+                                state.version - 1,
                                 found,
-                            };
+                            );
                         }
                     }
                 }
-                StoreError::Conflict {
-                    what: "batch: a concurrent writer recorded the same event or origin sequence"
-                        .into(),
-                    expected: 0,
-                    found: 0,
-                }
+                StoreError::conflict(
+                    sst_core::ConflictKind::OriginTaken,
+                    "batch: a concurrent writer recorded the same event or origin sequence",
+                    0,
+                    0,
+                )
             }
         }
     }
@@ -1317,14 +1319,15 @@ impl Store for MongoStore {
             other => {
                 let stored = other.map_or_else(|| "?".to_owned(), |x| x.identity.to_string());
                 Err(conflict_or_backend("put_contract", e, || {
-                    StoreError::Conflict {
-                        what: format!(
+                    StoreError::conflict(
+                        sst_core::ConflictKind::ContractIdentity,
+                        format!(
                             "contract {key} (identity {stored} vs {})",
                             contract.identity
                         ),
-                        expected: u64::from(c.version),
-                        found: u64::from(c.version),
-                    }
+                        u64::from(c.version),
+                        u64::from(c.version),
+                    )
                 }))
             }
         }

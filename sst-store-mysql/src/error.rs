@@ -43,27 +43,22 @@ pub(crate) fn backend(operation: &'static str, e: mysql_async::Error) -> StoreEr
     }
 }
 
-/// A duplicate key as [`StoreError::Conflict`] on `what` (`expected` = what the writer built
-/// on, `found` = what the store holds); any other error as [`backend`].
+/// A duplicate key as the [`StoreError::Conflict`] `conflict` builds (the rule the violated
+/// key enforces); any other error as [`backend`].
 pub(crate) fn conflict_or_backend(
     operation: &'static str,
     e: mysql_async::Error,
-    what: impl FnOnce() -> (String, u64, u64),
+    conflict: impl FnOnce() -> StoreError,
 ) -> StoreError {
     if is_unique_violation(&e) {
-        let (what, expected, found) = what();
-        StoreError::Conflict {
-            what,
-            expected,
-            found,
-        }
+        conflict()
     } else {
         backend(operation, e)
     }
 }
 
 /// A `u64` that must fit a signed `BIGINT` (shared with the other adapters).
-pub(crate) use sst_core::columns::to_i64;
+pub(crate) use sst_core::raw::columns::to_i64;
 
 /// Longest id, in characters, the `VARCHAR` key columns hold.
 pub(crate) const MAX_ID_CHARS: usize = 255;
@@ -95,7 +90,9 @@ mod tests {
     #[test]
     fn duplicate_key_is_a_conflict_and_deadlock_is_retryable() {
         assert!(is_unique_violation(&server(1062)));
-        let c = conflict_or_backend("commit", server(1062), || ("state s".into(), 1, 2));
+        let c = conflict_or_backend("commit", server(1062), || {
+            StoreError::stale_version(&"s".into(), 1, 2)
+        });
         assert!(matches!(
             c,
             StoreError::Conflict {

@@ -11,12 +11,13 @@ use mysql_async::{
     TxOpts, Value as My,
 };
 use serde_json::Value;
-use sst_core::columns::{json_text, outcome_from_columns};
 use sst_core::model::StateParts;
+use sst_core::raw::columns::{json_text, outcome_from_columns};
+use sst_core::raw::EventColumns;
 use sst_core::{
     Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Disclosure,
-    EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, SignedEvent, State,
-    StateId, Store, StoreError,
+    EventFilter, EventId, EventRecord, NodeId, OriginSeq, SignedEvent, State, StateId, Store,
+    StoreError,
 };
 
 use crate::config::{check_identifier, MysqlConfig};
@@ -615,11 +616,12 @@ impl MysqlStore {
             }
             let origin = (ev.origin_node.as_str(), ev.origin_seq);
             if used.contains(&(ev.origin_node.clone(), ev.origin_seq)) || !origins.insert(origin) {
-                return Err(StoreError::Conflict {
-                    what: format!("origin {} seq {}", ev.origin_node, ev.origin_seq),
-                    expected: ev.origin_seq.saturating_sub(1),
-                    found: ev.origin_seq,
-                });
+                return Err(StoreError::conflict(
+                    sst_core::ConflictKind::OriginTaken,
+                    format!("origin {} seq {}", ev.origin_node, ev.origin_seq),
+                    ev.origin_seq.saturating_sub(1),
+                    ev.origin_seq,
+                ));
             }
             if let Some(s) = state {
                 let current = versions
@@ -628,11 +630,12 @@ impl MysqlStore {
                     .copied()
                     .unwrap_or(0);
                 if current + 1 != s.version {
-                    return Err(StoreError::Conflict {
-                        what: format!("state {}", s.id),
-                        expected: (s.version - 1) as u64,
-                        found: current as u64,
-                    });
+                    return Err(StoreError::conflict(
+                        sst_core::ConflictKind::StaleVersion,
+                        format!("state {}", s.id),
+                        (s.version - 1) as u64,
+                        current as u64,
+                    ));
                 }
                 versions.insert(&s.id, s.version);
                 latest.insert(&s.id, s);
@@ -704,18 +707,20 @@ impl MysqlStore {
                     continue;
                 }
                 return Err(conflict_or_backend(op, e, || {
-                    (
-                        format!("origin {} seq {}", ev.origin_node, ev.origin_seq),
-                        ev.origin_seq.saturating_sub(1),
-                        ev.origin_seq,
+                    StoreError::origin_taken(
+                        &ev.origin_node.as_str().into(),
+                        OriginSeq(ev.origin_seq),
                     )
                 }));
             }
             if let Some(s) = state {
-                let conflict = |found: i64| StoreError::Conflict {
-                    what: format!("state {}", s.id),
-                    expected: (s.version - 1) as u64,
-                    found: found as u64,
+                let conflict = |found: i64| {
+                    StoreError::conflict(
+                        sst_core::ConflictKind::StaleVersion,
+                        format!("state {}", s.id),
+                        (s.version - 1) as u64,
+                        found as u64,
+                    )
                 };
                 let current: Option<i64> = tx
                     .exec_first(self.sql.lock_state.as_str(), vec![My::from(s.id.as_str())])
@@ -753,7 +758,7 @@ impl MysqlStore {
                     .map_err(|e| {
                         conflict_or_backend(op, e, || {
                             let v = s.version as u64;
-                            (format!("state {}", s.id), v - 1, v)
+                            StoreError::stale_version(&s.id.as_str().into(), v - 1, v)
                         })
                     })?;
             }
@@ -1019,14 +1024,15 @@ impl Store for MysqlStore {
             .map_err(|e| backend(op, e))?;
         match existing {
             Some(existing) if existing == identity => Ok(()),
-            existing => Err(StoreError::Conflict {
-                what: format!(
+            existing => Err(StoreError::conflict(
+                sst_core::ConflictKind::ContractIdentity,
+                format!(
                     "contract {key} (identity {} vs {identity})",
                     existing.unwrap_or_default()
                 ),
-                expected: u64::from(key.version),
-                found: u64::from(key.version),
-            }),
+                u64::from(key.version),
+                u64::from(key.version),
+            )),
         }
     }
 

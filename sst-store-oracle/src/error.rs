@@ -92,11 +92,7 @@ mod tests {
 
     #[test]
     fn ora_00001_is_the_only_conflict() {
-        let c = || StoreError::Conflict {
-            what: "x".into(),
-            expected: 1,
-            found: 2,
-        };
+        let c = || StoreError::conflict(sst_core::ConflictKind::StaleVersion, "x", 1, 2);
         assert!(matches!(
             conflict_or_backend("commit", oci(1), c),
             StoreError::Conflict { .. }

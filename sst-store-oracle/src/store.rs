@@ -11,12 +11,13 @@ use oracle::pool::{Pool, PoolBuilder};
 use oracle::sql_type::{OracleType, ToSql};
 use oracle::{Connection, Row, SqlValue};
 use serde_json::Value;
-use sst_core::columns::{json_value, to_i64};
 use sst_core::model::StateParts;
+use sst_core::raw::columns::{json_value, to_i64};
+use sst_core::raw::EventColumns;
 use sst_core::{
     Actor, ActorId, CommitBatch, CommitItem, CommitReceipt, ContractRecord, ContractRef,
-    EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId,
-    Store, StoreError,
+    EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId, Store,
+    StoreError,
 };
 
 use crate::config::{JsonColumn, OracleConfig};
@@ -388,10 +389,13 @@ fn commit_rows(
             continue;
         }
         if let Some(s) = state {
-            let conflict = |found: i64| StoreError::Conflict {
-                what: format!("state {}", s.id),
-                expected: (s.version - 1) as u64,
-                found: found as u64,
+            let conflict = |found: i64| {
+                StoreError::conflict(
+                    sst_core::ConflictKind::StaleVersion,
+                    format!("state {}", s.id),
+                    (s.version - 1) as u64,
+                    found as u64,
+                )
             };
             let current: Option<i64> = match conn.query_row_as::<i64>(&sql.lock_state, &[&s.id]) {
                 Ok(v) => Some(v),
@@ -418,11 +422,12 @@ fn commit_rows(
         conn.execute(&sql.insert_event, &ev.params()).map_err(|e| {
             conflict_or_backend(op, e, || {
                 let seq = ev.origin_seq as u64;
-                StoreError::Conflict {
-                    what: format!("origin {} seq {seq} (or event {})", ev.origin_node, ev.id),
-                    expected: seq.saturating_sub(1),
-                    found: seq,
-                }
+                StoreError::conflict(
+                    sst_core::ConflictKind::OriginTaken,
+                    format!("origin {} seq {seq} (or event {})", ev.origin_node, ev.id),
+                    seq.saturating_sub(1),
+                    seq,
+                )
             })
         })?;
         receipt.committed.push(*id);
@@ -665,11 +670,12 @@ impl Store for OracleStore {
                     Err(e) => {
                         let _ = conn.rollback();
                         Err(conflict_or_backend("put_contract", e, || {
-                            StoreError::Conflict {
-                                what: format!("contract {key}"),
-                                expected: u64::from(key.version),
-                                found: u64::from(key.version),
-                            }
+                            StoreError::conflict(
+                                sst_core::ConflictKind::ContractIdentity,
+                                format!("contract {key}"),
+                                u64::from(key.version),
+                                u64::from(key.version),
+                            )
                         }))
                     }
                 }
@@ -679,15 +685,16 @@ impl Store for OracleStore {
             // Re-putting the same identity is a no-op; a different one is the conflict.
             Err(StoreError::Conflict { .. }) => match self.contract(&c).await? {
                 Some(x) if x.identity == contract.identity => Ok(()),
-                other => Err(StoreError::Conflict {
-                    what: format!(
+                other => Err(StoreError::conflict(
+                    sst_core::ConflictKind::ContractIdentity,
+                    format!(
                         "contract {c} (identity {} vs {})",
                         other.map_or_else(|| "?".to_owned(), |x| x.identity.to_string()),
                         contract.identity
                     ),
-                    expected: u64::from(c.version),
-                    found: u64::from(c.version),
-                }),
+                    u64::from(c.version),
+                    u64::from(c.version),
+                )),
             },
             other => other,
         }

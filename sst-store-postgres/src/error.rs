@@ -50,27 +50,22 @@ pub(crate) fn backend(operation: &'static str, e: sqlx::Error) -> StoreError {
     }
 }
 
-/// A unique violation as [`StoreError::Conflict`] on `what` (`expected` = what the writer
-/// built on, `found` = what the store holds); any other error as [`backend`].
+/// A unique violation as the [`StoreError::Conflict`] `conflict` builds (the rule the violated
+/// key enforces); any other error as [`backend`].
 pub(crate) fn conflict_or_backend(
     operation: &'static str,
     e: sqlx::Error,
-    what: impl FnOnce() -> (String, u64, u64),
+    conflict: impl FnOnce() -> StoreError,
 ) -> StoreError {
     if is_unique_violation(&e) {
-        let (what, expected, found) = what();
-        StoreError::Conflict {
-            what,
-            expected,
-            found,
-        }
+        conflict()
     } else {
         backend(operation, e)
     }
 }
 
 /// A `u64` that must fit PostgreSQL's `bigint` (shared with the other adapters).
-pub(crate) use sst_core::columns::to_i64;
+pub(crate) use sst_core::raw::columns::to_i64;
 
 /// A text value that PostgreSQL `text` can hold (no U+0000).
 pub(crate) fn check_text(path: &str, v: &str) -> Result<(), StoreError> {

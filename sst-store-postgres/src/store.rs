@@ -9,12 +9,13 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row, SqlSafeStr, SqlStr};
-use sst_core::columns::{json_value, outcome_from_columns};
 use sst_core::model::StateParts;
+use sst_core::raw::columns::{json_value, outcome_from_columns};
+use sst_core::raw::EventColumns;
 use sst_core::{
     Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Disclosure,
-    EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, SignedEvent, State,
-    StateId, Store, StoreError,
+    EventFilter, EventId, EventRecord, NodeId, OriginSeq, SignedEvent, State, StateId, Store,
+    StoreError,
 };
 
 use crate::config::PostgresConfig;
@@ -333,20 +334,22 @@ type Item = (EventId, EventRow, Option<StateRow>);
 /// Conflict on an `(origin_node, origin_seq)` that is already taken.
 fn origin_conflict(ev: &EventRow) -> StoreError {
     let seq = ev.c.origin_seq as u64;
-    StoreError::Conflict {
-        what: format!("origin {} seq {seq}", ev.c.origin_node),
-        expected: seq.saturating_sub(1),
-        found: seq,
-    }
+    StoreError::conflict(
+        sst_core::ConflictKind::OriginTaken,
+        format!("origin {} seq {seq}", ev.c.origin_node),
+        seq.saturating_sub(1),
+        seq,
+    )
 }
 
 /// Conflict on state `s`, which the store holds at `found`.
 fn state_conflict(s: &StateRow, found: i64) -> StoreError {
-    StoreError::Conflict {
-        what: format!("state {}", s.id),
-        expected: (s.version - 1) as u64,
-        found: found as u64,
-    }
+    StoreError::conflict(
+        sst_core::ConflictKind::StaleVersion,
+        format!("state {}", s.id),
+        (s.version - 1) as u64,
+        found as u64,
+    )
 }
 
 /// Column arrays of state rows, each bound as one `UNNEST` argument.
@@ -739,16 +742,12 @@ impl PostgresStore {
                 return Err(conflict_or_backend(op, e, || match state {
                     Some(s) => {
                         let v = s.version as u64;
-                        (format!("state {}", s.id), v - 1, v)
+                        StoreError::stale_version(&s.id.as_str().into(), v - 1, v)
                     }
-                    None => {
-                        let seq = ev.c.origin_seq as u64;
-                        (
-                            format!("origin {} seq {seq}", ev.c.origin_node),
-                            seq.saturating_sub(1),
-                            seq,
-                        )
-                    }
+                    None => StoreError::origin_taken(
+                        &ev.c.origin_node.as_str().into(),
+                        OriginSeq(ev.c.origin_seq as u64),
+                    ),
                 }));
             }
         };
@@ -999,14 +998,15 @@ impl Store for PostgresStore {
         if existing == contract.identity.to_string() {
             Ok(())
         } else {
-            Err(StoreError::Conflict {
-                what: format!(
+            Err(StoreError::conflict(
+                sst_core::ConflictKind::ContractIdentity,
+                format!(
                     "contract {key} (identity {existing} vs {})",
                     contract.identity
                 ),
-                expected: u64::from(key.version),
-                found: u64::from(key.version),
-            })
+                u64::from(key.version),
+                u64::from(key.version),
+            ))
         }
     }
 

@@ -32,20 +32,15 @@ pub(crate) fn backend(operation: &'static str, e: rusqlite::Error) -> StoreError
     }
 }
 
-/// A unique violation as [`StoreError::Conflict`] on `what` (`expected` = what the writer
-/// built on, `found` = what the store holds); any other error as [`backend`].
+/// A unique violation as the [`StoreError::Conflict`] `conflict` builds (the rule the violated
+/// key enforces); any other error as [`backend`].
 pub(crate) fn conflict_or_backend(
     operation: &'static str,
     e: rusqlite::Error,
-    what: impl FnOnce() -> (String, u64, u64),
+    conflict: impl FnOnce() -> StoreError,
 ) -> StoreError {
     if is_unique_violation(&e) {
-        let (what, expected, found) = what();
-        StoreError::Conflict {
-            what,
-            expected,
-            found,
-        }
+        conflict()
     } else {
         backend(operation, e)
     }
@@ -71,7 +66,9 @@ mod tests {
             "INSERT INTO t VALUES (1, 'y', 'c')",
             "INSERT INTO t VALUES (2, 'x', 'c')",
         ] {
-            let e = conflict_or_backend("commit", violation(sql), || ("t".into(), 1, 2));
+            let e = conflict_or_backend("commit", violation(sql), || {
+                StoreError::stale_version(&"t".into(), 1, 2)
+            });
             assert!(
                 matches!(
                     e,
@@ -91,7 +88,7 @@ mod tests {
         let e = conflict_or_backend(
             "commit",
             violation("INSERT INTO t VALUES (3, 'z', NULL)"),
-            || ("t".into(), 0, 0),
+            || StoreError::stale_version(&"t".into(), 0, 0),
         );
         assert!(
             matches!(

@@ -7,12 +7,13 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
-use sst_core::columns::{json_text, outcome_from_columns, to_i64};
 use sst_core::model::StateParts;
+use sst_core::raw::columns::{json_text, outcome_from_columns, to_i64};
+use sst_core::raw::{CommitPlan, ContractPut, EventColumns, Lookups, Recorded};
 use sst_core::{
     portable, Actor, ActorId, Capabilities, CommitBatch, CommitReceipt, ContractRecord,
-    ContractRef, EventColumns, EventFilter, EventId, EventRecord, NodeId, OriginSeq, State,
-    StateId, Store, StoreError,
+    ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId, OriginSeq, State, StateId,
+    Store, StoreError,
 };
 
 use crate::config::{Location, SqliteConfig};
@@ -313,10 +314,7 @@ impl StateRow {
 
 /// One batch item with every column computed, ready for the writer.
 struct ItemRow {
-    event_id: EventId,
     id: String,
-    origin_node: String,
-    origin_seq: i64,
     event: [SqlValue; 15],
     state: Option<(String, u64, StateRow)>,
 }
@@ -326,7 +324,6 @@ impl ItemRow {
         let at = format!("items[{i}]");
         let rec = &item.event;
         let c = EventColumns::from_record(&at, rec)?;
-        let origin_seq = c.origin_seq;
         let text = |v: Option<String>| v.map_or(SqlValue::Null, SqlValue::Text);
         let event = [
             SqlValue::Text(c.id.clone()),
@@ -335,8 +332,8 @@ impl ItemRow {
             SqlValue::Text(c.contract_name),
             SqlValue::Integer(i64::from(c.contract_version)),
             SqlValue::Text(c.actor),
-            SqlValue::Text(c.origin_node.clone()),
-            SqlValue::Integer(origin_seq),
+            SqlValue::Text(c.origin_node),
+            SqlValue::Integer(c.origin_seq),
             SqlValue::Text(c.outcome.to_owned()),
             text(c.reason.map(str::to_owned)),
             text(c.reason_detail.map(|v| v.to_string())),
@@ -354,10 +351,7 @@ impl ItemRow {
             None => None,
         };
         Ok(ItemRow {
-            event_id: rec.id(),
             id: c.id,
-            origin_node: c.origin_node,
-            origin_seq,
             event,
             state,
         })
@@ -367,6 +361,7 @@ impl ItemRow {
 fn commit_rows(
     conn: &mut Connection,
     sql: &Sql,
+    batch: &CommitBatch,
     rows: Vec<ItemRow>,
 ) -> Result<CommitReceipt, StoreError> {
     const OP: &str = "commit";
@@ -374,72 +369,80 @@ fn commit_rows(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(be)?;
-    let mut receipt = CommitReceipt::default();
     {
+        // Read what is recorded about the batch (the writer lock is held: nothing moves), let
+        // the core decide, then write the plan.
+        let lookups = Lookups::of(batch);
+        let mut recorded = Recorded::default();
         let mut exists = tx.prepare_cached(&sql.event_exists).map_err(be)?;
-        let mut owner = tx.prepare_cached(&sql.origin_owner).map_err(be)?;
-        let mut current = tx.prepare_cached(&sql.current_version).map_err(be)?;
-        let mut history = tx.prepare_cached(&sql.insert_history).map_err(be)?;
-        let mut latest = tx.prepare_cached(&sql.upsert_state).map_err(be)?;
-        let mut event = tx.prepare_cached(&sql.insert_event).map_err(be)?;
-        for row in rows {
+        for (id, row) in lookups.events.iter().zip(&rows) {
             if exists.exists([&row.id]).map_err(be)? {
-                receipt.duplicates.push(row.event_id);
-                continue;
+                recorded.events.insert(*id);
             }
-            let seq = row.origin_seq.unsigned_abs();
-            let origin_conflict = || {
-                (
-                    format!("origin {} seq {seq}", row.origin_node),
-                    seq.saturating_sub(1),
-                    seq,
-                )
-            };
-            if owner
-                .query_row(rusqlite::params![row.origin_node, row.origin_seq], |r| {
-                    r.get::<_, String>(0)
-                })
+        }
+        let mut owner = tx.prepare_cached(&sql.origin_owner).map_err(be)?;
+        for (node, seq) in &lookups.origins {
+            let seq_i64 = to_i64("origin_seq", seq.0)?;
+            let found: Option<String> = owner
+                .query_row(rusqlite::params![node.as_str(), seq_i64], |r| r.get(0))
                 .optional()
-                .map_err(be)?
-                .is_some()
-            {
-                let (what, expected, found) = origin_conflict();
-                return Err(StoreError::Conflict {
-                    what,
-                    expected,
-                    found,
-                });
+                .map_err(be)?;
+            if let Some(id) = found {
+                let id = id
+                    .parse::<EventId>()
+                    .map_err(|e| StoreError::malformed(format!("event {id}"), e))?;
+                recorded.origins.insert((node.clone(), *seq), id);
             }
+        }
+        let mut current = tx.prepare_cached(&sql.current_version).map_err(be)?;
+        for state in &lookups.states {
+            let stored: Option<i64> = current
+                .query_row([state.as_str()], |r| r.get(0))
+                .optional()
+                .map_err(be)?;
+            if let Some(v) = stored {
+                recorded.versions.insert(state.clone(), v.unsigned_abs());
+            }
+        }
+        let plan = CommitPlan::new(batch, &recorded)?;
+        let mut history = tx.prepare_cached(&sql.insert_history).map_err(be)?;
+        let mut event = tx.prepare_cached(&sql.insert_event).map_err(be)?;
+        for &i in &plan.record {
+            let row = &rows[i];
+            let e = batch.items[i].event.event();
             if let Some((state_id, version, state_row)) = &row.state {
-                let stored: u64 = current
-                    .query_row([state_id], |r| r.get::<_, i64>(0))
-                    .optional()
-                    .map_err(be)?
-                    .map_or(0, i64::unsigned_abs);
-                let state_conflict = || (format!("state {state_id}"), version - 1, stored);
-                if *version != stored + 1 {
-                    let (what, expected, found) = state_conflict();
-                    return Err(StoreError::Conflict {
-                        what,
-                        expected,
-                        found,
-                    });
-                }
                 history
                     .execute(rusqlite::params_from_iter(state_row.0.iter()))
-                    .map_err(|e| conflict_or_backend(OP, e, state_conflict))?;
+                    .map_err(|err| {
+                        conflict_or_backend(OP, err, || {
+                            StoreError::stale_version(
+                                &state_id.as_str().into(),
+                                version - 1,
+                                *version,
+                            )
+                        })
+                    })?;
+            }
+            event
+                .execute(rusqlite::params_from_iter(row.event.iter()))
+                .map_err(|err| {
+                    conflict_or_backend(OP, err, || {
+                        StoreError::origin_taken(&e.origin_node, e.origin_seq)
+                    })
+                })?;
+        }
+        let mut latest = tx.prepare_cached(&sql.upsert_state).map_err(be)?;
+        for row in &plan.current {
+            if let Some((_, _, state_row)) = &rows[row.item].state {
                 latest
                     .execute(rusqlite::params_from_iter(state_row.0.iter()))
                     .map_err(be)?;
             }
-            event
-                .execute(rusqlite::params_from_iter(row.event.iter()))
-                .map_err(|e| conflict_or_backend(OP, e, origin_conflict))?;
-            receipt.committed.push(row.event_id);
         }
+        drop((exists, owner, current, history, event, latest));
+        tx.commit().map_err(be)?;
+        Ok(plan.receipt())
     }
-    tx.commit().map_err(be)?;
-    Ok(receipt)
 }
 
 /// Reads one state row ([`STATE_COLUMNS`] order) back into a [`State`].
@@ -584,7 +587,7 @@ impl Store for SqliteStore {
                 .map(|(i, item)| ItemRow::new(i, item))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut conn = inner.writer("commit")?;
-            commit_rows(&mut conn, &inner.sql, rows)
+            commit_rows(&mut conn, &inner.sql, &batch, rows)
         })
         .await
     }
@@ -761,19 +764,13 @@ impl Store for SqliteStore {
         let key = contract.contract().clone();
         let identity = contract.identity.to_string();
         let deployer = contract.deployer.0.clone();
+        let contract = contract.clone();
         self.write(OP, move |conn, sql| {
             let be = |e| backend(OP, e);
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(be)?;
             let version = i64::from(key.version);
-            let clash = |existing: &str| {
-                (
-                    format!("contract {key} (identity {existing} vs {identity})"),
-                    u64::from(key.version),
-                    u64::from(key.version),
-                )
-            };
             let existing: Option<String> = tx
                 .prepare_cached(&sql.contract_identity)
                 .and_then(|mut s| {
@@ -781,17 +778,15 @@ impl Store for SqliteStore {
                         .optional()
                 })
                 .map_err(be)?;
-            match existing {
-                Some(e) if e == identity => return Ok(()),
-                Some(e) => {
-                    let (what, expected, found) = clash(&e);
-                    return Err(StoreError::Conflict {
-                        what,
-                        expected,
-                        found,
-                    });
-                }
-                None => {}
+            let existing = existing
+                .map(|e| {
+                    e.parse::<Digest>().map_err(|err| {
+                        StoreError::malformed(format!("contract {key} identity"), err)
+                    })
+                })
+                .transpose()?;
+            if ContractPut::decide(existing.as_ref(), &contract)? == ContractPut::AlreadyRecorded {
+                return Ok(());
             }
             tx.prepare_cached(&sql.insert_contract)
                 .and_then(|mut s| {
@@ -799,7 +794,11 @@ impl Store for SqliteStore {
                         key.name, version, identity, deployer, record
                     ])
                 })
-                .map_err(|e| conflict_or_backend(OP, e, || clash("(concurrent)")))?;
+                .map_err(|e| {
+                    conflict_or_backend(OP, e, || {
+                        StoreError::contract_identity(&key, "(concurrent)", contract.identity)
+                    })
+                })?;
             tx.commit().map_err(be)
         })
         .await

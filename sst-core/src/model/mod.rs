@@ -1,0 +1,20 @@
+//! The SST data model: actors, states with hashed (and possibly redacted) sections, events
+//! (intents) with their typed payloads and outcomes, and contract records.
+
+mod actor;
+mod contract;
+mod event;
+mod ids;
+mod payload;
+mod state;
+
+pub use actor::{Actor, ActorStatus};
+pub use contract::{ContractDescriptor, ContractRecord};
+pub use event::{
+    Base, Event, EventKind, EventRecord, Outcome, OutcomeKind, RejectReason, SignedEvent,
+};
+pub use ids::{ActorId, ContractRef, NodeId, OriginSeq, Role, StateId, Timestamp};
+pub use payload::{
+    ActorChange, CallPayload, ChangePayload, CreatePayload, MigrateArgs, PayloadError,
+};
+pub use state::{Disclosure, Parties, Section, SectionSeal, State, StateParts};

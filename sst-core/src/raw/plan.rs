@@ -1,0 +1,230 @@
+//! The commit decision, once for every backend: given a validated batch and what the store
+//! has recorded about it, which items are duplicates, which conflict, and which rows to write.
+//!
+//! An adapter's `commit` is then three steps: read what [`Lookups`] names (inside its
+//! transaction, with the touched rows locked where the engine needs it), call
+//! [`CommitPlan::new`], and write the plan. The adapter never decides itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::StoreError;
+use crate::hash::{Digest, EventId};
+use crate::model::{ContractRecord, NodeId, OriginSeq, State, StateId};
+use crate::store::{CommitBatch, CommitItem, CommitReceipt};
+
+/// What a store must look up before planning a batch: the touched states' current versions,
+/// whether the batch's event ids are recorded, and who holds the batch's origin sequences.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lookups {
+    /// Distinct ids of the states the batch writes, sorted (lock them in this order).
+    pub states: Vec<StateId>,
+    /// Ids of every event in the batch, in batch order.
+    pub events: Vec<EventId>,
+    /// Distinct `(origin_node, origin_seq)` of the batch's events, sorted.
+    pub origins: Vec<(NodeId, OriginSeq)>,
+}
+
+impl Lookups {
+    /// What `batch` needs looked up.
+    pub fn of(batch: &CommitBatch) -> Self {
+        let mut states = BTreeSet::new();
+        let mut origins = BTreeSet::new();
+        let mut events = Vec::with_capacity(batch.items.len());
+        for item in &batch.items {
+            let e = item.event.event();
+            events.push(item.event.id());
+            origins.insert((e.origin_node.clone(), e.origin_seq));
+            if let Some(s) = &item.state {
+                states.insert(s.id.clone());
+            }
+        }
+        Lookups {
+            states: states.into_iter().collect(),
+            events,
+            origins: origins.into_iter().collect(),
+        }
+    }
+}
+
+/// What the store holds for the keys of a [`Lookups`]. Absent entries mean "nothing recorded":
+/// a state without an entry does not exist (version 0).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recorded {
+    /// Current stored version of each touched state that exists.
+    pub versions: BTreeMap<StateId, u64>,
+    /// Batch event ids already recorded.
+    pub events: BTreeSet<EventId>,
+    /// The event recorded under each taken `(origin_node, origin_seq)` of the batch.
+    pub origins: BTreeMap<(NodeId, OriginSeq), EventId>,
+}
+
+/// How the current-state row of one state is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurrentWrite {
+    /// The state is new: insert its row.
+    Insert,
+    /// Replace the row that is still at version `from` (a guard against a concurrent writer).
+    Update {
+        /// The stored version the plan was made against.
+        from: u64,
+    },
+}
+
+/// The final current-state row of one touched state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentRow {
+    /// Index in the batch of the item carrying the state's last new version.
+    pub item: usize,
+    /// Insert or guarded update.
+    pub write: CurrentWrite,
+}
+
+/// The rows one commit writes, as indices into its batch. Apply all of it in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommitPlan {
+    /// Items to record, in batch order: an event row each, plus a history row for each item
+    /// that carries a state version.
+    pub record: Vec<usize>,
+    /// Items skipped because their event id is already recorded (with their state versions).
+    pub duplicates: Vec<usize>,
+    /// One current-state row per state the plan writes, ordered by state id.
+    pub current: Vec<CurrentRow>,
+    receipt: CommitReceipt,
+}
+
+impl CommitPlan {
+    /// Decides a batch against what is recorded. The batch must already have passed
+    /// [`CommitBatch::validate`] (ids unique within the batch, versions consecutive per state).
+    ///
+    /// Rules (the `Store` contract's `# Contract`):
+    /// - an event whose id is recorded is a duplicate: skipped with its state version;
+    /// - a different event holding the same `(origin_node, origin_seq)`, recorded or earlier in
+    ///   the batch, is [`ConflictKind::OriginTaken`](crate::ConflictKind::OriginTaken);
+    /// - an applied state version must be exactly one more than the stored version (or the one
+    ///   before it in the batch), 1 for a new state; otherwise
+    ///   [`ConflictKind::StaleVersion`](crate::ConflictKind::StaleVersion) with `expected` =
+    ///   the version the writer built on and `found` = the version held.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] for the first item that breaks a rule; nothing is to be written.
+    pub fn new(batch: &CommitBatch, recorded: &Recorded) -> Result<CommitPlan, StoreError> {
+        let mut plan = CommitPlan::default();
+        let mut versions: BTreeMap<&StateId, u64> = BTreeMap::new();
+        let mut first: BTreeMap<&StateId, u64> = BTreeMap::new();
+        let mut last: BTreeMap<&StateId, usize> = BTreeMap::new();
+        let mut origins: BTreeSet<(&NodeId, OriginSeq)> = BTreeSet::new();
+        for (i, item) in batch.items.iter().enumerate() {
+            let id = item.event.id();
+            if recorded.events.contains(&id) {
+                plan.duplicates.push(i);
+                plan.receipt.duplicates.push(id);
+                continue;
+            }
+            let e = item.event.event();
+            let key = (e.origin_node.clone(), e.origin_seq);
+            let taken = recorded.origins.get(&key).is_some_and(|owner| *owner != id)
+                || !origins.insert((&e.origin_node, e.origin_seq));
+            if taken {
+                return Err(StoreError::origin_taken(&e.origin_node, e.origin_seq));
+            }
+            if let Some(state) = &item.state {
+                let stored = recorded.versions.get(&state.id).copied().unwrap_or(0);
+                let current = versions.get(&state.id).copied().unwrap_or(stored);
+                if state.version != current + 1 {
+                    return Err(StoreError::stale_version(
+                        &state.id,
+                        state.version.saturating_sub(1),
+                        current,
+                    ));
+                }
+                versions.insert(&state.id, state.version);
+                first.entry(&state.id).or_insert(stored);
+                last.insert(&state.id, i);
+            }
+            plan.record.push(i);
+            plan.receipt.committed.push(id);
+        }
+        plan.current = last
+            .into_iter()
+            .map(|(state, item)| {
+                let from = first.get(state).copied().unwrap_or(0);
+                CurrentRow {
+                    item,
+                    write: if from == 0 {
+                        CurrentWrite::Insert
+                    } else {
+                        CurrentWrite::Update { from }
+                    },
+                }
+            })
+            .collect();
+        Ok(plan)
+    }
+
+    /// What the commit reports once the plan is written.
+    pub fn receipt(&self) -> CommitReceipt {
+        self.receipt.clone()
+    }
+
+    /// Whether nothing is to be written (every item a duplicate, or an empty batch).
+    pub fn is_empty(&self) -> bool {
+        self.record.is_empty()
+    }
+
+    /// The items to record, in batch order.
+    pub fn recorded_items<'a>(
+        &'a self,
+        batch: &'a CommitBatch,
+    ) -> impl Iterator<Item = &'a CommitItem> + 'a {
+        self.record.iter().map(move |&i| &batch.items[i])
+    }
+
+    /// The new state versions to append to the history, in batch order.
+    pub fn history<'a>(&'a self, batch: &'a CommitBatch) -> impl Iterator<Item = &'a State> + 'a {
+        self.recorded_items(batch)
+            .filter_map(|item| item.state.as_ref())
+    }
+
+    /// The final current-state rows with the state each one holds.
+    pub fn current_states<'a>(
+        &'a self,
+        batch: &'a CommitBatch,
+    ) -> impl Iterator<Item = (&'a State, CurrentWrite)> + 'a {
+        self.current.iter().filter_map(move |row| {
+            batch.items[row.item]
+                .state
+                .as_ref()
+                .map(|state| (state, row.write))
+        })
+    }
+}
+
+/// What [`Store::put_contract`](crate::Store::put_contract) does with a contract record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContractPut {
+    /// Not recorded yet: insert it.
+    Insert,
+    /// The same identity is recorded under this name and version: nothing to do.
+    AlreadyRecorded,
+}
+
+impl ContractPut {
+    /// The redeploy rule: given the identity recorded under the record's name and version (if
+    /// any), insert, do nothing, or refuse.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] of kind
+    /// [`ConflictKind::ContractIdentity`](crate::ConflictKind::ContractIdentity) when a
+    /// different identity is recorded.
+    pub fn decide(stored: Option<&Digest>, offered: &ContractRecord) -> Result<Self, StoreError> {
+        match stored {
+            None => Ok(ContractPut::Insert),
+            Some(d) if *d == offered.identity => Ok(ContractPut::AlreadyRecorded),
+            Some(d) => Err(StoreError::contract_identity(
+                offered.contract(),
+                d,
+                offered.identity,
+            )),
+        }
+    }
+}
