@@ -107,6 +107,17 @@ pub enum StoreError {
         /// Rule that was violated.
         reason: String,
     },
+    /// A table (or collection) with a peer table's name exists but is not an SST peer table
+    /// of a layout this version understands: `migrate` refuses to use it and changes nothing.
+    #[error("{backend} table `{table}` is not an SST peer table: {detail}")]
+    Schema {
+        /// Backend name.
+        backend: &'static str,
+        /// The table's name.
+        table: String,
+        /// What does not match (e.g. which column is missing).
+        detail: String,
+    },
     /// Stored data does not verify against its hashes.
     #[error("integrity violation in {what}: {source}")]
     Integrity {
