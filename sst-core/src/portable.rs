@@ -8,12 +8,15 @@
 //! value (`$.items[3].name`, `$["a.b"]`).
 //!
 //! * [`check`] / [`check_at`] validate an in-memory [`Value`];
-//! * [`parse`] turns raw text into a [`Value`], additionally catching what `serde_json` hides:
-//!   duplicate keys (it silently keeps the last one) and numbers that overflow a double.
+//! * [`parse`] turns raw text into a [`Value`], additionally catching what an in-memory value
+//!   can no longer show: text that is not JSON, duplicate keys (`serde_json` silently keeps the
+//!   last one) and number literals whose value would change on the way in.
 //!
 //! When a value breaks several rules, one of them is reported; which one is deterministic for a
-//! given input and build, but is otherwise unspecified. Size ([`ProfileRule::TooLarge`]) is
-//! checked after all other rules.
+//! given input and build, but is otherwise unspecified. Two orders are fixed: text that is not
+//! JSON is always [`ProfileRule::InvalidJson`] (never a number or key rule, even when a bad
+//! number comes before the syntax error), and size ([`ProfileRule::TooLarge`]) is checked after
+//! all other rules.
 //!
 //! # Which numbers are integers
 //!
@@ -24,8 +27,31 @@
 //! as `9007199254740992`, which Postgres, MySQL and SQLite read back as an integer). Integers
 //! must lie within ±(2^53 − 1). Doubles of magnitude 10^21 and above print with an exponent
 //! (`1.5e+300`) and are accepted. This makes the profile closed under canonicalisation:
-//! if [`check`] accepts a value, [`parse`] accepts its canonical text. It also catches integer
-//! literals beyond 64 bits (`18446744073709551616`), which `serde_json` turns into doubles.
+//! if [`check`] accepts a value, [`parse`] accepts its canonical text.
+//!
+//! # Exact numbers in text
+//!
+//! [`parse`] reads each number literal's exact decimal value *v* from the text and the double
+//! *d* it becomes, and accepts the literal only when *d* is what the writer meant:
+//!
+//! * *v* overflows (*d* is infinite, `1e400`, or a 400-digit integer):
+//!   [`ProfileRule::NonFiniteNumber`];
+//! * *v* is not zero but *d* is (`1e-400`): [`ProfileRule::NumberUnderflow`];
+//! * *v* is an integer beyond ±(2^53 − 1), in whatever form it is written
+//!   (`9007199254740993`, `9.007199254740993e15`, `123456789012345678901234567890`,
+//!   `1.0e17`): [`ProfileRule::IntegerOutOfRange`] — unless it is a double in the exponent
+//!   range written with exactly its own digits, that is *d* ≥ 10^21 and *v* equals the value
+//!   of *d*'s shortest round-trip form (`1e300`, `1.5e+300`, `6.02214076e23`, or the same
+//!   value spelled `1000000000000000000000`). Every double at or above 2^53 is mathematically
+//!   an integer, so refusing them all would remove large doubles from the profile; this keeps
+//!   them while refusing any integer whose digits a double cannot hold
+//!   (`123456789012345678901234567890` would silently become `1.2345678901234568e+29`);
+//! * any other literal (one with a fractional part, such as `0.1` or
+//!   `0.1000000000000000055511151231257827`) means the nearest double, as in every JSON
+//!   parser, and then obeys the rules for values above (`9007199254740993.5` becomes the
+//!   integer 9007199254740994 and is refused).
+//!
+//! Integers within ±(2^53 − 1) are exact whatever their form (`1.5e1` is 15).
 
 use std::fmt;
 
@@ -52,6 +78,9 @@ pub enum ProfileRule {
     IntegerOutOfRange,
     /// A number that does not fit a finite IEEE-754 double (e.g. `1e400`).
     NonFiniteNumber,
+    /// A number literal that is not zero but is too small for a double, which would silently
+    /// turn it into 0 (e.g. `1e-400`); only [`parse`] can see it.
+    NumberUnderflow,
     /// A string value or object key containing U+0000 (Postgres `jsonb` rejects it).
     NulInString,
     /// An empty object key.
@@ -66,7 +95,8 @@ pub enum ProfileRule {
     TooDeep,
     /// Canonical size above [`MAX_STATE_BYTES`].
     TooLarge,
-    /// Text that is not JSON at all.
+    /// Text that is not JSON (RFC 8259; strings must also be valid Unicode, so a lone
+    /// surrogate escape such as `"\ud800"` is refused).
     InvalidJson,
 }
 
@@ -76,6 +106,7 @@ impl ProfileRule {
         match self {
             ProfileRule::IntegerOutOfRange => "integer_out_of_range",
             ProfileRule::NonFiniteNumber => "non_finite_number",
+            ProfileRule::NumberUnderflow => "number_underflow",
             ProfileRule::NulInString => "nul_in_string",
             ProfileRule::EmptyKey => "empty_key",
             ProfileRule::DollarKey => "dollar_key",
@@ -134,15 +165,22 @@ pub fn check_at(value: &Value, path_prefix: &str) -> Result<(), ProfileError> {
 }
 
 /// Parses `text` as JSON and checks it against the whole profile, including the rules only
-/// visible in text: [`ProfileRule::DuplicateKey`], [`ProfileRule::NonFiniteNumber`] for
-/// numbers that overflow a double, and [`ProfileRule::InvalidJson`].
+/// visible in text: [`ProfileRule::InvalidJson`], [`ProfileRule::DuplicateKey`], and the
+/// number rules for literals whose value would change on the way in
+/// ([`ProfileRule::NonFiniteNumber`], [`ProfileRule::NumberUnderflow`],
+/// [`ProfileRule::IntegerOutOfRange`]; see the [module documentation](self)).
 ///
-/// Paths start at `$`. For [`ProfileRule::InvalidJson`] the path is where the parser was when
-/// it failed and the detail carries `serde_json`'s line and column.
+/// Paths start at `$`. Text that is not JSON is always [`ProfileRule::InvalidJson`], whatever
+/// else is wrong with it; the path is that of the value the syntax error is in and the detail
+/// carries the line and column (both 1-based, the column in characters).
 ///
 /// # Errors
 /// The first violation found, see [`ProfileError`].
 pub fn parse(text: &str) -> Result<Value, ProfileError> {
+    // Syntax and number literals first, on the text itself: serde_json reports some bad
+    // numbers as syntax errors and silently rounds others, and would stop at a bad number
+    // before seeing that the text is not JSON at all.
+    scan(text)?;
     let mut state = ParseState {
         path: Vec::new(),
         depth: 0,
@@ -154,7 +192,7 @@ pub fn parse(text: &str) -> Result<Value, ProfileError> {
         .and_then(|value| de.end().map(|()| value));
     let value = match result {
         Ok(value) => value,
-        Err(err) => return Err(parse_error(text, state, &err)),
+        Err(err) => return Err(parse_error(state, &err)),
     };
     check_size(&value, "$")?;
     Ok(value)
@@ -403,66 +441,17 @@ impl ParseState {
 }
 
 /// Turns a parse failure into a [`ProfileError`] at the path where the parser stopped.
-fn parse_error(text: &str, state: ParseState, err: &serde_json::Error) -> ProfileError {
+fn parse_error(state: ParseState, err: &serde_json::Error) -> ProfileError {
     let path = state.path_string();
     if let Some((rule, detail)) = state.error {
         return ProfileError { path, rule, detail };
     }
-    if let Some(token) = overflowing_number_at(text, err.line(), err.column()) {
-        return ProfileError {
-            path,
-            rule: ProfileRule::NonFiniteNumber,
-            detail: format!(
-                "number {token} overflows a double at line {} column {}",
-                err.line(),
-                err.column()
-            ),
-        };
-    }
+    // [`scan`] accepted the text, so this is a disagreement with serde_json on what JSON is;
+    // it is still not portable JSON.
     ProfileError {
         path,
         rule: ProfileRule::InvalidJson,
         detail: err.to_string(),
-    }
-}
-
-/// If serde_json failed at (`line`, `column`) on a JSON number too large for a finite double,
-/// returns that number's text.
-///
-/// serde_json reports this as a syntax error like any other; rather than matching its message
-/// text, look at the input: the token at the reported position (columns are byte offsets) must
-/// be a number whose value rounds to infinity.
-fn overflowing_number_at(text: &str, line: usize, column: usize) -> Option<&str> {
-    let bytes = text.as_bytes();
-    let line_start = if line <= 1 {
-        0
-    } else {
-        bytes
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b == b'\n')
-            .nth(line - 2)
-            .map(|(i, _)| i + 1)?
-    };
-    let at = line_start.checked_add(column)?.min(bytes.len());
-    let is_num = |b: u8| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E');
-    let mut start = at;
-    while start > 0 && is_num(bytes[start - 1]) {
-        start -= 1;
-    }
-    let mut end = at;
-    while end < bytes.len() && is_num(bytes[end]) {
-        end += 1;
-    }
-    // Only ASCII bytes were crossed, so both ends are char boundaries.
-    let token = text.get(start..end)?;
-    let first = *token.as_bytes().first()?;
-    if !(first.is_ascii_digit() || first == b'-') {
-        return None;
-    }
-    match token.parse::<f64>() {
-        Ok(f) if f.is_infinite() => Some(token),
-        _ => None,
     }
 }
 
@@ -595,4 +584,540 @@ impl Visitor<'_> for KeySeed {
     fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
         Ok(v)
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Syntax and number literals
+
+/// One open container while [`scan`] reads text.
+enum Frame {
+    /// An array; `index` is the position of the element being read.
+    Array { index: usize },
+    /// An object; `key` is the byte range of the current member's key (quotes included), once
+    /// it has been read.
+    Object { key: Option<(usize, usize)> },
+}
+
+/// Which kind of container is innermost, without borrowing it.
+#[derive(Clone, Copy)]
+enum Top {
+    Nothing,
+    Array,
+    Object,
+}
+
+/// A JSON syntax checker (RFC 8259, plus Unicode-valid `\u` escapes) that also checks every
+/// number literal against the number rules, keeping the literal's exact text.
+///
+/// It runs before `serde_json` builds the value, so that text that is not JSON is reported as
+/// [`ProfileRule::InvalidJson`] even when a bad number comes first, and so that a number is
+/// judged on its literal rather than on the double `serde_json` made of it. It keeps a stack
+/// instead of recursing, so nesting depth costs no native stack.
+struct Scanner<'a> {
+    text: &'a str,
+    pos: usize,
+    stack: Vec<Frame>,
+    /// The first number literal that breaks a number rule, reported only if the whole text
+    /// turns out to be JSON.
+    bad_number: Option<ProfileError>,
+}
+
+/// Checks that `text` is one JSON value (surrounded by optional whitespace) and that its number
+/// literals survive exactly, see the module documentation.
+///
+/// # Errors
+/// [`ProfileRule::InvalidJson`] for the first syntax error; otherwise the first number literal
+/// that breaks a number rule.
+fn scan(text: &str) -> Result<(), ProfileError> {
+    let mut sc = Scanner {
+        text,
+        pos: 0,
+        stack: Vec::new(),
+        bad_number: None,
+    };
+    sc.value_sequence()?;
+    match sc.bad_number {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+impl Scanner<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn top(&self) -> Top {
+        match self.stack.last() {
+            None => Top::Nothing,
+            Some(Frame::Array { .. }) => Top::Array,
+            Some(Frame::Object { .. }) => Top::Object,
+        }
+    }
+
+    /// The path of the value being read.
+    fn path(&self) -> String {
+        let mut out = String::from("$");
+        for frame in &self.stack {
+            match *frame {
+                Frame::Array { index } => push_seg(&mut out, Seg::Index(index)),
+                Frame::Object {
+                    key: Some((start, end)),
+                } => {
+                    // The key was fully checked, so it decodes.
+                    let key: String =
+                        serde_json::from_str(&self.text[start..end]).unwrap_or_default();
+                    push_seg(&mut out, Seg::Key(&key));
+                }
+                Frame::Object { key: None } => {}
+            }
+        }
+        out
+    }
+
+    /// An [`ProfileRule::InvalidJson`] error at the current position.
+    fn syntax_error(&self, what: &str) -> ProfileError {
+        let before = &self.text.as_bytes()[..self.pos.min(self.text.len())];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        // Count characters, not bytes: UTF-8 continuation bytes do not start one.
+        let column = 1 + before[line_start..]
+            .iter()
+            .filter(|&&b| (b & 0xC0) != 0x80)
+            .count();
+        ProfileError {
+            path: self.path(),
+            rule: ProfileRule::InvalidJson,
+            detail: format!("{what} at line {line} column {column}"),
+        }
+    }
+
+    /// `what` if the text ended here, `otherwise` if it goes on with something unexpected.
+    fn unexpected(&self, what: &str, otherwise: &str) -> ProfileError {
+        if self.pos >= self.text.len() {
+            self.syntax_error(&format!("EOF while parsing {what}"))
+        } else {
+            self.syntax_error(otherwise)
+        }
+    }
+
+    /// Reads the whole text: one value, with containers handled by the explicit stack.
+    fn value_sequence(&mut self) -> Result<(), ProfileError> {
+        self.skip_ws();
+        'value: loop {
+            // A value starts here.
+            match self.peek() {
+                Some(b'{') => {
+                    if !self.open_is_empty(b'}') {
+                        self.stack.push(Frame::Object { key: None });
+                        self.member_key()?;
+                        continue 'value;
+                    }
+                }
+                Some(b'[') => {
+                    if !self.open_is_empty(b']') {
+                        self.stack.push(Frame::Array { index: 0 });
+                        continue 'value;
+                    }
+                }
+                Some(b'"') => self.string()?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(b't') => self.keyword("true")?,
+                Some(b'f') => self.keyword("false")?,
+                Some(b'n') => self.keyword("null")?,
+                _ => return Err(self.unexpected("a value", "expected value")),
+            }
+            // A value ended here: close containers until another value is due.
+            loop {
+                self.skip_ws();
+                match (self.top(), self.peek()) {
+                    (Top::Nothing, None) => return Ok(()),
+                    (Top::Nothing, Some(_)) => return Err(self.syntax_error("trailing characters")),
+                    (Top::Array, Some(b',')) => {
+                        if let Some(Frame::Array { index }) = self.stack.last_mut() {
+                            *index += 1;
+                        }
+                        self.pos += 1;
+                        self.skip_ws();
+                        continue 'value;
+                    }
+                    (Top::Array, Some(b']')) | (Top::Object, Some(b'}')) => {
+                        self.pos += 1;
+                        self.stack.pop();
+                    }
+                    (Top::Array, _) => {
+                        return Err(self.unexpected("a list", "expected `,` or `]`"));
+                    }
+                    (Top::Object, Some(b',')) => {
+                        if let Some(Frame::Object { key }) = self.stack.last_mut() {
+                            *key = None;
+                        }
+                        self.pos += 1;
+                        self.skip_ws();
+                        self.member_key()?;
+                        continue 'value;
+                    }
+                    (Top::Object, _) => {
+                        return Err(self.unexpected("an object", "expected `,` or `}`"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads an opening bracket and the whitespace after it; if `close` follows at once, reads
+    /// it too and returns `true` (an empty container, which needs no frame).
+    fn open_is_empty(&mut self, close: u8) -> bool {
+        self.pos += 1;
+        self.skip_ws();
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.pos += 1;
+        }
+        empty
+    }
+
+    /// Reads `"key" :` at the current position (whitespace before it already skipped) and
+    /// records the key in the innermost object frame.
+    fn member_key(&mut self) -> Result<(), ProfileError> {
+        if self.peek() != Some(b'"') {
+            return Err(self.unexpected("an object", "expected a string key"));
+        }
+        let start = self.pos;
+        self.string()?;
+        if let Some(Frame::Object { key }) = self.stack.last_mut() {
+            *key = Some((start, self.pos));
+        }
+        self.skip_ws();
+        if self.peek() != Some(b':') {
+            return Err(self.unexpected("an object", "expected `:`"));
+        }
+        self.pos += 1;
+        self.skip_ws();
+        Ok(())
+    }
+
+    fn keyword(&mut self, word: &str) -> Result<(), ProfileError> {
+        for &expected in word.as_bytes() {
+            if self.peek() != Some(expected) {
+                return Err(self.unexpected("a value", "expected value"));
+            }
+            self.pos += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads a string starting at its opening quote.
+    fn string(&mut self) -> Result<(), ProfileError> {
+        self.pos += 1;
+        loop {
+            match self.peek() {
+                None => return Err(self.syntax_error("EOF while parsing a string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 1;
+                        }
+                        Some(b'u') => {
+                            self.pos += 1;
+                            self.unicode_escape()?;
+                        }
+                        None => return Err(self.syntax_error("EOF while parsing a string")),
+                        Some(_) => return Err(self.syntax_error("invalid escape")),
+                    }
+                }
+                Some(b) if b < 0x20 => {
+                    return Err(self.syntax_error("control character in string (must be escaped)"));
+                }
+                Some(_) => self.pos += 1,
+            }
+        }
+    }
+
+    /// Reads the four hex digits after `\u` (and a low surrogate after a high one).
+    fn unicode_escape(&mut self) -> Result<(), ProfileError> {
+        let unit = self.hex4()?;
+        match unit {
+            0xD800..=0xDBFF => {
+                if self.peek() != Some(b'\\') {
+                    return Err(self.syntax_error("lone leading surrogate in hex escape"));
+                }
+                self.pos += 1;
+                if self.peek() != Some(b'u') {
+                    return Err(self.syntax_error("lone leading surrogate in hex escape"));
+                }
+                self.pos += 1;
+                if !(0xDC00..=0xDFFF).contains(&self.hex4()?) {
+                    return Err(self.syntax_error("lone leading surrogate in hex escape"));
+                }
+                Ok(())
+            }
+            0xDC00..=0xDFFF => Err(self.syntax_error("lone trailing surrogate in hex escape")),
+            _ => Ok(()),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u32, ProfileError> {
+        let mut unit = 0;
+        for _ in 0..4 {
+            let digit = self
+                .peek()
+                .and_then(|b| char::from(b).to_digit(16))
+                .ok_or_else(|| self.unexpected("a string", "invalid \\u escape"))?;
+            unit = unit * 16 + digit;
+            self.pos += 1;
+        }
+        Ok(unit)
+    }
+
+    /// Reads a number literal (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`) and checks
+    /// its value.
+    fn number(&mut self) -> Result<(), ProfileError> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => {
+                self.pos += 1;
+                if matches!(self.peek(), Some(b'0'..=b'9')) {
+                    return Err(self.syntax_error("invalid number: leading zero"));
+                }
+            }
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.unexpected("a number", "invalid number")),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.unexpected("a number", "invalid number: no digit after `.`"));
+            }
+            self.digits();
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.unexpected("a number", "invalid number: no digit in exponent"));
+            }
+            self.digits();
+        }
+        if self.bad_number.is_none() {
+            if let Err((rule, detail)) = check_literal(&self.text[start..self.pos]) {
+                self.bad_number = Some(ProfileError {
+                    path: self.path(),
+                    rule,
+                    detail,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn digits(&mut self) {
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.pos += 1;
+        }
+    }
+}
+
+/// The exact decimal value of a JSON number literal, without allocating: its significant
+/// digits are `int` followed by `frac`, minus `lead` leading and `trail` trailing zeros.
+#[derive(Clone, Copy)]
+struct Decimal<'a> {
+    negative: bool,
+    int: &'a str,
+    frac: &'a str,
+    lead: usize,
+    trail: usize,
+    /// Decimal exponent of the first significant digit (`123` → 2, `0.05` → -2), saturated.
+    sci_exp: i64,
+}
+
+impl<'a> Decimal<'a> {
+    /// `literal` must match the JSON number grammar (a `+` in the exponent is allowed).
+    fn parse(literal: &'a str) -> Self {
+        let (negative, rest) = match literal.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, literal),
+        };
+        let (mantissa, exp) = match rest.find(['e', 'E']) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let (exp_negative, exp_digits) = match exp.as_bytes().first() {
+            Some(b'-') => (true, &exp[1..]),
+            Some(b'+') => (false, &exp[1..]),
+            _ => (false, exp),
+        };
+        // Saturate far beyond any double's range; the extra margin absorbs the digit count.
+        const CAP: i64 = 1 << 62;
+        let mut exp: i64 = 0;
+        for b in exp_digits.bytes() {
+            exp = exp
+                .saturating_mul(10)
+                .saturating_add(i64::from(b - b'0'))
+                .min(CAP);
+        }
+        if exp_negative {
+            exp = -exp;
+        }
+        let total = int.len() + frac.len();
+        let digits = int.bytes().chain(frac.bytes());
+        let lead = digits.clone().take_while(|&b| b == b'0').count();
+        let trail = if lead == total {
+            0
+        } else {
+            frac.bytes()
+                .rev()
+                .chain(int.bytes().rev())
+                .take_while(|&b| b == b'0')
+                .count()
+        };
+        // The first significant digit is digit `lead`; the point follows digit `int.len()`.
+        let point = i64::try_from(int.len()).unwrap_or(CAP);
+        let first = i64::try_from(lead).unwrap_or(CAP);
+        let sci_exp = (point - first - 1).saturating_add(exp);
+        Decimal {
+            negative,
+            int,
+            frac,
+            lead,
+            trail,
+            sci_exp,
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        self.lead == self.int.len() + self.frac.len()
+    }
+
+    /// The significant digits, as ASCII bytes (none for zero).
+    fn significant(&self) -> impl Iterator<Item = u8> + Clone + 'a {
+        let count = (self.int.len() + self.frac.len()).saturating_sub(self.lead + self.trail);
+        self.int
+            .bytes()
+            .chain(self.frac.bytes())
+            .skip(self.lead)
+            .take(count)
+    }
+
+    fn significant_len(&self) -> usize {
+        (self.int.len() + self.frac.len()).saturating_sub(self.lead + self.trail)
+    }
+
+    /// Whether the value has no fractional part.
+    fn is_integer(&self) -> bool {
+        self.is_zero()
+            || i64::try_from(self.significant_len()).is_ok_and(|len| len - 1 <= self.sci_exp)
+    }
+
+    /// Whether the value is an integer within ±[`MAX_SAFE_INTEGER`].
+    fn is_safe_integer(&self) -> bool {
+        if self.is_zero() {
+            return true;
+        }
+        // MAX_SAFE_INTEGER has 16 digits, so a safe integer has sci_exp ≤ 15.
+        if !self.is_integer() || self.sci_exp > 15 {
+            return false;
+        }
+        let mut n: u64 = 0;
+        for b in self.significant() {
+            n = n * 10 + u64::from(b - b'0');
+        }
+        for _ in 0..(self.sci_exp + 1 - self.significant_len() as i64) {
+            n *= 10;
+        }
+        n <= MAX_SAFE_INTEGER
+    }
+
+    /// Whether both denote the same number (`-0` equals `0`).
+    fn same_value(&self, other: &Decimal<'_>) -> bool {
+        if self.is_zero() || other.is_zero() {
+            return self.is_zero() && other.is_zero();
+        }
+        self.negative == other.negative
+            && self.sci_exp == other.sci_exp
+            && self.significant().eq(other.significant())
+    }
+}
+
+/// A literal shortened for error details (literals can be megabytes long).
+fn shown(literal: &str) -> String {
+    const MAX: usize = 40;
+    if literal.len() <= MAX {
+        literal.to_owned()
+    } else {
+        // Literals are ASCII, so any byte index is a char boundary.
+        format!("{}… ({} characters)", &literal[..MAX], literal.len())
+    }
+}
+
+/// Checks one number literal (JSON number grammar) against the number rules; see the module
+/// documentation.
+fn check_literal(literal: &str) -> Result<(), Violation> {
+    // Fast path: a plain integer of at most 15 digits is below 10^15 < 2^53 and exact.
+    let unsigned = literal.strip_prefix('-').unwrap_or(literal);
+    if unsigned.len() <= 15 && unsigned.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    // Rust's parser rounds correctly, as serde_json's `float_roundtrip` does.
+    let Ok(double) = literal.parse::<f64>() else {
+        return Err((
+            ProfileRule::InvalidJson,
+            format!("number {} cannot be read", shown(literal)),
+        ));
+    };
+    if double.is_infinite() {
+        return Err((
+            ProfileRule::NonFiniteNumber,
+            format!("number {} overflows a double", shown(literal)),
+        ));
+    }
+    let exact = Decimal::parse(literal);
+    if exact.is_zero() {
+        return Ok(());
+    }
+    if double == 0.0 {
+        return Err((
+            ProfileRule::NumberUnderflow,
+            format!(
+                "number {} is not zero but a double would hold it as 0",
+                shown(literal)
+            ),
+        ));
+    }
+    if exact.is_integer() && !exact.is_safe_integer() {
+        let mut buf = ryu_js::Buffer::new();
+        let shortest = buf.format_finite(double);
+        let kept =
+            double.abs() >= EXPONENT_FORM_FROM && exact.same_value(&Decimal::parse(shortest));
+        if !kept {
+            return Err((
+                ProfileRule::IntegerOutOfRange,
+                format!(
+                    "number {} is an integer outside ±{MAX_SAFE_INTEGER}; a double would hold it as {shortest}",
+                    shown(literal)
+                ),
+            ));
+        }
+    }
+    check_f64(double)
 }
