@@ -153,12 +153,20 @@ pub fn code_hash(contract: &ContractRef, source: &str) -> Digest {
     )
 }
 
+/// A held version: its code and its descriptor, computed once when the code is added.
+#[derive(Clone)]
+struct Held {
+    code: Arc<dyn Contract>,
+    descriptor: ContractDescriptor,
+}
+
 /// The contract versions whose code a node holds. A node refuses events naming a version
 /// that is not both held here and recorded (deployed) in its contract table with the same
-/// identity.
+/// identity. Each version's descriptor (and so its identity) is computed once, when it is
+/// added, not per event.
 #[derive(Clone, Default)]
 pub struct ContractRegistry {
-    by_ref: BTreeMap<ContractRef, Arc<dyn Contract>>,
+    by_ref: BTreeMap<ContractRef, Held>,
 }
 
 impl std::fmt::Debug for ContractRegistry {
@@ -181,12 +189,30 @@ impl ContractRegistry {
 
     /// Adds a contract version.
     pub fn insert(&mut self, contract: Arc<dyn Contract>) {
-        self.by_ref.insert(contract.contract(), contract);
+        let descriptor = contract.descriptor();
+        self.by_ref.insert(
+            descriptor.contract.clone(),
+            Held {
+                code: contract,
+                descriptor,
+            },
+        );
     }
 
     /// The code of a version, if held.
     pub fn get(&self, contract: &ContractRef) -> Option<&Arc<dyn Contract>> {
-        self.by_ref.get(contract)
+        self.by_ref.get(contract).map(|h| &h.code)
+    }
+
+    /// The descriptor of a held version (computed when it was added).
+    pub fn descriptor(&self, contract: &ContractRef) -> Option<&ContractDescriptor> {
+        self.by_ref.get(contract).map(|h| &h.descriptor)
+    }
+
+    /// The identity of a held version under `alg`.
+    pub fn identity(&self, contract: &ContractRef, alg: HashAlg) -> Option<Digest> {
+        self.descriptor(contract)
+            .map(|d| ContractRecord::identity_of(d, alg))
     }
 
     /// Versions held, sorted.
@@ -205,12 +231,12 @@ impl ContractRegistry {
         deployer: ActorId,
         key: &ActorKey,
     ) -> Result<ContractRecord, crate::NodeError> {
-        let code = self
-            .get(contract)
+        let descriptor = self
+            .descriptor(contract)
             .ok_or_else(|| crate::NodeError::Contract {
                 contract: contract.clone(),
                 reason: "this registry does not hold its code".into(),
             })?;
-        Ok(ContractRecord::sign(code.descriptor(), alg, deployer, key))
+        Ok(ContractRecord::sign(descriptor.clone(), alg, deployer, key))
     }
 }

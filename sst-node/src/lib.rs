@@ -41,9 +41,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod build;
+mod context;
 pub mod contract;
 pub mod contracts;
 pub mod error;
+mod inbox;
 pub mod message;
 pub mod node;
 pub mod pipeline;
@@ -51,11 +54,16 @@ mod sequencer;
 pub mod sync;
 pub mod transport;
 
+pub use build::{Built, EventBuilder};
+pub use context::{NodeContext, ProtocolChoice};
 pub use contract::{Call, Contract, ContractError, ContractRegistry, Sections, MIGRATE_METHOD};
 pub use error::NodeError;
-pub use message::{AppliedChange, Intent, Message, Verdict};
-pub use node::{Node, NodeConfig, NodeContext};
-pub use sync::{HomeSync, SyncProtocol};
+pub use message::{
+    AppliedChange, ForwardedIntent, Intent, ProtocolEnvelope, Refusal, Rejection, Verdict,
+};
+pub use node::{Node, NodeConfig};
+pub use sync::{Admission, HomeMessage, HomeSync, Inbound, Route, SyncProtocol, SyncRegistry};
 pub use transport::{
-    Delivery, InProcessNetwork, InProcessTransport, Inbox, Transport, TransportError,
+    Delivery, InProcessNetwork, InProcessTransport, Inbox, Pending, Receipt, Transport,
+    TransportError,
 };

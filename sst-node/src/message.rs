@@ -1,12 +1,12 @@
-//! What actors ask for ([`Intent`]), what nodes send each other ([`Message`]), and what an
-//! intent became ([`Verdict`]).
+//! What actors ask for ([`Intent`]), what nodes send each other ([`ProtocolEnvelope`],
+//! [`AppliedChange`]), and what an intent became ([`Verdict`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sst_core::{
-    ActorChange, ActorId, ContractRef, Disclosure, EventId, OriginSeq, Outcome, Parties, PublicKey,
+    ActorChange, ActorId, ContractRef, Disclosure, EventId, Outcome, Parties, PublicKey,
     RejectReason, SectionHash, SignedEvent, StateId, StateRoot,
 };
 
@@ -134,6 +134,7 @@ impl Intent {
 /// event, the plaintext + salt of the changed sections **that node may read** (nothing for
 /// the others), the hashes of all changed sections, and the resulting version and root.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AppliedChange {
     /// The signed intent.
     pub signed: SignedEvent,
@@ -147,48 +148,76 @@ pub struct AppliedChange {
     pub root: StateRoot,
 }
 
-/// Node-to-node messages of the default sync protocol. Serializable so network transports
-/// can carry them.
+/// A signed intent and the plaintext + salt of the sections it writes, as its initiating
+/// node forwards it to the node that sequences it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Message {
-    /// An initiator forwards a signed intent (with full disclosures) to the state's home node.
-    Intent {
-        /// The intent.
-        signed: SignedEvent,
-        /// Plaintext + salt of the sections it writes.
-        disclosures: BTreeMap<String, Disclosure>,
-    },
-    /// The home node distributes an applied change (redacted for the receiver).
-    Applied(Box<AppliedChange>),
-    /// The home node tells the initiator its intent was rejected (and recorded as such).
-    Rejected {
-        /// The intent.
-        signed: SignedEvent,
-        /// Why.
-        reason: RejectReason,
-    },
-    /// The home node could not record the intent at all (e.g. its origin sequence was
-    /// already used by another event).
-    Refused {
-        /// The intent's id.
-        event: EventId,
-        /// Why (typed, though not recorded).
-        reason: RejectReason,
-    },
-    /// A (re)started node announces itself; peers answer with a [`Message::CatchUp`] so that
-    /// changes it sequenced but had not yet published reach them.
-    Hello,
-    /// Ask a home node for everything the sender missed: applied versions after `held` for
-    /// states the sender participates in, and rejections of the sender's own intents after
-    /// `own_after`.
-    CatchUp {
-        /// State → latest version the sender holds (absent: none).
-        held: BTreeMap<StateId, u64>,
-        /// Highest origin sequence of the sender that it has recorded.
-        own_after: OriginSeq,
-    },
+#[serde(deny_unknown_fields)]
+pub struct ForwardedIntent {
+    /// The intent.
+    pub signed: SignedEvent,
+    /// Plaintext + salt of the sections it writes.
+    pub disclosures: BTreeMap<String, Disclosure>,
+}
+
+/// An intent its sequencing node recorded as rejected, as the initiating node learns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rejection {
+    /// The intent.
+    pub signed: SignedEvent,
+    /// Why.
+    pub reason: RejectReason,
+}
+
+/// An intent its sequencing node could not record at all (e.g. its origin sequence was
+/// already used by another event): typed, though recorded nowhere.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refusal {
+    /// The intent's id.
+    pub event: EventId,
+    /// Why.
+    pub reason: RejectReason,
+}
+
+/// What travels between nodes: one protocol's message, tagged with the protocol's name and
+/// the version of its message format, so that several sync protocols run side by side and a
+/// node refuses (and logs) a protocol or version it does not speak.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProtocolEnvelope {
+    /// Protocol name ([`crate::SyncProtocol::name`]).
+    pub protocol: String,
+    /// Version of the protocol's message format.
+    pub version: u16,
+    /// The protocol's message.
+    pub body: Value,
+}
+
+impl ProtocolEnvelope {
+    /// Wraps `body` for `protocol` at `version`.
+    ///
+    /// # Errors
+    /// When `body` cannot be represented as JSON (e.g. a map with non-string keys).
+    pub fn new<T: Serialize>(
+        protocol: &str,
+        version: u16,
+        body: &T,
+    ) -> Result<Self, serde_json::Error> {
+        Ok(ProtocolEnvelope {
+            protocol: protocol.to_owned(),
+            version,
+            body: serde_json::to_value(body)?,
+        })
+    }
+
+    /// The body as the protocol's message type.
+    ///
+    /// # Errors
+    /// When the body does not have that type's shape.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.body)
+    }
 }
 
 /// What became of an intent.

@@ -29,9 +29,9 @@ use sst_core::{
     RejectReason, Section, SectionHash, SignedEvent, State,
 };
 
+use crate::context::NodeContext;
 use crate::contract::{Call, Contract, Sections, MIGRATE_METHOD};
 use crate::message::AppliedChange;
-use crate::node::NodeContext;
 
 /// What the pipeline decided.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,26 +1,27 @@
 //! The sequencer: the one writer task of a node. It drains the job channel, runs each job
 //! through the pipeline on top of the versions produced earlier in the same batch, commits
-//! the whole batch in one store transaction (group commit), and only then publishes outbound
-//! messages (outbox) and answers callers. Also the inbox task that turns peer messages into
-//! jobs.
+//! the whole batch in one store transaction (group commit), and only then hands outbound
+//! messages to the outbox and answers callers. It never waits for a peer: routing,
+//! admission of received changes and what to send come from the contract's
+//! [`SyncProtocol`](crate::SyncProtocol), sending from the per-peer outbox senders.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use sst_core::{
-    ActorChange, Base, CommitBatch, CommitItem, Disclosure, Event, EventKind, EventRecord, NodeId,
-    OriginSeq, Outcome, RejectReason, Section, SignedEvent, State, StateId, StoreError, Timestamp,
+    ActorChange, CommitBatch, CommitItem, Disclosure, EventKind, EventRecord, NodeId, OriginSeq,
+    Outcome, RejectReason, SignedEvent, State, StateId, StoreError,
 };
 use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
 
-use crate::contract::MIGRATE_METHOD;
+use crate::build::EventBuilder;
+use crate::context::NodeContext;
 use crate::error::NodeError;
-use crate::message::{AppliedChange, Intent, Message, Verdict};
-use crate::node::NodeContext;
+use crate::message::{AppliedChange, Intent, ProtocolEnvelope, Verdict};
 use crate::pipeline::{self, Eval};
-use crate::transport::Inbox;
+use crate::sync::{Admission, Route, SyncRegistry};
 
 type Reply = oneshot::Sender<Result<Verdict, NodeError>>;
 
@@ -35,7 +36,7 @@ pub(crate) struct Job {
 pub(crate) struct Prepared {
     signed: SignedEvent,
     disclosures: BTreeMap<String, Disclosure>,
-    home: NodeId,
+    route: Route,
 }
 
 pub(crate) enum JobKind {
@@ -70,9 +71,9 @@ struct Planned {
     /// Whether this node sequenced the item (then the sync protocol publishes it).
     sequenced: bool,
     verdict: Option<Result<Verdict, NodeError>>,
-    sends: Vec<(NodeId, Message)>,
-    /// Forward an intent to its home and wait for the outcome coming back.
-    forward: Option<(NodeId, Message, sst_core::EventId)>,
+    sends: Vec<(NodeId, ProtocolEnvelope)>,
+    /// Forward an intent to its sequencing node and wait for the outcome coming back.
+    forward: Option<(NodeId, ProtocolEnvelope, sst_core::EventId)>,
     /// An applied actor change: the new record, put in the directory after the commit.
     actor: Option<sst_core::Actor>,
 }
@@ -85,17 +86,23 @@ struct Overlay {
 
 struct Writer {
     ctx: Arc<NodeContext>,
+    sync: Arc<SyncRegistry>,
     next_seq: u64,
 }
 
 /// The sequencer task.
 pub(crate) async fn run(
     ctx: Arc<NodeContext>,
+    sync: Arc<SyncRegistry>,
     mut rx: mpsc::Receiver<Job>,
     next_seq: u64,
     max_batch: usize,
 ) {
-    let mut w = Writer { ctx, next_seq };
+    let mut w = Writer {
+        ctx,
+        sync,
+        next_seq,
+    };
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         while jobs.len() < max_batch {
@@ -176,11 +183,15 @@ impl Writer {
             .or_else(|| plan.forward.as_ref().map(|f| f.2))
             .into_iter()
             .collect();
+        warn!(?events, error = %e, "commit failed; the events' fate is unknown until a restart");
         if let Some(r) = job.reply {
-            let _ = r.send(Err(NodeError::Interrupted {
-                events,
-                source: StoreError::backend("node", "commit", e.to_string()),
-            }));
+            answer(
+                r,
+                Err(NodeError::Interrupted {
+                    events,
+                    source: StoreError::backend("node", "commit", e.to_string()),
+                }),
+            );
         }
     }
 
@@ -204,24 +215,19 @@ impl Writer {
             path: "$".into(),
             reason: format!("not recordable: {detail}"),
         };
+        warn!(%event, %detail, "event not recordable; refused");
         if let JobKind::Sequence {
             from: Some(from), ..
         } = &job.kind
         {
-            let _ = self
-                .ctx
-                .transport()
-                .send(
-                    from,
-                    Message::Refused {
-                        event,
-                        reason: reason.clone(),
-                    },
-                )
-                .await;
+            let protocol = self.sync.for_contract(&item.event.event().contract);
+            match protocol.refused(event, &reason) {
+                Ok(m) => self.ctx.send(from, m),
+                Err(e) => warn!(%event, peer = %from, error = %e, "refusal not sent"),
+            }
         }
         if let Some(r) = job.reply {
-            let _ = r.send(Ok(Verdict::Refused { event, reason }));
+            answer(r, Ok(Verdict::Refused { event, reason }));
         }
     }
 
@@ -236,6 +242,7 @@ impl Writer {
                 Ok(_) => return Ok(()),
                 Err(e) if e.is_retryable() && attempt < 3 => {
                     attempt += 1;
+                    debug!(attempt, error = %e, "retrying a commit");
                     tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
                 }
                 Err(e @ (StoreError::Conflict { .. } | StoreError::InvalidInput { .. })) => {
@@ -251,43 +258,55 @@ impl Writer {
         let ctx = self.ctx.clone();
         if let Some(actor) = plan.actor.clone() {
             // Committed: the directory follows (a failed table write is repaired at start).
-            let _ = ctx.apply_actor(actor).await;
+            let id = actor.id.clone();
+            if let Err(e) = ctx.apply_actor(actor).await {
+                warn!(actor = %id, error = %e, "actor table not updated; repaired at restart");
+            }
         }
         if let Some(item) = &plan.item {
             let e = item.event.event();
+            let event = item.event.id();
             if e.kind == EventKind::Create && item.state.is_some() {
                 ctx.note_home(&e.state_id, &e.origin_node);
             }
             if plan.sequenced {
-                if let Some(p) = ctx.protocol_for(&e.contract) {
-                    match p.outbound(&ctx, item).await {
-                        Ok(msgs) => {
-                            for (to, m) in msgs {
-                                // Outbox: a peer that is unreachable now catches up later.
-                                let _ = ctx.transport().send(&to, m).await;
-                            }
+                let protocol = self.sync.for_contract(&e.contract);
+                match protocol.outbound(&ctx, item).await {
+                    Ok(msgs) => {
+                        for (to, m) in msgs {
+                            ctx.send(&to, m);
                         }
-                        Err(_) => { /* the record is committed; peers catch up */ }
                     }
+                    Err(err) => warn!(
+                        %event, state = %e.state_id, protocol = protocol.name(), error = %err,
+                        "committed, but not published; peers catch up"
+                    ),
                 }
             }
-            let verdict = Verdict::from_outcome(item.event.id(), &item.event.outcome);
-            ctx.resolve(&item.event.id(), Ok(verdict));
+            let verdict = Verdict::from_outcome(event, &item.event.outcome);
+            ctx.resolve(&event, Ok(verdict));
         }
         for (to, m) in plan.sends {
-            let _ = ctx.transport().send(&to, m).await;
+            ctx.send(&to, m);
         }
         if let Some((to, msg, event)) = plan.forward {
             if let Some(r) = job.reply {
                 ctx.wait_for(event, r);
-                if let Err(e) = ctx.transport().send(&to, msg).await {
-                    ctx.resolve(&event, Err(e.into()));
-                }
+                let weak = Arc::downgrade(&ctx);
+                ctx.send_then(
+                    &to,
+                    msg,
+                    Box::new(move |sent| {
+                        if let Some(ctx) = weak.upgrade() {
+                            ctx.resolve_send(&event, sent);
+                        }
+                    }),
+                );
             }
             return;
         }
         if let (Some(r), Some(v)) = (job.reply, plan.verdict) {
-            let _ = r.send(v);
+            answer(r, v);
         }
     }
 
@@ -314,21 +333,19 @@ impl Writer {
                 let Some(p) = prepared.as_deref() else {
                     return Err(NodeError::Invalid("intent could not be prepared".into()));
                 };
-                if p.home == *self.ctx.id() {
-                    let p = p.clone();
-                    self.sequence(&p.signed, &p.disclosures, ov).await
-                } else {
-                    Ok(Planned {
-                        forward: Some((
-                            p.home.clone(),
-                            Message::Intent {
-                                signed: p.signed.clone(),
-                                disclosures: p.disclosures.clone(),
-                            },
-                            p.signed.id,
-                        )),
-                        ..Default::default()
-                    })
+                match &p.route {
+                    Route::Here => {
+                        let p = p.clone();
+                        self.sequence(&p.signed, &p.disclosures, ov).await
+                    }
+                    Route::Forward(to) => {
+                        let protocol = self.sync.for_contract(&p.signed.event.contract);
+                        let msg = protocol.forward(&p.signed, &p.disclosures)?;
+                        Ok(Planned {
+                            forward: Some((to.clone(), msg, p.signed.id)),
+                            ..Default::default()
+                        })
+                    }
                 }
             }
             JobKind::Sequence {
@@ -345,14 +362,9 @@ impl Writer {
                                 signed.event.origin_node
                             ),
                         };
+                        let protocol = self.sync.for_contract(&signed.event.contract);
                         return Ok(Planned {
-                            sends: vec![(
-                                from.clone(),
-                                Message::Refused {
-                                    event: signed.id,
-                                    reason: reason.clone(),
-                                },
-                            )],
+                            sends: vec![(from.clone(), protocol.refused(signed.id, &reason)?)],
                             verdict: Some(Ok(Verdict::Refused {
                                 event: signed.id,
                                 reason,
@@ -366,16 +378,11 @@ impl Writer {
                     let reason = RejectReason::BadSignature {
                         detail: err.to_string(),
                     };
-                    let sends = from
-                        .iter()
-                        .map(|f| {
-                            let m = Message::Refused {
-                                event: signed.id,
-                                reason: reason.clone(),
-                            };
-                            (f.clone(), m)
-                        })
-                        .collect();
+                    let protocol = self.sync.for_contract(&signed.event.contract);
+                    let mut sends = Vec::new();
+                    if let Some(f) = from {
+                        sends.push((f.clone(), protocol.refused(signed.id, &reason)?));
+                    }
                     return Ok(Planned {
                         sends,
                         verdict: Some(Ok(Verdict::Refused {
@@ -389,14 +396,13 @@ impl Writer {
                     // A replay: nothing changes; tell the forwarder what happened first.
                     let mut sends = Vec::new();
                     if let Some(from) = from {
-                        if let Some(p) = self.ctx.protocol_for(&rec.event().contract) {
-                            sends = p
-                                .replay(&self.ctx, &rec, from)
-                                .await?
-                                .into_iter()
-                                .map(|m| (from.clone(), m))
-                                .collect();
-                        }
+                        let protocol = self.sync.for_contract(&rec.event().contract);
+                        sends = protocol
+                            .replay(&self.ctx, &rec, from)
+                            .await?
+                            .into_iter()
+                            .map(|m| (from.clone(), m))
+                            .collect();
                     }
                     return Ok(Planned {
                         sends,
@@ -437,7 +443,8 @@ impl Writer {
         }
     }
 
-    /// Builds and signs the event for a local intent, assigning the next origin sequence.
+    /// Builds and signs the event for a local intent, assigning the next origin sequence,
+    /// and asks the contract's protocol who sequences it.
     async fn prepare(
         &mut self,
         actor: &sst_core::ActorId,
@@ -457,127 +464,44 @@ impl Writer {
             actor: actor.clone(),
             node: me.clone(),
         })?;
-        let cur = self.current(ov, intent.state_id()).await?;
-        let unknown = || {
-            NodeError::Invalid(format!(
-                "state {} is unknown on node {me}",
-                intent.state_id()
-            ))
+        let builder = EventBuilder::new(me.clone(), actor.clone(), &key).alg(ctx.alg());
+        let seq = OriginSeq(self.next_seq);
+        let unknown_actor = |target: &sst_core::ActorId| {
+            NodeError::Invalid(format!("actor {target} is unknown on node {me}"))
         };
-        let seal = |alg, sections: &BTreeMap<String, serde_json::Value>| {
-            let sealed: BTreeMap<String, Section> = sections
-                .iter()
-                .map(|(n, v)| (n.clone(), Section::seal(alg, n, v.clone())))
-                .collect();
-            let hashes: serde_json::Map<String, serde_json::Value> = sealed
-                .iter()
-                .map(|(n, s)| (n.clone(), json!(s.hash.to_string())))
-                .collect();
-            let disclosures: BTreeMap<String, Disclosure> = sealed
-                .into_iter()
-                .filter_map(|(n, s)| s.disclosure.map(|d| (n, d)))
-                .collect();
-            (hashes, disclosures)
-        };
-        let base = cur.as_ref().map(|s| Base {
-            version: s.version,
-            root: s.root,
-        });
-        let alg = cur.as_ref().map_or(ctx.alg(), State::alg);
-        let (kind, contract, base, payload, disclosures) = match intent {
-            Intent::Create {
-                contract,
-                parties,
-                sections,
-                ..
-            } => {
-                let (hashes, d) = seal(alg, sections);
-                (
-                    EventKind::Create,
-                    contract.clone(),
-                    None,
-                    json!({"parties": parties, "sections": hashes}),
-                    d,
-                )
-            }
-            Intent::Change { sections, .. } => {
-                let cur = cur.as_ref().ok_or_else(unknown)?;
-                let (hashes, d) = seal(alg, sections);
-                (
-                    EventKind::ChangeSections,
-                    cur.contract.clone(),
-                    base,
-                    json!({ "sections": hashes }),
-                    d,
-                )
-            }
-            Intent::Call { method, args, .. } => {
-                let cur = cur.as_ref().ok_or_else(unknown)?;
-                (
-                    EventKind::CallMethod,
-                    cur.contract.clone(),
-                    base,
-                    json!({"method": method, "args": args}),
-                    BTreeMap::new(),
-                )
-            }
-            Intent::Migrate { to, .. } => {
-                let cur = cur.as_ref().ok_or_else(unknown)?;
-                (
-                    EventKind::CallMethod,
-                    to.clone(),
-                    base,
-                    json!({"method": MIGRATE_METHOD, "args": {"from": cur.contract}}),
-                    BTreeMap::new(),
-                )
-            }
+        let built = match intent {
             Intent::RotateKey {
                 actor: target,
                 new_key,
                 ..
             } => {
-                let before = ctx.actor(target).ok_or_else(|| {
-                    NodeError::Invalid(format!("actor {target} is unknown on node {me}"))
-                })?;
+                let before = ctx.actor(target).ok_or_else(|| unknown_actor(target))?;
                 let after = sst_core::Actor {
                     public_key: *new_key,
                     ..before.clone()
                 };
-                actor_change(before, after)
+                builder.actor_change(seq, &before, after)
             }
             Intent::Revoke { actor: target, .. } => {
-                let before = ctx.actor(target).ok_or_else(|| {
-                    NodeError::Invalid(format!("actor {target} is unknown on node {me}"))
-                })?;
+                let before = ctx.actor(target).ok_or_else(|| unknown_actor(target))?;
                 let after = sst_core::Actor {
                     status: sst_core::ActorStatus::Revoked,
                     ..before.clone()
                 };
-                actor_change(before, after)
+                builder.actor_change(seq, &before, after)
+            }
+            _ => {
+                let cur = self.current(ov, intent.state_id()).await?;
+                builder.build(seq, intent, cur.as_ref())?
             }
         };
-        let home = if matches!(kind, EventKind::Create | EventKind::ActorChange) {
-            me.clone()
-        } else {
-            ctx.home_of(intent.state_id()).await?.ok_or_else(unknown)?
-        };
-        let event = Event {
-            kind,
-            state_id: intent.state_id().clone(),
-            contract,
-            base,
-            origin_node: me,
-            origin_seq: OriginSeq(self.next_seq),
-            actor: actor.clone(),
-            payload,
-            timestamp: Timestamp::now(),
-            alg,
-        };
+        let protocol = self.sync.for_contract(&built.signed.event.contract);
+        let route = protocol.route(&ctx, &built.signed).await?;
         self.next_seq += 1;
         Ok(Prepared {
-            signed: SignedEvent::sign(event, &key),
-            disclosures,
-            home,
+            signed: built.signed,
+            disclosures: built.disclosures,
+            route,
         })
     }
 
@@ -713,7 +637,8 @@ impl Writer {
         }
     }
 
-    /// Applies a change distributed by a home node, after checking it.
+    /// Applies a change another node sequenced, once its protocol admits it on top of the
+    /// version held here and the pipeline checked it.
     async fn replicate(
         &mut self,
         from: &NodeId,
@@ -724,108 +649,39 @@ impl Writer {
         if e.kind == EventKind::ActorChange {
             return self.replicate_actor_change(ch).await;
         }
-        let refused = |reason: RejectReason| {
-            Ok(Planned {
-                verdict: Some(Ok(Verdict::Refused {
-                    event: ch.signed.id,
-                    reason,
-                })),
-                ..Default::default()
-            })
-        };
-        let home = if e.kind == EventKind::Create {
-            Some(e.origin_node.clone())
-        } else {
-            self.ctx.home_of(&e.state_id).await?
+        let refused = |reason: RejectReason, sends| Planned {
+            sends,
+            verdict: Some(Ok(Verdict::Refused {
+                event: ch.signed.id,
+                reason,
+            })),
+            ..Default::default()
         };
         let cur = self.current(ov, &e.state_id).await?;
-        let held = cur.as_ref().map_or(0, |s| s.version);
-        if home.is_none() && e.kind != EventKind::Create {
-            // We missed the create: ask the sender (the home) for everything.
-            return Ok(self.catch_up(from, &e.state_id, 0, ch.signed.id));
-        }
-        if home.as_ref() != Some(from) {
-            return refused(RejectReason::InvalidPayload {
-                path: "$.from".into(),
-                reason: format!("node {from} is not the home node of {}", e.state_id),
-            });
-        }
-        if ch.version <= held {
-            // Already applied (duplicate delivery or catch-up overlap): nothing to do.
-            return Ok(Planned {
-                verdict: Some(Ok(Verdict::Duplicate {
-                    event: ch.signed.id,
-                    original: Outcome::Applied {
-                        version: ch.version,
-                        root: ch.root,
-                    },
-                })),
-                ..Default::default()
-            });
-        }
-        if ch.version > held + 1 {
-            return Ok(self.catch_up(from, &e.state_id, held, ch.signed.id));
+        let protocol = self.sync.for_contract(&e.contract).clone();
+        match protocol.admit(&self.ctx, from, ch, cur.as_ref()).await? {
+            Admission::Apply => {}
+            Admission::Duplicate => {
+                return Ok(Planned {
+                    verdict: Some(Ok(Verdict::Duplicate {
+                        event: ch.signed.id,
+                        original: Outcome::Applied {
+                            version: ch.version,
+                            root: ch.root,
+                        },
+                    })),
+                    ..Default::default()
+                })
+            }
+            Admission::Refuse { reason, send } => return Ok(refused(reason, send)),
         }
         match pipeline::replicate(&self.ctx, ch, cur.as_ref()) {
             eval @ Eval::Apply { .. } => Ok(self.planned(&ch.signed, eval, ov, false)),
             // A receiver never records a rejection of what its home applied (that would
             // block the event id); it refuses the message and keeps its replica unchanged.
-            Eval::Reject(reason) => refused(reason),
+            Eval::Reject(reason) => Ok(refused(reason, Vec::new())),
         }
     }
-
-    fn catch_up(
-        &self,
-        home: &NodeId,
-        state: &StateId,
-        held: u64,
-        event: sst_core::EventId,
-    ) -> Planned {
-        let mut h = BTreeMap::new();
-        if held > 0 {
-            h.insert(state.clone(), held);
-        }
-        // `own_after = MAX`: only the missing versions, no rejections.
-        let msg = Message::CatchUp {
-            held: h,
-            own_after: OriginSeq(u64::MAX),
-        };
-        Planned {
-            sends: vec![(home.clone(), msg)],
-            verdict: Some(Ok(Verdict::Refused {
-                event,
-                reason: RejectReason::StaleBase {
-                    expected_version: held + 1,
-                    found_version: held,
-                },
-            })),
-            ..Default::default()
-        }
-    }
-}
-
-type Prepped = (
-    EventKind,
-    sst_core::ContractRef,
-    Option<Base>,
-    serde_json::Value,
-    BTreeMap<String, Disclosure>,
-);
-
-/// Event kind, contract, base, payload and disclosures of an actor change.
-fn actor_change(before: sst_core::Actor, after: sst_core::Actor) -> Prepped {
-    let payload = ActorChange {
-        actor: after,
-        previous_key: before.public_key,
-    }
-    .to_payload();
-    (
-        EventKind::ActorChange,
-        ActorChange::contract(),
-        None,
-        payload,
-        BTreeMap::new(),
-    )
 }
 
 enum CommitFailure {
@@ -835,75 +691,9 @@ enum CommitFailure {
     Fatal(StoreError),
 }
 
-/// The inbox task: turns peer messages into sequencer jobs and answers catch-up requests.
-pub(crate) async fn inbox_loop(ctx: Arc<NodeContext>, jobs: mpsc::Sender<Job>, mut inbox: Inbox) {
-    while let Some(d) = inbox.recv().await {
-        let from = d.from.clone();
-        let kind = match d.message.clone() {
-            Message::Intent {
-                signed,
-                disclosures,
-            } => Some(JobKind::Sequence {
-                from: Some(from.clone()),
-                signed,
-                disclosures,
-            }),
-            Message::Applied(change) => Some(JobKind::Replicate {
-                from: from.clone(),
-                change,
-            }),
-            Message::Rejected { signed, reason } => Some(JobKind::Rejected { signed, reason }),
-            Message::Refused { event, reason } => {
-                ctx.resolve(&event, Ok(Verdict::Refused { event, reason }));
-                None
-            }
-            Message::Hello => {
-                if let (Ok(held), Ok(own)) = (
-                    ctx.held_versions().await,
-                    ctx.store().last_origin_seq(ctx.id()).await,
-                ) {
-                    let _ = ctx
-                        .transport()
-                        .send(
-                            &from,
-                            Message::CatchUp {
-                                held,
-                                own_after: own,
-                            },
-                        )
-                        .await;
-                }
-                None
-            }
-            Message::CatchUp { held, own_after } => {
-                for p in ctx.protocols() {
-                    if let Ok(msgs) = p.catch_up(&ctx, &from, &held, own_after).await {
-                        for m in msgs {
-                            let _ = ctx.transport().send(&from, m).await;
-                        }
-                    }
-                }
-                None
-            }
-        };
-        if let Some(kind) = kind {
-            let (tx, rx) = oneshot::channel();
-            if jobs
-                .send(Job {
-                    kind,
-                    reply: Some(tx),
-                })
-                .await
-                .is_err()
-            {
-                break;
-            }
-            // The delivery (and its in-flight ticket) lives until the job is done; the next
-            // message is queued meanwhile so the sequencer can group-commit them.
-            tokio::spawn(async move {
-                let _ = rx.await;
-                drop(d);
-            });
-        }
+/// Answers a caller; one that stopped waiting (dropped its future) is only noted.
+fn answer(reply: Reply, verdict: Result<Verdict, NodeError>) {
+    if reply.send(verdict).is_err() {
+        debug!("the caller stopped waiting for its verdict");
     }
 }

@@ -130,7 +130,7 @@ async fn rotation(c: &Cluster) -> anyhow::Result<()> {
 
     // Every node's directory and actor table hold the new key; each recorded the event.
     for node in c.nodes.values() {
-        let a = node.context().actor(&buyer.id).context("buyer known")?;
+        let a = node.actor(&buyer.id).context("buyer known")?;
         ensure!(a.public_key == new_key.public_key(), "{}", node.id());
         let stored = node.store().actor(&buyer.id).await?.context("stored")?;
         ensure!(stored == a, "{}: table {stored:?} vs {a:?}", node.id());
@@ -251,7 +251,7 @@ async fn revocation(c: &Cluster) -> anyhow::Result<()> {
     );
     c.net.settled().await;
     for node in c.nodes.values() {
-        let a = node.context().actor(&target.id).context("known")?;
+        let a = node.actor(&target.id).context("known")?;
         ensure!(
             a == target,
             "{}: directory changed by a refused change",
@@ -263,7 +263,7 @@ async fn revocation(c: &Cluster) -> anyhow::Result<()> {
     ensure!(matches!(v, Verdict::Applied { version: 0, .. }), "{v:?}");
     c.net.settled().await;
     for node in c.nodes.values() {
-        let a = node.context().actor(&target.id).context("known")?;
+        let a = node.actor(&target.id).context("known")?;
         ensure!(a.status == ActorStatus::Revoked, "{}: {a:?}", node.id());
         let stored = node.store().actor(&target.id).await?.context("stored")?;
         ensure!(stored.status == ActorStatus::Revoked, "{}", node.id());
@@ -372,7 +372,7 @@ async fn start_repairs_a_directory_behind_the_log() -> anyhow::Result<()> {
         inbox,
     )
     .await?;
-    ensure!(node.context().actor(&buyer.id) == Some(after.clone()));
+    ensure!(node.actor(&buyer.id) == Some(after.clone()));
     ensure!(store.actor(&buyer.id).await? == Some(after.clone()));
     // The old key is refused, the new one accepted as the actor's signing key.
     ensure!(node.add_key(&buyer.id, old_key).is_err());
@@ -436,7 +436,7 @@ async fn a_rotation_signed_with_the_key_installed_just_before_in_the_same_drain_
     ensure!(a.is_applied() && b.is_applied(), "{a:?} / {b:?}");
     c.net.settled().await;
     for n in c.nodes.values() {
-        let now = n.context().actor(&buyer.id).context("known")?;
+        let now = n.actor(&buyer.id).context("known")?;
         ensure!(now.public_key == k2.public_key(), "{}", n.id());
     }
     all_verify(&c).await

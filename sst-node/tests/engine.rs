@@ -12,7 +12,7 @@ use sst_core::{
     ActorStatus, ContractRef, Event, EventKind, HashAlg, NodeId, OriginSeq, Parties, RejectReason,
     SignedEvent, StateId, Timestamp,
 };
-use sst_node::{Intent, Message, Transport, Verdict};
+use sst_node::{HomeMessage, Intent, Transport, Verdict};
 
 async fn all_equal(c: &Cluster, id: &StateId) -> anyhow::Result<String> {
     let roots = c.roots(id).await?;
@@ -368,7 +368,7 @@ async fn a_forged_change_pushed_to_a_replica_is_refused() -> anyhow::Result<()> 
     let (t, _inbox) = c.net.join("intruder");
     t.send(
         &NodeId::from("regulator"),
-        Message::Applied(Box::new(change)),
+        HomeMessage::Applied(Box::new(change)).envelope()?,
     )
     .await?;
     unchanged(&c, &id, &before).await?;

@@ -1,85 +1,83 @@
-//! Sync protocols. [`SyncProtocol`] decides who sequences a state's events and what goes to
-//! whom after a commit; several protocols can run side by side (each [`handles`] some
-//! contracts). [`HomeSync`] is the default:
+//! [`HomeSync`], the default sync protocol (name `home`), with its messages
+//! ([`HomeMessage`]) and receive rules:
 //!
 //! - the **home node** of a state is the node that created it; it sequences every event of
 //!   the state (race-free: one writer decides the order, stale bases are rejected);
-//! - other nodes forward intents to it ([`Message::Intent`]) with the plaintext of what they
-//!   write;
+//! - other nodes forward intents to it ([`HomeMessage::Intent`]) with the plaintext of what
+//!   they write;
 //! - after commit (outbox), it sends each participant node (the nodes of the state's
 //!   parties) the applied change **redacted to what that node may read**: salt + value of
-//!   readable sections, hashes only for the rest ([`Message::Applied`]); rejections go back
-//!   to the initiating node ([`Message::Rejected`]);
-//! - a receiver checks the signature, actor, contract, base (version and root), and the
-//!   writer's permissions, rebuilds the version and compares the root with the home's;
-//!   a version gap (a missed message) triggers a [`Message::CatchUp`] from the home node,
-//!   which resends the missing versions in order. Origin sequences are unique per origin
-//!   node in every store, so a replayed or re-sequenced event never lands twice;
+//!   readable sections, hashes only for the rest ([`HomeMessage::Applied`]); rejections go
+//!   back to the initiating node ([`HomeMessage::Rejected`]);
+//! - a receiver accepts a change only from the state's home node (as the transport
+//!   authenticated the sender), checks the signature, actor, contract, base (version and
+//!   root), and the writer's permissions, rebuilds the version and compares the root with
+//!   the home's; a version gap (a missed message) triggers a [`HomeMessage::CatchUp`] from
+//!   the home node, which resends the missing versions in order. Origin sequences are unique
+//!   per origin node in every store, so a replayed or re-sequenced event never lands twice;
 //! - applied actor changes (key rotations, revocations: [`sst_core::EventKind::ActorChange`])
 //!   are sequenced by the actor's own node and sent to **every** peer node, which checks
 //!   them against the key valid before the change and records them; a catch-up answer
 //!   relays every actor change the answering node recorded first, in log order;
-//! - a restarted node sends [`Message::Hello`] and [`Message::CatchUp`] to its peers, so
-//!   both what it missed and what it committed but had not yet published are delivered.
-//!
-//! [`handles`]: SyncProtocol::handles
+//! - a (re)started node sends [`HomeMessage::CatchUp`] and [`HomeMessage::Hello`] to its
+//!   peers, so both what it missed and what it committed but had not yet published are
+//!   delivered; a peer that lost messages in an overflowing outbox gets a `Hello` too.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use sst_core::{
-    ContractRef, EventFilter, EventKind, EventRecord, NodeId, OriginSeq, Outcome, OutcomeKind,
-    State, StateId,
+    CommitItem, Disclosure, EventFilter, EventId, EventKind, EventRecord, NodeId, OriginSeq,
+    Outcome, OutcomeKind, RejectReason, SignedEvent, State, StateId,
 };
 
+use super::{decode, encode, Admission, Inbound, Route, SyncProtocol};
+use crate::context::NodeContext;
 use crate::error::NodeError;
-use crate::message::{AppliedChange, Message};
-use crate::node::NodeContext;
+use crate::message::{AppliedChange, ForwardedIntent, ProtocolEnvelope, Refusal, Rejection};
 
-/// A synchronisation protocol between nodes.
-#[async_trait]
-pub trait SyncProtocol: Send + Sync {
-    /// Protocol name.
-    fn name(&self) -> &'static str;
-
-    /// Whether this protocol synchronises states of `contract`.
-    fn handles(&self, _contract: &ContractRef) -> bool {
-        true
-    }
-
-    /// Messages to send after `item` was committed on `ctx`'s node because that node
-    /// sequenced it (outbox: never called before the commit).
-    ///
-    /// # Errors
-    /// Store errors while reading what to send.
-    async fn outbound(
-        &self,
-        ctx: &NodeContext,
-        item: &sst_core::CommitItem,
-    ) -> Result<Vec<(NodeId, Message)>, NodeError>;
-
-    /// Messages answering `peer`'s catch-up request.
-    ///
-    /// # Errors
-    /// Store errors.
-    async fn catch_up(
-        &self,
-        ctx: &NodeContext,
-        peer: &NodeId,
-        held: &BTreeMap<StateId, u64>,
+/// Messages of the home-node protocol (format version 1), carried in a
+/// [`ProtocolEnvelope`] tagged `home`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    content = "body",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
+#[non_exhaustive]
+pub enum HomeMessage {
+    /// An initiator forwards a signed intent (with full disclosures) to the state's home node.
+    Intent(ForwardedIntent),
+    /// The home node distributes an applied change (redacted for the receiver).
+    Applied(Box<AppliedChange>),
+    /// The home node tells the initiator its intent was rejected (and recorded as such).
+    Rejected(Rejection),
+    /// The home node could not record the intent at all.
+    Refused(Refusal),
+    /// A (re)started node announces itself; peers answer with a [`HomeMessage::CatchUp`] so
+    /// that changes it sequenced but had not yet published reach them.
+    Hello,
+    /// Ask a home node for everything the sender missed: applied versions after `held` for
+    /// states the sender participates in, and rejections of the sender's own intents after
+    /// `own_after`.
+    CatchUp {
+        /// State → latest version the sender holds (absent: none).
+        held: BTreeMap<StateId, u64>,
+        /// Highest origin sequence of the sender that it has recorded.
         own_after: OriginSeq,
-    ) -> Result<Vec<Message>, NodeError>;
+    },
+}
 
-    /// Messages telling `peer` what became of an event it sent again (a replay).
+impl HomeMessage {
+    /// This message in its envelope.
     ///
     /// # Errors
-    /// Store errors.
-    async fn replay(
-        &self,
-        ctx: &NodeContext,
-        record: &EventRecord,
-        peer: &NodeId,
-    ) -> Result<Vec<Message>, NodeError>;
+    /// [`NodeError::Invalid`] when it cannot be represented as JSON.
+    pub fn envelope(&self) -> Result<ProtocolEnvelope, NodeError> {
+        encode(&HomeSync, self)
+    }
 }
 
 /// The default protocol: per-state home node sequencing with redacted distribution.
@@ -87,13 +85,16 @@ pub trait SyncProtocol: Send + Sync {
 pub struct HomeSync;
 
 impl HomeSync {
+    /// The protocol name.
+    pub const NAME: &'static str = "home";
+
     /// The applied change as `node` may see it.
     fn applied_for(
         ctx: &NodeContext,
         record: &EventRecord,
         state: &State,
         node: &NodeId,
-    ) -> Option<Message> {
+    ) -> Option<HomeMessage> {
         let policy = ctx.policy(&state.contract)?;
         let readable = ctx.node_access(node, &policy, &state.parties).read;
         let effects = record
@@ -107,7 +108,7 @@ impl HomeSync {
             .filter(|(n, _)| readable.contains(*n))
             .map(|(n, d)| (n.clone(), d.clone()))
             .collect();
-        Some(Message::Applied(Box::new(AppliedChange {
+        Some(HomeMessage::Applied(Box::new(AppliedChange {
             signed: record.signed.clone(),
             disclosures,
             effects,
@@ -117,8 +118,8 @@ impl HomeSync {
     }
 
     /// An applied actor change as broadcast to every peer (no disclosures, version 0).
-    fn actor_change(record: &EventRecord, version: u64, root: sst_core::StateRoot) -> Message {
-        Message::Applied(Box::new(AppliedChange {
+    fn actor_change(record: &EventRecord, version: u64, root: sst_core::StateRoot) -> HomeMessage {
+        HomeMessage::Applied(Box::new(AppliedChange {
             signed: record.signed.clone(),
             disclosures: BTreeMap::new(),
             effects: BTreeMap::new(),
@@ -127,68 +128,38 @@ impl HomeSync {
         }))
     }
 
-    fn is_home(ctx: &NodeContext, state: &State, home: Option<&NodeId>) -> bool {
-        let _ = state;
-        home == Some(ctx.id())
-    }
-}
-
-#[async_trait]
-impl SyncProtocol for HomeSync {
-    fn name(&self) -> &'static str {
-        "home-sequencer"
+    /// What this node holds, as a catch-up request to its peers.
+    async fn catch_up_request(ctx: &NodeContext) -> Result<HomeMessage, NodeError> {
+        Ok(HomeMessage::CatchUp {
+            held: ctx.held_versions().await?,
+            own_after: ctx.store().last_origin_seq(ctx.id()).await?,
+        })
     }
 
-    async fn outbound(
-        &self,
-        ctx: &NodeContext,
-        item: &sst_core::CommitItem,
-    ) -> Result<Vec<(NodeId, Message)>, NodeError> {
-        let record = &item.event;
-        let e = record.event();
-        let mut out = Vec::new();
-        match (&record.outcome, &item.state) {
-            (Outcome::Applied { .. }, Some(state)) => {
-                for node in ctx.participants(&state.parties) {
-                    if node == *ctx.id() {
-                        continue;
-                    }
-                    if let Some(m) = Self::applied_for(ctx, record, state, &node) {
-                        out.push((node, m));
-                    }
-                }
-            }
-            (Outcome::Applied { version, root }, None) if e.kind == EventKind::ActorChange => {
-                // Key rotations and revocations concern every node.
-                for node in ctx.peers() {
-                    out.push((node, Self::actor_change(record, *version, *root)));
-                }
-            }
-            (Outcome::Rejected { reason }, _) if e.origin_node != *ctx.id() => {
-                out.push((
-                    e.origin_node.clone(),
-                    Message::Rejected {
-                        signed: record.signed.clone(),
-                        reason: reason.clone(),
-                    },
-                ));
-            }
-            _ => {}
+    /// A request for the versions of `state` after `held` only (no rejections).
+    fn gap_request(state: &StateId, held: u64) -> HomeMessage {
+        let mut h = BTreeMap::new();
+        if held > 0 {
+            h.insert(state.clone(), held);
         }
-        Ok(out)
+        HomeMessage::CatchUp {
+            held: h,
+            own_after: OriginSeq(u64::MAX),
+        }
     }
 
+    /// Messages answering `peer`'s catch-up request.
     async fn catch_up(
         &self,
         ctx: &NodeContext,
         peer: &NodeId,
         held: &BTreeMap<StateId, u64>,
         own_after: OriginSeq,
-    ) -> Result<Vec<Message>, NodeError> {
+    ) -> Result<Vec<HomeMessage>, NodeError> {
         let store = ctx.store();
         // Every actor change recorded here first, in log order (relayed, whoever sequenced
         // it): the versions below may be signed with the keys they install.
-        let mut out: Vec<Message> = store
+        let mut out: Vec<HomeMessage> = store
             .events(&EventFilter {
                 kind: Some(EventKind::ActorChange),
                 outcome: Some(OutcomeKind::Applied),
@@ -205,8 +176,8 @@ impl SyncProtocol for HomeSync {
             let Some(latest) = store.state(&id).await? else {
                 continue;
             };
-            if !self.handles(&latest.contract)
-                || !Self::is_home(ctx, &latest, ctx.home_of(&id).await?.as_ref())
+            if ctx.protocol_of(&latest.contract) != self.name()
+                || ctx.home_of(&id).await?.as_ref() != Some(ctx.id())
                 || !ctx.participants(&latest.parties).contains(peer)
             {
                 continue;
@@ -236,12 +207,158 @@ impl SyncProtocol for HomeSync {
                 .await?;
             for rec in rejected {
                 if let Outcome::Rejected { reason } = &rec.outcome {
-                    out.push(Message::Rejected {
+                    out.push(HomeMessage::Rejected(Rejection {
                         signed: rec.signed.clone(),
                         reason: reason.clone(),
-                    });
+                    }));
                 }
             }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl SyncProtocol for HomeSync {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    async fn route(&self, ctx: &NodeContext, signed: &SignedEvent) -> Result<Route, NodeError> {
+        let e = &signed.event;
+        if matches!(e.kind, EventKind::Create | EventKind::ActorChange) {
+            return Ok(Route::Here);
+        }
+        match ctx.home_of(&e.state_id).await? {
+            Some(home) if home == *ctx.id() => Ok(Route::Here),
+            Some(home) => Ok(Route::Forward(home)),
+            None => Err(NodeError::Invalid(format!(
+                "state {} is unknown on node {}",
+                e.state_id,
+                ctx.id()
+            ))),
+        }
+    }
+
+    fn forward(
+        &self,
+        signed: &SignedEvent,
+        disclosures: &BTreeMap<String, Disclosure>,
+    ) -> Result<ProtocolEnvelope, NodeError> {
+        HomeMessage::Intent(ForwardedIntent {
+            signed: signed.clone(),
+            disclosures: disclosures.clone(),
+        })
+        .envelope()
+    }
+
+    async fn receive(
+        &self,
+        ctx: &NodeContext,
+        from: &NodeId,
+        envelope: &ProtocolEnvelope,
+    ) -> Result<Vec<Inbound>, NodeError> {
+        Ok(match decode::<HomeMessage>(envelope)? {
+            HomeMessage::Intent(intent) => vec![Inbound::Sequence(intent)],
+            HomeMessage::Applied(change) => vec![Inbound::Replicate(change)],
+            HomeMessage::Rejected(rejection) => vec![Inbound::Rejected(rejection)],
+            HomeMessage::Refused(refusal) => vec![Inbound::Refused(refusal)],
+            HomeMessage::Hello => {
+                ctx.send(from, Self::catch_up_request(ctx).await?.envelope()?);
+                Vec::new()
+            }
+            HomeMessage::CatchUp { held, own_after } => {
+                for m in self.catch_up(ctx, from, &held, own_after).await? {
+                    ctx.send(from, m.envelope()?);
+                }
+                Vec::new()
+            }
+        })
+    }
+
+    async fn admit(
+        &self,
+        ctx: &NodeContext,
+        from: &NodeId,
+        ch: &AppliedChange,
+        current: Option<&State>,
+    ) -> Result<Admission, NodeError> {
+        let e = &ch.signed.event;
+        let home = if e.kind == EventKind::Create {
+            Some(e.origin_node.clone())
+        } else {
+            ctx.home_of(&e.state_id).await?
+        };
+        let held = current.map_or(0, |s| s.version);
+        let catch_up = |held: u64| -> Result<Admission, NodeError> {
+            Ok(Admission::Refuse {
+                reason: RejectReason::StaleBase {
+                    expected_version: held + 1,
+                    found_version: held,
+                },
+                send: vec![(
+                    from.clone(),
+                    Self::gap_request(&e.state_id, held).envelope()?,
+                )],
+            })
+        };
+        if home.is_none() && e.kind != EventKind::Create {
+            // We missed the create: ask the sender (the home) for everything.
+            return catch_up(0);
+        }
+        if home.as_ref() != Some(from) {
+            return Ok(Admission::Refuse {
+                reason: RejectReason::InvalidPayload {
+                    path: "$.from".into(),
+                    reason: format!("node {from} is not the home node of {}", e.state_id),
+                },
+                send: Vec::new(),
+            });
+        }
+        if ch.version <= held {
+            // Already applied (duplicate delivery or catch-up overlap): nothing to do.
+            return Ok(Admission::Duplicate);
+        }
+        if ch.version > held + 1 {
+            return catch_up(held);
+        }
+        Ok(Admission::Apply)
+    }
+
+    async fn outbound(
+        &self,
+        ctx: &NodeContext,
+        item: &CommitItem,
+    ) -> Result<Vec<(NodeId, ProtocolEnvelope)>, NodeError> {
+        let record = &item.event;
+        let e = record.event();
+        let mut out = Vec::new();
+        match (&record.outcome, &item.state) {
+            (Outcome::Applied { .. }, Some(state)) => {
+                for node in ctx.participants(&state.parties) {
+                    if node == *ctx.id() {
+                        continue;
+                    }
+                    if let Some(m) = Self::applied_for(ctx, record, state, &node) {
+                        out.push((node, m.envelope()?));
+                    }
+                }
+            }
+            (Outcome::Applied { version, root }, None) if e.kind == EventKind::ActorChange => {
+                // Key rotations and revocations concern every node.
+                let m = Self::actor_change(record, *version, *root).envelope()?;
+                for node in ctx.peers() {
+                    out.push((node, m.clone()));
+                }
+            }
+            (Outcome::Rejected { reason }, _) if e.origin_node != *ctx.id() => {
+                let m = HomeMessage::Rejected(Rejection {
+                    signed: record.signed.clone(),
+                    reason: reason.clone(),
+                });
+                out.push((e.origin_node.clone(), m.envelope()?));
+            }
+            _ => {}
         }
         Ok(out)
     }
@@ -251,25 +368,50 @@ impl SyncProtocol for HomeSync {
         ctx: &NodeContext,
         record: &EventRecord,
         peer: &NodeId,
-    ) -> Result<Vec<Message>, NodeError> {
+    ) -> Result<Vec<ProtocolEnvelope>, NodeError> {
         let e = record.event();
-        match &record.outcome {
-            Outcome::Rejected { reason } => Ok(vec![Message::Rejected {
+        let message = match &record.outcome {
+            Outcome::Rejected { reason } => Some(HomeMessage::Rejected(Rejection {
                 signed: record.signed.clone(),
                 reason: reason.clone(),
-            }]),
+            })),
             Outcome::Applied { version, .. } => {
                 let state = if e.kind == EventKind::Create || *version > 0 {
                     ctx.store().state_at(&e.state_id, *version).await?
                 } else {
                     None
                 };
-                Ok(state
+                state
                     .filter(|s| ctx.participants(&s.parties).contains(peer))
                     .and_then(|s| Self::applied_for(ctx, record, &s, peer))
-                    .into_iter()
-                    .collect())
             }
-        }
+        };
+        message.iter().map(HomeMessage::envelope).collect()
+    }
+
+    fn refused(
+        &self,
+        event: EventId,
+        reason: &RejectReason,
+    ) -> Result<ProtocolEnvelope, NodeError> {
+        HomeMessage::Refused(Refusal {
+            event,
+            reason: reason.clone(),
+        })
+        .envelope()
+    }
+
+    async fn start(&self, ctx: &NodeContext) -> Result<Vec<(NodeId, ProtocolEnvelope)>, NodeError> {
+        let catch_up = Self::catch_up_request(ctx).await?.envelope()?;
+        let hello = HomeMessage::Hello.envelope()?;
+        Ok(ctx
+            .peers()
+            .into_iter()
+            .flat_map(|peer| [(peer.clone(), catch_up.clone()), (peer, hello.clone())])
+            .collect())
+    }
+
+    fn reconnect(&self) -> Option<ProtocolEnvelope> {
+        HomeMessage::Hello.envelope().ok()
     }
 }

@@ -1,0 +1,110 @@
+//! The inbox task: takes each delivery from the node's bounded inbox, hands its envelope to
+//! the sync protocol it names (with the sender the transport authenticated), and turns what
+//! the protocol asks for into sequencer jobs. A delivery counts as handled once its jobs are
+//! done, so the sequencer can group-commit the messages queued meanwhile.
+
+use std::sync::Arc;
+
+use sst_core::NodeId;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::context::NodeContext;
+use crate::message::{Refusal, Verdict};
+use crate::sequencer::{Job, JobKind};
+use crate::sync::{Inbound, SyncRegistry};
+use crate::transport::Inbox;
+
+/// Runs until the inbox closes or the sequencer stops.
+pub(crate) async fn run(
+    ctx: Arc<NodeContext>,
+    sync: Arc<SyncRegistry>,
+    jobs: mpsc::Sender<Job>,
+    mut inbox: Inbox,
+) {
+    while let Some(delivery) = inbox.recv().await {
+        let (from, envelope, receipt) = delivery.into_parts();
+        let Some(protocol) = sync.by_name(&envelope.protocol) else {
+            warn!(peer = %from, protocol = %envelope.protocol, "message of an unknown protocol dropped");
+            continue;
+        };
+        if !protocol.accepts(envelope.version) {
+            warn!(
+                peer = %from, protocol = %envelope.protocol, version = envelope.version,
+                "message of an unsupported protocol version dropped"
+            );
+            continue;
+        }
+        let inbound = match protocol.receive(&ctx, &from, &envelope).await {
+            Ok(inbound) => inbound,
+            Err(e) => {
+                warn!(peer = %from, protocol = %envelope.protocol, error = %e, "message not handled");
+                continue;
+            }
+        };
+        let mut replies = Vec::new();
+        for item in inbound {
+            let kind = match item {
+                Inbound::Sequence(intent) => JobKind::Sequence {
+                    from: Some(from.clone()),
+                    signed: intent.signed,
+                    disclosures: intent.disclosures,
+                },
+                Inbound::Replicate(change) => JobKind::Replicate {
+                    from: from.clone(),
+                    change,
+                },
+                Inbound::Rejected(r) => JobKind::Rejected {
+                    signed: r.signed,
+                    reason: r.reason,
+                },
+                Inbound::Refused(Refusal { event, reason }) => {
+                    warn!(%event, peer = %from, reason = reason.code(), "intent refused by its sequencing node");
+                    ctx.resolve(&event, Ok(Verdict::Refused { event, reason }));
+                    continue;
+                }
+            };
+            let (tx, rx) = oneshot::channel();
+            let job = Job {
+                kind,
+                reply: Some(tx),
+            };
+            if jobs.send(job).await.is_err() {
+                debug!(node = %ctx.id(), "sequencer stopped; inbox closes");
+                return;
+            }
+            replies.push(rx);
+        }
+        if replies.is_empty() {
+            continue;
+        }
+        // The delivery (and its receipt) lives until its jobs are done; the next message is
+        // queued meanwhile so the sequencer can group-commit them.
+        let peer = from.clone();
+        tokio::spawn(async move {
+            for rx in replies {
+                log_verdict(&peer, rx.await);
+            }
+            drop(receipt);
+        });
+    }
+}
+
+/// Logs what became of a job made from a peer's message (refusals are never silent).
+fn log_verdict(
+    peer: &NodeId,
+    verdict: Result<Result<Verdict, crate::NodeError>, oneshot::error::RecvError>,
+) {
+    match verdict {
+        Ok(Ok(Verdict::Refused { event, reason })) => {
+            if matches!(reason, sst_core::RejectReason::StaleBase { .. }) {
+                debug!(%event, %peer, "change ahead of this replica; catching up");
+            } else {
+                warn!(%event, %peer, reason = reason.code(), detail = ?reason, "change from a peer refused");
+            }
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!(%peer, error = %e, "message from a peer failed"),
+        Err(_) => debug!(%peer, "node stopped before the message was handled"),
+    }
+}

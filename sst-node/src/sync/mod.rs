@@ -1,0 +1,265 @@
+//! Sync protocols. A [`SyncProtocol`] owns everything about how the states of its contracts
+//! travel between nodes: **routing** (does this node sequence an event, or forward it to
+//! whom), its **messages** (inside a [`ProtocolEnvelope`] tagged with its name and version),
+//! its **receive rules** (what an incoming message asks the sequencer to do, whether a
+//! received change may be applied on top of the version held here), **what to send after a
+//! commit** (outbox), **catch-up**, and the **start / restart handshake**.
+//!
+//! Several protocols run side by side: a [`SyncRegistry`] maps each contract name to one
+//! protocol (default [`HomeSync`]) and the inbox hands each envelope to the protocol it names,
+//! so adding a protocol never touches the sequencer. The sequencer only executes what the
+//! protocol decides ([`Route`], [`Inbound`], [`Admission`]) and runs the pipeline.
+
+pub mod home;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sst_core::{
+    CommitItem, ContractRef, Disclosure, EventId, EventRecord, NodeId, RejectReason, SignedEvent,
+    State,
+};
+
+use crate::context::{NodeContext, ProtocolChoice};
+use crate::error::NodeError;
+use crate::message::{AppliedChange, ForwardedIntent, ProtocolEnvelope, Refusal, Rejection};
+
+pub use home::{HomeMessage, HomeSync};
+
+/// Who sequences an event a local actor made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Route {
+    /// This node runs it through the pipeline and commits it.
+    Here,
+    /// This node forwards it to that node and waits for the outcome to come back.
+    Forward(NodeId),
+}
+
+/// What an incoming protocol message asks this node to do. Messages the protocol answers
+/// itself (catch-up requests, handshakes) send through [`NodeContext::send`] and yield
+/// nothing here.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Inbound {
+    /// Sequence an intent forwarded by the sending node (its origin): run it through the
+    /// pipeline here and answer the sender ([`SyncProtocol::replay`] /
+    /// [`SyncProtocol::refused`], and the change itself through [`SyncProtocol::outbound`]).
+    Sequence(ForwardedIntent),
+    /// Replicate a change the sending node applied, once [`SyncProtocol::admit`] admits it.
+    Replicate(Box<AppliedChange>),
+    /// The sequencing node recorded one of this node's intents as rejected: record it here.
+    Rejected(Rejection),
+    /// One of this node's intents could not be recorded by the sequencing node.
+    Refused(Refusal),
+}
+
+/// Whether a received change may be applied on top of the version this node holds.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Admission {
+    /// Check it with the pipeline and apply it.
+    Apply,
+    /// This node already holds it (a duplicate delivery): nothing to do.
+    Duplicate,
+    /// Refuse it, keep the replica unchanged, and send `send` (e.g. a catch-up request).
+    Refuse {
+        /// Why.
+        reason: RejectReason,
+        /// Messages to send.
+        send: Vec<(NodeId, ProtocolEnvelope)>,
+    },
+}
+
+/// A synchronisation protocol between nodes (see the module docs).
+#[async_trait]
+pub trait SyncProtocol: Send + Sync {
+    /// Protocol name: the tag of its envelopes and its key in a [`SyncRegistry`].
+    fn name(&self) -> &'static str;
+
+    /// Version of its message format.
+    fn version(&self) -> u16 {
+        1
+    }
+
+    /// Whether this node understands messages of format `version` (default: its own only).
+    fn accepts(&self, version: u16) -> bool {
+        version == self.version()
+    }
+
+    /// Who sequences `signed`, an event a local actor just made (signed here).
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] when no node can sequence it (e.g. the state is unknown);
+    /// store errors.
+    async fn route(&self, ctx: &NodeContext, signed: &SignedEvent) -> Result<Route, NodeError>;
+
+    /// The message that forwards a local intent to the node that sequences it.
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] when the message cannot be built.
+    fn forward(
+        &self,
+        signed: &SignedEvent,
+        disclosures: &BTreeMap<String, Disclosure>,
+    ) -> Result<ProtocolEnvelope, NodeError>;
+
+    /// Handles one message of this protocol from `from` (as the transport authenticated it;
+    /// never a sender named inside the message).
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] for a malformed message; store errors.
+    async fn receive(
+        &self,
+        ctx: &NodeContext,
+        from: &NodeId,
+        envelope: &ProtocolEnvelope,
+    ) -> Result<Vec<Inbound>, NodeError>;
+
+    /// Whether `change`, received from `from`, may be applied on top of `current` (the latest
+    /// version this node holds, including versions planned earlier in the same batch).
+    ///
+    /// # Errors
+    /// Store errors.
+    async fn admit(
+        &self,
+        ctx: &NodeContext,
+        from: &NodeId,
+        change: &AppliedChange,
+        current: Option<&State>,
+    ) -> Result<Admission, NodeError>;
+
+    /// Messages to send after `item` was committed because this node sequenced it (outbox:
+    /// never called before the commit).
+    ///
+    /// # Errors
+    /// Store errors while reading what to send.
+    async fn outbound(
+        &self,
+        ctx: &NodeContext,
+        item: &CommitItem,
+    ) -> Result<Vec<(NodeId, ProtocolEnvelope)>, NodeError>;
+
+    /// Messages telling `peer` what became of an event it forwarded again (a replay of
+    /// `record`, which is already recorded here).
+    ///
+    /// # Errors
+    /// Store errors.
+    async fn replay(
+        &self,
+        ctx: &NodeContext,
+        record: &EventRecord,
+        peer: &NodeId,
+    ) -> Result<Vec<ProtocolEnvelope>, NodeError>;
+
+    /// The message telling the node that forwarded `event` that it could not be recorded.
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] when the message cannot be built.
+    fn refused(&self, event: EventId, reason: &RejectReason)
+        -> Result<ProtocolEnvelope, NodeError>;
+
+    /// Messages to send when the node starts (or resyncs): announce it and ask peers for
+    /// what it missed.
+    ///
+    /// # Errors
+    /// Store errors while reading what this node holds.
+    async fn start(&self, ctx: &NodeContext) -> Result<Vec<(NodeId, ProtocolEnvelope)>, NodeError>;
+
+    /// A message that makes a peer which lost messages from this node (outbox overflow) ask
+    /// for them again; `None` when the protocol has no such message.
+    fn reconnect(&self) -> Option<ProtocolEnvelope> {
+        None
+    }
+}
+
+/// The sync protocols of a node and which contract uses which: every contract uses the
+/// default protocol (initially [`HomeSync`]) unless [`SyncRegistry::route`] names another.
+#[derive(Clone)]
+pub struct SyncRegistry {
+    default: Arc<dyn SyncProtocol>,
+    by_name: BTreeMap<&'static str, Arc<dyn SyncProtocol>>,
+    choice: ProtocolChoice,
+}
+
+impl Default for SyncRegistry {
+    fn default() -> Self {
+        Self::new(Arc::new(HomeSync))
+    }
+}
+
+impl std::fmt::Debug for SyncRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncRegistry")
+            .field("default", &self.default.name())
+            .field("protocols", &self.by_name.keys().collect::<Vec<_>>())
+            .field("choice", &self.choice)
+            .finish()
+    }
+}
+
+impl SyncRegistry {
+    /// A registry where every contract uses `default`.
+    pub fn new(default: Arc<dyn SyncProtocol>) -> Self {
+        let choice = ProtocolChoice::new(default.name());
+        let by_name = BTreeMap::from([(default.name(), default.clone())]);
+        SyncRegistry {
+            default,
+            by_name,
+            choice,
+        }
+    }
+
+    /// States of contract `name` (every version) use `protocol` (builder style); the
+    /// protocol is registered under its name.
+    pub fn route(mut self, name: impl Into<String>, protocol: Arc<dyn SyncProtocol>) -> Self {
+        self.choice.set(name, protocol.name());
+        self.by_name.insert(protocol.name(), protocol);
+        self
+    }
+
+    /// The protocol that synchronises states of `contract`.
+    pub fn for_contract(&self, contract: &ContractRef) -> &Arc<dyn SyncProtocol> {
+        self.by_name
+            .get(self.choice.protocol_of(contract))
+            .unwrap_or(&self.default)
+    }
+
+    /// The protocol registered under `name`.
+    pub fn by_name(&self, name: &str) -> Option<&Arc<dyn SyncProtocol>> {
+        self.by_name.get(name)
+    }
+
+    /// Every registered protocol.
+    pub fn protocols(&self) -> impl Iterator<Item = &Arc<dyn SyncProtocol>> {
+        self.by_name.values()
+    }
+
+    /// Which protocol (by name) each contract uses.
+    pub fn choice(&self) -> &ProtocolChoice {
+        &self.choice
+    }
+}
+
+/// Decodes an envelope's body as a protocol's message type.
+///
+/// # Errors
+/// [`NodeError::Invalid`] naming the protocol when the body does not have that shape.
+pub fn decode<T: serde::de::DeserializeOwned>(envelope: &ProtocolEnvelope) -> Result<T, NodeError> {
+    envelope
+        .decode()
+        .map_err(|e| NodeError::Invalid(format!("{} message: {e}", envelope.protocol)))
+}
+
+/// Wraps a protocol's message.
+///
+/// # Errors
+/// [`NodeError::Invalid`] when the message cannot be represented as JSON.
+pub fn encode<T: serde::Serialize>(
+    protocol: &dyn SyncProtocol,
+    message: &T,
+) -> Result<ProtocolEnvelope, NodeError> {
+    ProtocolEnvelope::new(protocol.name(), protocol.version(), message)
+        .map_err(|e| NodeError::Invalid(format!("{} message: {e}", protocol.name())))
+}
