@@ -50,6 +50,9 @@ pub struct SqliteConfig {
     pub busy_timeout: Duration,
     /// Durability of commits.
     pub synchronous: Synchronous,
+    /// Open the file read-only: no journal-mode switch, no pragma that writes, every write
+    /// refused by SQLite itself. For verifiers, which must never change what they check.
+    pub read_only: bool,
 }
 
 impl SqliteConfig {
@@ -80,7 +83,15 @@ impl SqliteConfig {
             readers: 4,
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Full,
+            read_only: false,
         }
+    }
+
+    /// Opens the file read-only (see [`SqliteConfig::read_only`]); `migrate` and `commit`
+    /// then fail with a backend error and the file stays byte-identical.
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
     }
 
     /// Uses `tables` as the table names.

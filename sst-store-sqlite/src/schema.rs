@@ -110,3 +110,49 @@ mod tests {
         );
     }
 }
+
+/// Every peer table with the columns SST reads and writes in it: a pre-existing table of that
+/// name lacking one of them belongs to something else.
+pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 5] {
+    const STATE: &[&str] = &[
+        "id",
+        "contract_name",
+        "contract_version",
+        "version",
+        "parties",
+        "seals",
+        "data",
+        "root",
+        "prev_root",
+        "last_event",
+        "updated_at",
+    ];
+    const EVENT: &[&str] = &[
+        "pos",
+        "id",
+        "state_id",
+        "kind",
+        "contract_name",
+        "contract_version",
+        "actor",
+        "origin_node",
+        "origin_seq",
+        "outcome",
+        "reason",
+        "reason_detail",
+        "new_version",
+        "new_root",
+        "event",
+        "disclosures",
+    ];
+    [
+        (&t.state, STATE),
+        (&t.history, STATE),
+        (&t.event, EVENT),
+        (&t.actor, &["id", "node", "public_key", "status"]),
+        (
+            &t.contract,
+            &["name", "version", "identity", "deployer", "record"],
+        ),
+    ]
+}

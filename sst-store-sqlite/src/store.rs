@@ -18,7 +18,7 @@ use sst_core::{
 
 use crate::config::{Location, SqliteConfig};
 use crate::error::{backend, conflict_or_backend};
-use crate::schema::{ddl, EVENT_COLUMNS, STATE_COLUMNS};
+use crate::schema::{ddl, required_columns, EVENT_COLUMNS, STATE_COLUMNS};
 use crate::NAME;
 
 /// Runs `f` on tokio's blocking pool: the one place where this crate leaves the async
@@ -204,7 +204,8 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database and sets WAL mode, `synchronous` and the busy
-    /// timeout. Call [`Store::migrate`] to create the peer tables.
+    /// timeout. Call [`Store::migrate`] to create the peer tables. With
+    /// [`SqliteConfig::read_only`] the file must exist and is opened without changing it.
     ///
     /// # Errors
     /// [`StoreError::InvalidInput`] for unusable table names; [`StoreError::Backend`] when
@@ -214,13 +215,19 @@ impl SqliteStore {
         blocking("open", move || {
             let writer = match &config.location {
                 Location::Memory => Connection::open_in_memory(),
+                Location::File(path) if config.read_only => Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                ),
                 Location::File(path) => Connection::open(path),
             }
             .map_err(|e| backend("open", e))?;
             writer
                 .busy_timeout(config.busy_timeout)
                 .map_err(|e| backend("open", e))?;
-            if matches!(config.location, Location::File(_)) {
+            if matches!(config.location, Location::File(_)) && !config.read_only {
                 let mode: String = writer
                     .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
                     .map_err(|e| backend("open", e))?;
@@ -232,9 +239,11 @@ impl SqliteStore {
                     ));
                 }
             }
-            writer
-                .pragma_update(None, "synchronous", config.synchronous.as_str())
-                .map_err(|e| backend("open", e))?;
+            if !config.read_only {
+                writer
+                    .pragma_update(None, "synchronous", config.synchronous.as_str())
+                    .map_err(|e| backend("open", e))?;
+            }
             writer.set_prepared_statement_cache_capacity(64);
             let sql = Sql::new(&config);
             Ok(SqliteStore {
@@ -563,10 +572,36 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.write("migrate", |conn, sql| {
+        let tables = self.inner.config.tables.clone();
+        self.write("migrate", move |conn, sql| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| backend("migrate", e))?;
+            // A table that already carries a peer table's name must be one of ours: refuse a
+            // foreign one before anything is created, so a refused migrate changes nothing.
+            for (table, needed) in required_columns(&tables) {
+                let mut info = tx
+                    .prepare(&format!(r#"PRAGMA table_info("{table}")"#))
+                    .map_err(|e| backend("migrate", e))?;
+                let present = info
+                    .query_map([], |r| r.get::<_, String>(1))
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| backend("migrate", e))?;
+                if present.is_empty() {
+                    continue;
+                }
+                if let Some(missing) = needed.iter().find(|c| !present.iter().any(|p| p == *c)) {
+                    return Err(StoreError::Schema {
+                        backend: NAME,
+                        table: table.to_owned(),
+                        detail: format!(
+                            "it has no `{missing}` column (it has: {}); choose other table names \
+                             (SqliteConfig::tables) or move that table away",
+                            present.join(", ")
+                        ),
+                    });
+                }
+            }
             tx.execute_batch(&sql.ddl)
                 .map_err(|e| backend("migrate", e))?;
             tx.commit().map_err(|e| backend("migrate", e))

@@ -1,0 +1,116 @@
+//! Opening what is not ours: `migrate` refuses a foreign table that carries a peer table's
+//! name (and changes nothing), and a read-only store leaves the file byte-identical.
+
+use std::path::PathBuf;
+
+use conformance_tests::fixtures::{actor, create, deal_parties, deal_values};
+use rusqlite::Connection;
+use sst_core::{CommitBatch, StateId, Store, StoreError};
+use sst_store_sqlite::{SqliteConfig, SqliteStore};
+
+/// A temporary database file, removed (with its WAL files) on drop.
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new() -> Self {
+        TempDb(std::env::temp_dir().join(format!("sst-schema-{}.db", uuid::Uuid::new_v4())))
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.0.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[tokio::test]
+async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Result<()> {
+    let db = TempDb::new();
+    {
+        let c = Connection::open(&db.0)?;
+        c.execute_batch(
+            "CREATE TABLE sst_state (id INTEGER PRIMARY KEY, note TEXT);
+             INSERT INTO sst_state VALUES (1, 'ours, not SST''s');",
+        )?;
+    }
+    let store = SqliteStore::open(SqliteConfig::file(&db.0)).await?;
+    match store.migrate().await {
+        Err(StoreError::Schema { table, detail, .. }) => {
+            assert_eq!(table, "sst_state");
+            assert!(detail.contains("contract_name"), "{detail}");
+        }
+        other => anyhow::bail!("expected a Schema error, got {other:?}"),
+    }
+    drop(store);
+    let c = Connection::open(&db.0)?;
+    let note: String = c.query_row("SELECT note FROM sst_state WHERE id = 1", [], |r| r.get(0))?;
+    assert_eq!(note, "ours, not SST's");
+    let created: i64 = c.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE name LIKE 'sst_%' AND type = 'table'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(created, 1, "a refused migrate creates no other peer table");
+    Ok(())
+}
+
+#[tokio::test]
+async fn migrate_accepts_its_own_tables_again() -> anyhow::Result<()> {
+    let db = TempDb::new();
+    SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+    SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_read_only_store_reads_and_changes_nothing() -> anyhow::Result<()> {
+    let db = TempDb::new();
+    {
+        // An ordinary rollback-journal file with one committed state, checkpointed back out
+        // of WAL mode so that only the main file holds it.
+        let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+        let (alice, key) = actor("acme", "alice");
+        let id = StateId::from("deal-ro");
+        store
+            .commit(CommitBatch::new(vec![create(
+                &id,
+                deal_parties(),
+                deal_values(250_000, 3.1),
+                (&alice, &key),
+                1,
+            )]))
+            .await?;
+        drop(store);
+        let c = Connection::open(&db.0)?;
+        let mode: String = c.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+        assert_eq!(mode, "delete");
+    }
+    let before = std::fs::read(&db.0)?;
+    let store = SqliteStore::open(SqliteConfig::file(&db.0).read_only()).await?;
+    assert_eq!(store.state_ids().await?, vec![StateId::from("deal-ro")]);
+    assert!(store.state(&StateId::from("deal-ro")).await?.is_some());
+    let (bob, key) = actor("globex", "bob");
+    let refused = store
+        .commit(CommitBatch::new(vec![create(
+            &StateId::from("deal-ro-2"),
+            deal_parties(),
+            deal_values(1, 0.5),
+            (&bob, &key),
+            1,
+        )]))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Backend { .. })),
+        "a read-only store refuses writes: {refused:?}"
+    );
+    drop(store);
+    assert_eq!(std::fs::read(&db.0)?, before, "the file is byte-identical");
+    let c = Connection::open(&db.0)?;
+    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    assert_eq!(mode, "delete", "opening read-only did not switch to WAL");
+    Ok(())
+}
