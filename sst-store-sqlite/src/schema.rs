@@ -80,37 +80,6 @@ CREATE TABLE IF NOT EXISTS "{contract}" (
     sql
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ddl_runs_twice_and_creates_the_five_tables() {
-        let c = rusqlite::Connection::open_in_memory().expect("memory db");
-        let t = TableNames::with_prefix("p_");
-        c.execute_batch(&ddl(&t)).expect("first migrate");
-        c.execute_batch(&ddl(&t)).expect("second migrate");
-        let mut names: Vec<String> = c
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'p\\_%' ESCAPE '\\' ORDER BY name")
-            .and_then(|mut s| {
-                s.query_map([], |r| r.get(0))?
-                    .collect::<Result<Vec<String>, _>>()
-            })
-            .expect("list tables");
-        names.sort();
-        assert_eq!(
-            names,
-            [
-                "p_actor",
-                "p_contract",
-                "p_event",
-                "p_state",
-                "p_state_history"
-            ]
-        );
-    }
-}
-
 /// Every peer table with the columns SST reads and writes in it: a pre-existing table of that
 /// name lacking one of them belongs to something else.
 pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 5] {
@@ -155,4 +124,35 @@ pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str
             &["name", "version", "identity", "deployer", "record"],
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_runs_twice_and_creates_the_five_tables() {
+        let c = rusqlite::Connection::open_in_memory().expect("memory db");
+        let t = TableNames::with_prefix("p_");
+        c.execute_batch(&ddl(&t)).expect("first migrate");
+        c.execute_batch(&ddl(&t)).expect("second migrate");
+        let mut names: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'p\\_%' ESCAPE '\\' ORDER BY name")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .expect("list tables");
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "p_actor",
+                "p_contract",
+                "p_event",
+                "p_state",
+                "p_state_history"
+            ]
+        );
+    }
 }
