@@ -5,14 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use sst_core::{
-    Actor, ActorChange, ActorId, ActorKey, Base, CommitItem, ContractRef, Disclosure, Event,
-    EventKind, EventRecord, HashAlg, NodeId, OriginSeq, Outcome, Section, SignedEvent, State,
-    Timestamp,
+    Actor, ActorChange, ActorId, ActorKey, Base, CallPayload, ChangePayload, CommitItem,
+    ContractRef, CreatePayload, Disclosure, Event, EventKind, EventRecord, HashAlg, NodeId,
+    OriginSeq, Outcome, Section, SectionHash, SignedEvent, State, Timestamp,
 };
 
-use crate::contract::MIGRATE_METHOD;
 use crate::error::NodeError;
 use crate::message::Intent;
 
@@ -46,7 +45,7 @@ impl Built {
             .collect();
         let state = match (e.kind, current) {
             (EventKind::Create, None) => {
-                let parties = serde_json::from_value(e.payload.get("parties")?.clone()).ok()?;
+                let parties = CreatePayload::from_payload(&e.payload).ok()?.parties;
                 State::create(
                     e.alg,
                     e.state_id.clone(),
@@ -144,14 +143,18 @@ impl<'a> EventBuilder<'a> {
                 sections,
                 ..
             } => {
-                let (hashes, d) = seal(alg, sections);
-                let payload = json!({"parties": parties, "sections": hashes});
+                let (sections, d) = seal(alg, sections);
+                let payload = CreatePayload {
+                    parties: parties.clone(),
+                    sections,
+                }
+                .to_payload();
                 (EventKind::Create, contract.clone(), None, payload, d)
             }
             Intent::Change { sections, .. } => {
                 let cur = current.ok_or_else(unknown)?;
-                let (hashes, d) = seal(alg, sections);
-                let payload = json!({ "sections": hashes });
+                let (sections, d) = seal(alg, sections);
+                let payload = ChangePayload { sections }.to_payload();
                 (
                     EventKind::ChangeSections,
                     cur.contract.clone(),
@@ -162,7 +165,11 @@ impl<'a> EventBuilder<'a> {
             }
             Intent::Call { method, args, .. } => {
                 let cur = current.ok_or_else(unknown)?;
-                let payload = json!({"method": method, "args": args});
+                let payload = CallPayload {
+                    method: method.clone(),
+                    args: args.clone(),
+                }
+                .to_payload();
                 let contract = cur.contract.clone();
                 (
                     EventKind::CallMethod,
@@ -174,7 +181,7 @@ impl<'a> EventBuilder<'a> {
             }
             Intent::Migrate { to, .. } => {
                 let cur = current.ok_or_else(unknown)?;
-                let payload = json!({"method": MIGRATE_METHOD, "args": {"from": cur.contract}});
+                let payload = CallPayload::migrate(cur.contract.clone()).to_payload();
                 (
                     EventKind::CallMethod,
                     to.clone(),
@@ -254,12 +261,12 @@ impl<'a> EventBuilder<'a> {
 fn seal(
     alg: HashAlg,
     sections: &BTreeMap<String, Value>,
-) -> (serde_json::Map<String, Value>, BTreeMap<String, Disclosure>) {
-    let mut hashes = serde_json::Map::new();
+) -> (BTreeMap<String, SectionHash>, BTreeMap<String, Disclosure>) {
+    let mut hashes = BTreeMap::new();
     let mut disclosures = BTreeMap::new();
     for (name, value) in sections {
         let s = Section::seal(alg, name, value.clone());
-        hashes.insert(name.clone(), json!(s.hash.to_string()));
+        hashes.insert(name.clone(), s.hash);
         if let Some(d) = s.disclosure {
             disclosures.insert(name.clone(), d);
         }

@@ -16,7 +16,7 @@ pub type Sections = BTreeMap<String, Value>;
 
 /// Method name a `CallMethod` event uses to move a state to a newer contract version (the
 /// event names the new version; its `args` are `{"from": {"name", "version"}}`).
-pub const MIGRATE_METHOD: &str = "sst.migrate";
+pub const MIGRATE_METHOD: &str = sst_core::CallPayload::MIGRATE;
 
 /// Why contract logic refused a change (recorded as
 /// [`sst_core::RejectReason::ContractRejected`]).

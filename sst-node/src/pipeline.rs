@@ -23,14 +23,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
 use sst_core::{
-    portable, Actor, ActorChange, ActorStatus, Disclosure, EventKind, HashAlg, Parties,
-    RejectReason, Section, SectionHash, SignedEvent, State,
+    portable, Actor, ActorChange, ActorStatus, CallPayload, ChangePayload, CreatePayload,
+    Disclosure, EventKind, HashAlg, Parties, PayloadError, RejectReason, Section, SectionHash,
+    SignedEvent, State,
 };
 
 use crate::context::NodeContext;
-use crate::contract::{Call, Contract, Sections, MIGRATE_METHOD};
+use crate::contract::{Call, Contract, Sections};
 use crate::message::AppliedChange;
 
 /// What the pipeline decided.
@@ -177,37 +177,17 @@ pub(crate) fn view(state: &State) -> Sections {
         .collect()
 }
 
-fn section_hashes(payload: &Value) -> Result<BTreeMap<String, SectionHash>, RejectReason> {
-    let obj = payload
-        .get("sections")
-        .and_then(Value::as_object)
-        .ok_or_else(|| invalid("$.payload.sections", "expected an object of section hashes"))?;
-    obj.iter()
-        .map(|(name, h)| {
-            let path = format!("$.payload.sections.{name}");
-            let hash = h
-                .as_str()
-                .ok_or_else(|| invalid(&path, "expected a section hash string"))?
-                .parse::<SectionHash>()
-                .map_err(|e| invalid(&path, e.to_string()))?;
-            Ok((name.clone(), hash))
-        })
-        .collect()
+fn payload_error(e: PayloadError) -> RejectReason {
+    invalid(&e.path, e.reason)
 }
 
-fn parties_of(payload: &Value) -> Result<Parties, RejectReason> {
-    let p = payload
-        .get("parties")
-        .ok_or_else(|| invalid("$.payload.parties", "a create names its parties"))?;
-    serde_json::from_value(p.clone()).map_err(|e| invalid("$.payload.parties", e.to_string()))
-}
-
-fn method_of(payload: &Value) -> Result<(&str, &Value), RejectReason> {
-    let method = payload
-        .get("method")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("$.payload.method", "expected a method name"))?;
-    Ok((method, payload.get("args").unwrap_or(&Value::Null)))
+/// The section hashes a create or change event signs.
+fn signed_hashes(e: &sst_core::Event) -> Result<BTreeMap<String, SectionHash>, RejectReason> {
+    match e.kind {
+        EventKind::Create => CreatePayload::from_payload(&e.payload).map(|p| p.sections),
+        _ => ChangePayload::from_payload(&e.payload).map(|p| p.sections),
+    }
+    .map_err(payload_error)
 }
 
 /// Sections with plaintext for every hash; each disclosure must hash to the signed hash.
@@ -273,7 +253,7 @@ fn check_base(e: &sst_core::Event, cur: &State) -> Result<(), RejectReason> {
 
 fn is_migration(e: &sst_core::Event) -> bool {
     e.kind == EventKind::CallMethod
-        && e.payload.get("method").and_then(Value::as_str) == Some(MIGRATE_METHOD)
+        && CallPayload::from_payload(&e.payload).is_ok_and(|c| c.is_migration())
 }
 
 /// The contract version a state moves to with `e`, checking that a migration names a
@@ -378,8 +358,10 @@ fn sequence_steps(
             if e.base.is_some() {
                 return Err(invalid("$.base", "a create has no base"));
             }
-            let parties = parties_of(&e.payload)?;
-            let hashes = section_hashes(&e.payload)?;
+            let CreatePayload {
+                parties,
+                sections: hashes,
+            } = CreatePayload::from_payload(&e.payload).map_err(payload_error)?;
             let sections = reveal(e.alg, &hashes, disclosures)?;
             check_writes(policy, &actor, &parties, hashes.keys())?;
             let home_reads = ctx.node_access(ctx.id(), policy, &parties);
@@ -428,15 +410,15 @@ fn sequence_steps(
             };
             let current_view = view(cur);
             let sections = if e.kind == EventKind::ChangeSections {
-                let hashes = section_hashes(&e.payload)?;
+                let hashes = signed_hashes(e)?;
                 let sections = reveal(e.alg, &hashes, disclosures)?;
                 check_writes(policy, &actor, &cur.parties, hashes.keys())?;
                 code.on_change(&call, &current_view, &view_of(&sections))
                     .map_err(|err| RejectReason::ContractRejected { message: err.0 })?;
                 sections
             } else {
-                let (method, args) = method_of(&e.payload)?;
-                let changes = if method == MIGRATE_METHOD {
+                let payload = CallPayload::from_payload(&e.payload).map_err(payload_error)?;
+                let changes = if payload.is_migration() {
                     if roles.is_empty() {
                         return Err(RejectReason::Forbidden {
                             section: "*".into(),
@@ -444,7 +426,7 @@ fn sequence_steps(
                     }
                     code.migrate(&call, &cur.contract, &current_view)
                 } else {
-                    code.call(&call, &current_view, method, args)
+                    code.call(&call, &current_view, &payload.method, &payload.args)
                 }
                 .map_err(|err| RejectReason::ContractRejected { message: err.0 })?;
                 check_writes(policy, &actor, &cur.parties, changes.keys())?;
@@ -498,7 +480,11 @@ fn replicate_steps(
         })?;
     let policy = &record.descriptor.policy;
     let parties = match (e.kind, current) {
-        (EventKind::Create, None) => parties_of(&e.payload)?,
+        (EventKind::Create, None) => {
+            CreatePayload::from_payload(&e.payload)
+                .map_err(payload_error)?
+                .parties
+        }
         (EventKind::Create, Some(_)) => return Err(RejectReason::StateExists),
         (EventKind::ChangeSections | EventKind::CallMethod, Some(cur)) => {
             target_contract(e, cur, code.as_ref())?;
@@ -515,7 +501,7 @@ fn replicate_steps(
             ))
         }
     };
-    if e.kind != EventKind::CallMethod && section_hashes(&e.payload)? != ch.effects {
+    if e.kind != EventKind::CallMethod && signed_hashes(e)? != ch.effects {
         return Err(invalid(
             "$.effects",
             "changed sections differ from the signed section hashes",

@@ -107,10 +107,7 @@ fn signed_change(
             (n, s)
         })
         .collect();
-    let hashes: serde_json::Map<_, _> = sealed
-        .iter()
-        .map(|(n, s)| (n.clone(), json!(s.hash.to_string())))
-        .collect();
+    let hashes = sealed.iter().map(|(n, s)| (n.clone(), s.hash)).collect();
     let event = Event {
         kind: EventKind::ChangeSections,
         state_id: state.id.clone(),
@@ -122,7 +119,7 @@ fn signed_change(
         origin_node: a.node.clone(),
         origin_seq: OriginSeq(seq),
         actor: a.id.clone(),
-        payload: json!({ "sections": hashes }),
+        payload: sst_core::ChangePayload { sections: hashes }.to_payload(),
         timestamp: Timestamp(1_800_000_000_000),
         alg: HashAlg::Blake3,
     };
@@ -353,12 +350,7 @@ async fn a_forged_change_pushed_to_a_replica_is_refused() -> anyhow::Result<()> 
     let cur = c.node("buyer").state(&id).await?.context("state")?;
     let (s, _) = signed_change("buyer", &cur, values([("common", json!({"x": 1}))]), 77);
     let change = sst_node::AppliedChange {
-        effects: s.event.payload["sections"]
-            .as_object()
-            .context("sections")?
-            .iter()
-            .map(|(n, h)| Ok((n.clone(), h.as_str().context("hash")?.parse()?)))
-            .collect::<anyhow::Result<_>>()?,
+        effects: sst_core::ChangePayload::from_payload(&s.event.payload)?.sections,
         signed: s,
         disclosures: BTreeMap::new(),
         version: 2,
