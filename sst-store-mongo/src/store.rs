@@ -25,11 +25,11 @@ use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_value, to_i64};
-use sst_core::raw::EventColumns;
+use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
 use sst_core::{
-    Actor, ActorId, Capabilities, CommitBatch, CommitItem, CommitReceipt, ContractRecord,
-    ContractRef, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId,
-    Store, StoreError,
+    Actor, ActorId, Capabilities, CommitBatch, CommitItem, CommitReceipt, ConflictKind,
+    ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId, OriginSeq,
+    Outcome, State, StateId, Store, StoreError,
 };
 
 use crate::config::{CollectionNames, MongoConfig, TransactionMode};
@@ -110,18 +110,52 @@ struct BatchDocs {
     moves: Vec<CurrentMove>,
 }
 
-/// How one state's current document moves: from version `base` to `doc` (version `last`).
+/// How one state's current document moves to `doc` (version `last`): inserted, or replaced
+/// behind a guard on the version the plan was made against.
 struct CurrentMove {
     id: String,
-    base: u64,
+    write: CurrentWrite,
     last: u64,
     doc: Document,
 }
 
-/// One item of a batch that is going to be written (duplicates removed).
-struct Planned<'a> {
-    item: &'a CommitItem,
-    id: EventId,
+impl CurrentMove {
+    /// The stored version the move starts from (0: the state is new).
+    fn base(&self) -> u64 {
+        match self.write {
+            CurrentWrite::Insert => 0,
+            CurrentWrite::Update { from } => from,
+        }
+    }
+}
+
+/// What the store holds about a batch, read before planning.
+#[derive(Default)]
+struct Found {
+    /// What the core's plan needs.
+    recorded: Recorded,
+    /// Batch event ids that belong to an unfinished batch (still tagged `pending`).
+    pending: BTreeSet<EventId>,
+}
+
+/// The conflict for an event that belongs to an unfinished batch (a concurrent writer's, or
+/// a crashed one's that the next open recovers): not recorded yet, but its origin sequence is
+/// held, so it is reported as [`ConflictKind::OriginTaken`]. Retrying later sees it recorded
+/// (a duplicate) or gone.
+fn unfinished(item: &CommitItem) -> StoreError {
+    let e = item.event.event();
+    StoreError::conflict(
+        ConflictKind::OriginTaken,
+        format!(
+            "origin {} seq {} (event {} is part of an unfinished batch: a concurrent writer, \
+             or a crashed one that the next open recovers)",
+            e.origin_node,
+            e.origin_seq,
+            item.event.id()
+        ),
+        e.origin_seq.0.saturating_sub(1),
+        e.origin_seq.0,
+    )
 }
 
 fn now_ms() -> i64 {
@@ -553,9 +587,9 @@ impl MongoStore {
             return Ok(());
         }
         if at != base {
-            return Err(Fail::Store(StoreError::conflict(
-                sst_core::ConflictKind::StaleVersion,
-                format!("state {id} (current document moved during commit)"),
+            // The version guard failed: another writer moved the document meanwhile.
+            return Err(Fail::Store(StoreError::stale_version(
+                &StateId::from(id),
                 base,
                 at,
             )));
@@ -581,158 +615,146 @@ impl MongoStore {
         Ok(())
     }
 
-    /// Checks a batch against the stored tables: which events are already recorded
-    /// (duplicates), and whether the others conflict on origin sequence or state version.
-    async fn plan<'a>(
+    /// Runs `find` and collects every document, inside the transaction when `session` is
+    /// given.
+    async fn find_all(
         &self,
-        batch: &'a CommitBatch,
+        col: &Collection<Document>,
+        filter: Document,
+        projection: Document,
         session: Option<&mut ClientSession>,
-    ) -> Result<(Vec<Planned<'a>>, Vec<EventId>), Fail> {
+    ) -> Result<Vec<Document>, Fail> {
         let op = "commit";
-        let ids: Vec<String> = batch
-            .items
-            .iter()
-            .map(|i| i.event.id().to_string())
-            .collect();
-        // Origin sequences of the batch, per node: one indexed query per node.
-        let mut seqs_by_node: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-        for i in &batch.items {
-            let e = i.event.event();
-            seqs_by_node
-                .entry(e.origin_node.as_str())
-                .or_default()
-                .push(to_i64("event.origin_seq", e.origin_seq.0)?);
-        }
-        let state_ids: Vec<&str> = batch
-            .items
-            .iter()
-            .filter_map(|i| i.state.as_ref().map(|s| s.id.as_str()))
-            .collect();
-        let mut found_events: BTreeMap<String, (bool, String, i64)> = BTreeMap::new();
-        let mut current: BTreeMap<String, u64> = BTreeMap::new();
-        let proj = doc! { "origin_node": 1, "origin_seq": 1, "pending": 1 };
-        let mut queries = vec![(
-            self.events_col(),
-            doc! { "_id": { "$in": &ids } },
-            proj.clone(),
-        )];
-        for (node, seqs) in &seqs_by_node {
-            queries.push((
-                self.events_col(),
-                doc! { "origin_node": *node, "origin_seq": { "$in": seqs } },
-                proj.clone(),
-            ));
-        }
-        let events_queries = queries.len();
-        if !state_ids.is_empty() {
-            queries.push((
-                self.states(),
-                doc! { "_id": { "$in": &state_ids } },
-                doc! { "version": 1 },
-            ));
-        }
-        let mut results = Vec::with_capacity(queries.len());
-        let mut session = session;
-        for (col, filter, projection) in queries {
-            let mut out = Vec::new();
-            match session.as_deref_mut() {
-                Some(s) => {
-                    let mut c = col
-                        .find(filter)
-                        .projection(projection)
-                        .session(&mut *s)
-                        .await
-                        .at(op)?;
-                    while c.advance(s).await.at(op)? {
-                        out.push(c.deserialize_current().at(op)?);
-                    }
-                }
-                None => {
-                    let mut c = col.find(filter).projection(projection).await.at(op)?;
-                    while c.advance().await.at(op)? {
-                        out.push(c.deserialize_current().at(op)?);
-                    }
+        let mut out = Vec::new();
+        match session {
+            Some(s) => {
+                let mut c = col
+                    .find(filter)
+                    .projection(projection)
+                    .session(&mut *s)
+                    .await
+                    .at(op)?;
+                while c.advance(s).await.at(op)? {
+                    out.push(c.deserialize_current().at(op)?);
                 }
             }
-            results.push(out);
+            None => {
+                let mut c = col.find(filter).projection(projection).await.at(op)?;
+                while c.advance().await.at(op)? {
+                    out.push(c.deserialize_current().at(op)?);
+                }
+            }
         }
-        let st_docs: Vec<Document> = results
-            .split_off(events_queries.min(results.len()))
-            .into_iter()
-            .flatten()
+        Ok(out)
+    }
+
+    /// Reads what is stored about `batch` ([`Lookups`]): one `find` for its event ids, one
+    /// for its origin sequences, one for its states.
+    async fn read_recorded(
+        &self,
+        batch: &CommitBatch,
+        mut session: Option<&mut ClientSession>,
+    ) -> Result<Found, Fail> {
+        let lookups = Lookups::of(batch);
+        let mut found = Found::default();
+        let ids: BTreeMap<String, EventId> = lookups
+            .events
+            .iter()
+            .map(|id| (id.to_string(), *id))
             .collect();
-        let docs: Vec<Document> = results.into_iter().flatten().collect();
+        let keys: Vec<&str> = ids.keys().map(String::as_str).collect();
+        let docs = self
+            .find_all(
+                &self.events_col(),
+                doc! { "_id": { "$in": keys } },
+                doc! { "pending": 1 },
+                session.as_deref_mut(),
+            )
+            .await?;
         for d in docs {
-            let id = get_str(&d, "_id", "event")?;
-            let pending = d.contains_key("pending");
-            found_events.insert(
-                id.clone(),
-                (
-                    pending,
-                    get_str(&d, "origin_node", &id)?,
-                    get_int(&d, "origin_seq", &id)?,
-                ),
-            );
-        }
-        for d in st_docs {
-            let id = get_str(&d, "_id", "state")?;
-            current.insert(id.clone(), get_u64(&d, "version", &id)?);
-        }
-        let by_origin: BTreeMap<(String, i64), String> = found_events
-            .iter()
-            .map(|(id, (_, n, s))| ((n.clone(), *s), id.clone()))
-            .collect();
-        let mut plan = Vec::new();
-        let mut duplicates = Vec::new();
-        let mut versions: BTreeMap<&StateId, u64> = BTreeMap::new();
-        let mut origins: BTreeMap<(String, i64), EventId> = BTreeMap::new();
-        for item in &batch.items {
-            let id = item.event.id();
-            let id_s = id.to_string();
-            if let Some((pending, _, _)) = found_events.get(&id_s) {
-                if *pending {
-                    let e = item.event.event();
-                    return Err(Fail::Store(StoreError::conflict(sst_core::ConflictKind::OriginTaken, format!(
-                            "event {id_s} is part of an unfinished batch (a concurrent writer, or a crashed one that the next open recovers)"
-                        ), e.origin_seq.0, e.origin_seq.0)));
-                }
-                duplicates.push(id);
+            let Some(id) = ids.get(&get_str(&d, "_id", "event")?) else {
                 continue;
+            };
+            if d.contains_key("pending") {
+                found.pending.insert(*id);
+            } else {
+                found.recorded.events.insert(*id);
             }
-            let e = item.event.event();
-            let key = (
-                e.origin_node.as_str().to_owned(),
-                to_i64("event.origin_seq", e.origin_seq.0)?,
-            );
-            let taken = by_origin.get(&key).is_some_and(|other| *other != id_s)
-                || origins.get(&key).is_some_and(|other| *other != id);
-            if taken {
-                return Err(Fail::Store(StoreError::conflict(
-                    sst_core::ConflictKind::OriginTaken,
-                    format!("origin {} seq {}", e.origin_node, e.origin_seq),
-                    e.origin_seq.0.saturating_sub(1),
-                    e.origin_seq.0,
-                )));
-            }
-            if let Some(state) = &item.state {
-                let now = match versions.get(&state.id) {
-                    Some(v) => *v,
-                    None => current.get(state.id.as_str()).copied().unwrap_or(0),
-                };
-                if state.version != now + 1 {
-                    return Err(Fail::Store(StoreError::conflict(
-                        sst_core::ConflictKind::StaleVersion,
-                        format!("state {}", state.id),
-                        state.version - 1,
-                        now,
-                    )));
-                }
-                versions.insert(&state.id, state.version);
-            }
-            origins.insert(key, id);
-            plan.push(Planned { item, id });
         }
-        Ok((plan, duplicates))
+        let mut seqs: BTreeMap<&NodeId, Vec<i64>> = BTreeMap::new();
+        for (node, seq) in &lookups.origins {
+            seqs.entry(node)
+                .or_default()
+                .push(to_i64("event.origin_seq", seq.0)?);
+        }
+        let mut clauses: Vec<Document> = seqs
+            .iter()
+            .map(
+                |(node, seqs)| doc! { "origin_node": node.as_str(), "origin_seq": { "$in": seqs } },
+            )
+            .collect();
+        let filter = match clauses.len() {
+            0 => None,
+            1 => clauses.pop(),
+            _ => Some(doc! { "$or": clauses }),
+        };
+        if let Some(filter) = filter {
+            let docs = self
+                .find_all(
+                    &self.events_col(),
+                    filter,
+                    doc! { "origin_node": 1, "origin_seq": 1 },
+                    session.as_deref_mut(),
+                )
+                .await?;
+            for d in docs {
+                let id = get_str(&d, "_id", "event")?;
+                let key = (
+                    NodeId::from(get_str(&d, "origin_node", &id)?),
+                    OriginSeq(get_u64(&d, "origin_seq", &id)?),
+                );
+                let owner = id
+                    .parse::<EventId>()
+                    .map_err(|e| StoreError::malformed(format!("event {id}"), e))?;
+                found.recorded.origins.insert(key, owner);
+            }
+        }
+        if !lookups.states.is_empty() {
+            let states: Vec<&str> = lookups.states.iter().map(StateId::as_str).collect();
+            let docs = self
+                .find_all(
+                    &self.states(),
+                    doc! { "_id": { "$in": states } },
+                    doc! { "version": 1 },
+                    session,
+                )
+                .await?;
+            for d in docs {
+                let id = get_str(&d, "_id", "state")?;
+                let version = get_u64(&d, "version", &id)?;
+                found.recorded.versions.insert(StateId(id), version);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Reads what is recorded and lets the core decide ([`CommitPlan`]). One case is this
+    /// adapter's own: an event of the batch that belongs to an unfinished batch (see
+    /// [`unfinished`]).
+    async fn plan(
+        &self,
+        batch: &CommitBatch,
+        session: Option<&mut ClientSession>,
+    ) -> Result<CommitPlan, Fail> {
+        let found = self.read_recorded(batch, session).await?;
+        if let Some(item) = batch
+            .items
+            .iter()
+            .find(|i| found.pending.contains(&i.event.id()))
+        {
+            return Err(Fail::Store(unfinished(item)));
+        }
+        Ok(CommitPlan::new(batch, &found.recorded)?)
     }
 
     /// Reserves `n` consecutive event positions; returns the first.
@@ -759,108 +781,133 @@ impl MongoStore {
         Ok(get_int(&d, "value", "position counter")? - n + 1)
     }
 
-    /// Builds the documents of a planned batch.
+    /// Builds the documents the plan writes: an event per recorded item, a history
+    /// version per recorded state, and the final current document of each touched state.
     fn documents(
         &self,
-        plan: &[Planned<'_>],
+        batch: &CommitBatch,
+        plan: &CommitPlan,
         first_pos: i64,
         batch_id: &str,
         pending: bool,
     ) -> Result<BatchDocs, StoreError> {
-        let since = now_ms();
-        let mut events = Vec::with_capacity(plan.len());
-        let mut history = Vec::new();
-        let mut moves: BTreeMap<String, CurrentMove> = BTreeMap::new();
-        for (i, p) in plan.iter().enumerate() {
-            let pend = pending.then_some((plan.len(), since));
-            events.push(event_doc(p.item, first_pos + i as i64, batch_id, pend)?);
-            if let Some(state) = &p.item.state {
-                let mut d = state_doc(state, batch_id)?;
-                let m = moves
-                    .entry(state.id.to_string())
-                    .or_insert_with(|| CurrentMove {
-                        id: state.id.to_string(),
-                        base: state.version - 1,
-                        last: state.version,
-                        doc: Document::new(),
-                    });
-                m.last = state.version;
-                m.doc = d.clone();
-                d.insert("_id", ObjectId::new());
-                history.push(d);
+        let pend = pending.then_some((plan.record.len(), now_ms()));
+        let current: BTreeMap<usize, CurrentWrite> =
+            plan.current.iter().map(|r| (r.item, r.write)).collect();
+        let mut docs = BatchDocs {
+            event_ids: Vec::with_capacity(plan.record.len()),
+            events: Vec::with_capacity(plan.record.len()),
+            history: Vec::new(),
+            moves: Vec::with_capacity(current.len()),
+        };
+        for (n, &i) in plan.record.iter().enumerate() {
+            let item = &batch.items[i];
+            docs.event_ids.push(item.event.id().to_string());
+            docs.events
+                .push(event_doc(item, first_pos + n as i64, batch_id, pend)?);
+            let Some(state) = &item.state else {
+                continue;
+            };
+            let mut d = state_doc(state, batch_id)?;
+            if let Some(&write) = current.get(&i) {
+                let mut doc = d.clone();
+                doc.insert("_id", state.id.as_str());
+                docs.moves.push(CurrentMove {
+                    id: state.id.to_string(),
+                    write,
+                    last: state.version,
+                    doc,
+                });
             }
+            d.insert("_id", ObjectId::new());
+            docs.history.push(d);
         }
-        Ok(BatchDocs {
-            event_ids: plan.iter().map(|p| p.id.to_string()).collect(),
-            events,
-            history,
-            moves: moves.into_values().collect(),
-        })
+        docs.moves.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(docs)
     }
 
-    /// The writes of one commit, inside a transaction when `session` is given.
+    /// One commit: read what is recorded, let the core plan, write the plan — inside a
+    /// transaction when `session` is given, else through the recoverable protocol.
     async fn write_batch(
         &self,
         batch: &CommitBatch,
         mut session: Option<&mut ClientSession>,
     ) -> Result<CommitReceipt, Fail> {
-        let op = "commit";
-        let (plan, duplicates) = self.plan(batch, session.as_deref_mut()).await?;
-        let receipt = CommitReceipt {
-            committed: plan.iter().map(|p| p.id).collect(),
-            duplicates,
-        };
+        let plan = self.plan(batch, session.as_deref_mut()).await?;
+        let receipt = plan.receipt();
         if plan.is_empty() {
             return Ok(receipt);
         }
         let batch_id = ObjectId::new().to_hex();
         let first = self
-            .reserve_positions(plan.len(), session.as_deref_mut())
+            .reserve_positions(plan.record.len(), session.as_deref_mut())
             .await?;
-        let docs = self.documents(&plan, first, &batch_id, session.is_none())?;
+        let docs = self.documents(batch, &plan, first, &batch_id, session.is_none())?;
         match session {
-            Some(s) => {
-                self.events_col()
-                    .insert_many(docs.events)
-                    .session(&mut *s)
-                    .await
-                    .at(op)?;
-                if !docs.history.is_empty() {
-                    self.history()
-                        .insert_many(docs.history)
+            Some(s) => self.write_transactional(s, docs).await?,
+            None => self.write_recoverable(&batch_id, docs).await?,
+        }
+        Ok(receipt)
+    }
+
+    /// The writes of a plan inside the transaction of `s`.
+    async fn write_transactional(
+        &self,
+        s: &mut ClientSession,
+        docs: BatchDocs,
+    ) -> Result<(), Fail> {
+        let op = "commit";
+        self.events_col()
+            .insert_many(docs.events)
+            .session(&mut *s)
+            .await
+            .at(op)?;
+        if !docs.history.is_empty() {
+            self.history()
+                .insert_many(docs.history)
+                .session(&mut *s)
+                .await
+                .at(op)?;
+        }
+        for m in docs.moves {
+            match m.write {
+                CurrentWrite::Insert => {
+                    self.states()
+                        .insert_one(m.doc)
                         .session(&mut *s)
                         .await
                         .at(op)?;
                 }
-                for m in docs.moves {
-                    let mut d = m.doc;
-                    d.insert("_id", m.id.as_str());
-                    if m.base == 0 {
-                        self.states().insert_one(d).session(&mut *s).await.at(op)?;
-                    } else {
-                        let r = self
+                CurrentWrite::Update { from } => {
+                    let guard = doc! { "_id": &m.id, "version": to_i64("version", from)? };
+                    let r = self
+                        .states()
+                        .replace_one(guard, m.doc)
+                        .session(&mut *s)
+                        .await
+                        .at(op)?;
+                    if r.matched_count != 1 {
+                        // The version guard failed: report what the document holds now.
+                        let found = self
                             .states()
-                            .replace_one(
-                                doc! { "_id": &m.id, "version": to_i64("version", m.base)? },
-                                d,
-                            )
+                            .find_one(doc! { "_id": &m.id })
+                            .projection(doc! { "version": 1 })
                             .session(&mut *s)
                             .await
-                            .at(op)?;
-                        if r.matched_count != 1 {
-                            return Err(Fail::Store(StoreError::conflict(
-                                sst_core::ConflictKind::StaleVersion,
-                                format!("state {}", m.id),
-                                m.base,
-                                m.last,
-                            )));
-                        }
+                            .at(op)?
+                            .map(|d| get_u64(&d, "version", &m.id))
+                            .transpose()?
+                            .unwrap_or(0);
+                        return Err(Fail::Store(StoreError::stale_version(
+                            &StateId(m.id),
+                            from,
+                            found,
+                        )));
                     }
                 }
             }
-            None => self.write_recoverable(&batch_id, docs).await?,
         }
-        Ok(receipt)
+        Ok(())
     }
 
     /// Steps 1–4 of the recoverable protocol (see the module docs).
@@ -893,32 +940,25 @@ impl MongoStore {
         let finish = async {
             // New states in one insert, existing ones each behind a version guard; anything
             // unexpected (e.g. a retry after a partial write) goes the careful way.
-            let (created, moved): (Vec<CurrentMove>, Vec<CurrentMove>) =
-                docs.moves.into_iter().partition(|m| m.base == 0);
+            let (created, moved): (Vec<CurrentMove>, Vec<CurrentMove>) = docs
+                .moves
+                .into_iter()
+                .partition(|m| m.write == CurrentWrite::Insert);
             if !created.is_empty() {
-                let rows: Vec<Document> = created
-                    .iter()
-                    .map(|m| {
-                        let mut d = m.doc.clone();
-                        d.insert("_id", m.id.as_str());
-                        d
-                    })
-                    .collect();
+                let rows: Vec<Document> = created.iter().map(|m| m.doc.clone()).collect();
                 if self.states().insert_many(rows).await.is_err() {
-                    for m in created {
-                        let mut d = m.doc;
-                        self.advance_current(&m.id, m.base, m.last, &mut d).await?;
+                    for mut m in created {
+                        self.advance_current(&m.id, m.base(), m.last, &mut m.doc)
+                            .await?;
                     }
                 }
             }
-            for m in moved {
-                let mut d = m.doc.clone();
-                d.insert("_id", m.id.as_str());
-                let guard = doc! { "_id": m.id.as_str(), "version": to_i64("version", m.base)? };
-                let r = self.states().replace_one(guard, d).await;
+            for mut m in moved {
+                let guard = doc! { "_id": m.id.as_str(), "version": to_i64("version", m.base())? };
+                let r = self.states().replace_one(guard, m.doc.clone()).await;
                 if !matches!(r, Ok(ref r) if r.matched_count == 1) {
-                    let mut d = m.doc;
-                    self.advance_current(&m.id, m.base, m.last, &mut d).await?;
+                    self.advance_current(&m.id, m.base(), m.last, &mut m.doc)
+                        .await?;
                 }
             }
             #[cfg(feature = "fault-injection")]
@@ -963,45 +1003,47 @@ impl MongoStore {
         Ok(())
     }
 
-    /// After a duplicate-key error: the conflict as the contract words it, re-read from the
-    /// stored tables.
+    /// After a duplicate-key error (a race the plan could not see): the conflict as the
+    /// contract words it. The other writer's documents are visible now, so the plan is made
+    /// again; if it still sees nothing, the winner has claimed a history version (or recorded
+    /// an event) without finishing yet, and the violated index names the conflict.
     async fn explain_conflict(&self, batch: &CommitBatch) -> StoreError {
-        match self.plan(batch, None).await {
-            Err(Fail::Store(e)) => e,
-            Err(Fail::Mongo(op, e)) => backend(op, e),
-            Ok(_) => {
-                // The winner has claimed its history version but not yet moved the current
-                // document: report the highest claimed version.
-                for item in &batch.items {
-                    if let Some(state) = &item.state {
-                        let found = self
-                            .history()
-                            .find_one(doc! { "id": state.id.as_str() })
-                            .sort(doc! { "version": -1 })
-                            .projection(doc! { "version": 1 })
-                            .await
-                            .ok()
-                            .flatten()
-                            .and_then(|d| get_u64(&d, "version", "history").ok())
-                            .unwrap_or(0);
-                        if found >= state.version {
-                            return StoreError::conflict(
-                                sst_core::ConflictKind::StaleVersion,
-                                format!("state {}", state.id),
-                                state.version - 1,
-                                found,
-                            );
-                        }
-                    }
-                }
-                StoreError::conflict(
-                    sst_core::ConflictKind::OriginTaken,
-                    "batch: a concurrent writer recorded the same event or origin sequence",
-                    0,
-                    0,
-                )
+        let plan = match self.plan(batch, None).await {
+            Err(Fail::Store(e)) => return e,
+            Err(Fail::Mongo(op, e)) => return backend(op, e),
+            Ok(plan) => plan,
+        };
+        for &i in &plan.record {
+            let Some(state) = &batch.items[i].state else {
+                continue;
+            };
+            let claimed = self
+                .history()
+                .find_one(doc! { "id": state.id.as_str() })
+                .sort(doc! { "version": -1 })
+                .projection(doc! { "version": 1 })
+                .await
+                .ok()
+                .flatten()
+                .and_then(|d| get_u64(&d, "version", "history").ok())
+                .unwrap_or(0);
+            if claimed >= state.version {
+                return StoreError::stale_version(&state.id, state.version - 1, claimed);
             }
         }
+        let e = batch.items[plan.record.first().copied().unwrap_or(0)]
+            .event
+            .event();
+        StoreError::conflict(
+            ConflictKind::OriginTaken,
+            format!(
+                "origin {} seq {} (a concurrent writer recorded the same event or origin \
+                 sequence)",
+                e.origin_node, e.origin_seq
+            ),
+            e.origin_seq.0.saturating_sub(1),
+            e.origin_seq.0,
+        )
     }
 
     async fn commit_transactional(&self, batch: &CommitBatch) -> Result<CommitReceipt, StoreError> {
@@ -1047,6 +1089,22 @@ impl MongoStore {
                 }
             }
         }
+    }
+
+    /// The identity recorded for the contract document `_id` = `key`, if any.
+    async fn contract_identity(&self, key: &str) -> Result<Option<Digest>, StoreError> {
+        let what = format!("contract {key}");
+        self.contracts_col()
+            .find_one(doc! { "_id": key })
+            .projection(doc! { "identity": 1 })
+            .await
+            .map_err(|e| backend("put_contract", e))?
+            .map(|d| {
+                get_str(&d, "identity", &what)?
+                    .parse::<Digest>()
+                    .map_err(|e| StoreError::malformed(&what, e))
+            })
+            .transpose()
     }
 
     async fn collect(
@@ -1298,8 +1356,13 @@ impl Store for MongoStore {
     }
 
     async fn put_contract(&self, contract: &ContractRecord) -> Result<(), StoreError> {
+        let op = "put_contract";
         let c = contract.contract();
         let key = c.to_string();
+        let stored = self.contract_identity(&key).await?;
+        if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::AlreadyRecorded {
+            return Ok(());
+        }
         let d = doc! {
             "_id": &key,
             "name": c.name.as_str(),
@@ -1311,25 +1374,15 @@ impl Store for MongoStore {
             return Ok(());
         };
         if !error::is_duplicate_key(&e) {
-            return Err(backend("put_contract", e));
+            return Err(backend(op, e));
         }
-        let existing = self.contract(c).await?;
-        match existing {
-            Some(x) if x.identity == contract.identity => Ok(()),
-            other => {
-                let stored = other.map_or_else(|| "?".to_owned(), |x| x.identity.to_string());
-                Err(conflict_or_backend("put_contract", e, || {
-                    StoreError::conflict(
-                        sst_core::ConflictKind::ContractIdentity,
-                        format!(
-                            "contract {key} (identity {stored} vs {})",
-                            contract.identity
-                        ),
-                        u64::from(c.version),
-                        u64::from(c.version),
-                    )
-                }))
-            }
+        // A concurrent put got there first: decide again against what it recorded.
+        let stored = self.contract_identity(&key).await?;
+        match ContractPut::decide(stored.as_ref(), contract)? {
+            ContractPut::AlreadyRecorded => Ok(()),
+            ContractPut::Insert => Err(conflict_or_backend(op, e, || {
+                StoreError::contract_identity(c, "(concurrent)", contract.identity)
+            })),
         }
     }
 

@@ -10,8 +10,8 @@ use conformance_tests::fixtures::{actor, change, create, rejected, state_id, val
 use mongodb::bson::{doc, Bson, Document};
 use serde_json::json;
 use sst_core::{
-    CommitBatch, CommitItem, EventFilter, NodeId, OriginSeq, Parties, RejectReason, State, Store,
-    StoreError,
+    CommitBatch, CommitItem, ConflictKind, EventFilter, NodeId, OriginSeq, Parties, RejectReason,
+    State, Store, StoreError,
 };
 use sst_store_mongo::{CrashPoint, MongoStore, TransactionMode};
 
@@ -85,8 +85,11 @@ async fn exercise(mode: TransactionMode) -> anyhow::Result<()> {
         .expect_err("stale base must conflict");
     match err {
         StoreError::Conflict {
-            expected, found, ..
-        } => ensure!(expected == 1 && found == 2),
+            kind,
+            expected,
+            found,
+            ..
+        } => ensure!(kind == ConflictKind::StaleVersion && expected == 1 && found == 2),
         other => anyhow::bail!("expected a conflict, got {other}"),
     }
     ensure!(
@@ -265,6 +268,16 @@ async fn a_young_pending_batch_is_left_to_its_writer() -> anyhow::Result<()> {
     .await?;
     ensure!(patient.state(&a).await?.is_none());
     ensure!(patient.recover().await? == Default::default());
+    // Committing the same event meanwhile meets the unfinished batch: its origin is held.
+    match patient.commit(CommitBatch::new(vec![ca.clone()])).await {
+        Err(StoreError::Conflict { kind, found, .. }) => {
+            ensure!(
+                kind == ConflictKind::OriginTaken && found == 1,
+                "{kind} {found}"
+            );
+        }
+        other => anyhow::bail!("expected an origin conflict, got {other:?}"),
+    }
     let eager = f.store().await?;
     ensure!(eager.state(&a).await? == Some(first_state(&ca)?));
     Ok(())
