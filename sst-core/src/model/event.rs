@@ -184,6 +184,23 @@ pub enum RejectReason {
         /// Current version.
         found_version: u64,
     },
+    /// A touched section is not declared by the contract (a typo, or a section of another
+    /// contract version).
+    UnknownSection {
+        /// Section name as given.
+        section: String,
+    },
+    /// A change that touches no section (it would make a new version that changes nothing).
+    EmptyChange,
+    /// A create that names no parties: nobody could read or write the state.
+    MissingParties,
+    /// A party names an actor that is not registered on the sequencing node.
+    UnknownParty {
+        /// The role the actor was named in.
+        role: String,
+        /// The unknown actor.
+        actor: ActorId,
+    },
     /// The actor may not write a touched section.
     Forbidden {
         /// Section name.
@@ -214,6 +231,10 @@ impl RejectReason {
             RejectReason::UnknownState => "unknown_state",
             RejectReason::StateExists => "state_exists",
             RejectReason::StaleBase { .. } => "stale_base",
+            RejectReason::UnknownSection { .. } => "unknown_section",
+            RejectReason::EmptyChange => "empty_change",
+            RejectReason::MissingParties => "missing_parties",
+            RejectReason::UnknownParty { .. } => "unknown_party",
             RejectReason::Forbidden { .. } => "forbidden",
             RejectReason::ContractRejected { .. } => "contract_rejected",
             RejectReason::InvalidPayload { .. } => "invalid_payload",
