@@ -9,6 +9,10 @@
 //! ```
 //!
 //! which expands to one `#[tokio::test]` per case, so `cargo test` reports each case by name.
+//! Adapters whose suite needs a server declare that test target (and every other
+//! server-backed one) with `required-features = ["server-tests"]`, so the plain
+//! `cargo test --workspace` neither builds nor counts suites that could only skip;
+//! `cargo xtask integration` enables the feature and runs them against real servers.
 //! Each case gets a fresh namespace (database, schema, file or collection prefix) from the
 //! factory, and raw access to the native column for the tamper and redaction cases.
 #![forbid(unsafe_code)]
@@ -72,7 +76,9 @@ pub trait BackendFactory: Send + Sync {
 }
 
 /// For server-backed suites: `Ok(None)` (skip, with a loud message) when `var` is unset,
-/// unless `SST_REQUIRE_BACKEND=1`, in which case a missing URL fails the test.
+/// unless `SST_REQUIRE_BACKEND=1`, in which case a missing URL fails the test. Only reached
+/// in targets built with their adapter's `server-tests` feature, which someone enabled on
+/// purpose; a skipped case there still counts as passed in libtest's summary.
 ///
 /// # Errors
 /// When the variable is unset and `SST_REQUIRE_BACKEND=1`.

@@ -1,6 +1,6 @@
 //! Writes a few real-estate deal states into database `sst_demo` (or `$SST_DEMO_DATABASE`) of
 //! `$SST_MYSQL_URL`, so the SQL in the README can be tried on real rows:
-//! `cargo run -p sst-store-mysql --example deals`.
+//! `cargo run -p sst-store-mysql --example mysql_deals`.
 
 use anyhow::Context;
 use conformance_tests::fixtures::{actor, create, deal_parties, deal_values};

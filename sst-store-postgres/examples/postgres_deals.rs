@@ -1,6 +1,6 @@
 //! Writes a few real-estate deal states into schema `sst_demo` (or `$SST_DEMO_SCHEMA`) of
 //! `$SST_POSTGRES_URL`, so the SQL in the README can be tried on real rows:
-//! `cargo run -p sst-store-postgres --example deals`.
+//! `cargo run -p sst-store-postgres --example postgres_deals`.
 
 use anyhow::Context;
 use conformance_tests::fixtures::{actor, create, deal_parties, deal_values};

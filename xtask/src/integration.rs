@@ -1,6 +1,8 @@
 //! `cargo xtask integration [--db sqlite|postgres|mysql|all]`: for each backend, make sure its
 //! server answers (starting the machine's own server if needed), run the adapter's
-//! conformance suite against it with `SST_REQUIRE_BACKEND=1`, and print one table of
+//! conformance suite and its other server-backed test targets (built with the adapter's
+//! `server-tests` feature, which the plain `cargo test --workspace` leaves off) against it with
+//! `SST_REQUIRE_BACKEND=1`, and print one table of
 //! passed / failed / skipped / time. A backend whose server could not be reached is NOT RUN,
 //! never passed, and fails the command unless the machine does not provide it at all.
 //! Each test case makes (and drops) its own uniquely named schema / database.
@@ -37,8 +39,14 @@ pub(crate) struct BackendSpec {
     /// For server backends whose URL variable is unset and whose default is empty: starts a
     /// test server, returning its URL and a guard that stops it when dropped.
     pub(crate) start: Option<StartServer>,
-    /// The adapter's test targets that run the suite (`tests/<name>.rs`).
+    /// The adapter's test targets that run the suite (`tests/<name>.rs`). For server
+    /// backends: every target the adapter's Cargo.toml declares with
+    /// `required-features = ["server-tests"]` (checked by a test below).
     pub(crate) tests: &'static [&'static str],
+    /// Whether the targets need the adapter's `server-tests` feature. Server-backed targets
+    /// are left out of the plain `cargo test --workspace` (they could only skip there and be
+    /// counted as passed); this run builds them with `--features server-tests`.
+    pub(crate) server_tests: bool,
     /// A backend whose every case reports NOT RUN with this text in the reason is one the
     /// machine does not provide (Oracle: `DPI-1047`, no client library): not a failure.
     pub(crate) not_provided_when: Option<&'static str>,
@@ -56,6 +64,7 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         ensure: None,
         start: None,
         tests: &["conformance"],
+        server_tests: false,
         not_provided_when: None,
     },
     BackendSpec {
@@ -64,7 +73,8 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         url: Some(("SST_POSTGRES_URL", services::POSTGRES_URL)),
         ensure: Some(services::postgres),
         start: None,
-        tests: &["conformance"],
+        tests: &["conformance", "partitioned", "races"],
+        server_tests: true,
         not_provided_when: None,
     },
     BackendSpec {
@@ -73,7 +83,8 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         url: Some(("SST_MYSQL_URL", services::MYSQL_URL)),
         ensure: Some(services::mysql),
         start: None,
-        tests: &["conformance"],
+        tests: &["conformance", "batched_commit"],
+        server_tests: true,
         not_provided_when: None,
     },
     BackendSpec {
@@ -83,8 +94,10 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         url: Some(("SST_MONGO_URL", "")),
         ensure: None,
         start: Some(crate::mongo_server::start_test_server),
-        // Transactions where the server offers them, then forced transactions.
-        tests: &["conformance", "conformance_txn"],
+        // Transactions where the server offers them, then forced transactions, then both
+        // commit paths with simulated crashes.
+        tests: &["conformance", "conformance_txn", "protocol"],
+        server_tests: true,
         not_provided_when: None,
     },
     BackendSpec {
@@ -94,6 +107,7 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         ensure: None,
         start: None,
         tests: &["conformance"],
+        server_tests: true,
         not_provided_when: Some("DPI-1047"),
     },
 ];
@@ -267,6 +281,9 @@ fn run_suite(spec: &BackendSpec, env: &[(&str, String)]) -> anyhow::Result<Row> 
         cmd.current_dir(&root)
             .args(["test", "-p", spec.package])
             .env("SST_REQUIRE_BACKEND", "1");
+        if spec.server_tests {
+            cmd.args(["--features", "server-tests"]);
+        }
         for t in spec.tests {
             cmd.args(["--test", t]);
         }
@@ -532,6 +549,63 @@ mod tests {
         );
         let ran = counts(summary);
         assert_eq!(not_provided(&ran, "DPI-1047"), None, "cases that ran");
+    }
+
+    /// The `[[test]]` targets of `manifest` that require the `server-tests` feature.
+    fn server_test_targets(manifest: &str) -> Vec<String> {
+        manifest
+            .split("[[")
+            .filter(|section| section.starts_with("test]]"))
+            .filter(|section| section.contains(r#"required-features = ["server-tests"]"#))
+            .filter_map(|section| {
+                section.lines().find_map(|l| {
+                    let value = l.trim().strip_prefix("name")?.trim().strip_prefix('=')?;
+                    Some(value.trim().trim_matches('"').to_owned())
+                })
+            })
+            .collect()
+    }
+
+    /// Every server-backed test file is behind `server-tests` (so the plain command never
+    /// counts it as passed) and run by this command (so CI still runs it): a file that opens a
+    /// server (`url_or_skip`, the shared `common` factory, the `suite!` macro) must be a
+    /// `server-tests` target, and the targets are exactly the ones listed in [`BACKENDS`].
+    #[test]
+    fn server_test_targets_are_gated_and_all_run_here() -> anyhow::Result<()> {
+        let root = project_root()?;
+        for spec in BACKENDS.iter().filter(|b| b.server_tests) {
+            let dir = root.join(spec.package);
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
+            assert!(
+                manifest.contains("server-tests = []"),
+                "{}: no server-tests feature",
+                spec.package
+            );
+            let mut gated = server_test_targets(&manifest);
+            gated.sort();
+            let mut listed: Vec<String> = spec.tests.iter().map(|t| t.to_string()).collect();
+            listed.sort();
+            assert_eq!(gated, listed, "{}: gated targets vs BACKENDS", spec.package);
+            for entry in std::fs::read_dir(dir.join("tests"))? {
+                let path = entry?.path();
+                let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                if path.extension().is_none_or(|e| e != "rs") || gated.iter().any(|g| g == stem) {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path)?;
+                for needs_server in ["url_or_skip", "mod common", "suite!"] {
+                    assert!(
+                        !text.contains(needs_server),
+                        "{}: `{needs_server}` suggests it needs a server; declare it as a \
+                         [[test]] with required-features = [\"server-tests\"] and list it in BACKENDS",
+                        path.display()
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     #[test]
