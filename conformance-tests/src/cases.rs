@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use sst_core::{
     canonical, portable, verify_store, Actor, ActorKey, ActorStatus, CommitBatch, CommitItem,
     CommitReceipt, ContractRef, EventFilter, EventId, EventKind, EventRecord, NodeId, OriginSeq,
-    OutcomeKind, RejectReason, State, StateId, StoreError, VerifyReport,
+    OutcomeKind, Refusal, RejectReason, State, StateId, StoreError, Timestamp, VerifyReport,
 };
 
 use crate::fixtures::{
@@ -1962,6 +1962,89 @@ pub async fn unknown_things_read_as_nothing_and_ids_are_sorted(
     ensure!(
         b.store.state_ids().await? == made,
         "state_ids are not the sorted ids"
+    );
+    Ok(())
+}
+
+/// A refusal is recorded once per event (a second put replaces it), listed sorted by state,
+/// version and event id (all of them, or one state's), survives reopening, is gone after
+/// `clear_refusal` (clearing twice is fine), and a refusal whose text is not portable JSON is
+/// refused with its path.
+pub async fn refusals_are_recorded_listed_and_cleared(
+    f: &impl BackendFactory,
+) -> anyhow::Result<()> {
+    let b = f.open().await?;
+    let s1 = state_id("refused-a");
+    let s2 = state_id("refused-b");
+    let refusal = |state: &StateId, version: u64, byte: u8, reason: RejectReason| Refusal {
+        event: EventId(crate::fixtures::foreign_digest(byte)),
+        state_id: state.clone(),
+        version,
+        from_node: NodeId::from("home"),
+        reason,
+        at: Timestamp(1_700_000_000_000 + i64::from(byte)),
+    };
+    let missing = RejectReason::UnknownContract {
+        contract: ContractRef::new("deal", 2),
+    };
+    let r1 = refusal(&s1, 3, 11, missing.clone());
+    let r2 = refusal(&s1, 2, 12, missing.clone());
+    let r3 = refusal(&s2, 1, 13, RejectReason::UnknownState);
+    for r in [&r1, &r2, &r3] {
+        b.store.put_refusal(r).await?;
+    }
+    let ours = |all: Vec<Refusal>| -> Vec<Refusal> {
+        all.into_iter()
+            .filter(|r| r.state_id == s1 || r.state_id == s2)
+            .collect()
+    };
+    let mut want = vec![r2.clone(), r1.clone(), r3.clone()];
+    want.sort_by(|a, b| (&a.state_id, a.version, a.event).cmp(&(&b.state_id, b.version, b.event)));
+    ensure!(
+        ours(b.store.refusals(None).await?) == want,
+        "refusals are not listed sorted by state, version, event"
+    );
+    ensure!(
+        b.store.refusals(Some(&s1)).await? == vec![r2.clone(), r1.clone()],
+        "one state's refusals"
+    );
+    // Replacing: the same event refused again, now for another reason.
+    let again = Refusal {
+        reason: RejectReason::UnknownActor {
+            actor: "acme/zoe".into(),
+        },
+        at: Timestamp(1_800_000_000_000),
+        ..r1.clone()
+    };
+    b.store.put_refusal(&again).await?;
+    ensure!(
+        b.store.refusals(Some(&s1)).await? == vec![r2.clone(), again.clone()],
+        "a second put of the same event must replace the first"
+    );
+    let bad = Refusal {
+        reason: RejectReason::ContractRejected {
+            message: "nul \u{0} inside".into(),
+        },
+        ..refusal(&s2, 2, 14, RejectReason::UnknownState)
+    };
+    match b.store.put_refusal(&bad).await {
+        Err(StoreError::InvalidInput { path, .. }) => {
+            ensure!(path.starts_with("$.refusal"), "path {path}")
+        }
+        other => bail!("a non-portable refusal: expected InvalidInput, got {other:?}"),
+    }
+    if b.store.capabilities().durable {
+        let b2 = f.reopen().await?;
+        ensure!(
+            b2.store.refusals(Some(&s1)).await? == vec![r2.clone(), again.clone()],
+            "refusals must survive reopening"
+        );
+    }
+    b.store.clear_refusal(&r2.event).await?;
+    b.store.clear_refusal(&r2.event).await?;
+    ensure!(
+        ours(b.store.refusals(None).await?) == vec![again, r3],
+        "cleared refusal still listed"
     );
     Ok(())
 }

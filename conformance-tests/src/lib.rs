@@ -143,6 +143,7 @@ macro_rules! suite {
             actors_are_upserted_and_listed_sorted,
             contracts_are_recorded_once_per_identity,
             unknown_things_read_as_nothing_and_ids_are_sorted,
+            refusals_are_recorded_listed_and_cleared,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

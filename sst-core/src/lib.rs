@@ -30,11 +30,13 @@ pub use memory::MemoryStore;
 pub use model::{
     Actor, ActorChange, ActorId, ActorStatus, Base, CallPayload, ChangePayload, ContractDescriptor,
     ContractRecord, ContractRef, CreatePayload, Disclosure, Event, EventKind, EventRecord,
-    MigrateArgs, NodeId, OriginSeq, Outcome, OutcomeKind, Parties, PayloadError, RejectReason,
-    Role, Section, SignedEvent, State, StateId, Timestamp,
+    MigrateArgs, NodeId, OriginSeq, Outcome, OutcomeKind, Parties, PayloadError, Refusal,
+    RejectReason, Role, Section, SignedEvent, State, StateId, Timestamp,
 };
 pub use permission::{Access, ContractPolicy, SectionPolicy};
 pub use sign::{ActorKey, CryptoError, Envelope, EnvelopeSignature, PublicKey, SignatureBytes};
-pub use store::{Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store};
+pub use store::{
+    check_refusal, Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store,
+};
 pub use tables::TableNames;
 pub use verify::{verify_store, Finding, VerifyReport};

@@ -9,10 +9,13 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::hash::EventId;
 use crate::model::{
-    Actor, ActorId, ContractRecord, ContractRef, EventRecord, NodeId, OriginSeq, State, StateId,
+    Actor, ActorId, ContractRecord, ContractRef, EventRecord, NodeId, OriginSeq, Refusal, State,
+    StateId,
 };
 use crate::raw::{CommitPlan, ContractPut, Lookups, Recorded};
-use crate::store::{Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store};
+use crate::store::{
+    check_refusal, Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store,
+};
 
 #[derive(Default)]
 struct Tables {
@@ -24,6 +27,7 @@ struct Tables {
     origin: BTreeMap<(NodeId, OriginSeq), EventId>,
     actors: BTreeMap<ActorId, Actor>,
     contracts: BTreeMap<ContractRef, ContractRecord>,
+    refusals: BTreeMap<EventId, Refusal>,
 }
 
 /// An in-memory [`Store`]: real behaviour (atomic batches, conflicts, history, idempotence),
@@ -182,6 +186,31 @@ impl Store for MemoryStore {
 
     async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
         Ok(self.lock()?.contracts.get(contract).cloned())
+    }
+
+    async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
+        check_refusal(refusal)?;
+        self.lock()?.refusals.insert(refusal.event, refusal.clone());
+        Ok(())
+    }
+
+    async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
+        let t = self.lock()?;
+        let mut out: Vec<Refusal> = t
+            .refusals
+            .values()
+            .filter(|r| state.is_none_or(|s| &r.state_id == s))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.state_id, a.version, a.event).cmp(&(&b.state_id, b.version, b.event))
+        });
+        Ok(out)
+    }
+
+    async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
+        self.lock()?.refusals.remove(event);
+        Ok(())
     }
 
     async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {

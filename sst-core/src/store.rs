@@ -9,7 +9,7 @@ use crate::error::StoreError;
 use crate::hash::EventId;
 use crate::model::{
     Actor, ActorId, ContractRecord, ContractRef, EventKind, EventRecord, NodeId, OriginSeq,
-    Outcome, OutcomeKind, State, StateId,
+    Outcome, OutcomeKind, Refusal, State, StateId,
 };
 use crate::portable;
 
@@ -239,6 +239,20 @@ impl CommitBatch {
     }
 }
 
+/// Checks a refusal before it is stored: every text in it follows the portable profile, so it
+/// round-trips through every engine (e.g. no `\\u0000` for Postgres).
+///
+/// # Errors
+/// [`StoreError::InvalidInput`] naming the offending path.
+pub fn check_refusal(refusal: &Refusal) -> Result<(), StoreError> {
+    let value = serde_json::to_value(refusal).map_err(|e| StoreError::InvalidInput {
+        path: "$.refusal".into(),
+        reason: e.to_string(),
+    })?;
+    portable::check_at(&value, "$.refusal")?;
+    Ok(())
+}
+
 /// Persistence of SST's peer tables in a host database.
 ///
 /// # Contract
@@ -263,6 +277,10 @@ impl CommitBatch {
 /// - [`Store::last_origin_seq`] is the highest origin sequence recorded for a node (0 if none)
 ///   and survives reopening the store.
 /// - Redacted sections are stored without plaintext and without salt: only their hash.
+/// - A refusal ([`Store::put_refusal`]) is recorded once per event (a second put of the same
+///   event replaces it), listed by [`Store::refusals`] sorted by state id, version and event id
+///   (all, or one state's), survives reopening, and is gone after [`Store::clear_refusal`];
+///   clearing an event that has none is not an error.
 /// - The queryable plaintext column holds exactly `{section: value}` of disclosed sections; a
 ///   change made to it behind SST's back is reported by [`crate::verify_store`].
 #[async_trait]
@@ -357,6 +375,47 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError::Backend`] for database failures.
     async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError>;
+
+    /// Records (or replaces) the refusal of a received change.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] when the refusal's text is not portable JSON
+    /// ([`Refusal`]s are checked with [`check_refusal`]); [`StoreError::Backend`] for database
+    /// failures.
+    async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
+        let _ = refusal;
+        Err(StoreError::backend(
+            self.backend(),
+            "put_refusal",
+            "this adapter does not record refusals yet",
+        ))
+    }
+
+    /// Recorded refusals, of one state or of all, sorted by state id, version and event id.
+    ///
+    /// # Errors
+    /// [`StoreError::Integrity`] for unreadable rows; [`StoreError::Backend`] otherwise.
+    async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
+        let _ = state;
+        Err(StoreError::backend(
+            self.backend(),
+            "refusals",
+            "this adapter does not record refusals yet",
+        ))
+    }
+
+    /// Removes the refusal of `event`, if any (the change was applied after all).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] for database failures.
+    async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
+        let _ = event;
+        Err(StoreError::backend(
+            self.backend(),
+            "clear_refusal",
+            "this adapter does not record refusals yet",
+        ))
+    }
 
     /// All contract versions, sorted by name and version.
     ///

@@ -4,7 +4,7 @@
 use crate::error::StoreError;
 
 /// Names of the peer tables. Defaults: `sst_state`, `sst_state_history`, `sst_event`,
-/// `sst_actor`, `sst_contract`.
+/// `sst_actor`, `sst_contract`, `sst_refusal`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     /// Latest version of every state (the table users query).
@@ -17,6 +17,8 @@ pub struct TableNames {
     pub actor: String,
     /// Deployed contract versions.
     pub contract: String,
+    /// Changes this node received but could not apply, with the reason ([`crate::Refusal`]).
+    pub refusal: String,
 }
 
 impl Default for TableNames {
@@ -27,7 +29,7 @@ impl Default for TableNames {
 
 impl TableNames {
     /// `{prefix}state`, `{prefix}state_history`, `{prefix}event`, `{prefix}actor`,
-    /// `{prefix}contract`.
+    /// `{prefix}contract`, `{prefix}refusal`.
     pub fn with_prefix(prefix: &str) -> Self {
         TableNames {
             state: format!("{prefix}state"),
@@ -35,17 +37,19 @@ impl TableNames {
             event: format!("{prefix}event"),
             actor: format!("{prefix}actor"),
             contract: format!("{prefix}contract"),
+            refusal: format!("{prefix}refusal"),
         }
     }
 
     /// `(setting, name)` pairs, e.g. `("tables.state", "sst_state")`.
-    pub fn fields(&self) -> [(&'static str, &str); 5] {
+    pub fn fields(&self) -> [(&'static str, &str); 6] {
         [
             ("tables.state", &self.state),
             ("tables.history", &self.history),
             ("tables.event", &self.event),
             ("tables.actor", &self.actor),
             ("tables.contract", &self.contract),
+            ("tables.refusal", &self.refusal),
         ]
     }
 

@@ -72,17 +72,28 @@ CREATE TABLE IF NOT EXISTS "{contract}" (
     record   TEXT    NOT NULL CHECK (json_valid(record)),
     PRIMARY KEY (name, version)
 );
+CREATE TABLE IF NOT EXISTS "{refusal}" (
+    event_id      TEXT    NOT NULL PRIMARY KEY,
+    state_id      TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    from_node     TEXT    NOT NULL,
+    reason        TEXT    NOT NULL,
+    reason_detail TEXT    NOT NULL CHECK (json_valid(reason_detail)),
+    at            INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS "{refusal}_state" ON "{refusal}" (state_id, version);
 "#,
         event = t.event,
         actor = t.actor,
         contract = t.contract,
+        refusal = t.refusal,
     ));
     sql
 }
 
 /// Every peer table with the columns SST reads and writes in it: a pre-existing table of that
 /// name lacking one of them belongs to something else.
-pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 5] {
+pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 6] {
     const STATE: &[&str] = &[
         "id",
         "contract_name",
@@ -123,6 +134,18 @@ pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str
             &t.contract,
             &["name", "version", "identity", "deployer", "record"],
         ),
+        (
+            &t.refusal,
+            &[
+                "event_id",
+                "state_id",
+                "version",
+                "from_node",
+                "reason",
+                "reason_detail",
+                "at",
+            ],
+        ),
     ]
 }
 
@@ -131,7 +154,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ddl_runs_twice_and_creates_the_five_tables() {
+    fn ddl_runs_twice_and_creates_the_six_tables() {
         let c = rusqlite::Connection::open_in_memory().expect("memory db");
         let t = TableNames::with_prefix("p_");
         c.execute_batch(&ddl(&t)).expect("first migrate");
@@ -150,6 +173,7 @@ mod tests {
                 "p_actor",
                 "p_contract",
                 "p_event",
+                "p_refusal",
                 "p_state",
                 "p_state_history"
             ]

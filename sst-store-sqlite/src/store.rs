@@ -11,9 +11,9 @@ use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_text, outcome_from_columns, to_i64};
 use sst_core::raw::{CommitPlan, ContractPut, EventColumns, Lookups, Recorded};
 use sst_core::{
-    portable, Actor, ActorId, Capabilities, CommitBatch, CommitReceipt, ContractRecord,
-    ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId, OriginSeq, State, StateId,
-    Store, StoreError,
+    check_refusal, portable, Actor, ActorId, Capabilities, CommitBatch, CommitReceipt,
+    ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId, OriginSeq,
+    Refusal, State, StateId, Store, StoreError, Timestamp,
 };
 
 use crate::config::{Location, SqliteConfig};
@@ -55,6 +55,9 @@ struct Sql {
     insert_contract: String,
     select_contract: String,
     select_contracts: String,
+    upsert_refusal: String,
+    select_refusals: String,
+    delete_refusal: String,
 }
 
 impl Sql {
@@ -125,6 +128,26 @@ impl Sql {
                 r#"SELECT record FROM "{contract}" WHERE name = ?1 AND version = ?2"#
             ),
             select_contracts: format!(r#"SELECT record FROM "{contract}" ORDER BY name, version"#),
+            upsert_refusal: format!(
+                r#"INSERT INTO "{refusal}"
+                     (event_id, state_id, version, from_node, reason, reason_detail, at)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                   ON CONFLICT (event_id) DO UPDATE SET
+                     state_id = excluded.state_id, version = excluded.version,
+                     from_node = excluded.from_node, reason = excluded.reason,
+                     reason_detail = excluded.reason_detail, at = excluded.at"#,
+                refusal = t.refusal
+            ),
+            select_refusals: format!(
+                r#"SELECT event_id, state_id, version, from_node, reason_detail, at
+                   FROM "{refusal}" WHERE (?1 IS NULL OR state_id = ?1)
+                   ORDER BY state_id, version, event_id"#,
+                refusal = t.refusal
+            ),
+            delete_refusal: format!(
+                r#"DELETE FROM "{refusal}" WHERE event_id = ?1"#,
+                refusal = t.refusal
+            ),
         }
     }
 }
@@ -851,6 +874,78 @@ impl Store for SqliteStore {
                 })
                 .map_err(|e| backend("contract", e))?;
             text.as_deref().map(contract_from_text).transpose()
+        })
+        .await
+    }
+
+    async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
+        const OP: &str = "put_refusal";
+        check_refusal(refusal)?;
+        let params = (
+            refusal.event.to_string(),
+            refusal.state_id.0.clone(),
+            to_i64("version", refusal.version)?,
+            refusal.from_node.0.clone(),
+            refusal.reason.code(),
+            json_text("reason", &refusal.reason)?,
+            refusal.at.0,
+        );
+        self.write(OP, move |conn, sql| {
+            conn.prepare_cached(&sql.upsert_refusal)
+                .and_then(|mut s| s.execute(params))
+                .map(drop)
+                .map_err(|e| backend(OP, e))
+        })
+        .await
+    }
+
+    async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
+        const OP: &str = "refusals";
+        let state = state.map(|s| s.0.clone());
+        self.read(OP, move |conn, sql| {
+            let mut stmt = conn
+                .prepare_cached(&sql.select_refusals)
+                .map_err(|e| backend(OP, e))?;
+            let rows = stmt
+                .query_map([state], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| backend(OP, e))?;
+            rows.into_iter()
+                .map(|(event, state_id, version, from_node, reason, at)| {
+                    let what = format!("refusal of event {event}");
+                    Ok(Refusal {
+                        event: event.parse().map_err(|e| StoreError::malformed(&what, e))?,
+                        state_id: StateId(state_id),
+                        version: u64::try_from(version)
+                            .map_err(|e| StoreError::malformed(&what, e))?,
+                        from_node: NodeId(from_node),
+                        reason: serde_json::from_str(&reason)
+                            .map_err(|e| StoreError::malformed(&what, format!("reason: {e}")))?,
+                        at: Timestamp(at),
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
+        const OP: &str = "clear_refusal";
+        let event = event.to_string();
+        self.write(OP, move |conn, sql| {
+            conn.prepare_cached(&sql.delete_refusal)
+                .and_then(|mut s| s.execute([event]))
+                .map(drop)
+                .map_err(|e| backend(OP, e))
         })
         .await
     }

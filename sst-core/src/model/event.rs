@@ -314,3 +314,23 @@ impl EventRecord {
         &self.signed.event
     }
 }
+
+/// A change this node received from another node but could not apply (the contract version
+/// is not deployed here, an actor is unknown here, the base does not match, …). Recorded on
+/// the receiving node, queryable beside the event table, reported back to the sender, and
+/// cleared once the change is applied after the cause was fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The refused event.
+    pub event: EventId,
+    /// Its state.
+    pub state_id: StateId,
+    /// The state version the change would have produced.
+    pub version: u64,
+    /// The node that sent the change (as the transport authenticated it).
+    pub from_node: NodeId,
+    /// Why it could not be applied.
+    pub reason: RejectReason,
+    /// When it was (last) refused.
+    pub at: Timestamp,
+}

@@ -11,7 +11,7 @@ mod state;
 pub use actor::{Actor, ActorStatus};
 pub use contract::{ContractDescriptor, ContractRecord};
 pub use event::{
-    Base, Event, EventKind, EventRecord, Outcome, OutcomeKind, RejectReason, SignedEvent,
+    Base, Event, EventKind, EventRecord, Outcome, OutcomeKind, Refusal, RejectReason, SignedEvent,
 };
 pub use ids::{ActorId, ContractRef, NodeId, OriginSeq, Role, StateId, Timestamp};
 pub use payload::{
