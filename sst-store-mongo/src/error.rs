@@ -30,6 +30,16 @@ pub(crate) fn is_duplicate_key(e: &Error) -> bool {
     codes(e).iter().any(|c| DUPLICATE_KEY_CODES.contains(c))
 }
 
+/// Server codes of an index that cannot be created as specified on an existing collection:
+/// IndexOptionsConflict, IndexKeySpecsConflict (another index in the way) and a duplicate
+/// key met while building a unique index.
+const INDEX_CONFLICT_CODES: [i32; 4] = [85, 86, 11000, 11001];
+
+/// Whether `e` says an index cannot be created because of what the collection already holds.
+pub(crate) fn is_index_conflict(e: &Error) -> bool {
+    codes(e).iter().any(|c| INDEX_CONFLICT_CODES.contains(c))
+}
+
 /// Whether `e` means the whole transaction should simply be run again.
 pub(crate) fn is_transient_transaction_error(e: &Error) -> bool {
     e.contains_label(TRANSIENT_TRANSACTION_ERROR)

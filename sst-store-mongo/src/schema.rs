@@ -1,7 +1,7 @@
 //! The peer collections and their indexes. Concurrency comes from the unique indexes:
 //! `(id, version)` of the history, the event `_id`, and `(origin_node, origin_seq)`.
 
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Bson, Document};
 
 use crate::config::CollectionNames;
 
@@ -74,6 +74,90 @@ pub fn collections(c: &CollectionNames) -> [&str; 6] {
     ]
 }
 
+/// What every document SST writes into one peer collection carries: `migrate` checks one
+/// document of each existing peer collection against it, so that a collection of the same
+/// name that belongs to something else is refused instead of being written into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    /// Collection name.
+    pub collection: String,
+    /// Fields present in every document (their values may be `null`).
+    pub fields: &'static [&'static str],
+    /// Whether `_id` is a string (the state, event, actor or contract id, a counter name).
+    pub string_id: bool,
+}
+
+const STATE_FIELDS: &[&str] = &[
+    "id",
+    "contract_name",
+    "contract_version",
+    "version",
+    "parties",
+    "seals",
+    "data",
+    "root",
+    "prev_root",
+    "last_event",
+    "updated_at",
+];
+const EVENT_FIELDS: &[&str] = &[
+    "pos",
+    "state_id",
+    "kind",
+    "contract_name",
+    "contract_version",
+    "actor",
+    "origin_node",
+    "origin_seq",
+    "outcome",
+    "signed",
+    "disclosures",
+];
+
+impl Shape {
+    /// What makes `doc` unlike SST's documents of this collection, if anything.
+    pub fn mismatch(&self, doc: &Document) -> Option<String> {
+        let id = doc
+            .get("_id")
+            .map_or_else(|| "?".to_owned(), ToString::to_string);
+        if let Some(missing) = self.fields.iter().find(|f| !doc.contains_key(**f)) {
+            let present: Vec<&str> = doc.keys().map(String::as_str).collect();
+            return Some(format!(
+                "document {id} has no `{missing}` field (it has: {}); choose other collection \
+                 names (MongoConfig::with_prefix) or move that collection away",
+                present.join(", ")
+            ));
+        }
+        if self.string_id && !matches!(doc.get("_id"), Some(Bson::String(_))) {
+            return Some(format!(
+                "document _id {id} is not a string (SST keys these documents by their id)"
+            ));
+        }
+        None
+    }
+}
+
+/// The shape of every peer collection.
+pub fn shapes(c: &CollectionNames) -> [Shape; 6] {
+    let shape = |collection: &str, fields, string_id| Shape {
+        collection: collection.to_owned(),
+        fields,
+        string_id,
+    };
+    [
+        shape(&c.state, STATE_FIELDS, true),
+        shape(&c.history, STATE_FIELDS, false),
+        shape(&c.event, EVENT_FIELDS, true),
+        shape(&c.actor, &["id", "node", "public_key", "status"], true),
+        shape(
+            &c.contract,
+            &["name", "version", "identity", "record"],
+            true,
+        ),
+        shape(&c.meta, &["value"], true),
+    ]
+}
+
 /// `_id` of the counter document holding the last event position in the meta collection.
 pub const EVENT_POSITION_COUNTER: &str = "event_position";
 
@@ -98,6 +182,34 @@ mod tests {
             doc! { "origin_node": 1, "origin_seq": 1 }
         )));
         assert!(unique.contains(&("sst_event".to_owned(), doc! { "pos": 1 })));
+    }
+
+    #[test]
+    fn documents_not_shaped_like_sst_ones_are_named() {
+        let c = CollectionNames::with_prefix("p_");
+        let [state, history, event, ..] = shapes(&c);
+        assert_eq!(state.collection, "p_sst_state");
+        let foreign = doc! { "_id": 1, "note": "x" };
+        let detail = state.mismatch(&foreign).expect("foreign");
+        assert!(detail.contains("document 1 has no `id` field"), "{detail}");
+        assert!(detail.contains("(it has: _id, note)"), "{detail}");
+        let mut ours = doc! { "_id": "deal-1" };
+        for f in STATE_FIELDS {
+            ours.insert(*f, Bson::Null);
+        }
+        assert_eq!(state.mismatch(&ours), None);
+        ours.insert("_id", 7);
+        let detail = state.mismatch(&ours).expect("numeric _id");
+        assert!(detail.contains("_id 7 is not a string"), "{detail}");
+        assert_eq!(history.mismatch(&ours), None, "history _ids are ObjectIds");
+        assert!(event.mismatch(&ours).is_some_and(|d| d.contains("`pos`")));
+    }
+
+    #[test]
+    fn every_collection_has_a_shape() {
+        let c = CollectionNames::default();
+        let shaped: Vec<String> = shapes(&c).into_iter().map(|s| s.collection).collect();
+        assert_eq!(shaped, collections(&c).map(str::to_owned));
     }
 
     #[test]

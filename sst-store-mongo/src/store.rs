@@ -1155,6 +1155,9 @@ impl Store for MongoStore {
         c
     }
 
+    /// Refuses (with [`StoreError::Schema`]) a collection carrying a peer collection's name
+    /// whose documents are not SST's, checked on one document of each before anything is
+    /// created; and one on which SST's unique indexes cannot be built.
     async fn migrate(&self) -> Result<(), StoreError> {
         let op = "migrate";
         let existing = self
@@ -1162,6 +1165,23 @@ impl Store for MongoStore {
             .list_collection_names()
             .await
             .map_err(|e| backend(op, e))?;
+        for shape in schema::shapes(&self.names) {
+            if !existing.contains(&shape.collection) {
+                continue;
+            }
+            let sample = self
+                .col(&shape.collection)
+                .find_one(doc! {})
+                .await
+                .map_err(|e| backend(op, e))?;
+            if let Some(detail) = sample.and_then(|d| shape.mismatch(&d)) {
+                return Err(StoreError::Schema {
+                    backend: NAME,
+                    table: shape.collection,
+                    detail,
+                });
+            }
+        }
         for name in schema::collections(&self.names) {
             if !existing.iter().any(|n| n == name) {
                 if let Err(e) = self.db.create_collection(name).await {
@@ -1175,7 +1195,7 @@ impl Store for MongoStore {
         }
         for spec in schema::indexes(&self.names) {
             let model = IndexModel::builder()
-                .keys(spec.keys)
+                .keys(spec.keys.clone())
                 .options(
                     IndexOptions::builder()
                         .name(spec.name.to_owned())
@@ -1183,10 +1203,20 @@ impl Store for MongoStore {
                         .build(),
                 )
                 .build();
-            self.col(&spec.collection)
-                .create_index(model)
-                .await
-                .map_err(|e| backend(op, e))?;
+            if let Err(e) = self.col(&spec.collection).create_index(model).await {
+                if !error::is_index_conflict(&e) {
+                    return Err(backend(op, e));
+                }
+                let unique = if spec.unique { "unique " } else { "" };
+                return Err(StoreError::Schema {
+                    backend: NAME,
+                    detail: format!(
+                        "cannot create the {unique}index `{}` on {}: {e}",
+                        spec.name, spec.keys
+                    ),
+                    table: spec.collection,
+                });
+            }
         }
         Ok(())
     }

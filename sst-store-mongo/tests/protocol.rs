@@ -1,5 +1,6 @@
 //! Both commit paths (multi-document transactions and the recoverable protocol), crash
-//! recovery at every step of the recoverable protocol, and native queries on the documents.
+//! recovery at every step of the recoverable protocol, native queries on the documents, and
+//! `migrate` refusing a collection that is not SST's.
 
 mod common;
 
@@ -376,5 +377,60 @@ async fn auto_mode_uses_transactions_exactly_on_replica_sets() -> anyhow::Result
         .await?;
     let replicated = hello.contains_key("setName") || hello.get_str("msg") == Ok("isdbgrid");
     ensure!(store.uses_transactions() == replicated);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_foreign_collection_with_a_peer_collection_name() -> anyhow::Result<()> {
+    let Some(f) = common::factory_with(TransactionMode::Auto).await? else {
+        return Ok(());
+    };
+    let prefix = format!("t{}_", uuid::Uuid::new_v4().simple());
+    let store = MongoStore::open(f.config().with_prefix(&prefix)).await?;
+    let names = store.collection_names().clone();
+    let foreign = store.database().collection::<Document>(&names.state);
+    foreign.insert_one(doc! { "_id": 1, "note": "x" }).await?;
+
+    match store.migrate().await {
+        Err(StoreError::Schema {
+            backend,
+            table,
+            detail,
+        }) => {
+            ensure!(backend == "mongo", "{backend}");
+            ensure!(table == names.state, "{table}");
+            ensure!(detail.contains("has no `id` field"), "{detail}");
+        }
+        other => anyhow::bail!("expected a Schema error, got {other:?}"),
+    }
+
+    // The foreign document is untouched, and nothing else was created or indexed.
+    let mut cursor = foreign.find(doc! {}).await?;
+    let mut docs = Vec::new();
+    while cursor.advance().await? {
+        docs.push(cursor.deserialize_current()?);
+    }
+    ensure!(docs.len() == 1, "{docs:?}");
+    ensure!(
+        matches!(docs[0].get("_id"), Some(Bson::Int32(1) | Bson::Int64(1)))
+            && docs[0].get_str("note") == Ok("x")
+            && docs[0].len() == 2,
+        "{docs:?}"
+    );
+    let mut ours: Vec<String> = store
+        .database()
+        .list_collection_names()
+        .await?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    ours.sort();
+    ensure!(ours == vec![names.state.clone()], "{ours:?}");
+    let indexes = foreign.list_index_names().await?;
+    ensure!(indexes == vec!["_id_".to_owned()], "{indexes:?}");
+
+    // SST's own collections migrate again without complaint.
+    let own = f.store().await?;
+    own.migrate().await?;
     Ok(())
 }
