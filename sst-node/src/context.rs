@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use sst_core::{
     Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, ContractPolicy, ContractRecord,
-    ContractRef, EventFilter, EventId, EventKind, HashAlg, NodeId, OutcomeKind, Parties, StateId,
-    Store,
+    ContractRef, Event, EventFilter, EventId, EventKind, HashAlg, NodeId, OutcomeKind, Parties,
+    StateId, Store,
 };
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
@@ -286,6 +286,18 @@ impl NodeContext {
         let home = rec.event().origin_node.clone();
         lock(&self.homes).insert(state.clone(), home.clone());
         Ok(Some(home))
+    }
+
+    /// The home node of the state `event` targets: its origin for a create (the node that
+    /// creates the state), otherwise [`NodeContext::home_of`].
+    ///
+    /// # Errors
+    /// [`NodeError::Store`] when the store cannot be read.
+    pub async fn home_of_event(&self, event: &Event) -> Result<Option<NodeId>, NodeError> {
+        if event.kind == EventKind::Create {
+            return Ok(Some(event.origin_node.clone()));
+        }
+        self.home_of(&event.state_id).await
     }
 
     pub(crate) fn note_home(&self, state: &StateId, home: &NodeId) {

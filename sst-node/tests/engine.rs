@@ -6,10 +6,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use anyhow::{ensure, Context};
-use common::{actor, create_deal, values, who, Cluster};
+use common::{actor, create_deal, create_rfq, values, who, Cluster};
 use serde_json::json;
 use sst_core::{
-    ActorStatus, ContractRef, Event, EventKind, HashAlg, NodeId, OriginSeq, Parties, RejectReason,
+    ActorStatus, ContractRef, Event, EventKind, HashAlg, NodeId, OriginSeq, RejectReason,
     SignedEvent, StateId, Timestamp,
 };
 use sst_node::{HomeMessage, Intent, Transport, Verdict};
@@ -515,29 +515,7 @@ async fn migration_moves_a_state_to_the_superseding_version() -> anyhow::Result<
 #[tokio::test]
 async fn rfq_appends_quote_tuples_that_suppliers_cannot_read() -> anyhow::Result<()> {
     let c = Cluster::in_memory().await?;
-    // buyer = requester, seller and inspector act as suppliers, regulator audits.
-    let parties = Parties::default()
-        .with("requester", who("buyer").as_str())
-        .with("supplier", who("seller").as_str())
-        .with("supplier", who("inspector").as_str())
-        .with("auditor", who("regulator").as_str());
-    let v = c
-        .node("buyer")
-        .submit(
-            &who("buyer"),
-            Intent::create(
-                "rfq-1",
-                ContractRef::new("rfq", 1),
-                parties,
-                values([
-                    ("request", json!({"item": "steel beams", "qty": 40})),
-                    ("quotes", json!([])),
-                ]),
-            ),
-        )
-        .await?;
-    ensure!(v.is_applied(), "{v:?}");
-    c.net.settled().await;
+    create_rfq(&c, "rfq-1").await?;
     for (role, price) in [("seller", 1200), ("inspector", 1100)] {
         let v = c
             .node(role)

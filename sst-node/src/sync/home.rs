@@ -23,7 +23,9 @@
 //!   peers, so both what it missed and what it committed but had not yet published are
 //!   delivered; a peer that lost messages in an overflowing outbox gets a `Hello` too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -32,7 +34,7 @@ use sst_core::{
     Outcome, OutcomeKind, RejectReason, SignedEvent, State, StateId,
 };
 
-use super::{decode, encode, Admission, Inbound, Route, SyncProtocol};
+use super::{decode, redacted_change, Admission, Inbound, Route, SyncProtocol};
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::message::{AppliedChange, ForwardedIntent, ProtocolEnvelope, Refusal, Rejection};
@@ -76,17 +78,41 @@ impl HomeMessage {
     /// # Errors
     /// [`NodeError::Invalid`] when it cannot be represented as JSON.
     pub fn envelope(&self) -> Result<ProtocolEnvelope, NodeError> {
-        encode(&HomeSync, self)
+        ProtocolEnvelope::new(HomeSync::NAME, HomeSync::VERSION, self)
+            .map_err(|e| NodeError::Invalid(format!("{} message: {e}", HomeSync::NAME)))
     }
 }
 
+/// How long a replica waits for the answer to a gap request before it asks again for the
+/// same missing versions (a lost answer is asked for again; a burst of out-of-order
+/// deliveries does not make the home resend the same versions once per delivery).
+const GAP_RETRY: Duration = Duration::from_millis(500);
+
 /// The default protocol: per-state home node sequencing with redacted distribution.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HomeSync;
+#[derive(Debug, Default)]
+pub struct HomeSync {
+    /// State → (version held when the missing versions were asked for, when).
+    asked: Mutex<HashMap<StateId, (u64, Instant)>>,
+}
 
 impl HomeSync {
     /// The protocol name.
     pub const NAME: &'static str = "home";
+    /// Version of its message format.
+    pub const VERSION: u16 = 1;
+
+    /// Whether to ask the home for the versions of `state` after `held` now.
+    fn should_ask(&self, state: &StateId, held: u64) -> bool {
+        let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        match asked.get(state) {
+            Some((h, at)) if *h == held && now.duration_since(*at) < GAP_RETRY => false,
+            _ => {
+                asked.insert(state.clone(), (held, now));
+                true
+            }
+        }
+    }
 
     /// The applied change as `node` may see it.
     fn applied_for(
@@ -95,26 +121,7 @@ impl HomeSync {
         state: &State,
         node: &NodeId,
     ) -> Option<HomeMessage> {
-        let policy = ctx.policy(&state.contract)?;
-        let readable = ctx.node_access(node, &policy, &state.parties).read;
-        let effects = record
-            .disclosures
-            .keys()
-            .filter_map(|n| state.sections.get(n).map(|s| (n.clone(), s.hash)))
-            .collect();
-        let disclosures = record
-            .disclosures
-            .iter()
-            .filter(|(n, _)| readable.contains(*n))
-            .map(|(n, d)| (n.clone(), d.clone()))
-            .collect();
-        Some(HomeMessage::Applied(Box::new(AppliedChange {
-            signed: record.signed.clone(),
-            disclosures,
-            effects,
-            version: state.version,
-            root: state.root,
-        })))
+        redacted_change(ctx, record, state, node).map(|c| HomeMessage::Applied(Box::new(c)))
     }
 
     /// An applied actor change as broadcast to every peer (no disclosures, version 0).
@@ -224,6 +231,10 @@ impl SyncProtocol for HomeSync {
         Self::NAME
     }
 
+    fn version(&self) -> u16 {
+        Self::VERSION
+    }
+
     async fn route(&self, ctx: &NodeContext, signed: &SignedEvent) -> Result<Route, NodeError> {
         let e = &signed.event;
         if matches!(e.kind, EventKind::Create | EventKind::ActorChange) {
@@ -284,22 +295,22 @@ impl SyncProtocol for HomeSync {
         current: Option<&State>,
     ) -> Result<Admission, NodeError> {
         let e = &ch.signed.event;
-        let home = if e.kind == EventKind::Create {
-            Some(e.origin_node.clone())
-        } else {
-            ctx.home_of(&e.state_id).await?
-        };
+        let home = ctx.home_of_event(e).await?;
         let held = current.map_or(0, |s| s.version);
         let catch_up = |held: u64| -> Result<Admission, NodeError> {
+            let mut send = Vec::new();
+            if self.should_ask(&e.state_id, held) {
+                send.push((
+                    from.clone(),
+                    Self::gap_request(&e.state_id, held).envelope()?,
+                ));
+            }
             Ok(Admission::Refuse {
                 reason: RejectReason::StaleBase {
                     expected_version: held + 1,
                     found_version: held,
                 },
-                send: vec![(
-                    from.clone(),
-                    Self::gap_request(&e.state_id, held).envelope()?,
-                )],
+                send,
             })
         };
         if home.is_none() && e.kind != EventKind::Create {

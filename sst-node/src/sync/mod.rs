@@ -185,7 +185,7 @@ pub struct SyncRegistry {
 
 impl Default for SyncRegistry {
     fn default() -> Self {
-        Self::new(Arc::new(HomeSync))
+        Self::new(Arc::new(HomeSync::default()))
     }
 }
 
@@ -240,6 +240,37 @@ impl SyncRegistry {
     pub fn choice(&self) -> &ProtocolChoice {
         &self.choice
     }
+}
+
+/// The applied change `record` (which produced `state`) as `node` may see it: the plaintext
+/// and salt of the changed sections `node` may read, the hashes of every changed section;
+/// `None` when the state's contract is not installed here.
+pub fn redacted_change(
+    ctx: &NodeContext,
+    record: &EventRecord,
+    state: &State,
+    node: &NodeId,
+) -> Option<AppliedChange> {
+    let policy = ctx.policy(&state.contract)?;
+    let readable = ctx.node_access(node, &policy, &state.parties).read;
+    let effects = record
+        .disclosures
+        .keys()
+        .filter_map(|n| state.sections.get(n).map(|s| (n.clone(), s.hash)))
+        .collect();
+    let disclosures = record
+        .disclosures
+        .iter()
+        .filter(|(n, _)| readable.contains(*n))
+        .map(|(n, d)| (n.clone(), d.clone()))
+        .collect();
+    Some(AppliedChange {
+        signed: record.signed.clone(),
+        disclosures,
+        effects,
+        version: state.version,
+        root: state.root,
+    })
 }
 
 /// Decodes an envelope's body as a protocol's message type.

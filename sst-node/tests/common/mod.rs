@@ -10,7 +10,7 @@ use sst_core::{
     Actor, ActorId, ActorKey, ActorStatus, ContractRef, HashAlg, NodeId, Parties, Store,
 };
 use sst_node::contracts::{RealEstateDeal, RealEstateDealV2, Rfq};
-use sst_node::{ContractRegistry, InProcessNetwork, Node, NodeConfig};
+use sst_node::{ContractRegistry, InProcessNetwork, Inbox, Node, NodeConfig, Transport};
 
 /// The four participants: node name and its actor's name.
 pub const ROLES: [&str; 4] = ["buyer", "seller", "inspector", "regulator"];
@@ -81,14 +81,22 @@ impl Cluster {
         deploy: &[ContractRef],
     ) -> anyhow::Result<Node> {
         let (transport, inbox) = net.join(role);
-        let node = Node::start(
-            NodeConfig::new(role),
-            store,
-            registry.clone(),
-            transport,
-            inbox,
-        )
-        .await?;
+        let config = NodeConfig::new(role);
+        Self::start_node_on(config, store, registry, deploy, transport, inbox).await
+    }
+
+    /// As [`Cluster::start_node`], with a given configuration and transport.
+    pub async fn start_node_on(
+        config: NodeConfig,
+        store: Arc<dyn Store>,
+        registry: ContractRegistry,
+        deploy: &[ContractRef],
+        transport: Arc<dyn Transport>,
+        inbox: Inbox,
+    ) -> anyhow::Result<Node> {
+        let role = config.id.to_string();
+        let role = role.as_str();
+        let node = Node::start(config, store, registry.clone(), transport, inbox).await?;
         for r in ROLES {
             let (a, key) = actor(r, "a");
             node.register_actor(a.clone()).await?;
@@ -107,18 +115,30 @@ impl Cluster {
     /// Starts all four nodes on the given stores; every node holds and deploys v1 of the
     /// deal and the RFQ.
     pub async fn start(stores: BTreeMap<String, Arc<dyn Store>>) -> anyhow::Result<Cluster> {
+        Self::start_with(stores, |role: &str| NodeConfig::new(role), |_: &str, t| t).await
+    }
+
+    /// As [`Cluster::start`], with each node's configuration from `config` and its transport
+    /// wrapped by `wrap`.
+    pub async fn start_with(
+        stores: BTreeMap<String, Arc<dyn Store>>,
+        config: impl Fn(&str) -> NodeConfig,
+        wrap: impl Fn(&str, Arc<dyn Transport>) -> Arc<dyn Transport>,
+    ) -> anyhow::Result<Cluster> {
         let net = InProcessNetwork::new();
         let mut nodes = BTreeMap::new();
         for (role, store) in &stores {
-            let node = Self::start_node(
-                &net,
-                role,
+            let (transport, inbox) = net.join(role.as_str());
+            let node = Self::start_node_on(
+                config(role),
                 store.clone(),
                 registry(false),
                 &[
                     ContractRef::new("real-estate-deal", 1),
                     ContractRef::new("rfq", 1),
                 ],
+                wrap(role, transport),
+                inbox,
             )
             .await?;
             nodes.insert(role.clone(), Arc::new(node));
@@ -126,9 +146,9 @@ impl Cluster {
         Ok(Cluster { net, nodes, stores })
     }
 
-    /// Four nodes on fresh in-memory stores.
-    pub async fn in_memory() -> anyhow::Result<Cluster> {
-        let stores = ROLES
+    /// Fresh in-memory stores for the four nodes.
+    pub fn memory_stores() -> BTreeMap<String, Arc<dyn Store>> {
+        ROLES
             .iter()
             .map(|r| {
                 (
@@ -136,8 +156,12 @@ impl Cluster {
                     Arc::new(sst_core::MemoryStore::new()) as Arc<dyn Store>,
                 )
             })
-            .collect();
-        Self::start(stores).await
+            .collect()
+    }
+
+    /// Four nodes on fresh in-memory stores.
+    pub async fn in_memory() -> anyhow::Result<Cluster> {
+        Self::start(Self::memory_stores()).await
     }
 
     /// Four nodes on fresh SQLite files under `dir`.
@@ -219,6 +243,37 @@ pub async fn create_deal(c: &Cluster, id: &str) -> anyhow::Result<sst_core::Stat
         )
         .await?;
     anyhow::ensure!(v.is_applied(), "create: {v:?}");
+    c.net.settled().await;
+    Ok(sst_core::StateId::from(id))
+}
+
+/// The buyer creates an RFQ `id` (the buyer requests, the seller and the inspector act as
+/// suppliers, the regulator audits) and waits until every node has replicated it.
+pub async fn create_rfq(c: &Cluster, id: &str) -> anyhow::Result<sst_core::StateId> {
+    let parties = Parties::default()
+        .with("requester", who("buyer").as_str())
+        .with("supplier", who("seller").as_str())
+        .with("supplier", who("inspector").as_str())
+        .with("auditor", who("regulator").as_str());
+    let v = c
+        .node("buyer")
+        .submit(
+            &who("buyer"),
+            sst_node::Intent::create(
+                id,
+                ContractRef::new("rfq", 1),
+                parties,
+                values([
+                    (
+                        "request",
+                        serde_json::json!({"item": "steel beams", "qty": 40}),
+                    ),
+                    ("quotes", serde_json::json!([])),
+                ]),
+            ),
+        )
+        .await?;
+    anyhow::ensure!(v.is_applied(), "{v:?}");
     c.net.settled().await;
     Ok(sst_core::StateId::from(id))
 }
