@@ -9,8 +9,9 @@
 //! ```
 //!
 //! The `sst` binary (`cargo run --release -p sst -- demo`) runs the real-estate demo on four
-//! SQLite files, verifies node databases (`sst verify --db a.db --db b.db`) and measures the
-//! pipeline (`sst bench`).
+//! SQLite files, verifies node databases of any compiled-in backend by store URL, read-only
+//! (`sst verify --db a.db --db 'postgres://…?schema=node_b'`), and measures the pipeline
+//! (`sst bench`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 

@@ -1,44 +1,42 @@
 //! `sst verify`: re-checks every state version's section hashes, roots and history chain and
-//! every applied event's strict signature in each node database, then compares the roots of
-//! the states the databases share.
+//! every applied event's strict signature in each node database (any backend, by store URL,
+//! opened so that nothing is changed), then compares the roots of the states that more than
+//! one of the databases hold.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sst::core::{StateId, StateRoot, Store};
-use sst::sqlite::{SqliteConfig, SqliteStore};
+
+use crate::store_url::StoreUrl;
 
 /// Verifies `dbs`; returns whether everything was clean and consistent.
-pub(crate) async fn run(dbs: &[PathBuf]) -> anyhow::Result<bool> {
+pub(crate) async fn run(dbs: &[StoreUrl]) -> anyhow::Result<bool> {
     let mut clean = true;
-    let mut latest: BTreeMap<StateId, Vec<(PathBuf, u64, StateRoot)>> = BTreeMap::new();
-    let mut stores = Vec::new();
-    for path in dbs {
-        if !path.is_file() {
-            bail!("{}: no such database file", path.display());
-        }
-        let store = SqliteStore::open(SqliteConfig::file(path))
-            .await
-            .with_context(|| format!("opening {}", path.display()))?;
+    // Per state: (index into `stores`, current version, current root) of each holder.
+    let mut latest: BTreeMap<StateId, Vec<(usize, u64, StateRoot)>> = BTreeMap::new();
+    let mut stores: Vec<(String, Arc<dyn Store>)> = Vec::new();
+    for db in dbs {
+        let label = db.label();
+        let store = db.open_for_verify().await?;
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} states {elapsed}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
-        bar.set_prefix(path.display().to_string());
-        let report = sst::core::verify_store(&store, &mut |done, total| {
+        bar.set_prefix(label.clone());
+        let report = sst::core::verify_store(store.as_ref(), &mut |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         })
         .await
-        .with_context(|| format!("reading {}", path.display()))?;
+        .with_context(|| format!("reading {label}"))?;
         bar.finish_and_clear();
         println!(
-            "{}: {} states, {} versions, {} events — {}",
-            path.display(),
+            "{label}: {} states, {} versions, {} events — {}",
             report.states,
             report.versions,
             report.events,
@@ -88,51 +86,66 @@ pub(crate) async fn run(dbs: &[PathBuf]) -> anyhow::Result<bool> {
             latest
                 .entry(id)
                 .or_default()
-                .push((path.clone(), current.version, current.root));
+                .push((stores.len(), current.version, current.root));
         }
-        stores.push((path.clone(), store));
+        stores.push((label, store));
     }
     if dbs.len() > 1 {
-        let mut shared = 0;
-        let mut agree = true;
-        for (id, holders) in &latest {
-            if holders.len() < 2 {
-                continue;
-            }
-            shared += 1;
-            let min = holders.iter().map(|h| h.1).min().unwrap_or(0);
-            // Compare at the highest version every holder has; report who is behind.
-            let mut at_min = Vec::new();
-            for (path, store) in &stores {
-                if holders.iter().any(|h| &h.0 == path) {
-                    if let Some(s) = store.state_at(id, min).await? {
-                        at_min.push((path, s.root));
-                    }
-                }
-            }
-            if at_min.windows(2).any(|w| w[0].1 != w[1].1) {
-                clean = false;
-                agree = false;
-                println!("state {id}: DIVERGED at version {min}");
-                for (p, r) in &at_min {
-                    println!("   {}: {r}", p.display());
-                }
-            } else if holders.iter().any(|h| h.1 != min) {
-                println!("state {id}: equal up to version {min}; some nodes are behind:");
-                for (p, v, r) in holders {
-                    println!("   {}: version {v} root {r}", p.display());
-                }
-            }
-        }
-        println!(
-            "{shared} shared state(s) compared across {} databases: {}",
-            dbs.len(),
-            if agree {
-                "roots agree"
-            } else {
-                "roots DIVERGE"
-            }
-        );
+        clean &= compare(&latest, &stores).await?;
     }
     Ok(clean)
+}
+
+/// Compares the roots of every state held by at least two of `stores`, at the highest
+/// version all its holders have; prints how many were compared. Returns whether none diverged.
+async fn compare(
+    latest: &BTreeMap<StateId, Vec<(usize, u64, StateRoot)>>,
+    stores: &[(String, Arc<dyn Store>)],
+) -> anyhow::Result<bool> {
+    let mut compared = 0;
+    let mut diverged = 0;
+    for (id, holders) in latest {
+        if holders.len() < 2 {
+            continue;
+        }
+        compared += 1;
+        let min = holders.iter().map(|h| h.1).min().unwrap_or(0);
+        // Compare at the highest version every holder has; report who is behind.
+        let mut at_min = Vec::new();
+        for (i, _, _) in holders {
+            let (label, store) = &stores[*i];
+            if let Some(s) = store.state_at(id, min).await? {
+                at_min.push((label, s.root));
+            }
+        }
+        if at_min.windows(2).any(|w| w[0].1 != w[1].1) {
+            diverged += 1;
+            println!("state {id}: DIVERGED at version {min}");
+            for (label, r) in &at_min {
+                println!("   {label}: {r}");
+            }
+        } else if holders.iter().any(|h| h.1 != min) {
+            println!("state {id}: equal up to version {min}; some databases are behind:");
+            for (i, v, r) in holders {
+                println!("   {}: version {v} root {r}", stores[*i].0);
+            }
+        }
+    }
+    let n = stores.len();
+    if compared == 0 {
+        println!(
+            "0 states compared: no state is held by more than one of the {n} databases, so \
+             there are no roots to compare"
+        );
+    } else if diverged == 0 {
+        println!(
+            "{compared} state(s) held by more than one of the {n} databases compared: roots agree"
+        );
+    } else {
+        println!(
+            "{compared} state(s) held by more than one of the {n} databases compared: \
+             {diverged} DIVERGE"
+        );
+    }
+    Ok(diverged == 0)
 }
