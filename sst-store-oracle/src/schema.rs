@@ -1,7 +1,11 @@
-//! DDL of the peer tables for both JSON column types, and every SQL statement the store runs,
-//! generated once from the configured table names (so they are unit-tested without a server).
+//! DDL of the peer tables for both JSON column types, every SQL statement the store runs
+//! (generated once from the configured table names, so they are unit-tested without a
+//! server), and the check `migrate` makes of peer tables that already exist.
+
+use sst_core::StoreError;
 
 use crate::config::TableNames;
+use crate::NAME;
 
 /// The JSON column type actually used (after [`JsonColumn::Auto`](crate::JsonColumn) is
 /// resolved from the server version).
@@ -140,22 +144,117 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
     raw.iter().map(|d| idempotent(d)).collect()
 }
 
+/// Most binds in one `IN` list (Oracle allows 1000 expressions, ORA-01795): lookups are
+/// made in chunks of this many keys.
+pub const IN_LIST_MAX: usize = 500;
+
+/// `:first, …, :first+n-1`.
+fn binds(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!(":{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const STATE_COLUMNS: &[&str] = &[
+    "id",
+    "contract_name",
+    "contract_version",
+    "version",
+    "parties",
+    "seals",
+    "data",
+    "root",
+    "prev_root",
+    "last_event",
+    "updated_at",
+];
+
+/// The columns the store reads and writes in each peer table.
+pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 5] {
+    const EVENT: &[&str] = &[
+        "pos",
+        "id",
+        "state_id",
+        "kind",
+        "contract_name",
+        "contract_version",
+        "actor",
+        "origin_node",
+        "origin_seq",
+        "outcome",
+        "reason",
+        "reason_detail",
+        "new_version",
+        "new_root",
+        "event",
+        "disclosures",
+    ];
+    [
+        (&t.state, STATE_COLUMNS),
+        (&t.history, STATE_COLUMNS),
+        (&t.event, EVENT),
+        (&t.actor, &["id", "node", "public_key", "status"]),
+        (&t.contract, &["name", "version", "identity", "record"]),
+    ]
+}
+
+/// The decision of `migrate` on the tables that already exist: `present` holds
+/// `(table_name, column_name)` of the peer tables as the data dictionary lists them
+/// ([`Sql::peer_columns`], upper case). A table that exists but lacks a column SST needs is
+/// not an SST peer table.
+///
+/// # Errors
+/// [`StoreError::Schema`] naming the first such table and its first missing column.
+pub fn check_peer_columns(t: &TableNames, present: &[(String, String)]) -> Result<(), StoreError> {
+    for (table, needed) in required_columns(t) {
+        let has: Vec<&str> = present
+            .iter()
+            .filter(|(tab, _)| tab.eq_ignore_ascii_case(table))
+            .map(|(_, col)| col.as_str())
+            .collect();
+        if has.is_empty() {
+            continue;
+        }
+        if let Some(missing) = needed
+            .iter()
+            .find(|c| !has.iter().any(|h| h.eq_ignore_ascii_case(c)))
+        {
+            return Err(StoreError::Schema {
+                backend: NAME,
+                table: table.to_owned(),
+                detail: format!(
+                    "it has no `{missing}` column (it has: {}); choose other table names \
+                     (OracleConfig::with_prefix) or move that table away",
+                    has.join(", ").to_lowercase()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 const STATE_SELECT: &str =
     "id, contract_name, contract_version, version, {parties}, {seals}, {data}, root, prev_root, last_event, updated_at";
 
 /// Every statement of the store, for one set of table names and one JSON mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sql {
+    /// Table names the statements use.
+    pub tables: TableNames,
     /// JSON column type in use.
     pub mode: JsonMode,
     /// `migrate`.
     pub ddl: Vec<String>,
-    /// Whether an event id is recorded: `:1` id.
-    pub event_exists: String,
     /// Inserts an event (15 binds, see [`Sql::insert_event`] docs in the source).
     pub insert_event: String,
     /// Locks and returns the current version of a state: `:1` id.
     pub lock_state: String,
+    /// Identity recorded for a contract version: `:1` name, `:2` version.
+    pub contract_identity: String,
+    /// Columns of the existing peer tables (`table_name, column_name`): `:1`…`:5` the table
+    /// names in upper case, in [`required_columns`] order.
+    pub peer_columns: String,
     /// Inserts the current row of a new state (11 binds).
     pub insert_state: String,
     /// Replaces the current row (binds 1–11 as insert, `:12` the base version).
@@ -202,9 +301,9 @@ impl Sql {
             .replace("{seals}", &mode.read("seals"))
             .replace("{data}", &mode.read("data"));
         Sql {
+            tables: t.clone(),
             mode,
             ddl: ddl(t, mode),
-            event_exists: format!("SELECT COUNT(*) FROM {} WHERE id = :1", t.event),
             insert_event: format!(
                 "INSERT INTO {} (id, state_id, kind, contract_name, contract_version, actor, \
                  origin_node, origin_seq, outcome, reason, reason_detail, new_version, new_root, \
@@ -216,6 +315,14 @@ impl Sql {
                 b(15)
             ),
             lock_state: format!("SELECT version FROM {} WHERE id = :1 FOR UPDATE", t.state),
+            contract_identity: format!(
+                "SELECT identity FROM {} WHERE name = :1 AND version = :2",
+                t.contract
+            ),
+            peer_columns: format!(
+                "SELECT table_name, column_name FROM user_tab_columns WHERE table_name IN ({})",
+                binds(1, required_columns(t).len())
+            ),
             insert_state: format!("INSERT INTO {} ({state_cols}) VALUES ({state_values})", t.state),
             update_state: format!(
                 "UPDATE {} SET contract_name = :2, contract_version = :3, version = :4, \
@@ -279,6 +386,37 @@ impl Sql {
                 t.contract
             ),
         }
+    }
+
+    /// Which of `n` event ids (`:1`…`:n`) are recorded: selects `id`.
+    pub fn known_events(&self, n: usize) -> String {
+        format!(
+            "SELECT id FROM {} WHERE id IN ({})",
+            self.tables.event,
+            binds(1, n)
+        )
+    }
+
+    /// Who holds `n` origin pairs (`:1, :2` node and sequence of the first, …): selects
+    /// `origin_node, origin_seq, id`.
+    pub fn origin_owners(&self, n: usize) -> String {
+        let pairs: Vec<String> = (0..n)
+            .map(|i| format!("(:{}, :{})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        format!(
+            "SELECT origin_node, origin_seq, id FROM {} WHERE (origin_node, origin_seq) IN ({})",
+            self.tables.event,
+            pairs.join(", ")
+        )
+    }
+
+    /// Locks the current rows of `n` states (`:1`…`:n`) and selects `id, version`.
+    pub fn lock_states(&self, n: usize) -> String {
+        format!(
+            "SELECT id, version FROM {} WHERE id IN ({}) FOR UPDATE",
+            self.tables.state,
+            binds(1, n)
+        )
     }
 
     /// The `events` query for the given conditions (each a column compared with the next
@@ -402,6 +540,73 @@ mod tests {
         assert!(sql
             .events(&[], None)
             .ends_with("FROM sst_event ORDER BY pos"));
+    }
+
+    #[test]
+    fn lookups_read_each_kind_in_one_statement() {
+        let sql = Sql::new(&tables(), JsonMode::Native);
+        assert_eq!(
+            sql.known_events(3),
+            "SELECT id FROM sst_event WHERE id IN (:1, :2, :3)"
+        );
+        assert_eq!(
+            sql.origin_owners(2),
+            "SELECT origin_node, origin_seq, id FROM sst_event \
+             WHERE (origin_node, origin_seq) IN ((:1, :2), (:3, :4))"
+        );
+        assert_eq!(
+            sql.lock_states(2),
+            "SELECT id, version FROM sst_state WHERE id IN (:1, :2) FOR UPDATE"
+        );
+        assert_eq!(
+            sql.contract_identity,
+            "SELECT identity FROM sst_contract WHERE name = :1 AND version = :2"
+        );
+        assert_eq!(
+            sql.peer_columns,
+            "SELECT table_name, column_name FROM user_tab_columns \
+             WHERE table_name IN (:1, :2, :3, :4, :5)"
+        );
+        const { assert!(IN_LIST_MAX <= 1000, "IN lists stay within ORA-01795") };
+    }
+
+    fn columns(table: &str, cols: &[&str]) -> Vec<(String, String)> {
+        cols.iter()
+            .map(|c| (table.to_uppercase(), c.to_uppercase()))
+            .collect()
+    }
+
+    #[test]
+    fn existing_peer_tables_with_every_column_are_accepted() {
+        let t = tables();
+        assert!(check_peer_columns(&t, &[]).is_ok(), "nothing exists yet");
+        let mut present = Vec::new();
+        for (table, cols) in required_columns(&t) {
+            present.extend(columns(table, cols));
+        }
+        present.extend(columns(&t.state, &["extra_column_of_a_newer_version"]));
+        assert!(check_peer_columns(&t, &present).is_ok());
+    }
+
+    #[test]
+    fn a_foreign_table_with_a_peer_table_name_is_refused() {
+        let t = TableNames::with_prefix("app_sst_");
+        let mut present = columns(&t.event, required_columns(&t)[2].1);
+        present.extend(columns(&t.state, &["id", "note"]));
+        match check_peer_columns(&t, &present) {
+            Err(StoreError::Schema {
+                backend,
+                table,
+                detail,
+            }) => {
+                assert_eq!((backend, table.as_str()), ("oracle", "app_sst_state"));
+                assert!(
+                    detail.contains("no `contract_name` column (it has: id, note)"),
+                    "{detail}"
+                );
+            }
+            other => panic!("expected a Schema error, got {other:?}"),
+        }
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! [`OracleStore`]: the [`Store`] contract on Oracle Database through the `oracle` crate
 //! (ODPI-C, which loads the Oracle Client library at run time). Every driver call runs on
 //! tokio's blocking pool via one helper; a batch commits in one transaction on one pooled
-//! connection, with the current-state row locked (`SELECT … FOR UPDATE`) and the primary and
-//! unique keys deciding races (ORA-00001 → [`StoreError::Conflict`]).
+//! connection: what is recorded about the batch is read (the touched current-state rows locked
+//! with `SELECT … FOR UPDATE`), sst-core's [`CommitPlan`] decides, and the plan is written;
+//! the primary and unique keys decide races the read could not see (ORA-00001 →
+//! [`StoreError::Conflict`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,16 +16,16 @@ use oracle::{Connection, Row, SqlValue};
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_value, to_i64};
-use sst_core::raw::EventColumns;
+use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
 use sst_core::{
-    Actor, ActorId, CommitBatch, CommitItem, CommitReceipt, ContractRecord, ContractRef,
+    Actor, ActorId, CommitBatch, CommitItem, CommitReceipt, ContractRecord, ContractRef, Digest,
     EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId, Store,
     StoreError,
 };
 
 use crate::config::{JsonColumn, OracleConfig};
-use crate::error::{backend, conflict_or_backend};
-use crate::schema::{JsonMode, Sql};
+use crate::error::{backend, conflict_or_backend, is_unique_violation};
+use crate::schema::{check_peer_columns, required_columns, JsonMode, Sql, IN_LIST_MAX};
 use crate::value;
 use crate::NAME;
 
@@ -372,67 +375,152 @@ impl OracleStore {
     }
 }
 
-/// Commits prepared rows on `conn` (the caller rolls back on error).
+/// Reads what is recorded about `batch` on `conn` ([`Lookups`]): one statement per kind of
+/// lookup (per [`IN_LIST_MAX`] keys), with the touched current rows locked.
+fn read_recorded(
+    conn: &Connection,
+    sql: &Sql,
+    batch: &CommitBatch,
+) -> Result<Recorded, StoreError> {
+    let op = "commit";
+    let be = |e| backend(op, e);
+    let lookups = Lookups::of(batch);
+    let mut recorded = Recorded::default();
+    for chunk in lookups.states.chunks(IN_LIST_MAX) {
+        let ids: Vec<&str> = chunk.iter().map(StateId::as_str).collect();
+        let params: Vec<&dyn ToSql> = ids.iter().map(|i| i as &dyn ToSql).collect();
+        for row in conn
+            .query_as::<(String, i64)>(&sql.lock_states(ids.len()), &params)
+            .map_err(be)?
+        {
+            let (id, version) = row.map_err(be)?;
+            let version = u64::try_from(version)
+                .map_err(|e| StoreError::malformed(format!("state {id}"), e))?;
+            recorded.versions.insert(StateId(id), version);
+        }
+    }
+    let ids: BTreeMap<String, EventId> = lookups
+        .events
+        .iter()
+        .map(|id| (id.to_string(), *id))
+        .collect();
+    let keys: Vec<&String> = ids.keys().collect();
+    for chunk in keys.chunks(IN_LIST_MAX) {
+        let params: Vec<&dyn ToSql> = chunk.iter().map(|k| *k as &dyn ToSql).collect();
+        for row in conn
+            .query_as::<String>(&sql.known_events(chunk.len()), &params)
+            .map_err(be)?
+        {
+            if let Some(id) = ids.get(&row.map_err(be)?) {
+                recorded.events.insert(*id);
+            }
+        }
+    }
+    let origins = lookups
+        .origins
+        .iter()
+        .map(|(node, seq)| Ok((node.as_str(), to_i64("event.origin_seq", seq.0)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    for chunk in origins.chunks(IN_LIST_MAX) {
+        let params: Vec<&dyn ToSql> = chunk
+            .iter()
+            .flat_map(|(node, seq)| [node as &dyn ToSql, seq as &dyn ToSql])
+            .collect();
+        for row in conn
+            .query_as::<(String, i64, String)>(&sql.origin_owners(chunk.len()), &params)
+            .map_err(be)?
+        {
+            let (node, seq, id) = row.map_err(be)?;
+            let what = || format!("event {id}");
+            let seq = u64::try_from(seq).map_err(|e| StoreError::malformed(what(), e))?;
+            let owner = id
+                .parse::<EventId>()
+                .map_err(|e| StoreError::malformed(what(), e))?;
+            recorded
+                .origins
+                .insert((NodeId(node), OriginSeq(seq)), owner);
+        }
+    }
+    Ok(recorded)
+}
+
+/// Commits `batch` (its rows prepared in batch order) on `conn`: reads what is recorded,
+/// lets the core plan, writes the plan. The caller commits, or rolls back on error.
 fn commit_rows(
     conn: &Connection,
     sql: &Sql,
-    rows: &[(EventId, EventRow, Option<StateRow>)],
+    batch: &CommitBatch,
+    rows: &[(EventRow, Option<StateRow>)],
 ) -> Result<CommitReceipt, StoreError> {
     let op = "commit";
-    let mut receipt = CommitReceipt::default();
-    for (id, ev, state) in rows {
-        let seen: i64 = conn
-            .query_row_as(&sql.event_exists, &[&ev.id])
-            .map_err(|e| backend(op, e))?;
-        if seen > 0 {
-            receipt.duplicates.push(*id);
-            continue;
-        }
+    let be = |e| backend(op, e);
+    let recorded = read_recorded(conn, sql, batch)?;
+    let plan = CommitPlan::new(batch, &recorded)?;
+    // ORA-00001 from here on is a race the plan could not see (a writer that committed
+    // after the read): the violated key names the rule.
+    for &i in &plan.record {
+        let (ev, state) = &rows[i];
         if let Some(s) = state {
-            let conflict = |found: i64| {
-                StoreError::conflict(
-                    sst_core::ConflictKind::StaleVersion,
-                    format!("state {}", s.id),
-                    (s.version - 1) as u64,
-                    found as u64,
-                )
-            };
-            let current: Option<i64> = match conn.query_row_as::<i64>(&sql.lock_state, &[&s.id]) {
-                Ok(v) => Some(v),
-                Err(e) if e.kind() == oracle::ErrorKind::NoDataFound => None,
-                Err(e) => return Err(backend(op, e)),
-            };
-            match current {
-                None if s.version == 1 => {
-                    conn.execute(&sql.insert_state, &s.params())
-                        .map_err(|e| conflict_or_backend(op, e, || conflict(1)))?;
-                }
-                Some(c) if c + 1 == s.version => {
-                    let mut params: Vec<&dyn ToSql> = s.params().to_vec();
-                    let base = s.version - 1;
-                    params.push(&base);
-                    conn.execute(&sql.update_state, &params)
-                        .map_err(|e| backend(op, e))?;
-                }
-                other => return Err(conflict(other.unwrap_or(0))),
-            }
             conn.execute(&sql.insert_history, &s.params())
-                .map_err(|e| conflict_or_backend(op, e, || conflict(s.version)))?;
+                .map_err(|e| {
+                    conflict_or_backend(op, e, || {
+                        let v = s.version.unsigned_abs();
+                        StoreError::stale_version(&StateId(s.id.clone()), v - 1, v)
+                    })
+                })?;
         }
         conn.execute(&sql.insert_event, &ev.params()).map_err(|e| {
             conflict_or_backend(op, e, || {
-                let seq = ev.origin_seq as u64;
-                StoreError::conflict(
-                    sst_core::ConflictKind::OriginTaken,
-                    format!("origin {} seq {seq} (or event {})", ev.origin_node, ev.id),
-                    seq.saturating_sub(1),
-                    seq,
-                )
+                let o = batch.items[i].event.event();
+                StoreError::origin_taken(&o.origin_node, o.origin_seq)
             })
         })?;
-        receipt.committed.push(*id);
     }
-    Ok(receipt)
+    for row in &plan.current {
+        let Some(s) = &rows[row.item].1 else {
+            continue;
+        };
+        let id = || StateId(s.id.clone());
+        match row.write {
+            CurrentWrite::Insert => {
+                conn.execute(&sql.insert_state, &s.params()).map_err(|e| {
+                    conflict_or_backend(op, e, || StoreError::stale_version(&id(), 0, 1))
+                })?;
+            }
+            CurrentWrite::Update { from } => {
+                let base = to_i64("state.version", from)?;
+                let mut params: Vec<&dyn ToSql> = s.params().to_vec();
+                params.push(&base);
+                let updated = conn
+                    .execute(&sql.update_state, &params)
+                    .and_then(|stmt| stmt.row_count())
+                    .map_err(be)?;
+                if updated != 1 {
+                    // The version guard failed: report what the row holds now.
+                    let found: i64 = conn.query_row_as(&sql.lock_state, &[&s.id]).map_err(be)?;
+                    return Err(StoreError::stale_version(&id(), from, found.unsigned_abs()));
+                }
+            }
+        }
+    }
+    Ok(plan.receipt())
+}
+
+/// The identity recorded for `contract`, if any.
+fn stored_identity(
+    conn: &Connection,
+    sql: &Sql,
+    contract: &ContractRef,
+) -> Result<Option<Digest>, StoreError> {
+    let version = i64::from(contract.version);
+    match conn.query_row_as::<String>(&sql.contract_identity, &[&contract.name, &version]) {
+        Ok(text) => text
+            .parse::<Digest>()
+            .map(Some)
+            .map_err(|e| StoreError::malformed(format!("contract {contract} identity"), e)),
+        Err(e) if e.kind() == oracle::ErrorKind::NoDataFound => Ok(None),
+        Err(e) => Err(backend("put_contract", e)),
+    }
 }
 
 #[async_trait]
@@ -441,8 +529,21 @@ impl Store for OracleStore {
         NAME
     }
 
+    /// Refuses (with [`StoreError::Schema`]) an existing table that carries a peer table's
+    /// name but lacks a column SST needs, before any table is created.
     async fn migrate(&self) -> Result<(), StoreError> {
         self.with_conn("migrate", |conn, sql| {
+            let names: Vec<String> = required_columns(&sql.tables)
+                .iter()
+                .map(|(t, _)| t.to_uppercase())
+                .collect();
+            let params: Vec<&dyn ToSql> = names.iter().map(|n| n as &dyn ToSql).collect();
+            let present = conn
+                .query_as::<(String, String)>(&sql.peer_columns, &params)
+                .map_err(|e| backend("migrate", e))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| backend("migrate", e))?;
+            check_peer_columns(&sql.tables, &present)?;
             for ddl in &sql.ddl {
                 conn.execute(ddl, &[]).map_err(|e| backend("migrate", e))?;
             }
@@ -459,7 +560,6 @@ impl Store for OracleStore {
             .iter()
             .map(|item: &CommitItem| {
                 Ok((
-                    item.event.id(),
                     EventRow::new(mode, &item.event)?,
                     item.state
                         .as_ref()
@@ -469,7 +569,7 @@ impl Store for OracleStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.with_conn("commit", move |conn, sql| {
-            match commit_rows(conn, sql, &rows) {
+            match commit_rows(conn, sql, &batch, &rows) {
                 Ok(receipt) => {
                     conn.commit().map_err(|e| backend("commit", e))?;
                     Ok(receipt)
@@ -653,51 +753,39 @@ impl Store for OracleStore {
     }
 
     async fn put_contract(&self, contract: &ContractRecord) -> Result<(), StoreError> {
-        let mode = self.sql.mode;
-        let c = contract.contract().clone();
-        let identity = contract.identity.to_string();
-        let record = JsonBind::new(mode, &json_value("contract", contract)?);
-        let key = c.clone();
-        let inserted = self
-            .with_conn("put_contract", move |conn, sql| {
-                let version = i64::from(key.version);
-                let result = conn.execute(
-                    &sql.insert_contract,
-                    &[&key.name, &version, &identity, &record],
-                );
-                match result {
-                    Ok(_) => conn.commit().map_err(|e| backend("put_contract", e)),
-                    Err(e) => {
-                        let _ = conn.rollback();
-                        Err(conflict_or_backend("put_contract", e, || {
-                            StoreError::conflict(
-                                sst_core::ConflictKind::ContractIdentity,
-                                format!("contract {key}"),
-                                u64::from(key.version),
-                                u64::from(key.version),
-                            )
-                        }))
+        let op = "put_contract";
+        let record = JsonBind::new(self.sql.mode, &json_value("contract", contract)?);
+        let contract = contract.clone();
+        self.with_conn(op, move |conn, sql| {
+            let key = contract.contract();
+            let stored = stored_identity(conn, sql, key)?;
+            if ContractPut::decide(stored.as_ref(), &contract)? == ContractPut::AlreadyRecorded {
+                return Ok(());
+            }
+            let version = i64::from(key.version);
+            let identity = contract.identity.to_string();
+            match conn.execute(
+                &sql.insert_contract,
+                &[&key.name, &version, &identity, &record],
+            ) {
+                Ok(_) => conn.commit().map_err(|e| backend(op, e)),
+                Err(e) => {
+                    let _ = conn.rollback();
+                    if !is_unique_violation(&e) {
+                        return Err(backend(op, e));
+                    }
+                    // A concurrent put got there first: decide again against what it recorded.
+                    let stored = stored_identity(conn, sql, key)?;
+                    match ContractPut::decide(stored.as_ref(), &contract)? {
+                        ContractPut::AlreadyRecorded => Ok(()),
+                        ContractPut::Insert => Err(conflict_or_backend(op, e, || {
+                            StoreError::contract_identity(key, "(concurrent)", contract.identity)
+                        })),
                     }
                 }
-            })
-            .await;
-        match inserted {
-            // Re-putting the same identity is a no-op; a different one is the conflict.
-            Err(StoreError::Conflict { .. }) => match self.contract(&c).await? {
-                Some(x) if x.identity == contract.identity => Ok(()),
-                other => Err(StoreError::conflict(
-                    sst_core::ConflictKind::ContractIdentity,
-                    format!(
-                        "contract {c} (identity {} vs {})",
-                        other.map_or_else(|| "?".to_owned(), |x| x.identity.to_string()),
-                        contract.identity
-                    ),
-                    u64::from(c.version),
-                    u64::from(c.version),
-                )),
-            },
-            other => other,
-        }
+            }
+        })
+        .await
     }
 
     async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
