@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::context::NodeContext;
-use crate::message::{Refusal, Verdict};
+use crate::message::{IntentRefused, Verdict};
 use crate::sequencer::{Job, JobKind};
 use crate::sync::{Inbound, SyncRegistry};
 use crate::transport::Inbox;
@@ -58,7 +58,7 @@ pub(crate) async fn run(
                     signed: r.signed,
                     reason: r.reason,
                 },
-                Inbound::Refused(Refusal { event, reason }) => {
+                Inbound::Refused(IntentRefused { event, reason }) => {
                     warn!(%event, peer = %from, reason = reason.code(), "intent refused by its sequencing node");
                     ctx.resolve(&event, Ok(Verdict::Refused { event, reason }));
                     continue;

@@ -59,7 +59,7 @@ pub use context::{NodeContext, ProtocolChoice};
 pub use contract::{Call, Contract, ContractError, ContractRegistry, Sections, MIGRATE_METHOD};
 pub use error::NodeError;
 pub use message::{
-    AppliedChange, ForwardedIntent, Intent, ProtocolEnvelope, Refusal, Rejection, Verdict,
+    AppliedChange, ForwardedIntent, Intent, IntentRefused, ProtocolEnvelope, Rejection, Verdict,
 };
 pub use node::{Node, NodeConfig};
 pub use sync::{Admission, HomeMessage, HomeSync, Inbound, Route, SyncProtocol, SyncRegistry};

@@ -173,7 +173,7 @@ pub struct Rejection {
 /// already used by another event): typed, though recorded nowhere.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Refusal {
+pub struct IntentRefused {
     /// The intent's id.
     pub event: EventId,
     /// Why.

@@ -18,9 +18,9 @@ use sst_core::{
 };
 use sst_node::sync::{decode, encode, redacted_change};
 use sst_node::{
-    Admission, AppliedChange, ForwardedIntent, Inbound, Intent, NodeConfig, NodeContext, NodeError,
-    Pending, ProtocolEnvelope, Refusal, Rejection, Route, SyncProtocol, SyncRegistry, Transport,
-    TransportError,
+    Admission, AppliedChange, ForwardedIntent, Inbound, Intent, IntentRefused, NodeConfig,
+    NodeContext, NodeError, Pending, ProtocolEnvelope, Rejection, Route, SyncProtocol,
+    SyncRegistry, Transport, TransportError,
 };
 use tokio::sync::watch;
 
@@ -133,7 +133,7 @@ enum DirectMessage {
     Intent(ForwardedIntent),
     Applied(Box<AppliedChange>),
     Rejected(Rejection),
-    Refused(Refusal),
+    Refused(IntentRefused),
 }
 
 /// A trivial second protocol: the creating node sequences, forwards come to it, and after
@@ -278,7 +278,7 @@ impl SyncProtocol for DirectSync {
         event: EventId,
         reason: &RejectReason,
     ) -> Result<ProtocolEnvelope, NodeError> {
-        let m = DirectMessage::Refused(Refusal {
+        let m = DirectMessage::Refused(IntentRefused {
             event,
             reason: reason.clone(),
         });

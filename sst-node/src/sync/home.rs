@@ -37,7 +37,7 @@ use sst_core::{
 use super::{decode, redacted_change, Admission, Inbound, Route, SyncProtocol};
 use crate::context::NodeContext;
 use crate::error::NodeError;
-use crate::message::{AppliedChange, ForwardedIntent, ProtocolEnvelope, Refusal, Rejection};
+use crate::message::{AppliedChange, ForwardedIntent, IntentRefused, ProtocolEnvelope, Rejection};
 
 /// Messages of the home-node protocol (format version 1), carried in a
 /// [`ProtocolEnvelope`] tagged `home`.
@@ -57,7 +57,7 @@ pub enum HomeMessage {
     /// The home node tells the initiator its intent was rejected (and recorded as such).
     Rejected(Rejection),
     /// The home node could not record the intent at all.
-    Refused(Refusal),
+    Refused(IntentRefused),
     /// A (re)started node announces itself; peers answer with a [`HomeMessage::CatchUp`] so
     /// that changes it sequenced but had not yet published reach them.
     Hello,
@@ -405,7 +405,7 @@ impl SyncProtocol for HomeSync {
         event: EventId,
         reason: &RejectReason,
     ) -> Result<ProtocolEnvelope, NodeError> {
-        HomeMessage::Refused(Refusal {
+        HomeMessage::Refused(IntentRefused {
             event,
             reason: reason.clone(),
         })

@@ -23,7 +23,7 @@ use sst_core::{
 
 use crate::context::{NodeContext, ProtocolChoice};
 use crate::error::NodeError;
-use crate::message::{AppliedChange, ForwardedIntent, ProtocolEnvelope, Refusal, Rejection};
+use crate::message::{AppliedChange, ForwardedIntent, IntentRefused, ProtocolEnvelope, Rejection};
 
 pub use home::{HomeMessage, HomeSync};
 
@@ -52,7 +52,7 @@ pub enum Inbound {
     /// The sequencing node recorded one of this node's intents as rejected: record it here.
     Rejected(Rejection),
     /// One of this node's intents could not be recorded by the sequencing node.
-    Refused(Refusal),
+    Refused(IntentRefused),
 }
 
 /// Whether a received change may be applied on top of the version this node holds.
