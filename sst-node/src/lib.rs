@@ -2,10 +2,18 @@
 //!
 //! The SST node engine on top of any [`sst_core::Store`]:
 //!
-//! - **Sequencer** ([`Node`]): one writer task per node receives every intent (local actors'
-//!   intents, intents forwarded by other nodes, replicated changes) through one channel,
-//!   assigns origin sequence numbers to local intents, runs each through the pipeline and
-//!   group-commits what it drained from the channel in one store batch.
+//! - **Layers** (imports point one way): [`node`] (the public [`Node`] API) → the inbox task
+//!   and the sequencer → intent building ([`build`], [`EventBuilder`]) and the [`pipeline`] →
+//!   [`sync`] protocols → the shared [`NodeContext`] → [`transport`] and [`message`]. No file
+//!   imports one above it.
+//! - **Sequencer**: one writer task per node receives every job (local actors' intents,
+//!   intents forwarded by other nodes, replicated changes) through one channel, assigns origin
+//!   sequence numbers to local intents, runs each through the pipeline and group-commits what
+//!   it drained in one store batch. It never waits for a peer: committed messages go to the
+//!   **outbox**, one sender task per peer, so a slow or dead peer delays only its own messages.
+//! - **Inbox**: a bounded queue per node (backpressure); each delivery carries the sender
+//!   identity its [`Transport`] authenticated — a node never trusts a sender named inside a
+//!   message — and its [`ProtocolEnvelope`] goes to the protocol it names.
 //! - **Pipeline** ([`pipeline`]): strict signature → actor known and active → contract version
 //!   held → base matches the current state → write permission on every touched section →
 //!   contract logic → commit *applied*, or commit *rejected* with a typed
@@ -13,11 +21,16 @@
 //! - **Contracts** ([`Contract`], [`ContractRegistry`], [`contracts`]): Rust code that declares
 //!   its sections with read/write roles and turns method calls into section changes; every
 //!   version has an identity hash (over its descriptor, including the hash of its source)
-//!   recorded in the contract table and signed by its deployer.
-//! - **Sync** ([`SyncProtocol`], [`HomeSync`], [`Transport`], [`InProcessNetwork`]): each
-//!   state's *home node* (the node that created it) sequences its events; other nodes forward
-//!   intents to it; it distributes applied changes to every participant node **redacted** to
-//!   what that node may read, and sends rejections back to the initiator.
+//!   recorded in the contract table and signed by its deployer. Descriptors are computed once
+//!   when code is added to the registry, identities checked once at deploy or load.
+//! - **Sync** ([`SyncProtocol`], [`SyncRegistry`], [`HomeSync`]): a protocol owns routing (sequence
+//!   here or forward to whom), its messages (a protocol-tagged, versioned
+//!   [`ProtocolEnvelope`]), its receive rules ([`Inbound`], [`Admission`]), what to send after
+//!   a commit, catch-up and the start handshake; the registry picks one per contract. In the
+//!   default [`HomeSync`] each state's *home node* (the node that created it) sequences its
+//!   events; other nodes forward intents to it; it distributes applied changes to every
+//!   participant node **redacted** to what that node may read, and sends rejections back to
+//!   the initiator. [`InProcessNetwork`] is the in-process [`Transport`].
 //! - **Actors** ([`Node::rotate_key`], [`Node::revoke`], [`Intent::RotateKey`],
 //!   [`Intent::Revoke`]): key rotation and revocation are signed
 //!   [`sst_core::EventKind::ActorChange`] events with payload
@@ -33,7 +46,7 @@
 //!
 //! ## Disclosure rules
 //! Create and change events carry salted section hashes in their signed payload
-//! (`{"sections": {name: hash}}`); plaintext and salt travel beside the event as
+//! ([`sst_core::CreatePayload`], [`sst_core::ChangePayload`]); plaintext and salt travel beside the event as
 //! [`sst_core::Disclosure`]s, only to nodes allowed to read the section. **A `CallMethod`
 //! event's `args` are part of the signed payload and are therefore seen by every node that
 //! receives the event: pass private data with a `ChangeSections` intent instead.** The home

@@ -17,7 +17,7 @@
 //! Only when every step passes is a new state version built; the sequencer then commits the
 //! event as applied together with that version, or as rejected with its reason — never a
 //! partial apply. Receivers of a distributed change re-run steps 1–6 on what they receive
-//! (hashes for sections they may not read) and check the recomputed root ([`replicate`]).
+//! (hashes for sections they may not read) and check the recomputed root (`replicate`).
 //! Actor changes (key rotation, revocation) run steps 1–2 and their own rules
 //! (`check_actor_change`) instead of 3–7, at the actor's node and at every receiver.
 
