@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use conformance_tests::fixtures::{actor, create, deal_parties};
 use serde_json::{json, Value};
-use sst_core::{canonical, CommitItem, StateId};
+use sst_core::{canonical, ActorKey, CommitItem, ContractRef, OriginSeq, Parties, StateId};
+use sst_node::{EventBuilder, Intent};
 
 /// Target size of the data column of one state, in bytes of canonical JSON.
 pub(crate) const DOC_BYTES: usize = 1024;
@@ -39,10 +39,21 @@ fn sections(i: usize, filler: &str) -> BTreeMap<String, Value> {
     ])
 }
 
+/// The parties of every benchmark state.
+fn parties() -> Parties {
+    Parties::default()
+        .with("buyer", "bank/bob")
+        .with("seller", "bench/alice")
+        .with("inspector", "insp/ines")
+        .with("regulator", "gov/greta")
+}
+
 /// `n` fresh states (origin sequences continue after `round * n`, so several rounds can
-/// share one store).
+/// share one store), built and signed with the node library's public [`EventBuilder`].
 pub(crate) fn states(n: usize, round: u64) -> anyhow::Result<Workload> {
-    let (alice, key) = actor("bench", "alice");
+    let key = ActorKey::from_seed([7u8; 32]);
+    let builder = EventBuilder::new("bench", "bench/alice", &key);
+    let contract = ContractRef::new("real-estate-deal", 1);
     let base = canonical::encoded_len(&Value::Object(sections(0, "").into_iter().collect()));
     let filler = "x".repeat(DOC_BYTES.saturating_sub(base));
     let mut items = Vec::with_capacity(n);
@@ -50,14 +61,12 @@ pub(crate) fn states(n: usize, round: u64) -> anyhow::Result<Workload> {
     for i in 0..n {
         let id = StateId(format!("bench-{round}-{i:07}"));
         let seq = round * n as u64 + i as u64 + 1;
-        let item = create(
-            &id,
-            deal_parties(),
-            sections(i, &filler),
-            (&alice, &key),
-            seq,
-        );
-        let state = item.state.as_ref().context("fixture without state")?;
+        let intent = Intent::create(id, contract.clone(), parties(), sections(i, &filler));
+        let item = builder
+            .build(OriginSeq(seq), &intent, None)?
+            .applied(None)
+            .context("a create builds an applied item")?;
+        let state = item.state.as_ref().context("create without state")?;
         docs.push(serde_json::to_string(&state.data())?);
         items.push(item);
     }
