@@ -11,11 +11,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row, SqlSafeStr, SqlStr};
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_value, outcome_from_columns};
-use sst_core::raw::EventColumns;
+use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
 use sst_core::{
-    Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Disclosure,
+    Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest, Disclosure,
     EventFilter, EventId, EventRecord, NodeId, OriginSeq, SignedEvent, State, StateId, Store,
-    StoreError,
+    StoreError, TableNames,
 };
 
 use crate::config::PostgresConfig;
@@ -238,7 +238,8 @@ impl Sql {
 ///   jsonb's key reordering and number rewriting do not affect verification;
 /// * `commit` runs one transaction per batch with a fixed number of statements whatever its
 ///   size: one read of the touched states' versions and of the already recorded event ids and
-///   origin seqs, then one statement writing all event, current-state and history rows
+///   origin seqs, from which [`CommitPlan`] decides duplicates, conflicts and the rows to
+///   write, then one statement writing all event, current-state and history rows
 ///   (`UNNEST` of column arrays). Its updates only apply to rows still at the version read and
 ///   its inserts skip taken keys, so a concurrent writer that got in between is noticed; the
 ///   batch is then tried again with the touched current-state rows locked by
@@ -331,25 +332,74 @@ impl EventRow {
 /// One converted batch item: event id, event columns, new state columns.
 type Item = (EventId, EventRow, Option<StateRow>);
 
-/// Conflict on an `(origin_node, origin_seq)` that is already taken.
-fn origin_conflict(ev: &EventRow) -> StoreError {
-    let seq = ev.c.origin_seq as u64;
-    StoreError::conflict(
-        sst_core::ConflictKind::OriginTaken,
-        format!("origin {} seq {seq}", ev.c.origin_node),
-        seq.saturating_sub(1),
-        seq,
-    )
+/// Columns of the actor table SST reads and writes.
+const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
+
+/// Columns of the contract table SST reads and writes.
+const CONTRACT_COLUMNS: [&str; 5] = ["name", "version", "identity", "deployer", "record"];
+
+/// Each peer table's name with the columns SST's statements name in it.
+fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 5] {
+    let state: Vec<&str> = STATE_COLUMNS.iter().map(|(c, _)| *c).collect();
+    let event = std::iter::once("pos")
+        .chain(EVENT_COLUMNS.iter().map(|(c, _)| *c))
+        .collect();
+    [
+        (&t.state, state.clone()),
+        (&t.history, state),
+        (&t.event, event),
+        (&t.actor, ACTOR_COLUMNS.to_vec()),
+        (&t.contract, CONTRACT_COLUMNS.to_vec()),
+    ]
 }
 
-/// Conflict on state `s`, which the store holds at `found`.
-fn state_conflict(s: &StateRow, found: i64) -> StoreError {
-    StoreError::conflict(
-        sst_core::ConflictKind::StaleVersion,
-        format!("state {}", s.id),
-        (s.version - 1) as u64,
-        found as u64,
-    )
+/// A history row `(id, version)` the unique key refused: another writer holds this version.
+fn history_taken(s: &StateRow) -> StoreError {
+    let v = s.version.unsigned_abs();
+    StoreError::stale_version(&s.id.as_str().into(), v - 1, v)
+}
+
+/// What the batch read found, as the plan takes it: `s` rows are the versions of the
+/// touched states, `e` rows the batch's event ids already recorded, `o` rows the event
+/// holding each taken `(origin_node, origin_seq)`.
+fn recorded(read: &[PgRow], lookups: &Lookups, rows: &[Item]) -> Result<Recorded, StoreError> {
+    let batch_ids: HashMap<&str, EventId> = rows
+        .iter()
+        .zip(&lookups.events)
+        .map(|((_, ev, _), id)| (ev.c.id.as_str(), *id))
+        .collect();
+    let event_id = |id: &str| match batch_ids.get(id) {
+        Some(id) => Ok(*id),
+        None => id
+            .parse::<EventId>()
+            .map_err(|e| StoreError::malformed(format!("event {id}"), e)),
+    };
+    let mut recorded = Recorded::default();
+    for r in read {
+        let what = || "read row".to_owned();
+        let k: String = col(r, "k", &what)?;
+        let id: String = col(r, "id", &what)?;
+        let v: i64 = col(r, "version", &what)?;
+        match k.as_str() {
+            "s" => {
+                let version = u64::try_from(v)
+                    .map_err(|e| StoreError::malformed(format!("state {id}"), e))?;
+                recorded.versions.insert(StateId(id), version);
+            }
+            "e" => {
+                recorded.events.insert(event_id(&id)?);
+            }
+            _ => {
+                let node: String = col(r, "node", &what)?;
+                let seq = u64::try_from(v)
+                    .map_err(|e| StoreError::malformed(format!("event {id}"), e))?;
+                recorded
+                    .origins
+                    .insert((NodeId(node), OriginSeq(seq)), event_id(&id)?);
+            }
+        }
+    }
+    Ok(recorded)
 }
 
 /// Column arrays of state rows, each bound as one `UNNEST` argument.
@@ -590,6 +640,26 @@ impl PostgresStore {
         sqlx::query(s.clone())
     }
 
+    /// The identity recorded under a contract's name and version, if any.
+    async fn contract_identity(
+        &self,
+        key: &ContractRef,
+        version: i32,
+    ) -> Result<Option<Digest>, StoreError> {
+        let stored: Option<String> = sqlx::query_scalar(self.sql.contract_identity.clone())
+            .bind(&key.name)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend("put_contract", e))?;
+        stored
+            .map(|d| {
+                d.parse::<Digest>()
+                    .map_err(|e| StoreError::malformed(format!("contract {key} identity"), e))
+            })
+            .transpose()
+    }
+
     async fn fetch_state(
         &self,
         s: &SqlStr,
@@ -609,18 +679,21 @@ impl PostgresStore {
         row.as_ref().map(state_from_row).transpose()
     }
 
-    /// One transaction for `rows`: read the touched states' versions and which event ids and
-    /// origin seqs are already recorded, decide every item in batch order exactly as the
-    /// [`Store`] contract says, then write the whole batch with one statement whose updates
-    /// only apply to rows still at the version read.
+    /// One transaction for `batch` (converted to `rows`): read what is recorded about it (the
+    /// touched states' versions, which event ids and origin seqs are taken) with one
+    /// statement, let [`CommitPlan`] decide, then write the plan with one statement whose
+    /// updates only apply to rows still at the version read.
     ///
     /// With `lock`, the touched states are first locked with `SELECT … FOR UPDATE` in id
     /// order (so concurrent batches neither deadlock nor change them meanwhile). Without it
     /// (the first attempt: fewer round trips) a concurrent writer may change a state, record
     /// an event or create a state meanwhile, or a deadlock may be detected; then `Ok(None)`
-    /// tells the caller to try again with `lock`, which reads what that writer committed.
+    /// tells the caller to try again with `lock`, which reads what that writer committed
+    /// and plans again.
     async fn try_commit(
         &self,
+        batch: &CommitBatch,
+        lookups: &Lookups,
         rows: &[Item],
         lock: bool,
     ) -> Result<Option<CommitReceipt>, StoreError> {
@@ -632,12 +705,8 @@ impl PostgresStore {
             .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
             .await
             .map_err(|e| backend(op, e))?;
-        let mut state_ids: Vec<&str> = rows
-            .iter()
-            .filter_map(|(_, _, s)| s.as_ref().map(|s| s.id.as_str()))
-            .collect();
-        state_ids.sort_unstable();
-        state_ids.dedup();
+        // Sorted by code point, as `COLLATE "C"` orders the locks.
+        let state_ids: Vec<&str> = lookups.states.iter().map(StateId::as_str).collect();
         if lock && !state_ids.is_empty() {
             sqlx::query(self.sql.lock_states.clone())
                 .bind(&state_ids)
@@ -646,11 +715,12 @@ impl PostgresStore {
                 .map_err(|e| backend(op, e))?;
         }
         let ids: Vec<&str> = rows.iter().map(|(_, ev, _)| ev.c.id.as_str()).collect();
-        let nodes: Vec<&str> = rows
+        let nodes: Vec<&str> = lookups.origins.iter().map(|(n, _)| n.as_str()).collect();
+        let seqs: Vec<i64> = lookups
+            .origins
             .iter()
-            .map(|(_, ev, _)| ev.c.origin_node.as_str())
-            .collect();
-        let seqs: Vec<i64> = rows.iter().map(|(_, ev, _)| ev.c.origin_seq).collect();
+            .map(|(_, s)| to_i64("origin_seq", s.0))
+            .collect::<Result<_, _>>()?;
         let read = self
             .query(&self.sql.read_batch)
             .bind(&state_ids)
@@ -660,72 +730,32 @@ impl PostgresStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| backend(op, e))?;
-        // Versions of the touched states before this batch; recorded ids and origins.
-        let mut stored: HashMap<String, i64> = HashMap::new();
-        let mut known_ids: HashSet<String> = HashSet::new();
-        let mut origins: HashSet<(String, i64)> = HashSet::new();
-        for r in &read {
-            let what = || "read row".to_owned();
-            let k: String = col(r, "k", &what)?;
-            let id: String = col(r, "id", &what)?;
-            let v: i64 = col(r, "version", &what)?;
-            if k == "s" {
-                stored.insert(id, v);
-            } else {
-                origins.insert((col(r, "node", &what)?, v));
-                known_ids.insert(id);
-            }
-        }
-
-        let mut receipt = CommitReceipt::default();
-        let mut current: HashMap<&str, i64> =
-            stored.iter().map(|(id, v)| (id.as_str(), *v)).collect();
-        // Index of the last written item of each state: only that version is current.
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        let mut written = Vec::with_capacity(rows.len());
-        for (i, (id, ev, state)) in rows.iter().enumerate() {
-            if known_ids.contains(&ev.c.id) {
-                receipt.duplicates.push(*id);
-                continue;
-            }
-            if !origins.insert((ev.c.origin_node.clone(), ev.c.origin_seq)) {
-                return Err(origin_conflict(ev));
-            }
-            if let Some(s) = state {
-                let found = current.get(s.id.as_str()).copied();
-                let fits = match found {
-                    None => s.version == 1,
-                    Some(c) => c + 1 == s.version,
-                };
-                if !fits {
-                    return Err(state_conflict(s, found.unwrap_or(0)));
-                }
-                current.insert(&s.id, s.version);
-                last.insert(&s.id, i);
-            }
-            written.push(i);
-            receipt.committed.push(*id);
-        }
-        if written.is_empty() {
+        let recorded = recorded(&read, lookups, rows)?;
+        let plan = CommitPlan::new(batch, &recorded)?;
+        if plan.is_empty() {
             tx.commit().await.map_err(|e| backend(op, e))?;
-            return Ok(Some(receipt));
+            return Ok(Some(plan.receipt()));
         }
 
         let (mut events, mut history) = (EventArrays::default(), StateArrays::default());
-        let (mut inserts, mut updates) = (StateArrays::default(), StateArrays::default());
-        let mut prev: Vec<i64> = Vec::new();
-        for &i in &written {
+        for &i in &plan.record {
             let (_, ev, state) = &rows[i];
             events.push(ev);
             if let Some(s) = state {
                 history.push(s);
-                if last.get(s.id.as_str()) == Some(&i) {
-                    if let Some(v) = stored.get(&s.id) {
-                        updates.push(s);
-                        prev.push(*v);
-                    } else {
-                        inserts.push(s);
-                    }
+            }
+        }
+        let (mut inserts, mut updates) = (StateArrays::default(), StateArrays::default());
+        let mut prev: Vec<i64> = Vec::new();
+        for row in &plan.current {
+            let Some(s) = &rows[row.item].2 else {
+                continue;
+            };
+            match row.write {
+                CurrentWrite::Insert => inserts.push(s),
+                CurrentWrite::Update { from } => {
+                    updates.push(s);
+                    prev.push(to_i64("version", from)?);
                 }
             }
         }
@@ -738,15 +768,12 @@ impl PostgresStore {
             }
             Err(e) => {
                 // Every insert skips taken keys, so this is only a key the DBA added.
-                let (_, ev, state) = &rows[written[0]];
+                let (_, ev, state) = &rows[plan.record[0]];
                 return Err(conflict_or_backend(op, e, || match state {
-                    Some(s) => {
-                        let v = s.version as u64;
-                        StoreError::stale_version(&s.id.as_str().into(), v - 1, v)
-                    }
+                    Some(s) => history_taken(s),
                     None => StoreError::origin_taken(
                         &ev.c.origin_node.as_str().into(),
-                        OriginSeq(ev.c.origin_seq as u64),
+                        OriginSeq(ev.c.origin_seq.unsigned_abs()),
                     ),
                 }));
             }
@@ -764,29 +791,34 @@ impl PostgresStore {
                 _ => done_states.insert(id),
             };
         }
-        let raced = written.iter().any(|&i| {
-            let (_, ev, state) = &rows[i];
-            !done_events.contains(&ev.c.id)
-                || state.as_ref().is_some_and(|s| {
-                    last.get(s.id.as_str()) == Some(&i) && !done_states.contains(&s.id)
-                })
-        });
+        let raced = plan
+            .record
+            .iter()
+            .any(|&i| !done_events.contains(&rows[i].1.c.id))
+            || plan.current.iter().any(|row| {
+                rows[row.item]
+                    .2
+                    .as_ref()
+                    .is_some_and(|s| !done_states.contains(&s.id))
+            });
         if raced {
             // A concurrent writer recorded an event id or origin seq, or created or changed a
-            // state, after the read: read again (its commit decides duplicate or conflict).
+            // state, after the read: read and plan again (its commit decides duplicate or
+            // conflict).
             tx.rollback().await.map_err(|e| backend(op, e))?;
             return Ok(None);
         }
-        for &i in &written {
+        for &i in &plan.record {
             if let (_, _, Some(s)) = &rows[i] {
                 if !done_history.contains(&(s.id.clone(), s.version)) {
-                    // The history already holds this version: the backstop key.
-                    return Err(state_conflict(s, s.version));
+                    // The history's unique key `(id, version)` skipped this row although the
+                    // current row was at the version before: the key is the backstop.
+                    return Err(history_taken(s));
                 }
             }
         }
         tx.commit().await.map_err(|e| backend(op, e))?;
-        Ok(Some(receipt))
+        Ok(Some(plan.receipt()))
     }
 }
 
@@ -807,6 +839,43 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| backend(op, e))?;
+        // A table that already carries a peer table's name must be one of ours: refuse a
+        // foreign one before anything is created (the transaction then rolls back, so a
+        // refused migrate changes nothing).
+        let needed = needed_columns(&self.config.tables);
+        let tables: Vec<&str> = needed.iter().map(|(t, _)| *t).collect();
+        let present: Vec<(String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = $1 AND table_name = ANY($2) ORDER BY ordinal_position",
+        )
+        .bind(&self.config.schema)
+        .bind(&tables)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| backend(op, e))?;
+        for (table, columns) in &needed {
+            let has: Vec<&str> = present
+                .iter()
+                .filter(|(t, _)| t == table)
+                .map(|(_, c)| c.as_str())
+                .collect();
+            if has.is_empty() {
+                continue;
+            }
+            if let Some(missing) = columns.iter().find(|c| !has.contains(c)) {
+                return Err(StoreError::Schema {
+                    backend: NAME,
+                    table: (*table).to_owned(),
+                    detail: format!(
+                        "in schema `{}` it has no `{missing}` column (it has: {}); choose \
+                         another schema or other table names (PostgresConfig::schema / \
+                         tables), or move that table away",
+                        self.config.schema,
+                        has.join(", ")
+                    ),
+                });
+            }
+        }
         for stmt in schema::ddl(&self.names) {
             sqlx::query(AssertSqlSafe(stmt))
                 .execute(&mut *tx)
@@ -834,8 +903,12 @@ impl Store for PostgresStore {
         // the batch is tried again with the touched states locked, where only a concurrent
         // write of one of these event ids or a creation of one of these states can intervene,
         // and each is seen by the next attempt: at most `2 * rows.len() + 2` attempts.
+        let lookups = Lookups::of(&batch);
         for attempt in 0..2 * rows.len() + 2 {
-            if let Some(receipt) = self.try_commit(&rows, attempt > 0).await? {
+            if let Some(receipt) = self
+                .try_commit(&batch, &lookups, &rows, attempt > 0)
+                .await?
+            {
                 return Ok(receipt);
             }
         }
@@ -976,6 +1049,10 @@ impl Store for PostgresStore {
         let version = contract_version("contract.version", key.version)?;
         let record = json_value("contract", contract)?;
         sst_core::portable::check_at(&record, "$.contract")?;
+        let stored = self.contract_identity(key, version).await?;
+        if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::AlreadyRecorded {
+            return Ok(());
+        }
         let inserted = self
             .query(&self.sql.insert_contract)
             .bind(&key.name)
@@ -989,24 +1066,15 @@ impl Store for PostgresStore {
         if inserted.rows_affected() == 1 {
             return Ok(());
         }
-        let existing: String = sqlx::query_scalar(self.sql.contract_identity.clone())
-            .bind(&key.name)
-            .bind(version)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| backend(op, e))?;
-        if existing == contract.identity.to_string() {
-            Ok(())
-        } else {
-            Err(StoreError::conflict(
-                sst_core::ConflictKind::ContractIdentity,
-                format!(
-                    "contract {key} (identity {existing} vs {})",
-                    contract.identity
-                ),
-                u64::from(key.version),
-                u64::from(key.version),
-            ))
+        // A concurrent put recorded this name and version first: decide against its record.
+        let stored = self.contract_identity(key, version).await?;
+        match ContractPut::decide(stored.as_ref(), contract)? {
+            ContractPut::AlreadyRecorded => Ok(()),
+            _ => Err(StoreError::contract_identity(
+                key,
+                "(concurrent)",
+                contract.identity,
+            )),
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, ensure, Context};
 use conformance_tests::fixtures::{actor, change, create, deal_parties, deal_values, state_id};
 use conformance_tests::BackendFactory;
-use sst_core::{CommitBatch, CommitReceipt, EventFilter, StateId, Store, StoreError};
+use sst_core::{CommitBatch, CommitReceipt, ConflictKind, EventFilter, StateId, Store, StoreError};
 
 const WRITERS: usize = 6;
 
@@ -134,6 +134,7 @@ async fn a_state_created_concurrently_has_one_creator_and_exact_conflicts() -> a
                     );
                 }
                 Err(StoreError::Conflict {
+                    kind: ConflictKind::StaleVersion,
                     expected: 0,
                     found: 1,
                     ..

@@ -34,6 +34,12 @@ pub async fn factory(prepare: Option<&'static str>) -> anyhow::Result<Option<PgF
 }
 
 impl PgFactory {
+    /// The server URL and the case's schema, for checks behind the store's back.
+    #[allow(dead_code)] // not every suite looks behind the store
+    pub fn url_and_schema(&self) -> (&str, &str) {
+        (&self.url, &self.schema)
+    }
+
     async fn store(&self) -> anyhow::Result<PostgresStore> {
         let config = PostgresConfig::new(&self.url)
             .schema(&self.schema)

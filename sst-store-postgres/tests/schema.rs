@@ -1,0 +1,69 @@
+//! Opening what is not ours on a real PostgreSQL server (`SST_POSTGRES_URL`): `migrate`
+//! refuses a foreign table that carries a peer table's name and changes nothing.
+
+mod common;
+
+use anyhow::{bail, ensure, Context};
+use conformance_tests::BackendFactory;
+use sqlx::{AssertSqlSafe, PgPool};
+use sst_core::StoreError;
+
+/// Someone else's `sst_state` in the case's schema, with a row of theirs.
+const FOREIGN_STATE: &str = r#"
+CREATE SCHEMA IF NOT EXISTS "{schema}";
+CREATE TABLE "{schema}".sst_state (id int, note text);
+INSERT INTO "{schema}".sst_state VALUES (1, 'ours, not SST''s');
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Result<()> {
+    let Some(f) = common::factory(Some(FOREIGN_STATE)).await? else {
+        return Ok(());
+    };
+    let refused = match f.open().await {
+        Ok(_) => bail!("migrate accepted a foreign sst_state"),
+        Err(e) => e,
+    };
+    match refused.downcast_ref::<StoreError>() {
+        Some(StoreError::Schema {
+            backend,
+            table,
+            detail,
+        }) => {
+            ensure!(*backend == "postgres" && table == "sst_state", "{refused}");
+            ensure!(detail.contains("`contract_name`"), "{detail}");
+        }
+        _ => bail!("expected a Schema error, got {refused:?}"),
+    }
+
+    let (url, schema) = f.url_and_schema();
+    let pool = PgPool::connect(url).await.context("connecting")?;
+    let rows: Vec<(i32, String)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT id, note FROM \"{schema}\".sst_state"
+    )))
+    .fetch_all(&pool)
+    .await?;
+    ensure!(rows == [(1, "ours, not SST's".to_owned())], "{rows:?}");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+    )
+    .bind(schema)
+    .fetch_all(&pool)
+    .await?;
+    ensure!(
+        tables == ["sst_state"],
+        "a refused migrate creates no other peer table: {tables:?}"
+    );
+    pool.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_accepts_its_own_tables_again() -> anyhow::Result<()> {
+    let Some(f) = common::factory(None).await? else {
+        return Ok(());
+    };
+    f.open().await?;
+    f.reopen().await?;
+    Ok(())
+}
