@@ -58,12 +58,9 @@ fn event(
     }
 }
 
-fn payload_for(sections: &BTreeMap<String, Section>) -> Value {
-    let hashes: serde_json::Map<String, Value> = sections
-        .iter()
-        .map(|(n, s)| (n.clone(), Value::String(s.hash.to_string())))
-        .collect();
-    serde_json::json!({ "sections": hashes })
+/// The section hashes a create/change event signs.
+fn hashes(sections: &BTreeMap<String, Section>) -> BTreeMap<String, sst_core::SectionHash> {
+    sections.iter().map(|(n, s)| (n.clone(), s.hash)).collect()
 }
 
 /// Seals plain section values with fresh salts.
@@ -86,13 +83,17 @@ pub fn create(
     seq: u64,
 ) -> CommitItem {
     let sections = seal_all(values);
+    let payload = sst_core::CreatePayload {
+        parties: parties.clone(),
+        sections: hashes(&sections),
+    };
     let ev = event(
         EventKind::Create,
         id,
         None,
         signer.0,
         seq,
-        payload_for(&sections),
+        payload.to_payload(),
     );
     let signed = SignedEvent::sign(ev, signer.1);
     let state = State::create(
@@ -125,7 +126,10 @@ pub fn change(
         Some(base),
         signer.0,
         seq,
-        payload_for(&sections),
+        sst_core::ChangePayload {
+            sections: hashes(&sections),
+        }
+        .to_payload(),
     );
     let signed = SignedEvent::sign(ev, signer.1);
     let state = prev.next(sections.clone(), Some(signed.id), signed.event.timestamp);

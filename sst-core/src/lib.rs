@@ -39,4 +39,4 @@ pub use store::{
     check_refusal, Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store,
 };
 pub use tables::TableNames;
-pub use verify::{verify_store, Finding, VerifyReport};
+pub use verify::{verify_store, Finding, PeerTable, Rule, VerifyReport};

@@ -126,7 +126,6 @@ impl CommitBatch {
                 ));
             }
             let e = rec.event();
-            portable::check_at(&e.payload, "$.payload")?;
             for (name, d) in &rec.disclosures {
                 portable::check_at(&d.value, &portable::member_path("$.disclosures", name))?;
             }
@@ -234,6 +233,9 @@ impl CommitBatch {
                 }
                 (Outcome::Rejected { .. }, None) => {}
             }
+            // After the state's own checks, so a bad section name is reported where the user
+            // wrote it (the state), not where the event repeats it (the payload).
+            portable::check_at(&e.payload, "$.payload")?;
         }
         Ok(())
     }

@@ -1,26 +1,128 @@
-//! Whole-store verification: recompute every stored state version's section hashes and root
-//! from what the store reads back (its native, user-queryable columns), check the version
-//! chain, and check every event's id and strict signature.
+//! Whole-store verification: treat every peer table as hostile input. Recompute every stored
+//! state version's section hashes and root from what the store reads back (its native,
+//! user-queryable columns), bind every version to the applied event that produced it and every
+//! applied event to its version, check that the current-state row is exactly the latest
+//! version the log says was applied, that each create/change wrote exactly the section hashes
+//! its signed event names (and left the others unchanged), every event's id and strict
+//! signature (rejected ones too, where the pipeline had checked it), and every contract
+//! record's identity and deployer signature.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use crate::error::StoreError;
 use crate::hash::StateRoot;
-use crate::model::{ActorChange, ActorId, ActorStatus, EventKind, Outcome, StateId};
+use crate::model::{
+    ActorChange, ActorId, ActorStatus, ChangePayload, CreatePayload, EventKind, EventRecord,
+    Outcome, RejectReason, State, StateId,
+};
 use crate::sign::{verify_batch, PublicKey};
 use crate::store::{EventFilter, Store};
+
+/// The peer table a [`Finding`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum PeerTable {
+    /// The current-state table (`sst_state`), the one users query.
+    State,
+    /// The state history (`sst_state_history`).
+    History,
+    /// The event log (`sst_event`).
+    Event,
+    /// The contract table (`sst_contract`).
+    Contract,
+}
+
+impl fmt::Display for PeerTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PeerTable::State => "state",
+            PeerTable::History => "history",
+            PeerTable::Event => "event",
+            PeerTable::Contract => "contract",
+        })
+    }
+}
+
+/// The rule a [`Finding`] breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Rule {
+    /// A row cannot be read back into the model (malformed, or a value changed so that it no
+    /// longer hashes to its section hash / root).
+    Integrity,
+    /// A version's `prev_root` is not the root of the version before it.
+    HistoryChain,
+    /// A version the log says was applied is missing from the history.
+    VersionMissing,
+    /// A history version that no applied event in the log produced (inserted, or its event
+    /// deleted).
+    UnboundVersion,
+    /// The current-state row is missing, older or newer than the latest applied version, or
+    /// differs from it.
+    CurrentRow,
+    /// Two applied events claim the same version of a state, or a state's applied events are
+    /// out of version order in the log.
+    EventOrder,
+    /// A version's section hashes differ from those its signed create/change event wrote, or a
+    /// section the event did not name changed.
+    SignedSections,
+    /// An event id is not the hash of its body.
+    EventId,
+    /// A signature is missing or does not verify strictly under the key valid at that point.
+    Signature,
+    /// An applied event is signed by an actor unknown at that point, or revoked.
+    Actor,
+    /// A contract record's identity or deployer signature does not verify.
+    Contract,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Rule::Integrity => "integrity",
+            Rule::HistoryChain => "history_chain",
+            Rule::VersionMissing => "version_missing",
+            Rule::UnboundVersion => "unbound_version",
+            Rule::CurrentRow => "current_row",
+            Rule::EventOrder => "event_order",
+            Rule::SignedSections => "signed_sections",
+            Rule::EventId => "event_id",
+            Rule::Signature => "signature",
+            Rule::Actor => "actor",
+            Rule::Contract => "contract",
+        })
+    }
+}
 
 /// One problem found by [`verify_store`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
-    /// State concerned (empty for events without a state).
+    /// State concerned (empty for records without a state).
     pub state_id: StateId,
     /// Version concerned, when the problem is in one state version.
     pub version: Option<u64>,
     /// Event concerned, when the problem is in an event.
     pub event: Option<String>,
+    /// The table whose row is wrong (or missing).
+    pub table: PeerTable,
+    /// The rule it breaks.
+    pub rule: Rule,
     /// What is wrong.
     pub problem: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{}/{}] {}", self.table, self.rule, self.state_id)?;
+        if let Some(v) = self.version {
+            write!(f, " v{v}")?;
+        }
+        if let Some(e) = &self.event {
+            write!(f, " event {e}")?;
+        }
+        write!(f, ": {}", self.problem)
+    }
 }
 
 /// Result of [`verify_store`].
@@ -30,6 +132,10 @@ pub struct Finding {
 /// first applied [`crate::EventKind::ActorChange`] event (or its current directory key when it
 /// has none), and every applied actor change switches to the key (and status) it records.
 /// An applied event signed after its actor's revocation is reported.
+///
+/// What local verification cannot see: a consistent rewrite by someone holding the signing
+/// keys, and a log whose tail was cut together with the versions it produced. Peers that
+/// witnessed this node's checkpoints can.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyReport {
     /// States walked.
@@ -38,6 +144,8 @@ pub struct VerifyReport {
     pub versions: usize,
     /// Events checked.
     pub events: usize,
+    /// Contract records checked.
+    pub contracts: usize,
     /// Everything that did not verify (empty = store verified).
     pub findings: Vec<Finding>,
 }
@@ -49,9 +157,29 @@ impl VerifyReport {
     }
 }
 
-/// Verifies every state version and every event in `store`. `progress(done, total)` is called
-/// after each state (for progress bars). Backend failures abort with an error; integrity
-/// problems are collected as findings naming the exact state and version.
+/// An applied state event as the log records it.
+struct Applied<'a> {
+    version: u64,
+    root: StateRoot,
+    record: &'a EventRecord,
+}
+
+/// Reasons under which the pipeline refused an intent before (or because) its signature
+/// checked out: such rejected records are kept as evidence even when their signature is bad.
+fn signature_unchecked(reason: &RejectReason) -> bool {
+    matches!(
+        reason,
+        RejectReason::BadSignature { .. }
+            | RejectReason::UnknownActor { .. }
+            | RejectReason::RevokedActor { .. }
+            | RejectReason::InvalidPayload { .. }
+    )
+}
+
+/// Verifies every state version, every event and every contract record in `store`.
+/// `progress(done, total)` is called after each state (for progress bars). Backend failures
+/// abort with an error; integrity problems are collected as findings naming the table, the
+/// rule, and the exact state, version or event.
 ///
 /// # Errors
 /// [`StoreError::Backend`] when the store cannot be read at all.
@@ -59,145 +187,369 @@ pub async fn verify_store(
     store: &dyn Store,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<VerifyReport, StoreError> {
-    let ids = store.state_ids().await?;
-    let mut report = VerifyReport {
-        states: ids.len(),
-        ..Default::default()
-    };
-    let finding = |state_id: &StateId, version: Option<u64>, problem: String| Finding {
-        state_id: state_id.clone(),
+    let mut report = VerifyReport::default();
+    let events = store.events(&EventFilter::default()).await?;
+    report.events = events.len();
+
+    // What the log says was applied, per state, in recording order.
+    let mut applied: BTreeMap<&StateId, Vec<Applied<'_>>> = BTreeMap::new();
+    for rec in &events {
+        if let Outcome::Applied { version, root } = rec.outcome {
+            if version > 0 {
+                applied
+                    .entry(&rec.event().state_id)
+                    .or_default()
+                    .push(Applied {
+                        version,
+                        root,
+                        record: rec,
+                    });
+            }
+        }
+    }
+
+    // Every state that has a row or an applied event: a state deleted from both state tables
+    // is still named by its events.
+    let mut ids: BTreeSet<StateId> = store.state_ids().await?.into_iter().collect();
+    ids.extend(applied.keys().map(|s| (*s).clone()));
+    report.states = ids.len();
+    for (done, id) in ids.iter().enumerate() {
+        let log = applied.get(id).map(Vec::as_slice).unwrap_or_default();
+        verify_state(store, id, log, &mut report).await?;
+        progress(done + 1, ids.len());
+    }
+
+    let held = verify_events(store, &events, &mut report).await?;
+    verify_contracts(store, &held, &mut report).await?;
+    Ok(report)
+}
+
+fn state_finding(
+    id: &StateId,
+    version: Option<u64>,
+    table: PeerTable,
+    rule: Rule,
+    problem: String,
+) -> Finding {
+    Finding {
+        state_id: id.clone(),
         version,
         event: None,
+        table,
+        rule,
         problem,
+    }
+}
+
+async fn verify_state(
+    store: &dyn Store,
+    id: &StateId,
+    log: &[Applied<'_>],
+    report: &mut VerifyReport,
+) -> Result<(), StoreError> {
+    let find = |version: Option<u64>, table: PeerTable, rule: Rule, problem: String| {
+        state_finding(id, version, table, rule, problem)
     };
-    for (done, id) in ids.iter().enumerate() {
-        let (latest, current) = match store.state(id).await {
-            Ok(Some(s)) => (s.version, Some(s)),
-            Ok(None) => continue,
-            Err(StoreError::Integrity { source, .. }) => {
-                // The latest row cannot be reassembled, so its version is unknown: walk the
-                // history until it ends, reporting each unreadable version by number.
-                let mut v = 0;
-                loop {
-                    match store.state_at(id, v + 1).await {
-                        Ok(None) => break,
-                        Ok(Some(_)) | Err(StoreError::Integrity { .. }) => v += 1,
-                        Err(e) => return Err(e),
-                    }
-                }
-                if v == 0 {
-                    report.findings.push(finding(
-                        id,
-                        None,
-                        "latest version unreadable and no history".into(),
-                    ));
-                    continue;
-                }
-                report.findings.push(finding(
-                    id,
+    // The log's own story of this state: versions 1, 2, … each applied once, in order.
+    let mut logged: BTreeMap<u64, &Applied<'_>> = BTreeMap::new();
+    let mut last_seen = 0;
+    for a in log {
+        if logged.insert(a.version, a).is_some() {
+            report.findings.push(Finding {
+                event: Some(a.record.id().to_string()),
+                ..find(
+                    Some(a.version),
+                    PeerTable::Event,
+                    Rule::EventOrder,
+                    format!("version {} is applied by more than one event", a.version),
+                )
+            });
+        } else if a.version < last_seen {
+            report.findings.push(Finding {
+                event: Some(a.record.id().to_string()),
+                ..find(
+                    Some(a.version),
+                    PeerTable::Event,
+                    Rule::EventOrder,
+                    format!(
+                        "version {} is recorded after version {last_seen} in the log",
+                        a.version
+                    ),
+                )
+            });
+        }
+        last_seen = last_seen.max(a.version);
+    }
+    let log_latest = logged.keys().next_back().copied().unwrap_or(0);
+
+    let current = match store.state(id).await {
+        Ok(s) => s,
+        Err(StoreError::Integrity { source, .. }) => {
+            report.findings.push(find(
+                None,
+                PeerTable::State,
+                Rule::Integrity,
+                format!("current-state row unreadable: {source}"),
+            ));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    // Walk the history as far as anything claims: the log, the current row, or history rows
+    // past both (found by probing).
+    let mut latest = log_latest.max(current.as_ref().map_or(0, |c| c.version));
+    loop {
+        match store.state_at(id, latest + 1).await {
+            Ok(None) => break,
+            Ok(Some(_)) | Err(StoreError::Integrity { .. }) => latest += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut prev: Option<State> = None;
+    let mut history_latest = None;
+    for v in 1..=latest {
+        report.versions += 1;
+        let s = match store.state_at(id, v).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                report.findings.push(find(
                     Some(v),
-                    format!("current-state row unreadable: {source}"),
+                    PeerTable::History,
+                    Rule::VersionMissing,
+                    "version missing from history".into(),
                 ));
-                (v, None)
+                prev = None;
+                continue;
+            }
+            Err(StoreError::Integrity { source, .. }) => {
+                report.findings.push(find(
+                    Some(v),
+                    PeerTable::History,
+                    Rule::Integrity,
+                    source.to_string(),
+                ));
+                prev = None;
+                continue;
             }
             Err(e) => return Err(e),
         };
-        let mut prev_root: Option<StateRoot> = None;
-        let mut history_latest = None;
-        for v in 1..=latest {
-            report.versions += 1;
-            let s = match store.state_at(id, v).await {
-                Ok(Some(s)) => s,
-                Ok(None) => {
-                    report.findings.push(finding(
-                        id,
+        let own_row = s.version == v && &s.id == id;
+        if !own_row {
+            report.findings.push(find(
+                Some(v),
+                PeerTable::History,
+                Rule::Integrity,
+                format!("row holds {} version {}", s.id, s.version),
+            ));
+        }
+        let verified = s.verify();
+        if let Err(e) = &verified {
+            report.findings.push(find(
+                Some(v),
+                PeerTable::History,
+                Rule::Integrity,
+                e.to_string(),
+            ));
+        }
+        if v > 1 && prev.is_some() && s.prev_root != prev.as_ref().map(|p| p.root) {
+            report.findings.push(find(
+                Some(v),
+                PeerTable::History,
+                Rule::HistoryChain,
+                format!(
+                    "history chain broken: prev_root is not the root of version {}",
+                    v - 1
+                ),
+            ));
+        }
+        match logged.get(&v) {
+            None => report.findings.push(find(
+                Some(v),
+                PeerTable::History,
+                Rule::UnboundVersion,
+                "no applied event in the log produced this version".into(),
+            )),
+            Some(a) => {
+                // A root that does not even match its own row is reported above already.
+                let root_differs = own_row && verified.is_ok() && a.root != s.root;
+                if root_differs || s.last_event != Some(a.record.id()) {
+                    report.findings.push(find(
                         Some(v),
-                        "version missing from history".into(),
+                        PeerTable::History,
+                        Rule::UnboundVersion,
+                        format!(
+                            "version differs from what event {} applied (root {})",
+                            a.record.id(),
+                            a.root
+                        ),
                     ));
-                    prev_root = None;
-                    continue;
+                } else if v == 1 || prev.is_some() {
+                    // (Without a readable predecessor, unchanged sections cannot be compared.)
+                    check_signed_sections(id, &s, prev.as_ref(), a.record, report);
                 }
-                Err(StoreError::Integrity { source, .. }) => {
-                    report
-                        .findings
-                        .push(finding(id, Some(v), source.to_string()));
-                    prev_root = None;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if s.version != v || &s.id != id {
-                report.findings.push(finding(
-                    id,
-                    Some(v),
-                    format!("row holds {} version {}", s.id, s.version),
-                ));
-            }
-            if let Err(e) = s.verify() {
-                report.findings.push(finding(id, Some(v), e.to_string()));
-            }
-            if v > 1 && prev_root.is_some() && s.prev_root != prev_root {
-                report.findings.push(finding(
-                    id,
-                    Some(v),
-                    format!(
-                        "history chain broken: prev_root is not the root of version {}",
-                        v - 1
-                    ),
-                ));
-            }
-            prev_root = Some(s.root);
-            if v == latest {
-                history_latest = Some(s);
             }
         }
-        // The current-state table is what users query: it must be the history's latest row.
-        // (When both were changed alike, the history finding above already names the version.)
-        if let Some(cur) = current {
+        prev = Some(s.clone());
+        if v == log_latest {
+            history_latest = Some(s);
+        }
+    }
+    for v in logged.keys().filter(|v| **v > latest) {
+        report.findings.push(find(
+            Some(*v),
+            PeerTable::History,
+            Rule::VersionMissing,
+            "the log applied this version but no state table holds it".into(),
+        ));
+    }
+    // The current-state table is what users query: it must be exactly the latest version the
+    // log says was applied.
+    match (current, log_latest) {
+        (None, 0) => {}
+        (None, v) => report.findings.push(find(
+            Some(v),
+            PeerTable::State,
+            Rule::CurrentRow,
+            format!("current-state row missing; the log applied version {v}"),
+        )),
+        (Some(cur), v) if cur.version != v => report.findings.push(find(
+            Some(cur.version),
+            PeerTable::State,
+            Rule::CurrentRow,
+            format!(
+                "current-state row is version {}, the log applied up to version {v}",
+                cur.version
+            ),
+        )),
+        (Some(cur), _) => {
             if history_latest.as_ref() != Some(&cur) {
                 let detail = match cur.verify() {
                     Err(e) => format!("current-state row does not verify: {e}"),
                     Ok(()) => "current-state row differs from its history row".into(),
                 };
-                report.findings.push(finding(id, Some(cur.version), detail));
+                report.findings.push(find(
+                    Some(cur.version),
+                    PeerTable::State,
+                    Rule::CurrentRow,
+                    detail,
+                ));
             }
         }
-        progress(done + 1, ids.len());
     }
+    Ok(())
+}
 
-    let events = store.events(&EventFilter::default()).await?;
-    report.events = events.len();
+/// A create/change event signs the section hashes it wrote: version `s` must hold exactly
+/// those, and every section it did not name must be unchanged from `prev`.
+fn check_signed_sections(
+    id: &StateId,
+    s: &State,
+    prev: Option<&State>,
+    rec: &EventRecord,
+    report: &mut VerifyReport,
+) {
+    let e = rec.event();
+    let named = match e.kind {
+        EventKind::Create => CreatePayload::from_payload(&e.payload).map(|p| p.sections),
+        EventKind::ChangeSections => ChangePayload::from_payload(&e.payload).map(|p| p.sections),
+        // Method calls: the contract computed the sections; re-execution checks them.
+        _ => return,
+    };
+    let mut problem = |text: String| {
+        report.findings.push(Finding {
+            event: Some(rec.id().to_string()),
+            ..state_finding(
+                id,
+                Some(s.version),
+                PeerTable::History,
+                Rule::SignedSections,
+                text,
+            )
+        })
+    };
+    let named = match named {
+        Ok(n) => n,
+        Err(err) => {
+            problem(format!("the applied event's payload is malformed: {err}"));
+            return;
+        }
+    };
+    for (name, hash) in &named {
+        match s.sections.get(name) {
+            Some(sec) if sec.hash == *hash => {}
+            Some(_) => problem(format!(
+                "section `{name}` differs from the hash its signed event wrote"
+            )),
+            None => problem(format!(
+                "section `{name}` written by the signed event is missing"
+            )),
+        }
+    }
+    for (name, sec) in &s.sections {
+        if named.contains_key(name) {
+            continue;
+        }
+        let before = prev.and_then(|p| p.sections.get(name)).map(|p| p.hash);
+        if before != Some(sec.hash) {
+            problem(format!(
+                "section `{name}` changed although its event did not write it"
+            ));
+        }
+    }
+    if e.kind == EventKind::Create && s.sections.len() != named.len() {
+        problem("a created state holds sections its create did not write".into());
+    }
+}
+
+/// Checks every event; returns every key each actor held according to the log (for records
+/// signed before a rotation).
+async fn verify_events(
+    store: &dyn Store,
+    events: &[EventRecord],
+    report: &mut VerifyReport,
+) -> Result<BTreeMap<ActorId, Vec<PublicKey>>, StoreError> {
+    let mut held: BTreeMap<ActorId, Vec<PublicKey>> = BTreeMap::new();
     // Keys at the start of the log: the key each actor's first applied change replaced.
     let mut keys: BTreeMap<ActorId, (PublicKey, ActorStatus)> = BTreeMap::new();
-    for rec in &events {
+    for rec in events {
         let e = rec.event();
         if e.kind == EventKind::ActorChange && matches!(rec.outcome, Outcome::Applied { .. }) {
             if let Ok(ch) = ActorChange::from_payload(&e.payload) {
                 keys.entry(ch.actor.id.clone())
                     .or_insert((ch.previous_key, ActorStatus::Active));
+                let h = held.entry(ch.actor.id.clone()).or_default();
+                h.push(ch.previous_key);
+                h.push(ch.actor.public_key);
             }
         }
     }
     let mut to_check = Vec::new();
     let mut owners = Vec::new();
-    for rec in &events {
+    for rec in events {
         let e = rec.event();
-        let ev_finding = |problem: String| Finding {
+        let ev_finding = |rule: Rule, problem: String| Finding {
             state_id: e.state_id.clone(),
             version: match rec.outcome {
                 Outcome::Applied { version, .. } => Some(version),
                 Outcome::Rejected { .. } => None,
             },
             event: Some(rec.id().to_string()),
+            table: PeerTable::Event,
+            rule,
             problem,
         };
-        if !matches!(rec.outcome, Outcome::Applied { .. }) {
-            // Rejected intents are kept as evidence, forged ones included.
+        if let Err(err) = rec.signed.verify_id() {
+            report
+                .findings
+                .push(ev_finding(Rule::EventId, err.to_string()));
             continue;
         }
-        if let Err(err) = rec.signed.verify_id() {
-            report.findings.push(ev_finding(err.to_string()));
-            continue;
+        let applied = matches!(rec.outcome, Outcome::Applied { .. });
+        if let Outcome::Rejected { reason } = &rec.outcome {
+            if signature_unchecked(reason) {
+                // Kept as evidence, forged ones included.
+                continue;
+            }
         }
         let key = match keys.get(&e.actor) {
             Some(k) => Some(*k),
@@ -207,17 +559,21 @@ pub async fn verify_store(
                 .map(|a| (a.public_key, ActorStatus::Active)),
         };
         let Some((key, status)) = key else {
-            report.findings.push(ev_finding(format!(
-                "applied event signed by unknown actor {}",
-                e.actor
-            )));
+            report.findings.push(ev_finding(
+                Rule::Actor,
+                format!(
+                    "{} event signed by unknown actor {}",
+                    if applied { "applied" } else { "rejected" },
+                    e.actor
+                ),
+            ));
             continue;
         };
-        if status != ActorStatus::Active {
-            report.findings.push(ev_finding(format!(
-                "applied event signed by {} after its revocation",
-                e.actor
-            )));
+        if applied && status != ActorStatus::Active {
+            report.findings.push(ev_finding(
+                Rule::Actor,
+                format!("applied event signed by {} after its revocation", e.actor),
+            ));
         }
         match rec.signed.signatures.iter().find(|s| s.signer == e.actor) {
             Some(sig) => {
@@ -225,20 +581,21 @@ pub async fn verify_store(
                 owners.push(rec);
             }
             None => {
-                report.findings.push(ev_finding(format!(
-                    "applied event has no signature by {}",
-                    e.actor
-                )));
+                report.findings.push(ev_finding(
+                    Rule::Signature,
+                    format!("event has no signature by {}", e.actor),
+                ));
             }
         }
-        if e.kind == EventKind::ActorChange {
+        if applied && e.kind == EventKind::ActorChange {
             match ActorChange::from_payload(&e.payload) {
                 Ok(ch) => {
                     keys.insert(ch.actor.id.clone(), (ch.actor.public_key, ch.actor.status));
                 }
-                Err(err) => report
-                    .findings
-                    .push(ev_finding(format!("malformed actor change payload: {err}"))),
+                Err(err) => report.findings.push(ev_finding(
+                    Rule::Integrity,
+                    format!("malformed actor change payload: {err}"),
+                )),
             }
         }
     }
@@ -246,14 +603,81 @@ pub async fn verify_store(
     if verify_batch(&to_check).is_err() {
         for ((key, digest, sig), rec) in to_check.iter().zip(owners) {
             if key.verify_digest(digest, sig).is_err() {
+                let applied = matches!(rec.outcome, Outcome::Applied { .. });
                 report.findings.push(Finding {
                     state_id: rec.event().state_id.clone(),
                     version: None,
                     event: Some(rec.id().to_string()),
-                    problem: "applied event's signature does not verify (strict)".into(),
+                    table: PeerTable::Event,
+                    rule: Rule::Signature,
+                    problem: format!(
+                        "{} event's signature does not verify (strict)",
+                        if applied { "applied" } else { "rejected" }
+                    ),
                 });
             }
         }
     }
-    Ok(report)
+    Ok(held)
+}
+
+/// Checks each contract record's identity and its deployer's strict signature under a key the
+/// deployer held (its directory key, or one the log shows it held before a rotation).
+async fn verify_contracts(
+    store: &dyn Store,
+    held: &BTreeMap<ActorId, Vec<PublicKey>>,
+    report: &mut VerifyReport,
+) -> Result<(), StoreError> {
+    let contracts = match store.contracts().await {
+        Ok(c) => c,
+        Err(StoreError::Integrity { what, source }) => {
+            report.findings.push(Finding {
+                state_id: StateId::new(""),
+                version: None,
+                event: None,
+                table: PeerTable::Contract,
+                rule: Rule::Contract,
+                problem: format!("{what}: {source}"),
+            });
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    report.contracts = contracts.len();
+    for c in contracts {
+        let mut keys = held.get(&c.deployer).cloned().unwrap_or_default();
+        if let Some(a) = store.actor(&c.deployer).await? {
+            keys.push(a.public_key);
+        }
+        let problem = if keys.is_empty() {
+            Some(format!(
+                "contract {} deployed by unknown actor {}",
+                c.contract(),
+                c.deployer
+            ))
+        } else {
+            let mut last = None;
+            for k in &keys {
+                match c.verify(k) {
+                    Ok(()) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => last = Some(format!("contract {}: {e}", c.contract())),
+                }
+            }
+            last
+        };
+        if let Some(problem) = problem {
+            report.findings.push(Finding {
+                state_id: StateId::new(""),
+                version: None,
+                event: None,
+                table: PeerTable::Contract,
+                rule: Rule::Contract,
+                problem,
+            });
+        }
+    }
+    Ok(())
 }

@@ -96,7 +96,11 @@ fn create(id: &str, vals: BTreeMap<String, Value>, by: &Signer, seq: u64) -> Com
             None,
             by,
             seq,
-            json!({"create": true}),
+            sst_core::CreatePayload {
+                parties: deal_parties(),
+                sections: sections.iter().map(|(n, s)| (n.clone(), s.hash)).collect(),
+            }
+            .to_payload(),
         ),
         &by.key,
     );
@@ -125,7 +129,10 @@ fn change(prev: &State, vals: BTreeMap<String, Value>, by: &Signer, seq: u64) ->
             Some(base),
             by,
             seq,
-            json!({"change": prev.version + 1}),
+            sst_core::ChangePayload {
+                sections: sections.iter().map(|(n, s)| (n.clone(), s.hash)).collect(),
+            }
+            .to_payload(),
         ),
         &by.key,
     );
@@ -309,12 +316,22 @@ async fn a_broken_chain_is_reported() {
         })
         .expect("tamper");
     let report = verify(&store).await;
-    assert_eq!(located(&report), [("deal-1".to_owned(), Some(3))]);
+    // The link is broken, and the consistently re-sealed version is no longer the one its
+    // signed event applied (the log binds the root).
+    assert_eq!(
+        located(&report),
+        [
+            ("deal-1".to_owned(), Some(3)),
+            ("deal-1".to_owned(), Some(3))
+        ]
+    );
     assert!(
         report.findings[0].problem.contains("chain"),
         "{}",
         report.findings[0].problem
     );
+    assert_eq!(report.findings[0].rule, sst_core::Rule::HistoryChain);
+    assert_eq!(report.findings[1].rule, sst_core::Rule::UnboundVersion);
 }
 
 #[tokio::test]
