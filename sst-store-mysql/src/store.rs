@@ -1,7 +1,7 @@
 //! [`MysqlStore`]: the [`Store`] contract on MySQL 8 / MariaDB through a mysql_async pool,
 //! with `JSON` columns and one InnoDB transaction per commit batch.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -13,14 +13,14 @@ use mysql_async::{
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_text, outcome_from_columns};
-use sst_core::raw::EventColumns;
+use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
 use sst_core::{
-    Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Disclosure,
+    Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest, Disclosure,
     EventFilter, EventId, EventRecord, NodeId, OriginSeq, SignedEvent, State, StateId, Store,
     StoreError,
 };
 
-use crate::config::{check_identifier, MysqlConfig};
+use crate::config::{check_identifier, MysqlConfig, TableNames};
 use crate::error::{
     backend, check_id, conflict_or_backend, is_deadlock, is_unique_violation, to_i64,
 };
@@ -73,13 +73,6 @@ struct Sql {
     insert_histories_head: String,
     /// `ON DUPLICATE KEY UPDATE …` of every state column but the id (rows known to exist).
     update_states_tail: String,
-    event_exists: String,
-    insert_event: String,
-    lock_state: String,
-    state_version: String,
-    insert_state: String,
-    update_state: String,
-    insert_history: String,
     state: String,
     state_at: String,
     state_ids: String,
@@ -96,7 +89,6 @@ struct Sql {
 
 impl Sql {
     fn new(n: &Names) -> Self {
-        let eleven = "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?";
         Sql {
             lock_states_head: format!("SELECT id, version FROM {} WHERE id IN (", n.state),
             seen_ids_head: format!(
@@ -119,27 +111,6 @@ impl Sql {
                     .map(|c| format!("{c} = VALUES({c})"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
-            event_exists: format!("SELECT 1 FROM {} WHERE id = ?", n.event),
-            insert_event: format!(
-                "INSERT INTO {} ({EVENT_COLUMNS}) VALUES ({eleven}, ?, ?, ?, ?)",
-                n.event
-            ),
-            lock_state: format!("SELECT version FROM {} WHERE id = ? FOR UPDATE", n.state),
-            state_version: format!("SELECT version FROM {} WHERE id = ?", n.state),
-            insert_state: format!(
-                "INSERT INTO {} ({STATE_COLUMNS}) VALUES ({eleven})",
-                n.state
-            ),
-            update_state: format!(
-                "UPDATE {} SET contract_name = ?, contract_version = ?, version = ?, \
-                 parties = ?, seals = ?, data = ?, root = ?, prev_root = ?, last_event = ?, \
-                 updated_at = ? WHERE id = ?",
-                n.state
-            ),
-            insert_history: format!(
-                "INSERT INTO {} ({STATE_COLUMNS}) VALUES ({eleven})",
-                n.history
             ),
             state: format!("SELECT {STATE_COLUMNS} FROM {} WHERE id = ?", n.state),
             state_at: format!(
@@ -191,11 +162,13 @@ impl Sql {
 ///   sst-core before hashing, so formatting differences between servers do not matter;
 ///   the plaintext column is parsed strictly (a duplicate key written behind SST's back is an
 ///   integrity error, because MariaDB keeps the text and its `JSON_VALUE` reads the first);
-/// * `commit` runs one `READ COMMITTED` InnoDB transaction per batch and locks the
-///   current-state rows with `SELECT … FOR UPDATE`; a batch of several items is checked with
-///   two queries and written with multi-row `INSERT`s; the unique keys `(id, version)` of the
-///   history and `(origin_node, origin_seq)` of the events are the backstop (duplicate key
-///   1062 is a [`StoreError::Conflict`]).
+/// * `commit` runs one `READ COMMITTED` InnoDB transaction per batch: it locks the
+///   current-state rows with `SELECT … FOR UPDATE`, reads recorded event ids and origin
+///   sequences with one more query, lets [`CommitPlan`] decide and writes the plan with one
+///   multi-row `INSERT` per table. A concurrent writer that got in between the read and the
+///   inserts (duplicate key 1062 or a deadlock) makes the batch start over, reading what that
+///   writer committed; the unique keys `(id, version)` of the history and
+///   `(origin_node, origin_seq)` of the events are the backstop.
 #[derive(Debug, Clone)]
 pub struct MysqlStore {
     pool: Pool,
@@ -237,16 +210,9 @@ impl StateRow {
             values,
         })
     }
-
-    /// Parameters of `UPDATE … SET <all but id> WHERE id = ?`.
-    fn update_params(&self) -> Vec<My> {
-        let mut v: Vec<My> = self.values[1..].to_vec();
-        v.push(self.values[0].clone());
-        v
-    }
 }
 
-/// Bound values of one event row, in `insert_event` order.
+/// Bound values of one event row, in [`EVENT_COLUMNS`] order.
 struct EventRow {
     id: EventId,
     origin_node: String,
@@ -391,6 +357,26 @@ fn contract_from_row(mut row: Row) -> Result<ContractRecord, StoreError> {
         .map_err(|e| StoreError::malformed(what(), e))
 }
 
+/// Columns of the actor table SST reads and writes.
+const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
+
+/// Columns of the contract table SST reads and writes.
+const CONTRACT_COLUMNS: [&str; 5] = ["name", "version", "identity", "deployer", "record"];
+
+/// Each peer table's name with the columns SST's statements name in it.
+fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 5] {
+    let list = |cols: &'static str| cols.split(',').map(str::trim).collect::<Vec<_>>();
+    let state = list(STATE_COLUMNS);
+    let event = std::iter::once("pos").chain(list(EVENT_COLUMNS)).collect();
+    [
+        (&t.state, state.clone()),
+        (&t.history, state),
+        (&t.event, event),
+        (&t.actor, ACTOR_COLUMNS.to_vec()),
+        (&t.contract, CONTRACT_COLUMNS.to_vec()),
+    ]
+}
+
 /// `(?, …), (?, …)`: `rows` groups of `width` placeholders.
 fn placeholders(rows: usize, width: usize) -> String {
     let row = format!("({})", vec!["?"; width].join(", "));
@@ -438,6 +424,28 @@ async fn insert_rows(
         start = end;
     }
     Ok(())
+}
+
+/// The conflict a duplicate key on a commit's inserts stands for (a race the plan could not
+/// see): on the event table, the origin of the first recorded item; on a state table, the
+/// version of the first recorded state.
+fn key_taken(
+    record: &[usize],
+    rows: &[(EventRow, Option<StateRow>)],
+    on_events: bool,
+) -> StoreError {
+    let state = record.iter().find_map(|&i| rows[i].1.as_ref());
+    match (state, record.first()) {
+        (Some(s), _) if !on_events => {
+            let v = s.version.unsigned_abs();
+            StoreError::stale_version(&s.id.as_str().into(), v - 1, v)
+        }
+        (_, Some(&i)) => {
+            let ev = &rows[i].0;
+            StoreError::origin_taken(&ev.origin_node.as_str().into(), OriginSeq(ev.origin_seq))
+        }
+        (_, None) => StoreError::backend(NAME, "commit", "duplicate key with nothing to write"),
+    }
 }
 
 fn params(values: Vec<My>) -> Params {
@@ -519,20 +527,27 @@ impl MysqlStore {
             .map_err(|e| backend(op, e))
     }
 
-    /// Commits a batch with a fixed number of statements: lock the current rows of every
-    /// touched state (one `SELECT … FOR UPDATE`, in id order), look up recorded event ids and
-    /// used origin sequences (one `UNION ALL` query), check every item in order exactly as
-    /// [`Self::commit_per_item`] does, then write events, history rows, new and updated
-    /// current rows with one multi-row `INSERT` each (split only past the placeholder or
-    /// packet limits). Returns `None`, with nothing written, when an insert hits a duplicate
-    /// key or a deadlock: a concurrent writer got there between the checks and the insert.
-    async fn commit_batched(
+    /// One attempt at a batch, in one transaction with a fixed number of statements: lock
+    /// the current rows of every touched state (one `SELECT … FOR UPDATE`, in id order), look
+    /// up recorded event ids and taken origin sequences (one `UNION ALL` query), let
+    /// [`CommitPlan`] decide, then write events, history rows, new and updated current rows
+    /// with one multi-row `INSERT` each (split only past the placeholder or packet limits).
+    /// Returns `None`, with nothing written, when an insert hits a duplicate key or a
+    /// deadlock before the `last` attempt: a concurrent writer got there between the read and
+    /// the insert, and the next attempt reads what it committed.
+    async fn try_commit(
         &self,
+        batch: &CommitBatch,
+        lookups: &Lookups,
         rows: &[(EventRow, Option<StateRow>)],
+        last: bool,
     ) -> Result<Option<CommitReceipt>, StoreError> {
         let op = "commit";
         let mut tx = self.begin(op).await?;
-        match self.check_and_write(&mut tx, rows).await {
+        match self
+            .read_plan_write(&mut tx, batch, lookups, rows, last)
+            .await
+        {
             Ok(Some(receipt)) => {
                 tx.commit().await.map_err(|e| backend(op, e))?;
                 Ok(Some(receipt))
@@ -549,21 +564,18 @@ impl MysqlStore {
         }
     }
 
-    async fn check_and_write(
+    /// Reads what is recorded about the batch inside `tx`.
+    async fn read_recorded(
         &self,
         tx: &mut Transaction<'static>,
+        lookups: &Lookups,
         rows: &[(EventRow, Option<StateRow>)],
-    ) -> Result<Option<CommitReceipt>, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let op = "commit";
+        let mut recorded = Recorded::default();
         // Lock first: a concurrent writer of the same states finishes before the event
-        // lookups below, so its events read as recorded (duplicates), as item by item.
-        let state_ids: BTreeSet<&str> = rows
-            .iter()
-            .filter_map(|(_, s)| s.as_ref().map(|s| s.id.as_str()))
-            .collect();
-        let state_ids: Vec<&str> = state_ids.into_iter().collect();
-        let mut stored: HashMap<String, i64> = HashMap::new();
-        for chunk in state_ids.chunks(MAX_IN_LIST) {
+        // lookups below, so its events read as recorded.
+        for chunk in lookups.states.chunks(MAX_IN_LIST) {
             let sql = format!(
                 "{}{}) ORDER BY id FOR UPDATE",
                 self.sql.lock_states_head,
@@ -572,200 +584,153 @@ impl MysqlStore {
             let found: Vec<(String, i64)> = tx
                 .exec(
                     sql,
-                    chunk.iter().map(|id| My::from(*id)).collect::<Vec<_>>(),
+                    chunk
+                        .iter()
+                        .map(|id| My::from(id.as_str()))
+                        .collect::<Vec<_>>(),
                 )
                 .await
                 .map_err(|e| backend(op, e))?;
-            stored.extend(found);
-        }
-        let mut recorded: HashSet<String> = HashSet::new();
-        let mut used: HashSet<(String, u64)> = HashSet::new();
-        for chunk in rows.chunks(MAX_IN_LIST) {
-            let sql = format!(
-                "{}{}) UNION ALL {}{}",
-                self.sql.seen_ids_head,
-                placeholders(chunk.len(), 1),
-                self.sql.seen_origins_head,
-                vec!["(origin_node = ? AND origin_seq = ?)"; chunk.len()].join(" OR ")
-            );
-            let mut values: Vec<My> = chunk.iter().map(|(ev, _)| ev.values[0].clone()).collect();
-            for (ev, _) in chunk {
-                values.push(ev.values[6].clone());
-                values.push(ev.values[7].clone());
-            }
-            let found: Vec<(String, String, i64)> =
-                tx.exec(sql, values).await.map_err(|e| backend(op, e))?;
-            for (id, node, seq) in found {
-                recorded.insert(id);
-                if let Ok(seq) = u64::try_from(seq) {
-                    used.insert((node, seq));
-                }
+            for (id, version) in found {
+                let version = u64::try_from(version)
+                    .map_err(|e| StoreError::malformed(format!("state {id}"), e))?;
+                recorded.versions.insert(StateId(id), version);
             }
         }
-        // The same checks, in the same order, as `commit_per_item`.
-        let mut receipt = CommitReceipt::default();
-        let mut events: Vec<&[My]> = Vec::with_capacity(rows.len());
-        let mut history: Vec<&[My]> = Vec::new();
-        let mut versions: HashMap<&str, i64> = HashMap::new();
-        let mut latest: BTreeMap<&str, &StateRow> = BTreeMap::new();
-        let mut origins: HashSet<(&str, u64)> = HashSet::new();
-        for (ev, state) in rows {
-            if recorded.contains(&ev.id.to_string()) {
-                receipt.duplicates.push(ev.id);
-                continue;
-            }
-            let origin = (ev.origin_node.as_str(), ev.origin_seq);
-            if used.contains(&(ev.origin_node.clone(), ev.origin_seq)) || !origins.insert(origin) {
-                return Err(StoreError::conflict(
-                    sst_core::ConflictKind::OriginTaken,
-                    format!("origin {} seq {}", ev.origin_node, ev.origin_seq),
-                    ev.origin_seq.saturating_sub(1),
-                    ev.origin_seq,
+        let batch_ids: HashMap<String, EventId> = rows
+            .iter()
+            .map(|(ev, _)| (ev.id.to_string(), ev.id))
+            .collect();
+        let (events, origins) = (&lookups.events, &lookups.origins);
+        let chunks = events.len().max(origins.len()).div_ceil(MAX_IN_LIST);
+        for k in 0..chunks {
+            let part = |len: usize| (k * MAX_IN_LIST).min(len)..((k + 1) * MAX_IN_LIST).min(len);
+            let (ids, taken) = (&events[part(events.len())], &origins[part(origins.len())]);
+            let mut selects = Vec::new();
+            let mut values: Vec<My> = Vec::new();
+            if !ids.is_empty() {
+                selects.push(format!(
+                    "{}{})",
+                    self.sql.seen_ids_head,
+                    placeholders(ids.len(), 1)
                 ));
+                values.extend(ids.iter().map(|id| My::from(id.to_string())));
             }
-            if let Some(s) = state {
-                let current = versions
-                    .get(s.id.as_str())
-                    .or_else(|| stored.get(&s.id))
-                    .copied()
-                    .unwrap_or(0);
-                if current + 1 != s.version {
-                    return Err(StoreError::conflict(
-                        sst_core::ConflictKind::StaleVersion,
-                        format!("state {}", s.id),
-                        (s.version - 1) as u64,
-                        current as u64,
-                    ));
+            if !taken.is_empty() {
+                selects.push(format!(
+                    "{}{}",
+                    self.sql.seen_origins_head,
+                    vec!["(origin_node = ? AND origin_seq = ?)"; taken.len()].join(" OR ")
+                ));
+                for (node, seq) in taken {
+                    values.push(My::from(node.as_str()));
+                    values.push(My::from(to_i64("origin_seq", seq.0)?));
                 }
-                versions.insert(&s.id, s.version);
-                latest.insert(&s.id, s);
+            }
+            let found: Vec<(String, String, i64)> = tx
+                .exec(selects.join(" UNION ALL "), values)
+                .await
+                .map_err(|e| backend(op, e))?;
+            // Every row found is a recorded event holding its origin; those with a batch id
+            // are the batch's recorded events.
+            for (id, node, seq) in found {
+                let event = match batch_ids.get(&id) {
+                    Some(event) => {
+                        recorded.events.insert(*event);
+                        *event
+                    }
+                    None => id
+                        .parse::<EventId>()
+                        .map_err(|e| StoreError::malformed(format!("event {id}"), e))?,
+                };
+                let seq = u64::try_from(seq)
+                    .map_err(|e| StoreError::malformed(format!("event {id}"), e))?;
+                recorded
+                    .origins
+                    .insert((NodeId(node), OriginSeq(seq)), event);
+            }
+        }
+        Ok(recorded)
+    }
+
+    async fn read_plan_write(
+        &self,
+        tx: &mut Transaction<'static>,
+        batch: &CommitBatch,
+        lookups: &Lookups,
+        rows: &[(EventRow, Option<StateRow>)],
+        last: bool,
+    ) -> Result<Option<CommitReceipt>, StoreError> {
+        let op = "commit";
+        let recorded = self.read_recorded(tx, lookups, rows).await?;
+        let plan = CommitPlan::new(batch, &recorded)?;
+        let mut events: Vec<&[My]> = Vec::with_capacity(plan.record.len());
+        let mut history: Vec<&[My]> = Vec::new();
+        for &i in &plan.record {
+            let (ev, state) = &rows[i];
+            events.push(&ev.values);
+            if let Some(s) = state {
                 history.push(&s.values);
             }
-            events.push(&ev.values);
-            receipt.committed.push(ev.id);
         }
-        let (updated, created): (Vec<&StateRow>, Vec<&StateRow>) = latest
-            .into_values()
-            .partition(|s| stored.contains_key(&s.id));
-        let created: Vec<&[My]> = created.iter().map(|s| s.values.as_slice()).collect();
-        let updated: Vec<&[My]> = updated.iter().map(|s| s.values.as_slice()).collect();
-        for (head, tail, rows) in [
-            (&self.sql.insert_events_head, "", &events),
-            (&self.sql.insert_histories_head, "", &history),
-            (&self.sql.insert_states_head, "", &created),
+        // Updated rows are locked since the read, so they are still at the version the plan
+        // was made against (its `from` guard holds); a new row may meet a concurrent creator.
+        let (mut created, mut updated): (Vec<&[My]>, Vec<&[My]>) = (Vec::new(), Vec::new());
+        for row in &plan.current {
+            if let (_, Some(s)) = &rows[row.item] {
+                match row.write {
+                    CurrentWrite::Insert => created.push(&s.values),
+                    CurrentWrite::Update { .. } => updated.push(&s.values),
+                }
+            }
+        }
+        for (head, tail, values, is_event) in [
+            (&self.sql.insert_events_head, "", &events, true),
+            (&self.sql.insert_histories_head, "", &history, false),
+            (&self.sql.insert_states_head, "", &created, false),
             (
                 &self.sql.insert_states_head,
                 self.sql.update_states_tail.as_str(),
                 &updated,
+                false,
             ),
         ] {
-            match insert_rows(tx, head, tail, rows).await {
+            match insert_rows(tx, head, tail, values).await {
                 Ok(()) => {}
-                // A concurrent writer of the same events: a duplicate key, or a deadlock
-                // when it waits on one row while this insert needs the gap before it.
-                Err(e) if is_unique_violation(&e) || is_deadlock(&e) => return Ok(None),
-                Err(e) => return Err(backend(op, e)),
+                // A concurrent writer of the same events or states: a duplicate key, or a
+                // deadlock when it waits on one row while this insert needs the gap before
+                // it. The next attempt reads what it committed and plans again.
+                Err(e) if !last && (is_unique_violation(&e) || is_deadlock(&e)) => return Ok(None),
+                // Still racing on the last attempt: the key says which rule it enforces.
+                Err(e) => {
+                    return Err(conflict_or_backend(op, e, || {
+                        key_taken(&plan.record, rows, is_event)
+                    }))
+                }
             }
         }
-        Ok(Some(receipt))
+        Ok(Some(plan.receipt()))
     }
 
-    /// Commits a batch one statement per check and row: single items, and batches that raced
-    /// a concurrent writer in [`Self::commit_batched`].
-    async fn commit_per_item(
+    /// The identity recorded under a contract's name and version, if any.
+    async fn contract_identity(
         &self,
-        rows: Vec<(EventRow, Option<StateRow>)>,
-    ) -> Result<CommitReceipt, StoreError> {
-        let op = "commit";
-        let mut receipt = CommitReceipt::default();
-        let mut tx = self.begin(op).await?;
-        for (ev, state) in rows {
-            let id_param = || vec![ev.values[0].clone()];
-            let seen: Option<i64> = tx
-                .exec_first(self.sql.event_exists.as_str(), id_param())
-                .await
-                .map_err(|e| backend(op, e))?;
-            if seen.is_some() {
-                receipt.duplicates.push(ev.id);
-                continue;
-            }
-            if let Err(e) = tx
-                .exec_drop(self.sql.insert_event.as_str(), ev.values.clone())
-                .await
-            {
-                if !is_unique_violation(&e) {
-                    return Err(backend(op, e));
-                }
-                // Either a concurrent writer recorded the same event meanwhile (a replay:
-                // skip it) or another event holds this (origin_node, origin_seq).
-                let seen: Option<i64> = tx
-                    .exec_first(self.sql.event_exists.as_str(), id_param())
-                    .await
-                    .map_err(|e| backend(op, e))?;
-                if seen.is_some() {
-                    receipt.duplicates.push(ev.id);
-                    continue;
-                }
-                return Err(conflict_or_backend(op, e, || {
-                    StoreError::origin_taken(
-                        &ev.origin_node.as_str().into(),
-                        OriginSeq(ev.origin_seq),
-                    )
-                }));
-            }
-            if let Some(s) = state {
-                let conflict = |found: i64| {
-                    StoreError::conflict(
-                        sst_core::ConflictKind::StaleVersion,
-                        format!("state {}", s.id),
-                        (s.version - 1) as u64,
-                        found as u64,
-                    )
-                };
-                let current: Option<i64> = tx
-                    .exec_first(self.sql.lock_state.as_str(), vec![My::from(s.id.as_str())])
-                    .await
-                    .map_err(|e| backend(op, e))?;
-                match current {
-                    None if s.version == 1 => {
-                        if let Err(e) = tx
-                            .exec_drop(self.sql.insert_state.as_str(), s.values.clone())
-                            .await
-                        {
-                            if !is_unique_violation(&e) {
-                                return Err(backend(op, e));
-                            }
-                            // A concurrent writer created the state first.
-                            let found: Option<i64> = tx
-                                .exec_first(
-                                    self.sql.state_version.as_str(),
-                                    vec![My::from(s.id.as_str())],
-                                )
-                                .await
-                                .map_err(|e| backend(op, e))?;
-                            return Err(conflict(found.unwrap_or(1)));
-                        }
-                    }
-                    Some(c) if c + 1 == s.version => {
-                        tx.exec_drop(self.sql.update_state.as_str(), s.update_params())
-                            .await
-                            .map_err(|e| backend(op, e))?;
-                    }
-                    other => return Err(conflict(other.unwrap_or(0))),
-                }
-                tx.exec_drop(self.sql.insert_history.as_str(), s.values.clone())
-                    .await
-                    .map_err(|e| {
-                        conflict_or_backend(op, e, || {
-                            let v = s.version as u64;
-                            StoreError::stale_version(&s.id.as_str().into(), v - 1, v)
-                        })
-                    })?;
-            }
-            receipt.committed.push(ev.id);
-        }
-        tx.commit().await.map_err(|e| backend(op, e))?;
-        Ok(receipt)
+        conn: &mut mysql_async::Conn,
+        key: &ContractRef,
+    ) -> Result<Option<Digest>, StoreError> {
+        let stored: Option<String> = conn
+            .exec_first(
+                self.sql.contract_identity.as_str(),
+                vec![My::from(key.name.as_str()), My::from(key.version)],
+            )
+            .await
+            .map_err(|e| backend("put_contract", e))?;
+        stored
+            .map(|d| {
+                d.parse::<Digest>()
+                    .map_err(|e| StoreError::malformed(format!("contract {key} identity"), e))
+            })
+            .transpose()
     }
 
     async fn conn(&self, op: &'static str) -> Result<mysql_async::Conn, StoreError> {
@@ -813,6 +778,49 @@ impl Store for MysqlStore {
             .into_iter()
             .find(|c| available.iter().any(|a| a == c))
             .unwrap_or("utf8mb4_bin");
+        // A table that already carries a peer table's name must be one of ours. DDL commits
+        // implicitly here, so a foreign one is refused before anything is created: a refused
+        // migrate changes nothing.
+        let needed = needed_columns(&self.config.tables);
+        let mut values = vec![My::from(self.database.as_str())];
+        values.extend(needed.iter().map(|(t, _)| My::from(*t)));
+        let present: Vec<(String, String)> = conn
+            .exec(
+                format!(
+                    "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ({}) ORDER BY ORDINAL_POSITION",
+                    vec!["?"; needed.len()].join(", ")
+                ),
+                values,
+            )
+            .await
+            .map_err(|e| backend(op, e))?;
+        for (table, columns) in &needed {
+            let has: Vec<&str> = present
+                .iter()
+                .filter(|(t, _)| t == table)
+                .map(|(_, c)| c.as_str())
+                .collect();
+            if has.is_empty() {
+                continue;
+            }
+            let missing = columns
+                .iter()
+                .find(|c| !has.iter().any(|h| h.eq_ignore_ascii_case(c)));
+            if let Some(missing) = missing {
+                return Err(StoreError::Schema {
+                    backend: NAME,
+                    table: (*table).to_owned(),
+                    detail: format!(
+                        "in database `{}` it has no `{missing}` column (it has: {}); choose \
+                         another database or other table names (MysqlConfig::database / \
+                         tables), or move that table away",
+                        self.database,
+                        has.join(", ")
+                    ),
+                });
+            }
+        }
         // MySQL/MariaDB DDL commits implicitly: each statement is idempotent on its own.
         for stmt in schema::ddl(&self.names, collation, flavor) {
             conn.query_drop(stmt).await.map_err(|e| backend(op, e))?;
@@ -833,17 +841,24 @@ impl Store for MysqlStore {
                 .transpose()?;
             rows.push((EventRow::new(&at, &item.event)?, state));
         }
-        // One item needs no more statements item by item; batching pays from two on.
-        if rows.len() > 1 {
-            if let Some(receipt) = self.commit_batched(&rows).await? {
+        // A concurrent writer met between the read and the inserts is read by the next
+        // attempt; with the touched states locked, only a concurrent write of one of these
+        // event ids or a creation of one of these states can intervene, and each is seen by
+        // the next attempt: at most `2 * rows.len() + 2` attempts.
+        let lookups = Lookups::of(&batch);
+        let attempts = 2 * rows.len() + 2;
+        for attempt in 1..=attempts {
+            let last = attempt == attempts;
+            if let Some(receipt) = self.try_commit(&batch, &lookups, &rows, last).await? {
                 return Ok(receipt);
             }
         }
-        // Item by item: a single item, or a batch that raced a concurrent writer (duplicate
-        // key or deadlock on a multi-row insert, which does not say which row; nothing was
-        // written) and
-        // is redone here, where each race resolves exactly.
-        self.commit_per_item(rows).await
+        Err(StoreError::Backend {
+            backend: NAME,
+            operation: "commit",
+            retryable: true,
+            source: "concurrent writers kept recording events of this batch".into(),
+        })
     }
 
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
@@ -998,6 +1013,10 @@ impl Store for MysqlStore {
         sst_core::portable::check_at(&record, "$.contract")?;
         let identity = contract.identity.to_string();
         let mut conn = self.conn(op).await?;
+        let stored = self.contract_identity(&mut conn, key).await?;
+        if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::AlreadyRecorded {
+            return Ok(());
+        }
         let inserted = conn
             .exec_drop(
                 self.sql.insert_contract.as_str(),
@@ -1015,23 +1034,14 @@ impl Store for MysqlStore {
             Err(e) if is_unique_violation(&e) => {}
             Err(e) => return Err(backend(op, e)),
         }
-        let existing: Option<String> = conn
-            .exec_first(
-                self.sql.contract_identity.as_str(),
-                vec![My::from(key.name.as_str()), My::from(key.version)],
-            )
-            .await
-            .map_err(|e| backend(op, e))?;
-        match existing {
-            Some(existing) if existing == identity => Ok(()),
-            existing => Err(StoreError::conflict(
-                sst_core::ConflictKind::ContractIdentity,
-                format!(
-                    "contract {key} (identity {} vs {identity})",
-                    existing.unwrap_or_default()
-                ),
-                u64::from(key.version),
-                u64::from(key.version),
+        // A concurrent put recorded this name and version first: decide against its record.
+        let stored = self.contract_identity(&mut conn, key).await?;
+        match ContractPut::decide(stored.as_ref(), contract)? {
+            ContractPut::AlreadyRecorded => Ok(()),
+            _ => Err(StoreError::contract_identity(
+                key,
+                "(concurrent)",
+                contract.identity,
             )),
         }
     }

@@ -1,65 +1,36 @@
 //! Large and concurrent commit batches against a real MySQL / MariaDB server
 //! (`SST_MYSQL_URL`): the multi-row commit path splits long `IN (…)` lists and inserts,
-//! keeps every rule of the Store contract, and falls back item by item when a concurrent
-//! writer races it.
+//! keeps every rule of the Store contract, and starts over (reading what the other writer
+//! committed) when a concurrent writer races it.
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::{bail, ensure, Context};
+use common::ScratchDb;
 use conformance_tests::fixtures::{actor, change, create, deal_parties, deal_values, values};
-use mysql_async::prelude::Queryable;
-use mysql_async::Pool;
 use serde_json::json;
-use sst_core::{CommitBatch, CommitItem, EventFilter, StateId, Store, StoreError};
-use sst_store_mysql::{MysqlConfig, MysqlStore};
+use sst_core::{CommitBatch, CommitItem, ConflictKind, EventFilter, StateId, Store, StoreError};
+use sst_store_mysql::MysqlStore;
 
 /// A store in a fresh database, dropped when the guard goes.
 struct Db {
-    url: String,
-    database: String,
     store: MysqlStore,
+    _scratch: ScratchDb,
 }
 
 async fn open() -> anyhow::Result<Option<Db>> {
-    let Some(url) = conformance_tests::url_or_skip("SST_MYSQL_URL")? else {
+    let Some(scratch) = ScratchDb::new()? else {
         return Ok(None);
     };
-    let database = format!("sst_test_{}", uuid::Uuid::new_v4().simple());
-    let config = MysqlConfig::new(&url)
-        .database(&database)
-        .max_connections(8);
-    let store = MysqlStore::connect(config).await?;
+    let store = scratch.store(8).await?;
     store.migrate().await?;
     Ok(Some(Db {
-        url,
-        database,
         store,
+        _scratch: scratch,
     }))
-}
-
-impl Drop for Db {
-    /// Best-effort cleanup on a runtime of its own (Drop cannot await).
-    fn drop(&mut self) {
-        let (url, database) = (self.url.clone(), self.database.clone());
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let pool = Pool::from_url(&url)?;
-                let mut conn = pool.get_conn().await?;
-                conn.query_drop(format!("DROP DATABASE IF EXISTS `{database}`"))
-                    .await?;
-                drop(conn);
-                pool.disconnect().await?;
-                anyhow::Ok(())
-            })
-        });
-        if let Ok(Err(e)) = cleanup.join() {
-            eprintln!("could not drop test database {}: {e}", self.database);
-        }
-    }
 }
 
 /// `n` items: a create of `id` followed by `n - 1` changes, origin seqs from `first_seq`.
@@ -155,8 +126,14 @@ async fn conflict_deep_in_a_batch_stores_nothing() -> anyhow::Result<()> {
     batch.push(stale);
     match db.store.commit(CommitBatch::new(batch)).await {
         Err(StoreError::Conflict {
-            expected, found, ..
-        }) => ensure!((expected, found) == (2, 3), "{expected} {found}"),
+            kind,
+            expected,
+            found,
+            ..
+        }) => ensure!(
+            (kind, expected, found) == (ConflictKind::StaleVersion, 2, 3),
+            "{kind} {expected} {found}"
+        ),
         other => bail!("expected a conflict, got {other:?}"),
     }
     ensure!(db.store.state(&StateId("b".into())).await?.is_none());
@@ -166,8 +143,14 @@ async fn conflict_deep_in_a_batch_stores_nothing() -> anyhow::Result<()> {
     batch.extend(chain(&StateId("d".into()), 1, 51));
     match db.store.commit(CommitBatch::new(batch)).await {
         Err(StoreError::Conflict {
-            expected, found, ..
-        }) => ensure!((expected, found) == (50, 51), "{expected} {found}"),
+            kind,
+            expected,
+            found,
+            ..
+        }) => ensure!(
+            (kind, expected, found) == (ConflictKind::OriginTaken, 50, 51),
+            "{kind} {expected} {found}"
+        ),
         other => bail!("expected an origin conflict, got {other:?}"),
     }
     ensure!(db.store.state(&StateId("c".into())).await?.is_none());

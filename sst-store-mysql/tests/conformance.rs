@@ -1,46 +1,36 @@
 //! The conformance suite against a real MySQL / MariaDB server (`SST_MYSQL_URL`), one fresh
 //! database per case, dropped when the case ends.
 
+mod common;
+
 use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
+use common::ScratchDb;
 use conformance_tests::{Backend, BackendFactory, RawAccess};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value as My};
 use serde_json::Value;
 use sst_core::{StateId, Store};
-use sst_store_mysql::{MysqlConfig, MysqlStore};
 
 /// One case's namespace: a uniquely named database on the server.
-struct MyFactory {
-    url: String,
-    database: String,
-}
+struct MyFactory(ScratchDb);
 
 async fn factory() -> anyhow::Result<Option<MyFactory>> {
-    let Some(url) = conformance_tests::url_or_skip("SST_MYSQL_URL")? else {
-        return Ok(None);
-    };
-    let database = format!("sst_test_{}", uuid::Uuid::new_v4().simple());
-    Ok(Some(MyFactory { url, database }))
+    Ok(ScratchDb::new()?.map(MyFactory))
 }
 
 #[async_trait]
 impl BackendFactory for MyFactory {
     async fn open(&self) -> anyhow::Result<Backend> {
-        let config = MysqlConfig::new(&self.url)
-            .database(&self.database)
-            .max_connections(4);
-        let store = MysqlStore::connect(config)
-            .await
-            .with_context(|| format!("connecting to {}", self.url))?;
+        let store = self.0.store(4).await?;
         store.migrate().await?;
         let t = &store.config().tables;
         let raw = Raw {
             pool: store.pool().clone(),
-            state: format!("`{}`.`{}`", self.database, t.state),
-            history: format!("`{}`.`{}`", self.database, t.history),
+            state: format!("`{}`.`{}`", self.0.database, t.state),
+            history: format!("`{}`.`{}`", self.0.database, t.history),
         };
         Ok(Backend {
             store: Arc::new(store),
@@ -50,30 +40,6 @@ impl BackendFactory for MyFactory {
 
     async fn reopen(&self) -> anyhow::Result<Backend> {
         self.open().await
-    }
-}
-
-impl Drop for MyFactory {
-    /// Best-effort cleanup on a runtime of its own (Drop cannot await).
-    fn drop(&mut self) {
-        let (url, database) = (self.url.clone(), self.database.clone());
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let pool = Pool::from_url(&url)?;
-                let mut conn = pool.get_conn().await?;
-                conn.query_drop(format!("DROP DATABASE IF EXISTS `{database}`"))
-                    .await?;
-                drop(conn);
-                pool.disconnect().await?;
-                anyhow::Ok(())
-            })
-        });
-        if let Ok(Err(e)) = cleanup.join() {
-            eprintln!("could not drop test database {}: {e}", self.database);
-        }
     }
 }
 
@@ -194,8 +160,8 @@ async fn duplicate_key_written_behind_sst_is_never_read_as_verified() -> anyhow:
         .commit(sst_core::CommitBatch::new(vec![item]))
         .await?;
 
-    let state_table = format!("`{}`.`sst_state`", f.database);
-    let pool = Pool::from_url(&f.url)?;
+    let state_table = format!("`{}`.`sst_state`", f.0.database);
+    let pool = Pool::from_url(&f.0.url)?;
     let mut conn = pool.get_conn().await?;
     let text: Option<String> = conn
         .exec_first(

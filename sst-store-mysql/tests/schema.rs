@@ -1,0 +1,70 @@
+//! Opening what is not ours on a real MySQL / MariaDB server (`SST_MYSQL_URL`): `migrate`
+//! refuses a foreign table that carries a peer table's name and changes nothing.
+
+mod common;
+
+use anyhow::{bail, ensure};
+use common::ScratchDb;
+use mysql_async::prelude::Queryable;
+use mysql_async::Pool;
+use sst_core::{Store, StoreError};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Result<()> {
+    let Some(db) = ScratchDb::new()? else {
+        return Ok(());
+    };
+    let pool = Pool::from_url(&db.url)?;
+    let mut conn = pool.get_conn().await?;
+    let table = format!("`{}`.`sst_state`", db.database);
+    conn.query_drop(format!("CREATE DATABASE `{}`", db.database))
+        .await?;
+    conn.query_drop(format!("CREATE TABLE {table} (id int, note text)"))
+        .await?;
+    conn.query_drop(format!(
+        "INSERT INTO {table} VALUES (1, 'ours, not SST''s')"
+    ))
+    .await?;
+
+    let store = db.store(2).await?;
+    match store.migrate().await {
+        Err(StoreError::Schema {
+            backend,
+            table,
+            detail,
+        }) => {
+            ensure!(
+                backend == "mysql" && table == "sst_state",
+                "{backend} {table}"
+            );
+            ensure!(detail.contains("`contract_name`"), "{detail}");
+        }
+        other => bail!("expected a Schema error, got {other:?}"),
+    }
+
+    let rows: Vec<(i32, String)> = conn.query(format!("SELECT id, note FROM {table}")).await?;
+    ensure!(rows == [(1, "ours, not SST's".to_owned())], "{rows:?}");
+    let tables: Vec<String> = conn
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            (db.database.as_str(),),
+        )
+        .await?;
+    ensure!(
+        tables == ["sst_state"],
+        "a refused migrate creates no other peer table: {tables:?}"
+    );
+    drop(conn);
+    pool.disconnect().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_accepts_its_own_tables_again() -> anyhow::Result<()> {
+    let Some(db) = ScratchDb::new()? else {
+        return Ok(());
+    };
+    db.store(2).await?.migrate().await?;
+    db.store(2).await?.migrate().await?;
+    Ok(())
+}
