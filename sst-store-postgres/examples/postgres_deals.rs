@@ -14,6 +14,9 @@ async fn main() -> anyhow::Result<()> {
     let store = PostgresStore::connect(config.schema(&schema)).await?;
     store.migrate().await?;
     let (alice, key) = actor("acme", "alice");
+    // Known actors are part of a node database: `sst verify` checks every event's signature
+    // against its actor's key.
+    store.put_actor(&alice).await?;
     let mut seq = store.last_origin_seq(&alice.node).await?.0;
     for (n, (price, radon)) in [(480_000, 2.1), (515_000, 4.6), (730_000, 3.7)]
         .into_iter()

@@ -5,7 +5,9 @@
 //! `SST_REQUIRE_BACKEND=1`, and print one table of
 //! passed / failed / skipped / time. A backend whose server could not be reached is NOT RUN,
 //! never passed, and fails the command unless the machine does not provide it at all.
-//! Each test case makes (and drops) its own uniquely named schema / database.
+//! Each test case makes (and drops) its own uniquely named schema / database. When both
+//! PostgreSQL and MariaDB/MySQL answer, `sst verify` then checks a node database on each by URL
+//! ([`crate::node_verify`]); its failure fails the command too.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -39,17 +41,40 @@ pub(crate) struct BackendSpec {
     /// For server backends whose URL variable is unset and whose default is empty: starts a
     /// test server, returning its URL and a guard that stops it when dropped.
     pub(crate) start: Option<StartServer>,
-    /// The adapter's test targets that run the suite (`tests/<name>.rs`). For server
-    /// backends: every target the adapter's Cargo.toml declares with
-    /// `required-features = ["server-tests"]` (checked by a test below).
-    pub(crate) tests: &'static [&'static str],
-    /// Whether the targets need the adapter's `server-tests` feature. Server-backed targets
-    /// are left out of the plain `cargo test --workspace` (they could only skip there and be
-    /// counted as passed); this run builds them with `--features server-tests`.
-    pub(crate) server_tests: bool,
+    /// The adapter's test targets that run the suite (`tests/<name>.rs`).
+    pub(crate) tests: Targets,
     /// A backend whose every case reports NOT RUN with this text in the reason is one the
     /// machine does not provide (Oracle: `DPI-1047`, no client library): not a failure.
     pub(crate) not_provided_when: Option<&'static str>,
+}
+
+/// Which test targets of an adapter the run builds and runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Targets {
+    /// These targets, built without extra features.
+    Listed(&'static [&'static str]),
+    /// Every target the adapter's Cargo.toml declares with
+    /// `required-features = ["server-tests"]`, built with `--features server-tests`. Those
+    /// server-backed targets are left out of the plain `cargo test --workspace` (there they
+    /// could only skip and be counted as passed); read from the manifest so that a new one
+    /// runs here without being listed twice.
+    ServerTests,
+}
+
+/// The `[[test]]` targets of `manifest` (a Cargo.toml's text) that require the
+/// `server-tests` feature.
+pub(crate) fn server_test_targets(manifest: &str) -> Vec<String> {
+    manifest
+        .split("[[")
+        .filter(|section| section.starts_with("test]]"))
+        .filter(|section| section.contains(r#"required-features = ["server-tests"]"#))
+        .filter_map(|section| {
+            section.lines().find_map(|l| {
+                let value = l.trim().strip_prefix("name")?.trim().strip_prefix('=')?;
+                Some(value.trim().trim_matches('"').to_owned())
+            })
+        })
+        .collect()
 }
 
 /// Starts a test server: its URL and a guard that stops it when dropped.
@@ -63,8 +88,7 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         url: None,
         ensure: None,
         start: None,
-        tests: &["conformance"],
-        server_tests: false,
+        tests: Targets::Listed(&["conformance"]),
         not_provided_when: None,
     },
     BackendSpec {
@@ -73,8 +97,7 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         url: Some(("SST_POSTGRES_URL", services::POSTGRES_URL)),
         ensure: Some(services::postgres),
         start: None,
-        tests: &["conformance", "partitioned", "races"],
-        server_tests: true,
+        tests: Targets::ServerTests,
         not_provided_when: None,
     },
     BackendSpec {
@@ -83,8 +106,7 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         url: Some(("SST_MYSQL_URL", services::MYSQL_URL)),
         ensure: Some(services::mysql),
         start: None,
-        tests: &["conformance", "batched_commit"],
-        server_tests: true,
+        tests: Targets::ServerTests,
         not_provided_when: None,
     },
     BackendSpec {
@@ -94,10 +116,9 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         url: Some(("SST_MONGO_URL", "")),
         ensure: None,
         start: Some(crate::mongo_server::start_test_server),
-        // Transactions where the server offers them, then forced transactions, then both
-        // commit paths with simulated crashes.
-        tests: &["conformance", "conformance_txn", "protocol"],
-        server_tests: true,
+        // conformance: transactions where the server offers them; conformance_txn: forced
+        // transactions; protocol: both commit paths with simulated crashes.
+        tests: Targets::ServerTests,
         not_provided_when: None,
     },
     BackendSpec {
@@ -106,14 +127,13 @@ pub(crate) const BACKENDS: &[BackendSpec] = &[
         url: Some(("SST_ORACLE_URL", "")),
         ensure: None,
         start: None,
-        tests: &["conformance"],
-        server_tests: true,
+        tests: Targets::ServerTests,
         not_provided_when: Some("DPI-1047"),
     },
 ];
 
 /// The workspace root (the parent of the xtask crate).
-fn project_root() -> anyhow::Result<PathBuf> {
+pub(crate) fn project_root() -> anyhow::Result<PathBuf> {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(std::path::Path::to_path_buf)
@@ -277,14 +297,27 @@ impl Row {
 fn run_suite(spec: &BackendSpec, env: &[(&str, String)]) -> anyhow::Result<Row> {
     let root = project_root()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let (targets, features): (Vec<String>, &[&str]) = match spec.tests {
+        Targets::Listed(names) => (names.iter().map(|t| t.to_string()).collect(), &[]),
+        Targets::ServerTests => {
+            let manifest = root.join(spec.package).join("Cargo.toml");
+            let text = std::fs::read_to_string(&manifest)
+                .with_context(|| format!("reading {}", manifest.display()))?;
+            (server_test_targets(&text), &["--features", "server-tests"])
+        }
+    };
+    if targets.is_empty() {
+        return Ok(Row::Broken(format!(
+            "{}: no test target to run",
+            spec.package
+        )));
+    }
     let base = |cmd: &mut Command| {
         cmd.current_dir(&root)
             .args(["test", "-p", spec.package])
+            .args(features)
             .env("SST_REQUIRE_BACKEND", "1");
-        if spec.server_tests {
-            cmd.args(["--features", "server-tests"]);
-        }
-        for t in spec.tests {
+        for t in &targets {
             cmd.args(["--test", t]);
         }
         for (k, v) in env {
@@ -341,10 +374,7 @@ fn backend(spec: &BackendSpec) -> anyhow::Result<Row> {
     let mut env = Vec::new();
     let mut _server = None;
     if let Some((var, default)) = spec.url {
-        let mut url = std::env::var(var)
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| default.to_owned());
+        let mut url = server_url(var, default);
         if let (true, Some(start)) = (url.is_empty(), spec.start) {
             let (started, guard) = start()?;
             url = started;
@@ -368,6 +398,34 @@ fn backend(spec: &BackendSpec) -> anyhow::Result<Row> {
         }
     }
     Ok(row)
+}
+
+/// The URL of a server backend: its variable when set, else this machine's default.
+fn server_url(var: &str, default: &str) -> String {
+    std::env::var(var)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The `sst verify` step when PostgreSQL and MariaDB/MySQL were both selected (`None`
+/// otherwise): its outcome, an error when either server could not be reached.
+fn verify_step(rows: &[(String, Row)]) -> Option<anyhow::Result<()>> {
+    let ran = |name: &str| {
+        rows.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, r)| !matches!(r, Row::NotRun(_) | Row::NotProvided(_)))
+    };
+    match (ran("postgres"), ran("mysql")) {
+        (Some(true), Some(true)) => Some(crate::node_verify::run(
+            &server_url("SST_POSTGRES_URL", services::POSTGRES_URL),
+            &server_url("SST_MYSQL_URL", services::MYSQL_URL),
+        )),
+        (Some(_), Some(_)) => Some(Err(anyhow::anyhow!(
+            "not run: the PostgreSQL or MariaDB server could not be reached"
+        ))),
+        _ => None,
+    }
 }
 
 /// Why a run is one the machine does not provide: every case NOT RUN, each for a reason
@@ -452,12 +510,21 @@ pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
         let row = backend(spec).unwrap_or_else(|e| Row::Broken(format!("{e:#}")));
         rows.push((name.clone(), row));
     }
+    let verify = verify_step(&rows);
     println!("\n{}", table(&rows));
-    let failing: Vec<&str> = rows
+    let mut failing: Vec<&str> = rows
         .iter()
         .filter(|(_, r)| r.fails())
         .map(|(n, _)| n.as_str())
         .collect();
+    match &verify {
+        Some(Ok(())) => println!("sst verify by URL (PostgreSQL and MariaDB node databases): ok"),
+        Some(Err(e)) => {
+            println!("sst verify by URL: FAILED: {e:#}");
+            failing.push("sst verify");
+        }
+        None => {}
+    }
     if !failing.is_empty() {
         bail!("integration failed for: {}", failing.join(", "));
     }
@@ -551,29 +618,14 @@ mod tests {
         assert_eq!(not_provided(&ran, "DPI-1047"), None, "cases that ran");
     }
 
-    /// The `[[test]]` targets of `manifest` that require the `server-tests` feature.
-    fn server_test_targets(manifest: &str) -> Vec<String> {
-        manifest
-            .split("[[")
-            .filter(|section| section.starts_with("test]]"))
-            .filter(|section| section.contains(r#"required-features = ["server-tests"]"#))
-            .filter_map(|section| {
-                section.lines().find_map(|l| {
-                    let value = l.trim().strip_prefix("name")?.trim().strip_prefix('=')?;
-                    Some(value.trim().trim_matches('"').to_owned())
-                })
-            })
-            .collect()
-    }
-
     /// Every server-backed test file is behind `server-tests` (so the plain command never
-    /// counts it as passed) and run by this command (so CI still runs it): a file that opens a
-    /// server (`url_or_skip`, the shared `common` factory, the `suite!` macro) must be a
-    /// `server-tests` target, and the targets are exactly the ones listed in [`BACKENDS`].
+    /// counts it as passed, and this command runs it): a file that opens a server
+    /// (`url_or_skip`, the shared `common` factory, the `suite!` macro) must be a
+    /// `server-tests` target, and every server adapter has the conformance suite among them.
     #[test]
-    fn server_test_targets_are_gated_and_all_run_here() -> anyhow::Result<()> {
+    fn server_test_targets_are_gated() -> anyhow::Result<()> {
         let root = project_root()?;
-        for spec in BACKENDS.iter().filter(|b| b.server_tests) {
+        for spec in BACKENDS.iter().filter(|b| b.tests == Targets::ServerTests) {
             let dir = root.join(spec.package);
             let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
             assert!(
@@ -581,11 +633,12 @@ mod tests {
                 "{}: no server-tests feature",
                 spec.package
             );
-            let mut gated = server_test_targets(&manifest);
-            gated.sort();
-            let mut listed: Vec<String> = spec.tests.iter().map(|t| t.to_string()).collect();
-            listed.sort();
-            assert_eq!(gated, listed, "{}: gated targets vs BACKENDS", spec.package);
+            let gated = server_test_targets(&manifest);
+            assert!(
+                gated.iter().any(|t| t == "conformance"),
+                "{}: {gated:?}",
+                spec.package
+            );
             for entry in std::fs::read_dir(dir.join("tests"))? {
                 let path = entry?.path();
                 let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
@@ -599,13 +652,21 @@ mod tests {
                     assert!(
                         !text.contains(needs_server),
                         "{}: `{needs_server}` suggests it needs a server; declare it as a \
-                         [[test]] with required-features = [\"server-tests\"] and list it in BACKENDS",
+                         [[test]] with required-features = [\"server-tests\"]",
                         path.display()
                     );
                 }
             }
         }
         Ok(())
+    }
+
+    #[test]
+    fn gated_targets_are_read_from_the_manifest() {
+        let manifest = "[features]\nserver-tests = []\n\n[[test]]\nname = \"conformance\"\n\
+                        required-features = [\"server-tests\"]\n\n[[test]]\nname = \"plain\"\n\n\
+                        [[test]]\nname = \"races\"\nrequired-features = [\"server-tests\"]\n";
+        assert_eq!(server_test_targets(manifest), vec!["conformance", "races"]);
     }
 
     #[test]

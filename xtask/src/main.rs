@@ -4,6 +4,7 @@
 mod bench;
 mod integration;
 mod mongo_server;
+mod node_verify;
 mod services;
 
 fn main() -> anyhow::Result<()> {
