@@ -2048,3 +2048,263 @@ pub async fn refusals_are_recorded_listed_and_cleared(
     );
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// tamper matrix: rows deleted, added, rolled back or relabelled behind the store's back
+
+/// What `matrix_setup` committed: a state at version 3 (`id`), the events that applied each
+/// version, a rejected intent on it, and a second untouched state.
+struct MatrixSetup {
+    id: StateId,
+    applied: Vec<EventId>,
+    roots: Vec<sst_core::StateRoot>,
+    rejected: EventId,
+}
+
+async fn matrix_setup(b: &Backend) -> anyhow::Result<MatrixSetup> {
+    let (alice, ka) = actor("acme", "alice");
+    let (ines, ki) = actor("insp", "ines");
+    register(b, &[&alice, &ines]).await?;
+    let id = state_id("matrix");
+    let other = state_id("matrix-other");
+    let c = create(
+        &id,
+        deal_parties(),
+        deal_values(250_000, 3.2),
+        (&alice, &ka),
+        1,
+    );
+    let v1 = state_of(&c)?;
+    let x = change(
+        &v1,
+        values([("inspection", json!({"radon": 4.6, "passed": false}))]),
+        (&ines, &ki),
+        1,
+    );
+    let v2 = state_of(&x)?;
+    let y = change(
+        &v2,
+        values([("inspection", json!({"radon": 3.9, "passed": true}))]),
+        (&ines, &ki),
+        2,
+    );
+    let v3 = state_of(&y)?;
+    let r = rejected(
+        &id,
+        Some(sst_core::Base {
+            version: 1,
+            root: v1.root,
+        }),
+        (&ines, &ki),
+        3,
+        RejectReason::StaleBase {
+            expected_version: 1,
+            found_version: 3,
+        },
+    );
+    let o = create(
+        &other,
+        deal_parties(),
+        deal_values(1, 1.0),
+        (&alice, &ka),
+        2,
+    );
+    let setup = MatrixSetup {
+        id,
+        applied: vec![c.event.id(), x.event.id(), y.event.id()],
+        roots: vec![v1.root, v2.root, v3.root],
+        rejected: r.event.id(),
+    };
+    commit(b, vec![c, x, y, r, o]).await?;
+    let clean = verify_store(b.store.as_ref(), &mut |_, _| {}).await?;
+    ensure!(
+        clean.is_clean(),
+        "store does not verify before tampering: {:?}",
+        clean.findings
+    );
+    Ok(setup)
+}
+
+/// Applies the mutations `make` builds and checks that `verify_store` reports a finding on
+/// `table` under one of `rules` (at `version` when given), and nothing about the untouched
+/// state.
+async fn matrix_case(
+    f: &impl BackendFactory,
+    case: &str,
+    make: impl FnOnce(&MatrixSetup) -> Vec<crate::Mutation>,
+    table: sst_core::PeerTable,
+    rules: &[sst_core::Rule],
+    version: Option<u64>,
+) -> anyhow::Result<()> {
+    let b = f.open().await?;
+    let setup = matrix_setup(&b).await?;
+    for m in make(&setup) {
+        if !b.raw.mutate(&m).await? {
+            crate::not_run(
+                case,
+                b.store.backend(),
+                &format!("store has no row for {m:?}"),
+            );
+            return Ok(());
+        }
+    }
+    let report = verify_store(b.store.as_ref(), &mut |_, _| {}).await?;
+    ensure!(!report.is_clean(), "{case}: tampering went unnoticed");
+    for finding in &report.findings {
+        ensure!(
+            finding.state_id == setup.id,
+            "{case}: finding about the wrong state: {finding}"
+        );
+    }
+    ensure!(
+        report.findings.iter().any(|x| x.table == table
+            && rules.contains(&x.rule)
+            && (version.is_none() || x.version == version)),
+        "{case}: expected a {table} finding under {rules:?} at {version:?}, got {:?}",
+        report
+            .findings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
+/// The current-state row deleted (history intact) is reported on the state table.
+pub async fn deleted_current_row_is_reported(f: &impl BackendFactory) -> anyhow::Result<()> {
+    matrix_case(
+        f,
+        "deleted_current_row_is_reported",
+        |s| vec![crate::Mutation::DeleteCurrentRow(s.id.clone())],
+        sst_core::PeerTable::State,
+        &[sst_core::Rule::CurrentRow],
+        Some(3),
+    )
+    .await
+}
+
+/// The current-state row rolled back to an older version is reported on the state table.
+pub async fn rolled_back_current_row_is_reported(f: &impl BackendFactory) -> anyhow::Result<()> {
+    matrix_case(
+        f,
+        "rolled_back_current_row_is_reported",
+        |s| {
+            vec![crate::Mutation::RollBackCurrentRow {
+                id: s.id.clone(),
+                version: 1,
+            }]
+        },
+        sst_core::PeerTable::State,
+        &[sst_core::Rule::CurrentRow],
+        Some(1),
+    )
+    .await
+}
+
+/// The latest version removed from the history and the current row together (the state looks
+/// like version 2) is reported: the log applied version 3.
+pub async fn latest_version_removed_everywhere_is_reported(
+    f: &impl BackendFactory,
+) -> anyhow::Result<()> {
+    matrix_case(
+        f,
+        "latest_version_removed_everywhere_is_reported",
+        |s| {
+            vec![
+                crate::Mutation::RollBackCurrentRow {
+                    id: s.id.clone(),
+                    version: 2,
+                },
+                crate::Mutation::DeleteHistoryVersion {
+                    id: s.id.clone(),
+                    version: 3,
+                },
+            ]
+        },
+        sst_core::PeerTable::History,
+        &[sst_core::Rule::VersionMissing],
+        Some(3),
+    )
+    .await
+}
+
+/// A whole state deleted from every state table is reported through its events.
+pub async fn deleted_state_is_reported(f: &impl BackendFactory) -> anyhow::Result<()> {
+    matrix_case(
+        f,
+        "deleted_state_is_reported",
+        |s| {
+            let mut m = vec![crate::Mutation::DeleteCurrentRow(s.id.clone())];
+            m.extend(
+                (1..=3).map(|version| crate::Mutation::DeleteHistoryVersion {
+                    id: s.id.clone(),
+                    version,
+                }),
+            );
+            m
+        },
+        sst_core::PeerTable::History,
+        &[sst_core::Rule::VersionMissing],
+        Some(1),
+    )
+    .await
+}
+
+/// A history version that no event produced (a copy of version 3 claiming version 4) is
+/// reported at version 4.
+pub async fn history_version_nobody_committed_is_reported(
+    f: &impl BackendFactory,
+) -> anyhow::Result<()> {
+    // The copy's root no longer matches its header (version is hashed): reported as a row
+    // that does not verify, or as a version no event produced.
+    matrix_case(
+        f,
+        "history_version_nobody_committed_is_reported",
+        |s| {
+            vec![crate::Mutation::CopyHistoryVersion {
+                id: s.id.clone(),
+                from: 3,
+                to: 4,
+            }]
+        },
+        sst_core::PeerTable::History,
+        &[sst_core::Rule::UnboundVersion, sst_core::Rule::Integrity],
+        Some(4),
+    )
+    .await
+}
+
+/// An event row deleted is reported: the version it applied is no longer bound to the log.
+pub async fn deleted_event_is_reported(f: &impl BackendFactory) -> anyhow::Result<()> {
+    matrix_case(
+        f,
+        "deleted_event_is_reported",
+        |s| vec![crate::Mutation::DeleteEvent(s.applied[1])],
+        sst_core::PeerTable::History,
+        &[sst_core::Rule::UnboundVersion],
+        Some(2),
+    )
+    .await
+}
+
+/// A rejected intent relabelled as applied (claiming an existing version and its root) is
+/// reported: that version is now applied twice in the log.
+pub async fn rejected_event_relabelled_applied_is_reported(
+    f: &impl BackendFactory,
+) -> anyhow::Result<()> {
+    matrix_case(
+        f,
+        "rejected_event_relabelled_applied_is_reported",
+        |s| {
+            vec![crate::Mutation::RelabelApplied {
+                event: s.rejected,
+                version: 2,
+                root: s.roots[1],
+            }]
+        },
+        sst_core::PeerTable::Event,
+        &[sst_core::Rule::EventOrder],
+        Some(2),
+    )
+    .await
+}

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sst_core::{StateId, Store};
+use sst_core::{EventId, StateId, StateRoot, Store};
 
 /// Access to a store's raw tables behind its back, the way a DBA or an attacker with SQL
 /// access would change them. Implemented per adapter with a raw SQL/driver statement on the
@@ -53,6 +53,55 @@ pub trait RawAccess: Send + Sync {
         let _ = (id, data);
         anyhow::bail!("this store keeps no separate current-state row")
     }
+    /// Applies `m` to the raw tables. `Ok(false)` when the store has no such row at all (e.g.
+    /// a current-state row on a store without a current-state table): the case then reports
+    /// itself NOT RUN.
+    async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
+        let _ = m;
+        Ok(false)
+    }
+}
+
+/// One row-level change made behind the store's back (the tamper matrix of the suite).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Mutation {
+    /// `DELETE` the current-state row of a state (history untouched).
+    DeleteCurrentRow(StateId),
+    /// Replace the current-state row of a state by its history row of `version`.
+    RollBackCurrentRow {
+        /// State.
+        id: StateId,
+        /// The older version it is rolled back to.
+        version: u64,
+    },
+    /// `DELETE` `version` of a state from the history (the current row untouched).
+    DeleteHistoryVersion {
+        /// State.
+        id: StateId,
+        /// Version removed.
+        version: u64,
+    },
+    /// `INSERT` a copy of history row `from` as version `to`: a version no event produced.
+    CopyHistoryVersion {
+        /// State.
+        id: StateId,
+        /// Row copied.
+        from: u64,
+        /// Version number the copy claims.
+        to: u64,
+    },
+    /// `DELETE` an event row.
+    DeleteEvent(EventId),
+    /// `UPDATE` a rejected event's outcome columns to applied with `version` and `root`.
+    RelabelApplied {
+        /// The rejected event.
+        event: EventId,
+        /// Version it now claims.
+        version: u64,
+        /// Root it now claims.
+        root: StateRoot,
+    },
 }
 
 /// An opened store under test with raw access to the same database.
@@ -144,6 +193,13 @@ macro_rules! suite {
             contracts_are_recorded_once_per_identity,
             unknown_things_read_as_nothing_and_ids_are_sorted,
             refusals_are_recorded_listed_and_cleared,
+            deleted_current_row_is_reported,
+            rolled_back_current_row_is_reported,
+            latest_version_removed_everywhere_is_reported,
+            deleted_state_is_reported,
+            history_version_nobody_committed_is_reported,
+            deleted_event_is_reported,
+            rejected_event_relabelled_applied_is_reported,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

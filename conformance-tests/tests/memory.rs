@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
-use conformance_tests::{Backend, BackendFactory, RawAccess};
+use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
 use serde_json::Value;
-use sst_core::{MemoryStore, State, StateId, Store};
+use sst_core::{MemoryStore, Outcome, State, StateId, Store};
 
 /// Raw access to a `MemoryStore` through its `tamper` hook: the stored versions are rebuilt
 /// from their columns with the data column replaced, as a raw SQL `UPDATE` would do.
@@ -59,6 +59,59 @@ impl RawAccess for MemoryRaw {
             }
         })?;
         result.context("swapping history rows")
+    }
+
+    async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
+        // The reference store keeps no current-state row apart from its history: mutations
+        // of that row do not exist here.
+        let mut done = false;
+        match m {
+            Mutation::DeleteCurrentRow(_) | Mutation::RollBackCurrentRow { .. } => {
+                return Ok(false)
+            }
+            Mutation::DeleteHistoryVersion { id, version } => {
+                self.0.tamper(id, |versions| {
+                    let before = versions.len();
+                    versions.retain(|s| s.version != *version);
+                    done = versions.len() < before;
+                })?;
+            }
+            Mutation::CopyHistoryVersion { id, from, to } => {
+                self.0.tamper(id, |versions| {
+                    if let Some(s) = versions.iter().find(|s| s.version == *from).cloned() {
+                        let mut copy = s;
+                        copy.version = *to;
+                        versions.push(copy);
+                        done = true;
+                    }
+                })?;
+            }
+            Mutation::DeleteEvent(e) => {
+                self.0.tamper_events(|events| {
+                    let before = events.len();
+                    events.retain(|r| r.id() != *e);
+                    done = events.len() < before;
+                })?;
+            }
+            Mutation::RelabelApplied {
+                event,
+                version,
+                root,
+            } => {
+                self.0.tamper_events(|events| {
+                    if let Some(r) = events.iter_mut().find(|r| r.id() == *event) {
+                        r.outcome = Outcome::Applied {
+                            version: *version,
+                            root: *root,
+                        };
+                        done = true;
+                    }
+                })?;
+            }
+            other => anyhow::bail!("mutation {other:?} not known to the memory raw access"),
+        }
+        anyhow::ensure!(done, "{m:?} found nothing to change");
+        Ok(true)
     }
 }
 

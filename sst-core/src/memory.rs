@@ -59,6 +59,30 @@ impl MemoryStore {
         f(versions);
         Ok(())
     }
+
+    /// Test hook: runs `f` on the recorded events (in recording order) behind the contract's
+    /// back, the way a raw SQL `DELETE`/`UPDATE` of the event table would, then rebuilds the
+    /// id and origin indexes from what is left.
+    pub fn tamper_events(&self, f: impl FnOnce(&mut Vec<EventRecord>)) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        f(&mut t.events);
+        let t = &mut *t;
+        t.event_index = t
+            .events
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.id(), i))
+            .collect();
+        t.origin = t
+            .events
+            .iter()
+            .map(|r| {
+                let e = r.event();
+                ((e.origin_node.clone(), e.origin_seq), r.id())
+            })
+            .collect();
+        Ok(())
+    }
 }
 
 #[async_trait]

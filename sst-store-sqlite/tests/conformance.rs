@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use conformance_tests::{Backend, BackendFactory, RawAccess};
+use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 use sst_core::{StateId, Store};
@@ -125,6 +125,61 @@ impl RawAccess for SqliteRaw {
             }
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
+        let m = m.clone();
+        self.with_conn(move |c, t| {
+            let (state, history, event) = (&t.state, &t.history, &t.event);
+            let cols = "id, contract_name, contract_version, version, parties, seals, data, \
+                        root, prev_root, last_event, updated_at";
+            let changed = match &m {
+                Mutation::DeleteCurrentRow(id) => c.execute(
+                    &format!(r#"DELETE FROM "{state}" WHERE id = ?1"#),
+                    [id.as_str()],
+                )?,
+                Mutation::RollBackCurrentRow { id, version } => c.execute(
+                    &format!(
+                        r#"REPLACE INTO "{state}" ({cols})
+                           SELECT {cols} FROM "{history}" WHERE id = ?1 AND version = ?2"#
+                    ),
+                    rusqlite::params![id.as_str(), i64::try_from(*version)?],
+                )?,
+                Mutation::DeleteHistoryVersion { id, version } => c.execute(
+                    &format!(r#"DELETE FROM "{history}" WHERE id = ?1 AND version = ?2"#),
+                    rusqlite::params![id.as_str(), i64::try_from(*version)?],
+                )?,
+                Mutation::CopyHistoryVersion { id, from, to } => c.execute(
+                    &format!(
+                        r#"INSERT INTO "{history}" ({cols})
+                           SELECT id, contract_name, contract_version, ?3, parties, seals,
+                                  data, root, prev_root, last_event, updated_at
+                           FROM "{history}" WHERE id = ?1 AND version = ?2"#
+                    ),
+                    rusqlite::params![id.as_str(), i64::try_from(*from)?, i64::try_from(*to)?],
+                )?,
+                Mutation::DeleteEvent(e) => c.execute(
+                    &format!(r#"DELETE FROM "{event}" WHERE id = ?1"#),
+                    [e.to_string()],
+                )?,
+                Mutation::RelabelApplied {
+                    event: e,
+                    version,
+                    root,
+                } => c.execute(
+                    &format!(
+                        r#"UPDATE "{event}" SET outcome = 'applied', reason = NULL,
+                             reason_detail = NULL, new_version = ?2, new_root = ?3
+                           WHERE id = ?1"#
+                    ),
+                    rusqlite::params![e.to_string(), i64::try_from(*version)?, root.to_string()],
+                )?,
+                other => anyhow::bail!("mutation {other:?} not known to this raw access"),
+            };
+            anyhow::ensure!(changed == 1, "{m:?} changed {changed} rows");
+            Ok(true)
         })
         .await
     }
