@@ -49,8 +49,9 @@ impl MemoryStore {
             .map_err(|_| StoreError::backend("memory", "lock", "store mutex poisoned"))
     }
 
-    /// Test hook: runs `f` on the stored versions of `id` behind the contract's back, the way
+    /// Test hook (feature `test-util`): runs `f` on the stored versions of `id` behind the contract's back, the way
     /// a raw SQL `UPDATE` would tamper with a database.
+    #[cfg(feature = "test-util")]
     pub fn tamper(&self, id: &StateId, f: impl FnOnce(&mut Vec<State>)) -> Result<(), StoreError> {
         let mut t = self.lock()?;
         let versions = t.states.get_mut(id).ok_or_else(|| StoreError::NotFound {
@@ -60,9 +61,10 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Test hook: runs `f` on the recorded events (in recording order) behind the contract's
+    /// Test hook (feature `test-util`): runs `f` on the recorded events (in recording order) behind the contract's
     /// back, the way a raw SQL `DELETE`/`UPDATE` of the event table would, then rebuilds the
     /// id and origin indexes from what is left.
+    #[cfg(feature = "test-util")]
     pub fn tamper_events(&self, f: impl FnOnce(&mut Vec<EventRecord>)) -> Result<(), StoreError> {
         let mut t = self.lock()?;
         f(&mut t.events);
