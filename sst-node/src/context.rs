@@ -1,26 +1,51 @@
 //! [`NodeContext`]: what the pipeline, the sync protocols and the node's tasks share — the
 //! node's id, store, actor directory and signing keys, installed contracts, the outbox, the
-//! callers waiting for an outcome, and which sync protocol each contract uses. It sits below
-//! every task that reads it (it imports only contracts, messages and the transport).
+//! callers waiting for an outcome, which sync protocol each contract uses, the **sync
+//! ledger** (per state and participant node: the version acknowledged and any refusal, as
+//! the protocols report them), this node's own recorded refusals, and the **origin floor**
+//! (the highest origin sequence of this node known to be used anywhere). It sits below every
+//! task that reads it (it imports only contracts, messages and the transport).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use sst_core::{
     Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, ContractPolicy, ContractRecord,
     ContractRef, Event, EventFilter, EventId, EventKind, HashAlg, NodeId, OutcomeKind, Parties,
-    StateId, Store,
+    Refusal, StateId, Store,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, warn};
 
 use crate::contract::{Contract, ContractRegistry};
 use crate::error::NodeError;
-use crate::message::{ProtocolEnvelope, Verdict};
+use crate::message::{Intent, NodeSync, ProtocolEnvelope, ReplicaRefusal, Verdict};
 use crate::transport::outbox::{Done, Outbox};
 use crate::transport::TransportError;
 
 pub(crate) type Waiter = oneshot::Sender<Result<Verdict, NodeError>>;
+
+/// A local intent forwarded to its sequencing node, kept so that it can be built again with
+/// a fresh origin sequence when the sequencing node finds its sequence already taken.
+#[derive(Debug, Clone)]
+pub(crate) struct Resubmit {
+    pub(crate) actor: ActorId,
+    pub(crate) intent: Intent,
+}
+
+struct Waiting {
+    waiter: Waiter,
+    resubmit: Option<Resubmit>,
+}
+
+/// What a participant node acknowledged of one state, and its latest refusal.
+#[derive(Debug, Clone, Default)]
+struct PeerSync {
+    acknowledged: u64,
+    refusal: Option<ReplicaRefusal>,
+}
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
@@ -79,9 +104,19 @@ pub struct NodeContext {
     actors: RwLock<BTreeMap<ActorId, Actor>>,
     keys: RwLock<BTreeMap<ActorId, Arc<ActorKey>>>,
     homes: Mutex<HashMap<StateId, NodeId>>,
-    pending: Mutex<HashMap<EventId, Waiter>>,
+    pending: Mutex<HashMap<EventId, Waiting>>,
     outbox: Outbox,
     choice: ProtocolChoice,
+    /// State → participant node → what it acknowledged / refused (kept by the home node).
+    ledger: Mutex<HashMap<StateId, BTreeMap<NodeId, PeerSync>>>,
+    /// Bumped whenever the ledger or this node's store moved (wakes [`crate::Node::wait_for`]).
+    sync_changed: watch::Sender<u64>,
+    /// This node's recorded refusals: state → refused event → the version it would produce.
+    refused: Mutex<BTreeMap<StateId, BTreeMap<EventId, u64>>>,
+    /// Highest origin sequence of this node known to be used (here or on any peer).
+    origin_floor: AtomicU64,
+    /// Peers whose answer to the start handshake is still awaited.
+    handshake: watch::Sender<BTreeSet<NodeId>>,
 }
 
 impl std::fmt::Debug for NodeContext {
@@ -149,6 +184,19 @@ impl NodeContext {
                 }
             }
         }
+        let mut refused: BTreeMap<StateId, BTreeMap<EventId, u64>> = BTreeMap::new();
+        match store.refusals(None).await {
+            Ok(list) => {
+                for r in list {
+                    refused
+                        .entry(r.state_id)
+                        .or_default()
+                        .insert(r.event, r.version);
+                }
+            }
+            Err(e) => warn!(node = %id, error = %e, "recorded refusals not readable; none retried"),
+        }
+        let origin_floor = AtomicU64::new(store.last_origin_seq(&id).await?.0);
         Ok(NodeContext {
             id,
             alg,
@@ -161,6 +209,11 @@ impl NodeContext {
             pending: Mutex::new(HashMap::new()),
             outbox,
             choice,
+            ledger: Mutex::new(HashMap::new()),
+            sync_changed: watch::channel(0).0,
+            refused: Mutex::new(refused),
+            origin_floor,
+            handshake: watch::channel(BTreeSet::new()).0,
         })
     }
 
@@ -372,17 +425,176 @@ impl NodeContext {
         Ok(())
     }
 
-    pub(crate) fn wait_for(&self, event: EventId, waiter: Waiter) {
-        lock(&self.pending).insert(event, waiter);
+    /// Keeps the caller waiting for `event` (a forwarded intent), with what is needed to
+    /// build the intent again under a fresh origin sequence.
+    pub(crate) fn wait_for(&self, event: EventId, waiter: Waiter, resubmit: Option<Resubmit>) {
+        lock(&self.pending).insert(event, Waiting { waiter, resubmit });
+    }
+
+    /// Takes the caller waiting for `event` and the intent to build again, if any.
+    pub(crate) fn take_waiter(&self, event: &EventId) -> Option<(Waiter, Option<Resubmit>)> {
+        lock(&self.pending)
+            .remove(event)
+            .map(|w| (w.waiter, w.resubmit))
     }
 
     /// Answers the caller waiting for `event`, if any.
     pub(crate) fn resolve(&self, event: &EventId, verdict: Result<Verdict, NodeError>) {
         if let Some(w) = lock(&self.pending).remove(event) {
-            if w.send(verdict).is_err() {
+            if w.waiter.send(verdict).is_err() {
                 debug!(%event, "the caller stopped waiting for this outcome");
             }
         }
+    }
+
+    /// Notes that origin sequence `seq` of this node is used (recorded here or on a peer):
+    /// the sequencer assigns only sequences above it.
+    pub fn note_origin_used(&self, seq: u64) {
+        let before = self.origin_floor.fetch_max(seq, Ordering::SeqCst);
+        if seq > before {
+            debug!(node = %self.id, seq, "origin floor raised");
+        }
+    }
+
+    /// The highest origin sequence of this node known to be used.
+    pub fn origin_floor(&self) -> u64 {
+        self.origin_floor.load(Ordering::SeqCst)
+    }
+
+    /// The start handshake waits for an answer from each of `peers` (replacing any earlier
+    /// set): see [`NodeContext::answered`].
+    pub fn expect_answers(&self, peers: BTreeSet<NodeId>) {
+        self.handshake.send_replace(peers);
+    }
+
+    /// `peer` answered the start handshake, or cannot be reached: stop waiting for it.
+    pub fn answered(&self, peer: &NodeId) {
+        self.handshake.send_if_modified(|w| w.remove(peer));
+    }
+
+    /// Waits until every peer expected by the start handshake answered (or was found
+    /// unreachable), at most `timeout`; returns the peers still silent.
+    pub(crate) async fn await_answers(&self, timeout: Duration) -> BTreeSet<NodeId> {
+        let mut rx = self.handshake.subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|w| w.is_empty())).await;
+        match waited {
+            Ok(Ok(_)) => BTreeSet::new(),
+            _ => self.handshake.borrow().clone(),
+        }
+    }
+
+    /// Records that `peer` holds `state` up to `version` (a cumulative acknowledgement); a
+    /// refusal of a version it now holds is forgotten.
+    pub fn note_ack(&self, peer: &NodeId, state: &StateId, version: u64) {
+        let moved = {
+            let mut ledger = lock(&self.ledger);
+            let entry = ledger
+                .entry(state.clone())
+                .or_default()
+                .entry(peer.clone())
+                .or_default();
+            let mut moved = false;
+            if version > entry.acknowledged {
+                entry.acknowledged = version;
+                moved = true;
+            }
+            if entry.refusal.as_ref().is_some_and(|r| r.version <= version) {
+                entry.refusal = None;
+                moved = true;
+            }
+            moved
+        };
+        if moved {
+            debug!(node = %self.id, %peer, %state, version, "acknowledged");
+            self.sync_moved();
+        }
+    }
+
+    /// Records that `peer` refused a change of `refusal.state_id` (kept until it acknowledges
+    /// that version).
+    pub fn note_peer_refusal(&self, peer: &NodeId, refusal: ReplicaRefusal) {
+        {
+            let mut ledger = lock(&self.ledger);
+            let entry = ledger
+                .entry(refusal.state_id.clone())
+                .or_default()
+                .entry(peer.clone())
+                .or_default();
+            if refusal.version <= entry.acknowledged {
+                return;
+            }
+            entry.refusal = Some(refusal);
+        }
+        self.sync_moved();
+    }
+
+    /// What `node` acknowledged of `state`, and its latest refusal, as the ledger holds it.
+    pub fn peer_sync(&self, state: &StateId, node: &NodeId) -> NodeSync {
+        let ledger = lock(&self.ledger);
+        let p = ledger
+            .get(state)
+            .and_then(|s| s.get(node))
+            .cloned()
+            .unwrap_or_default();
+        NodeSync::new(node.clone(), p.acknowledged, p.refusal)
+    }
+
+    /// Wakes whoever waits on sync progress ([`crate::Node::wait_for`]).
+    pub fn sync_moved(&self) {
+        self.sync_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn sync_changes(&self) -> watch::Receiver<u64> {
+        self.sync_changed.subscribe()
+    }
+
+    /// Records on this node's store that it refused a received change (logged when the store
+    /// cannot record it: the refusal is still reported to the sender).
+    pub(crate) async fn record_refusal(&self, refusal: &Refusal) {
+        lock(&self.refused)
+            .entry(refusal.state_id.clone())
+            .or_default()
+            .insert(refusal.event, refusal.version);
+        if let Err(e) = self.store.put_refusal(refusal).await {
+            warn!(
+                node = %self.id, event = %refusal.event, state = %refusal.state_id, error = %e,
+                "refusal not recorded in the store"
+            );
+        }
+        self.sync_moved();
+    }
+
+    /// Clears this node's recorded refusals of `state` up to `version` (now applied here).
+    pub(crate) async fn clear_refusals(&self, state: &StateId, version: u64) {
+        let cleared: Vec<EventId> = {
+            let mut refused = lock(&self.refused);
+            let Some(events) = refused.get_mut(state) else {
+                return;
+            };
+            let cleared = events
+                .iter()
+                .filter(|(_, v)| **v <= version)
+                .map(|(e, _)| *e)
+                .collect::<Vec<_>>();
+            for e in &cleared {
+                events.remove(e);
+            }
+            if events.is_empty() {
+                refused.remove(state);
+            }
+            cleared
+        };
+        for event in cleared {
+            debug!(node = %self.id, %event, %state, "refused change applied; refusal cleared");
+            if let Err(e) = self.store.clear_refusal(&event).await {
+                warn!(node = %self.id, %event, %state, error = %e, "refusal not cleared in the store");
+            }
+        }
+    }
+
+    /// Whether this node holds recorded refusals of received changes.
+    pub(crate) fn has_refusals(&self) -> bool {
+        !lock(&self.refused).is_empty()
     }
 
     /// Fails the caller waiting for `event` when its forwarded intent could not be sent.

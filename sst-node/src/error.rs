@@ -56,4 +56,18 @@ pub enum NodeError {
     /// The message or request is malformed (names what is wrong).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// [`crate::Node::wait_for`] timed out: these nodes had not acknowledged the version
+    /// (each with the refusal that holds it back, if any).
+    #[error(
+        "state {state_id} v{version} not acknowledged in time: {}",
+        .behind.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    Behind {
+        /// The state waited for.
+        state_id: sst_core::StateId,
+        /// The version waited for.
+        version: u64,
+        /// The nodes that do not hold it yet, and why.
+        behind: Vec<crate::message::NodeSync>,
+    },
 }

@@ -9,7 +9,7 @@ use sst_core::NodeId;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
-use crate::context::NodeContext;
+use crate::context::{NodeContext, Resubmit};
 use crate::message::{IntentRefused, Verdict};
 use crate::sequencer::{Job, JobKind};
 use crate::sync::{Inbound, SyncRegistry};
@@ -63,6 +63,40 @@ pub(crate) async fn run(
                     ctx.resolve(&event, Ok(Verdict::Refused { event, reason }));
                     continue;
                 }
+                Inbound::Resequence { event, above } => {
+                    // Never refused for a taken sequence: build it again above `above`.
+                    ctx.note_origin_used(above.0);
+                    let Some((waiter, resubmit)) = ctx.take_waiter(&event) else {
+                        debug!(%event, peer = %from, "re-sequence request for an intent nobody waits for");
+                        continue;
+                    };
+                    let Some(Resubmit { actor, intent }) = resubmit else {
+                        warn!(%event, peer = %from, "intent cannot be built again; refused");
+                        let reason = sst_core::RejectReason::InvalidPayload {
+                            path: "$.origin_seq".into(),
+                            reason: format!("origin sequence taken on {from}"),
+                        };
+                        if waiter.send(Ok(Verdict::Refused { event, reason })).is_err() {
+                            debug!(%event, "the caller stopped waiting for this outcome");
+                        }
+                        continue;
+                    };
+                    debug!(%event, peer = %from, above = above.0, "re-sequencing a forwarded intent");
+                    let job = Job {
+                        kind: JobKind::Local {
+                            actor,
+                            intent,
+                            prepared: None,
+                            resequenced: 1,
+                        },
+                        reply: Some(waiter),
+                    };
+                    if jobs.send(job).await.is_err() {
+                        debug!(node = %ctx.id(), "sequencer stopped; inbox closes");
+                        return;
+                    }
+                    continue;
+                }
             };
             let (tx, rx) = oneshot::channel();
             let job = Job {
@@ -97,8 +131,14 @@ fn log_verdict(
 ) {
     match verdict {
         Ok(Ok(Verdict::Refused { event, reason })) => {
-            if matches!(reason, sst_core::RejectReason::StaleBase { .. }) {
-                debug!(%event, %peer, "change ahead of this replica; catching up");
+            let quiet = match &reason {
+                // A gap is caught up; a taken origin sequence is re-sequenced by its origin.
+                sst_core::RejectReason::StaleBase { .. } => true,
+                sst_core::RejectReason::InvalidPayload { path, .. } => path == "$.origin_seq",
+                _ => false,
+            };
+            if quiet {
+                debug!(%event, %peer, reason = reason.code(), "message from a peer not applied (yet)");
             } else {
                 warn!(%event, %peer, reason = reason.code(), detail = ?reason, "change from a peer refused");
             }

@@ -72,7 +72,8 @@ pub use context::{NodeContext, ProtocolChoice};
 pub use contract::{Call, Contract, ContractError, ContractRegistry, Sections, MIGRATE_METHOD};
 pub use error::NodeError;
 pub use message::{
-    AppliedChange, ForwardedIntent, Intent, IntentRefused, ProtocolEnvelope, Rejection, Verdict,
+    Acknowledged, AppliedChange, ForwardedIntent, Intent, IntentRefused, NodeSync,
+    ProtocolEnvelope, Rejection, ReplicaRefusal, SyncStatus, Verdict,
 };
 pub use node::{Node, NodeConfig};
 pub use sync::{Admission, HomeMessage, HomeSync, Inbound, Route, SyncProtocol, SyncRegistry};

@@ -1,13 +1,14 @@
 //! What actors ask for ([`Intent`]), what nodes send each other ([`ProtocolEnvelope`],
-//! [`AppliedChange`]), and what an intent became ([`Verdict`]).
+//! [`AppliedChange`], [`ReplicaRefusal`], [`Acknowledged`]), what an intent became
+//! ([`Verdict`]), and how far each participant node is ([`SyncStatus`], [`NodeSync`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sst_core::{
-    ActorChange, ActorId, ContractRef, Disclosure, EventId, Outcome, Parties, PublicKey,
-    RejectReason, SectionHash, SignedEvent, StateId, StateRoot,
+    ActorChange, ActorId, ContractRef, Disclosure, EventId, NodeId, Outcome, Parties, PublicKey,
+    Refusal, RejectReason, SectionHash, SignedEvent, StateId, StateRoot,
 };
 
 /// A change an actor asks its node to make. The node builds, sequences and signs the event.
@@ -178,6 +179,105 @@ pub struct IntentRefused {
     pub event: EventId,
     /// Why.
     pub reason: RejectReason,
+}
+
+/// A change a replica received but could not apply, as it travels back to the node that
+/// sent it (the replica records it as an [`sst_core::Refusal`] on its own database).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaRefusal {
+    /// The refused event.
+    pub event: EventId,
+    /// Its state.
+    pub state_id: StateId,
+    /// The version the change would have produced.
+    pub version: u64,
+    /// Why the replica could not apply it.
+    pub reason: RejectReason,
+}
+
+impl From<&Refusal> for ReplicaRefusal {
+    fn from(r: &Refusal) -> Self {
+        ReplicaRefusal {
+            event: r.event,
+            state_id: r.state_id.clone(),
+            version: r.version,
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+/// A replica's acknowledgement of the versions it holds, cumulative per state: version `n`
+/// acknowledges every version up to `n`, so one message covers a whole batch.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acknowledged {
+    /// State → latest version the replica holds.
+    pub states: BTreeMap<StateId, u64>,
+}
+
+/// How far one participant node is with one state, as this node knows it: on the state's
+/// home node, from the node's acknowledgements and refusals; on any node, for itself, from
+/// its own store.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct NodeSync {
+    /// The participant node.
+    pub node: NodeId,
+    /// The latest version it acknowledged (0: none).
+    pub acknowledged: u64,
+    /// Why it is behind, when it refused a change of the state (the latest refusal).
+    pub refusal: Option<ReplicaRefusal>,
+}
+
+impl NodeSync {
+    /// A node's entry.
+    pub fn new(node: NodeId, acknowledged: u64, refusal: Option<ReplicaRefusal>) -> Self {
+        NodeSync {
+            node,
+            acknowledged,
+            refusal,
+        }
+    }
+}
+
+impl std::fmt::Display for NodeSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node {} holds v{}", self.node, self.acknowledged)?;
+        if let Some(r) = &self.refusal {
+            write!(
+                f,
+                " (refused v{} event {}: {} {:?})",
+                r.version,
+                r.event,
+                r.reason.code(),
+                r.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The sync status of one state ([`crate::Node::sync_status`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SyncStatus {
+    /// The state.
+    pub state_id: StateId,
+    /// Its home node (the node that sequences it).
+    pub home: NodeId,
+    /// The latest version this node holds (0: none).
+    pub version: u64,
+    /// Every participant node this node knows about, except the home: on the home node, the
+    /// other participant nodes; elsewhere, this node only.
+    pub nodes: Vec<NodeSync>,
+}
+
+impl SyncStatus {
+    /// The entry of `node`, if listed.
+    pub fn node(&self, node: &NodeId) -> Option<&NodeSync> {
+        self.nodes.iter().find(|n| &n.node == node)
+    }
 }
 
 /// What travels between nodes: one protocol's message, tagged with the protocol's name and

@@ -1,22 +1,26 @@
 //! [`Node`], the public API of one participant's engine over its own store: it starts the
 //! sequencer and inbox tasks over a [`NodeContext`], submits intents, installs actors, keys
-//! and contracts, and reads states and outcomes.
+//! and contracts (retrying the changes it refused once their cause may be fixed), reads
+//! states and outcomes, and reports how far each participant node is ([`Node::sync_status`],
+//! [`Node::wait_for`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use sst_core::{
     Actor, ActorId, ActorKey, ContractRecord, Disclosure, EventFilter, EventId, HashAlg, NodeId,
-    Outcome, SignedEvent, State, StateId, Store,
+    Outcome, Refusal, SignedEvent, State, StateId, Store,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::{debug, warn};
 
 use crate::context::NodeContext;
 use crate::contract::ContractRegistry;
 use crate::error::NodeError;
 use crate::inbox;
-use crate::message::{Intent, Verdict};
+use crate::message::{Intent, NodeSync, ReplicaRefusal, SyncStatus, Verdict};
 use crate::sequencer::{self, Job, JobKind};
 use crate::sync::SyncRegistry;
 use crate::transport::outbox::Outbox;
@@ -36,11 +40,15 @@ pub struct NodeConfig {
     pub outbox_capacity: usize,
     /// Sync protocols and which contract uses which (default: [`crate::HomeSync`] for all).
     pub protocols: SyncRegistry,
+    /// How long [`Node::start`] waits for its peers' answers to the start handshake (e.g. the
+    /// highest origin sequence each recorded for this node) before it sequences anything;
+    /// unreachable peers are not waited for.
+    pub handshake_timeout: Duration,
 }
 
 impl NodeConfig {
     /// Defaults: BLAKE3, batches of up to 256 jobs, 65 536 queued messages per peer, the
-    /// default [`crate::HomeSync`] protocol for every contract.
+    /// default [`crate::HomeSync`] protocol for every contract, a 5 s start handshake.
     pub fn new(id: impl Into<NodeId>) -> Self {
         NodeConfig {
             id: id.into(),
@@ -48,6 +56,7 @@ impl NodeConfig {
             max_batch: 256,
             outbox_capacity: 1 << 16,
             protocols: SyncRegistry::default(),
+            handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -80,7 +89,10 @@ impl Drop for Node {
 impl Node {
     /// Migrates the store, loads actors and deployed contracts, resumes the origin sequence
     /// from the store, starts the sequencer and inbox tasks, and asks peers for what this
-    /// node missed (best effort: unreachable peers are skipped).
+    /// node missed (best effort: unreachable peers are skipped). Returns once every reachable
+    /// peer answered the start handshake (or [`NodeConfig::handshake_timeout`] passed), so
+    /// that no origin sequence this node used before a crash — possibly recorded only on the
+    /// peer it forwarded the intent to — is used again.
     ///
     /// # Errors
     /// [`NodeError::Store`] when the store cannot be migrated or read.
@@ -92,6 +104,7 @@ impl Node {
         inbox: Inbox,
     ) -> Result<Node, NodeError> {
         store.migrate().await?;
+        let handshake_timeout = config.handshake_timeout;
         let sync = Arc::new(config.protocols);
         let reconnect = sync.protocols().filter_map(|p| p.reconnect()).collect();
         let outbox = Outbox::new(transport, config.outbox_capacity, reconnect);
@@ -124,6 +137,13 @@ impl Node {
             tasks: vec![writer, reader],
         };
         node.resync().await?;
+        let silent = node.ctx.await_answers(handshake_timeout).await;
+        if !silent.is_empty() {
+            warn!(
+                node = %node.ctx.id(), peers = ?silent, origin_floor = node.ctx.origin_floor(),
+                "peers did not answer the start handshake in time; starting without them"
+            );
+        }
         Ok(node)
     }
 
@@ -148,7 +168,9 @@ impl Node {
     /// # Errors
     /// [`NodeError::Store`] when the actor table cannot be written.
     pub async fn register_actor(&self, actor: Actor) -> Result<(), NodeError> {
-        self.ctx.register_actor(actor).await
+        self.ctx.register_actor(actor).await?;
+        self.retry_after_fix().await;
+        Ok(())
     }
 
     /// Gives this node the signing key of one of its own actors.
@@ -167,7 +189,38 @@ impl Node {
     /// # Errors
     /// [`NodeError::Contract`] naming what does not match; [`NodeError::Store`].
     pub async fn deploy(&self, record: ContractRecord) -> Result<(), NodeError> {
-        self.ctx.install(record).await
+        self.ctx.install(record).await?;
+        self.retry_after_fix().await;
+        Ok(())
+    }
+
+    /// After a contract was deployed or an actor registered: asks again for the changes this
+    /// node refused (logged when that fails; the next start asks again).
+    async fn retry_after_fix(&self) {
+        if let Err(e) = self.retry_refused().await {
+            warn!(node = %self.ctx.id(), error = %e, "refused changes not asked for again");
+        }
+    }
+
+    /// Asks the senders of the changes this node refused (its recorded
+    /// [`sst_core::Refusal`]s) for them again; each is applied — and its refusal cleared —
+    /// if its cause is gone, or refused (and recorded) again. [`Node::deploy`] and
+    /// [`Node::register_actor`] call it; returns how many refusals were retried.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn retry_refused(&self) -> Result<usize, NodeError> {
+        if !self.ctx.has_refusals() {
+            return Ok(0);
+        }
+        let refusals = self.ctx.store().refusals(None).await?;
+        for protocol in self.sync.protocols() {
+            for (to, m) in protocol.retry(&self.ctx, &refusals).await? {
+                self.ctx.send(&to, m);
+            }
+        }
+        debug!(node = %self.ctx.id(), refusals = refusals.len(), "refused changes asked for again");
+        Ok(refusals.len())
     }
 
     async fn run(&self, kind: JobKind) -> Result<Verdict, NodeError> {
@@ -198,6 +251,7 @@ impl Node {
             actor: actor.clone(),
             intent,
             prepared: None,
+            resequenced: 0,
         })
         .await
     }
@@ -263,10 +317,178 @@ impl Node {
     pub async fn resync(&self) -> Result<(), NodeError> {
         for protocol in self.sync.protocols() {
             for (to, m) in protocol.start(&self.ctx).await? {
-                self.ctx.send(&to, m);
+                let weak = Arc::downgrade(&self.ctx);
+                let p = protocol.clone();
+                let peer = to.clone();
+                let done = Box::new(move |sent: Result<(), crate::TransportError>| {
+                    if let (Err(e), Some(ctx)) = (sent, weak.upgrade()) {
+                        debug!(node = %ctx.id(), %peer, error = %e, "peer unreachable at start");
+                        p.unreachable(&ctx, &peer);
+                    }
+                });
+                self.ctx.send_then(&to, m, done);
             }
         }
         Ok(())
+    }
+
+    /// The home node of a state (the node that sequences it), if this node knows the state.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn home_of(&self, state: &StateId) -> Result<Option<NodeId>, NodeError> {
+        self.ctx.home_of(state).await
+    }
+
+    /// Changes this node received but could not apply (all, or one state's), with the
+    /// typed reason, as recorded on its store.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, NodeError> {
+        Ok(self.ctx.store().refusals(state).await?)
+    }
+
+    /// How far each participant node is with `state`, typed: on the state's **home node**,
+    /// every other participant node with the latest version it acknowledged and, when it is
+    /// behind because it refused a change, that refusal (reason included); on any other
+    /// node, this node's own entry (the version it holds and its own latest refusal).
+    /// `None` when this node neither holds the state nor refused any change of it.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn sync_status(&self, state: &StateId) -> Result<Option<SyncStatus>, NodeError> {
+        let me = self.ctx.id().clone();
+        let held = self.ctx.store().state(state).await?;
+        let own = self.ctx.store().refusals(Some(state)).await?;
+        let own_refusal = own
+            .iter()
+            .max_by_key(|r| (r.version, r.at))
+            .map(ReplicaRefusal::from);
+        let Some(held) = held else {
+            let Some(r) = own.last() else {
+                return Ok(None);
+            };
+            return Ok(Some(SyncStatus {
+                state_id: state.clone(),
+                home: r.from_node.clone(),
+                version: 0,
+                nodes: vec![NodeSync::new(me, 0, own_refusal)],
+            }));
+        };
+        let home = self.ctx.home_of(state).await?.unwrap_or_else(|| me.clone());
+        let nodes = if home == me {
+            self.ctx
+                .participants(&held.parties)
+                .into_iter()
+                .filter(|n| *n != me)
+                .map(|n| self.ctx.peer_sync(state, &n))
+                .collect()
+        } else {
+            vec![NodeSync::new(me, held.version, own_refusal)]
+        };
+        Ok(Some(SyncStatus {
+            state_id: state.clone(),
+            home,
+            version: held.version,
+            nodes,
+        }))
+    }
+
+    /// Waits until each of `nodes` (empty: every participant node of the state) holds
+    /// `state` at `version` or later, as acknowledged to this node — no polling: it wakes on
+    /// acknowledgements, refusals and local commits. Call it on the state's **home node**
+    /// (which receives the acknowledgements; [`Node::home_of`]); any node can wait for
+    /// itself. A node that refused the change keeps being waited for: deploying the missing
+    /// contract or registering the missing actor there lets it catch up.
+    ///
+    /// # Errors
+    /// [`NodeError::Behind`] at the deadline, naming each node still behind with the version
+    /// it acknowledged and the refusal that holds it back, if any; [`NodeError::Invalid`]
+    /// when this node is not the state's home and other nodes are asked for; store errors.
+    pub async fn wait_for(
+        &self,
+        state: &StateId,
+        version: u64,
+        nodes: &[NodeId],
+        timeout: Duration,
+    ) -> Result<(), NodeError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changes = self.ctx.sync_changes();
+        loop {
+            let behind = self.behind(state, version, nodes).await?;
+            if behind.is_empty() {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(NodeError::Stopped(self.ctx.id().clone())),
+                Err(_) => {
+                    return Err(NodeError::Behind {
+                        state_id: state.clone(),
+                        version,
+                        behind,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The nodes among `nodes` (empty: every participant) that do not hold `version` yet.
+    async fn behind(
+        &self,
+        state: &StateId,
+        version: u64,
+        nodes: &[NodeId],
+    ) -> Result<Vec<NodeSync>, NodeError> {
+        let me = self.ctx.id().clone();
+        let held = self.ctx.store().state(state).await?;
+        let home = match &held {
+            Some(_) => self.ctx.home_of(state).await?,
+            None => None,
+        };
+        let wanted: BTreeSet<NodeId> = if nodes.is_empty() {
+            held.as_ref()
+                .map(|s| self.ctx.participants(&s.parties))
+                .unwrap_or_default()
+                .into_iter()
+                .chain(std::iter::once(me.clone()))
+                .collect()
+        } else {
+            nodes.iter().cloned().collect()
+        };
+        let mut behind = Vec::new();
+        for node in wanted {
+            if node == me {
+                let v = held.as_ref().map_or(0, |s| s.version);
+                if v < version {
+                    let refusal = self
+                        .ctx
+                        .store()
+                        .refusals(Some(state))
+                        .await?
+                        .iter()
+                        .max_by_key(|r| (r.version, r.at))
+                        .map(ReplicaRefusal::from);
+                    behind.push(NodeSync::new(me.clone(), v, refusal));
+                }
+                continue;
+            }
+            if home.as_ref() != Some(&me) {
+                return Err(NodeError::Invalid(format!(
+                    "node {me} is not the home node of {state}{}: wait for other nodes on the \
+                     home node",
+                    home.as_ref()
+                        .map(|h| format!(" ({h} is)"))
+                        .unwrap_or_default()
+                )));
+            }
+            let sync = self.ctx.peer_sync(state, &node);
+            if sync.acknowledged < version {
+                behind.push(sync);
+            }
+        }
+        Ok(behind)
     }
 
     /// The latest version of a state as this node holds it (redacted to what it may read).

@@ -4,22 +4,28 @@
 //! messages to the outbox and answers callers. It never waits for a peer: routing,
 //! admission of received changes and what to send come from the contract's
 //! [`SyncProtocol`](crate::SyncProtocol), sending from the per-peer outbox senders.
+//!
+//! A received change it cannot apply is recorded as a [`sst_core::Refusal`] on this node and
+//! reported to its sender; what it applies is acknowledged to the sender once per batch
+//! (cumulative per state). Origin sequences start above every sequence of this node known to
+//! be used ([`NodeContext::origin_floor`]), and a local intent whose sequence turns out to be
+//! taken is built again under a fresh one, never refused for it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sst_core::{
-    ActorChange, CommitBatch, CommitItem, Disclosure, EventKind, EventRecord, NodeId, OriginSeq,
-    Outcome, RejectReason, SignedEvent, State, StateId, StoreError,
+    ActorChange, CommitBatch, CommitItem, ConflictKind, Disclosure, EventKind, EventRecord, NodeId,
+    OriginSeq, Outcome, Refusal, RejectReason, SignedEvent, State, StateId, StoreError, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::build::EventBuilder;
-use crate::context::NodeContext;
+use crate::context::{NodeContext, Resubmit};
 use crate::error::NodeError;
-use crate::message::{AppliedChange, Intent, ProtocolEnvelope, Verdict};
+use crate::message::{AppliedChange, Intent, ProtocolEnvelope, ReplicaRefusal, Verdict};
 use crate::pipeline::{self, Eval};
 use crate::sync::{Admission, Route, SyncRegistry};
 
@@ -45,6 +51,8 @@ pub(crate) enum JobKind {
         actor: sst_core::ActorId,
         intent: Intent,
         prepared: Option<Box<Prepared>>,
+        /// How often it was built again because its origin sequence was taken.
+        resequenced: u8,
     },
     /// A signed intent this node sequences as home (`from`: forwarding node).
     Sequence {
@@ -76,7 +84,15 @@ struct Planned {
     forward: Option<(NodeId, ProtocolEnvelope, sst_core::EventId)>,
     /// An applied actor change: the new record, put in the directory after the commit.
     actor: Option<sst_core::Actor>,
+    /// A received change this node refuses: record it here and report it to its sender.
+    refusal: Option<(NodeId, ReplicaRefusal)>,
+    /// A received change this node holds after the commit: acknowledge (sender, state,
+    /// version held).
+    ack: Option<(NodeId, StateId, u64)>,
 }
+
+/// Most times a local intent is built again because its origin sequence was taken.
+const MAX_RESEQUENCE: u8 = 4;
 
 /// States and origins produced earlier in the batch being planned.
 #[derive(Default)]
@@ -88,6 +104,8 @@ struct Writer {
     ctx: Arc<NodeContext>,
     sync: Arc<SyncRegistry>,
     next_seq: u64,
+    /// Acknowledgements gathered during a batch: (protocol, sender) → state → version.
+    acks: BTreeMap<(&'static str, NodeId), BTreeMap<StateId, u64>>,
 }
 
 /// The sequencer task.
@@ -102,6 +120,7 @@ pub(crate) async fn run(
         ctx,
         sync,
         next_seq,
+        acks: BTreeMap::new(),
     };
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
@@ -142,6 +161,22 @@ impl Writer {
             }
             self.commit_group(jobs, plans).await;
         }
+        self.flush_acks();
+        self.ctx.sync_moved();
+    }
+
+    /// Sends the acknowledgements gathered during the batch: one message per sender.
+    fn flush_acks(&mut self) {
+        for ((protocol, to), states) in std::mem::take(&mut self.acks) {
+            let Some(p) = self.sync.by_name(protocol) else {
+                continue;
+            };
+            match p.acknowledge(&states) {
+                Ok(Some(m)) => self.ctx.send(&to, m),
+                Ok(None) => {}
+                Err(e) => warn!(peer = %to, protocol, error = %e, "acknowledgement not sent"),
+            }
+        }
     }
 
     async fn commit_group(&mut self, jobs: Vec<Job>, plans: Vec<Planned>) {
@@ -162,7 +197,10 @@ impl Writer {
             }
             Err(CommitFailure::Logical(e)) => {
                 for (job, plan) in jobs.into_iter().zip(plans) {
-                    self.run_refused(job, plan, e.to_string()).await;
+                    if let Some(mut job) = self.run_refused(job, plan, &e).await {
+                        let plan = self.plan(&mut job, &mut Overlay::default()).await;
+                        self.run_single(job, plan).await;
+                    }
                 }
             }
             Err(CommitFailure::Fatal(e)) => {
@@ -195,39 +233,148 @@ impl Writer {
         }
     }
 
-    async fn run_single(&mut self, job: Job, plan: Planned) {
-        let items: Vec<CommitItem> = plan.item.iter().cloned().collect();
-        match self.commit(items).await {
-            Ok(()) => self.finish(job, plan).await,
-            Err(CommitFailure::Logical(e)) => self.run_refused(job, plan, e.to_string()).await,
-            Err(CommitFailure::Fatal(e)) => Self::interrupted(job, &plan, &e),
+    async fn run_single(&mut self, mut job: Job, mut plan: Planned) {
+        loop {
+            let items: Vec<CommitItem> = plan.item.iter().cloned().collect();
+            match self.commit(items).await {
+                Ok(()) => return self.finish(job, plan).await,
+                Err(CommitFailure::Logical(e)) => match self.run_refused(job, plan, &e).await {
+                    Some(again) => {
+                        job = again;
+                        plan = self.plan(&mut job, &mut Overlay::default()).await;
+                    }
+                    None => return,
+                },
+                Err(CommitFailure::Fatal(e)) => return Self::interrupted(job, &plan, &e),
+            }
         }
     }
 
     /// The item could not be recorded at all (its origin seq is taken, or the store refused
-    /// it as invalid input): tell the caller / initiator, record nothing.
-    async fn run_refused(&mut self, job: Job, plan: Planned, detail: String) {
-        let Some(item) = plan.item else {
-            return self.finish(job, Planned { item: None, ..plan }).await;
+    /// it as invalid input), so nothing is recorded. A local intent whose origin sequence is
+    /// taken comes back to be built again under a fresh sequence; a forwarded one goes back
+    /// to its origin to be re-sequenced there; a received change is recorded as refused
+    /// (and reported); anything else is refused to the caller / initiator.
+    async fn run_refused(&mut self, mut job: Job, plan: Planned, err: &StoreError) -> Option<Job> {
+        let Some(item) = plan.item.clone() else {
+            self.finish(job, Planned { item: None, ..plan }).await;
+            return None;
         };
         let event = item.event.id();
-        let reason = RejectReason::InvalidPayload {
+        let e = item.event.event();
+        let origin_taken = matches!(
+            err,
+            StoreError::Conflict {
+                kind: ConflictKind::OriginTaken,
+                ..
+            }
+        );
+        let detail = err.to_string();
+        let mut reason = RejectReason::InvalidPayload {
             path: "$".into(),
             reason: format!("not recordable: {detail}"),
         };
-        warn!(%event, %detail, "event not recordable; refused");
-        if let JobKind::Sequence {
-            from: Some(from), ..
-        } = &job.kind
-        {
-            let protocol = self.sync.for_contract(&item.event.event().contract);
-            match protocol.refused(event, &reason) {
-                Ok(m) => self.ctx.send(from, m),
-                Err(e) => warn!(%event, peer = %from, error = %e, "refusal not sent"),
+        match &mut job.kind {
+            JobKind::Local {
+                prepared,
+                resequenced,
+                ..
+            } if origin_taken && *resequenced < MAX_RESEQUENCE => {
+                // A sequence of ours came back recorded (e.g. an intent forwarded before a
+                // crash, replicated here since): build the intent again above it.
+                match self.ctx.store().last_origin_seq(self.ctx.id()).await {
+                    Ok(last) => self.ctx.note_origin_used(last.0),
+                    Err(e) => warn!(%event, error = %e, "origin sequence not readable"),
+                }
+                self.ctx.note_origin_used(e.origin_seq.0);
+                *prepared = None;
+                *resequenced += 1;
+                debug!(%event, seq = e.origin_seq.0, "origin sequence taken; building the intent again");
+                return Some(job);
             }
+            JobKind::Sequence {
+                from: Some(from), ..
+            } if origin_taken && *from == e.origin_node => {
+                let above = self
+                    .ctx
+                    .store()
+                    .last_origin_seq(from)
+                    .await
+                    .unwrap_or(e.origin_seq)
+                    .max(e.origin_seq);
+                let protocol = self.sync.for_contract(&e.contract);
+                tracing::info!(
+                    %event, peer = %from, seq = e.origin_seq.0, above = above.0,
+                    "forwarded intent reuses a taken origin sequence; its origin re-sequences it"
+                );
+                match protocol.resequence(event, above) {
+                    Ok(m) => self.ctx.send(from, m),
+                    Err(e) => {
+                        warn!(%event, peer = %from, error = %e, "re-sequence request not sent")
+                    }
+                }
+                reason = RejectReason::InvalidPayload {
+                    path: "$.origin_seq".into(),
+                    reason: format!("origin sequence taken; {from} re-sequences the intent"),
+                };
+            }
+            JobKind::Sequence {
+                from: Some(from), ..
+            } => {
+                warn!(%event, %detail, "event not recordable; refused");
+                let protocol = self.sync.for_contract(&e.contract);
+                match protocol.refused(event, &reason) {
+                    Ok(m) => self.ctx.send(from, m),
+                    Err(e) => warn!(%event, peer = %from, error = %e, "refusal not sent"),
+                }
+            }
+            JobKind::Replicate { from, change } => {
+                let refusal = ReplicaRefusal {
+                    event,
+                    state_id: e.state_id.clone(),
+                    version: change.version,
+                    reason: reason.clone(),
+                };
+                let from = from.clone();
+                self.report_refusal(&from, &e.contract, refusal).await;
+            }
+            _ => warn!(%event, %detail, "event not recordable; refused"),
         }
         if let Some(r) = job.reply {
             answer(r, Ok(Verdict::Refused { event, reason }));
+        }
+        None
+    }
+
+    /// Records a refused received change here and reports it to the node that sent it.
+    async fn report_refusal(
+        &self,
+        from: &NodeId,
+        contract: &sst_core::ContractRef,
+        refusal: ReplicaRefusal,
+    ) {
+        warn!(
+            node = %self.ctx.id(), event = %refusal.event, state = %refusal.state_id,
+            version = refusal.version, peer = %from, reason = refusal.reason.code(),
+            detail = ?refusal.reason, "received change refused; recorded and reported"
+        );
+        self.ctx
+            .record_refusal(&Refusal {
+                event: refusal.event,
+                state_id: refusal.state_id.clone(),
+                version: refusal.version,
+                from_node: from.clone(),
+                reason: refusal.reason.clone(),
+                at: Timestamp::now(),
+            })
+            .await;
+        let protocol = self.sync.for_contract(contract);
+        match protocol.refuse_change(&refusal) {
+            Ok(Some(m)) => self.ctx.send(from, m),
+            Ok(None) => {}
+            Err(e) => {
+                warn!(event = %refusal.event, peer = %from, error = %e, "refusal not reported")
+            }
         }
     }
 
@@ -253,9 +400,31 @@ impl Writer {
         }
     }
 
-    /// After a successful commit: remember homes, publish (outbox), answer.
+    /// After a successful commit: remember homes, publish (outbox), record and report
+    /// refusals, gather acknowledgements, answer.
     async fn finish(&mut self, job: Job, plan: Planned) {
         let ctx = self.ctx.clone();
+        if let Some((from, refusal)) = plan.refusal.clone() {
+            if let JobKind::Replicate { change, .. } = &job.kind {
+                let contract = change.signed.event.contract.clone();
+                self.report_refusal(&from, &contract, refusal).await;
+            }
+        }
+        if let Some((from, state, version)) = plan.ack.clone() {
+            if let JobKind::Replicate { change, .. } = &job.kind {
+                let protocol = self.sync.for_contract(&change.signed.event.contract).name();
+                let held = self
+                    .acks
+                    .entry((protocol, from))
+                    .or_default()
+                    .entry(state.clone())
+                    .or_default();
+                *held = (*held).max(version);
+            }
+            if ctx.has_refusals() {
+                ctx.clear_refusals(&state, version).await;
+            }
+        }
         if let Some(actor) = plan.actor.clone() {
             // Committed: the directory follows (a failed table write is repaired at start).
             let id = actor.id.clone();
@@ -268,6 +437,12 @@ impl Writer {
             let event = item.event.id();
             if e.kind == EventKind::Create && item.state.is_some() {
                 ctx.note_home(&e.state_id, &e.origin_node);
+            }
+            if e.origin_node == *ctx.id() {
+                ctx.note_origin_used(e.origin_seq.0);
+            }
+            if !plan.sequenced && e.kind == EventKind::ActorChange && ctx.has_refusals() {
+                ctx.clear_refusals(&e.state_id, 0).await;
             }
             if plan.sequenced {
                 let protocol = self.sync.for_contract(&e.contract);
@@ -291,7 +466,11 @@ impl Writer {
         }
         if let Some((to, msg, event)) = plan.forward {
             if let Some(r) = job.reply {
-                ctx.wait_for(event, r);
+                let resubmit = match job.kind {
+                    JobKind::Local { actor, intent, .. } => Some(Resubmit { actor, intent }),
+                    _ => None,
+                };
+                ctx.wait_for(event, r, resubmit);
                 let weak = Arc::downgrade(&ctx);
                 ctx.send_then(
                     &to,
@@ -326,6 +505,7 @@ impl Writer {
                 actor,
                 intent,
                 prepared,
+                ..
             } => {
                 if prepared.is_none() {
                     *prepared = Some(Box::new(self.prepare(actor, intent, ov).await?));
@@ -465,6 +645,8 @@ impl Writer {
             node: me.clone(),
         })?;
         let builder = EventBuilder::new(me.clone(), actor.clone(), &key).alg(ctx.alg());
+        // Above every sequence used here or recorded by a peer (forwarded intents).
+        self.next_seq = self.next_seq.max(ctx.origin_floor() + 1);
         let seq = OriginSeq(self.next_seq);
         let unknown_actor = |target: &sst_core::ActorId| {
             NodeError::Invalid(format!("actor {target} is unknown on node {me}"))
@@ -565,10 +747,23 @@ impl Writer {
     /// Records an actor change broadcast by the actor's node (or relayed by any node during
     /// catch-up: the sender is not trusted, the signature is), checked against this node's
     /// directory (the keys valid before the change). Never records a rejection.
-    async fn replicate_actor_change(&mut self, ch: &AppliedChange) -> Result<Planned, NodeError> {
+    async fn replicate_actor_change(
+        &mut self,
+        from: &NodeId,
+        ch: &AppliedChange,
+    ) -> Result<Planned, NodeError> {
         let id = ch.signed.id;
         let refused = |reason: RejectReason| {
             Ok(Planned {
+                refusal: Some((
+                    from.clone(),
+                    ReplicaRefusal {
+                        event: id,
+                        state_id: ch.signed.event.state_id.clone(),
+                        version: 0,
+                        reason: reason.clone(),
+                    },
+                )),
                 verdict: Some(Ok(Verdict::Refused { event: id, reason })),
                 ..Default::default()
             })
@@ -647,10 +842,19 @@ impl Writer {
     ) -> Result<Planned, NodeError> {
         let e = &ch.signed.event;
         if e.kind == EventKind::ActorChange {
-            return self.replicate_actor_change(ch).await;
+            return self.replicate_actor_change(from, ch).await;
         }
         let refused = |reason: RejectReason, sends| Planned {
             sends,
+            refusal: Some((
+                from.clone(),
+                ReplicaRefusal {
+                    event: ch.signed.id,
+                    state_id: e.state_id.clone(),
+                    version: ch.version,
+                    reason: reason.clone(),
+                },
+            )),
             verdict: Some(Ok(Verdict::Refused {
                 event: ch.signed.id,
                 reason,
@@ -658,11 +862,13 @@ impl Writer {
             ..Default::default()
         };
         let cur = self.current(ov, &e.state_id).await?;
+        let held = cur.as_ref().map_or(0, |s| s.version);
         let protocol = self.sync.for_contract(&e.contract).clone();
         match protocol.admit(&self.ctx, from, ch, cur.as_ref()).await? {
             Admission::Apply => {}
             Admission::Duplicate => {
                 return Ok(Planned {
+                    ack: Some((from.clone(), e.state_id.clone(), held)),
                     verdict: Some(Ok(Verdict::Duplicate {
                         event: ch.signed.id,
                         original: Outcome::Applied {
@@ -671,14 +877,41 @@ impl Writer {
                         },
                     })),
                     ..Default::default()
-                })
+                });
+            }
+            Admission::CatchUp { send } => {
+                return Ok(Planned {
+                    sends: send,
+                    verdict: Some(Ok(Verdict::Refused {
+                        event: ch.signed.id,
+                        reason: RejectReason::StaleBase {
+                            expected_version: held + 1,
+                            found_version: held,
+                        },
+                    })),
+                    ..Default::default()
+                });
+            }
+            Admission::Ignore { reason } => {
+                return Ok(Planned {
+                    verdict: Some(Ok(Verdict::Refused {
+                        event: ch.signed.id,
+                        reason,
+                    })),
+                    ..Default::default()
+                });
             }
             Admission::Refuse { reason, send } => return Ok(refused(reason, send)),
         }
         match pipeline::replicate(&self.ctx, ch, cur.as_ref()) {
-            eval @ Eval::Apply { .. } => Ok(self.planned(&ch.signed, eval, ov, false)),
+            eval @ Eval::Apply { .. } => {
+                let mut planned = self.planned(&ch.signed, eval, ov, false);
+                planned.ack = Some((from.clone(), e.state_id.clone(), ch.version));
+                Ok(planned)
+            }
             // A receiver never records a rejection of what its home applied (that would
-            // block the event id); it refuses the message and keeps its replica unchanged.
+            // block the event id); it refuses the message, keeps its replica unchanged, and
+            // records the refusal on its own (refusal) table.
             Eval::Reject(reason) => Ok(refused(reason, Vec::new())),
         }
     }

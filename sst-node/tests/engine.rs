@@ -247,7 +247,7 @@ async fn bad_events_are_rejected_with_their_reason_and_change_nothing() -> anyho
         "buyer",
         &cur,
         values([("price", json!({"amount": 4}))]),
-        902,
+        950,
     );
     let v = seller.ingest(stale, d).await?;
     ensure!(

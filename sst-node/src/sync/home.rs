@@ -21,7 +21,20 @@
 //!   relays every actor change the answering node recorded first, in log order;
 //! - a (re)started node sends [`HomeMessage::CatchUp`] and [`HomeMessage::Hello`] to its
 //!   peers, so both what it missed and what it committed but had not yet published are
-//!   delivered; a peer that lost messages in an overflowing outbox gets a `Hello` too.
+//!   delivered; a peer that lost messages in an overflowing outbox gets a `Hello` too;
+//! - a replica **acknowledges** what it applied ([`HomeMessage::Ack`], cumulative per state,
+//!   one message per batch) and **reports what it refused** ([`HomeMessage::ChangeRefused`],
+//!   after recording it on its own store); the home keeps both in its sync ledger
+//!   ([`crate::Node::sync_status`], [`crate::Node::wait_for`]). A replica asks again for the
+//!   versions it refused ([`HomeMessage::Resend`]) once the cause may be fixed (a contract
+//!   deployed or an actor registered there); a `CatchUp` counts as an acknowledgement of the
+//!   versions it lists, and a replica answers a home's `Hello` with its refusals too;
+//! - **origin sequences are never reused**: a node's forwarded intents are recorded only on
+//!   their home, so each peer answers a `CatchUp` with the highest origin sequence it recorded
+//!   for the asking node ([`HomeMessage::OriginSeen`]) and a (re)started node sequences
+//!   nothing before every reachable peer answered; should a forwarded intent still hit a
+//!   taken sequence, the home asks for it again under a fresh one
+//!   ([`HomeMessage::Resequence`]) instead of refusing it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -31,13 +44,17 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sst_core::{
     CommitItem, Disclosure, EventFilter, EventId, EventKind, EventRecord, NodeId, OriginSeq,
-    Outcome, OutcomeKind, RejectReason, SignedEvent, State, StateId,
+    Outcome, OutcomeKind, Refusal, RejectReason, SignedEvent, State, StateId,
 };
+use tracing::{debug, warn};
 
 use super::{decode, redacted_change, Admission, Inbound, Route, SyncProtocol};
 use crate::context::NodeContext;
 use crate::error::NodeError;
-use crate::message::{AppliedChange, ForwardedIntent, IntentRefused, ProtocolEnvelope, Rejection};
+use crate::message::{
+    Acknowledged, AppliedChange, ForwardedIntent, IntentRefused, ProtocolEnvelope, Rejection,
+    ReplicaRefusal,
+};
 
 /// Messages of the home-node protocol (format version 1), carried in a
 /// [`ProtocolEnvelope`] tagged `home`.
@@ -69,6 +86,30 @@ pub enum HomeMessage {
         held: BTreeMap<StateId, u64>,
         /// Highest origin sequence of the sender that it has recorded.
         own_after: OriginSeq,
+    },
+    /// Ask a home node for the versions after the given one of exactly these states (a gap,
+    /// or a retry of refused changes).
+    Resend {
+        /// State → latest version the sender holds (0: none).
+        states: BTreeMap<StateId, u64>,
+    },
+    /// A replica acknowledges the versions it holds (cumulative per state).
+    Ack(Acknowledged),
+    /// A replica could not apply a change the home sent, and recorded why.
+    ChangeRefused(ReplicaRefusal),
+    /// Answer to a [`HomeMessage::CatchUp`]: the highest origin sequence of the asking node
+    /// that the answering node recorded (its forwarded intents are recorded only there).
+    OriginSeen {
+        /// That sequence (0: none).
+        last: OriginSeq,
+    },
+    /// The home found the origin sequence of a forwarded intent taken by another event of
+    /// the same origin node: the origin builds the intent again with a sequence above `above`.
+    Resequence {
+        /// The intent as forwarded.
+        event: EventId,
+        /// The highest origin sequence of the origin node recorded by the home.
+        above: OriginSeq,
     },
 }
 
@@ -145,23 +186,20 @@ impl HomeSync {
 
     /// A request for the versions of `state` after `held` only (no rejections).
     fn gap_request(state: &StateId, held: u64) -> HomeMessage {
-        let mut h = BTreeMap::new();
-        if held > 0 {
-            h.insert(state.clone(), held);
-        }
-        HomeMessage::CatchUp {
-            held: h,
-            own_after: OriginSeq(u64::MAX),
+        HomeMessage::Resend {
+            states: BTreeMap::from([(state.clone(), held)]),
         }
     }
 
-    /// Messages answering `peer`'s catch-up request.
+    /// Messages answering `peer`'s catch-up request: every state homed here that `peer`
+    /// participates in (`only`: just these), the versions after those it `held`.
     async fn catch_up(
         &self,
         ctx: &NodeContext,
         peer: &NodeId,
         held: &BTreeMap<StateId, u64>,
         own_after: OriginSeq,
+        only: bool,
     ) -> Result<Vec<HomeMessage>, NodeError> {
         let store = ctx.store();
         // Every actor change recorded here first, in log order (relayed, whoever sequenced
@@ -179,7 +217,12 @@ impl HomeSync {
                 Outcome::Rejected { .. } => None,
             })
             .collect();
-        for id in store.state_ids().await? {
+        let ids = if only {
+            held.keys().cloned().collect()
+        } else {
+            store.state_ids().await?
+        };
+        for id in ids {
             let Some(latest) = store.state(&id).await? else {
                 continue;
             };
@@ -190,6 +233,8 @@ impl HomeSync {
                 continue;
             }
             let from = held.get(&id).copied().unwrap_or(0);
+            // What the peer says it holds counts as its acknowledgement.
+            ctx.note_ack(peer, &id, from.min(latest.version));
             for v in from + 1..=latest.version {
                 let Some(s) = store.state_at(&id, v).await? else {
                     break;
@@ -276,14 +321,57 @@ impl SyncProtocol for HomeSync {
             HomeMessage::Refused(refusal) => vec![Inbound::Refused(refusal)],
             HomeMessage::Hello => {
                 ctx.send(from, Self::catch_up_request(ctx).await?.envelope()?);
+                // A restarted home learns again why this node is behind.
+                for r in Self::stored_refusals(ctx).await {
+                    if &r.from_node == from {
+                        let m = HomeMessage::ChangeRefused(ReplicaRefusal::from(&r));
+                        ctx.send(from, m.envelope()?);
+                    }
+                }
                 Vec::new()
             }
             HomeMessage::CatchUp { held, own_after } => {
-                for m in self.catch_up(ctx, from, &held, own_after).await? {
+                let last = ctx.store().last_origin_seq(from).await?;
+                ctx.send(from, HomeMessage::OriginSeen { last }.envelope()?);
+                for m in self.catch_up(ctx, from, &held, own_after, false).await? {
                     ctx.send(from, m.envelope()?);
                 }
                 Vec::new()
             }
+            HomeMessage::Resend { states } => {
+                let none = OriginSeq(u64::MAX);
+                for m in self.catch_up(ctx, from, &states, none, true).await? {
+                    ctx.send(from, m.envelope()?);
+                }
+                Vec::new()
+            }
+            HomeMessage::Ack(ack) => {
+                for (state, version) in &ack.states {
+                    if ctx.home_of(state).await?.as_ref() == Some(ctx.id()) {
+                        ctx.note_ack(from, state, *version);
+                    }
+                }
+                Vec::new()
+            }
+            HomeMessage::ChangeRefused(r) => {
+                if ctx.home_of(&r.state_id).await?.as_ref() == Some(ctx.id()) {
+                    warn!(
+                        node = %ctx.id(), peer = %from, event = %r.event, state = %r.state_id,
+                        version = r.version, reason = r.reason.code(), detail = ?r.reason,
+                        "participant node refused a change"
+                    );
+                    ctx.note_peer_refusal(from, r);
+                } else {
+                    debug!(peer = %from, event = %r.event, state = %r.state_id, "refusal of a state not homed here ignored");
+                }
+                Vec::new()
+            }
+            HomeMessage::OriginSeen { last } => {
+                ctx.note_origin_used(last.0);
+                ctx.answered(from);
+                Vec::new()
+            }
+            HomeMessage::Resequence { event, above } => vec![Inbound::Resequence { event, above }],
         })
     }
 
@@ -305,25 +393,18 @@ impl SyncProtocol for HomeSync {
                     Self::gap_request(&e.state_id, held).envelope()?,
                 ));
             }
-            Ok(Admission::Refuse {
-                reason: RejectReason::StaleBase {
-                    expected_version: held + 1,
-                    found_version: held,
-                },
-                send,
-            })
+            Ok(Admission::CatchUp { send })
         };
         if home.is_none() && e.kind != EventKind::Create {
-            // We missed the create: ask the sender (the home) for everything.
+            // We missed (or refused) the create: ask the sender (the home) for the state.
             return catch_up(0);
         }
         if home.as_ref() != Some(from) {
-            return Ok(Admission::Refuse {
+            return Ok(Admission::Ignore {
                 reason: RejectReason::InvalidPayload {
                     path: "$.from".into(),
                     reason: format!("node {from} is not the home node of {}", e.state_id),
                 },
-                send: Vec::new(),
             });
         }
         if ch.version <= held {
@@ -415,8 +496,11 @@ impl SyncProtocol for HomeSync {
     async fn start(&self, ctx: &NodeContext) -> Result<Vec<(NodeId, ProtocolEnvelope)>, NodeError> {
         let catch_up = Self::catch_up_request(ctx).await?.envelope()?;
         let hello = HomeMessage::Hello.envelope()?;
-        Ok(ctx
-            .peers()
+        let peers = ctx.peers();
+        // Nothing is sequenced before each reachable peer said which origin sequences of
+        // this node it recorded (an answer to the catch-up request).
+        ctx.expect_answers(peers.clone());
+        Ok(peers
             .into_iter()
             .flat_map(|peer| [(peer.clone(), catch_up.clone()), (peer, hello.clone())])
             .collect())
@@ -424,5 +508,71 @@ impl SyncProtocol for HomeSync {
 
     fn reconnect(&self) -> Option<ProtocolEnvelope> {
         HomeMessage::Hello.envelope().ok()
+    }
+
+    fn acknowledge(
+        &self,
+        states: &BTreeMap<StateId, u64>,
+    ) -> Result<Option<ProtocolEnvelope>, NodeError> {
+        let ack = Acknowledged {
+            states: states.clone(),
+        };
+        HomeMessage::Ack(ack).envelope().map(Some)
+    }
+
+    fn refuse_change(
+        &self,
+        refusal: &ReplicaRefusal,
+    ) -> Result<Option<ProtocolEnvelope>, NodeError> {
+        HomeMessage::ChangeRefused(refusal.clone())
+            .envelope()
+            .map(Some)
+    }
+
+    fn resequence(&self, event: EventId, above: OriginSeq) -> Result<ProtocolEnvelope, NodeError> {
+        HomeMessage::Resequence { event, above }.envelope()
+    }
+
+    async fn retry(
+        &self,
+        ctx: &NodeContext,
+        refusals: &[Refusal],
+    ) -> Result<Vec<(NodeId, ProtocolEnvelope)>, NodeError> {
+        let mut asks: BTreeMap<NodeId, BTreeMap<StateId, u64>> = BTreeMap::new();
+        for r in refusals {
+            let held = ctx
+                .store()
+                .state(&r.state_id)
+                .await?
+                .map_or(0, |s| s.version);
+            asks.entry(r.from_node.clone())
+                .or_default()
+                .insert(r.state_id.clone(), held);
+        }
+        let mut out = Vec::new();
+        for (home, states) in asks {
+            {
+                let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+                for (state, held) in &states {
+                    asked.insert(state.clone(), (*held, Instant::now()));
+                }
+            }
+            debug!(node = %ctx.id(), %home, states = states.len(), "asking again for refused changes");
+            out.push((home, HomeMessage::Resend { states }.envelope()?));
+        }
+        Ok(out)
+    }
+}
+
+impl HomeSync {
+    /// This node's recorded refusals (none, logged, when the store cannot list them).
+    async fn stored_refusals(ctx: &NodeContext) -> Vec<Refusal> {
+        match ctx.store().refusals(None).await {
+            Ok(list) => list,
+            Err(e) => {
+                warn!(node = %ctx.id(), error = %e, "recorded refusals not readable");
+                Vec::new()
+            }
+        }
     }
 }

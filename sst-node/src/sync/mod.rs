@@ -3,7 +3,11 @@
 //! whom), its **messages** (inside a [`ProtocolEnvelope`] tagged with its name and version),
 //! its **receive rules** (what an incoming message asks the sequencer to do, whether a
 //! received change may be applied on top of the version held here), **what to send after a
-//! commit** (outbox), **catch-up**, and the **start / restart handshake**.
+//! commit** (outbox), **acknowledgements and refusals** of received changes (which it reports
+//! to the node's sync ledger, [`NodeContext::note_ack`] / [`NodeContext::note_peer_refusal`]),
+//! **catch-up** (also to retry refused changes once their cause is fixed), and the
+//! **start / restart handshake** (including the highest origin sequence each peer recorded
+//! for this node, [`NodeContext::note_origin_used`]).
 //!
 //! Several protocols run side by side: a [`SyncRegistry`] maps each contract name to one
 //! protocol (default [`HomeSync`]) and the inbox hands each envelope to the protocol it names,
@@ -17,13 +21,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sst_core::{
-    CommitItem, ContractRef, Disclosure, EventId, EventRecord, NodeId, RejectReason, SignedEvent,
-    State,
+    CommitItem, ContractRef, Disclosure, EventId, EventRecord, NodeId, OriginSeq, Refusal,
+    RejectReason, SignedEvent, State, StateId,
 };
 
 use crate::context::{NodeContext, ProtocolChoice};
 use crate::error::NodeError;
-use crate::message::{AppliedChange, ForwardedIntent, IntentRefused, ProtocolEnvelope, Rejection};
+use crate::message::{
+    AppliedChange, ForwardedIntent, IntentRefused, ProtocolEnvelope, Rejection, ReplicaRefusal,
+};
 
 pub use home::{HomeMessage, HomeSync};
 
@@ -53,6 +59,15 @@ pub enum Inbound {
     Rejected(Rejection),
     /// One of this node's intents could not be recorded by the sequencing node.
     Refused(IntentRefused),
+    /// The sequencing node found the origin sequence of one of this node's intents already
+    /// taken (by an intent forwarded before a crash): build it again with a sequence above
+    /// `above` and forward it again.
+    Resequence {
+        /// The intent as first forwarded.
+        event: EventId,
+        /// The highest origin sequence of this node the sequencing node recorded.
+        above: OriginSeq,
+    },
 }
 
 /// Whether a received change may be applied on top of the version this node holds.
@@ -63,7 +78,20 @@ pub enum Admission {
     Apply,
     /// This node already holds it (a duplicate delivery): nothing to do.
     Duplicate,
-    /// Refuse it, keep the replica unchanged, and send `send` (e.g. a catch-up request).
+    /// Not yet: versions before it are missing here; keep the replica unchanged and send
+    /// `send` (a catch-up request). Not recorded as a refusal.
+    CatchUp {
+        /// Messages to send.
+        send: Vec<(NodeId, ProtocolEnvelope)>,
+    },
+    /// Drop it, logged but neither recorded nor reported: the sender may not send this change
+    /// (e.g. it is not the state's home node).
+    Ignore {
+        /// Why.
+        reason: RejectReason,
+    },
+    /// Refuse it: keep the replica unchanged, record the refusal on this node and report it
+    /// to the sender ([`SyncProtocol::refuse_change`]), and send `send`.
     Refuse {
         /// Why.
         reason: RejectReason,
@@ -171,6 +199,71 @@ pub trait SyncProtocol: Send + Sync {
     /// for them again; `None` when the protocol has no such message.
     fn reconnect(&self) -> Option<ProtocolEnvelope> {
         None
+    }
+
+    /// A start message to `peer` could not be sent (the peer is unreachable): the handshake
+    /// stops waiting for its answer (default: [`NodeContext::answered`]).
+    fn unreachable(&self, ctx: &NodeContext, peer: &NodeId) {
+        ctx.answered(peer);
+    }
+
+    /// The message acknowledging to the node that sent changes that this node now holds
+    /// `states` (state → latest version, cumulative); `None` when the protocol does not
+    /// acknowledge (default).
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] when the message cannot be built.
+    fn acknowledge(
+        &self,
+        states: &BTreeMap<StateId, u64>,
+    ) -> Result<Option<ProtocolEnvelope>, NodeError> {
+        let _ = states;
+        Ok(None)
+    }
+
+    /// The message telling the node that sent a change that this node refused it (and
+    /// recorded the refusal); `None` when the protocol has no such message (default).
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] when the message cannot be built.
+    fn refuse_change(
+        &self,
+        refusal: &ReplicaRefusal,
+    ) -> Result<Option<ProtocolEnvelope>, NodeError> {
+        let _ = refusal;
+        Ok(None)
+    }
+
+    /// The message telling the node that forwarded `event` that its origin sequence is
+    /// already taken here by another event, the highest of its sequences recorded here being
+    /// `above`, so that it builds the intent again under a fresh sequence (default: a
+    /// refusal, for protocols that cannot re-sequence).
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] when the message cannot be built.
+    fn resequence(&self, event: EventId, above: OriginSeq) -> Result<ProtocolEnvelope, NodeError> {
+        self.refused(
+            event,
+            &RejectReason::InvalidPayload {
+                path: "$.origin_seq".into(),
+                reason: format!("origin sequence taken (highest recorded: {})", above.0),
+            },
+        )
+    }
+
+    /// Messages asking again for changes this node refused (`refusals`, as recorded here),
+    /// once their cause may be fixed (a contract deployed, an actor registered); default:
+    /// none.
+    ///
+    /// # Errors
+    /// Store errors.
+    async fn retry(
+        &self,
+        ctx: &NodeContext,
+        refusals: &[Refusal],
+    ) -> Result<Vec<(NodeId, ProtocolEnvelope)>, NodeError> {
+        let _ = (ctx, refusals);
+        Ok(Vec::new())
     }
 }
 
