@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use common::{actor, registry, values, who, Cluster};
+use common::{actor, create_two_party_deal, registry, values, who, Cluster};
 use serde_json::json;
-use sst_core::{
-    ActorId, ContractRef, HashAlg, MemoryStore, NodeId, Parties, RejectReason, StateId, Store,
-};
+use sst_core::{ActorId, ContractRef, HashAlg, MemoryStore, NodeId, RejectReason, StateId, Store};
 use sst_node::{InProcessNetwork, Intent, Node, NodeConfig, NodeError};
 
 fn deal() -> ContractRef {
@@ -21,26 +19,6 @@ fn deal() -> ContractRef {
 
 fn memory() -> Arc<dyn Store> {
     Arc::new(MemoryStore::new())
-}
-
-/// The seller creates a deal whose parties are the seller and the buyer.
-async fn create(seller: &Node, id: &str) -> anyhow::Result<StateId> {
-    let parties = Parties::default()
-        .with("seller", who("seller").as_str())
-        .with("buyer", who("buyer").as_str());
-    let v = seller
-        .submit(
-            &who("seller"),
-            Intent::create(
-                id,
-                deal(),
-                parties,
-                values([("common", json!({"address": "1 Elm St"}))]),
-            ),
-        )
-        .await?;
-    ensure!(v.is_applied(), "create: {v:?}");
-    Ok(StateId::from(id))
 }
 
 /// The seller changes the deal (a second version).
@@ -112,7 +90,7 @@ async fn a_contract_missing_on_a_replica_is_refused_reported_and_retried_once_de
     // The buyer's node holds the code but the contract is not deployed there.
     let buyer = Cluster::start_node(&net, "buyer", memory(), registry(false), &[]).await?;
     let b = NodeId::from("buyer");
-    let id = create(&seller, "deal-missing-contract").await?;
+    let id = create_two_party_deal(&seller, "deal-missing-contract", json!({"rev": 1})).await?;
     net.settled().await;
 
     // Recorded on the replica, with its typed reason…
@@ -189,7 +167,7 @@ async fn an_actor_unknown_on_a_replica_is_refused_and_retried_once_registered() 
     buyer.deploy(record).await?;
     let b = NodeId::from("buyer");
 
-    let id = create(&seller, "deal-unknown-actor").await?;
+    let id = create_two_party_deal(&seller, "deal-unknown-actor", json!({"rev": 1})).await?;
     net.settled().await;
     let recorded = buyer.store().refusals(Some(&id)).await?;
     let seller_actor = ActorId::from("seller/a");

@@ -235,18 +235,7 @@ impl HomeSync {
             let from = held.get(&id).copied().unwrap_or(0);
             // What the peer says it holds counts as its acknowledgement.
             ctx.note_ack(peer, &id, from.min(latest.version));
-            for v in from + 1..=latest.version {
-                let Some(s) = store.state_at(&id, v).await? else {
-                    break;
-                };
-                let Some(ev) = s.last_event else { break };
-                let Some(rec) = store.event(&ev).await? else {
-                    break;
-                };
-                if let Some(m) = Self::applied_for(ctx, &rec, &s, peer) {
-                    out.push(m);
-                }
-            }
+            out.extend(Self::versions_for(ctx, &id, from, latest.version, peer).await?);
         }
         if own_after.0 < u64::MAX {
             let rejected = store
@@ -449,6 +438,25 @@ impl SyncProtocol for HomeSync {
                     reason: reason.clone(),
                 });
                 out.push((e.origin_node.clone(), m.envelope()?));
+                if let RejectReason::StaleBase {
+                    expected_version,
+                    found_version,
+                } = reason
+                {
+                    // The initiator built on an old version: send it what it lacks, so that
+                    // its next attempt starts from the current one.
+                    for m in Self::versions_for(
+                        ctx,
+                        &e.state_id,
+                        *expected_version,
+                        *found_version,
+                        &e.origin_node,
+                    )
+                    .await?
+                    {
+                        out.push((e.origin_node.clone(), m.envelope()?));
+                    }
+                }
             }
             _ => {}
         }
@@ -565,6 +573,33 @@ impl SyncProtocol for HomeSync {
 }
 
 impl HomeSync {
+    /// The applied versions `after + 1 ..= upto` of `state` as `peer` may see them (none when
+    /// it does not participate).
+    async fn versions_for(
+        ctx: &NodeContext,
+        state: &StateId,
+        after: u64,
+        upto: u64,
+        peer: &NodeId,
+    ) -> Result<Vec<HomeMessage>, NodeError> {
+        let store = ctx.store();
+        let mut out = Vec::new();
+        for v in after + 1..=upto {
+            let Some(s) = store.state_at(state, v).await? else {
+                break;
+            };
+            if !ctx.participants(&s.parties).contains(peer) {
+                break;
+            }
+            let Some(ev) = s.last_event else { break };
+            let Some(rec) = store.event(&ev).await? else {
+                break;
+            };
+            out.extend(Self::applied_for(ctx, &rec, &s, peer));
+        }
+        Ok(out)
+    }
+
     /// This node's recorded refusals (none, logged, when the store cannot list them).
     async fn stored_refusals(ctx: &NodeContext) -> Vec<Refusal> {
         match ctx.store().refusals(None).await {

@@ -277,3 +277,24 @@ pub async fn create_rfq(c: &Cluster, id: &str) -> anyhow::Result<sst_core::State
     c.net.settled().await;
     Ok(sst_core::StateId::from(id))
 }
+
+/// The seller's node creates a real-estate deal `id` (v1) whose only parties are the seller
+/// and the buyer, with `common` as its common section (does not wait for replication).
+pub async fn create_two_party_deal(
+    seller: &Node,
+    id: &str,
+    common: Value,
+) -> anyhow::Result<sst_core::StateId> {
+    let parties = Parties::default()
+        .with("seller", who("seller").as_str())
+        .with("buyer", who("buyer").as_str());
+    let intent = sst_node::Intent::create(
+        id,
+        ContractRef::new("real-estate-deal", 1),
+        parties,
+        values([("common", common)]),
+    );
+    let v = seller.submit(&who("seller"), intent).await?;
+    anyhow::ensure!(v.is_applied(), "create {id}: {v:?}");
+    Ok(sst_core::StateId::from(id))
+}
