@@ -7,9 +7,13 @@ use std::sync::Arc;
 use serde_json::Value;
 use sst_core::hash::{hash_parts, Domain};
 use sst_core::{
-    ActorId, ActorKey, ContractDescriptor, ContractPolicy, ContractRecord, ContractRef, Digest,
-    HashAlg, Parties, Role, StateId, Timestamp,
+    ActorChange, ActorId, ActorKey, ContractDescriptor, ContractPolicy, ContractRecord,
+    ContractRef, Digest, EventFilter, EventKind, HashAlg, OutcomeKind, Parties, PublicKey, Role,
+    StateId, Store, Timestamp,
 };
+use tracing::warn;
+
+use crate::error::{NodeError, RecordProblem};
 
 /// Section name → plaintext value.
 pub type Sections = BTreeMap<String, Value>;
@@ -223,20 +227,128 @@ impl ContractRegistry {
     /// Signs the deployment record of a held version as `deployer`.
     ///
     /// # Errors
-    /// [`crate::NodeError::Contract`] if the version is not held.
+    /// [`NodeError::Contract`] if the version is not held.
     pub fn deployment(
         &self,
         contract: &ContractRef,
         alg: HashAlg,
         deployer: ActorId,
         key: &ActorKey,
-    ) -> Result<ContractRecord, crate::NodeError> {
+    ) -> Result<ContractRecord, NodeError> {
         let descriptor = self
             .descriptor(contract)
-            .ok_or_else(|| crate::NodeError::Contract {
+            .ok_or_else(|| NodeError::Contract {
                 contract: contract.clone(),
                 reason: "this registry does not hold its code".into(),
             })?;
         Ok(ContractRecord::sign(descriptor.clone(), alg, deployer, key))
     }
+}
+
+/// Every public key each actor held: its directory key and, from the applied actor changes
+/// in the log, the keys it held before and after each rotation (a deployment stays valid
+/// after its deployer rotates its key).
+async fn keys_held(store: &dyn Store) -> Result<BTreeMap<ActorId, Vec<PublicKey>>, NodeError> {
+    let mut keys: BTreeMap<ActorId, Vec<PublicKey>> = BTreeMap::new();
+    for a in store.actors().await? {
+        keys.entry(a.id).or_default().push(a.public_key);
+    }
+    let changes = store
+        .events(&EventFilter {
+            kind: Some(EventKind::ActorChange),
+            outcome: Some(OutcomeKind::Applied),
+            ..Default::default()
+        })
+        .await?;
+    for rec in changes {
+        if let Ok(change) = ActorChange::from_payload(&rec.event().payload) {
+            let held = keys.entry(change.actor.id).or_default();
+            held.push(change.previous_key);
+            held.push(change.actor.public_key);
+        }
+    }
+    Ok(keys)
+}
+
+/// Re-verifies one stored contract record: its identity recomputed from its descriptor, and
+/// its deployer's strict signature under a key the deployer held.
+fn verify_record(
+    record: &ContractRecord,
+    keys: &BTreeMap<ActorId, Vec<PublicKey>>,
+) -> Result<(), RecordProblem> {
+    let computed = ContractRecord::identity_of(&record.descriptor, record.identity.alg());
+    if computed != record.identity {
+        return Err(RecordProblem::DescriptorEdited {
+            computed,
+            recorded: record.identity,
+        });
+    }
+    let held = keys
+        .get(&record.deployer)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| RecordProblem::UnknownDeployer {
+            deployer: record.deployer.clone(),
+        })?;
+    let mut detail = String::new();
+    for key in held {
+        match record.verify(key) {
+            Ok(()) => return Ok(()),
+            Err(e) => detail = e.to_string(),
+        }
+    }
+    Err(RecordProblem::BadSignature {
+        deployer: record.deployer.clone(),
+        detail,
+    })
+}
+
+/// Checks every contract record stored in `store` before a node loads them, so that a
+/// contract is only ever enforced from the code this node holds (the verified artifact),
+/// never from a descriptor read back from the contract table:
+///
+/// - each record is re-verified: its identity recomputed from its stored descriptor, and its
+///   deployer's strict signature over that identity (under the deployer's directory key or a
+///   key the log shows it held before a rotation);
+/// - for a version whose code `registry` holds, the record's identity must be that code's
+///   identity.
+///
+/// A record for a version this node holds no code for is not installed anyway (events
+/// naming it are rejected `unknown_contract`); if it does not verify either, that is logged.
+///
+/// # Errors
+/// [`NodeError::ContractRecord`] naming the contract and what does not verify (e.g. its
+/// policy was edited in the table); [`NodeError::ContractChanged`] when the held code's
+/// identity differs from the deployed one (the contract's source changed without a new
+/// version); [`NodeError::Store`] when the tables cannot be read.
+pub async fn check_deployed(
+    store: &dyn Store,
+    registry: &ContractRegistry,
+) -> Result<(), NodeError> {
+    let records = store.contracts().await?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    let keys = keys_held(store).await?;
+    for record in records {
+        let contract = record.contract().clone();
+        let verified = verify_record(&record, &keys);
+        let Some(held) = registry.identity(&contract, record.identity.alg()) else {
+            if let Err(problem) = verified {
+                warn!(%contract, %problem, "stored contract record does not verify; no code held for it, not installed");
+            }
+            continue;
+        };
+        verified.map_err(|problem| NodeError::ContractRecord {
+            contract: contract.clone(),
+            problem,
+        })?;
+        if held != record.identity {
+            return Err(NodeError::ContractChanged {
+                contract,
+                deployed: record.identity,
+                held,
+            });
+        }
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Errors of the node engine (rejections are not errors: they are [`crate::Verdict`]s).
 
-use sst_core::{ActorId, ContractRef, EventId, NodeId, StoreError};
+use sst_core::{ActorId, ContractRef, Digest, EventId, NodeId, StoreError};
 
 use crate::transport::TransportError;
 
@@ -27,6 +27,41 @@ pub enum NodeError {
         actor: ActorId,
         /// This node.
         node: NodeId,
+    },
+    /// The key given for a local actor is not the public key registered for it.
+    #[error("the key given for actor {actor} does not match the actor's registered public key {registered} (node {node})")]
+    WrongKey {
+        /// Actor id.
+        actor: ActorId,
+        /// The public key the actor directory holds for it (hex).
+        registered: String,
+        /// This node.
+        node: NodeId,
+    },
+    /// The contract code this node holds for a name and version is not the code deployed under
+    /// that name and version: the contract's source (or policy, methods, …) changed without a
+    /// new version.
+    #[error(
+        "contract {contract}: the code held here (identity {held}) is not the code deployed as \
+         {contract} (identity {deployed}); the contract's identity changed: bump its version \
+         to deploy changed code"
+    )]
+    ContractChanged {
+        /// Contract name and version.
+        contract: ContractRef,
+        /// Identity recorded in the contract table (signed by its deployer).
+        deployed: Digest,
+        /// Identity of the code this node holds.
+        held: Digest,
+    },
+    /// A contract record in the store does not verify (its descriptor, identity or deployer
+    /// signature was changed behind the node's back): the node refuses to start on it.
+    #[error("contract {contract}: its record in the contract table does not verify: {problem}")]
+    ContractRecord {
+        /// Contract name and version.
+        contract: ContractRef,
+        /// What does not verify.
+        problem: RecordProblem,
     },
     /// A contract version could not be installed.
     #[error("contract {contract}: {reason}")]
@@ -69,5 +104,35 @@ pub enum NodeError {
         version: u64,
         /// The nodes that do not hold it yet, and why.
         behind: Vec<crate::message::NodeSync>,
+    },
+}
+
+/// What is wrong with a stored contract record ([`NodeError::ContractRecord`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordProblem {
+    /// The stored descriptor (policy, methods, code hash, …) does not hash to the stored
+    /// identity: it was edited after it was signed.
+    #[error("its descriptor hashes to {computed}, not to the recorded identity {recorded}")]
+    DescriptorEdited {
+        /// Identity recomputed from the stored descriptor.
+        computed: Digest,
+        /// Identity stored in the record.
+        recorded: Digest,
+    },
+    /// The deployer named by the record is not a known actor.
+    #[error("its deployer {deployer} is not a known actor")]
+    UnknownDeployer {
+        /// Deployer named by the record.
+        deployer: ActorId,
+    },
+    /// The deployer's signature over the identity does not verify (strict) under any key the
+    /// deployer held.
+    #[error("the signature of its deployer {deployer} does not verify: {detail}")]
+    BadSignature {
+        /// Deployer named by the record.
+        deployer: ActorId,
+        /// Details.
+        detail: String,
     },
 }

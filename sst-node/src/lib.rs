@@ -70,7 +70,7 @@ pub mod transport;
 pub use build::{Built, EventBuilder};
 pub use context::{NodeContext, ProtocolChoice};
 pub use contract::{Call, Contract, ContractError, ContractRegistry, Sections, MIGRATE_METHOD};
-pub use error::NodeError;
+pub use error::{NodeError, RecordProblem};
 pub use message::{
     Acknowledged, AppliedChange, ForwardedIntent, Intent, IntentRefused, NodeSync,
     ProtocolEnvelope, Rejection, ReplicaRefusal, SyncStatus, Verdict,

@@ -9,10 +9,16 @@
 //! 3. **contract version** held and deployed here (`unknown_contract`);
 //! 4. **base** matches the current state (`stale_base`; `unknown_state`; `state_exists`);
 //! 5. **payload** well formed, portable, and consistent with the disclosures
-//!    (`invalid_payload`);
+//!    (`invalid_payload`); a create names parties (`missing_parties`), each a registered
+//!    actor (`unknown_party`); every touched section is declared by the contract
+//!    (`unknown_section`); a change or method call touches at least one section
+//!    (`empty_change`);
 //! 6. **write permission** of the actor on every touched section (`forbidden`); for method
 //!    calls, the sections the method produced;
 //! 7. **contract logic** (`contract_rejected`).
+//!
+//! The section policy enforced is always the one of the contract code this node holds (the
+//! verified artifact), never a descriptor read back from the contract table.
 //!
 //! Only when every step passes is a new state version built; the sequencer then commits the
 //! event as applied together with that version, or as rejected with its reason — never a
@@ -220,6 +226,39 @@ fn reveal(
     Ok(out)
 }
 
+/// Every touched section is declared by the contract (a typo is `unknown_section`, not
+/// `forbidden`).
+fn check_sections<'a>(
+    policy: &sst_core::ContractPolicy,
+    sections: impl IntoIterator<Item = &'a String>,
+) -> Result<(), RejectReason> {
+    match sections
+        .into_iter()
+        .find(|s| !policy.sections.contains_key(*s))
+    {
+        Some(section) => Err(RejectReason::UnknownSection {
+            section: section.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A create names at least one party, and every party is an actor registered here.
+fn check_parties(ctx: &NodeContext, parties: &Parties) -> Result<(), RejectReason> {
+    if parties.actors().is_empty() {
+        return Err(RejectReason::MissingParties);
+    }
+    for (role, actors) in &parties.0 {
+        if let Some(actor) = actors.iter().find(|a| ctx.actor(a).is_none()) {
+            return Err(RejectReason::UnknownParty {
+                role: role.as_str().to_owned(),
+                actor: actor.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_writes<'a>(
     policy: &sst_core::ContractPolicy,
     actor: &Actor,
@@ -342,12 +381,12 @@ fn sequence_steps(
 ) -> Result<Built, RejectReason> {
     let e = &signed.event;
     let actor = check_envelope(ctx, signed)?;
-    let (code, record) = ctx
+    let (code, _) = ctx
         .held(&e.contract)
         .ok_or_else(|| RejectReason::UnknownContract {
             contract: e.contract.clone(),
         })?;
-    let policy = &record.descriptor.policy;
+    let policy = &code.policy();
     portable::check_at(&e.payload, "$.payload")
         .map_err(|err| invalid(&err.path, err.to_string()))?;
     match e.kind {
@@ -362,6 +401,8 @@ fn sequence_steps(
                 parties,
                 sections: hashes,
             } = CreatePayload::from_payload(&e.payload).map_err(payload_error)?;
+            check_parties(ctx, &parties)?;
+            check_sections(policy, hashes.keys())?;
             let sections = reveal(e.alg, &hashes, disclosures)?;
             check_writes(policy, &actor, &parties, hashes.keys())?;
             let home_reads = ctx.node_access(ctx.id(), policy, &parties);
@@ -411,6 +452,10 @@ fn sequence_steps(
             let current_view = view(cur);
             let sections = if e.kind == EventKind::ChangeSections {
                 let hashes = signed_hashes(e)?;
+                if hashes.is_empty() {
+                    return Err(RejectReason::EmptyChange);
+                }
+                check_sections(policy, hashes.keys())?;
                 let sections = reveal(e.alg, &hashes, disclosures)?;
                 check_writes(policy, &actor, &cur.parties, hashes.keys())?;
                 code.on_change(&call, &current_view, &view_of(&sections))
@@ -429,6 +474,10 @@ fn sequence_steps(
                     code.call(&call, &current_view, &payload.method, &payload.args)
                 }
                 .map_err(|err| RejectReason::ContractRejected { message: err.0 })?;
+                if changes.is_empty() && !payload.is_migration() {
+                    return Err(RejectReason::EmptyChange);
+                }
+                check_sections(policy, changes.keys())?;
                 check_writes(policy, &actor, &cur.parties, changes.keys())?;
                 seal(e.alg, changes)?
             };
@@ -473,12 +522,12 @@ fn replicate_steps(
     let signed = &ch.signed;
     let e = &signed.event;
     let actor = check_envelope(ctx, signed)?;
-    let (code, record) = ctx
+    let (code, _) = ctx
         .held(&e.contract)
         .ok_or_else(|| RejectReason::UnknownContract {
             contract: e.contract.clone(),
         })?;
-    let policy = &record.descriptor.policy;
+    let policy = &code.policy();
     let parties = match (e.kind, current) {
         (EventKind::Create, None) => {
             CreatePayload::from_payload(&e.payload)
@@ -512,6 +561,7 @@ fn replicate_steps(
             section: "*".into(),
         });
     }
+    check_sections(policy, ch.effects.keys())?;
     check_writes(policy, &actor, &parties, ch.effects.keys())?;
     let readable: BTreeSet<String> = ctx.node_access(ctx.id(), policy, &parties).read;
     let mut sections = BTreeMap::new();
