@@ -389,12 +389,22 @@ impl NodeContext {
 
     /// Installs the signing key of a local, active actor whose public key it is.
     pub(crate) fn add_key(&self, actor: &ActorId, key: ActorKey) -> Result<(), NodeError> {
-        let ok = self.actor(actor).is_some_and(|a| {
-            a.node == self.id && a.status == ActorStatus::Active && a.public_key == key.public_key()
-        });
-        if !ok {
-            return Err(NodeError::NotLocal {
+        let local = self
+            .actor(actor)
+            .filter(|a| a.node == self.id && a.status == ActorStatus::Active)
+            .ok_or_else(|| NodeError::NotLocal {
                 actor: actor.clone(),
+                node: self.id.clone(),
+            })?;
+        if local.public_key != key.public_key() {
+            return Err(NodeError::WrongKey {
+                actor: actor.clone(),
+                registered: local
+                    .public_key
+                    .to_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect(),
                 node: self.id.clone(),
             });
         }

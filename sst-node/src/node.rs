@@ -95,7 +95,10 @@ impl Node {
     /// peer it forwarded the intent to — is used again.
     ///
     /// # Errors
-    /// [`NodeError::Store`] when the store cannot be migrated or read.
+    /// [`NodeError::Store`] when the store cannot be migrated or read;
+    /// [`NodeError::ContractRecord`] / [`NodeError::ContractChanged`] when a stored contract
+    /// record does not verify or differs from the code `registry` holds for it
+    /// ([`crate::contract::check_deployed`]).
     pub async fn start(
         config: NodeConfig,
         store: Arc<dyn Store>,
@@ -104,6 +107,7 @@ impl Node {
         inbox: Inbox,
     ) -> Result<Node, NodeError> {
         store.migrate().await?;
+        crate::contract::check_deployed(store.as_ref(), &registry).await?;
         let handshake_timeout = config.handshake_timeout;
         let sync = Arc::new(config.protocols);
         let reconnect = sync.protocols().filter_map(|p| p.reconnect()).collect();
@@ -176,8 +180,8 @@ impl Node {
     /// Gives this node the signing key of one of its own actors.
     ///
     /// # Errors
-    /// [`NodeError::NotLocal`] unless the actor is registered, belongs to this node, is
-    /// active and has this key's public key.
+    /// [`NodeError::NotLocal`] unless the actor is registered, belongs to this node and is
+    /// active; [`NodeError::WrongKey`] when the key is not the actor's registered public key.
     pub fn add_key(&self, actor: &ActorId, key: ActorKey) -> Result<(), NodeError> {
         self.ctx.add_key(actor, key)
     }
