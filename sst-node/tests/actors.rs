@@ -150,7 +150,7 @@ async fn rotation(c: &Cluster) -> anyhow::Result<()> {
     // The old key cannot be installed again, and events signed with it are rejected.
     ensure!(matches!(
         c.node("buyer").add_key(&buyer.id, actor("buyer", "a").1),
-        Err(NodeError::NotLocal { .. })
+        Err(NodeError::WrongKey { .. })
     ));
     let head = c.node("seller").state(&id).await?.context("head")?;
     let forged = signed_change(&buyer.id, "buyer", &old_key, &head, 1_000);
