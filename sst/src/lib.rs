@@ -12,11 +12,18 @@
 //! SQLite files, verifies node databases of any compiled-in backend by store URL, read-only
 //! (`sst verify --db a.db --db 'postgres://…?schema=node_b'`), and measures the pipeline
 //! (`sst bench`).
+//!
+//! [`Network`] builds several participants' nodes in one process (actors, keys, contracts,
+//! stores) in a few lines: see `examples/two_participants.rs` and the README's "Use SST from
+//! your code".
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 pub use sst_core as core;
 pub use sst_node as node;
+
+pub mod network;
+pub use network::{Network, NetworkBuilder, NetworkError};
 
 #[cfg(feature = "mongo")]
 pub use sst_store_mongo as mongo;
