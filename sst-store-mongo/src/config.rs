@@ -25,6 +25,8 @@ pub struct CollectionNames {
     pub contract: String,
     /// Counters, e.g. the event recording position (`sst_meta`): MongoDB has no sequences.
     pub meta: String,
+    /// Changes received from other nodes that could not be applied (`sst_refusal`).
+    pub refusal: String,
 }
 
 impl Default for CollectionNames {
@@ -43,6 +45,7 @@ impl CollectionNames {
             actor: format!("{prefix}sst_actor"),
             contract: format!("{prefix}sst_contract"),
             meta: format!("{prefix}sst_meta"),
+            refusal: format!("{prefix}sst_refusal"),
         }
     }
 }
@@ -136,6 +139,7 @@ mod tests {
         assert_eq!(c.collections.event, "sst_event");
         assert_eq!(c.collections.actor, "sst_actor");
         assert_eq!(c.collections.contract, "sst_contract");
+        assert_eq!(c.collections.refusal, "sst_refusal");
         assert_eq!(c.transactions, TransactionMode::Auto);
     }
 
@@ -144,5 +148,6 @@ mod tests {
         let c = MongoConfig::new("u", "d").with_prefix("t1_");
         assert_eq!(c.collections.state, "t1_sst_state");
         assert_eq!(c.collections.meta, "t1_sst_meta");
+        assert_eq!(c.collections.refusal, "t1_sst_refusal");
     }
 }

@@ -1,5 +1,6 @@
 //! The peer collections and their indexes. Concurrency comes from the unique indexes:
-//! `(id, version)` of the history, the event `_id`, and `(origin_node, origin_seq)`.
+//! `(id, version)` of the history, the event `_id`, and `(origin_node, origin_seq)`; a
+//! refusal is keyed by its event id (`_id`), so recording it again replaces it.
 
 use mongodb::bson::{doc, Bson, Document};
 
@@ -59,11 +60,17 @@ pub fn indexes(c: &CollectionNames) -> Vec<IndexSpec> {
             doc! { "name": 1, "version": 1 },
             true,
         ),
+        spec(
+            &c.refusal,
+            "sst_refusal_state",
+            doc! { "state_id": 1, "version": 1 },
+            false,
+        ),
     ]
 }
 
 /// Every collection `migrate` creates.
-pub fn collections(c: &CollectionNames) -> [&str; 6] {
+pub fn collections(c: &CollectionNames) -> [&str; 7] {
     [
         &c.state,
         &c.history,
@@ -71,6 +78,7 @@ pub fn collections(c: &CollectionNames) -> [&str; 6] {
         &c.actor,
         &c.contract,
         &c.meta,
+        &c.refusal,
     ]
 }
 
@@ -137,8 +145,18 @@ impl Shape {
     }
 }
 
+/// The fields of a refusal document (`_id` is the refused event's id).
+pub const REFUSAL_FIELDS: &[&str] = &[
+    "state_id",
+    "version",
+    "from_node",
+    "reason",
+    "reason_detail",
+    "at",
+];
+
 /// The shape of every peer collection.
-pub fn shapes(c: &CollectionNames) -> [Shape; 6] {
+pub fn shapes(c: &CollectionNames) -> [Shape; 7] {
     let shape = |collection: &str, fields, string_id| Shape {
         collection: collection.to_owned(),
         fields,
@@ -155,6 +173,7 @@ pub fn shapes(c: &CollectionNames) -> [Shape; 6] {
             true,
         ),
         shape(&c.meta, &["value"], true),
+        shape(&c.refusal, REFUSAL_FIELDS, true),
     ]
 }
 
@@ -203,6 +222,31 @@ mod tests {
         assert!(detail.contains("_id 7 is not a string"), "{detail}");
         assert_eq!(history.mismatch(&ours), None, "history _ids are ObjectIds");
         assert!(event.mismatch(&ours).is_some_and(|d| d.contains("`pos`")));
+    }
+
+    #[test]
+    fn refusals_are_keyed_by_event_and_listed_by_state_and_version() {
+        let c = CollectionNames::with_prefix("p_");
+        assert!(collections(&c).contains(&"p_sst_refusal"));
+        let index = indexes(&c)
+            .into_iter()
+            .find(|i| i.collection == "p_sst_refusal")
+            .expect("refusal index");
+        assert_eq!(index.keys, doc! { "state_id": 1, "version": 1 });
+        assert!(!index.unique, "uniqueness per event comes from _id");
+        let shape = shapes(&c)
+            .into_iter()
+            .find(|s| s.collection == "p_sst_refusal")
+            .expect("refusal shape");
+        let mut ours = doc! { "_id": "ab12" };
+        for f in REFUSAL_FIELDS {
+            ours.insert(*f, Bson::Null);
+        }
+        assert_eq!(shape.mismatch(&ours), None);
+        ours.remove("reason_detail");
+        assert!(shape
+            .mismatch(&ours)
+            .is_some_and(|d| d.contains("no `reason_detail` field")));
     }
 
     #[test]

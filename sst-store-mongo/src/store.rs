@@ -27,9 +27,9 @@ use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_value, to_i64};
 use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
 use sst_core::{
-    Actor, ActorId, Capabilities, CommitBatch, CommitItem, CommitReceipt, ConflictKind,
-    ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId, OriginSeq,
-    Outcome, State, StateId, Store, StoreError,
+    check_refusal, Actor, ActorId, Capabilities, CommitBatch, CommitItem, CommitReceipt,
+    ConflictKind, ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId,
+    OriginSeq, Outcome, Refusal, State, StateId, Store, StoreError, Timestamp,
 };
 
 use crate::config::{CollectionNames, MongoConfig, TransactionMode};
@@ -230,6 +230,18 @@ fn get_u64(d: &Document, key: &str, what: &str) -> Result<u64, StoreError> {
     u64::try_from(i).map_err(|_| StoreError::malformed(what, format!("field `{key}` is negative")))
 }
 
+/// A time in milliseconds since the epoch, stored as a BSON date (or a plain integer).
+fn get_millis(d: &Document, key: &str, what: &str) -> Result<i64, StoreError> {
+    match d.get(key) {
+        Some(Bson::DateTime(t)) => Ok(t.timestamp_millis()),
+        Some(Bson::Int64(i)) => Ok(*i),
+        other => Err(StoreError::malformed(
+            what,
+            format!("field `{key}` is {other:?}"),
+        )),
+    }
+}
+
 fn get_json(d: &Document, key: &str, what: &str) -> Result<Value, StoreError> {
     match d.get(key) {
         Some(Bson::Document(inner)) => from_document(inner)
@@ -252,16 +264,7 @@ fn state_from_doc(d: &Document) -> Result<State, StoreError> {
     };
     let contract_version = u32::try_from(get_int(d, "contract_version", &what)?)
         .map_err(|_| StoreError::malformed(&what, "contract_version out of range"))?;
-    let updated_at = match d.get("updated_at") {
-        Some(Bson::DateTime(t)) => t.timestamp_millis(),
-        Some(Bson::Int64(i)) => *i,
-        other => {
-            return Err(StoreError::malformed(
-                &what,
-                format!("field `updated_at` is {other:?}"),
-            ))
-        }
-    };
+    let updated_at = get_millis(d, "updated_at", &what)?;
     let parts = StateParts {
         id: StateId(id),
         contract: ContractRef::new(get_str(d, "contract_name", &what)?, contract_version),
@@ -443,6 +446,9 @@ impl MongoStore {
     }
     fn meta(&self) -> Collection<Document> {
         self.col(&self.names.meta)
+    }
+    fn refusals_col(&self) -> Collection<Document> {
+        self.col(&self.names.refusal)
     }
 
     /// Finishes or undoes every batch left pending by a crashed writer at least
@@ -1425,6 +1431,58 @@ impl Store for MongoStore {
             .transpose()
     }
 
+    /// One document per refused event (`_id` = the event id), replaced when the event is
+    /// refused again; `reason` holds the reason's code, `reason_detail` the whole reason.
+    async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
+        let op = "put_refusal";
+        check_refusal(refusal)?;
+        let d = refusal_doc(refusal)?;
+        let key = doc! { "_id": refusal.event.to_string() };
+        let col = self.refusals_col();
+        let put = || col.replace_one(key.clone(), d.clone()).upsert(true);
+        match put().await {
+            Ok(_) => Ok(()),
+            // Two upserts of the same new event raced and this one lost the insert: the
+            // document exists now, so replacing it again cannot collide.
+            Err(e) if error::is_duplicate_key(&e) => {
+                put().await.map(drop).map_err(|e| backend(op, e))
+            }
+            Err(e) => Err(backend(op, e)),
+        }
+    }
+
+    async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
+        let filter = match state {
+            Some(s) => doc! { "state_id": s.as_str() },
+            None => doc! {},
+        };
+        let docs = self
+            .collect(
+                &self.refusals_col(),
+                filter,
+                doc! { "state_id": 1, "version": 1, "_id": 1 },
+                None,
+                "refusals",
+            )
+            .await?;
+        let mut out: Vec<Refusal> = docs
+            .iter()
+            .map(refusal_from_doc)
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| {
+            (&a.state_id, a.version, a.event).cmp(&(&b.state_id, b.version, b.event))
+        });
+        Ok(out)
+    }
+
+    async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
+        self.refusals_col()
+            .delete_one(doc! { "_id": event.to_string() })
+            .await
+            .map_err(|e| backend("clear_refusal", e))?;
+        Ok(())
+    }
+
     async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {
         let docs = self
             .collect(
@@ -1450,6 +1508,33 @@ fn actor_from_doc(d: &Document) -> Result<Actor, StoreError> {
     let what = format!("actor {}", d.get_str("id").unwrap_or("?"));
     let v = from_document(&d).map_err(|e| StoreError::malformed(&what, e))?;
     serde_json::from_value(v).map_err(|e| StoreError::malformed(&what, e))
+}
+
+fn refusal_doc(r: &Refusal) -> Result<Document, StoreError> {
+    Ok(doc! {
+        "_id": r.event.to_string(),
+        "state_id": r.state_id.as_str(),
+        "version": to_i64("refusal.version", r.version)?,
+        "from_node": r.from_node.as_str(),
+        "reason": r.reason.code(),
+        "reason_detail": json_doc("refusal.reason", &json_value("refusal.reason", &r.reason)?)?,
+        "at": DateTime::from_millis(r.at.0),
+    })
+}
+
+fn refusal_from_doc(d: &Document) -> Result<Refusal, StoreError> {
+    let event = get_str(d, "_id", "refusal")?;
+    let what = format!("refusal of event {event}");
+    let at = get_millis(d, "at", &what)?;
+    Ok(Refusal {
+        event: event.parse().map_err(|e| StoreError::malformed(&what, e))?,
+        state_id: StateId(get_str(d, "state_id", &what)?),
+        version: get_u64(d, "version", &what)?,
+        from_node: NodeId(get_str(d, "from_node", &what)?),
+        reason: serde_json::from_value(get_json(d, "reason_detail", &what)?)
+            .map_err(|e| StoreError::malformed(&what, format!("reason_detail: {e}")))?,
+        at: Timestamp(at),
+    })
 }
 
 fn contract_from_doc(d: &Document) -> Result<ContractRecord, StoreError> {
