@@ -182,6 +182,18 @@ async fn crash_and_reopen(point: CrashPoint, completes: bool) -> anyhow::Result<
     // Before recovery nothing of the unfinished batch is reported as recorded.
     ensure!(setup.event(&rej.event.id()).await?.is_none());
     ensure!(setup.last_origin_seq(&NodeId::from("acme")).await? == OriginSeq(1));
+    if point == CrashPoint::AfterHistory {
+        // Its history versions are in, the current documents have not moved: not shown, for
+        // a state that exists and for a new one alike.
+        ensure!(
+            setup.state_at(&a, 2).await?.is_none(),
+            "in-flight a v2 shown"
+        );
+        ensure!(
+            setup.state_at(&b, 1).await?.is_none(),
+            "in-flight b v1 shown"
+        );
+    }
 
     let reopened = f.store().await?; // opening recovers
     let expected_a = if completes {

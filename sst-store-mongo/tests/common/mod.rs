@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use conformance_tests::{Backend, BackendFactory, RawAccess};
+use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::{Client, Collection};
 use serde_json::Value;
@@ -53,6 +53,7 @@ impl MongoFactory {
                 .database()
                 .collection(&store.collection_names().history),
             state: store.database().collection(&store.collection_names().state),
+            event: store.database().collection(&store.collection_names().event),
         };
         Ok(Backend {
             store: Arc::new(store),
@@ -93,10 +94,11 @@ impl BackendFactory for MongoFactory {
     }
 }
 
-/// Raw driver access to the state and history documents.
+/// Raw driver access to the state, history and event documents.
 struct MongoRaw {
     history: Collection<Document>,
     state: Collection<Document>,
+    event: Collection<Document>,
 }
 
 fn key(id: &StateId, version: u64) -> anyhow::Result<Document> {
@@ -163,6 +165,69 @@ impl RawAccess for MongoRaw {
             .update_one(key(id, b)?, doc! { "$set": { "data": to_document(&da)? } })
             .await?;
         Ok(())
+    }
+    /// Plain driver calls, as someone with write access to the database would make them:
+    /// the recoverable protocol's `pending` tag and the event `pos` are left as they are.
+    async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
+        let changed = match m {
+            Mutation::DeleteCurrentRow(id) => {
+                self.state
+                    .delete_one(doc! { "_id": id.as_str() })
+                    .await?
+                    .deleted_count
+            }
+            Mutation::RollBackCurrentRow { id, version } => {
+                let Some(mut old) = self.history.find_one(key(id, *version)?).await? else {
+                    anyhow::bail!("{id} has no history version {version}");
+                };
+                old.insert("_id", id.as_str());
+                self.state
+                    .replace_one(doc! { "_id": id.as_str() }, old)
+                    .await?
+                    .modified_count
+            }
+            Mutation::DeleteHistoryVersion { id, version } => {
+                self.history
+                    .delete_one(key(id, *version)?)
+                    .await?
+                    .deleted_count
+            }
+            Mutation::CopyHistoryVersion { id, from, to } => {
+                let Some(mut copy) = self.history.find_one(key(id, *from)?).await? else {
+                    anyhow::bail!("{id} has no history version {from}");
+                };
+                copy.remove("_id");
+                copy.insert("version", i64::try_from(*to)?);
+                self.history.insert_one(copy).await?;
+                1
+            }
+            Mutation::DeleteEvent(e) => {
+                self.event
+                    .delete_one(doc! { "_id": e.to_string() })
+                    .await?
+                    .deleted_count
+            }
+            Mutation::RelabelApplied {
+                event,
+                version,
+                root,
+            } => {
+                let set = doc! {
+                    "outcome": "applied",
+                    "reason": Bson::Null,
+                    "reason_detail": Bson::Null,
+                    "new_version": i64::try_from(*version)?,
+                    "new_root": root.to_string(),
+                };
+                self.event
+                    .update_one(doc! { "_id": event.to_string() }, doc! { "$set": set })
+                    .await?
+                    .modified_count
+            }
+            other => anyhow::bail!("mutation {other:?} not known to this raw access"),
+        };
+        anyhow::ensure!(changed == 1, "{m:?} changed {changed} documents");
+        Ok(true)
     }
 }
 
