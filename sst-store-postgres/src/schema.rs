@@ -20,10 +20,13 @@ pub(crate) struct Names {
     pub(crate) actor: String,
     /// `"schema"."sst_contract"`.
     pub(crate) contract: String,
+    /// `"schema"."sst_refusal"`.
+    pub(crate) refusal: String,
     /// Unqualified event table name, for index and constraint names.
     event_bare: String,
     history_bare: String,
     state_bare: String,
+    refusal_bare: String,
 }
 
 impl Names {
@@ -36,9 +39,11 @@ impl Names {
             event: q(&c.tables.event),
             actor: q(&c.tables.actor),
             contract: q(&c.tables.contract),
+            refusal: q(&c.tables.refusal),
             event_bare: c.tables.event.clone(),
             history_bare: c.tables.history.clone(),
             state_bare: c.tables.state.clone(),
+            refusal_bare: c.tables.refusal.clone(),
         }
     }
 }
@@ -59,7 +64,12 @@ const STATE_COLUMNS: &str = "
 
 /// The statements `migrate` runs, in order, each idempotent.
 pub(crate) fn ddl(n: &Names) -> Vec<String> {
-    let (ev, hi, st) = (&n.event_bare, &n.history_bare, &n.state_bare);
+    let (ev, hi, st, rf) = (
+        &n.event_bare,
+        &n.history_bare,
+        &n.state_bare,
+        &n.refusal_bare,
+    );
     vec![
         format!("CREATE SCHEMA IF NOT EXISTS {}", n.schema),
         format!(
@@ -122,6 +132,22 @@ pub(crate) fn ddl(n: &Names) -> Vec<String> {
                 PRIMARY KEY (name, version))",
             n.contract
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                event_id      text   NOT NULL,
+                state_id      text   NOT NULL,
+                version       bigint NOT NULL,
+                from_node     text   NOT NULL,
+                reason        text   NOT NULL,
+                reason_detail jsonb  NOT NULL,
+                at            bigint NOT NULL,
+                CONSTRAINT \"{rf}_pkey\" PRIMARY KEY (event_id))",
+            n.refusal
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS \"{rf}_state_idx\" ON {} (state_id, version)",
+            n.refusal
+        ),
     ]
 }
 
@@ -139,5 +165,9 @@ mod tests {
         assert!(ddl.contains("CREATE SCHEMA IF NOT EXISTS \"node_a\""));
         assert!(ddl.contains("UNIQUE (origin_node, origin_seq)"));
         assert!(ddl.contains("PRIMARY KEY (id, version)"));
+        assert!(ddl.contains("\"node_a\".\"sst_refusal\""));
+        assert!(ddl.contains(
+            "\"sst_refusal_state_idx\" ON \"node_a\".\"sst_refusal\" (state_id, version)"
+        ));
     }
 }

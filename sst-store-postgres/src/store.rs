@@ -13,9 +13,9 @@ use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_value, outcome_from_columns};
 use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
 use sst_core::{
-    Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest, Disclosure,
-    EventFilter, EventId, EventRecord, NodeId, OriginSeq, SignedEvent, State, StateId, Store,
-    StoreError, TableNames,
+    check_refusal, Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest,
+    Disclosure, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Refusal, SignedEvent, State,
+    StateId, Store, StoreError, TableNames, Timestamp,
 };
 
 use crate::config::PostgresConfig;
@@ -29,6 +29,9 @@ const STATE_SELECT: &str = "id, contract_name, contract_version, version, partie
 
 /// Columns of an event row needed to rebuild an [`EventRecord`].
 const EVENT_SELECT: &str = "event, disclosures, outcome, reason_detail, new_version, new_root";
+
+/// Columns of a refusal row, in the order `put_refusal` binds them.
+const REFUSAL_SELECT: &str = "event_id, state_id, version, from_node, reason, reason_detail, at";
 
 /// Prepared SQL text, built once per store from the configured names.
 #[derive(Debug)]
@@ -48,6 +51,9 @@ struct Sql {
     contract_identity: SqlStr,
     contract: SqlStr,
     contracts: SqlStr,
+    put_refusal: SqlStr,
+    refusals: SqlStr,
+    clear_refusal: SqlStr,
 }
 
 fn sql(s: String) -> SqlStr {
@@ -227,6 +233,20 @@ impl Sql {
                 "SELECT record FROM {} ORDER BY name COLLATE \"C\", version",
                 n.contract
             )),
+            put_refusal: sql(format!(
+                "INSERT INTO {} ({REFUSAL_SELECT}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (event_id) DO UPDATE SET state_id = EXCLUDED.state_id, \
+                 version = EXCLUDED.version, from_node = EXCLUDED.from_node, \
+                 reason = EXCLUDED.reason, reason_detail = EXCLUDED.reason_detail, \
+                 at = EXCLUDED.at",
+                n.refusal
+            )),
+            refusals: sql(format!(
+                "SELECT {REFUSAL_SELECT} FROM {} WHERE $1::text IS NULL OR state_id = $1 \
+                 ORDER BY state_id COLLATE \"C\", version, event_id COLLATE \"C\"",
+                n.refusal
+            )),
+            clear_refusal: sql(format!("DELETE FROM {} WHERE event_id = $1", n.refusal)),
         }
     }
 }
@@ -339,7 +359,7 @@ const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
 const CONTRACT_COLUMNS: [&str; 5] = ["name", "version", "identity", "deployer", "record"];
 
 /// Each peer table's name with the columns SST's statements name in it.
-fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 5] {
+fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 6] {
     let state: Vec<&str> = STATE_COLUMNS.iter().map(|(c, _)| *c).collect();
     let event = std::iter::once("pos")
         .chain(EVENT_COLUMNS.iter().map(|(c, _)| *c))
@@ -350,6 +370,7 @@ fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 5] {
         (&t.event, event),
         (&t.actor, ACTOR_COLUMNS.to_vec()),
         (&t.contract, CONTRACT_COLUMNS.to_vec()),
+        (&t.refusal, REFUSAL_SELECT.split(", ").collect()),
     ]
 }
 
@@ -567,6 +588,23 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
         signed,
         disclosures,
         outcome,
+    })
+}
+
+fn refusal_from_row(row: &PgRow) -> Result<Refusal, StoreError> {
+    let event: String = col(row, "event_id", &|| "refusal row".to_owned())?;
+    let what = || format!("refusal of event {event}");
+    let version: i64 = col(row, "version", &what)?;
+    Ok(Refusal {
+        event: event
+            .parse()
+            .map_err(|e| StoreError::malformed(what(), e))?,
+        state_id: StateId(col(row, "state_id", &what)?),
+        version: u64::try_from(version).map_err(|e| StoreError::malformed(what(), e))?,
+        from_node: NodeId(col(row, "from_node", &what)?),
+        reason: serde_json::from_value(col(row, "reason_detail", &what)?)
+            .map_err(|e| StoreError::malformed(what(), format!("reason_detail: {e}")))?,
+        at: Timestamp(col(row, "at", &what)?),
     })
 }
 
@@ -1101,5 +1139,43 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| backend("contracts", e))?;
         rows.iter().map(contract_from_row).collect()
+    }
+
+    async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
+        check_refusal(refusal)?;
+        self.config.validate()?;
+        self.query(&self.sql.put_refusal)
+            .bind(refusal.event.to_string())
+            .bind(refusal.state_id.as_str())
+            .bind(to_i64("$.refusal.version", refusal.version)?)
+            .bind(refusal.from_node.as_str())
+            .bind(refusal.reason.code())
+            .bind(json_value("$.refusal.reason", &refusal.reason)?)
+            .bind(refusal.at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("put_refusal", e))?;
+        Ok(())
+    }
+
+    async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
+        self.config.validate()?;
+        let rows = self
+            .query(&self.sql.refusals)
+            .bind(state.map(StateId::as_str))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("refusals", e))?;
+        rows.iter().map(refusal_from_row).collect()
+    }
+
+    async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
+        self.config.validate()?;
+        self.query(&self.sql.clear_refusal)
+            .bind(event.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("clear_refusal", e))?;
+        Ok(())
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use conformance_tests::{Backend, BackendFactory, RawAccess};
+use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgPool};
 use sst_core::{StateId, Store};
@@ -62,10 +62,13 @@ impl PgFactory {
 impl BackendFactory for PgFactory {
     async fn open(&self) -> anyhow::Result<Backend> {
         let store = self.store().await?;
+        let t = &store.config().tables;
+        let q = |table: &str| format!("\"{}\".\"{table}\"", self.schema);
         let raw = Raw {
             pool: store.pool().clone(),
-            state: format!("\"{}\".\"{}\"", self.schema, store.config().tables.state),
-            history: format!("\"{}\".\"{}\"", self.schema, store.config().tables.history),
+            state: q(&t.state),
+            history: q(&t.history),
+            event: q(&t.event),
         };
         Ok(Backend {
             store: Arc::new(store),
@@ -108,7 +111,12 @@ struct Raw {
     pool: PgPool,
     state: String,
     history: String,
+    event: String,
 }
+
+/// State columns but `id` and `version`, as the tamper statements copy them.
+const STATE_REST: &str = "contract_name, contract_version, parties, seals, data, root, \
+                          prev_root, last_event, updated_at";
 
 impl Raw {
     async fn column(&self, col: &str, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
@@ -185,5 +193,61 @@ impl RawAccess for Raw {
         .rows_affected();
         anyhow::ensure!(n == 2, "expected to swap 2 history rows, changed {n}");
         Ok(())
+    }
+
+    async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
+        let (state, history, event) = (&self.state, &self.history, &self.event);
+        let v = |v: u64| i64::try_from(v);
+        let q = match m {
+            Mutation::DeleteCurrentRow(id) => {
+                sqlx::query(AssertSqlSafe(format!("DELETE FROM {state} WHERE id = $1")))
+                    .bind(id.as_str())
+            }
+            Mutation::RollBackCurrentRow { id, version } => {
+                let set = STATE_REST
+                    .split(", ")
+                    .chain(["version"])
+                    .map(|c| format!("{c} = h.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {state} AS s SET {set} FROM {history} AS h \
+                     WHERE s.id = $1 AND h.id = $1 AND h.version = $2"
+                )))
+                .bind(id.as_str())
+                .bind(v(*version)?)
+            }
+            Mutation::DeleteHistoryVersion { id, version } => sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {history} WHERE id = $1 AND version = $2"
+            )))
+            .bind(id.as_str())
+            .bind(v(*version)?),
+            Mutation::CopyHistoryVersion { id, from, to } => sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {history} (id, version, {STATE_REST}) \
+                 SELECT id, $3, {STATE_REST} FROM {history} WHERE id = $1 AND version = $2"
+            )))
+            .bind(id.as_str())
+            .bind(v(*from)?)
+            .bind(v(*to)?),
+            Mutation::DeleteEvent(e) => {
+                sqlx::query(AssertSqlSafe(format!("DELETE FROM {event} WHERE id = $1")))
+                    .bind(e.to_string())
+            }
+            Mutation::RelabelApplied {
+                event: e,
+                version,
+                root,
+            } => sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {event} SET outcome = 'applied', reason = NULL, reason_detail = NULL, \
+                 new_version = $2, new_root = $3 WHERE id = $1"
+            )))
+            .bind(e.to_string())
+            .bind(v(*version)?)
+            .bind(root.to_string()),
+            other => anyhow::bail!("mutation {other:?} not known to this raw access"),
+        };
+        let n = q.execute(&self.pool).await?.rows_affected();
+        anyhow::ensure!(n == 1, "{m:?} changed {n} rows");
+        Ok(true)
     }
 }
