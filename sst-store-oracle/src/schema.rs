@@ -140,6 +140,19 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
             co = t.contract,
             record = json(&t.contract, "record", false),
         ),
+        format!(
+            "CREATE TABLE {rf} (event_id VARCHAR2(128) NOT NULL, \
+             state_id VARCHAR2(512) NOT NULL, version NUMBER(19) NOT NULL, \
+             from_node VARCHAR2(512) NOT NULL, reason VARCHAR2(64) NOT NULL, \
+             {reason_detail}, at NUMBER(19) NOT NULL, \
+             CONSTRAINT {rf}_pk PRIMARY KEY (event_id))",
+            rf = t.refusal,
+            reason_detail = json(&t.refusal, "reason_detail", false),
+        ),
+        format!(
+            "CREATE INDEX {rf}_state_ix ON {rf} (state_id, version)",
+            rf = t.refusal
+        ),
     ];
     raw.iter().map(|d| idempotent(d)).collect()
 }
@@ -171,7 +184,7 @@ const STATE_COLUMNS: &[&str] = &[
 ];
 
 /// The columns the store reads and writes in each peer table.
-pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 5] {
+pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 6] {
     const EVENT: &[&str] = &[
         "pos",
         "id",
@@ -196,6 +209,18 @@ pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 5] 
         (&t.event, EVENT),
         (&t.actor, &["id", "node", "public_key", "status"]),
         (&t.contract, &["name", "version", "identity", "record"]),
+        (
+            &t.refusal,
+            &[
+                "event_id",
+                "state_id",
+                "version",
+                "from_node",
+                "reason",
+                "reason_detail",
+                "at",
+            ],
+        ),
     ]
 }
 
@@ -252,12 +277,13 @@ pub struct Sql {
     pub lock_state: String,
     /// Identity recorded for a contract version: `:1` name, `:2` version.
     pub contract_identity: String,
-    /// Columns of the existing peer tables (`table_name, column_name`): `:1`…`:5` the table
+    /// Columns of the existing peer tables (`table_name, column_name`): `:1`…`:6` the table
     /// names in upper case, in [`required_columns`] order.
     pub peer_columns: String,
     /// Inserts the current row of a new state (11 binds).
     pub insert_state: String,
-    /// Replaces the current row (binds 1–11 as insert, `:12` the base version).
+    /// Replaces the current row: `:1`…`:10` the insert's binds 2–11, `:11` the id, `:12`
+    /// the base version (see [`StateRow::update_params`](crate::store::StateRow::update_params)).
     pub update_state: String,
     /// Inserts a history row (11 binds).
     pub insert_history: String,
@@ -283,6 +309,20 @@ pub struct Sql {
     pub contract: String,
     /// All contracts sorted.
     pub contracts: String,
+    /// Replaces the refusal of an event: `:1` state id, `:2` version, `:3` sending node, `:4`
+    /// reason code, `:5` reason (JSON), `:6` time (ms), `:7` event id. Run first; when it
+    /// updates no row, [`Sql::insert_refusal`].
+    pub update_refusal: String,
+    /// Inserts a refusal: `:1` event id, then the values of [`Sql::update_refusal`]'s
+    /// `:1`…`:6` as `:2`…`:7`.
+    pub insert_refusal: String,
+    /// Every refusal sorted by state id, version and event id (selects event id, state id,
+    /// version, sending node, reason JSON, time).
+    pub refusals: String,
+    /// One state's refusals (`:1` state id), columns and order as [`Sql::refusals`].
+    pub state_refusals: String,
+    /// Removes the refusal of an event: `:1` event id.
+    pub delete_refusal: String,
 }
 
 impl Sql {
@@ -296,6 +336,12 @@ impl Sql {
             b(7)
         );
         let state_cols = "id, contract_name, contract_version, version, parties, seals, data, root, prev_root, last_event, updated_at";
+        let refusals = format!(
+            "SELECT r.event_id, r.state_id, r.version, r.from_node, {}, r.at FROM {} r",
+            mode.read("r.reason_detail"),
+            t.refusal
+        );
+        let refusal_order = "ORDER BY r.state_id, r.version, r.event_id";
         let select = STATE_SELECT
             .replace("{parties}", &mode.read("parties"))
             .replace("{seals}", &mode.read("seals"))
@@ -325,13 +371,13 @@ impl Sql {
             ),
             insert_state: format!("INSERT INTO {} ({state_cols}) VALUES ({state_values})", t.state),
             update_state: format!(
-                "UPDATE {} SET contract_name = :2, contract_version = :3, version = :4, \
-                 parties = {}, seals = {}, data = {}, root = :8, prev_root = :9, \
-                 last_event = :10, updated_at = :11 WHERE id = :1 AND version = :12",
+                "UPDATE {} SET contract_name = :1, contract_version = :2, version = :3, \
+                 parties = {}, seals = {}, data = {}, root = :7, prev_root = :8, \
+                 last_event = :9, updated_at = :10 WHERE id = :11 AND version = :12",
                 t.state,
+                b(4),
                 b(5),
-                b(6),
-                b(7)
+                b(6)
             ),
             insert_history: format!(
                 "INSERT INTO {} ({state_cols}) VALUES ({state_values})",
@@ -385,6 +431,22 @@ impl Sql {
                 mode.read("record"),
                 t.contract
             ),
+            // `at` is a keyword (AT TIME ZONE), though not a reserved one: always qualified.
+            update_refusal: format!(
+                "UPDATE {} r SET r.state_id = :1, r.version = :2, r.from_node = :3, \
+                 r.reason = :4, r.reason_detail = {}, r.at = :6 WHERE r.event_id = :7",
+                t.refusal,
+                b(5)
+            ),
+            insert_refusal: format!(
+                "INSERT INTO {} (event_id, state_id, version, from_node, reason, reason_detail, \
+                 at) VALUES (:1, :2, :3, :4, :5, {}, :7)",
+                t.refusal,
+                b(6)
+            ),
+            state_refusals: format!("{refusals} WHERE r.state_id = :1 {refusal_order}"),
+            refusals: format!("{refusals} {refusal_order}"),
+            delete_refusal: format!("DELETE FROM {} WHERE event_id = :1", t.refusal),
         }
     }
 
@@ -509,7 +571,7 @@ mod tests {
             .contains("JSON(:5 EXTENDED), JSON(:6 EXTENDED), JSON(:7 EXTENDED)"));
         assert!(native
             .update_state
-            .ends_with("WHERE id = :1 AND version = :12"));
+            .ends_with("WHERE id = :11 AND version = :12"));
         assert_eq!(
             native.lock_state,
             "SELECT version FROM sst_state WHERE id = :1 FOR UPDATE"
@@ -565,7 +627,7 @@ mod tests {
         assert_eq!(
             sql.peer_columns,
             "SELECT table_name, column_name FROM user_tab_columns \
-             WHERE table_name IN (:1, :2, :3, :4, :5)"
+             WHERE table_name IN (:1, :2, :3, :4, :5, :6)"
         );
         const { assert!(IN_LIST_MAX <= 1000, "IN lists stay within ORA-01795") };
     }
@@ -606,6 +668,118 @@ mod tests {
                 );
             }
             other => panic!("expected a Schema error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_are_keyed_by_event_and_indexed_by_state_and_version() {
+        for mode in [JsonMode::Native, JsonMode::Blob] {
+            let ddl = ddl(&tables(), mode).join("\n");
+            assert!(ddl.contains("CREATE TABLE sst_refusal (event_id VARCHAR2(128) NOT NULL"));
+            assert!(ddl.contains("reason VARCHAR2(64) NOT NULL"), "{ddl}");
+            assert!(ddl.contains("at NUMBER(19) NOT NULL"));
+            assert!(ddl.contains("CONSTRAINT sst_refusal_pk PRIMARY KEY (event_id)"));
+            assert!(ddl
+                .contains("CREATE INDEX sst_refusal_state_ix ON sst_refusal (state_id, version)"));
+        }
+        let native = ddl(&tables(), JsonMode::Native).join("\n");
+        assert!(
+            native.contains("reason_detail JSON NOT NULL, at"),
+            "{native}"
+        );
+        let blob = ddl(&tables(), JsonMode::Blob).join("\n");
+        assert!(blob.contains(
+            "reason_detail BLOB NOT NULL CONSTRAINT sst_refusal_reason_detail_json CHECK"
+        ));
+        let t = TableNames::with_prefix("p_sst_");
+        assert_eq!(required_columns(&t)[5].0, "p_sst_refusal");
+    }
+
+    #[test]
+    fn refusal_statements_replace_by_event_and_list_in_order() {
+        let native = Sql::new(&tables(), JsonMode::Native);
+        assert_eq!(
+            native.update_refusal,
+            "UPDATE sst_refusal r SET r.state_id = :1, r.version = :2, r.from_node = :3, \
+             r.reason = :4, r.reason_detail = JSON(:5 EXTENDED), r.at = :6 WHERE r.event_id = :7"
+        );
+        assert_eq!(
+            native.insert_refusal,
+            "INSERT INTO sst_refusal (event_id, state_id, version, from_node, reason, \
+             reason_detail, at) VALUES (:1, :2, :3, :4, :5, JSON(:6 EXTENDED), :7)"
+        );
+        assert_eq!(
+            native.refusals,
+            "SELECT r.event_id, r.state_id, r.version, r.from_node, \
+             JSON_SERIALIZE(r.reason_detail RETURNING CLOB), r.at FROM sst_refusal r \
+             ORDER BY r.state_id, r.version, r.event_id"
+        );
+        assert!(native.state_refusals.ends_with(
+            "FROM sst_refusal r WHERE r.state_id = :1 ORDER BY r.state_id, r.version, r.event_id"
+        ));
+        assert_eq!(
+            native.delete_refusal,
+            "DELETE FROM sst_refusal WHERE event_id = :1"
+        );
+        let blob = Sql::new(&tables(), JsonMode::Blob);
+        assert!(blob.update_refusal.contains("r.reason_detail = :5,"));
+        assert!(blob
+            .insert_refusal
+            .ends_with("VALUES (:1, :2, :3, :4, :5, :6, :7)"));
+        assert!(blob
+            .refusals
+            .contains("r.from_node, r.reason_detail, r.at FROM"));
+    }
+
+    /// The numbers of the `:n` placeholders of `stmt`, left to right.
+    fn placeholders(stmt: &str) -> Vec<usize> {
+        stmt.split(':')
+            .skip(1)
+            .map_while(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn placeholders_appear_once_each_in_bind_order() {
+        // The driver binds by position, and a position is a placeholder's place in the text
+        // (its number is ignored; a repeated one takes a value of its own): every statement
+        // lists :1, :2, … once each, left to right, in the order its binds are passed.
+        for mode in [JsonMode::Native, JsonMode::Blob] {
+            let sql = Sql::new(&tables(), mode);
+            let fixed = [
+                &sql.insert_event,
+                &sql.lock_state,
+                &sql.contract_identity,
+                &sql.peer_columns,
+                &sql.insert_state,
+                &sql.update_state,
+                &sql.insert_history,
+                &sql.state,
+                &sql.state_at,
+                &sql.last_origin_seq,
+                &sql.put_actor,
+                &sql.actor,
+                &sql.insert_contract,
+                &sql.contract,
+                &sql.update_refusal,
+                &sql.insert_refusal,
+                &sql.state_refusals,
+                &sql.delete_refusal,
+            ];
+            let built = [
+                sql.known_events(3),
+                sql.origin_owners(2),
+                sql.lock_states(2),
+                sql.events(&["state_id =", "origin_seq >"], Some(5)),
+            ];
+            for stmt in fixed.into_iter().chain(&built) {
+                let found = placeholders(stmt);
+                let want: Vec<usize> = (1..=found.len()).collect();
+                assert_eq!(found, want, "{stmt}");
+            }
         }
     }
 

@@ -18,9 +18,9 @@ use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_value, to_i64};
 use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
 use sst_core::{
-    Actor, ActorId, CommitBatch, CommitItem, CommitReceipt, ContractRecord, ContractRef, Digest,
-    EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, State, StateId, Store,
-    StoreError,
+    check_refusal, Actor, ActorId, CommitBatch, CommitItem, CommitReceipt, ContractRecord,
+    ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, Refusal,
+    State, StateId, Store, StoreError, Timestamp,
 };
 
 use crate::config::{JsonColumn, OracleConfig};
@@ -129,7 +129,17 @@ impl StateRow {
         })
     }
 
-    /// Binds 1–11.
+    /// Binds 1–12 of [`Sql::update_state`]: every column but the id, then the id and the
+    /// version `base` the row must still have.
+    pub fn update_params<'a>(&'a self, base: &'a i64) -> [&'a dyn ToSql; 12] {
+        let [id, rest @ ..] = self.params();
+        let mut out = [id; 12];
+        out[..10].copy_from_slice(&rest);
+        out[11] = base;
+        out
+    }
+
+    /// Binds 1–11 of [`Sql::insert_state`] and [`Sql::insert_history`].
     pub fn params(&self) -> [&dyn ToSql; 11] {
         [
             &self.id,
@@ -214,6 +224,59 @@ impl EventRow {
             &self.event,
             &self.disclosures,
         ]
+    }
+}
+
+/// The bind values of one refusal row, for [`Sql::insert_refusal`] and
+/// [`Sql::update_refusal`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusalRow {
+    event_id: String,
+    state_id: String,
+    version: i64,
+    from_node: String,
+    reason: &'static str,
+    reason_detail: JsonBind,
+    at: i64,
+}
+
+impl RefusalRow {
+    /// Converts a refusal for `mode`: `reason` is the reason's code, `reason_detail` the
+    /// whole reason.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] for a version beyond `NUMBER(19)`.
+    pub fn new(mode: JsonMode, r: &Refusal) -> Result<Self, StoreError> {
+        Ok(RefusalRow {
+            event_id: r.event.to_string(),
+            state_id: r.state_id.0.clone(),
+            version: to_i64("refusal.version", r.version)?,
+            from_node: r.from_node.0.clone(),
+            reason: r.reason.code(),
+            reason_detail: JsonBind::new(mode, &json_value("refusal.reason", &r.reason)?),
+            at: r.at.0,
+        })
+    }
+
+    /// Binds 1–7 of [`Sql::insert_refusal`] (the event id first).
+    pub fn params(&self) -> [&dyn ToSql; 7] {
+        [
+            &self.event_id,
+            &self.state_id,
+            &self.version,
+            &self.from_node,
+            &self.reason,
+            &self.reason_detail,
+            &self.at,
+        ]
+    }
+
+    /// Binds 1–7 of [`Sql::update_refusal`] (the event id last).
+    pub fn update_params(&self) -> [&dyn ToSql; 7] {
+        let [event_id, rest @ ..] = self.params();
+        let mut out = [event_id; 7];
+        out[..6].copy_from_slice(&rest);
+        out
     }
 }
 
@@ -489,10 +552,8 @@ fn commit_rows(
             }
             CurrentWrite::Update { from } => {
                 let base = to_i64("state.version", from)?;
-                let mut params: Vec<&dyn ToSql> = s.params().to_vec();
-                params.push(&base);
                 let updated = conn
-                    .execute(&sql.update_state, &params)
+                    .execute(&sql.update_state, &s.update_params(&base))
                     .and_then(|stmt| stmt.row_count())
                     .map_err(be)?;
                 if updated != 1 {
@@ -788,6 +849,54 @@ impl Store for OracleStore {
         .await
     }
 
+    /// One row per refused event (primary key `event_id`), replaced when the event is refused
+    /// again: `reason` holds the reason's code, `reason_detail` the whole reason.
+    async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
+        let op = "put_refusal";
+        check_refusal(refusal)?;
+        let row = RefusalRow::new(self.sql.mode, refusal)?;
+        self.with_conn(op, move |conn, sql| match upsert_refusal(conn, sql, &row) {
+            Ok(()) => conn.commit().map_err(|e| backend(op, e)),
+            Err(e) => {
+                let _ = conn.rollback();
+                Err(e)
+            }
+        })
+        .await
+    }
+
+    async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
+        let op = "refusals";
+        let state = state.map(|s| s.0.clone());
+        self.with_conn(op, move |conn, sql| {
+            let rows = match &state {
+                Some(s) => conn.query(&sql.state_refusals, &[s]),
+                None => conn.query(&sql.refusals, &[]),
+            }
+            .map_err(|e| backend(op, e))?;
+            let mut out = rows
+                .map(|r| refusal_from_row(sql.mode, &r.map_err(|e| backend(op, e))?))
+                .collect::<Result<Vec<_>, _>>()?;
+            // ORDER BY follows NLS_SORT; the contract's order is the binary one.
+            out.sort_by(|a, b| {
+                (&a.state_id, a.version, a.event).cmp(&(&b.state_id, b.version, b.event))
+            });
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
+        let op = "clear_refusal";
+        let event = event.to_string();
+        self.with_conn(op, move |conn, sql| {
+            conn.execute(&sql.delete_refusal, &[&event])
+                .map_err(|e| backend(op, e))?;
+            conn.commit().map_err(|e| backend(op, e))
+        })
+        .await
+    }
+
     async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
         let (name, version) = (contract.name.clone(), i64::from(contract.version));
         self.with_conn("contract", move |conn, sql| {
@@ -832,6 +941,44 @@ fn actor_from_row(row: &Row) -> Result<Actor, StoreError> {
     serde_json::from_value(v).map_err(|e| StoreError::malformed(&what, e))
 }
 
+fn refusal_from_row(mode: JsonMode, row: &Row) -> Result<Refusal, StoreError> {
+    let event: String = get(row, 0)?;
+    let what = format!("refusal of event {event}");
+    let reason = required(json_at(mode, row, 4, &what)?, &what, "reason_detail")?;
+    Ok(Refusal {
+        event: event.parse().map_err(|e| StoreError::malformed(&what, e))?,
+        state_id: StateId(get(row, 1)?),
+        version: u64::try_from(get::<i64>(row, 2)?).map_err(|e| StoreError::malformed(&what, e))?,
+        from_node: NodeId(get(row, 3)?),
+        reason: serde_json::from_value(reason)
+            .map_err(|e| StoreError::malformed(&what, format!("reason_detail: {e}")))?,
+        at: Timestamp(get(row, 5)?),
+    })
+}
+
+/// Replaces the refusal of `row`'s event, or inserts it (uncommitted).
+fn upsert_refusal(conn: &Connection, sql: &Sql, row: &RefusalRow) -> Result<(), StoreError> {
+    let op = "put_refusal";
+    let updated = |conn: &Connection| -> Result<bool, StoreError> {
+        let stmt = conn
+            .execute(&sql.update_refusal, &row.update_params())
+            .map_err(|e| backend(op, e))?;
+        Ok(stmt.row_count().map_err(|e| backend(op, e))? > 0)
+    };
+    if updated(conn)? {
+        return Ok(());
+    }
+    match conn.execute(&sql.insert_refusal, &row.params()) {
+        Ok(_) => Ok(()),
+        // A concurrent put inserted the same event first: replace what it wrote.
+        Err(e) if is_unique_violation(&e) => match updated(conn)? {
+            true => Ok(()),
+            false => Err(backend(op, e)),
+        },
+        Err(e) => Err(backend(op, e)),
+    }
+}
+
 fn contract_from_row(mode: JsonMode, row: &Row) -> Result<ContractRecord, StoreError> {
     let v = required(json_at(mode, row, 0, "contract")?, "contract", "record")?;
     serde_json::from_value(v).map_err(|e| StoreError::malformed("contract", e))
@@ -858,6 +1005,17 @@ mod tests {
         let state = item.state.clone().expect("state");
         let row = StateRow::new(JsonMode::Native, &state).expect("row");
         assert_eq!(row.params().len(), 11);
+        let base = 6_i64;
+        let update = row.update_params(&base);
+        let at = |p: &dyn ToSql| p as *const dyn ToSql as *const u8;
+        assert_eq!(
+            at(update[0]),
+            at(&row.contract_name),
+            "SET contract_name = :1"
+        );
+        assert_eq!(at(update[9]), at(&row.updated_at), "updated_at = :10");
+        assert_eq!(at(update[10]), at(&row.id), "WHERE id = :11");
+        assert_eq!(at(update[11]), at(&base), "AND version = :12");
         assert_eq!(row.id, id.0);
         assert_eq!(row.version, 1);
         match &row.data {
@@ -874,6 +1032,59 @@ mod tests {
         assert_eq!(ev.params().len(), 15);
         assert_eq!((ev.outcome, ev.reason, ev.origin_seq), ("applied", None, 7));
         assert_eq!(ev.reason_detail, JsonBind::Null(JsonMode::Blob));
+    }
+
+    #[test]
+    fn refusal_rows_bind_the_code_and_the_whole_reason() {
+        let (alice, key) = actor("acme", "alice");
+        let refused = rejected(
+            &state_id("x"),
+            None,
+            (&alice, &key),
+            3,
+            RejectReason::UnknownState,
+        );
+        let r = Refusal {
+            event: refused.event.id(),
+            state_id: state_id("x"),
+            version: 4,
+            from_node: NodeId::from("home"),
+            reason: RejectReason::UnknownActor {
+                actor: "acme/zoe".into(),
+            },
+            at: Timestamp(1_700_000_000_123),
+        };
+        let row = RefusalRow::new(JsonMode::Native, &r).expect("row");
+        assert_eq!(row.params().len(), 7);
+        let at = |p: &dyn ToSql| p as *const dyn ToSql as *const u8;
+        let update = row.update_params();
+        assert_eq!(at(update[0]), at(&row.state_id), "SET r.state_id = :1");
+        assert_eq!(
+            at(update[4]),
+            at(&row.reason_detail),
+            "r.reason_detail = :5"
+        );
+        assert_eq!(at(update[6]), at(&row.event_id), "WHERE r.event_id = :7");
+        assert_eq!(row.event_id, r.event.to_string());
+        assert_eq!((row.version, row.at), (4, 1_700_000_000_123));
+        assert_eq!(row.reason, "unknown_actor");
+        match &row.reason_detail {
+            JsonBind::Text(t) => assert_eq!(
+                value::decode(t).expect("json"),
+                json!({"code": "unknown_actor", "actor": "acme/zoe"})
+            ),
+            other => panic!("{other:?}"),
+        }
+        let blob = RefusalRow::new(JsonMode::Blob, &r).expect("row");
+        assert!(matches!(blob.reason_detail, JsonBind::Bytes(_)));
+        let too_far = Refusal {
+            version: u64::MAX,
+            ..r
+        };
+        assert!(matches!(
+            RefusalRow::new(JsonMode::Native, &too_far),
+            Err(StoreError::InvalidInput { .. })
+        ));
     }
 
     #[test]
