@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use conformance_tests::{Backend, BackendFactory, RawAccess};
+use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
 use oracle::sql_type::ToSql;
 use serde_json::Value;
 use sst_core::{StateId, Store};
@@ -64,7 +64,7 @@ impl Drop for OracleFactory {
     }
 }
 
-/// Raw SQL on the history and current-state tables.
+/// Raw SQL on the history, current-state and event tables.
 struct OracleRaw {
     config: OracleConfig,
     mode: JsonMode,
@@ -164,6 +164,64 @@ impl RawAccess for OracleRaw {
             conn.execute(&sql, &params)?;
         }
         Ok(conn.commit()?)
+    }
+    /// One plain statement per mutation. Placeholders are numbered in the order they appear:
+    /// the driver binds by position in the text.
+    async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
+        let t = &self.config.tables;
+        let (state, history, event) = (&t.state, &t.history, &t.event);
+        let cols = "contract_name, contract_version, version, parties, seals, data, root, \
+                    prev_root, last_event, updated_at";
+        let conn = self.conn()?;
+        let run = |sql: String, params: &[&dyn ToSql]| -> anyhow::Result<u64> {
+            Ok(conn.execute(&sql, params)?.row_count()?)
+        };
+        let changed = match m {
+            Mutation::DeleteCurrentRow(id) => {
+                run(format!("DELETE FROM {state} WHERE id = :1"), &[&id.0])?
+            }
+            Mutation::RollBackCurrentRow { id, version } => run(
+                format!(
+                    "UPDATE {state} s SET ({cols}) = \
+                     (SELECT {cols} FROM {history} h WHERE h.id = :1 AND h.version = :2) \
+                     WHERE s.id = :3"
+                ),
+                &[&id.0, &i64::try_from(*version)?, &id.0],
+            )?,
+            Mutation::DeleteHistoryVersion { id, version } => run(
+                format!("DELETE FROM {history} WHERE id = :1 AND version = :2"),
+                &[&id.0, &i64::try_from(*version)?],
+            )?,
+            Mutation::CopyHistoryVersion { id, from, to } => run(
+                format!(
+                    "INSERT INTO {history} (version, id, contract_name, contract_version, \
+                     parties, seals, data, root, prev_root, last_event, updated_at) \
+                     SELECT :1, id, contract_name, contract_version, parties, seals, data, \
+                     root, prev_root, last_event, updated_at \
+                     FROM {history} WHERE id = :2 AND version = :3"
+                ),
+                &[&i64::try_from(*to)?, &id.0, &i64::try_from(*from)?],
+            )?,
+            Mutation::DeleteEvent(e) => run(
+                format!("DELETE FROM {event} WHERE id = :1"),
+                &[&e.to_string()],
+            )?,
+            Mutation::RelabelApplied {
+                event: e,
+                version,
+                root,
+            } => run(
+                format!(
+                    "UPDATE {event} SET outcome = 'applied', reason = NULL, \
+                     reason_detail = NULL, new_version = :1, new_root = :2 WHERE id = :3"
+                ),
+                &[&i64::try_from(*version)?, &root.to_string(), &e.to_string()],
+            )?,
+            other => anyhow::bail!("mutation {other:?} not known to this raw access"),
+        };
+        anyhow::ensure!(changed == 1, "{m:?} changed {changed} rows");
+        conn.commit()?;
+        Ok(true)
     }
 }
 
