@@ -23,6 +23,8 @@ pub(crate) struct Names {
     pub(crate) actor: String,
     /// `` `db`.`sst_contract` ``.
     pub(crate) contract: String,
+    /// `` `db`.`sst_refusal` ``.
+    pub(crate) refusal: String,
 }
 
 impl Names {
@@ -35,6 +37,7 @@ impl Names {
             event: q(&t.event),
             actor: q(&t.actor),
             contract: q(&t.contract),
+            refusal: q(&t.refusal),
         }
     }
 }
@@ -160,6 +163,20 @@ pub(crate) fn ddl(n: &Names, collation: &str, flavor: Flavor) -> Vec<String> {
             ) {table}",
             n.contract
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                event_id      VARCHAR(80)  NOT NULL,
+                state_id      VARCHAR(255) NOT NULL,
+                version       BIGINT       NOT NULL,
+                from_node     VARCHAR(255) NOT NULL,
+                reason        VARCHAR(64)  NOT NULL,
+                reason_detail JSON         NOT NULL,
+                at            BIGINT       NOT NULL,
+                PRIMARY KEY (event_id),
+                KEY refusal_state (state_id, version)
+            ) {table}",
+            n.refusal
+        ),
     ]
 }
 
@@ -177,6 +194,8 @@ mod tests {
         assert!(ddl.contains("UNIQUE KEY event_origin (origin_node, origin_seq)"));
         assert!(ddl.contains("PRIMARY KEY (id, version)"));
         assert!(ddl.contains("COLLATE=utf8mb4_nopad_bin"));
+        assert!(ddl.contains("CREATE TABLE IF NOT EXISTS `node_a`.`sst_refusal`"));
+        assert!(ddl.contains("KEY refusal_state (state_id, version)"));
         assert!(ddl.contains("data             LONGTEXT"));
         let mysql = super::ddl(&n, "utf8mb4_0900_bin", Flavor::Mysql).join(";\n");
         assert!(mysql.contains("data             JSON"));

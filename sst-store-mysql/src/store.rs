@@ -15,9 +15,9 @@ use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_text, outcome_from_columns};
 use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
 use sst_core::{
-    Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest, Disclosure,
-    EventFilter, EventId, EventRecord, NodeId, OriginSeq, SignedEvent, State, StateId, Store,
-    StoreError,
+    check_refusal, Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest,
+    Disclosure, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Refusal, SignedEvent, State,
+    StateId, Store, StoreError, Timestamp,
 };
 
 use crate::config::{check_identifier, MysqlConfig, TableNames};
@@ -48,6 +48,9 @@ const MAX_INSERT_BYTES: usize = 4 << 20;
 
 /// Columns of an event row needed to rebuild an [`EventRecord`].
 const EVENT_SELECT: &str = "event, disclosures, outcome, reason_detail, new_version, new_root";
+
+/// Columns of a refusal row, in the order `put_refusal` binds them.
+const REFUSAL_COLUMNS: &str = "event_id, state_id, version, from_node, reason, reason_detail, at";
 
 /// Statements every pooled connection runs once: utf8mb4 on the wire and strict mode, so a
 /// value that does not fit is an error and never silently truncated.
@@ -85,6 +88,9 @@ struct Sql {
     contract_identity: String,
     contract: String,
     contracts: String,
+    put_refusal: String,
+    refusals: String,
+    clear_refusal: String,
 }
 
 impl Sql {
@@ -151,6 +157,21 @@ impl Sql {
                 n.contract
             ),
             contracts: format!("SELECT record FROM {} ORDER BY name, version", n.contract),
+            put_refusal: format!(
+                "INSERT INTO {} ({REFUSAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE state_id = VALUES(state_id), \
+                 version = VALUES(version), from_node = VALUES(from_node), \
+                 reason = VALUES(reason), reason_detail = VALUES(reason_detail), \
+                 at = VALUES(at)",
+                n.refusal
+            ),
+            // The state id is bound twice: `NULL` lists every state's refusals.
+            refusals: format!(
+                "SELECT {REFUSAL_COLUMNS} FROM {} WHERE ? IS NULL OR state_id = ? \
+                 ORDER BY state_id, version, event_id",
+                n.refusal
+            ),
+            clear_refusal: format!("DELETE FROM {} WHERE event_id = ?", n.refusal),
         }
     }
 }
@@ -351,6 +372,23 @@ fn actor_from_row(mut row: Row) -> Result<Actor, StoreError> {
     serde_json::from_value(v).map_err(|e| StoreError::malformed(format!("actor {id}"), e))
 }
 
+fn refusal_from_row(mut row: Row) -> Result<Refusal, StoreError> {
+    let event: String = take(&mut row, "event_id", &|| "refusal row".to_owned())?;
+    let what = || format!("refusal of event {event}");
+    let version: i64 = take(&mut row, "version", &what)?;
+    Ok(Refusal {
+        event: event
+            .parse()
+            .map_err(|e| StoreError::malformed(what(), e))?,
+        state_id: StateId(take(&mut row, "state_id", &what)?),
+        version: u64::try_from(version).map_err(|e| StoreError::malformed(what(), e))?,
+        from_node: NodeId(take(&mut row, "from_node", &what)?),
+        reason: serde_json::from_value(take_json(&mut row, "reason_detail", &what)?)
+            .map_err(|e| StoreError::malformed(what(), format!("reason_detail: {e}")))?,
+        at: Timestamp(take(&mut row, "at", &what)?),
+    })
+}
+
 fn contract_from_row(mut row: Row) -> Result<ContractRecord, StoreError> {
     let what = || "contract row".to_owned();
     serde_json::from_value(take_json(&mut row, "record", &what)?)
@@ -364,7 +402,7 @@ const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
 const CONTRACT_COLUMNS: [&str; 5] = ["name", "version", "identity", "deployer", "record"];
 
 /// Each peer table's name with the columns SST's statements name in it.
-fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 5] {
+fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 6] {
     let list = |cols: &'static str| cols.split(',').map(str::trim).collect::<Vec<_>>();
     let state = list(STATE_COLUMNS);
     let event = std::iter::once("pos").chain(list(EVENT_COLUMNS)).collect();
@@ -374,6 +412,7 @@ fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 5] {
         (&t.event, event),
         (&t.actor, ACTOR_COLUMNS.to_vec()),
         (&t.contract, CONTRACT_COLUMNS.to_vec()),
+        (&t.refusal, list(REFUSAL_COLUMNS)),
     ]
 }
 
@@ -1070,5 +1109,53 @@ impl Store for MysqlStore {
             .collect::<Result<Vec<_>, _>>()?;
         records.sort_by(|a, b| a.contract().cmp(b.contract()));
         Ok(records)
+    }
+
+    async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
+        check_refusal(refusal)?;
+        check_id("$.refusal.state_id", refusal.state_id.as_str())?;
+        check_id("$.refusal.from_node", refusal.from_node.as_str())?;
+        let values = vec![
+            My::from(refusal.event.to_string()),
+            My::from(refusal.state_id.as_str()),
+            My::from(to_i64("$.refusal.version", refusal.version)?),
+            My::from(refusal.from_node.as_str()),
+            My::from(refusal.reason.code()),
+            My::from(json_text("$.refusal.reason", &refusal.reason)?),
+            My::from(refusal.at.0),
+        ];
+        let mut conn = self.conn("put_refusal").await?;
+        conn.exec_drop(self.sql.put_refusal.as_str(), values)
+            .await
+            .map_err(|e| backend("put_refusal", e))
+    }
+
+    async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
+        let state = My::from(state.map(StateId::as_str));
+        let mut conn = self.conn("refusals").await?;
+        let rows: Vec<Row> = conn
+            .exec(self.sql.refusals.as_str(), vec![state.clone(), state])
+            .await
+            .map_err(|e| backend("refusals", e))?;
+        let mut refusals = rows
+            .into_iter()
+            .map(refusal_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        // Already in this order under a NO PAD collation; kept exact under the PAD SPACE
+        // fallback too, like `actors` and `contracts`.
+        refusals.sort_by(|a, b| {
+            (&a.state_id, a.version, a.event).cmp(&(&b.state_id, b.version, b.event))
+        });
+        Ok(refusals)
+    }
+
+    async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
+        let mut conn = self.conn("clear_refusal").await?;
+        conn.exec_drop(
+            self.sql.clear_refusal.as_str(),
+            vec![My::from(event.to_string())],
+        )
+        .await
+        .map_err(|e| backend("clear_refusal", e))
     }
 }

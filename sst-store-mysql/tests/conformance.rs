@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_trait::async_trait;
 use common::ScratchDb;
-use conformance_tests::{Backend, BackendFactory, RawAccess};
+use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value as My};
 use serde_json::Value;
@@ -27,10 +27,12 @@ impl BackendFactory for MyFactory {
         let store = self.0.store(4).await?;
         store.migrate().await?;
         let t = &store.config().tables;
+        let q = |table: &str| format!("`{}`.`{table}`", self.0.database);
         let raw = Raw {
             pool: store.pool().clone(),
-            state: format!("`{}`.`{}`", self.0.database, t.state),
-            history: format!("`{}`.`{}`", self.0.database, t.history),
+            state: q(&t.state),
+            history: q(&t.history),
+            event: q(&t.event),
         };
         Ok(Backend {
             store: Arc::new(store),
@@ -48,7 +50,12 @@ struct Raw {
     pool: Pool,
     state: String,
     history: String,
+    event: String,
 }
+
+/// State columns but `id` and `version`, as the tamper statements copy them.
+const STATE_REST: &str = "contract_name, contract_version, parties, seals, data, root, \
+                          prev_root, last_event, updated_at";
 
 impl Raw {
     async fn column(&self, col: &str, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
@@ -132,6 +139,67 @@ impl RawAccess for Raw {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
+        let (state, history, event) = (&self.state, &self.history, &self.event);
+        let (sql, values): (String, Vec<My>) = match m {
+            Mutation::DeleteCurrentRow(id) => (
+                format!("DELETE FROM {state} WHERE id = ?"),
+                vec![My::from(id.as_str())],
+            ),
+            Mutation::RollBackCurrentRow { id, version } => {
+                let set = STATE_REST
+                    .split(", ")
+                    .chain(["version"])
+                    .map(|c| format!("s.{c} = h.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (
+                    format!(
+                        "UPDATE {state} AS s JOIN {history} AS h \
+                         ON h.id = s.id AND h.version = ? SET {set} WHERE s.id = ?"
+                    ),
+                    vec![My::from(*version), My::from(id.as_str())],
+                )
+            }
+            Mutation::DeleteHistoryVersion { id, version } => (
+                format!("DELETE FROM {history} WHERE id = ? AND version = ?"),
+                vec![My::from(id.as_str()), My::from(*version)],
+            ),
+            Mutation::CopyHistoryVersion { id, from, to } => (
+                format!(
+                    "INSERT INTO {history} (id, version, {STATE_REST}) \
+                     SELECT id, ?, {STATE_REST} FROM {history} WHERE id = ? AND version = ?"
+                ),
+                vec![My::from(*to), My::from(id.as_str()), My::from(*from)],
+            ),
+            Mutation::DeleteEvent(e) => (
+                format!("DELETE FROM {event} WHERE id = ?"),
+                vec![My::from(e.to_string())],
+            ),
+            Mutation::RelabelApplied {
+                event: e,
+                version,
+                root,
+            } => (
+                format!(
+                    "UPDATE {event} SET outcome = 'applied', reason = NULL, \
+                     reason_detail = NULL, new_version = ?, new_root = ? WHERE id = ?"
+                ),
+                vec![
+                    My::from(*version),
+                    My::from(root.to_string()),
+                    My::from(e.to_string()),
+                ],
+            ),
+            other => anyhow::bail!("mutation {other:?} not known to this raw access"),
+        };
+        let mut conn = self.pool.get_conn().await?;
+        conn.exec_drop(sql, values).await?;
+        let n = conn.affected_rows();
+        anyhow::ensure!(n == 1, "{m:?} changed {n} rows");
+        Ok(true)
     }
 }
 
