@@ -9,14 +9,15 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Pool;
 use sst_core::{Store, StoreError};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Result<()> {
+/// Someone else's `table` (columns `id`, `note`, a row of theirs) in a scratch database:
+/// `migrate` refuses it, naming the first column SST needs (`missing`), and changes nothing.
+async fn foreign_table_is_refused(name: &str, missing: &str) -> anyhow::Result<()> {
     let Some(db) = ScratchDb::new()? else {
         return Ok(());
     };
     let pool = Pool::from_url(&db.url)?;
     let mut conn = pool.get_conn().await?;
-    let table = format!("`{}`.`sst_state`", db.database);
+    let table = format!("`{}`.`{name}`", db.database);
     conn.query_drop(format!("CREATE DATABASE `{}`", db.database))
         .await?;
     conn.query_drop(format!("CREATE TABLE {table} (id int, note text)"))
@@ -33,11 +34,8 @@ async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Res
             table,
             detail,
         }) => {
-            ensure!(
-                backend == "mysql" && table == "sst_state",
-                "{backend} {table}"
-            );
-            ensure!(detail.contains("`contract_name`"), "{detail}");
+            ensure!(backend == "mysql" && table == name, "{backend} {table}");
+            ensure!(detail.contains(&format!("`{missing}`")), "{detail}");
         }
         other => bail!("expected a Schema error, got {other:?}"),
     }
@@ -51,12 +49,23 @@ async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Res
         )
         .await?;
     ensure!(
-        tables == ["sst_state"],
+        tables == [name],
         "a refused migrate creates no other peer table: {tables:?}"
     );
     drop(conn);
     pool.disconnect().await?;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Result<()> {
+    foreign_table_is_refused("sst_state", "contract_name").await
+}
+
+/// The newest peer table is checked like the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_foreign_refusal_table() -> anyhow::Result<()> {
+    foreign_table_is_refused("sst_refusal", "event_id").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

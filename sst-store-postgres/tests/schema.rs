@@ -15,23 +15,35 @@ CREATE TABLE "{schema}".sst_state (id int, note text);
 INSERT INTO "{schema}".sst_state VALUES (1, 'ours, not SST''s');
 "#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Result<()> {
-    let Some(f) = common::factory(Some(FOREIGN_STATE)).await? else {
+/// The same for `sst_refusal`, the newest peer table.
+const FOREIGN_REFUSAL: &str = r#"
+CREATE SCHEMA IF NOT EXISTS "{schema}";
+CREATE TABLE "{schema}".sst_refusal (id int, note text);
+INSERT INTO "{schema}".sst_refusal VALUES (1, 'ours, not SST''s');
+"#;
+
+/// `migrate` on a schema prepared with `ddl`, holding a foreign `table`: refused, naming the
+/// first column SST needs (`missing`), and nothing changed.
+async fn foreign_table_is_refused(
+    ddl: &'static str,
+    table: &str,
+    missing: &str,
+) -> anyhow::Result<()> {
+    let Some(f) = common::factory(Some(ddl)).await? else {
         return Ok(());
     };
     let refused = match f.open().await {
-        Ok(_) => bail!("migrate accepted a foreign sst_state"),
+        Ok(_) => bail!("migrate accepted a foreign {table}"),
         Err(e) => e,
     };
     match refused.downcast_ref::<StoreError>() {
         Some(StoreError::Schema {
             backend,
-            table,
+            table: named,
             detail,
         }) => {
-            ensure!(*backend == "postgres" && table == "sst_state", "{refused}");
-            ensure!(detail.contains("`contract_name`"), "{detail}");
+            ensure!(*backend == "postgres" && named == table, "{refused}");
+            ensure!(detail.contains(&format!("`{missing}`")), "{detail}");
         }
         _ => bail!("expected a Schema error, got {refused:?}"),
     }
@@ -39,7 +51,7 @@ async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Res
     let (url, schema) = f.url_and_schema();
     let pool = PgPool::connect(url).await.context("connecting")?;
     let rows: Vec<(i32, String)> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT id, note FROM \"{schema}\".sst_state"
+        "SELECT id, note FROM \"{schema}\".{table}"
     )))
     .fetch_all(&pool)
     .await?;
@@ -51,11 +63,21 @@ async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Res
     .fetch_all(&pool)
     .await?;
     ensure!(
-        tables == ["sst_state"],
+        tables == [table],
         "a refused migrate creates no other peer table: {tables:?}"
     );
     pool.close().await;
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Result<()> {
+    foreign_table_is_refused(FOREIGN_STATE, "sst_state", "contract_name").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_foreign_refusal_table() -> anyhow::Result<()> {
+    foreign_table_is_refused(FOREIGN_REFUSAL, "sst_refusal", "event_id").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
