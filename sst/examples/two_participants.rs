@@ -78,6 +78,9 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         )
         .await?;
     println!("alice creates inv-1: {v:?}");
+    // globex learns of inv-1 by replication: wait for it before bob acts on it there.
+    net.wait_replicated("inv-1", 1, Duration::from_secs(10))
+        .await?;
     let v = net
         .submit(
             "globex/bob",
