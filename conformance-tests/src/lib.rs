@@ -56,10 +56,7 @@ pub trait RawAccess: Send + Sync {
     /// Applies `m` to the raw tables. `Ok(false)` when the store has no such row at all (e.g.
     /// a current-state row on a store without a current-state table): the case then reports
     /// itself NOT RUN.
-    async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
-        let _ = m;
-        Ok(false)
-    }
+    async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool>;
 }
 
 /// One row-level change made behind the store's back (the tamper matrix of the suite).

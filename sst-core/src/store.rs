@@ -384,40 +384,19 @@ pub trait Store: Send + Sync {
     /// [`StoreError::InvalidInput`] when the refusal's text is not portable JSON
     /// ([`Refusal`]s are checked with [`check_refusal`]); [`StoreError::Backend`] for database
     /// failures.
-    async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
-        let _ = refusal;
-        Err(StoreError::backend(
-            self.backend(),
-            "put_refusal",
-            "this adapter does not record refusals yet",
-        ))
-    }
+    async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError>;
 
     /// Recorded refusals, of one state or of all, sorted by state id, version and event id.
     ///
     /// # Errors
     /// [`StoreError::Integrity`] for unreadable rows; [`StoreError::Backend`] otherwise.
-    async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
-        let _ = state;
-        Err(StoreError::backend(
-            self.backend(),
-            "refusals",
-            "this adapter does not record refusals yet",
-        ))
-    }
+    async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError>;
 
     /// Removes the refusal of `event`, if any (the change was applied after all).
     ///
     /// # Errors
     /// [`StoreError::Backend`] for database failures.
-    async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
-        let _ = event;
-        Err(StoreError::backend(
-            self.backend(),
-            "clear_refusal",
-            "this adapter does not record refusals yet",
-        ))
-    }
+    async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError>;
 
     /// All contract versions, sorted by name and version.
     ///

@@ -101,6 +101,15 @@ impl Store for FailingStore {
     async fn contract(&self, c: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
         self.inner.contract(c).await
     }
+    async fn put_refusal(&self, r: &sst_core::Refusal) -> Result<(), StoreError> {
+        self.inner.put_refusal(r).await
+    }
+    async fn refusals(&self, s: Option<&StateId>) -> Result<Vec<sst_core::Refusal>, StoreError> {
+        self.inner.refusals(s).await
+    }
+    async fn clear_refusal(&self, e: &EventId) -> Result<(), StoreError> {
+        self.inner.clear_refusal(e).await
+    }
     async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {
         self.inner.contracts().await
     }
