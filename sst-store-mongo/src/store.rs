@@ -1073,7 +1073,9 @@ impl MongoStore {
                 Err(f) => {
                     // Aborting can fail too (e.g. lost connection); the server then aborts
                     // on its own when the session times out, and the first error is the news.
-                    let _ = s.abort_transaction().await;
+                    if let Err(e) = s.abort_transaction().await {
+                        tracing::warn!(backend = NAME, operation = op, error = %e, "aborting the failed transaction failed");
+                    }
                     Err(f)
                 }
             };

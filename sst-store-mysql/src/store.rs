@@ -597,7 +597,9 @@ impl MysqlStore {
             }
             Err(e) => {
                 // The error is the answer; a failed rollback ends with the connection.
-                let _ = tx.rollback().await;
+                if let Err(rb) = tx.rollback().await {
+                    tracing::warn!(backend = NAME, operation = op, error = %rb, "rollback after a failed commit failed");
+                }
                 Err(e)
             }
         }

@@ -638,7 +638,9 @@ impl Store for OracleStore {
                 Err(e) => {
                     // The batch error is the news; a failed rollback ends the session, which
                     // rolls back too.
-                    let _ = conn.rollback();
+                    if let Err(rb) = conn.rollback() {
+                        tracing::warn!(backend = NAME, operation = "commit", error = %rb, "rollback after a failed commit failed");
+                    }
                     Err(e)
                 }
             }
@@ -831,7 +833,9 @@ impl Store for OracleStore {
             ) {
                 Ok(_) => conn.commit().map_err(|e| backend(op, e)),
                 Err(e) => {
-                    let _ = conn.rollback();
+                    if let Err(rb) = conn.rollback() {
+                        tracing::warn!(backend = NAME, operation = op, error = %rb, contract = %key, "rollback after a failed insert failed");
+                    }
                     if !is_unique_violation(&e) {
                         return Err(backend(op, e));
                     }
@@ -858,7 +862,9 @@ impl Store for OracleStore {
         self.with_conn(op, move |conn, sql| match upsert_refusal(conn, sql, &row) {
             Ok(()) => conn.commit().map_err(|e| backend(op, e)),
             Err(e) => {
-                let _ = conn.rollback();
+                if let Err(rb) = conn.rollback() {
+                    tracing::warn!(backend = NAME, operation = op, error = %rb, "rollback after a failed refusal write failed");
+                }
                 Err(e)
             }
         })

@@ -84,6 +84,7 @@ fn work_dir(arg: Option<PathBuf>, name: &str) -> PathBuf {
 async fn main() {
     // clap prints help/version (exit 0) and usage errors (exit 2) itself.
     let cli = Cli::parse();
+    init_logs();
     match run(cli.command).await {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
@@ -95,6 +96,20 @@ async fn main() {
 }
 
 /// Runs one command; `Ok(false)` when it found problems (exit status 1).
+/// The engine's `tracing` logs (refused changes, failed sends, retries) on stderr, at the
+/// level `SST_LOG` names (`error`, `warn` — the default —, `info`, `debug`, `trace`).
+fn init_logs() {
+    let level = std::env::var("SST_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
 async fn run(command: Command) -> anyhow::Result<bool> {
     match command {
         Command::Demo { dir } => demo::run(&work_dir(dir, "demo")).await.map(|()| true),
