@@ -104,6 +104,10 @@ pub struct NodeContext {
     actors: RwLock<BTreeMap<ActorId, Actor>>,
     keys: RwLock<BTreeMap<ActorId, Arc<ActorKey>>>,
     homes: Mutex<HashMap<StateId, NodeId>>,
+    /// Homes of the states created in the batch the sequencer is planning (not yet
+    /// committed), so that a later change of the same batch finds its home like it finds
+    /// the planned version; emptied once the batch's commit returned.
+    planned_homes: Mutex<HashMap<StateId, NodeId>>,
     pending: Mutex<HashMap<EventId, Waiting>>,
     outbox: Outbox,
     choice: ProtocolChoice,
@@ -206,6 +210,7 @@ impl NodeContext {
             actors: RwLock::new(actors),
             keys: RwLock::new(BTreeMap::new()),
             homes: Mutex::new(HashMap::new()),
+            planned_homes: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             outbox,
             choice,
@@ -319,12 +324,17 @@ impl NodeContext {
         &self.outbox
     }
 
-    /// The home node of a state: the node that created it (origin of its create event).
+    /// The home node of a state: the node that created it (origin of its create event),
+    /// including a state whose create the sequencer planned earlier in the batch it is
+    /// building (the version a protocol's `admit` sees as current then).
     ///
     /// # Errors
     /// [`NodeError::Store`] when the store cannot be read.
     pub async fn home_of(&self, state: &StateId) -> Result<Option<NodeId>, NodeError> {
         if let Some(h) = lock(&self.homes).get(state) {
+            return Ok(Some(h.clone()));
+        }
+        if let Some(h) = lock(&self.planned_homes).get(state) {
             return Ok(Some(h.clone()));
         }
         let Some(v1) = self.store.state_at(state, 1).await? else {
@@ -355,6 +365,17 @@ impl NodeContext {
 
     pub(crate) fn note_home(&self, state: &StateId, home: &NodeId) {
         lock(&self.homes).insert(state.clone(), home.clone());
+    }
+
+    /// The sequencer planned the create of `state` by `home` in the batch it is building.
+    pub(crate) fn plan_home(&self, state: &StateId, home: &NodeId) {
+        lock(&self.planned_homes).insert(state.clone(), home.clone());
+    }
+
+    /// The batch's commit returned: a committed create's home is in the store (and noted
+    /// by [`NodeContext::note_home`]), one that was not committed is no home.
+    pub(crate) fn forget_planned_homes(&self) {
+        lock(&self.planned_homes).clear();
     }
 
     /// Registers (or updates) an actor out of band.

@@ -378,7 +378,15 @@ impl Writer {
         }
     }
 
+    /// Commits `items` in one store batch; afterwards (whatever the result) the homes of the
+    /// creates planned for it are no longer pending ([`NodeContext::forget_planned_homes`]).
     async fn commit(&self, items: Vec<CommitItem>) -> Result<(), CommitFailure> {
+        let result = self.commit_items(items).await;
+        self.ctx.forget_planned_homes();
+        result
+    }
+
+    async fn commit_items(&self, items: Vec<CommitItem>) -> Result<(), CommitFailure> {
         if items.is_empty() {
             return Ok(());
         }
@@ -818,6 +826,10 @@ impl Writer {
             ),
         };
         if let Some(s) = &state {
+            if signed.event.kind == EventKind::Create {
+                // Later jobs of this batch (a change of the new state) find its home.
+                self.ctx.plan_home(&s.id, &signed.event.origin_node);
+            }
             ov.states.insert(s.id.clone(), s.clone());
         }
         let verdict = Verdict::from_outcome(signed.id, &record.outcome);
