@@ -192,7 +192,8 @@ impl HomeSync {
     }
 
     /// Messages answering `peer`'s catch-up request: every state homed here that `peer`
-    /// participates in (`only`: just these), the versions after those it `held`.
+    /// participates in (`only`: just these), the versions after those it `held`; with the
+    /// latest version read of each of those states.
     async fn catch_up(
         &self,
         ctx: &NodeContext,
@@ -200,7 +201,7 @@ impl HomeSync {
         held: &BTreeMap<StateId, u64>,
         own_after: OriginSeq,
         only: bool,
-    ) -> Result<Vec<HomeMessage>, NodeError> {
+    ) -> Result<(Vec<HomeMessage>, BTreeMap<StateId, u64>), NodeError> {
         let store = ctx.store();
         // Every actor change recorded here first, in log order (relayed, whoever sequenced
         // it): the versions below may be signed with the keys they install.
@@ -217,6 +218,7 @@ impl HomeSync {
                 Outcome::Rejected { .. } => None,
             })
             .collect();
+        let mut read = BTreeMap::new();
         let ids = if only {
             held.keys().cloned().collect()
         } else {
@@ -236,6 +238,7 @@ impl HomeSync {
             // What the peer says it holds counts as its acknowledgement.
             ctx.note_ack(peer, &id, from.min(latest.version));
             out.extend(Self::versions_for(ctx, &id, from, latest.version, peer).await?);
+            read.insert(id, latest.version.max(from));
         }
         if own_after.0 < u64::MAX {
             let rejected = store
@@ -255,7 +258,49 @@ impl HomeSync {
                 }
             }
         }
-        Ok(out)
+        Ok((out, read))
+    }
+
+    /// Sends `peer` the answer to its catch-up request, then the versions of the same
+    /// states committed since the answer was read, until none were. The answer is read and
+    /// queued here while the sequencer keeps committing and queuing `Applied` messages: a
+    /// version committed after the read can be queued *before* the answer, reach the peer
+    /// while it still lacks the versions it builds on, and be dropped as a gap the peer has
+    /// already asked about (it asks once per [`GAP_RETRY`]). Every version queued before the
+    /// answer's last message is therefore part of the answer, so the peer catches up to the
+    /// latest version without asking again.
+    async fn answer(
+        &self,
+        ctx: &NodeContext,
+        peer: &NodeId,
+        (messages, mut read): (Vec<HomeMessage>, BTreeMap<StateId, u64>),
+    ) -> Result<(), NodeError> {
+        for m in messages {
+            ctx.send(peer, m.envelope()?);
+        }
+        loop {
+            let mut more = false;
+            for (id, upto) in &mut read {
+                let Some(latest) = ctx.store().state(id).await? else {
+                    continue;
+                };
+                if latest.version <= *upto {
+                    continue;
+                }
+                for m in Self::versions_for(ctx, id, *upto, latest.version, peer).await? {
+                    ctx.send(peer, m.envelope()?);
+                }
+                debug!(
+                    node = %ctx.id(), %peer, state = %id, from = *upto + 1, to = latest.version,
+                    "versions committed while answering a catch-up sent too"
+                );
+                *upto = latest.version;
+                more = true;
+            }
+            if !more {
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -322,16 +367,14 @@ impl SyncProtocol for HomeSync {
             HomeMessage::CatchUp { held, own_after } => {
                 let last = ctx.store().last_origin_seq(from).await?;
                 ctx.send(from, HomeMessage::OriginSeen { last }.envelope()?);
-                for m in self.catch_up(ctx, from, &held, own_after, false).await? {
-                    ctx.send(from, m.envelope()?);
-                }
+                let answer = self.catch_up(ctx, from, &held, own_after, false).await?;
+                self.answer(ctx, from, answer).await?;
                 Vec::new()
             }
             HomeMessage::Resend { states } => {
                 let none = OriginSeq(u64::MAX);
-                for m in self.catch_up(ctx, from, &states, none, true).await? {
-                    ctx.send(from, m.envelope()?);
-                }
+                let answer = self.catch_up(ctx, from, &states, none, true).await?;
+                self.answer(ctx, from, answer).await?;
                 Vec::new()
             }
             HomeMessage::Ack(ack) => {
@@ -386,7 +429,7 @@ impl SyncProtocol for HomeSync {
         };
         if home.is_none() && e.kind != EventKind::Create {
             // We missed (or refused) the create: ask the sender (the home) for the state.
-            return catch_up(0);
+            return catch_up(held);
         }
         if home.as_ref() != Some(from) {
             return Ok(Admission::Ignore {
