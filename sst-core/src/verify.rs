@@ -254,28 +254,23 @@ async fn verify_state(
     let mut logged: BTreeMap<u64, &Applied<'_>> = BTreeMap::new();
     let mut last_seen = 0;
     for a in log {
-        if logged.insert(a.version, a).is_some() {
-            report.findings.push(Finding {
-                event: Some(a.record.id().to_string()),
-                ..find(
-                    Some(a.version),
-                    PeerTable::Event,
-                    Rule::EventOrder,
-                    format!("version {} is applied by more than one event", a.version),
-                )
-            });
+        let problem = if logged.insert(a.version, a).is_some() {
+            Some(format!(
+                "version {} is applied by more than one event",
+                a.version
+            ))
         } else if a.version < last_seen {
+            Some(format!(
+                "version {} is recorded after version {last_seen} in the log",
+                a.version
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
             report.findings.push(Finding {
                 event: Some(a.record.id().to_string()),
-                ..find(
-                    Some(a.version),
-                    PeerTable::Event,
-                    Rule::EventOrder,
-                    format!(
-                        "version {} is recorded after version {last_seen} in the log",
-                        a.version
-                    ),
-                )
+                ..find(Some(a.version), PeerTable::Event, Rule::EventOrder, problem)
             });
         }
         last_seen = last_seen.max(a.version);

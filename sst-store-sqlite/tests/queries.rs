@@ -1,32 +1,14 @@
 //! The SQL shown in the README runs as documented: `->>` / `json_extract` queries over the
 //! `data` column, an expression index on a JSON path, and a `:memory:` store.
 
-use std::path::PathBuf;
+mod temp_db;
 
 use conformance_tests::fixtures::{actor, change, create, deal_parties, deal_values, values};
 use rusqlite::Connection;
 use serde_json::json;
 use sst_core::{CommitBatch, StateId, Store};
 use sst_store_sqlite::{SqliteConfig, SqliteStore};
-
-/// A temporary database file, removed (with its WAL files) on drop.
-struct TempDb(PathBuf);
-
-impl TempDb {
-    fn new() -> Self {
-        TempDb(std::env::temp_dir().join(format!("sst-queries-{}.db", uuid::Uuid::new_v4())))
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = self.0.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
+use temp_db::TempDb;
 
 /// Commits three deals with radon 4.6, 3.2 and 5.1 (the second raised to 4.4 in version 2).
 async fn three_deals(store: &SqliteStore) -> anyhow::Result<Vec<StateId>> {
@@ -63,7 +45,7 @@ async fn three_deals(store: &SqliteStore) -> anyhow::Result<Vec<StateId>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_json_queries_and_expression_index_work() -> anyhow::Result<()> {
-    let db = TempDb::new();
+    let db = TempDb::new("queries");
     let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
     three_deals(&store).await?;
 

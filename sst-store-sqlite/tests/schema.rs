@@ -1,35 +1,17 @@
 //! Opening what is not ours: `migrate` refuses a foreign table that carries a peer table's
 //! name (and changes nothing), and a read-only store leaves the file byte-identical.
 
-use std::path::PathBuf;
+mod temp_db;
 
 use conformance_tests::fixtures::{actor, create, deal_parties, deal_values};
 use rusqlite::Connection;
 use sst_core::{CommitBatch, StateId, Store, StoreError};
 use sst_store_sqlite::{SqliteConfig, SqliteStore};
-
-/// A temporary database file, removed (with its WAL files) on drop.
-struct TempDb(PathBuf);
-
-impl TempDb {
-    fn new() -> Self {
-        TempDb(std::env::temp_dir().join(format!("sst-schema-{}.db", uuid::Uuid::new_v4())))
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = self.0.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
+use temp_db::TempDb;
 
 #[tokio::test]
 async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Result<()> {
-    let db = TempDb::new();
+    let db = TempDb::new("schema");
     {
         let c = Connection::open(&db.0)?;
         c.execute_batch(
@@ -60,7 +42,7 @@ async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Res
 
 #[tokio::test]
 async fn migrate_accepts_its_own_tables_again() -> anyhow::Result<()> {
-    let db = TempDb::new();
+    let db = TempDb::new("schema");
     SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
     SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
     Ok(())
@@ -68,7 +50,7 @@ async fn migrate_accepts_its_own_tables_again() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_read_only_store_reads_and_changes_nothing() -> anyhow::Result<()> {
-    let db = TempDb::new();
+    let db = TempDb::new("schema");
     {
         // An ordinary rollback-journal file with one committed state, checkpointed back out
         // of WAL mode so that only the main file holds it.
