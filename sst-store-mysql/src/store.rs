@@ -13,7 +13,10 @@ use mysql_async::{
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_text, outcome_from_columns};
-use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
+use sst_core::raw::{
+    check_peer_layout, CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, NameCase,
+    Recorded,
+};
 use sst_core::{
     check_refusal, Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest,
     Disclosure, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Refusal, SignedEvent, State,
@@ -836,32 +839,17 @@ impl Store for MysqlStore {
             )
             .await
             .map_err(|e| backend(op, e))?;
-        for (table, columns) in &needed {
-            let has: Vec<&str> = present
-                .iter()
-                .filter(|(t, _)| t == table)
-                .map(|(_, c)| c.as_str())
-                .collect();
-            if has.is_empty() {
-                continue;
-            }
-            let missing = columns
-                .iter()
-                .find(|c| !has.iter().any(|h| h.eq_ignore_ascii_case(c)));
-            if let Some(missing) = missing {
-                return Err(StoreError::Schema {
-                    backend: NAME,
-                    table: (*table).to_owned(),
-                    detail: format!(
-                        "in database `{}` it has no `{missing}` column (it has: {}); choose \
-                         another database or other table names (MysqlConfig::database / \
-                         tables), or move that table away",
-                        self.database,
-                        has.join(", ")
-                    ),
-                });
-            }
-        }
+        check_peer_layout(
+            NAME,
+            &needed,
+            &present,
+            NameCase::Insensitive,
+            &format!(
+                "looked for in database `{}`: choose another database or other table names \
+                 (MysqlConfig::database / tables), or move that table away",
+                self.database
+            ),
+        )?;
         // MySQL/MariaDB DDL commits implicitly: each statement is idempotent on its own.
         for stmt in schema::ddl(&self.names, collation, flavor) {
             conn.query_drop(stmt).await.map_err(|e| backend(op, e))?;

@@ -2,6 +2,7 @@
 //! (generated once from the configured table names, so they are unit-tested without a
 //! server), and the check `migrate` makes of peer tables that already exist.
 
+use sst_core::raw::{check_peer_layout, NameCase};
 use sst_core::StoreError;
 
 use crate::config::TableNames;
@@ -232,31 +233,18 @@ pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 6] 
 /// # Errors
 /// [`StoreError::Schema`] naming the first such table and its first missing column.
 pub fn check_peer_columns(t: &TableNames, present: &[(String, String)]) -> Result<(), StoreError> {
-    for (table, needed) in required_columns(t) {
-        let has: Vec<&str> = present
-            .iter()
-            .filter(|(tab, _)| tab.eq_ignore_ascii_case(table))
-            .map(|(_, col)| col.as_str())
-            .collect();
-        if has.is_empty() {
-            continue;
-        }
-        if let Some(missing) = needed
-            .iter()
-            .find(|c| !has.iter().any(|h| h.eq_ignore_ascii_case(c)))
-        {
-            return Err(StoreError::Schema {
-                backend: NAME,
-                table: table.to_owned(),
-                detail: format!(
-                    "it has no `{missing}` column (it has: {}); choose other table names \
-                     (OracleConfig::with_prefix) or move that table away",
-                    has.join(", ").to_lowercase()
-                ),
-            });
-        }
-    }
-    Ok(())
+    // The dictionary reports upper-case names; list them as SST writes them.
+    let present: Vec<(String, String)> = present
+        .iter()
+        .map(|(table, column)| (table.clone(), column.to_lowercase()))
+        .collect();
+    check_peer_layout(
+        NAME,
+        &required_columns(t),
+        &present,
+        NameCase::Insensitive,
+        "choose other table names (OracleConfig::with_prefix) or move that table away",
+    )
 }
 
 const STATE_SELECT: &str =

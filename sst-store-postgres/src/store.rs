@@ -11,7 +11,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row, SqlSafeStr, SqlStr};
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_value, outcome_from_columns};
-use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
+use sst_core::raw::{
+    check_peer_layout, CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, NameCase,
+    Recorded,
+};
 use sst_core::{
     check_refusal, Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest,
     Disclosure, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Refusal, SignedEvent, State,
@@ -891,29 +894,17 @@ impl Store for PostgresStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| backend(op, e))?;
-        for (table, columns) in &needed {
-            let has: Vec<&str> = present
-                .iter()
-                .filter(|(t, _)| t == table)
-                .map(|(_, c)| c.as_str())
-                .collect();
-            if has.is_empty() {
-                continue;
-            }
-            if let Some(missing) = columns.iter().find(|c| !has.contains(c)) {
-                return Err(StoreError::Schema {
-                    backend: NAME,
-                    table: (*table).to_owned(),
-                    detail: format!(
-                        "in schema `{}` it has no `{missing}` column (it has: {}); choose \
-                         another schema or other table names (PostgresConfig::schema / \
-                         tables), or move that table away",
-                        self.config.schema,
-                        has.join(", ")
-                    ),
-                });
-            }
-        }
+        check_peer_layout(
+            NAME,
+            &needed,
+            &present,
+            NameCase::Exact,
+            &format!(
+                "looked for in schema `{}`: choose another schema or other table names \
+                 (PostgresConfig::schema / tables), or move that table away",
+                self.config.schema
+            ),
+        )?;
         for stmt in schema::ddl(&self.names) {
             sqlx::query(AssertSqlSafe(stmt))
                 .execute(&mut *tx)

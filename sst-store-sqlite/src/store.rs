@@ -9,7 +9,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{json_text, outcome_from_columns, to_i64};
-use sst_core::raw::{CommitPlan, ContractPut, EventColumns, Lookups, Recorded};
+use sst_core::raw::{
+    check_peer_layout, CommitPlan, ContractPut, EventColumns, Lookups, NameCase, Recorded,
+};
 use sst_core::{
     check_refusal, portable, Actor, ActorId, Capabilities, CommitBatch, CommitReceipt,
     ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId, OriginSeq,
@@ -602,29 +604,25 @@ impl Store for SqliteStore {
                 .map_err(|e| backend("migrate", e))?;
             // A table that already carries a peer table's name must be one of ours: refuse a
             // foreign one before anything is created, so a refused migrate changes nothing.
-            for (table, needed) in required_columns(&tables) {
+            let needed = required_columns(&tables);
+            let mut present = Vec::new();
+            for (table, _) in &needed {
                 let mut info = tx
                     .prepare(&format!(r#"PRAGMA table_info("{table}")"#))
                     .map_err(|e| backend("migrate", e))?;
-                let present = info
+                let columns = info
                     .query_map([], |r| r.get::<_, String>(1))
                     .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                     .map_err(|e| backend("migrate", e))?;
-                if present.is_empty() {
-                    continue;
-                }
-                if let Some(missing) = needed.iter().find(|c| !present.iter().any(|p| p == *c)) {
-                    return Err(StoreError::Schema {
-                        backend: NAME,
-                        table: table.to_owned(),
-                        detail: format!(
-                            "it has no `{missing}` column (it has: {}); choose other table names \
-                             (SqliteConfig::tables) or move that table away",
-                            present.join(", ")
-                        ),
-                    });
-                }
+                present.extend(columns.into_iter().map(|c| ((*table).to_owned(), c)));
             }
+            check_peer_layout(
+                NAME,
+                &needed,
+                &present,
+                NameCase::Exact,
+                "choose other table names (SqliteConfig::tables) or move that table away",
+            )?;
             tx.execute_batch(&sql.ddl)
                 .map_err(|e| backend("migrate", e))?;
             tx.commit().map_err(|e| backend("migrate", e))

@@ -1,0 +1,106 @@
+//! The foreign-table rule of `migrate`, once for every backend: a table that carries a peer
+//! table's name must have every column SST reads and writes there, or it belongs to something
+//! else and `migrate` refuses it (changing nothing).
+
+use crate::error::StoreError;
+
+/// How column (and table) names compare on an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameCase {
+    /// Names are compared exactly (PostgreSQL folds SST's unquoted names to lower case, so a
+    /// differently cased column is another column).
+    Exact,
+    /// Names are compared ignoring ASCII case (SQLite, MySQL/MariaDB, Oracle).
+    Insensitive,
+}
+
+impl NameCase {
+    fn same(self, a: &str, b: &str) -> bool {
+        match self {
+            NameCase::Exact => a == b,
+            NameCase::Insensitive => a.eq_ignore_ascii_case(b),
+        }
+    }
+}
+
+/// Checks the layout of the peer tables that already exist. `needed` pairs each peer table
+/// with the columns SST needs in it; `present` lists the `(table, column)` pairs the database
+/// reports (tables absent from it do not exist yet and are fine). `hint` ends the message:
+/// where the table was looked for and what the operator can do.
+///
+/// # Errors
+/// [`StoreError::Schema`] naming the first existing table that lacks a needed column, the
+/// column, and the columns it has.
+pub fn check_peer_layout<'c, C: AsRef<[&'c str]>>(
+    backend: &'static str,
+    needed: &[(&str, C)],
+    present: &[(String, String)],
+    case: NameCase,
+    hint: &str,
+) -> Result<(), StoreError> {
+    for (table, columns) in needed {
+        let has: Vec<&str> = present
+            .iter()
+            .filter(|(t, _)| case.same(t, table))
+            .map(|(_, c)| c.as_str())
+            .collect();
+        if has.is_empty() {
+            continue;
+        }
+        if let Some(missing) = columns
+            .as_ref()
+            .iter()
+            .find(|c| !has.iter().any(|h| case.same(h, c)))
+        {
+            return Err(StoreError::Schema {
+                backend,
+                table: (*table).to_owned(),
+                detail: format!(
+                    "it has no `{missing}` column (it has: {}); {hint}",
+                    has.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn present(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(t, c)| ((*t).to_owned(), (*c).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn missing_tables_are_fine_and_a_foreign_one_is_named() {
+        let needed: [(&str, &[&str]); 2] = [("sst_state", &["id", "data"]), ("sst_event", &["id"])];
+        assert!(check_peer_layout("x", &needed, &[], NameCase::Exact, "h").is_ok());
+        let ours = present(&[("sst_state", "id"), ("sst_state", "data")]);
+        assert!(check_peer_layout("x", &needed, &ours, NameCase::Exact, "h").is_ok());
+        let foreign = present(&[("sst_state", "id"), ("sst_state", "note")]);
+        match check_peer_layout("x", &needed, &foreign, NameCase::Exact, "move it") {
+            Err(StoreError::Schema { table, detail, .. }) => {
+                assert_eq!(table, "sst_state");
+                assert_eq!(
+                    detail,
+                    "it has no `data` column (it has: id, note); move it"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn case_follows_the_engine() {
+        let needed: [(&str, &[&str]); 1] = [("sst_state", &["data"])];
+        let upper = present(&[("SST_STATE", "DATA")]);
+        assert!(check_peer_layout("x", &needed, &upper, NameCase::Insensitive, "h").is_ok());
+        let mixed = present(&[("sst_state", "Data")]);
+        assert!(check_peer_layout("x", &needed, &mixed, NameCase::Exact, "h").is_err());
+    }
+}
