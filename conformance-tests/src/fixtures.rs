@@ -5,10 +5,40 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use sst_core::{
     Actor, ActorKey, ActorStatus, Base, CommitItem, ContractDescriptor, ContractPolicy,
-    ContractRecord, ContractRef, Digest, Event, EventKind, EventRecord, HashAlg, NodeId, OriginSeq,
-    Outcome, Parties, RejectReason, Section, SectionPolicy, SignedEvent, State, StateId, StateRoot,
-    Timestamp,
+    ContractRecord, ContractRef, Digest, Event, EventKind, EventRecord, HashAlg, NodeId, NodeKey,
+    NodeRegistry, OriginSeq, Outcome, Parties, RejectReason, Section, SectionPolicy,
+    SequencingReceipt, SignedEvent, State, StateId, StateRoot, Timestamp,
 };
+
+/// The node that sequences every fixture event (signs its receipt).
+pub fn sequencer() -> (NodeId, NodeKey) {
+    (
+        NodeId::from("conformance-seq"),
+        NodeKey::from_seed([0x5e; 32]),
+    )
+}
+
+/// The node registry the cases verify against: the fixture sequencer only.
+pub fn registry() -> NodeRegistry {
+    let (node, key) = sequencer();
+    NodeRegistry::new().with(node, key.public_key())
+}
+
+/// An event record with the fixture sequencer's receipt over its outcome.
+pub fn sequenced(
+    signed: SignedEvent,
+    disclosures: BTreeMap<String, sst_core::Disclosure>,
+    outcome: Outcome,
+) -> EventRecord {
+    let (node, key) = sequencer();
+    let receipt = SequencingReceipt::sign(node, &key, &signed.id, &signed.event.state_id, &outcome);
+    EventRecord {
+        signed,
+        disclosures,
+        outcome,
+        receipt: Some(receipt),
+    }
+}
 
 /// A deterministic test actor `node/name` with its key.
 pub fn actor(node: &str, name: &str) -> (Actor, ActorKey) {
@@ -153,11 +183,11 @@ pub fn rejected(
         serde_json::json!({"sections": {}}),
     );
     CommitItem {
-        event: EventRecord {
-            signed: SignedEvent::sign(ev, signer.1),
-            disclosures: BTreeMap::new(),
-            outcome: Outcome::Rejected { reason },
-        },
+        event: sequenced(
+            SignedEvent::sign(ev, signer.1),
+            BTreeMap::new(),
+            Outcome::Rejected { reason },
+        ),
         state: None,
     }
 }
@@ -168,14 +198,14 @@ fn applied(signed: SignedEvent, sections: &BTreeMap<String, Section>, state: Sta
         .filter_map(|(n, s)| s.disclosure.clone().map(|d| (n.clone(), d)))
         .collect();
     CommitItem {
-        event: EventRecord {
+        event: sequenced(
             signed,
             disclosures,
-            outcome: Outcome::Applied {
+            Outcome::Applied {
                 version: state.version,
                 root: state.root,
             },
-        },
+        ),
         state: Some(state),
     }
 }
@@ -219,11 +249,11 @@ pub fn deploy(label: &StateId, signer: (&Actor, &ActorKey), seq: u64) -> CommitI
     let signed = SignedEvent::sign(ev, signer.1);
     let root = StateRoot(signed.id.0);
     CommitItem {
-        event: EventRecord {
+        event: sequenced(
             signed,
-            disclosures: BTreeMap::new(),
-            outcome: Outcome::Applied { version: 0, root },
-        },
+            BTreeMap::new(),
+            Outcome::Applied { version: 0, root },
+        ),
         state: None,
     }
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sst_core::{EventId, StateId, StateRoot, Store};
+use sst_core::{ActorId, ContractRef, EventId, NodeId, PublicKey, StateId, StateRoot, Store};
 
 /// Access to a store's raw tables behind its back, the way a DBA or an attacker with SQL
 /// access would change them. Implemented per adapter with a raw SQL/driver statement on the
@@ -99,6 +99,93 @@ pub enum Mutation {
         /// Root it now claims.
         root: StateRoot,
     },
+    /// `UPDATE` one column of an event row to `value` (a JSON string or integer for plain
+    /// columns, a JSON document or `null` for `receipt`).
+    SetEventColumn {
+        /// The event.
+        event: EventId,
+        /// The column.
+        column: EventColumn,
+        /// Its new value.
+        value: Value,
+    },
+    /// `DELETE` the log entry at this position (the record it binds untouched).
+    DeleteLogEntry(u64),
+    /// `INSERT` a copy of log entry `from` (same kind, subject, hashes) at position `to`.
+    CopyLogEntry {
+        /// Position copied.
+        from: u64,
+        /// Position of the copy (past the head).
+        to: u64,
+    },
+    /// Swap the positions of log entries `a` and `b` (a reordered log).
+    SwapLogEntries {
+        /// First position.
+        a: u64,
+        /// Second position.
+        b: u64,
+    },
+    /// `DELETE` every log entry at position `from` or later (the records untouched).
+    TruncateLog {
+        /// First position removed.
+        from: u64,
+    },
+    /// `UPDATE` the public key column of an actor row.
+    SetActorKey {
+        /// The actor.
+        actor: ActorId,
+        /// The key written in its place.
+        key: PublicKey,
+    },
+    /// `UPDATE` the stored descriptor (policy, methods, …) of a contract row.
+    SetContractDescriptor {
+        /// The contract version.
+        contract: ContractRef,
+        /// The descriptor JSON written in its place.
+        descriptor: Value,
+    },
+    /// `DELETE` the refusal row of an event.
+    DeleteRefusal(EventId),
+    /// `DELETE` a checkpoint row.
+    DeleteCheckpoint {
+        /// Whose checkpoint.
+        node: NodeId,
+        /// At which position.
+        pos: u64,
+    },
+}
+
+/// An event-table column a [`Mutation::SetEventColumn`] rewrites. Every adapter stores these
+/// under the column (or document field) named by [`EventColumn::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventColumn {
+    /// `state_id` (text).
+    StateId,
+    /// `actor` (text).
+    Actor,
+    /// `origin_seq` (integer).
+    OriginSeq,
+    /// `reason` (text, the reject reason code).
+    Reason,
+    /// `new_root` (text).
+    NewRoot,
+    /// `receipt` (JSON document or null).
+    Receipt,
+}
+
+impl EventColumn {
+    /// The column (or document field) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventColumn::StateId => "state_id",
+            EventColumn::Actor => "actor",
+            EventColumn::OriginSeq => "origin_seq",
+            EventColumn::Reason => "reason",
+            EventColumn::NewRoot => "new_root",
+            EventColumn::Receipt => "receipt",
+        }
+    }
 }
 
 /// An opened store under test with raw access to the same database.

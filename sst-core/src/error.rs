@@ -55,6 +55,9 @@ pub enum ConflictKind {
     /// A different contract identity is recorded under the same name and version
     /// (`expected` = `found` = the version).
     ContractIdentity,
+    /// A node's checkpoint at this log position is already recorded with a different head:
+    /// the node signed two histories (`expected` = `found` = the position).
+    Checkpoint,
 }
 
 impl ConflictKind {
@@ -64,6 +67,7 @@ impl ConflictKind {
             ConflictKind::StaleVersion => "stale_version",
             ConflictKind::OriginTaken => "origin_taken",
             ConflictKind::ContractIdentity => "contract_identity",
+            ConflictKind::Checkpoint => "checkpoint",
         }
     }
 }
@@ -183,6 +187,17 @@ impl StoreError {
             what: format!("origin {node} seq {seq}"),
             expected: seq.0.saturating_sub(1),
             found: seq.0,
+        }
+    }
+
+    /// [`StoreError::Conflict`] of kind [`ConflictKind::Checkpoint`]: `node` already has a
+    /// checkpoint at `pos` with another head.
+    pub fn checkpoint_conflict(node: &NodeId, pos: u64) -> Self {
+        StoreError::Conflict {
+            kind: ConflictKind::Checkpoint,
+            what: format!("checkpoint of node {node} at log position {pos}"),
+            expected: pos,
+            found: pos,
         }
     }
 

@@ -148,6 +148,14 @@ pub enum Domain {
     Envelope,
     /// `sst/sig/v1`: the message an Ed25519 signature covers.
     Signature,
+    /// `sst/receipt/v1`: what a sequencing node signs about an event's outcome.
+    Receipt,
+    /// `sst/record/v1`: one record (event, refusal, contract, actor) as the log binds it.
+    LogRecord,
+    /// `sst/log/v1`: one entry of a node's hash-chained log.
+    Log,
+    /// `sst/checkpoint/v1`: a node-signed log head.
+    Checkpoint,
 }
 
 impl Domain {
@@ -160,6 +168,10 @@ impl Domain {
             Domain::Contract => "sst/contract/v1",
             Domain::Envelope => "sst/envelope/v1",
             Domain::Signature => "sst/sig/v1",
+            Domain::Receipt => "sst/receipt/v1",
+            Domain::LogRecord => "sst/record/v1",
+            Domain::Log => "sst/log/v1",
+            Domain::Checkpoint => "sst/checkpoint/v1",
         }
     }
 }

@@ -14,6 +14,7 @@
 pub mod canonical;
 pub mod error;
 pub mod hash;
+pub mod log;
 pub mod memory;
 pub mod model;
 pub mod permission;
@@ -26,15 +27,19 @@ pub mod verify;
 
 pub use error::{ConflictKind, IntegrityError, StoreError};
 pub use hash::{Digest, EventId, HashAlg, Salt, SectionHash, StateRoot};
+pub use log::{Checkpoint, LogEntry, LogHead, LogKind, LogRecord, SignedCheckpoint, Witnessed};
 pub use memory::MemoryStore;
 pub use model::{
     Actor, ActorChange, ActorId, ActorStatus, Base, CallPayload, ChangePayload, ContractDescriptor,
     ContractRecord, ContractRef, CreatePayload, Disclosure, Event, EventKind, EventRecord,
-    MigrateArgs, NodeId, OriginSeq, Outcome, OutcomeKind, Parties, PayloadError, Refusal,
-    RejectReason, Role, Section, SignedEvent, State, StateId, Timestamp,
+    MigrateArgs, NodeId, NodeRegistry, NodeSignatureError, OriginSeq, Outcome, OutcomeKind,
+    Parties, PayloadError, Refusal, RejectReason, Role, Section, SequencingReceipt, SignedEvent,
+    State, StateId, Timestamp,
 };
 pub use permission::{Access, ContractPolicy, SectionPolicy};
-pub use sign::{ActorKey, CryptoError, Envelope, EnvelopeSignature, PublicKey, SignatureBytes};
+pub use sign::{
+    ActorKey, CryptoError, Envelope, EnvelopeSignature, NodeKey, PublicKey, SignatureBytes,
+};
 pub use store::{
     check_refusal, Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store,
 };

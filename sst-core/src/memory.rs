@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::hash::EventId;
+use crate::log::{LogEntry, LogHead, LogRecord, SignedCheckpoint};
 use crate::model::{
     Actor, ActorId, ContractRecord, ContractRef, EventRecord, NodeId, OriginSeq, Refusal, State,
     StateId,
@@ -28,6 +29,19 @@ struct Tables {
     actors: BTreeMap<ActorId, Actor>,
     contracts: BTreeMap<ContractRef, ContractRecord>,
     refusals: BTreeMap<EventId, Refusal>,
+    log: Vec<LogEntry>,
+    checkpoints: BTreeMap<(NodeId, u64), SignedCheckpoint>,
+}
+
+impl Tables {
+    fn head(&self) -> LogHead {
+        self.log.last().map(LogEntry::head).unwrap_or_default()
+    }
+
+    fn append(&mut self, record: &LogRecord<'_>) {
+        let entry = self.head().append(record);
+        self.log.push(entry);
+    }
 }
 
 /// An in-memory [`Store`]: real behaviour (atomic batches, conflicts, history, idempotence),
@@ -128,9 +142,11 @@ impl Store for MemoryStore {
                 .iter()
                 .filter_map(|key| t.origin.get(key).map(|id| (key.clone(), *id)))
                 .collect(),
+            log_head: t.head(),
         };
         let plan = CommitPlan::new(&batch, &recorded)?;
         let receipt = plan.receipt();
+        t.log.extend(plan.log.iter().cloned());
         let mut items: Vec<Option<CommitItem>> = batch.items.into_iter().map(Some).collect();
         for &i in &plan.record {
             let Some(item) = items[i].take() else {
@@ -188,7 +204,9 @@ impl Store for MemoryStore {
     }
 
     async fn put_actor(&self, actor: &Actor) -> Result<(), StoreError> {
-        self.lock()?.actors.insert(actor.id.clone(), actor.clone());
+        let mut t = self.lock()?;
+        t.actors.insert(actor.id.clone(), actor.clone());
+        t.append(&LogRecord::Actor(actor));
         Ok(())
     }
 
@@ -206,6 +224,7 @@ impl Store for MemoryStore {
         let stored = t.contracts.get(&key).map(|c| c.identity);
         if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::Insert {
             t.contracts.insert(key, contract.clone());
+            t.append(&LogRecord::Contract(contract));
         }
         Ok(())
     }
@@ -216,7 +235,9 @@ impl Store for MemoryStore {
 
     async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
         check_refusal(refusal)?;
-        self.lock()?.refusals.insert(refusal.event, refusal.clone());
+        let mut t = self.lock()?;
+        t.refusals.insert(refusal.event, refusal.clone());
+        t.append(&LogRecord::Refusal(refusal));
         Ok(())
     }
 
@@ -235,11 +256,52 @@ impl Store for MemoryStore {
     }
 
     async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
-        self.lock()?.refusals.remove(event);
+        let mut t = self.lock()?;
+        if t.refusals.remove(event).is_some() {
+            t.append(&LogRecord::RefusalCleared(event));
+        }
         Ok(())
     }
 
     async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {
         Ok(self.lock()?.contracts.values().cloned().collect())
+    }
+
+    async fn log(&self, after: u64, limit: Option<usize>) -> Result<Vec<LogEntry>, StoreError> {
+        let t = self.lock()?;
+        Ok(t.log
+            .iter()
+            .filter(|e| e.pos > after)
+            .take(limit.unwrap_or(usize::MAX))
+            .cloned()
+            .collect())
+    }
+
+    async fn log_head(&self) -> Result<LogHead, StoreError> {
+        Ok(self.lock()?.head())
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        let mut t = self.lock()?;
+        let cp = &checkpoint.checkpoint;
+        let key = (cp.node.clone(), cp.pos);
+        match t.checkpoints.get(&key) {
+            Some(held) if held.checkpoint.head != cp.head => {
+                Err(StoreError::checkpoint_conflict(&cp.node, cp.pos))
+            }
+            Some(_) => Ok(()),
+            None => {
+                t.checkpoints.insert(key, checkpoint.clone());
+                Ok(())
+            }
+        }
+    }
+
+    async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        let t = self.lock()?;
+        Ok(t.checkpoints
+            .range((node.clone(), 0)..=(node.clone(), u64::MAX))
+            .map(|(_, c)| c.clone())
+            .collect())
     }
 }

@@ -87,51 +87,68 @@ pub struct EnvelopeSignature {
     pub signature: SignatureBytes,
 }
 
-/// An actor's Ed25519 signing key.
-pub struct ActorKey(SigningKey);
+macro_rules! signing_key {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub struct $name(SigningKey);
 
-impl fmt::Debug for ActorKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ActorKey({:?})", self.public_key())
-    }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), self.public_key())
+            }
+        }
+
+        impl $name {
+            /// A fresh key from the OS CSPRNG.
+            ///
+            /// # Panics
+            /// Only if the OS random source is unavailable.
+            pub fn generate() -> Self {
+                let mut seed = [0u8; 32];
+                getrandom::fill(&mut seed).expect("operating system random source unavailable");
+                $name(SigningKey::from_bytes(&seed))
+            }
+            /// A key from a 32-byte seed (deterministic tests and fixtures).
+            pub fn from_seed(seed: [u8; 32]) -> Self {
+                $name(SigningKey::from_bytes(&seed))
+            }
+            /// Reads a PKCS#8 PEM private key.
+            pub fn from_pkcs8_pem(pem: &str) -> Result<Self, CryptoError> {
+                SigningKey::from_pkcs8_pem(pem)
+                    .map($name)
+                    .map_err(|e| CryptoError::KeyFile(e.to_string()))
+            }
+            /// Writes the key as PKCS#8 PEM.
+            pub fn to_pkcs8_pem(&self) -> Result<String, CryptoError> {
+                self.0
+                    .to_pkcs8_pem(Default::default())
+                    .map(|z| z.to_string())
+                    .map_err(|e| CryptoError::KeyFile(e.to_string()))
+            }
+            /// The public half.
+            pub fn public_key(&self) -> PublicKey {
+                PublicKey(self.0.verifying_key())
+            }
+            /// Signs a content digest.
+            pub fn sign_digest(&self, digest: &Digest) -> SignatureBytes {
+                SignatureBytes(self.0.sign(&signing_message(digest)).to_bytes())
+            }
+        }
+    };
 }
 
-impl ActorKey {
-    /// A fresh key from the OS CSPRNG.
-    ///
-    /// # Panics
-    /// Only if the OS random source is unavailable.
-    pub fn generate() -> Self {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).expect("operating system random source unavailable");
-        ActorKey(SigningKey::from_bytes(&seed))
-    }
-    /// A key from a 32-byte seed (deterministic tests and fixtures).
-    pub fn from_seed(seed: [u8; 32]) -> Self {
-        ActorKey(SigningKey::from_bytes(&seed))
-    }
-    /// Reads a PKCS#8 PEM private key.
-    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, CryptoError> {
-        SigningKey::from_pkcs8_pem(pem)
-            .map(ActorKey)
-            .map_err(|e| CryptoError::KeyFile(e.to_string()))
-    }
-    /// Writes the key as PKCS#8 PEM.
-    pub fn to_pkcs8_pem(&self) -> Result<String, CryptoError> {
-        self.0
-            .to_pkcs8_pem(Default::default())
-            .map(|z| z.to_string())
-            .map_err(|e| CryptoError::KeyFile(e.to_string()))
-    }
-    /// The public half.
-    pub fn public_key(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key())
-    }
-    /// Signs a content digest.
-    pub fn sign_digest(&self, digest: &Digest) -> SignatureBytes {
-        SignatureBytes(self.0.sign(&signing_message(digest)).to_bytes())
-    }
-}
+signing_key!(
+    /// An actor's Ed25519 signing key: signs intents (events) and contract deployments.
+    ActorKey
+);
+
+signing_key!(
+    /// A node's Ed25519 signing key: signs the receipts of the events the node sequences and
+    /// the checkpoints of its log. Its public half is the node's entry in the network's
+    /// [`NodeRegistry`](crate::NodeRegistry), which comes from configuration, never from a
+    /// peer table.
+    NodeKey
+);
 
 /// An Ed25519 public key. Parsing rejects non-canonical encodings, small-order keys and keys
 /// with a torsion component, so that strict single and batch verification agree.

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::hash::EventId;
+use crate::log::{LogEntry, LogHead, SignedCheckpoint};
 use crate::model::{
     Actor, ActorId, ContractRecord, ContractRef, EventKind, EventRecord, NodeId, OriginSeq,
     Outcome, OutcomeKind, Refusal, State, StateId,
@@ -36,6 +37,8 @@ pub struct CommitReceipt {
     pub committed: Vec<EventId>,
     /// Events skipped because their id was already recorded (idempotent replay).
     pub duplicates: Vec<EventId>,
+    /// The log head after the commit (absent when nothing was written).
+    pub log_head: Option<LogHead>,
 }
 
 /// Which events [`Store::events`] returns. Unset fields match everything. Results come in the
@@ -283,6 +286,16 @@ pub fn check_refusal(refusal: &Refusal) -> Result<(), StoreError> {
 ///   event replaces it), listed by [`Store::refusals`] sorted by state id, version and event id
 ///   (all, or one state's), survives reopening, and is gone after [`Store::clear_refusal`];
 ///   clearing an event that has none is not an error.
+/// - Every recorded event, put actor, inserted contract, put refusal and cleared refusal
+///   appends exactly one [`LogEntry`] in the same transaction, chained to the previous entry
+///   ([`LogHead::append`]); duplicates and no-op puts append nothing. [`Store::log`] lists them
+///   by position and [`Store::log_head`] names the last; concurrent writers never fork the
+///   chain (positions are unique and gap-free).
+/// - A checkpoint is stored once per `(node, position)`; a second one at the same position
+///   with another head is a [`StoreError::Conflict`].
+/// - The event table's columns derived from the signed event (state, kind, contract, actor,
+///   origin, reason code) are checked against it on read: a row edited behind SST's back
+///   reads as [`StoreError::Integrity`].
 /// - The queryable plaintext column holds exactly `{section: value}` of disclosed sections; a
 ///   change made to it behind SST's back is reported by [`crate::verify_store`].
 #[async_trait]
@@ -403,4 +416,32 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError::Backend`] for database failures.
     async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError>;
+
+    /// Log entries with position greater than `after`, in position order, at most `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError::Integrity`] for unreadable rows; [`StoreError::Backend`] otherwise.
+    async fn log(&self, after: u64, limit: Option<usize>) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// The last log entry's head ([`LogHead::default`] for an empty log).
+    ///
+    /// # Errors
+    /// As [`Store::log`].
+    async fn log_head(&self) -> Result<LogHead, StoreError>;
+
+    /// Records a node-signed checkpoint (this node's own, or one witnessed from a peer).
+    /// Putting the same checkpoint again is a no-op. The signature is not checked here (the
+    /// store holds no registry): the node checks it before putting, `verify` after reading.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] ([`crate::ConflictKind::Checkpoint`]) when the node already
+    /// has a checkpoint at that position with a different head; [`StoreError::Backend`] for
+    /// database failures.
+    async fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError>;
+
+    /// The checkpoints recorded for `node`, sorted by position.
+    ///
+    /// # Errors
+    /// [`StoreError::Integrity`] for unreadable rows; [`StoreError::Backend`] otherwise.
+    async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError>;
 }

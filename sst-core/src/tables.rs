@@ -1,10 +1,10 @@
-//! Names of the five peer tables (or collections) every store keeps, shared by all adapters so
+//! Names of the peer tables (or collections) every store keeps, shared by all adapters so
 //! that configuration looks the same on every database.
 
 use crate::error::StoreError;
 
 /// Names of the peer tables. Defaults: `sst_state`, `sst_state_history`, `sst_event`,
-/// `sst_actor`, `sst_contract`, `sst_refusal`.
+/// `sst_actor`, `sst_contract`, `sst_refusal`, `sst_log`, `sst_checkpoint`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     /// Latest version of every state (the table users query).
@@ -19,6 +19,11 @@ pub struct TableNames {
     pub contract: String,
     /// Changes this node received but could not apply, with the reason ([`crate::Refusal`]).
     pub refusal: String,
+    /// The node's hash-chained log: one entry per record kept ([`crate::LogEntry`]).
+    pub log: String,
+    /// Node-signed log checkpoints: this node's own and those witnessed from peers
+    /// ([`crate::SignedCheckpoint`]).
+    pub checkpoint: String,
 }
 
 impl Default for TableNames {
@@ -29,7 +34,7 @@ impl Default for TableNames {
 
 impl TableNames {
     /// `{prefix}state`, `{prefix}state_history`, `{prefix}event`, `{prefix}actor`,
-    /// `{prefix}contract`, `{prefix}refusal`.
+    /// `{prefix}contract`, `{prefix}refusal`, `{prefix}log`, `{prefix}checkpoint`.
     pub fn with_prefix(prefix: &str) -> Self {
         TableNames {
             state: format!("{prefix}state"),
@@ -38,11 +43,13 @@ impl TableNames {
             actor: format!("{prefix}actor"),
             contract: format!("{prefix}contract"),
             refusal: format!("{prefix}refusal"),
+            log: format!("{prefix}log"),
+            checkpoint: format!("{prefix}checkpoint"),
         }
     }
 
     /// `(setting, name)` pairs, e.g. `("tables.state", "sst_state")`.
-    pub fn fields(&self) -> [(&'static str, &str); 6] {
+    pub fn fields(&self) -> [(&'static str, &str); 8] {
         [
             ("tables.state", &self.state),
             ("tables.history", &self.history),
@@ -50,6 +57,8 @@ impl TableNames {
             ("tables.actor", &self.actor),
             ("tables.contract", &self.contract),
             ("tables.refusal", &self.refusal),
+            ("tables.log", &self.log),
+            ("tables.checkpoint", &self.checkpoint),
         ]
     }
 

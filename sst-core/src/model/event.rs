@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ActorId, ContractRef, Disclosure, NodeId, OriginSeq, StateId, Timestamp};
+use super::{
+    ActorId, ContractRef, Disclosure, NodeId, OriginSeq, SequencingReceipt, StateId, Timestamp,
+};
 use crate::canonical;
 use crate::error::IntegrityError;
 use crate::hash::{Domain, EventId, HashAlg, Hasher, StateRoot};
@@ -211,6 +213,12 @@ pub enum RejectReason {
         /// Contract's message.
         message: String,
     },
+    /// A received change carries no sequencing receipt, or one that does not verify under
+    /// the sequencing node's registered key (recorded as a refusal, never as an event).
+    BadReceipt {
+        /// Details.
+        detail: String,
+    },
     /// The payload is malformed or not portable JSON.
     InvalidPayload {
         /// JSON path.
@@ -238,6 +246,7 @@ impl RejectReason {
             RejectReason::Forbidden { .. } => "forbidden",
             RejectReason::ContractRejected { .. } => "contract_rejected",
             RejectReason::InvalidPayload { .. } => "invalid_payload",
+            RejectReason::BadReceipt { .. } => "bad_receipt",
         }
     }
 }
@@ -302,6 +311,10 @@ pub struct EventRecord {
     pub disclosures: BTreeMap<String, Disclosure>,
     /// Applied or rejected.
     pub outcome: Outcome,
+    /// The sequencing node's signature over the outcome (absent only on records written
+    /// before the node signed receipts, or by tests that commit directly to a store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<SequencingReceipt>,
 }
 
 impl EventRecord {

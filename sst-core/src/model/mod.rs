@@ -5,6 +5,7 @@ mod actor;
 mod contract;
 mod event;
 mod ids;
+mod node;
 mod payload;
 mod state;
 
@@ -14,6 +15,8 @@ pub use event::{
     Base, Event, EventKind, EventRecord, Outcome, OutcomeKind, Refusal, RejectReason, SignedEvent,
 };
 pub use ids::{ActorId, ContractRef, NodeId, OriginSeq, Role, StateId, Timestamp};
+pub(crate) use node::verify_node_signature;
+pub use node::{NodeRegistry, NodeSignatureError, SequencingReceipt};
 pub use payload::{
     ActorChange, CallPayload, ChangePayload, CreatePayload, MigrateArgs, PayloadError,
 };

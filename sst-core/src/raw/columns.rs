@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{EventRecord, Outcome, StoreError};
+use crate::{EventRecord, Outcome, SequencingReceipt, StoreError};
 
 /// A `u64` that must fit a signed 64-bit database integer; [`StoreError::InvalidInput`] at
 /// `path` when it does not.
@@ -68,6 +68,34 @@ pub struct EventColumns {
     pub signed: Value,
     /// The disclosures as JSON.
     pub disclosures: Value,
+    /// The sequencing node's receipt as JSON (absent when the record has none).
+    pub receipt: Option<Value>,
+}
+
+/// The event-row columns that repeat what the signed event already says, as an adapter read
+/// them back. They exist so users can query events with plain SQL; a reader checks them
+/// against the signed event with [`EventColumns::check_derived`], so an edited column is an
+/// integrity error, not a silent lie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedEventColumns {
+    /// `id` column.
+    pub id: String,
+    /// `state_id` column.
+    pub state_id: String,
+    /// `kind` column.
+    pub kind: String,
+    /// `contract_name` column.
+    pub contract_name: String,
+    /// `contract_version` column.
+    pub contract_version: i64,
+    /// `actor` column.
+    pub actor: String,
+    /// `origin_node` column.
+    pub origin_node: String,
+    /// `origin_seq` column.
+    pub origin_seq: i64,
+    /// `reason` column (the reject reason code).
+    pub reason: Option<String>,
 }
 
 impl EventColumns {
@@ -117,8 +145,95 @@ impl EventColumns {
             new_root,
             signed: json_value(&path("event"), &rec.signed)?,
             disclosures: json_value(&path("disclosures"), &rec.disclosures)?,
+            receipt: rec
+                .receipt
+                .as_ref()
+                .map(|r| json_value(&path("receipt"), r))
+                .transpose()?,
         })
     }
+
+    /// Checks the derived columns of a row read back as `rec` against what `rec`'s signed
+    /// event and outcome say.
+    ///
+    /// # Errors
+    /// [`StoreError::Integrity`] (malformed) naming the first column that differs.
+    pub fn check_derived(
+        rec: &EventRecord,
+        stored: &DerivedEventColumns,
+    ) -> Result<(), StoreError> {
+        let what = format!("event {}", rec.id());
+        let expect = Self::from_record("", rec).map_err(|e| StoreError::malformed(&what, e))?;
+        let differs = |column: &str,
+                       found: &dyn std::fmt::Display,
+                       signed: &dyn std::fmt::Display| {
+            StoreError::malformed(
+                &what,
+                format!("column `{column}` holds `{found}` but the signed record says `{signed}`"),
+            )
+        };
+        let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
+        if stored.id != expect.id {
+            return Err(differs("id", &stored.id, &expect.id));
+        }
+        if stored.state_id != expect.state_id {
+            return Err(differs("state_id", &stored.state_id, &expect.state_id));
+        }
+        if stored.kind != expect.kind {
+            return Err(differs("kind", &stored.kind, &expect.kind));
+        }
+        if stored.contract_name != expect.contract_name {
+            return Err(differs(
+                "contract_name",
+                &stored.contract_name,
+                &expect.contract_name,
+            ));
+        }
+        if stored.contract_version != i64::from(expect.contract_version) {
+            return Err(differs(
+                "contract_version",
+                &stored.contract_version,
+                &expect.contract_version,
+            ));
+        }
+        if stored.actor != expect.actor {
+            return Err(differs("actor", &stored.actor, &expect.actor));
+        }
+        if stored.origin_node != expect.origin_node {
+            return Err(differs(
+                "origin_node",
+                &stored.origin_node,
+                &expect.origin_node,
+            ));
+        }
+        if stored.origin_seq != expect.origin_seq {
+            return Err(differs(
+                "origin_seq",
+                &stored.origin_seq,
+                &expect.origin_seq,
+            ));
+        }
+        let reason = expect.reason.map(str::to_owned);
+        if stored.reason != reason {
+            return Err(differs("reason", &text(&stored.reason), &text(&reason)));
+        }
+        Ok(())
+    }
+}
+
+/// The receipt read back from the event table's `receipt` column.
+///
+/// # Errors
+/// [`StoreError::Integrity`] (malformed) when the column holds something else than a receipt.
+pub fn receipt_from_column(
+    what: &str,
+    receipt: Option<Value>,
+) -> Result<Option<SequencingReceipt>, StoreError> {
+    receipt
+        .filter(|v| !v.is_null())
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| StoreError::malformed(what, format!("receipt: {e}")))
 }
 
 /// The [`Outcome`] of event `what` read back from its `outcome`, `new_version`, `new_root`

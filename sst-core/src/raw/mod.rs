@@ -8,4 +8,6 @@ mod plan;
 
 pub use columns::EventColumns;
 pub use layout::{check_peer_layout, NameCase};
-pub use plan::{CommitPlan, ContractPut, CurrentRow, CurrentWrite, Lookups, Recorded};
+pub use plan::{
+    CommitPlan, ContractPut, CurrentRow, CurrentWrite, Lookups, Recorded, RACE_RETRIES,
+};

@@ -1,16 +1,28 @@
 //! The commit decision, once for every backend: given a validated batch and what the store
 //! has recorded about it, which items are duplicates, which conflict, and which rows to write.
 //!
-//! An adapter's `commit` is then three steps: read what [`Lookups`] names (inside its
-//! transaction, with the touched rows locked where the engine needs it), call
-//! [`CommitPlan::new`], and write the plan. The adapter never decides itself.
+//! An adapter's `commit` is then three steps: read what [`Lookups`] names and the log head
+//! (inside its transaction, with the touched rows locked where the engine needs it), call
+//! [`CommitPlan::new`], and write the plan, log entries included. The adapter never decides
+//! itself.
+//!
+//! Every other write (`put_actor`, `put_contract`, `put_refusal`, `clear_refusal`) likewise
+//! reads the log head and appends [`LogHead::append`]'s entry in the same transaction as the
+//! record. Two writers that read the same head race for the same log position: the loser
+//! hits the log table's unique position, and the adapter re-runs its whole transaction (up to
+//! [`RACE_RETRIES`] times), so the re-read plan either succeeds or reports the real conflict.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::StoreError;
 use crate::hash::{Digest, EventId};
+use crate::log::{LogEntry, LogHead, LogRecord};
 use crate::model::{ContractRecord, NodeId, OriginSeq, State, StateId};
 use crate::store::{CommitBatch, CommitItem, CommitReceipt};
+
+/// How many times an adapter re-runs a write transaction that lost a race for a unique key
+/// (the log position above all) before reporting the error.
+pub const RACE_RETRIES: usize = 8;
 
 /// What a store must look up before planning a batch: the touched states' current versions,
 /// whether the batch's event ids are recorded, and who holds the batch's origin sequences.
@@ -56,6 +68,8 @@ pub struct Recorded {
     pub events: BTreeSet<EventId>,
     /// The event recorded under each taken `(origin_node, origin_seq)` of the batch.
     pub origins: BTreeMap<(NodeId, OriginSeq), EventId>,
+    /// The head of the log (its last entry), [`LogHead::default`] for an empty log.
+    pub log_head: LogHead,
 }
 
 /// How the current-state row of one state is written.
@@ -89,6 +103,8 @@ pub struct CommitPlan {
     pub duplicates: Vec<usize>,
     /// One current-state row per state the plan writes, ordered by state id.
     pub current: Vec<CurrentRow>,
+    /// One log entry per recorded item, in the order of `record`, chained after the head.
+    pub log: Vec<LogEntry>,
     receipt: CommitReceipt,
 }
 
@@ -144,6 +160,13 @@ impl CommitPlan {
             plan.record.push(i);
             plan.receipt.committed.push(id);
         }
+        let mut head = recorded.log_head;
+        for &i in &plan.record {
+            let entry = head.append(&LogRecord::Event(&batch.items[i].event));
+            head = entry.head();
+            plan.log.push(entry);
+        }
+        plan.receipt.log_head = Some(head);
         plan.current = last
             .into_iter()
             .map(|(state, item)| {
