@@ -20,6 +20,7 @@
 
 pub mod cases;
 pub mod fixtures;
+mod log_cases;
 
 use std::sync::Arc;
 
@@ -284,6 +285,18 @@ macro_rules! suite {
             history_version_nobody_committed_is_reported,
             deleted_event_is_reported,
             rejected_event_relabelled_applied_is_reported,
+            every_write_appends_one_chained_log_entry,
+            checkpoints_are_kept_per_node_and_position,
+            concurrent_writers_never_fork_the_log,
+            rewritten_event_columns_are_reported,
+            deleted_log_entry_is_reported,
+            duplicated_log_entry_is_reported,
+            reordered_log_entries_are_reported,
+            log_cut_below_a_checkpoint_is_reported,
+            replaced_actor_key_is_reported,
+            edited_contract_policy_is_reported,
+            deleted_refusal_is_reported,
+            deleted_event_row_leaves_its_entry_unbound,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

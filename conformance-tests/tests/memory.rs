@@ -4,9 +4,46 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
-use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
+use conformance_tests::{Backend, BackendFactory, EventColumn, Mutation, RawAccess};
 use serde_json::Value;
-use sst_core::{MemoryStore, Outcome, State, StateId, Store};
+use sst_core::{
+    ActorId, EventRecord, MemoryStore, OriginSeq, Outcome, RejectReason, State, StateId, Store,
+};
+
+/// What rewriting one column of an event row does to the record the memory store holds
+/// (it keeps whole records, so a column edit changes the record itself).
+fn set_column(r: &mut EventRecord, column: EventColumn, value: &Value) -> anyhow::Result<()> {
+    let text = || {
+        value
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("{column:?} takes a string"))
+    };
+    match column {
+        EventColumn::StateId => r.signed.event.state_id = StateId(text()?),
+        EventColumn::Actor => r.signed.event.actor = ActorId(text()?),
+        EventColumn::OriginSeq => {
+            r.signed.event.origin_seq = OriginSeq(
+                value
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("origin_seq takes a number"))?,
+            )
+        }
+        EventColumn::Reason => {
+            let detail = text()?;
+            r.outcome = Outcome::Rejected {
+                reason: RejectReason::ContractRejected { message: detail },
+            }
+        }
+        EventColumn::NewRoot => match &mut r.outcome {
+            Outcome::Applied { root, .. } => *root = text()?.parse()?,
+            Outcome::Rejected { .. } => anyhow::bail!("a rejected event has no root"),
+        },
+        EventColumn::Receipt => r.receipt = serde_json::from_value(value.clone())?,
+        other => anyhow::bail!("column {other:?} not known to the memory raw access"),
+    }
+    Ok(())
+}
 
 /// Raw access to a `MemoryStore` through its `tamper` hook: the stored versions are rebuilt
 /// from their columns with the data column replaced, as a raw SQL `UPDATE` would do.
@@ -108,6 +145,71 @@ impl RawAccess for MemoryRaw {
                     }
                 })?;
             }
+            Mutation::SetEventColumn {
+                event,
+                column,
+                value,
+            } => {
+                let mut result = Ok(());
+                self.0.tamper_events(|events| {
+                    if let Some(r) = events.iter_mut().find(|r| r.id() == *event) {
+                        result = set_column(r, *column, value);
+                        done = true;
+                    }
+                })?;
+                result?;
+            }
+            Mutation::DeleteLogEntry(pos) => self.0.tamper_log(|log| {
+                let before = log.len();
+                log.retain(|e| e.pos != *pos);
+                done = log.len() < before;
+            })?,
+            Mutation::CopyLogEntry { from, to } => self.0.tamper_log(|log| {
+                if let Some(e) = log.iter().find(|e| e.pos == *from).cloned() {
+                    log.push(sst_core::LogEntry { pos: *to, ..e });
+                    log.sort_by_key(|e| e.pos);
+                    done = true;
+                }
+            })?,
+            Mutation::SwapLogEntries { a, b } => self.0.tamper_log(|log| {
+                let ia = log.iter().position(|e| e.pos == *a);
+                let ib = log.iter().position(|e| e.pos == *b);
+                if let (Some(ia), Some(ib)) = (ia, ib) {
+                    log[ia].pos = *b;
+                    log[ib].pos = *a;
+                    log.sort_by_key(|e| e.pos);
+                    done = true;
+                }
+            })?,
+            Mutation::TruncateLog { from } => self.0.tamper_log(|log| {
+                let before = log.len();
+                log.retain(|e| e.pos < *from);
+                done = log.len() < before;
+            })?,
+            Mutation::SetActorKey { actor, key } => self.0.tamper_actors(|actors| {
+                if let Some(a) = actors.get_mut(actor) {
+                    a.public_key = *key;
+                    done = true;
+                }
+            })?,
+            Mutation::SetContractDescriptor {
+                contract,
+                descriptor,
+            } => {
+                let parsed = serde_json::from_value(descriptor.clone())?;
+                self.0.tamper_contracts(|contracts| {
+                    if let Some(c) = contracts.get_mut(contract) {
+                        c.descriptor = parsed;
+                        done = true;
+                    }
+                })?
+            }
+            Mutation::DeleteRefusal(event) => self.0.tamper_refusals(|r| {
+                done = r.remove(event).is_some();
+            })?,
+            Mutation::DeleteCheckpoint { node, pos } => self.0.tamper_checkpoints(|c| {
+                done = c.remove(&(node.clone(), *pos)).is_some();
+            })?,
             other => anyhow::bail!("mutation {other:?} not known to the memory raw access"),
         }
         anyhow::ensure!(done, "{m:?} found nothing to change");

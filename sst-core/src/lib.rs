@@ -44,4 +44,7 @@ pub use store::{
     check_refusal, Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store,
 };
 pub use tables::TableNames;
-pub use verify::{verify_store, Finding, PeerTable, Rule, VerifyReport};
+pub use verify::{
+    verify_log, verify_store, verify_store_with, Finding, PeerTable, Rule, TrustAnchors,
+    VerifyReport,
+};

@@ -101,6 +101,52 @@ impl MemoryStore {
     }
 }
 
+/// Test hooks (feature `test-util`) on the tables beside states and events, each the way a raw
+/// SQL statement on that table would change it.
+#[cfg(feature = "test-util")]
+impl MemoryStore {
+    fn tamper_with<T>(&self, f: impl FnOnce(&mut Tables) -> T) -> Result<T, StoreError> {
+        Ok(f(&mut *self.lock()?))
+    }
+
+    /// Runs `f` on the log entries (in position order).
+    pub fn tamper_log(&self, f: impl FnOnce(&mut Vec<LogEntry>)) -> Result<(), StoreError> {
+        self.tamper_with(|t| f(&mut t.log))
+    }
+
+    /// Runs `f` on the actor directory.
+    pub fn tamper_actors(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<ActorId, Actor>),
+    ) -> Result<(), StoreError> {
+        self.tamper_with(|t| f(&mut t.actors))
+    }
+
+    /// Runs `f` on the contract table.
+    pub fn tamper_contracts(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<ContractRef, ContractRecord>),
+    ) -> Result<(), StoreError> {
+        self.tamper_with(|t| f(&mut t.contracts))
+    }
+
+    /// Runs `f` on the refusal table.
+    pub fn tamper_refusals(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<EventId, Refusal>),
+    ) -> Result<(), StoreError> {
+        self.tamper_with(|t| f(&mut t.refusals))
+    }
+
+    /// Runs `f` on the checkpoint table, keyed by node and position.
+    pub fn tamper_checkpoints(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<(NodeId, u64), SignedCheckpoint>),
+    ) -> Result<(), StoreError> {
+        self.tamper_with(|t| f(&mut t.checkpoints))
+    }
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     fn backend(&self) -> &'static str {

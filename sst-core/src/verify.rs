@@ -6,15 +6,24 @@
 //! its signed event names (and left the others unchanged), every event's id and strict
 //! signature (rejected ones too, where the pipeline had checked it), and every contract
 //! record's identity and deployer signature.
+//!
+//! Then the log: the hash chain has no gap, duplicate, reordering or rewritten entry; every
+//! event, actor, contract and refusal row is exactly the record its (latest) log entry binds,
+//! and no entry binds a row that is gone; events are recorded in log order. With
+//! [`TrustAnchors`] (the node registry from configuration), every event's sequencing receipt
+//! and every checkpoint signature is checked too, and the node's own checkpoints must match
+//! the chain (a log cut below a surviving checkpoint is caught here; a cut that also removed
+//! the checkpoints is caught by the peers that witnessed them).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::error::StoreError;
-use crate::hash::StateRoot;
+use crate::hash::{EventId, HashAlg, StateRoot};
+use crate::log::{LogEntry, LogHead, LogKind, LogRecord};
 use crate::model::{
     ActorChange, ActorId, ActorStatus, ChangePayload, CreatePayload, EventKind, EventRecord,
-    Outcome, RejectReason, State, StateId,
+    NodeId, NodeRegistry, Outcome, RejectReason, State, StateId,
 };
 use crate::sign::{verify_batch, PublicKey};
 use crate::store::{EventFilter, Store};
@@ -31,6 +40,14 @@ pub enum PeerTable {
     Event,
     /// The contract table (`sst_contract`).
     Contract,
+    /// The actor directory (`sst_actor`).
+    Actor,
+    /// The refusal table (`sst_refusal`).
+    Refusal,
+    /// The hash-chained log (`sst_log`).
+    Log,
+    /// The checkpoint table (`sst_checkpoint`).
+    Checkpoint,
 }
 
 impl fmt::Display for PeerTable {
@@ -40,6 +57,10 @@ impl fmt::Display for PeerTable {
             PeerTable::History => "history",
             PeerTable::Event => "event",
             PeerTable::Contract => "contract",
+            PeerTable::Actor => "actor",
+            PeerTable::Refusal => "refusal",
+            PeerTable::Log => "log",
+            PeerTable::Checkpoint => "checkpoint",
         })
     }
 }
@@ -75,6 +96,19 @@ pub enum Rule {
     Actor,
     /// A contract record's identity or deployer signature does not verify.
     Contract,
+    /// The log's hash chain is broken: a position missing, repeated or out of order, an
+    /// entry whose hash is not the hash of its fields, or one that does not link to the entry
+    /// before it.
+    LogChain,
+    /// A row differs from the record its log entry binds, has no log entry, or a log entry
+    /// binds a row that is gone.
+    LogRecord,
+    /// A checkpoint's signature does not verify under the node's registered key, or the log
+    /// no longer holds the head it signed (rewritten or cut).
+    Checkpoint,
+    /// An event's sequencing receipt is missing or does not verify under the sequencing
+    /// node's registered key.
+    Receipt,
 }
 
 impl fmt::Display for Rule {
@@ -91,6 +125,10 @@ impl fmt::Display for Rule {
             Rule::Signature => "signature",
             Rule::Actor => "actor",
             Rule::Contract => "contract",
+            Rule::LogChain => "log_chain",
+            Rule::LogRecord => "log_record",
+            Rule::Checkpoint => "checkpoint",
+            Rule::Receipt => "receipt",
         })
     }
 }
@@ -146,6 +184,12 @@ pub struct VerifyReport {
     pub events: usize,
     /// Contract records checked.
     pub contracts: usize,
+    /// Log entries checked.
+    pub log_entries: usize,
+    /// Checkpoints checked (own and witnessed).
+    pub checkpoints: usize,
+    /// Whether receipts and checkpoint signatures were checked against a node registry.
+    pub anchored: bool,
     /// Everything that did not verify (empty = store verified).
     pub findings: Vec<Finding>,
 }
@@ -176,19 +220,51 @@ fn signature_unchecked(reason: &RejectReason) -> bool {
     )
 }
 
-/// Verifies every state version, every event and every contract record in `store`.
-/// `progress(done, total)` is called after each state (for progress bars). Backend failures
-/// abort with an error; integrity problems are collected as findings naming the table, the
-/// rule, and the exact state, version or event.
+/// What verification trusts from outside the database it checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustAnchors {
+    /// The network's node keys, from configuration. Empty: receipts and checkpoint signatures
+    /// cannot be checked (the report says so: [`VerifyReport::anchored`] is false).
+    pub registry: NodeRegistry,
+    /// The node whose database this is: its own checkpoints are compared with its log.
+    pub node: Option<NodeId>,
+}
+
+impl TrustAnchors {
+    /// Anchors for the database of `node` in a network with `registry`.
+    pub fn new(registry: NodeRegistry, node: Option<NodeId>) -> Self {
+        TrustAnchors { registry, node }
+    }
+}
+
+/// [`verify_store_with`] without trust anchors: everything the database can prove about
+/// itself (receipts and checkpoint signatures are not checked).
 ///
 /// # Errors
-/// [`StoreError::Backend`] when the store cannot be read at all.
+/// As [`verify_store_with`].
 pub async fn verify_store(
     store: &dyn Store,
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<VerifyReport, StoreError> {
+    verify_store_with(store, &TrustAnchors::default(), progress).await
+}
+
+/// Verifies every state version, every event, every contract record and the log of `store`,
+/// checking receipts and checkpoints against `anchors`. `progress(done, total)` is called
+/// after each state (for progress bars). Backend failures abort with an error; integrity
+/// problems are collected as findings naming the table, the rule, and the exact state,
+/// version, event or log position.
+///
+/// # Errors
+/// [`StoreError::Backend`] when the store cannot be read at all.
+pub async fn verify_store_with(
+    store: &dyn Store,
+    anchors: &TrustAnchors,
+    progress: &mut (dyn FnMut(usize, usize) + Send),
+) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
-    let events = store.events(&EventFilter::default()).await?;
+    let entries = read_log(store, &mut report).await?;
+    let events = read_events(store, &entries, &mut report).await?;
     report.events = events.len();
 
     // What the log says was applied, per state, in recording order.
@@ -221,7 +297,415 @@ pub async fn verify_store(
 
     let held = verify_events(store, &events, &mut report).await?;
     verify_contracts(store, &held, &mut report).await?;
+    verify_log_bindings(store, &entries, &events, anchors, &mut report).await?;
     Ok(report)
+}
+
+/// The log part of [`verify_store_with`] alone: the chain, every row's binding to its entry,
+/// receipts and checkpoints, without recomputing states or event signatures. Cheap enough for
+/// a node to run at every start.
+///
+/// # Errors
+/// [`StoreError::Backend`] when the store cannot be read at all.
+pub async fn verify_log(
+    store: &dyn Store,
+    anchors: &TrustAnchors,
+) -> Result<VerifyReport, StoreError> {
+    let mut report = VerifyReport::default();
+    let entries = read_log(store, &mut report).await?;
+    let events = read_events(store, &entries, &mut report).await?;
+    report.events = events.len();
+    verify_log_bindings(store, &entries, &events, anchors, &mut report).await?;
+    Ok(report)
+}
+
+fn record_finding(table: PeerTable, rule: Rule, problem: String) -> Finding {
+    Finding {
+        state_id: StateId::new(""),
+        version: None,
+        event: None,
+        table,
+        rule,
+        problem,
+    }
+}
+
+/// The whole log; an unreadable log is one finding and an empty list.
+async fn read_log(
+    store: &dyn Store,
+    report: &mut VerifyReport,
+) -> Result<Vec<LogEntry>, StoreError> {
+    match store.log(0, None).await {
+        Ok(entries) => {
+            report.log_entries = entries.len();
+            Ok(entries)
+        }
+        Err(StoreError::Integrity { what, source }) => {
+            report.findings.push(record_finding(
+                PeerTable::Log,
+                Rule::Integrity,
+                format!("{what}: {source}"),
+            ));
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Every event in recording order. When a row cannot be read back (an edited column), the
+/// events the log names are read one by one, so each unreadable row becomes its own finding.
+async fn read_events(
+    store: &dyn Store,
+    entries: &[LogEntry],
+    report: &mut VerifyReport,
+) -> Result<Vec<EventRecord>, StoreError> {
+    match store.events(&EventFilter::default()).await {
+        Ok(events) => return Ok(events),
+        Err(StoreError::Integrity { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let mut events = Vec::new();
+    let mut seen = BTreeSet::new();
+    for entry in entries.iter().filter(|e| e.kind == LogKind::Event) {
+        let Ok(id) = entry.subject.parse::<EventId>() else {
+            continue;
+        };
+        if !seen.insert(id) {
+            continue;
+        }
+        match store.event(&id).await {
+            Ok(Some(rec)) => events.push(rec),
+            Ok(None) => {}
+            Err(StoreError::Integrity { what, source }) => report.findings.push(Finding {
+                event: Some(id.to_string()),
+                ..record_finding(
+                    PeerTable::Event,
+                    Rule::Integrity,
+                    format!("{what}: {source}"),
+                )
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(events)
+}
+
+/// Walks the chain: positions 1, 2, … each hashing to its stored hash and linking to the one
+/// before. After a break the walk resynchronises on the entry found, so each break is
+/// reported once.
+fn check_chain(entries: &[LogEntry], report: &mut VerifyReport) {
+    let alg = entries.first().map_or(HashAlg::Blake3, |e| e.prev.alg());
+    let mut head = LogHead::genesis(alg);
+    for e in entries {
+        let at = |problem: String| Finding {
+            version: Some(e.pos),
+            ..record_finding(PeerTable::Log, Rule::LogChain, problem)
+        };
+        if e.pos != head.pos + 1 {
+            report.findings.push(at(if e.pos <= head.pos {
+                format!("position {} repeats or goes back after {}", e.pos, head.pos)
+            } else {
+                format!("positions {}..{} are missing", head.pos + 1, e.pos - 1)
+            }));
+        } else if e.prev != head.hash {
+            report.findings.push(at(format!(
+                "entry {} does not link to the entry before it",
+                e.pos
+            )));
+        }
+        if !e.hash_ok() {
+            report.findings.push(at(format!(
+                "entry {} does not hash to its stored hash (rewritten)",
+                e.pos
+            )));
+        }
+        head = e.head();
+    }
+}
+
+/// For each subject of `kind`, the entries binding it, in log order.
+fn entries_of(entries: &[LogEntry], kinds: &[LogKind]) -> BTreeMap<String, Vec<LogEntry>> {
+    let mut out: BTreeMap<String, Vec<LogEntry>> = BTreeMap::new();
+    for e in entries.iter().filter(|e| kinds.contains(&e.kind)) {
+        out.entry(e.subject.clone()).or_default().push(e.clone());
+    }
+    out
+}
+
+/// Checks that `row` (absent = no row) is what the latest of `logged` binds.
+fn check_binding(
+    table: PeerTable,
+    what: &str,
+    row: Option<&LogRecord<'_>>,
+    logged: Option<&Vec<LogEntry>>,
+    report: &mut VerifyReport,
+) {
+    let latest = logged.and_then(|l| l.last());
+    let problem = match (row, latest) {
+        (None, None) => None,
+        (Some(_), None) => Some(format!("{what} has no log entry (added behind SST's back)")),
+        (None, Some(e)) if e.kind == LogKind::RefusalCleared => None,
+        (None, Some(e)) => Some(format!(
+            "{what}, recorded at log position {}, is missing",
+            e.pos
+        )),
+        (Some(_), Some(e)) if e.kind == LogKind::RefusalCleared => Some(format!(
+            "{what} was cleared at log position {} but is back",
+            e.pos
+        )),
+        (Some(r), Some(e)) if r.digest(e.record.alg()) != e.record => Some(format!(
+            "{what} differs from the record log entry {} binds",
+            e.pos
+        )),
+        _ => None,
+    };
+    if let Some(problem) = problem {
+        report.findings.push(Finding {
+            version: latest.map(|e| e.pos),
+            ..record_finding(table, Rule::LogRecord, problem)
+        });
+    }
+}
+
+async fn verify_log_bindings(
+    store: &dyn Store,
+    entries: &[LogEntry],
+    events: &[EventRecord],
+    anchors: &TrustAnchors,
+    report: &mut VerifyReport,
+) -> Result<(), StoreError> {
+    check_chain(entries, report);
+
+    // Events: each bound by exactly one entry, recorded in log order.
+    let event_entries = entries_of(entries, &[LogKind::Event]);
+    let mut last_pos = 0;
+    let mut held = BTreeSet::new();
+    for rec in events {
+        let subject = rec.id().to_string();
+        held.insert(subject.clone());
+        let logged = event_entries.get(&subject);
+        let ev = |rule: Rule, problem: String| Finding {
+            state_id: rec.event().state_id.clone(),
+            event: Some(subject.clone()),
+            ..record_finding(PeerTable::Event, rule, problem)
+        };
+        if let Some(l) = logged.filter(|l| l.len() > 1) {
+            let at: Vec<String> = l.iter().map(|e| e.pos.to_string()).collect();
+            report.findings.push(Finding {
+                table: PeerTable::Log,
+                ..ev(
+                    Rule::LogRecord,
+                    format!("event bound by several log entries ({})", at.join(", ")),
+                )
+            });
+        }
+        check_binding(
+            PeerTable::Event,
+            &format!("event {subject}"),
+            Some(&LogRecord::Event(rec)),
+            logged,
+            report,
+        );
+        if let Some(e) = logged.and_then(|l| l.first()) {
+            if e.pos < last_pos {
+                report.findings.push(ev(
+                    Rule::EventOrder,
+                    format!(
+                        "event (log position {}) is recorded after the event of position {last_pos}",
+                        e.pos
+                    ),
+                ));
+            }
+            last_pos = last_pos.max(e.pos);
+        }
+        if !anchors.registry.is_empty() {
+            let e = rec.event();
+            let problem = match &rec.receipt {
+                None => Some("event has no sequencing receipt".to_owned()),
+                Some(r) => r
+                    .verify(&anchors.registry, &rec.id(), &e.state_id, &rec.outcome)
+                    .err()
+                    .map(|err| format!("sequencing receipt: {err}")),
+            };
+            if let Some(problem) = problem {
+                report.findings.push(ev(Rule::Receipt, problem));
+            }
+        }
+    }
+    for (subject, logged) in &event_entries {
+        if !held.contains(subject) {
+            check_binding(
+                PeerTable::Event,
+                &format!("event {subject}"),
+                None,
+                Some(logged),
+                report,
+            );
+        }
+    }
+
+    // Actors, contracts and refusals: each row is what its latest entry binds.
+    let actor_entries = entries_of(entries, &[LogKind::Actor]);
+    let actors = store.actors().await?;
+    for a in &actors {
+        let what = format!("actor {}", a.id);
+        check_binding(
+            PeerTable::Actor,
+            &what,
+            Some(&LogRecord::Actor(a)),
+            actor_entries.get(a.id.as_str()),
+            report,
+        );
+    }
+    for (subject, logged) in &actor_entries {
+        if !actors.iter().any(|a| a.id.as_str() == subject) {
+            check_binding(
+                PeerTable::Actor,
+                &format!("actor {subject}"),
+                None,
+                Some(logged),
+                report,
+            );
+        }
+    }
+    let contract_entries = entries_of(entries, &[LogKind::Contract]);
+    match store.contracts().await {
+        Ok(contracts) => {
+            for c in &contracts {
+                let subject = c.contract().to_string();
+                check_binding(
+                    PeerTable::Contract,
+                    &format!("contract {subject}"),
+                    Some(&LogRecord::Contract(c)),
+                    contract_entries.get(&subject),
+                    report,
+                );
+            }
+            for (subject, logged) in &contract_entries {
+                if !contracts
+                    .iter()
+                    .any(|c| &c.contract().to_string() == subject)
+                {
+                    check_binding(
+                        PeerTable::Contract,
+                        &format!("contract {subject}"),
+                        None,
+                        Some(logged),
+                        report,
+                    );
+                }
+            }
+        }
+        // Already reported by the contract check.
+        Err(StoreError::Integrity { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    let refusal_entries = entries_of(entries, &[LogKind::Refusal, LogKind::RefusalCleared]);
+    match store.refusals(None).await {
+        Ok(refusals) => {
+            for r in &refusals {
+                let subject = r.event.to_string();
+                check_binding(
+                    PeerTable::Refusal,
+                    &format!("refusal of event {subject}"),
+                    Some(&LogRecord::Refusal(r)),
+                    refusal_entries.get(&subject),
+                    report,
+                );
+            }
+            for (subject, logged) in &refusal_entries {
+                if !refusals.iter().any(|r| &r.event.to_string() == subject) {
+                    check_binding(
+                        PeerTable::Refusal,
+                        &format!("refusal of event {subject}"),
+                        None,
+                        Some(logged),
+                        report,
+                    );
+                }
+            }
+        }
+        Err(StoreError::Integrity { what, source }) => report.findings.push(record_finding(
+            PeerTable::Refusal,
+            Rule::Integrity,
+            format!("{what}: {source}"),
+        )),
+        Err(e) => return Err(e),
+    }
+
+    verify_checkpoints(store, entries, anchors, report).await
+}
+
+/// The node's own checkpoints must verify and name a head the log still holds; witnessed
+/// checkpoints of peers must verify.
+async fn verify_checkpoints(
+    store: &dyn Store,
+    entries: &[LogEntry],
+    anchors: &TrustAnchors,
+    report: &mut VerifyReport,
+) -> Result<(), StoreError> {
+    report.anchored = !anchors.registry.is_empty();
+    let mut nodes: BTreeSet<&NodeId> = anchors.registry.nodes().collect();
+    if let Some(own) = &anchors.node {
+        nodes.insert(own);
+    }
+    let head_pos = entries.last().map_or(0, |e| e.pos);
+    for node in nodes {
+        let own = anchors.node.as_ref() == Some(node);
+        let checkpoints = match store.checkpoints(node).await {
+            Ok(c) => c,
+            Err(StoreError::Integrity { what, source }) => {
+                report.findings.push(record_finding(
+                    PeerTable::Checkpoint,
+                    Rule::Integrity,
+                    format!("{what}: {source}"),
+                ));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for cp in &checkpoints {
+            report.checkpoints += 1;
+            let c = &cp.checkpoint;
+            let at = |table: PeerTable, problem: String| Finding {
+                version: Some(c.pos),
+                ..record_finding(table, Rule::Checkpoint, problem)
+            };
+            if report.anchored {
+                if let Err(err) = cp.verify(&anchors.registry) {
+                    report.findings.push(at(
+                        PeerTable::Checkpoint,
+                        format!("checkpoint of {node} at position {}: {err}", c.pos),
+                    ));
+                    continue;
+                }
+            }
+            if !own {
+                continue;
+            }
+            if c.pos > head_pos {
+                report.findings.push(at(
+                    PeerTable::Log,
+                    format!(
+                        "the log ends at position {head_pos} but this node signed position {} (its tail was cut)",
+                        c.pos
+                    ),
+                ));
+            } else if c.pos > 0 {
+                let held = entries.iter().find(|e| e.pos == c.pos).map(|e| e.hash);
+                if held != Some(c.head) {
+                    report.findings.push(at(
+                        PeerTable::Log,
+                        format!(
+                            "the log at position {} is not the head this node signed (rewritten)",
+                            c.pos
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn state_finding(

@@ -34,6 +34,7 @@ fn record(seq: u64, outcome: Outcome) -> EventRecord {
         signed: SignedEvent::sign(event, &key),
         disclosures: BTreeMap::new(),
         outcome,
+        receipt: None,
     }
 }
 

@@ -81,6 +81,7 @@ fn applied(signed: SignedEvent, sections: &BTreeMap<String, Section>, state: Sta
                 version: state.version,
                 root: state.root,
             },
+            receipt: None,
         },
         state: Some(state),
     }
@@ -189,6 +190,7 @@ async fn populated() -> (MemoryStore, Signer, Signer) {
                     found_version: 1,
                 },
             },
+            receipt: None,
         },
         state: None,
     };
@@ -421,6 +423,7 @@ fn actor_change(target: &Actor, after: &Actor, by: &Signer, seq: u64) -> CommitI
             signed,
             disclosures: BTreeMap::new(),
             outcome: Outcome::Applied { version: 0, root },
+            receipt: None,
         },
         state: None,
     }

@@ -59,6 +59,7 @@ fn item(state: Option<(&str, u64)>, node: &str, seq: u64, tag: u64) -> CommitIte
             signed,
             disclosures: BTreeMap::new(),
             outcome,
+            receipt: None,
         },
         state: new_state,
     }
