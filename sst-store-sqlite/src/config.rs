@@ -152,6 +152,9 @@ mod tests {
         assert_eq!(c.tables.event, "sst_event");
         assert_eq!(c.tables.actor, "sst_actor");
         assert_eq!(c.tables.contract, "sst_contract");
+        assert_eq!(c.tables.refusal, "sst_refusal");
+        assert_eq!(c.tables.log, "sst_log");
+        assert_eq!(c.tables.checkpoint, "sst_checkpoint");
         assert_eq!(c.synchronous, Synchronous::Full);
         assert!(c.validate().is_ok());
     }

@@ -1,6 +1,7 @@
 //! Mapping of rusqlite / SQLite errors to [`StoreError`]: the one place where a unique or
 //! primary-key violation (`SQLITE_CONSTRAINT_UNIQUE`, `SQLITE_CONSTRAINT_PRIMARYKEY`) becomes
-//! a [`StoreError::Conflict`].
+//! a [`StoreError::Conflict`] — marked as a lost race ([`WriteError::Raced`]) so that the
+//! write transaction is re-run.
 
 use rusqlite::ffi;
 use sst_core::StoreError;
@@ -32,17 +33,59 @@ pub(crate) fn backend(operation: &'static str, e: rusqlite::Error) -> StoreError
     }
 }
 
-/// A unique violation as the [`StoreError::Conflict`] `conflict` builds (the rule the violated
-/// key enforces); any other error as [`backend`].
+/// Why one attempt at a write transaction failed.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// A unique key was taken by a concurrent writer after this one read it free: re-running
+    /// the whole transaction (re-reading what it read) decides again. Carries the error to
+    /// report once the retries are used up.
+    Raced(StoreError),
+    /// Anything else: reported as is.
+    Failed(StoreError),
+}
+
+impl From<StoreError> for WriteError {
+    fn from(e: StoreError) -> Self {
+        WriteError::Failed(e)
+    }
+}
+
+impl WriteError {
+    /// The error to report.
+    pub(crate) fn into_inner(self) -> StoreError {
+        match self {
+            WriteError::Raced(e) | WriteError::Failed(e) => e,
+        }
+    }
+}
+
+/// The error a write reports when it lost the race for the next log position on every
+/// attempt (another process kept appending to the same file): retryable.
+pub(crate) fn log_race(operation: &'static str, pos: u64) -> StoreError {
+    StoreError::Backend {
+        backend: NAME,
+        operation,
+        retryable: true,
+        source: format!(
+            "log position {pos} was taken by a concurrent writer on every attempt \
+             ({} retries)",
+            sst_core::raw::RACE_RETRIES
+        )
+        .into(),
+    }
+}
+
+/// A unique violation as a lost race reporting the [`StoreError::Conflict`] `conflict` builds
+/// (the rule the violated key enforces); any other error as [`backend`].
 pub(crate) fn conflict_or_backend(
     operation: &'static str,
     e: rusqlite::Error,
     conflict: impl FnOnce() -> StoreError,
-) -> StoreError {
+) -> WriteError {
     if is_unique_violation(&e) {
-        conflict()
+        WriteError::Raced(conflict())
     } else {
-        backend(operation, e)
+        WriteError::Failed(backend(operation, e))
     }
 }
 
@@ -72,11 +115,11 @@ mod tests {
             assert!(
                 matches!(
                     e,
-                    StoreError::Conflict {
+                    WriteError::Raced(StoreError::Conflict {
                         expected: 1,
                         found: 2,
                         ..
-                    }
+                    })
                 ),
                 "{sql}: {e:?}"
             );
@@ -93,12 +136,12 @@ mod tests {
         assert!(
             matches!(
                 e,
-                StoreError::Backend {
+                WriteError::Failed(StoreError::Backend {
                     backend: "sqlite",
                     operation: "commit",
                     retryable: false,
                     ..
-                }
+                })
             ),
             "{e:?}"
         );

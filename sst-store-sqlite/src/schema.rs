@@ -6,9 +6,17 @@ use crate::config::TableNames;
 pub(crate) const STATE_COLUMNS: &str = "id, contract_name, contract_version, version, parties, \
      seals, data, root, prev_root, last_event, updated_at";
 
-/// Columns of the event table that rebuild an [`sst_core::EventRecord`].
+/// Columns of the event table that rebuild an [`sst_core::EventRecord`] (the first seven)
+/// followed by the columns derived from the signed event, which a read checks against it.
 pub(crate) const EVENT_COLUMNS: &str = "event, disclosures, outcome, new_version, new_root, \
-     reason_detail";
+     reason_detail, receipt, id, state_id, kind, contract_name, contract_version, actor, \
+     origin_node, origin_seq, reason";
+
+/// Columns of the log table, in the order [`sst_core::LogEntry::from_columns`] takes them.
+pub(crate) const LOG_COLUMNS: &str = "pos, kind, subject, record, prev, hash";
+
+/// Columns of the checkpoint table, in the order [`crate::store`] binds and reads them.
+pub(crate) const CHECKPOINT_COLUMNS: &str = "node, pos, head, at, signature";
 
 fn state_table(name: &str, key: &str) -> String {
     format!(
@@ -53,6 +61,7 @@ CREATE TABLE IF NOT EXISTS "{event}" (
     new_root         TEXT,
     event            TEXT    NOT NULL CHECK (json_valid(event)),
     disclosures      TEXT    NOT NULL CHECK (json_valid(disclosures)),
+    receipt          TEXT    CHECK (receipt IS NULL OR json_valid(receipt)),
     UNIQUE (origin_node, origin_seq)
 );
 CREATE INDEX IF NOT EXISTS "{event}_state_pos" ON "{event}" (state_id, pos);
@@ -82,18 +91,36 @@ CREATE TABLE IF NOT EXISTS "{refusal}" (
     at            INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS "{refusal}_state" ON "{refusal}" (state_id, version);
+CREATE TABLE IF NOT EXISTS "{log}" (
+    pos     INTEGER NOT NULL PRIMARY KEY,
+    kind    TEXT    NOT NULL CHECK (length(kind) <= 32),
+    subject TEXT    NOT NULL CHECK (length(subject) <= 1024),
+    record  TEXT    NOT NULL CHECK (length(record) <= 80),
+    prev    TEXT    NOT NULL CHECK (length(prev) <= 80),
+    hash    TEXT    NOT NULL CHECK (length(hash) <= 80)
+);
+CREATE TABLE IF NOT EXISTS "{checkpoint}" (
+    node      TEXT    NOT NULL,
+    pos       INTEGER NOT NULL,
+    head      TEXT    NOT NULL,
+    at        INTEGER NOT NULL,
+    signature TEXT    NOT NULL,
+    PRIMARY KEY (node, pos)
+);
 "#,
         event = t.event,
         actor = t.actor,
         contract = t.contract,
         refusal = t.refusal,
+        log = t.log,
+        checkpoint = t.checkpoint,
     ));
     sql
 }
 
 /// Every peer table with the columns SST reads and writes in it: a pre-existing table of that
 /// name lacking one of them belongs to something else.
-pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 6] {
+pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 8] {
     const STATE: &[&str] = &[
         "id",
         "contract_name",
@@ -124,6 +151,7 @@ pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str
         "new_root",
         "event",
         "disclosures",
+        "receipt",
     ];
     [
         (&t.state, STATE),
@@ -146,6 +174,11 @@ pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str
                 "at",
             ],
         ),
+        (
+            &t.log,
+            &["pos", "kind", "subject", "record", "prev", "hash"],
+        ),
+        (&t.checkpoint, &["node", "pos", "head", "at", "signature"]),
     ]
 }
 
@@ -154,7 +187,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ddl_runs_twice_and_creates_the_six_tables() {
+    fn ddl_runs_twice_and_creates_the_eight_tables() {
         let c = rusqlite::Connection::open_in_memory().expect("memory db");
         let t = TableNames::with_prefix("p_");
         c.execute_batch(&ddl(&t)).expect("first migrate");
@@ -171,8 +204,10 @@ mod tests {
             names,
             [
                 "p_actor",
+                "p_checkpoint",
                 "p_contract",
                 "p_event",
+                "p_log",
                 "p_refusal",
                 "p_state",
                 "p_state_history"

@@ -5,22 +5,28 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 use sst_core::model::StateParts;
-use sst_core::raw::columns::{json_text, outcome_from_columns, to_i64};
+use sst_core::raw::columns::{
+    json_text, outcome_from_columns, receipt_from_column, to_i64, DerivedEventColumns,
+};
 use sst_core::raw::{
     check_peer_layout, CommitPlan, ContractPut, EventColumns, Lookups, NameCase, Recorded,
+    RACE_RETRIES,
 };
 use sst_core::{
-    check_refusal, portable, Actor, ActorId, Capabilities, CommitBatch, CommitReceipt,
-    ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId, OriginSeq,
-    Refusal, State, StateId, Store, StoreError, Timestamp,
+    check_refusal, portable, Actor, ActorId, Capabilities, Checkpoint, CommitBatch, CommitReceipt,
+    ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, LogEntry, LogHead,
+    LogRecord, NodeId, OriginSeq, Refusal, SignedCheckpoint, State, StateId, Store, StoreError,
+    Timestamp,
 };
 
 use crate::config::{Location, SqliteConfig};
-use crate::error::{backend, conflict_or_backend};
-use crate::schema::{ddl, required_columns, EVENT_COLUMNS, STATE_COLUMNS};
+use crate::error::{backend, conflict_or_backend, log_race, WriteError};
+use crate::schema::{
+    ddl, required_columns, CHECKPOINT_COLUMNS, EVENT_COLUMNS, LOG_COLUMNS, STATE_COLUMNS,
+};
 use crate::NAME;
 
 /// Runs `f` on tokio's blocking pool: the one place where this crate leaves the async
@@ -60,6 +66,12 @@ struct Sql {
     upsert_refusal: String,
     select_refusals: String,
     delete_refusal: String,
+    log_head: String,
+    insert_log: String,
+    select_log: String,
+    checkpoint_head: String,
+    insert_checkpoint: String,
+    select_checkpoints: String,
 }
 
 impl Sql {
@@ -67,6 +79,7 @@ impl Sql {
         let t = &config.tables;
         let (state, history, event, actor, contract) =
             (&t.state, &t.history, &t.event, &t.actor, &t.contract);
+        let (log, checkpoint) = (&t.log, &t.checkpoint);
         let state_params = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11";
         Sql {
             ddl: ddl(t),
@@ -95,8 +108,9 @@ impl Sql {
             insert_event: format!(
                 r#"INSERT INTO "{event}" (id, state_id, kind, contract_name, contract_version,
                      actor, origin_node, origin_seq, outcome, reason, reason_detail,
-                     new_version, new_root, event, disclosures)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"#
+                     new_version, new_root, event, disclosures, receipt)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
+                     ?16)"#
             ),
             select_state: format!(r#"SELECT {STATE_COLUMNS} FROM "{state}" WHERE id = ?1"#),
             select_state_at: format!(
@@ -150,6 +164,22 @@ impl Sql {
                 r#"DELETE FROM "{refusal}" WHERE event_id = ?1"#,
                 refusal = t.refusal
             ),
+            log_head: format!(r#"SELECT {LOG_COLUMNS} FROM "{log}" ORDER BY pos DESC LIMIT 1"#),
+            insert_log: format!(
+                r#"INSERT INTO "{log}" ({LOG_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"#
+            ),
+            select_log: format!(
+                r#"SELECT {LOG_COLUMNS} FROM "{log}" WHERE pos > ?1 ORDER BY pos LIMIT ?2"#
+            ),
+            checkpoint_head: format!(
+                r#"SELECT head FROM "{checkpoint}" WHERE node = ?1 AND pos = ?2"#
+            ),
+            insert_checkpoint: format!(
+                r#"INSERT INTO "{checkpoint}" ({CHECKPOINT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"#
+            ),
+            select_checkpoints: format!(
+                r#"SELECT {CHECKPOINT_COLUMNS} FROM "{checkpoint}" WHERE node = ?1 ORDER BY pos"#
+            ),
         }
     }
 }
@@ -170,6 +200,34 @@ fn poisoned(operation: &'static str) -> StoreError {
 impl Inner {
     fn writer(&self, operation: &'static str) -> Result<MutexGuard<'_, Connection>, StoreError> {
         self.writer.lock().map_err(|_| poisoned(operation))
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer and commits it. When `f`
+    /// lost a race for a unique key ([`WriteError::Raced`]: the log position above all), the
+    /// transaction is rolled back and `f` runs again from the start, re-reading everything,
+    /// up to [`RACE_RETRIES`] times. The one retry loop of this crate: `commit` and every
+    /// put write through it. (The writer mutex and `BEGIN IMMEDIATE` already serialise the
+    /// writers of one process; another process writing the same file is what can race.)
+    fn transact<T>(
+        &self,
+        operation: &'static str,
+        mut f: impl FnMut(&Transaction<'_>, &Sql) -> Result<T, WriteError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.writer(operation)?;
+        let mut retries = 0;
+        loop {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| backend(operation, e))?;
+            match f(&tx, &self.sql) {
+                Ok(v) => {
+                    tx.commit().map_err(|e| backend(operation, e))?;
+                    return Ok(v);
+                }
+                Err(WriteError::Raced(_)) if retries < RACE_RETRIES => retries += 1,
+                Err(e) => return Err(e.into_inner()),
+            }
+        }
     }
 
     /// Runs `f` on an idle reader (opening one if none is idle) and returns it to the pool.
@@ -311,6 +369,16 @@ impl SqliteStore {
         .await
     }
 
+    /// [`Inner::transact`] on the blocking pool.
+    async fn write_tx<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnMut(&Transaction<'_>, &Sql) -> Result<T, WriteError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(operation, move || inner.transact(operation, f)).await
+    }
+
     async fn read<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Connection, &Sql) -> Result<T, StoreError> + Send + 'static,
@@ -349,7 +417,7 @@ impl StateRow {
 /// One batch item with every column computed, ready for the writer.
 struct ItemRow {
     id: String,
-    event: [SqlValue; 15],
+    event: [SqlValue; 16],
     state: Option<(String, u64, StateRow)>,
 }
 
@@ -375,6 +443,7 @@ impl ItemRow {
             text(c.new_root),
             SqlValue::Text(c.signed.to_string()),
             SqlValue::Text(c.disclosures.to_string()),
+            text(c.receipt.map(|v| v.to_string())),
         ];
         let state = match &item.state {
             Some(s) => Some((
@@ -392,91 +461,173 @@ impl ItemRow {
     }
 }
 
+/// One attempt at writing `batch` (its `rows` computed beforehand) inside `tx`: read what is
+/// recorded about the batch and the log head, let the core decide, then write the plan with
+/// its log entries.
 fn commit_rows(
-    conn: &mut Connection,
+    tx: &Transaction<'_>,
     sql: &Sql,
     batch: &CommitBatch,
-    rows: Vec<ItemRow>,
-) -> Result<CommitReceipt, StoreError> {
+    rows: &[ItemRow],
+) -> Result<CommitReceipt, WriteError> {
     const OP: &str = "commit";
     let be = |e| backend(OP, e);
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(be)?;
-    {
-        // Read what is recorded about the batch (the writer lock is held: nothing moves), let
-        // the core decide, then write the plan.
-        let lookups = Lookups::of(batch);
-        let mut recorded = Recorded::default();
-        let mut exists = tx.prepare_cached(&sql.event_exists).map_err(be)?;
-        for (id, row) in lookups.events.iter().zip(&rows) {
-            if exists.exists([&row.id]).map_err(be)? {
-                recorded.events.insert(*id);
-            }
+    let lookups = Lookups::of(batch);
+    let mut recorded = Recorded::default();
+    let mut exists = tx.prepare_cached(&sql.event_exists).map_err(be)?;
+    for (id, row) in lookups.events.iter().zip(rows) {
+        if exists.exists([&row.id]).map_err(be)? {
+            recorded.events.insert(*id);
         }
-        let mut owner = tx.prepare_cached(&sql.origin_owner).map_err(be)?;
-        for (node, seq) in &lookups.origins {
-            let seq_i64 = to_i64("origin_seq", seq.0)?;
-            let found: Option<String> = owner
-                .query_row(rusqlite::params![node.as_str(), seq_i64], |r| r.get(0))
-                .optional()
-                .map_err(be)?;
-            if let Some(id) = found {
-                let id = id
-                    .parse::<EventId>()
-                    .map_err(|e| StoreError::malformed(format!("event {id}"), e))?;
-                recorded.origins.insert((node.clone(), *seq), id);
-            }
+    }
+    let mut owner = tx.prepare_cached(&sql.origin_owner).map_err(be)?;
+    for (node, seq) in &lookups.origins {
+        let seq_i64 = to_i64("origin_seq", seq.0)?;
+        let found: Option<String> = owner
+            .query_row(rusqlite::params![node.as_str(), seq_i64], |r| r.get(0))
+            .optional()
+            .map_err(be)?;
+        if let Some(id) = found {
+            let id = id
+                .parse::<EventId>()
+                .map_err(|e| StoreError::malformed(format!("event {id}"), e))?;
+            recorded.origins.insert((node.clone(), *seq), id);
         }
-        let mut current = tx.prepare_cached(&sql.current_version).map_err(be)?;
-        for state in &lookups.states {
-            let stored: Option<i64> = current
-                .query_row([state.as_str()], |r| r.get(0))
-                .optional()
-                .map_err(be)?;
-            if let Some(v) = stored {
-                recorded.versions.insert(state.clone(), v.unsigned_abs());
-            }
+    }
+    let mut current = tx.prepare_cached(&sql.current_version).map_err(be)?;
+    for state in &lookups.states {
+        let stored: Option<i64> = current
+            .query_row([state.as_str()], |r| r.get(0))
+            .optional()
+            .map_err(be)?;
+        if let Some(v) = stored {
+            recorded.versions.insert(state.clone(), v.unsigned_abs());
         }
-        let plan = CommitPlan::new(batch, &recorded)?;
-        let mut history = tx.prepare_cached(&sql.insert_history).map_err(be)?;
-        let mut event = tx.prepare_cached(&sql.insert_event).map_err(be)?;
-        for &i in &plan.record {
-            let row = &rows[i];
-            let e = batch.items[i].event.event();
-            if let Some((state_id, version, state_row)) = &row.state {
-                history
-                    .execute(rusqlite::params_from_iter(state_row.0.iter()))
-                    .map_err(|err| {
-                        conflict_or_backend(OP, err, || {
-                            StoreError::stale_version(
-                                &state_id.as_str().into(),
-                                version - 1,
-                                *version,
-                            )
-                        })
-                    })?;
-            }
-            event
-                .execute(rusqlite::params_from_iter(row.event.iter()))
+    }
+    recorded.log_head = read_log_head(tx, sql, OP)?;
+    let plan = CommitPlan::new(batch, &recorded)?;
+    let mut history = tx.prepare_cached(&sql.insert_history).map_err(be)?;
+    let mut event = tx.prepare_cached(&sql.insert_event).map_err(be)?;
+    for &i in &plan.record {
+        let row = &rows[i];
+        let e = batch.items[i].event.event();
+        if let Some((state_id, version, state_row)) = &row.state {
+            history
+                .execute(rusqlite::params_from_iter(state_row.0.iter()))
                 .map_err(|err| {
                     conflict_or_backend(OP, err, || {
-                        StoreError::origin_taken(&e.origin_node, e.origin_seq)
+                        StoreError::stale_version(&state_id.as_str().into(), version - 1, *version)
                     })
                 })?;
         }
-        let mut latest = tx.prepare_cached(&sql.upsert_state).map_err(be)?;
-        for row in &plan.current {
-            if let Some((_, _, state_row)) = &rows[row.item].state {
-                latest
-                    .execute(rusqlite::params_from_iter(state_row.0.iter()))
-                    .map_err(be)?;
-            }
-        }
-        drop((exists, owner, current, history, event, latest));
-        tx.commit().map_err(be)?;
-        Ok(plan.receipt())
+        event
+            .execute(rusqlite::params_from_iter(row.event.iter()))
+            .map_err(|err| {
+                conflict_or_backend(OP, err, || {
+                    StoreError::origin_taken(&e.origin_node, e.origin_seq)
+                })
+            })?;
     }
+    let mut latest = tx.prepare_cached(&sql.upsert_state).map_err(be)?;
+    for row in &plan.current {
+        if let Some((_, _, state_row)) = &rows[row.item].state {
+            latest
+                .execute(rusqlite::params_from_iter(state_row.0.iter()))
+                .map_err(be)?;
+        }
+    }
+    insert_log(tx, sql, OP, &plan.log)?;
+    Ok(plan.receipt())
+}
+
+/// The log head as `conn` sees it ([`LogHead::default`] for an empty log); inside the write
+/// transaction, the head the next entry chains to.
+fn read_log_head(
+    conn: &Connection,
+    sql: &Sql,
+    operation: &'static str,
+) -> Result<LogHead, StoreError> {
+    let last = conn
+        .prepare_cached(&sql.log_head)
+        .and_then(|mut s| s.query_row([], log_entry_from_row).optional())
+        .map_err(|e| backend(operation, e))?
+        .transpose()?;
+    Ok(last.map_or_else(LogHead::default, |e| e.head()))
+}
+
+/// Inserts `entries` into the log; a taken position is a lost race.
+fn insert_log(
+    tx: &Transaction<'_>,
+    sql: &Sql,
+    operation: &'static str,
+    entries: &[LogEntry],
+) -> Result<(), WriteError> {
+    let mut stmt = tx
+        .prepare_cached(&sql.insert_log)
+        .map_err(|e| backend(operation, e))?;
+    for e in entries {
+        stmt.execute(rusqlite::params![
+            to_i64("log.pos", e.pos)?,
+            e.kind.as_str(),
+            e.subject,
+            e.record.to_string(),
+            e.prev.to_string(),
+            e.hash.to_string(),
+        ])
+        .map_err(|err| conflict_or_backend(operation, err, || log_race(operation, e.pos)))?;
+    }
+    Ok(())
+}
+
+/// Appends the entry binding `record` after the log head, inside the record's transaction.
+fn append_log(
+    tx: &Transaction<'_>,
+    sql: &Sql,
+    operation: &'static str,
+    record: &LogRecord<'_>,
+) -> Result<(), WriteError> {
+    let entry = read_log_head(tx, sql, operation)?.append(record);
+    insert_log(tx, sql, operation, std::slice::from_ref(&entry))
+}
+
+fn log_entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<LogEntry, StoreError>> {
+    let kind: String = r.get(1)?;
+    let record: String = r.get(3)?;
+    let prev: String = r.get(4)?;
+    let hash: String = r.get(5)?;
+    Ok(LogEntry::from_columns(
+        r.get(0)?,
+        &kind,
+        r.get(2)?,
+        &record,
+        &prev,
+        &hash,
+    ))
+}
+
+fn checkpoint_from_row(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<SignedCheckpoint, StoreError>> {
+    let node: String = r.get(0)?;
+    let pos: i64 = r.get(1)?;
+    let head: String = r.get(2)?;
+    let at: i64 = r.get(3)?;
+    let signature: String = r.get(4)?;
+    let what = format!("checkpoint of node {node} at log position {pos}");
+    Ok((|| {
+        Ok(SignedCheckpoint {
+            checkpoint: Checkpoint {
+                node: NodeId(node.clone()),
+                pos: u64::try_from(pos).map_err(|e| StoreError::malformed(&what, e))?,
+                head: head
+                    .parse()
+                    .map_err(|e| StoreError::malformed(&what, format!("head: {e}")))?,
+                at: Timestamp(at),
+            },
+            signature: serde_json::from_value(Value::String(signature))
+                .map_err(|e| StoreError::malformed(&what, format!("signature: {e}")))?,
+        })
+    })())
 }
 
 /// Reads one state row ([`STATE_COLUMNS`] order) back into a [`State`].
@@ -525,7 +676,8 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<State, Store
     }))
 }
 
-/// Reads one event row ([`EVENT_COLUMNS`] order) back into an [`EventRecord`].
+/// Reads one event row ([`EVENT_COLUMNS`] order) back into an [`EventRecord`], checking the
+/// derived columns against the signed event.
 fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord, StoreError>> {
     let signed: String = r.get(0)?;
     let disclosures: String = r.get(1)?;
@@ -533,6 +685,26 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
     let new_version: Option<i64> = r.get(3)?;
     let new_root: Option<String> = r.get(4)?;
     let reason: Option<String> = r.get(5)?;
+    let receipt: Option<String> = r.get(6)?;
+    // The integer columns are read as they are stored: a hand-written text there is an
+    // integrity finding, not a driver error.
+    let int = |i: usize| -> rusqlite::Result<Result<i64, String>> {
+        Ok(match r.get::<_, SqlValue>(i)? {
+            SqlValue::Integer(v) => Ok(v),
+            other => Err(format!("{other:?}")),
+        })
+    };
+    let contract_version = int(11)?;
+    let origin_seq = int(14)?;
+    let derived = (
+        r.get::<_, String>(7)?,
+        r.get::<_, String>(8)?,
+        r.get::<_, String>(9)?,
+        r.get::<_, String>(10)?,
+        r.get::<_, String>(12)?,
+        r.get::<_, String>(13)?,
+        r.get::<_, Option<String>>(15)?,
+    );
     Ok((|| {
         let signed: sst_core::SignedEvent = serde_json::from_str(&signed)
             .map_err(|e| StoreError::malformed("event row", format!("signed event: {e}")))?;
@@ -544,11 +716,35 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
             .transpose()
             .map_err(|e| StoreError::malformed(&what, format!("reason: {e}")))?;
         let outcome = outcome_from_columns(&what, &outcome, new_version, new_root, reason)?;
-        Ok(EventRecord {
+        let receipt = receipt
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::malformed(&what, format!("receipt: {e}")))?;
+        let record = EventRecord {
             signed,
             disclosures,
             outcome,
-        })
+            receipt: receipt_from_column(&what, receipt)?,
+        };
+        let integer = |column: &str, v: Result<i64, String>| {
+            v.map_err(|found| {
+                StoreError::malformed(&what, format!("column `{column}` holds {found}"))
+            })
+        };
+        let (id, state_id, kind, contract_name, actor, origin_node, reason) = derived;
+        let derived = DerivedEventColumns {
+            id,
+            state_id,
+            kind,
+            contract_name,
+            contract_version: integer("contract_version", contract_version)?,
+            actor,
+            origin_node,
+            origin_seq: integer("origin_seq", origin_seq)?,
+            reason,
+        };
+        EventColumns::check_derived(&record, &derived)?;
+        Ok(record)
     })())
 }
 
@@ -568,6 +764,17 @@ fn actor_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Actor, Store
             node: NodeId(node),
         })
     })())
+}
+
+/// A key or signature in its stored form: the hex string it serialises as.
+fn hex_text(path: &str, v: impl serde::Serialize) -> Result<String, StoreError> {
+    match serde_json::to_value(v) {
+        Ok(Value::String(hex)) => Ok(hex),
+        other => Err(StoreError::InvalidInput {
+            path: path.into(),
+            reason: format!("does not serialise as a hex string: {other:?}"),
+        }),
+    }
 }
 
 fn contract_from_text(text: &str) -> Result<ContractRecord, StoreError> {
@@ -642,8 +849,7 @@ impl Store for SqliteStore {
                 .enumerate()
                 .map(|(i, item)| ItemRow::new(i, item))
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut conn = inner.writer("commit")?;
-            commit_rows(&mut conn, &inner.sql, &batch, rows)
+            inner.transact("commit", |tx, sql| commit_rows(tx, sql, &batch, &rows))
         })
         .await
     }
@@ -763,26 +969,21 @@ impl Store for SqliteStore {
     }
 
     async fn put_actor(&self, actor: &Actor) -> Result<(), StoreError> {
-        let key = match serde_json::to_value(actor.public_key) {
-            Ok(Value::String(hex)) => hex,
-            other => {
-                return Err(StoreError::InvalidInput {
-                    path: "actor.public_key".into(),
-                    reason: format!("does not serialise as a hex string: {other:?}"),
+        const OP: &str = "put_actor";
+        let key = hex_text("actor.public_key", actor.public_key)?;
+        let actor = actor.clone();
+        self.write_tx(OP, move |tx, sql| {
+            tx.prepare_cached(&sql.upsert_actor)
+                .and_then(|mut s| {
+                    s.execute(rusqlite::params![
+                        actor.id.0,
+                        actor.node.0,
+                        key,
+                        actor.status.as_str()
+                    ])
                 })
-            }
-        };
-        let row = (
-            actor.id.0.clone(),
-            actor.node.0.clone(),
-            key,
-            actor.status.as_str(),
-        );
-        self.write("put_actor", move |conn, sql| {
-            conn.prepare_cached(&sql.upsert_actor)
-                .and_then(|mut s| s.execute(rusqlite::params![row.0, row.1, row.2, row.3]))
-                .map_err(|e| backend("put_actor", e))?;
-            Ok(())
+                .map_err(|e| backend(OP, e))?;
+            append_log(tx, sql, OP, &LogRecord::Actor(&actor))
         })
         .await
     }
@@ -821,11 +1022,8 @@ impl Store for SqliteStore {
         let identity = contract.identity.to_string();
         let deployer = contract.deployer.0.clone();
         let contract = contract.clone();
-        self.write(OP, move |conn, sql| {
+        self.write_tx(OP, move |tx, sql| {
             let be = |e| backend(OP, e);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(be)?;
             let version = i64::from(key.version);
             let existing: Option<String> = tx
                 .prepare_cached(&sql.contract_identity)
@@ -855,7 +1053,7 @@ impl Store for SqliteStore {
                         StoreError::contract_identity(&key, "(concurrent)", contract.identity)
                     })
                 })?;
-            tx.commit().map_err(be)
+            append_log(tx, sql, OP, &LogRecord::Contract(&contract))
         })
         .await
     }
@@ -888,11 +1086,12 @@ impl Store for SqliteStore {
             json_text("reason", &refusal.reason)?,
             refusal.at.0,
         );
-        self.write(OP, move |conn, sql| {
-            conn.prepare_cached(&sql.upsert_refusal)
-                .and_then(|mut s| s.execute(params))
-                .map(drop)
-                .map_err(|e| backend(OP, e))
+        let refusal = refusal.clone();
+        self.write_tx(OP, move |tx, sql| {
+            tx.prepare_cached(&sql.upsert_refusal)
+                .and_then(|mut s| s.execute(params.clone()))
+                .map_err(|e| backend(OP, e))?;
+            append_log(tx, sql, OP, &LogRecord::Refusal(&refusal))
         })
         .await
     }
@@ -938,12 +1137,17 @@ impl Store for SqliteStore {
 
     async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
         const OP: &str = "clear_refusal";
-        let event = event.to_string();
-        self.write(OP, move |conn, sql| {
-            conn.prepare_cached(&sql.delete_refusal)
-                .and_then(|mut s| s.execute([event]))
-                .map(drop)
-                .map_err(|e| backend(OP, e))
+        let event = *event;
+        let id = event.to_string();
+        self.write_tx(OP, move |tx, sql| {
+            let deleted = tx
+                .prepare_cached(&sql.delete_refusal)
+                .and_then(|mut s| s.execute([&id]))
+                .map_err(|e| backend(OP, e))?;
+            if deleted == 0 {
+                return Ok(());
+            }
+            append_log(tx, sql, OP, &LogRecord::RefusalCleared(&event))
         })
         .await
     }
@@ -957,6 +1161,87 @@ impl Store for SqliteStore {
                 .query_map([], |r| Ok(contract_from_text(&r.get::<_, String>(0)?)))
                 .map_err(|e| backend("contracts", e))?;
             collect("contracts", rows)
+        })
+        .await
+    }
+
+    async fn log(&self, after: u64, limit: Option<usize>) -> Result<Vec<LogEntry>, StoreError> {
+        const OP: &str = "log";
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        // A negative LIMIT is no limit in SQLite.
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        self.read(OP, move |conn, sql| {
+            let mut stmt = conn
+                .prepare_cached(&sql.select_log)
+                .map_err(|e| backend(OP, e))?;
+            let rows = stmt
+                .query_map([after, limit], log_entry_from_row)
+                .map_err(|e| backend(OP, e))?;
+            collect(OP, rows)
+        })
+        .await
+    }
+
+    async fn log_head(&self) -> Result<LogHead, StoreError> {
+        self.read("log_head", |conn, sql| read_log_head(conn, sql, "log_head"))
+            .await
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        const OP: &str = "put_checkpoint";
+        let cp = checkpoint.checkpoint.clone();
+        let signature = hex_text("checkpoint.signature", checkpoint.signature)?;
+        let pos = to_i64("checkpoint.pos", cp.pos)?;
+        self.write_tx(OP, move |tx, sql| {
+            let held: Option<String> = tx
+                .prepare_cached(&sql.checkpoint_head)
+                .and_then(|mut s| {
+                    s.query_row(rusqlite::params![cp.node.0, pos], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(|e| backend(OP, e))?;
+            if let Some(held) = held {
+                let held = held.parse::<Digest>().map_err(|e| {
+                    let what = format!("checkpoint of node {} at log position {pos}", cp.node);
+                    StoreError::malformed(what, format!("head: {e}"))
+                })?;
+                return if held == cp.head {
+                    Ok(())
+                } else {
+                    Err(StoreError::checkpoint_conflict(&cp.node, cp.pos).into())
+                };
+            }
+            tx.prepare_cached(&sql.insert_checkpoint)
+                .and_then(|mut s| {
+                    s.execute(rusqlite::params![
+                        cp.node.0,
+                        pos,
+                        cp.head.to_string(),
+                        cp.at.0,
+                        signature
+                    ])
+                })
+                .map_err(|e| {
+                    conflict_or_backend(OP, e, || StoreError::checkpoint_conflict(&cp.node, cp.pos))
+                })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        const OP: &str = "checkpoints";
+        let node = node.0.clone();
+        self.read(OP, move |conn, sql| {
+            let mut stmt = conn
+                .prepare_cached(&sql.select_checkpoints)
+                .map_err(|e| backend(OP, e))?;
+            let rows = stmt
+                .query_map([node], checkpoint_from_row)
+                .map_err(|e| backend(OP, e))?;
+            collect(OP, rows)
         })
         .await
     }

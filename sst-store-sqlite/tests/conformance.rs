@@ -133,6 +133,9 @@ impl RawAccess for SqliteRaw {
         let m = m.clone();
         self.with_conn(move |c, t| {
             let (state, history, event) = (&t.state, &t.history, &t.event);
+            let (log, actor, contract) = (&t.log, &t.actor, &t.contract);
+            let (refusal, checkpoint) = (&t.refusal, &t.checkpoint);
+            let log_cols = "pos, kind, subject, record, prev, hash";
             let cols = "id, contract_name, contract_version, version, parties, seals, data, \
                         root, prev_root, last_event, updated_at";
             let changed = match &m {
@@ -176,12 +179,98 @@ impl RawAccess for SqliteRaw {
                     ),
                     rusqlite::params![e.to_string(), i64::try_from(*version)?, root.to_string()],
                 )?,
+                Mutation::SetEventColumn {
+                    event: e,
+                    column,
+                    value,
+                } => c.execute(
+                    &format!(
+                        r#"UPDATE "{event}" SET {} = ?2 WHERE id = ?1"#,
+                        column.name()
+                    ),
+                    rusqlite::params![e.to_string(), sql_value(value)],
+                )?,
+                Mutation::DeleteLogEntry(pos) => c.execute(
+                    &format!(r#"DELETE FROM "{log}" WHERE pos = ?1"#),
+                    [i64::try_from(*pos)?],
+                )?,
+                Mutation::CopyLogEntry { from, to } => c.execute(
+                    &format!(
+                        r#"INSERT INTO "{log}" ({log_cols})
+                           SELECT ?2, kind, subject, record, prev, hash
+                           FROM "{log}" WHERE pos = ?1"#
+                    ),
+                    [i64::try_from(*from)?, i64::try_from(*to)?],
+                )?,
+                Mutation::SwapLogEntries { a, b } => {
+                    // Through a free negative position, so the primary key never sees two
+                    // rows at one position.
+                    let (a, b) = (i64::try_from(*a)?, i64::try_from(*b)?);
+                    let tx = c.transaction()?;
+                    let set = format!(r#"UPDATE "{log}" SET pos = ?2 WHERE pos = ?1"#);
+                    let mut moved = 0;
+                    for (from, to) in [(a, -1), (b, a), (-1, b)] {
+                        moved += tx.execute(&set, [from, to])?;
+                    }
+                    tx.commit()?;
+                    anyhow::ensure!(moved == 3, "{m:?} moved {moved} rows");
+                    1
+                }
+                Mutation::TruncateLog { from } => {
+                    let removed = c.execute(
+                        &format!(r#"DELETE FROM "{log}" WHERE pos >= ?1"#),
+                        [i64::try_from(*from)?],
+                    )?;
+                    anyhow::ensure!(removed > 0, "{m:?} removed no entry");
+                    1
+                }
+                Mutation::SetActorKey { actor: a, key } => {
+                    let Value::String(hex) = serde_json::to_value(key)? else {
+                        anyhow::bail!("a public key serialises as a hex string");
+                    };
+                    c.execute(
+                        &format!(r#"UPDATE "{actor}" SET public_key = ?2 WHERE id = ?1"#),
+                        [a.as_str(), hex.as_str()],
+                    )?
+                }
+                Mutation::SetContractDescriptor {
+                    contract: k,
+                    descriptor,
+                } => c.execute(
+                    &format!(
+                        r#"UPDATE "{contract}" SET record = json_set(record, '$.descriptor', json(?3))
+                           WHERE name = ?1 AND version = ?2"#
+                    ),
+                    rusqlite::params![k.name, k.version, descriptor.to_string()],
+                )?,
+                Mutation::DeleteRefusal(e) => c.execute(
+                    &format!(r#"DELETE FROM "{refusal}" WHERE event_id = ?1"#),
+                    [e.to_string()],
+                )?,
+                Mutation::DeleteCheckpoint { node, pos } => c.execute(
+                    &format!(r#"DELETE FROM "{checkpoint}" WHERE node = ?1 AND pos = ?2"#),
+                    rusqlite::params![node.as_str(), i64::try_from(*pos)?],
+                )?,
                 other => anyhow::bail!("mutation {other:?} not known to this raw access"),
             };
             anyhow::ensure!(changed == 1, "{m:?} changed {changed} rows");
             Ok(true)
         })
         .await
+    }
+}
+
+/// A JSON value as the SQL value a DBA would write: strings and integers as themselves,
+/// `null` as NULL, a document as its JSON text.
+fn sql_value(v: &Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as Sql;
+    match v {
+        Value::Null => Sql::Null,
+        Value::String(s) => Sql::Text(s.clone()),
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Sql::Text(n.to_string()), Sql::Integer),
+        other => Sql::Text(other.to_string()),
     }
 }
 

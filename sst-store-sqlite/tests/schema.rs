@@ -41,6 +41,30 @@ async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Res
 }
 
 #[tokio::test]
+async fn migrate_refuses_an_event_table_of_the_layout_before_receipts() -> anyhow::Result<()> {
+    let db = TempDb::new("schema");
+    SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+    {
+        // The layout before the hash-chained log: no receipt column, no log tables.
+        let c = Connection::open(&db.0)?;
+        c.execute_batch(
+            "ALTER TABLE sst_event DROP COLUMN receipt;
+             DROP TABLE sst_log;
+             DROP TABLE sst_checkpoint;",
+        )?;
+    }
+    let store = SqliteStore::open(SqliteConfig::file(&db.0)).await?;
+    match store.migrate().await {
+        Err(StoreError::Schema { table, detail, .. }) => {
+            assert_eq!(table, "sst_event");
+            assert!(detail.contains("receipt"), "{detail}");
+        }
+        other => anyhow::bail!("expected a Schema error, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn migrate_accepts_its_own_tables_again() -> anyhow::Result<()> {
     let db = TempDb::new("schema");
     SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
