@@ -2,7 +2,7 @@
 
 use sst_core::StoreError;
 
-/// Names of the six peer tables (shared by every adapter; see [`sst_core::TableNames`]).
+/// Names of the eight peer tables (shared by every adapter; see [`sst_core::TableNames`]).
 pub use sst_core::TableNames;
 
 /// Settings of a [`MysqlStore`](crate::MysqlStore).

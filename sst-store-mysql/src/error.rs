@@ -1,5 +1,6 @@
 //! Mapping of mysql_async / MySQL / MariaDB errors to [`StoreError`]: the one place that
-//! knows a duplicate key (error 1062) means [`StoreError::Conflict`].
+//! knows a duplicate key (error 1062) or a deadlock (1213) inside a write is a lost race,
+//! re-run and, once the retries are spent, reported as [`StoreError::Conflict`].
 
 use sst_core::StoreError;
 
@@ -43,17 +44,36 @@ pub(crate) fn backend(operation: &'static str, e: mysql_async::Error) -> StoreEr
     }
 }
 
-/// A duplicate key as the [`StoreError::Conflict`] `conflict` builds (the rule the violated
-/// key enforces); any other error as [`backend`].
-pub(crate) fn conflict_or_backend(
-    operation: &'static str,
+/// Why one attempt of a write transaction stopped.
+pub(crate) enum TxError {
+    /// A concurrent writer got in between the reads and the writes: a duplicate key (the log
+    /// position above all) or a deadlock. `MysqlStore::write` re-runs the whole
+    /// transaction; the error is what is reported once the retries are spent.
+    Raced(StoreError),
+    /// Anything else: reported as it is.
+    Failed(StoreError),
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Failed(e)
+    }
+}
+
+/// A driver error inside a write transaction: a duplicate key is a lost race reported as
+/// `conflict()` once the retries are spent, a deadlock a lost race reported as the
+/// (retryable) backend error, anything else a failure.
+pub(crate) fn raced_or(
+    op: &'static str,
     e: mysql_async::Error,
     conflict: impl FnOnce() -> StoreError,
-) -> StoreError {
+) -> TxError {
     if is_unique_violation(&e) {
-        conflict()
+        TxError::Raced(conflict())
+    } else if is_deadlock(&e) {
+        TxError::Raced(backend(op, e))
     } else {
-        backend(operation, e)
+        TxError::Failed(backend(op, e))
     }
 }
 
@@ -90,19 +110,25 @@ mod tests {
     #[test]
     fn duplicate_key_is_a_conflict_and_deadlock_is_retryable() {
         assert!(is_unique_violation(&server(1062)));
-        let c = conflict_or_backend("commit", server(1062), || {
+        let c = raced_or("commit", server(1062), || {
             StoreError::stale_version(&"s".into(), 1, 2)
         });
         assert!(matches!(
             c,
-            StoreError::Conflict {
+            TxError::Raced(StoreError::Conflict {
                 expected: 1,
                 found: 2,
                 ..
-            }
+            })
         ));
-        let d = conflict_or_backend("commit", server(1213), || unreachable!());
+        let TxError::Raced(d) = raced_or("commit", server(1213), || unreachable!()) else {
+            panic!("a deadlock is a lost race");
+        };
         assert!(d.is_retryable());
+        assert!(matches!(
+            raced_or("commit", server(1146), || unreachable!()),
+            TxError::Failed(_)
+        ));
         assert!(is_deadlock(&server(1213)) && !is_deadlock(&server(1062)));
         assert!(!is_unique_violation(&server(1213)));
         assert!(d.to_string().starts_with("mysql commit failed (retryable)"));

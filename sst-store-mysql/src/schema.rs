@@ -25,6 +25,10 @@ pub(crate) struct Names {
     pub(crate) contract: String,
     /// `` `db`.`sst_refusal` ``.
     pub(crate) refusal: String,
+    /// `` `db`.`sst_log` ``.
+    pub(crate) log: String,
+    /// `` `db`.`sst_checkpoint` ``.
+    pub(crate) checkpoint: String,
 }
 
 impl Names {
@@ -38,6 +42,8 @@ impl Names {
             actor: q(&t.actor),
             contract: q(&t.contract),
             refusal: q(&t.refusal),
+            log: q(&t.log),
+            checkpoint: q(&t.checkpoint),
         }
     }
 }
@@ -132,6 +138,7 @@ pub(crate) fn ddl(n: &Names, collation: &str, flavor: Flavor) -> Vec<String> {
                 new_root         VARCHAR(80)  NULL,
                 event            {user_json}     NOT NULL,
                 disclosures      {user_json}     NOT NULL,
+                receipt          JSON         NULL,
                 recorded_at      TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
                 PRIMARY KEY (pos),
                 UNIQUE KEY event_id (id),
@@ -177,6 +184,30 @@ pub(crate) fn ddl(n: &Names, collation: &str, flavor: Flavor) -> Vec<String> {
             ) {table}",
             n.refusal
         ),
+        // `pos` is signed: positions start at 1, and a raw reorder may park a row below 0.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                pos     BIGINT        NOT NULL,
+                kind    VARCHAR(32)   NOT NULL,
+                subject VARCHAR(1024) NOT NULL,
+                record  VARCHAR(80)   NOT NULL,
+                prev    VARCHAR(80)   NOT NULL,
+                hash    VARCHAR(80)   NOT NULL,
+                PRIMARY KEY (pos)
+            ) {table}",
+            n.log
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                node      VARCHAR(255) NOT NULL,
+                pos       BIGINT       NOT NULL,
+                head      VARCHAR(80)  NOT NULL,
+                at        BIGINT       NOT NULL,
+                signature VARCHAR(255) NOT NULL,
+                PRIMARY KEY (node, pos)
+            ) {table}",
+            n.checkpoint
+        ),
     ]
 }
 
@@ -197,6 +228,9 @@ mod tests {
         assert!(ddl.contains("CREATE TABLE IF NOT EXISTS `node_a`.`sst_refusal`"));
         assert!(ddl.contains("KEY refusal_state (state_id, version)"));
         assert!(ddl.contains("data             LONGTEXT"));
+        assert!(ddl.contains("receipt          JSON         NULL"));
+        assert!(ddl.contains("CREATE TABLE IF NOT EXISTS `node_a`.`sst_log`"));
+        assert!(ddl.contains("PRIMARY KEY (node, pos)"));
         let mysql = super::ddl(&n, "utf8mb4_0900_bin", Flavor::Mysql).join(";\n");
         assert!(mysql.contains("data             JSON"));
         assert!(!mysql.contains("LONGTEXT"));

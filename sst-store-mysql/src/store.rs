@@ -2,6 +2,7 @@
 //! with `JSON` columns and one InnoDB transaction per commit batch.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,21 +13,22 @@ use mysql_async::{
 };
 use serde_json::Value;
 use sst_core::model::StateParts;
-use sst_core::raw::columns::{json_text, outcome_from_columns};
+use sst_core::raw::columns::{
+    json_text, outcome_from_columns, receipt_from_column, DerivedEventColumns,
+};
 use sst_core::raw::{
     check_peer_layout, CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, NameCase,
-    Recorded,
+    Recorded, RACE_RETRIES,
 };
 use sst_core::{
-    check_refusal, Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest,
-    Disclosure, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Refusal, SignedEvent, State,
-    StateId, Store, StoreError, Timestamp,
+    check_refusal, Actor, ActorId, Checkpoint, CommitBatch, CommitReceipt, ContractRecord,
+    ContractRef, Digest, Disclosure, EventFilter, EventId, EventRecord, LogEntry, LogHead,
+    LogRecord, NodeId, OriginSeq, Refusal, SignedCheckpoint, SignedEvent, State, StateId, Store,
+    StoreError, Timestamp,
 };
 
 use crate::config::{check_identifier, MysqlConfig, TableNames};
-use crate::error::{
-    backend, check_id, conflict_or_backend, is_deadlock, is_unique_violation, to_i64,
-};
+use crate::error::{backend, check_id, is_unique_violation, raced_or, to_i64, TxError};
 use crate::schema::{self, Flavor, Names, COLLATIONS};
 use crate::NAME;
 
@@ -37,7 +39,7 @@ const STATE_COLUMNS: &str = "id, contract_name, contract_version, version, parti
 /// Columns of an event row, in the order the `INSERT`s below list them.
 const EVENT_COLUMNS: &str = "id, state_id, kind, contract_name, contract_version, actor, \
                              origin_node, origin_seq, outcome, reason, reason_detail, \
-                             new_version, new_root, event, disclosures";
+                             new_version, new_root, event, disclosures, receipt";
 
 /// Most placeholders one statement may carry (the protocol counts them in 16 bits).
 const MAX_PLACEHOLDERS: usize = 65_535;
@@ -49,8 +51,17 @@ const MAX_IN_LIST: usize = 1_000;
 /// `max_allowed_packet` (16 MiB on MariaDB, 64 MiB on MySQL 8).
 const MAX_INSERT_BYTES: usize = 4 << 20;
 
-/// Columns of an event row needed to rebuild an [`EventRecord`].
-const EVENT_SELECT: &str = "event, disclosures, outcome, reason_detail, new_version, new_root";
+/// Columns of an event row needed to rebuild an [`EventRecord`] and check its derived
+/// columns against it.
+const EVENT_SELECT: &str = "id, state_id, kind, contract_name, contract_version, actor, \
+                            origin_node, origin_seq, reason, event, disclosures, outcome, \
+                            reason_detail, new_version, new_root, receipt";
+
+/// Columns of a log row, in the order the `INSERT`s and `SELECT`s list them.
+const LOG_COLUMNS: &str = "pos, kind, subject, record, prev, hash";
+
+/// Columns of a checkpoint row.
+const CHECKPOINT_COLUMNS: &str = "node, pos, head, at, signature";
 
 /// Columns of a refusal row, in the order `put_refusal` binds them.
 const REFUSAL_COLUMNS: &str = "event_id, state_id, version, from_node, reason, reason_detail, at";
@@ -94,6 +105,13 @@ struct Sql {
     put_refusal: String,
     refusals: String,
     clear_refusal: String,
+    /// `INSERT INTO <log> (…) VALUES ` — multi-row log insert.
+    insert_log_head: String,
+    log_head: String,
+    log_after: String,
+    insert_checkpoint: String,
+    checkpoint_head: String,
+    checkpoints: String,
 }
 
 impl Sql {
@@ -175,6 +193,28 @@ impl Sql {
                 n.refusal
             ),
             clear_refusal: format!("DELETE FROM {} WHERE event_id = ?", n.refusal),
+            insert_log_head: format!("INSERT INTO {} ({LOG_COLUMNS}) VALUES ", n.log),
+            log_head: format!(
+                "SELECT {LOG_COLUMNS} FROM {} ORDER BY pos DESC LIMIT 1",
+                n.log
+            ),
+            // `LIMIT` is appended when the caller sets one.
+            log_after: format!(
+                "SELECT {LOG_COLUMNS} FROM {} WHERE pos > ? ORDER BY pos",
+                n.log
+            ),
+            insert_checkpoint: format!(
+                "INSERT INTO {} ({CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                n.checkpoint
+            ),
+            checkpoint_head: format!(
+                "SELECT head FROM {} WHERE node = ? AND pos = ?",
+                n.checkpoint
+            ),
+            checkpoints: format!(
+                "SELECT {CHECKPOINT_COLUMNS} FROM {} WHERE node = ? ORDER BY pos",
+                n.checkpoint
+            ),
         }
     }
 }
@@ -272,6 +312,7 @@ impl EventRow {
             My::from(c.new_root),
             My::from(c.signed.to_string()),
             My::from(c.disclosures.to_string()),
+            My::from(c.receipt.map(|v| v.to_string())),
         ];
         Ok(EventRow {
             id: r.id(),
@@ -338,6 +379,18 @@ fn state_from_row(mut row: Row) -> Result<State, StoreError> {
 
 fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
     let what = || "event row".to_owned();
+    let derived = DerivedEventColumns {
+        id: take(&mut row, "id", &what)?,
+        state_id: take(&mut row, "state_id", &what)?,
+        kind: take(&mut row, "kind", &what)?,
+        contract_name: take(&mut row, "contract_name", &what)?,
+        contract_version: take(&mut row, "contract_version", &what)?,
+        actor: take(&mut row, "actor", &what)?,
+        origin_node: take(&mut row, "origin_node", &what)?,
+        origin_seq: take(&mut row, "origin_seq", &what)?,
+        reason: take(&mut row, "reason", &what)?,
+    };
+    let what = || format!("event row {}", derived.id);
     let signed: SignedEvent = serde_json::from_value(take_json(&mut row, "event", &what)?)
         .map_err(|e| StoreError::malformed(what(), format!("event: {e}")))?;
     let what = || format!("event {}", signed.id);
@@ -356,10 +409,53 @@ fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
             .transpose()
             .map_err(|e| StoreError::malformed(what(), format!("reason: {e}")))?,
     )?;
-    Ok(EventRecord {
+    let receipt: Option<String> = take(&mut row, "receipt", &what)?;
+    let receipt = receipt
+        .map(|t| serde_json::from_str::<Value>(&t))
+        .transpose()
+        .map_err(|e| StoreError::malformed(what(), format!("receipt: {e}")))?;
+    let receipt = receipt_from_column(&what(), receipt)?;
+    let record = EventRecord {
         signed,
         disclosures,
         outcome,
+        receipt,
+    };
+    EventColumns::check_derived(&record, &derived)?;
+    Ok(record)
+}
+
+fn log_entry_from_row(mut row: Row) -> Result<LogEntry, StoreError> {
+    let what = || "log row".to_owned();
+    let pos: i64 = take(&mut row, "pos", &what)?;
+    let what = || format!("log entry {pos}");
+    LogEntry::from_columns(
+        pos,
+        &take::<String>(&mut row, "kind", &what)?,
+        take(&mut row, "subject", &what)?,
+        &take::<String>(&mut row, "record", &what)?,
+        &take::<String>(&mut row, "prev", &what)?,
+        &take::<String>(&mut row, "hash", &what)?,
+    )
+}
+
+fn checkpoint_from_row(mut row: Row) -> Result<SignedCheckpoint, StoreError> {
+    let node: String = take(&mut row, "node", &|| "checkpoint row".to_owned())?;
+    let pos: i64 = take(&mut row, "pos", &|| format!("checkpoint of node {node}"))?;
+    let what = || format!("checkpoint of node {node} at {pos}");
+    let head: String = take(&mut row, "head", &what)?;
+    let signature: String = take(&mut row, "signature", &what)?;
+    Ok(SignedCheckpoint {
+        checkpoint: Checkpoint {
+            node: NodeId(node.clone()),
+            pos: u64::try_from(pos).map_err(|e| StoreError::malformed(what(), e))?,
+            head: head
+                .parse()
+                .map_err(|e| StoreError::malformed(what(), format!("head: {e}")))?,
+            at: Timestamp(take(&mut row, "at", &what)?),
+        },
+        signature: serde_json::from_value(Value::String(signature))
+            .map_err(|e| StoreError::malformed(what(), format!("signature: {e}")))?,
     })
 }
 
@@ -405,7 +501,7 @@ const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
 const CONTRACT_COLUMNS: [&str; 5] = ["name", "version", "identity", "deployer", "record"];
 
 /// Each peer table's name with the columns SST's statements name in it.
-fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 6] {
+fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 8] {
     let list = |cols: &'static str| cols.split(',').map(str::trim).collect::<Vec<_>>();
     let state = list(STATE_COLUMNS);
     let event = std::iter::once("pos").chain(list(EVENT_COLUMNS)).collect();
@@ -416,6 +512,8 @@ fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 6] {
         (&t.actor, ACTOR_COLUMNS.to_vec()),
         (&t.contract, CONTRACT_COLUMNS.to_vec()),
         (&t.refusal, list(REFUSAL_COLUMNS)),
+        (&t.log, list(LOG_COLUMNS)),
+        (&t.checkpoint, list(CHECKPOINT_COLUMNS)),
     ]
 }
 
@@ -490,6 +588,62 @@ fn key_taken(
     }
 }
 
+/// [`raced_or`] for statements whose duplicate keys stand for the log: concurrent writers
+/// kept taking the position this one planned.
+fn tx_err(op: &'static str) -> impl Fn(mysql_async::Error) -> TxError {
+    move |e| {
+        raced_or(op, e, || StoreError::Backend {
+            backend: NAME,
+            operation: op,
+            retryable: true,
+            source: "concurrent writers kept taking the next log position".into(),
+        })
+    }
+}
+
+/// Reads the log head inside `tx` ([`LogHead::default`] for an empty log).
+async fn read_head(
+    tx: &mut Transaction<'static>,
+    sql: &Sql,
+    op: &'static str,
+) -> Result<LogHead, TxError> {
+    let row: Option<Row> = tx
+        .exec_first(sql.log_head.as_str(), ())
+        .await
+        .map_err(tx_err(op))?;
+    Ok(row
+        .map(log_entry_from_row)
+        .transpose()?
+        .map(|e| e.head())
+        .unwrap_or_default())
+}
+
+/// Bound values of one log row, in [`LOG_COLUMNS`] order.
+fn log_values(e: &LogEntry) -> Result<Vec<My>, StoreError> {
+    Ok(vec![
+        My::from(to_i64("log.pos", e.pos)?),
+        My::from(e.kind.as_str()),
+        My::from(e.subject.as_str()),
+        My::from(e.record.to_string()),
+        My::from(e.prev.to_string()),
+        My::from(e.hash.to_string()),
+    ])
+}
+
+/// Reads the head and appends `record`'s entry after it, inside `tx`.
+async fn append_log(
+    tx: &mut Transaction<'static>,
+    sql: &Sql,
+    op: &'static str,
+    record: &LogRecord<'_>,
+) -> Result<(), TxError> {
+    let entry = read_head(tx, sql, op).await?.append(record);
+    let values = log_values(&entry)?;
+    insert_rows(tx, &sql.insert_log_head, "", &[&values])
+        .await
+        .map_err(tx_err(op))
+}
+
 fn params(values: Vec<My>) -> Params {
     if values.is_empty() {
         Params::Empty
@@ -557,7 +711,7 @@ impl MysqlStore {
         &self.database
     }
 
-    /// Starts the `READ COMMITTED` transaction of one commit batch.
+    /// Starts a `READ COMMITTED` write transaction.
     async fn begin(&self, op: &'static str) -> Result<Transaction<'static>, StoreError> {
         // READ COMMITTED: locking reads of a missing row take no gap lock, so two writers
         // creating the same state do not deadlock; one waits on the other's insert.
@@ -569,41 +723,32 @@ impl MysqlStore {
             .map_err(|e| backend(op, e))
     }
 
-    /// One attempt at a batch, in one transaction with a fixed number of statements: lock
-    /// the current rows of every touched state (one `SELECT … FOR UPDATE`, in id order), look
-    /// up recorded event ids and taken origin sequences (one `UNION ALL` query), let
-    /// [`CommitPlan`] decide, then write events, history rows, new and updated current rows
-    /// with one multi-row `INSERT` each (split only past the placeholder or packet limits).
-    /// Returns `None`, with nothing written, when an insert hits a duplicate key or a
-    /// deadlock before the `last` attempt: a concurrent writer got there between the read and
-    /// the insert, and the next attempt reads what it committed.
-    async fn try_commit(
-        &self,
-        batch: &CommitBatch,
-        lookups: &Lookups,
-        rows: &[(EventRow, Option<StateRow>)],
-        last: bool,
-    ) -> Result<Option<CommitReceipt>, StoreError> {
-        let op = "commit";
-        let mut tx = self.begin(op).await?;
-        match self
-            .read_plan_write(&mut tx, batch, lookups, rows, last)
-            .await
-        {
-            Ok(Some(receipt)) => {
-                tx.commit().await.map_err(|e| backend(op, e))?;
-                Ok(Some(receipt))
-            }
-            Ok(None) => {
-                tx.rollback().await.map_err(|e| backend(op, e))?;
-                Ok(None)
-            }
-            Err(e) => {
-                // The error is the answer; a failed rollback ends with the connection.
-                if let Err(rb) = tx.rollback().await {
-                    tracing::warn!(backend = NAME, operation = op, error = %rb, "rollback after a failed commit failed");
+    /// Runs `attempt` in a write transaction and commits it; the one retry loop of every
+    /// write. An attempt that lost a race ([`TxError::Raced`]: a concurrent writer took the
+    /// log position or a key it planned, or a deadlock) is rolled back and the whole
+    /// transaction re-run, reads and plan included, up to [`RACE_RETRIES`] times.
+    async fn write<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut(Transaction<'static>) -> Fut,
+        Fut: Future<Output = (Transaction<'static>, Result<T, TxError>)>,
+    {
+        let mut retries = 0;
+        loop {
+            let (tx, result) = attempt(self.begin(op).await?).await;
+            let err = match result {
+                Ok(v) => {
+                    tx.commit().await.map_err(|e| backend(op, e))?;
+                    return Ok(v);
                 }
-                Err(e)
+                Err(e) => e,
+            };
+            // The error is the answer; a failed rollback ends with the connection.
+            if let Err(rb) = tx.rollback().await {
+                tracing::warn!(backend = NAME, operation = op, error = %rb, "rollback after a failed write failed");
+            }
+            match err {
+                TxError::Raced(_) if retries < RACE_RETRIES => retries += 1,
+                TxError::Raced(e) | TxError::Failed(e) => return Err(e),
             }
         }
     }
@@ -614,7 +759,7 @@ impl MysqlStore {
         tx: &mut Transaction<'static>,
         lookups: &Lookups,
         rows: &[(EventRow, Option<StateRow>)],
-    ) -> Result<Recorded, StoreError> {
+    ) -> Result<Recorded, TxError> {
         let op = "commit";
         let mut recorded = Recorded::default();
         // Lock first: a concurrent writer of the same states finishes before the event
@@ -634,7 +779,7 @@ impl MysqlStore {
                         .collect::<Vec<_>>(),
                 )
                 .await
-                .map_err(|e| backend(op, e))?;
+                .map_err(tx_err(op))?;
             for (id, version) in found {
                 let version = u64::try_from(version)
                     .map_err(|e| StoreError::malformed(format!("state {id}"), e))?;
@@ -674,7 +819,7 @@ impl MysqlStore {
             let found: Vec<(String, String, i64)> = tx
                 .exec(selects.join(" UNION ALL "), values)
                 .await
-                .map_err(|e| backend(op, e))?;
+                .map_err(tx_err(op))?;
             // Every row found is a recorded event holding its origin; those with a batch id
             // are the batch's recorded events.
             for (id, node, seq) in found {
@@ -694,17 +839,26 @@ impl MysqlStore {
                     .insert((NodeId(node), OriginSeq(seq)), event);
             }
         }
+        // Last, after the locks: the head a concurrent writer of the same states left.
+        recorded.log_head = read_head(tx, &self.sql, op).await?;
         Ok(recorded)
     }
 
-    async fn read_plan_write(
+    /// One attempt at a batch, in one transaction with a fixed number of statements: lock
+    /// the current rows of every touched state (one `SELECT … FOR UPDATE`, in id order), look
+    /// up recorded event ids and taken origin sequences (one `UNION ALL` query) and the log
+    /// head, let [`CommitPlan`] decide, then write events, history rows, new and updated
+    /// current rows and log entries with one multi-row `INSERT` each (split only past the
+    /// placeholder or packet limits). A duplicate key or a deadlock is a lost race: a
+    /// concurrent writer got there between the read and the insert, and the next attempt
+    /// reads what it committed and plans again.
+    async fn try_commit(
         &self,
         tx: &mut Transaction<'static>,
         batch: &CommitBatch,
         lookups: &Lookups,
         rows: &[(EventRow, Option<StateRow>)],
-        last: bool,
-    ) -> Result<Option<CommitReceipt>, StoreError> {
+    ) -> Result<CommitReceipt, TxError> {
         let op = "commit";
         let recorded = self.read_recorded(tx, lookups, rows).await?;
         let plan = CommitPlan::new(batch, &recorded)?;
@@ -739,42 +893,100 @@ impl MysqlStore {
                 false,
             ),
         ] {
-            match insert_rows(tx, head, tail, values).await {
-                Ok(()) => {}
-                // A concurrent writer of the same events or states: a duplicate key, or a
-                // deadlock when it waits on one row while this insert needs the gap before
-                // it. The next attempt reads what it committed and plans again.
-                Err(e) if !last && (is_unique_violation(&e) || is_deadlock(&e)) => return Ok(None),
-                // Still racing on the last attempt: the key says which rule it enforces.
-                Err(e) => {
-                    return Err(conflict_or_backend(op, e, || {
-                        key_taken(&plan.record, rows, is_event)
-                    }))
-                }
-            }
+            // A concurrent writer of the same events or states: a duplicate key, or a
+            // deadlock when it waits on one row while this insert needs the gap before it.
+            // Still racing after the retries, the key says which rule it enforces.
+            insert_rows(tx, head, tail, values)
+                .await
+                .map_err(|e| raced_or(op, e, || key_taken(&plan.record, rows, is_event)))?;
         }
-        Ok(Some(plan.receipt()))
+        let log = plan
+            .log
+            .iter()
+            .map(log_values)
+            .collect::<Result<Vec<_>, _>>()?;
+        let log: Vec<&[My]> = log.iter().map(Vec::as_slice).collect();
+        insert_rows(tx, &self.sql.insert_log_head, "", &log)
+            .await
+            .map_err(tx_err(op))?;
+        Ok(plan.receipt())
     }
 
-    /// The identity recorded under a contract's name and version, if any.
-    async fn contract_identity(
+    /// One attempt at `put_contract`: the stored identity decides; an inserted version is
+    /// logged. A concurrent put of the same version makes the next attempt decide against
+    /// what it recorded.
+    async fn try_put_contract(
         &self,
-        conn: &mut mysql_async::Conn,
-        key: &ContractRef,
-    ) -> Result<Option<Digest>, StoreError> {
-        let stored: Option<String> = conn
+        tx: &mut Transaction<'static>,
+        contract: &ContractRecord,
+        values: &[My],
+    ) -> Result<(), TxError> {
+        let op = "put_contract";
+        let key = contract.contract();
+        let stored: Option<String> = tx
             .exec_first(
                 self.sql.contract_identity.as_str(),
                 vec![My::from(key.name.as_str()), My::from(key.version)],
             )
             .await
-            .map_err(|e| backend("put_contract", e))?;
-        stored
+            .map_err(tx_err(op))?;
+        let stored = stored
             .map(|d| {
                 d.parse::<Digest>()
                     .map_err(|e| StoreError::malformed(format!("contract {key} identity"), e))
             })
-            .transpose()
+            .transpose()?;
+        if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::AlreadyRecorded {
+            return Ok(());
+        }
+        tx.exec_drop(self.sql.insert_contract.as_str(), values.to_vec())
+            .await
+            .map_err(|e| {
+                raced_or(op, e, || {
+                    StoreError::contract_identity(key, "(concurrent)", contract.identity)
+                })
+            })?;
+        append_log(tx, &self.sql, op, &LogRecord::Contract(contract)).await
+    }
+
+    /// One attempt at a write of one row (`sql` with `values`) with `record`'s log entry;
+    /// with `only_if_changed`, the entry is appended only when the statement changed a row
+    /// (a cleared refusal).
+    async fn try_put_row(
+        &self,
+        tx: &mut Transaction<'static>,
+        op: &'static str,
+        sql: &str,
+        values: &[My],
+        record: &LogRecord<'_>,
+        only_if_changed: bool,
+    ) -> Result<(), TxError> {
+        tx.exec_drop(sql, values.to_vec())
+            .await
+            .map_err(tx_err(op))?;
+        if only_if_changed && tx.affected_rows() == 0 {
+            return Ok(());
+        }
+        append_log(tx, &self.sql, op, record).await
+    }
+
+    /// [`MysqlStore::try_put_row`] in [`MysqlStore::write`]'s retry loop.
+    async fn put_row(
+        &self,
+        op: &'static str,
+        sql: &str,
+        values: Vec<My>,
+        record: &LogRecord<'_>,
+        only_if_changed: bool,
+    ) -> Result<(), StoreError> {
+        let values = &values;
+        self.write(op, |mut tx| async move {
+            let r = self
+                .try_put_row(&mut tx, op, sql, values, record, only_if_changed)
+                .await;
+            (tx, r)
+        })
+        .await
     }
 
     async fn conn(&self, op: &'static str) -> Result<mysql_async::Conn, StoreError> {
@@ -871,23 +1083,14 @@ impl Store for MysqlStore {
             rows.push((EventRow::new(&at, &item.event)?, state));
         }
         // A concurrent writer met between the read and the inserts is read by the next
-        // attempt; with the touched states locked, only a concurrent write of one of these
-        // event ids or a creation of one of these states can intervene, and each is seen by
-        // the next attempt: at most `2 * rows.len() + 2` attempts.
+        // attempt.
         let lookups = Lookups::of(&batch);
-        let attempts = 2 * rows.len() + 2;
-        for attempt in 1..=attempts {
-            let last = attempt == attempts;
-            if let Some(receipt) = self.try_commit(&batch, &lookups, &rows, last).await? {
-                return Ok(receipt);
-            }
-        }
-        Err(StoreError::Backend {
-            backend: NAME,
-            operation: "commit",
-            retryable: true,
-            source: "concurrent writers kept recording events of this batch".into(),
+        let (batch, lookups, rows) = (&batch, &lookups, &rows);
+        self.write("commit", |mut tx| async move {
+            let r = self.try_commit(&mut tx, batch, lookups, rows).await;
+            (tx, r)
         })
+        .await
     }
 
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
@@ -993,18 +1196,15 @@ impl Store for MysqlStore {
             path: "actor.public_key".into(),
             reason: e.to_string(),
         })?;
-        let mut conn = self.conn("put_actor").await?;
-        conn.exec_drop(
-            self.sql.put_actor.as_str(),
-            vec![
-                My::from(actor.id.as_str()),
-                My::from(actor.node.as_str()),
-                My::from(key.as_str().unwrap_or_default()),
-                My::from(actor.status.as_str()),
-            ],
-        )
-        .await
-        .map_err(|e| backend("put_actor", e))
+        let values = vec![
+            My::from(actor.id.as_str()),
+            My::from(actor.node.as_str()),
+            My::from(key.as_str().unwrap_or_default()),
+            My::from(actor.status.as_str()),
+        ];
+        let record = LogRecord::Actor(actor);
+        self.put_row("put_actor", &self.sql.put_actor, values, &record, false)
+            .await
     }
 
     async fn actor(&self, id: &ActorId) -> Result<Option<Actor>, StoreError> {
@@ -1040,39 +1240,19 @@ impl Store for MysqlStore {
             reason: e.to_string(),
         })?;
         sst_core::portable::check_at(&record, "$.contract")?;
-        let identity = contract.identity.to_string();
-        let mut conn = self.conn(op).await?;
-        let stored = self.contract_identity(&mut conn, key).await?;
-        if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::AlreadyRecorded {
-            return Ok(());
-        }
-        let inserted = conn
-            .exec_drop(
-                self.sql.insert_contract.as_str(),
-                vec![
-                    My::from(key.name.as_str()),
-                    My::from(key.version),
-                    My::from(identity.as_str()),
-                    My::from(contract.deployer.as_str()),
-                    My::from(record.to_string()),
-                ],
-            )
-            .await;
-        match inserted {
-            Ok(()) => return Ok(()),
-            Err(e) if is_unique_violation(&e) => {}
-            Err(e) => return Err(backend(op, e)),
-        }
-        // A concurrent put recorded this name and version first: decide against its record.
-        let stored = self.contract_identity(&mut conn, key).await?;
-        match ContractPut::decide(stored.as_ref(), contract)? {
-            ContractPut::AlreadyRecorded => Ok(()),
-            _ => Err(StoreError::contract_identity(
-                key,
-                "(concurrent)",
-                contract.identity,
-            )),
-        }
+        let values = vec![
+            My::from(key.name.as_str()),
+            My::from(key.version),
+            My::from(contract.identity.to_string()),
+            My::from(contract.deployer.as_str()),
+            My::from(record.to_string()),
+        ];
+        let values = &values;
+        self.write(op, |mut tx| async move {
+            let r = self.try_put_contract(&mut tx, contract, values).await;
+            (tx, r)
+        })
+        .await
     }
 
     async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
@@ -1114,10 +1294,9 @@ impl Store for MysqlStore {
             My::from(json_text("$.refusal.reason", &refusal.reason)?),
             My::from(refusal.at.0),
         ];
-        let mut conn = self.conn("put_refusal").await?;
-        conn.exec_drop(self.sql.put_refusal.as_str(), values)
+        let record = LogRecord::Refusal(refusal);
+        self.put_row("put_refusal", &self.sql.put_refusal, values, &record, false)
             .await
-            .map_err(|e| backend("put_refusal", e))
     }
 
     async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
@@ -1140,12 +1319,101 @@ impl Store for MysqlStore {
     }
 
     async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
-        let mut conn = self.conn("clear_refusal").await?;
-        conn.exec_drop(
-            self.sql.clear_refusal.as_str(),
+        let record = LogRecord::RefusalCleared(event);
+        self.put_row(
+            "clear_refusal",
+            &self.sql.clear_refusal,
             vec![My::from(event.to_string())],
+            &record,
+            true,
         )
         .await
-        .map_err(|e| backend("clear_refusal", e))
+    }
+
+    async fn log(&self, after: u64, limit: Option<usize>) -> Result<Vec<LogEntry>, StoreError> {
+        let op = "log";
+        // Positions are signed 64-bit: none lies past `i64::MAX`.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        if limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let mut sql = self.sql.log_after.clone();
+        let mut values = vec![My::from(after)];
+        if let Some(limit) = limit {
+            sql.push_str(" LIMIT ?");
+            values.push(My::from(u64::try_from(limit).unwrap_or(u64::MAX)));
+        }
+        let mut conn = self.conn(op).await?;
+        let rows: Vec<Row> = conn.exec(sql, values).await.map_err(|e| backend(op, e))?;
+        rows.into_iter().map(log_entry_from_row).collect()
+    }
+
+    async fn log_head(&self) -> Result<LogHead, StoreError> {
+        let op = "log_head";
+        let mut conn = self.conn(op).await?;
+        let row: Option<Row> = conn
+            .query_first(self.sql.log_head.as_str())
+            .await
+            .map_err(|e| backend(op, e))?;
+        Ok(row
+            .map(log_entry_from_row)
+            .transpose()?
+            .map(|e| e.head())
+            .unwrap_or_default())
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        let op = "put_checkpoint";
+        let cp = &checkpoint.checkpoint;
+        check_id("checkpoint.node", cp.node.as_str())?;
+        let pos = to_i64("checkpoint.pos", cp.pos)?;
+        let signature =
+            serde_json::to_value(checkpoint.signature).map_err(|e| StoreError::InvalidInput {
+                path: "checkpoint.signature".into(),
+                reason: e.to_string(),
+            })?;
+        let mut conn = self.conn(op).await?;
+        let inserted = conn
+            .exec_drop(
+                self.sql.insert_checkpoint.as_str(),
+                vec![
+                    My::from(cp.node.as_str()),
+                    My::from(pos),
+                    My::from(cp.head.to_string()),
+                    My::from(cp.at.0),
+                    My::from(signature.as_str().unwrap_or_default()),
+                ],
+            )
+            .await;
+        match inserted {
+            Ok(()) => return Ok(()),
+            Err(e) if is_unique_violation(&e) => {}
+            Err(e) => return Err(backend(op, e)),
+        }
+        // Already recorded at this position: the same head is the same statement.
+        let held: Option<String> = conn
+            .exec_first(
+                self.sql.checkpoint_head.as_str(),
+                vec![My::from(cp.node.as_str()), My::from(pos)],
+            )
+            .await
+            .map_err(|e| backend(op, e))?;
+        if held.as_deref() == Some(cp.head.to_string().as_str()) {
+            Ok(())
+        } else {
+            Err(StoreError::checkpoint_conflict(&cp.node, cp.pos))
+        }
+    }
+
+    async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        let op = "checkpoints";
+        let mut conn = self.conn(op).await?;
+        let rows: Vec<Row> = conn
+            .exec(self.sql.checkpoints.as_str(), vec![My::from(node.as_str())])
+            .await
+            .map_err(|e| backend(op, e))?;
+        rows.into_iter().map(checkpoint_from_row).collect()
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_trait::async_trait;
 use common::ScratchDb;
-use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
+use conformance_tests::{Backend, BackendFactory, EventColumn, Mutation, RawAccess};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value as My};
 use serde_json::Value;
@@ -33,6 +33,11 @@ impl BackendFactory for MyFactory {
             state: q(&t.state),
             history: q(&t.history),
             event: q(&t.event),
+            actor: q(&t.actor),
+            contract: q(&t.contract),
+            refusal: q(&t.refusal),
+            log: q(&t.log),
+            checkpoint: q(&t.checkpoint),
         };
         Ok(Backend {
             store: Arc::new(store),
@@ -51,7 +56,15 @@ struct Raw {
     state: String,
     history: String,
     event: String,
+    actor: String,
+    contract: String,
+    refusal: String,
+    log: String,
+    checkpoint: String,
 }
+
+/// Columns of a log row but `pos`, as the copy statement lists them.
+const LOG_REST: &str = "kind, subject, record, prev, hash";
 
 /// State columns but `id` and `version`, as the tamper statements copy them.
 const STATE_REST: &str = "contract_name, contract_version, parties, seals, data, root, \
@@ -71,6 +84,65 @@ impl Raw {
             .await?;
         Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
     }
+
+    /// Swaps the positions of log entries `a` and `b` through a parking position below 0
+    /// (the primary key forbids two rows at one position), in one transaction.
+    async fn swap_log_entries(&self, a: u64, b: u64) -> anyhow::Result<bool> {
+        let mut tx = self.pool.start_transaction(Default::default()).await?;
+        let update = format!("UPDATE {} SET pos = ? WHERE pos = ?", self.log);
+        let (a, b) = (i64::try_from(a)?, i64::try_from(b)?);
+        for (to, from) in [(-1, a), (a, b), (b, -1)] {
+            tx.exec_drop(update.as_str(), (to, from)).await?;
+            let n = tx.affected_rows();
+            anyhow::ensure!(n == 1, "moving log entry {from} to {to} changed {n} rows");
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Replaces the `descriptor` of a contract's stored record (read, edited, written back).
+    async fn set_contract_descriptor(
+        &self,
+        contract: &sst_core::ContractRef,
+        descriptor: &Value,
+    ) -> anyhow::Result<(String, Vec<My>)> {
+        let mut conn = self.pool.get_conn().await?;
+        let record: Option<String> = conn
+            .exec_first(
+                format!(
+                    "SELECT record FROM {} WHERE name = ? AND version = ?",
+                    self.contract
+                ),
+                (contract.name.as_str(), contract.version),
+            )
+            .await?;
+        let mut record: Value = serde_json::from_str(&record.context("no such contract")?)?;
+        record["descriptor"] = descriptor.clone();
+        Ok((
+            format!(
+                "UPDATE {} SET record = ? WHERE name = ? AND version = ?",
+                self.contract
+            ),
+            vec![
+                My::from(record.to_string()),
+                My::from(contract.name.as_str()),
+                My::from(contract.version),
+            ],
+        ))
+    }
+}
+
+/// A JSON value as the bound value of an event column: strings and integers as themselves,
+/// `null` as `NULL`, a document (the receipt) as its JSON text.
+fn column_value(column: EventColumn, value: &Value) -> anyhow::Result<My> {
+    Ok(match value {
+        Value::Null => My::NULL,
+        Value::String(s) if column != EventColumn::Receipt => My::from(s.as_str()),
+        Value::Number(n) if column != EventColumn::Receipt => {
+            My::from(n.as_i64().context("an integer column value")?)
+        }
+        other => My::from(other.to_string()),
+    })
 }
 
 #[async_trait]
@@ -192,6 +264,54 @@ impl RawAccess for Raw {
                     My::from(root.to_string()),
                     My::from(e.to_string()),
                 ],
+            ),
+            Mutation::SetEventColumn {
+                event: e,
+                column,
+                value,
+            } => (
+                format!("UPDATE {event} SET {} = ? WHERE id = ?", column.name()),
+                vec![column_value(*column, value)?, My::from(e.to_string())],
+            ),
+            Mutation::DeleteLogEntry(pos) => (
+                format!("DELETE FROM {} WHERE pos = ?", self.log),
+                vec![My::from(*pos)],
+            ),
+            Mutation::CopyLogEntry { from, to } => (
+                format!(
+                    "INSERT INTO {log} (pos, {LOG_REST}) SELECT ?, {LOG_REST} FROM {log} \
+                     WHERE pos = ?",
+                    log = self.log
+                ),
+                vec![My::from(*to), My::from(*from)],
+            ),
+            Mutation::SwapLogEntries { a, b } => return self.swap_log_entries(*a, *b).await,
+            Mutation::TruncateLog { from } => {
+                let mut conn = self.pool.get_conn().await?;
+                conn.exec_drop(format!("DELETE FROM {} WHERE pos >= ?", self.log), (*from,))
+                    .await?;
+                let n = conn.affected_rows();
+                anyhow::ensure!(n >= 1, "{m:?} removed no log entry");
+                return Ok(true);
+            }
+            Mutation::SetActorKey { actor, key } => (
+                format!("UPDATE {} SET public_key = ? WHERE id = ?", self.actor),
+                vec![
+                    My::from(serde_json::to_value(key)?.as_str().context("key as text")?),
+                    My::from(actor.as_str()),
+                ],
+            ),
+            Mutation::SetContractDescriptor {
+                contract,
+                descriptor,
+            } => self.set_contract_descriptor(contract, descriptor).await?,
+            Mutation::DeleteRefusal(e) => (
+                format!("DELETE FROM {} WHERE event_id = ?", self.refusal),
+                vec![My::from(e.to_string())],
+            ),
+            Mutation::DeleteCheckpoint { node, pos } => (
+                format!("DELETE FROM {} WHERE node = ? AND pos = ?", self.checkpoint),
+                vec![My::from(node.as_str()), My::from(*pos)],
             ),
             other => anyhow::bail!("mutation {other:?} not known to this raw access"),
         };

@@ -77,3 +77,36 @@ async fn migrate_accepts_its_own_tables_again() -> anyhow::Result<()> {
     db.store(2).await?.migrate().await?;
     Ok(())
 }
+
+/// The peer tables the log brought are checked like the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_foreign_log_and_checkpoint_tables() -> anyhow::Result<()> {
+    foreign_table_is_refused("sst_log", "pos").await?;
+    foreign_table_is_refused("sst_checkpoint", "node").await
+}
+
+/// An event table of the layout before the receipt column is refused with the Schema error
+/// naming `receipt`, not met later as a failing insert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_an_event_table_without_receipt() -> anyhow::Result<()> {
+    let Some(db) = ScratchDb::new()? else {
+        return Ok(());
+    };
+    let store = db.store(2).await?;
+    store.migrate().await?;
+    let mut conn = store.pool().get_conn().await?;
+    conn.query_drop(format!(
+        "ALTER TABLE `{}`.`sst_event` DROP COLUMN receipt",
+        db.database
+    ))
+    .await?;
+    drop(conn);
+    match store.migrate().await {
+        Err(StoreError::Schema { table, detail, .. }) => {
+            ensure!(table == "sst_event", "{table}");
+            ensure!(detail.contains("`receipt`"), "{detail}");
+        }
+        other => bail!("expected a Schema error, got {other:?}"),
+    }
+    Ok(())
+}
