@@ -30,8 +30,11 @@ pub use crate::log_cases::{
     deleted_event_row_leaves_its_entry_unbound, deleted_log_entry_is_reported,
     deleted_refusal_is_reported, duplicated_log_entry_is_reported,
     edited_contract_policy_is_reported, every_write_appends_one_chained_log_entry,
-    log_cut_below_a_checkpoint_is_reported, reordered_log_entries_are_reported,
-    replaced_actor_key_is_reported, rewritten_event_columns_are_reported,
+    log_cut_below_a_checkpoint_is_reported, removed_event_receipt_is_reported,
+    reordered_log_entries_are_reported, replaced_actor_key_is_reported,
+    rewritten_event_actor_is_reported, rewritten_event_origin_seq_is_reported,
+    rewritten_event_reason_is_reported, rewritten_event_root_is_reported,
+    rewritten_event_state_is_reported,
 };
 
 // ---------------------------------------------------------------------------------------------
