@@ -27,6 +27,10 @@ pub struct CollectionNames {
     pub meta: String,
     /// Changes received from other nodes that could not be applied (`sst_refusal`).
     pub refusal: String,
+    /// The node's hash-chained log, one document per entry keyed by its position (`sst_log`).
+    pub log: String,
+    /// Node-signed log checkpoints, unique per `(node, pos)` (`sst_checkpoint`).
+    pub checkpoint: String,
 }
 
 impl Default for CollectionNames {
@@ -46,6 +50,8 @@ impl CollectionNames {
             contract: format!("{prefix}sst_contract"),
             meta: format!("{prefix}sst_meta"),
             refusal: format!("{prefix}sst_refusal"),
+            log: format!("{prefix}sst_log"),
+            checkpoint: format!("{prefix}sst_checkpoint"),
         }
     }
 }
@@ -140,6 +146,8 @@ mod tests {
         assert_eq!(c.collections.actor, "sst_actor");
         assert_eq!(c.collections.contract, "sst_contract");
         assert_eq!(c.collections.refusal, "sst_refusal");
+        assert_eq!(c.collections.log, "sst_log");
+        assert_eq!(c.collections.checkpoint, "sst_checkpoint");
         assert_eq!(c.transactions, TransactionMode::Auto);
     }
 
@@ -149,5 +157,7 @@ mod tests {
         assert_eq!(c.collections.state, "t1_sst_state");
         assert_eq!(c.collections.meta, "t1_sst_meta");
         assert_eq!(c.collections.refusal, "t1_sst_refusal");
+        assert_eq!(c.collections.log, "t1_sst_log");
+        assert_eq!(c.collections.checkpoint, "t1_sst_checkpoint");
     }
 }

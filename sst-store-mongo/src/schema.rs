@@ -1,6 +1,8 @@
 //! The peer collections and their indexes. Concurrency comes from the unique indexes:
 //! `(id, version)` of the history, the event `_id`, and `(origin_node, origin_seq)`; a
-//! refusal is keyed by its event id (`_id`), so recording it again replaces it.
+//! refusal is keyed by its event id (`_id`), so recording it again replaces it. A log entry's
+//! `_id` is its position, so two writers that read the same head cannot both append; a
+//! checkpoint is unique per `(node, pos)`.
 
 use mongodb::bson::{doc, Bson, Document};
 
@@ -66,11 +68,18 @@ pub fn indexes(c: &CollectionNames) -> Vec<IndexSpec> {
             doc! { "state_id": 1, "version": 1 },
             false,
         ),
+        spec(&c.log, "sst_log_subject", doc! { "subject": 1 }, false),
+        spec(
+            &c.checkpoint,
+            "sst_checkpoint_node_pos",
+            doc! { "node": 1, "pos": 1 },
+            true,
+        ),
     ]
 }
 
 /// Every collection `migrate` creates.
-pub fn collections(c: &CollectionNames) -> [&str; 7] {
+pub fn collections(c: &CollectionNames) -> [&str; 9] {
     [
         &c.state,
         &c.history,
@@ -79,6 +88,8 @@ pub fn collections(c: &CollectionNames) -> [&str; 7] {
         &c.contract,
         &c.meta,
         &c.refusal,
+        &c.log,
+        &c.checkpoint,
     ]
 }
 
@@ -120,6 +131,7 @@ const EVENT_FIELDS: &[&str] = &[
     "outcome",
     "signed",
     "disclosures",
+    "receipt",
 ];
 
 impl Shape {
@@ -155,8 +167,14 @@ pub const REFUSAL_FIELDS: &[&str] = &[
     "at",
 ];
 
+/// The fields of a log entry (`_id` is its position, an `Int64`).
+pub const LOG_FIELDS: &[&str] = &["kind", "subject", "record", "prev", "hash"];
+
+/// The fields of a checkpoint document (`signature` is the signature's JSON string form).
+pub const CHECKPOINT_FIELDS: &[&str] = &["node", "pos", "head", "at", "signature"];
+
 /// The shape of every peer collection.
-pub fn shapes(c: &CollectionNames) -> [Shape; 7] {
+pub fn shapes(c: &CollectionNames) -> [Shape; 9] {
     let shape = |collection: &str, fields, string_id| Shape {
         collection: collection.to_owned(),
         fields,
@@ -174,6 +192,8 @@ pub fn shapes(c: &CollectionNames) -> [Shape; 7] {
         ),
         shape(&c.meta, &["value"], true),
         shape(&c.refusal, REFUSAL_FIELDS, true),
+        shape(&c.log, LOG_FIELDS, false),
+        shape(&c.checkpoint, CHECKPOINT_FIELDS, false),
     ]
 }
 
@@ -201,6 +221,7 @@ mod tests {
             doc! { "origin_node": 1, "origin_seq": 1 }
         )));
         assert!(unique.contains(&("sst_event".to_owned(), doc! { "pos": 1 })));
+        assert!(unique.contains(&("sst_checkpoint".to_owned(), doc! { "node": 1, "pos": 1 })));
     }
 
     #[test]
@@ -247,6 +268,25 @@ mod tests {
         assert!(shape
             .mismatch(&ours)
             .is_some_and(|d| d.contains("no `reason_detail` field")));
+    }
+
+    #[test]
+    fn an_old_layout_event_without_receipt_and_foreign_log_documents_are_refused() {
+        let c = CollectionNames::default();
+        let [_, _, event, .., log, checkpoint] = shapes(&c);
+        let mut old = doc! { "_id": "e1" };
+        for f in EVENT_FIELDS.iter().filter(|f| **f != "receipt") {
+            old.insert(*f, Bson::Null);
+        }
+        assert!(event
+            .mismatch(&old)
+            .is_some_and(|d| d.contains("no `receipt` field")));
+        old.insert("receipt", Bson::Null);
+        assert_eq!(event.mismatch(&old), None);
+        assert_eq!(log.collection, "sst_log");
+        assert!(log.mismatch(&doc! { "_id": 1_i64, "kind": "x" }).is_some());
+        assert_eq!(checkpoint.collection, "sst_checkpoint");
+        assert!(checkpoint.mismatch(&doc! { "node": "n" }).is_some());
     }
 
     #[test]

@@ -11,6 +11,13 @@
 //! 3. the current-state documents move forward with a version guard;
 //! 4. the events are marked applied (the pending tag removed).
 //!
+//! Every record kept is also bound by an entry of the hash-chained log (collection `sst_log`,
+//! `_id` = position). In a transaction the entries are inserted with their records; a writer
+//! that lost the race for a position (duplicate key) or met a transient error re-runs the
+//! whole transaction ([`RACE_RETRIES`] times at most, in one place: `MongoStore::run`). In
+//! the recoverable protocol a batch's entries are appended once it passed its commit point,
+//! before its events lose their pending tag; recovery appends the ones a crash left out.
+//!
 //! Readers ignore pending events and the history versions their batch wrote beyond the
 //! current state (any other version is shown, committed or planted behind SST's back). A
 //! failure before the commit point undoes steps 1–2; a failure after it completes steps 3–4;
@@ -25,12 +32,15 @@ use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde_json::Value;
 use sst_core::model::StateParts;
-use sst_core::raw::columns::{json_value, to_i64};
-use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
+use sst_core::raw::columns::{json_value, receipt_from_column, to_i64, DerivedEventColumns};
+use sst_core::raw::{
+    CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded, RACE_RETRIES,
+};
 use sst_core::{
-    check_refusal, Actor, ActorId, Capabilities, CommitBatch, CommitItem, CommitReceipt,
-    ConflictKind, ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId,
-    OriginSeq, Outcome, Refusal, State, StateId, Store, StoreError, Timestamp,
+    check_refusal, Actor, ActorId, Capabilities, Checkpoint, CommitBatch, CommitItem,
+    CommitReceipt, ConflictKind, ContractRecord, ContractRef, Digest, EventFilter, EventId,
+    EventRecord, LogEntry, LogHead, LogKind, LogRecord, NodeId, OriginSeq, Outcome, Refusal,
+    SignedCheckpoint, State, StateId, Store, StoreError, Timestamp,
 };
 
 use crate::config::{CollectionNames, MongoConfig, TransactionMode};
@@ -39,9 +49,9 @@ use crate::schema;
 use crate::value::{from_bson, from_document, to_bson, to_document};
 use crate::NAME;
 
-/// How many times a transaction that hit a transient error (write conflict, failover) is
-/// run again before the error is returned.
-const MAX_TRANSACTION_ATTEMPTS: usize = 8;
+/// Provisional `pos` of pending event number `n` of the counter: `PENDING_POS + n`, below
+/// every recorded event's position (its log position, from 1), in reservation order.
+const PENDING_POS: i64 = i64::MIN;
 
 /// Where a simulated crash stops a recoverable commit (tests of the recovery protocol).
 #[cfg(feature = "fault-injection")]
@@ -87,6 +97,56 @@ enum Fail {
     Mongo(&'static str, mongodb::error::Error),
 }
 
+impl Fail {
+    /// The error as the caller sees it (a driver error unclassified: backend).
+    fn into_store(self) -> StoreError {
+        match self {
+            Fail::Store(e) => e,
+            Fail::Mongo(op, e) => backend(op, e),
+        }
+    }
+}
+
+/// Whether a failed attempt lost a race (a unique key, the log position above all) or met a
+/// transient transaction error (write conflict, failover): re-running the whole write may
+/// succeed, or report the real conflict.
+fn lost_race(f: &Fail) -> bool {
+    matches!(f, Fail::Mongo(_, e) if error::is_duplicate_key(e) || error::is_transient_transaction_error(e))
+}
+
+/// Runs a driver action inside the transaction of `$session` (an
+/// `Option<&mut ClientSession>`) when there is one.
+macro_rules! in_session {
+    ($session:expr, $action:expr) => {
+        match $session.as_deref_mut() {
+            Some(s) => $action.session(s).await,
+            None => $action.await,
+        }
+    };
+}
+
+/// One write that appends to the log, as [`MongoStore::run`] re-runs it.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    Commit(&'a CommitBatch),
+    Actor(&'a Actor),
+    Contract(&'a ContractRecord),
+    Refusal(&'a Refusal),
+    ClearRefusal(&'a EventId),
+}
+
+impl Write<'_> {
+    fn op(self) -> &'static str {
+        match self {
+            Write::Commit(_) => "commit",
+            Write::Actor(_) => "put_actor",
+            Write::Contract(_) => "put_contract",
+            Write::Refusal(_) => "put_refusal",
+            Write::ClearRefusal(_) => "clear_refusal",
+        }
+    }
+}
+
 impl From<StoreError> for Fail {
     fn from(e: StoreError) -> Self {
         Fail::Store(e)
@@ -105,7 +165,6 @@ impl<T> MongoResult<T> for Result<T, mongodb::error::Error> {
 
 /// The documents one batch writes.
 struct BatchDocs {
-    event_ids: Vec<String>,
     events: Vec<Document>,
     history: Vec<Document>,
     moves: Vec<CurrentMove>,
@@ -310,6 +369,10 @@ fn event_doc(
         "new_root": c.new_root,
         "signed": json_doc("event", &c.signed)?,
         "disclosures": json_doc("disclosures", &c.disclosures)?,
+        "receipt": match &c.receipt {
+            Some(r) => json_bson("event.receipt", r)?,
+            None => Bson::Null,
+        },
     };
     if let Some((items, since)) = pending {
         d.insert(
@@ -341,10 +404,82 @@ fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
         },
         other => return Err(StoreError::malformed(&what, format!("outcome {other:?}"))),
     };
-    Ok(EventRecord {
+    let receipt = d
+        .get("receipt")
+        .map(|r| from_bson(r).map_err(|e| StoreError::malformed(&what, format!("receipt: {e}"))))
+        .transpose()?;
+    let record = EventRecord {
         signed,
         disclosures,
         outcome,
+        receipt: receipt_from_column(&what, receipt)?,
+    };
+    let derived = DerivedEventColumns {
+        id: get_str(d, "_id", &what)?,
+        state_id: get_str(d, "state_id", &what)?,
+        kind: get_str(d, "kind", &what)?,
+        contract_name: get_str(d, "contract_name", &what)?,
+        contract_version: get_int(d, "contract_version", &what)?,
+        actor: get_str(d, "actor", &what)?,
+        origin_node: get_str(d, "origin_node", &what)?,
+        origin_seq: get_int(d, "origin_seq", &what)?,
+        reason: get_opt_str(d, "reason", &what)?,
+    };
+    EventColumns::check_derived(&record, &derived)?;
+    Ok(record)
+}
+
+fn log_doc(e: &LogEntry) -> Result<Document, StoreError> {
+    Ok(doc! {
+        "_id": to_i64("log.pos", e.pos)?,
+        "kind": e.kind.as_str(),
+        "subject": e.subject.as_str(),
+        "record": e.record.to_string(),
+        "prev": e.prev.to_string(),
+        "hash": e.hash.to_string(),
+    })
+}
+
+fn log_from_doc(d: &Document) -> Result<LogEntry, StoreError> {
+    let what = "log entry";
+    LogEntry::from_columns(
+        get_int(d, "_id", what)?,
+        &get_str(d, "kind", what)?,
+        get_str(d, "subject", what)?,
+        &get_str(d, "record", what)?,
+        &get_str(d, "prev", what)?,
+        &get_str(d, "hash", what)?,
+    )
+}
+
+fn checkpoint_doc(cp: &SignedCheckpoint) -> Result<Document, StoreError> {
+    let c = &cp.checkpoint;
+    let signature = json_value("checkpoint.signature", &cp.signature)?;
+    Ok(doc! {
+        "node": c.node.as_str(),
+        "pos": to_i64("checkpoint.pos", c.pos)?,
+        "head": c.head.to_string(),
+        "at": c.at.0,
+        "signature": json_bson("checkpoint.signature", &signature)?,
+    })
+}
+
+fn checkpoint_from_doc(d: &Document) -> Result<SignedCheckpoint, StoreError> {
+    let node = get_str(d, "node", "checkpoint")?;
+    let what = format!("checkpoint of node {node}");
+    let checkpoint = Checkpoint {
+        node: NodeId(node),
+        pos: get_u64(d, "pos", &what)?,
+        head: get_str(d, "head", &what)?
+            .parse()
+            .map_err(|e| StoreError::malformed(&what, format!("head: {e}")))?,
+        at: Timestamp(get_millis(d, "at", &what)?),
+    };
+    let signature = serde_json::from_value(get_json(d, "signature", &what)?)
+        .map_err(|e| StoreError::malformed(&what, format!("signature: {e}")))?;
+    Ok(SignedCheckpoint {
+        checkpoint,
+        signature,
     })
 }
 
@@ -451,6 +586,257 @@ impl MongoStore {
     fn refusals_col(&self) -> Collection<Document> {
         self.col(&self.names.refusal)
     }
+    fn log_col(&self) -> Collection<Document> {
+        self.col(&self.names.log)
+    }
+    fn checkpoints_col(&self) -> Collection<Document> {
+        self.col(&self.names.checkpoint)
+    }
+
+    /// The head of the log (its highest position), read inside the transaction of `session`.
+    /// The filter (positions start at 1) is what a real server ignores; the nx-27017
+    /// emulator sorts an unfiltered `_id` as text (9 after 10), a filtered one by value.
+    async fn read_head(&self, mut session: Option<&mut ClientSession>) -> Result<LogHead, Fail> {
+        let last = in_session!(
+            session,
+            self.log_col()
+                .find_one(doc! { "_id": { "$gt": 0_i64 } })
+                .sort(doc! { "_id": -1 })
+        )
+        .at("log_head")?;
+        Ok(match last {
+            Some(d) => log_from_doc(&d)?.head(),
+            None => LogHead::default(),
+        })
+    }
+
+    /// Appends one entry per record after the head. Inside a transaction the head is read
+    /// and the entries inserted once: a lost race fails the attempt, and [`MongoStore::run`]
+    /// re-runs the whole transaction. Without one the record is already written and only the
+    /// append can be re-run: each entry re-reads the head until it wins a position (at most
+    /// [`RACE_RETRIES`] lost races per entry).
+    async fn append(
+        &self,
+        records: &[LogRecord<'_>],
+        session: Option<&mut ClientSession>,
+    ) -> Result<Vec<LogEntry>, Fail> {
+        let op = "log";
+        let mut appended = Vec::with_capacity(records.len());
+        if let Some(s) = session {
+            let mut head = self.read_head(Some(&mut *s)).await?;
+            let mut docs = Vec::with_capacity(records.len());
+            for r in records {
+                let entry = head.append(r);
+                head = entry.head();
+                docs.push(log_doc(&entry)?);
+                appended.push(entry);
+            }
+            if !docs.is_empty() {
+                self.log_col().insert_many(docs).session(s).await.at(op)?;
+            }
+            return Ok(appended);
+        }
+        let mut head = self.read_head(None).await?;
+        for r in records {
+            let mut lost = 0;
+            loop {
+                let entry = head.append(r);
+                match self.log_col().insert_one(log_doc(&entry)?).await.at(op) {
+                    Ok(_) => {
+                        head = entry.head();
+                        appended.push(entry);
+                        break;
+                    }
+                    Err(f) if lost_race(&f) && lost < RACE_RETRIES => {
+                        lost += 1;
+                        head = self.read_head(None).await?;
+                    }
+                    Err(f) => return Err(f),
+                }
+            }
+        }
+        Ok(appended)
+    }
+
+    /// Step 4 of the recoverable protocol for a batch past its commit point: appends the log
+    /// entries of `events` (in order) that the log does not hold yet, then gives each event
+    /// its log position as `pos` and removes its pending tag. Idempotent (recovery re-runs
+    /// it); returns the log head after the batch's entries.
+    async fn record_events(&self, events: &[&EventRecord]) -> Result<LogHead, Fail> {
+        let op = "commit";
+        let ids: Vec<String> = events.iter().map(|r| r.id().to_string()).collect();
+        let held = self
+            .find_all(
+                &self.log_col(),
+                doc! { "kind": LogKind::Event.as_str(), "subject": { "$in": &ids } },
+                doc! { "subject": 1 },
+                None,
+            )
+            .await?;
+        let mut at: BTreeMap<String, i64> = BTreeMap::new();
+        for d in &held {
+            let pos = get_int(d, "_id", "log entry")?;
+            let p = at.entry(get_str(d, "subject", "log entry")?).or_insert(pos);
+            *p = (*p).min(pos);
+        }
+        let missing: Vec<LogRecord<'_>> = events
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| !at.contains_key(*id))
+            .map(|(r, _)| LogRecord::Event(r))
+            .collect();
+        let appended = self.append(&missing, None).await?;
+        for e in &appended {
+            at.insert(e.subject.clone(), to_i64("log.pos", e.pos)?);
+        }
+        for (id, pos) in &at {
+            self.events_col()
+                .update_one(
+                    doc! { "_id": id, "pending": { "$exists": true } },
+                    doc! { "$set": { "pos": pos }, "$unset": { "pending": "" } },
+                )
+                .await
+                .at(op)?;
+        }
+        match appended.last() {
+            Some(e) => Ok(e.head()),
+            None => self.read_head(None).await,
+        }
+    }
+
+    /// Runs one write to the end, the single place where lost races are retried: with
+    /// transactions, an attempt that lost a race or met a transient error is re-run whole
+    /// (re-reading the head and lookups, re-planning) up to [`RACE_RETRIES`] times; the last
+    /// failure is then mapped by [`MongoStore::settle`]. Without transactions the write runs
+    /// once (its log append re-runs itself, see [`MongoStore::append`]).
+    async fn run(&self, w: Write<'_>) -> Result<Option<CommitReceipt>, StoreError> {
+        let mut retries = 0;
+        loop {
+            let result = if self.transactions {
+                self.in_transaction(w).await
+            } else {
+                self.attempt(w, None).await
+            };
+            match result {
+                Ok(r) => return Ok(r),
+                Err(f) if self.transactions && lost_race(&f) && retries < RACE_RETRIES => {
+                    retries += 1;
+                }
+                Err(f) => return self.settle(w, f).await,
+            }
+        }
+    }
+
+    /// One attempt of `w` inside a new transaction, committed or aborted.
+    async fn in_transaction(&self, w: Write<'_>) -> Result<Option<CommitReceipt>, Fail> {
+        let op = w.op();
+        let mut s = self.client.start_session().await.at(op)?;
+        s.start_transaction().await.at(op)?;
+        match self.attempt(w, Some(&mut s)).await {
+            Ok(r) => s.commit_transaction().await.map(|()| r).at(op),
+            Err(f) => {
+                // Aborting can fail too (e.g. lost connection); the server then aborts on its
+                // own when the session times out, and the first error is the news.
+                if let Err(e) = s.abort_transaction().await {
+                    tracing::warn!(backend = NAME, operation = op, error = %e, "aborting the failed transaction failed");
+                }
+                Err(f)
+            }
+        }
+    }
+
+    /// One attempt of `w`: its record written and its log entry appended, inside the
+    /// transaction of `session` when there is one.
+    async fn attempt(
+        &self,
+        w: Write<'_>,
+        mut session: Option<&mut ClientSession>,
+    ) -> Result<Option<CommitReceipt>, Fail> {
+        let op = w.op();
+        let record = match w {
+            Write::Commit(batch) => return self.write_batch(batch, session).await.map(Some),
+            Write::Actor(actor) => {
+                let mut d = json_doc("actor", &json_value("actor", actor)?)?;
+                d.insert("_id", actor.id.as_str());
+                let col = self.actors_col();
+                let put = col
+                    .replace_one(doc! { "_id": actor.id.as_str() }, d)
+                    .upsert(true);
+                in_session!(session, put).at(op)?;
+                LogRecord::Actor(actor)
+            }
+            Write::Contract(contract) => {
+                let key = contract.contract().to_string();
+                let stored = self.contract_identity(&key, session.as_deref_mut()).await?;
+                if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::AlreadyRecorded {
+                    return Ok(None);
+                }
+                let d = contract_doc(contract)?;
+                in_session!(session, self.contracts_col().insert_one(d)).at(op)?;
+                LogRecord::Contract(contract)
+            }
+            Write::Refusal(refusal) => {
+                let d = refusal_doc(refusal)?;
+                let key = doc! { "_id": refusal.event.to_string() };
+                let col = self.refusals_col();
+                let put = || col.replace_one(key.clone(), d.clone()).upsert(true);
+                match in_session!(session, put()) {
+                    Ok(_) => {}
+                    // Two upserts of the same new event raced and this one lost the insert
+                    // (outside a transaction): the document exists now, so replacing it
+                    // again cannot collide.
+                    Err(e) if session.is_none() && error::is_duplicate_key(&e) => {
+                        put().await.at(op)?;
+                    }
+                    Err(e) => return Err(Fail::Mongo(op, e)),
+                }
+                LogRecord::Refusal(refusal)
+            }
+            Write::ClearRefusal(event) => {
+                let col = self.refusals_col();
+                let delete = col.delete_one(doc! { "_id": event.to_string() });
+                if in_session!(session, delete).at(op)?.deleted_count == 0 {
+                    return Ok(None);
+                }
+                LogRecord::RefusalCleared(event)
+            }
+        };
+        self.append(&[record], session).await?;
+        Ok(None)
+    }
+
+    /// The error a failed write reports. A duplicate key is mapped here as the contract words
+    /// it: a commit's conflict as [`MongoStore::explain_conflict`] finds it, a contract
+    /// decided again against what the winner recorded.
+    async fn settle(&self, w: Write<'_>, f: Fail) -> Result<Option<CommitReceipt>, StoreError> {
+        let (op, e) = match f {
+            Fail::Store(e) => return Err(e),
+            Fail::Mongo(op, e) if error::is_duplicate_key(&e) => (op, e),
+            Fail::Mongo(op, e) => return Err(backend(op, e)),
+        };
+        match w {
+            Write::Commit(batch) => {
+                let explained = self.explain_conflict(batch).await;
+                Err(conflict_or_backend(op, e, || explained))
+            }
+            Write::Contract(contract) => {
+                let c = contract.contract();
+                let stored = self
+                    .contract_identity(&c.to_string(), None)
+                    .await
+                    .map_err(Fail::into_store)?;
+                match ContractPut::decide(stored.as_ref(), contract)? {
+                    // The winner recorded it (with its log entry); a lost log race of this
+                    // put's own insert (op `log`) is not that.
+                    ContractPut::AlreadyRecorded if op != "log" => Ok(None),
+                    _ => Err(conflict_or_backend(op, e, || {
+                        StoreError::contract_identity(c, "(concurrent)", contract.identity)
+                    })),
+                }
+            }
+            _ => Err(backend(op, e)),
+        }
+    }
 
     /// Finishes or undoes every batch left pending by a crashed writer at least
     /// [`MongoConfig::recover_after`] ago. Runs on open; safe to call at any time.
@@ -556,15 +942,16 @@ impl MongoStore {
                 .ok_or_else(|| internal(op, format!("history of {id} v{last} vanished")))?;
             self.advance_current(&id, first - 1, last, &mut doc)
                 .await
-                .map_err(|f| match f {
-                    Fail::Store(e) => e,
-                    Fail::Mongo(op, e) => backend(op, e),
-                })?;
+                .map_err(Fail::into_store)?;
         }
-        self.events_col()
-            .update_many(doc! { "batch": b }, doc! { "$unset": { "pending": "" } })
+        let records: Vec<EventRecord> = events
+            .iter()
+            .map(event_from_doc)
+            .collect::<Result<_, _>>()?;
+        let records: Vec<&EventRecord> = records.iter().collect();
+        self.record_events(&records)
             .await
-            .map_err(|e| backend(op, e))?;
+            .map_err(Fail::into_store)?;
         Ok(true)
     }
 
@@ -733,7 +1120,7 @@ impl MongoStore {
                     &self.states(),
                     doc! { "_id": { "$in": states } },
                     doc! { "version": 1 },
-                    session,
+                    session.as_deref_mut(),
                 )
                 .await?;
             for d in docs {
@@ -741,6 +1128,11 @@ impl MongoStore {
                 let version = get_u64(&d, "version", &id)?;
                 found.recorded.versions.insert(StateId(id), version);
             }
+        }
+        // Without a transaction the entries are appended after the commit point (whatever
+        // the head is then), so the head only matters inside one.
+        if session.is_some() {
+            found.recorded.log_head = self.read_head(session).await?;
         }
         Ok(found)
     }
@@ -764,12 +1156,9 @@ impl MongoStore {
         Ok(CommitPlan::new(batch, &found.recorded)?)
     }
 
-    /// Reserves `n` consecutive event positions; returns the first.
-    async fn reserve_positions(
-        &self,
-        n: usize,
-        session: Option<&mut ClientSession>,
-    ) -> Result<i64, Fail> {
+    /// Reserves `n` consecutive provisional event positions (counted from 1); returns the
+    /// first.
+    async fn reserve_positions(&self, n: usize) -> Result<i64, Fail> {
         let n = to_i64("batch.items", n as u64)?;
         let meta = self.meta();
         let action = meta
@@ -779,12 +1168,10 @@ impl MongoStore {
             )
             .upsert(true)
             .return_document(ReturnDocument::After);
-        let d = match session {
-            Some(s) => action.session(s).await,
-            None => action.await,
-        }
-        .at("commit")?
-        .ok_or_else(|| internal("commit", "position counter missing after upsert"))?;
+        let d = action
+            .await
+            .at("commit")?
+            .ok_or_else(|| internal("commit", "position counter missing after upsert"))?;
         Ok(get_int(&d, "value", "position counter")? - n + 1)
     }
 
@@ -802,14 +1189,12 @@ impl MongoStore {
         let current: BTreeMap<usize, CurrentWrite> =
             plan.current.iter().map(|r| (r.item, r.write)).collect();
         let mut docs = BatchDocs {
-            event_ids: Vec::with_capacity(plan.record.len()),
             events: Vec::with_capacity(plan.record.len()),
             history: Vec::new(),
             moves: Vec::with_capacity(current.len()),
         };
         for (n, &i) in plan.record.iter().enumerate() {
             let item = &batch.items[i];
-            docs.event_ids.push(item.event.id().to_string());
             docs.events
                 .push(event_doc(item, first_pos + n as i64, batch_id, pend)?);
             let Some(state) = &item.state else {
@@ -841,18 +1226,38 @@ impl MongoStore {
         mut session: Option<&mut ClientSession>,
     ) -> Result<CommitReceipt, Fail> {
         let plan = self.plan(batch, session.as_deref_mut()).await?;
-        let receipt = plan.receipt();
+        let mut receipt = plan.receipt();
         if plan.is_empty() {
             return Ok(receipt);
         }
         let batch_id = ObjectId::new().to_hex();
-        let first = self
-            .reserve_positions(plan.record.len(), session.as_deref_mut())
-            .await?;
+        // An event's `pos` is its log position, so events list in log order. A pending event
+        // (recoverable protocol) holds a provisional one below every recorded position until
+        // its log entry is appended.
+        let first = match (&session, plan.log.first()) {
+            (Some(_), Some(entry)) => to_i64("log.pos", entry.pos)?,
+            _ => PENDING_POS + self.reserve_positions(plan.record.len()).await?,
+        };
         let docs = self.documents(batch, &plan, first, &batch_id, session.is_none())?;
         match session {
-            Some(s) => self.write_transactional(s, docs).await?,
-            None => self.write_recoverable(&batch_id, docs).await?,
+            Some(s) => {
+                self.write_transactional(&mut *s, docs).await?;
+                let log = plan
+                    .log
+                    .iter()
+                    .map(log_doc)
+                    .collect::<Result<Vec<_>, _>>()?;
+                self.log_col()
+                    .insert_many(log)
+                    .session(s)
+                    .await
+                    .at("commit")?;
+            }
+            None => {
+                let events: Vec<&EventRecord> =
+                    plan.record.iter().map(|&i| &batch.items[i].event).collect();
+                receipt.log_head = Some(self.write_recoverable(&batch_id, docs, &events).await?);
+            }
         }
         Ok(receipt)
     }
@@ -917,8 +1322,14 @@ impl MongoStore {
         Ok(())
     }
 
-    /// Steps 1–4 of the recoverable protocol (see the module docs).
-    async fn write_recoverable(&self, batch_id: &str, docs: BatchDocs) -> Result<(), Fail> {
+    /// Steps 1–4 of the recoverable protocol (see the module docs), the batch's log entries
+    /// appended between 3 and 4; returns the log head after them.
+    async fn write_recoverable(
+        &self,
+        batch_id: &str,
+        docs: BatchDocs,
+        events: &[&EventRecord],
+    ) -> Result<LogHead, Fail> {
         let op = "commit";
         // 1. Events, pending.
         #[cfg(feature = "fault-injection")]
@@ -970,23 +1381,16 @@ impl MongoStore {
             }
             #[cfg(feature = "fault-injection")]
             self.crash_point(CrashPoint::AfterStates)?;
-            self.events_col()
-                .update_many(
-                    doc! { "_id": { "$in": &docs.event_ids } },
-                    doc! { "$unset": { "pending": "" } },
-                )
-                .await
-                .at(op)?;
-            Ok::<(), Fail>(())
+            self.record_events(events).await
         };
         match finish.await {
-            Ok(()) => Ok(()),
+            Ok(head) => Ok(head),
             #[cfg(feature = "fault-injection")]
             Err(f) if self.crash_at.is_some() => Err(f),
             Err(_) => {
                 // Past the commit point: completing is the only way left, and it is idempotent.
                 if self.resolve_batch(batch_id).await? {
-                    Ok(())
+                    self.read_head(None).await
                 } else {
                     Err(Fail::Store(internal(
                         op,
@@ -1053,53 +1457,6 @@ impl MongoStore {
         )
     }
 
-    async fn commit_transactional(&self, batch: &CommitBatch) -> Result<CommitReceipt, StoreError> {
-        let op = "commit";
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut s = self
-                .client
-                .start_session()
-                .await
-                .map_err(|e| backend(op, e))?;
-            s.start_transaction().await.map_err(|e| backend(op, e))?;
-            let result = match self.write_batch(batch, Some(&mut s)).await {
-                Ok(receipt) => s
-                    .commit_transaction()
-                    .await
-                    .map(|()| receipt)
-                    .map_err(|e| Fail::Mongo(op, e)),
-                Err(f) => {
-                    // Aborting can fail too (e.g. lost connection); the server then aborts
-                    // on its own when the session times out, and the first error is the news.
-                    if let Err(e) = s.abort_transaction().await {
-                        tracing::warn!(backend = NAME, operation = op, error = %e, "aborting the failed transaction failed");
-                    }
-                    Err(f)
-                }
-            };
-            match result {
-                Ok(receipt) => return Ok(receipt),
-                Err(Fail::Store(e)) => return Err(e),
-                Err(Fail::Mongo(_, e))
-                    if error::is_transient_transaction_error(&e)
-                        && !error::is_duplicate_key(&e)
-                        && attempt < MAX_TRANSACTION_ATTEMPTS =>
-                {
-                    continue
-                }
-                Err(Fail::Mongo(op, e)) => {
-                    if error::is_duplicate_key(&e) {
-                        let explained = self.explain_conflict(batch).await;
-                        return Err(conflict_or_backend(op, e, || explained));
-                    }
-                    return Err(backend(op, e));
-                }
-            }
-        }
-    }
-
     /// Whether history document `d` was written by a batch whose events are still pending
     /// (a commit in flight, or a crashed one that recovery will finish or undo).
     async fn in_flight(&self, d: &Document) -> Result<bool, StoreError> {
@@ -1116,19 +1473,24 @@ impl MongoStore {
     }
 
     /// The identity recorded for the contract document `_id` = `key`, if any.
-    async fn contract_identity(&self, key: &str) -> Result<Option<Digest>, StoreError> {
+    async fn contract_identity(
+        &self,
+        key: &str,
+        mut session: Option<&mut ClientSession>,
+    ) -> Result<Option<Digest>, Fail> {
         let what = format!("contract {key}");
-        self.contracts_col()
+        let col = self.contracts_col();
+        let find = col
             .find_one(doc! { "_id": key })
-            .projection(doc! { "identity": 1 })
-            .await
-            .map_err(|e| backend("put_contract", e))?
+            .projection(doc! { "identity": 1 });
+        Ok(in_session!(session, find)
+            .at("put_contract")?
             .map(|d| {
                 get_str(&d, "identity", &what)?
                     .parse::<Digest>()
                     .map_err(|e| StoreError::malformed(&what, e))
             })
-            .transpose()
+            .transpose()?)
     }
 
     async fn collect(
@@ -1247,20 +1609,8 @@ impl Store for MongoStore {
 
     async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
         batch.validate()?;
-        if self.transactions {
-            return self.commit_transactional(&batch).await;
-        }
-        match self.write_batch(&batch, None).await {
-            Ok(r) => Ok(r),
-            Err(Fail::Store(e)) => Err(e),
-            Err(Fail::Mongo(op, e)) => {
-                if error::is_duplicate_key(&e) {
-                    let explained = self.explain_conflict(&batch).await;
-                    return Err(conflict_or_backend(op, e, || explained));
-                }
-                Err(backend(op, e))
-            }
-        }
+        let receipt = self.run(Write::Commit(&batch)).await?;
+        receipt.ok_or_else(|| internal("commit", "a commit attempt returned no receipt"))
     }
 
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
@@ -1380,14 +1730,7 @@ impl Store for MongoStore {
     }
 
     async fn put_actor(&self, actor: &Actor) -> Result<(), StoreError> {
-        let mut d = json_doc("actor", &json_value("actor", actor)?)?;
-        d.insert("_id", actor.id.as_str());
-        self.actors_col()
-            .replace_one(doc! { "_id": actor.id.as_str() }, d)
-            .upsert(true)
-            .await
-            .map_err(|e| backend("put_actor", e))?;
-        Ok(())
+        self.run(Write::Actor(actor)).await.map(drop)
     }
 
     async fn actor(&self, id: &ActorId) -> Result<Option<Actor>, StoreError> {
@@ -1415,34 +1758,7 @@ impl Store for MongoStore {
     }
 
     async fn put_contract(&self, contract: &ContractRecord) -> Result<(), StoreError> {
-        let op = "put_contract";
-        let c = contract.contract();
-        let key = c.to_string();
-        let stored = self.contract_identity(&key).await?;
-        if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::AlreadyRecorded {
-            return Ok(());
-        }
-        let d = doc! {
-            "_id": &key,
-            "name": c.name.as_str(),
-            "version": i64::from(c.version),
-            "identity": contract.identity.to_string(),
-            "record": json_doc("contract", &json_value("contract", contract)?)?,
-        };
-        let Err(e) = self.contracts_col().insert_one(d).await else {
-            return Ok(());
-        };
-        if !error::is_duplicate_key(&e) {
-            return Err(backend(op, e));
-        }
-        // A concurrent put got there first: decide again against what it recorded.
-        let stored = self.contract_identity(&key).await?;
-        match ContractPut::decide(stored.as_ref(), contract)? {
-            ContractPut::AlreadyRecorded => Ok(()),
-            ContractPut::Insert => Err(conflict_or_backend(op, e, || {
-                StoreError::contract_identity(c, "(concurrent)", contract.identity)
-            })),
-        }
+        self.run(Write::Contract(contract)).await.map(drop)
     }
 
     async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
@@ -1457,21 +1773,8 @@ impl Store for MongoStore {
     /// One document per refused event (`_id` = the event id), replaced when the event is
     /// refused again; `reason` holds the reason's code, `reason_detail` the whole reason.
     async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
-        let op = "put_refusal";
         check_refusal(refusal)?;
-        let d = refusal_doc(refusal)?;
-        let key = doc! { "_id": refusal.event.to_string() };
-        let col = self.refusals_col();
-        let put = || col.replace_one(key.clone(), d.clone()).upsert(true);
-        match put().await {
-            Ok(_) => Ok(()),
-            // Two upserts of the same new event raced and this one lost the insert: the
-            // document exists now, so replacing it again cannot collide.
-            Err(e) if error::is_duplicate_key(&e) => {
-                put().await.map(drop).map_err(|e| backend(op, e))
-            }
-            Err(e) => Err(backend(op, e)),
-        }
+        self.run(Write::Refusal(refusal)).await.map(drop)
     }
 
     async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
@@ -1499,11 +1802,7 @@ impl Store for MongoStore {
     }
 
     async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
-        self.refusals_col()
-            .delete_one(doc! { "_id": event.to_string() })
-            .await
-            .map_err(|e| backend("clear_refusal", e))?;
-        Ok(())
+        self.run(Write::ClearRefusal(event)).await.map(drop)
     }
 
     async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {
@@ -1523,6 +1822,86 @@ impl Store for MongoStore {
         out.sort_by(|a, b| a.contract().cmp(b.contract()));
         Ok(out)
     }
+
+    async fn log(&self, after: u64, limit: Option<usize>) -> Result<Vec<LogEntry>, StoreError> {
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let limit = match limit {
+            Some(0) => return Ok(Vec::new()),
+            Some(l) => Some(i64::try_from(l).unwrap_or(i64::MAX)),
+            None => None,
+        };
+        self.collect(
+            &self.log_col(),
+            doc! { "_id": { "$gt": after } },
+            doc! { "_id": 1 },
+            limit,
+            "log",
+        )
+        .await?
+        .iter()
+        .map(log_from_doc)
+        .collect()
+    }
+
+    async fn log_head(&self) -> Result<LogHead, StoreError> {
+        self.read_head(None).await.map_err(Fail::into_store)
+    }
+
+    /// One document per `(node, pos)` (a unique index): a second put at the same position
+    /// loses the insert and is compared with what is held.
+    async fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        let op = "put_checkpoint";
+        let Err(e) = self
+            .checkpoints_col()
+            .insert_one(checkpoint_doc(checkpoint)?)
+            .await
+        else {
+            return Ok(());
+        };
+        let cp = &checkpoint.checkpoint;
+        let held = if error::is_duplicate_key(&e) {
+            self.checkpoints_col()
+                .find_one(
+                    doc! { "node": cp.node.as_str(), "pos": to_i64("checkpoint.pos", cp.pos)? },
+                )
+                .await
+                .map_err(|e| backend(op, e))?
+        } else {
+            None
+        };
+        match held {
+            Some(d) if checkpoint_from_doc(&d)?.checkpoint.head == cp.head => Ok(()),
+            Some(_) => Err(StoreError::checkpoint_conflict(&cp.node, cp.pos)),
+            None => Err(backend(op, e)),
+        }
+    }
+
+    async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        self.collect(
+            &self.checkpoints_col(),
+            doc! { "node": node.as_str() },
+            doc! { "pos": 1 },
+            None,
+            "checkpoints",
+        )
+        .await?
+        .iter()
+        .map(checkpoint_from_doc)
+        .collect()
+    }
+}
+
+fn contract_doc(contract: &ContractRecord) -> Result<Document, StoreError> {
+    let c = contract.contract();
+    Ok(doc! {
+        "_id": c.to_string(),
+        "name": c.name.as_str(),
+        "version": i64::from(c.version),
+        "identity": contract.identity.to_string(),
+        "record": json_doc("contract", &json_value("contract", contract)?)?,
+    })
 }
 
 fn actor_from_doc(d: &Document) -> Result<Actor, StoreError> {

@@ -218,6 +218,14 @@ async fn crash_and_reopen(point: CrashPoint, completes: bool) -> anyhow::Result<
         "{} events",
         all.len()
     );
+    // One log entry for the actor and one per recorded event, in the events' order: the
+    // recovery appended those the crash left out.
+    let log = reopened.log(0, None).await?;
+    ensure!(log.len() == 1 + all.len(), "{} log entries", log.len());
+    let logged: Vec<String> = log[1..].iter().map(|e| e.subject.clone()).collect();
+    let listed: Vec<String> = all.iter().map(|r| r.id().to_string()).collect();
+    ensure!(logged == listed, "events not in log order");
+    ensure!(log.last().map(|e| e.head()) == Some(reopened.log_head().await?));
     ensure!(
         reopened.recover().await?.completed.is_empty(),
         "nothing left pending"

@@ -11,7 +11,7 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::{Client, Collection};
 use serde_json::Value;
 use sst_core::{StateId, Store};
-use sst_store_mongo::value::{from_document, to_document};
+use sst_store_mongo::value::{from_document, to_bson, to_document};
 use sst_store_mongo::{MongoConfig, MongoStore, TransactionMode};
 
 /// One fresh database per factory, dropped when the factory is dropped.
@@ -48,12 +48,16 @@ impl MongoFactory {
 
     async fn backend(&self) -> anyhow::Result<Backend> {
         let store = self.store().await?;
+        let (db, names) = (store.database(), store.collection_names());
         let raw = MongoRaw {
-            history: store
-                .database()
-                .collection(&store.collection_names().history),
-            state: store.database().collection(&store.collection_names().state),
-            event: store.database().collection(&store.collection_names().event),
+            history: db.collection(&names.history),
+            state: db.collection(&names.state),
+            event: db.collection(&names.event),
+            actor: db.collection(&names.actor),
+            contract: db.collection(&names.contract),
+            refusal: db.collection(&names.refusal),
+            log: db.collection(&names.log),
+            checkpoint: db.collection(&names.checkpoint),
         };
         Ok(Backend {
             store: Arc::new(store),
@@ -94,11 +98,21 @@ impl BackendFactory for MongoFactory {
     }
 }
 
-/// Raw driver access to the state, history and event documents.
+/// Raw driver access to the peer collections' documents.
 struct MongoRaw {
     history: Collection<Document>,
     state: Collection<Document>,
     event: Collection<Document>,
+    actor: Collection<Document>,
+    contract: Collection<Document>,
+    refusal: Collection<Document>,
+    log: Collection<Document>,
+    checkpoint: Collection<Document>,
+}
+
+/// A log position as its `_id` filter.
+fn pos(p: u64) -> anyhow::Result<Document> {
+    Ok(doc! { "_id": i64::try_from(p)? })
 }
 
 fn key(id: &StateId, version: u64) -> anyhow::Result<Document> {
@@ -223,6 +237,87 @@ impl RawAccess for MongoRaw {
                     .update_one(doc! { "_id": event.to_string() }, doc! { "$set": set })
                     .await?
                     .modified_count
+            }
+            Mutation::SetEventColumn {
+                event,
+                column,
+                value,
+            } => {
+                self.event
+                    .update_one(
+                        doc! { "_id": event.to_string() },
+                        doc! { "$set": { column.name(): to_bson(value)? } },
+                    )
+                    .await?
+                    .modified_count
+            }
+            Mutation::DeleteLogEntry(p) => self.log.delete_one(pos(*p)?).await?.deleted_count,
+            Mutation::CopyLogEntry { from, to } => {
+                let Some(mut copy) = self.log.find_one(pos(*from)?).await? else {
+                    anyhow::bail!("no log entry at {from}");
+                };
+                copy.insert("_id", i64::try_from(*to)?);
+                self.log.insert_one(copy).await?;
+                1
+            }
+            Mutation::SwapLogEntries { a, b } => {
+                // `_id` cannot be updated: both entries are taken out and put back swapped.
+                let (Some(mut da), Some(mut db)) = (
+                    self.log.find_one(pos(*a)?).await?,
+                    self.log.find_one(pos(*b)?).await?,
+                ) else {
+                    anyhow::bail!("log entries {a} and {b} are not both stored");
+                };
+                self.log
+                    .delete_many(
+                        doc! { "_id": { "$in": [i64::try_from(*a)?, i64::try_from(*b)?] } },
+                    )
+                    .await?;
+                da.insert("_id", i64::try_from(*b)?);
+                db.insert("_id", i64::try_from(*a)?);
+                self.log.insert_many([da, db]).await?;
+                1
+            }
+            Mutation::TruncateLog { from } => {
+                let gone = self
+                    .log
+                    .delete_many(doc! { "_id": { "$gte": i64::try_from(*from)? } })
+                    .await?
+                    .deleted_count;
+                u64::from(gone > 0)
+            }
+            Mutation::SetActorKey { actor, key } => {
+                self.actor
+                    .update_one(
+                        doc! { "_id": actor.as_str() },
+                        doc! { "$set": { "public_key": to_bson(&serde_json::to_value(key)?)? } },
+                    )
+                    .await?
+                    .modified_count
+            }
+            Mutation::SetContractDescriptor {
+                contract,
+                descriptor,
+            } => {
+                self.contract
+                    .update_one(
+                        doc! { "_id": contract.to_string() },
+                        doc! { "$set": { "record.descriptor": to_bson(descriptor)? } },
+                    )
+                    .await?
+                    .modified_count
+            }
+            Mutation::DeleteRefusal(event) => {
+                self.refusal
+                    .delete_one(doc! { "_id": event.to_string() })
+                    .await?
+                    .deleted_count
+            }
+            Mutation::DeleteCheckpoint { node, pos } => {
+                self.checkpoint
+                    .delete_one(doc! { "node": node.as_str(), "pos": i64::try_from(*pos)? })
+                    .await?
+                    .deleted_count
             }
             other => anyhow::bail!("mutation {other:?} not known to this raw access"),
         };
