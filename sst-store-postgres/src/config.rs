@@ -5,7 +5,7 @@ use sst_core::StoreError;
 /// Default schema the peer tables live in.
 pub const DEFAULT_SCHEMA: &str = "public";
 
-/// Names of the six peer tables (shared by every adapter; see [`sst_core::TableNames`]).
+/// Names of the eight peer tables (shared by every adapter; see [`sst_core::TableNames`]).
 pub use sst_core::TableNames;
 
 /// Settings of a [`PostgresStore`](crate::PostgresStore).

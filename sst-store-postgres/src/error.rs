@@ -1,6 +1,10 @@
 //! Mapping of sqlx / PostgreSQL errors to [`StoreError`]: the one place where a unique
-//! violation (SQLSTATE 23505) becomes a [`StoreError::Conflict`].
+//! violation (SQLSTATE 23505) becomes a [`StoreError::Conflict`], and where a write
+//! transaction that lost a race to a concurrent writer is run again ([`retry_races`]).
 
+use std::future::Future;
+
+use sst_core::raw::RACE_RETRIES;
 use sst_core::StoreError;
 
 use crate::NAME;
@@ -64,6 +68,49 @@ pub(crate) fn conflict_or_backend(
     }
 }
 
+/// How one attempt at a write transaction ended.
+#[derive(Debug)]
+pub(crate) enum Attempt<T> {
+    /// Committed, or decided without writing.
+    Done(T),
+    /// Rolled back because a concurrent writer took a key this one had read free (a log
+    /// position above all, which every writer appends to) or a deadlock broke the tie: the
+    /// whole transaction, reads included, runs again.
+    Raced,
+}
+
+/// Runs `attempt(0)`, then `attempt(1)`, … (each one whole write transaction) until one is
+/// [`Attempt::Done`], at most `1 + RACE_RETRIES` times: the one retry loop of every write
+/// (`commit`, `put_actor`, `put_contract`, `put_refusal`, `clear_refusal`).
+///
+/// # Errors
+/// The attempt's own error at once; a retryable [`StoreError::Backend`] when every attempt
+/// lost its race.
+pub(crate) async fn retry_races<T, F, Fut>(
+    operation: &'static str,
+    mut attempt: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<Attempt<T>, StoreError>>,
+{
+    for n in 0..=RACE_RETRIES {
+        if let Attempt::Done(t) = attempt(n).await? {
+            return Ok(t);
+        }
+    }
+    Err(StoreError::Backend {
+        backend: NAME,
+        operation,
+        retryable: true,
+        source: format!(
+            "concurrent writers took the log position (or the rows) this write read free on \
+             every attempt ({RACE_RETRIES} retries)"
+        )
+        .into(),
+    })
+}
+
 /// A `u64` that must fit PostgreSQL's `bigint` (shared with the other adapters).
 pub(crate) use sst_core::raw::columns::to_i64;
 
@@ -98,6 +145,39 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("postgres commit failed (retryable)"));
+    }
+
+    #[tokio::test]
+    async fn lost_races_are_retried_a_bounded_number_of_times() {
+        let mut calls = 0;
+        let done = retry_races("put_actor", |n| {
+            calls += 1;
+            async move {
+                Ok(if n < 2 {
+                    Attempt::Raced
+                } else {
+                    Attempt::Done(n)
+                })
+            }
+        })
+        .await;
+        assert_eq!((done.ok(), calls), (Some(2), 3));
+
+        let mut calls = 0;
+        let lost = retry_races("commit", |_| {
+            calls += 1;
+            async { Ok::<Attempt<()>, _>(Attempt::Raced) }
+        })
+        .await
+        .expect_err("always raced");
+        assert_eq!(calls, RACE_RETRIES + 1);
+        assert!(lost.is_retryable(), "{lost}");
+
+        let failed = retry_races("commit", |_| async {
+            Err::<Attempt<()>, _>(StoreError::malformed("x", "y"))
+        })
+        .await;
+        assert!(matches!(failed, Err(StoreError::Integrity { .. })));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! DDL of the peer tables: `jsonb` columns for everything JSON, unique keys that serialise
 //! concurrent writers (`(id, version)` on history, `id` and `(origin_node, origin_seq)` on
-//! events), created idempotently inside the configured schema.
+//! events, `pos` on the log), created idempotently inside the configured schema.
 
 use crate::config::PostgresConfig;
 
@@ -22,11 +22,17 @@ pub(crate) struct Names {
     pub(crate) contract: String,
     /// `"schema"."sst_refusal"`.
     pub(crate) refusal: String,
+    /// `"schema"."sst_log"`.
+    pub(crate) log: String,
+    /// `"schema"."sst_checkpoint"`.
+    pub(crate) checkpoint: String,
     /// Unqualified event table name, for index and constraint names.
     event_bare: String,
     history_bare: String,
     state_bare: String,
     refusal_bare: String,
+    log_bare: String,
+    checkpoint_bare: String,
 }
 
 impl Names {
@@ -40,10 +46,14 @@ impl Names {
             actor: q(&c.tables.actor),
             contract: q(&c.tables.contract),
             refusal: q(&c.tables.refusal),
+            log: q(&c.tables.log),
+            checkpoint: q(&c.tables.checkpoint),
             event_bare: c.tables.event.clone(),
             history_bare: c.tables.history.clone(),
             state_bare: c.tables.state.clone(),
             refusal_bare: c.tables.refusal.clone(),
+            log_bare: c.tables.log.clone(),
+            checkpoint_bare: c.tables.checkpoint.clone(),
         }
     }
 }
@@ -64,11 +74,13 @@ const STATE_COLUMNS: &str = "
 
 /// The statements `migrate` runs, in order, each idempotent.
 pub(crate) fn ddl(n: &Names) -> Vec<String> {
-    let (ev, hi, st, rf) = (
+    let (ev, hi, st, rf, lg, cp) = (
         &n.event_bare,
         &n.history_bare,
         &n.state_bare,
         &n.refusal_bare,
+        &n.log_bare,
+        &n.checkpoint_bare,
     );
     vec![
         format!("CREATE SCHEMA IF NOT EXISTS {}", n.schema),
@@ -100,6 +112,7 @@ pub(crate) fn ddl(n: &Names) -> Vec<String> {
                 new_root         text,
                 event            jsonb   NOT NULL,
                 disclosures      jsonb   NOT NULL,
+                receipt          jsonb,
                 recorded_at      timestamptz NOT NULL DEFAULT now(),
                 CONSTRAINT \"{ev}_pkey\" PRIMARY KEY (pos),
                 CONSTRAINT \"{ev}_id_key\" UNIQUE (id),
@@ -148,6 +161,27 @@ pub(crate) fn ddl(n: &Names) -> Vec<String> {
             "CREATE INDEX IF NOT EXISTS \"{rf}_state_idx\" ON {} (state_id, version)",
             n.refusal
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                pos     bigint        NOT NULL,
+                kind    varchar(32)   NOT NULL,
+                subject varchar(1024) NOT NULL,
+                record  varchar(80)   NOT NULL,
+                prev    varchar(80)   NOT NULL,
+                hash    varchar(80)   NOT NULL,
+                CONSTRAINT \"{lg}_pkey\" PRIMARY KEY (pos))",
+            n.log
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                node      text        NOT NULL,
+                pos       bigint      NOT NULL,
+                head      varchar(80) NOT NULL,
+                at        bigint      NOT NULL,
+                signature text        NOT NULL,
+                CONSTRAINT \"{cp}_pkey\" PRIMARY KEY (node, pos))",
+            n.checkpoint
+        ),
     ]
 }
 
@@ -169,5 +203,9 @@ mod tests {
         assert!(ddl.contains(
             "\"sst_refusal_state_idx\" ON \"node_a\".\"sst_refusal\" (state_id, version)"
         ));
+        assert!(ddl.contains("receipt          jsonb,"));
+        assert!(ddl.contains("\"node_a\".\"sst_log\""));
+        assert!(ddl.contains("CONSTRAINT \"sst_log_pkey\" PRIMARY KEY (pos)"));
+        assert!(ddl.contains("CONSTRAINT \"sst_checkpoint_pkey\" PRIMARY KEY (node, pos)"));
     }
 }

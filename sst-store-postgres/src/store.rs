@@ -8,21 +8,29 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder, Row, SqlSafeStr, SqlStr};
+use sqlx::{
+    AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row, SqlSafeStr, SqlStr,
+    Transaction,
+};
 use sst_core::model::StateParts;
-use sst_core::raw::columns::{json_value, outcome_from_columns};
+use sst_core::raw::columns::{
+    json_value, outcome_from_columns, receipt_from_column, DerivedEventColumns,
+};
 use sst_core::raw::{
     check_peer_layout, CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, NameCase,
     Recorded,
 };
 use sst_core::{
-    check_refusal, Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest,
-    Disclosure, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Refusal, SignedEvent, State,
-    StateId, Store, StoreError, TableNames, Timestamp,
+    check_refusal, Actor, ActorId, Checkpoint, CommitBatch, CommitReceipt, ContractRecord,
+    ContractRef, Digest, Disclosure, EventFilter, EventId, EventRecord, LogEntry, LogHead,
+    LogRecord, NodeId, OriginSeq, Refusal, SignedCheckpoint, SignedEvent, State, StateId, Store,
+    StoreError, TableNames, Timestamp,
 };
 
 use crate::config::PostgresConfig;
-use crate::error::{backend, check_text, conflict_or_backend, sqlstate, to_i64, DEADLOCK};
+use crate::error::{
+    backend, check_text, conflict_or_backend, retry_races, sqlstate, to_i64, Attempt, DEADLOCK,
+};
 use crate::schema::{self, Names};
 use crate::NAME;
 
@@ -30,8 +38,27 @@ use crate::NAME;
 const STATE_SELECT: &str = "id, contract_name, contract_version, version, parties, seals, data, \
                             root, prev_root, last_event, updated_at";
 
-/// Columns of an event row needed to rebuild an [`EventRecord`].
-const EVENT_SELECT: &str = "event, disclosures, outcome, reason_detail, new_version, new_root";
+/// Columns of an event row needed to rebuild an [`EventRecord`] and check its derived
+/// columns.
+const EVENT_SELECT: &str = "id, state_id, kind, contract_name, contract_version, actor, \
+                            origin_node, origin_seq, reason, event, disclosures, outcome, \
+                            reason_detail, new_version, new_root, receipt";
+
+/// Columns of a log row, in [`LogEntry`] order, with the PostgreSQL array type of each.
+const LOG_COLUMNS: [(&str, &str); 6] = [
+    ("pos", "bigint"),
+    ("kind", "text"),
+    ("subject", "text"),
+    ("record", "text"),
+    ("prev", "text"),
+    ("hash", "text"),
+];
+
+/// Columns of a log row, as the `SELECT`s list them.
+const LOG_SELECT: &str = "pos, kind, subject, record, prev, hash";
+
+/// Columns of a checkpoint row, in the order `put_checkpoint` binds them.
+const CHECKPOINT_SELECT: &str = "node, pos, head, at, signature";
 
 /// Columns of a refusal row, in the order `put_refusal` binds them.
 const REFUSAL_SELECT: &str = "event_id, state_id, version, from_node, reason, reason_detail, at";
@@ -57,6 +84,12 @@ struct Sql {
     put_refusal: SqlStr,
     refusals: SqlStr,
     clear_refusal: SqlStr,
+    log_head: SqlStr,
+    append_log: SqlStr,
+    log: SqlStr,
+    insert_checkpoint: SqlStr,
+    checkpoint_head: SqlStr,
+    checkpoints: SqlStr,
 }
 
 fn sql(s: String) -> SqlStr {
@@ -66,7 +99,7 @@ fn sql(s: String) -> SqlStr {
 }
 
 /// Event columns written by a commit, with the PostgreSQL array type of each.
-const EVENT_COLUMNS: [(&str, &str); 15] = [
+const EVENT_COLUMNS: [(&str, &str); 16] = [
     ("id", "text"),
     ("state_id", "text"),
     ("kind", "text"),
@@ -82,6 +115,7 @@ const EVENT_COLUMNS: [(&str, &str); 15] = [
     ("new_root", "text"),
     ("event", "jsonb"),
     ("disclosures", "jsonb"),
+    ("receipt", "jsonb"),
 ];
 
 /// State columns (both tables), in [`STATE_SELECT`] order, with their types.
@@ -120,13 +154,15 @@ fn unnest(cols: &[(&str, &str)], first: usize, ordinality: bool) -> String {
 
 /// The one statement that writes a whole batch: events (in batch order, so `pos` follows it),
 /// new current-state rows, updates of current-state rows still at the version read (`prev`),
-/// and history rows. Every insert skips rows that hit a unique key; the returned rows (`k` =
-/// `e`vent, `i`nserted state, `u`pdated state, `h`istory) tell the caller which were written,
-/// so a concurrent writer becomes a retry, or an exact [`StoreError::Conflict`], there.
+/// history rows and log entries. Every insert skips rows that hit a unique key; the returned
+/// rows (`k` = `e`vent, `i`nserted state, `u`pdated state, `h`istory, `l`og position) tell
+/// the caller which were written, so a concurrent writer becomes a retry, or an exact
+/// [`StoreError::Conflict`], there.
 fn write_batch(n: &Names) -> String {
     // Parameters: event arrays, inserted-state arrays, updated-state arrays + `prev`, history
-    // arrays.
+    // arrays, log arrays.
     let ev_cols = EVENT_COLUMNS.map(|(c, _)| c).join(", ");
+    let log_cols = LOG_COLUMNS.map(|(c, _)| c).join(", ");
     let st_cols = STATE_COLUMNS.map(|(c, _)| c).join(", ");
     let set = STATE_COLUMNS[1..]
         .iter()
@@ -146,18 +182,23 @@ fn write_batch(n: &Names) -> String {
          upd AS (UPDATE {state} AS t SET {set} FROM {upd_u} \
          WHERE t.id = u.id AND t.version = u.prev RETURNING t.id), \
          hist AS (INSERT INTO {history} ({st_cols}) SELECT {st_cols} FROM {hist_u} \
-         ON CONFLICT DO NOTHING RETURNING id, version) \
+         ON CONFLICT DO NOTHING RETURNING id, version), \
+         lg AS (INSERT INTO {log} ({log_cols}) SELECT {log_cols} FROM {log_u} \
+         ON CONFLICT (pos) DO NOTHING RETURNING pos) \
          SELECT 'e' AS k, id, NULL::bigint AS version FROM ev \
          UNION ALL SELECT 'i', id, NULL FROM ins \
          UNION ALL SELECT 'u', id, NULL FROM upd \
-         UNION ALL SELECT 'h', id, version FROM hist",
+         UNION ALL SELECT 'h', id, version FROM hist \
+         UNION ALL SELECT 'l', NULL, pos FROM lg",
         event = n.event,
         state = n.state,
         history = n.history,
+        log = n.log,
         ev_u = unnest(&EVENT_COLUMNS, 1, true),
         ins_u = unnest(&STATE_COLUMNS, e + 1, false),
         upd_u = unnest(&upd_cols, e + s + 1, false),
         hist_u = unnest(&STATE_COLUMNS, e + 2 * s + 2, false),
+        log_u = unnest(&LOG_COLUMNS, e + 3 * s + 2, false),
     )
 }
 
@@ -180,9 +221,12 @@ impl Sql {
                  UNION ALL SELECT 'o', t.id, t.origin_seq, t.origin_node \
                  FROM UNNEST($3::text[], $4::bigint[]) AS q(node, seq) CROSS JOIN LATERAL \
                  (SELECT id, origin_seq, origin_node FROM {ev} e \
-                 WHERE e.origin_node = q.node AND e.origin_seq = q.seq OFFSET 0) t",
+                 WHERE e.origin_node = q.node AND e.origin_seq = q.seq OFFSET 0) t \
+                 UNION ALL SELECT 'l', h.hash, h.pos, NULL FROM \
+                 (SELECT pos, hash FROM {lg} ORDER BY pos DESC LIMIT 1) h",
                 st = n.state,
-                ev = n.event
+                ev = n.event,
+                lg = n.log,
             )),
             write_batch: sql(write_batch(n)),
             state: sql(format!(
@@ -250,6 +294,32 @@ impl Sql {
                 n.refusal
             )),
             clear_refusal: sql(format!("DELETE FROM {} WHERE event_id = $1", n.refusal)),
+            log_head: sql(format!(
+                "SELECT {LOG_SELECT} FROM {} ORDER BY pos DESC LIMIT 1",
+                n.log
+            )),
+            append_log: sql(format!(
+                "INSERT INTO {} ({LOG_SELECT}) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (pos) DO NOTHING",
+                n.log
+            )),
+            log: sql(format!(
+                "SELECT {LOG_SELECT} FROM {} WHERE pos > $1 ORDER BY pos LIMIT $2",
+                n.log
+            )),
+            insert_checkpoint: sql(format!(
+                "INSERT INTO {} ({CHECKPOINT_SELECT}) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (node, pos) DO NOTHING",
+                n.checkpoint
+            )),
+            checkpoint_head: sql(format!(
+                "SELECT head FROM {} WHERE node = $1 AND pos = $2",
+                n.checkpoint
+            )),
+            checkpoints: sql(format!(
+                "SELECT {CHECKPOINT_SELECT} FROM {} WHERE node = $1 ORDER BY pos",
+                n.checkpoint
+            )),
         }
     }
 }
@@ -260,16 +330,19 @@ impl Sql {
 ///   (`data->'inspection'->>'radon'`); values are canonicalised by sst-core before hashing, so
 ///   jsonb's key reordering and number rewriting do not affect verification;
 /// * `commit` runs one transaction per batch with a fixed number of statements whatever its
-///   size: one read of the touched states' versions and of the already recorded event ids and
-///   origin seqs, from which [`CommitPlan`] decides duplicates, conflicts and the rows to
-///   write, then one statement writing all event, current-state and history rows
-///   (`UNNEST` of column arrays). Its updates only apply to rows still at the version read and
-///   its inserts skip taken keys, so a concurrent writer that got in between is noticed; the
-///   batch is then tried again with the touched current-state rows locked by
+///   size: one read of the touched states' versions, of the already recorded event ids and
+///   origin seqs and of the log head, from which [`CommitPlan`] decides duplicates, conflicts,
+///   the rows to write and their log entries, then one statement writing all event,
+///   current-state, history and log rows (`UNNEST` of column arrays). Its updates only apply
+///   to rows still at the version read and its inserts skip taken keys, so a concurrent writer
+///   that got in between (another state's writer included, which took the next log position)
+///   is noticed; the batch is then tried again with the touched current-state rows locked by
 ///   `SELECT … FOR UPDATE` in id order, which ends exactly as if the commits had run one after
 ///   another (a duplicate, or a [`StoreError::Conflict`] with exact versions). The unique keys
 ///   `(id, version)` of the history and `(origin_node, origin_seq)` of the events remain the
-///   backstop.
+///   backstop;
+/// * `put_actor`, `put_contract`, `put_refusal` and `clear_refusal` write their row and its log
+///   entry in one transaction, run again likewise when another writer took the log position.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
@@ -362,7 +435,7 @@ const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
 const CONTRACT_COLUMNS: [&str; 5] = ["name", "version", "identity", "deployer", "record"];
 
 /// Each peer table's name with the columns SST's statements name in it.
-fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 6] {
+fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 8] {
     let state: Vec<&str> = STATE_COLUMNS.iter().map(|(c, _)| *c).collect();
     let event = std::iter::once("pos")
         .chain(EVENT_COLUMNS.iter().map(|(c, _)| *c))
@@ -374,6 +447,8 @@ fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 6] {
         (&t.actor, ACTOR_COLUMNS.to_vec()),
         (&t.contract, CONTRACT_COLUMNS.to_vec()),
         (&t.refusal, REFUSAL_SELECT.split(", ").collect()),
+        (&t.log, LOG_COLUMNS.iter().map(|(c, _)| *c).collect()),
+        (&t.checkpoint, CHECKPOINT_SELECT.split(", ").collect()),
     ]
 }
 
@@ -385,7 +460,8 @@ fn history_taken(s: &StateRow) -> StoreError {
 
 /// What the batch read found, as the plan takes it: `s` rows are the versions of the
 /// touched states, `e` rows the batch's event ids already recorded, `o` rows the event
-/// holding each taken `(origin_node, origin_seq)`.
+/// holding each taken `(origin_node, origin_seq)`, the `l` row (absent for an empty log) the
+/// log head's hash and position.
 fn recorded(read: &[PgRow], lookups: &Lookups, rows: &[Item]) -> Result<Recorded, StoreError> {
     let batch_ids: HashMap<&str, EventId> = rows
         .iter()
@@ -413,6 +489,7 @@ fn recorded(read: &[PgRow], lookups: &Lookups, rows: &[Item]) -> Result<Recorded
             "e" => {
                 recorded.events.insert(event_id(&id)?);
             }
+            "l" => recorded.log_head = log_head(v, &id)?,
             _ => {
                 let node: String = col(r, "node", &what)?;
                 let seq = u64::try_from(v)
@@ -493,6 +570,7 @@ struct EventArrays<'a> {
     new_root: Vec<Option<&'a str>>,
     event: Vec<&'a Value>,
     disclosures: Vec<&'a Value>,
+    receipt: Vec<Option<&'a Value>>,
 }
 
 impl<'a> EventArrays<'a> {
@@ -513,6 +591,7 @@ impl<'a> EventArrays<'a> {
         self.new_root.push(c.new_root.as_deref());
         self.event.push(&c.signed);
         self.disclosures.push(&c.disclosures);
+        self.receipt.push(c.receipt.as_ref());
     }
 
     fn bind<'q>(
@@ -534,6 +613,46 @@ impl<'a> EventArrays<'a> {
             .bind(&self.new_root)
             .bind(&self.event)
             .bind(&self.disclosures)
+            .bind(&self.receipt)
+    }
+}
+
+/// Column arrays of log entries, each bound as one `UNNEST` argument.
+#[derive(Default)]
+struct LogArrays {
+    pos: Vec<i64>,
+    kind: Vec<&'static str>,
+    subject: Vec<String>,
+    record: Vec<String>,
+    prev: Vec<String>,
+    hash: Vec<String>,
+}
+
+impl LogArrays {
+    fn new(entries: &[LogEntry]) -> Result<Self, StoreError> {
+        let mut a = LogArrays::default();
+        for e in entries {
+            check_text("log.subject", &e.subject)?;
+            a.pos.push(to_i64("log.pos", e.pos)?);
+            a.kind.push(e.kind.as_str());
+            a.subject.push(e.subject.clone());
+            a.record.push(e.record.to_string());
+            a.prev.push(e.prev.to_string());
+            a.hash.push(e.hash.to_string());
+        }
+        Ok(a)
+    }
+
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.pos)
+            .bind(&self.kind)
+            .bind(&self.subject)
+            .bind(&self.record)
+            .bind(&self.prev)
+            .bind(&self.hash)
     }
 }
 
@@ -571,11 +690,23 @@ fn state_from_row(row: &PgRow) -> Result<State, StoreError> {
     })
 }
 
+/// An event row as its record, its derived columns checked against the signed event.
 fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
     let what = || "event row".to_owned();
     let signed: SignedEvent = serde_json::from_value(col(row, "event", &what)?)
         .map_err(|e| StoreError::malformed(what(), format!("event: {e}")))?;
     let what = || format!("event {}", signed.id);
+    let derived = DerivedEventColumns {
+        id: col(row, "id", &what)?,
+        state_id: col(row, "state_id", &what)?,
+        kind: col(row, "kind", &what)?,
+        contract_name: col(row, "contract_name", &what)?,
+        contract_version: i64::from(col::<i32>(row, "contract_version", &what)?),
+        actor: col(row, "actor", &what)?,
+        origin_node: col(row, "origin_node", &what)?,
+        origin_seq: col(row, "origin_seq", &what)?,
+        reason: col(row, "reason", &what)?,
+    };
     let disclosures: BTreeMap<String, Disclosure> =
         serde_json::from_value(col(row, "disclosures", &what)?)
             .map_err(|e| StoreError::malformed(what(), format!("disclosures: {e}")))?;
@@ -587,10 +718,57 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
         col(row, "new_root", &what)?,
         col(row, "reason_detail", &what)?,
     )?;
-    Ok(EventRecord {
+    let receipt = receipt_from_column(&what(), col(row, "receipt", &what)?)?;
+    let record = EventRecord {
         signed,
         disclosures,
         outcome,
+        receipt,
+    };
+    EventColumns::check_derived(&record, &derived)?;
+    Ok(record)
+}
+
+/// The log head at position `pos` with hash `hash` (as read from the log's last row).
+fn log_head(pos: i64, hash: &str) -> Result<LogHead, StoreError> {
+    let what = || format!("log entry {pos}");
+    Ok(LogHead {
+        pos: u64::try_from(pos).map_err(|e| StoreError::malformed(what(), e))?,
+        hash: hash
+            .parse()
+            .map_err(|e| StoreError::malformed(what(), format!("hash: {e}")))?,
+    })
+}
+
+fn log_entry_from_row(row: &PgRow) -> Result<LogEntry, StoreError> {
+    let what = || "log row".to_owned();
+    LogEntry::from_columns(
+        col(row, "pos", &what)?,
+        &col::<String>(row, "kind", &what)?,
+        col(row, "subject", &what)?,
+        &col::<String>(row, "record", &what)?,
+        &col::<String>(row, "prev", &what)?,
+        &col::<String>(row, "hash", &what)?,
+    )
+}
+
+fn checkpoint_from_row(row: &PgRow) -> Result<SignedCheckpoint, StoreError> {
+    let node: String = col(row, "node", &|| "checkpoint row".to_owned())?;
+    let pos: i64 = col(row, "pos", &|| format!("checkpoint of node {node}"))?;
+    let what = || format!("checkpoint of node {node} at log position {pos}");
+    let head: String = col(row, "head", &what)?;
+    let signature: String = col(row, "signature", &what)?;
+    Ok(SignedCheckpoint {
+        checkpoint: Checkpoint {
+            node: NodeId(node.clone()),
+            pos: u64::try_from(pos).map_err(|e| StoreError::malformed(what(), e))?,
+            head: head
+                .parse()
+                .map_err(|e| StoreError::malformed(what(), format!("head: {e}")))?,
+            at: Timestamp(col(row, "at", &what)?),
+        },
+        signature: serde_json::from_value(Value::String(signature))
+            .map_err(|e| StoreError::malformed(what(), format!("signature: {e}")))?,
     })
 }
 
@@ -684,13 +862,14 @@ impl PostgresStore {
     /// The identity recorded under a contract's name and version, if any.
     async fn contract_identity(
         &self,
+        tx: &mut PgConnection,
         key: &ContractRef,
         version: i32,
     ) -> Result<Option<Digest>, StoreError> {
         let stored: Option<String> = sqlx::query_scalar(self.sql.contract_identity.clone())
             .bind(&key.name)
             .bind(version)
-            .fetch_optional(&self.pool)
+            .fetch_optional(tx)
             .await
             .map_err(|e| backend("put_contract", e))?;
         stored
@@ -699,6 +878,50 @@ impl PostgresStore {
                     .map_err(|e| StoreError::malformed(format!("contract {key} identity"), e))
             })
             .transpose()
+    }
+
+    /// A transaction for one attempt of the write `op`.
+    async fn begin(&self, op: &'static str) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(|e| backend(op, e))
+    }
+
+    /// Appends `record`'s entry after the log head read inside `tx`, then commits `tx`: the
+    /// end of every write but `commit`. When a concurrent writer took that position first, `tx`
+    /// is rolled back and the write [`Attempt::Raced`].
+    async fn append_and_commit(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        op: &'static str,
+        record: &LogRecord<'_>,
+    ) -> Result<Attempt<()>, StoreError> {
+        let head = self
+            .query(&self.sql.log_head)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?
+            .as_ref()
+            .map(log_entry_from_row)
+            .transpose()?
+            .map_or_else(LogHead::default, |e| e.head());
+        let entry = head.append(record);
+        check_text("log.subject", &entry.subject)?;
+        let appended = self
+            .query(&self.sql.append_log)
+            .bind(to_i64("log.pos", entry.pos)?)
+            .bind(entry.kind.as_str())
+            .bind(&entry.subject)
+            .bind(entry.record.to_string())
+            .bind(entry.prev.to_string())
+            .bind(entry.hash.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+        if appended.rows_affected() == 0 {
+            tx.rollback().await.map_err(|e| backend(op, e))?;
+            return Ok(Attempt::Raced);
+        }
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        Ok(Attempt::Done(()))
     }
 
     async fn fetch_state(
@@ -721,23 +944,24 @@ impl PostgresStore {
     }
 
     /// One transaction for `batch` (converted to `rows`): read what is recorded about it (the
-    /// touched states' versions, which event ids and origin seqs are taken) with one
-    /// statement, let [`CommitPlan`] decide, then write the plan with one statement whose
-    /// updates only apply to rows still at the version read.
+    /// touched states' versions, which event ids and origin seqs are taken, the log head) with
+    /// one statement, let [`CommitPlan`] decide, then write the plan, log entries included,
+    /// with one statement whose updates only apply to rows still at the version read.
     ///
     /// With `lock`, the touched states are first locked with `SELECT … FOR UPDATE` in id
     /// order (so concurrent batches neither deadlock nor change them meanwhile). Without it
     /// (the first attempt: fewer round trips) a concurrent writer may change a state, record
-    /// an event or create a state meanwhile, or a deadlock may be detected; then `Ok(None)`
-    /// tells the caller to try again with `lock`, which reads what that writer committed
-    /// and plans again.
+    /// an event or create a state meanwhile. With or without it, another writer may take the
+    /// next log position, or a deadlock may be detected. Then [`Attempt::Raced`] tells the
+    /// caller to try again with `lock`, which reads what that writer committed and plans
+    /// again.
     async fn try_commit(
         &self,
         batch: &CommitBatch,
         lookups: &Lookups,
         rows: &[Item],
         lock: bool,
-    ) -> Result<Option<CommitReceipt>, StoreError> {
+    ) -> Result<Attempt<CommitReceipt>, StoreError> {
         let op = "commit";
         // Generic plans: the statements below take arrays, whose custom plans (re-planned on
         // every call) the plan cache would otherwise prefer for small batches.
@@ -775,8 +999,9 @@ impl PostgresStore {
         let plan = CommitPlan::new(batch, &recorded)?;
         if plan.is_empty() {
             tx.commit().await.map_err(|e| backend(op, e))?;
-            return Ok(Some(plan.receipt()));
+            return Ok(Attempt::Done(plan.receipt()));
         }
+        let log = LogArrays::new(&plan.log)?;
 
         let (mut events, mut history) = (EventArrays::default(), StateArrays::default());
         for &i in &plan.record {
@@ -801,11 +1026,15 @@ impl PostgresStore {
             }
         }
         let q = updates.bind(inserts.bind(events.bind(self.query(&self.sql.write_batch))));
-        let done = match history.bind(q.bind(&prev)).fetch_all(&mut *tx).await {
+        let done = match log
+            .bind(history.bind(q.bind(&prev)))
+            .fetch_all(&mut *tx)
+            .await
+        {
             Ok(done) => done,
-            Err(e) if !lock && sqlstate(&e).as_deref() == Some(DEADLOCK) => {
+            Err(e) if sqlstate(&e).as_deref() == Some(DEADLOCK) => {
                 tx.rollback().await.map_err(|e| backend(op, e))?;
-                return Ok(None);
+                return Ok(Attempt::Raced);
             }
             Err(e) => {
                 // Every insert skips taken keys, so this is only a key the DBA added.
@@ -822,9 +1051,14 @@ impl PostgresStore {
         let mut done_events = HashSet::new();
         let mut done_states = HashSet::new();
         let mut done_history = HashSet::new();
+        let mut done_log = 0;
         for r in &done {
             let what = || "written row".to_owned();
             let k: String = col(r, "k", &what)?;
+            if k == "l" {
+                done_log += 1;
+                continue;
+            }
             let id: String = col(r, "id", &what)?;
             match k.as_str() {
                 "e" => done_events.insert(id),
@@ -832,10 +1066,11 @@ impl PostgresStore {
                 _ => done_states.insert(id),
             };
         }
-        let raced = plan
-            .record
-            .iter()
-            .any(|&i| !done_events.contains(&rows[i].1.c.id))
+        let raced = done_log != plan.log.len()
+            || plan
+                .record
+                .iter()
+                .any(|&i| !done_events.contains(&rows[i].1.c.id))
             || plan.current.iter().any(|row| {
                 rows[row.item]
                     .2
@@ -843,11 +1078,11 @@ impl PostgresStore {
                     .is_some_and(|s| !done_states.contains(&s.id))
             });
         if raced {
-            // A concurrent writer recorded an event id or origin seq, or created or changed a
-            // state, after the read: read and plan again (its commit decides duplicate or
-            // conflict).
+            // A concurrent writer recorded an event id or origin seq, created or changed a
+            // state, or appended to the log after the read: read and plan again (its commit
+            // decides duplicate or conflict, or this batch follows it in the log).
             tx.rollback().await.map_err(|e| backend(op, e))?;
-            return Ok(None);
+            return Ok(Attempt::Raced);
         }
         for &i in &plan.record {
             if let (_, _, Some(s)) = &rows[i] {
@@ -859,7 +1094,7 @@ impl PostgresStore {
             }
         }
         tx.commit().await.map_err(|e| backend(op, e))?;
-        Ok(Some(plan.receipt()))
+        Ok(Attempt::Done(plan.receipt()))
     }
 }
 
@@ -930,23 +1165,14 @@ impl Store for PostgresStore {
         }
         // The first attempt reads without locking; if a concurrent writer got in between,
         // the batch is tried again with the touched states locked, where only a concurrent
-        // write of one of these event ids or a creation of one of these states can intervene,
-        // and each is seen by the next attempt: at most `2 * rows.len() + 2` attempts.
+        // write of one of these event ids, a creation of one of these states or another
+        // writer's log entry can intervene, and each is seen by the next attempt.
         let lookups = Lookups::of(&batch);
-        for attempt in 0..2 * rows.len() + 2 {
-            if let Some(receipt) = self
-                .try_commit(&batch, &lookups, &rows, attempt > 0)
-                .await?
-            {
-                return Ok(receipt);
-            }
-        }
-        Err(StoreError::Backend {
-            backend: NAME,
-            operation: "commit",
-            retryable: true,
-            source: "concurrent writers kept recording events of this batch".into(),
+        let (batch, rows) = (&batch, &rows);
+        retry_races("commit", |attempt| {
+            self.try_commit(batch, &lookups, rows, attempt > 0)
         })
+        .await
     }
 
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
@@ -1038,15 +1264,21 @@ impl Store for PostgresStore {
         check_text("actor.node", actor.node.as_str())?;
         let key = json_value("actor.public_key", &actor.public_key)?;
         let key = key.as_str().unwrap_or_default().to_owned();
-        self.query(&self.sql.put_actor)
-            .bind(actor.id.as_str())
-            .bind(actor.node.as_str())
-            .bind(key)
-            .bind(actor.status.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| backend("put_actor", e))?;
-        Ok(())
+        let op = "put_actor";
+        retry_races(op, |_| async {
+            let mut tx = self.begin(op).await?;
+            self.query(&self.sql.put_actor)
+                .bind(actor.id.as_str())
+                .bind(actor.node.as_str())
+                .bind(&key)
+                .bind(actor.status.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
+            self.append_and_commit(tx, op, &LogRecord::Actor(actor))
+                .await
+        })
+        .await
     }
 
     async fn actor(&self, id: &ActorId) -> Result<Option<Actor>, StoreError> {
@@ -1078,33 +1310,33 @@ impl Store for PostgresStore {
         let version = contract_version("contract.version", key.version)?;
         let record = json_value("contract", contract)?;
         sst_core::portable::check_at(&record, "$.contract")?;
-        let stored = self.contract_identity(key, version).await?;
-        if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::AlreadyRecorded {
-            return Ok(());
-        }
-        let inserted = self
-            .query(&self.sql.insert_contract)
-            .bind(&key.name)
-            .bind(version)
-            .bind(contract.identity.to_string())
-            .bind(contract.deployer.as_str())
-            .bind(&record)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| backend(op, e))?;
-        if inserted.rows_affected() == 1 {
-            return Ok(());
-        }
-        // A concurrent put recorded this name and version first: decide against its record.
-        let stored = self.contract_identity(key, version).await?;
-        match ContractPut::decide(stored.as_ref(), contract)? {
-            ContractPut::AlreadyRecorded => Ok(()),
-            _ => Err(StoreError::contract_identity(
-                key,
-                "(concurrent)",
-                contract.identity,
-            )),
-        }
+        retry_races(op, |_| async {
+            let mut tx = self.begin(op).await?;
+            let stored = self.contract_identity(&mut tx, key, version).await?;
+            if ContractPut::decide(stored.as_ref(), contract)? == ContractPut::AlreadyRecorded {
+                tx.commit().await.map_err(|e| backend(op, e))?;
+                return Ok(Attempt::Done(()));
+            }
+            let inserted = self
+                .query(&self.sql.insert_contract)
+                .bind(&key.name)
+                .bind(version)
+                .bind(contract.identity.to_string())
+                .bind(contract.deployer.as_str())
+                .bind(&record)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
+            if inserted.rows_affected() == 0 {
+                // A concurrent put recorded this name and version first: the next attempt
+                // decides against its record.
+                tx.rollback().await.map_err(|e| backend(op, e))?;
+                return Ok(Attempt::Raced);
+            }
+            self.append_and_commit(tx, op, &LogRecord::Contract(contract))
+                .await
+        })
+        .await
     }
 
     async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
@@ -1135,18 +1367,26 @@ impl Store for PostgresStore {
     async fn put_refusal(&self, refusal: &Refusal) -> Result<(), StoreError> {
         check_refusal(refusal)?;
         self.config.validate()?;
-        self.query(&self.sql.put_refusal)
-            .bind(refusal.event.to_string())
-            .bind(refusal.state_id.as_str())
-            .bind(to_i64("$.refusal.version", refusal.version)?)
-            .bind(refusal.from_node.as_str())
-            .bind(refusal.reason.code())
-            .bind(json_value("$.refusal.reason", &refusal.reason)?)
-            .bind(refusal.at.0)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| backend("put_refusal", e))?;
-        Ok(())
+        let op = "put_refusal";
+        let version = to_i64("$.refusal.version", refusal.version)?;
+        let reason = json_value("$.refusal.reason", &refusal.reason)?;
+        retry_races(op, |_| async {
+            let mut tx = self.begin(op).await?;
+            self.query(&self.sql.put_refusal)
+                .bind(refusal.event.to_string())
+                .bind(refusal.state_id.as_str())
+                .bind(version)
+                .bind(refusal.from_node.as_str())
+                .bind(refusal.reason.code())
+                .bind(&reason)
+                .bind(refusal.at.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
+            self.append_and_commit(tx, op, &LogRecord::Refusal(refusal))
+                .await
+        })
+        .await
     }
 
     async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
@@ -1162,11 +1402,107 @@ impl Store for PostgresStore {
 
     async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
         self.config.validate()?;
-        self.query(&self.sql.clear_refusal)
-            .bind(event.to_string())
+        let op = "clear_refusal";
+        retry_races(op, |_| async {
+            let mut tx = self.begin(op).await?;
+            let deleted = self
+                .query(&self.sql.clear_refusal)
+                .bind(event.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
+            if deleted.rows_affected() == 0 {
+                // Nothing to clear: nothing to log.
+                tx.commit().await.map_err(|e| backend(op, e))?;
+                return Ok(Attempt::Done(()));
+            }
+            self.append_and_commit(tx, op, &LogRecord::RefusalCleared(event))
+                .await
+        })
+        .await
+    }
+
+    async fn log(&self, after: u64, limit: Option<usize>) -> Result<Vec<LogEntry>, StoreError> {
+        self.config.validate()?;
+        if limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .query(&self.sql.log)
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("log", e))?;
+        rows.iter().map(log_entry_from_row).collect()
+    }
+
+    async fn log_head(&self) -> Result<LogHead, StoreError> {
+        self.config.validate()?;
+        let row = self
+            .query(&self.sql.log_head)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend("log_head", e))?;
+        Ok(row
+            .as_ref()
+            .map(log_entry_from_row)
+            .transpose()?
+            .map_or_else(LogHead::default, |e| e.head()))
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        self.config.validate()?;
+        let op = "put_checkpoint";
+        let cp = &checkpoint.checkpoint;
+        check_text("checkpoint.node", cp.node.as_str())?;
+        let pos = to_i64("checkpoint.pos", cp.pos)?;
+        let signature = json_value("checkpoint.signature", &checkpoint.signature)?;
+        let inserted = self
+            .query(&self.sql.insert_checkpoint)
+            .bind(cp.node.as_str())
+            .bind(pos)
+            .bind(cp.head.to_string())
+            .bind(cp.at.0)
+            .bind(signature.as_str().unwrap_or_default())
             .execute(&self.pool)
             .await
-            .map_err(|e| backend("clear_refusal", e))?;
-        Ok(())
+            .map_err(|e| backend(op, e))?;
+        if inserted.rows_affected() == 1 {
+            return Ok(());
+        }
+        // A checkpoint is recorded at this position already (rows are never updated): the
+        // same head is this one again, another head a second history signed by the node.
+        let held: Option<String> = sqlx::query_scalar(self.sql.checkpoint_head.clone())
+            .bind(cp.node.as_str())
+            .bind(pos)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend(op, e))?;
+        match held {
+            Some(head) if head == cp.head.to_string() => Ok(()),
+            Some(_) => Err(StoreError::checkpoint_conflict(&cp.node, cp.pos)),
+            None => Err(StoreError::Backend {
+                backend: NAME,
+                operation: op,
+                retryable: true,
+                source: format!(
+                    "the checkpoint of node {} at log position {} was deleted while put",
+                    cp.node, cp.pos
+                )
+                .into(),
+            }),
+        }
+    }
+
+    async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        self.config.validate()?;
+        let rows = self
+            .query(&self.sql.checkpoints)
+            .bind(node.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| backend("checkpoints", e))?;
+        rows.iter().map(checkpoint_from_row).collect()
     }
 }

@@ -22,12 +22,49 @@ CREATE TABLE "{schema}".sst_refusal (id int, note text);
 INSERT INTO "{schema}".sst_refusal VALUES (1, 'ours, not SST''s');
 "#;
 
+/// Someone else's `sst_log`, the log table SST now keeps.
+const FOREIGN_LOG: &str = r#"
+CREATE SCHEMA IF NOT EXISTS "{schema}";
+CREATE TABLE "{schema}".sst_log (id int, note text);
+INSERT INTO "{schema}".sst_log VALUES (1, 'ours, not SST''s');
+"#;
+
+/// An `sst_event` as SST created it before events carried a sequencing receipt, with a row.
+const OLD_LAYOUT_EVENT: &str = r#"
+CREATE SCHEMA IF NOT EXISTS "{schema}";
+CREATE TABLE "{schema}".sst_event (
+    pos bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id text NOT NULL UNIQUE, state_id text NOT NULL, kind text NOT NULL,
+    contract_name text NOT NULL, contract_version integer NOT NULL, actor text NOT NULL,
+    origin_node text NOT NULL, origin_seq bigint NOT NULL, outcome text NOT NULL,
+    reason text, reason_detail jsonb, new_version bigint, new_root text,
+    event jsonb NOT NULL, disclosures jsonb NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO "{schema}".sst_event (id, state_id, kind, contract_name, contract_version, actor,
+    origin_node, origin_seq, outcome, event, disclosures)
+VALUES ('e1', 's1', 'create', 'c', 1, 'a', 'n', 1, 'applied', '{}', '{}');
+"#;
+
 /// `migrate` on a schema prepared with `ddl`, holding a foreign `table`: refused, naming the
 /// first column SST needs (`missing`), and nothing changed.
 async fn foreign_table_is_refused(
     ddl: &'static str,
     table: &str,
     missing: &str,
+) -> anyhow::Result<()> {
+    let row = ("1", "ours, not SST's");
+    refused_unchanged(ddl, table, missing, "SELECT id::text, note", row).await
+}
+
+/// `migrate` on a schema prepared with `ddl`: refused with a Schema error naming `table` and
+/// its first missing column `missing`; `{select} FROM table` still reads the one `row` `ddl`
+/// put there (two text columns) and no other table was created.
+async fn refused_unchanged(
+    ddl: &'static str,
+    table: &str,
+    missing: &str,
+    select: &str,
+    row: (&str, &str),
 ) -> anyhow::Result<()> {
     let Some(f) = common::factory(Some(ddl)).await? else {
         return Ok(());
@@ -50,12 +87,11 @@ async fn foreign_table_is_refused(
 
     let (url, schema) = f.url_and_schema();
     let pool = PgPool::connect(url).await.context("connecting")?;
-    let rows: Vec<(i32, String)> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT id, note FROM \"{schema}\".{table}"
-    )))
-    .fetch_all(&pool)
-    .await?;
-    ensure!(rows == [(1, "ours, not SST's".to_owned())], "{rows:?}");
+    let rows: Vec<(String, String)> =
+        sqlx::query_as(AssertSqlSafe(format!("{select} FROM \"{schema}\".{table}")))
+            .fetch_all(&pool)
+            .await?;
+    ensure!(rows == [(row.0.to_owned(), row.1.to_owned())], "{rows:?}");
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
     )
@@ -78,6 +114,24 @@ async fn migrate_refuses_a_foreign_table_with_a_peer_table_name() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_refuses_a_foreign_refusal_table() -> anyhow::Result<()> {
     foreign_table_is_refused(FOREIGN_REFUSAL, "sst_refusal", "event_id").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_foreign_log_table() -> anyhow::Result<()> {
+    foreign_table_is_refused(FOREIGN_LOG, "sst_log", "pos").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_an_event_table_without_the_receipt_column() -> anyhow::Result<()> {
+    let row = ("e1", "s1");
+    refused_unchanged(
+        OLD_LAYOUT_EVENT,
+        "sst_event",
+        "receipt",
+        "SELECT id, state_id",
+        row,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
+use conformance_tests::{Backend, BackendFactory, EventColumn, Mutation, RawAccess};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgPool};
 use sst_core::{StateId, Store};
@@ -69,6 +69,11 @@ impl BackendFactory for PgFactory {
             state: q(&t.state),
             history: q(&t.history),
             event: q(&t.event),
+            actor: q(&t.actor),
+            contract: q(&t.contract),
+            refusal: q(&t.refusal),
+            log: q(&t.log),
+            checkpoint: q(&t.checkpoint),
         };
         Ok(Backend {
             store: Arc::new(store),
@@ -112,6 +117,11 @@ struct Raw {
     state: String,
     history: String,
     event: String,
+    actor: String,
+    contract: String,
+    refusal: String,
+    log: String,
+    checkpoint: String,
 }
 
 /// State columns but `id` and `version`, as the tamper statements copy them.
@@ -197,6 +207,7 @@ impl RawAccess for Raw {
 
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
         let (state, history, event) = (&self.state, &self.history, &self.event);
+        let (log, contract) = (&self.log, &self.contract);
         let v = |v: u64| i64::try_from(v);
         let q = match m {
             Mutation::DeleteCurrentRow(id) => {
@@ -244,6 +255,97 @@ impl RawAccess for Raw {
             .bind(e.to_string())
             .bind(v(*version)?)
             .bind(root.to_string()),
+            Mutation::SetEventColumn {
+                event: e,
+                column,
+                value,
+            } => {
+                let c = column.name();
+                let set = |to: &str| {
+                    sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE {event} SET {c} = {to} WHERE id = $1"
+                    )))
+                    .bind(e.to_string())
+                };
+                match (column, value) {
+                    (_, Value::Null) => set("NULL"),
+                    (EventColumn::Receipt, doc) => set("$2").bind(doc.clone()),
+                    (_, Value::String(text)) => set("$2").bind(text.clone()),
+                    (_, Value::Number(n)) => {
+                        set("$2").bind(n.as_i64().with_context(|| format!("{n} is no bigint"))?)
+                    }
+                    (_, other) => anyhow::bail!("no value for column {c}: {other}"),
+                }
+            }
+            Mutation::DeleteLogEntry(pos) => {
+                sqlx::query(AssertSqlSafe(format!("DELETE FROM {log} WHERE pos = $1")))
+                    .bind(v(*pos)?)
+            }
+            Mutation::CopyLogEntry { from, to } => sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {log} (pos, kind, subject, record, prev, hash) \
+                 SELECT $2, kind, subject, record, prev, hash FROM {log} WHERE pos = $1"
+            )))
+            .bind(v(*from)?)
+            .bind(v(*to)?),
+            Mutation::SwapLogEntries { a, b } => {
+                // Through a free (negative) position, as the primary key is checked per row.
+                let mut tx = self.pool.begin().await?;
+                for (from, to) in [(v(*a)?, -1), (v(*b)?, v(*a)?), (-1, v(*b)?)] {
+                    let n = sqlx::query(AssertSqlSafe(format!(
+                        "UPDATE {log} SET pos = $2 WHERE pos = $1"
+                    )))
+                    .bind(from)
+                    .bind(to)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    anyhow::ensure!(n == 1, "{m:?}: moving {from} to {to} changed {n} rows");
+                }
+                tx.commit().await?;
+                return Ok(true);
+            }
+            Mutation::TruncateLog { from } => {
+                let n = sqlx::query(AssertSqlSafe(format!("DELETE FROM {log} WHERE pos >= $1")))
+                    .bind(v(*from)?)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                return Ok(n > 0);
+            }
+            Mutation::SetActorKey { actor, key } => {
+                // Stored as the key's JSON string form.
+                let key = serde_json::to_value(key)?;
+                let key = key
+                    .as_str()
+                    .context("a public key serialises to a string")?;
+                sqlx::query(AssertSqlSafe(format!(
+                    "UPDATE {} SET public_key = $2 WHERE id = $1",
+                    self.actor
+                )))
+                .bind(actor.as_str())
+                .bind(key.to_owned())
+            }
+            Mutation::SetContractDescriptor {
+                contract: c,
+                descriptor,
+            } => sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {contract} SET record = jsonb_set(record, '{{descriptor}}', $3) \
+                 WHERE name = $1 AND version = $2"
+            )))
+            .bind(c.name.clone())
+            .bind(i32::try_from(c.version)?)
+            .bind(descriptor.clone()),
+            Mutation::DeleteRefusal(e) => sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {} WHERE event_id = $1",
+                self.refusal
+            )))
+            .bind(e.to_string()),
+            Mutation::DeleteCheckpoint { node, pos } => sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {} WHERE node = $1 AND pos = $2",
+                self.checkpoint
+            )))
+            .bind(node.as_str())
+            .bind(v(*pos)?),
             other => anyhow::bail!("mutation {other:?} not known to this raw access"),
         };
         let n = q.execute(&self.pool).await?.rows_affected();
