@@ -63,6 +63,17 @@ enum Command {
         /// A node database: a SQLite file or a store URL (see below). Repeat for each database.
         #[arg(long = "db", value_name = "URL", required = true, value_parser = StoreUrl::parse)]
         dbs: Vec<StoreUrl>,
+        /// The network's node registry: a JSON file `{"node-id": "<hex Ed25519 public key>",
+        /// …}` from the network's configuration (`sst demo` writes `registry.json` in its
+        /// directory). With it, every event's sequencing receipt and every checkpoint
+        /// signature is checked; without it they cannot be (a database cannot vouch for
+        /// itself), and the output says so.
+        #[arg(long, value_name = "FILE")]
+        registry: Option<PathBuf>,
+        /// The node that owns each `--db`, in the same order (its checkpoints are compared with
+        /// its log, so a log cut below a checkpoint is found).
+        #[arg(long = "node", value_name = "ID")]
+        nodes: Vec<String>,
     },
     /// Measure events/s through the pipeline on four SQLite nodes.
     #[command(after_help = ADAPTERS.as_str())]
@@ -113,7 +124,11 @@ fn init_logs() {
 async fn run(command: Command) -> anyhow::Result<bool> {
     match command {
         Command::Demo { dir } => demo::run(&work_dir(dir, "demo")).await.map(|()| true),
-        Command::Verify { dbs } => verify::run(&dbs).await,
+        Command::Verify {
+            dbs,
+            registry,
+            nodes,
+        } => verify::run(&dbs, registry.as_deref(), &nodes).await,
         Command::Bench { events, dir } => bench::run(&work_dir(dir, "bench"), events)
             .await
             .map(|()| true),

@@ -1,25 +1,60 @@
-//! `sst verify`: re-checks every state version's section hashes, roots and history chain and
-//! every applied event's strict signature in each node database (any backend, by store URL,
-//! opened so that nothing is changed), then compares the roots of the states that more than
-//! one of the databases hold.
+//! `sst verify`: re-checks every state version's section hashes, roots and history chain,
+//! every event's strict signature, the hash-chained log and every row's binding to it in each
+//! node database (any backend, by store URL, opened so that nothing is changed) — with the
+//! node registry, sequencing receipts and checkpoints too — then compares the roots of the
+//! states that more than one of the databases hold.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context;
+use std::path::Path;
+
+use anyhow::{ensure, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sst::core::{StateId, StateRoot, Store};
+use sst::core::{NodeId, NodeRegistry, StateId, StateRoot, Store, TrustAnchors};
 
 use crate::store_url::StoreUrl;
 
-/// Verifies `dbs`; returns whether everything was clean and consistent.
-pub(crate) async fn run(dbs: &[StoreUrl]) -> anyhow::Result<bool> {
+/// Reads a node registry file (`{"node-id": "<hex public key>"}`).
+pub(crate) fn read_registry(path: &Path) -> anyhow::Result<NodeRegistry> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading node registry {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("node registry {} is not {{\"node\": \"hex key\"}}", path.display()))
+}
+
+/// Verifies `dbs` (owned by `nodes`, in order, when given) against the node registry at
+/// `registry`; returns whether everything was clean and consistent.
+pub(crate) async fn run(
+    dbs: &[StoreUrl],
+    registry: Option<&Path>,
+    nodes: &[String],
+) -> anyhow::Result<bool> {
+    ensure!(
+        nodes.is_empty() || nodes.len() == dbs.len(),
+        "give one --node per --db (or none): {} --db, {} --node",
+        dbs.len(),
+        nodes.len()
+    );
+    let registry = registry.map(read_registry).transpose()?.unwrap_or_default();
+    if registry.is_empty() {
+        println!(
+            "no --registry given: sequencing receipts and checkpoint signatures are NOT checked \
+             (a database cannot vouch for itself)"
+        );
+    } else {
+        println!(
+            "receipts and checkpoints checked against {} registered node key(s)",
+            registry.0.len()
+        );
+    }
     let mut clean = true;
     // Per state: (index into `stores`, current version, current root) of each holder.
     let mut latest: BTreeMap<StateId, Vec<(usize, u64, StateRoot)>> = BTreeMap::new();
     let mut stores: Vec<(String, Arc<dyn Store>)> = Vec::new();
-    for db in dbs {
+    for (i, db) in dbs.iter().enumerate() {
         let label = db.label();
+        let anchors = TrustAnchors::new(registry.clone(), nodes.get(i).map(NodeId::new));
         let store = db.open_for_verify().await?;
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(
@@ -28,7 +63,7 @@ pub(crate) async fn run(dbs: &[StoreUrl]) -> anyhow::Result<bool> {
                 .progress_chars("=> "),
         );
         bar.set_prefix(label.clone());
-        let report = sst::core::verify_store(store.as_ref(), &mut |done, total| {
+        let report = sst::core::verify_store_with(store.as_ref(), &anchors, &mut |done, total| {
             bar.set_length(total as u64);
             bar.set_position(done as u64);
         })
@@ -36,10 +71,12 @@ pub(crate) async fn run(dbs: &[StoreUrl]) -> anyhow::Result<bool> {
         .with_context(|| format!("reading {label}"))?;
         bar.finish_and_clear();
         println!(
-            "{label}: {} states, {} versions, {} events — {}",
+            "{label}: {} states, {} versions, {} events, {} log entries, {} checkpoints — {}",
             report.states,
             report.versions,
             report.events,
+            report.log_entries,
+            report.checkpoints,
             if report.is_clean() {
                 "history OK".to_owned()
             } else {
@@ -49,7 +86,9 @@ pub(crate) async fn run(dbs: &[StoreUrl]) -> anyhow::Result<bool> {
         for f in &report.findings {
             clean = false;
             println!(
-                "   state {} version {} event {}: {}",
+                "   [{}/{}] state {} version {} event {}: {}",
+                f.table,
+                f.rule,
                 f.state_id,
                 f.version.map_or("-".into(), |v| v.to_string()),
                 f.event.as_deref().unwrap_or("-"),
