@@ -1,5 +1,6 @@
-//! Mapping of `oracle` crate errors to [`StoreError`]: ORA-00001 (unique constraint) is
-//! recognised here and nowhere else; DPI-1047 (no Oracle client library) is told apart so
+//! Mapping of `oracle` crate errors to [`StoreError`]: ORA-00001 (unique constraint) and
+//! ORA-00060 (deadlock) inside a write are recognised here and nowhere else, as a lost race
+//! that re-runs the transaction and, once the retries are spent, a conflict; DPI-1047 (no Oracle client library) is told apart so
 //! that tests can report "not run here".
 
 use sst_core::StoreError;
@@ -8,6 +9,8 @@ use crate::NAME;
 
 /// ORA-00001: unique constraint violated.
 const UNIQUE_VIOLATION: i32 = 1;
+/// ORA-00060: deadlock detected while waiting for resource.
+const DEADLOCK: i32 = 60;
 /// DPI-1047: the Oracle Client library cannot be loaded.
 const CLIENT_NOT_LOADED: i32 = 1047;
 /// Oracle codes a retry may get past: deadlock, serialization failure, lost or refused
@@ -49,17 +52,51 @@ pub(crate) fn backend(operation: &'static str, e: oracle::Error) -> StoreError {
     }
 }
 
-/// ORA-00001 becomes what `conflict` builds; anything else [`StoreError::Backend`]. The one
-/// place where a unique violation turns into a conflict.
-pub(crate) fn conflict_or_backend(
+/// Why one attempt of a write transaction stopped.
+#[derive(Debug)]
+pub(crate) enum TxError {
+    /// A concurrent writer got in between the reads and the writes: ORA-00001 (the log
+    /// position above all) or a deadlock. The store's one retry loop re-runs the whole
+    /// transaction; the error is what is reported once the retries are spent.
+    Raced(StoreError),
+    /// Anything else: reported as it is.
+    Failed(StoreError),
+}
+
+impl From<StoreError> for TxError {
+    fn from(e: StoreError) -> Self {
+        TxError::Failed(e)
+    }
+}
+
+/// A driver error inside a write transaction: ORA-00001 is a lost race reported as
+/// `conflict()` once the retries are spent, ORA-00060 a lost race reported as the
+/// (retryable) backend error, anything else a failure. The one place where a unique
+/// violation turns into a conflict.
+pub(crate) fn raced_or(
     operation: &'static str,
     e: oracle::Error,
     conflict: impl FnOnce() -> StoreError,
-) -> StoreError {
+) -> TxError {
     if is_unique_violation(&e) {
-        conflict()
+        TxError::Raced(conflict())
+    } else if e.oci_code() == Some(DEADLOCK) {
+        TxError::Raced(backend(operation, e))
     } else {
-        backend(operation, e)
+        TxError::Failed(backend(operation, e))
+    }
+}
+
+/// [`raced_or`] for statements whose unique violations stand for the log: concurrent
+/// writers kept taking the position this one planned.
+pub(crate) fn tx_err(operation: &'static str) -> impl Fn(oracle::Error) -> TxError {
+    move |e| {
+        raced_or(operation, e, || StoreError::Backend {
+            backend: NAME,
+            operation,
+            retryable: true,
+            source: "concurrent writers kept taking the next log position".into(),
+        })
     }
 }
 
@@ -91,18 +128,35 @@ mod tests {
     }
 
     #[test]
-    fn ora_00001_is_the_only_conflict() {
+    fn ora_00001_is_the_only_conflict_and_a_deadlock_a_lost_race() {
         let c = || StoreError::conflict(sst_core::ConflictKind::StaleVersion, "x", 1, 2);
-        assert_eq!(
-            conflict_or_backend("commit", oci(1), c).conflict_kind(),
-            Some(sst_core::ConflictKind::StaleVersion)
-        );
+        match raced_or("commit", oci(1), c) {
+            TxError::Raced(e) => assert_eq!(
+                e.conflict_kind(),
+                Some(sst_core::ConflictKind::StaleVersion)
+            ),
+            other => panic!("{other:?}"),
+        }
         assert!(matches!(
-            conflict_or_backend("commit", oci(2291), c),
-            StoreError::Backend {
+            raced_or("commit", oci(2291), c),
+            TxError::Failed(StoreError::Backend {
                 retryable: false,
                 ..
-            }
+            })
+        ));
+        assert!(matches!(
+            raced_or("commit", oci(60), c),
+            TxError::Raced(StoreError::Backend {
+                retryable: true,
+                ..
+            })
+        ));
+        assert!(matches!(
+            tx_err("put_actor")(oci(1)),
+            TxError::Raced(StoreError::Backend {
+                retryable: true,
+                ..
+            })
         ));
     }
 

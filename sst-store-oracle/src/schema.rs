@@ -115,7 +115,7 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
              {reason_detail}, \
              new_version NUMBER(19), \
              new_root VARCHAR2(128), \
-             {event}, {disclosures}, \
+             {event}, {disclosures}, {receipt}, \
              CONSTRAINT {ev}_pk PRIMARY KEY (id), \
              CONSTRAINT {ev}_origin_uq UNIQUE (origin_node, origin_seq), \
              CONSTRAINT {ev}_pos_uq UNIQUE (pos))",
@@ -123,6 +123,7 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
             reason_detail = json(&t.event, "reason_detail", true),
             event = json(&t.event, "event", false),
             disclosures = json(&t.event, "disclosures", false),
+            receipt = json(&t.event, "receipt", true),
         ),
         format!(
             "CREATE INDEX {ev}_state_ix ON {ev} (state_id, pos)",
@@ -153,6 +154,20 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
         format!(
             "CREATE INDEX {rf}_state_ix ON {rf} (state_id, version)",
             rf = t.refusal
+        ),
+        format!(
+            "CREATE TABLE {lg} (pos NUMBER(19) NOT NULL, kind VARCHAR2(32) NOT NULL, \
+             subject VARCHAR2(1024) NOT NULL, record VARCHAR2(128) NOT NULL, \
+             prev VARCHAR2(128) NOT NULL, hash VARCHAR2(128) NOT NULL, \
+             CONSTRAINT {lg}_pk PRIMARY KEY (pos))",
+            lg = t.log
+        ),
+        format!(
+            "CREATE TABLE {cp} (node VARCHAR2(512) NOT NULL, pos NUMBER(19) NOT NULL, \
+             head VARCHAR2(128) NOT NULL, at NUMBER(19) NOT NULL, \
+             signature VARCHAR2(256) NOT NULL, \
+             CONSTRAINT {cp}_pk PRIMARY KEY (node, pos))",
+            cp = t.checkpoint
         ),
     ];
     raw.iter().map(|d| idempotent(d)).collect()
@@ -185,7 +200,7 @@ const STATE_COLUMNS: &[&str] = &[
 ];
 
 /// The columns the store reads and writes in each peer table.
-pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 6] {
+pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 8] {
     const EVENT: &[&str] = &[
         "pos",
         "id",
@@ -203,6 +218,7 @@ pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 6] 
         "new_root",
         "event",
         "disclosures",
+        "receipt",
     ];
     [
         (&t.state, STATE_COLUMNS),
@@ -222,8 +238,18 @@ pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 6] 
                 "at",
             ],
         ),
+        (&t.log, LOG_COLUMNS),
+        (&t.checkpoint, CHECKPOINT_COLUMNS),
     ]
 }
+
+/// Columns of a log row, in the order [`Sql::insert_log`] binds and [`Sql::log_head`] selects
+/// them.
+const LOG_COLUMNS: &[&str] = &["pos", "kind", "subject", "record", "prev", "hash"];
+
+/// Columns of a checkpoint row, in the order [`Sql::insert_checkpoint`] binds and
+/// [`Sql::checkpoints`] selects them.
+const CHECKPOINT_COLUMNS: &[&str] = &["node", "pos", "head", "at", "signature"];
 
 /// The decision of `migrate` on the tables that already exist: `present` holds
 /// `(table_name, column_name)` of the peer tables as the data dictionary lists them
@@ -259,13 +285,14 @@ pub struct Sql {
     pub mode: JsonMode,
     /// `migrate`.
     pub ddl: Vec<String>,
-    /// Inserts an event (15 binds, see [`Sql::insert_event`] docs in the source).
+    /// Inserts an event (16 binds, in [`EventRow::params`](crate::store::EventRow::params)
+    /// order).
     pub insert_event: String,
     /// Locks and returns the current version of a state: `:1` id.
     pub lock_state: String,
     /// Identity recorded for a contract version: `:1` name, `:2` version.
     pub contract_identity: String,
-    /// Columns of the existing peer tables (`table_name, column_name`): `:1`…`:6` the table
+    /// Columns of the existing peer tables (`table_name, column_name`): `:1`…`:8` the table
     /// names in upper case, in [`required_columns`] order.
     pub peer_columns: String,
     /// Inserts the current row of a new state (11 binds).
@@ -281,7 +308,10 @@ pub struct Sql {
     pub state_at: String,
     /// All state ids, sorted.
     pub state_ids: String,
-    /// Event columns selected by `event` / `events` (append a WHERE clause).
+    /// Event columns selected by `event` / `events` (append a WHERE clause): id, outcome,
+    /// new version and root, reason detail, event, disclosures, receipt, then the derived
+    /// columns checked against the event (state id, kind, contract name and version, actor,
+    /// origin node and sequence, reason code).
     pub select_events: String,
     /// Highest origin sequence of a node: `:1` node.
     pub last_origin_seq: String,
@@ -311,6 +341,17 @@ pub struct Sql {
     pub state_refusals: String,
     /// Removes the refusal of an event: `:1` event id.
     pub delete_refusal: String,
+    /// The last log entry (selects [`LOG_COLUMNS`]), no row for an empty log.
+    pub log_head: String,
+    /// Appends a log entry: `:1` pos, `:2` kind, `:3` subject, `:4` record, `:5` prev, `:6`
+    /// hash.
+    pub insert_log: String,
+    /// Records a checkpoint: `:1` node, `:2` pos, `:3` head, `:4` time (ms), `:5` signature.
+    pub insert_checkpoint: String,
+    /// The head recorded for a node's checkpoint: `:1` node, `:2` pos.
+    pub checkpoint_head: String,
+    /// A node's checkpoints by position (`:1` node), columns as [`Sql::insert_checkpoint`].
+    pub checkpoints: String,
 }
 
 impl Sql {
@@ -341,12 +382,13 @@ impl Sql {
             insert_event: format!(
                 "INSERT INTO {} (id, state_id, kind, contract_name, contract_version, actor, \
                  origin_node, origin_seq, outcome, reason, reason_detail, new_version, new_root, \
-                 event, disclosures) VALUES (:1, :2, :3, :4, :5, :6, :7, :8, :9, :10, {}, :12, \
-                 :13, {}, {})",
+                 event, disclosures, receipt) VALUES (:1, :2, :3, :4, :5, :6, :7, :8, :9, :10, \
+                 {}, :12, :13, {}, {}, {})",
                 t.event,
                 b(11),
                 b(14),
-                b(15)
+                b(15),
+                b(16)
             ),
             lock_state: format!("SELECT version FROM {} WHERE id = :1 FOR UPDATE", t.state),
             contract_identity: format!(
@@ -378,10 +420,12 @@ impl Sql {
             ),
             state_ids: format!("SELECT id FROM {} ORDER BY id", t.state),
             select_events: format!(
-                "SELECT id, outcome, new_version, new_root, {}, {}, {} FROM {}",
+                "SELECT id, outcome, new_version, new_root, {}, {}, {}, {}, state_id, kind, \
+                 contract_name, contract_version, actor, origin_node, origin_seq, reason FROM {}",
                 mode.read("reason_detail"),
                 mode.read("event"),
                 mode.read("disclosures"),
+                mode.read("receipt"),
                 t.event
             ),
             last_origin_seq: format!(
@@ -435,7 +479,47 @@ impl Sql {
             state_refusals: format!("{refusals} WHERE r.state_id = :1 {refusal_order}"),
             refusals: format!("{refusals} {refusal_order}"),
             delete_refusal: format!("DELETE FROM {} WHERE event_id = :1", t.refusal),
+            log_head: format!(
+                "SELECT {} FROM {} ORDER BY pos DESC FETCH FIRST 1 ROWS ONLY",
+                LOG_COLUMNS.join(", "),
+                t.log
+            ),
+            insert_log: format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                t.log,
+                LOG_COLUMNS.join(", "),
+                binds(1, LOG_COLUMNS.len())
+            ),
+            insert_checkpoint: format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                t.checkpoint,
+                CHECKPOINT_COLUMNS.join(", "),
+                binds(1, CHECKPOINT_COLUMNS.len())
+            ),
+            checkpoint_head: format!(
+                "SELECT head FROM {} WHERE node = :1 AND pos = :2",
+                t.checkpoint
+            ),
+            // `at` is a keyword (AT TIME ZONE): qualified, as in the refusal statements.
+            checkpoints: format!(
+                "SELECT c.node, c.pos, c.head, c.at, c.signature FROM {} c WHERE c.node = :1 \
+                 ORDER BY c.pos",
+                t.checkpoint
+            ),
         }
+    }
+
+    /// Log entries past `:1` (a position) in position order, at most `limit`.
+    pub fn log_after(&self, limit: Option<usize>) -> String {
+        let mut sql = format!(
+            "SELECT {} FROM {} WHERE pos > :1 ORDER BY pos",
+            LOG_COLUMNS.join(", "),
+            self.tables.log
+        );
+        if let Some(l) = limit {
+            sql.push_str(&format!(" FETCH FIRST {l} ROWS ONLY"));
+        }
+        sql
     }
 
     /// Which of `n` event ids (`:1`…`:n`) are recorded: selects `id`.
@@ -550,7 +634,7 @@ mod tests {
         assert!(
             native
                 .insert_event
-                .contains("JSON(:11 EXTENDED), :12, :13, JSON(:14 EXTENDED), JSON(:15 EXTENDED))"),
+                .contains("JSON(:11 EXTENDED), :12, :13, JSON(:14 EXTENDED), JSON(:15 EXTENDED), JSON(:16 EXTENDED))"),
             "{}",
             native.insert_event
         );
@@ -567,7 +651,7 @@ mod tests {
         assert!(native.state.contains("JSON_SERIALIZE(data RETURNING CLOB)"));
         let blob = Sql::new(&tables(), JsonMode::Blob);
         assert!(
-            blob.insert_event.contains(":11, :12, :13, :14, :15)"),
+            blob.insert_event.contains(":11, :12, :13, :14, :15, :16)"),
             "{}",
             blob.insert_event
         );
@@ -615,7 +699,7 @@ mod tests {
         assert_eq!(
             sql.peer_columns,
             "SELECT table_name, column_name FROM user_tab_columns \
-             WHERE table_name IN (:1, :2, :3, :4, :5, :6)"
+             WHERE table_name IN (:1, :2, :3, :4, :5, :6, :7, :8)"
         );
         const { assert!(IN_LIST_MAX <= 1000, "IN lists stay within ORA-01795") };
     }
@@ -756,12 +840,18 @@ mod tests {
                 &sql.insert_refusal,
                 &sql.state_refusals,
                 &sql.delete_refusal,
+                &sql.log_head,
+                &sql.insert_log,
+                &sql.insert_checkpoint,
+                &sql.checkpoint_head,
+                &sql.checkpoints,
             ];
             let built = [
                 sql.known_events(3),
                 sql.origin_owners(2),
                 sql.lock_states(2),
                 sql.events(&["state_id =", "origin_seq >"], Some(5)),
+                sql.log_after(Some(3)),
             ];
             for stmt in fixed.into_iter().chain(&built) {
                 let found = placeholders(stmt);
@@ -769,6 +859,48 @@ mod tests {
                 assert_eq!(found, want, "{stmt}");
             }
         }
+    }
+
+    #[test]
+    fn log_and_checkpoint_tables_are_keyed_by_position() {
+        for mode in [JsonMode::Native, JsonMode::Blob] {
+            let ddl = ddl(&tables(), mode).join("\n");
+            assert!(
+                ddl.contains("CREATE TABLE sst_log (pos NUMBER(19) NOT NULL"),
+                "{ddl}"
+            );
+            assert!(ddl.contains("subject VARCHAR2(1024) NOT NULL"));
+            assert!(ddl.contains("CONSTRAINT sst_log_pk PRIMARY KEY (pos)"));
+            assert!(ddl.contains("CONSTRAINT sst_checkpoint_pk PRIMARY KEY (node, pos)"));
+        }
+        let native = ddl(&tables(), JsonMode::Native).join("\n");
+        assert!(
+            native.contains("receipt JSON, CONSTRAINT sst_event_pk"),
+            "{native}"
+        );
+        let blob = ddl(&tables(), JsonMode::Blob).join("\n");
+        assert!(blob.contains("receipt BLOB CONSTRAINT sst_event_receipt_json CHECK"));
+        let sql = Sql::new(&tables(), JsonMode::Native);
+        assert_eq!(
+            sql.log_head,
+            "SELECT pos, kind, subject, record, prev, hash FROM sst_log \
+             ORDER BY pos DESC FETCH FIRST 1 ROWS ONLY"
+        );
+        assert_eq!(
+            sql.insert_log,
+            "INSERT INTO sst_log (pos, kind, subject, record, prev, hash) \
+             VALUES (:1, :2, :3, :4, :5, :6)"
+        );
+        assert!(sql
+            .log_after(None)
+            .ends_with("FROM sst_log WHERE pos > :1 ORDER BY pos"));
+        assert!(sql
+            .select_events
+            .contains("JSON_SERIALIZE(receipt RETURNING CLOB)"));
+        let t = TableNames::with_prefix("p_sst_");
+        assert_eq!(required_columns(&t)[6].0, "p_sst_log");
+        assert_eq!(required_columns(&t)[7].0, "p_sst_checkpoint");
+        assert!(required_columns(&t)[2].1.contains(&"receipt"));
     }
 
     #[test]

@@ -15,16 +15,19 @@ use oracle::sql_type::{OracleType, ToSql};
 use oracle::{Connection, Row, SqlValue};
 use serde_json::Value;
 use sst_core::model::StateParts;
-use sst_core::raw::columns::{json_value, to_i64};
-use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded};
+use sst_core::raw::columns::{json_value, receipt_from_column, to_i64, DerivedEventColumns};
+use sst_core::raw::{
+    CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded, RACE_RETRIES,
+};
 use sst_core::{
-    check_refusal, Actor, ActorId, CommitBatch, CommitItem, CommitReceipt, ContractRecord,
-    ContractRef, Digest, EventFilter, EventId, EventRecord, NodeId, OriginSeq, Outcome, Refusal,
-    State, StateId, Store, StoreError, Timestamp,
+    check_refusal, Actor, ActorId, Checkpoint, CommitBatch, CommitItem, CommitReceipt,
+    ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, LogEntry, LogHead,
+    LogRecord, NodeId, OriginSeq, Outcome, Refusal, SignedCheckpoint, State, StateId, Store,
+    StoreError, Timestamp,
 };
 
 use crate::config::{JsonColumn, OracleConfig};
-use crate::error::{backend, conflict_or_backend, is_unique_violation};
+use crate::error::{backend, is_unique_violation, raced_or, tx_err, TxError};
 use crate::schema::{check_peer_columns, required_columns, JsonMode, Sql, IN_LIST_MAX};
 use crate::value;
 use crate::NAME;
@@ -175,6 +178,7 @@ pub struct EventRow {
     new_root: Option<String>,
     event: JsonBind,
     disclosures: JsonBind,
+    receipt: JsonBind,
 }
 
 impl EventRow {
@@ -202,11 +206,14 @@ impl EventRow {
             new_root: c.new_root,
             event: JsonBind::new(mode, &c.signed),
             disclosures: JsonBind::new(mode, &c.disclosures),
+            receipt: c
+                .receipt
+                .map_or(JsonBind::Null(mode), |v| JsonBind::new(mode, &v)),
         })
     }
 
-    /// Binds 1–15.
-    pub fn params(&self) -> [&dyn ToSql; 15] {
+    /// Binds 1–16.
+    pub fn params(&self) -> [&dyn ToSql; 16] {
         [
             &self.id,
             &self.state_id,
@@ -223,6 +230,7 @@ impl EventRow {
             &self.new_root,
             &self.event,
             &self.disclosures,
+            &self.receipt,
         ]
     }
 }
@@ -351,7 +359,7 @@ fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> 
         },
         other => return Err(StoreError::malformed(&what, format!("outcome {other:?}"))),
     };
-    Ok(EventRecord {
+    let record = EventRecord {
         signed: serde_json::from_value(required(json_at(mode, row, 5, &what)?, &what, "event")?)
             .map_err(bad)?,
         disclosures: serde_json::from_value(required(
@@ -361,7 +369,113 @@ fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> 
         )?)
         .map_err(bad)?,
         outcome,
+        receipt: receipt_from_column(&what, json_at(mode, row, 7, &what)?)?,
+    };
+    let derived = DerivedEventColumns {
+        id,
+        state_id: get(row, 8)?,
+        kind: get(row, 9)?,
+        contract_name: get(row, 10)?,
+        contract_version: get(row, 11)?,
+        actor: get(row, 12)?,
+        origin_node: get(row, 13)?,
+        origin_seq: get(row, 14)?,
+        reason: get(row, 15)?,
+    };
+    EventColumns::check_derived(&record, &derived)?;
+    Ok(record)
+}
+
+/// A log row selected with the log columns (pos, kind, subject, record, prev, hash).
+fn log_entry_from_row(row: &Row) -> Result<LogEntry, StoreError> {
+    LogEntry::from_columns(
+        get(row, 0)?,
+        &get::<String>(row, 1)?,
+        get(row, 2)?,
+        &get::<String>(row, 3)?,
+        &get::<String>(row, 4)?,
+        &get::<String>(row, 5)?,
+    )
+}
+
+/// A checkpoint row (node, pos, head, at, signature).
+fn checkpoint_from_row(row: &Row) -> Result<SignedCheckpoint, StoreError> {
+    let node: String = get(row, 0)?;
+    let pos: i64 = get(row, 1)?;
+    let what = format!("checkpoint of node {node} at {pos}");
+    Ok(SignedCheckpoint {
+        checkpoint: Checkpoint {
+            node: NodeId(node),
+            pos: u64::try_from(pos).map_err(|e| StoreError::malformed(&what, e))?,
+            head: get::<String>(row, 2)?
+                .parse()
+                .map_err(|e| StoreError::malformed(&what, format!("head: {e}")))?,
+            at: Timestamp(get(row, 3)?),
+        },
+        signature: serde_json::from_value(Value::String(get(row, 4)?))
+            .map_err(|e| StoreError::malformed(&what, format!("signature: {e}")))?,
     })
+}
+
+/// The log head on `conn` ([`LogHead::default`] for an empty log).
+fn read_head(conn: &Connection, sql: &Sql, op: &'static str) -> Result<LogHead, TxError> {
+    let rows = conn.query(&sql.log_head, &[]).map_err(tx_err(op))?;
+    match rows.into_iter().next() {
+        Some(row) => Ok(log_entry_from_row(&row.map_err(tx_err(op))?)?.head()),
+        None => Ok(LogHead::default()),
+    }
+}
+
+/// Inserts one log entry (uncommitted).
+fn insert_log(conn: &Connection, sql: &Sql, op: &'static str, e: &LogEntry) -> Result<(), TxError> {
+    let pos = to_i64("log.pos", e.pos)?;
+    let (record, prev, hash) = (e.record.to_string(), e.prev.to_string(), e.hash.to_string());
+    conn.execute(
+        &sql.insert_log,
+        &[&pos, &e.kind.as_str(), &e.subject, &record, &prev, &hash],
+    )
+    .map_err(tx_err(op))?;
+    Ok(())
+}
+
+/// Reads the head and appends `record`'s entry after it (uncommitted).
+fn append_log(
+    conn: &Connection,
+    sql: &Sql,
+    op: &'static str,
+    record: &LogRecord<'_>,
+) -> Result<(), TxError> {
+    let entry = read_head(conn, sql, op)?.append(record);
+    insert_log(conn, sql, op, &entry)
+}
+
+/// Runs `attempt` as one transaction on `conn` and commits it: the one retry loop of every
+/// write. An attempt that lost a race ([`TxError::Raced`]: a concurrent writer took the log
+/// position or a key it planned, or a deadlock) is rolled back and re-run whole, reads and
+/// plan included, up to [`RACE_RETRIES`] times.
+fn transact<T>(
+    conn: &Connection,
+    op: &'static str,
+    mut attempt: impl FnMut() -> Result<T, TxError>,
+) -> Result<T, StoreError> {
+    let mut retries = 0;
+    loop {
+        let err = match attempt() {
+            Ok(v) => {
+                conn.commit().map_err(|e| backend(op, e))?;
+                return Ok(v);
+            }
+            Err(e) => e,
+        };
+        // The error is the news; a failed rollback ends the session, which rolls back too.
+        if let Err(rb) = conn.rollback() {
+            tracing::warn!(backend = NAME, operation = op, error = %rb, "rollback after a failed write failed");
+        }
+        match err {
+            TxError::Raced(_) if retries < RACE_RETRIES => retries += 1,
+            TxError::Raced(e) | TxError::Failed(e) => return Err(e),
+        }
+    }
 }
 
 /// An SST store in an Oracle schema.
@@ -436,17 +550,25 @@ impl OracleStore {
         })
         .await
     }
+
+    /// Runs `attempt` in [`transact`]'s retry loop on a pooled connection.
+    async fn write<T, F>(&self, op: &'static str, mut attempt: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection, &Sql) -> Result<T, TxError> + Send + 'static,
+    {
+        self.with_conn(op, move |conn, sql| {
+            transact(conn, op, || attempt(conn, sql))
+        })
+        .await
+    }
 }
 
 /// Reads what is recorded about `batch` on `conn` ([`Lookups`]): one statement per kind of
 /// lookup (per [`IN_LIST_MAX`] keys), with the touched current rows locked.
-fn read_recorded(
-    conn: &Connection,
-    sql: &Sql,
-    batch: &CommitBatch,
-) -> Result<Recorded, StoreError> {
+fn read_recorded(conn: &Connection, sql: &Sql, batch: &CommitBatch) -> Result<Recorded, TxError> {
     let op = "commit";
-    let be = |e| backend(op, e);
+    let be = tx_err(op);
     let lookups = Lookups::of(batch);
     let mut recorded = Recorded::default();
     for chunk in lookups.states.chunks(IN_LIST_MAX) {
@@ -454,9 +576,9 @@ fn read_recorded(
         let params: Vec<&dyn ToSql> = ids.iter().map(|i| i as &dyn ToSql).collect();
         for row in conn
             .query_as::<(String, i64)>(&sql.lock_states(ids.len()), &params)
-            .map_err(be)?
+            .map_err(&be)?
         {
-            let (id, version) = row.map_err(be)?;
+            let (id, version) = row.map_err(&be)?;
             let version = u64::try_from(version)
                 .map_err(|e| StoreError::malformed(format!("state {id}"), e))?;
             recorded.versions.insert(StateId(id), version);
@@ -472,9 +594,9 @@ fn read_recorded(
         let params: Vec<&dyn ToSql> = chunk.iter().map(|k| *k as &dyn ToSql).collect();
         for row in conn
             .query_as::<String>(&sql.known_events(chunk.len()), &params)
-            .map_err(be)?
+            .map_err(&be)?
         {
-            if let Some(id) = ids.get(&row.map_err(be)?) {
+            if let Some(id) = ids.get(&row.map_err(&be)?) {
                 recorded.events.insert(*id);
             }
         }
@@ -491,9 +613,9 @@ fn read_recorded(
             .collect();
         for row in conn
             .query_as::<(String, i64, String)>(&sql.origin_owners(chunk.len()), &params)
-            .map_err(be)?
+            .map_err(&be)?
         {
-            let (node, seq, id) = row.map_err(be)?;
+            let (node, seq, id) = row.map_err(&be)?;
             let what = || format!("event {id}");
             let seq = u64::try_from(seq).map_err(|e| StoreError::malformed(what(), e))?;
             let owner = id
@@ -504,36 +626,40 @@ fn read_recorded(
                 .insert((NodeId(node), OriginSeq(seq)), owner);
         }
     }
+    // Last, after the locks: the head a concurrent writer of the same states left.
+    recorded.log_head = read_head(conn, sql, op)?;
     Ok(recorded)
 }
 
-/// Commits `batch` (its rows prepared in batch order) on `conn`: reads what is recorded,
-/// lets the core plan, writes the plan. The caller commits, or rolls back on error.
+/// One attempt at `batch` (its rows prepared in batch order) on `conn`: reads what is
+/// recorded and the log head, lets the core plan, writes the plan and its log entries.
+/// [`transact`] commits, or rolls back and re-runs a lost race.
 fn commit_rows(
     conn: &Connection,
     sql: &Sql,
     batch: &CommitBatch,
     rows: &[(EventRow, Option<StateRow>)],
-) -> Result<CommitReceipt, StoreError> {
+) -> Result<CommitReceipt, TxError> {
     let op = "commit";
-    let be = |e| backend(op, e);
+    let be = tx_err(op);
     let recorded = read_recorded(conn, sql, batch)?;
     let plan = CommitPlan::new(batch, &recorded)?;
     // ORA-00001 from here on is a race the plan could not see (a writer that committed
-    // after the read): the violated key names the rule.
+    // after the read): the attempt is re-run, and once the retries are spent the violated
+    // key names the rule.
     for &i in &plan.record {
         let (ev, state) = &rows[i];
         if let Some(s) = state {
             conn.execute(&sql.insert_history, &s.params())
                 .map_err(|e| {
-                    conflict_or_backend(op, e, || {
+                    raced_or(op, e, || {
                         let v = s.version.unsigned_abs();
                         StoreError::stale_version(&StateId(s.id.clone()), v - 1, v)
                     })
                 })?;
         }
         conn.execute(&sql.insert_event, &ev.params()).map_err(|e| {
-            conflict_or_backend(op, e, || {
+            raced_or(op, e, || {
                 let o = batch.items[i].event.event();
                 StoreError::origin_taken(&o.origin_node, o.origin_seq)
             })
@@ -546,23 +672,25 @@ fn commit_rows(
         let id = || StateId(s.id.clone());
         match row.write {
             CurrentWrite::Insert => {
-                conn.execute(&sql.insert_state, &s.params()).map_err(|e| {
-                    conflict_or_backend(op, e, || StoreError::stale_version(&id(), 0, 1))
-                })?;
+                conn.execute(&sql.insert_state, &s.params())
+                    .map_err(|e| raced_or(op, e, || StoreError::stale_version(&id(), 0, 1)))?;
             }
             CurrentWrite::Update { from } => {
                 let base = to_i64("state.version", from)?;
                 let updated = conn
                     .execute(&sql.update_state, &s.update_params(&base))
                     .and_then(|stmt| stmt.row_count())
-                    .map_err(be)?;
+                    .map_err(&be)?;
                 if updated != 1 {
                     // The version guard failed: report what the row holds now.
-                    let found: i64 = conn.query_row_as(&sql.lock_state, &[&s.id]).map_err(be)?;
-                    return Err(StoreError::stale_version(&id(), from, found.unsigned_abs()));
+                    let found: i64 = conn.query_row_as(&sql.lock_state, &[&s.id]).map_err(&be)?;
+                    return Err(StoreError::stale_version(&id(), from, found.unsigned_abs()).into());
                 }
             }
         }
+    }
+    for entry in &plan.log {
+        insert_log(conn, sql, op, entry)?;
     }
     Ok(plan.receipt())
 }
@@ -629,21 +757,8 @@ impl Store for OracleStore {
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.with_conn("commit", move |conn, sql| {
-            match commit_rows(conn, sql, &batch, &rows) {
-                Ok(receipt) => {
-                    conn.commit().map_err(|e| backend("commit", e))?;
-                    Ok(receipt)
-                }
-                Err(e) => {
-                    // The batch error is the news; a failed rollback ends the session, which
-                    // rolls back too.
-                    if let Err(rb) = conn.rollback() {
-                        tracing::warn!(backend = NAME, operation = "commit", error = %rb, "rollback after a failed commit failed");
-                    }
-                    Err(e)
-                }
-            }
+        self.write("commit", move |conn, sql| {
+            commit_rows(conn, sql, &batch, &rows)
         })
         .await
     }
@@ -777,10 +892,12 @@ impl Store for OracleStore {
             actor.node.0.clone(),
             actor.status.as_str(),
         );
-        self.with_conn("put_actor", move |conn, sql| {
+        let actor = actor.clone();
+        let op = "put_actor";
+        self.write(op, move |conn, sql| {
             conn.execute(&sql.put_actor, &[&id, &node, &key, &status])
-                .map_err(|e| backend("put_actor", e))?;
-            conn.commit().map_err(|e| backend("put_actor", e))
+                .map_err(tx_err(op))?;
+            append_log(conn, sql, op, &LogRecord::Actor(&actor))
         })
         .await
     }
@@ -819,7 +936,7 @@ impl Store for OracleStore {
         let op = "put_contract";
         let record = JsonBind::new(self.sql.mode, &json_value("contract", contract)?);
         let contract = contract.clone();
-        self.with_conn(op, move |conn, sql| {
+        self.write(op, move |conn, sql| {
             let key = contract.contract();
             let stored = stored_identity(conn, sql, key)?;
             if ContractPut::decide(stored.as_ref(), &contract)? == ContractPut::AlreadyRecorded {
@@ -827,28 +944,18 @@ impl Store for OracleStore {
             }
             let version = i64::from(key.version);
             let identity = contract.identity.to_string();
-            match conn.execute(
+            // A concurrent put got there first: the next attempt decides against what it
+            // recorded.
+            conn.execute(
                 &sql.insert_contract,
                 &[&key.name, &version, &identity, &record],
-            ) {
-                Ok(_) => conn.commit().map_err(|e| backend(op, e)),
-                Err(e) => {
-                    if let Err(rb) = conn.rollback() {
-                        tracing::warn!(backend = NAME, operation = op, error = %rb, contract = %key, "rollback after a failed insert failed");
-                    }
-                    if !is_unique_violation(&e) {
-                        return Err(backend(op, e));
-                    }
-                    // A concurrent put got there first: decide again against what it recorded.
-                    let stored = stored_identity(conn, sql, key)?;
-                    match ContractPut::decide(stored.as_ref(), &contract)? {
-                        ContractPut::AlreadyRecorded => Ok(()),
-                        ContractPut::Insert => Err(conflict_or_backend(op, e, || {
-                            StoreError::contract_identity(key, "(concurrent)", contract.identity)
-                        })),
-                    }
-                }
-            }
+            )
+            .map_err(|e| {
+                raced_or(op, e, || {
+                    StoreError::contract_identity(key, "(concurrent)", contract.identity)
+                })
+            })?;
+            append_log(conn, sql, op, &LogRecord::Contract(&contract))
         })
         .await
     }
@@ -859,14 +966,10 @@ impl Store for OracleStore {
         let op = "put_refusal";
         check_refusal(refusal)?;
         let row = RefusalRow::new(self.sql.mode, refusal)?;
-        self.with_conn(op, move |conn, sql| match upsert_refusal(conn, sql, &row) {
-            Ok(()) => conn.commit().map_err(|e| backend(op, e)),
-            Err(e) => {
-                if let Err(rb) = conn.rollback() {
-                    tracing::warn!(backend = NAME, operation = op, error = %rb, "rollback after a failed refusal write failed");
-                }
-                Err(e)
-            }
+        let refusal = refusal.clone();
+        self.write(op, move |conn, sql| {
+            upsert_refusal(conn, sql, &row)?;
+            append_log(conn, sql, op, &LogRecord::Refusal(&refusal))
         })
         .await
     }
@@ -894,11 +997,16 @@ impl Store for OracleStore {
 
     async fn clear_refusal(&self, event: &EventId) -> Result<(), StoreError> {
         let op = "clear_refusal";
-        let event = event.to_string();
-        self.with_conn(op, move |conn, sql| {
-            conn.execute(&sql.delete_refusal, &[&event])
-                .map_err(|e| backend(op, e))?;
-            conn.commit().map_err(|e| backend(op, e))
+        let (id, event) = (*event, event.to_string());
+        self.write(op, move |conn, sql| {
+            let deleted = conn
+                .execute(&sql.delete_refusal, &[&event])
+                .and_then(|stmt| stmt.row_count())
+                .map_err(tx_err(op))?;
+            if deleted == 0 {
+                return Ok(());
+            }
+            append_log(conn, sql, op, &LogRecord::RefusalCleared(&id))
         })
         .await
     }
@@ -933,6 +1041,79 @@ impl Store for OracleStore {
         })
         .await
     }
+
+    async fn log(&self, after: u64, limit: Option<usize>) -> Result<Vec<LogEntry>, StoreError> {
+        let op = "log";
+        // Positions fit NUMBER(19) as signed 64-bit: none lies past `i64::MAX`.
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        if limit == Some(0) {
+            return Ok(Vec::new());
+        }
+        self.with_conn(op, move |conn, sql| {
+            let rows = conn
+                .query(&sql.log_after(limit), &[&after])
+                .map_err(|e| backend(op, e))?;
+            rows.map(|r| log_entry_from_row(&r.map_err(|e| backend(op, e))?))
+                .collect()
+        })
+        .await
+    }
+
+    async fn log_head(&self) -> Result<LogHead, StoreError> {
+        let op = "log_head";
+        self.with_conn(op, move |conn, sql| {
+            read_head(conn, sql, op).map_err(|e| match e {
+                TxError::Raced(e) | TxError::Failed(e) => e,
+            })
+        })
+        .await
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &SignedCheckpoint) -> Result<(), StoreError> {
+        let op = "put_checkpoint";
+        let cp = checkpoint.checkpoint.clone();
+        let pos = to_i64("checkpoint.pos", cp.pos)?;
+        let signature = match json_value("checkpoint.signature", &checkpoint.signature)? {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        self.with_conn(op, move |conn, sql| {
+            let (node, head) = (cp.node.0.clone(), cp.head.to_string());
+            match conn.execute(
+                &sql.insert_checkpoint,
+                &[&node, &pos, &head, &cp.at.0, &signature],
+            ) {
+                Ok(_) => return conn.commit().map_err(|e| backend(op, e)),
+                Err(e) if is_unique_violation(&e) => {}
+                Err(e) => return Err(backend(op, e)),
+            }
+            // Already recorded at this position: the same head is the same statement.
+            let held: String = conn
+                .query_row_as(&sql.checkpoint_head, &[&node, &pos])
+                .map_err(|e| backend(op, e))?;
+            if held == head {
+                Ok(())
+            } else {
+                Err(StoreError::checkpoint_conflict(&cp.node, cp.pos))
+            }
+        })
+        .await
+    }
+
+    async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        let op = "checkpoints";
+        let node = node.0.clone();
+        self.with_conn(op, move |conn, sql| {
+            let rows = conn
+                .query(&sql.checkpoints, &[&node])
+                .map_err(|e| backend(op, e))?;
+            rows.map(|r| checkpoint_from_row(&r.map_err(|e| backend(op, e))?))
+                .collect()
+        })
+        .await
+    }
 }
 
 fn actor_from_row(row: &Row) -> Result<Actor, StoreError> {
@@ -962,27 +1143,19 @@ fn refusal_from_row(mode: JsonMode, row: &Row) -> Result<Refusal, StoreError> {
     })
 }
 
-/// Replaces the refusal of `row`'s event, or inserts it (uncommitted).
-fn upsert_refusal(conn: &Connection, sql: &Sql, row: &RefusalRow) -> Result<(), StoreError> {
+/// Replaces the refusal of `row`'s event, or inserts it (uncommitted). A concurrent put that
+/// inserted the same event first is a lost race: the next attempt replaces what it wrote.
+fn upsert_refusal(conn: &Connection, sql: &Sql, row: &RefusalRow) -> Result<(), TxError> {
     let op = "put_refusal";
-    let updated = |conn: &Connection| -> Result<bool, StoreError> {
-        let stmt = conn
-            .execute(&sql.update_refusal, &row.update_params())
-            .map_err(|e| backend(op, e))?;
-        Ok(stmt.row_count().map_err(|e| backend(op, e))? > 0)
-    };
-    if updated(conn)? {
-        return Ok(());
+    let updated = conn
+        .execute(&sql.update_refusal, &row.update_params())
+        .and_then(|stmt| stmt.row_count())
+        .map_err(tx_err(op))?;
+    if updated == 0 {
+        conn.execute(&sql.insert_refusal, &row.params())
+            .map_err(tx_err(op))?;
     }
-    match conn.execute(&sql.insert_refusal, &row.params()) {
-        Ok(_) => Ok(()),
-        // A concurrent put inserted the same event first: replace what it wrote.
-        Err(e) if is_unique_violation(&e) => match updated(conn)? {
-            true => Ok(()),
-            false => Err(backend(op, e)),
-        },
-        Err(e) => Err(backend(op, e)),
-    }
+    Ok(())
 }
 
 fn contract_from_row(mode: JsonMode, row: &Row) -> Result<ContractRecord, StoreError> {
@@ -1035,9 +1208,14 @@ mod tests {
         let blob = StateRow::new(JsonMode::Blob, &state).expect("row");
         assert!(matches!(blob.data, JsonBind::Bytes(_)));
         let ev = EventRow::new(JsonMode::Blob, &item.event).expect("event row");
-        assert_eq!(ev.params().len(), 15);
+        assert_eq!(ev.params().len(), 16);
         assert_eq!((ev.outcome, ev.reason, ev.origin_seq), ("applied", None, 7));
         assert_eq!(ev.reason_detail, JsonBind::Null(JsonMode::Blob));
+        assert_eq!(
+            matches!(ev.receipt, JsonBind::Bytes(_)),
+            item.event.receipt.is_some(),
+            "the receipt is bound last, NULL when the record has none"
+        );
     }
 
     #[test]

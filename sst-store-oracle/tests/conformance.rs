@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
+use conformance_tests::{Backend, BackendFactory, EventColumn, Mutation, RawAccess};
 use oracle::sql_type::ToSql;
 use serde_json::Value;
 use sst_core::{StateId, Store};
@@ -118,6 +118,45 @@ impl OracleRaw {
         }
         Ok(())
     }
+
+    /// The contract's stored record with its `descriptor` replaced, as a JSON bind.
+    fn edited_contract(
+        &self,
+        conn: &oracle::Connection,
+        contract: &sst_core::ContractRef,
+        descriptor: &Value,
+    ) -> anyhow::Result<JsonBind> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE name = :1 AND version = :2",
+            self.mode.read("record"),
+            self.config.tables.contract
+        );
+        let version = i64::from(contract.version);
+        let row = conn.query_row(&sql, &[&contract.name, &version])?;
+        let mut record = match self.mode {
+            JsonMode::Native => decode(&row.get::<_, String>(0)?)?,
+            JsonMode::Blob => decode_bytes(&row.get::<_, Vec<u8>>(0)?)?,
+        };
+        record["descriptor"] = descriptor.clone();
+        Ok(JsonBind::new(self.mode, &record))
+    }
+}
+
+/// The bind of an event column's new value: strings and integers as themselves, a JSON
+/// document or `null` for the receipt.
+fn column_bind(
+    mode: JsonMode,
+    column: EventColumn,
+    value: &Value,
+) -> anyhow::Result<Box<dyn ToSql>> {
+    Ok(match (column, value) {
+        (EventColumn::Receipt, Value::Null) => Box::new(JsonBind::Null(mode)),
+        (EventColumn::Receipt, v) => Box::new(JsonBind::new(mode, v)),
+        (_, Value::Null) => Box::new(None::<String>),
+        (_, Value::String(s)) => Box::new(s.clone()),
+        (_, Value::Number(n)) => Box::new(n.as_i64().context("an integer column value")?),
+        (_, other) => anyhow::bail!("no plain column holds {other}"),
+    })
 }
 
 #[async_trait]
@@ -216,6 +255,86 @@ impl RawAccess for OracleRaw {
                      reason_detail = NULL, new_version = :1, new_root = :2 WHERE id = :3"
                 ),
                 &[&i64::try_from(*version)?, &root.to_string(), &e.to_string()],
+            )?,
+            Mutation::SetEventColumn {
+                event: e,
+                column,
+                value,
+            } => {
+                let target = if *column == EventColumn::Receipt {
+                    self.mode.bind(1)
+                } else {
+                    ":1".to_owned()
+                };
+                let bind = column_bind(self.mode, *column, value)?;
+                run(
+                    format!(
+                        "UPDATE {event} SET {} = {target} WHERE id = :2",
+                        column.name()
+                    ),
+                    &[bind.as_ref(), &e.to_string()],
+                )?
+            }
+            Mutation::DeleteLogEntry(pos) => run(
+                format!("DELETE FROM {} WHERE pos = :1", t.log),
+                &[&i64::try_from(*pos)?],
+            )?,
+            Mutation::CopyLogEntry { from, to } => run(
+                format!(
+                    "INSERT INTO {log} (pos, kind, subject, record, prev, hash) \
+                     SELECT :1, kind, subject, record, prev, hash FROM {log} WHERE pos = :2",
+                    log = t.log
+                ),
+                &[&i64::try_from(*to)?, &i64::try_from(*from)?],
+            )?,
+            Mutation::SwapLogEntries { a, b } => {
+                // Through a parking position below 0: the primary key forbids two rows at one
+                // position. One transaction.
+                let (a, b) = (i64::try_from(*a)?, i64::try_from(*b)?);
+                let update = format!("UPDATE {} SET pos = :1 WHERE pos = :2", t.log);
+                for (to, from) in [(-1_i64, a), (a, b), (b, -1)] {
+                    let n = run(update.clone(), &[&to, &from])?;
+                    anyhow::ensure!(n == 1, "moving log entry {from} to {to} changed {n} rows");
+                }
+                1
+            }
+            Mutation::TruncateLog { from } => {
+                let n = run(
+                    format!("DELETE FROM {} WHERE pos >= :1", t.log),
+                    &[&i64::try_from(*from)?],
+                )?;
+                anyhow::ensure!(n >= 1, "{m:?} removed no log entry");
+                1
+            }
+            Mutation::SetActorKey { actor, key } => {
+                let key = serde_json::to_value(key)?;
+                let key = key.as_str().context("key as text")?.to_owned();
+                run(
+                    format!("UPDATE {} SET public_key = :1 WHERE id = :2", t.actor),
+                    &[&key, &actor.0],
+                )?
+            }
+            Mutation::SetContractDescriptor {
+                contract,
+                descriptor,
+            } => {
+                let record = self.edited_contract(&conn, contract, descriptor)?;
+                run(
+                    format!(
+                        "UPDATE {} SET record = {} WHERE name = :2 AND version = :3",
+                        t.contract,
+                        self.mode.bind(1)
+                    ),
+                    &[&record, &contract.name, &i64::from(contract.version)],
+                )?
+            }
+            Mutation::DeleteRefusal(e) => run(
+                format!("DELETE FROM {} WHERE event_id = :1", t.refusal),
+                &[&e.to_string()],
+            )?,
+            Mutation::DeleteCheckpoint { node, pos } => run(
+                format!("DELETE FROM {} WHERE node = :1 AND pos = :2", t.checkpoint),
+                &[&node.0, &i64::try_from(*pos)?],
             )?,
             other => anyhow::bail!("mutation {other:?} not known to this raw access"),
         };
