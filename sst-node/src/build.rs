@@ -28,6 +28,7 @@ impl Built {
     /// The applied record and state version a sequencing node would commit for this create
     /// or section change on top of `current`, **without** running the pipeline (no
     /// permission or contract checks): for tools and benchmarks that write a store directly.
+    /// The record carries no sequencing receipt (no node sequenced it).
     /// `None` for other kinds, or when `current` does not fit (a create on an existing
     /// state, a change without one).
     pub fn applied(&self, current: Option<&State>) -> Option<CommitItem> {
@@ -69,6 +70,7 @@ impl Built {
                     version: state.version,
                     root: state.root,
                 },
+                receipt: None,
             },
             state: Some(state),
         })

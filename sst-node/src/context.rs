@@ -12,16 +12,19 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use sst_core::{
-    Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, ContractPolicy, ContractRecord,
-    ContractRef, Event, EventFilter, EventId, EventKind, HashAlg, NodeId, OutcomeKind, Parties,
-    Refusal, StateId, Store,
+    Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, Checkpoint, ContractPolicy,
+    ContractRecord, ContractRef, Event, EventFilter, EventId, EventKind, HashAlg, NodeId, NodeKey,
+    NodeRegistry, Outcome, OutcomeKind, Parties, Refusal, RejectReason, SequencingReceipt,
+    SignedCheckpoint, StateId, Store, Timestamp, Witnessed,
 };
-use tokio::sync::{oneshot, watch};
-use tracing::{debug, warn};
+use tokio::sync::{oneshot, watch, Notify};
+use tracing::{debug, error, warn};
 
 use crate::contract::{Contract, ContractRegistry};
 use crate::error::NodeError;
-use crate::message::{Intent, NodeSync, ProtocolEnvelope, ReplicaRefusal, Verdict};
+use crate::message::{
+    Intent, NodeSync, ProtocolEnvelope, ReplicaRefusal, Verdict, WitnessAlarm, WitnessAlarmKind,
+};
 use crate::transport::outbox::{Done, Outbox};
 use crate::transport::TransportError;
 
@@ -121,6 +124,18 @@ pub struct NodeContext {
     origin_floor: AtomicU64,
     /// Peers whose answer to the start handshake is still awaited.
     handshake: watch::Sender<BTreeSet<NodeId>>,
+    /// This node's key: signs sequencing receipts and log checkpoints.
+    node_key: Arc<NodeKey>,
+    /// The network's node keys (from configuration, never from the store).
+    nodes: NodeRegistry,
+    /// This node's latest signed checkpoint (what it tells its peers).
+    own_checkpoint: Mutex<Option<SignedCheckpoint>>,
+    /// Woken whenever this node's log may have grown (the checkpoint task waits on it).
+    log_grew: Notify,
+    /// Peer → the latest checkpoint witnessed from it (loaded from the store on first use).
+    witnessed: Mutex<HashMap<NodeId, Option<Checkpoint>>>,
+    /// Alarms raised about peers' logs.
+    alarms: Mutex<Vec<WitnessAlarm>>,
 }
 
 impl std::fmt::Debug for NodeContext {
@@ -135,9 +150,11 @@ impl std::fmt::Debug for NodeContext {
 impl NodeContext {
     /// Loads the actor directory (repairing a directory left behind the log by a crash) and
     /// installs every deployed contract whose code this node holds with the same identity.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn load(
         id: NodeId,
         alg: HashAlg,
+        (node_key, nodes): (Arc<NodeKey>, NodeRegistry),
         store: Arc<dyn Store>,
         registry: ContractRegistry,
         outbox: Outbox,
@@ -219,6 +236,12 @@ impl NodeContext {
             refused: Mutex::new(refused),
             origin_floor,
             handshake: watch::channel(BTreeSet::new()).0,
+            node_key,
+            nodes,
+            own_checkpoint: Mutex::new(None),
+            log_grew: Notify::new(),
+            witnessed: Mutex::new(HashMap::new()),
+            alarms: Mutex::new(Vec::new()),
         })
     }
 
@@ -381,6 +404,7 @@ impl NodeContext {
     /// Registers (or updates) an actor out of band.
     pub(crate) async fn register_actor(&self, actor: Actor) -> Result<(), NodeError> {
         self.store.put_actor(&actor).await?;
+        self.log_moved();
         write(&self.actors).insert(actor.id.clone(), actor);
         Ok(())
     }
@@ -391,6 +415,7 @@ impl NodeContext {
     /// even when the table write fails; a restart repairs the table from the log.
     pub(crate) async fn apply_actor(&self, actor: Actor) -> Result<(), NodeError> {
         let stored = self.store.put_actor(&actor).await;
+        self.log_moved();
         {
             let mut keys = write(&self.keys);
             let stale = keys.get(&actor.id).is_some_and(|k| {
@@ -452,6 +477,7 @@ impl NodeContext {
             .map_err(|e| bad(format!("deployment record does not verify: {e}")))?;
         let code = Self::check_code(&self.registry, &record).map_err(bad)?;
         self.store.put_contract(&record).await?;
+        self.log_moved();
         write(&self.installed).insert(contract, Installed { code, record });
         Ok(())
     }
@@ -592,6 +618,7 @@ impl NodeContext {
                 "refusal not recorded in the store"
             );
         }
+        self.log_moved();
         self.sync_moved();
     }
 
@@ -620,6 +647,7 @@ impl NodeContext {
             if let Err(e) = self.store.clear_refusal(&event).await {
                 warn!(node = %self.id, %event, %state, error = %e, "refusal not cleared in the store");
             }
+            self.log_moved();
         }
     }
 
@@ -647,5 +675,196 @@ impl NodeContext {
             }
         }
         Ok(held)
+    }
+
+    /// The network's node registry (node id → node public key, from configuration).
+    pub fn node_registry(&self) -> &NodeRegistry {
+        &self.nodes
+    }
+
+    /// This node's receipt over the outcome of `event` on `state`, which it sequenced.
+    pub(crate) fn sign_receipt(
+        &self,
+        event: &EventId,
+        state: &StateId,
+        outcome: &Outcome,
+    ) -> SequencingReceipt {
+        SequencingReceipt::sign(self.id.clone(), &self.node_key, event, state, outcome)
+    }
+
+    /// Checks the receipt of a received record: present, signed by `sequencer` (the node that
+    /// must have sequenced it), verifying under its registered key over `(event, state,
+    /// outcome)`; and `sequencer` under no witness alarm here.
+    ///
+    /// # Errors
+    /// [`RejectReason::BadReceipt`] naming what is wrong.
+    pub fn check_receipt(
+        &self,
+        receipt: Option<&SequencingReceipt>,
+        sequencer: &NodeId,
+        event: &EventId,
+        state: &StateId,
+        outcome: &Outcome,
+    ) -> Result<(), RejectReason> {
+        let bad = |detail: String| RejectReason::BadReceipt { detail };
+        if let Some(alarm) = self.alarm_about(sequencer) {
+            return Err(bad(format!("witness alarm: {alarm}")));
+        }
+        let receipt =
+            receipt.ok_or_else(|| bad(format!("no sequencing receipt (sequencer {sequencer})")))?;
+        if receipt.node != *sequencer {
+            return Err(bad(format!(
+                "receipt signed by node {}, but {sequencer} sequences this event",
+                receipt.node
+            )));
+        }
+        receipt
+            .verify(&self.nodes, event, state, outcome)
+            .map_err(|e| bad(e.to_string()))
+    }
+
+    /// Notes that this node's log may have grown (wakes the checkpoint task).
+    pub(crate) fn log_moved(&self) {
+        self.log_grew.notify_one();
+    }
+
+    /// Waits until the log may have grown since the last wait.
+    pub(crate) async fn log_changes(&self) {
+        self.log_grew.notified().await;
+    }
+
+    /// This node's latest signed checkpoint.
+    pub fn own_checkpoint(&self) -> Option<SignedCheckpoint> {
+        lock(&self.own_checkpoint).clone()
+    }
+
+    /// Signs and stores a checkpoint of this node's log head, unless the latest one already
+    /// names that position; returns the new checkpoint, if any.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub(crate) async fn checkpoint(&self) -> Result<Option<SignedCheckpoint>, NodeError> {
+        let head = self.store.log_head().await?;
+        if lock(&self.own_checkpoint)
+            .as_ref()
+            .is_some_and(|c| c.checkpoint.pos == head.pos && c.checkpoint.head == head.hash)
+        {
+            return Ok(None);
+        }
+        let cp = Checkpoint {
+            node: self.id.clone(),
+            pos: head.pos,
+            head: head.hash,
+            at: Timestamp::now(),
+        }
+        .sign(&self.node_key);
+        self.store.put_checkpoint(&cp).await?;
+        let mut own = lock(&self.own_checkpoint);
+        // Two writers may race (the checkpoint task and a shutdown): keep the latest.
+        if own
+            .as_ref()
+            .is_none_or(|c| c.checkpoint.pos <= cp.checkpoint.pos)
+        {
+            *own = Some(cp.clone());
+        }
+        debug!(node = %self.id, pos = head.pos, "log checkpoint signed");
+        Ok(Some(cp))
+    }
+
+    /// Witnesses `peer`'s signed checkpoint: verifies it against the node registry,
+    /// compares it with the latest one witnessed from `peer` and keeps it when it is newer
+    /// and consistent; raises an alarm (logged as an error, listed by
+    /// [`NodeContext::witness_alarms`]) when the signature does not verify or the peer's log
+    /// was rolled back or forked. A checkpoint older than the one witnessed (an earlier
+    /// statement delivered late) is ignored.
+    pub async fn witness(&self, peer: &NodeId, cp: SignedCheckpoint) {
+        let reported = &cp.checkpoint;
+        if reported.node != *peer {
+            warn!(node = %self.id, %peer, named = %reported.node, "checkpoint of another node ignored");
+            return;
+        }
+        if let Err(e) = cp.verify(&self.nodes) {
+            return self.alarm(
+                peer,
+                WitnessAlarmKind::BadSignature {
+                    detail: e.to_string(),
+                },
+            );
+        }
+        let cached = lock(&self.witnessed).get(peer).cloned();
+        let latest = match cached {
+            Some(latest) => latest,
+            None => match self.store.checkpoints(peer).await {
+                Ok(list) => {
+                    let latest = list.into_iter().next_back().map(|c| c.checkpoint);
+                    lock(&self.witnessed).insert(peer.clone(), latest.clone());
+                    latest
+                }
+                Err(e) => {
+                    warn!(node = %self.id, %peer, error = %e, "witnessed checkpoints not readable");
+                    None
+                }
+            },
+        };
+        if let Some(w) = &latest {
+            match Witnessed::compare(w, reported) {
+                Witnessed::Consistent if reported.pos == w.pos => return,
+                Witnessed::Consistent => {}
+                Witnessed::RolledBack { .. } if reported.at <= w.at => {
+                    debug!(node = %self.id, %peer, pos = reported.pos, "older checkpoint delivered late; ignored");
+                    return;
+                }
+                Witnessed::RolledBack {
+                    witnessed,
+                    reported,
+                } => {
+                    return self.alarm(
+                        peer,
+                        WitnessAlarmKind::RolledBack {
+                            witnessed,
+                            reported,
+                        },
+                    )
+                }
+                Witnessed::Forked { pos } => {
+                    return self.alarm(peer, WitnessAlarmKind::Forked { pos })
+                }
+            }
+        }
+        if let Err(e) = self.store.put_checkpoint(&cp).await {
+            warn!(node = %self.id, %peer, pos = reported.pos, error = %e, "witnessed checkpoint not stored");
+            return;
+        }
+        lock(&self.witnessed).insert(peer.clone(), Some(reported.clone()));
+    }
+
+    fn alarm(&self, peer: &NodeId, kind: WitnessAlarmKind) {
+        let alarm = WitnessAlarm {
+            node: peer.clone(),
+            kind,
+            at: Timestamp::now(),
+        };
+        {
+            let mut alarms = lock(&self.alarms);
+            if alarms
+                .iter()
+                .any(|a| a.node == alarm.node && a.kind == alarm.kind)
+            {
+                return;
+            }
+            error!(node = %self.id, %peer, alarm = %alarm, "witness alarm: a peer's log does not hold what it signed");
+            alarms.push(alarm);
+        }
+        self.sync_moved();
+    }
+
+    /// The witness alarms raised here, oldest first.
+    pub fn witness_alarms(&self) -> Vec<WitnessAlarm> {
+        lock(&self.alarms).clone()
+    }
+
+    /// The first alarm raised about `node`, if any.
+    pub fn alarm_about(&self, node: &NodeId) -> Option<WitnessAlarm> {
+        lock(&self.alarms).iter().find(|a| &a.node == node).cloned()
     }
 }

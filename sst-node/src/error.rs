@@ -71,6 +71,26 @@ pub enum NodeError {
         /// What is wrong.
         reason: String,
     },
+    /// The node's key is not the key the node registry holds for this node (or the registry
+    /// does not name it): its receipts and checkpoints would not verify anywhere.
+    #[error("node {node}: its node key is not the key registered for it in the node registry")]
+    NodeKeyNotRegistered {
+        /// This node.
+        node: NodeId,
+    },
+    /// The node's own hash-chained log, or its latest own checkpoint, does not verify: its
+    /// database was changed behind its back. The node refuses to start on it.
+    #[error(
+        "node {node} refuses to start: its log does not verify: {}",
+        .findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    LogDoesNotVerify {
+        /// This node.
+        node: NodeId,
+        /// What does not verify ([`sst_core::verify_log`]'s findings about the log chain, the
+        /// rows it binds and the checkpoints), each naming the table, the rule and the row.
+        findings: Vec<sst_core::Finding>,
+    },
     /// The node's sequencer is not running (node shut down or crashed).
     #[error("node {0} is stopped")]
     Stopped(NodeId),

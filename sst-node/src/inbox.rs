@@ -55,8 +55,10 @@ pub(crate) async fn run(
                     change,
                 },
                 Inbound::Rejected(r) => JobKind::Rejected {
+                    from: from.clone(),
                     signed: r.signed,
                     reason: r.reason,
+                    receipt: r.receipt,
                 },
                 Inbound::Refused(IntentRefused { event, reason }) => {
                     warn!(%event, peer = %from, reason = reason.code(), "intent refused by its sequencing node");

@@ -44,6 +44,14 @@
 //!   against the key valid at its position. [`Node::register_actor`] stays an out-of-band
 //!   directory update (not in the log), for introducing actors.
 //!
+//! - **Tamper evidence** ([`NodeConfig::node_key`], [`NodeConfig::registry`]): the node that
+//!   sequences an event signs a receipt over its outcome, stored with the record everywhere;
+//!   replicas refuse changes without a valid one. The node signs checkpoints of its
+//!   hash-chained log (throttled, and at idle and [`Node::shutdown`]); peers witness them and
+//!   raise a [`WitnessAlarm`] on a rolled-back or forked log ([`Node::witness_alarms`],
+//!   [`SyncStatus::witness_alarms`]). [`Node::start`] refuses a store whose own log or latest
+//!   checkpoint does not verify ([`NodeError::LogDoesNotVerify`]).
+//!
 //! ## Disclosure rules
 //! Create and change events carry salted section hashes in their signed payload
 //! ([`sst_core::CreatePayload`], [`sst_core::ChangePayload`]); plaintext and salt travel beside the event as
@@ -55,6 +63,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod build;
+mod checkpoint;
 mod context;
 pub mod contract;
 pub mod contracts;
@@ -73,7 +82,8 @@ pub use contract::{Call, Contract, ContractError, ContractRegistry, Sections, MI
 pub use error::{NodeError, RecordProblem};
 pub use message::{
     Acknowledged, AppliedChange, ForwardedIntent, Intent, IntentRefused, NodeSync,
-    ProtocolEnvelope, Rejection, ReplicaRefusal, SyncStatus, Verdict,
+    ProtocolEnvelope, Rejection, ReplicaRefusal, SyncStatus, Verdict, WitnessAlarm,
+    WitnessAlarmKind,
 };
 pub use node::{Node, NodeConfig};
 pub use sync::{Admission, HomeMessage, HomeSync, Inbound, Route, SyncProtocol, SyncRegistry};

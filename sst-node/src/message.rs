@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sst_core::{
     ActorChange, ActorId, ContractRef, Disclosure, EventId, NodeId, Outcome, Parties, PublicKey,
-    Refusal, RejectReason, SectionHash, SignedEvent, StateId, StateRoot,
+    Refusal, RejectReason, SectionHash, SequencingReceipt, SignedEvent, StateId, StateRoot,
+    Timestamp,
 };
 
 /// A change an actor asks its node to make. The node builds, sequences and signs the event.
@@ -147,6 +148,11 @@ pub struct AppliedChange {
     pub version: u64,
     /// Resulting root.
     pub root: StateRoot,
+    /// The sequencing node's signature over `(event, state, applied version and root)`; a
+    /// receiver refuses a change without a receipt that verifies under the sequencing node's
+    /// registered key, and stores it unchanged with the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<SequencingReceipt>,
 }
 
 /// A signed intent and the plaintext + salt of the sections it writes, as its initiating
@@ -168,6 +174,9 @@ pub struct Rejection {
     pub signed: SignedEvent,
     /// Why.
     pub reason: RejectReason,
+    /// The sequencing node's signature over the rejection (checked, then stored with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<SequencingReceipt>,
 }
 
 /// An intent its sequencing node could not record at all (e.g. its origin sequence was
@@ -271,6 +280,73 @@ pub struct SyncStatus {
     /// Every participant node this node knows about, except the home: on the home node, the
     /// other participant nodes; elsewhere, this node only.
     pub nodes: Vec<NodeSync>,
+    /// Every witness alarm this node raised (about any peer): a peer whose signed log
+    /// checkpoints show a rolled-back or forked log, or whose checkpoint signature does not
+    /// verify. Changes sequenced by an alarmed node are refused (`bad_receipt`).
+    pub witness_alarms: Vec<WitnessAlarm>,
+}
+
+/// What a node found wrong when it compared a peer's signed log checkpoint with the latest
+/// one it witnessed from that peer ([`crate::Node::witness_alarms`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WitnessAlarm {
+    /// The peer whose log is in question.
+    pub node: NodeId,
+    /// What is wrong.
+    pub kind: WitnessAlarmKind,
+    /// When this node raised it.
+    pub at: Timestamp,
+}
+
+/// The kind of a [`WitnessAlarm`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WitnessAlarmKind {
+    /// The peer now reports a shorter log than it signed before: its tail was cut or rolled
+    /// back (e.g. restarted on a truncated database).
+    RolledBack {
+        /// Position witnessed before.
+        witnessed: u64,
+        /// Position reported now.
+        reported: u64,
+    },
+    /// The peer signed two different heads at the same position.
+    Forked {
+        /// The position.
+        pos: u64,
+    },
+    /// The peer's checkpoint does not verify under its registered node key.
+    BadSignature {
+        /// Why.
+        detail: String,
+    },
+}
+
+impl std::fmt::Display for WitnessAlarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            WitnessAlarmKind::RolledBack {
+                witnessed,
+                reported,
+            } => write!(
+                f,
+                "node {}'s log was rolled back: it signed position {witnessed} before and \
+                 reports {reported} now",
+                self.node
+            ),
+            WitnessAlarmKind::Forked { pos } => write!(
+                f,
+                "node {} signed two different log heads at position {pos}",
+                self.node
+            ),
+            WitnessAlarmKind::BadSignature { detail } => write!(
+                f,
+                "node {}'s log checkpoint does not verify: {detail}",
+                self.node
+            ),
+        }
+    }
 }
 
 impl SyncStatus {

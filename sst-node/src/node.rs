@@ -10,17 +10,18 @@ use std::time::Duration;
 
 use sst_core::{
     Actor, ActorId, ActorKey, ContractRecord, Disclosure, EventFilter, EventId, HashAlg, NodeId,
-    Outcome, Refusal, SignedEvent, State, StateId, Store,
+    NodeKey, NodeRegistry, Outcome, Refusal, SignedCheckpoint, SignedEvent, State, StateId, Store,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::checkpoint;
 use crate::context::NodeContext;
 use crate::contract::ContractRegistry;
 use crate::error::NodeError;
 use crate::inbox;
-use crate::message::{Intent, NodeSync, ReplicaRefusal, SyncStatus, Verdict};
+use crate::message::{Intent, NodeSync, ReplicaRefusal, SyncStatus, Verdict, WitnessAlarm};
 use crate::sequencer::{self, Job, JobKind};
 use crate::sync::SyncRegistry;
 use crate::transport::outbox::Outbox;
@@ -44,20 +45,46 @@ pub struct NodeConfig {
     /// highest origin sequence each recorded for this node) before it sequences anything;
     /// unreachable peers are not waited for.
     pub handshake_timeout: Duration,
+    /// This node's key: it signs the receipts of the events this node sequences and the
+    /// checkpoints of its log. Its public half must be this node's entry in `registry`.
+    pub node_key: Arc<NodeKey>,
+    /// The network's node keys (node id → public key), from configuration — never from the
+    /// store: receipts and checkpoints of peers are checked against it.
+    pub registry: NodeRegistry,
+    /// Least time between two log checkpoints while the node is busy (one is always signed
+    /// once the log stops growing, and at [`Node::shutdown`]).
+    pub checkpoint_interval: Duration,
 }
 
 impl NodeConfig {
     /// Defaults: BLAKE3, batches of up to 256 jobs, 65 536 queued messages per peer, the
-    /// default [`crate::HomeSync`] protocol for every contract, a 5 s start handshake.
+    /// default [`crate::HomeSync`] protocol for every contract, a 5 s start handshake, a
+    /// checkpoint at most every 200 ms, and a **freshly generated node key with a registry
+    /// naming only this node** — enough for a node alone; a network gives every node its key
+    /// and the one shared registry with [`NodeConfig::with_key`].
     pub fn new(id: impl Into<NodeId>) -> Self {
+        let id = id.into();
+        let node_key = NodeKey::generate();
+        let registry = NodeRegistry::new().with(id.clone(), node_key.public_key());
         NodeConfig {
-            id: id.into(),
+            id,
             alg: HashAlg::Blake3,
             max_batch: 256,
             outbox_capacity: 1 << 16,
             protocols: SyncRegistry::default(),
             handshake_timeout: Duration::from_secs(5),
+            node_key: Arc::new(node_key),
+            registry,
+            checkpoint_interval: Duration::from_millis(200),
         }
+    }
+
+    /// This node's key and the network's node registry (which must name this node with
+    /// `key`'s public half: [`Node::start`] checks it).
+    pub fn with_key(mut self, key: impl Into<Arc<NodeKey>>, registry: NodeRegistry) -> Self {
+        self.node_key = key.into();
+        self.registry = registry;
+        self
     }
 }
 
@@ -94,11 +121,18 @@ impl Node {
     /// that no origin sequence this node used before a crash — possibly recorded only on the
     /// peer it forwarded the intent to — is used again.
     ///
+    /// Before anything else it checks its own log ([`sst_core::verify_log`]): the hash chain,
+    /// the rows it binds and its latest own checkpoint; it then signs a checkpoint of its log
+    /// head and sends it to its peers first, so that a node restarted on a truncated
+    /// database is caught by the peers that witnessed more.
+    ///
     /// # Errors
     /// [`NodeError::Store`] when the store cannot be migrated or read;
-    /// [`NodeError::ContractRecord`] / [`NodeError::ContractChanged`] when a stored contract
-    /// record does not verify or differs from the code `registry` holds for it
-    /// ([`crate::contract::check_deployed`]).
+    /// [`NodeError::NodeKeyNotRegistered`] when the configured key is not this node's key in
+    /// the configured registry; [`NodeError::LogDoesNotVerify`] naming what does not verify
+    /// in its log; [`NodeError::ContractRecord`] / [`NodeError::ContractChanged`] when a
+    /// stored contract record does not verify or differs from the code `registry` holds for
+    /// it ([`crate::contract::check_deployed`]).
     pub async fn start(
         config: NodeConfig,
         store: Arc<dyn Store>,
@@ -107,7 +141,15 @@ impl Node {
         inbox: Inbox,
     ) -> Result<Node, NodeError> {
         store.migrate().await?;
+        // The contract check first: it names the contract and what is wrong with its record.
         crate::contract::check_deployed(store.as_ref(), &registry).await?;
+        checkpoint::check_own_log(
+            store.as_ref(),
+            &config.id,
+            &config.node_key,
+            &config.registry,
+        )
+        .await?;
         let handshake_timeout = config.handshake_timeout;
         let sync = Arc::new(config.protocols);
         let reconnect = sync.protocols().filter_map(|p| p.reconnect()).collect();
@@ -117,6 +159,7 @@ impl Node {
             NodeContext::load(
                 config.id,
                 config.alg,
+                (config.node_key, config.registry),
                 store,
                 registry,
                 outbox,
@@ -134,11 +177,18 @@ impl Node {
             max_batch,
         ));
         let reader = tokio::spawn(inbox::run(ctx.clone(), sync.clone(), jobs.clone(), inbox));
+        // The start checkpoint: what the handshake tells the peers this node's log holds.
+        ctx.checkpoint().await?;
+        let checkpoints = tokio::spawn(checkpoint::run(
+            ctx.clone(),
+            sync.clone(),
+            config.checkpoint_interval,
+        ));
         let node = Node {
             ctx,
             sync,
             jobs,
-            tasks: vec![writer, reader],
+            tasks: vec![writer, reader, checkpoints],
         };
         node.resync().await?;
         let silent = node.ctx.await_answers(handshake_timeout).await;
@@ -154,6 +204,46 @@ impl Node {
     /// This node's id.
     pub fn id(&self) -> &NodeId {
         self.ctx.id()
+    }
+
+    /// Stops the node's tasks, then signs and stores a last checkpoint of its log head (a
+    /// dropped node stops the same way, without that checkpoint).
+    ///
+    /// # Errors
+    /// Store errors while writing the checkpoint.
+    pub async fn shutdown(mut self) -> Result<Option<SignedCheckpoint>, NodeError> {
+        for t in self.tasks.drain(..) {
+            t.abort();
+            if let Err(e) = t.await {
+                if !e.is_cancelled() {
+                    warn!(node = %self.ctx.id(), error = %e, "node task failed");
+                }
+            }
+        }
+        self.ctx.checkpoint().await?;
+        Ok(self.ctx.own_checkpoint())
+    }
+
+    /// Signs and stores a checkpoint of this node's log head now (if it moved since the last
+    /// one) and sends it to the peers; returns the latest checkpoint.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn checkpoint(&self) -> Result<Option<SignedCheckpoint>, NodeError> {
+        checkpoint::checkpoint_and_publish(&self.ctx, &self.sync).await;
+        Ok(self.ctx.own_checkpoint())
+    }
+
+    /// The alarms this node raised about its peers' logs (a rolled-back or forked log, a
+    /// checkpoint that does not verify), oldest first. Changes sequenced by an alarmed node
+    /// are refused here (`bad_receipt`) until this node restarts.
+    pub fn witness_alarms(&self) -> Vec<WitnessAlarm> {
+        self.ctx.witness_alarms()
+    }
+
+    /// The network's node registry this node checks receipts and checkpoints against.
+    pub fn node_registry(&self) -> &NodeRegistry {
+        self.ctx.node_registry()
     }
     /// This node's store.
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -378,6 +468,7 @@ impl Node {
                 home: r.from_node.clone(),
                 version: 0,
                 nodes: vec![NodeSync::new(me, 0, own_refusal)],
+                witness_alarms: self.ctx.witness_alarms(),
             }));
         };
         let home = self.ctx.home_of(state).await?.unwrap_or_else(|| me.clone());
@@ -396,6 +487,7 @@ impl Node {
             home,
             version: held.version,
             nodes,
+            witness_alarms: self.ctx.witness_alarms(),
         }))
     }
 

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use sst_core::{
     ActorChange, CommitBatch, CommitItem, ConflictKind, Disclosure, EventKind, EventRecord, NodeId,
-    OriginSeq, Outcome, Refusal, RejectReason, SignedEvent, State, StateId, StoreError, Timestamp,
+    OriginSeq, Outcome, Refusal, RejectReason, SequencingReceipt, SignedEvent, State, StateId,
+    StoreError, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
@@ -65,10 +66,12 @@ pub(crate) enum JobKind {
         from: NodeId,
         change: Box<AppliedChange>,
     },
-    /// A home node rejected one of this node's intents.
+    /// A home node (`from`) rejected one of this node's intents.
     Rejected {
+        from: NodeId,
         signed: SignedEvent,
         reason: RejectReason,
+        receipt: Option<SequencingReceipt>,
     },
 }
 
@@ -394,7 +397,10 @@ impl Writer {
         let mut attempt = 0u32;
         loop {
             match self.ctx.store().commit(batch.clone()).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.ctx.log_moved();
+                    return Ok(());
+                }
                 Err(e) if e.is_retryable() && attempt < 3 => {
                     attempt += 1;
                     debug!(attempt, error = %e, "retrying a commit");
@@ -605,19 +611,47 @@ impl Writer {
                 self.sequence(&signed, &disclosures, ov).await
             }
             JobKind::Replicate { from, change } => self.replicate(from, change, ov).await,
-            JobKind::Rejected { signed, reason } => {
+            JobKind::Rejected {
+                from,
+                signed,
+                reason,
+                receipt,
+            } => {
                 let ok = signed.event.origin_node == *self.ctx.id() && signed.verify_id().is_ok();
                 if !ok || self.ctx.store().event(&signed.id).await?.is_some() {
                     return Ok(Planned::default());
+                }
+                let outcome = Outcome::Rejected {
+                    reason: reason.clone(),
+                };
+                let checked = self.ctx.check_receipt(
+                    receipt.as_ref(),
+                    from,
+                    &signed.id,
+                    &signed.event.state_id,
+                    &outcome,
+                );
+                if let Err(bad) = checked {
+                    // Not recorded: the rejection is not what its sequencing node signed.
+                    warn!(
+                        node = %self.ctx.id(), event = %signed.id, peer = %from, detail = ?bad,
+                        "rejection from the sequencing node not recorded: bad receipt"
+                    );
+                    return Ok(Planned {
+                        verdict: Some(Ok(Verdict::Refused {
+                            event: signed.id,
+                            reason: bad,
+                        })),
+                        ..Default::default()
+                    });
                 }
                 Ok(Planned {
                     item: Some(CommitItem {
                         event: EventRecord {
                             signed: signed.clone(),
                             disclosures: BTreeMap::new(),
-                            outcome: Outcome::Rejected {
-                                reason: reason.clone(),
-                            },
+                            outcome,
+                            receipt: receipt.clone(),
                         },
                         state: None,
                     }),
@@ -711,11 +745,27 @@ impl Writer {
                     reason: "an actor change is sequenced by the actor's own node".into(),
                 })
             };
-            return Ok(Self::actor_planned(signed, checked, true));
+            let mut planned = Self::actor_planned(signed, checked, true);
+            self.sign_receipt(&mut planned);
+            return Ok(planned);
         }
         let cur = self.current(ov, &signed.event.state_id).await?;
         let eval = pipeline::sequence(&self.ctx, signed, disclosures, cur.as_ref());
-        Ok(self.planned(signed, eval, ov, true))
+        let mut planned = self.planned(signed, eval, ov, true);
+        self.sign_receipt(&mut planned);
+        Ok(planned)
+    }
+
+    /// This node sequenced the planned item: it signs the receipt over its outcome.
+    fn sign_receipt(&self, planned: &mut Planned) {
+        if let Some(item) = &mut planned.item {
+            let r = &mut item.event;
+            r.receipt = Some(self.ctx.sign_receipt(
+                &r.signed.id,
+                &r.signed.event.state_id,
+                &r.outcome,
+            ));
+        }
     }
 
     /// The commit item of a checked actor change: applied with version 0 and no state, or
@@ -742,6 +792,7 @@ impl Writer {
                     signed: signed.clone(),
                     disclosures: BTreeMap::new(),
                     outcome,
+                    receipt: None,
                 },
                 state: None,
             }),
@@ -791,8 +842,29 @@ impl Writer {
                 reason: "an actor change is applied with version 0 and the event id as root".into(),
             });
         }
+        // Sequenced by the actor's own node, whoever relays it.
+        let outcome = Outcome::Applied {
+            version: ch.version,
+            root: ch.root,
+        };
+        let sequencer = &ch.signed.event.origin_node;
+        if let Err(reason) = self.ctx.check_receipt(
+            ch.receipt.as_ref(),
+            sequencer,
+            &id,
+            &ch.signed.event.state_id,
+            &outcome,
+        ) {
+            return refused(reason);
+        }
         match pipeline::check_actor_change(&self.ctx, &ch.signed) {
-            Ok(actor) => Ok(Self::actor_planned(&ch.signed, Ok(actor), false)),
+            Ok(actor) => {
+                let mut planned = Self::actor_planned(&ch.signed, Ok(actor), false);
+                if let Some(item) = &mut planned.item {
+                    item.event.receipt = ch.receipt.clone();
+                }
+                Ok(planned)
+            }
             Err(reason) => refused(reason),
         }
     }
@@ -813,6 +885,7 @@ impl Writer {
                         version: state.version,
                         root: state.root,
                     },
+                    receipt: None,
                 },
                 Some(*state),
             ),
@@ -821,6 +894,7 @@ impl Writer {
                     signed: signed.clone(),
                     disclosures: BTreeMap::new(),
                     outcome: Outcome::Rejected { reason },
+                    receipt: None,
                 },
                 None,
             ),
@@ -915,9 +989,28 @@ impl Writer {
             }
             Admission::Refuse { reason, send } => return Ok(refused(reason, send)),
         }
+        // The home (the sender, as `admit` checked) signed this outcome; the pipeline below
+        // checks that the version and root it signed are what this node rebuilds.
+        let outcome = Outcome::Applied {
+            version: ch.version,
+            root: ch.root,
+        };
+        let receipt = self.ctx.check_receipt(
+            ch.receipt.as_ref(),
+            from,
+            &ch.signed.id,
+            &e.state_id,
+            &outcome,
+        );
+        if let Err(reason) = receipt {
+            return Ok(refused(reason, Vec::new()));
+        }
         match pipeline::replicate(&self.ctx, ch, cur.as_ref()) {
             eval @ Eval::Apply { .. } => {
                 let mut planned = self.planned(&ch.signed, eval, ov, false);
+                if let Some(item) = &mut planned.item {
+                    item.event.receipt = ch.receipt.clone();
+                }
                 planned.ack = Some((from.clone(), e.state_id.clone(), ch.version));
                 Ok(planned)
             }

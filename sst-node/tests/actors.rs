@@ -350,12 +350,21 @@ async fn start_repairs_a_directory_behind_the_log() -> anyhow::Result<()> {
     };
     let signed = SignedEvent::sign(e, &old_key);
     let root = ActorChange::root(signed.id);
+    let outcome = Outcome::Applied { version: 0, root };
+    let receipt = sst_core::SequencingReceipt::sign(
+        buyer.node.clone(),
+        &common::node_key("buyer"),
+        &signed.id,
+        &signed.event.state_id,
+        &outcome,
+    );
     store
         .commit(CommitBatch::new(vec![CommitItem {
             event: EventRecord {
                 signed,
                 disclosures: BTreeMap::new(),
-                outcome: Outcome::Applied { version: 0, root },
+                outcome,
+                receipt: Some(receipt),
             },
             state: None,
         }]))
@@ -365,7 +374,7 @@ async fn start_repairs_a_directory_behind_the_log() -> anyhow::Result<()> {
     let net = sst_node::InProcessNetwork::new();
     let (transport, inbox) = net.join("buyer");
     let node = sst_node::Node::start(
-        sst_node::NodeConfig::new("buyer"),
+        common::config("buyer"),
         store.clone(),
         common::registry(false),
         transport,

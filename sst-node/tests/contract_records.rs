@@ -11,7 +11,7 @@ use anyhow::{ensure, Context};
 use common::{actor, create_deal, sqlite_store, values, who, Cluster, TempDir, ROLES};
 use serde_json::json;
 use sst_core::{ActorKey, ContractRecord, ContractRef, HashAlg, RejectReason};
-use sst_node::{InProcessNetwork, Intent, Node, NodeConfig, NodeError, RecordProblem};
+use sst_node::{Intent, Node, NodeError, RecordProblem};
 
 fn deal() -> ContractRef {
     ContractRef::new("real-estate-deal", 1)
@@ -74,19 +74,7 @@ async fn network_then_stop(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
 /// Restarts the seller on its file; on success the inspector (restarted too) tries the
 /// forbidden price change the tampered policy would allow.
 async fn restart_seller(path: &Path) -> Result<Node, NodeError> {
-    let net = InProcessNetwork::new();
-    let (transport, inbox) = net.join("seller");
-    let store = sqlite_store(path)
-        .await
-        .map_err(|e| NodeError::Invalid(e.to_string()))?;
-    Node::start(
-        NodeConfig::new("seller"),
-        store,
-        common::registry(false),
-        transport,
-        inbox,
-    )
-    .await
+    common::restart_on_file("seller", path).await
 }
 
 /// No event in the file applied a price change by the inspector.

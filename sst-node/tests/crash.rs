@@ -15,7 +15,8 @@ use common::{deal_parties, values, who, Cluster, TempDir};
 use serde_json::json;
 use sst_core::{
     Actor, ActorId, CommitBatch, CommitReceipt, ContractRecord, ContractRef, EventFilter, EventId,
-    EventRecord, NodeId, OriginSeq, State, StateId, Store, StoreError,
+    EventRecord, LogEntry, LogHead, NodeId, OriginSeq, SignedCheckpoint, State, StateId, Store,
+    StoreError,
 };
 use sst_node::{Intent, NodeError, Verdict};
 
@@ -112,6 +113,18 @@ impl Store for FailingStore {
     }
     async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {
         self.inner.contracts().await
+    }
+    async fn log(&self, after: u64, limit: Option<usize>) -> Result<Vec<LogEntry>, StoreError> {
+        self.inner.log(after, limit).await
+    }
+    async fn log_head(&self) -> Result<LogHead, StoreError> {
+        self.inner.log_head().await
+    }
+    async fn put_checkpoint(&self, c: &SignedCheckpoint) -> Result<(), StoreError> {
+        self.inner.put_checkpoint(c).await
+    }
+    async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError> {
+        self.inner.checkpoints(node).await
     }
 }
 

@@ -183,7 +183,7 @@ async fn changed_contract_code_under_the_same_version_refuses_start_and_says_bum
     let edited = ContractRegistry::new().with(EditedDeal);
     let (transport, inbox) = net.join("seller");
     let err = sst_node::Node::start(
-        sst_node::NodeConfig::new("seller"),
+        common::config("seller"),
         store,
         edited.clone(),
         transport,

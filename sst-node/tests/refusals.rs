@@ -11,7 +11,7 @@ use anyhow::{ensure, Context};
 use common::{actor, create_two_party_deal, registry, values, who, Cluster};
 use serde_json::json;
 use sst_core::{ActorId, ContractRef, HashAlg, MemoryStore, NodeId, RejectReason, StateId, Store};
-use sst_node::{Delivery, InProcessNetwork, Inbox, Intent, Node, NodeConfig, NodeError};
+use sst_node::{Delivery, InProcessNetwork, Inbox, Intent, Node, NodeError};
 use tokio::sync::mpsc;
 
 fn deal() -> ContractRef {
@@ -221,7 +221,7 @@ async fn a_create_and_a_change_resent_together_are_applied_in_one_batch() -> any
     let seller = Cluster::start_node(&net, "seller", memory(), registry(false), &[deal()]).await?;
     let (gate, transport, inbox) = Gate::join(&net, "buyer");
     let buyer = Cluster::start_node_on(
-        NodeConfig::new("buyer"),
+        common::config("buyer"),
         memory(),
         registry(false),
         &[],
@@ -268,7 +268,7 @@ async fn an_actor_unknown_on_a_replica_is_refused_and_retried_once_registered() 
     // The buyer's node knows only its own actor (and deploys the contract as that actor).
     let (transport, inbox) = net.join("buyer");
     let buyer = Node::start(
-        NodeConfig::new("buyer"),
+        common::config("buyer"),
         memory(),
         registry(false),
         transport,

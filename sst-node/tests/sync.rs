@@ -58,7 +58,7 @@ async fn blocked_peer(outbox_capacity: usize, n: u32) -> anyhow::Result<()> {
         Cluster::memory_stores(),
         |role: &str| NodeConfig {
             outbox_capacity,
-            ..NodeConfig::new(role)
+            ..common::config(role)
         },
         |role: &str, inner| {
             if role == "seller" {
@@ -256,6 +256,7 @@ impl SyncProtocol for DirectSync {
                 let m = DirectMessage::Rejected(Rejection {
                     signed: record.signed.clone(),
                     reason: reason.clone(),
+                    receipt: record.receipt.clone(),
                 });
                 out.push((record.event().origin_node.clone(), encode(self, &m)?));
             }
@@ -303,7 +304,7 @@ async fn a_second_protocol_runs_beside_the_home_protocol() -> anyhow::Result<()>
         Cluster::memory_stores(),
         |role: &str| NodeConfig {
             protocols: SyncRegistry::default().route("rfq", direct[role].clone()),
-            ..NodeConfig::new(role)
+            ..common::config(role)
         },
         |_: &str, t| t,
     )

@@ -35,6 +35,12 @@
 //!   nothing before every reachable peer answered; should a forwarded intent still hit a
 //!   taken sequence, the home asks for it again under a fresh one
 //!   ([`HomeMessage::Resequence`]) instead of refusing it.
+//! - **receipts and witnesses**: every applied change and rejection carries the home's signed
+//!   [`sst_core::SequencingReceipt`]; a receiver refuses (records and reports, `bad_receipt`)
+//!   a change whose receipt is missing, signed by another node or not verifying under the
+//!   registry, and stores it unchanged otherwise. Nodes send their signed log checkpoints
+//!   ([`HomeMessage::Checkpoint`]) after they sign one, first in their start handshake, and
+//!   in answer to a `Hello`; the receiver witnesses them ([`NodeContext::witness`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -44,7 +50,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sst_core::{
     CommitItem, Disclosure, EventFilter, EventId, EventKind, EventRecord, NodeId, OriginSeq,
-    Outcome, OutcomeKind, Refusal, RejectReason, SignedEvent, State, StateId,
+    Outcome, OutcomeKind, Refusal, RejectReason, SignedCheckpoint, SignedEvent, State, StateId,
 };
 use tracing::{debug, warn};
 
@@ -103,6 +109,10 @@ pub enum HomeMessage {
         /// That sequence (0: none).
         last: OriginSeq,
     },
+    /// A node's latest signed log checkpoint, sent after it signs one and in the start
+    /// handshake (and in answer to a `Hello`): the receiver verifies it against the node
+    /// registry and compares it with the latest it witnessed from the sender.
+    Checkpoint(SignedCheckpoint),
     /// The home found the origin sequence of a forwarded intent taken by another event of
     /// the same origin node: the origin builds the intent again with a sequence above `above`.
     Resequence {
@@ -173,7 +183,22 @@ impl HomeSync {
             effects: BTreeMap::new(),
             version,
             root,
+            receipt: record.receipt.clone(),
         }))
+    }
+
+    /// The rejection of `record` as its initiator learns it (with the receipt).
+    fn rejection(record: &EventRecord, reason: &RejectReason) -> HomeMessage {
+        HomeMessage::Rejected(Rejection {
+            signed: record.signed.clone(),
+            reason: reason.clone(),
+            receipt: record.receipt.clone(),
+        })
+    }
+
+    /// This node's latest checkpoint, as a message (none before the first one).
+    fn own_checkpoint(ctx: &NodeContext) -> Option<HomeMessage> {
+        ctx.own_checkpoint().map(HomeMessage::Checkpoint)
     }
 
     /// What this node holds, as a catch-up request to its peers.
@@ -251,10 +276,7 @@ impl HomeSync {
                 .await?;
             for rec in rejected {
                 if let Outcome::Rejected { reason } = &rec.outcome {
-                    out.push(HomeMessage::Rejected(Rejection {
-                        signed: rec.signed.clone(),
-                        reason: reason.clone(),
-                    }));
+                    out.push(Self::rejection(&rec, reason));
                 }
             }
         }
@@ -354,6 +376,10 @@ impl SyncProtocol for HomeSync {
             HomeMessage::Rejected(rejection) => vec![Inbound::Rejected(rejection)],
             HomeMessage::Refused(refusal) => vec![Inbound::Refused(refusal)],
             HomeMessage::Hello => {
+                // The (re)started node witnesses this node's log too.
+                if let Some(m) = Self::own_checkpoint(ctx) {
+                    ctx.send(from, m.envelope()?);
+                }
                 ctx.send(from, Self::catch_up_request(ctx).await?.envelope()?);
                 // A restarted home learns again why this node is behind.
                 for r in Self::stored_refusals(ctx).await {
@@ -401,6 +427,10 @@ impl SyncProtocol for HomeSync {
             HomeMessage::OriginSeen { last } => {
                 ctx.note_origin_used(last.0);
                 ctx.answered(from);
+                Vec::new()
+            }
+            HomeMessage::Checkpoint(cp) => {
+                ctx.witness(from, cp).await;
                 Vec::new()
             }
             HomeMessage::Resequence { event, above } => vec![Inbound::Resequence { event, above }],
@@ -476,10 +506,7 @@ impl SyncProtocol for HomeSync {
                 }
             }
             (Outcome::Rejected { reason }, _) if e.origin_node != *ctx.id() => {
-                let m = HomeMessage::Rejected(Rejection {
-                    signed: record.signed.clone(),
-                    reason: reason.clone(),
-                });
+                let m = Self::rejection(record, reason);
                 out.push((e.origin_node.clone(), m.envelope()?));
                 if let RejectReason::StaleBase {
                     expected_version,
@@ -514,10 +541,7 @@ impl SyncProtocol for HomeSync {
     ) -> Result<Vec<ProtocolEnvelope>, NodeError> {
         let e = record.event();
         let message = match &record.outcome {
-            Outcome::Rejected { reason } => Some(HomeMessage::Rejected(Rejection {
-                signed: record.signed.clone(),
-                reason: reason.clone(),
-            })),
+            Outcome::Rejected { reason } => Some(Self::rejection(record, reason)),
             Outcome::Applied { version, .. } => {
                 let state = if e.kind == EventKind::Create || *version > 0 {
                     ctx.store().state_at(&e.state_id, *version).await?
@@ -547,14 +571,32 @@ impl SyncProtocol for HomeSync {
     async fn start(&self, ctx: &NodeContext) -> Result<Vec<(NodeId, ProtocolEnvelope)>, NodeError> {
         let catch_up = Self::catch_up_request(ctx).await?.envelope()?;
         let hello = HomeMessage::Hello.envelope()?;
+        // Peers witness this node's log head first: a node restarted on a truncated
+        // database is caught before it sequences anything.
+        let checkpoint = Self::own_checkpoint(ctx)
+            .map(|m| m.envelope())
+            .transpose()?;
         let peers = ctx.peers();
         // Nothing is sequenced before each reachable peer said which origin sequences of
         // this node it recorded (an answer to the catch-up request).
         ctx.expect_answers(peers.clone());
         Ok(peers
             .into_iter()
-            .flat_map(|peer| [(peer.clone(), catch_up.clone()), (peer, hello.clone())])
+            .flat_map(|peer| {
+                let cp = checkpoint.clone().map(|m| (peer.clone(), m));
+                cp.into_iter()
+                    .chain([(peer.clone(), catch_up.clone()), (peer, hello.clone())])
+            })
             .collect())
+    }
+
+    fn witness(
+        &self,
+        checkpoint: &SignedCheckpoint,
+    ) -> Result<Option<ProtocolEnvelope>, NodeError> {
+        HomeMessage::Checkpoint(checkpoint.clone())
+            .envelope()
+            .map(Some)
     }
 
     fn reconnect(&self) -> Option<ProtocolEnvelope> {

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sst_core::{
     CommitItem, ContractRef, Disclosure, EventId, EventRecord, NodeId, OriginSeq, Refusal,
-    RejectReason, SignedEvent, State, StateId,
+    RejectReason, SignedCheckpoint, SignedEvent, State, StateId,
 };
 
 use crate::context::{NodeContext, ProtocolChoice};
@@ -201,6 +201,21 @@ pub trait SyncProtocol: Send + Sync {
         None
     }
 
+    /// The message carrying this node's latest signed log checkpoint to its peers (they
+    /// witness it: [`NodeContext::witness`]); `None` when the protocol does not carry
+    /// checkpoints (default). The node sends it after each (throttled) checkpoint through the
+    /// first protocol that carries them; the protocol also sends it in its start handshake.
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] when the message cannot be built.
+    fn witness(
+        &self,
+        checkpoint: &SignedCheckpoint,
+    ) -> Result<Option<ProtocolEnvelope>, NodeError> {
+        let _ = checkpoint;
+        Ok(None)
+    }
+
     /// A start message to `peer` could not be sent (the peer is unreachable): the handshake
     /// stops waiting for its answer (default: [`NodeContext::answered`]).
     fn unreachable(&self, ctx: &NodeContext, peer: &NodeId) {
@@ -363,6 +378,7 @@ pub fn redacted_change(
         effects,
         version: state.version,
         root: state.root,
+        receipt: record.receipt.clone(),
     })
 }
 

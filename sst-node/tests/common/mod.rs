@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sst_core::{
-    Actor, ActorId, ActorKey, ActorStatus, ContractRef, HashAlg, NodeId, Parties, Store,
+    Actor, ActorId, ActorKey, ActorStatus, ContractRef, HashAlg, NodeId, NodeKey, NodeRegistry,
+    Parties, Store,
 };
 use sst_node::contracts::{RealEstateDeal, RealEstateDealV2, Rfq};
 use sst_node::{ContractRegistry, InProcessNetwork, Inbox, Node, NodeConfig, Transport};
@@ -31,6 +32,33 @@ pub fn actor(node: &str, name: &str) -> (Actor, ActorKey) {
         },
         key,
     )
+}
+
+/// Deterministic node key of node `node`.
+pub fn node_key(node: &str) -> NodeKey {
+    let mut seed = [42u8; 32];
+    for (i, b) in node.bytes().enumerate() {
+        seed[i % 32] ^= b.wrapping_mul(17).wrapping_add(i as u8);
+    }
+    NodeKey::from_seed(seed)
+}
+
+/// The one node registry every test network shares: every role of [`ROLES`] and the extra
+/// node ids some tests start.
+pub fn node_registry() -> NodeRegistry {
+    ROLES
+        .iter()
+        .copied()
+        .chain(["x", "n", "outsider"])
+        .fold(NodeRegistry::new(), |r, n| {
+            r.with(NodeId::from(n), node_key(n).public_key())
+        })
+}
+
+/// The configuration of node `node` in the test network: its deterministic key and the
+/// shared registry.
+pub fn config(node: &str) -> NodeConfig {
+    NodeConfig::new(node).with_key(node_key(node), node_registry())
 }
 
 /// The actor id of the participant playing `role` (node `role`, actor `role/a`).
@@ -81,7 +109,7 @@ impl Cluster {
         deploy: &[ContractRef],
     ) -> anyhow::Result<Node> {
         let (transport, inbox) = net.join(role);
-        let config = NodeConfig::new(role);
+        let config = config(role);
         Self::start_node_on(config, store, registry, deploy, transport, inbox).await
     }
 
@@ -115,7 +143,7 @@ impl Cluster {
     /// Starts all four nodes on the given stores; every node holds and deploys v1 of the
     /// deal and the RFQ.
     pub async fn start(stores: BTreeMap<String, Arc<dyn Store>>) -> anyhow::Result<Cluster> {
-        Self::start_with(stores, |role: &str| NodeConfig::new(role), |_: &str, t| t).await
+        Self::start_with(stores, config, |_: &str, t| t).await
     }
 
     /// As [`Cluster::start`], with each node's configuration from `config` and its transport
@@ -199,6 +227,20 @@ pub async fn sqlite_store(path: &std::path::Path) -> anyhow::Result<Arc<dyn Stor
     )
     .await?;
     Ok(Arc::new(store))
+}
+
+/// Starts node `role` alone (a fresh network, no actors registered, v1 contracts held) on
+/// the SQLite file at `path`: how a restart on a file edited behind the node's back looks.
+pub async fn restart_on_file(
+    role: &str,
+    path: &std::path::Path,
+) -> Result<Node, sst_node::NodeError> {
+    let net = InProcessNetwork::new();
+    let (transport, inbox) = net.join(role);
+    let store = sqlite_store(path)
+        .await
+        .map_err(|e| sst_node::NodeError::Invalid(e.to_string()))?;
+    Node::start(config(role), store, registry(false), transport, inbox).await
 }
 
 /// A fresh directory under the system temp dir, removed on drop.
