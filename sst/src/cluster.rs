@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sst::core::{
-    Actor, ActorId, ActorKey, ActorStatus, ContractRef, HashAlg, NodeId, Parties, Store,
+    Actor, ActorId, ActorKey, ActorStatus, ContractRef, HashAlg, NodeId, NodeKey, NodeRegistry,
+    Parties, Store,
 };
 use sst::node::contracts::{RealEstateDeal, Rfq};
 use sst::node::{ContractRegistry, InProcessNetwork, Node, NodeConfig};
@@ -26,6 +27,10 @@ pub(crate) struct Cluster {
     pub(crate) net: InProcessNetwork,
     pub(crate) nodes: BTreeMap<&'static str, Arc<Node>>,
     pub(crate) files: BTreeMap<&'static str, PathBuf>,
+    /// Every node's public node key (written to `registry.json` in the directory).
+    pub(crate) node_registry: NodeRegistry,
+    /// Where the registry file is.
+    pub(crate) registry_file: PathBuf,
 }
 
 /// The actor id of participant `node`.
@@ -70,6 +75,19 @@ impl Cluster {
             who("seller"),
             &keys["seller"],
         )?;
+        let mut node_keys: BTreeMap<&str, NodeKey> = PARTICIPANTS
+            .iter()
+            .map(|(n, _)| (*n, NodeKey::generate()))
+            .collect();
+        let node_registry = node_keys.iter().fold(NodeRegistry::new(), |r, (n, k)| {
+            r.with(NodeId::from(*n), k.public_key())
+        });
+        let registry_file = dir.join("registry.json");
+        std::fs::write(
+            &registry_file,
+            serde_json::to_string_pretty(&node_registry)?,
+        )
+        .with_context(|| format!("writing {}", registry_file.display()))?;
         let net = InProcessNetwork::new();
         let mut nodes = BTreeMap::new();
         let mut files = BTreeMap::new();
@@ -85,8 +103,11 @@ impl Cluster {
             let store: Arc<dyn Store> =
                 Arc::new(SqliteStore::open_migrated(SqliteConfig::file(&file)).await?);
             let (transport, inbox) = net.join(name);
+            let node_key = node_keys
+                .remove(name)
+                .with_context(|| format!("no node key for {name}"))?;
             let node = Node::start(
-                NodeConfig::new(name),
+                NodeConfig::new(name).with_key(node_key, node_registry.clone()),
                 store,
                 registry.clone(),
                 transport,
@@ -102,7 +123,13 @@ impl Cluster {
             nodes.insert(name, Arc::new(node));
             files.insert(name, file);
         }
-        Ok(Cluster { net, nodes, files })
+        Ok(Cluster {
+            net,
+            nodes,
+            files,
+            node_registry,
+            registry_file,
+        })
     }
 
     /// The node of participant `name`.

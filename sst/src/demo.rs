@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{ensure, Context};
 use serde_json::{json, Value};
-use sst::core::{ContractRef, StateId};
+use sst::core::{ContractRef, NodeId, StateId};
 use sst::node::{Intent, Verdict};
 
 use crate::cluster::{deal_parties, who, Cluster, PARTICIPANTS};
@@ -200,12 +200,16 @@ pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
     let mut roots = Vec::new();
     for (name, _) in PARTICIPANTS {
         let node = c.node(name)?;
-        let report = sst::core::verify_store(node.store().as_ref(), &mut |_, _| {}).await?;
+        node.checkpoint().await?;
+        let anchors =
+            sst::core::TrustAnchors::new(c.node_registry.clone(), Some(NodeId::from(name)));
+        let report =
+            sst::core::verify_store_with(node.store().as_ref(), &anchors, &mut |_, _| {}).await?;
         ensure!(report.is_clean(), "{name}: {:?}", report.findings);
         let s = node.state(&id).await?.context("state missing")?;
         println!(
-            "   {name:<9} version {} root {}  (verified {} versions, {} events)",
-            s.version, s.root, report.versions, report.events
+            "   {name:<9} version {} root {}  (verified {} versions, {} events, {} log entries, receipts and {} checkpoint(s) under the node registry)",
+            s.version, s.root, report.versions, report.events, report.log_entries, report.checkpoints
         );
         roots.push((s.version, s.root));
     }
@@ -216,11 +220,12 @@ pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
     println!("\nAll 4 roots equal. Re-check the files any time with:");
     let files: Vec<String> = c
         .files
-        .values()
-        .map(|f| format!("--db {}", f.display()))
+        .iter()
+        .map(|(name, f)| format!("--db {} --node {name}", f.display()))
         .collect();
     println!(
-        "   cargo run --release -p sst -- verify {}",
+        "   cargo run --release -p sst -- verify --registry {} {}",
+        c.registry_file.display(),
         files.join(" ")
     );
     Ok(())

@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sst_core::{
-    Actor, ActorId, ActorKey, ActorStatus, ContractRecord, ContractRef, HashAlg, NodeId, StateId,
-    Store, StoreError,
+    Actor, ActorId, ActorKey, ActorStatus, ContractRecord, ContractRef, HashAlg, NodeId, NodeKey,
+    NodeRegistry, StateId, Store, StoreError,
 };
 use sst_node::{
     Contract, ContractRegistry, InProcessNetwork, Intent, Node, NodeConfig, NodeError, Verdict,
@@ -61,6 +61,37 @@ pub enum NetworkError {
     /// A store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Two nodes were declared with the same id.
+    #[error("node `{0}` is declared twice")]
+    DuplicateNode(String),
+    /// A node key file could not be read or written.
+    #[error("node key file {path}: {detail}")]
+    NodeKeyFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// The node key kept beside a SQLite node's file (`<file>.node-key.pem`): read when present,
+/// else generated and written, so a node restarted on its file keeps its key (its own
+/// checkpoints keep verifying).
+#[cfg(feature = "sqlite")]
+fn node_key_beside(db: &std::path::Path) -> Result<NodeKey, NetworkError> {
+    let path = PathBuf::from(format!("{}.node-key.pem", db.display()));
+    let fail = |detail: String| NetworkError::NodeKeyFile {
+        path: path.display().to_string(),
+        detail,
+    };
+    if path.exists() {
+        let pem = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+        return NodeKey::from_pkcs8_pem(&pem).map_err(|e| fail(e.to_string()));
+    }
+    let key = NodeKey::generate();
+    let pem = key.to_pkcs8_pem().map_err(|e| fail(e.to_string()))?;
+    std::fs::write(&path, pem).map_err(|e| fail(e.to_string()))?;
+    Ok(key)
 }
 
 /// Where a node keeps its data.
@@ -73,6 +104,7 @@ enum Source {
 /// Builds a [`Network`] ([`Network::builder`]).
 pub struct NetworkBuilder {
     nodes: Vec<(NodeId, Source)>,
+    node_keys: BTreeMap<NodeId, NodeKey>,
     actors: Vec<(ActorId, ActorKey)>,
     registry: ContractRegistry,
     deployments: Vec<(ContractRef, ActorId)>,
@@ -111,6 +143,14 @@ impl NetworkBuilder {
     #[cfg(feature = "sqlite")]
     pub fn sqlite_node(mut self, id: impl Into<NodeId>, path: impl Into<PathBuf>) -> Self {
         self.nodes.push((id.into(), Source::Sqlite(path.into())));
+        self
+    }
+
+    /// Gives node `id` the node key `key` (signs its receipts and checkpoints). Without one, a
+    /// SQLite node keeps its key beside its file (`<file>.node-key.pem`, created on first
+    /// start and reused on restart) and a node on another store gets a fresh key.
+    pub fn node_key(mut self, id: impl Into<NodeId>, key: NodeKey) -> Self {
+        self.node_keys.insert(id.into(), key);
         self
     }
 
@@ -178,6 +218,23 @@ impl NetworkBuilder {
             );
         }
         let mut keys: Vec<(ActorId, ActorKey)> = self.actors;
+        // Every node's key first: each node checks its peers' receipts and checkpoints against
+        // the one registry of the whole network.
+        let mut node_keys = self.node_keys;
+        for (id, source) in &self.nodes {
+            if node_keys.contains_key(id) {
+                continue;
+            }
+            let key = match source {
+                #[cfg(feature = "sqlite")]
+                Source::Sqlite(path) => node_key_beside(path)?,
+                Source::Store(_) => NodeKey::generate(),
+            };
+            node_keys.insert(id.clone(), key);
+        }
+        let registry = node_keys.iter().fold(NodeRegistry::new(), |r, (id, key)| {
+            r.with(id.clone(), key.public_key())
+        });
         let net = InProcessNetwork::new();
         let mut nodes = BTreeMap::new();
         for (id, source) in self.nodes {
@@ -192,7 +249,10 @@ impl NetworkBuilder {
                 ),
             };
             let (transport, inbox) = net.join(id.clone());
-            let mut config = NodeConfig::new(id.clone());
+            let key = node_keys
+                .remove(&id)
+                .ok_or_else(|| NetworkError::DuplicateNode(id.to_string()))?;
+            let mut config = NodeConfig::new(id.clone()).with_key(key, registry.clone());
             config.alg = self.alg;
             let node = Node::start(config, store, self.registry.clone(), transport, inbox).await?;
             for actor in &directory {
@@ -210,7 +270,12 @@ impl NetworkBuilder {
             nodes.insert(id, Arc::new(node));
         }
         let actors = directory.into_iter().map(|a| (a.id, a.node)).collect();
-        Ok(Network { net, nodes, actors })
+        Ok(Network {
+            net,
+            nodes,
+            actors,
+            registry,
+        })
     }
 }
 
@@ -220,6 +285,7 @@ pub struct Network {
     net: InProcessNetwork,
     nodes: BTreeMap<NodeId, Arc<Node>>,
     actors: BTreeMap<ActorId, NodeId>,
+    registry: NodeRegistry,
 }
 
 impl std::fmt::Debug for Network {
@@ -236,11 +302,18 @@ impl Network {
     pub fn builder() -> NetworkBuilder {
         NetworkBuilder {
             nodes: Vec::new(),
+            node_keys: BTreeMap::new(),
             actors: Vec::new(),
             registry: ContractRegistry::new(),
             deployments: Vec::new(),
             alg: HashAlg::Blake3,
         }
+    }
+
+    /// The network's node registry (each node's public node key), the trust anchor of
+    /// [`sst_core::verify_store_with`].
+    pub fn registry(&self) -> &NodeRegistry {
+        &self.registry
     }
 
     /// The node `id`.

@@ -19,8 +19,12 @@ use crate::store_url::StoreUrl;
 pub(crate) fn read_registry(path: &Path) -> anyhow::Result<NodeRegistry> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading node registry {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("node registry {} is not {{\"node\": \"hex key\"}}", path.display()))
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "node registry {} is not {{\"node\": \"hex key\"}}",
+            path.display()
+        )
+    })
 }
 
 /// Verifies `dbs` (owned by `nodes`, in order, when given) against the node registry at

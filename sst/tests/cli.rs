@@ -261,3 +261,57 @@ fn a_backend_not_compiled_in_names_its_feature() -> anyhow::Result<()> {
     ensure!(out.contains("`postgres` Cargo feature"), "{out}");
     Ok(())
 }
+
+/// With the demo's node registry, `verify` checks receipts and checkpoints and finds an actor
+/// key replaced behind SST's back (with the events it signed); without it, it says that
+/// receipts and checkpoints were not checked.
+#[test]
+fn verify_with_the_registry_finds_a_replaced_actor_key() -> anyhow::Result<()> {
+    let files = demo()?;
+    let registry = Path::new(&files[0])
+        .with_file_name("registry.json")
+        .to_str()
+        .context("utf-8 path")?
+        .to_owned();
+    let (code, out) = sst(&[
+        "verify",
+        "--registry",
+        &registry,
+        "--db",
+        &files[0],
+        "--node",
+        "buyer",
+    ])?;
+    ensure!(
+        code == 0 && out.contains("checked against 4 registered node key(s)"),
+        "verify with the registry:\n{out}"
+    );
+    let (_, out) = verify(&[&files[0]])?;
+    ensure!(out.contains("are NOT checked"), "{out}");
+
+    let dir = Dir::new("forged-key")?;
+    let copy = dir.file("buyer.db")?;
+    copy_db(&files[0], &copy)?;
+    let conn = rusqlite::Connection::open(&copy)?;
+    let n = conn.execute(
+        "UPDATE sst_actor SET public_key = (SELECT public_key FROM sst_actor WHERE id = 'seller/sue') WHERE id = 'buyer/bob'",
+        [],
+    )?;
+    ensure!(n == 1);
+    drop(conn);
+    let (code, out) = sst(&[
+        "verify",
+        "--registry",
+        &registry,
+        "--db",
+        &copy,
+        "--node",
+        "buyer",
+    ])?;
+    ensure!(code == 1, "replaced key not reported (exit {code}):\n{out}");
+    ensure!(
+        out.contains("[actor/log_record]") && out.contains("actor buyer/bob differs"),
+        "{out}"
+    );
+    Ok(())
+}
