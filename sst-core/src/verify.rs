@@ -22,8 +22,8 @@ use crate::error::StoreError;
 use crate::hash::{EventId, HashAlg, StateRoot};
 use crate::log::{LogEntry, LogHead, LogKind, LogRecord};
 use crate::model::{
-    ActorChange, ActorId, ActorStatus, ChangePayload, CreatePayload, EventKind, EventRecord,
-    NodeId, NodeRegistry, Outcome, RejectReason, State, StateId,
+    Actor, ActorChange, ActorId, ActorStatus, ChangePayload, ContractRecord, CreatePayload,
+    EventKind, EventRecord, NodeId, NodeRegistry, Outcome, Refusal, RejectReason, State, StateId,
 };
 use crate::sign::{verify_batch, PublicKey};
 use crate::store::{EventFilter, Store};
@@ -263,13 +263,13 @@ pub async fn verify_store_with(
     progress: &mut (dyn FnMut(usize, usize) + Send),
 ) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
-    let entries = read_log(store, &mut report).await?;
-    let events = read_events(store, &entries, &mut report).await?;
+    let records = read_records(store, &mut report).await?;
+    let events = &records.events;
     report.events = events.len();
 
     // What the log says was applied, per state, in recording order.
     let mut applied: BTreeMap<&StateId, Vec<Applied<'_>>> = BTreeMap::new();
-    for rec in &events {
+    for rec in events {
         if let Outcome::Applied { version, root } = rec.outcome {
             if version > 0 {
                 applied
@@ -295,9 +295,9 @@ pub async fn verify_store_with(
         progress(done + 1, ids.len());
     }
 
-    let held = verify_events(store, &events, &mut report).await?;
+    let held = verify_events(store, events, &mut report).await?;
     verify_contracts(store, &held, &mut report).await?;
-    verify_log_bindings(store, &entries, &events, anchors, &mut report).await?;
+    verify_log_bindings(store, &records, anchors, &mut report).await?;
     Ok(report)
 }
 
@@ -312,11 +312,66 @@ pub async fn verify_log(
     anchors: &TrustAnchors,
 ) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
-    let entries = read_log(store, &mut report).await?;
-    let events = read_events(store, &entries, &mut report).await?;
-    report.events = events.len();
-    verify_log_bindings(store, &entries, &events, anchors, &mut report).await?;
+    let records = read_records(store, &mut report).await?;
+    report.events = records.events.len();
+    verify_log_bindings(store, &records, anchors, &mut report).await?;
     Ok(report)
+}
+
+/// The log and every row it binds, read so that they belong together.
+struct Records {
+    entries: Vec<LogEntry>,
+    events: Vec<EventRecord>,
+    actors: Vec<Actor>,
+    /// `Err` holds an unreadable table's integrity error (reported elsewhere or here).
+    contracts: Result<Vec<ContractRecord>, StoreError>,
+    refusals: Result<Vec<Refusal>, StoreError>,
+}
+
+/// How often [`read_records`] re-reads when the log moved while it read (a live node).
+const SNAPSHOT_ATTEMPTS: usize = 5;
+
+/// Reads the rows, then the log, and checks that the log head did not move since before the
+/// rows were read: entries are committed in the same transaction as their rows, so then every
+/// row read has its entry and every entry its row. On a node that keeps writing, it re-reads
+/// (a few times) instead of reporting a commit that landed mid-read as tampering.
+async fn read_records(store: &dyn Store, report: &mut VerifyReport) -> Result<Records, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut scratch = VerifyReport::default();
+        let before = match store.log_head().await {
+            Ok(h) => Some(h),
+            Err(StoreError::Integrity { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let events = read_events(store, &mut scratch).await?;
+        let actors = store.actors().await?;
+        let contracts = match store.contracts().await {
+            Err(e @ StoreError::Integrity { .. }) => Err(e),
+            Err(e) => return Err(e),
+            Ok(c) => Ok(c),
+        };
+        let refusals = match store.refusals(None).await {
+            Err(e @ StoreError::Integrity { .. }) => Err(e),
+            Err(e) => return Err(e),
+            Ok(r) => Ok(r),
+        };
+        let entries = read_log(store, &mut scratch).await?;
+        let after = entries.last().map_or(0, |e| e.pos);
+        let settled = before.is_none_or(|h| h.pos == after);
+        if settled || attempt >= SNAPSHOT_ATTEMPTS {
+            report.log_entries = scratch.log_entries;
+            report.findings.append(&mut scratch.findings);
+            return Ok(Records {
+                entries,
+                events,
+                actors,
+                contracts,
+                refusals,
+            });
+        }
+    }
 }
 
 fn record_finding(table: PeerTable, rule: Rule, problem: String) -> Finding {
@@ -356,7 +411,6 @@ async fn read_log(
 /// events the log names are read one by one, so each unreadable row becomes its own finding.
 async fn read_events(
     store: &dyn Store,
-    entries: &[LogEntry],
     report: &mut VerifyReport,
 ) -> Result<Vec<EventRecord>, StoreError> {
     match store.events(&EventFilter::default()).await {
@@ -364,6 +418,7 @@ async fn read_events(
         Err(StoreError::Integrity { .. }) => {}
         Err(e) => return Err(e),
     }
+    let entries = store.log(0, None).await.unwrap_or_default();
     let mut events = Vec::new();
     let mut seen = BTreeSet::new();
     for entry in entries.iter().filter(|e| e.kind == LogKind::Event) {
@@ -469,11 +524,12 @@ fn check_binding(
 
 async fn verify_log_bindings(
     store: &dyn Store,
-    entries: &[LogEntry],
-    events: &[EventRecord],
+    records: &Records,
     anchors: &TrustAnchors,
     report: &mut VerifyReport,
 ) -> Result<(), StoreError> {
+    let entries = &records.entries;
+    let events = &records.events;
     check_chain(entries, report);
 
     // Events: each bound by exactly one entry, recorded in log order.
@@ -546,8 +602,8 @@ async fn verify_log_bindings(
 
     // Actors, contracts and refusals: each row is what its latest entry binds.
     let actor_entries = entries_of(entries, &[LogKind::Actor]);
-    let actors = store.actors().await?;
-    for a in &actors {
+    let actors = &records.actors;
+    for a in actors {
         let what = format!("actor {}", a.id);
         check_binding(
             PeerTable::Actor,
@@ -569,41 +625,37 @@ async fn verify_log_bindings(
         }
     }
     let contract_entries = entries_of(entries, &[LogKind::Contract]);
-    match store.contracts().await {
-        Ok(contracts) => {
-            for c in &contracts {
-                let subject = c.contract().to_string();
+    // An unreadable contract table is reported by the contract check.
+    if let Ok(contracts) = &records.contracts {
+        for c in contracts {
+            let subject = c.contract().to_string();
+            check_binding(
+                PeerTable::Contract,
+                &format!("contract {subject}"),
+                Some(&LogRecord::Contract(c)),
+                contract_entries.get(&subject),
+                report,
+            );
+        }
+        for (subject, logged) in &contract_entries {
+            if !contracts
+                .iter()
+                .any(|c| &c.contract().to_string() == subject)
+            {
                 check_binding(
                     PeerTable::Contract,
                     &format!("contract {subject}"),
-                    Some(&LogRecord::Contract(c)),
-                    contract_entries.get(&subject),
+                    None,
+                    Some(logged),
                     report,
                 );
             }
-            for (subject, logged) in &contract_entries {
-                if !contracts
-                    .iter()
-                    .any(|c| &c.contract().to_string() == subject)
-                {
-                    check_binding(
-                        PeerTable::Contract,
-                        &format!("contract {subject}"),
-                        None,
-                        Some(logged),
-                        report,
-                    );
-                }
-            }
         }
-        // Already reported by the contract check.
-        Err(StoreError::Integrity { .. }) => {}
-        Err(e) => return Err(e),
     }
     let refusal_entries = entries_of(entries, &[LogKind::Refusal, LogKind::RefusalCleared]);
-    match store.refusals(None).await {
+    match &records.refusals {
         Ok(refusals) => {
-            for r in &refusals {
+            for r in refusals {
                 let subject = r.event.to_string();
                 check_binding(
                     PeerTable::Refusal,
@@ -625,12 +677,12 @@ async fn verify_log_bindings(
                 }
             }
         }
-        Err(StoreError::Integrity { what, source }) => report.findings.push(record_finding(
+        // Only an integrity error is kept here.
+        Err(e) => report.findings.push(record_finding(
             PeerTable::Refusal,
             Rule::Integrity,
-            format!("{what}: {source}"),
+            e.to_string(),
         )),
-        Err(e) => return Err(e),
     }
 
     verify_checkpoints(store, entries, anchors, report).await
