@@ -171,9 +171,10 @@ impl fmt::Display for Finding {
 /// has none), and every applied actor change switches to the key (and status) it records.
 /// An applied event signed after its actor's revocation is reported.
 ///
-/// What local verification cannot see: a consistent rewrite by someone holding the signing
-/// keys, and a log whose tail was cut together with the versions it produced. Peers that
-/// witnessed this node's checkpoints can.
+/// What local verification cannot see: a consistent rewrite of records, log and checkpoints by
+/// someone holding this node's own key, and a log whose tail was cut together with its records
+/// and this node's checkpoints past the cut. Peers that witnessed this node's checkpoints can
+/// (sst-node raises a witness alarm).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyReport {
     /// States walked.
