@@ -19,13 +19,40 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::error::StoreError;
-use crate::hash::{EventId, HashAlg, StateRoot};
+use crate::hash::{Digest, EventId, HashAlg, StateRoot};
 use crate::log::{LogEntry, LogHead, LogKind, LogRecord};
 use crate::model::{
     Actor, ActorChange, ActorId, ActorStatus, ChangePayload, ContractRecord, CreatePayload,
-    EventKind, EventRecord, NodeId, NodeRegistry, Outcome, Refusal, RejectReason, State, StateId,
+    EventKind, EventRecord, NodeId, NodeRegistry, Outcome, Refusal, RejectReason,
+    SequencingReceipt, State, StateId,
 };
-use crate::sign::{verify_batch, PublicKey};
+use crate::sign::{verify_batch, PublicKey, SignatureBytes};
+
+use futures_util::{stream, StreamExt};
+
+/// How many states [`verify_store_with`] verifies at once.
+const STATE_CONCURRENCY: usize = 8;
+
+/// Below this many signatures one thread checks them all.
+const PARALLEL_SIGNATURES: usize = 512;
+
+/// Whether every `(key, digest, signature)` verifies, checked with the strict batch rule of
+/// [`verify_batch`] on every core (one chunk per available thread). A failure is then located
+/// entry by entry by the caller.
+fn all_signatures_verify(items: &[(PublicKey, Digest, SignatureBytes)]) -> bool {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    if threads < 2 || items.len() < PARALLEL_SIGNATURES {
+        return verify_batch(items).is_ok();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || verify_batch(part).is_ok()))
+            .collect();
+        workers.into_iter().all(|w| w.join().unwrap_or(false))
+    })
+}
 use crate::store::{EventFilter, Store};
 
 /// The peer table a [`Finding`] is about.
@@ -290,11 +317,25 @@ pub async fn verify_store_with(
     let mut ids: BTreeSet<StateId> = store.state_ids().await?.into_iter().collect();
     ids.extend(applied.keys().map(|s| (*s).clone()));
     report.states = ids.len();
-    for (done, id) in ids.iter().enumerate() {
+    // States are independent: several are read and recomputed at once (the store's round
+    // trips overlap), and their findings are merged in state order.
+    let mut parts = stream::iter(ids.iter().map(|id| {
         let log = applied.get(id).map(Vec::as_slice).unwrap_or_default();
-        verify_state(store, id, log, &mut report).await?;
-        progress(done + 1, ids.len());
+        async move {
+            let mut part = VerifyReport::default();
+            verify_state(store, id, log, &mut part).await.map(|()| part)
+        }
+    }))
+    .buffered(STATE_CONCURRENCY);
+    let mut done = 0;
+    while let Some(part) = parts.next().await {
+        let mut part = part?;
+        report.versions += part.versions;
+        report.findings.append(&mut part.findings);
+        done += 1;
+        progress(done, ids.len());
     }
+    drop(parts);
 
     let held = verify_events(store, events, &mut report).await?;
     verify_contracts(store, &held, &mut report).await?;
@@ -535,6 +576,8 @@ async fn verify_log_bindings(
 
     // Events: each bound by exactly one entry, recorded in log order.
     let event_entries = entries_of(entries, &[LogKind::Event]);
+    let mut receipts = Vec::new();
+    let mut receipt_owners = Vec::new();
     let mut last_pos = 0;
     let mut held = BTreeSet::new();
     for rec in events {
@@ -576,16 +619,45 @@ async fn verify_log_bindings(
             last_pos = last_pos.max(e.pos);
         }
         if !anchors.registry.is_empty() {
-            let e = rec.event();
-            let problem = match &rec.receipt {
-                None => Some("event has no sequencing receipt".to_owned()),
-                Some(r) => r
-                    .verify(&anchors.registry, &rec.id(), &e.state_id, &rec.outcome)
-                    .err()
-                    .map(|err| format!("sequencing receipt: {err}")),
-            };
-            if let Some(problem) = problem {
-                report.findings.push(ev(Rule::Receipt, problem));
+            match &rec.receipt {
+                None => report.findings.push(ev(
+                    Rule::Receipt,
+                    "event has no sequencing receipt".to_owned(),
+                )),
+                Some(r) => match anchors.registry.key(&r.node) {
+                    None => report.findings.push(ev(
+                        Rule::Receipt,
+                        format!(
+                            "sequencing receipt: node `{}` is not in the node registry",
+                            r.node
+                        ),
+                    )),
+                    Some(key) => {
+                        let digest = SequencingReceipt::digest(
+                            &rec.id(),
+                            &rec.event().state_id,
+                            &rec.outcome,
+                        );
+                        receipts.push((*key, digest, r.signature));
+                        receipt_owners.push(rec);
+                    }
+                },
+            }
+        }
+    }
+    // Receipts verify together on every core; on failure each is checked to name it.
+    if !all_signatures_verify(&receipts) {
+        for ((key, digest, sig), rec) in receipts.iter().zip(receipt_owners) {
+            if let Err(err) = key.verify_digest(digest, sig) {
+                report.findings.push(Finding {
+                    state_id: rec.event().state_id.clone(),
+                    event: Some(rec.id().to_string()),
+                    ..record_finding(
+                        PeerTable::Event,
+                        Rule::Receipt,
+                        format!("sequencing receipt: {err}"),
+                    )
+                });
             }
         }
     }
@@ -1132,7 +1204,7 @@ async fn verify_events(
         }
     }
     // Fast path for the common all-good case; on failure find every bad entry strictly.
-    if verify_batch(&to_check).is_err() {
+    if !all_signatures_verify(&to_check) {
         for ((key, digest, sig), rec) in to_check.iter().zip(owners) {
             if key.verify_digest(digest, sig).is_err() {
                 let applied = matches!(rec.outcome, Outcome::Applied { .. });
@@ -1212,4 +1284,36 @@ async fn verify_contracts(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::{hash_parts, Domain};
+    use crate::sign::ActorKey;
+
+    fn signed(n: usize) -> Vec<(PublicKey, Digest, SignatureBytes)> {
+        let key = ActorKey::from_seed([3; 32]);
+        (0..n)
+            .map(|i| {
+                let d = hash_parts(HashAlg::Blake3, Domain::Envelope, &[&i.to_le_bytes()]);
+                (key.public_key(), d, key.sign_digest(&d))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn signatures_checked_on_every_core_accept_good_and_refuse_one_bad() {
+        let mut items = signed(PARALLEL_SIGNATURES * 2 + 3);
+        assert!(all_signatures_verify(&items));
+        // One forged entry in the last chunk: the signature of another digest.
+        let last = items.len() - 1;
+        items[last].2 = items[0].2;
+        assert!(!all_signatures_verify(&items));
+        // Small sets take the one-thread path with the same answer.
+        let mut few = signed(5);
+        assert!(all_signatures_verify(&few));
+        few[2].2 = few[1].2;
+        assert!(!all_signatures_verify(&few));
+    }
 }
