@@ -5,6 +5,7 @@
 
 mod bench;
 mod cluster;
+mod daemon;
 mod demo;
 mod store_url;
 mod verify;
@@ -85,6 +86,8 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Daemon(daemon::DaemonCommand),
 }
 
 fn work_dir(arg: Option<PathBuf>, name: &str) -> PathBuf {
@@ -132,6 +135,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::Bench { events, dir } => bench::run(&work_dir(dir, "bench"), events)
             .await
             .map(|()| true),
+        Command::Daemon(command) => daemon::run_command(command).await,
     }
 }
 

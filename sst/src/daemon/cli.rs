@@ -1,0 +1,249 @@
+//! The daemon's command line: clap definitions of `keygen`, `node …` and the client commands,
+//! and what each does.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use sst::core::{ContractRecord, HashAlg, StateId};
+use sst_client::api::{IntentBody, VerdictBody};
+use sst_client::Client;
+
+use super::config::{actor_key, contract_ref};
+use super::init::{keygen, node_init, Init};
+
+/// The daemon's subcommands (flattened into `sst`'s).
+#[derive(Debug, Subcommand)]
+pub(crate) enum DaemonCommand {
+    /// Write a fresh Ed25519 key (PKCS#8 PEM) for a node or an actor; prints its public key
+    /// as hex.
+    Keygen {
+        /// The key file to create (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Set up and run a node daemon.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Submit an intent through a node's client API: signed here with the actor's key
+    /// (the node never sees it), or with `--custody ACTOR` signed by the node for a service
+    /// actor whose key it holds. Prints the verdict as JSON; exit status 1 unless applied.
+    Submit {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Have the node sign as this service actor (custody mode) instead.
+        #[arg(long, value_name = "ACTOR")]
+        custody: Option<String>,
+        /// The intent as JSON, or `@FILE`: `{"intent":"create","state_id":…,"contract":
+        /// {"name":…,"version":1},"parties":{"role":["actor"]},"sections":{…}}`,
+        /// `{"intent":"change","state_id":…,"sections":{…}}`,
+        /// `{"intent":"call","state_id":…,"method":…,"args":…}`.
+        #[arg(value_name = "JSON")]
+        intent: String,
+    },
+    /// Print a state as the node holds it, narrowed to what the actor may read (JSON).
+    State {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The state id.
+        #[arg(value_name = "STATE")]
+        id: String,
+    },
+    /// Print the committed events the actor may read, one JSON line each.
+    Events {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Start after this log position.
+        #[arg(long, value_name = "POS", default_value_t = 0)]
+        after: u64,
+        /// Keep the stream open and print new events as they are committed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Print a state's sync status on the node (JSON).
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The state id.
+        #[arg(value_name = "STATE")]
+        id: String,
+    },
+}
+
+/// `sst node …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Create a node directory: DIR/node-key.pem and DIR/node.toml (to complete with peers,
+    /// actors and contracts).
+    Init {
+        /// The node id.
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// The node directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Store URL (default: the SQLite file ID.db in DIR).
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// Peer transport listener.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7000")]
+        listen: SocketAddr,
+        /// Client API listener.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7100")]
+        api: SocketAddr,
+    },
+    /// Run a node until SIGTERM or SIGINT.
+    Run {
+        /// The node's config file (node.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Print a deployer's signature (hex) over a built-in contract version's identity, for
+    /// the `signature` of a `[[contract]]` entry on nodes that do not hold its key.
+    SignContract {
+        /// The version, as name@version.
+        #[arg(long, value_name = "NAME@VERSION")]
+        contract: String,
+        /// The deployer's actor id.
+        #[arg(long, value_name = "ACTOR")]
+        deployer: String,
+        /// The deployer's key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+}
+
+/// Where the node's API is and who is calling.
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// The node's client API address.
+    #[arg(long, value_name = "ADDR")]
+    api: SocketAddr,
+    /// The calling actor's id.
+    #[arg(long, value_name = "ACTOR")]
+    actor: String,
+    /// The calling actor's key file (PKCS#8 PEM); it signs every request.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+}
+
+impl ClientArgs {
+    fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::new(
+            self.api,
+            self.actor.as_str(),
+            actor_key(&self.key)?,
+        ))
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn read_intent(arg: &str) -> anyhow::Result<IntentBody> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(Path::new(path))
+            .with_context(|| format!("reading intent file {path}"))?,
+        None => arg.to_owned(),
+    };
+    serde_json::from_str(&text).context("parsing the intent JSON")
+}
+
+/// Runs one daemon command; `Ok(false)` for exit status 1.
+pub(crate) async fn run(command: DaemonCommand) -> anyhow::Result<bool> {
+    match command {
+        DaemonCommand::Keygen { out } => {
+            println!("{}", keygen(&out)?);
+            Ok(true)
+        }
+        DaemonCommand::Node(NodeCommand::Init {
+            id,
+            dir,
+            store,
+            listen,
+            api,
+        }) => {
+            let (config, public) = node_init(&Init {
+                id: &id,
+                dir: &dir,
+                store: store.as_deref(),
+                listen,
+                api,
+            })?;
+            println!("{public}");
+            eprintln!(
+                "wrote {} and its node key; node {id}'s public key is above",
+                config.display()
+            );
+            Ok(true)
+        }
+        DaemonCommand::Node(NodeCommand::Run { config }) => {
+            super::run::run(&config).await.map(|()| true)
+        }
+        DaemonCommand::Node(NodeCommand::SignContract {
+            contract,
+            deployer,
+            key,
+        }) => {
+            let contract = contract_ref(&contract)?;
+            let code = super::contracts::builtin(&contract)
+                .with_context(|| format!("contract {contract} is not built in"))?;
+            let mut registry = sst::node::ContractRegistry::new();
+            registry.insert(code);
+            let record: ContractRecord = registry.deployment(
+                &contract,
+                HashAlg::Blake3,
+                deployer.as_str().into(),
+                &actor_key(&key)?,
+            )?;
+            println!("{}", hex::encode(record.signature.signature.0));
+            Ok(true)
+        }
+        DaemonCommand::Submit {
+            client,
+            custody,
+            intent,
+        } => {
+            let intent = read_intent(&intent)?;
+            let c = client.client()?;
+            let verdict = match custody {
+                Some(actor) => c.submit_custody(actor.as_str(), intent).await?,
+                None => c.submit(intent).await?,
+            };
+            print_json(&verdict)?;
+            Ok(matches!(verdict, VerdictBody::Applied { .. }))
+        }
+        DaemonCommand::State { client, id } => {
+            match client.client()?.state(&StateId::from(id.as_str())).await? {
+                Some(state) => print_json(&state).map(|()| true),
+                None => {
+                    eprintln!("state {id} is not held by the node");
+                    Ok(false)
+                }
+            }
+        }
+        DaemonCommand::Status { client, id } => {
+            match client.client()?.status(&StateId::from(id.as_str())).await? {
+                Some(status) => print_json(&status).map(|()| true),
+                None => {
+                    eprintln!("the node neither holds nor refused state {id}");
+                    Ok(false)
+                }
+            }
+        }
+        DaemonCommand::Events {
+            client,
+            after,
+            follow,
+        } => {
+            let mut stream = client.client()?.events(after, follow).await?;
+            while let Some(event) = stream.next().await? {
+                println!("{}", serde_json::to_string(&event)?);
+            }
+            Ok(true)
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The node daemon and its clients: `sst keygen`, `sst node init|run|sign-contract`, and the
+//! client commands `sst submit|state|events|status` over a node's client API
+//! ([`sst_client`]).
+
+mod api;
+mod cli;
+mod config;
+mod contracts;
+mod init;
+mod metrics;
+mod run;
+mod store;
+mod transport;
+
+pub(crate) use cli::{run as run_command, DaemonCommand};
