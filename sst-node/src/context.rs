@@ -2,9 +2,11 @@
 //! node's id, store, actor directory and signing keys, installed contracts, the outbox, the
 //! callers waiting for an outcome, which sync protocol each contract uses, the **sync
 //! ledger** (per state and participant node: the version acknowledged and any refusal, as
-//! the protocols report them), this node's own recorded refusals, and the **origin floor**
-//! (the highest origin sequence of this node known to be used anywhere). It sits below every
-//! task that reads it (it imports only contracts, messages and the transport).
+//! the protocols report them), this node's own recorded refusals, the **origin floor**
+//! (the highest origin sequence of this node known to be used anywhere), and the **witness**
+//! side of tamper evidence: peers' log checkpoints and state statements compared with what
+//! was witnessed before and with this node's own copy, and the alarms raised. It sits below
+//! every task that reads it (it imports only contracts, messages and the transport).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +17,7 @@ use sst_core::{
     Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, Checkpoint, ContractPolicy,
     ContractRecord, ContractRef, Event, EventFilter, EventId, EventKind, HashAlg, NodeId, NodeKey,
     NodeRegistry, Outcome, OutcomeKind, Parties, Refusal, RejectReason, SequencingReceipt,
-    SignedCheckpoint, StateId, Store, Timestamp, Witnessed,
+    SignedCheckpoint, StateId, StateRoot, Store, Timestamp, Witnessed,
 };
 use tokio::sync::{oneshot, watch, Notify};
 use tracing::{debug, error, warn};
@@ -23,7 +25,8 @@ use tracing::{debug, error, warn};
 use crate::contract::{Contract, ContractRegistry};
 use crate::error::NodeError;
 use crate::message::{
-    Intent, NodeSync, ProtocolEnvelope, ReplicaRefusal, Verdict, WitnessAlarm, WitnessAlarmKind,
+    Intent, NodeSync, ProtocolEnvelope, ReplicaRefusal, StateWitness, Verdict, WitnessAlarm,
+    WitnessAlarmKind,
 };
 use crate::transport::outbox::{Done, Outbox};
 use crate::transport::TransportError;
@@ -47,6 +50,10 @@ struct Waiting {
 #[derive(Debug, Clone, Default)]
 struct PeerSync {
     acknowledged: u64,
+    /// The earliest time of a signed statement of the node that it holds `acknowledged`
+    /// (`None`: acknowledged without one): a later statement of an older version is a
+    /// rollback.
+    acknowledged_at: Option<Timestamp>,
     refusal: Option<ReplicaRefusal>,
 }
 
@@ -543,16 +550,11 @@ impl NodeContext {
     /// Records that `peer` holds `state` up to `version` (a cumulative acknowledgement); a
     /// refusal of a version it now holds is forgotten.
     pub fn note_ack(&self, peer: &NodeId, state: &StateId, version: u64) {
-        let moved = {
-            let mut ledger = lock(&self.ledger);
-            let entry = ledger
-                .entry(state.clone())
-                .or_default()
-                .entry(peer.clone())
-                .or_default();
+        let moved = self.with_peer_sync(state, peer, |entry| {
             let mut moved = false;
             if version > entry.acknowledged {
                 entry.acknowledged = version;
+                entry.acknowledged_at = None;
                 moved = true;
             }
             if entry.refusal.as_ref().is_some_and(|r| r.version <= version) {
@@ -560,7 +562,7 @@ impl NodeContext {
                 moved = true;
             }
             moved
-        };
+        });
         if moved {
             debug!(node = %self.id, %peer, %state, version, "acknowledged");
             self.sync_moved();
@@ -570,19 +572,33 @@ impl NodeContext {
     /// Records that `peer` refused a change of `refusal.state_id` (kept until it acknowledges
     /// that version).
     pub fn note_peer_refusal(&self, peer: &NodeId, refusal: ReplicaRefusal) {
-        {
-            let mut ledger = lock(&self.ledger);
-            let entry = ledger
-                .entry(refusal.state_id.clone())
-                .or_default()
-                .entry(peer.clone())
-                .or_default();
+        let state = refusal.state_id.clone();
+        let noted = self.with_peer_sync(&state, peer, |entry| {
             if refusal.version <= entry.acknowledged {
-                return;
+                return false;
             }
             entry.refusal = Some(refusal);
+            true
+        });
+        if noted {
+            self.sync_moved();
         }
-        self.sync_moved();
+    }
+
+    /// Runs `f` on the ledger entry of `peer` for `state` (created empty when missing).
+    fn with_peer_sync<T>(
+        &self,
+        state: &StateId,
+        peer: &NodeId,
+        f: impl FnOnce(&mut PeerSync) -> T,
+    ) -> T {
+        let mut ledger = lock(&self.ledger);
+        let entry = ledger
+            .entry(state.clone())
+            .or_default()
+            .entry(peer.clone())
+            .or_default();
+        f(entry)
     }
 
     /// What `node` acknowledged of `state`, and its latest refusal, as the ledger holds it.
@@ -694,7 +710,7 @@ impl NodeContext {
 
     /// Checks the receipt of a received record: present, signed by `sequencer` (the node that
     /// must have sequenced it), verifying under its registered key over `(event, state,
-    /// outcome)`; and `sequencer` under no witness alarm here.
+    /// outcome)`; and `sequencer` under no alarm about its log here.
     ///
     /// # Errors
     /// [`RejectReason::BadReceipt`] naming what is wrong.
@@ -707,7 +723,7 @@ impl NodeContext {
         outcome: &Outcome,
     ) -> Result<(), RejectReason> {
         let bad = |detail: String| RejectReason::BadReceipt { detail };
-        if let Some(alarm) = self.alarm_about(sequencer) {
+        if let Some(alarm) = self.log_alarm_about(sequencer) {
             return Err(bad(format!("witness alarm: {alarm}")));
         }
         let receipt =
@@ -838,6 +854,131 @@ impl NodeContext {
         lock(&self.witnessed).insert(peer.clone(), Some(reported.clone()));
     }
 
+    /// This node's signed statement that it holds `state` at `version` with `root`, dated
+    /// `at` (taken before what it states was read).
+    pub fn state_witness(
+        &self,
+        state: &StateId,
+        version: u64,
+        root: StateRoot,
+        at: Timestamp,
+    ) -> StateWitness {
+        StateWitness::sign(
+            self.id.clone(),
+            &self.node_key,
+            state.clone(),
+            version,
+            root,
+            at,
+        )
+    }
+
+    /// Witnesses `peer`'s signed statement about a state this node is the home of: verifies
+    /// it against the node registry (an alarm when it does not verify), compares the stated
+    /// root with this node's own at that version (a [`WitnessAlarmKind::StateDiverged`] alarm
+    /// naming `peer` when they differ, or when this node holds no such version), and with
+    /// what `peer` acknowledged before (a [`WitnessAlarmKind::StateRolledBack`] alarm when it
+    /// states an older version later than it stated the acknowledged one; an older statement
+    /// delivered late is ignored). A consistent statement counts as `peer`'s acknowledgement.
+    pub async fn witness_state(&self, peer: &NodeId, w: &StateWitness) {
+        if w.node != *peer {
+            warn!(node = %self.id, %peer, named = %w.node, state = %w.state_id, "state statement of another node ignored");
+            return;
+        }
+        if let Err(detail) = w.verify(&self.nodes) {
+            return self.alarm(peer, WitnessAlarmKind::BadSignature { detail });
+        }
+        let ours = match self.store.state_at(&w.state_id, w.version).await {
+            Ok(s) => s.map(|s| s.root),
+            Err(e) => {
+                warn!(node = %self.id, %peer, state = %w.state_id, version = w.version, error = %e, "state not readable; statement not compared");
+                return;
+            }
+        };
+        if ours != Some(w.root) {
+            self.alarm(
+                peer,
+                WitnessAlarmKind::StateDiverged {
+                    state: w.state_id.clone(),
+                    version: w.version,
+                    ours,
+                    theirs: w.root,
+                },
+            );
+        }
+        self.note_statement(peer, &w.state_id, w.version, w.at);
+    }
+
+    /// `peer` stated at `at` that it holds `version` of `state` (0: none; signed, or
+    /// authenticated by the transport): a rollback alarm when it acknowledged a newer version
+    /// in a statement made before `at`; otherwise (or then, lowering it to what `peer` now
+    /// holds) its acknowledgement.
+    pub fn note_statement(&self, peer: &NodeId, state: &StateId, version: u64, at: Timestamp) {
+        /// What a statement does to the ledger.
+        enum Noted {
+            Moved,
+            Unchanged,
+            RolledBack { acknowledged: u64 },
+        }
+        let noted = self.with_peer_sync(state, peer, |entry| {
+            if version > entry.acknowledged {
+                entry.acknowledged = version;
+                entry.acknowledged_at = Some(at);
+                if entry.refusal.as_ref().is_some_and(|r| r.version <= version) {
+                    entry.refusal = None;
+                }
+                Noted::Moved
+            } else if version == entry.acknowledged {
+                entry.acknowledged_at = Some(entry.acknowledged_at.map_or(at, |t| t.min(at)));
+                Noted::Unchanged
+            } else if entry.acknowledged_at.is_some_and(|t| at > t) {
+                let acknowledged = entry.acknowledged;
+                entry.acknowledged = version;
+                entry.acknowledged_at = Some(at);
+                Noted::RolledBack { acknowledged }
+            } else {
+                debug!(node = %self.id, %peer, %state, version, "older statement delivered late; ignored");
+                Noted::Unchanged
+            }
+        });
+        match noted {
+            Noted::Unchanged => return,
+            Noted::Moved => {
+                debug!(node = %self.id, %peer, %state, version, "acknowledged (signed)")
+            }
+            Noted::RolledBack { acknowledged } => self.alarm(
+                peer,
+                WitnessAlarmKind::StateRolledBack {
+                    state: state.clone(),
+                    acknowledged,
+                    reported: version,
+                },
+            ),
+        }
+        self.sync_moved();
+    }
+
+    /// Raises a [`WitnessAlarmKind::StateDiverged`] alarm about `peer`, which announced
+    /// `theirs` as the root of `state` at `version` where this node holds `ours`.
+    pub fn state_diverged(
+        &self,
+        peer: &NodeId,
+        state: &StateId,
+        version: u64,
+        ours: Option<StateRoot>,
+        theirs: StateRoot,
+    ) {
+        self.alarm(
+            peer,
+            WitnessAlarmKind::StateDiverged {
+                state: state.clone(),
+                version,
+                ours,
+                theirs,
+            },
+        );
+    }
+
     fn alarm(&self, peer: &NodeId, kind: WitnessAlarmKind) {
         let alarm = WitnessAlarm {
             node: peer.clone(),
@@ -852,7 +993,14 @@ impl NodeContext {
             {
                 return;
             }
-            error!(node = %self.id, %peer, alarm = %alarm, "witness alarm: a peer's log does not hold what it signed");
+            match alarm.kind.state() {
+                None => {
+                    error!(node = %self.id, %peer, alarm = %alarm, "witness alarm: a peer's log does not hold what it signed")
+                }
+                Some(state) => {
+                    error!(node = %self.id, %peer, %state, alarm = %alarm, "witness alarm: a peer's copy of a state is not this node's")
+                }
+            }
             alarms.push(alarm);
         }
         self.sync_moved();
@@ -866,5 +1014,14 @@ impl NodeContext {
     /// The first alarm raised about `node`, if any.
     pub fn alarm_about(&self, node: &NodeId) -> Option<WitnessAlarm> {
         lock(&self.alarms).iter().find(|a| &a.node == node).cloned()
+    }
+
+    /// The first alarm raised about `node`'s log ([`WitnessAlarmKind::is_about_log`]), if
+    /// any: the changes `node` sequences are refused while it stands.
+    pub fn log_alarm_about(&self, node: &NodeId) -> Option<WitnessAlarm> {
+        lock(&self.alarms)
+            .iter()
+            .find(|a| &a.node == node && a.kind.is_about_log())
+            .cloned()
     }
 }

@@ -82,7 +82,7 @@ pub use contract::{Call, Contract, ContractError, ContractRegistry, Sections, MI
 pub use error::{NodeError, RecordProblem};
 pub use message::{
     Acknowledged, AppliedChange, ForwardedIntent, Intent, IntentRefused, NodeSync,
-    ProtocolEnvelope, Rejection, ReplicaRefusal, SyncStatus, Verdict, WitnessAlarm,
+    ProtocolEnvelope, Rejection, ReplicaRefusal, StateWitness, SyncStatus, Verdict, WitnessAlarm,
     WitnessAlarmKind,
 };
 pub use node::{Node, NodeConfig};

@@ -1,15 +1,17 @@
 //! What actors ask for ([`Intent`]), what nodes send each other ([`ProtocolEnvelope`],
-//! [`AppliedChange`], [`ReplicaRefusal`], [`Acknowledged`]), what an intent became
-//! ([`Verdict`]), and how far each participant node is ([`SyncStatus`], [`NodeSync`]).
+//! [`AppliedChange`], [`ReplicaRefusal`], [`Acknowledged`], [`StateWitness`]), what an intent
+//! became ([`Verdict`]), how far each participant node is ([`SyncStatus`], [`NodeSync`]), and
+//! what the witnesses found wrong ([`WitnessAlarm`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sst_core::hash::{hash_parts, Domain};
 use sst_core::{
-    ActorChange, ActorId, ContractRef, Disclosure, EventId, NodeId, Outcome, Parties, PublicKey,
-    Refusal, RejectReason, SectionHash, SequencingReceipt, SignedEvent, StateId, StateRoot,
-    Timestamp,
+    canonical, ActorChange, ActorId, ContractRef, Digest, Disclosure, EventId, NodeId, NodeKey,
+    NodeRegistry, Outcome, Parties, PublicKey, Refusal, RejectReason, SectionHash,
+    SequencingReceipt, SignatureBytes, SignedEvent, StateId, StateRoot, Timestamp,
 };
 
 /// A change an actor asks its node to make. The node builds, sequences and signs the event.
@@ -223,6 +225,107 @@ impl From<&Refusal> for ReplicaRefusal {
 pub struct Acknowledged {
     /// State → latest version the replica holds.
     pub states: BTreeMap<StateId, u64>,
+    /// The replica's signed statement of the version and root it holds, one per state of
+    /// `states`: the home compares each root with its own at that version, and keeps the
+    /// statement's version as what the replica acknowledged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub witness: Vec<StateWitness>,
+}
+
+/// First hash part of a [`StateWitness`] digest (its own domain inside `sst/envelope/v1`).
+const STATE_WITNESS_DOMAIN: &[u8] = b"sst/state-witness/v1";
+
+/// A node's signed statement "I hold `state` at `version` with `root`", made at `at`: what a
+/// replica tells the home node of a state when it acknowledges changes and when it asks for
+/// what it missed. Signed with the node key, so the statement is non-repudiable: the home
+/// keeps what each replica stated and raises a [`WitnessAlarm`] when a replica's root differs
+/// from its own at the same version, or when a replica later states an older version than
+/// it acknowledged (its database was rolled back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateWitness {
+    /// The stating node.
+    pub node: NodeId,
+    /// The state.
+    pub state_id: StateId,
+    /// The version the node holds.
+    pub version: u64,
+    /// Its root as the node holds it.
+    pub root: StateRoot,
+    /// When the node read what it holds (before reading it): a statement of an older version
+    /// made no later than a newer one is a late delivery, not a rollback.
+    pub at: Timestamp,
+    /// The node-key signature over [`StateWitness::digest`].
+    pub signature: SignatureBytes,
+}
+
+impl StateWitness {
+    /// The digest a statement signs: `H(sst/envelope/v1, "sst/state-witness/v1",
+    /// canonical {node, state, version, root, at})` in the root's hash algorithm.
+    pub fn digest(
+        node: &NodeId,
+        state: &StateId,
+        version: u64,
+        root: &StateRoot,
+        at: Timestamp,
+    ) -> Digest {
+        let body = serde_json::json!({
+            "node": node.as_str(),
+            "state": state.as_str(),
+            "version": version,
+            "root": root.to_string(),
+            "at": at.0,
+        });
+        hash_parts(
+            root.0.alg(),
+            Domain::Envelope,
+            &[STATE_WITNESS_DOMAIN, &canonical::to_vec(&body)],
+        )
+    }
+
+    /// `node` states, signing with `key`, that it holds `state` at `version` with `root`.
+    pub fn sign(
+        node: NodeId,
+        key: &NodeKey,
+        state: StateId,
+        version: u64,
+        root: StateRoot,
+        at: Timestamp,
+    ) -> Self {
+        let signature = key.sign_digest(&Self::digest(&node, &state, version, &root, at));
+        StateWitness {
+            node,
+            state_id: state,
+            version,
+            root,
+            at,
+            signature,
+        }
+    }
+
+    /// Checks the signature against the stating node's key in `registry`.
+    ///
+    /// # Errors
+    /// A description of what is wrong: the node is not in the registry, or the signature
+    /// does not verify under its key.
+    pub fn verify(&self, registry: &NodeRegistry) -> Result<(), String> {
+        let key = registry
+            .key(&self.node)
+            .ok_or_else(|| format!("node `{}` is not in the node registry", self.node))?;
+        let digest = Self::digest(
+            &self.node,
+            &self.state_id,
+            self.version,
+            &self.root,
+            self.at,
+        );
+        key.verify_digest(&digest, &self.signature).map_err(|e| {
+            format!(
+                "statement of node `{}` about state {} v{} does not verify: {e}",
+                self.node, self.state_id, self.version
+            )
+        })
+    }
 }
 
 /// How far one participant node is with one state, as this node knows it: on the state's
@@ -280,14 +383,18 @@ pub struct SyncStatus {
     /// Every participant node this node knows about, except the home: on the home node, the
     /// other participant nodes; elsewhere, this node only.
     pub nodes: Vec<NodeSync>,
-    /// Every witness alarm this node raised (about any peer): a peer whose signed log
-    /// checkpoints show a rolled-back or forked log, or whose checkpoint signature does not
-    /// verify. Changes sequenced by an alarmed node are refused (`bad_receipt`).
+    /// Every witness alarm this node raised (about any peer, any state): a peer whose signed
+    /// log checkpoints show a rolled-back or forked log, or whose checkpoint or state
+    /// statement signature does not verify; a peer whose copy of a state has another root
+    /// than this node's at the same version, or that states an older version of a state than
+    /// it acknowledged. Changes sequenced by a node under a log alarm are refused
+    /// (`bad_receipt`).
     pub witness_alarms: Vec<WitnessAlarm>,
 }
 
 /// What a node found wrong when it compared a peer's signed log checkpoint with the latest
-/// one it witnessed from that peer ([`crate::Node::witness_alarms`]).
+/// one it witnessed from that peer, or a peer's statement of a state ([`StateWitness`], a
+/// change's announced root) with its own copy ([`crate::Node::witness_alarms`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WitnessAlarm {
@@ -316,11 +423,58 @@ pub enum WitnessAlarmKind {
         /// The position.
         pos: u64,
     },
-    /// The peer's checkpoint does not verify under its registered node key.
+    /// The peer's checkpoint or state statement does not verify under its registered node
+    /// key.
     BadSignature {
         /// Why.
         detail: String,
     },
+    /// The peer's copy of a state and this node's have different roots at the same version
+    /// (on the home: a replica's signed statement; on a replica: the root the home announced,
+    /// as a change's base or result, or a version re-sent with another root).
+    StateDiverged {
+        /// The state.
+        state: StateId,
+        /// The version.
+        version: u64,
+        /// This node's root at that version (`None`: this node holds no such version).
+        ours: Option<StateRoot>,
+        /// The root the peer holds or announced.
+        theirs: StateRoot,
+    },
+    /// The peer (a replica) now states an older version of a state than it acknowledged
+    /// before: its copy was rolled back (e.g. restarted on a restored or edited database).
+    StateRolledBack {
+        /// The state.
+        state: StateId,
+        /// The version it acknowledged before.
+        acknowledged: u64,
+        /// The version it states now (0: it no longer holds the state).
+        reported: u64,
+    },
+}
+
+impl WitnessAlarmKind {
+    /// Whether the alarm is about the peer's log (its checkpoints): then this node refuses
+    /// the changes the peer sequences. State alarms concern one state and leave the peer's
+    /// other states alone.
+    pub fn is_about_log(&self) -> bool {
+        matches!(
+            self,
+            WitnessAlarmKind::RolledBack { .. }
+                | WitnessAlarmKind::Forked { .. }
+                | WitnessAlarmKind::BadSignature { .. }
+        )
+    }
+
+    /// The state the alarm is about, if it is a state alarm.
+    pub fn state(&self) -> Option<&StateId> {
+        match self {
+            WitnessAlarmKind::StateDiverged { state, .. }
+            | WitnessAlarmKind::StateRolledBack { state, .. } => Some(state),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for WitnessAlarm {
@@ -342,7 +496,39 @@ impl std::fmt::Display for WitnessAlarm {
             ),
             WitnessAlarmKind::BadSignature { detail } => write!(
                 f,
-                "node {}'s log checkpoint does not verify: {detail}",
+                "node {}'s signed statement does not verify: {detail}",
+                self.node
+            ),
+            WitnessAlarmKind::StateDiverged {
+                state,
+                version,
+                ours: Some(ours),
+                theirs,
+            } => write!(
+                f,
+                "state {state} diverged at v{version}: node {} holds root {theirs}, this node \
+                 {ours}",
+                self.node
+            ),
+            WitnessAlarmKind::StateDiverged {
+                state,
+                version,
+                ours: None,
+                theirs,
+            } => write!(
+                f,
+                "state {state} diverged: node {} holds v{version} with root {theirs}, a \
+                 version this node does not hold",
+                self.node
+            ),
+            WitnessAlarmKind::StateRolledBack {
+                state,
+                acknowledged,
+                reported,
+            } => write!(
+                f,
+                "node {}'s copy of state {state} was rolled back: it acknowledged v{acknowledged} \
+                 before and states v{reported} now",
                 self.node
             ),
         }
@@ -469,5 +655,73 @@ impl Verdict {
     /// Whether the intent was applied.
     pub fn is_applied(&self) -> bool {
         matches!(self, Verdict::Applied { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sst_core::HashAlg;
+
+    fn root(b: u8) -> StateRoot {
+        StateRoot(Digest::from_parts(HashAlg::Blake3, [b; 32]))
+    }
+
+    #[test]
+    fn a_state_witness_verifies_only_as_signed_under_the_registered_key() {
+        let (n, other) = (NodeId::from("n"), NodeId::from("x"));
+        let key = NodeKey::from_seed([1; 32]);
+        let registry = NodeRegistry::new()
+            .with(n.clone(), key.public_key())
+            .with(other.clone(), NodeKey::from_seed([2; 32]).public_key());
+        let w = StateWitness::sign(
+            n.clone(),
+            &key,
+            StateId::from("s"),
+            3,
+            root(7),
+            Timestamp(1000),
+        );
+        assert_eq!(w.verify(&registry), Ok(()));
+        // Round-trips through its wire form; unknown fields are refused.
+        let json = serde_json::to_value(&w).expect("serialize");
+        let back: StateWitness = serde_json::from_value(json.clone()).expect("deserialize");
+        assert_eq!(back, w);
+        let mut extra = json;
+        extra["extra"] = serde_json::json!(1);
+        assert!(serde_json::from_value::<StateWitness>(extra).is_err());
+        // Any field changed, or another node named, and it no longer verifies.
+        let changed = [
+            StateWitness {
+                version: 4,
+                ..w.clone()
+            },
+            StateWitness {
+                root: root(8),
+                ..w.clone()
+            },
+            StateWitness {
+                state_id: StateId::from("t"),
+                ..w.clone()
+            },
+            StateWitness {
+                at: Timestamp(1001),
+                ..w.clone()
+            },
+            StateWitness {
+                node: other,
+                ..w.clone()
+            },
+        ];
+        for c in changed {
+            assert!(c.verify(&registry).is_err(), "{c:?} verified");
+        }
+        let unknown = StateWitness {
+            node: NodeId::from("nobody"),
+            ..w
+        };
+        assert!(unknown
+            .verify(&registry)
+            .is_err_and(|e| e.contains("not in the node registry")));
     }
 }

@@ -234,9 +234,12 @@ impl Node {
         Ok(self.ctx.own_checkpoint())
     }
 
-    /// The alarms this node raised about its peers' logs (a rolled-back or forked log, a
-    /// checkpoint that does not verify), oldest first. Changes sequenced by an alarmed node
-    /// are refused here (`bad_receipt`) until this node restarts.
+    /// The alarms this node raised about its peers, oldest first: about a peer's log (a
+    /// rolled-back or forked log, a checkpoint that does not verify) — changes sequenced by
+    /// that peer are then refused here (`bad_receipt`) until this node restarts — and about a
+    /// peer's copy of a state (a different root at the same version, an older version stated
+    /// than acknowledged, a state statement that does not verify), which concern that state
+    /// only.
     pub fn witness_alarms(&self) -> Vec<WitnessAlarm> {
         self.ctx.witness_alarms()
     }

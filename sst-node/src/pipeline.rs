@@ -23,7 +23,9 @@
 //! Only when every step passes is a new state version built; the sequencer then commits the
 //! event as applied together with that version, or as rejected with its reason — never a
 //! partial apply. Receivers of a distributed change re-run steps 1–6 on what they receive
-//! (hashes for sections they may not read) and check the recomputed root (`replicate`).
+//! (hashes for sections they may not read) and check the recomputed root (`replicate`); a
+//! recomputed root that differs from the home's at the same version also raises a witness
+//! alarm about the home ([`crate::WitnessAlarmKind::StateDiverged`]).
 //! Actor changes (key rotation, revocation) run steps 1–2 and their own rules
 //! (`check_actor_change`) instead of 3–7, at the actor's node and at every receiver.
 
@@ -31,8 +33,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sst_core::{
     portable, Actor, ActorChange, ActorStatus, CallPayload, ChangePayload, CreatePayload,
-    Disclosure, EventKind, HashAlg, Parties, PayloadError, RejectReason, Section, SectionHash,
-    SignedEvent, State,
+    Disclosure, EventKind, HashAlg, NodeId, Parties, PayloadError, RejectReason, Section,
+    SectionHash, SignedEvent, State,
 };
 
 use crate::context::NodeContext;
@@ -502,10 +504,11 @@ fn view_of(sections: &BTreeMap<String, Section>) -> Sections {
 /// which must be the version just before it) and builds the new, redacted version.
 pub(crate) fn replicate(
     ctx: &NodeContext,
+    from: &NodeId,
     change: &AppliedChange,
     current: Option<&State>,
 ) -> Eval {
-    match replicate_steps(ctx, change, current) {
+    match replicate_steps(ctx, from, change, current) {
         Ok((state, disclosures)) => Eval::Apply {
             state: Box::new(state),
             disclosures,
@@ -516,6 +519,7 @@ pub(crate) fn replicate(
 
 fn replicate_steps(
     ctx: &NodeContext,
+    from: &NodeId,
     ch: &AppliedChange,
     current: Option<&State>,
 ) -> Result<Built, RejectReason> {
@@ -605,6 +609,11 @@ fn replicate_steps(
         Some(cur) => next_version(cur, sections, e, signed.id),
     };
     if state.version != ch.version || state.root != ch.root {
+        if state.version == ch.version {
+            // Refused, and a witness alarm: the home announces another root for the version
+            // this node rebuilds from its own copy.
+            ctx.state_diverged(from, &e.state_id, ch.version, Some(state.root), ch.root);
+        }
         return Err(invalid(
             "$.root",
             format!(

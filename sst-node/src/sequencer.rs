@@ -7,7 +7,11 @@
 //!
 //! A received change it cannot apply is recorded as a [`sst_core::Refusal`] on this node and
 //! reported to its sender; what it applies is acknowledged to the sender once per batch
-//! (cumulative per state). Origin sequences start above every sequence of this node known to
+//! (cumulative per state, with this node's signed statement of the version and root it
+//! holds, [`crate::StateWitness`]; a refused change of a state held here is answered with
+//! that statement too, so the home sees a diverged copy). A change whose base root differs
+//! from this node's root at the base version raises a witness alarm about its sender besides
+//! the refusal. Origin sequences start above every sequence of this node known to
 //! be used ([`NodeContext::origin_floor`]), and a local intent whose sequence turns out to be
 //! taken is built again under a fresh one, never refused for it.
 
@@ -18,7 +22,7 @@ use std::time::Duration;
 use sst_core::{
     ActorChange, CommitBatch, CommitItem, ConflictKind, Disclosure, EventKind, EventRecord, NodeId,
     OriginSeq, Outcome, Refusal, RejectReason, SequencingReceipt, SignedEvent, State, StateId,
-    StoreError, Timestamp,
+    StateRoot, StoreError, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
@@ -89,9 +93,9 @@ struct Planned {
     actor: Option<sst_core::Actor>,
     /// A received change this node refuses: record it here and report it to its sender.
     refusal: Option<(NodeId, ReplicaRefusal)>,
-    /// A received change this node holds after the commit: acknowledge (sender, state,
-    /// version held).
-    ack: Option<(NodeId, StateId, u64)>,
+    /// A received change this node holds after the commit (or refused, of a state it holds):
+    /// acknowledge (sender, state, version held, its root).
+    ack: Option<(NodeId, StateId, u64, StateRoot)>,
 }
 
 /// Most times a local intent is built again because its origin sequence was taken.
@@ -103,12 +107,16 @@ struct Overlay {
     states: HashMap<StateId, State>,
 }
 
+/// State → (version held, its root), as acknowledged to one sender.
+type HeldStates = BTreeMap<StateId, (u64, StateRoot)>;
+
 struct Writer {
     ctx: Arc<NodeContext>,
     sync: Arc<SyncRegistry>,
     next_seq: u64,
-    /// Acknowledgements gathered during a batch: (protocol, sender) → state → version.
-    acks: BTreeMap<(&'static str, NodeId), BTreeMap<StateId, u64>>,
+    /// Acknowledgements gathered during a batch: (protocol, sender) → state → (version,
+    /// root).
+    acks: BTreeMap<(&'static str, NodeId), HeldStates>,
 }
 
 /// The sequencer task.
@@ -168,13 +176,20 @@ impl Writer {
         self.ctx.sync_moved();
     }
 
-    /// Sends the acknowledgements gathered during the batch: one message per sender.
+    /// Sends the acknowledgements gathered during the batch: one message per sender, with
+    /// this node's signed statement of each state's version and root (dated now: after the
+    /// commit that produced them).
     fn flush_acks(&mut self) {
+        let at = Timestamp::now();
         for ((protocol, to), states) in std::mem::take(&mut self.acks) {
             let Some(p) = self.sync.by_name(protocol) else {
                 continue;
             };
-            match p.acknowledge(&states) {
+            let witnesses: Vec<_> = states
+                .iter()
+                .map(|(state, (version, root))| self.ctx.state_witness(state, *version, *root, at))
+                .collect();
+            match p.acknowledge(&witnesses) {
                 Ok(Some(m)) => self.ctx.send(&to, m),
                 Ok(None) => {}
                 Err(e) => warn!(peer = %to, protocol, error = %e, "acknowledgement not sent"),
@@ -424,16 +439,16 @@ impl Writer {
                 self.report_refusal(&from, &contract, refusal).await;
             }
         }
-        if let Some((from, state, version)) = plan.ack.clone() {
+        if let Some((from, state, version, root)) = plan.ack.clone() {
             if let JobKind::Replicate { change, .. } = &job.kind {
                 let protocol = self.sync.for_contract(&change.signed.event.contract).name();
-                let held = self
-                    .acks
-                    .entry((protocol, from))
-                    .or_default()
-                    .entry(state.clone())
-                    .or_default();
-                *held = (*held).max(version);
+                let states = self.acks.entry((protocol, from)).or_default();
+                match states.get(&state) {
+                    Some((held, _)) if *held >= version => {}
+                    _ => {
+                        states.insert(state.clone(), (version, root));
+                    }
+                }
             }
             if ctx.has_refusals() {
                 ctx.clear_refusals(&state, version).await;
@@ -930,8 +945,16 @@ impl Writer {
         if e.kind == EventKind::ActorChange {
             return self.replicate_actor_change(from, ch).await;
         }
+        let cur = self.current(ov, &e.state_id).await?;
+        let held = cur.as_ref().map_or(0, |s| s.version);
+        // A refusal of a change of a state held here states what this node holds (version
+        // and root) to the home, which compares it with its own copy.
+        let held_ack = cur
+            .as_ref()
+            .map(|s| (from.clone(), s.id.clone(), s.version, s.root));
         let refused = |reason: RejectReason, sends| Planned {
             sends,
+            ack: held_ack.clone(),
             refusal: Some((
                 from.clone(),
                 ReplicaRefusal {
@@ -947,14 +970,12 @@ impl Writer {
             })),
             ..Default::default()
         };
-        let cur = self.current(ov, &e.state_id).await?;
-        let held = cur.as_ref().map_or(0, |s| s.version);
         let protocol = self.sync.for_contract(&e.contract).clone();
         match protocol.admit(&self.ctx, from, ch, cur.as_ref()).await? {
             Admission::Apply => {}
             Admission::Duplicate => {
                 return Ok(Planned {
-                    ack: Some((from.clone(), e.state_id.clone(), held)),
+                    ack: held_ack,
                     verdict: Some(Ok(Verdict::Duplicate {
                         event: ch.signed.id,
                         original: Outcome::Applied {
@@ -1005,13 +1026,21 @@ impl Writer {
         if let Err(reason) = receipt {
             return Ok(refused(reason, Vec::new()));
         }
-        match pipeline::replicate(&self.ctx, ch, cur.as_ref()) {
+        if let (Some(cur), Some(base)) = (cur.as_ref(), e.base) {
+            // The home applied the change on top of its version `base.version` with root
+            // `base.root` (it checked the base): this node's copy of that version differs.
+            if base.version == cur.version && base.root != cur.root {
+                self.ctx
+                    .state_diverged(from, &e.state_id, cur.version, Some(cur.root), base.root);
+            }
+        }
+        match pipeline::replicate(&self.ctx, from, ch, cur.as_ref()) {
             eval @ Eval::Apply { .. } => {
                 let mut planned = self.planned(&ch.signed, eval, ov, false);
                 if let Some(item) = &mut planned.item {
                     item.event.receipt = ch.receipt.clone();
                 }
-                planned.ack = Some((from.clone(), e.state_id.clone(), ch.version));
+                planned.ack = Some((from.clone(), e.state_id.clone(), ch.version, ch.root));
                 Ok(planned)
             }
             // A receiver never records a rejection of what its home applied (that would

@@ -8,12 +8,12 @@ mod common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use common::{
-    create_deal, create_two_party_deal, node_registry, registry, sqlite_store, values, who,
-    Cluster, TempDir,
+    create_deal, create_two_party_deal, eventually, node_registry, registry, sqlite_store, values,
+    who, Cluster, TempDir,
 };
 use serde_json::json;
 use sst_core::{
@@ -27,22 +27,6 @@ use tokio::sync::mpsc;
 
 fn deal() -> ContractRef {
     ContractRef::new("real-estate-deal", 1)
-}
-
-/// Polls `check` every 20 ms until it holds, at most `secs` seconds.
-async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        ensure!(Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Every event `store` holds carries a receipt that verifies under the registry, signed by

@@ -41,6 +41,17 @@
 //!   registry, and stores it unchanged otherwise. Nodes send their signed log checkpoints
 //!   ([`HomeMessage::Checkpoint`]) after they sign one, first in their start handshake, and
 //!   in answer to a `Hello`; the receiver witnesses them ([`NodeContext::witness`]).
+//! - **state witnesses**: a replica's `Ack` carries its node-signed statement of the version
+//!   and root it now holds of each acknowledged state ([`crate::StateWitness`]), and so does
+//!   its `CatchUp` for each state homed at the receiver (dated before it read what it holds);
+//!   a replica that refuses a change of a state it holds acknowledges what it holds too. The
+//!   home verifies each statement against the node registry, compares the root with its own
+//!   at that version and the version with what the replica acknowledged before
+//!   ([`NodeContext::witness_state`]): a different root, or an older version stated later
+//!   (a state missing from a `CatchUp` counts as version 0), raises a witness alarm naming
+//!   the replica and the state. Conversely a replica raises one about the home when a change's
+//!   base root, its rebuilt root, or the root of a version it already holds differs from its
+//!   own copy.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -51,6 +62,7 @@ use serde::{Deserialize, Serialize};
 use sst_core::{
     CommitItem, Disclosure, EventFilter, EventId, EventKind, EventRecord, NodeId, OriginSeq,
     Outcome, OutcomeKind, Refusal, RejectReason, SignedCheckpoint, SignedEvent, State, StateId,
+    StateRoot, Timestamp,
 };
 use tracing::{debug, warn};
 
@@ -59,7 +71,7 @@ use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::message::{
     Acknowledged, AppliedChange, ForwardedIntent, IntentRefused, ProtocolEnvelope, Rejection,
-    ReplicaRefusal,
+    ReplicaRefusal, StateWitness,
 };
 
 /// Messages of the home-node protocol (format version 1), carried in a
@@ -92,6 +104,14 @@ pub enum HomeMessage {
         held: BTreeMap<StateId, u64>,
         /// Highest origin sequence of the sender that it has recorded.
         own_after: OriginSeq,
+        /// The sender's signed statements of the version and root it holds of each state
+        /// homed at the receiver (the receiver witnesses them).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        witness: Vec<StateWitness>,
+        /// When the sender started reading what it holds: a state homed at the receiver and
+        /// missing from `held` counts as a statement of version 0 made then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<Timestamp>,
     },
     /// Ask a home node for the versions after the given one of exactly these states (a gap,
     /// or a retry of refused changes).
@@ -132,6 +152,13 @@ impl HomeMessage {
         ProtocolEnvelope::new(HomeSync::NAME, HomeSync::VERSION, self)
             .map_err(|e| NodeError::Invalid(format!("{} message: {e}", HomeSync::NAME)))
     }
+}
+
+/// What a node holds at one moment: when it started reading, and per state its version, root
+/// and home node (if known).
+struct Held {
+    at: Timestamp,
+    states: BTreeMap<StateId, (u64, StateRoot, Option<NodeId>)>,
 }
 
 /// How long a replica waits for the answer to a gap request before it asks again for the
@@ -201,11 +228,42 @@ impl HomeSync {
         ctx.own_checkpoint().map(HomeMessage::Checkpoint)
     }
 
-    /// What this node holds, as a catch-up request to its peers.
-    async fn catch_up_request(ctx: &NodeContext) -> Result<HomeMessage, NodeError> {
+    /// What this node holds: when it started reading, and per state its version, root and
+    /// home node.
+    async fn held_states(ctx: &NodeContext) -> Result<Held, NodeError> {
+        let at = Timestamp::now();
+        let mut states = BTreeMap::new();
+        for id in ctx.store().state_ids().await? {
+            if let Some(s) = ctx.store().state(&id).await? {
+                let home = ctx.home_of(&id).await?;
+                states.insert(id, (s.version, s.root, home));
+            }
+        }
+        Ok(Held { at, states })
+    }
+
+    /// What this node holds (`held`), as a catch-up request to `peer`: with a signed
+    /// statement of each state homed at `peer`.
+    async fn catch_up_request(
+        ctx: &NodeContext,
+        held: &Held,
+        peer: &NodeId,
+    ) -> Result<HomeMessage, NodeError> {
+        let witness = held
+            .states
+            .iter()
+            .filter(|(_, (_, _, home))| home.as_ref() == Some(peer))
+            .map(|(id, (version, root, _))| ctx.state_witness(id, *version, *root, held.at))
+            .collect();
         Ok(HomeMessage::CatchUp {
-            held: ctx.held_versions().await?,
+            held: held
+                .states
+                .iter()
+                .map(|(id, (version, _, _))| (id.clone(), *version))
+                .collect(),
             own_after: ctx.store().last_origin_seq(ctx.id()).await?,
+            witness,
+            at: Some(held.at),
         })
     }
 
@@ -218,7 +276,9 @@ impl HomeSync {
 
     /// Messages answering `peer`'s catch-up request: every state homed here that `peer`
     /// participates in (`only`: just these), the versions after those it `held`; with the
-    /// latest version read of each of those states.
+    /// latest version read of each of those states. `stated`: the request's signed
+    /// statements and date, witnessed first (a state missing from `held` is stated as
+    /// version 0).
     async fn catch_up(
         &self,
         ctx: &NodeContext,
@@ -226,6 +286,7 @@ impl HomeSync {
         held: &BTreeMap<StateId, u64>,
         own_after: OriginSeq,
         only: bool,
+        stated: Option<(&[StateWitness], Timestamp)>,
     ) -> Result<(Vec<HomeMessage>, BTreeMap<StateId, u64>), NodeError> {
         let store = ctx.store();
         // Every actor change recorded here first, in log order (relayed, whoever sequenced
@@ -260,6 +321,15 @@ impl HomeSync {
                 continue;
             }
             let from = held.get(&id).copied().unwrap_or(0);
+            if let Some((witness, at)) = stated {
+                match witness.iter().find(|w| w.state_id == id) {
+                    Some(w) => ctx.witness_state(peer, w).await,
+                    None if from == 0 => ctx.note_statement(peer, &id, 0, at),
+                    None => {
+                        debug!(node = %ctx.id(), %peer, state = %id, "catch-up without a statement of a held state")
+                    }
+                }
+            }
             // What the peer says it holds counts as its acknowledgement.
             ctx.note_ack(peer, &id, from.min(latest.version));
             out.extend(Self::versions_for(ctx, &id, from, latest.version, peer).await?);
@@ -380,7 +450,9 @@ impl SyncProtocol for HomeSync {
                 if let Some(m) = Self::own_checkpoint(ctx) {
                     ctx.send(from, m.envelope()?);
                 }
-                ctx.send(from, Self::catch_up_request(ctx).await?.envelope()?);
+                let held = Self::held_states(ctx).await?;
+                let request = Self::catch_up_request(ctx, &held, from).await?;
+                ctx.send(from, request.envelope()?);
                 // A restarted home learns again why this node is behind.
                 for r in Self::stored_refusals(ctx).await {
                     if &r.from_node == from {
@@ -390,21 +462,37 @@ impl SyncProtocol for HomeSync {
                 }
                 Vec::new()
             }
-            HomeMessage::CatchUp { held, own_after } => {
+            HomeMessage::CatchUp {
+                held,
+                own_after,
+                witness,
+                at,
+            } => {
                 let last = ctx.store().last_origin_seq(from).await?;
                 ctx.send(from, HomeMessage::OriginSeen { last }.envelope()?);
-                let answer = self.catch_up(ctx, from, &held, own_after, false).await?;
+                let stated = at.map(|at| (witness.as_slice(), at));
+                let answer = self
+                    .catch_up(ctx, from, &held, own_after, false, stated)
+                    .await?;
                 self.answer(ctx, from, answer).await?;
                 Vec::new()
             }
             HomeMessage::Resend { states } => {
                 let none = OriginSeq(u64::MAX);
-                let answer = self.catch_up(ctx, from, &states, none, true).await?;
+                let answer = self.catch_up(ctx, from, &states, none, true, None).await?;
                 self.answer(ctx, from, answer).await?;
                 Vec::new()
             }
             HomeMessage::Ack(ack) => {
+                for w in &ack.witness {
+                    if ctx.home_of(&w.state_id).await?.as_ref() == Some(ctx.id()) {
+                        ctx.witness_state(from, w).await;
+                    }
+                }
                 for (state, version) in &ack.states {
+                    if ack.witness.iter().any(|w| &w.state_id == state) {
+                        continue;
+                    }
                     if ctx.home_of(state).await?.as_ref() == Some(ctx.id()) {
                         ctx.note_ack(from, state, *version);
                     }
@@ -470,7 +558,19 @@ impl SyncProtocol for HomeSync {
             });
         }
         if ch.version <= held {
-            // Already applied (duplicate delivery or catch-up overlap): nothing to do.
+            // Already applied (duplicate delivery or catch-up overlap): nothing to do, but the
+            // home announces the root of a version held here: it must be this node's.
+            let ours = match current {
+                Some(s) if s.version == ch.version => Some(s.root),
+                _ => ctx
+                    .store()
+                    .state_at(&e.state_id, ch.version)
+                    .await?
+                    .map(|s| s.root),
+            };
+            if let Some(ours) = ours.filter(|r| *r != ch.root) {
+                ctx.state_diverged(from, &e.state_id, ch.version, Some(ours), ch.root);
+            }
             return Ok(Admission::Duplicate);
         }
         if ch.version > held + 1 {
@@ -569,7 +669,7 @@ impl SyncProtocol for HomeSync {
     }
 
     async fn start(&self, ctx: &NodeContext) -> Result<Vec<(NodeId, ProtocolEnvelope)>, NodeError> {
-        let catch_up = Self::catch_up_request(ctx).await?.envelope()?;
+        let held = Self::held_states(ctx).await?;
         let hello = HomeMessage::Hello.envelope()?;
         // Peers witness this node's log head first: a node restarted on a truncated
         // database is caught before it sequences anything.
@@ -580,14 +680,16 @@ impl SyncProtocol for HomeSync {
         // Nothing is sequenced before each reachable peer said which origin sequences of
         // this node it recorded (an answer to the catch-up request).
         ctx.expect_answers(peers.clone());
-        Ok(peers
-            .into_iter()
-            .flat_map(|peer| {
-                let cp = checkpoint.clone().map(|m| (peer.clone(), m));
-                cp.into_iter()
-                    .chain([(peer.clone(), catch_up.clone()), (peer, hello.clone())])
-            })
-            .collect())
+        let mut out = Vec::new();
+        for peer in peers {
+            if let Some(cp) = &checkpoint {
+                out.push((peer.clone(), cp.clone()));
+            }
+            let catch_up = Self::catch_up_request(ctx, &held, &peer).await?;
+            out.push((peer.clone(), catch_up.envelope()?));
+            out.push((peer, hello.clone()));
+        }
+        Ok(out)
     }
 
     fn witness(
@@ -605,10 +707,14 @@ impl SyncProtocol for HomeSync {
 
     fn acknowledge(
         &self,
-        states: &BTreeMap<StateId, u64>,
+        witnesses: &[StateWitness],
     ) -> Result<Option<ProtocolEnvelope>, NodeError> {
         let ack = Acknowledged {
-            states: states.clone(),
+            states: witnesses
+                .iter()
+                .map(|w| (w.state_id.clone(), w.version))
+                .collect(),
+            witness: witnesses.to_vec(),
         };
         HomeMessage::Ack(ack).envelope().map(Some)
     }

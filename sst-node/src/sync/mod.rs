@@ -22,13 +22,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sst_core::{
     CommitItem, ContractRef, Disclosure, EventId, EventRecord, NodeId, OriginSeq, Refusal,
-    RejectReason, SignedCheckpoint, SignedEvent, State, StateId,
+    RejectReason, SignedCheckpoint, SignedEvent, State,
 };
 
 use crate::context::{NodeContext, ProtocolChoice};
 use crate::error::NodeError;
 use crate::message::{
     AppliedChange, ForwardedIntent, IntentRefused, ProtocolEnvelope, Rejection, ReplicaRefusal,
+    StateWitness,
 };
 
 pub use home::{HomeMessage, HomeSync};
@@ -223,16 +224,17 @@ pub trait SyncProtocol: Send + Sync {
     }
 
     /// The message acknowledging to the node that sent changes that this node now holds
-    /// `states` (state → latest version, cumulative); `None` when the protocol does not
-    /// acknowledge (default).
+    /// the states of `witnesses` (this node's signed statements of each state's latest
+    /// version and root, cumulative); `None` when the protocol does not acknowledge
+    /// (default).
     ///
     /// # Errors
     /// [`NodeError::Invalid`] when the message cannot be built.
     fn acknowledge(
         &self,
-        states: &BTreeMap<StateId, u64>,
+        witnesses: &[StateWitness],
     ) -> Result<Option<ProtocolEnvelope>, NodeError> {
-        let _ = states;
+        let _ = witnesses;
         Ok(None)
     }
 

@@ -243,6 +243,22 @@ pub async fn restart_on_file(
     Node::start(config(role), store, registry(false), transport, inbox).await
 }
 
+/// Polls `check` every 20 ms until it holds, at most `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub std::path::PathBuf);
 
