@@ -455,9 +455,10 @@ pub enum WitnessAlarmKind {
 }
 
 impl WitnessAlarmKind {
-    /// Whether the alarm is about the peer's log (its checkpoints): then this node refuses
-    /// the changes the peer sequences. State alarms concern one state and leave the peer's
-    /// other states alone.
+    /// Whether the alarm is about the peer's log (its checkpoints) or its signatures (a
+    /// checkpoint or state statement that does not verify): then this node refuses the
+    /// changes the peer sequences. State alarms concern one state and leave the peer's other
+    /// states alone.
     pub fn is_about_log(&self) -> bool {
         matches!(
             self,

@@ -2,8 +2,9 @@
 //! changes with a node-signed statement of the version and root they hold, the home compares
 //! it with its own copy and with what each replica acknowledged before; a replica whose copy
 //! was rewritten behind its back, or restarted on a database rolled back to an older version,
-//! raises a witness alarm on the home naming the replica and the state. A clean network —
-//! several states, several replicas, a restart — raises none.
+//! raises a witness alarm on the home naming the replica and the state; a statement altered
+//! in transit does not verify and counts for nothing. A clean network — several states,
+//! several replicas, a restart — raises none.
 
 mod common;
 
@@ -17,8 +18,13 @@ use common::{
     who, Cluster, TempDir,
 };
 use serde_json::json;
-use sst_core::{ContractRef, Disclosure, MemoryStore, NodeId, StateId, Store};
-use sst_node::{InProcessNetwork, Intent, Node, WitnessAlarm, WitnessAlarmKind};
+use sst_core::{
+    ContractRef, Digest, Disclosure, HashAlg, MemoryStore, NodeId, StateId, StateRoot, Store,
+};
+use sst_node::{
+    Delivery, HomeMessage, InProcessNetwork, Inbox, Intent, Node, WitnessAlarm, WitnessAlarmKind,
+};
+use tokio::sync::mpsc;
 
 fn deal() -> ContractRef {
     ContractRef::new("real-estate-deal", 1)
@@ -313,5 +319,83 @@ async fn a_replica_restarted_on_a_rolled_back_database_is_caught_by_the_home() -
         "{:?}",
         state_alarms(&seller, &id)
     );
+    Ok(())
+}
+
+/// The seller's deliveries pass through a relay that rewrites the root of every state
+/// statement in the acknowledgements it receives (keeping their signatures).
+fn forging_inbox(mut from_net: Inbox) -> Inbox {
+    let (tx, rx) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        while let Some(d) = from_net.recv().await {
+            let (from, mut envelope, _receipt) = d.into_parts();
+            if let Ok(HomeMessage::Ack(mut ack)) = envelope.decode::<HomeMessage>() {
+                for w in &mut ack.witness {
+                    w.root = StateRoot(Digest::from_parts(HashAlg::Blake3, [7; 32]));
+                }
+                if let Ok(e) = HomeMessage::Ack(ack).envelope() {
+                    envelope = e;
+                }
+            }
+            if tx.send(Delivery::new(from, envelope)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Inbox::from_receiver(rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_statement_altered_in_transit_is_an_alarm_and_no_acknowledgement(
+) -> anyhow::Result<()> {
+    let net = InProcessNetwork::new();
+    let (transport, inbox) = net.join("seller");
+    let seller = Cluster::start_node_on(
+        common::config("seller"),
+        Arc::new(MemoryStore::new()),
+        registry(false),
+        &[deal()],
+        transport,
+        forging_inbox(inbox),
+    )
+    .await?;
+    let buyer = Cluster::start_node(
+        &net,
+        "buyer",
+        Arc::new(MemoryStore::new()),
+        registry(false),
+        &[deal()],
+    )
+    .await?;
+    let b = NodeId::from("buyer");
+    let id = create_two_party_deal(&seller, "deal-forged", json!({"rev": 0})).await?;
+    change(&seller, "seller", &id, "common", json!({"rev": 1})).await?;
+    eventually(10, "the buyer holds v2", || async {
+        Ok(buyer.state(&id).await?.is_some_and(|s| s.version == 2))
+    })
+    .await?;
+    eventually(10, "bad signature alarm on the home", || async {
+        Ok(seller.witness_alarms().iter().any(|a| {
+            a.node == b
+                && matches!(&a.kind, WitnessAlarmKind::BadSignature { detail }
+                    if detail.contains("deal-forged") && detail.contains("does not verify"))
+        }))
+    })
+    .await?;
+    // A statement that does not verify neither acknowledges nor compares anything.
+    let status = seller.sync_status(&id).await?.context("status")?;
+    ensure!(
+        status.node(&b).context("buyer")?.acknowledged == 0,
+        "{status:?}"
+    );
+    ensure!(
+        seller
+            .witness_alarms()
+            .iter()
+            .all(|a| matches!(a.kind, WitnessAlarmKind::BadSignature { .. })),
+        "{:?}",
+        seller.witness_alarms()
+    );
+    ensure!(buyer.witness_alarms().is_empty());
     Ok(())
 }
