@@ -200,23 +200,9 @@ async fn a_node_daemon_serves_client_signed_intents_and_restarts_from_its_store(
     let (code, _, err) = sst(&["keygen", "--out", &alice_pem])?;
     ensure!(code == 2 && err.contains("not overwriting"), "{err}");
 
-    let api = free_addr()?;
-    let listen = free_addr()?;
-    let node_dir = dir.path("acme")?;
-    let node_pub = sst_ok(&[
-        "node",
-        "init",
-        "--id",
-        "acme",
-        "--dir",
-        &node_dir,
-        "--listen",
-        &listen.to_string(),
-        "--api",
-        &api.to_string(),
-    ])?;
-    ensure!(node_pub.trim().len() == 64, "{node_pub}");
-    let config = format!("{node_dir}/node.toml");
+    let acme = node_init(&dir, "acme")?;
+    ensure!(acme.public.len() == 64, "{}", acme.public);
+    let (api, config) = (acme.api, acme.config.clone());
     append(
         &config,
         &format!(
@@ -477,4 +463,196 @@ fn raw_status(
         .context("no status line")?
         .parse()?;
     Ok(code)
+}
+
+/// A node directory made by `sst node init`: its config path and public node key.
+struct NodeDir {
+    config: String,
+    public: String,
+    api: SocketAddr,
+    listen: SocketAddr,
+}
+
+fn node_init(dir: &Dir, id: &str) -> anyhow::Result<NodeDir> {
+    let (api, listen) = (free_addr()?, free_addr()?);
+    let node_dir = dir.path(id)?;
+    let public = sst_ok(&[
+        "node",
+        "init",
+        "--id",
+        id,
+        "--dir",
+        &node_dir,
+        "--listen",
+        &listen.to_string(),
+        "--api",
+        &api.to_string(),
+    ])?
+    .trim()
+    .to_owned();
+    Ok(NodeDir {
+        config: format!("{node_dir}/node.toml"),
+        public,
+        api,
+        listen,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_and_a_replica_process_sync_over_the_network_and_restart() -> anyhow::Result<()> {
+    let dir = Dir::new("two")?;
+    let alice_pem = dir.path("alice.pem")?;
+    let ops_pem = dir.path("ops.pem")?;
+    let bob_pem = dir.path("bob.pem")?;
+    let alice_pub = sst_ok(&["keygen", "--out", &alice_pem])?.trim().to_owned();
+    let ops_pub = sst_ok(&["keygen", "--out", &ops_pem])?.trim().to_owned();
+    let bob_pub = sst_ok(&["keygen", "--out", &bob_pem])?.trim().to_owned();
+    let acme = node_init(&dir, "acme")?;
+    let globex = node_init(&dir, "globex")?;
+    // globex does not hold ops's key: it gets the deployment signature.
+    let signature = sst_ok(&[
+        "node",
+        "sign-contract",
+        "--contract",
+        "real-estate-deal@1",
+        "--deployer",
+        "acme/ops",
+        "--key",
+        &ops_pem,
+    ])?
+    .trim()
+    .to_owned();
+    ensure!(signature.len() == 128, "{signature}");
+    let actors = format!(
+        "\n[[actor]]\nid = \"acme/alice\"\nkey = \"{alice_pub}\"\n\
+         \n[[actor]]\nid = \"acme/ops\"\nkey = \"{ops_pub}\"\n\
+         \n[[actor]]\nid = \"globex/bob\"\nkey = \"{bob_pub}\"\n"
+    );
+    let peer = |n: &NodeDir, id: &str| {
+        format!(
+            "\n[[peer]]\nid = \"{id}\"\naddress = \"{}\"\nkey = \"{}\"\n",
+            n.listen, n.public
+        )
+    };
+    append(
+        &acme.config,
+        &format!(
+            "{}{actors}\n[[custody]]\nactor = \"acme/ops\"\nkey = \"{ops_pem}\"\n\
+             \n[[contract]]\ncontract = \"real-estate-deal@1\"\ndeployer = \"acme/ops\"\n",
+            peer(&globex, "globex")
+        ),
+    )?;
+    append(
+        &globex.config,
+        &format!(
+            "{}{actors}\n[[contract]]\ncontract = \"real-estate-deal@1\"\ndeployer = \"acme/ops\"\n\
+             signature = \"{signature}\"\n",
+            peer(&acme, "acme")
+        ),
+    )?;
+    let log = |n: &str| dir.0.join(format!("{n}.log"));
+    let home = Daemon::start(&acme.config, acme.api, log("acme")).await?;
+    let replica = Daemon::start(&globex.config, globex.api, log("globex")).await?;
+    let alice = Client::new(acme.api, "acme/alice", key(&alice_pem)?);
+    let bob = Client::new(globex.api, "globex/bob", key(&bob_pem)?);
+
+    // alice signs a create and a change on the home node (the CLI, then the client crate).
+    let create = json!({
+        "intent": "create",
+        "state_id": "deal-9",
+        "contract": {"name": "real-estate-deal", "version": 1},
+        "parties": {"buyer": ["acme/alice"], "seller": ["acme/ops"], "regulator": ["globex/bob"]},
+        "sections": {"common": {"address": "9 Wire Street"}, "price": {"amount": 900000}},
+    });
+    let cli = Cli {
+        api: acme.api.to_string(),
+        actor: "acme/alice",
+        key: &alice_pem,
+    };
+    let verdict: VerdictBody = serde_json::from_str(&cli.run("submit", &[&create.to_string()])?)?;
+    ensure!(verdict.is_applied(), "{verdict:?}");
+    let verdict = alice
+        .submit(IntentBody::Change {
+            state_id: StateId::from("deal-9"),
+            sections: values(json!({"common": {"address": "9 Wire Street", "floor": 2}}))?,
+        })
+        .await?;
+    ensure!(
+        matches!(verdict, VerdictBody::Applied { version: 2, .. }),
+        "{verdict:?}"
+    );
+
+    // bob reads it on the replica: common in clear, the price hidden (nor does globex hold it).
+    let deal = StateId::from("deal-9");
+    let state = eventually("deal-9 v2 on the replica", || async {
+        Ok(bob.state(&deal).await?.filter(|s| s.version == 2))
+    })
+    .await?;
+    let common = state.sections["common"]
+        .disclosure
+        .as_ref()
+        .context("common hidden from the regulator")?;
+    ensure!(common.value["floor"] == json!(2), "{common:?}");
+    ensure!(
+        state.sections["price"].disclosure.is_none(),
+        "the regulator sees the price"
+    );
+    // The home's sync status names the replica at v2.
+    eventually("globex acknowledged v2 on the home", || async {
+        let s = alice.status(&deal).await?.context("no status")?;
+        Ok(s.nodes
+            .iter()
+            .any(|n| n.node.as_str() == "globex" && n.acknowledged == 2)
+            .then_some(()))
+    })
+    .await?;
+    // A change bob signs on the replica is refused there: the home sequences deal-9.
+    let err = bob
+        .submit(IntentBody::Change {
+            state_id: deal.clone(),
+            sections: values(json!({"common": {"address": "elsewhere"}}))?,
+        })
+        .await
+        .err()
+        .context("the replica took a change of a state it does not sequence")?;
+    ensure!(err.code() == Some(ErrorCode::NotHome), "{err}");
+    // bob's event stream on the replica: the two events of the state he is a party of.
+    let bob_cli = Cli {
+        api: globex.api.to_string(),
+        actor: "globex/bob",
+        key: &bob_pem,
+    };
+    let events = bob_cli.run("events", &[])?;
+    ensure!(
+        events.lines().count() == 2,
+        "bob's stream on the replica:\n{events}"
+    );
+
+    // SIGTERM both, restart both: the replica still holds v2; a new change reaches it.
+    replica.terminate().await?;
+    home.terminate().await?;
+    let home = Daemon::start(&acme.config, acme.api, log("acme")).await?;
+    let replica = Daemon::start(&globex.config, globex.api, log("globex")).await?;
+    let state = bob
+        .state(&deal)
+        .await?
+        .context("deal-9 gone from the replica")?;
+    ensure!(state.version == 2, "{state:?}");
+    let verdict = alice
+        .submit(IntentBody::Change {
+            state_id: deal.clone(),
+            sections: values(json!({"common": {"address": "9 Wire Street", "floor": 3}}))?,
+        })
+        .await?;
+    ensure!(
+        matches!(verdict, VerdictBody::Applied { version: 3, .. }),
+        "{verdict:?}"
+    );
+    eventually("deal-9 v3 on the replica after the restarts", || async {
+        Ok(bob.state(&deal).await?.filter(|s| s.version == 3))
+    })
+    .await?;
+    replica.terminate().await?;
+    home.terminate().await?;
+    Ok(())
 }

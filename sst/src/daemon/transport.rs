@@ -1,43 +1,52 @@
 //! The daemon's peer transport, isolated here so the rest of the daemon sees only a
-//! [`Transport`] and an [`Inbox`]: for now a standalone in-process network holding this node
-//! alone (peers are unreachable; sends fail and sync catches up once they are reachable).
+//! [`Transport`] and an [`Inbox`]: [`sst_net`] — HTTP/2 over mutual TLS 1.3 where each node
+//! presents its node key and pins its peers' registry keys (a key not in the registry is
+//! refused at the handshake).
 
 use std::sync::Arc;
 
-use sst::node::{InProcessNetwork, Inbox, Transport};
+use anyhow::Context;
+use sst::node::{Inbox, Transport};
+use sst_net::{NetConfig, NetServer};
 
 use super::config::DaemonConfig;
 
-/// A running peer transport: the sending half [`sst::node::Node::start`] takes, and what must
-/// live as long as the node.
+/// A running peer transport: the sending half [`sst::node::Node::start`] takes, and the
+/// listening server, which must live as long as the node.
 pub(crate) struct PeerLink {
     /// Sends to peers.
     pub(crate) transport: Arc<dyn Transport>,
-    /// Kept alive while the node runs.
-    _network: InProcessNetwork,
+    server: NetServer,
 }
 
 impl PeerLink {
-    /// Starts the transport for `config`: the link and the node's inbox.
+    /// Starts the transport for `config`: binds the peer listener; returns the link and the
+    /// node's inbox.
     ///
     /// # Errors
-    /// The listener cannot be bound.
+    /// The listener cannot be bound; the node key is not this node's in the registry.
     pub(crate) async fn start(config: &DaemonConfig) -> anyhow::Result<(Self, Inbox)> {
-        let network = InProcessNetwork::new();
-        let (transport, inbox) = network.join(config.id.clone());
-        for peer in &config.peers {
-            tracing::warn!(
-                node = %config.id, peer = %peer.id, address = %peer.address,
-                "no network transport in this build: peer unreachable"
-            );
-        }
+        let net = config.peers.iter().fold(
+            NetConfig::new(
+                config.id.clone(),
+                config.node_key.clone(),
+                config.registry(),
+                config.listen,
+            ),
+            |net, peer| net.with_peer(peer.id.clone(), peer.address.to_string()),
+        );
+        let node = sst_net::start(net)
+            .await
+            .with_context(|| format!("starting the peer transport on {}", config.listen))?;
         let link = PeerLink {
-            transport,
-            _network: network,
+            transport: node.transport,
+            server: node.server,
         };
-        Ok((link, inbox))
+        Ok((link, node.inbox))
     }
 
-    /// Stops the transport (after the node stopped).
-    pub(crate) async fn shutdown(self) {}
+    /// Stops the peer listener (after the node stopped).
+    pub(crate) async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
 }
