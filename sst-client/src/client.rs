@@ -1,5 +1,7 @@
-//! [`Client`]: the calls of a node's client API over HTTP/1.1, every request signed by the
-//! caller's actor key ([`crate::auth`]), and [`EventStream`], the NDJSON event stream.
+//! [`Client`]: the calls of a node's client API — over HTTP/2 with mutual TLS 1.3 (the client
+//! presents its actor key, pins the node's key: [`Client::with_tls`]) or plain HTTP/1.1 on a
+//! trusted network ([`Client::new`]) — every request also signed by the caller's actor key
+//! ([`crate::auth`]), and [`EventStream`], the NDJSON event stream.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -9,7 +11,8 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
-use sst_core::{ActorId, ActorKey, EventId, State, StateId};
+use sst_core::{ActorId, ActorKey, EventId, PublicKey, State, StateId};
+use sst_net::tls::{client_config, H2Client, Identity};
 use sst_node::{EventBuilder, Intent};
 use tokio::net::TcpStream;
 
@@ -28,6 +31,8 @@ pub struct Client {
     addr: SocketAddr,
     actor: ActorId,
     key: ActorKey,
+    /// `Some`: mutual TLS over one cached HTTP/2 connection; `None`: plain HTTP/1.1.
+    tls: Option<H2Client>,
 }
 
 impl std::fmt::Debug for Client {
@@ -40,14 +45,39 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client of the API at `addr`, signing its requests (and its intents) as `actor` with
-    /// `key`.
+    /// A client of the plain-HTTP API at `addr` (a node with `api_tls = false`), signing its
+    /// requests (and its intents) as `actor` with `key`.
     pub fn new(addr: SocketAddr, actor: impl Into<ActorId>, key: ActorKey) -> Self {
         Client {
             addr,
             actor: actor.into(),
             key,
+            tls: None,
         }
+    }
+
+    /// A client of the TLS API at `addr`: the TLS 1.3 handshake presents `key` (the node lets
+    /// in only the keys of its actors) and accepts only a server holding `node_key`; requests
+    /// are signed as with [`Client::new`].
+    ///
+    /// # Errors
+    /// [`ClientError::Build`] when the key cannot be used for TLS.
+    pub fn with_tls(
+        addr: SocketAddr,
+        actor: impl Into<ActorId>,
+        key: ActorKey,
+        node_key: PublicKey,
+    ) -> Result<Self, ClientError> {
+        let identity =
+            Identity::from_actor_key(&key).map_err(|e| ClientError::Build(e.to_string()))?;
+        let config =
+            client_config(&identity, node_key).map_err(|e| ClientError::Build(e.to_string()))?;
+        Ok(Client {
+            addr,
+            actor: actor.into(),
+            key,
+            tls: Some(H2Client::new(addr.to_string(), config)),
+        })
     }
 
     /// The actor this client acts as.
@@ -62,13 +92,37 @@ impl Client {
         }
     }
 
-    /// Sends one signed request on a fresh connection.
+    /// Sends one signed request: over the cached TLS connection, or on a fresh plain one.
     async fn send(
         &self,
         method: Method,
         path_and_query: &str,
         body: Vec<u8>,
     ) -> Result<Response<Incoming>, ClientError> {
+        let headers = auth::sign_request(
+            &self.key,
+            &self.actor,
+            method.as_str(),
+            path_and_query,
+            &body,
+        );
+        if let Some(tls) = &self.tls {
+            let body = Bytes::from(body);
+            let request = || {
+                let mut req = Request::builder()
+                    .method(method.clone())
+                    .uri(path_and_query)
+                    .header(hyper::header::CONTENT_TYPE, "application/json");
+                for (name, value) in &headers {
+                    req = req.header(*name, value.as_str());
+                }
+                req.body(axum::body::Body::from(body.clone()))
+            };
+            // Checked once here, so the rebuilds for a retry cannot fail.
+            request().map_err(|e| ClientError::Build(e.to_string()))?;
+            let build = || request().unwrap_or_default();
+            return tls.send(build).await.map_err(|e| self.connection_error(e));
+        }
         let stream = TcpStream::connect(self.addr)
             .await
             .map_err(|e| self.connection_error(e))?;
@@ -84,13 +138,7 @@ impl Client {
             .uri(path_and_query)
             .header(hyper::header::HOST, self.addr.to_string())
             .header(hyper::header::CONTENT_TYPE, "application/json");
-        for (name, value) in auth::sign_request(
-            &self.key,
-            &self.actor,
-            method.as_str(),
-            path_and_query,
-            &body,
-        ) {
+        for (name, value) in headers {
             req = req.header(name, value);
         }
         let req = req

@@ -69,8 +69,9 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `sst node run --config CONFIG` and waits until its API answers `/health`.
-    async fn start(config: &str, api: SocketAddr, log: PathBuf) -> anyhow::Result<Self> {
+    /// Starts `sst node run --config CONFIG` and waits until its API answers `probe`'s
+    /// `/health`.
+    async fn start(config: &str, probe: &Client, log: PathBuf) -> anyhow::Result<Self> {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -82,7 +83,6 @@ impl Daemon {
             .stderr(Stdio::from(stderr))
             .spawn()?;
         let mut d = Daemon { child, log };
-        let probe = Client::new(api, "probe", ActorKey::generate());
         let start = Instant::now();
         loop {
             if let Some(status) = d.child.try_wait()? {
@@ -142,6 +142,8 @@ struct Cli<'a> {
     api: String,
     actor: &'a str,
     key: &'a str,
+    /// The node's public key: mutual TLS; `None`: plain HTTP.
+    node_key: Option<&'a str>,
 }
 
 impl Cli<'_> {
@@ -149,6 +151,9 @@ impl Cli<'_> {
         let mut args = vec![
             command, "--api", &self.api, "--actor", self.actor, "--key", self.key,
         ];
+        if let Some(k) = self.node_key {
+            args.extend_from_slice(&["--node-key", k]);
+        }
         args.extend_from_slice(rest);
         sst_ok(&args)
     }
@@ -203,6 +208,9 @@ async fn a_node_daemon_serves_client_signed_intents_and_restarts_from_its_store(
     let acme = node_init(&dir, "acme")?;
     ensure!(acme.public.len() == 64, "{}", acme.public);
     let (api, config) = (acme.api, acme.config.clone());
+    // Plain HTTP for this node (its requests are still signed by actor keys).
+    let text = std::fs::read_to_string(&config)?.replace("api_tls = true", "api_tls = false");
+    std::fs::write(&config, text)?;
     append(
         &config,
         &format!(
@@ -214,8 +222,8 @@ async fn a_node_daemon_serves_client_signed_intents_and_restarts_from_its_store(
         ),
     )?;
 
-    let node = Daemon::start(&config, api, dir.0.join("acme.log")).await?;
     let alice = Client::new(api, "acme/alice", key(&alice_pem)?);
+    let node = Daemon::start(&config, &alice, dir.0.join("acme.log")).await?;
     let ops = Client::new(api, "acme/ops", key(&ops_pem)?);
     let mallory = Client::new(api, "acme/mallory", key(&mallory_pem)?);
 
@@ -231,6 +239,7 @@ async fn a_node_daemon_serves_client_signed_intents_and_restarts_from_its_store(
         api: api.to_string(),
         actor: "acme/alice",
         key: &alice_pem,
+        node_key: None,
     };
     let out = cli.run("submit", &[&create.to_string()])?;
     let verdict: VerdictBody = serde_json::from_str(&out)?;
@@ -408,7 +417,7 @@ async fn a_node_daemon_serves_client_signed_intents_and_restarts_from_its_store(
     ensure!(log.contains("node acme: stopping"), "{log}");
 
     // Restart from the store: the state is still there, and the node takes new intents.
-    let node = Daemon::start(&config, api, dir.0.join("acme.log")).await?;
+    let node = Daemon::start(&config, &alice, dir.0.join("acme.log")).await?;
     let state = alice
         .state(&StateId::from("deal-1"))
         .await?
@@ -551,10 +560,43 @@ async fn a_home_and_a_replica_process_sync_over_the_network_and_restart() -> any
         ),
     )?;
     let log = |n: &str| dir.0.join(format!("{n}.log"));
-    let home = Daemon::start(&acme.config, acme.api, log("acme")).await?;
-    let replica = Daemon::start(&globex.config, globex.api, log("globex")).await?;
-    let alice = Client::new(acme.api, "acme/alice", key(&alice_pem)?);
-    let bob = Client::new(globex.api, "globex/bob", key(&bob_pem)?);
+    // Both APIs over mutual TLS: clients present their actor keys and pin the node's key.
+    let node_key = |n: &NodeDir| -> anyhow::Result<sst::core::PublicKey> {
+        Ok(serde_json::from_value(json!(n.public))?)
+    };
+    let alice = Client::with_tls(acme.api, "acme/alice", key(&alice_pem)?, node_key(&acme)?)?;
+    let bob = Client::with_tls(globex.api, "globex/bob", key(&bob_pem)?, node_key(&globex)?)?;
+    let home = Daemon::start(&acme.config, &alice, log("acme")).await?;
+    let replica = Daemon::start(&globex.config, &bob, log("globex")).await?;
+    // Refused at the handshake: a key that is no actor's, a client pinning another node's
+    // key, and a plain-HTTP client.
+    let stranger = Client::with_tls(
+        acme.api,
+        "acme/alice",
+        ActorKey::generate(),
+        node_key(&acme)?,
+    )?;
+    let pinned_wrong =
+        Client::with_tls(acme.api, "acme/alice", key(&alice_pem)?, node_key(&globex)?)?;
+    let plain = Client::new(acme.api, "acme/alice", key(&alice_pem)?);
+    for (who, client) in [
+        ("stranger", &stranger),
+        ("wrong pin", &pinned_wrong),
+        ("plain", &plain),
+    ] {
+        match client.health().await {
+            Err(sst_client::ClientError::Connection { .. }) => {}
+            other => bail!("{who}: not refused at the connection: {other:?}"),
+        }
+    }
+    // A request claiming another actor than its key's is refused.
+    let impostor = Client::with_tls(acme.api, "acme/ops", key(&alice_pem)?, node_key(&acme)?)?;
+    let err = impostor
+        .state(&StateId::from("deal-9"))
+        .await
+        .err()
+        .context("impostor served")?;
+    ensure!(err.code() == Some(ErrorCode::Unauthenticated), "{err}");
 
     // alice signs a create and a change on the home node (the CLI, then the client crate).
     let create = json!({
@@ -568,6 +610,7 @@ async fn a_home_and_a_replica_process_sync_over_the_network_and_restart() -> any
         api: acme.api.to_string(),
         actor: "acme/alice",
         key: &alice_pem,
+        node_key: Some(&acme.public),
     };
     let verdict: VerdictBody = serde_json::from_str(&cli.run("submit", &[&create.to_string()])?)?;
     ensure!(verdict.is_applied(), "{verdict:?}");
@@ -621,6 +664,7 @@ async fn a_home_and_a_replica_process_sync_over_the_network_and_restart() -> any
         api: globex.api.to_string(),
         actor: "globex/bob",
         key: &bob_pem,
+        node_key: Some(&globex.public),
     };
     let events = bob_cli.run("events", &[])?;
     ensure!(
@@ -631,8 +675,8 @@ async fn a_home_and_a_replica_process_sync_over_the_network_and_restart() -> any
     // SIGTERM both, restart both: the replica still holds v2; a new change reaches it.
     replica.terminate().await?;
     home.terminate().await?;
-    let home = Daemon::start(&acme.config, acme.api, log("acme")).await?;
-    let replica = Daemon::start(&globex.config, globex.api, log("globex")).await?;
+    let home = Daemon::start(&acme.config, &alice, log("acme")).await?;
+    let replica = Daemon::start(&globex.config, &bob, log("globex")).await?;
     let state = bob
         .state(&deal)
         .await?

@@ -1,7 +1,7 @@
 //! The client API (axum): routes of [`sst_client::api`] over one [`Node`], every `/v1` request
 //! authenticated by its actor-key signature ([`sst_client::auth`]) against the node's actor
-//! directory, answers narrowed to what the caller may read, errors as typed
-//! [`ErrorBody`]s.
+//! directory — and, over mutual TLS, by the connection's actor key, which must be the
+//! signer's — answers narrowed to what the caller may read, errors as typed [`ErrorBody`]s.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -230,6 +230,18 @@ impl axum::extract::FromRequest<Arc<ApiContext>> for Signed {
             .await
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
         let caller = ctx.authenticate(&parts.method, &parts.uri, &parts.headers, &body)?;
+        // Over TLS, the connection's key must be the signer's.
+        if let Some(tls) = parts.extensions.get::<sst_net::tls::Authenticated>() {
+            if tls.id != caller.id.as_str() {
+                return Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    format!(
+                        "the request is signed by {} on a connection of {}",
+                        caller.id, tls.id
+                    ),
+                ));
+            }
+        }
         Ok(Signed { caller, body })
     }
 }

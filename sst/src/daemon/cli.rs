@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use sst::core::{ContractRecord, HashAlg, StateId};
+use sst::core::{ContractRecord, HashAlg, PublicKey, StateId};
 use sst_client::api::{IntentBody, VerdictBody};
 use sst_client::Client;
 
@@ -123,18 +123,32 @@ pub(crate) struct ClientArgs {
     /// The calling actor's id.
     #[arg(long, value_name = "ACTOR")]
     actor: String,
-    /// The calling actor's key file (PKCS#8 PEM); it signs every request.
+    /// The calling actor's key file (PKCS#8 PEM); it signs every request, and over TLS it is
+    /// the client's TLS identity.
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
+    /// The node's public key (hex, as `sst node init` printed it): connect with mutual TLS
+    /// and accept only a server holding it. Without it: plain HTTP (a node with
+    /// `api_tls = false`).
+    #[arg(long, value_name = "HEX")]
+    node_key: Option<String>,
 }
 
 impl ClientArgs {
     fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::new(
+        let key = actor_key(&self.key)?;
+        let Some(node_key) = &self.node_key else {
+            return Ok(Client::new(self.api, self.actor.as_str(), key));
+        };
+        let node_key: PublicKey =
+            serde_json::from_value(serde_json::Value::String(node_key.clone()))
+                .context("--node-key: not a hex Ed25519 public key")?;
+        Ok(Client::with_tls(
             self.api,
             self.actor.as_str(),
-            actor_key(&self.key)?,
-        ))
+            key,
+            node_key,
+        )?)
     }
 }
 

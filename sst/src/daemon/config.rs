@@ -7,6 +7,8 @@
 //! key = "node-key.pem"                 # this node's Ed25519 key (PKCS#8 PEM)
 //! listen = "127.0.0.1:7000"            # peer transport listener
 //! api = "127.0.0.1:7100"               # client API listener
+//! api_tls = true                       # mutual TLS 1.3 with actor keys (default); false:
+//!                                      # plain HTTP, for a trusted network only (curl)
 //!
 //! [[peer]]                             # every other node of the network
 //! id = "globex"
@@ -51,6 +53,8 @@ struct NodeFile {
     key: PathBuf,
     listen: SocketAddr,
     api: SocketAddr,
+    #[serde(default = "yes")]
+    api_tls: bool,
     #[serde(default)]
     peer: Vec<PeerEntry>,
     #[serde(default)]
@@ -59,6 +63,10 @@ struct NodeFile {
     custody: Vec<CustodyEntry>,
     #[serde(default)]
     contract: Vec<ContractEntry>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Another node of the network.
@@ -120,6 +128,8 @@ pub(crate) struct DaemonConfig {
     pub(crate) listen: SocketAddr,
     /// Client API listener.
     pub(crate) api: SocketAddr,
+    /// Whether the client API runs over mutual TLS (else plain HTTP).
+    pub(crate) api_tls: bool,
     /// The other nodes.
     pub(crate) peers: Vec<PeerEntry>,
     /// Every actor of the network.
@@ -281,6 +291,7 @@ impl DaemonConfig {
             node_key,
             listen: file.listen,
             api: file.api,
+            api_tls: file.api_tls,
             peers: file.peer,
             actors,
             custody,

@@ -86,6 +86,9 @@ pub(crate) fn node_init(init: &Init<'_>) -> anyhow::Result<(std::path::PathBuf, 
          key = \"node-key.pem\"\n\
          listen = \"{listen}\"\n\
          api = \"{api}\"\n\
+         # Clients connect with mutual TLS 1.3: their actor key, pinning this node's key below.\n\
+         # false: plain HTTP (requests still signed by actor keys), for a trusted network only.\n\
+         api_tls = true\n\
          \n\
          # This node's public key (give it to every peer): {public}\n\
          #\n\

@@ -15,6 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::warn;
 
+use sst_net::tls::{ClientAuth, Identity, ServerTls};
+use sst_net::NetServer;
+
 use super::api::{self, ApiContext};
 use super::config::DaemonConfig;
 use super::contracts;
@@ -82,30 +85,35 @@ pub(crate) async fn run(config_path: &Path) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the client API to {}", config.api))?;
     let api_addr = listener.local_addr()?;
-    let mut stopped = stop_rx.clone();
-    let server = tokio::spawn(
-        axum::serve(listener, api::router(ctx))
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .into_future(),
-    );
+    let router = api::router(ctx);
+    let server = if config.api_tls {
+        ApiServer::Tls(serve_tls(router, listener, &config, &node)?)
+    } else {
+        let mut stopped = stop_rx.clone();
+        ApiServer::Plain(tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .into_future(),
+        ))
+    };
     println!(
-        "node {} running: pid {}, api {api_addr}, peers {}, store {}",
+        "node {} running: pid {}, api {api_addr} ({}), peers {}, store {}",
         config.id,
         std::process::id(),
+        if config.api_tls {
+            "mutual TLS"
+        } else {
+            "plain HTTP"
+        },
         config.listen,
         config.store.label()
     );
     wait_for_signal().await?;
     println!("node {}: stopping", config.id);
     stop_tx.send_replace(true);
-    match tokio::time::timeout(API_GRACE, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => warn!(node = %config.id, error = %e, "client API server failed"),
-        Ok(Err(e)) => warn!(node = %config.id, error = %e, "client API task failed"),
-        Err(_) => warn!(node = %config.id, "client API requests still open at shutdown"),
-    }
+    server.stop(&config.id).await;
     tail.abort();
     let _ = tail.await;
     match Arc::try_unwrap(node) {
@@ -143,4 +151,58 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         .await
         .context("waiting for Ctrl-C")?;
     Ok(())
+}
+
+/// The client API's server, in either mode.
+enum ApiServer {
+    /// Mutual TLS 1.3 over HTTP/2 ([`sst_net::tls::serve`]).
+    Tls(NetServer),
+    /// Plain HTTP (axum).
+    Plain(tokio::task::JoinHandle<std::io::Result<()>>),
+}
+
+impl ApiServer {
+    /// Stops accepting and lets open requests finish (bounded).
+    async fn stop(self, node: &sst::core::NodeId) {
+        match self {
+            ApiServer::Tls(server) => {
+                if tokio::time::timeout(API_GRACE, server.shutdown())
+                    .await
+                    .is_err()
+                {
+                    warn!(%node, "client API requests still open at shutdown");
+                }
+            }
+            ApiServer::Plain(task) => match tokio::time::timeout(API_GRACE, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => warn!(%node, error = %e, "client API server failed"),
+                Ok(Err(e)) => warn!(%node, error = %e, "client API task failed"),
+                Err(_) => warn!(%node, "client API requests still open at shutdown"),
+            },
+        }
+    }
+}
+
+/// Serves the API over mutual TLS: the server presents the node key; a client is let in
+/// only with the current key of a configured actor (looked up in the node's directory at
+/// each handshake, so a rotated key takes effect), and its requests carry that identity.
+fn serve_tls(
+    router: axum::Router,
+    listener: TcpListener,
+    config: &DaemonConfig,
+    node: &Arc<Node>,
+) -> anyhow::Result<NetServer> {
+    let identity = Identity::from_node_key(&config.node_key)?;
+    let actors: Vec<_> = config.actors.iter().map(|a| a.id.clone()).collect();
+    let directory = Arc::downgrade(node);
+    let lookup = move |key: &sst::core::PublicKey| {
+        let node = directory.upgrade()?;
+        actors
+            .iter()
+            .filter_map(|id| node.actor(id))
+            .find(|a| a.public_key == *key && a.status == sst::core::ActorStatus::Active)
+            .map(|a| a.id.to_string())
+    };
+    let tls = ServerTls::new(&identity, ClientAuth::Keys(Arc::new(lookup)))?;
+    Ok(sst_net::tls::serve(router, listener, tls)?)
 }
