@@ -387,6 +387,37 @@ async fn a_node_daemon_serves_client_signed_intents_and_restarts_from_its_store(
         raw_status(api, path, &[])? == 401,
         "unsigned request accepted"
     );
+    // The curl helper: `sst sign-request` prints -Hname:value options for one request.
+    let options = sst_ok(&[
+        "sign-request",
+        "--actor",
+        "acme/alice",
+        "--key",
+        &alice_pem,
+        path,
+    ])?;
+    let names = [
+        sst_client::auth::ACTOR_HEADER,
+        sst_client::auth::TIME_HEADER,
+        sst_client::auth::NONCE_HEADER,
+        sst_client::auth::SIGNATURE_HEADER,
+    ];
+    let headers: Vec<(&'static str, String)> = options
+        .split_whitespace()
+        .map(|o| {
+            let (name, value) = o
+                .trim_start_matches("-H")
+                .split_once(':')
+                .context("not -Hname:value")?;
+            let name = names
+                .into_iter()
+                .find(|h| *h == name)
+                .context("unknown header")?;
+            Ok((name, value.to_owned()))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    ensure!(headers.len() == 4, "{options}");
+    ensure!(raw_status(api, path, &headers)? == 200, "{options}");
     // An intent whose origin is another node is refused without being sequenced.
     let grant = alice.reserve().await?;
     ensure!(grant.origin_node.as_str() == "acme", "{grant:?}");

@@ -61,6 +61,26 @@ pub(crate) enum DaemonCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// Print curl header options signing one request to a plain-HTTP client API as an actor
+    /// (valid once, for two minutes): `curl $(sst sign-request --actor A --key K
+    /// /v1/states/deal-1) http://127.0.0.1:7100/v1/states/deal-1`.
+    SignRequest {
+        /// The signing actor's id.
+        #[arg(long, value_name = "ACTOR")]
+        actor: String,
+        /// The signing actor's key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The HTTP method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The exact body that will be sent (e.g. with curl --data).
+        #[arg(long, value_name = "BODY", default_value = "")]
+        body: String,
+        /// The path and query, exactly as requested.
+        #[arg(value_name = "PATH")]
+        path: String,
+    },
     /// Print a state's sync status on the node (JSON).
     Status {
         #[command(flatten)]
@@ -214,6 +234,27 @@ pub(crate) async fn run(command: DaemonCommand) -> anyhow::Result<bool> {
                 &actor_key(&key)?,
             )?;
             println!("{}", hex::encode(record.signature.signature.0));
+            Ok(true)
+        }
+        DaemonCommand::SignRequest {
+            actor,
+            key,
+            method,
+            body,
+            path,
+        } => {
+            let headers = sst_client::auth::sign_request(
+                &actor_key(&key)?,
+                &actor.as_str().into(),
+                &method.to_ascii_uppercase(),
+                &path,
+                body.as_bytes(),
+            );
+            let options: Vec<String> = headers
+                .iter()
+                .map(|(name, value)| format!("-H{name}:{value}"))
+                .collect();
+            println!("{}", options.join(" "));
             Ok(true)
         }
         DaemonCommand::Submit {
