@@ -33,4 +33,4 @@ mod transport;
 pub use error::{ClientError, NetError, TlsError};
 pub use node::{start, start_on, NetConfig, NetNode, MAX_MESSAGE_BYTES};
 pub use tls::NetServer;
-pub use transport::{NetTransport, SYNC_PATH};
+pub use transport::{NetTransport, SYNC_BATCH_PATH, SYNC_PATH};

@@ -19,7 +19,7 @@ use tracing::warn;
 
 use crate::error::NetError;
 use crate::tls::{self, Authenticated, ClientAuth, H2Client, Identity, NetServer, ServerTls};
-use crate::transport::{NetTransport, SYNC_PATH};
+use crate::transport::{NetTransport, SYNC_BATCH_PATH, SYNC_PATH};
 
 /// The largest message body the server accepts (a catch-up batch can be large).
 pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -144,6 +144,7 @@ pub async fn start_on(config: NetConfig, listener: TcpListener) -> Result<NetNod
 fn sync_router(inbox: mpsc::Sender<Delivery>) -> Router {
     Router::new()
         .route(SYNC_PATH, post(receive))
+        .route(SYNC_BATCH_PATH, post(receive_batch))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
         .with_state(inbox)
 }
@@ -163,6 +164,32 @@ async fn receive(
     // The receipt (our sender half) is dropped once the node handled the delivery — or
     // dropped it unhandled because it stopped, which a closed inbox tells apart.
     let _ = done.await;
+    if inbox.is_closed() {
+        return stopped(&from);
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Several messages from an authenticated peer, in order: each into the inbox, answered once
+/// every one was handled.
+async fn receive_batch(
+    State(inbox): State<mpsc::Sender<Delivery>>,
+    Extension(peer): Extension<Authenticated>,
+    Json(envelopes): Json<Vec<ProtocolEnvelope>>,
+) -> Response {
+    let from = NodeId::from(peer.id.as_str());
+    let mut handled = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        let (receipt, done) = oneshot::channel::<()>();
+        let delivery = Delivery::with_receipt(from.clone(), envelope, Box::new(receipt));
+        if inbox.send(delivery).await.is_err() {
+            return stopped(&from);
+        }
+        handled.push(done);
+    }
+    for done in handled {
+        let _ = done.await;
+    }
     if inbox.is_closed() {
         return stopped(&from);
     }

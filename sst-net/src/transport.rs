@@ -1,6 +1,7 @@
 //! [`NetTransport`]: the node [`Transport`] over HTTP/2 and mutual TLS — one cached
 //! connection per peer, each message a `POST /sst/v1/sync` of its [`ProtocolEnvelope`] as
-//! JSON, answered once the peer node handled it.
+//! JSON (several queued ones a `POST /sst/v1/sync/batch` of a JSON array), answered once the
+//! peer node handled it (all of them).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,6 +18,9 @@ use crate::tls::H2Client;
 
 /// The path of the node-to-node endpoint.
 pub const SYNC_PATH: &str = "/sst/v1/sync";
+
+/// The path of the node-to-node endpoint taking several envelopes, in order, in one request.
+pub const SYNC_BATCH_PATH: &str = "/sst/v1/sync/batch";
 
 /// Sends protocol envelopes to the peers of one node over HTTP/2 with mutual TLS, presenting
 /// the node's key and pinning each peer's registry key. Built by [`crate::start`].
@@ -55,12 +59,12 @@ impl NetTransport {
         self.peers.iter().map(|(id, c)| (id, c.addr()))
     }
 
-    async fn post(&self, peer: &H2Client, body: Bytes) -> Result<(), String> {
+    async fn post(&self, peer: &H2Client, path: &'static str, body: Bytes) -> Result<(), String> {
         let response = peer
             .send(|| {
                 let mut request = Request::new(Body::from(body.clone()));
                 *request.method_mut() = Method::POST;
-                *request.uri_mut() = hyper::Uri::from_static(SYNC_PATH);
+                *request.uri_mut() = hyper::Uri::from_static(path);
                 request.headers_mut().insert(
                     CONTENT_TYPE,
                     hyper::header::HeaderValue::from_static("application/json"),
@@ -88,18 +92,39 @@ impl Transport for NetTransport {
     }
 
     async fn send(&self, to: &NodeId, envelope: ProtocolEnvelope) -> Result<(), TransportError> {
+        self.deliver(to, SYNC_PATH, &envelope).await
+    }
+
+    async fn send_batch(
+        &self,
+        to: &NodeId,
+        envelopes: Vec<ProtocolEnvelope>,
+    ) -> Result<(), TransportError> {
+        self.deliver(to, SYNC_BATCH_PATH, &envelopes).await
+    }
+}
+
+impl NetTransport {
+    /// POSTs `message` (one envelope or an array of them) to `path` of peer `to` and waits for
+    /// its `2xx`, within the request timeout.
+    async fn deliver<T: serde::Serialize + ?Sized>(
+        &self,
+        to: &NodeId,
+        path: &'static str,
+        message: &T,
+    ) -> Result<(), TransportError> {
         let Some(peer) = self.peers.get(to) else {
             warn!(peer = %to, "no address configured for this peer");
             return Err(TransportError::Unreachable(to.clone()));
         };
-        let body = match serde_json::to_vec(&envelope) {
+        let body = match serde_json::to_vec(message) {
             Ok(body) => Bytes::from(body),
             Err(e) => {
-                warn!(peer = %to, protocol = %envelope.protocol, error = %e, "envelope not serialisable; not sent");
+                warn!(peer = %to, error = %e, "message not serialisable; not sent");
                 return Err(TransportError::Unreachable(to.clone()));
             }
         };
-        match tokio::time::timeout(self.timeout, self.post(peer, body)).await {
+        match tokio::time::timeout(self.timeout, self.post(peer, path, body)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 debug!(peer = %to, addr = peer.addr(), error = %e, "send failed");

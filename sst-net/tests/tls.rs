@@ -136,6 +136,48 @@ async fn messages_arrive_in_order() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A batch of messages travels in one request: they arrive in order, and the send returns
+/// only once the node handled every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_arrives_in_order_and_is_answered_once_all_are_handled() -> anyhow::Result<()> {
+    let reg = registry(&["a", "b"]);
+    let mut b = net_node("b", node_key("b"), reg.clone(), &[]).await?;
+    let a = net_node(
+        "a",
+        node_key("a"),
+        reg,
+        &[("b", b.server.local_addr().to_string())],
+    )
+    .await?;
+    let batch: Vec<ProtocolEnvelope> = (0..20).map(envelope).collect::<anyhow::Result<_>>()?;
+    let transport = a.transport.clone();
+    let send = tokio::spawn(async move { transport.send_batch(&NodeId::from("b"), batch).await });
+    let mut held = Vec::new();
+    for want in 0..20u64 {
+        let d = timeout(LONG, b.inbox.recv())
+            .await?
+            .context("inbox closed")?;
+        anyhow::ensure!(d.from().as_str() == "a", "sender: {d:?}");
+        anyhow::ensure!(
+            d.envelope().body["n"].as_u64() == Some(want),
+            "message {want} arrived as {:?}",
+            d.envelope().body
+        );
+        held.push(d);
+    }
+    // All but the last handled: still no answer.
+    let last = held.pop().context("empty batch")?;
+    drop(held);
+    tokio::time::sleep(SHORT).await;
+    anyhow::ensure!(
+        !send.is_finished(),
+        "answered before the whole batch was handled"
+    );
+    drop(last);
+    timeout(LONG, send).await???;
+    Ok(())
+}
+
 /// A stranger — a key not in the registry — is refused as a client: its transport (built
 /// from its own view of the network) gets `Unreachable`, a raw HTTP/2 client gets an error,
 /// and nothing reaches the node.

@@ -46,6 +46,25 @@ pub trait Transport: Send + Sync {
     /// # Errors
     /// [`TransportError::Unreachable`] when the peer cannot be reached now.
     async fn send(&self, to: &NodeId, envelope: ProtocolEnvelope) -> Result<(), TransportError>;
+
+    /// Sends several envelopes to `to`, in order (the outbox hands over everything queued for
+    /// a peer at once). By default one [`Transport::send`] each, stopping at the first error;
+    /// a network transport sends them in one request, so a peer's round trip is paid once per
+    /// batch, not once per message.
+    ///
+    /// # Errors
+    /// As [`Transport::send`]; on an error some of the envelopes may have been delivered
+    /// (delivery is idempotent: the peer ignores what it already holds).
+    async fn send_batch(
+        &self,
+        to: &NodeId,
+        envelopes: Vec<ProtocolEnvelope>,
+    ) -> Result<(), TransportError> {
+        for envelope in envelopes {
+            self.send(to, envelope).await?;
+        }
+        Ok(())
+    }
     /// Called when a message to `to` enters this node's outbox; the returned value is dropped
     /// once [`Transport::send`] has returned for it. Transports that account for traffic in
     /// flight (the in-process one, for [`InProcessNetwork::settled`]) count it; by default

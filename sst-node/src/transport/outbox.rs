@@ -132,7 +132,11 @@ impl Drop for Outbox {
     }
 }
 
-/// The sender task of one peer: sends in queue order, one message at a time.
+/// Most messages one [`Transport::send_batch`] carries.
+const MAX_BATCH: usize = 256;
+
+/// The sender task of one peer: sends in queue order, everything queued at once (up to
+/// [`MAX_BATCH`] messages per batch).
 async fn sender(
     transport: Arc<dyn Transport>,
     to: NodeId,
@@ -140,16 +144,38 @@ async fn sender(
     lost: Arc<AtomicBool>,
     reconnect: Arc<Vec<ProtocolEnvelope>>,
 ) {
-    while let Some(item) = rx.recv().await {
-        let protocol = item.envelope.protocol.clone();
-        let result = transport.send(&to, item.envelope).await;
+    while let Some(first) = rx.recv().await {
+        let mut items = vec![first];
+        while items.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => items.push(item),
+                Err(_) => break,
+            }
+        }
+        let mut envelopes = Vec::with_capacity(items.len());
+        let mut held = Vec::with_capacity(items.len());
+        for item in items {
+            envelopes.push(item.envelope);
+            held.push((item.done, item.pending));
+        }
+        let count = envelopes.len();
+        let result = if count == 1 {
+            match envelopes.pop() {
+                Some(envelope) => transport.send(&to, envelope).await,
+                None => Ok(()),
+            }
+        } else {
+            transport.send_batch(&to, envelopes).await
+        };
         if let Err(e) = &result {
-            warn!(peer = %to, %protocol, error = %e, "send failed; the peer catches up later");
+            warn!(peer = %to, messages = count, error = %e, "send failed; the peer catches up later");
         }
-        if let Some(done) = item.done {
-            done(result);
+        for (done, pending) in held {
+            if let Some(done) = done {
+                done(result.clone());
+            }
+            drop(pending);
         }
-        drop(item.pending);
         if rx.is_empty() && lost.swap(false, Ordering::SeqCst) {
             debug!(peer = %to, "outbox drained after an overflow: asking the peer to catch up");
             for envelope in reconnect.iter() {
