@@ -1,11 +1,13 @@
 //! `sst demo`: the real-estate deal end to end on four nodes, each with its own SQLite file.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context};
 use serde_json::{json, Value};
 use sst::core::{ContractRef, NodeId, StateId};
 use sst::node::{Intent, Verdict};
+use sst_client::api::{IntentBody, VerdictBody};
 
 use crate::cluster::{deal_parties, who, Cluster, PARTICIPANTS};
 
@@ -13,22 +15,45 @@ fn values<const N: usize>(pairs: [(&str, Value); N]) -> std::collections::BTreeM
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
+/// The deal's four intents: the seller's create, the buyer's counter-offer, the inspector's
+/// `record_inspection` call, and the inspector's price change the contract forbids.
+fn deal_intents() -> [IntentBody; 4] {
+    let id = || StateId::from("deal-42");
+    [
+        IntentBody::Create {
+            state_id: id(),
+            contract: ContractRef::new("real-estate-deal", 1),
+            parties: deal_parties(),
+            sections: values([
+                (
+                    "common",
+                    json!({"address": "12 Harbour Lane", "built": 1931, "bedrooms": 3}),
+                ),
+                ("price", json!({"amount": 500000, "currency": "USD"})),
+            ]),
+        },
+        IntentBody::Change {
+            state_id: id(),
+            sections: values([("price", json!({"amount": 480000, "currency": "USD"}))]),
+        },
+        IntentBody::Call {
+            state_id: id(),
+            method: "record_inspection".to_owned(),
+            args: json!({"radon": 2.1}),
+        },
+        IntentBody::Change {
+            state_id: id(),
+            sections: values([("price", json!({"amount": 1}))]),
+        },
+    ]
+}
+
 fn step(n: u32, what: &str) {
     println!("\n── {n}. {what}");
 }
 
 fn show(verdict: &Verdict) -> String {
-    match verdict {
-        Verdict::Applied { version, root, .. } => {
-            format!("applied → version {version}, root {root}")
-        }
-        Verdict::Rejected { reason, .. } => format!(
-            "REJECTED ({}): {}",
-            reason.code(),
-            serde_json::to_string(reason).unwrap_or_default()
-        ),
-        other => format!("{other:?}"),
-    }
+    VerdictBody::from_verdict(verdict).map_or_else(|| format!("{verdict:?}"), |v| show_body(&v))
 }
 
 /// Runs a query on a node's SQLite file and prints the rows as a small table.
@@ -55,103 +80,9 @@ fn query(file: &Path, sql: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The demo.
-pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
-    println!("SST demo: a real-estate deal shared by four participants, each node on its own SQLite file");
-    let c = Cluster::start(dir).await?;
-    for (name, file) in &c.files {
-        println!("   {name:<9} node → {}", file.display());
-    }
-    let deal = ContractRef::new("real-estate-deal", 1);
-    let rec = c
-        .node("seller")?
-        .store()
-        .contract(&deal)
-        .await?
-        .context("contract not deployed")?;
-    println!(
-        "   contract {deal}: identity {} (code {}), signed by {}",
-        rec.identity, rec.descriptor.code_hash, rec.deployer
-    );
-    println!("   sections: common (read all, write buyer+seller) · price (buyer+seller only) · inspection (read all, write inspector); regulator observes");
-
-    step(1, "the seller creates the deal (its node becomes the state's home node and sequences every change)");
-    let v = c
-        .node("seller")?
-        .submit(
-            &who("seller"),
-            Intent::create(
-                "deal-42",
-                deal.clone(),
-                deal_parties(),
-                values([
-                    (
-                        "common",
-                        json!({"address": "12 Harbour Lane", "built": 1931, "bedrooms": 3}),
-                    ),
-                    ("price", json!({"amount": 500000, "currency": "USD"})),
-                ]),
-            ),
-        )
-        .await?;
-    println!("   seller/sue create deal-42: {}", show(&v));
-    ensure!(v.is_applied(), "create failed");
-    c.net.settled().await; // every participant has applied it
-
-    step(
-        2,
-        "the buyer counter-offers (its node forwards the signed intent to the home node)",
-    );
-    let v = c
-        .node("buyer")?
-        .submit(
-            &who("buyer"),
-            Intent::change(
-                "deal-42",
-                values([("price", json!({"amount": 480000, "currency": "USD"}))]),
-            ),
-        )
-        .await?;
-    println!("   buyer/bob change price → 480000: {}", show(&v));
-    ensure!(v.is_applied(), "counter-offer failed");
-    c.net.settled().await; // every participant has applied it
-
-    step(
-        3,
-        "the inspector records the radon level through a contract method",
-    );
-    let v = c
-        .node("inspector")?
-        .submit(
-            &who("inspector"),
-            Intent::call("deal-42", "record_inspection", json!({"radon": 2.1})),
-        )
-        .await?;
-    println!(
-        "   inspector/ina record_inspection(radon 2.1): {}",
-        show(&v)
-    );
-    ensure!(v.is_applied(), "inspection failed");
-    c.net.settled().await; // every participant has applied it
-
-    step(
-        4,
-        "the inspector tries to change the price — not allowed by the contract",
-    );
-    let v = c
-        .node("inspector")?
-        .submit(
-            &who("inspector"),
-            Intent::change("deal-42", values([("price", json!({"amount": 1}))])),
-        )
-        .await?;
-    println!("   inspector/ina change price → 1: {}", show(&v));
-    ensure!(
-        v.reason().map(|r| r.code()) == Some("forbidden"),
-        "the unauthorized write was not rejected as forbidden: {v:?}"
-    );
-    c.net.settled().await;
-
+/// Steps 5 and 6: what each node's peer table holds (no price plaintext on the inspector's
+/// and the regulator's), and the SQL a participant runs on its own database.
+fn show_tables(files: &BTreeMap<&'static str, PathBuf>) -> anyhow::Result<()> {
     step(5, "what each node's peer table (sst_state) holds");
     let peer_sql = "SELECT id, version, data, \
         (SELECT group_concat(key, ',') FROM json_each(s.seals) WHERE json_type(value, '$.salt') IS NULL) AS hash_only \
@@ -159,10 +90,10 @@ pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
     println!("   SQL: {peer_sql}");
     for (name, _) in PARTICIPANTS {
         println!("   [{name}]");
-        query(&c.files[name], peer_sql)?;
+        query(&files[name], peer_sql)?;
     }
     for name in ["inspector", "regulator"] {
-        let conn = rusqlite::Connection::open(&c.files[name])?;
+        let conn = rusqlite::Connection::open(&files[name])?;
         let leaks: i64 = conn.query_row(
             "SELECT (SELECT count(*) FROM sst_state WHERE data -> '$.price' IS NOT NULL) + \
                     (SELECT count(*) FROM sst_state_history WHERE data -> '$.price' IS NOT NULL) + \
@@ -183,7 +114,7 @@ pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
     println!("   SQL: {user_sql}");
     for name in ["buyer", "regulator"] {
         println!("   [{name}]");
-        query(&c.files[name], user_sql)?;
+        query(&files[name], user_sql)?;
     }
     let events_sql =
         "SELECT origin_node, origin_seq, actor, kind, outcome, coalesce(reason, '') AS reason, \
@@ -191,9 +122,104 @@ pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
     println!("   the home node's event table — intents and outcomes, rejections included:");
     println!("   SQL: {events_sql}");
     println!("   [seller]");
-    query(&c.files["seller"], events_sql)?;
+    query(&files["seller"], events_sql)?;
     println!("   [inspector] (the rejection travelled back to the initiator)");
-    query(&c.files["inspector"], "SELECT origin_seq, actor, outcome, reason, reason_detail FROM sst_event WHERE outcome = 'rejected'")?;
+    query(&files["inspector"], "SELECT origin_seq, actor, outcome, reason, reason_detail FROM sst_event WHERE outcome = 'rejected'")?;
+    Ok(())
+}
+
+/// Verifies node `name`'s store under the node registry and prints the state `id` it holds;
+/// its version and root.
+async fn verify_node(
+    name: &str,
+    store: &dyn sst::core::Store,
+    registry: &sst::core::NodeRegistry,
+    id: &StateId,
+) -> anyhow::Result<(u64, sst::core::StateRoot)> {
+    let anchors = sst::core::TrustAnchors::new(registry.clone(), Some(NodeId::from(name)));
+    let report = sst::core::verify_store_with(store, &anchors, &mut |_, _| {}).await?;
+    ensure!(report.is_clean(), "{name}: {:?}", report.findings);
+    let s = store.state(id).await?.context("state missing")?;
+    println!(
+        "   {name:<9} version {} root {}  (verified {} versions, {} events, {} log entries, receipts and {} checkpoint(s) under the node registry)",
+        s.version, s.root, report.versions, report.events, report.log_entries, report.checkpoints
+    );
+    Ok((s.version, s.root))
+}
+
+/// The demo.
+pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
+    println!("SST demo: a real-estate deal shared by four participants, each node on its own SQLite file");
+    let c = Cluster::start(dir).await?;
+    for (name, file) in &c.files {
+        println!("   {name:<9} node → {}", file.display());
+    }
+    let deal = ContractRef::new("real-estate-deal", 1);
+    let rec = c
+        .node("seller")?
+        .store()
+        .contract(&deal)
+        .await?
+        .context("contract not deployed")?;
+    println!(
+        "   contract {deal}: identity {} (code {}), signed by {}",
+        rec.identity, rec.descriptor.code_hash, rec.deployer
+    );
+    println!("   sections: common (read all, write buyer+seller) · price (buyer+seller only) · inspection (read all, write inspector); regulator observes");
+
+    let [create, offer, inspection, forbidden] = deal_intents();
+    step(1, "the seller creates the deal (its node becomes the state's home node and sequences every change)");
+    let v = c
+        .node("seller")?
+        .submit(&who("seller"), Intent::from(create))
+        .await?;
+    println!("   seller/sue create deal-42: {}", show(&v));
+    ensure!(v.is_applied(), "create failed");
+    c.net.settled().await; // every participant has applied it
+
+    step(
+        2,
+        "the buyer counter-offers (its node forwards the signed intent to the home node)",
+    );
+    let v = c
+        .node("buyer")?
+        .submit(&who("buyer"), Intent::from(offer))
+        .await?;
+    println!("   buyer/bob change price → 480000: {}", show(&v));
+    ensure!(v.is_applied(), "counter-offer failed");
+    c.net.settled().await; // every participant has applied it
+
+    step(
+        3,
+        "the inspector records the radon level through a contract method",
+    );
+    let v = c
+        .node("inspector")?
+        .submit(&who("inspector"), Intent::from(inspection))
+        .await?;
+    println!(
+        "   inspector/ina record_inspection(radon 2.1): {}",
+        show(&v)
+    );
+    ensure!(v.is_applied(), "inspection failed");
+    c.net.settled().await; // every participant has applied it
+
+    step(
+        4,
+        "the inspector tries to change the price — not allowed by the contract",
+    );
+    let v = c
+        .node("inspector")?
+        .submit(&who("inspector"), Intent::from(forbidden))
+        .await?;
+    println!("   inspector/ina change price → 1: {}", show(&v));
+    ensure!(
+        v.reason().map(|r| r.code()) == Some("forbidden"),
+        "the unauthorized write was not rejected as forbidden: {v:?}"
+    );
+    c.net.settled().await;
+
+    show_tables(&c.files)?;
 
     step(7, "every node re-verifies its database and all roots agree");
     let id = StateId::from("deal-42");
@@ -201,17 +227,7 @@ pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
     for (name, _) in PARTICIPANTS {
         let node = c.node(name)?;
         node.checkpoint().await?;
-        let anchors =
-            sst::core::TrustAnchors::new(c.node_registry.clone(), Some(NodeId::from(name)));
-        let report =
-            sst::core::verify_store_with(node.store().as_ref(), &anchors, &mut |_, _| {}).await?;
-        ensure!(report.is_clean(), "{name}: {:?}", report.findings);
-        let s = node.state(&id).await?.context("state missing")?;
-        println!(
-            "   {name:<9} version {} root {}  (verified {} versions, {} events, {} log entries, receipts and {} checkpoint(s) under the node registry)",
-            s.version, s.root, report.versions, report.events, report.log_entries, report.checkpoints
-        );
-        roots.push((s.version, s.root));
+        roots.push(verify_node(name, node.store().as_ref(), &c.node_registry, &id).await?);
     }
     ensure!(
         roots.windows(2).all(|w| w[0] == w[1]),
@@ -227,6 +243,164 @@ pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
         "   cargo run --release -p sst -- verify --registry {} {}",
         c.registry_file.display(),
         files.join(" ")
+    );
+    Ok(())
+}
+
+/// A verdict as the demo prints it (also a node's client API answer).
+fn show_body(verdict: &VerdictBody) -> String {
+    match verdict {
+        VerdictBody::Applied { version, root, .. } => {
+            format!("applied → version {version}, root {root}")
+        }
+        VerdictBody::Rejected { reason, .. } => format!(
+            "REJECTED ({}): {}",
+            reason.code(),
+            serde_json::to_string(reason).unwrap_or_default()
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Waits (bounded) until every participant's node holds `version` of deal-42, read through
+/// each participant's own client.
+async fn replicated(
+    clients: &BTreeMap<&str, sst_client::Client>,
+    version: u64,
+) -> anyhow::Result<()> {
+    let id = StateId::from("deal-42");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for (name, client) in clients {
+        loop {
+            let held = client.state(&id).await?.map_or(0, |s| s.version);
+            if held >= version {
+                break;
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the {name} node holds version {held} of deal-42, not {version}, after 60 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The steps of the deal through the four nodes' client APIs.
+async fn network_deal(clients: &BTreeMap<&str, sst_client::Client>) -> anyhow::Result<()> {
+    let client = |name: &str| {
+        clients
+            .get(name)
+            .with_context(|| format!("no client {name}"))
+    };
+    let [create, offer, inspection, forbidden] = deal_intents();
+    step(1, "the seller creates the deal: sue's client signs it (the node never sees her key), the seller node sequences it and becomes its home");
+    let v = client("seller")?.submit(create).await?;
+    println!("   seller/sue create deal-42: {}", show_body(&v));
+    ensure!(v.is_applied(), "create failed");
+    replicated(clients, 1).await?;
+
+    step(
+        2,
+        "the buyer counter-offers (the buyer node signs for bob, whose key it holds in custody, and forwards the intent to the home node)",
+    );
+    let v = client("buyer")?.submit_custody(who("buyer"), offer).await?;
+    println!("   buyer/bob change price → 480000: {}", show_body(&v));
+    ensure!(v.is_applied(), "counter-offer failed");
+    replicated(clients, 2).await?;
+
+    step(
+        3,
+        "the inspector records the radon level through a contract method (forwarded to the home node)",
+    );
+    let v = client("inspector")?
+        .submit_custody(who("inspector"), inspection)
+        .await?;
+    println!(
+        "   inspector/ina record_inspection(radon 2.1): {}",
+        show_body(&v)
+    );
+    ensure!(v.is_applied(), "inspection failed");
+    replicated(clients, 3).await?;
+
+    step(
+        4,
+        "the inspector tries to change the price — not allowed by the contract",
+    );
+    let v = client("inspector")?
+        .submit_custody(who("inspector"), forbidden)
+        .await?;
+    println!("   inspector/ina change price → 1: {}", show_body(&v));
+    let code = match &v {
+        VerdictBody::Rejected { reason, .. } => Some(reason.code()),
+        _ => None,
+    };
+    ensure!(
+        code == Some("forbidden"),
+        "the unauthorized write was not rejected as forbidden: {v:?}"
+    );
+    Ok(())
+}
+
+/// The demo across four node processes (`sst demo --network`): started like `sst network
+/// up`, the deal through their client APIs, then the nodes stopped and every node's database
+/// re-verified, read-only, and the roots compared.
+pub(crate) async fn run_network(dir: &Path) -> anyhow::Result<()> {
+    use crate::local_network::{specs, Backend, Running};
+    println!("SST demo across four node processes: a real-estate deal, each participant's node its own `sst node run` process on its own SQLite file, nodes talking HTTP/2 over mutual TLS 1.3");
+    let running = Running::up(dir, &specs(PARTICIPANTS.len(), &[Backend::Sqlite])?).await?;
+    for n in &running.manifest.nodes {
+        println!(
+            "   {:<9} node → pid {}, client API {}, peers {}, {}",
+            n.id, n.pid, n.api, n.listen, n.store
+        );
+    }
+    let manifest = running.manifest.clone();
+    let mut clients = BTreeMap::new();
+    for (name, _) in PARTICIPANTS {
+        clients.insert(name, manifest.node(name)?.client(who(name).as_str())?);
+    }
+    let files: BTreeMap<&'static str, PathBuf> = PARTICIPANTS
+        .iter()
+        .map(|(name, _)| (*name, manifest.dir.join(name).join(format!("{name}.db"))))
+        .collect();
+    let steps = async {
+        network_deal(&clients).await?;
+        show_tables(&files)
+    };
+    let outcome = steps.await;
+    drop(clients);
+    step(7, "the nodes stop (SIGTERM: each writes a last checkpoint), every node's database is re-verified read-only and all roots agree");
+    let stopped = running.stop().await?;
+    outcome?;
+    for (n, how) in manifest.nodes.iter().zip(&stopped) {
+        println!("   {:<9} pid {:<7} {how}", n.id, n.pid);
+    }
+    let id = StateId::from("deal-42");
+    let mut roots = Vec::new();
+    for n in &manifest.nodes {
+        let store = crate::store_url::StoreUrl::parse(&n.store)?
+            .open_for_verify()
+            .await?;
+        roots.push(verify_node(&n.id, store.as_ref(), &manifest.registry, &id).await?);
+    }
+    ensure!(
+        roots.windows(2).all(|w| w[0] == w[1]),
+        "roots differ: {roots:?}"
+    );
+    println!(
+        "\nAll {} roots equal. Re-check the databases any time with:",
+        roots.len()
+    );
+    let dbs: Vec<String> = manifest
+        .nodes
+        .iter()
+        .map(|n| format!("--db {} --node {}", n.store, n.id))
+        .collect();
+    println!(
+        "   cargo run --release -p sst -- verify --registry {} {}",
+        manifest.dir.join("registry.json").display(),
+        dbs.join(" ")
     );
     Ok(())
 }

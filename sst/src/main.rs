@@ -1,12 +1,14 @@
-//! The `sst` command line: `demo` (the real-estate deal on four SQLite nodes), `verify`
-//! (re-check node databases of any backend and compare their roots) and `bench` (pipeline
-//! throughput).
+//! The `sst` command line: `demo` (the real-estate deal on four nodes, in one process or as
+//! four node processes), `verify` (re-check node databases of any backend and compare their
+//! roots), `bench` (pipeline throughput, in one process or networked), `network up|down|status`
+//! (a local network of node processes) and the node daemon with its client commands.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod cluster;
 mod daemon;
 mod demo;
+mod local_network;
 mod store_url;
 mod verify;
 
@@ -52,6 +54,10 @@ enum Command {
         /// Directory for the four node databases (default: a new temporary directory).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Run each node as its own `sst node run` process (as `sst network up` does) and
+        /// the deal through their client APIs.
+        #[arg(long)]
+        network: bool,
     },
     /// Re-check hashes and signatures of node databases and compare their roots.
     ///
@@ -82,10 +88,17 @@ enum Command {
         /// How many events the home node sequences.
         #[arg(long, value_name = "N", default_value_t = 2000)]
         events: usize,
-        /// Directory for the four node databases (default: a new temporary directory).
+        /// Directory for the node databases (default: a new temporary directory).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Instead: a home node and two replicas as separate processes on loopback against
+        /// the same three nodes in one process, in the same run, and the ratio.
+        #[arg(long)]
+        network: bool,
     },
+    /// Start and stop a local network of node processes (like Fabric's test-network).
+    #[command(subcommand)]
+    Network(local_network::NetworkCommand),
     #[command(flatten)]
     Daemon(daemon::DaemonCommand),
 }
@@ -126,15 +139,33 @@ fn init_logs() {
 
 async fn run(command: Command) -> anyhow::Result<bool> {
     match command {
-        Command::Demo { dir } => demo::run(&work_dir(dir, "demo")).await.map(|()| true),
+        Command::Demo {
+            dir,
+            network: false,
+        } => demo::run(&work_dir(dir, "demo")).await.map(|()| true),
+        Command::Demo { dir, network: true } => demo::run_network(&work_dir(dir, "demo-network"))
+            .await
+            .map(|()| true),
         Command::Verify {
             dbs,
             registry,
             nodes,
         } => verify::run(&dbs, registry.as_deref(), &nodes).await,
-        Command::Bench { events, dir } => bench::run(&work_dir(dir, "bench"), events)
+        Command::Bench {
+            events,
+            dir,
+            network: false,
+        } => bench::run(&work_dir(dir, "bench"), events)
             .await
             .map(|()| true),
+        Command::Bench {
+            events,
+            dir,
+            network: true,
+        } => local_network::bench::run(&work_dir(dir, "bench-network"), events)
+            .await
+            .map(|()| true),
+        Command::Network(command) => local_network::run(command).await,
         Command::Daemon(command) => daemon::run_command(command).await,
     }
 }

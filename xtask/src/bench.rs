@@ -1,5 +1,7 @@
 //! `cargo xtask bench store --backend <db> [--count N]`: builds and runs the `sst-bench`
-//! binary in release mode with the backend's Cargo feature.
+//! binary in release mode with the backend's Cargo feature. `cargo xtask bench network
+//! [--events N]`: runs `sst bench --network` in release mode (a home node and two replicas as
+//! processes on loopback against the same workload in one process, and the ratio).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -7,7 +9,8 @@ use std::process::Command;
 use anyhow::{bail, Context};
 
 const USAGE: &str =
-    "usage: cargo xtask bench store --backend <sqlite|postgres|mysql|mongo> [--count N]";
+    "usage: cargo xtask bench store --backend <sqlite|postgres|mysql|mongo> [--count N]
+       cargo xtask bench network [--events N]";
 
 /// The workspace root (the parent of the xtask crate).
 fn project_root() -> anyhow::Result<PathBuf> {
@@ -35,10 +38,47 @@ fn echo(cmd: &Command) -> String {
         .join(" ")
 }
 
+/// The `cargo` invocation of the networked benchmark, with `--events N` when given.
+fn network_command(events: Option<&str>) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["run", "--release", "-p", "sst", "--", "bench", "--network"]);
+    if let Some(n) = events {
+        cmd.args(["--events", n]);
+    }
+    cmd
+}
+
+/// `bench network [--events N]`.
+fn network(args: &[String]) -> anyhow::Result<()> {
+    let mut events = None;
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--events" => {
+                let n = rest.next().context("--events needs a value")?;
+                n.parse::<usize>()
+                    .with_context(|| format!("--events: `{n}` is not a count"))?;
+                events = Some(n.as_str());
+            }
+            other => bail!("unknown argument `{other}`\n{USAGE}"),
+        }
+    }
+    let mut cmd = network_command(events);
+    cmd.current_dir(project_root()?);
+    println!("$ {}", echo(&cmd));
+    let status = cmd.status().context("running cargo")?;
+    if !status.success() {
+        bail!("sst bench --network failed ({status})");
+    }
+    Ok(())
+}
+
 /// Entry point: `args` are the words after `bench`.
 pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("store") => {}
+        Some("network") => return network(&args[1..]),
         None | Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             return Ok(());
@@ -96,5 +136,16 @@ mod tests {
             ),
             "{line}"
         );
+    }
+
+    #[test]
+    fn network_command_runs_the_networked_bench_of_sst_in_release_mode() {
+        let line = echo(&network_command(Some("500")));
+        assert!(
+            line.ends_with("run --release -p sst -- bench --network --events 500"),
+            "{line}"
+        );
+        let line = echo(&network_command(None));
+        assert!(line.ends_with("-- bench --network"), "{line}");
     }
 }

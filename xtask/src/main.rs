@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod faults;
 mod integration;
 mod mongo_server;
 mod node_verify;
@@ -12,7 +13,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None | Some("help") => {
             println!(
-                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, bench store --backend <db> [--count N], integration [--db <db>|all], services [--db <db>|all]"
+                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, bench store --backend <db> [--count N], bench network [--events N], integration [--db <db>|all], services [--db <db>|all]"
             );
             Ok(())
         }
@@ -23,6 +24,7 @@ fn main() -> anyhow::Result<()> {
             mongo_server::cli(root, &args[1..])
         }
         Some("bench") => bench::cli(&args[1..]),
+        Some("faults") => faults::cli(&args[1..]),
         Some("integration") => integration::cli(&args[1..]),
         Some("services") => services::cli(&args[1..]),
         Some(other) => anyhow::bail!("unknown xtask command `{other}` (try `cargo xtask help`)"),

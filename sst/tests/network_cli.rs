@@ -1,0 +1,283 @@
+//! `sst network up|status|down` and `sst demo --network` as a user runs them: node processes
+//! on SQLite files in a temporary directory, reached through their client APIs over mutual
+//! TLS on loopback. Every wait is bounded; a guard kills every node process started under
+//! the test's directory, even when the test fails.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use serde_json::{json, Value};
+use sst::core::{ActorKey, ContractRef, Parties, PublicKey, StateId};
+use sst_client::api::IntentBody;
+use sst_client::Client;
+
+/// Longest run of one `sst` command, and longest wait for a replica.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// A fresh directory; dropping it kills (SIGKILL) every process whose command line names a
+/// path under it — the node processes started there — and removes it.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> anyhow::Result<Self> {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("sst-network-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Dir(dir))
+    }
+
+    fn str(&self) -> anyhow::Result<&str> {
+        self.0.to_str().context("utf-8 path")
+    }
+
+    /// PIDs of the running processes whose arguments name a path under this directory.
+    fn processes(&self) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let prefix = format!("{}/", self.0.display());
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| alive(*pid))
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    c.split(|b| *b == 0)
+                        .any(|a| a.starts_with(prefix.as_bytes()))
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        for pid in self.processes() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether `pid` runs (a zombie does not count).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|s| s != "Z" && s != "X")
+    })
+}
+
+/// Runs `sst args` for at most [`DEADLINE`] (killed after it), stdout to a file in `dir`;
+/// exit code, stdout, stderr.
+fn sst(dir: &Dir, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let out = dir.0.join("cli.out");
+    let err = dir.0.join("cli.err");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sst"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out)?)
+        .stderr(std::fs::File::create(&err)?)
+        .spawn()?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "sst {args:?} still running after {DEADLINE:?}:\n{}",
+                std::fs::read_to_string(&out)?
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Ok((
+        status.code().context("killed by a signal")?,
+        std::fs::read_to_string(&out)?,
+        std::fs::read_to_string(&err)?,
+    ))
+}
+
+fn sst_ok(dir: &Dir, args: &[&str]) -> anyhow::Result<String> {
+    let (code, out, err) = sst(dir, args)?;
+    ensure!(code == 0, "sst {args:?} exited {code}:\n{out}\n{err}");
+    Ok(out)
+}
+
+/// A client of `node` (an entry of network.json) acting as its first actor.
+fn client(node: &Value) -> anyhow::Result<Client> {
+    let actor = &node["actors"][0];
+    let pem = std::fs::read_to_string(actor["key_file"].as_str().context("key_file")?)?;
+    let key = ActorKey::from_pkcs8_pem(&pem).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let node_key: PublicKey = serde_json::from_value(node["node_key"].clone())?;
+    Ok(Client::with_tls(
+        node["api"].as_str().context("api")?.parse()?,
+        actor["id"].as_str().context("actor id")?,
+        key,
+        node_key,
+    )?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_up_starts_three_node_processes_that_sync_and_down_stops_them() -> anyhow::Result<()>
+{
+    let dir = Dir::new("up")?;
+    let out = sst_ok(
+        &dir,
+        &["network", "up", "--dir", dir.str()?, "--nodes", "3"],
+    )?;
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("network.json"))?)?;
+    let nodes = manifest["nodes"].as_array().context("nodes")?;
+    let ids: Vec<&str> = nodes.iter().filter_map(|n| n["id"].as_str()).collect();
+    ensure!(ids == ["buyer", "seller", "inspector"], "{manifest}");
+    let pids: Vec<u32> = nodes
+        .iter()
+        .map(|n| n["pid"].as_u64().map(|p| p as u32).context("pid"))
+        .collect::<anyhow::Result<_>>()?;
+    for (id, pid) in ids.iter().zip(&pids) {
+        ensure!(alive(*pid), "node {id} (pid {pid}) is not running:\n{out}");
+        ensure!(out.contains(&format!("pid {pid}")), "{out}");
+    }
+    ensure!(
+        manifest["registry"].as_object().map(|r| r.len()) == Some(3),
+        "{manifest}"
+    );
+    // Each node lists both others as peers, with address and key.
+    for n in nodes {
+        let config = std::fs::read_to_string(n["config"].as_str().context("config")?)?;
+        ensure!(config.matches("[[peer]]").count() == 2, "{config}");
+        for other in nodes.iter().filter(|o| o["id"] != n["id"]) {
+            let listen = other["listen"].as_str().context("listen")?;
+            ensure!(config.contains(listen), "{config}");
+        }
+    }
+
+    let status = sst_ok(&dir, &["network", "status", "--dir", dir.str()?])?;
+    ensure!(status.matches(" healthy").count() == 3, "{status}");
+
+    // A create on the seller through its client API (signed by the seller's actor) reaches
+    // the two other node processes.
+    let clients: BTreeMap<&str, Client> = ids
+        .iter()
+        .zip(nodes)
+        .map(|(id, n)| Ok((*id, client(n)?)))
+        .collect::<anyhow::Result<_>>()?;
+    let deal = StateId::from("deal-7");
+    let sections = serde_json::from_value(json!({
+        "common": {"address": "7 Process Row"},
+        "price": {"amount": 700000},
+    }))?;
+    let verdict = clients["seller"]
+        .submit(IntentBody::Create {
+            state_id: deal.clone(),
+            contract: ContractRef::new("real-estate-deal", 1),
+            parties: Parties::default()
+                .with("seller", "seller/sue")
+                .with("buyer", "buyer/bob")
+                .with("inspector", "inspector/ina"),
+            sections,
+        })
+        .await?;
+    ensure!(verdict.is_applied(), "{verdict:?}");
+    for id in ["buyer", "inspector"] {
+        let start = Instant::now();
+        let state = loop {
+            if let Some(s) = clients[id].state(&deal).await? {
+                break s;
+            }
+            ensure!(start.elapsed() < DEADLINE, "deal-7 never reached {id}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        ensure!(state.version == 1, "{id}: {state:?}");
+        let address = &state.sections["common"]
+            .disclosure
+            .as_ref()
+            .context("common hidden")?
+            .value["address"];
+        ensure!(address == "7 Process Row", "{id}: {address}");
+        // The inspector may not read the price; its node does not even hold it.
+        ensure!(
+            (id == "buyer") == state.sections["price"].disclosure.is_some(),
+            "{id}: price disclosure {:?}",
+            state.sections["price"]
+        );
+    }
+
+    // A second `up` in the same directory is refused while the network runs.
+    let (code, _, err) = sst(&dir, &["network", "up", "--dir", dir.str()?])?;
+    ensure!(code == 2 && err.contains("a network is up there"), "{err}");
+
+    let down = sst_ok(&dir, &["network", "down", "--dir", dir.str()?])?;
+    ensure!(down.matches("stopped (SIGTERM)").count() == 3, "{down}");
+    for (id, pid) in ids.iter().zip(&pids) {
+        ensure!(!alive(*pid), "node {id} (pid {pid}) still runs after down");
+    }
+    ensure!(!dir.0.join("network.json").exists(), "network.json kept");
+    ensure!(dir.processes().is_empty(), "node processes left");
+    // The data stays: the three databases verify against the registry and agree.
+    let registry = dir.0.join("registry.json");
+    let mut args = vec![
+        "verify".to_owned(),
+        "--registry".to_owned(),
+        registry.display().to_string(),
+    ];
+    for n in nodes {
+        args.extend([
+            "--db".to_owned(),
+            n["store"].as_str().context("store")?.to_owned(),
+            "--node".to_owned(),
+            n["id"].as_str().context("id")?.to_owned(),
+        ]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let verified = sst_ok(&dir, &args)?;
+    ensure!(verified.contains("roots agree"), "{verified}");
+    Ok(())
+}
+
+#[test]
+fn demo_network_runs_the_deal_across_four_node_processes_and_all_roots_agree() -> anyhow::Result<()>
+{
+    let dir = Dir::new("demo")?;
+    let out = sst_ok(&dir, &["demo", "--network", "--dir", dir.str()?])?;
+    ensure!(out.contains("All 4 roots equal"), "{out}");
+    let pids: Vec<u32> = out
+        .lines()
+        .filter_map(|l| {
+            l.split_once("node → pid ")?
+                .1
+                .split(',')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ensure!(pids.len() == 4, "one PID per node expected:\n{out}");
+    let mut distinct = pids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    ensure!(distinct.len() == 4, "{pids:?}");
+    ensure!(
+        pids.iter().all(|p| *p != std::process::id()),
+        "a node ran in the test process"
+    );
+    ensure!(out.matches("stopped (SIGTERM)").count() == 4, "{out}");
+    ensure!(
+        out.contains("REJECTED (forbidden)"),
+        "the forbidden write:\n{out}"
+    );
+    for pid in &pids {
+        ensure!(!alive(*pid), "node pid {pid} still runs after the demo");
+    }
+    ensure!(dir.processes().is_empty(), "node processes left");
+    Ok(())
+}
