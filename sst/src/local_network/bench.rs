@@ -51,19 +51,39 @@ fn create_sections() -> BTreeMap<String, Value> {
 }
 
 /// Timings of one run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Timing {
     /// Until the home answered every intent.
     home: Duration,
     /// Until both replicas acknowledged the last version.
     all: Duration,
+    /// CPU seconds each process spent during the measured part (`None` without `/proc`).
+    cpu: Vec<(String, Option<f64>)>,
+}
+
+/// User + system CPU seconds of process `pid` (`"self"` for this one) so far, from
+/// `/proc/PID/stat` (Linux; clock ticks of 1/100 s).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks = rest.get(11)?.parse::<u64>().ok()? + rest.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU seconds spent by each of `pids` between `before` and now.
+fn cpu_since(pids: &[(String, String)], before: &[Option<f64>]) -> Vec<(String, Option<f64>)> {
+    pids.iter()
+        .zip(before)
+        .map(|((label, pid), b)| (label.clone(), cpu_seconds(pid).zip(*b).map(|(a, b)| a - b)))
+        .collect()
 }
 
 fn rate(events: usize, d: Duration) -> f64 {
     events as f64 / d.as_secs_f64()
 }
 
-fn print(label: &str, events: usize, t: Timing) {
+fn print(label: &str, events: usize, t: &Timing) {
     println!(
         "{label}: {events} applied in {:.2} s = {:.0} events/s at the home node; replicated to \
          2 nodes after {:.2} s = {:.0} events/s end to end",
@@ -72,6 +92,15 @@ fn print(label: &str, events: usize, t: Timing) {
         t.all.as_secs_f64(),
         rate(events, t.all)
     );
+    let cpu: Vec<String> = t
+        .cpu
+        .iter()
+        .map(|(label, s)| match s {
+            Some(s) => format!("{label} {s:.2} s"),
+            None => format!("{label} -"),
+        })
+        .collect();
+    println!("   CPU time meanwhile: {}", cpu.join(", "));
 }
 
 /// Runs the benchmark with `events` changes in each setting; files under `dir`.
@@ -88,12 +117,12 @@ pub(crate) async fn run(dir: &Path, events: usize) -> anyhow::Result<()> {
         dir.display()
     );
     let in_process = in_process(&dir.join("in-process"), events).await?;
-    print("in one process (in-process transport)", events, in_process);
+    print("in one process (in-process transport)", events, &in_process);
     let networked = networked(&dir.join("networked"), events).await?;
     print(
         "3 node processes (HTTP/2 + mutual TLS 1.3 on loopback, client API over mutual TLS)",
         events,
-        networked,
+        &networked,
     );
     println!(
         "ratio networked / in-process, end to end: {:.2} ({:.0} / {:.0} events/s); at the home \
@@ -132,6 +161,8 @@ async fn in_process(dir: &Path, events: usize) -> anyhow::Result<Timing> {
     ensure!(v.is_applied(), "{v:?}");
     net.wait_replicated(STATE, 1, REPLICATION_DEADLINE).await?;
     let home = actor(0);
+    let pids = [("this process".to_owned(), "self".to_owned())];
+    let before: Vec<_> = pids.iter().map(|(_, p)| cpu_seconds(p)).collect();
     let t = Instant::now();
     let applied = pipelined(events, |i| {
         let (net, home) = (net.clone(), home.clone());
@@ -160,7 +191,11 @@ async fn in_process(dir: &Path, events: usize) -> anyhow::Result<Timing> {
         roots.windows(2).all(|w| w[0] == w[1]),
         "in-process roots differ: {roots:?}"
     );
-    Ok(Timing { home: at_home, all })
+    Ok(Timing {
+        home: at_home,
+        all,
+        cpu: cpu_since(&pids, &before),
+    })
 }
 
 /// Runs `count` jobs made by `job`, [`IN_FLIGHT`] at a time; how many returned `true`.
@@ -224,6 +259,14 @@ async fn measure(running: &Running, events: usize) -> anyhow::Result<Timing> {
         .await?;
     ensure!(v.is_applied(), "{v:?}");
     replicated(&client, &id, 1).await?;
+    let mut pids: Vec<(String, String)> = running
+        .manifest
+        .nodes
+        .iter()
+        .map(|n| (n.id.clone(), n.pid.to_string()))
+        .collect();
+    pids.push(("client (this process)".to_owned(), "self".to_owned()));
+    let before: Vec<_> = pids.iter().map(|(_, p)| cpu_seconds(p)).collect();
     let t = Instant::now();
     let applied = pipelined(events, |i| {
         let client = client.clone();
@@ -241,6 +284,7 @@ async fn measure(running: &Running, events: usize) -> anyhow::Result<Timing> {
     let last = events as u64 + 1;
     replicated(&client, &id, last).await?;
     let all = t.elapsed();
+    let cpu = cpu_since(&pids, &before);
     // Every node holds the same root (read through each node's own actor).
     let mut roots = Vec::new();
     for (i, (node, _)) in NODES.iter().enumerate() {
@@ -252,7 +296,11 @@ async fn measure(running: &Running, events: usize) -> anyhow::Result<Timing> {
         roots.windows(2).all(|w| w[0] == w[1]) && roots[0].0 == last,
         "networked roots differ: {roots:?}"
     );
-    Ok(Timing { home: at_home, all })
+    Ok(Timing {
+        home: at_home,
+        all,
+        cpu,
+    })
 }
 
 /// Polls the home's sync status (every 5 ms) until both replicas acknowledged `version`.
