@@ -215,6 +215,9 @@ struct Tally {
     duplicates: u64,
     /// Custody submissions cut off by a kill: outcome unknown, never acknowledged.
     unknown: u64,
+    /// Cut-off client-signed intents whose sequence went to another event meanwhile (so
+    /// never recorded): dropped.
+    resigned: u64,
 }
 
 impl Tally {
@@ -366,6 +369,87 @@ async fn kill_9_of_a_replica_and_the_home_loses_and_duplicates_nothing() -> anyh
     result
 }
 
+/// The intents of the kill test, all on the home: client-signed ones (kept until answered,
+/// and posted again with the same signature when a kill cut them off) and custody ones.
+struct Workload<'a> {
+    home: &'a Client,
+    alice: ActorKey,
+    ops: String,
+    states: Vec<StateId>,
+    tally: Tally,
+    /// A client-signed intent whose answer a kill cut off.
+    pending: Option<(StateId, SignedIntent)>,
+    /// Intents made so far.
+    n: u64,
+}
+
+impl Workload<'_> {
+    /// One intent (or the pending one again); `Ok(false)` when the home could not be
+    /// reached.
+    async fn step(&mut self) -> anyhow::Result<bool> {
+        let home = self.home;
+        if let Some((state, signed)) = self.pending.take() {
+            self.tally.retried += 1;
+            return match home.post_signed(&signed).await {
+                Ok(v) => {
+                    if matches!(v, VerdictBody::Duplicate { .. }) {
+                        self.tally.duplicates += 1;
+                    }
+                    self.tally.record(&state, &v)?;
+                    Ok(true)
+                }
+                Err(e) if connection_lost(&e) => {
+                    self.tally.retried -= 1;
+                    self.pending = Some((state, signed));
+                    Ok(false)
+                }
+                Err(e) if e.code() == Some(ErrorCode::OriginTaken) => {
+                    // Its sequence went to another event after the restart: then it was
+                    // never recorded, nor acknowledged.
+                    let id = signed.signed.id;
+                    let found = home.outcome(&id, Duration::ZERO).await?;
+                    ensure!(found.is_none(), "{id} recorded, yet its sequence is taken");
+                    self.tally.resigned += 1;
+                    Ok(true)
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
+        let i = self.n;
+        self.n += 1;
+        let state = self.states[(i % 2) as usize].clone();
+        if i % 3 == 2 {
+            // Custody: the node signs for ops.
+            return match home
+                .submit_custody(self.ops.as_str(), change(&state, i))
+                .await
+            {
+                Ok(v) => self.tally.record(&state, &v).map(|()| true),
+                Err(e) if connection_lost(&e) => {
+                    self.tally.unknown += 1;
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
+        let signed = match sign(home, &self.alice, change(&state, i)).await {
+            Ok(s) => s,
+            Err(e) => match e.downcast_ref::<ClientError>() {
+                Some(ce) if connection_lost(ce) => return Ok(false),
+                _ => return Err(e),
+            },
+        };
+        match home.post_signed(&signed).await {
+            Ok(v) => self.tally.record(&state, &v).map(|()| true),
+            Err(e) if connection_lost(&e) => {
+                self.pending = Some((state, signed));
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 async fn kills(cluster: &mut Cluster, rng: &mut Rng) -> anyhow::Result<()> {
     cluster.start_all().await?;
     let clients: Vec<(String, Client)> = cluster
@@ -374,16 +458,26 @@ async fn kills(cluster: &mut Cluster, rng: &mut Rng) -> anyhow::Result<()> {
         .map(|n| Ok((n.id.clone(), n.client()?)))
         .collect::<anyhow::Result<_>>()?;
     let home = &clients[0].1;
-    let alice_key = read_actor_key(&cluster.nodes[0].alice)?;
     let states = vec![
         create_deal(cluster, home, "deal-a").await?,
         create_deal(cluster, home, "deal-b").await?,
     ];
-    const INTENTS: u64 = 48;
+    let mut work = Workload {
+        home,
+        alice: read_actor_key(&cluster.nodes[0].alice)?,
+        ops: cluster.ops.clone(),
+        states: states.clone(),
+        tally: Tally::default(),
+        pending: None,
+        n: 0,
+    };
+    const STEPS: u64 = 40;
     const KILLS: u64 = 4;
+    /// Most intents sent back to back while a kill is under way.
+    const BURST: u64 = 30;
     // One kill in each quarter of the run, replica and home alternating (which replica:
-    // random); each node down for 1 to 3 intents' time.
-    let window = INTENTS / KILLS;
+    // random), at a random moment of a burst of intents; each node down for 1 to 3 steps.
+    let window = STEPS / KILLS;
     let mut plan: BTreeMap<u64, (usize, u64, u64)> = BTreeMap::new();
     for k in 0..KILLS {
         let at = k * window + rng.range(1, window / 2);
@@ -392,96 +486,45 @@ async fn kills(cluster: &mut Cluster, rng: &mut Rng) -> anyhow::Result<()> {
         } else {
             0
         };
-        let down_for = rng.range(1, 4);
-        let delay_ms = rng.range(0, 150);
-        plan.insert(at, (target, down_for, delay_ms));
+        plan.insert(at, (target, rng.range(1, 4), rng.range(0, 200)));
     }
-    let mut tally = Tally::default();
     let (mut kills, mut restarts, mut home_kills) = (0u64, 0u64, 0u64);
     let mut restart_at: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut pending: Option<(StateId, SignedIntent)> = None;
     let budget = Instant::now() + Duration::from_secs(120);
-    for i in 0..INTENTS {
-        ensure!(Instant::now() < budget, "workload over its time budget");
+    for i in 0..STEPS {
+        ensure!(Instant::now() < budget, "workload over its 120 s budget");
         if let Some(node) = restart_at.remove(&i) {
             cluster.start(node).await?;
             restarts += 1;
         }
         let home_up = cluster.nodes[0].running();
-        let kill = plan.get(&i).copied();
-        // The intent of this step, racing the kill of this step (if any).
-        let step = async {
-            if !home_up {
-                return Ok::<_, anyhow::Error>(());
-            }
-            if let Some((state, signed)) = pending.take() {
-                tally.retried += 1;
-                match home.post_signed(&signed).await {
-                    Ok(v) => {
-                        if matches!(v, VerdictBody::Duplicate { .. }) {
-                            tally.duplicates += 1;
-                        }
-                        tally.record(&state, &v)?;
-                    }
-                    Err(e) if connection_lost(&e) => pending = Some((state, signed)),
-                    Err(e) if e.code() == Some(ErrorCode::OriginTaken) => {
-                        // Its sequence went to another event after the restart: then it was
-                        // never recorded (and never acknowledged).
-                        let found = home.outcome(&signed.signed.id, Duration::ZERO).await?;
-                        ensure!(
-                            found.is_none(),
-                            "{} recorded but its sequence taken",
-                            signed.signed.id
-                        );
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                return Ok(());
-            }
-            let state = states[(i % 2) as usize].clone();
-            if i % 3 == 2 {
-                // Custody: the node signs for ops.
-                match home
-                    .submit_custody(cluster_ops(&clients), change(&state, i))
-                    .await
-                {
-                    Ok(v) => tally.record(&state, &v)?,
-                    Err(e) if connection_lost(&e) => tally.unknown += 1,
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                let signed = match sign(home, &alice_key, change(&state, i)).await {
-                    Ok(s) => s,
-                    Err(e) => match e.downcast_ref::<ClientError>() {
-                        Some(ce) if connection_lost(ce) => return Ok(()),
-                        _ => return Err(e),
-                    },
-                };
-                match home.post_signed(&signed).await {
-                    Ok(v) => tally.record(&state, &v)?,
-                    Err(e) if connection_lost(&e) => pending = Some((state, signed)),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Ok(())
-        };
-        match kill {
+        match plan.get(&i).copied() {
             Some((target, down_for, delay_ms)) => {
-                let nodes = &mut cluster.nodes;
-                let kill_it = async {
-                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-                    nodes[target].kill9()
+                // A burst of intents, and the kill somewhere in it.
+                let burst = async {
+                    for _ in 0..BURST {
+                        if !work.step().await? {
+                            break;
+                        }
+                    }
+                    Ok::<_, anyhow::Error>(())
                 };
-                let (a, b) = tokio::join!(step, kill_it);
+                let node = &mut cluster.nodes[target];
+                let kill = async {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    node.kill9()
+                };
+                let (a, b) = tokio::join!(burst, kill);
                 a?;
                 b?;
                 kills += 1;
-                if target == 0 {
-                    home_kills += 1;
-                }
+                home_kills += u64::from(target == 0);
                 restart_at.insert(i + down_for, target);
             }
-            None => step.await?,
+            None if home_up => {
+                work.step().await?;
+            }
+            None => {}
         }
         tokio::time::sleep(PACE).await;
     }
@@ -491,43 +534,34 @@ async fn kills(cluster: &mut Cluster, rng: &mut Rng) -> anyhow::Result<()> {
     }
     // The last interrupted client-signed intent, posted again with the same signature.
     for _ in 0..50 {
-        let Some((state, signed)) = pending.take() else {
+        if work.pending.is_none() {
             break;
-        };
-        tally.retried += 1;
-        match home.post_signed(&signed).await {
-            Ok(v) => {
-                if matches!(v, VerdictBody::Duplicate { .. }) {
-                    tally.duplicates += 1;
-                }
-                tally.record(&state, &v)?;
-            }
-            Err(e) if connection_lost(&e) => {
-                pending = Some((state, signed));
-                tokio::time::sleep(PACE).await;
-            }
-            Err(e) if e.code() == Some(ErrorCode::OriginTaken) => {}
-            Err(e) => return Err(e.into()),
+        }
+        if !work.step().await? {
+            tokio::time::sleep(PACE).await;
         }
     }
     ensure!(
-        pending.is_none(),
+        work.pending.is_none(),
         "an interrupted intent never got an answer"
     );
+    let tally = work.tally;
     let took = converge(&all(&clients), &states).await?;
     let (lost, duplicated, problems) = audit(&clients, &states, &tally).await?;
     let home_versions = versions(&snapshot(home, &states).await?);
     println!(
-        "faults: kills {kills} ({home_kills} of the home), restarts {restarts}, events acknowledged {} \
-         (applied {}, rejected {}; {} posted again with the same signature, {} of them already \
-         recorded), custody outcomes cut off {}, lost {lost}, duplicated {duplicated}, roots \
-         equal on {} nodes (postgres, sqlite, mysql, mongo) {:.1} s after the last restart, \
-         versions {home_versions:?}",
+        "faults: kills {kills} ({home_kills} of the home), restarts {restarts}, events \
+         acknowledged {} (applied {}, rejected {}; {} cut off by a kill and posted again with \
+         the same signature, {} of them already recorded, {} never recorded and signed anew), \
+         custody answers cut off {}, lost {lost}, duplicated {duplicated}, roots equal on {} \
+         nodes (postgres, sqlite, mysql, mongo) {:.1} s after the last restart, versions \
+         {home_versions:?}",
         tally.applied.len() as u64 + tally.rejected,
         tally.applied.len(),
         tally.rejected,
         tally.retried,
         tally.duplicates,
+        tally.resigned,
         tally.unknown,
         clients.len(),
         took.as_secs_f64(),
@@ -543,10 +577,6 @@ async fn kills(cluster: &mut Cluster, rng: &mut Rng) -> anyhow::Result<()> {
     );
     ensure!(!tally.applied.is_empty(), "nothing was acknowledged");
     Ok(())
-}
-
-fn cluster_ops(clients: &[(String, Client)]) -> String {
-    format!("{}/ops", clients[0].0)
 }
 
 /// The home's copy of state `s` on a SQLite node, and its log head position.
@@ -704,15 +734,16 @@ async fn partition(cluster: &mut Cluster, proxies: &[&Proxy]) -> anyhow::Result<
     Ok(())
 }
 
-/// Writes `bytes` on a fresh connection to `addr` and reads until it closes (at most 5 s);
+/// Writes `bytes` on a fresh connection to `addr` and reads until it closes (at most 2 s);
 /// how many bytes came back.
 async fn replay_bytes(addr: SocketAddr, bytes: &[u8]) -> anyhow::Result<usize> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(addr).await?;
     let _ = tcp.write_all(bytes).await;
+    let _ = tcp.shutdown().await;
     let mut got = 0;
     let mut buf = vec![0u8; 16 << 10];
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
