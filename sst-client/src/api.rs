@@ -362,7 +362,7 @@ pub enum ErrorCode {
     BadRequest,
     /// The reserved origin sequence was used meanwhile: reserve and sign again (409).
     OriginTaken,
-    /// The state is sequenced by another node: post the intent there (409).
+    /// The state is sequenced by another node that cannot be reached through this one (409).
     NotHome,
     /// The node is stopping or overloaded; a retry may help (503).
     Unavailable,

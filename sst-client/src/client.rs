@@ -244,7 +244,7 @@ impl Client {
     ///
     /// # Errors
     /// [`ClientError::Api`] with [`ErrorCode::OriginTaken`] when its origin sequence was used
-    /// meanwhile, [`ErrorCode::NotHome`] when another node sequences the state.
+    /// meanwhile. A change of a state another node sequences is forwarded there by the node.
     pub async fn post_signed(&self, intent: &SignedIntent) -> Result<VerdictBody, ClientError> {
         self.call_found(Method::POST, api::INTENTS, Self::json(intent)?)
             .await

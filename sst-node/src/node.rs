@@ -388,8 +388,11 @@ impl Node {
         self.submit(by, Intent::revoke(target.clone())).await
     }
 
-    /// Runs an already signed intent through this node's pipeline as its sequencer (e.g. an
-    /// intent received out of band). Replays of recorded events change nothing.
+    /// Runs an already signed intent. One whose origin is this node (e.g. signed by a client
+    /// that keeps its key) goes where this node's own actors' intents go: sequenced here when
+    /// this node is the state's home, otherwise forwarded to the home, resolving once the
+    /// outcome is recorded here. One of another origin (received out of band) is sequenced
+    /// here. Replays of recorded events change nothing.
     ///
     /// # Errors
     /// Store errors.

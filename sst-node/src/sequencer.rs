@@ -622,6 +622,18 @@ impl Writer {
                         ..Default::default()
                     });
                 }
+                if from.is_none() && signed.event.origin_node == *self.ctx.id() {
+                    // Signed by a client for this node and handed to it: the state's home
+                    // sequences it, as for this node's own actors.
+                    let protocol = self.sync.for_contract(&signed.event.contract);
+                    if let Route::Forward(to) = protocol.route(&self.ctx, signed).await? {
+                        let msg = protocol.forward(signed, disclosures)?;
+                        return Ok(Planned {
+                            forward: Some((to, msg, signed.id)),
+                            ..Default::default()
+                        });
+                    }
+                }
                 let (signed, disclosures) = (signed.clone(), disclosures.clone());
                 self.sequence(&signed, &disclosures, ov).await
             }

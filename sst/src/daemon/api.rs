@@ -328,22 +328,15 @@ async fn intents(AxState(ctx): Ctx, Signed { body, .. }: Signed) -> ApiResult<Js
     if ctx.origin_taken(e.origin_seq, &signed.id).await? {
         return Err(origin_taken(e.origin_seq));
     }
-    if e.kind != EventKind::Create && e.kind != EventKind::ActorChange {
-        match ctx.node.home_of(&e.state_id).await? {
-            None => {
-                return Err(ApiError::new(
-                    ErrorCode::NotFound,
-                    format!("state {} is unknown on node {}", e.state_id, ctx.me()),
-                ))
-            }
-            Some(home) if home != *ctx.me() => {
-                return Err(ApiError::new(
-                    ErrorCode::NotHome,
-                    format!("state {} is sequenced by node {home}", e.state_id),
-                ))
-            }
-            Some(_) => {}
-        }
+    // A change of a state this node does not sequence is forwarded to its home by the node.
+    if e.kind != EventKind::Create
+        && e.kind != EventKind::ActorChange
+        && ctx.node.home_of(&e.state_id).await?.is_none()
+    {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("state {} is unknown on node {}", e.state_id, ctx.me()),
+        ));
     }
     let (seq, id) = (e.origin_seq, signed.id);
     let v = ctx.node.ingest(signed, disclosures).await?;
