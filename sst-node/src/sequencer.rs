@@ -1012,6 +1012,29 @@ impl Writer {
                 });
             }
             Admission::Ignore { reason } => {
+                // Not applied and not answered, but recorded with the sender, so a change
+                // sent by a node that may not send it (not the state's home) is visible here.
+                warn!(
+                    node = %self.ctx.id(), event = %ch.signed.id, state = %e.state_id,
+                    peer = %from, detail = ?reason, "received change ignored"
+                );
+                // Actor changes are relayed by every node: only a state change is recorded.
+                let state_change = matches!(
+                    e.kind,
+                    EventKind::Create | EventKind::ChangeSections | EventKind::CallMethod
+                );
+                if state_change {
+                    self.ctx
+                        .record_refusal(&Refusal {
+                            event: ch.signed.id,
+                            state_id: e.state_id.clone(),
+                            version: ch.version,
+                            from_node: from.clone(),
+                            reason: reason.clone(),
+                            at: Timestamp::now(),
+                        })
+                        .await;
+                }
                 return Ok(Planned {
                     verdict: Some(Ok(Verdict::Refused {
                         event: ch.signed.id,

@@ -85,8 +85,8 @@ pub enum Admission {
         /// Messages to send.
         send: Vec<(NodeId, ProtocolEnvelope)>,
     },
-    /// Drop it, logged but neither recorded nor reported: the sender may not send this change
-    /// (e.g. it is not the state's home node).
+    /// Drop it, logged and recorded as a refusal naming the sender, but not reported to it:
+    /// the sender may not send this change (e.g. it is not the state's home node).
     Ignore {
         /// Why.
         reason: RejectReason,

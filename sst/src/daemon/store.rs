@@ -52,7 +52,12 @@ pub(crate) async fn open(url: &StoreUrl) -> anyhow::Result<Arc<dyn Store>> {
             prefix,
         } => {
             use sst::mongo::{MongoConfig, MongoStore};
-            let config = MongoConfig::new(url.clone(), database.clone()).with_prefix(prefix);
+            // A node is its store's only writer: a batch still pending when it starts was left
+            // by its own predecessor (killed mid-commit), so recovery need not wait for a
+            // concurrent writer to finish (the default grace is for shared databases).
+            let config = MongoConfig::new(url.clone(), database.clone())
+                .with_prefix(prefix)
+                .with_recover_after(std::time::Duration::ZERO);
             let store = MongoStore::open(config)
                 .await
                 .with_context(|| format!("connecting to {label}"))?;
