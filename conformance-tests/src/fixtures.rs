@@ -31,12 +31,20 @@ pub fn sequenced(
     outcome: Outcome,
 ) -> EventRecord {
     let (node, key) = sequencer();
-    let receipt = SequencingReceipt::sign(node, &key, &signed.id, &signed.event.state_id, &outcome);
+    let receipt = SequencingReceipt::sign(
+        node,
+        &key,
+        &signed.id,
+        &signed.event.state_id,
+        &outcome,
+        &[],
+    );
     EventRecord {
         signed,
         disclosures,
         outcome,
         receipt: Some(receipt),
+        business_events: Vec::new(),
     }
 }
 

@@ -30,11 +30,11 @@ pub use hash::{Digest, EventId, HashAlg, Salt, SectionHash, StateRoot};
 pub use log::{Checkpoint, LogEntry, LogHead, LogKind, LogRecord, SignedCheckpoint, Witnessed};
 pub use memory::MemoryStore;
 pub use model::{
-    Actor, ActorChange, ActorId, ActorStatus, Base, CallPayload, ChangePayload, ContractDescriptor,
-    ContractRecord, ContractRef, CreatePayload, Disclosure, Event, EventKind, EventRecord,
-    MigrateArgs, NodeId, NodeRegistry, NodeSignatureError, OriginSeq, Outcome, OutcomeKind,
-    Parties, PayloadError, Refusal, RejectReason, Role, Section, SequencingReceipt, SignedEvent,
-    State, StateId, Timestamp,
+    Actor, ActorChange, ActorId, ActorStatus, Base, BusinessEvent, CallPayload, ChangePayload,
+    ContractDescriptor, ContractRecord, ContractRef, CreatePayload, Disclosure, Event, EventKind,
+    EventRecord, MigrateArgs, NodeId, NodeRegistry, NodeSignatureError, OriginSeq, Outcome,
+    OutcomeKind, Parties, PayloadError, Refusal, RejectReason, Role, Section, SequencingReceipt,
+    SignedEvent, State, StateId, Timestamp,
 };
 pub use permission::{Access, ContractPolicy, SectionPolicy};
 pub use sign::{

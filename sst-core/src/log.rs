@@ -118,13 +118,19 @@ impl LogRecord<'_> {
     /// disclosures, outcome and receipt.
     fn canonical_value(&self) -> Value {
         let v = match self {
-            LogRecord::Event(r) => Ok(json!({
-                "id": r.id().to_string(),
-                "signatures": r.signed.signatures,
-                "disclosures": r.disclosures,
-                "outcome": r.outcome,
-                "receipt": r.receipt,
-            })),
+            LogRecord::Event(r) => {
+                let mut v = json!({
+                    "id": r.id().to_string(),
+                    "signatures": r.signed.signatures,
+                    "disclosures": r.disclosures,
+                    "outcome": r.outcome,
+                    "receipt": r.receipt,
+                });
+                if !r.business_events.is_empty() {
+                    v["business_events"] = json!(r.business_events);
+                }
+                Ok(v)
+            }
             LogRecord::Refusal(r) => serde_json::to_value(r),
             LogRecord::RefusalCleared(id) => Ok(Value::String(id.to_string())),
             LogRecord::Contract(c) => serde_json::to_value(c),

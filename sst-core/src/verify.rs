@@ -633,11 +633,7 @@ async fn verify_log_bindings(
                         ),
                     )),
                     Some(key) => {
-                        let digest = SequencingReceipt::digest(
-                            &rec.id(),
-                            &rec.event().state_id,
-                            &rec.outcome,
-                        );
+                        let digest = SequencingReceipt::digest_of(rec);
                         receipts.push((*key, digest, r.signature));
                         receipt_owners.push(rec);
                     }

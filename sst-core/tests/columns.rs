@@ -35,6 +35,7 @@ fn record(seq: u64, outcome: Outcome) -> EventRecord {
         disclosures: BTreeMap::new(),
         outcome,
         receipt: None,
+        business_events: Vec::new(),
     }
 }
 

@@ -82,6 +82,7 @@ fn applied(signed: SignedEvent, sections: &BTreeMap<String, Section>, state: Sta
                 root: state.root,
             },
             receipt: None,
+            business_events: Vec::new(),
         },
         state: Some(state),
     }
@@ -191,6 +192,7 @@ async fn populated() -> (MemoryStore, Signer, Signer) {
                 },
             },
             receipt: None,
+            business_events: Vec::new(),
         },
         state: None,
     };
@@ -424,6 +426,7 @@ fn actor_change(target: &Actor, after: &Actor, by: &Signer, seq: u64) -> CommitI
             disclosures: BTreeMap::new(),
             outcome: Outcome::Applied { version: 0, root },
             receipt: None,
+            business_events: Vec::new(),
         },
         state: None,
     }

@@ -60,6 +60,7 @@ fn item(state: Option<(&str, u64)>, node: &str, seq: u64, tag: u64) -> CommitIte
             disclosures: BTreeMap::new(),
             outcome,
             receipt: None,
+            business_events: Vec::new(),
         },
         state: new_state,
     }

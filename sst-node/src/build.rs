@@ -71,6 +71,7 @@ impl Built {
                     root: state.root,
                 },
                 receipt: None,
+                business_events: Vec::new(),
             },
             state: Some(state),
         })

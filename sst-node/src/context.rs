@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use sst_core::{
-    Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, Checkpoint, ContractPolicy,
-    ContractRecord, ContractRef, Event, EventFilter, EventId, EventKind, HashAlg, NodeId, NodeKey,
-    NodeRegistry, Outcome, OutcomeKind, Parties, Refusal, RejectReason, SequencingReceipt,
-    SignedCheckpoint, StateId, StateRoot, Store, Timestamp, Witnessed,
+    Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, BusinessEvent, Checkpoint,
+    ContractPolicy, ContractRecord, ContractRef, Event, EventFilter, EventId, EventKind, HashAlg,
+    NodeId, NodeKey, NodeRegistry, Outcome, OutcomeKind, Parties, Refusal, RejectReason,
+    SequencingReceipt, SignedCheckpoint, StateId, StateRoot, Store, Timestamp, Witnessed,
 };
 use tokio::sync::{oneshot, watch, Notify};
 use tracing::{debug, error, warn};
@@ -704,8 +704,16 @@ impl NodeContext {
         event: &EventId,
         state: &StateId,
         outcome: &Outcome,
+        business_events: &[BusinessEvent],
     ) -> SequencingReceipt {
-        SequencingReceipt::sign(self.id.clone(), &self.node_key, event, state, outcome)
+        SequencingReceipt::sign(
+            self.id.clone(),
+            &self.node_key,
+            event,
+            state,
+            outcome,
+            business_events,
+        )
     }
 
     /// Checks the receipt of a received record: present, signed by `sequencer` (the node that
@@ -721,6 +729,7 @@ impl NodeContext {
         event: &EventId,
         state: &StateId,
         outcome: &Outcome,
+        business_events: &[BusinessEvent],
     ) -> Result<(), RejectReason> {
         let bad = |detail: String| RejectReason::BadReceipt { detail };
         if let Some(alarm) = self.log_alarm_about(sequencer) {
@@ -734,8 +743,9 @@ impl NodeContext {
                 receipt.node
             )));
         }
+        let digest = SequencingReceipt::digest(event, state, outcome, business_events);
         receipt
-            .verify(&self.nodes, event, state, outcome)
+            .verify_digest(&self.nodes, &digest)
             .map_err(|e| bad(e.to_string()))
     }
 

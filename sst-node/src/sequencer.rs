@@ -657,6 +657,7 @@ impl Writer {
                     &signed.id,
                     &signed.event.state_id,
                     &outcome,
+                    &[],
                 );
                 if let Err(bad) = checked {
                     // Not recorded: the rejection is not what its sequencing node signed.
@@ -679,6 +680,7 @@ impl Writer {
                             disclosures: BTreeMap::new(),
                             outcome,
                             receipt: receipt.clone(),
+                            business_events: Vec::new(),
                         },
                         state: None,
                     }),
@@ -791,6 +793,7 @@ impl Writer {
                 &r.signed.id,
                 &r.signed.event.state_id,
                 &r.outcome,
+                &r.business_events,
             ));
         }
     }
@@ -820,6 +823,7 @@ impl Writer {
                     disclosures: BTreeMap::new(),
                     outcome,
                     receipt: None,
+                    business_events: Vec::new(),
                 },
                 state: None,
             }),
@@ -881,6 +885,7 @@ impl Writer {
             &id,
             &ch.signed.event.state_id,
             &outcome,
+            &[],
         ) {
             return refused(reason);
         }
@@ -913,6 +918,7 @@ impl Writer {
                         root: state.root,
                     },
                     receipt: None,
+                    business_events: Vec::new(),
                 },
                 Some(*state),
             ),
@@ -922,6 +928,7 @@ impl Writer {
                     disclosures: BTreeMap::new(),
                     outcome: Outcome::Rejected { reason },
                     receipt: None,
+                    business_events: Vec::new(),
                 },
                 None,
             ),
@@ -1057,6 +1064,7 @@ impl Writer {
             &ch.signed.id,
             &e.state_id,
             &outcome,
+            &[],
         );
         if let Err(reason) = receipt {
             return Ok(refused(reason, Vec::new()));

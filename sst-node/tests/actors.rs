@@ -357,6 +357,7 @@ async fn start_repairs_a_directory_behind_the_log() -> anyhow::Result<()> {
         &signed.id,
         &signed.event.state_id,
         &outcome,
+        &[],
     );
     store
         .commit(CommitBatch::new(vec![CommitItem {
@@ -365,6 +366,7 @@ async fn start_repairs_a_directory_behind_the_log() -> anyhow::Result<()> {
                 disclosures: BTreeMap::new(),
                 outcome,
                 receipt: Some(receipt),
+                business_events: Vec::new(),
             },
             state: None,
         }]))

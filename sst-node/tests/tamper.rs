@@ -56,7 +56,7 @@ async fn receipts_verify(store: &dyn Store, homes: &[(&str, &str)]) -> anyhow::R
             rec.id(),
             receipt.node
         );
-        receipt.verify(&reg, &rec.id(), &e.state_id, &rec.outcome)?;
+        receipt.verify(&reg, &rec)?;
     }
     Ok(events.len())
 }
@@ -156,6 +156,7 @@ fn relayed_inbox(mut from_net: Inbox, mode: Arc<Mutex<Relay>>) -> Inbox {
                             &ch.signed.id,
                             &ch.signed.event.state_id,
                             &outcome,
+                            &[],
                         ));
                     }
                 }

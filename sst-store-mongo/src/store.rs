@@ -413,6 +413,7 @@ fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
         disclosures,
         outcome,
         receipt: receipt_from_column(&what, receipt)?,
+        business_events: Vec::new(),
     };
     let derived = DerivedEventColumns {
         id: get_str(d, "_id", &what)?,

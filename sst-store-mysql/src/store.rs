@@ -420,6 +420,7 @@ fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
         disclosures,
         outcome,
         receipt,
+        business_events: Vec::new(),
     };
     EventColumns::check_derived(&record, &derived)?;
     Ok(record)

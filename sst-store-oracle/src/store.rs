@@ -370,6 +370,7 @@ fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> 
         .map_err(bad)?,
         outcome,
         receipt: receipt_from_column(&what, json_at(mode, row, 7, &what)?)?,
+        business_events: Vec::new(),
     };
     let derived = DerivedEventColumns {
         id,

@@ -724,6 +724,7 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
         disclosures,
         outcome,
         receipt,
+        business_events: Vec::new(),
     };
     EventColumns::check_derived(&record, &derived)?;
     Ok(record)

@@ -725,6 +725,7 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
             disclosures,
             outcome,
             receipt: receipt_from_column(&what, receipt)?,
+            business_events: Vec::new(),
         };
         let integer = |column: &str, v: Result<i64, String>| {
             v.map_err(|found| {

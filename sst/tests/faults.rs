@@ -962,6 +962,7 @@ async fn intruders(
                 version: next.version,
                 root: next.root,
             },
+            &[],
         )),
     }))
     .envelope()?;

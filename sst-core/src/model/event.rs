@@ -213,6 +213,14 @@ pub enum RejectReason {
         /// Contract's message.
         message: String,
     },
+    /// The contract ran out of a budget its descriptor sets (interrupt ticks, memory or
+    /// stack). Budgets count deterministic progress, so the same call runs out on every node.
+    ContractLimit {
+        /// Which budget (`ticks`, `memory` or `stack`).
+        limit: String,
+        /// Details (the budget's size, what the engine reported).
+        detail: String,
+    },
     /// A received change carries no sequencing receipt, or one that does not verify under
     /// the sequencing node's registered key (recorded as a refusal, never as an event).
     BadReceipt {
@@ -245,6 +253,7 @@ impl RejectReason {
             RejectReason::UnknownParty { .. } => "unknown_party",
             RejectReason::Forbidden { .. } => "forbidden",
             RejectReason::ContractRejected { .. } => "contract_rejected",
+            RejectReason::ContractLimit { .. } => "contract_limit",
             RejectReason::InvalidPayload { .. } => "invalid_payload",
             RejectReason::BadReceipt { .. } => "bad_receipt",
         }
@@ -315,6 +324,24 @@ pub struct EventRecord {
     /// before the node signed receipts, or by tests that commit directly to a store).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<SequencingReceipt>,
+    /// Named business events the contract method emitted (applied events only; empty for
+    /// most). Covered by the receipt and the log record, so they are as tamper-evident as the
+    /// outcome they belong to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub business_events: Vec<BusinessEvent>,
+}
+
+/// A named business event a contract method emitted beside its section changes (e.g.
+/// `price_agreed` with the agreed amount). Notifications publish them; every participant of
+/// the state receives them with the event's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessEvent {
+    /// Event name chosen by the contract (portable: letters, digits, `_`, `-`, `.`).
+    pub name: String,
+    /// Its payload (portable JSON; `null` when the contract gave none).
+    #[serde(default)]
+    pub payload: Value,
 }
 
 impl EventRecord {

@@ -12,7 +12,8 @@ mod state;
 pub use actor::{Actor, ActorStatus};
 pub use contract::{ContractDescriptor, ContractRecord};
 pub use event::{
-    Base, Event, EventKind, EventRecord, Outcome, OutcomeKind, Refusal, RejectReason, SignedEvent,
+    Base, BusinessEvent, Event, EventKind, EventRecord, Outcome, OutcomeKind, Refusal,
+    RejectReason, SignedEvent,
 };
 pub use ids::{ActorId, ContractRef, NodeId, OriginSeq, Role, StateId, Timestamp};
 pub(crate) use node::verify_node_signature;

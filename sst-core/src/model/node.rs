@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::canonical;
 use crate::hash::{hash_parts, Digest, Domain, EventId};
-use crate::model::{NodeId, Outcome, StateId};
+use crate::model::{BusinessEvent, EventRecord, NodeId, Outcome, StateId};
 use crate::sign::{CryptoError, NodeKey, PublicKey, SignatureBytes};
 
 /// The network's nodes and their public node keys. It comes from configuration (each
@@ -96,46 +96,72 @@ pub struct SequencingReceipt {
 
 impl SequencingReceipt {
     /// The digest a receipt signs: `H(sst/receipt/v1, canonical {event, state, outcome})`,
-    /// in the event id's hash algorithm.
-    pub fn digest(event: &EventId, state: &StateId, outcome: &Outcome) -> Digest {
-        let body = json!({
+    /// in the event id's hash algorithm; the body also names the emitted `business_events`
+    /// when there are any (so receipts of events without them are unchanged).
+    pub fn digest(
+        event: &EventId,
+        state: &StateId,
+        outcome: &Outcome,
+        business_events: &[BusinessEvent],
+    ) -> Digest {
+        let mut body = json!({
             "event": event.to_string(),
             "state": state.as_str(),
             "outcome": outcome,
         });
+        if !business_events.is_empty() {
+            body["business_events"] = json!(business_events);
+        }
         hash_parts(event.0.alg(), Domain::Receipt, &[&canonical::to_vec(&body)])
     }
 
-    /// `node` signs the outcome of `event` on `state`.
+    /// The digest of a record's receipt ([`SequencingReceipt::digest`] of its parts).
+    pub fn digest_of(record: &EventRecord) -> Digest {
+        Self::digest(
+            &record.id(),
+            &record.event().state_id,
+            &record.outcome,
+            &record.business_events,
+        )
+    }
+
+    /// `node` signs the outcome (and business events) of `event` on `state`.
     pub fn sign(
         node: NodeId,
         key: &NodeKey,
         event: &EventId,
         state: &StateId,
         outcome: &Outcome,
+        business_events: &[BusinessEvent],
     ) -> Self {
         SequencingReceipt {
             node,
-            signature: key.sign_digest(&Self::digest(event, state, outcome)),
+            signature: key.sign_digest(&Self::digest(event, state, outcome, business_events)),
         }
     }
 
-    /// Checks the receipt over `(event, state, outcome)` against the registry.
+    /// Checks the receipt over a record's event, state, outcome and business events against
+    /// the registry.
     ///
     /// # Errors
     /// [`NodeSignatureError`] when the node is unknown or the signature does not verify.
     pub fn verify(
         &self,
         registry: &NodeRegistry,
-        event: &EventId,
-        state: &StateId,
-        outcome: &Outcome,
+        record: &EventRecord,
     ) -> Result<(), NodeSignatureError> {
-        verify_node_signature(
-            registry,
-            &self.node,
-            &Self::digest(event, state, outcome),
-            &self.signature,
-        )
+        self.verify_digest(registry, &Self::digest_of(record))
+    }
+
+    /// Checks the receipt over an already computed [`SequencingReceipt::digest`].
+    ///
+    /// # Errors
+    /// [`NodeSignatureError`] when the node is unknown or the signature does not verify.
+    pub fn verify_digest(
+        &self,
+        registry: &NodeRegistry,
+        digest: &Digest,
+    ) -> Result<(), NodeSignatureError> {
+        verify_node_signature(registry, &self.node, digest, &self.signature)
     }
 }
