@@ -56,7 +56,7 @@ async fn receipts_verify(store: &dyn Store, homes: &[(&str, &str)]) -> anyhow::R
             rec.id(),
             receipt.node
         );
-        receipt.verify(&reg, &rec)?;
+        receipt.verify(&reg, rec)?;
     }
     Ok(events.len())
 }
