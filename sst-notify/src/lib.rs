@@ -1,0 +1,104 @@
+//! Business-event notifications: a node's committed log, turned into CloudEvents 1.0 JSON and
+//! published to message brokers.
+//!
+//! The [`Sink`] seam is what a broker adapter implements: publish a batch of
+//! [`Notification`]s and return only once the broker has confirmed every one of them. A
+//! notifier feeds each sink from the committed log (never from the in-memory path), keeps a
+//! durable cursor per sink in the node's own database and advances it only after the
+//! confirmation, so delivery is at least once and a crash between commit and publish delays a
+//! notification, never loses it. Each notification carries a stable idempotency key
+//! ([`Notification::id`]) so consumers can drop duplicates.
+
+pub mod sinks;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One notification: a CloudEvents 1.0 event in its JSON form (structured mode).
+///
+/// `id` is the idempotency key: the SST event id for the outcome of an intent, or
+/// `<event id>#<n>` for the `n`-th business event the contract emitted (from 0). It is the same
+/// every time the same committed record is published again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Always `"1.0"`.
+    pub specversion: String,
+    /// Idempotency key (see the type's documentation).
+    pub id: String,
+    /// `sst://<node id>`: the publishing node.
+    pub source: String,
+    /// `sst.<contract>.<method or business-event name>.<applied|rejected>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The state id.
+    pub subject: String,
+    /// The event's timestamp, RFC 3339 UTC.
+    pub time: String,
+    /// Always `"application/json"`.
+    pub datacontenttype: String,
+    /// What the event did, with only the sections the publishing node may read.
+    pub data: Value,
+    /// Extension attribute: the position of the event's entry in the publishing node's log
+    /// (the cursor a sink advances past once the broker confirmed).
+    pub sstlogpos: u64,
+    /// Extension attribute: the contract name (for routing).
+    pub sstcontract: String,
+    /// Extension attribute: `applied` or `rejected`.
+    pub sstoutcome: String,
+}
+
+impl Notification {
+    /// The CloudEvents JSON text of this notification.
+    pub fn to_json(&self) -> String {
+        // A struct of strings, integers and a JSON value: serialising it cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Why a sink could not publish a batch. The notifier retries the whole batch later (the
+/// cursor did not move), so a sink must tolerate re-publishing what it may already have sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The broker could not be reached or the connection broke.
+    #[error("{sink}: cannot reach the broker: {detail}")]
+    Unreachable {
+        /// Sink name.
+        sink: String,
+        /// The client's error.
+        detail: String,
+    },
+    /// The broker refused or did not confirm a message.
+    #[error("{sink}: the broker did not confirm notification {id}: {detail}")]
+    NotConfirmed {
+        /// Sink name.
+        sink: String,
+        /// The notification's id.
+        id: String,
+        /// The broker's answer.
+        detail: String,
+    },
+    /// The sink's configuration is wrong (bad URL, bad topic template, …).
+    #[error("{sink}: bad configuration: {detail}")]
+    Config {
+        /// Sink name.
+        sink: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// A broker adapter. Implementations publish in the order given (so notifications of one
+/// state arrive in order) and return `Ok` only when the broker has durably accepted every
+/// notification of the batch.
+#[async_trait::async_trait]
+pub trait Sink: Send + Sync {
+    /// The sink's name (unique per node; also the name of its durable cursor).
+    fn name(&self) -> &str;
+
+    /// Publishes `batch` in order.
+    ///
+    /// # Errors
+    /// A [`SinkError`] when any notification was not confirmed; the notifier then publishes
+    /// the same batch again later.
+    async fn publish(&self, batch: &[Notification]) -> Result<(), SinkError>;
+}
