@@ -291,6 +291,8 @@ pub fn contract_record(
         methods: vec!["set_price".into()],
         supersedes: Vec::new(),
         code_hash,
+        engine: None,
+        limits: None,
     };
     ContractRecord::sign(
         descriptor,

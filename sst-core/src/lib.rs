@@ -31,10 +31,10 @@ pub use log::{Checkpoint, LogEntry, LogHead, LogKind, LogRecord, SignedCheckpoin
 pub use memory::MemoryStore;
 pub use model::{
     Actor, ActorChange, ActorId, ActorStatus, Base, BusinessEvent, CallPayload, ChangePayload,
-    ContractDescriptor, ContractRecord, ContractRef, CreatePayload, Disclosure, Event, EventKind,
-    EventRecord, MigrateArgs, NodeId, NodeRegistry, NodeSignatureError, OriginSeq, Outcome,
-    OutcomeKind, Parties, PayloadError, Refusal, RejectReason, Role, Section, SequencingReceipt,
-    SignedEvent, State, StateId, Timestamp,
+    ContractDescriptor, ContractLimits, ContractRecord, ContractRef, CreatePayload, Disclosure,
+    EngineRef, Event, EventKind, EventRecord, MigrateArgs, NodeId, NodeRegistry,
+    NodeSignatureError, OriginSeq, Outcome, OutcomeKind, Parties, PayloadError, Refusal,
+    RejectReason, Role, Section, SequencingReceipt, SignedEvent, State, StateId, Timestamp,
 };
 pub use permission::{Access, ContractPolicy, SectionPolicy};
 pub use sign::{

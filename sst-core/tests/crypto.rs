@@ -678,6 +678,8 @@ fn contract_records_verify_their_identity_and_deployer() {
         methods: vec!["accept".into(), "inspect".into()],
         supersedes: vec![ContractRef::new("real-estate-deal", 1)],
         code_hash: digest_of("wasm bytes"),
+        engine: None,
+        limits: None,
     };
     let rec = ContractRecord::sign(
         descriptor,

@@ -234,6 +234,8 @@ fn contract_record(code: &str) -> ContractRecord {
         methods: vec![],
         supersedes: vec![],
         code_hash: sst_core::Digest::from_parts(HashAlg::Blake3, common::seed_of(code)),
+        engine: None,
+        limits: None,
     };
     ContractRecord::sign(descriptor, HashAlg::Blake3, who.id, &key)
 }

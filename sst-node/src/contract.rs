@@ -1,15 +1,17 @@
 //! The [`Contract`] trait (code that declares sections and roles and turns calls into section
-//! changes), contract identities, and the [`ContractRegistry`] of versions a node holds.
+//! changes and business events), the [`ContractEngine`] seam that turns a deployed artifact
+//! into a runnable contract (native Rust, JavaScript, …), contract identities, and the
+//! [`ContractRegistry`] of versions a node holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value;
-use sst_core::hash::{hash_parts, Domain};
 use sst_core::{
-    ActorChange, ActorId, ActorKey, ContractDescriptor, ContractPolicy, ContractRecord,
-    ContractRef, Digest, EventFilter, EventKind, HashAlg, OutcomeKind, Parties, PublicKey, Role,
-    StateId, Store, Timestamp,
+    ActorChange, ActorId, ActorKey, BusinessEvent, ContractDescriptor, ContractLimits,
+    ContractPolicy, ContractRecord, ContractRef, Digest, EngineRef, EventFilter, EventId,
+    EventKind, HashAlg, OutcomeKind, Parties, PublicKey, RejectReason, Role, StateId, Store,
+    Timestamp,
 };
 use tracing::warn;
 
@@ -22,20 +24,58 @@ pub type Sections = BTreeMap<String, Value>;
 /// event names the new version; its `args` are `{"from": {"name", "version"}}`).
 pub const MIGRATE_METHOD: &str = sst_core::CallPayload::MIGRATE;
 
-/// Why contract logic refused a change (recorded as
-/// [`sst_core::RejectReason::ContractRejected`]).
+/// Why contract code refused a change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ContractError(pub String);
+pub enum ContractError {
+    /// The contract's logic refused (a thrown error, a business rule): recorded as
+    /// [`RejectReason::ContractRejected`] with the message.
+    #[error("{0}")]
+    Rejected(String),
+    /// The call ran out of a budget of the contract's descriptor (ticks, memory, stack):
+    /// recorded as [`RejectReason::ContractLimit`].
+    #[error("contract ran out of its {limit} budget: {detail}")]
+    Limit {
+        /// `ticks`, `memory` or `stack`.
+        limit: String,
+        /// Details.
+        detail: String,
+    },
+}
 
 impl ContractError {
-    /// An error with a message.
+    /// A refusal with a message ([`ContractError::Rejected`]).
     pub fn new(msg: impl Into<String>) -> Self {
-        ContractError(msg.into())
+        ContractError::Rejected(msg.into())
+    }
+
+    /// The reject reason this error is recorded as.
+    pub fn reason(self) -> RejectReason {
+        match self {
+            ContractError::Rejected(message) => RejectReason::ContractRejected { message },
+            ContractError::Limit { limit, detail } => RejectReason::ContractLimit { limit, detail },
+        }
     }
 }
 
-/// Who calls, on which state, when.
+/// What a method call produced: section changes and the business events it emitted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MethodOutput {
+    /// Changed sections (name → new value).
+    pub changes: Sections,
+    /// Named business events, in the order emitted.
+    pub events: Vec<BusinessEvent>,
+}
+
+impl From<Sections> for MethodOutput {
+    fn from(changes: Sections) -> Self {
+        MethodOutput {
+            changes,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// Who calls, on which state, when, by which event.
 #[derive(Debug, Clone)]
 pub struct Call<'a> {
     /// Signing actor.
@@ -46,6 +86,8 @@ pub struct Call<'a> {
     pub state_id: &'a StateId,
     /// The event's timestamp (deterministic: the same on every node).
     pub timestamp: Timestamp,
+    /// The event's id (deterministic seed material: the same on every node).
+    pub event: &'a EventId,
 }
 
 impl Call<'_> {
@@ -75,7 +117,17 @@ pub trait Contract: Send + Sync {
         Vec::new()
     }
     /// The source artifact whose hash is the code hash (e.g. `include_str!` of the file).
-    fn source(&self) -> &'static str;
+    fn source(&self) -> &str;
+
+    /// The engine that runs this code (`None`: native, compiled into the node binary).
+    fn engine(&self) -> Option<EngineRef> {
+        None
+    }
+
+    /// The execution budgets the engine enforces (`None` for native code).
+    fn limits(&self) -> Option<ContractLimits> {
+        None
+    }
 
     /// Checks the initial sections of a new state.
     ///
@@ -103,7 +155,7 @@ pub trait Contract: Send + Sync {
         Ok(())
     }
 
-    /// Turns a method call into section changes.
+    /// Turns a method call into section changes and business events.
     ///
     /// # Errors
     /// A [`ContractError`] refuses the call (unknown method, bad arguments, business rule).
@@ -113,7 +165,7 @@ pub trait Contract: Send + Sync {
         _current: &Sections,
         method: &str,
         _args: &Value,
-    ) -> Result<Sections, ContractError> {
+    ) -> Result<MethodOutput, ContractError> {
         Err(ContractError::new(format!("unknown method `{method}`")))
     }
 
@@ -135,26 +187,54 @@ pub trait Contract: Send + Sync {
     fn descriptor(&self) -> ContractDescriptor {
         let contract = self.contract();
         ContractDescriptor {
-            code_hash: code_hash(&contract, self.source()),
+            code_hash: ContractDescriptor::code_hash_of(&contract, self.source()),
             policy: self.policy(),
             methods: self.methods(),
             supersedes: self.supersedes(),
+            engine: self.engine(),
+            limits: self.limits(),
             contract,
         }
     }
 }
 
-/// Hash of a contract's source artifact.
+/// Hash of a contract's source artifact ([`ContractDescriptor::code_hash_of`]).
 pub fn code_hash(contract: &ContractRef, source: &str) -> Digest {
-    hash_parts(
-        HashAlg::Blake3,
-        Domain::Envelope,
-        &[
-            b"sst/contract-code/v1",
-            contract.to_string().as_bytes(),
-            source.as_bytes(),
-        ],
-    )
+    ContractDescriptor::code_hash_of(contract, source)
+}
+
+/// Why an engine could not load a contract artifact.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("contract {contract} cannot be loaded by engine {engine}: {reason}")]
+pub struct LoadError {
+    /// The contract version.
+    pub contract: ContractRef,
+    /// The engine asked.
+    pub engine: String,
+    /// What is wrong (syntax error, a refused intrinsic, a descriptor that does not match the
+    /// source, …).
+    pub reason: String,
+}
+
+/// The seam between the node and the languages contracts are written in: an engine turns a
+/// deployed artifact (descriptor + source text) into a runnable [`Contract`]. The node
+/// chooses the engine by [`ContractDescriptor::engine`]; native Rust contracts are compiled
+/// in and need no engine. A later engine (e.g. Python) implements this trait and is
+/// registered with the node; the pipeline does not change.
+pub trait ContractEngine: Send + Sync {
+    /// The engine id and version it runs; an artifact naming another is not loaded.
+    fn engine(&self) -> EngineRef;
+
+    /// Checks and compiles an artifact. The returned contract's
+    /// [`Contract::descriptor`] must equal `descriptor` (so its identity is the deployed one).
+    ///
+    /// # Errors
+    /// [`LoadError`] naming what is wrong; deploying such an artifact is refused.
+    fn load(
+        &self,
+        descriptor: &ContractDescriptor,
+        source: &str,
+    ) -> Result<Arc<dyn Contract>, LoadError>;
 }
 
 /// A held version: its code and its descriptor, computed once when the code is added.

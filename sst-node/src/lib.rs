@@ -78,7 +78,10 @@ pub mod transport;
 
 pub use build::{Built, EventBuilder};
 pub use context::{NodeContext, ProtocolChoice};
-pub use contract::{Call, Contract, ContractError, ContractRegistry, Sections, MIGRATE_METHOD};
+pub use contract::{
+    Call, Contract, ContractEngine, ContractError, ContractRegistry, LoadError, MethodOutput,
+    Sections, MIGRATE_METHOD,
+};
 pub use error::{NodeError, RecordProblem};
 pub use message::{
     Acknowledged, AppliedChange, ForwardedIntent, Intent, IntentRefused, NodeSync,

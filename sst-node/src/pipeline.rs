@@ -38,7 +38,7 @@ use sst_core::{
 };
 
 use crate::context::NodeContext;
-use crate::contract::{Call, Contract, Sections};
+use crate::contract::{Call, Contract, ContractError, MethodOutput, Sections};
 use crate::message::AppliedChange;
 
 /// What the pipeline decided.
@@ -422,10 +422,11 @@ fn sequence_steps(
                 roles: &roles,
                 state_id: &e.state_id,
                 timestamp: e.timestamp,
+                event: &signed.id,
             };
             let values = view_of(&sections);
             code.on_create(&call, &parties, &values)
-                .map_err(|err| RejectReason::ContractRejected { message: err.0 })?;
+                .map_err(ContractError::reason)?;
             let state = State::create(
                 e.alg,
                 e.state_id.clone(),
@@ -450,6 +451,7 @@ fn sequence_steps(
                 roles: &roles,
                 state_id: &e.state_id,
                 timestamp: e.timestamp,
+                event: &signed.id,
             };
             let current_view = view(cur);
             let sections = if e.kind == EventKind::ChangeSections {
@@ -461,7 +463,7 @@ fn sequence_steps(
                 let sections = reveal(e.alg, &hashes, disclosures)?;
                 check_writes(policy, &actor, &cur.parties, hashes.keys())?;
                 code.on_change(&call, &current_view, &view_of(&sections))
-                    .map_err(|err| RejectReason::ContractRejected { message: err.0 })?;
+                    .map_err(ContractError::reason)?;
                 sections
             } else {
                 let payload = CallPayload::from_payload(&e.payload).map_err(payload_error)?;
@@ -472,10 +474,14 @@ fn sequence_steps(
                         });
                     }
                     code.migrate(&call, &cur.contract, &current_view)
+                        .map(MethodOutput::from)
                 } else {
                     code.call(&call, &current_view, &payload.method, &payload.args)
                 }
-                .map_err(|err| RejectReason::ContractRejected { message: err.0 })?;
+                .map_err(ContractError::reason)?;
+                // Business events are not carried to the record yet (the engine integration
+                // wires them through the sequencer).
+                let changes = changes.changes;
                 if changes.is_empty() && !payload.is_migration() {
                     return Err(RejectReason::EmptyChange);
                 }

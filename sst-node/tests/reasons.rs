@@ -158,7 +158,7 @@ impl Contract for EditedDeal {
     fn methods(&self) -> Vec<String> {
         RealEstateDeal.methods()
     }
-    fn source(&self) -> &'static str {
+    fn source(&self) -> &str {
         "// edited without a new version\n"
     }
     fn call(
@@ -167,7 +167,7 @@ impl Contract for EditedDeal {
         current: &sst_node::Sections,
         method: &str,
         args: &Value,
-    ) -> Result<sst_node::Sections, sst_node::ContractError> {
+    ) -> Result<sst_node::MethodOutput, sst_node::ContractError> {
         RealEstateDeal.call(call, current, method, args)
     }
 }

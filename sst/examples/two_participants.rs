@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sst::core::{ContractPolicy, ContractRef, Parties, SectionPolicy};
-use sst::node::{Call, Contract, ContractError, Intent, Sections};
+use sst::node::{Call, Contract, ContractError, Intent, MethodOutput, Sections};
 use sst::Network;
 
 /// The invoice contract: the supplier writes the terms, the customer pays; both read all.
@@ -27,7 +27,7 @@ impl Contract for Invoice {
     fn methods(&self) -> Vec<String> {
         vec!["pay".into()]
     }
-    fn source(&self) -> &'static str {
+    fn source(&self) -> &str {
         include_str!("two_participants.rs") // the code's hash is part of the contract's identity
     }
     fn call(
@@ -36,7 +36,7 @@ impl Contract for Invoice {
         current: &Sections,
         method: &str,
         args: &Value,
-    ) -> Result<Sections, ContractError> {
+    ) -> Result<MethodOutput, ContractError> {
         let due = &current
             .get("terms")
             .ok_or_else(|| ContractError::new("no terms"))?["amount"];
@@ -44,7 +44,8 @@ impl Contract for Invoice {
             "pay" if args["amount"] == *due => Ok(Sections::from([(
                 "payment".into(),
                 json!({"paid": true, "amount": due}),
-            )])),
+            )])
+            .into()),
             "pay" => Err(ContractError::new(format!("pay exactly {due}"))),
             other => Err(ContractError::new(format!("unknown method `{other}`"))),
         }

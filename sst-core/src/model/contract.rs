@@ -9,8 +9,53 @@ use crate::hash::{Digest, Domain, HashAlg, Hasher};
 use crate::permission::ContractPolicy;
 use crate::sign::{ActorKey, CryptoError, EnvelopeSignature, PublicKey};
 
+/// The engine that runs a contract version's code, and its version (e.g. `javascript` /
+/// `quickjs-ng-0.10`). Part of the descriptor, so part of the contract's identity: the same
+/// source under another engine is another contract identity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineRef {
+    /// Engine id (`native`, `javascript`, …).
+    pub id: String,
+    /// Engine version: results are only promised identical under one engine version.
+    pub version: String,
+}
+
+impl EngineRef {
+    /// The engine of contracts compiled into the node binary (Rust).
+    pub const NATIVE: &'static str = "native";
+
+    /// `id` at `version`.
+    pub fn new(id: impl Into<String>, version: impl Into<String>) -> Self {
+        EngineRef {
+            id: id.into(),
+            version: version.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for EngineRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.id, self.version)
+    }
+}
+
+/// Deterministic execution budgets of a contract version, recorded in its descriptor so that a
+/// call that runs out does so on every node alike (a `contract_limit` rejection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractLimits {
+    /// Interrupt-handler ticks a call may use (counts bytecode progress, not wall time).
+    pub ticks: u64,
+    /// Bytes of engine memory a call may hold.
+    pub memory_bytes: u64,
+    /// Bytes of engine stack a call may use.
+    pub stack_bytes: u64,
+}
+
 /// The artifact that identifies a contract version: its section policy, methods, what it
-/// supersedes and the hash of its code. Its canonical hash is the contract's identity.
+/// supersedes, the engine that runs it and the hash of its code. Its canonical hash is the
+/// contract's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContractDescriptor {
     /// Name and version.
@@ -23,8 +68,38 @@ pub struct ContractDescriptor {
     /// Earlier versions this one supersedes (their states may migrate to it).
     #[serde(default)]
     pub supersedes: Vec<ContractRef>,
-    /// Hash of the contract's code artifact.
+    /// Hash of the contract's code artifact ([`ContractDescriptor::code_hash_of`]).
     pub code_hash: Digest,
+    /// The engine that runs the code; absent for native (compiled-in Rust) contracts, whose
+    /// identities therefore stay as they were before engines existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineRef>,
+    /// Execution budgets (engines that enforce them; absent for native contracts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ContractLimits>,
+}
+
+impl ContractDescriptor {
+    /// Hash of a contract's source artifact: `H(sst/contract-code/v1, name@version, source)`
+    /// (BLAKE3, envelope domain).
+    pub fn code_hash_of(contract: &ContractRef, source: &str) -> Digest {
+        crate::hash::hash_parts(
+            HashAlg::Blake3,
+            Domain::Envelope,
+            &[
+                b"sst/contract-code/v1",
+                contract.to_string().as_bytes(),
+                source.as_bytes(),
+            ],
+        )
+    }
+
+    /// The engine id (`native` when none is named).
+    pub fn engine_id(&self) -> &str {
+        self.engine
+            .as_ref()
+            .map_or(EngineRef::NATIVE, |e| e.id.as_str())
+    }
 }
 
 /// A deployed contract version as held in the contract table.

@@ -10,7 +10,7 @@ mod payload;
 mod state;
 
 pub use actor::{Actor, ActorStatus};
-pub use contract::{ContractDescriptor, ContractRecord};
+pub use contract::{ContractDescriptor, ContractLimits, ContractRecord, EngineRef};
 pub use event::{
     Base, BusinessEvent, Event, EventKind, EventRecord, Outcome, OutcomeKind, Refusal,
     RejectReason, SignedEvent,

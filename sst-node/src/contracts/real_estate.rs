@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use sst_core::{ContractPolicy, ContractRef, Parties, SectionPolicy};
 
-use crate::contract::{Call, Contract, ContractError, Sections};
+use crate::contract::{Call, Contract, ContractError, MethodOutput, Sections};
 
 /// Contract name of the real-estate deal.
 pub const REAL_ESTATE: &str = "real-estate-deal";
@@ -99,7 +99,7 @@ impl Contract for RealEstateDeal {
     fn methods(&self) -> Vec<String> {
         vec!["record_inspection".into(), "set_price".into()]
     }
-    fn source(&self) -> &'static str {
+    fn source(&self) -> &str {
         include_str!("real_estate.rs")
     }
     fn on_create(
@@ -124,8 +124,8 @@ impl Contract for RealEstateDeal {
         _current: &Sections,
         method: &str,
         args: &Value,
-    ) -> Result<Sections, ContractError> {
-        call_v1(call, method, args)
+    ) -> Result<MethodOutput, ContractError> {
+        call_v1(call, method, args).map(MethodOutput::from)
     }
 }
 
@@ -151,7 +151,7 @@ impl Contract for RealEstateDealV2 {
     fn supersedes(&self) -> Vec<ContractRef> {
         vec![ContractRef::new(REAL_ESTATE, 1)]
     }
-    fn source(&self) -> &'static str {
+    fn source(&self) -> &str {
         include_str!("real_estate.rs")
     }
     fn on_create(
@@ -176,7 +176,7 @@ impl Contract for RealEstateDealV2 {
         current: &Sections,
         method: &str,
         args: &Value,
-    ) -> Result<Sections, ContractError> {
+    ) -> Result<MethodOutput, ContractError> {
         if method == "close" {
             if !current.contains_key("price") {
                 return Err(ContractError::new("cannot close a deal without a price"));
@@ -184,9 +184,10 @@ impl Contract for RealEstateDealV2 {
             return Ok(Sections::from([(
                 "closing".to_owned(),
                 json!({"status": "closed", "closed_by": call.actor}),
-            )]));
+            )])
+            .into());
         }
-        call_v1(call, method, args)
+        call_v1(call, method, args).map(MethodOutput::from)
     }
     fn migrate(
         &self,

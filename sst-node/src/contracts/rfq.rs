@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use sst_core::{ContractPolicy, ContractRef, Parties, SectionPolicy};
 
-use crate::contract::{Call, Contract, ContractError, Sections};
+use crate::contract::{Call, Contract, ContractError, MethodOutput, Sections};
 
 /// Contract name of the RFQ.
 pub const RFQ: &str = "rfq";
@@ -30,7 +30,7 @@ impl Contract for Rfq {
     fn methods(&self) -> Vec<String> {
         vec!["close".into(), "submit_quote".into()]
     }
-    fn source(&self) -> &'static str {
+    fn source(&self) -> &str {
         include_str!("rfq.rs")
     }
     fn on_create(
@@ -67,7 +67,7 @@ impl Contract for Rfq {
         current: &Sections,
         method: &str,
         args: &Value,
-    ) -> Result<Sections, ContractError> {
+    ) -> Result<MethodOutput, ContractError> {
         let status = current
             .get("request")
             .and_then(|r| r.get("status"))
@@ -95,17 +95,14 @@ impl Contract for Rfq {
                     }
                 };
                 quotes.push(json!([call.actor, price, call.timestamp]));
-                Ok(Sections::from([(
-                    "quotes".to_owned(),
-                    Value::Array(quotes),
-                )]))
+                Ok(Sections::from([("quotes".to_owned(), Value::Array(quotes))]).into())
             }
             "close" => {
                 let mut request = current.get("request").cloned().unwrap_or(json!({}));
                 if let Value::Object(m) = &mut request {
                     m.insert("status".into(), json!("closed"));
                 }
-                Ok(Sections::from([("request".to_owned(), request)]))
+                Ok(Sections::from([("request".to_owned(), request)]).into())
             }
             other => Err(ContractError::new(format!("unknown method `{other}`"))),
         }
