@@ -41,7 +41,8 @@ pub use sign::{
     ActorKey, CryptoError, Envelope, EnvelopeSignature, NodeKey, PublicKey, SignatureBytes,
 };
 pub use store::{
-    check_refusal, Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store,
+    check_prune_keep, check_refusal, check_sink_name, Capabilities, CommitBatch, CommitItem,
+    CommitReceipt, EventFilter, Store, MAX_SINK_NAME_BYTES,
 };
 pub use tables::TableNames;
 pub use verify::{

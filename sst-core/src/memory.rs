@@ -13,9 +13,11 @@ use crate::model::{
     Actor, ActorId, ContractRecord, ContractRef, EventRecord, NodeId, OriginSeq, Refusal, State,
     StateId,
 };
+use crate::raw::columns::to_i64;
 use crate::raw::{CommitPlan, ContractPut, Lookups, Recorded};
 use crate::store::{
-    check_refusal, Capabilities, CommitBatch, CommitItem, CommitReceipt, EventFilter, Store,
+    check_prune_keep, check_refusal, check_sink_name, Capabilities, CommitBatch, CommitItem,
+    CommitReceipt, EventFilter, Store,
 };
 
 #[derive(Default)]
@@ -31,6 +33,8 @@ struct Tables {
     refusals: BTreeMap<EventId, Refusal>,
     log: Vec<LogEntry>,
     checkpoints: BTreeMap<(NodeId, u64), SignedCheckpoint>,
+    /// sink name → log position published up to.
+    sink_cursors: BTreeMap<String, u64>,
 }
 
 impl Tables {
@@ -136,6 +140,14 @@ impl MemoryStore {
         f: impl FnOnce(&mut BTreeMap<EventId, Refusal>),
     ) -> Result<(), StoreError> {
         self.tamper_with(|t| f(&mut t.refusals))
+    }
+
+    /// Runs `f` on the sink cursors, keyed by sink name.
+    pub fn tamper_sink_cursors(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, u64>),
+    ) -> Result<(), StoreError> {
+        self.tamper_with(|t| f(&mut t.sink_cursors))
     }
 
     /// Runs `f` on the checkpoint table, keyed by node and position.
@@ -349,5 +361,35 @@ impl Store for MemoryStore {
             .range((node.clone(), 0)..=(node.clone(), u64::MAX))
             .map(|(_, c)| c.clone())
             .collect())
+    }
+
+    async fn prune_checkpoints(&self, node: &NodeId, keep: usize) -> Result<usize, StoreError> {
+        check_prune_keep(keep)?;
+        let mut t = self.lock()?;
+        let doomed: Vec<(NodeId, u64)> = t
+            .checkpoints
+            .range((node.clone(), 0)..=(node.clone(), u64::MAX))
+            .rev()
+            .skip(keep)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &doomed {
+            t.checkpoints.remove(key);
+        }
+        Ok(doomed.len())
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<u64>, StoreError> {
+        check_sink_name(sink)?;
+        Ok(self.lock()?.sink_cursors.get(sink).copied())
+    }
+
+    async fn set_sink_cursor(&self, sink: &str, position: u64) -> Result<(), StoreError> {
+        check_sink_name(sink)?;
+        to_i64("position", position)?;
+        let mut t = self.lock()?;
+        let cursor = t.sink_cursors.entry(sink.to_owned()).or_insert(position);
+        *cursor = (*cursor).max(position);
+        Ok(())
     }
 }

@@ -239,9 +239,84 @@ impl CommitBatch {
             // After the state's own checks, so a bad section name is reported where the user
             // wrote it (the state), not where the event repeats it (the payload).
             portable::check_at(&e.payload, "$.payload")?;
+            check_business_events(rec, &at)?;
         }
         Ok(())
     }
+}
+
+/// Whether `name` is 1 to `max` bytes of ASCII letters, digits, `_`, `.` and `-`.
+fn is_plain_name(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// Longest sink name [`Store::set_sink_cursor`] takes, in bytes.
+pub const MAX_SINK_NAME_BYTES: usize = 128;
+
+/// Checks a notification sink's name: 1 to [`MAX_SINK_NAME_BYTES`] bytes of ASCII letters,
+/// digits, `_`, `.` and `-`, so it is a plain key on every engine.
+///
+/// # Errors
+/// [`StoreError::InvalidInput`] with path `sink`.
+pub fn check_sink_name(sink: &str) -> Result<(), StoreError> {
+    if is_plain_name(sink, MAX_SINK_NAME_BYTES) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidInput {
+            path: "sink".into(),
+            reason: format!(
+                "sink name {sink:?} must be 1 to {MAX_SINK_NAME_BYTES} bytes of ASCII letters, \
+                 digits, `_`, `.` or `-`"
+            ),
+        })
+    }
+}
+
+/// Checks the `keep` of [`Store::prune_checkpoints`]: at least the latest checkpoint stays.
+///
+/// # Errors
+/// [`StoreError::InvalidInput`] with path `keep` when it is 0.
+pub fn check_prune_keep(keep: usize) -> Result<(), StoreError> {
+    if keep == 0 {
+        return Err(StoreError::InvalidInput {
+            path: "keep".into(),
+            reason: "pruning must keep at least the latest checkpoint (keep >= 1)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The business events of an item: only on applied events, each named with 1..=128 bytes of
+/// ASCII letters, digits, `_`, `.`, `-`, each payload portable JSON, so they round-trip exactly
+/// through every engine (the receipt and the log record hash them).
+fn check_business_events(rec: &EventRecord, at: &dyn Fn(&str) -> String) -> Result<(), StoreError> {
+    if rec.business_events.is_empty() {
+        return Ok(());
+    }
+    if let Outcome::Rejected { .. } = rec.outcome {
+        return Err(StoreError::InvalidInput {
+            path: at("business_events"),
+            reason: "a rejected event emits no business events".into(),
+        });
+    }
+    for (j, b) in rec.business_events.iter().enumerate() {
+        if !is_plain_name(&b.name, 128) {
+            return Err(StoreError::InvalidInput {
+                path: at(&format!("business_events[{j}].name")),
+                reason: format!(
+                    "business event name {:?} must be 1 to 128 bytes of ASCII letters, digits, \
+                     `_`, `.` or `-`",
+                    b.name
+                ),
+            });
+        }
+        portable::check_at(&b.payload, &format!("$.business_events[{j}].payload"))?;
+    }
+    Ok(())
 }
 
 /// Checks a refusal before it is stored: every text in it follows the portable profile, so it
@@ -263,7 +338,10 @@ pub fn check_refusal(refusal: &Refusal) -> Result<(), StoreError> {
 /// # Contract
 /// Every sentence below is a case of the `conformance-tests` suite, run against every adapter.
 /// - `migrate` creates the peer tables (default names `sst_state`, `sst_state_history`,
-///   `sst_event`, `sst_actor`, `sst_contract`) and is idempotent.
+///   `sst_event`, `sst_actor`, `sst_contract`, `sst_refusal`, `sst_log`, `sst_checkpoint`,
+///   `sst_sink_cursor`) and is idempotent; an event table of an older layout gains the
+///   columns added since (`business_events`), a foreign table of a peer table's name is
+///   refused.
 /// - `commit` is all-or-nothing: if any item fails, no event, state version or counter of the
 ///   batch is visible afterwards.
 /// - A batch is validated ([`CommitBatch::validate`]) before the database is touched; invalid
@@ -298,6 +376,14 @@ pub fn check_refusal(refusal: &Refusal) -> Result<(), StoreError> {
 ///   reads as [`StoreError::Integrity`].
 /// - The queryable plaintext column holds exactly `{section: value}` of disclosed sections; a
 ///   change made to it behind SST's back is reported by [`crate::verify_store`].
+/// - An event's business events are stored in the event table's nullable JSON column
+///   `business_events` (`NULL` when there are none) and read back exactly by [`Store::event`],
+///   [`Store::events`] and the log; an edit of that column is reported by
+///   [`crate::verify_store`] (the receipt and the log record cover them).
+/// - Sink cursors ([`Store::sink_cursor`]) are absent until set, kept per sink name, only move
+///   forward, and refuse names that are not 1..=128 bytes of `[A-Za-z0-9_.-]`.
+/// - [`Store::prune_checkpoints`] keeps a node's `keep` latest checkpoints, deletes the older
+///   ones, refuses `keep` 0, and leaves [`crate::verify_store`] clean.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Backend name (`memory`, `sqlite`, `postgres`, …).
@@ -444,4 +530,42 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError::Integrity`] for unreadable rows; [`StoreError::Backend`] otherwise.
     async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError>;
+
+    /// Deletes the checkpoints of `node` except the `keep` latest (by position); returns how
+    /// many were deleted. `keep` 0 is InvalidInput.
+    ///
+    /// Checkpoints are not log records, so pruning appends nothing to the log; `verify`
+    /// checks the checkpoints that remain (the latest own one still pins the log head it
+    /// signed), so pruning leaves it clean. Peers keep their own copies of what they
+    /// witnessed.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] (path `keep`) when `keep` is 0 ([`check_prune_keep`]);
+    /// [`StoreError::Backend`] for database failures.
+    async fn prune_checkpoints(&self, node: &NodeId, keep: usize) -> Result<usize, StoreError>;
+
+    /// The log position up to which sink `sink` has published (None: never set).
+    ///
+    /// Sink cursors are the notification publishers' bookkeeping, not peer records: they are
+    /// **not** in the hash-chained log and `verify` does not cover them. A cursor edited
+    /// backwards behind SST's back re-publishes notifications (consumers dedupe by their id);
+    /// one edited forwards skips notifications.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] (path `sink`) for a name [`check_sink_name`] refuses;
+    /// [`StoreError::Integrity`] for an unreadable row; [`StoreError::Backend`] for database
+    /// failures.
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Moves sink `sink`'s cursor to `position`. Cursors only move forward: a lower position
+    /// than the stored one is ignored (returns Ok). Sink names: 1..=128 bytes of [A-Za-z0-9_.-],
+    /// otherwise StoreError::InvalidInput { path: "sink", .. }.
+    ///
+    /// Not logged, not verified: see [`Store::sink_cursor`].
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] (path `sink`) for a name [`check_sink_name`] refuses, or
+    /// (path `position`) for a position beyond `i64::MAX`, which no database integer holds;
+    /// [`StoreError::Backend`] for database failures.
+    async fn set_sink_cursor(&self, sink: &str, position: u64) -> Result<(), StoreError>;
 }

@@ -4,7 +4,8 @@
 use crate::error::StoreError;
 
 /// Names of the peer tables. Defaults: `sst_state`, `sst_state_history`, `sst_event`,
-/// `sst_actor`, `sst_contract`, `sst_refusal`, `sst_log`, `sst_checkpoint`.
+/// `sst_actor`, `sst_contract`, `sst_refusal`, `sst_log`, `sst_checkpoint`,
+/// `sst_sink_cursor`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     /// Latest version of every state (the table users query).
@@ -24,6 +25,9 @@ pub struct TableNames {
     /// Node-signed log checkpoints: this node's own and those witnessed from peers
     /// ([`crate::SignedCheckpoint`]).
     pub checkpoint: String,
+    /// Notification sinks' durable cursors: the log position each sink has published up to
+    /// ([`crate::Store::sink_cursor`]). Bookkeeping, not a peer record: outside the log.
+    pub sink_cursor: String,
 }
 
 impl Default for TableNames {
@@ -34,7 +38,8 @@ impl Default for TableNames {
 
 impl TableNames {
     /// `{prefix}state`, `{prefix}state_history`, `{prefix}event`, `{prefix}actor`,
-    /// `{prefix}contract`, `{prefix}refusal`, `{prefix}log`, `{prefix}checkpoint`.
+    /// `{prefix}contract`, `{prefix}refusal`, `{prefix}log`, `{prefix}checkpoint`,
+    /// `{prefix}sink_cursor`.
     pub fn with_prefix(prefix: &str) -> Self {
         TableNames {
             state: format!("{prefix}state"),
@@ -45,11 +50,12 @@ impl TableNames {
             refusal: format!("{prefix}refusal"),
             log: format!("{prefix}log"),
             checkpoint: format!("{prefix}checkpoint"),
+            sink_cursor: format!("{prefix}sink_cursor"),
         }
     }
 
     /// `(setting, name)` pairs, e.g. `("tables.state", "sst_state")`.
-    pub fn fields(&self) -> [(&'static str, &str); 8] {
+    pub fn fields(&self) -> [(&'static str, &str); 9] {
         [
             ("tables.state", &self.state),
             ("tables.history", &self.history),
@@ -59,6 +65,7 @@ impl TableNames {
             ("tables.refusal", &self.refusal),
             ("tables.log", &self.log),
             ("tables.checkpoint", &self.checkpoint),
+            ("tables.sink_cursor", &self.sink_cursor),
         ]
     }
 
@@ -117,6 +124,8 @@ mod tests {
         let t = TableNames::default();
         assert_eq!(t.state, "sst_state");
         assert_eq!(t.history, "sst_state_history");
+        assert_eq!(t.sink_cursor, "sst_sink_cursor");
+        assert!(t.fields().contains(&("tables.sink_cursor", "sst_sink_cursor")));
         assert!(t.validate(63).is_ok());
     }
 

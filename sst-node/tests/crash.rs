@@ -126,6 +126,15 @@ impl Store for FailingStore {
     async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError> {
         self.inner.checkpoints(node).await
     }
+    async fn prune_checkpoints(&self, node: &NodeId, keep: usize) -> Result<usize, StoreError> {
+        self.inner.prune_checkpoints(node, keep).await
+    }
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.sink_cursor(sink).await
+    }
+    async fn set_sink_cursor(&self, sink: &str, position: u64) -> Result<(), StoreError> {
+        self.inner.set_sink_cursor(sink, position).await
+    }
 }
 
 /// Every `common.rev` value in the seller's history of `id`, in version order.

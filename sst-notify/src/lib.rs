@@ -9,7 +9,19 @@
 //! notification, never loses it. Each notification carries a stable idempotency key
 //! ([`Notification::id`]) so consumers can drop duplicates.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod config;
+pub mod event;
+pub mod filter;
+pub mod notifier;
 pub mod sinks;
+
+pub use config::{ConfigError, SinkConfig, SinkKind, SinkSpec, Start};
+pub use event::{notifications, NotificationData};
+pub use filter::{Filter, FilterError, FilterSpec, TopicTemplate};
+pub use notifier::{Notifier, NotifierHandle, NotifierOptions, SinkMetrics};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -48,6 +60,16 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// The method or business-event name: the part of the type between `sst.<contract>.`
+    /// and `.<outcome>` (e.g. `create`, `price_agreed`).
+    pub fn name(&self) -> &str {
+        let prefix_len = "sst.".len() + self.sstcontract.len() + 1;
+        let suffix_len = 1 + self.sstoutcome.len();
+        self.kind
+            .get(prefix_len..self.kind.len().saturating_sub(suffix_len))
+            .unwrap_or_default()
+    }
+
     /// The CloudEvents JSON text of this notification.
     pub fn to_json(&self) -> String {
         // A struct of strings, integers and a JSON value: serialising it cannot fail.

@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{EventRecord, Outcome, SequencingReceipt, StoreError};
+use crate::{BusinessEvent, EventRecord, Outcome, SequencingReceipt, StoreError};
 
 /// A `u64` that must fit a signed 64-bit database integer; [`StoreError::InvalidInput`] at
 /// `path` when it does not.
@@ -70,6 +70,9 @@ pub struct EventColumns {
     pub disclosures: Value,
     /// The sequencing node's receipt as JSON (absent when the record has none).
     pub receipt: Option<Value>,
+    /// The business events the contract method emitted, as a JSON array (absent when the
+    /// record has none, so the nullable column stays `NULL` for most events).
+    pub business_events: Option<Value>,
 }
 
 /// The event-row columns that repeat what the signed event already says, as an adapter read
@@ -102,7 +105,7 @@ impl EventColumns {
     /// The columns of `rec`. Errors name their path below `at` (e.g. `items[0]`, or `""` for
     /// paths relative to the record): `{at}.event.origin_seq` and `{at}.outcome.version`
     /// beyond `i64::MAX`, and values that cannot be serialised (`{at}.outcome.reason`,
-    /// `{at}.event`, `{at}.disclosures`).
+    /// `{at}.event`, `{at}.disclosures`, `{at}.receipt`, `{at}.business_events`).
     ///
     /// # Errors
     /// [`StoreError::InvalidInput`] as above; nothing has been written.
@@ -150,6 +153,11 @@ impl EventColumns {
                 .as_ref()
                 .map(|r| json_value(&path("receipt"), r))
                 .transpose()?,
+            business_events: if rec.business_events.is_empty() {
+                None
+            } else {
+                Some(json_value(&path("business_events"), &rec.business_events)?)
+            },
         })
     }
 
@@ -236,6 +244,24 @@ pub fn receipt_from_column(
         .map_err(|e| StoreError::malformed(what, format!("receipt: {e}")))
 }
 
+/// The business events read back from the event table's `business_events` column: `NULL`
+/// (or JSON `null`) is none.
+///
+/// # Errors
+/// [`StoreError::Integrity`] (malformed) when the column holds something else than a list of
+/// business events.
+pub fn business_events_from_column(
+    what: &str,
+    business_events: Option<Value>,
+) -> Result<Vec<BusinessEvent>, StoreError> {
+    business_events
+        .filter(|v| !v.is_null())
+        .map(serde_json::from_value)
+        .transpose()
+        .map(Option::unwrap_or_default)
+        .map_err(|e| StoreError::malformed(what, format!("business_events: {e}")))
+}
+
 /// The [`Outcome`] of event `what` read back from its `outcome`, `new_version`, `new_root`
 /// and `reason_detail` columns (the inverse of the outcome part of
 /// [`EventColumns::from_record`]).
@@ -295,6 +321,29 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn business_events_column_reads_null_as_none_and_refuses_other_shapes() {
+        assert_eq!(business_events_from_column("e", None).ok(), Some(vec![]));
+        assert_eq!(
+            business_events_from_column("e", Some(Value::Null)).ok(),
+            Some(vec![])
+        );
+        let listed = serde_json::json!([{"name": "price_agreed", "payload": {"amount": 5}}]);
+        let read = business_events_from_column("e", Some(listed)).ok();
+        assert_eq!(
+            read,
+            Some(vec![BusinessEvent {
+                name: "price_agreed".into(),
+                payload: serde_json::json!({"amount": 5}),
+            }])
+        );
+        let err = business_events_from_column("event x", Some(serde_json::json!({"a": 1})));
+        assert!(
+            matches!(&err, Err(StoreError::Integrity { what, .. }) if what == "event x"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The foreign-table rule of `migrate`, once for every backend: a table that carries a peer
 //! table's name must have every column SST reads and writes there, or it belongs to something
-//! else and `migrate` refuses it (changing nothing).
+//! else and `migrate` refuses it (changing nothing). Columns added in a later release are not
+//! part of that rule: an existing table without them is an older layout of SST's own, and
+//! [`columns_to_add`] names what `migrate` adds to it.
 
 use crate::error::StoreError;
 
@@ -65,6 +67,35 @@ pub fn check_peer_layout<'c, C: AsRef<[&'c str]>>(
     Ok(())
 }
 
+/// Columns introduced after a peer table was first released, per table: `(table, column)`
+/// pairs for the tables that exist (they appear in `present`, as for [`check_peer_layout`])
+/// but lack the column. Call it after [`check_peer_layout`] accepted the existing tables, then
+/// add each column (nullable) before using the store; tables that do not exist yet are
+/// created with the column and are not listed.
+pub fn columns_to_add<'a, C: AsRef<[&'a str]>>(
+    added: &[(&'a str, C)],
+    present: &[(String, String)],
+    case: NameCase,
+) -> Vec<(&'a str, &'a str)> {
+    let mut out = Vec::new();
+    for (table, columns) in added {
+        let has: Vec<&str> = present
+            .iter()
+            .filter(|(t, _)| case.same(t, table))
+            .map(|(_, c)| c.as_str())
+            .collect();
+        if has.is_empty() {
+            continue;
+        }
+        for column in columns.as_ref() {
+            if !has.iter().any(|h| case.same(h, column)) {
+                out.push((*table, *column));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +133,24 @@ mod tests {
         assert!(check_peer_layout("x", &needed, &upper, NameCase::Insensitive, "h").is_ok());
         let mixed = present(&[("sst_state", "Data")]);
         assert!(check_peer_layout("x", &needed, &mixed, NameCase::Exact, "h").is_err());
+    }
+
+    #[test]
+    fn only_existing_tables_lacking_an_added_column_are_named() {
+        let added: [(&str, &[&str]); 2] = [
+            ("sst_event", &["business_events"]),
+            ("sst_state", &["extra"]),
+        ];
+        let old = present(&[("SST_EVENT", "ID"), ("sst_other", "business_events")]);
+        assert_eq!(
+            columns_to_add(&added, &old, NameCase::Insensitive),
+            vec![("sst_event", "business_events")]
+        );
+        let new = present(&[("sst_event", "id"), ("sst_event", "BUSINESS_EVENTS")]);
+        assert!(columns_to_add(&added, &new, NameCase::Insensitive).is_empty());
+        assert_eq!(
+            columns_to_add(&added, &new, NameCase::Exact),
+            vec![("sst_event", "business_events")]
+        );
     }
 }

@@ -1,13 +1,14 @@
 //! What only store adapters (and tests of them) need: the commit decision ([`CommitPlan`],
-//! [`ContractPut`]), the foreign-table rule of `migrate` ([`check_peer_layout`]) and the column helpers every adapter maps rows with ([`columns`]). Users
-//! of SST never need this module.
+//! [`ContractPut`]), the foreign-table rule of `migrate` ([`check_peer_layout`], with the
+//! columns later releases added: [`columns_to_add`]) and the column helpers every adapter maps
+//! rows with ([`columns`]). Users of SST never need this module.
 
 pub mod columns;
 mod layout;
 mod plan;
 
 pub use columns::EventColumns;
-pub use layout::{check_peer_layout, NameCase};
+pub use layout::{check_peer_layout, columns_to_add, NameCase};
 pub use plan::{
     CommitPlan, ContractPut, CurrentRow, CurrentWrite, Lookups, Recorded, RACE_RETRIES,
 };
