@@ -1,1 +1,6 @@
 //! Broker adapters, one module per broker, each behind the cargo feature of the same name.
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
