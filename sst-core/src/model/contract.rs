@@ -113,6 +113,12 @@ pub struct ContractRecord {
     pub deployer: ActorId,
     /// Deployer's signature over the identity.
     pub signature: EnvelopeSignature,
+    /// The code artifact (source text) of a contract run by an engine, stored and replicated
+    /// with the record; absent for native contracts (their code is compiled into the node).
+    /// Its hash must be the descriptor's `code_hash`, which the identity and so the
+    /// deployer's signature cover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl ContractRecord {
@@ -132,7 +138,14 @@ impl ContractRecord {
             descriptor,
             identity,
             deployer,
+            source: None,
         }
+    }
+
+    /// The same record carrying its code artifact (see [`ContractRecord::source`]).
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into());
+        self
     }
 
     /// The identity hash of a descriptor.
@@ -148,7 +161,8 @@ impl ContractRecord {
         &self.descriptor.contract
     }
 
-    /// Checks the identity and the deployer's strict signature.
+    /// Checks the identity, the stored code artifact against the descriptor's code hash, and
+    /// the deployer's strict signature.
     pub fn verify(&self, deployer_key: &PublicKey) -> Result<(), CryptoError> {
         let computed = Self::identity_of(&self.descriptor, self.identity.alg());
         if computed != self.identity {
@@ -156,6 +170,15 @@ impl ContractRecord {
                 "contract {} identity {} does not match its descriptor ({computed})",
                 self.descriptor.contract, self.identity
             )));
+        }
+        if let Some(source) = &self.source {
+            let hashed = ContractDescriptor::code_hash_of(&self.descriptor.contract, source);
+            if hashed != self.descriptor.code_hash {
+                return Err(CryptoError::Integrity(format!(
+                    "contract {} stored source hashes to {hashed}, not its code hash {}",
+                    self.descriptor.contract, self.descriptor.code_hash
+                )));
+            }
         }
         deployer_key.verify_digest(&self.identity, &self.signature.signature)
     }

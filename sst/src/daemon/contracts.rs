@@ -61,6 +61,7 @@ pub(crate) fn record(
                     signer: d.deployer.clone(),
                     signature: SignatureBytes(sig),
                 },
+                source: None,
             })
         }
         None => {
