@@ -6,6 +6,7 @@
 //! ```toml
 //! [[sink]]
 //! name = "deals-to-redis"                  # unique per node; names its durable cursor
+//!                                          # (1-128 bytes of A-Z a-z 0-9 _ . -)
 //! kind = "redis"                           # kafka | rabbitmq | nats | mqtt | postgres | redis
 //! url = "redis://127.0.0.1:6379"
 //! topic = "sst.{contract}"                 # optional; default sst.{contract}.{name}.{outcome}
@@ -149,9 +150,15 @@ pub struct SinkConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A sink without a name.
-    #[error("a sink has an empty name")]
-    EmptyName,
+    /// A name the store cannot keep a cursor under (1 to 128 bytes of ASCII letters, digits,
+    /// `_`, `.`, `-`).
+    #[error("sink name {name:?}: {reason}")]
+    BadName {
+        /// The name as written.
+        name: String,
+        /// What the store's rule says.
+        reason: String,
+    },
     /// Two sinks with the same name (they would share a cursor).
     #[error("sink `{0}` is declared twice")]
     DuplicateName(String),
@@ -278,6 +285,10 @@ impl SinkSpec {
     /// broker does not answer.
     pub async fn connect(&self) -> Result<Arc<dyn Sink>, SinkError> {
         match self.kind {
+            #[cfg(feature = "kafka")]
+            SinkKind::Kafka => Ok(Arc::new(
+                crate::sinks::kafka::KafkaSink::connect(self).await?,
+            )),
             #[cfg(feature = "redis")]
             SinkKind::Redis => Ok(Arc::new(
                 crate::sinks::redis::RedisSink::connect(self).await?,
@@ -299,8 +310,14 @@ impl SinkConfig {
     /// # Errors
     /// A [`ConfigError`] naming the sink and what is wrong.
     pub fn validate(&self) -> Result<SinkSpec, ConfigError> {
-        if self.name.is_empty() {
-            return Err(ConfigError::EmptyName);
+        if let Err(e) = sst_core::check_sink_name(&self.name) {
+            return Err(ConfigError::BadName {
+                name: self.name.clone(),
+                reason: match e {
+                    sst_core::StoreError::InvalidInput { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            });
         }
         let sink = || self.name.clone();
         let kind: SinkKind = self
@@ -420,6 +437,9 @@ mod tests {
             e.validate(),
             Err(ConfigError::ZeroBatch { sink: "s".into() })
         );
+        let mut e = entry(kind.as_str());
+        e.name = "a b".into();
+        assert!(matches!(e.validate(), Err(ConfigError::BadName { name, .. }) if name == "a b"));
         let e = entry(kind.as_str());
         assert_eq!(
             SinkConfig::validate_all(&[e.clone(), e]),
