@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use sst_core::{NodeId, NodeKey, NodeRegistry};
 use sst_node::{Delivery, Inbox, ProtocolEnvelope};
@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
+use crate::audit::{self, AuditSlot, AUDIT_PATH};
 use crate::error::NetError;
 use crate::tls::{self, Authenticated, ClientAuth, H2Client, Identity, NetServer, ServerTls};
 use crate::transport::{NetTransport, SYNC_BATCH_PATH, SYNC_PATH};
@@ -81,6 +82,9 @@ pub struct NetNode {
     pub inbox: Inbox,
     /// The listening server (stop it with [`NetServer::shutdown`]).
     pub server: NetServer,
+    /// Where to put the node once started, for the audit route ([`crate::audit`]) to answer
+    /// peers' audit requests from it.
+    pub audit: AuditSlot,
 }
 
 /// Checks `config`, builds the TLS identity from the node key, binds `config.listen` and
@@ -125,11 +129,16 @@ pub async fn start_on(config: NetConfig, listener: TcpListener) -> Result<NetNod
     }
     let server_tls = ServerTls::new(&identity, ClientAuth::Nodes(config.registry.clone()))?;
     let (tx, rx) = mpsc::channel(config.inbox_capacity.max(1));
-    let server =
-        tls::serve(sync_router(tx), listener, server_tls).map_err(|source| NetError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+    let audit = AuditSlot::default();
+    let router = sync_router(tx).merge(
+        Router::new()
+            .route(AUDIT_PATH, get(audit::answer))
+            .with_state(audit.clone()),
+    );
+    let server = tls::serve(router, listener, server_tls).map_err(|source| NetError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     Ok(NetNode {
         transport: Arc::new(NetTransport::new(
             config.node,
@@ -138,6 +147,7 @@ pub async fn start_on(config: NetConfig, listener: TcpListener) -> Result<NetNod
         )),
         inbox: Inbox::from_receiver(rx),
         server,
+        audit,
     })
 }
 

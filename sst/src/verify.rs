@@ -41,6 +41,16 @@ pub(crate) async fn run(
         nodes.len()
     );
     let registry = registry.map(read_registry).transpose()?.unwrap_or_default();
+    run_with_registry(dbs, registry, nodes).await
+}
+
+/// As [`run`], with the node registry already read (`sst audit` takes it from the node's
+/// configuration).
+pub(crate) async fn run_with_registry(
+    dbs: &[StoreUrl],
+    registry: NodeRegistry,
+    nodes: &[String],
+) -> anyhow::Result<bool> {
     if registry.is_empty() {
         println!(
             "no --registry given: sequencing receipts and checkpoint signatures are NOT checked \

@@ -281,3 +281,138 @@ fn demo_network_runs_the_deal_across_four_node_processes_and_all_roots_agree() -
     ensure!(dir.processes().is_empty(), "node processes left");
     Ok(())
 }
+
+/// Waits (bounded) until `pid` has exited.
+fn wait_exited(pid: u32) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while alive(pid) {
+        ensure!(start.elapsed() < DEADLINE, "pid {pid} still runs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Rolls the seller's SQLite database back by its last event, consistently: the event row,
+/// its log entry, the seller's own checkpoints from there on, the state's newest history row,
+/// and the current-state row replaced by the version before. Nothing left behind refers to
+/// what was removed, so the database verifies on its own.
+fn roll_back_last_event(db: &Path, state: &str, version: i64) -> anyhow::Result<()> {
+    let conn = rusqlite::Connection::open(db)?;
+    let event: String = conn.query_row(
+        "SELECT id FROM sst_event WHERE state_id = ?1 AND new_version = ?2",
+        rusqlite::params![state, version],
+        |r| r.get(0),
+    )?;
+    let pos: i64 = conn.query_row(
+        "SELECT pos FROM sst_log WHERE subject = ?1",
+        [&event],
+        |r| r.get(0),
+    )?;
+    let last: i64 = conn.query_row("SELECT MAX(pos) FROM sst_log", [], |r| r.get(0))?;
+    ensure!(pos == last, "the event is at {pos}, the log ends at {last}");
+    conn.execute_batch(&format!(
+        "BEGIN;
+         DELETE FROM sst_log WHERE pos >= {pos};
+         DELETE FROM sst_checkpoint WHERE node = 'seller' AND pos >= {pos};
+         DELETE FROM sst_event WHERE id = '{event}';
+         DELETE FROM sst_state_history WHERE id = '{state}' AND version = {version};
+         DELETE FROM sst_state WHERE id = '{state}';
+         INSERT INTO sst_state SELECT * FROM sst_state_history
+             WHERE id = '{state}' AND version = {};
+         COMMIT;",
+        version - 1
+    ))?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_finds_a_rolled_back_log_tail_that_only_the_peers_witnessed() -> anyhow::Result<()>
+{
+    let dir = Dir::new("audit")?;
+    sst_ok(
+        &dir,
+        &["network", "up", "--dir", dir.str()?, "--nodes", "3"],
+    )?;
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("network.json"))?)?;
+    let nodes = manifest["nodes"].as_array().context("nodes")?;
+    let node = |id: &str| {
+        nodes
+            .iter()
+            .find(|n| n["id"] == id)
+            .with_context(|| format!("node {id}"))
+    };
+    let seller = client(node("seller")?)?;
+    let others = [client(node("buyer")?)?, client(node("inspector")?)?];
+    let deal = StateId::from("deal-9");
+    let verdict = seller
+        .submit(IntentBody::Create {
+            state_id: deal.clone(),
+            contract: ContractRef::new("real-estate-deal", 1),
+            parties: Parties::default()
+                .with("seller", "seller/sue")
+                .with("buyer", "buyer/bob")
+                .with("inspector", "inspector/ina"),
+            sections: serde_json::from_value(json!({"common": {"address": "9 Audit Way"}}))?,
+        })
+        .await?;
+    ensure!(verdict.is_applied(), "{verdict:?}");
+    for rev in 1..=3 {
+        let verdict = seller
+            .submit(IntentBody::Change {
+                state_id: deal.clone(),
+                sections: serde_json::from_value(
+                    json!({"common": {"address": "9 Audit Way", "rev": rev}}),
+                )?,
+            })
+            .await?;
+        ensure!(verdict.is_applied(), "{verdict:?}");
+    }
+    for c in &others {
+        let start = Instant::now();
+        while c.state(&deal).await?.map(|s| s.version) != Some(4) {
+            ensure!(start.elapsed() < DEADLINE, "version 4 never reached a peer");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The seller signs a checkpoint at most every 200 ms and sends it with sync.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let config = node("seller")?["config"].as_str().context("config")?;
+    let clean = sst_ok(&dir, &["audit", "--config", config])?;
+    ensure!(clean.contains("audit: clean (2 peer(s) asked, 0 unreachable)"), "{clean}");
+    ensure!(clean.matches("1 agree").count() == 2, "{clean}");
+
+    // The seller stops; its database loses its last change, consistently.
+    let pid = node("seller")?["pid"].as_u64().context("pid")? as u32;
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    wait_exited(pid)?;
+    let store = node("seller")?["store"].as_str().context("store")?;
+    let db = PathBuf::from(store.strip_prefix("sqlite:").unwrap_or(store));
+    roll_back_last_event(&db, "deal-9", 4)?;
+    // On its own, the database verifies: nothing in it shows the cut.
+    let registry = dir.0.join("registry.json");
+    let local = sst_ok(
+        &dir,
+        &[
+            "verify",
+            "--registry",
+            registry.to_str().context("utf-8")?,
+            "--db",
+            db.to_str().context("utf-8")?,
+            "--node",
+            "seller",
+        ],
+    )?;
+    ensure!(local.contains("history OK"), "{local}");
+    // Its peers witnessed the log before the cut.
+    let (code, out, err) = sst(&dir, &["audit", "--config", config])?;
+    ensure!(code == 1, "audit exited {code}:\n{out}\n{err}");
+    ensure!(
+        out.matches("[peer/own_log]").count() == 2 && out.contains("its tail was cut"),
+        "{out}"
+    );
+    ensure!(out.matches("1 behind here").count() == 2, "{out}");
+    ensure!(out.contains("audit: PROBLEMS FOUND"), "{out}");
+    sst_ok(&dir, &["network", "down", "--dir", dir.str()?])?;
+    Ok(())
+}

@@ -26,6 +26,17 @@ pub(crate) enum DaemonCommand {
     /// Set up and run a node daemon.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Audit a node with its peers: verify its database locally (as `sst verify`, with the
+    /// registry from its config), then ask each configured peer over mutual TLS, as this
+    /// node, for its signed log head, the checkpoint it witnessed of this node's log and the
+    /// heads of shared states, and compare. Finds what no local check can: a log tail cut or
+    /// rewritten after a peer witnessed it, a peer's rolled-back or forked log, diverged
+    /// shared states. Exit status: 0 clean, 1 problems found or a peer not reachable, 2 error.
+    Audit {
+        /// The node's config file (node.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Submit an intent through a node's client API: signed here with the actor's key
     /// (the node never sees it), or with `--custody ACTOR` signed by the node for a service
     /// actor whose key it holds. Prints the verdict as JSON; exit status 1 unless applied.
@@ -213,6 +224,9 @@ pub(crate) async fn run(command: DaemonCommand) -> anyhow::Result<bool> {
                 config.display()
             );
             Ok(true)
+        }
+        DaemonCommand::Audit { config } => {
+            Ok(super::audit::run(&config).await? == super::audit::AuditVerdict::Clean)
         }
         DaemonCommand::Node(NodeCommand::Run { config }) => {
             super::run::run(&config).await.map(|()| true)

@@ -1,8 +1,9 @@
-//! The node daemon and its clients: `sst keygen`, `sst node init|run|sign-contract`, and the
-//! client commands `sst submit|state|events|status` over a node's client API
-//! ([`sst_client`]).
+//! The node daemon and its clients: `sst keygen`, `sst node init|run|sign-contract`,
+//! `sst audit` (a node checked with its peers), and the client commands
+//! `sst submit|state|events|status` over a node's client API ([`sst_client`]).
 
 mod api;
+mod audit;
 mod cli;
 mod config;
 mod contracts;

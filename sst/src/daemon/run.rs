@@ -72,6 +72,9 @@ pub(crate) async fn run(config_path: &Path) -> anyhow::Result<()> {
             .with_context(|| format!("deploying {contract}"))?;
     }
     let node = Arc::new(node);
+    if link.audit.set(node.clone()).is_err() {
+        warn!(node = %config.id, "the audit route already had a node");
+    }
     let metrics = Arc::new(Metrics::default());
     let tail = tokio::spawn(metrics.clone().run(store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sst::node::{Inbox, Transport};
+use sst_net::audit::AuditSlot;
 use sst_net::{NetConfig, NetServer};
 
 use super::config::DaemonConfig;
@@ -17,6 +18,8 @@ pub(crate) struct PeerLink {
     /// Sends to peers.
     pub(crate) transport: Arc<dyn Transport>,
     server: NetServer,
+    /// Where the started node goes, for peers' audit requests (`sst audit`).
+    pub(crate) audit: AuditSlot,
 }
 
 impl PeerLink {
@@ -41,6 +44,7 @@ impl PeerLink {
         let link = PeerLink {
             transport: node.transport,
             server: node.server,
+            audit: node.audit,
         };
         Ok((link, node.inbox))
     }
