@@ -118,12 +118,17 @@ macro_rules! signing_key {
                     .map($name)
                     .map_err(|e| CryptoError::KeyFile(e.to_string()))
             }
-            /// Writes the key as PKCS#8 PEM.
+            /// Writes the key as PKCS#8 v1 PEM (RFC 8410 `PrivateKeyInfo`, the seed only):
+            /// the form OpenSSL 3.0 reads too (it refuses v2 files that also carry the public
+            /// key), so the same file serves `openssl req -x509` and `curl --key`.
             pub fn to_pkcs8_pem(&self) -> Result<String, CryptoError> {
-                self.0
-                    .to_pkcs8_pem(Default::default())
-                    .map(|z| z.to_string())
-                    .map_err(|e| CryptoError::KeyFile(e.to_string()))
+                ed25519_dalek::pkcs8::KeypairBytes {
+                    secret_key: self.0.to_bytes(),
+                    public_key: None,
+                }
+                .to_pkcs8_pem(Default::default())
+                .map(|z| z.to_string())
+                .map_err(|e| CryptoError::KeyFile(e.to_string()))
             }
             /// The public half.
             pub fn public_key(&self) -> PublicKey {

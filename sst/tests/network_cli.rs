@@ -212,6 +212,68 @@ async fn network_up_starts_three_node_processes_that_sync_and_down_stops_them() 
         );
     }
 
+    // curl over the mutual-TLS API: a certificate openssl makes from the actor's own key
+    // file, the request signed by `sst sign-request`, which also pins the node's key.
+    let seller = nodes
+        .iter()
+        .find(|n| n["id"] == "seller")
+        .context("seller")?;
+    let key_file = seller["actors"][0]["key_file"]
+        .as_str()
+        .context("key_file")?;
+    let cert = dir.0.join("sue.crt");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-x509",
+            "-key",
+            key_file,
+            "-subj",
+            "/CN=seller-sue",
+        ])
+        .args(["-days", "1", "-out", cert.to_str().context("utf-8")?])
+        .output()?;
+    ensure!(
+        made.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let path = "/v1/states/deal-7";
+    let node_key = seller["node_key"].as_str().context("node_key")?;
+    let options = sst_ok(
+        &dir,
+        &[
+            "sign-request",
+            "--actor",
+            "seller/sue",
+            "--key",
+            key_file,
+            "--node-key",
+            node_key,
+            path,
+        ],
+    )?;
+    let api = seller["api"].as_str().context("api")?;
+    let curl = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "--cert",
+            cert.to_str().context("utf-8")?,
+        ])
+        .args(["--key", key_file])
+        .args(options.split_whitespace())
+        .arg(format!("https://{api}{path}"))
+        .output()?;
+    let body = String::from_utf8_lossy(&curl.stdout);
+    ensure!(
+        curl.status.success() && body.contains("\"deal-7\"") && body.contains("700000"),
+        "curl: {body} {}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+
     // A second `up` in the same directory is refused while the network runs.
     let (code, _, err) = sst(&dir, &["network", "up", "--dir", dir.str()?])?;
     ensure!(code == 2 && err.contains("a network is up there"), "{err}");
@@ -326,8 +388,7 @@ fn roll_back_last_event(db: &Path, state: &str, version: i64) -> anyhow::Result<
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_finds_a_rolled_back_log_tail_that_only_the_peers_witnessed() -> anyhow::Result<()>
-{
+async fn audit_finds_a_rolled_back_log_tail_that_only_the_peers_witnessed() -> anyhow::Result<()> {
     let dir = Dir::new("audit")?;
     sst_ok(
         &dir,
@@ -379,12 +440,17 @@ async fn audit_finds_a_rolled_back_log_tail_that_only_the_peers_witnessed() -> a
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let config = node("seller")?["config"].as_str().context("config")?;
     let clean = sst_ok(&dir, &["audit", "--config", config])?;
-    ensure!(clean.contains("audit: clean (2 peer(s) asked, 0 unreachable)"), "{clean}");
+    ensure!(
+        clean.contains("audit: clean (2 peer(s) asked, 0 unreachable)"),
+        "{clean}"
+    );
     ensure!(clean.matches("1 agree").count() == 2, "{clean}");
 
     // The seller stops; its database loses its last change, consistently.
     let pid = node("seller")?["pid"].as_u64().context("pid")? as u32;
-    Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
     wait_exited(pid)?;
     let store = node("seller")?["store"].as_str().context("store")?;
     let db = PathBuf::from(store.strip_prefix("sqlite:").unwrap_or(store));

@@ -91,6 +91,11 @@ pub(crate) enum DaemonCommand {
         /// The path and query, exactly as requested.
         #[arg(value_name = "PATH")]
         path: String,
+        /// The node's public key (hex): also print the options that make curl pin it on a
+        /// mutual-TLS API (`-k --pinnedpubkey sha256//…`: the node's certificate is
+        /// self-signed, its key is what identifies it).
+        #[arg(long, value_name = "HEX")]
+        node_key: Option<String>,
     },
     /// Print a state's sync status on the node (JSON).
     Status {
@@ -165,15 +170,19 @@ pub(crate) struct ClientArgs {
     node_key: Option<String>,
 }
 
+/// A `--node-key` value: a hex Ed25519 public key.
+fn node_key_arg(hex: &str) -> anyhow::Result<PublicKey> {
+    serde_json::from_value(serde_json::Value::String(hex.to_owned()))
+        .context("--node-key: not a hex Ed25519 public key")
+}
+
 impl ClientArgs {
     fn client(&self) -> anyhow::Result<Client> {
         let key = actor_key(&self.key)?;
         let Some(node_key) = &self.node_key else {
             return Ok(Client::new(self.api, self.actor.as_str(), key));
         };
-        let node_key: PublicKey =
-            serde_json::from_value(serde_json::Value::String(node_key.clone()))
-                .context("--node-key: not a hex Ed25519 public key")?;
+        let node_key = node_key_arg(node_key)?;
         Ok(Client::with_tls(
             self.api,
             self.actor.as_str(),
@@ -195,6 +204,22 @@ fn read_intent(arg: &str) -> anyhow::Result<IntentBody> {
         None => arg.to_owned(),
     };
     serde_json::from_str(&text).context("parsing the intent JSON")
+}
+
+/// curl's `--pinnedpubkey` value for an Ed25519 key: `sha256//` and the base64 SHA-256 of its
+/// DER SubjectPublicKeyInfo (RFC 8410: the algorithm identifier 1.3.101.112, then the key).
+fn curl_pin(key: &PublicKey) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    const ED25519_SPKI_PREFIX: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let mut spki = ED25519_SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(&key.to_bytes());
+    format!(
+        "sha256//{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&spki))
+    )
 }
 
 /// Runs one daemon command; `Ok(false)` for exit status 1.
@@ -256,6 +281,7 @@ pub(crate) async fn run(command: DaemonCommand) -> anyhow::Result<bool> {
             method,
             body,
             path,
+            node_key,
         } => {
             let headers = sst_client::auth::sign_request(
                 &actor_key(&key)?,
@@ -264,10 +290,14 @@ pub(crate) async fn run(command: DaemonCommand) -> anyhow::Result<bool> {
                 &path,
                 body.as_bytes(),
             );
-            let options: Vec<String> = headers
+            let mut options: Vec<String> = headers
                 .iter()
                 .map(|(name, value)| format!("-H{name}:{value}"))
                 .collect();
+            if let Some(key) = node_key {
+                options.push("-k".to_owned());
+                options.push(format!("--pinnedpubkey {}", curl_pin(&node_key_arg(&key)?)));
+            }
             println!("{}", options.join(" "));
             Ok(true)
         }
