@@ -10,6 +10,7 @@
 //! | `GET /v1/states/{id}` | — | [`sst_core::State`] (redacted to the caller) |
 //! | `GET /v1/status/{state}` | — | [`StatusBody`] |
 //! | `GET /v1/events?after=POS&follow=true` | — | NDJSON, one [`StreamedEvent`] a line |
+//! | `GET /v1/events?format=cloudevents&…` ([`EventsQuery`]) | — | NDJSON, one [`sst_notify::Notification`] (CloudEvents 1.0) a line |
 //! | `GET /health` | — | [`Health`] |
 //! | `GET /metrics` | — | Prometheus text |
 //!
@@ -335,6 +336,63 @@ pub struct StreamedEvent {
     pub pos: u64,
     /// The record.
     pub record: EventRecord,
+}
+
+/// The query of the event stream (`GET /v1/events`). With `format=cloudevents` each line is
+/// a CloudEvents [`sst_notify::Notification`], formatted and filtered exactly as the node's
+/// notification sinks do (the caller's view: only sections it may read); the filter lists
+/// are comma-separated, as in a sink's `[sink.filter]` (see [`sst_notify::FilterSpec`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Start after this log position (default 0).
+    pub after: Option<u64>,
+    /// Keep the stream open for new events (default false).
+    pub follow: Option<bool>,
+    /// `record` (default: [`StreamedEvent`]s) or `cloudevents`.
+    pub format: Option<String>,
+    /// Contract names (cloudevents only).
+    pub contracts: Option<String>,
+    /// Method or business-event names (cloudevents only).
+    pub names: Option<String>,
+    /// `applied` and/or `rejected` (cloudevents only).
+    pub outcomes: Option<String>,
+    /// State-id prefixes (cloudevents only).
+    pub state_prefixes: Option<String>,
+}
+
+/// The value of [`EventsQuery::format`] asking for CloudEvents.
+pub const FORMAT_CLOUDEVENTS: &str = "cloudevents";
+
+impl EventsQuery {
+    /// The filter its lists describe.
+    pub fn filter_spec(&self) -> sst_notify::FilterSpec {
+        let list = |v: &Option<String>| -> Vec<String> {
+            v.as_deref()
+                .map(|s| s.split(',').map(str::to_owned).collect())
+                .unwrap_or_default()
+        };
+        sst_notify::FilterSpec {
+            contracts: list(&self.contracts),
+            names: list(&self.names),
+            outcomes: list(&self.outcomes),
+            state_prefixes: list(&self.state_prefixes),
+        }
+    }
+
+    /// The query asking for CloudEvents after `after`, filtered by `filter`.
+    pub fn cloudevents(after: u64, follow: bool, filter: &sst_notify::FilterSpec) -> Self {
+        let join = |l: &[String]| (!l.is_empty()).then(|| l.join(","));
+        EventsQuery {
+            after: Some(after),
+            follow: Some(follow),
+            format: Some(FORMAT_CLOUDEVENTS.to_owned()),
+            contracts: join(&filter.contracts),
+            names: join(&filter.names),
+            outcomes: join(&filter.outcomes),
+            state_prefixes: join(&filter.state_prefixes),
+        }
+    }
 }
 
 /// `GET /health`.

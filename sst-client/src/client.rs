@@ -345,7 +345,43 @@ impl Client {
     /// # Errors
     /// API and connection errors.
     pub async fn events(&self, after: u64, follow: bool) -> Result<EventStream, ClientError> {
-        let path = format!("{}?after={after}&follow={follow}", api::EVENTS);
+        self.stream(format!("{}?after={after}&follow={follow}", api::EVENTS))
+            .await
+    }
+
+    /// `GET /v1/events?format=cloudevents&…`: the committed events this actor may read as
+    /// CloudEvents notifications (the sinks' formatter and filter), after log position
+    /// `after`, filtered by `filter`; read them with [`EventStream::next_notification`].
+    ///
+    /// # Errors
+    /// API errors (a bad filter is [`api::ErrorCode::BadRequest`]) and connection errors.
+    pub async fn notifications(
+        &self,
+        after: u64,
+        follow: bool,
+        filter: &sst_notify::FilterSpec,
+    ) -> Result<EventStream, ClientError> {
+        let q = api::EventsQuery::cloudevents(after, follow, filter);
+        let mut path = format!(
+            "{}?after={after}&follow={follow}&format={}",
+            api::EVENTS,
+            api::FORMAT_CLOUDEVENTS
+        );
+        for (key, value) in [
+            ("contracts", &q.contracts),
+            ("names", &q.names),
+            ("outcomes", &q.outcomes),
+            ("state_prefixes", &q.state_prefixes),
+        ] {
+            if let Some(v) = value {
+                path.push_str(&format!("&{key}={}", encode(v)));
+            }
+        }
+        self.stream(path).await
+    }
+
+    /// Opens an NDJSON stream at `path`.
+    async fn stream(&self, path: String) -> Result<EventStream, ClientError> {
         let resp = self.send(Method::GET, &path, Vec::new()).await?;
         if resp.status() != 200 {
             let (status, bytes) = self.read(resp).await?;
@@ -396,6 +432,24 @@ impl EventStream {
     /// [`ClientError::Connection`] when the stream breaks; [`ClientError::Decode`] for a line
     /// that is not an event.
     pub async fn next(&mut self) -> Result<Option<StreamedEvent>, ClientError> {
+        self.next_line().await
+    }
+
+    /// The next notification of a CloudEvents stream ([`Client::notifications`]); `None`
+    /// once the node ends the stream.
+    ///
+    /// # Errors
+    /// As [`EventStream::next`].
+    pub async fn next_notification(
+        &mut self,
+    ) -> Result<Option<sst_notify::Notification>, ClientError> {
+        self.next_line().await
+    }
+
+    /// The next non-empty line, decoded.
+    async fn next_line<T: serde::de::DeserializeOwned>(
+        &mut self,
+    ) -> Result<Option<T>, ClientError> {
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=i).collect();

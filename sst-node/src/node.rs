@@ -244,6 +244,13 @@ impl Node {
         self.ctx.witness_alarms()
     }
 
+    /// A counter that moves whenever this node commits, records a refusal or hears an
+    /// acknowledgement: a cheap wake-up for tasks that follow the committed log (the
+    /// notification sinks), which then read the log itself.
+    pub fn log_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ctx.sync_changes()
+    }
+
     /// The network's node registry this node checks receipts and checkpoints against.
     pub fn node_registry(&self) -> &NodeRegistry {
         self.ctx.node_registry()

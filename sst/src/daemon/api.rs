@@ -436,21 +436,46 @@ async fn status(
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct StreamQuery {
-    after: Option<u64>,
-    follow: Option<bool>,
+/// The form of the event stream's lines.
+enum LineFormat {
+    /// A [`StreamedEvent`]: position and record.
+    Record,
+    /// The CloudEvents notifications the sinks publish, through this filter.
+    CloudEvents(sst_notify::Filter),
 }
 
 async fn events(
     AxState(ctx): Ctx,
-    Query(q): Query<StreamQuery>,
+    Query(q): Query<api::EventsQuery>,
     Signed { caller, .. }: Signed,
 ) -> ApiResult<Response> {
     let follow = q.follow.unwrap_or(false);
+    let format = match q.format.as_deref() {
+        None | Some("record") => LineFormat::Record,
+        Some(api::FORMAT_CLOUDEVENTS) => LineFormat::CloudEvents(
+            sst_notify::Filter::new(&q.filter_spec())
+                .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?,
+        ),
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "format `{other}`: expected `record` or `{}`",
+                    api::FORMAT_CLOUDEVENTS
+                ),
+            ))
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(16);
     let pos = q.after.unwrap_or(0);
-    tokio::spawn(stream_events(ctx.clone(), caller.id, pos, follow, tx));
+    tokio::spawn(stream_events(
+        ctx.clone(),
+        caller.id,
+        pos,
+        follow,
+        format,
+        tx,
+    ));
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
@@ -462,12 +487,14 @@ async fn events(
 }
 
 /// Feeds the event stream: the log's event entries after `pos` that `caller` may read, one
-/// NDJSON line each; with `follow`, keeps looking until the client leaves or the node stops.
+/// NDJSON line each (a record, or its CloudEvents notifications that pass the filter); with
+/// `follow`, keeps looking until the client leaves or the node stops.
 async fn stream_events(
     ctx: Arc<ApiContext>,
     caller: ActorId,
     mut pos: u64,
     follow: bool,
+    format: LineFormat,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, Infallible>>,
 ) {
     let mut stopping = ctx.stopping.clone();
@@ -500,21 +527,30 @@ async fn stream_events(
             let Some(record) = readable(&ctx, &caller, record).await else {
                 continue;
             };
-            let line = match serde_json::to_vec(&StreamedEvent {
-                pos: entry.pos,
-                record,
-            }) {
-                Ok(mut l) => {
-                    l.push(b'\n');
-                    l
-                }
-                Err(e) => {
-                    warn!(event = %id, error = %e, "event stream: not serialisable");
-                    continue;
+            let lines = match &format {
+                LineFormat::Record => match serde_json::to_string(&StreamedEvent {
+                    pos: entry.pos,
+                    record,
+                }) {
+                    Ok(l) => vec![l],
+                    Err(e) => {
+                        warn!(event = %id, error = %e, "event stream: not serialisable");
+                        continue;
+                    }
+                },
+                LineFormat::CloudEvents(filter) => {
+                    sst_notify::notifications(ctx.me(), entry.pos, &record)
+                        .into_iter()
+                        .filter(|n| filter.matches(n))
+                        .map(|n| n.to_json())
+                        .collect()
                 }
             };
-            if tx.send(Ok(Bytes::from(line))).await.is_err() {
-                return;
+            for mut line in lines {
+                line.push('\n');
+                if tx.send(Ok(Bytes::from(line))).await.is_err() {
+                    return;
+                }
             }
         }
         if full_page {

@@ -61,7 +61,9 @@ pub(crate) enum DaemonCommand {
         #[arg(value_name = "STATE")]
         id: String,
     },
-    /// Print the committed events the actor may read, one JSON line each.
+    /// Print the committed events the actor may read, one JSON line each: the recorded events,
+    /// or with `--cloudevents` the CloudEvents notifications a sink would publish (same
+    /// formatter and filter as `[[sink]]`, narrowed to what the actor may read).
     Events {
         #[command(flatten)]
         client: ClientArgs,
@@ -71,6 +73,21 @@ pub(crate) enum DaemonCommand {
         /// Keep the stream open and print new events as they are committed.
         #[arg(long)]
         follow: bool,
+        /// Print CloudEvents 1.0 notifications instead of event records.
+        #[arg(long)]
+        cloudevents: bool,
+        /// With --cloudevents: only these contracts (repeatable).
+        #[arg(long = "contract", value_name = "NAME", requires = "cloudevents")]
+        contracts: Vec<String>,
+        /// With --cloudevents: only these methods or business events (repeatable).
+        #[arg(long = "name", value_name = "NAME", requires = "cloudevents")]
+        names: Vec<String>,
+        /// With --cloudevents: only this outcome, applied or rejected (repeatable).
+        #[arg(long = "outcome", value_name = "OUTCOME", requires = "cloudevents")]
+        outcomes: Vec<String>,
+        /// With --cloudevents: only states whose id starts with this (repeatable).
+        #[arg(long = "state-prefix", value_name = "PREFIX", requires = "cloudevents")]
+        state_prefixes: Vec<String>,
     },
     /// Print curl header options signing one request to a plain-HTTP client API as an actor
     /// (valid once, for two minutes): `curl $(sst sign-request --actor A --key K
@@ -337,6 +354,35 @@ pub(crate) async fn run(command: DaemonCommand) -> anyhow::Result<bool> {
             client,
             after,
             follow,
+            cloudevents: true,
+            contracts,
+            names,
+            outcomes,
+            state_prefixes,
+        } => {
+            let filter = sst_notify::FilterSpec {
+                contracts,
+                names,
+                outcomes,
+                state_prefixes,
+            };
+            // Refused here with the same typed error a sink's config gets.
+            sst_notify::Filter::new(&filter)?;
+            let mut stream = client
+                .client()?
+                .notifications(after, follow, &filter)
+                .await?;
+            while let Some(n) = stream.next_notification().await? {
+                println!("{}", n.to_json());
+            }
+            Ok(true)
+        }
+        DaemonCommand::Events {
+            client,
+            after,
+            follow,
+            cloudevents: false,
+            ..
         } => {
             let mut stream = client.client()?.events(after, follow).await?;
             while let Some(event) = stream.next().await? {

@@ -27,7 +27,26 @@
 //! contract = "real-estate-deal@1"
 //! deployer = "acme/ops"
 //! signature = "<hex>"                  # the deployer's; optional when this node holds its key
+//!
+//! [[sink]]                             # notifications of committed events to a broker
+//! name = "deals"                       # unique; names the sink's durable cursor in the store
+//! kind = "redis"                       # kafka | rabbitmq | nats | mqtt | postgres | redis
+//! url = "redis://127.0.0.1:6379"
+//! topic = "sst.{contract}"             # default sst.{contract}.{name}.{outcome}; also {type},
+//!                                      # {subject} (state id), {node}
+//! start = "earliest"                   # or "latest": only events committed from now on
+//! [sink.filter]                        # optional; an empty list matches everything
+//! contracts = ["real-estate-deal"]
+//! names = ["create", "set_price"]      # methods or business events
+//! outcomes = ["applied"]
+//! state_prefixes = ["deal-"]
+//! [sink.options]                       # kind-specific (e.g. exchange = "sst" for rabbitmq)
 //! ```
+//!
+//! `[[sinks]]` is accepted for `[[sink]]`. Every kind is compiled into the `sst` binary; a
+//! kind this build lacks, a bad topic template or filter, or two sinks of one name are
+//! refused when the file is read ([`sst_notify::ConfigError`]). `sst node run` starts one
+//! notifier per sink ([`sst_notify::Notifier`]) and stops them on SIGTERM.
 //!
 //! Relative paths are relative to the config file's directory.
 
@@ -63,6 +82,8 @@ struct NodeFile {
     custody: Vec<CustodyEntry>,
     #[serde(default)]
     contract: Vec<ContractEntry>,
+    #[serde(default, alias = "sinks")]
+    sink: Vec<sst_notify::SinkConfig>,
 }
 
 fn yes() -> bool {
@@ -138,6 +159,8 @@ pub(crate) struct DaemonConfig {
     pub(crate) custody: Vec<(ActorId, ActorKey)>,
     /// Contract versions to load and deploy.
     pub(crate) contracts: Vec<ContractDeployment>,
+    /// Notification sinks, validated.
+    pub(crate) sinks: Vec<sst_notify::SinkSpec>,
 }
 
 impl std::fmt::Debug for DaemonConfig {
@@ -285,6 +308,8 @@ impl DaemonConfig {
                 signature,
             });
         }
+        let sinks = sst_notify::SinkConfig::validate_all(&file.sink)
+            .with_context(|| format!("config {}: [[sink]]", path.display()))?;
         Ok(DaemonConfig {
             id,
             store,
@@ -296,6 +321,7 @@ impl DaemonConfig {
             actors,
             custody,
             contracts,
+            sinks,
         })
     }
 

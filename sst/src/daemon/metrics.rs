@@ -1,12 +1,14 @@
 //! The daemon's Prometheus metrics: counters read from the node's own store by a task that
 //! tails its hash-chained log (events by outcome, refusals), plus the node's witness alarms
-//! and the process uptime at scrape time.
+//! and the process uptime at scrape time, and each notification sink's counters (published,
+//! failures, cursor, lag: [`sst_notify::SinkMetrics`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sst::core::{EventId, LogKind, OutcomeKind, Store};
+use sst_notify::SinkMetrics;
 use tracing::warn;
 
 /// How often the tail task looks at the log when it is idle.
@@ -19,9 +21,19 @@ pub(crate) struct Metrics {
     rejected: AtomicU64,
     refusals: AtomicU64,
     log_position: AtomicU64,
+    /// The notification sinks' counters.
+    sinks: Vec<Arc<SinkMetrics>>,
 }
 
 impl Metrics {
+    /// Counters that also expose these sinks' counters.
+    pub(crate) fn with_sinks(sinks: Vec<Arc<SinkMetrics>>) -> Self {
+        Metrics {
+            sinks,
+            ..Default::default()
+        }
+    }
+
     /// Counts the log entries after the last one counted; returns how many it read.
     async fn tail_once(&self, store: &dyn Store) -> Result<usize, sst::core::StoreError> {
         let after = self.log_position.load(Ordering::SeqCst);
@@ -70,7 +82,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub(crate) fn render(&self, witness_alarms: usize, uptime_secs: f64) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
-        format!(
+        let mut text = format!(
             "# HELP sst_events_committed_total Events recorded in this node's store, by outcome.\n\
              # TYPE sst_events_committed_total counter\n\
              sst_events_committed_total{{outcome=\"applied\"}} {}\n\
@@ -91,6 +103,10 @@ impl Metrics {
             get(&self.rejected),
             get(&self.refusals),
             get(&self.log_position),
-        )
+        );
+        if !self.sinks.is_empty() {
+            text.push_str(&SinkMetrics::prometheus(&self.sinks));
+        }
+        text
     }
 }

@@ -1,7 +1,8 @@
 //! `sst node run --config FILE`: the node daemon. Opens the store, starts the node with the
 //! registry built from the config's peers and its own key, registers the configured actors,
 //! takes its custody keys, deploys the configured contracts, starts the peer transport and
-//! the client API, and on SIGTERM or SIGINT stops the API, then the node
+//! the client API and a notifier per configured sink, and on SIGTERM or SIGINT stops the API,
+//! the notifiers, then the node
 //! ([`Node::shutdown`]: a last checkpoint of its log). A restart resumes from the store.
 
 use std::future::IntoFuture;
@@ -17,6 +18,7 @@ use tracing::warn;
 
 use sst_net::tls::{ClientAuth, Identity, ServerTls};
 use sst_net::NetServer;
+use sst_notify::Notifier;
 
 use super::api::{self, ApiContext};
 use super::config::DaemonConfig;
@@ -75,7 +77,19 @@ pub(crate) async fn run(config_path: &Path) -> anyhow::Result<()> {
     if link.audit.set(node.clone()).is_err() {
         warn!(node = %config.id, "the audit route already had a node");
     }
-    let metrics = Arc::new(Metrics::default());
+    // One notifier per configured sink, fed by the committed log (cursor in the store).
+    let notifiers: Vec<_> = config
+        .sinks
+        .iter()
+        .map(|spec| {
+            Notifier::new(spec.clone(), config.id.clone(), store.clone())
+                .wake_on(node.log_watch())
+                .spawn()
+        })
+        .collect();
+    let metrics = Arc::new(Metrics::with_sinks(
+        notifiers.iter().map(|n| n.metrics().clone()).collect(),
+    ));
     let tail = tokio::spawn(metrics.clone().run(store.clone()));
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctx = Arc::new(ApiContext::new(
@@ -117,6 +131,9 @@ pub(crate) async fn run(config_path: &Path) -> anyhow::Result<()> {
     println!("node {}: stopping", config.id);
     stop_tx.send_replace(true);
     server.stop(&config.id).await;
+    for notifier in notifiers {
+        notifier.stop().await;
+    }
     tail.abort();
     let _ = tail.await;
     match Arc::try_unwrap(node) {
