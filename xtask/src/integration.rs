@@ -22,8 +22,9 @@ use crate::services::{self, Availability};
 const NOT_RUN_MARKER: &str = "SST-NOT-RUN";
 
 const USAGE: &str =
-    "usage: cargo xtask integration [--db <name>|all] (names: sqlite, postgres, mysql, mongo, oracle; \
-                     several with commas or repeated --db; default all)";
+    "usage: cargo xtask integration [--db <name>|all] [--sinks <name>|all] (databases: sqlite, \
+                     postgres, mysql, mongo, oracle; sinks: kafka, rabbitmq, nats, mqtt, postgres, \
+                     redis; several with commas or repeated options; default --db all)";
 
 /// One backend the integration run knows.
 pub(crate) struct BackendSpec {
@@ -334,7 +335,12 @@ fn run_suite(spec: &BackendSpec, env: &[(&str, String)]) -> anyhow::Result<Row> 
     }
     let mut test = Command::new(&cargo);
     base(&mut test);
-    // --nocapture lets the NOT RUN markers of skipped cases reach the parser.
+    run_counted(test)
+}
+
+/// Runs a `cargo test` command with `-- --nocapture` (so the NOT RUN markers of skipped cases
+/// reach the parser), streams libtest's output and counts it.
+pub(crate) fn run_counted(mut test: Command) -> anyhow::Result<Row> {
     test.args(["--", "--nocapture"]);
     println!("+ {}", show(&test));
     let started = Instant::now();
@@ -441,9 +447,14 @@ pub(crate) fn not_provided(c: &Counts, marker: &str) -> Option<String> {
 
 /// Renders the result table.
 pub(crate) fn table(rows: &[(String, Row)]) -> String {
+    table_of("backend", rows)
+}
+
+/// Renders a result table whose first column is headed `what` (`backend`, `sink`).
+pub(crate) fn table_of(what: &str, rows: &[(String, Row)]) -> String {
     let mut out = format!(
         "{:<10} {:<13} {:>7} {:>7} {:>8} {:>8} {:>8}\n",
-        "backend", "result", "passed", "failed", "skipped", "not run", "time"
+        what, "result", "passed", "failed", "skipped", "not run", "time"
     );
     let mut notes = Vec::new();
     for (name, row) in rows {
@@ -500,6 +511,33 @@ pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
         println!("{USAGE}");
         return Ok(());
     }
+    // `--sinks …` selects notification sinks ([`crate::sinks`]); the rest selects databases.
+    let mut sink_values = Vec::new();
+    let mut db_args = Vec::new();
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        if a == "--sinks" {
+            sink_values.push(rest.next().context("--sinks needs a value")?.clone());
+        } else if let Some(v) = a.strip_prefix("--sinks=") {
+            sink_values.push(v.to_owned());
+        } else {
+            db_args.push(a.clone());
+        }
+    }
+    if !sink_values.is_empty() {
+        let sinks = crate::sinks::parse_sinks(&sink_values)?;
+        if db_args.is_empty() {
+            return crate::sinks::run(&sinks);
+        }
+        let databases = databases(&db_args);
+        let notifications = crate::sinks::run(&sinks);
+        return databases.and(notifications);
+    }
+    databases(args)
+}
+
+/// `--db …`: the database backends' suites and their table.
+fn databases(args: &[String]) -> anyhow::Result<()> {
     let names = parse_db(args)?;
     let mut rows = Vec::new();
     for name in &names {

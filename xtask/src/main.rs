@@ -4,16 +4,18 @@
 mod bench;
 mod faults;
 mod integration;
+mod kafka_server;
 mod mongo_server;
 mod node_verify;
 mod services;
+mod sinks;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None | Some("help") => {
             println!(
-                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, bench store --backend <db> [--count N], bench network [--events N], integration [--db <db>|all], services [--db <db>|all]"
+                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, kafka-server start|stop|status, bench store --backend <db> [--count N], bench network [--events N], integration [--db <db>|all] [--sinks <sink>|all], services [--db <db>|all]"
             );
             Ok(())
         }
@@ -22,6 +24,12 @@ fn main() -> anyhow::Result<()> {
                 .parent()
                 .ok_or_else(|| anyhow::anyhow!("xtask has no parent directory"))?;
             mongo_server::cli(root, &args[1..])
+        }
+        Some("kafka-server") => {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .ok_or_else(|| anyhow::anyhow!("xtask has no parent directory"))?;
+            kafka_server::cli(root, &args[1..])
         }
         Some("bench") => bench::cli(&args[1..]),
         Some("faults") => faults::cli(&args[1..]),

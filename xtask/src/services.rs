@@ -66,7 +66,7 @@ fn is_local(host: &str) -> bool {
 }
 
 /// Whether something accepts TCP connections at `host:port` within a second.
-fn tcp_answers(host: &str, port: u16) -> bool {
+pub(crate) fn tcp_answers(host: &str, port: u16) -> bool {
     let addrs: Vec<SocketAddr> = match (host, port).to_socket_addrs() {
         Ok(a) => a.collect(),
         Err(_) => return false,
