@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use sst_core::{
     Actor, ActorChange, ActorId, ActorKey, Base, CallPayload, ChangePayload, CommitItem,
-    ContractRef, CreatePayload, Disclosure, Event, EventKind, EventRecord, HashAlg, NodeId,
-    OriginSeq, Outcome, Section, SectionHash, SignedEvent, State, Timestamp,
+    ContractRecord, ContractRef, CreatePayload, Disclosure, Event, EventKind, EventRecord, HashAlg,
+    NodeId, OriginSeq, Outcome, Section, SectionHash, SignedEvent, State, Timestamp,
 };
 
 use crate::error::NodeError;
-use crate::message::Intent;
+use crate::message::{DeployPayload, Intent};
 
 /// A signed event and the disclosures of the sections it writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +198,7 @@ impl<'a> EventBuilder<'a> {
                     "an actor change is built from the actor records".into(),
                 ))
             }
+            Intent::Deploy { record, .. } => return Ok(self.deploy_contract(seq, record)),
         };
         let event = self.event(seq, kind, intent.state_id().clone(), contract, base);
         Ok(self.sign(event, alg, payload, disclosures))
@@ -217,6 +218,24 @@ impl<'a> EventBuilder<'a> {
             EventKind::ActorChange,
             state_id,
             ActorChange::contract(),
+            None,
+        );
+        self.sign(event, self.alg, payload, BTreeMap::new())
+    }
+
+    /// Builds and signs the [`EventKind::DeployContract`] event of `record` (build it as the
+    /// record's deployer: nodes refuse a deployment signed by anyone else), targeting
+    /// [`DeployPayload::state_id`] and naming the deployed version as its contract.
+    pub fn deploy_contract(&self, seq: OriginSeq, record: &ContractRecord) -> Built {
+        let payload = DeployPayload {
+            record: record.clone(),
+        }
+        .to_payload();
+        let event = self.event(
+            seq,
+            EventKind::DeployContract,
+            DeployPayload::state_id(record.contract()),
+            record.contract().clone(),
             None,
         );
         self.sign(event, self.alg, payload, BTreeMap::new())

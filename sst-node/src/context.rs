@@ -25,8 +25,8 @@ use tracing::{debug, error, warn};
 use crate::contract::{Contract, ContractRegistry};
 use crate::error::NodeError;
 use crate::message::{
-    Intent, NodeSync, ProtocolEnvelope, ReplicaRefusal, StateWitness, Verdict, WitnessAlarm,
-    WitnessAlarmKind,
+    DeployPayload, Intent, NodeSync, ProtocolEnvelope, ReplicaRefusal, StateWitness, Verdict,
+    WitnessAlarm, WitnessAlarmKind,
 };
 use crate::transport::outbox::{Done, Outbox};
 use crate::transport::TransportError;
@@ -55,6 +55,25 @@ struct PeerSync {
     /// rollback.
     acknowledged_at: Option<Timestamp>,
     refusal: Option<ReplicaRefusal>,
+    /// The latest version the node validated by re-executing its method.
+    validated: u64,
+}
+
+/// Received method calls a node re-executed and compared with the home's result, and those
+/// it applied on the home's signed receipt alone ([`NodeContext::validation_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ValidationCounts {
+    /// Re-executed, same result as the home.
+    pub re_executed: u64,
+    /// Applied on the home's signed receipt (this node cannot read every section).
+    pub on_receipt: u64,
+}
+
+#[derive(Debug, Default)]
+struct ValidationCounters {
+    re_executed: AtomicU64,
+    on_receipt: AtomicU64,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -143,6 +162,10 @@ pub struct NodeContext {
     witnessed: Mutex<HashMap<NodeId, Option<Checkpoint>>>,
     /// Alarms raised about peers' logs.
     alarms: Mutex<Vec<WitnessAlarm>>,
+    /// State → latest version this node validated by re-executing its method.
+    validated: Mutex<HashMap<StateId, u64>>,
+    /// Received method calls re-executed / applied on receipt.
+    validation: ValidationCounters,
 }
 
 impl std::fmt::Debug for NodeContext {
@@ -200,10 +223,31 @@ impl NodeContext {
                 actors.insert(change.actor.id.clone(), change.actor);
             }
         }
+        // Repair a crash between a deployment's commit and its contract-table write: every
+        // applied deployment's record is in the table.
+        let deployments = store
+            .events(&EventFilter {
+                kind: Some(EventKind::DeployContract),
+                outcome: Some(OutcomeKind::Applied),
+                ..Default::default()
+            })
+            .await?;
+        for rec in deployments {
+            match DeployPayload::from_payload(&rec.event().payload) {
+                Ok(d) if store.contract(d.record.contract()).await?.is_none() => {
+                    debug!(node = %id, contract = %d.record.contract(), "deployment recorded, contract table repaired");
+                    store.put_contract(&d.record).await?;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(event = %rec.id(), error = %e, "recorded deployment has a malformed payload")
+                }
+            }
+        }
         let mut installed = BTreeMap::new();
         for record in store.contracts().await? {
             let contract = record.contract().clone();
-            match Self::check_code(&registry, &record) {
+            match registry.load(&record) {
                 Ok(code) => {
                     installed.insert(contract, Installed { code, record });
                 }
@@ -249,27 +293,9 @@ impl NodeContext {
             log_grew: Notify::new(),
             witnessed: Mutex::new(HashMap::new()),
             alarms: Mutex::new(Vec::new()),
+            validated: Mutex::new(HashMap::new()),
+            validation: ValidationCounters::default(),
         })
-    }
-
-    /// The code held for `record`'s contract version, if its identity is the record's.
-    fn check_code(
-        registry: &ContractRegistry,
-        record: &ContractRecord,
-    ) -> Result<Arc<dyn Contract>, String> {
-        let code = registry
-            .get(record.contract())
-            .ok_or_else(|| "this node does not hold its code".to_owned())?;
-        let identity = registry
-            .identity(record.contract(), record.identity.alg())
-            .ok_or_else(|| "this node does not hold its code".to_owned())?;
-        if identity != record.identity {
-            return Err(format!(
-                "the code held here has identity {identity}, the record says {}",
-                record.identity
-            ));
-        }
-        Ok(code.clone())
     }
 
     /// This node's id.
@@ -482,11 +508,81 @@ impl NodeContext {
         record
             .verify(&deployer.public_key)
             .map_err(|e| bad(format!("deployment record does not verify: {e}")))?;
-        let code = Self::check_code(&self.registry, &record).map_err(bad)?;
+        let code = self.registry.load(&record)?;
+        self.install_loaded(record, code).await
+    }
+
+    /// The runnable code of a deployment record on this node ([`ContractRegistry::load`]).
+    ///
+    /// # Errors
+    /// As [`ContractRegistry::load`].
+    pub(crate) fn load_code(
+        &self,
+        record: &ContractRecord,
+    ) -> Result<Arc<dyn Contract>, NodeError> {
+        self.registry.load(record)
+    }
+
+    /// The deployment record installed for `contract`, if any.
+    pub(crate) fn installed_record(&self, contract: &ContractRef) -> Option<ContractRecord> {
+        read(&self.installed)
+            .get(contract)
+            .map(|i| i.record.clone())
+    }
+
+    /// Records a checked deployment in the contract table and installs its loaded code:
+    /// events naming it are accepted from now on, without a restart.
+    pub(crate) async fn install_loaded(
+        &self,
+        record: ContractRecord,
+        code: Arc<dyn Contract>,
+    ) -> Result<(), NodeError> {
         self.store.put_contract(&record).await?;
         self.log_moved();
+        let contract = record.contract().clone();
         write(&self.installed).insert(contract, Installed { code, record });
         Ok(())
+    }
+
+    /// Notes that this node re-executed the method that made `version` of `state` and found
+    /// the home's result (`validated`), or applied it on the home's signed receipt alone.
+    pub(crate) fn note_validation(&self, state: &StateId, version: u64, validated: bool) {
+        if validated {
+            self.validation.re_executed.fetch_add(1, Ordering::Relaxed);
+            let mut v = lock(&self.validated);
+            let latest = v.entry(state.clone()).or_default();
+            *latest = (*latest).max(version);
+        } else {
+            self.validation.on_receipt.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The latest version of `state` this node validated by re-execution (0: none).
+    pub fn validated(&self, state: &StateId) -> u64 {
+        lock(&self.validated).get(state).copied().unwrap_or(0)
+    }
+
+    /// How many received method calls this node re-executed and found equal to the home's
+    /// result, and how many it applied on the home's signed receipt alone (it could not read
+    /// every section), since it started.
+    pub fn validation_counts(&self) -> ValidationCounts {
+        ValidationCounts {
+            re_executed: self.validation.re_executed.load(Ordering::Relaxed),
+            on_receipt: self.validation.on_receipt.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records that `peer` validated `state` up to `version` by re-execution (as its
+    /// acknowledgement says).
+    pub fn note_validated_by(&self, peer: &NodeId, state: &StateId, version: u64) {
+        let moved = self.with_peer_sync(state, peer, |entry| {
+            let moved = version > entry.validated;
+            entry.validated = entry.validated.max(version);
+            moved
+        });
+        if moved {
+            self.sync_moved();
+        }
     }
 
     /// Keeps the caller waiting for `event` (a forwarded intent), with what is needed to
@@ -609,7 +705,7 @@ impl NodeContext {
             .and_then(|s| s.get(node))
             .cloned()
             .unwrap_or_default();
-        NodeSync::new(node.clone(), p.acknowledged, p.refusal)
+        NodeSync::new(node.clone(), p.acknowledged, p.refusal).with_validated(p.validated)
     }
 
     /// Wakes whoever waits on sync progress ([`crate::Node::wait_for`]).

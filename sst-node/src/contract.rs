@@ -244,18 +244,24 @@ struct Held {
     descriptor: ContractDescriptor,
 }
 
-/// The contract versions whose code a node holds. A node refuses events naming a version
-/// that is not both held here and recorded (deployed) in its contract table with the same
-/// identity. Each version's descriptor (and so its identity) is computed once, when it is
-/// added, not per event.
+/// The contract versions whose code a node holds, and the [`ContractEngine`]s it runs
+/// deployed artifacts with. A node refuses events naming a version that is not both
+/// installable here (native code held with the deployed identity, or an artifact an engine
+/// of this registry loads) and recorded (deployed) in its contract table. Each native
+/// version's descriptor (and so its identity) is computed once, when it is added, not per
+/// event.
 #[derive(Clone, Default)]
 pub struct ContractRegistry {
     by_ref: BTreeMap<ContractRef, Held>,
+    engines: BTreeMap<EngineRef, Arc<dyn ContractEngine>>,
 }
 
 impl std::fmt::Debug for ContractRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.by_ref.keys()).finish()
+        f.debug_struct("ContractRegistry")
+            .field("contracts", &self.by_ref.keys().collect::<Vec<_>>())
+            .field("engines", &self.engines.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -302,6 +308,90 @@ impl ContractRegistry {
     /// Versions held, sorted.
     pub fn refs(&self) -> impl Iterator<Item = &ContractRef> {
         self.by_ref.keys()
+    }
+
+    /// Adds a contract engine (builder style): deployed artifacts whose descriptor names its
+    /// [`ContractEngine::engine`] (id and version) are loaded through it.
+    pub fn with_engine(mut self, engine: Arc<dyn ContractEngine>) -> Self {
+        self.add_engine(engine);
+        self
+    }
+
+    /// Adds a contract engine (replacing one registered under the same id and version).
+    pub fn add_engine(&mut self, engine: Arc<dyn ContractEngine>) {
+        self.engines.insert(engine.engine(), engine);
+    }
+
+    /// The engine registered for `engine` (id and version), if any.
+    pub fn engine(&self, engine: &EngineRef) -> Option<&Arc<dyn ContractEngine>> {
+        self.engines.get(engine)
+    }
+
+    /// Engines registered, sorted.
+    pub fn engines(&self) -> impl Iterator<Item = &EngineRef> {
+        self.engines.keys()
+    }
+
+    /// The runnable code of a deployed version: for a native record (no engine named), the
+    /// code held here, whose identity must be the record's; for an engine-run record, its
+    /// stored source loaded through the engine the descriptor names, whose contract must
+    /// have exactly the deployed descriptor. Neither the deployer's signature nor the
+    /// source's hash is checked here ([`ContractRecord::verify`] does).
+    ///
+    /// # Errors
+    /// [`NodeError::Contract`] when native code is not held or has another identity;
+    /// [`NodeError::UnknownEngine`] when no engine of this registry runs the descriptor's
+    /// engine; [`NodeError::ContractLoad`] when the engine refuses the artifact, the source
+    /// is missing, or the loaded contract's descriptor differs from the deployed one.
+    pub fn load(&self, record: &ContractRecord) -> Result<Arc<dyn Contract>, NodeError> {
+        let contract = record.contract();
+        let Some(engine_ref) = &record.descriptor.engine else {
+            let bad = |reason: String| NodeError::Contract {
+                contract: contract.clone(),
+                reason,
+            };
+            let held = self
+                .by_ref
+                .get(contract)
+                .ok_or_else(|| bad("this node does not hold its code".into()))?;
+            let identity = ContractRecord::identity_of(&held.descriptor, record.identity.alg());
+            if identity != record.identity {
+                return Err(bad(format!(
+                    "the code held here has identity {identity}, the record says {}",
+                    record.identity
+                )));
+            }
+            return Ok(held.code.clone());
+        };
+        let engine = self
+            .engines
+            .get(engine_ref)
+            .ok_or_else(|| NodeError::UnknownEngine {
+                contract: contract.clone(),
+                engine: engine_ref.clone(),
+            })?;
+        let refused = |reason: String| {
+            NodeError::ContractLoad(LoadError {
+                contract: contract.clone(),
+                engine: engine_ref.to_string(),
+                reason,
+            })
+        };
+        let source = record
+            .source
+            .as_deref()
+            .ok_or_else(|| refused("the record carries no source".into()))?;
+        let code = engine.load(&record.descriptor, source)?;
+        let loaded = code.descriptor();
+        if loaded != record.descriptor {
+            return Err(refused(format!(
+                "the loaded contract's descriptor (identity {}) is not the deployed one \
+                 (identity {})",
+                ContractRecord::identity_of(&loaded, record.identity.alg()),
+                record.identity
+            )));
+        }
+        Ok(code)
     }
 
     /// Signs the deployment record of a held version as `deployer`.
@@ -363,6 +453,19 @@ fn verify_record(
             recorded: record.identity,
         });
     }
+    match &record.source {
+        Some(source) => {
+            let hashed = ContractDescriptor::code_hash_of(record.contract(), source);
+            if hashed != record.descriptor.code_hash {
+                return Err(RecordProblem::SourceEdited {
+                    computed: hashed,
+                    code_hash: record.descriptor.code_hash,
+                });
+            }
+        }
+        None if record.descriptor.engine.is_some() => return Err(RecordProblem::SourceMissing),
+        None => {}
+    }
     let held = keys
         .get(&record.deployer)
         .filter(|k| !k.is_empty())
@@ -383,23 +486,30 @@ fn verify_record(
 }
 
 /// Checks every contract record stored in `store` before a node loads them, so that a
-/// contract is only ever enforced from the code this node holds (the verified artifact),
-/// never from a descriptor read back from the contract table:
+/// contract is only ever enforced from verified code — the code this node holds, or the
+/// verified stored artifact an engine loads — never from a descriptor read back from the
+/// contract table:
 ///
-/// - each record is re-verified: its identity recomputed from its stored descriptor, and its
-///   deployer's strict signature over that identity (under the deployer's directory key or a
-///   key the log shows it held before a rotation);
-/// - for a version whose code `registry` holds, the record's identity must be that code's
-///   identity.
+/// - each record is re-verified: its identity recomputed from its stored descriptor, its
+///   stored source re-hashed against the descriptor's code hash, and its deployer's strict
+///   signature over that identity (under the deployer's directory key or a key the log shows
+///   it held before a rotation);
+/// - for a native version whose code `registry` holds, the record's identity must be that
+///   code's identity;
+/// - an engine-run version (its descriptor names an engine) must verify whatever this node
+///   runs (its code is the stored artifact), and is loaded again through the registry's
+///   engine when it has one.
 ///
-/// A record for a version this node holds no code for is not installed anyway (events
-/// naming it are rejected `unknown_contract`); if it does not verify either, that is logged.
+/// A native record for a version this node holds no code for is not installed anyway
+/// (events naming it are rejected `unknown_contract`); if it does not verify either, that is
+/// logged. So is an engine-run record whose engine this registry lacks.
 ///
 /// # Errors
 /// [`NodeError::ContractRecord`] naming the contract and what does not verify (e.g. its
-/// policy was edited in the table); [`NodeError::ContractChanged`] when the held code's
-/// identity differs from the deployed one (the contract's source changed without a new
-/// version); [`NodeError::Store`] when the tables cannot be read.
+/// policy or its stored source was edited in the table); [`NodeError::ContractChanged`] when
+/// the held code's identity differs from the deployed one (the contract's source changed
+/// without a new version); [`NodeError::ContractLoad`] when the engine no longer loads a
+/// verified artifact; [`NodeError::Store`] when the tables cannot be read.
 pub async fn check_deployed(
     store: &dyn Store,
     registry: &ContractRegistry,
@@ -412,6 +522,18 @@ pub async fn check_deployed(
     for record in records {
         let contract = record.contract().clone();
         let verified = verify_record(&record, &keys);
+        if let Some(engine) = &record.descriptor.engine {
+            verified.map_err(|problem| NodeError::ContractRecord {
+                contract: contract.clone(),
+                problem,
+            })?;
+            if registry.engine(engine).is_some() {
+                registry.load(&record)?;
+            } else {
+                warn!(%contract, %engine, "deployed contract's engine is not registered on this node; not installed");
+            }
+            continue;
+        }
         let Some(held) = registry.identity(&contract, record.identity.alg()) else {
             if let Err(problem) = verified {
                 warn!(%contract, %problem, "stored contract record does not verify; no code held for it, not installed");

@@ -1,6 +1,6 @@
 //! Errors of the node engine (rejections are not errors: they are [`crate::Verdict`]s).
 
-use sst_core::{ActorId, ContractRef, Digest, EventId, NodeId, StoreError};
+use sst_core::{ActorId, ContractRef, Digest, EngineRef, EventId, NodeId, StoreError};
 
 use crate::transport::TransportError;
 
@@ -71,6 +71,19 @@ pub enum NodeError {
         /// What is wrong.
         reason: String,
     },
+    /// A deployed contract names an engine (id and version) no engine of this node's
+    /// [`crate::ContractRegistry`] runs.
+    #[error("contract {contract}: engine {engine} is not available on this node")]
+    UnknownEngine {
+        /// Contract version.
+        contract: ContractRef,
+        /// The engine its descriptor names.
+        engine: EngineRef,
+    },
+    /// An engine could not load a deployed contract artifact (or loaded another contract
+    /// than the one deployed).
+    #[error(transparent)]
+    ContractLoad(#[from] crate::contract::LoadError),
     /// The node's key is not the key the node registry holds for this node (or the registry
     /// does not name it): its receipts and checkpoints would not verify anywhere.
     #[error("node {node}: its node key is not the key registered for it in the node registry")]
@@ -146,6 +159,20 @@ pub enum RecordProblem {
         /// Deployer named by the record.
         deployer: ActorId,
     },
+    /// The stored source (the code artifact of an engine-run contract) does not hash to the
+    /// descriptor's code hash: it was edited after it was deployed.
+    #[error(
+        "its stored source hashes to {computed}, not to the descriptor's code hash {code_hash}"
+    )]
+    SourceEdited {
+        /// Hash of the stored source.
+        computed: Digest,
+        /// The code hash the descriptor (and so the identity) names.
+        code_hash: Digest,
+    },
+    /// An engine-run contract's record carries no source: there is no artifact to run.
+    #[error("it names an engine but carries no source")]
+    SourceMissing,
     /// The deployer's signature over the identity does not verify (strict) under any key the
     /// deployer held.
     #[error("the signature of its deployer {deployer} does not verify: {detail}")]

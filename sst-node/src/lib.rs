@@ -18,11 +18,29 @@
 //!   held → base matches the current state → write permission on every touched section →
 //!   contract logic → commit *applied*, or commit *rejected* with a typed
 //!   [`sst_core::RejectReason`]. Never a partial apply.
-//! - **Contracts** ([`Contract`], [`ContractRegistry`], [`contracts`]): Rust code that declares
-//!   its sections with read/write roles and turns method calls into section changes; every
-//!   version has an identity hash (over its descriptor, including the hash of its source)
-//!   recorded in the contract table and signed by its deployer. Descriptors are computed once
-//!   when code is added to the registry, identities checked once at deploy or load.
+//! - **Contracts** ([`Contract`], [`ContractRegistry`], [`contracts`]): code that declares
+//!   its sections with read/write roles and turns method calls into section changes and
+//!   named business events; every version has an identity hash (over its descriptor,
+//!   including the hash of its source and its engine) recorded in the contract table and
+//!   signed by its deployer. Native Rust contracts are compiled in; other languages run
+//!   through a [`ContractEngine`] registered with [`ContractRegistry::with_engine`], which
+//!   loads the deployed artifact (descriptor + source). Descriptors of native code are
+//!   computed once when it is added to the registry, identities checked once at deploy or
+//!   load.
+//! - **Deployment** ([`Node::deploy_contract`], [`Intent::Deploy`], [`DeployPayload`]): a
+//!   signed [`sst_core::EventKind::DeployContract`] event carrying the record, sequenced by
+//!   the deployer's node and sent to every peer node (a node that was offline gets it by
+//!   catch-up); each node checks the record and that its code loads, records the event with
+//!   the deploying node's receipt and installs the version without a restart, or records a
+//!   refusal naming why. At start, engine-run versions are loaded again from their verified
+//!   stored source ([`contract::check_deployed`]). [`Node::deploy`] stays the out-of-band
+//!   install of native code.
+//! - **Validating replicas**: a receiving node that may read every section of a state runs
+//!   each received method call again (same actor, roles, timestamp and event id) and
+//!   compares the changed section values and business events with the home's; a different
+//!   result is refused (`execution_mismatch`) and shows in the home's sync status. Other
+//!   nodes rely on the home's signed receipt; [`NodeSync::validated`] and
+//!   [`Node::validation_counts`] say which nodes re-executed what.
 //! - **Sync** ([`SyncProtocol`], [`SyncRegistry`], [`HomeSync`]): a protocol owns routing (sequence
 //!   here or forward to whom), its messages (a protocol-tagged, versioned
 //!   [`ProtocolEnvelope`]), its receive rules ([`Inbound`], [`Admission`]), what to send after
@@ -57,8 +75,10 @@
 //! ([`sst_core::CreatePayload`], [`sst_core::ChangePayload`]); plaintext and salt travel beside the event as
 //! [`sst_core::Disclosure`]s, only to nodes allowed to read the section. **A `CallMethod`
 //! event's `args` are part of the signed payload and are therefore seen by every node that
-//! receives the event: pass private data with a `ChangeSections` intent instead.** The home
-//! node runs contract methods, so it must be able to read every section of its states.
+//! receives the event: pass private data with a `ChangeSections` intent instead.** So are
+//! the business events a method emits (every participant node receives them all: the home's
+//! receipt covers them). The home node runs contract methods, so it must be able to read
+//! every section of its states.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -77,14 +97,14 @@ pub mod sync;
 pub mod transport;
 
 pub use build::{Built, EventBuilder};
-pub use context::{NodeContext, ProtocolChoice};
+pub use context::{NodeContext, ProtocolChoice, ValidationCounts};
 pub use contract::{
     Call, Contract, ContractEngine, ContractError, ContractRegistry, LoadError, MethodOutput,
     Sections, MIGRATE_METHOD,
 };
 pub use error::{NodeError, RecordProblem};
 pub use message::{
-    Acknowledged, AppliedChange, ForwardedIntent, Intent, IntentRefused, NodeSync,
+    Acknowledged, AppliedChange, DeployPayload, ForwardedIntent, Intent, IntentRefused, NodeSync,
     ProtocolEnvelope, Rejection, ReplicaRefusal, StateWitness, SyncStatus, Verdict, WitnessAlarm,
     WitnessAlarmKind,
 };

@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sst_core::hash::{hash_parts, Domain};
 use sst_core::{
-    canonical, ActorChange, ActorId, ContractRef, Digest, Disclosure, EventId, NodeId, NodeKey,
-    NodeRegistry, Outcome, Parties, PublicKey, Refusal, RejectReason, SectionHash,
-    SequencingReceipt, SignatureBytes, SignedEvent, StateId, StateRoot, Timestamp,
+    canonical, ActorChange, ActorId, BusinessEvent, ContractRecord, ContractRef, Digest,
+    Disclosure, EventId, NodeId, NodeKey, NodeRegistry, Outcome, Parties, PublicKey, Refusal,
+    RejectReason, SectionHash, SequencingReceipt, SignatureBytes, SignedEvent, StateId, StateRoot,
+    Timestamp,
 };
 
 /// A change an actor asks its node to make. The node builds, sequences and signs the event.
@@ -72,6 +73,17 @@ pub enum Intent {
         /// The actor to revoke.
         actor: ActorId,
     },
+    /// Deploy a contract version (an [`sst_core::EventKind::DeployContract`] event carrying
+    /// the signed deployment record, [`DeployPayload`]): submitted as the record's deployer,
+    /// sequenced by the deployer's node, installed there and on every peer node without a
+    /// restart.
+    Deploy {
+        /// Reserved id `contract:<name>@<version>` ([`DeployPayload::state_id`]).
+        state_id: StateId,
+        /// The deployment record (descriptor, source for engine-run contracts, deployer's
+        /// signature).
+        record: Box<ContractRecord>,
+    },
 }
 
 impl Intent {
@@ -121,7 +133,15 @@ impl Intent {
             actor,
         }
     }
-    /// The target state (the reserved `actor:<id>` for actor changes).
+    /// A deployment intent for `record` (submit it as the record's deployer).
+    pub fn deploy(record: ContractRecord) -> Self {
+        Intent::Deploy {
+            state_id: DeployPayload::state_id(record.contract()),
+            record: Box::new(record),
+        }
+    }
+    /// The target state (the reserved `actor:<id>` for actor changes, `contract:<ref>` for
+    /// deployments).
     pub fn state_id(&self) -> &StateId {
         match self {
             Intent::Create { state_id, .. }
@@ -129,8 +149,52 @@ impl Intent {
             | Intent::Call { state_id, .. }
             | Intent::Migrate { state_id, .. }
             | Intent::RotateKey { state_id, .. }
-            | Intent::Revoke { state_id, .. } => state_id,
+            | Intent::Revoke { state_id, .. }
+            | Intent::Deploy { state_id, .. } => state_id,
         }
+    }
+}
+
+/// Payload of an [`sst_core::EventKind::DeployContract`] event: `{"record": <the signed
+/// deployment record>}`. Such events are signed by the record's deployer, target the reserved
+/// state id `contract:<name>@<version>` ([`DeployPayload::state_id`]), name the deployed
+/// version as their contract, have no base, and are recorded as applied with version 0 and
+/// the event id as root (there is no state). The deployer's node sequences them; every peer
+/// node receives them (and catches up on them) and installs the version once it checked the
+/// record (deployer signature, identity, source hash, and that its code loads here).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployPayload {
+    /// The deployment record.
+    pub record: ContractRecord,
+}
+
+impl DeployPayload {
+    /// Prefix of the reserved state ids of deployments.
+    pub const STATE_PREFIX: &'static str = "contract:";
+
+    /// The reserved state id of `contract`'s deployment: `contract:<name>@<version>`.
+    pub fn state_id(contract: &ContractRef) -> StateId {
+        StateId::new(format!("{}{contract}", Self::STATE_PREFIX))
+    }
+    /// Whether `state` is a deployment's reserved state id.
+    pub fn is_deploy_state(state: &StateId) -> bool {
+        state.as_str().starts_with(Self::STATE_PREFIX)
+    }
+    /// The event payload.
+    pub fn to_payload(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+    /// Parses an event payload.
+    ///
+    /// # Errors
+    /// When the payload is not `{"record": {...}}` with a well-formed record.
+    pub fn from_payload(payload: &Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(payload.clone())
+    }
+    /// The applied outcome's root of a deployment event: the event id's digest.
+    pub fn root(event: EventId) -> StateRoot {
+        StateRoot(event.0)
     }
 }
 
@@ -155,6 +219,11 @@ pub struct AppliedChange {
     /// registered key, and stores it unchanged with the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<SequencingReceipt>,
+    /// The business events the contract method emitted (all of them, whatever sections the
+    /// receiver may read: the receipt covers them). Like a call's `args`, they are seen by
+    /// every participant node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub business_events: Vec<BusinessEvent>,
 }
 
 /// A signed intent and the plaintext + salt of the sections it writes, as its initiating
@@ -230,6 +299,11 @@ pub struct Acknowledged {
     /// statement's version as what the replica acknowledged.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub witness: Vec<StateWitness>,
+    /// State → latest version the replica **validated** by re-executing its contract method
+    /// and finding the home's result (a validating replica reads every section); versions
+    /// it applied on the home's signed receipt alone are not listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub validated: BTreeMap<StateId, u64>,
 }
 
 /// First hash part of a [`StateWitness`] digest (its own domain inside `sst/envelope/v1`).
@@ -340,16 +414,27 @@ pub struct NodeSync {
     pub acknowledged: u64,
     /// Why it is behind, when it refused a change of the state (the latest refusal).
     pub refusal: Option<ReplicaRefusal>,
+    /// The latest version the node validated by re-executing the contract method that made
+    /// it (0: none; a node that cannot read every section relies on the home's signed
+    /// receipt instead and validates nothing).
+    pub validated: u64,
 }
 
 impl NodeSync {
-    /// A node's entry.
+    /// A node's entry (nothing validated).
     pub fn new(node: NodeId, acknowledged: u64, refusal: Option<ReplicaRefusal>) -> Self {
         NodeSync {
             node,
             acknowledged,
             refusal,
+            validated: 0,
         }
+    }
+
+    /// The same entry with the latest version the node validated by re-execution.
+    pub fn with_validated(mut self, validated: u64) -> Self {
+        self.validated = validated;
+        self
     }
 }
 

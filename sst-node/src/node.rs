@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::checkpoint;
-use crate::context::NodeContext;
+use crate::context::{NodeContext, ValidationCounts};
 use crate::contract::ContractRegistry;
 use crate::error::NodeError;
 use crate::inbox;
@@ -298,6 +298,32 @@ impl Node {
         Ok(())
     }
 
+    /// Deploys a contract version **as a signed event in the log**: submits
+    /// [`Intent::deploy`] as the record's deployer (a local actor whose key this node holds;
+    /// custody), so this node sequences a [`sst_core::EventKind::DeployContract`] event
+    /// carrying the record, checks it (deployer signature, identity, source hash, and that
+    /// the code loads: native code held, or the source through the engine its descriptor
+    /// names), records it applied with a signed receipt and installs the version **without
+    /// a restart**; every peer node receives it (a node offline then gets it by catch-up),
+    /// checks it the same way and installs it, or records a refusal naming why. A client
+    /// that keeps the deployer's key signs the event itself
+    /// ([`crate::EventBuilder::deploy_contract`]) and hands it to [`Node::ingest`].
+    ///
+    /// # Errors
+    /// As [`Node::submit`]. A rejection (e.g. `contract_rejected` naming an engine this node
+    /// lacks, or another identity deployed under the same version) is not an error: see
+    /// [`Verdict::Rejected`].
+    pub async fn deploy_contract(&self, record: ContractRecord) -> Result<Verdict, NodeError> {
+        let deployer = record.deployer.clone();
+        self.submit(&deployer, Intent::deploy(record)).await
+    }
+
+    /// Received method calls this node re-executed and found equal to the home's result,
+    /// and those it applied on the home's signed receipt alone, since it started.
+    pub fn validation_counts(&self) -> ValidationCounts {
+        self.ctx.validation_counts()
+    }
+
     /// After a contract was deployed or an actor registered: asks again for the changes this
     /// node refused (logged when that fails; the next start asks again).
     async fn retry_after_fix(&self) {
@@ -493,7 +519,8 @@ impl Node {
                 .map(|n| self.ctx.peer_sync(state, &n))
                 .collect()
         } else {
-            vec![NodeSync::new(me, held.version, own_refusal)]
+            vec![NodeSync::new(me, held.version, own_refusal)
+                .with_validated(self.ctx.validated(state))]
         };
         Ok(Some(SyncStatus {
             state_id: state.clone(),

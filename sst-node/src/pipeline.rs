@@ -23,34 +23,60 @@
 //! Only when every step passes is a new state version built; the sequencer then commits the
 //! event as applied together with that version, or as rejected with its reason — never a
 //! partial apply. Receivers of a distributed change re-run steps 1–6 on what they receive
-//! (hashes for sections they may not read) and check the recomputed root (`replicate`); a
+//! (hashes for sections they may not read); a receiver that may read every section also
+//! re-runs step 7 for a method call and compares the section values and business events with
+//! the home's (`execution_mismatch`); each checks the recomputed root (`replicate`); a
 //! recomputed root that differs from the home's at the same version also raises a witness
 //! alarm about the home ([`crate::WitnessAlarmKind::StateDiverged`]).
 //! Actor changes (key rotation, revocation) run steps 1–2 and their own rules
-//! (`check_actor_change`) instead of 3–7, at the actor's node and at every receiver.
+//! (`check_actor_change`) instead of 3–7, at the actor's node and at every receiver; so do
+//! deployments (`check_deploy`: the record verifies and its code loads here).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use serde_json::Value;
 use sst_core::{
-    portable, Actor, ActorChange, ActorStatus, CallPayload, ChangePayload, CreatePayload,
-    Disclosure, EventKind, HashAlg, NodeId, Parties, PayloadError, RejectReason, Section,
-    SectionHash, SignedEvent, State,
+    portable, Actor, ActorChange, ActorStatus, BusinessEvent, CallPayload, ChangePayload,
+    ContractRecord, CreatePayload, Disclosure, EventKind, HashAlg, NodeId, Parties, PayloadError,
+    RejectReason, Section, SectionHash, SignedEvent, State,
 };
 
 use crate::context::NodeContext;
 use crate::contract::{Call, Contract, ContractError, MethodOutput, Sections};
-use crate::message::AppliedChange;
+use crate::message::{AppliedChange, DeployPayload};
 
 /// What the pipeline decided.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Eval {
-    /// Commit `state` as the new version; `disclosures` are stored with the event.
-    Apply {
-        state: Box<State>,
-        disclosures: BTreeMap<String, Disclosure>,
-    },
+    /// Commit the new version.
+    Apply(Box<Built>),
     /// Commit the event as rejected.
     Reject(RejectReason),
+}
+
+/// A new state version as the pipeline built it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Built {
+    /// The new version.
+    pub(crate) state: State,
+    /// Stored with the event (the readable changed sections' plaintext and salt).
+    pub(crate) disclosures: BTreeMap<String, Disclosure>,
+    /// The business events the contract method emitted.
+    pub(crate) business_events: Vec<BusinessEvent>,
+    /// On a replica: whether it re-executed the method and found the home's result.
+    pub(crate) validated: bool,
+}
+
+impl Built {
+    fn new(state: State, disclosures: BTreeMap<String, Disclosure>) -> Self {
+        Built {
+            state,
+            disclosures,
+            business_events: Vec::new(),
+            validated: false,
+        }
+    }
 }
 
 fn invalid(path: &str, reason: impl Into<String>) -> RejectReason {
@@ -365,15 +391,112 @@ pub(crate) fn sequence(
     current: Option<&State>,
 ) -> Eval {
     match sequence_steps(ctx, signed, disclosures, current) {
-        Ok((state, disclosures)) => Eval::Apply {
-            state: Box::new(state),
-            disclosures,
-        },
+        Ok(built) => Eval::Apply(Box::new(built)),
         Err(reason) => Eval::Reject(reason),
     }
 }
 
-type Built = (State, BTreeMap<String, Disclosure>);
+/// Checks the business events a method emitted: names of 1 to 128 ASCII letters, digits,
+/// `_`, `.` or `-`, portable JSON payloads (what every store records exactly).
+fn check_business_events(events: &[BusinessEvent]) -> Result<(), RejectReason> {
+    for (i, b) in events.iter().enumerate() {
+        let plain = !b.name.is_empty()
+            && b.name.len() <= 128
+            && b.name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        if !plain {
+            return Err(RejectReason::ContractRejected {
+                message: format!(
+                    "contract emitted business event {i} named {:?}: names are 1 to 128 ASCII \
+                     letters, digits, `_`, `.` or `-`",
+                    b.name
+                ),
+            });
+        }
+        portable::check_at(&b.payload, &format!("$.business_events[{i}].payload")).map_err(
+            |e| RejectReason::ContractRejected {
+                message: format!("contract emitted a non-portable business event payload: {e}"),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks an [`EventKind::DeployContract`] event at the deployer's node or at a receiver, and
+/// returns the deployment record with the code it installs here. Rules:
+///
+/// - envelope as for every event ([`check_envelope`]);
+/// - payload [`DeployPayload`] for the reserved state id `contract:<ref>` of the deployed
+///   version, naming that version as contract, no base (`invalid_payload`); the record's
+///   deployer is the signing actor (`invalid_payload`);
+/// - the record verifies under the deployer's key: identity recomputed from its descriptor,
+///   source hashed to its code hash, strict signature (`bad_signature`);
+/// - no other identity is installed under the same name and version (`contract_rejected`:
+///   bump the version); the same identity installed already is accepted again;
+/// - its code loads here: native code held with that identity, or the source loaded by the
+///   engine the descriptor names (`contract_rejected` naming the engine and what is wrong).
+pub(crate) fn check_deploy(
+    ctx: &NodeContext,
+    signed: &SignedEvent,
+) -> Result<(ContractRecord, Arc<dyn Contract>), RejectReason> {
+    let e = &signed.event;
+    let deployer = check_envelope(ctx, signed)?;
+    portable::check_at(&e.payload, "$.payload")
+        .map_err(|err| invalid(&err.path, err.to_string()))?;
+    let DeployPayload { record } = DeployPayload::from_payload(&e.payload)
+        .map_err(|err| invalid("$.payload", err.to_string()))?;
+    let contract = record.contract();
+    if e.state_id != DeployPayload::state_id(contract) {
+        return Err(invalid(
+            "$.state_id",
+            format!(
+                "a deployment of {contract} targets {}",
+                DeployPayload::state_id(contract)
+            ),
+        ));
+    }
+    if e.contract != *contract {
+        return Err(invalid(
+            "$.contract",
+            format!("a deployment names the version it deploys ({contract})"),
+        ));
+    }
+    if e.base.is_some() {
+        return Err(invalid("$.base", "a deployment has no base"));
+    }
+    if record.deployer != deployer.id {
+        return Err(invalid(
+            "$.payload.record.deployer",
+            format!(
+                "the record's deployer {} must sign the deployment event (signed by {})",
+                record.deployer, deployer.id
+            ),
+        ));
+    }
+    record
+        .verify(&deployer.public_key)
+        .map_err(|err| RejectReason::BadSignature {
+            detail: format!("deployment record of {contract}: {err}"),
+        })?;
+    if let Some(installed) = ctx.installed_record(contract) {
+        if installed.identity != record.identity {
+            return Err(RejectReason::ContractRejected {
+                message: format!(
+                    "{contract} is deployed with identity {}, this deployment has {}: bump its \
+                     version to deploy changed code",
+                    installed.identity, record.identity
+                ),
+            });
+        }
+    }
+    let code = ctx
+        .load_code(&record)
+        .map_err(|err| RejectReason::ContractRejected {
+            message: format!("not installable on node {}: {err}", ctx.id()),
+        })?;
+    Ok((record, code))
+}
 
 fn sequence_steps(
     ctx: &NodeContext,
@@ -436,7 +559,7 @@ fn sequence_steps(
                 Some(signed.id),
                 e.timestamp,
             );
-            Ok((state, disclosures_of(&sections)))
+            Ok(Built::new(state, disclosures_of(&sections)))
         }
         EventKind::ChangeSections | EventKind::CallMethod => {
             let cur = current.ok_or(RejectReason::UnknownState)?;
@@ -454,6 +577,7 @@ fn sequence_steps(
                 event: &signed.id,
             };
             let current_view = view(cur);
+            let mut business_events = Vec::new();
             let sections = if e.kind == EventKind::ChangeSections {
                 let hashes = signed_hashes(e)?;
                 if hashes.is_empty() {
@@ -479,8 +603,8 @@ fn sequence_steps(
                     code.call(&call, &current_view, &payload.method, &payload.args)
                 }
                 .map_err(ContractError::reason)?;
-                // Business events are not carried to the record yet (the engine integration
-                // wires them through the sequencer).
+                check_business_events(&changes.events)?;
+                business_events = changes.events;
                 let changes = changes.changes;
                 if changes.is_empty() && !payload.is_migration() {
                     return Err(RejectReason::EmptyChange);
@@ -490,7 +614,10 @@ fn sequence_steps(
                 seal(e.alg, changes)?
             };
             let state = next_version(cur, sections.clone(), e, signed.id);
-            Ok((state, disclosures_of(&sections)))
+            Ok(Built {
+                business_events,
+                ..Built::new(state, disclosures_of(&sections))
+            })
         }
         _ => Err(invalid(
             "$.kind",
@@ -515,12 +642,98 @@ pub(crate) fn replicate(
     current: Option<&State>,
 ) -> Eval {
     match replicate_steps(ctx, from, change, current) {
-        Ok((state, disclosures)) => Eval::Apply {
-            state: Box::new(state),
-            disclosures,
-        },
+        Ok(built) => Eval::Apply(Box::new(built)),
         Err(reason) => Eval::Reject(reason),
     }
+}
+
+/// Canonical JSON text of a value (for comparing results, and for messages).
+fn canonical_text(v: &Value) -> String {
+    String::from_utf8_lossy(&sst_core::canonical::to_vec(v)).into_owned()
+}
+
+/// A validating replica's check of a received method call: when this node may read every
+/// section of the state (and holds their plaintext), it runs the method again with the same
+/// call context (actor, roles, state, the event's timestamp and id) on its own copy and
+/// compares the changed section **values** (salts are drawn afresh by each sealing node, so
+/// hashes are not compared) and the business events with what the home sent. Returns
+/// whether it re-executed; a node that cannot read everything relies on the home's receipt.
+///
+/// # Errors
+/// [`RejectReason::ExecutionMismatch`] naming what differs (including a call the method
+/// refuses here).
+fn validate_call(
+    ctx: &NodeContext,
+    code: &dyn Contract,
+    signed: &SignedEvent,
+    actor: &Actor,
+    cur: &State,
+    ch: &AppliedChange,
+) -> Result<bool, RejectReason> {
+    let e = &signed.event;
+    let policy = code.policy();
+    let readable = ctx.node_access(ctx.id(), &policy, &cur.parties).read;
+    let reads_all = policy.sections.keys().all(|s| readable.contains(s))
+        && cur.sections.values().all(|s| s.value().is_some());
+    if !reads_all {
+        return Ok(false);
+    }
+    let payload = CallPayload::from_payload(&e.payload).map_err(payload_error)?;
+    let roles = cur.parties.roles_of(&actor.id);
+    let call = Call {
+        actor: &actor.id,
+        roles: &roles,
+        state_id: &e.state_id,
+        timestamp: e.timestamp,
+        event: &signed.id,
+    };
+    let current_view = view(cur);
+    let mismatch = |detail: String| RejectReason::ExecutionMismatch { detail };
+    let ours = if payload.is_migration() {
+        code.migrate(&call, &cur.contract, &current_view)
+            .map(MethodOutput::from)
+    } else {
+        code.call(&call, &current_view, &payload.method, &payload.args)
+    }
+    .map_err(|err| {
+        mismatch(format!(
+            "the home applied `{}`, this node's execution refuses it: {err}",
+            payload.method
+        ))
+    })?;
+    let theirs: BTreeSet<&String> = ch.effects.keys().collect();
+    let mine: BTreeSet<&String> = ours.changes.keys().collect();
+    if theirs != mine {
+        return Err(mismatch(format!(
+            "the home changed sections {theirs:?}, this node's execution {mine:?}"
+        )));
+    }
+    for (name, value) in &ours.changes {
+        let home = ch
+            .disclosures
+            .get(name)
+            .map(|d| canonical_text(&d.value))
+            .unwrap_or_default();
+        let here = canonical_text(value);
+        if home != here {
+            return Err(mismatch(format!(
+                "section `{name}`: the home's value {home}, this node's {here}"
+            )));
+        }
+    }
+    let texts = |events: &[BusinessEvent]| -> Vec<String> {
+        events
+            .iter()
+            .map(|b| format!("{}:{}", b.name, canonical_text(&b.payload)))
+            .collect()
+    };
+    let (home, here) = (texts(&ch.business_events), texts(&ours.events));
+    if home != here {
+        return Err(mismatch(format!(
+            "business events: the home's {home:?}, this node's {here:?}"
+        )));
+    }
+    Ok(true)
 }
 
 fn replicate_steps(
@@ -566,6 +779,13 @@ fn replicate_steps(
             "changed sections differ from the signed section hashes",
         ));
     }
+    if e.kind != EventKind::CallMethod && !ch.business_events.is_empty() {
+        return Err(invalid(
+            "$.business_events",
+            "only a method call emits business events",
+        ));
+    }
+    check_business_events(&ch.business_events)?;
     if is_migration(e) && parties.roles_of(&actor.id).is_empty() {
         return Err(RejectReason::Forbidden {
             section: "*".into(),
@@ -602,6 +822,12 @@ fn replicate_steps(
         };
         sections.insert(name.clone(), section);
     }
+    let validated = match current {
+        Some(cur) if e.kind == EventKind::CallMethod => {
+            validate_call(ctx, code.as_ref(), signed, &actor, cur, ch)?
+        }
+        _ => false,
+    };
     let state = match current {
         None => State::create(
             e.alg,
@@ -628,5 +854,9 @@ fn replicate_steps(
             ),
         ));
     }
-    Ok((state, kept))
+    Ok(Built {
+        business_events: ch.business_events.clone(),
+        validated,
+        ..Built::new(state, kept)
+    })
 }

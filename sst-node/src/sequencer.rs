@@ -20,15 +20,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sst_core::{
-    ActorChange, CommitBatch, CommitItem, ConflictKind, Disclosure, EventKind, EventRecord, NodeId,
-    OriginSeq, Outcome, Refusal, RejectReason, SequencingReceipt, SignedEvent, State, StateId,
-    StateRoot, StoreError, Timestamp,
+    CommitBatch, CommitItem, ConflictKind, ContractRecord, Disclosure, EventKind, EventRecord,
+    NodeId, OriginSeq, Outcome, Refusal, RejectReason, SequencingReceipt, SignedEvent, State,
+    StateId, StateRoot, StoreError, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::build::EventBuilder;
 use crate::context::{NodeContext, Resubmit};
+use crate::contract::Contract;
 use crate::error::NodeError;
 use crate::message::{AppliedChange, Intent, ProtocolEnvelope, ReplicaRefusal, Verdict};
 use crate::pipeline::{self, Eval};
@@ -96,6 +97,11 @@ struct Planned {
     /// A received change this node holds after the commit (or refused, of a state it holds):
     /// acknowledge (sender, state, version held, its root).
     ack: Option<(NodeId, StateId, u64, StateRoot)>,
+    /// An applied deployment: the record and its loaded code, installed after the commit.
+    contract: Option<(ContractRecord, Arc<dyn Contract>)>,
+    /// A received method call applied here: whether this node re-executed it (validated)
+    /// or relied on the home's receipt.
+    validated: Option<bool>,
 }
 
 /// Most times a local intent is built again because its origin sequence was taken.
@@ -107,8 +113,13 @@ struct Overlay {
     states: HashMap<StateId, State>,
 }
 
-/// State → (version held, its root), as acknowledged to one sender.
-type HeldStates = BTreeMap<StateId, (u64, StateRoot)>;
+/// What a batch acknowledges to one sender: state → (version held, its root), and state →
+/// latest version validated by re-execution.
+#[derive(Default)]
+struct HeldStates {
+    held: BTreeMap<StateId, (u64, StateRoot)>,
+    validated: BTreeMap<StateId, u64>,
+}
 
 struct Writer {
     ctx: Arc<NodeContext>,
@@ -163,7 +174,9 @@ impl Writer {
             let mut plans = Vec::new();
             while let Some(mut job) = queue.pop_front() {
                 let plan = self.plan(&mut job, &mut ov).await;
-                let cut = plan.actor.is_some();
+                // The jobs after an actor change or a deployment see the new directory or
+                // the installed contract.
+                let cut = plan.actor.is_some() || plan.contract.is_some();
                 jobs.push(job);
                 plans.push(plan);
                 if cut {
@@ -186,10 +199,11 @@ impl Writer {
                 continue;
             };
             let witnesses: Vec<_> = states
+                .held
                 .iter()
                 .map(|(state, (version, root))| self.ctx.state_witness(state, *version, *root, at))
                 .collect();
-            match p.acknowledge(&witnesses) {
+            match p.acknowledge(&witnesses, &states.validated) {
                 Ok(Some(m)) => self.ctx.send(&to, m),
                 Ok(None) => {}
                 Err(e) => warn!(peer = %to, protocol, error = %e, "acknowledgement not sent"),
@@ -443,15 +457,36 @@ impl Writer {
             if let JobKind::Replicate { change, .. } = &job.kind {
                 let protocol = self.sync.for_contract(&change.signed.event.contract).name();
                 let states = self.acks.entry((protocol, from)).or_default();
-                match states.get(&state) {
+                match states.held.get(&state) {
                     Some((held, _)) if *held >= version => {}
                     _ => {
-                        states.insert(state.clone(), (version, root));
+                        states.held.insert(state.clone(), (version, root));
+                    }
+                }
+                if let Some(validated) = plan.validated {
+                    ctx.note_validation(&state, version, validated);
+                    if validated {
+                        let v = states.validated.entry(state.clone()).or_default();
+                        *v = (*v).max(version);
                     }
                 }
             }
             if ctx.has_refusals() {
                 ctx.clear_refusals(&state, version).await;
+            }
+        }
+        if let Some((record, code)) = plan.contract.clone() {
+            // Committed: the contract is installed now (a failed table write is repaired at
+            // start from the recorded deployment), and refused changes naming it asked again.
+            let contract = record.contract().clone();
+            match ctx.install_loaded(record, code).await {
+                Ok(()) => {
+                    tracing::info!(node = %ctx.id(), %contract, "contract deployed and installed");
+                    self.retry_refused().await;
+                }
+                Err(e) => {
+                    warn!(node = %ctx.id(), %contract, error = %e, "deployed contract not installed; repaired at restart")
+                }
             }
         }
         if let Some(actor) = plan.actor.clone() {
@@ -765,16 +800,22 @@ impl Writer {
         disclosures: &BTreeMap<String, Disclosure>,
         ov: &mut Overlay,
     ) -> Result<Planned, NodeError> {
-        if signed.event.kind == EventKind::ActorChange {
+        if matches!(
+            signed.event.kind,
+            EventKind::ActorChange | EventKind::DeployContract
+        ) {
             let checked = if signed.event.origin_node == *self.ctx.id() {
-                pipeline::check_actor_change(&self.ctx, signed)
+                check_stateless(&self.ctx, signed)
             } else {
                 Err(RejectReason::InvalidPayload {
                     path: "$.origin_node".into(),
-                    reason: "an actor change is sequenced by the actor's own node".into(),
+                    reason: format!(
+                        "a {} event is sequenced by its signer's own node",
+                        signed.event.kind.as_str()
+                    ),
                 })
             };
-            let mut planned = Self::actor_planned(signed, checked, true);
+            let mut planned = Self::stateless_planned(signed, checked, true);
             self.sign_receipt(&mut planned);
             return Ok(planned);
         }
@@ -798,25 +839,26 @@ impl Writer {
         }
     }
 
-    /// The commit item of a checked actor change: applied with version 0 and no state, or
-    /// rejected.
-    fn actor_planned(
+    /// The commit item of a checked event that changes no state (an actor change, a
+    /// deployment): applied with version 0 and the event id as root — the directory entry or
+    /// contract it registers taken up after the commit — or rejected.
+    fn stateless_planned(
         signed: &SignedEvent,
-        checked: Result<sst_core::Actor, RejectReason>,
+        checked: Result<Registered, RejectReason>,
         sequenced: bool,
     ) -> Planned {
-        let (outcome, actor) = match checked {
-            Ok(actor) => (
+        let (outcome, registered) = match checked {
+            Ok(registered) => (
                 Outcome::Applied {
                     version: 0,
-                    root: ActorChange::root(signed.id),
+                    root: StateRoot(signed.id.0),
                 },
-                Some(actor),
+                Some(registered),
             ),
             Err(reason) => (Outcome::Rejected { reason }, None),
         };
         let verdict = Verdict::from_outcome(signed.id, &outcome);
-        Planned {
+        let mut planned = Planned {
             item: Some(CommitItem {
                 event: EventRecord {
                     signed: signed.clone(),
@@ -829,15 +871,23 @@ impl Writer {
             }),
             sequenced,
             verdict: Some(Ok(verdict)),
-            actor,
             ..Default::default()
+        };
+        match registered {
+            Some(Registered::Actor(actor)) => planned.actor = Some(actor),
+            Some(Registered::Contract(record, code)) => planned.contract = Some((record, code)),
+            None => {}
         }
+        planned
     }
 
-    /// Records an actor change broadcast by the actor's node (or relayed by any node during
-    /// catch-up: the sender is not trusted, the signature is), checked against this node's
-    /// directory (the keys valid before the change). Never records a rejection.
-    async fn replicate_actor_change(
+    /// Records an event that changes no state — an actor change or a deployment — broadcast
+    /// by its signer's node (or relayed by any node during catch-up: the sender is not
+    /// trusted, the signatures and the sequencing node's receipt are), checked against this
+    /// node's directory (the keys valid before an actor change) and, for a deployment, that
+    /// its code loads here. What this node cannot take (e.g. a contract whose engine it
+    /// lacks) is recorded as a refusal naming why and reported; never recorded as rejected.
+    async fn replicate_stateless(
         &mut self,
         from: &NodeId,
         ch: &AppliedChange,
@@ -867,13 +917,16 @@ impl Writer {
                 ..Default::default()
             });
         }
-        if ch.version != 0 || ch.root != ActorChange::root(id) {
+        if ch.version != 0 || ch.root != StateRoot(id.0) {
             return refused(RejectReason::InvalidPayload {
                 path: "$.version".into(),
-                reason: "an actor change is applied with version 0 and the event id as root".into(),
+                reason: format!(
+                    "a {} event is applied with version 0 and the event id as root",
+                    ch.signed.event.kind.as_str()
+                ),
             });
         }
-        // Sequenced by the actor's own node, whoever relays it.
+        // Sequenced by the signer's own node, whoever relays it.
         let outcome = Outcome::Applied {
             version: ch.version,
             root: ch.root,
@@ -889,15 +942,42 @@ impl Writer {
         ) {
             return refused(reason);
         }
-        match pipeline::check_actor_change(&self.ctx, &ch.signed) {
-            Ok(actor) => {
-                let mut planned = Self::actor_planned(&ch.signed, Ok(actor), false);
+        match check_stateless(&self.ctx, &ch.signed) {
+            Ok(registered) => {
+                let mut planned = Self::stateless_planned(&ch.signed, Ok(registered), false);
                 if let Some(item) = &mut planned.item {
                     item.event.receipt = ch.receipt.clone();
                 }
                 Ok(planned)
             }
             Err(reason) => refused(reason),
+        }
+    }
+
+    /// Asks the senders of the changes this node refused for them again (after a contract
+    /// was installed: a change naming it may have arrived before its deployment).
+    async fn retry_refused(&self) {
+        if !self.ctx.has_refusals() {
+            return;
+        }
+        let refusals = match self.ctx.store().refusals(None).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(node = %self.ctx.id(), error = %e, "recorded refusals not readable; not asked again");
+                return;
+            }
+        };
+        for protocol in self.sync.protocols() {
+            match protocol.retry(&self.ctx, &refusals).await {
+                Ok(msgs) => {
+                    for (to, m) in msgs {
+                        self.ctx.send(&to, m);
+                    }
+                }
+                Err(e) => {
+                    warn!(node = %self.ctx.id(), protocol = protocol.name(), error = %e, "refused changes not asked again")
+                }
+            }
         }
     }
 
@@ -909,18 +989,18 @@ impl Writer {
         sequenced: bool,
     ) -> Planned {
         let (record, state) = match eval {
-            Eval::Apply { state, disclosures } => (
+            Eval::Apply(built) => (
                 EventRecord {
                     signed: signed.clone(),
-                    disclosures,
+                    disclosures: built.disclosures,
                     outcome: Outcome::Applied {
-                        version: state.version,
-                        root: state.root,
+                        version: built.state.version,
+                        root: built.state.root,
                     },
                     receipt: None,
-                    business_events: Vec::new(),
+                    business_events: built.business_events,
                 },
-                Some(*state),
+                Some(built.state),
             ),
             Eval::Reject(reason) => (
                 EventRecord {
@@ -961,8 +1041,8 @@ impl Writer {
         ov: &mut Overlay,
     ) -> Result<Planned, NodeError> {
         let e = &ch.signed.event;
-        if e.kind == EventKind::ActorChange {
-            return self.replicate_actor_change(from, ch).await;
+        if matches!(e.kind, EventKind::ActorChange | EventKind::DeployContract) {
+            return self.replicate_stateless(from, ch).await;
         }
         let cur = self.current(ov, &e.state_id).await?;
         let held = cur.as_ref().map_or(0, |s| s.version);
@@ -1064,7 +1144,7 @@ impl Writer {
             &ch.signed.id,
             &e.state_id,
             &outcome,
-            &[],
+            &ch.business_events,
         );
         if let Err(reason) = receipt {
             return Ok(refused(reason, Vec::new()));
@@ -1078,8 +1158,10 @@ impl Writer {
             }
         }
         match pipeline::replicate(&self.ctx, from, ch, cur.as_ref()) {
-            eval @ Eval::Apply { .. } => {
-                let mut planned = self.planned(&ch.signed, eval, ov, false);
+            Eval::Apply(built) => {
+                let validated = (e.kind == EventKind::CallMethod).then_some(built.validated);
+                let mut planned = self.planned(&ch.signed, Eval::Apply(built), ov, false);
+                planned.validated = validated;
                 if let Some(item) = &mut planned.item {
                     item.event.receipt = ch.receipt.clone();
                 }
@@ -1091,6 +1173,24 @@ impl Writer {
             // records the refusal on its own (refusal) table.
             Eval::Reject(reason) => Ok(refused(reason, Vec::new())),
         }
+    }
+}
+
+/// What an applied event that changes no state registers once committed.
+enum Registered {
+    /// An actor change: the actor's new record.
+    Actor(sst_core::Actor),
+    /// A deployment: the record and its loaded code.
+    Contract(ContractRecord, Arc<dyn Contract>),
+}
+
+/// Checks an actor change or a deployment ([`pipeline::check_actor_change`],
+/// [`pipeline::check_deploy`]).
+fn check_stateless(ctx: &NodeContext, signed: &SignedEvent) -> Result<Registered, RejectReason> {
+    if signed.event.kind == EventKind::DeployContract {
+        pipeline::check_deploy(ctx, signed).map(|(record, code)| Registered::Contract(record, code))
+    } else {
+        pipeline::check_actor_change(ctx, signed).map(Registered::Actor)
     }
 }
 

@@ -964,6 +964,7 @@ async fn intruders(
             },
             &[],
         )),
+        business_events: Vec::new(),
     }))
     .envelope()?;
     let as_r2 = endpoint(

@@ -227,6 +227,13 @@ pub enum RejectReason {
         /// Details.
         detail: String,
     },
+    /// A validating replica re-executed the contract method of a received change and got
+    /// other section values or business events than the home node (recorded as a refusal,
+    /// never as an event).
+    ExecutionMismatch {
+        /// What differs (section or business event, and both results).
+        detail: String,
+    },
     /// The payload is malformed or not portable JSON.
     InvalidPayload {
         /// JSON path.
@@ -256,6 +263,7 @@ impl RejectReason {
             RejectReason::ContractLimit { .. } => "contract_limit",
             RejectReason::InvalidPayload { .. } => "invalid_payload",
             RejectReason::BadReceipt { .. } => "bad_receipt",
+            RejectReason::ExecutionMismatch { .. } => "execution_mismatch",
         }
     }
 }

@@ -70,8 +70,8 @@ use super::{decode, redacted_change, Admission, Inbound, Route, SyncProtocol};
 use crate::context::NodeContext;
 use crate::error::NodeError;
 use crate::message::{
-    Acknowledged, AppliedChange, ForwardedIntent, IntentRefused, ProtocolEnvelope, Rejection,
-    ReplicaRefusal, StateWitness,
+    Acknowledged, AppliedChange, DeployPayload, ForwardedIntent, IntentRefused, ProtocolEnvelope,
+    Rejection, ReplicaRefusal, StateWitness,
 };
 
 /// Messages of the home-node protocol (format version 1), carried in a
@@ -211,6 +211,7 @@ impl HomeSync {
             version,
             root,
             receipt: record.receipt.clone(),
+            business_events: Vec::new(),
         }))
     }
 
@@ -290,20 +291,22 @@ impl HomeSync {
     ) -> Result<(Vec<HomeMessage>, BTreeMap<StateId, u64>), NodeError> {
         let store = ctx.store();
         // Every actor change recorded here first, in log order (relayed, whoever sequenced
-        // it): the versions below may be signed with the keys they install.
-        let mut out: Vec<HomeMessage> = store
-            .events(&EventFilter {
-                kind: Some(EventKind::ActorChange),
-                outcome: Some(OutcomeKind::Applied),
-                ..Default::default()
-            })
-            .await?
-            .iter()
-            .filter_map(|rec| match rec.outcome {
+        // it): the versions below may be signed with the keys they install; then every
+        // contract deployment recorded here (the versions below may name those contracts).
+        let mut out: Vec<HomeMessage> = Vec::new();
+        for kind in [EventKind::ActorChange, EventKind::DeployContract] {
+            let recorded = store
+                .events(&EventFilter {
+                    kind: Some(kind),
+                    outcome: Some(OutcomeKind::Applied),
+                    ..Default::default()
+                })
+                .await?;
+            out.extend(recorded.iter().filter_map(|rec| match rec.outcome {
                 Outcome::Applied { version, root } => Some(Self::actor_change(rec, version, root)),
                 Outcome::Rejected { .. } => None,
-            })
-            .collect();
+            }));
+        }
         let mut read = BTreeMap::new();
         let ids = if only {
             held.keys().cloned().collect()
@@ -408,7 +411,10 @@ impl SyncProtocol for HomeSync {
 
     async fn route(&self, ctx: &NodeContext, signed: &SignedEvent) -> Result<Route, NodeError> {
         let e = &signed.event;
-        if matches!(e.kind, EventKind::Create | EventKind::ActorChange) {
+        if matches!(
+            e.kind,
+            EventKind::Create | EventKind::ActorChange | EventKind::DeployContract
+        ) {
             return Ok(Route::Here);
         }
         match ctx.home_of(&e.state_id).await? {
@@ -484,6 +490,11 @@ impl SyncProtocol for HomeSync {
                 Vec::new()
             }
             HomeMessage::Ack(ack) => {
+                for (state, version) in &ack.validated {
+                    if ctx.home_of(state).await?.as_ref() == Some(ctx.id()) {
+                        ctx.note_validated_by(from, state, *version);
+                    }
+                }
                 for w in &ack.witness {
                     if ctx.home_of(&w.state_id).await?.as_ref() == Some(ctx.id()) {
                         ctx.witness_state(from, w).await;
@@ -507,6 +518,14 @@ impl SyncProtocol for HomeSync {
                         "participant node refused a change"
                     );
                     ctx.note_peer_refusal(from, r);
+                } else if DeployPayload::is_deploy_state(&r.state_id) {
+                    // A deployment this node sent (sequenced or relayed) that the peer could
+                    // not install: visible here too, not only on the peer.
+                    warn!(
+                        node = %ctx.id(), peer = %from, event = %r.event, deployment = %r.state_id,
+                        reason = r.reason.code(), detail = ?r.reason,
+                        "participant node refused a contract deployment"
+                    );
                 } else {
                     debug!(peer = %from, event = %r.event, state = %r.state_id, "refusal of a state not homed here ignored");
                 }
@@ -598,8 +617,10 @@ impl SyncProtocol for HomeSync {
                     }
                 }
             }
-            (Outcome::Applied { version, root }, None) if e.kind == EventKind::ActorChange => {
-                // Key rotations and revocations concern every node.
+            (Outcome::Applied { version, root }, None)
+                if matches!(e.kind, EventKind::ActorChange | EventKind::DeployContract) =>
+            {
+                // Key rotations, revocations and deployments concern every node.
                 let m = Self::actor_change(record, *version, *root).envelope()?;
                 for node in ctx.peers() {
                     out.push((node, m.clone()));
@@ -708,6 +729,7 @@ impl SyncProtocol for HomeSync {
     fn acknowledge(
         &self,
         witnesses: &[StateWitness],
+        validated: &BTreeMap<StateId, u64>,
     ) -> Result<Option<ProtocolEnvelope>, NodeError> {
         let ack = Acknowledged {
             states: witnesses
@@ -715,6 +737,7 @@ impl SyncProtocol for HomeSync {
                 .map(|w| (w.state_id.clone(), w.version))
                 .collect(),
             witness: witnesses.to_vec(),
+            validated: validated.clone(),
         };
         HomeMessage::Ack(ack).envelope().map(Some)
     }

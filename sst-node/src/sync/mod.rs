@@ -22,7 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sst_core::{
     CommitItem, ContractRef, Disclosure, EventId, EventRecord, NodeId, OriginSeq, Refusal,
-    RejectReason, SignedCheckpoint, SignedEvent, State,
+    RejectReason, SignedCheckpoint, SignedEvent, State, StateId,
 };
 
 use crate::context::{NodeContext, ProtocolChoice};
@@ -225,16 +225,18 @@ pub trait SyncProtocol: Send + Sync {
 
     /// The message acknowledging to the node that sent changes that this node now holds
     /// the states of `witnesses` (this node's signed statements of each state's latest
-    /// version and root, cumulative); `None` when the protocol does not acknowledge
-    /// (default).
+    /// version and root, cumulative), and, in `validated`, the latest version of each state
+    /// this node validated by re-executing its method; `None` when the protocol does not
+    /// acknowledge (default).
     ///
     /// # Errors
     /// [`NodeError::Invalid`] when the message cannot be built.
     fn acknowledge(
         &self,
         witnesses: &[StateWitness],
+        validated: &BTreeMap<StateId, u64>,
     ) -> Result<Option<ProtocolEnvelope>, NodeError> {
-        let _ = witnesses;
+        let _ = (witnesses, validated);
         Ok(None)
     }
 
@@ -381,6 +383,7 @@ pub fn redacted_change(
         version: state.version,
         root: state.root,
         receipt: record.receipt.clone(),
+        business_events: record.business_events.clone(),
     })
 }
 
