@@ -289,6 +289,14 @@ impl SinkSpec {
             SinkKind::Kafka => Ok(Arc::new(
                 crate::sinks::kafka::KafkaSink::connect(self).await?,
             )),
+            #[cfg(feature = "rabbitmq")]
+            SinkKind::Rabbitmq => Ok(Arc::new(
+                crate::sinks::rabbitmq::RabbitMqSink::connect(self).await?,
+            )),
+            #[cfg(feature = "nats")]
+            SinkKind::Nats => Ok(Arc::new(crate::sinks::nats::NatsSink::connect(self).await?)),
+            #[cfg(feature = "mqtt")]
+            SinkKind::Mqtt => Ok(Arc::new(crate::sinks::mqtt::MqttSink::connect(self).await?)),
             #[cfg(feature = "redis")]
             SinkKind::Redis => Ok(Arc::new(
                 crate::sinks::redis::RedisSink::connect(self).await?,
@@ -297,6 +305,8 @@ impl SinkSpec {
             SinkKind::Postgres => Ok(Arc::new(
                 crate::sinks::postgres::PostgresSink::connect(self).await?,
             )),
+            // Reached only in builds without some adapter.
+            #[allow(unreachable_patterns)]
             kind => Err(self.config_error(format!(
                 "kind `{kind}` is not compiled into this build (enable the cargo feature `{kind}`)"
             ))),
