@@ -189,6 +189,34 @@ pub fn is_valid_topic(topic: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// [`KafkaRecord::on_topic`] of a `(topic, notification)` pair.
+fn on_topic((topic, n): (String, &Notification)) -> KafkaRecord {
+    KafkaRecord::on_topic(topic, n)
+}
+
+/// The topic `template` renders for `n`.
+///
+/// # Errors
+/// [`SinkError::Config`] when it is not a legal Kafka topic name.
+pub fn topic_of(
+    sink: &str,
+    template: &TopicTemplate,
+    n: &Notification,
+) -> Result<String, SinkError> {
+    let topic = template.render(n);
+    if is_valid_topic(&topic) {
+        return Ok(topic);
+    }
+    Err(SinkError::Config {
+        sink: sink.to_owned(),
+        detail: format!(
+            "topic template `{template}` renders `{topic}` for notification {}: not a Kafka \
+             topic name (1-{TOPIC_MAX} of A-Z a-z 0-9 . _ -)",
+            n.id
+        ),
+    })
+}
+
 /// One notification as the Kafka record a [`KafkaSink`] sends: its topic, key, value and
 /// headers. Benchmarks and tests build the very same record with [`KafkaRecord::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,24 +239,18 @@ impl KafkaRecord {
     /// # Errors
     /// [`SinkError::Config`] when the rendered topic is not a legal Kafka topic name.
     pub fn new(sink: &str, template: &TopicTemplate, n: &Notification) -> Result<Self, SinkError> {
-        let topic = template.render(n);
-        if !is_valid_topic(&topic) {
-            return Err(SinkError::Config {
-                sink: sink.to_owned(),
-                detail: format!(
-                    "topic template `{template}` renders `{topic}` for notification {}: not a \
-                     Kafka topic name (1-{TOPIC_MAX} of A-Z a-z 0-9 . _ -)",
-                    n.id
-                ),
-            });
-        }
-        Ok(KafkaRecord {
+        Ok(Self::on_topic(topic_of(sink, template, n)?, n))
+    }
+
+    /// The record of `n` on `topic` (already rendered and checked).
+    pub fn on_topic(topic: String, n: &Notification) -> Self {
+        KafkaRecord {
             topic,
             key: n.subject.clone(),
             value: n.to_json(),
             id: n.id.clone(),
             kind: n.kind.clone(),
-        })
+        }
     }
 
     /// The record's headers (`ce_id`, `ce_type`, `content-type`).
@@ -368,7 +390,8 @@ async fn check_reachable(config: &KafkaConfig, producer: &FutureProducer) -> Res
     }
 }
 
-/// Hands `records` to `producer` in order and waits for every delivery report; the first
+/// Hands `records` to `producer` in order, each as soon as it is built (so building the next
+/// overlaps with sending the previous ones), and waits for every delivery report; the first
 /// failure (in batch order) is returned with the index of its record. When librdkafka's
 /// queue is full, waits for the oldest pending delivery before enqueuing more.
 ///
@@ -376,17 +399,18 @@ async fn check_reachable(config: &KafkaConfig, producer: &FutureProducer) -> Res
 /// The failed record's index and the client's error.
 pub async fn send_all(
     producer: &FutureProducer,
-    records: &[KafkaRecord],
+    records: impl IntoIterator<Item = KafkaRecord>,
 ) -> Result<(), (usize, KafkaError)> {
+    let records = records.into_iter();
     let mut pending: std::collections::VecDeque<(usize, DeliveryFuture)> =
-        std::collections::VecDeque::with_capacity(records.len());
+        std::collections::VecDeque::with_capacity(records.size_hint().0);
     let mut first_error: Option<(usize, KafkaError)> = None;
     let mut keep = |index: usize, e: KafkaError| {
         if first_error.as_ref().is_none_or(|(i, _)| index < *i) {
             first_error = Some((index, e));
         }
     };
-    for (index, record) in records.iter().enumerate() {
+    for (index, record) in records.enumerate() {
         loop {
             match producer.send_result(record.future_record()) {
                 Ok(delivery) => {
@@ -438,13 +462,18 @@ impl Sink for KafkaSink {
     }
 
     async fn publish(&self, batch: &[Notification]) -> Result<(), SinkError> {
-        let records = batch
+        // Every topic is checked before anything is sent: a bad one fails the whole batch.
+        let topics = batch
             .iter()
-            .map(|n| KafkaRecord::new(&self.config.name, &self.config.topic, n))
+            .map(|n| topic_of(&self.config.name, &self.config.topic, n))
             .collect::<Result<Vec<_>, _>>()?;
-        send_all(&self.producer, &records)
+        let records = topics
+            .into_iter()
+            .zip(batch)
+            .map(on_topic as fn((String, &Notification)) -> KafkaRecord);
+        send_all(&self.producer, records)
             .await
-            .map_err(|(index, e)| self.unconfirmed(&records[index].id, &e))
+            .map_err(|(index, e)| self.unconfirmed(&batch[index].id, &e))
     }
 }
 
