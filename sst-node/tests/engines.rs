@@ -308,24 +308,39 @@ fn contracts(engine: Option<TableEngine>) -> ContractRegistry {
     }
 }
 
-/// Four in-memory nodes; `engine(role)` is each node's table engine.
+/// Four nodes; `engine(role)` is each node's table engine.
 struct Net {
     net: InProcessNetwork,
     nodes: BTreeMap<String, Node>,
-    stores: BTreeMap<String, Arc<MemoryStore>>,
+    stores: BTreeMap<String, Arc<dyn Store>>,
 }
 
 impl Net {
+    /// Four nodes on fresh in-memory stores.
     async fn start(engine: impl Fn(&str) -> Option<TableEngine>) -> anyhow::Result<Net> {
+        let stores = ROLES
+            .iter()
+            .map(|r| {
+                (
+                    r.to_string(),
+                    Arc::new(MemoryStore::new()) as Arc<dyn Store>,
+                )
+            })
+            .collect();
+        Self::start_on(stores, engine).await
+    }
+
+    /// Four nodes on the given stores.
+    async fn start_on(
+        stores: BTreeMap<String, Arc<dyn Store>>,
+        engine: impl Fn(&str) -> Option<TableEngine>,
+    ) -> anyhow::Result<Net> {
         let net = InProcessNetwork::new();
         let mut nodes = BTreeMap::new();
-        let mut stores = BTreeMap::new();
-        for role in ROLES {
-            let store = Arc::new(MemoryStore::new());
+        for (role, store) in &stores {
             let node = Cluster::start_node(&net, role, store.clone(), contracts(engine(role)), &[])
                 .await?;
-            nodes.insert(role.to_owned(), node);
-            stores.insert(role.to_owned(), store);
+            nodes.insert(role.clone(), node);
         }
         Ok(Net { net, nodes, stores })
     }
@@ -715,7 +730,15 @@ async fn a_call_over_its_tick_budget_is_rejected_contract_limit() -> anyhow::Res
 #[tokio::test]
 async fn a_tampered_stored_source_is_reported_and_the_node_refuses_to_start() -> anyhow::Result<()>
 {
-    let mut n = Net::start(|_| Some(TableEngine::default())).await?;
+    let memory: BTreeMap<String, Arc<MemoryStore>> = ROLES
+        .iter()
+        .map(|r| (r.to_string(), Arc::new(MemoryStore::new())))
+        .collect();
+    let stores = memory
+        .iter()
+        .map(|(r, s)| (r.clone(), s.clone() as Arc<dyn Store>))
+        .collect();
+    let mut n = Net::start_on(stores, |_| Some(TableEngine::default())).await?;
     ensure!(n
         .node("seller")
         .deploy_contract(board_record())
@@ -741,7 +764,7 @@ async fn a_tampered_stored_source_is_reported_and_the_node_refuses_to_start() ->
 
     // One byte of the buyer's stored source changed (the minimum bid lowered to 0).
     n.nodes.remove("buyer");
-    let store = n.stores["buyer"].clone();
+    let store = memory["buyer"].clone();
     store.tamper_contracts(|table| {
         if let Some(rec) = table.get_mut(&board()) {
             rec.source = rec
@@ -769,6 +792,97 @@ async fn a_tampered_stored_source_is_reported_and_the_node_refuses_to_start() ->
             &err,
             NodeError::ContractRecord { contract, problem: RecordProblem::SourceEdited { .. } }
                 if *contract == board()
+        ),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// The same on SQLite files: the deployment, the source and the business events are stored
+/// in the node databases and verify; a restarted node runs the contract from its file; a
+/// source edited with plain SQL is reported by `verify` and refuses the start.
+#[tokio::test]
+async fn on_sqlite_a_deployed_source_reloads_and_an_edited_one_refuses_the_start(
+) -> anyhow::Result<()> {
+    let dir = common::TempDir::new("sst-engines")?;
+    let mut stores = BTreeMap::new();
+    for role in ROLES {
+        let path = dir.0.join(format!("{role}.db"));
+        stores.insert(role.to_string(), common::sqlite_store(&path).await?);
+    }
+    let mut n = Net::start_on(stores, |_| Some(TableEngine::default())).await?;
+    let deployed = n.node("seller").deploy_contract(board_record()).await?;
+    ensure!(deployed.is_applied(), "{deployed:?}");
+    for role in ROLES {
+        n.wait_installed(role).await?;
+    }
+    let id = n.create("b-6").await?;
+    let bid = n
+        .node("buyer")
+        .submit(
+            &who("buyer"),
+            Intent::call("b-6", "bid", json!({"amount": 9})),
+        )
+        .await?;
+    ensure!(bid.is_applied(), "{bid:?}");
+    n.node("seller")
+        .wait_for(&id, 2, &all_roles(), WAIT)
+        .await?;
+    for role in ROLES {
+        let store = n.stores[role].clone();
+        let rec = store.event(&bid.event()).await?.context("bid recorded")?;
+        ensure!(rec.business_events.len() == 2, "{role}: {rec:?}");
+        let report = sst_core::verify_store(store.as_ref(), &mut |_, _| {}).await?;
+        ensure!(report.is_clean(), "{role}: {:?}", report.findings);
+    }
+
+    // The seller restarts on its file and runs the contract from the stored source.
+    n.restart("seller", Some(TableEngine::default())).await?;
+    let stamp = n
+        .node("seller")
+        .submit(
+            &who("seller"),
+            Intent::call("b-6", "stamp", json!({"note": "again"})),
+        )
+        .await?;
+    ensure!(stamp.is_applied(), "{stamp:?}");
+
+    // The buyer's stored source edited with plain SQL while it is stopped.
+    n.nodes.remove("buyer");
+    let path = dir.0.join("buyer.db");
+    let conn = rusqlite::Connection::open(&path)?;
+    let edited = conn.execute(
+        "UPDATE sst_contract SET record = json_set(record, '$.source', \
+         replace(json_extract(record, '$.source'), '\"amount\": 1', '\"amount\": 0')) \
+         WHERE name = 'board' AND version = 1",
+        [],
+    )?;
+    ensure!(edited == 1, "no contract row edited");
+    drop(conn);
+    let store = common::sqlite_store(&path).await?;
+    let report = sst_core::verify_store(store.as_ref(), &mut |_, _| {}).await?;
+    ensure!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.problem.contains("stored source hashes to")),
+        "verify did not report the source: {:?}",
+        report.findings
+    );
+    n.stores.insert("buyer".into(), store);
+    let err = n
+        .restart("buyer", Some(TableEngine::default()))
+        .await
+        .err()
+        .context("the buyer started on an edited source")?
+        .downcast::<NodeError>()?;
+    ensure!(
+        matches!(
+            &err,
+            NodeError::ContractRecord {
+                problem: RecordProblem::SourceEdited { .. },
+                ..
+            }
         ),
         "{err}"
     );
