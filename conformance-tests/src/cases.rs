@@ -26,15 +26,19 @@ use crate::fixtures::{
 use crate::{Backend, BackendFactory};
 
 pub use crate::log_cases::{
-    anchors, checkpoints_are_kept_per_node_and_position, concurrent_writers_never_fork_the_log,
-    deleted_event_row_leaves_its_entry_unbound, deleted_log_entry_is_reported,
-    deleted_refusal_is_reported, duplicated_log_entry_is_reported,
+    added_business_event_is_reported, anchors, checkpoints_are_kept_per_node_and_position,
+    concurrent_writers_never_fork_the_log, deleted_event_row_leaves_its_entry_unbound,
+    deleted_log_entry_is_reported, deleted_refusal_is_reported, duplicated_log_entry_is_reported,
     edited_contract_policy_is_reported, every_write_appends_one_chained_log_entry,
     log_cut_below_a_checkpoint_is_reported, removed_event_receipt_is_reported,
     reordered_log_entries_are_reported, replaced_actor_key_is_reported,
     rewritten_event_actor_is_reported, rewritten_event_origin_seq_is_reported,
     rewritten_event_reason_is_reported, rewritten_event_root_is_reported,
     rewritten_event_state_is_reported,
+};
+pub use crate::notify_cases::{
+    business_events_round_trip_and_verify, edited_business_event_payload_is_reported,
+    pruning_keeps_the_latest_checkpoints, sink_cursors_move_forward_per_sink,
 };
 
 // ---------------------------------------------------------------------------------------------

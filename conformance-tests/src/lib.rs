@@ -21,6 +21,7 @@
 pub mod cases;
 pub mod fixtures;
 mod log_cases;
+mod notify_cases;
 
 use std::sync::Arc;
 
@@ -101,7 +102,7 @@ pub enum Mutation {
         root: StateRoot,
     },
     /// `UPDATE` one column of an event row to `value` (a JSON string or integer for plain
-    /// columns, a JSON document or `null` for `receipt`).
+    /// columns, a JSON document or `null` for `receipt` and `business_events`).
     SetEventColumn {
         /// The event.
         event: EventId,
@@ -173,6 +174,8 @@ pub enum EventColumn {
     NewRoot,
     /// `receipt` (JSON document or null).
     Receipt,
+    /// `business_events` (JSON array or null).
+    BusinessEvents,
 }
 
 impl EventColumn {
@@ -185,6 +188,7 @@ impl EventColumn {
             EventColumn::Reason => "reason",
             EventColumn::NewRoot => "new_root",
             EventColumn::Receipt => "receipt",
+            EventColumn::BusinessEvents => "business_events",
         }
     }
 }
@@ -302,6 +306,11 @@ macro_rules! suite {
             edited_contract_policy_is_reported,
             deleted_refusal_is_reported,
             deleted_event_row_leaves_its_entry_unbound,
+            added_business_event_is_reported,
+            business_events_round_trip_and_verify,
+            edited_business_event_payload_is_reported,
+            sink_cursors_move_forward_per_sink,
+            pruning_keeps_the_latest_checkpoints,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

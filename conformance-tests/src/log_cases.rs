@@ -24,7 +24,8 @@ pub fn anchors() -> TrustAnchors {
     TrustAnchors::new(registry(), Some(sequencer().0))
 }
 
-async fn verify(b: &Backend) -> anyhow::Result<VerifyReport> {
+/// `verify_store_with` under the fixture [`anchors`].
+pub(crate) async fn verify(b: &Backend) -> anyhow::Result<VerifyReport> {
     Ok(verify_store_with(b.store.as_ref(), &anchors(), &mut |_, _| {}).await?)
 }
 
@@ -361,6 +362,16 @@ async fn log_case(
         }
     }
     let report = verify(&b).await?;
+    expect_finding(&report, case, table, rules)
+}
+
+/// Checks that `report` holds a finding on `table` under one of `rules`.
+pub(crate) fn expect_finding(
+    report: &VerifyReport,
+    case: &str,
+    table: PeerTable,
+    rules: &[Rule],
+) -> anyhow::Result<()> {
     ensure!(!report.is_clean(), "{case}: tampering went unnoticed");
     ensure!(
         report
@@ -443,6 +454,18 @@ pub async fn rewritten_event_root_is_reported(f: &impl BackendFactory) -> anyhow
 /// An event's sequencing receipt removed is reported on the event table.
 pub async fn removed_event_receipt_is_reported(f: &impl BackendFactory) -> anyhow::Result<()> {
     column_case(f, EventColumn::Receipt, |s| (s.applied[0], Value::Null)).await
+}
+
+/// A business event added to an applied event's `business_events` column (it emitted none)
+/// is reported on the event table: the receipt and the log record cover them.
+pub async fn added_business_event_is_reported(f: &impl BackendFactory) -> anyhow::Result<()> {
+    column_case(f, EventColumn::BusinessEvents, |s| {
+        (
+            s.applied[1],
+            json!([{"name": "price_agreed", "payload": {"amount": 1}}]),
+        )
+    })
+    .await
 }
 
 /// A log entry deleted breaks the chain.

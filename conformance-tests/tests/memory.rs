@@ -40,6 +40,13 @@ fn set_column(r: &mut EventRecord, column: EventColumn, value: &Value) -> anyhow
             Outcome::Rejected { .. } => anyhow::bail!("a rejected event has no root"),
         },
         EventColumn::Receipt => r.receipt = serde_json::from_value(value.clone())?,
+        EventColumn::BusinessEvents => {
+            r.business_events = if value.is_null() {
+                Vec::new()
+            } else {
+                serde_json::from_value(value.clone())?
+            }
+        }
         other => anyhow::bail!("column {other:?} not known to the memory raw access"),
     }
     Ok(())

@@ -125,7 +125,9 @@ mod tests {
         assert_eq!(t.state, "sst_state");
         assert_eq!(t.history, "sst_state_history");
         assert_eq!(t.sink_cursor, "sst_sink_cursor");
-        assert!(t.fields().contains(&("tables.sink_cursor", "sst_sink_cursor")));
+        assert!(t
+            .fields()
+            .contains(&("tables.sink_cursor", "sst_sink_cursor")));
         assert!(t.validate(63).is_ok());
     }
 

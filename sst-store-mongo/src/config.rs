@@ -31,6 +31,9 @@ pub struct CollectionNames {
     pub log: String,
     /// Node-signed log checkpoints, unique per `(node, pos)` (`sst_checkpoint`).
     pub checkpoint: String,
+    /// Notification sinks' cursors, one document per sink keyed by its name
+    /// (`sst_sink_cursor`); outside the log.
+    pub sink_cursor: String,
 }
 
 impl Default for CollectionNames {
@@ -52,6 +55,7 @@ impl CollectionNames {
             refusal: format!("{prefix}sst_refusal"),
             log: format!("{prefix}sst_log"),
             checkpoint: format!("{prefix}sst_checkpoint"),
+            sink_cursor: format!("{prefix}sst_sink_cursor"),
         }
     }
 }
@@ -148,6 +152,7 @@ mod tests {
         assert_eq!(c.collections.refusal, "sst_refusal");
         assert_eq!(c.collections.log, "sst_log");
         assert_eq!(c.collections.checkpoint, "sst_checkpoint");
+        assert_eq!(c.collections.sink_cursor, "sst_sink_cursor");
         assert_eq!(c.transactions, TransactionMode::Auto);
     }
 

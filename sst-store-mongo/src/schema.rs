@@ -79,7 +79,7 @@ pub fn indexes(c: &CollectionNames) -> Vec<IndexSpec> {
 }
 
 /// Every collection `migrate` creates.
-pub fn collections(c: &CollectionNames) -> [&str; 9] {
+pub fn collections(c: &CollectionNames) -> [&str; 10] {
     [
         &c.state,
         &c.history,
@@ -90,6 +90,7 @@ pub fn collections(c: &CollectionNames) -> [&str; 9] {
         &c.refusal,
         &c.log,
         &c.checkpoint,
+        &c.sink_cursor,
     ]
 }
 
@@ -132,6 +133,8 @@ const EVENT_FIELDS: &[&str] = &[
     "signed",
     "disclosures",
     "receipt",
+    // `business_events` is not required: documents written before it existed lack it and
+    // read as events without business events.
 ];
 
 impl Shape {
@@ -174,7 +177,7 @@ pub const LOG_FIELDS: &[&str] = &["kind", "subject", "record", "prev", "hash"];
 pub const CHECKPOINT_FIELDS: &[&str] = &["node", "pos", "head", "at", "signature"];
 
 /// The shape of every peer collection.
-pub fn shapes(c: &CollectionNames) -> [Shape; 9] {
+pub fn shapes(c: &CollectionNames) -> [Shape; 10] {
     let shape = |collection: &str, fields, string_id| Shape {
         collection: collection.to_owned(),
         fields,
@@ -194,6 +197,7 @@ pub fn shapes(c: &CollectionNames) -> [Shape; 9] {
         shape(&c.refusal, REFUSAL_FIELDS, true),
         shape(&c.log, LOG_FIELDS, false),
         shape(&c.checkpoint, CHECKPOINT_FIELDS, false),
+        shape(&c.sink_cursor, &["pos"], true),
     ]
 }
 
@@ -273,7 +277,7 @@ mod tests {
     #[test]
     fn an_old_layout_event_without_receipt_and_foreign_log_documents_are_refused() {
         let c = CollectionNames::default();
-        let [_, _, event, .., log, checkpoint] = shapes(&c);
+        let [_, _, event, .., log, checkpoint, _] = shapes(&c);
         let mut old = doc! { "_id": "e1" };
         for f in EVENT_FIELDS.iter().filter(|f| **f != "receipt") {
             old.insert(*f, Bson::Null);

@@ -32,15 +32,17 @@ use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde_json::Value;
 use sst_core::model::StateParts;
-use sst_core::raw::columns::{json_value, receipt_from_column, to_i64, DerivedEventColumns};
+use sst_core::raw::columns::{
+    business_events_from_column, json_value, receipt_from_column, to_i64, DerivedEventColumns,
+};
 use sst_core::raw::{
     CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded, RACE_RETRIES,
 };
 use sst_core::{
-    check_refusal, Actor, ActorId, Capabilities, Checkpoint, CommitBatch, CommitItem,
-    CommitReceipt, ConflictKind, ContractRecord, ContractRef, Digest, EventFilter, EventId,
-    EventRecord, LogEntry, LogHead, LogKind, LogRecord, NodeId, OriginSeq, Outcome, Refusal,
-    SignedCheckpoint, State, StateId, Store, StoreError, Timestamp,
+    check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Capabilities, Checkpoint,
+    CommitBatch, CommitItem, CommitReceipt, ConflictKind, ContractRecord, ContractRef, Digest,
+    EventFilter, EventId, EventRecord, LogEntry, LogHead, LogKind, LogRecord, NodeId, OriginSeq,
+    Outcome, Refusal, SignedCheckpoint, State, StateId, Store, StoreError, Timestamp,
 };
 
 use crate::config::{CollectionNames, MongoConfig, TransactionMode};
@@ -373,6 +375,10 @@ fn event_doc(
             Some(r) => json_bson("event.receipt", r)?,
             None => Bson::Null,
         },
+        "business_events": match &c.business_events {
+            Some(b) => json_bson("event.business_events", b)?,
+            None => Bson::Null,
+        },
     };
     if let Some((items, since)) = pending {
         d.insert(
@@ -408,12 +414,19 @@ fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
         .get("receipt")
         .map(|r| from_bson(r).map_err(|e| StoreError::malformed(&what, format!("receipt: {e}"))))
         .transpose()?;
+    // Absent in documents written before events carried business events: none.
+    let business_events = d
+        .get("business_events")
+        .map(|b| {
+            from_bson(b).map_err(|e| StoreError::malformed(&what, format!("business_events: {e}")))
+        })
+        .transpose()?;
     let record = EventRecord {
         signed,
         disclosures,
         outcome,
         receipt: receipt_from_column(&what, receipt)?,
-        business_events: Vec::new(),
+        business_events: business_events_from_column(&what, business_events)?,
     };
     let derived = DerivedEventColumns {
         id: get_str(d, "_id", &what)?,
@@ -592,6 +605,9 @@ impl MongoStore {
     }
     fn checkpoints_col(&self) -> Collection<Document> {
         self.col(&self.names.checkpoint)
+    }
+    fn sink_cursors_col(&self) -> Collection<Document> {
+        self.col(&self.names.sink_cursor)
     }
 
     /// The head of the log (its highest position), read inside the transaction of `session`.
@@ -1891,6 +1907,65 @@ impl Store for MongoStore {
         .iter()
         .map(checkpoint_from_doc)
         .collect()
+    }
+
+    async fn prune_checkpoints(&self, node: &NodeId, keep: usize) -> Result<usize, StoreError> {
+        let op = "prune_checkpoints";
+        check_prune_keep(keep)?;
+        // The positions in Rust order (not the server's sort), so the cut is the same on
+        // every server: the newest checkpoint beyond the `keep` latest and everything older.
+        let positions: Vec<u64> = self
+            .checkpoints(node)
+            .await?
+            .iter()
+            .map(|c| c.checkpoint.pos)
+            .collect();
+        let Some(cut) = positions.len().checked_sub(keep + 1).map(|i| positions[i]) else {
+            return Ok(0);
+        };
+        let deleted = self
+            .checkpoints_col()
+            .delete_many(doc! {
+                "node": node.as_str(),
+                "pos": { "$lte": to_i64("checkpoint.pos", cut)? },
+            })
+            .await
+            .map_err(|e| backend(op, e))?;
+        Ok(usize::try_from(deleted.deleted_count).unwrap_or(usize::MAX))
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<u64>, StoreError> {
+        let op = "sink_cursor";
+        check_sink_name(sink)?;
+        let held = self
+            .sink_cursors_col()
+            .find_one(doc! { "_id": sink })
+            .await
+            .map_err(|e| backend(op, e))?;
+        held.map(|d| get_u64(&d, "pos", &format!("cursor of sink {sink}")))
+            .transpose()
+    }
+
+    /// One document per sink (`_id` = its name) moved with `$max`, so a lower position never
+    /// lowers it; two first puts racing on the upsert lose one insert, which is tried again
+    /// as an update.
+    async fn set_sink_cursor(&self, sink: &str, position: u64) -> Result<(), StoreError> {
+        let op = "set_sink_cursor";
+        check_sink_name(sink)?;
+        let pos = to_i64("position", position)?;
+        let mut tries = 0;
+        loop {
+            let moved = self
+                .sink_cursors_col()
+                .update_one(doc! { "_id": sink }, doc! { "$max": { "pos": pos } })
+                .upsert(true)
+                .await;
+            match moved {
+                Ok(_) => return Ok(()),
+                Err(e) if error::is_duplicate_key(&e) && tries < RACE_RETRIES => tries += 1,
+                Err(e) => return Err(backend(op, e)),
+            }
+        }
     }
 }
 

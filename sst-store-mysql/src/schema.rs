@@ -29,6 +29,8 @@ pub(crate) struct Names {
     pub(crate) log: String,
     /// `` `db`.`sst_checkpoint` ``.
     pub(crate) checkpoint: String,
+    /// `` `db`.`sst_sink_cursor` ``.
+    pub(crate) sink_cursor: String,
 }
 
 impl Names {
@@ -44,6 +46,7 @@ impl Names {
             refusal: q(&t.refusal),
             log: q(&t.log),
             checkpoint: q(&t.checkpoint),
+            sink_cursor: q(&t.sink_cursor),
         }
     }
 }
@@ -139,6 +142,7 @@ pub(crate) fn ddl(n: &Names, collation: &str, flavor: Flavor) -> Vec<String> {
                 event            {user_json}     NOT NULL,
                 disclosures      {user_json}     NOT NULL,
                 receipt          JSON         NULL,
+                business_events  {user_json}     NULL,
                 recorded_at      TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
                 PRIMARY KEY (pos),
                 UNIQUE KEY event_id (id),
@@ -208,7 +212,29 @@ pub(crate) fn ddl(n: &Names, collation: &str, flavor: Flavor) -> Vec<String> {
             ) {table}",
             n.checkpoint
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                sink VARCHAR(128) NOT NULL,
+                pos  BIGINT       NOT NULL,
+                PRIMARY KEY (sink),
+                CHECK (pos >= 0)
+            ) {table}",
+            n.sink_cursor
+        ),
     ]
+}
+
+/// The `ALTER TABLE` adding `column`, one of the event columns later releases added, to an
+/// event table of an older layout (`None` for a column this version does not know).
+pub(crate) fn add_event_column(n: &Names, column: &str, flavor: Flavor) -> Option<String> {
+    match column {
+        "business_events" => Some(format!(
+            "ALTER TABLE {} ADD COLUMN business_events {} NULL",
+            n.event,
+            flavor.user_json()
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +255,7 @@ mod tests {
         assert!(ddl.contains("KEY refusal_state (state_id, version)"));
         assert!(ddl.contains("data             LONGTEXT"));
         assert!(ddl.contains("receipt          JSON         NULL"));
+        assert!(ddl.contains("business_events  LONGTEXT     NULL"));
         assert!(ddl.contains("CREATE TABLE IF NOT EXISTS `node_a`.`sst_log`"));
         assert!(ddl.contains("PRIMARY KEY (node, pos)"));
         let mysql = super::ddl(&n, "utf8mb4_0900_bin", Flavor::Mysql).join(";\n");

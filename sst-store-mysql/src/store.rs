@@ -14,17 +14,18 @@ use mysql_async::{
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{
-    json_text, outcome_from_columns, receipt_from_column, DerivedEventColumns,
+    business_events_from_column, json_text, outcome_from_columns, receipt_from_column,
+    DerivedEventColumns,
 };
 use sst_core::raw::{
-    check_peer_layout, CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, NameCase,
-    Recorded, RACE_RETRIES,
+    check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, EventColumns,
+    Lookups, NameCase, Recorded, RACE_RETRIES,
 };
 use sst_core::{
-    check_refusal, Actor, ActorId, Checkpoint, CommitBatch, CommitReceipt, ContractRecord,
-    ContractRef, Digest, Disclosure, EventFilter, EventId, EventRecord, LogEntry, LogHead,
-    LogRecord, NodeId, OriginSeq, Refusal, SignedCheckpoint, SignedEvent, State, StateId, Store,
-    StoreError, Timestamp,
+    check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
+    CommitReceipt, ContractRecord, ContractRef, Digest, Disclosure, EventFilter, EventId,
+    EventRecord, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, Refusal, SignedCheckpoint,
+    SignedEvent, State, StateId, Store, StoreError, Timestamp,
 };
 
 use crate::config::{check_identifier, MysqlConfig, TableNames};
@@ -39,7 +40,11 @@ const STATE_COLUMNS: &str = "id, contract_name, contract_version, version, parti
 /// Columns of an event row, in the order the `INSERT`s below list them.
 const EVENT_COLUMNS: &str = "id, state_id, kind, contract_name, contract_version, actor, \
                              origin_node, origin_seq, outcome, reason, reason_detail, \
-                             new_version, new_root, event, disclosures, receipt";
+                             new_version, new_root, event, disclosures, receipt, business_events";
+
+/// Event columns added after the event table was first released: an event table without them
+/// is of an older layout, and `migrate` adds them (nullable).
+const ADDED_EVENT_COLUMNS: [&str; 1] = ["business_events"];
 
 /// Most placeholders one statement may carry (the protocol counts them in 16 bits).
 const MAX_PLACEHOLDERS: usize = 65_535;
@@ -55,7 +60,7 @@ const MAX_INSERT_BYTES: usize = 4 << 20;
 /// columns against it.
 const EVENT_SELECT: &str = "id, state_id, kind, contract_name, contract_version, actor, \
                             origin_node, origin_seq, reason, event, disclosures, outcome, \
-                            reason_detail, new_version, new_root, receipt";
+                            reason_detail, new_version, new_root, receipt, business_events";
 
 /// Columns of a log row, in the order the `INSERT`s and `SELECT`s list them.
 const LOG_COLUMNS: &str = "pos, kind, subject, record, prev, hash";
@@ -112,6 +117,10 @@ struct Sql {
     insert_checkpoint: String,
     checkpoint_head: String,
     checkpoints: String,
+    checkpoint_cut: String,
+    prune_checkpoints: String,
+    sink_cursor: String,
+    set_sink_cursor: String,
 }
 
 impl Sql {
@@ -215,6 +224,19 @@ impl Sql {
                 "SELECT {CHECKPOINT_COLUMNS} FROM {} WHERE node = ? ORDER BY pos",
                 n.checkpoint
             ),
+            // MySQL cannot delete from a table its own subquery reads: the newest checkpoint
+            // beyond the `keep` latest is read first, then it and everything older goes.
+            checkpoint_cut: format!(
+                "SELECT pos FROM {} WHERE node = ? ORDER BY pos DESC LIMIT 1 OFFSET ?",
+                n.checkpoint
+            ),
+            prune_checkpoints: format!("DELETE FROM {} WHERE node = ? AND pos <= ?", n.checkpoint),
+            sink_cursor: format!("SELECT pos FROM {} WHERE sink = ?", n.sink_cursor),
+            set_sink_cursor: format!(
+                "INSERT INTO {} (sink, pos) VALUES (?, ?) \
+                 ON DUPLICATE KEY UPDATE pos = GREATEST(pos, VALUES(pos))",
+                n.sink_cursor
+            ),
         }
     }
 }
@@ -313,6 +335,7 @@ impl EventRow {
             My::from(c.signed.to_string()),
             My::from(c.disclosures.to_string()),
             My::from(c.receipt.map(|v| v.to_string())),
+            My::from(c.business_events.map(|v| v.to_string())),
         ];
         Ok(EventRow {
             id: r.id(),
@@ -415,12 +438,18 @@ fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
         .transpose()
         .map_err(|e| StoreError::malformed(what(), format!("receipt: {e}")))?;
     let receipt = receipt_from_column(&what(), receipt)?;
+    let business_events: Option<String> = take(&mut row, "business_events", &what)?;
+    let business_events = business_events
+        .map(|t| serde_json::from_str::<Value>(&t))
+        .transpose()
+        .map_err(|e| StoreError::malformed(what(), format!("business_events: {e}")))?;
+    let business_events = business_events_from_column(&what(), business_events)?;
     let record = EventRecord {
         signed,
         disclosures,
         outcome,
         receipt,
-        business_events: Vec::new(),
+        business_events,
     };
     EventColumns::check_derived(&record, &derived)?;
     Ok(record)
@@ -502,10 +531,13 @@ const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
 const CONTRACT_COLUMNS: [&str; 5] = ["name", "version", "identity", "deployer", "record"];
 
 /// Each peer table's name with the columns SST's statements name in it.
-fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 8] {
+fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 9] {
     let list = |cols: &'static str| cols.split(',').map(str::trim).collect::<Vec<_>>();
     let state = list(STATE_COLUMNS);
-    let event = std::iter::once("pos").chain(list(EVENT_COLUMNS)).collect();
+    let event = std::iter::once("pos")
+        .chain(list(EVENT_COLUMNS))
+        .filter(|c| !ADDED_EVENT_COLUMNS.contains(c))
+        .collect();
     [
         (&t.state, state.clone()),
         (&t.history, state),
@@ -515,6 +547,7 @@ fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 8] {
         (&t.refusal, list(REFUSAL_COLUMNS)),
         (&t.log, list(LOG_COLUMNS)),
         (&t.checkpoint, list(CHECKPOINT_COLUMNS)),
+        (&t.sink_cursor, vec!["sink", "pos"]),
     ]
 }
 
@@ -1063,6 +1096,14 @@ impl Store for MysqlStore {
                 self.database
             ),
         )?;
+        // An event table of an older layout gains the columns added since.
+        let added = [(self.config.tables.event.as_str(), ADDED_EVENT_COLUMNS)];
+        for (_, column) in columns_to_add(&added, &present, NameCase::Insensitive) {
+            let alter = schema::add_event_column(&self.names, column, flavor).ok_or_else(|| {
+                StoreError::backend(NAME, op, format!("no definition of column {column}"))
+            })?;
+            conn.query_drop(alter).await.map_err(|e| backend(op, e))?;
+        }
         // MySQL/MariaDB DDL commits implicitly: each statement is idempotent on its own.
         for stmt in schema::ddl(&self.names, collation, flavor) {
             conn.query_drop(stmt).await.map_err(|e| backend(op, e))?;
@@ -1416,5 +1457,55 @@ impl Store for MysqlStore {
             .await
             .map_err(|e| backend(op, e))?;
         rows.into_iter().map(checkpoint_from_row).collect()
+    }
+
+    async fn prune_checkpoints(&self, node: &NodeId, keep: usize) -> Result<usize, StoreError> {
+        let op = "prune_checkpoints";
+        check_prune_keep(keep)?;
+        let mut conn = self.conn(op).await?;
+        let mut tx = conn
+            .start_transaction(TxOpts::default())
+            .await
+            .map_err(|e| backend(op, e))?;
+        let cut: Option<i64> = tx
+            .exec_first(
+                self.sql.checkpoint_cut.as_str(),
+                (node.as_str(), u64::try_from(keep).unwrap_or(u64::MAX)),
+            )
+            .await
+            .map_err(|e| backend(op, e))?;
+        let Some(cut) = cut else {
+            return Ok(0);
+        };
+        tx.exec_drop(self.sql.prune_checkpoints.as_str(), (node.as_str(), cut))
+            .await
+            .map_err(|e| backend(op, e))?;
+        let deleted = tx.affected_rows();
+        tx.commit().await.map_err(|e| backend(op, e))?;
+        Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<u64>, StoreError> {
+        let op = "sink_cursor";
+        check_sink_name(sink)?;
+        let mut conn = self.conn(op).await?;
+        let pos: Option<i64> = conn
+            .exec_first(self.sql.sink_cursor.as_str(), (sink,))
+            .await
+            .map_err(|e| backend(op, e))?;
+        pos.map(|p| {
+            u64::try_from(p).map_err(|e| StoreError::malformed(format!("cursor of sink {sink}"), e))
+        })
+        .transpose()
+    }
+
+    async fn set_sink_cursor(&self, sink: &str, position: u64) -> Result<(), StoreError> {
+        let op = "set_sink_cursor";
+        check_sink_name(sink)?;
+        let pos = to_i64("position", position)?;
+        let mut conn = self.conn(op).await?;
+        conn.exec_drop(self.sql.set_sink_cursor.as_str(), (sink, pos))
+            .await
+            .map_err(|e| backend(op, e))
     }
 }

@@ -1,5 +1,6 @@
 //! Opening what is not ours on a real MySQL / MariaDB server (`SST_MYSQL_URL`): `migrate`
-//! refuses a foreign table that carries a peer table's name and changes nothing.
+//! refuses a foreign table that carries a peer table's name and changes nothing, and upgrades
+//! an event table of an older layout of its own.
 
 mod common;
 
@@ -108,5 +109,49 @@ async fn migrate_refuses_an_event_table_without_receipt() -> anyhow::Result<()> 
         }
         other => bail!("expected a Schema error, got {other:?}"),
     }
+    Ok(())
+}
+
+/// An event table of the layout before business events (and no sink cursor table) gains the
+/// column and the table on `migrate`; its recorded events read back without business events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_adds_business_events_to_the_layout_before_them() -> anyhow::Result<()> {
+    use conformance_tests::fixtures::{actor, create, deal_parties, deal_values, state_id};
+    let Some(db) = ScratchDb::new()? else {
+        return Ok(());
+    };
+    let store = db.store(2).await?;
+    store.migrate().await?;
+    let (alice, key) = actor("acme", "alice");
+    let created = create(
+        &state_id("upgraded"),
+        deal_parties(),
+        deal_values(1, 0.5),
+        (&alice, &key),
+        1,
+    );
+    let event = created.event.clone();
+    store
+        .commit(sst_core::CommitBatch::new(vec![created]))
+        .await?;
+    let mut conn = store.pool().get_conn().await?;
+    conn.query_drop(format!(
+        "ALTER TABLE `{}`.`sst_event` DROP COLUMN business_events",
+        db.database
+    ))
+    .await?;
+    conn.query_drop(format!("DROP TABLE `{}`.`sst_sink_cursor`", db.database))
+        .await?;
+    drop(conn);
+    store.migrate().await?;
+    ensure!(
+        store.event(&event.id()).await? == Some(event),
+        "the older event does not read back"
+    );
+    store.set_sink_cursor("mqtt", 3).await?;
+    ensure!(
+        store.sink_cursor("mqtt").await? == Some(3),
+        "cursor not kept"
+    );
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! (generated once from the configured table names, so they are unit-tested without a
 //! server), and the check `migrate` makes of peer tables that already exist.
 
-use sst_core::raw::{check_peer_layout, NameCase};
+use sst_core::raw::{check_peer_layout, columns_to_add, NameCase};
 use sst_core::StoreError;
 
 use crate::config::TableNames;
@@ -115,7 +115,7 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
              {reason_detail}, \
              new_version NUMBER(19), \
              new_root VARCHAR2(128), \
-             {event}, {disclosures}, {receipt}, \
+             {event}, {disclosures}, {receipt}, {business_events}, \
              CONSTRAINT {ev}_pk PRIMARY KEY (id), \
              CONSTRAINT {ev}_origin_uq UNIQUE (origin_node, origin_seq), \
              CONSTRAINT {ev}_pos_uq UNIQUE (pos))",
@@ -124,6 +124,7 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
             event = json(&t.event, "event", false),
             disclosures = json(&t.event, "disclosures", false),
             receipt = json(&t.event, "receipt", true),
+            business_events = json(&t.event, "business_events", true),
         ),
         format!(
             "CREATE INDEX {ev}_state_ix ON {ev} (state_id, pos)",
@@ -169,8 +170,31 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
              CONSTRAINT {cp}_pk PRIMARY KEY (node, pos))",
             cp = t.checkpoint
         ),
+        format!(
+            "CREATE TABLE {sc} (sink VARCHAR2(128) NOT NULL, \
+             pos NUMBER(19) NOT NULL CHECK (pos >= 0), \
+             CONSTRAINT {sc}_pk PRIMARY KEY (sink))",
+            sc = t.sink_cursor
+        ),
     ];
     raw.iter().map(|d| idempotent(d)).collect()
+}
+
+/// Event columns added after the event table was first released: an event table without them
+/// is of an older layout, and `migrate` adds them (nullable).
+const ADDED_EVENT_COLUMNS: &[&str] = &["business_events"];
+
+/// The `ALTER TABLE` statements that bring existing peer tables of an older layout up to
+/// date: `present` as for [`check_peer_columns`] (which must have accepted them).
+pub fn upgrade_ddl(t: &TableNames, mode: JsonMode, present: &[(String, String)]) -> Vec<String> {
+    let added = [(t.event.as_str(), ADDED_EVENT_COLUMNS)];
+    columns_to_add(&added, present, NameCase::Insensitive)
+        .into_iter()
+        .map(|(table, column)| {
+            let definition = mode.column(column, true).replace("{t}", table);
+            format!("ALTER TABLE {table} ADD ({definition})")
+        })
+        .collect()
 }
 
 /// Most binds in one `IN` list (Oracle allows 1000 expressions, ORA-01795): lookups are
@@ -200,7 +224,7 @@ const STATE_COLUMNS: &[&str] = &[
 ];
 
 /// The columns the store reads and writes in each peer table.
-pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 8] {
+pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 9] {
     const EVENT: &[&str] = &[
         "pos",
         "id",
@@ -240,6 +264,7 @@ pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 8] 
         ),
         (&t.log, LOG_COLUMNS),
         (&t.checkpoint, CHECKPOINT_COLUMNS),
+        (&t.sink_cursor, &["sink", "pos"]),
     ]
 }
 
@@ -285,14 +310,14 @@ pub struct Sql {
     pub mode: JsonMode,
     /// `migrate`.
     pub ddl: Vec<String>,
-    /// Inserts an event (16 binds, in [`EventRow::params`](crate::store::EventRow::params)
+    /// Inserts an event (17 binds, in [`EventRow::params`](crate::store::EventRow::params)
     /// order).
     pub insert_event: String,
     /// Locks and returns the current version of a state: `:1` id.
     pub lock_state: String,
     /// Identity recorded for a contract version: `:1` name, `:2` version.
     pub contract_identity: String,
-    /// Columns of the existing peer tables (`table_name, column_name`): `:1`…`:8` the table
+    /// Columns of the existing peer tables (`table_name, column_name`): `:1`…`:9` the table
     /// names in upper case, in [`required_columns`] order.
     pub peer_columns: String,
     /// Inserts the current row of a new state (11 binds).
@@ -309,7 +334,8 @@ pub struct Sql {
     /// All state ids, sorted.
     pub state_ids: String,
     /// Event columns selected by `event` / `events` (append a WHERE clause): id, outcome,
-    /// new version and root, reason detail, event, disclosures, receipt, then the derived
+    /// new version and root, reason detail, event, disclosures, receipt, business events,
+    /// then the derived
     /// columns checked against the event (state id, kind, contract name and version, actor,
     /// origin node and sequence, reason code).
     pub select_events: String,
@@ -352,6 +378,15 @@ pub struct Sql {
     pub checkpoint_head: String,
     /// A node's checkpoints by position (`:1` node), columns as [`Sql::insert_checkpoint`].
     pub checkpoints: String,
+    /// The newest checkpoint of a node beyond its `keep` latest: `:1` node, `:2` keep;
+    /// selects `pos`, no row when the node has at most `keep`.
+    pub checkpoint_cut: String,
+    /// Deletes a node's checkpoints up to a position: `:1` node, `:2` position.
+    pub prune_checkpoints: String,
+    /// A sink's cursor: `:1` sink; selects `pos`.
+    pub sink_cursor: String,
+    /// Moves a sink's cursor forward only: `:1` sink, `:2` position.
+    pub set_sink_cursor: String,
 }
 
 impl Sql {
@@ -382,13 +417,14 @@ impl Sql {
             insert_event: format!(
                 "INSERT INTO {} (id, state_id, kind, contract_name, contract_version, actor, \
                  origin_node, origin_seq, outcome, reason, reason_detail, new_version, new_root, \
-                 event, disclosures, receipt) VALUES (:1, :2, :3, :4, :5, :6, :7, :8, :9, :10, \
-                 {}, :12, :13, {}, {}, {})",
+                 event, disclosures, receipt, business_events) VALUES (:1, :2, :3, :4, :5, :6, \
+                 :7, :8, :9, :10, {}, :12, :13, {}, {}, {}, {})",
                 t.event,
                 b(11),
                 b(14),
                 b(15),
-                b(16)
+                b(16),
+                b(17)
             ),
             lock_state: format!("SELECT version FROM {} WHERE id = :1 FOR UPDATE", t.state),
             contract_identity: format!(
@@ -420,12 +456,13 @@ impl Sql {
             ),
             state_ids: format!("SELECT id FROM {} ORDER BY id", t.state),
             select_events: format!(
-                "SELECT id, outcome, new_version, new_root, {}, {}, {}, {}, state_id, kind, \
+                "SELECT id, outcome, new_version, new_root, {}, {}, {}, {}, {}, state_id, kind, \
                  contract_name, contract_version, actor, origin_node, origin_seq, reason FROM {}",
                 mode.read("reason_detail"),
                 mode.read("event"),
                 mode.read("disclosures"),
                 mode.read("receipt"),
+                mode.read("business_events"),
                 t.event
             ),
             last_origin_seq: format!(
@@ -505,6 +542,23 @@ impl Sql {
                 "SELECT c.node, c.pos, c.head, c.at, c.signature FROM {} c WHERE c.node = :1 \
                  ORDER BY c.pos",
                 t.checkpoint
+            ),
+            checkpoint_cut: format!(
+                "SELECT pos FROM {} WHERE node = :1 ORDER BY pos DESC \
+                 OFFSET :2 ROWS FETCH NEXT 1 ROWS ONLY",
+                t.checkpoint
+            ),
+            prune_checkpoints: format!(
+                "DELETE FROM {} WHERE node = :1 AND pos <= :2",
+                t.checkpoint
+            ),
+            sink_cursor: format!("SELECT pos FROM {} WHERE sink = :1", t.sink_cursor),
+            set_sink_cursor: format!(
+                "MERGE INTO {} c USING (SELECT :1 sink, :2 pos FROM dual) s \
+                 ON (c.sink = s.sink) \
+                 WHEN MATCHED THEN UPDATE SET c.pos = GREATEST(c.pos, s.pos) \
+                 WHEN NOT MATCHED THEN INSERT (sink, pos) VALUES (s.sink, s.pos)",
+                t.sink_cursor
             ),
         }
     }
@@ -699,7 +753,7 @@ mod tests {
         assert_eq!(
             sql.peer_columns,
             "SELECT table_name, column_name FROM user_tab_columns \
-             WHERE table_name IN (:1, :2, :3, :4, :5, :6, :7, :8)"
+             WHERE table_name IN (:1, :2, :3, :4, :5, :6, :7, :8, :9)"
         );
         const { assert!(IN_LIST_MAX <= 1000, "IN lists stay within ORA-01795") };
     }
@@ -845,6 +899,10 @@ mod tests {
                 &sql.insert_checkpoint,
                 &sql.checkpoint_head,
                 &sql.checkpoints,
+                &sql.checkpoint_cut,
+                &sql.prune_checkpoints,
+                &sql.sink_cursor,
+                &sql.set_sink_cursor,
             ];
             let built = [
                 sql.known_events(3),
@@ -875,7 +933,7 @@ mod tests {
         }
         let native = ddl(&tables(), JsonMode::Native).join("\n");
         assert!(
-            native.contains("receipt JSON, CONSTRAINT sst_event_pk"),
+            native.contains("receipt JSON, business_events JSON, CONSTRAINT sst_event_pk"),
             "{native}"
         );
         let blob = ddl(&tables(), JsonMode::Blob).join("\n");
@@ -900,7 +958,36 @@ mod tests {
         let t = TableNames::with_prefix("p_sst_");
         assert_eq!(required_columns(&t)[6].0, "p_sst_log");
         assert_eq!(required_columns(&t)[7].0, "p_sst_checkpoint");
+        assert_eq!(required_columns(&t)[8].0, "p_sst_sink_cursor");
         assert!(required_columns(&t)[2].1.contains(&"receipt"));
+        assert!(!required_columns(&t)[2].1.contains(&"business_events"));
+    }
+
+    #[test]
+    fn an_event_table_without_business_events_gains_the_column() {
+        let t = tables();
+        let event = columns(&t.event, required_columns(&t)[2].1);
+        for (mode, definition) in [
+            (JsonMode::Native, "business_events JSON"),
+            (
+                JsonMode::Blob,
+                "business_events BLOB CONSTRAINT sst_event_business_events_json CHECK \
+                 (business_events IS JSON STRICT WITH UNIQUE KEYS)",
+            ),
+        ] {
+            assert!(check_peer_columns(&t, &event).is_ok());
+            assert_eq!(
+                upgrade_ddl(&t, mode, &event),
+                vec![format!("ALTER TABLE sst_event ADD ({definition})")]
+            );
+        }
+        let mut current = event.clone();
+        current.extend(columns(&t.event, &["business_events"]));
+        assert!(upgrade_ddl(&t, JsonMode::Native, &current).is_empty());
+        assert!(
+            upgrade_ddl(&t, JsonMode::Native, &[]).is_empty(),
+            "no table yet"
+        );
     }
 
     #[test]

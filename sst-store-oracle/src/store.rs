@@ -15,20 +15,24 @@ use oracle::sql_type::{OracleType, ToSql};
 use oracle::{Connection, Row, SqlValue};
 use serde_json::Value;
 use sst_core::model::StateParts;
-use sst_core::raw::columns::{json_value, receipt_from_column, to_i64, DerivedEventColumns};
+use sst_core::raw::columns::{
+    business_events_from_column, json_value, receipt_from_column, to_i64, DerivedEventColumns,
+};
 use sst_core::raw::{
     CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded, RACE_RETRIES,
 };
 use sst_core::{
-    check_refusal, Actor, ActorId, Checkpoint, CommitBatch, CommitItem, CommitReceipt,
-    ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, LogEntry, LogHead,
-    LogRecord, NodeId, OriginSeq, Outcome, Refusal, SignedCheckpoint, State, StateId, Store,
-    StoreError, Timestamp,
+    check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
+    CommitItem, CommitReceipt, ContractRecord, ContractRef, Digest, EventFilter, EventId,
+    EventRecord, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, Outcome, Refusal,
+    SignedCheckpoint, State, StateId, Store, StoreError, Timestamp,
 };
 
 use crate::config::{JsonColumn, OracleConfig};
 use crate::error::{backend, is_unique_violation, raced_or, tx_err, TxError};
-use crate::schema::{check_peer_columns, required_columns, JsonMode, Sql, IN_LIST_MAX};
+use crate::schema::{
+    check_peer_columns, required_columns, upgrade_ddl, JsonMode, Sql, IN_LIST_MAX,
+};
 use crate::value;
 use crate::NAME;
 
@@ -179,6 +183,7 @@ pub struct EventRow {
     event: JsonBind,
     disclosures: JsonBind,
     receipt: JsonBind,
+    business_events: JsonBind,
 }
 
 impl EventRow {
@@ -209,11 +214,14 @@ impl EventRow {
             receipt: c
                 .receipt
                 .map_or(JsonBind::Null(mode), |v| JsonBind::new(mode, &v)),
+            business_events: c
+                .business_events
+                .map_or(JsonBind::Null(mode), |v| JsonBind::new(mode, &v)),
         })
     }
 
-    /// Binds 1–16.
-    pub fn params(&self) -> [&dyn ToSql; 16] {
+    /// Binds 1–17.
+    pub fn params(&self) -> [&dyn ToSql; 17] {
         [
             &self.id,
             &self.state_id,
@@ -231,6 +239,7 @@ impl EventRow {
             &self.event,
             &self.disclosures,
             &self.receipt,
+            &self.business_events,
         ]
     }
 }
@@ -370,18 +379,18 @@ fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> 
         .map_err(bad)?,
         outcome,
         receipt: receipt_from_column(&what, json_at(mode, row, 7, &what)?)?,
-        business_events: Vec::new(),
+        business_events: business_events_from_column(&what, json_at(mode, row, 8, &what)?)?,
     };
     let derived = DerivedEventColumns {
         id,
-        state_id: get(row, 8)?,
-        kind: get(row, 9)?,
-        contract_name: get(row, 10)?,
-        contract_version: get(row, 11)?,
-        actor: get(row, 12)?,
-        origin_node: get(row, 13)?,
-        origin_seq: get(row, 14)?,
-        reason: get(row, 15)?,
+        state_id: get(row, 9)?,
+        kind: get(row, 10)?,
+        contract_name: get(row, 11)?,
+        contract_version: get(row, 12)?,
+        actor: get(row, 13)?,
+        origin_node: get(row, 14)?,
+        origin_seq: get(row, 15)?,
+        reason: get(row, 16)?,
     };
     EventColumns::check_derived(&record, &derived)?;
     Ok(record)
@@ -734,6 +743,11 @@ impl Store for OracleStore {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| backend("migrate", e))?;
             check_peer_columns(&sql.tables, &present)?;
+            // An event table of an older layout gains the columns added since.
+            for alter in upgrade_ddl(&sql.tables, sql.mode, &present) {
+                conn.execute(&alter, &[])
+                    .map_err(|e| backend("migrate", e))?;
+            }
             for ddl in &sql.ddl {
                 conn.execute(ddl, &[]).map_err(|e| backend("migrate", e))?;
             }
@@ -1112,6 +1126,68 @@ impl Store for OracleStore {
                 .map_err(|e| backend(op, e))?;
             rows.map(|r| checkpoint_from_row(&r.map_err(|e| backend(op, e))?))
                 .collect()
+        })
+        .await
+    }
+
+    async fn prune_checkpoints(&self, node: &NodeId, keep: usize) -> Result<usize, StoreError> {
+        let op = "prune_checkpoints";
+        check_prune_keep(keep)?;
+        let node = node.0.clone();
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        self.with_conn(op, move |conn, sql| {
+            let cut = match conn.query_row_as::<i64>(&sql.checkpoint_cut, &[&node, &keep]) {
+                Ok(cut) => cut,
+                Err(e) if e.kind() == oracle::ErrorKind::NoDataFound => return Ok(0),
+                Err(e) => return Err(backend(op, e)),
+            };
+            let deleted = conn
+                .execute(&sql.prune_checkpoints, &[&node, &cut])
+                .map_err(|e| backend(op, e))?
+                .row_count()
+                .map_err(|e| backend(op, e))?;
+            conn.commit().map_err(|e| backend(op, e))?;
+            Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+        })
+        .await
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<u64>, StoreError> {
+        let op = "sink_cursor";
+        check_sink_name(sink)?;
+        let sink = sink.to_owned();
+        self.with_conn(op, move |conn, sql| {
+            match conn.query_row_as::<i64>(&sql.sink_cursor, &[&sink]) {
+                Ok(pos) => u64::try_from(pos)
+                    .map(Some)
+                    .map_err(|e| StoreError::malformed(format!("cursor of sink {sink}"), e)),
+                Err(e) if e.kind() == oracle::ErrorKind::NoDataFound => Ok(None),
+                Err(e) => Err(backend(op, e)),
+            }
+        })
+        .await
+    }
+
+    async fn set_sink_cursor(&self, sink: &str, position: u64) -> Result<(), StoreError> {
+        let op = "set_sink_cursor";
+        check_sink_name(sink)?;
+        let pos = to_i64("position", position)?;
+        let sink = sink.to_owned();
+        self.with_conn(op, move |conn, sql| {
+            // Two first MERGEs of one sink may both insert: the loser merges again.
+            for _ in 0..=RACE_RETRIES {
+                match conn.execute(&sql.set_sink_cursor, &[&sink, &pos]) {
+                    Ok(_) => return conn.commit().map_err(|e| backend(op, e)),
+                    Err(e) if is_unique_violation(&e) => {}
+                    Err(e) => return Err(backend(op, e)),
+                }
+            }
+            Err(StoreError::Backend {
+                backend: NAME,
+                operation: op,
+                retryable: true,
+                source: format!("sink {sink}: every MERGE lost a race to insert").into(),
+            })
         })
         .await
     }

@@ -150,8 +150,10 @@ fn column_bind(
     value: &Value,
 ) -> anyhow::Result<Box<dyn ToSql>> {
     Ok(match (column, value) {
-        (EventColumn::Receipt, Value::Null) => Box::new(JsonBind::Null(mode)),
-        (EventColumn::Receipt, v) => Box::new(JsonBind::new(mode, v)),
+        (EventColumn::Receipt | EventColumn::BusinessEvents, Value::Null) => {
+            Box::new(JsonBind::Null(mode))
+        }
+        (EventColumn::Receipt | EventColumn::BusinessEvents, v) => Box::new(JsonBind::new(mode, v)),
         (_, Value::Null) => Box::new(None::<String>),
         (_, Value::String(s)) => Box::new(s.clone()),
         (_, Value::Number(n)) => Box::new(n.as_i64().context("an integer column value")?),
@@ -261,7 +263,8 @@ impl RawAccess for OracleRaw {
                 column,
                 value,
             } => {
-                let target = if *column == EventColumn::Receipt {
+                let target = if matches!(column, EventColumn::Receipt | EventColumn::BusinessEvents)
+                {
                     self.mode.bind(1)
                 } else {
                     ":1".to_owned()

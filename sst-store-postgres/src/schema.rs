@@ -26,6 +26,8 @@ pub(crate) struct Names {
     pub(crate) log: String,
     /// `"schema"."sst_checkpoint"`.
     pub(crate) checkpoint: String,
+    /// `"schema"."sst_sink_cursor"`.
+    pub(crate) sink_cursor: String,
     /// Unqualified event table name, for index and constraint names.
     event_bare: String,
     history_bare: String,
@@ -33,6 +35,7 @@ pub(crate) struct Names {
     refusal_bare: String,
     log_bare: String,
     checkpoint_bare: String,
+    sink_cursor_bare: String,
 }
 
 impl Names {
@@ -48,12 +51,14 @@ impl Names {
             refusal: q(&c.tables.refusal),
             log: q(&c.tables.log),
             checkpoint: q(&c.tables.checkpoint),
+            sink_cursor: q(&c.tables.sink_cursor),
             event_bare: c.tables.event.clone(),
             history_bare: c.tables.history.clone(),
             state_bare: c.tables.state.clone(),
             refusal_bare: c.tables.refusal.clone(),
             log_bare: c.tables.log.clone(),
             checkpoint_bare: c.tables.checkpoint.clone(),
+            sink_cursor_bare: c.tables.sink_cursor.clone(),
         }
     }
 }
@@ -74,13 +79,14 @@ const STATE_COLUMNS: &str = "
 
 /// The statements `migrate` runs, in order, each idempotent.
 pub(crate) fn ddl(n: &Names) -> Vec<String> {
-    let (ev, hi, st, rf, lg, cp) = (
+    let (ev, hi, st, rf, lg, cp, sc) = (
         &n.event_bare,
         &n.history_bare,
         &n.state_bare,
         &n.refusal_bare,
         &n.log_bare,
         &n.checkpoint_bare,
+        &n.sink_cursor_bare,
     );
     vec![
         format!("CREATE SCHEMA IF NOT EXISTS {}", n.schema),
@@ -113,6 +119,7 @@ pub(crate) fn ddl(n: &Names) -> Vec<String> {
                 event            jsonb   NOT NULL,
                 disclosures      jsonb   NOT NULL,
                 receipt          jsonb,
+                business_events  jsonb,
                 recorded_at      timestamptz NOT NULL DEFAULT now(),
                 CONSTRAINT \"{ev}_pkey\" PRIMARY KEY (pos),
                 CONSTRAINT \"{ev}_id_key\" UNIQUE (id),
@@ -182,6 +189,13 @@ pub(crate) fn ddl(n: &Names) -> Vec<String> {
                 CONSTRAINT \"{cp}_pkey\" PRIMARY KEY (node, pos))",
             n.checkpoint
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                sink varchar(128) NOT NULL,
+                pos  bigint       NOT NULL CHECK (pos >= 0),
+                CONSTRAINT \"{sc}_pkey\" PRIMARY KEY (sink))",
+            n.sink_cursor
+        ),
     ]
 }
 
@@ -204,6 +218,8 @@ mod tests {
             "\"sst_refusal_state_idx\" ON \"node_a\".\"sst_refusal\" (state_id, version)"
         ));
         assert!(ddl.contains("receipt          jsonb,"));
+        assert!(ddl.contains("business_events  jsonb,"));
+        assert!(ddl.contains("CONSTRAINT \"sst_sink_cursor_pkey\" PRIMARY KEY (sink)"));
         assert!(ddl.contains("\"node_a\".\"sst_log\""));
         assert!(ddl.contains("CONSTRAINT \"sst_log_pkey\" PRIMARY KEY (pos)"));
         assert!(ddl.contains("CONSTRAINT \"sst_checkpoint_pkey\" PRIMARY KEY (node, pos)"));

@@ -14,17 +14,18 @@ use sqlx::{
 };
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{
-    json_value, outcome_from_columns, receipt_from_column, DerivedEventColumns,
+    business_events_from_column, json_value, outcome_from_columns, receipt_from_column,
+    DerivedEventColumns,
 };
 use sst_core::raw::{
-    check_peer_layout, CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, NameCase,
-    Recorded,
+    check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, EventColumns,
+    Lookups, NameCase, Recorded,
 };
 use sst_core::{
-    check_refusal, Actor, ActorId, Checkpoint, CommitBatch, CommitReceipt, ContractRecord,
-    ContractRef, Digest, Disclosure, EventFilter, EventId, EventRecord, LogEntry, LogHead,
-    LogRecord, NodeId, OriginSeq, Refusal, SignedCheckpoint, SignedEvent, State, StateId, Store,
-    StoreError, TableNames, Timestamp,
+    check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
+    CommitReceipt, ContractRecord, ContractRef, Digest, Disclosure, EventFilter, EventId,
+    EventRecord, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, Refusal, SignedCheckpoint,
+    SignedEvent, State, StateId, Store, StoreError, TableNames, Timestamp,
 };
 
 use crate::config::PostgresConfig;
@@ -42,7 +43,7 @@ const STATE_SELECT: &str = "id, contract_name, contract_version, version, partie
 /// columns.
 const EVENT_SELECT: &str = "id, state_id, kind, contract_name, contract_version, actor, \
                             origin_node, origin_seq, reason, event, disclosures, outcome, \
-                            reason_detail, new_version, new_root, receipt";
+                            reason_detail, new_version, new_root, receipt, business_events";
 
 /// Columns of a log row, in [`LogEntry`] order, with the PostgreSQL array type of each.
 const LOG_COLUMNS: [(&str, &str); 6] = [
@@ -90,6 +91,9 @@ struct Sql {
     insert_checkpoint: SqlStr,
     checkpoint_head: SqlStr,
     checkpoints: SqlStr,
+    prune_checkpoints: SqlStr,
+    sink_cursor: SqlStr,
+    set_sink_cursor: SqlStr,
 }
 
 fn sql(s: String) -> SqlStr {
@@ -99,7 +103,7 @@ fn sql(s: String) -> SqlStr {
 }
 
 /// Event columns written by a commit, with the PostgreSQL array type of each.
-const EVENT_COLUMNS: [(&str, &str); 16] = [
+const EVENT_COLUMNS: [(&str, &str); 17] = [
     ("id", "text"),
     ("state_id", "text"),
     ("kind", "text"),
@@ -116,7 +120,12 @@ const EVENT_COLUMNS: [(&str, &str); 16] = [
     ("event", "jsonb"),
     ("disclosures", "jsonb"),
     ("receipt", "jsonb"),
+    ("business_events", "jsonb"),
 ];
+
+/// Event columns added after the event table was first released: an event table without them
+/// is of an older layout, and `migrate` adds them (nullable).
+const ADDED_EVENT_COLUMNS: [(&str, &str); 1] = [("business_events", "jsonb")];
 
 /// State columns (both tables), in [`STATE_SELECT`] order, with their types.
 const STATE_COLUMNS: [(&str, &str); 11] = [
@@ -320,6 +329,18 @@ impl Sql {
                 "SELECT {CHECKPOINT_SELECT} FROM {} WHERE node = $1 ORDER BY pos",
                 n.checkpoint
             )),
+            // Everything from the newest checkpoint beyond the `keep` latest down.
+            prune_checkpoints: sql(format!(
+                "DELETE FROM {cp} WHERE node = $1 AND pos <= \
+                 (SELECT pos FROM {cp} WHERE node = $1 ORDER BY pos DESC OFFSET $2 LIMIT 1)",
+                cp = n.checkpoint
+            )),
+            sink_cursor: sql(format!("SELECT pos FROM {} WHERE sink = $1", n.sink_cursor)),
+            set_sink_cursor: sql(format!(
+                "INSERT INTO {sc} AS c (sink, pos) VALUES ($1, $2) \
+                 ON CONFLICT (sink) DO UPDATE SET pos = GREATEST(c.pos, EXCLUDED.pos)",
+                sc = n.sink_cursor
+            )),
         }
     }
 }
@@ -435,10 +456,11 @@ const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
 const CONTRACT_COLUMNS: [&str; 5] = ["name", "version", "identity", "deployer", "record"];
 
 /// Each peer table's name with the columns SST's statements name in it.
-fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 8] {
+fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 9] {
     let state: Vec<&str> = STATE_COLUMNS.iter().map(|(c, _)| *c).collect();
     let event = std::iter::once("pos")
         .chain(EVENT_COLUMNS.iter().map(|(c, _)| *c))
+        .filter(|c| !ADDED_EVENT_COLUMNS.iter().any(|(a, _)| a == c))
         .collect();
     [
         (&t.state, state.clone()),
@@ -449,6 +471,7 @@ fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 8] {
         (&t.refusal, REFUSAL_SELECT.split(", ").collect()),
         (&t.log, LOG_COLUMNS.iter().map(|(c, _)| *c).collect()),
         (&t.checkpoint, CHECKPOINT_SELECT.split(", ").collect()),
+        (&t.sink_cursor, vec!["sink", "pos"]),
     ]
 }
 
@@ -571,6 +594,7 @@ struct EventArrays<'a> {
     event: Vec<&'a Value>,
     disclosures: Vec<&'a Value>,
     receipt: Vec<Option<&'a Value>>,
+    business_events: Vec<Option<&'a Value>>,
 }
 
 impl<'a> EventArrays<'a> {
@@ -592,6 +616,7 @@ impl<'a> EventArrays<'a> {
         self.event.push(&c.signed);
         self.disclosures.push(&c.disclosures);
         self.receipt.push(c.receipt.as_ref());
+        self.business_events.push(c.business_events.as_ref());
     }
 
     fn bind<'q>(
@@ -614,6 +639,7 @@ impl<'a> EventArrays<'a> {
             .bind(&self.event)
             .bind(&self.disclosures)
             .bind(&self.receipt)
+            .bind(&self.business_events)
     }
 }
 
@@ -719,12 +745,14 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
         col(row, "reason_detail", &what)?,
     )?;
     let receipt = receipt_from_column(&what(), col(row, "receipt", &what)?)?;
+    let business_events =
+        business_events_from_column(&what(), col(row, "business_events", &what)?)?;
     let record = EventRecord {
         signed,
         disclosures,
         outcome,
         receipt,
-        business_events: Vec::new(),
+        business_events,
     };
     EventColumns::check_derived(&record, &derived)?;
     Ok(record)
@@ -1141,6 +1169,24 @@ impl Store for PostgresStore {
                 self.config.schema
             ),
         )?;
+        // An event table of an older layout gains the columns added since.
+        let added = [(
+            self.config.tables.event.as_str(),
+            ADDED_EVENT_COLUMNS.map(|(c, _)| c),
+        )];
+        for (_, column) in columns_to_add(&added, &present, NameCase::Exact) {
+            let ty = ADDED_EVENT_COLUMNS
+                .iter()
+                .find(|(c, _)| *c == column)
+                .map_or("jsonb", |(_, t)| *t);
+            sqlx::query(AssertSqlSafe(format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {column} {ty}",
+                self.names.event
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+        }
         for stmt in schema::ddl(&self.names) {
             sqlx::query(AssertSqlSafe(stmt))
                 .execute(&mut *tx)
@@ -1505,5 +1551,45 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| backend("checkpoints", e))?;
         rows.iter().map(checkpoint_from_row).collect()
+    }
+
+    async fn prune_checkpoints(&self, node: &NodeId, keep: usize) -> Result<usize, StoreError> {
+        self.config.validate()?;
+        check_prune_keep(keep)?;
+        let deleted = self
+            .query(&self.sql.prune_checkpoints)
+            .bind(node.as_str())
+            .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("prune_checkpoints", e))?;
+        Ok(usize::try_from(deleted.rows_affected()).unwrap_or(usize::MAX))
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<u64>, StoreError> {
+        self.config.validate()?;
+        check_sink_name(sink)?;
+        let pos: Option<i64> = sqlx::query_scalar(self.sql.sink_cursor.clone())
+            .bind(sink)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| backend("sink_cursor", e))?;
+        pos.map(|p| {
+            u64::try_from(p).map_err(|e| StoreError::malformed(format!("cursor of sink {sink}"), e))
+        })
+        .transpose()
+    }
+
+    async fn set_sink_cursor(&self, sink: &str, position: u64) -> Result<(), StoreError> {
+        self.config.validate()?;
+        check_sink_name(sink)?;
+        let pos = to_i64("position", position)?;
+        self.query(&self.sql.set_sink_cursor)
+            .bind(sink)
+            .bind(pos)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| backend("set_sink_cursor", e))?;
+        Ok(())
     }
 }

@@ -134,6 +134,60 @@ async fn migrate_refuses_an_event_table_without_the_receipt_column() -> anyhow::
     .await
 }
 
+/// An `sst_event` as SST created it before events carried business events (receipt, no
+/// `business_events`).
+const LAYOUT_BEFORE_BUSINESS_EVENTS: &str = r#"
+CREATE SCHEMA IF NOT EXISTS "{schema}";
+CREATE TABLE "{schema}".sst_event (
+    pos bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id text NOT NULL UNIQUE, state_id text NOT NULL, kind text NOT NULL,
+    contract_name text NOT NULL, contract_version integer NOT NULL, actor text NOT NULL,
+    origin_node text NOT NULL, origin_seq bigint NOT NULL, outcome text NOT NULL,
+    reason text, reason_detail jsonb, new_version bigint, new_root text,
+    event jsonb NOT NULL, disclosures jsonb NOT NULL, receipt jsonb,
+    recorded_at timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT sst_event_origin_key UNIQUE (origin_node, origin_seq));
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_adds_business_events_to_an_event_table_of_the_layout_before_them(
+) -> anyhow::Result<()> {
+    let Some(f) = common::factory(Some(LAYOUT_BEFORE_BUSINESS_EVENTS)).await? else {
+        return Ok(());
+    };
+    let b = f.open().await?;
+    let (alice, key) = conformance_tests::fixtures::actor("acme", "alice");
+    b.store.put_actor(&alice).await?;
+    let id = conformance_tests::fixtures::state_id("upgraded");
+    let created = conformance_tests::fixtures::create(
+        &id,
+        conformance_tests::fixtures::deal_parties(),
+        conformance_tests::fixtures::deal_values(1, 0.5),
+        (&alice, &key),
+        1,
+    );
+    let event = created.event.clone();
+    b.store
+        .commit(sst_core::CommitBatch::new(vec![created]))
+        .await?;
+    ensure!(
+        b.store.event(&event.id()).await? == Some(event),
+        "event not read back"
+    );
+    let (url, schema) = f.url_and_schema();
+    let pool = PgPool::connect(url).await.context("connecting")?;
+    let ty: String = sqlx::query_scalar(
+        "SELECT data_type::text FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = 'sst_event' AND column_name = 'business_events'",
+    )
+    .bind(schema)
+    .fetch_one(&pool)
+    .await?;
+    ensure!(ty == "jsonb", "business_events is {ty}");
+    pool.close().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_accepts_its_own_tables_again() -> anyhow::Result<()> {
     let Some(f) = common::factory(None).await? else {

@@ -6,11 +6,16 @@ use crate::config::TableNames;
 pub(crate) const STATE_COLUMNS: &str = "id, contract_name, contract_version, version, parties, \
      seals, data, root, prev_root, last_event, updated_at";
 
-/// Columns of the event table that rebuild an [`sst_core::EventRecord`] (the first seven)
+/// Columns of the event table that rebuild an [`sst_core::EventRecord`] (the first eight)
 /// followed by the columns derived from the signed event, which a read checks against it.
 pub(crate) const EVENT_COLUMNS: &str = "event, disclosures, outcome, new_version, new_root, \
-     reason_detail, receipt, id, state_id, kind, contract_name, contract_version, actor, \
-     origin_node, origin_seq, reason";
+     reason_detail, receipt, business_events, id, state_id, kind, contract_name, \
+     contract_version, actor, origin_node, origin_seq, reason";
+
+/// The event table's business-events column (nullable JSON), as created with the table and as
+/// `migrate` adds it to an event table of an older layout.
+pub(crate) const BUSINESS_EVENTS_COLUMN: &str =
+    "business_events TEXT CHECK (business_events IS NULL OR json_valid(business_events))";
 
 /// Columns of the log table, in the order [`sst_core::LogEntry::from_columns`] takes them.
 pub(crate) const LOG_COLUMNS: &str = "pos, kind, subject, record, prev, hash";
@@ -62,6 +67,7 @@ CREATE TABLE IF NOT EXISTS "{event}" (
     event            TEXT    NOT NULL CHECK (json_valid(event)),
     disclosures      TEXT    NOT NULL CHECK (json_valid(disclosures)),
     receipt          TEXT    CHECK (receipt IS NULL OR json_valid(receipt)),
+    {business_events},
     UNIQUE (origin_node, origin_seq)
 );
 CREATE INDEX IF NOT EXISTS "{event}_state_pos" ON "{event}" (state_id, pos);
@@ -107,6 +113,10 @@ CREATE TABLE IF NOT EXISTS "{checkpoint}" (
     signature TEXT    NOT NULL,
     PRIMARY KEY (node, pos)
 );
+CREATE TABLE IF NOT EXISTS "{sink_cursor}" (
+    sink TEXT    NOT NULL PRIMARY KEY CHECK (length(sink) BETWEEN 1 AND 128),
+    pos  INTEGER NOT NULL CHECK (pos >= 0)
+);
 "#,
         event = t.event,
         actor = t.actor,
@@ -114,13 +124,15 @@ CREATE TABLE IF NOT EXISTS "{checkpoint}" (
         refusal = t.refusal,
         log = t.log,
         checkpoint = t.checkpoint,
+        sink_cursor = t.sink_cursor,
+        business_events = BUSINESS_EVENTS_COLUMN,
     ));
     sql
 }
 
 /// Every peer table with the columns SST reads and writes in it: a pre-existing table of that
 /// name lacking one of them belongs to something else.
-pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 8] {
+pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 9] {
     const STATE: &[&str] = &[
         "id",
         "contract_name",
@@ -179,7 +191,23 @@ pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str
             &["pos", "kind", "subject", "record", "prev", "hash"],
         ),
         (&t.checkpoint, &["node", "pos", "head", "at", "signature"]),
+        (&t.sink_cursor, &["sink", "pos"]),
     ]
+}
+
+/// Columns later releases added to a peer table: an existing table without them is of an
+/// older layout, and `migrate` adds them (see [`sst_core::raw::columns_to_add`]).
+pub(crate) fn added_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 1] {
+    [(&t.event, &["business_events"])]
+}
+
+/// The `ALTER TABLE` that adds `column` (one of [`added_columns`]) to `table`.
+pub(crate) fn add_column(table: &str, column: &str) -> Option<String> {
+    let definition = match column {
+        "business_events" => BUSINESS_EVENTS_COLUMN,
+        _ => return None,
+    };
+    Some(format!(r#"ALTER TABLE "{table}" ADD COLUMN {definition}"#))
 }
 
 #[cfg(test)]
@@ -187,7 +215,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ddl_runs_twice_and_creates_the_eight_tables() {
+    fn ddl_runs_twice_and_creates_the_nine_tables() {
         let c = rusqlite::Connection::open_in_memory().expect("memory db");
         let t = TableNames::with_prefix("p_");
         c.execute_batch(&ddl(&t)).expect("first migrate");
@@ -209,6 +237,7 @@ mod tests {
                 "p_event",
                 "p_log",
                 "p_refusal",
+                "p_sink_cursor",
                 "p_state",
                 "p_state_history"
             ]

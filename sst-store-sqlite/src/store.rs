@@ -9,23 +9,25 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, Transactio
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{
-    json_text, outcome_from_columns, receipt_from_column, to_i64, DerivedEventColumns,
+    business_events_from_column, json_text, outcome_from_columns, receipt_from_column, to_i64,
+    DerivedEventColumns,
 };
 use sst_core::raw::{
-    check_peer_layout, CommitPlan, ContractPut, EventColumns, Lookups, NameCase, Recorded,
-    RACE_RETRIES,
+    check_peer_layout, columns_to_add, CommitPlan, ContractPut, EventColumns, Lookups, NameCase,
+    Recorded, RACE_RETRIES,
 };
 use sst_core::{
-    check_refusal, portable, Actor, ActorId, Capabilities, Checkpoint, CommitBatch, CommitReceipt,
-    ContractRecord, ContractRef, Digest, EventFilter, EventId, EventRecord, LogEntry, LogHead,
-    LogRecord, NodeId, OriginSeq, Refusal, SignedCheckpoint, State, StateId, Store, StoreError,
-    Timestamp,
+    check_prune_keep, check_refusal, check_sink_name, portable, Actor, ActorId, Capabilities,
+    Checkpoint, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest, EventFilter,
+    EventId, EventRecord, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, Refusal,
+    SignedCheckpoint, State, StateId, Store, StoreError, Timestamp,
 };
 
 use crate::config::{Location, SqliteConfig};
 use crate::error::{backend, conflict_or_backend, log_race, WriteError};
 use crate::schema::{
-    ddl, required_columns, CHECKPOINT_COLUMNS, EVENT_COLUMNS, LOG_COLUMNS, STATE_COLUMNS,
+    add_column, added_columns, ddl, required_columns, CHECKPOINT_COLUMNS, EVENT_COLUMNS,
+    LOG_COLUMNS, STATE_COLUMNS,
 };
 use crate::NAME;
 
@@ -72,6 +74,10 @@ struct Sql {
     checkpoint_head: String,
     insert_checkpoint: String,
     select_checkpoints: String,
+    checkpoint_cut: String,
+    prune_checkpoints: String,
+    select_sink_cursor: String,
+    upsert_sink_cursor: String,
 }
 
 impl Sql {
@@ -79,7 +85,7 @@ impl Sql {
         let t = &config.tables;
         let (state, history, event, actor, contract) =
             (&t.state, &t.history, &t.event, &t.actor, &t.contract);
-        let (log, checkpoint) = (&t.log, &t.checkpoint);
+        let (log, checkpoint, sink_cursor) = (&t.log, &t.checkpoint, &t.sink_cursor);
         let state_params = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11";
         Sql {
             ddl: ddl(t),
@@ -108,9 +114,9 @@ impl Sql {
             insert_event: format!(
                 r#"INSERT INTO "{event}" (id, state_id, kind, contract_name, contract_version,
                      actor, origin_node, origin_seq, outcome, reason, reason_detail,
-                     new_version, new_root, event, disclosures, receipt)
+                     new_version, new_root, event, disclosures, receipt, business_events)
                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?16)"#
+                     ?16, ?17)"#
             ),
             select_state: format!(r#"SELECT {STATE_COLUMNS} FROM "{state}" WHERE id = ?1"#),
             select_state_at: format!(
@@ -179,6 +185,18 @@ impl Sql {
             ),
             select_checkpoints: format!(
                 r#"SELECT {CHECKPOINT_COLUMNS} FROM "{checkpoint}" WHERE node = ?1 ORDER BY pos"#
+            ),
+            checkpoint_cut: format!(
+                r#"SELECT pos FROM "{checkpoint}" WHERE node = ?1
+                   ORDER BY pos DESC LIMIT 1 OFFSET ?2"#
+            ),
+            prune_checkpoints: format!(
+                r#"DELETE FROM "{checkpoint}" WHERE node = ?1 AND pos <= ?2"#
+            ),
+            select_sink_cursor: format!(r#"SELECT pos FROM "{sink_cursor}" WHERE sink = ?1"#),
+            upsert_sink_cursor: format!(
+                r#"INSERT INTO "{sink_cursor}" (sink, pos) VALUES (?1, ?2)
+                   ON CONFLICT (sink) DO UPDATE SET pos = max(pos, excluded.pos)"#
             ),
         }
     }
@@ -417,7 +435,7 @@ impl StateRow {
 /// One batch item with every column computed, ready for the writer.
 struct ItemRow {
     id: String,
-    event: [SqlValue; 16],
+    event: [SqlValue; 17],
     state: Option<(String, u64, StateRow)>,
 }
 
@@ -444,6 +462,7 @@ impl ItemRow {
             SqlValue::Text(c.signed.to_string()),
             SqlValue::Text(c.disclosures.to_string()),
             text(c.receipt.map(|v| v.to_string())),
+            text(c.business_events.map(|v| v.to_string())),
         ];
         let state = match &item.state {
             Some(s) => Some((
@@ -686,6 +705,7 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
     let new_root: Option<String> = r.get(4)?;
     let reason: Option<String> = r.get(5)?;
     let receipt: Option<String> = r.get(6)?;
+    let business_events: Option<String> = r.get(7)?;
     // The integer columns are read as they are stored: a hand-written text there is an
     // integrity finding, not a driver error.
     let int = |i: usize| -> rusqlite::Result<Result<i64, String>> {
@@ -694,16 +714,16 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
             other => Err(format!("{other:?}")),
         })
     };
-    let contract_version = int(11)?;
-    let origin_seq = int(14)?;
+    let contract_version = int(12)?;
+    let origin_seq = int(15)?;
     let derived = (
-        r.get::<_, String>(7)?,
         r.get::<_, String>(8)?,
         r.get::<_, String>(9)?,
         r.get::<_, String>(10)?,
-        r.get::<_, String>(12)?,
+        r.get::<_, String>(11)?,
         r.get::<_, String>(13)?,
-        r.get::<_, Option<String>>(15)?,
+        r.get::<_, String>(14)?,
+        r.get::<_, Option<String>>(16)?,
     );
     Ok((|| {
         let signed: sst_core::SignedEvent = serde_json::from_str(&signed)
@@ -720,12 +740,16 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
             .map(|t| serde_json::from_str(&t))
             .transpose()
             .map_err(|e| StoreError::malformed(&what, format!("receipt: {e}")))?;
+        let business_events = business_events
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::malformed(&what, format!("business_events: {e}")))?;
         let record = EventRecord {
             signed,
             disclosures,
             outcome,
             receipt: receipt_from_column(&what, receipt)?,
-            business_events: Vec::new(),
+            business_events: business_events_from_column(&what, business_events)?,
         };
         let integer = |column: &str, v: Result<i64, String>| {
             v.map_err(|found| {
@@ -813,6 +837,7 @@ impl Store for SqliteStore {
             // A table that already carries a peer table's name must be one of ours: refuse a
             // foreign one before anything is created, so a refused migrate changes nothing.
             let needed = required_columns(&tables);
+            let added = added_columns(&tables);
             let mut present = Vec::new();
             for (table, _) in &needed {
                 let mut info = tx
@@ -831,6 +856,14 @@ impl Store for SqliteStore {
                 NameCase::Exact,
                 "choose other table names (SqliteConfig::tables) or move that table away",
             )?;
+            // An event table of an older layout gains the columns added since.
+            for (table, column) in columns_to_add(&added, &present, NameCase::Insensitive) {
+                let alter = add_column(table, column).ok_or_else(|| {
+                    StoreError::backend(NAME, "migrate", format!("no definition of {column}"))
+                })?;
+                tx.execute_batch(&alter)
+                    .map_err(|e| backend("migrate", e))?;
+            }
             tx.execute_batch(&sql.ddl)
                 .map_err(|e| backend("migrate", e))?;
             tx.commit().map_err(|e| backend("migrate", e))
@@ -1243,6 +1276,64 @@ impl Store for SqliteStore {
                 .query_map([node], checkpoint_from_row)
                 .map_err(|e| backend(OP, e))?;
             collect(OP, rows)
+        })
+        .await
+    }
+
+    async fn prune_checkpoints(&self, node: &NodeId, keep: usize) -> Result<usize, StoreError> {
+        const OP: &str = "prune_checkpoints";
+        check_prune_keep(keep)?;
+        let node = node.0.clone();
+        // The newest checkpoint beyond the `keep` latest; it and everything older goes.
+        let skip = i64::try_from(keep).unwrap_or(i64::MAX);
+        self.write_tx(OP, move |tx, sql| {
+            let cut: Option<i64> = tx
+                .prepare_cached(&sql.checkpoint_cut)
+                .and_then(|mut s| {
+                    s.query_row(rusqlite::params![node, skip], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(|e| backend(OP, e))?;
+            let Some(cut) = cut else {
+                return Ok(0);
+            };
+            let deleted = tx
+                .prepare_cached(&sql.prune_checkpoints)
+                .and_then(|mut s| s.execute(rusqlite::params![node, cut]))
+                .map_err(|e| backend(OP, e))?;
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn sink_cursor(&self, sink: &str) -> Result<Option<u64>, StoreError> {
+        const OP: &str = "sink_cursor";
+        check_sink_name(sink)?;
+        let sink = sink.to_owned();
+        self.read(OP, move |conn, sql| {
+            let pos: Option<i64> = conn
+                .prepare_cached(&sql.select_sink_cursor)
+                .and_then(|mut s| s.query_row([&sink], |r| r.get(0)).optional())
+                .map_err(|e| backend(OP, e))?;
+            pos.map(|p| {
+                u64::try_from(p)
+                    .map_err(|e| StoreError::malformed(format!("cursor of sink {sink}"), e))
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn set_sink_cursor(&self, sink: &str, position: u64) -> Result<(), StoreError> {
+        const OP: &str = "set_sink_cursor";
+        check_sink_name(sink)?;
+        let pos = to_i64("position", position)?;
+        let sink = sink.to_owned();
+        self.write_tx(OP, move |tx, sql| {
+            tx.prepare_cached(&sql.upsert_sink_cursor)
+                .and_then(|mut s| s.execute(rusqlite::params![sink, pos]))
+                .map_err(|e| backend(OP, e))?;
+            Ok(())
         })
         .await
     }

@@ -1,5 +1,6 @@
 //! Opening what is not ours: `migrate` refuses a foreign table that carries a peer table's
-//! name (and changes nothing), and a read-only store leaves the file byte-identical.
+//! name (and changes nothing), upgrades an older layout of its own, and a read-only store
+//! leaves the file byte-identical.
 
 mod temp_db;
 
@@ -61,6 +62,52 @@ async fn migrate_refuses_an_event_table_of_the_layout_before_receipts() -> anyho
         }
         other => anyhow::bail!("expected a Schema error, got {other:?}"),
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn migrate_adds_business_events_and_sink_cursors_to_the_layout_before_them(
+) -> anyhow::Result<()> {
+    let db = TempDb::new("schema");
+    let (alice, key) = actor("acme", "alice");
+    let id = StateId::from("deal-old-layout");
+    {
+        let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+        store.put_actor(&alice).await?;
+        store
+            .commit(CommitBatch::new(vec![create(
+                &id,
+                deal_parties(),
+                deal_values(250_000, 3.1),
+                (&alice, &key),
+                1,
+            )]))
+            .await?;
+    }
+    {
+        // The layout before notifications: no business_events column, no sink cursors.
+        let c = Connection::open(&db.0)?;
+        c.execute_batch(
+            "ALTER TABLE sst_event DROP COLUMN business_events;
+             DROP TABLE sst_sink_cursor;",
+        )?;
+    }
+    let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+    let events = store.events(&Default::default()).await?;
+    assert_eq!(events.len(), 1);
+    assert!(events[0].business_events.is_empty());
+    store.set_sink_cursor("kafka", 1).await?;
+    assert_eq!(store.sink_cursor("kafka").await?, Some(1));
+    let report = sst_core::verify_store(&store, &mut |_, _| {}).await?;
+    assert!(report.is_clean(), "{:?}", report.findings);
+    drop(store);
+    let c = Connection::open(&db.0)?;
+    let added: i64 = c.query_row(
+        "SELECT count(*) FROM pragma_table_info('sst_event') WHERE name = 'business_events'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(added, 1, "migrate added the column");
     Ok(())
 }
 

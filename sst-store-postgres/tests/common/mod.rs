@@ -269,7 +269,9 @@ impl RawAccess for Raw {
                 };
                 match (column, value) {
                     (_, Value::Null) => set("NULL"),
-                    (EventColumn::Receipt, doc) => set("$2").bind(doc.clone()),
+                    (EventColumn::Receipt | EventColumn::BusinessEvents, doc) => {
+                        set("$2").bind(doc.clone())
+                    }
                     (_, Value::String(text)) => set("$2").bind(text.clone()),
                     (_, Value::Number(n)) => {
                         set("$2").bind(n.as_i64().with_context(|| format!("{n} is no bigint"))?)
