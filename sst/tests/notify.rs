@@ -1,15 +1,18 @@
-//! Notifications survive kill -9 (issue 12, acceptance): one `sst node run` process on a
-//! SQLite store with a Redis Streams `[[sink]]` is killed with SIGKILL at seeded random points
-//! while a client commits intents through its API — between commits and publishes — 100+
-//! times within a bounded time, and restarted on the same store each time. After the last
-//! restart every committed event's notification is on the stream (none lost), and every
-//! entry carries an id of a committed event (duplicates only repeat ids already seen).
+//! Notifications from `sst node run` processes (issue 12), against the Redis server
+//! (`SST_REDIS_URL`, default `redis://127.0.0.1:6379`), so ignored by the plain `cargo test`;
+//! run them with `cargo test -p sst --test notify -- --ignored --nocapture`:
 //!
-//! Needs the Redis server (`SST_REDIS_URL`, default `redis://127.0.0.1:6379`), so it is
-//! ignored by the plain `cargo test`; run it with
-//! `cargo test -p sst --test notify_kill -- --ignored --nocapture` (`cargo xtask faults` runs
-//! it). It prints one `notify-kill:` line with its counts. Knobs: `SST_NOTIFY_KILLS`
-//! (default 100), `SST_FAULTS_SEED`.
+//! - **kill -9** (acceptance): one node on a SQLite store with a Redis Streams `[[sink]]` is
+//!   killed with SIGKILL at seeded random points while a client commits intents through its
+//!   API — between commits and publishes — 100+ times within a bounded time, and restarted on
+//!   the same store each time. After the last restart every committed event's notification
+//!   is on the stream (none lost), and every entry carries an id of a committed event
+//!   (duplicates only repeat ids already seen). Prints one `notify-kill:` line with its
+//!   counts. Knobs: `SST_NOTIFY_KILLS` (default 100), `SST_FAULTS_SEED`.
+//! - **daemon**: a `[[sink]]` with a filter publishes exactly what the client API's
+//!   CloudEvents stream with the same filter returns, byte for byte (one formatter, one
+//!   filter); `/metrics` counts it; a bad topic template stops `sst node run` at start with
+//!   an error naming the sink.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
@@ -174,6 +177,11 @@ fn redis_url() -> String {
 
 /// The `id` field of every entry of `stream`, in stream order.
 async fn stream_ids(stream: &str) -> anyhow::Result<Vec<String>> {
+    stream_field(stream, "id").await
+}
+
+/// Field `field` of every entry of `stream`, in stream order.
+async fn stream_field(stream: &str, field: &str) -> anyhow::Result<Vec<String>> {
     let client = redis::Client::open(redis_url().as_str())?;
     let mut c = client
         .get_multiplexed_async_connection()
@@ -190,11 +198,64 @@ async fn stream_ids(stream: &str) -> anyhow::Result<Vec<String>> {
         .map(|(entry, fields)| {
             fields
                 .chunks(2)
-                .find(|kv| kv[0] == "id")
+                .find(|kv| kv[0] == field)
                 .map(|kv| kv[1].clone())
-                .with_context(|| format!("stream entry {entry} without an id"))
+                .with_context(|| format!("stream entry {entry} without {field}"))
         })
         .collect()
+}
+
+/// A node directory `acme` (node key, custody actor `acme/ops`, the real-estate contract
+/// deployed by it) under a fresh directory named after `tag`, with `extra` appended to its
+/// node.toml; nothing runs yet. Returns the directory (removed by the caller) and the node.
+fn prepare(tag: &str, extra: &str) -> anyhow::Result<(PathBuf, NodeProc)> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("sst-notify-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let bin = private_bin(&dir)?;
+    let node_dir = dir.join("acme");
+    let (listen, api) = (free_addr()?, free_addr()?);
+    let path = |p: &Path| p.to_str().map(str::to_owned).context("utf-8 path");
+    let public_hex = sst_ok(
+        &bin,
+        &[
+            "node",
+            "init",
+            "--id",
+            "acme",
+            "--dir",
+            &path(&node_dir)?,
+            "--listen",
+            &listen.to_string(),
+            "--api",
+            &api.to_string(),
+        ],
+    )?;
+    let public: PublicKey = serde_json::from_value(json!(public_hex))?;
+    let ops_key = node_dir.join("ops.pem");
+    sst_ok(&bin, &["keygen", "--out", &path(&ops_key)?])?;
+    let ops_public = ActorKey::from_pkcs8_pem(&std::fs::read_to_string(&ops_key)?)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .public_key();
+    let config = node_dir.join("node.toml");
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(&format!(
+        "\n[[actor]]\nid = \"acme/ops\"\nkey = \"{}\"\n\n[[custody]]\nactor = \"acme/ops\"\nkey = \"ops.pem\"\n\n\
+         [[contract]]\ncontract = \"real-estate-deal@1\"\ndeployer = \"acme/ops\"\n\n{extra}",
+        hex::encode(ops_public.to_bytes()),
+    ));
+    std::fs::write(&config, text)?;
+    let node = NodeProc {
+        bin,
+        config,
+        log: dir.join("acme.log"),
+        api,
+        public,
+        ops_key,
+        child: None,
+    };
+    Ok((dir, node))
 }
 
 /// Commits intents through `client` until it fails (the node was killed): a create, then
@@ -254,55 +315,15 @@ async fn kill_9_between_commit_and_publish_loses_no_notification() -> anyhow::Re
     };
     let mut rng = Rng(seed);
     let run = format!("{:x}", seed & 0xffff_ffff);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("sst-notify-kill-{}-{run}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let bin = private_bin(&dir)?;
-    let node_dir = dir.join("acme");
-    let (listen, api) = (free_addr()?, free_addr()?);
-    let path = |p: &Path| p.to_str().map(str::to_owned).context("utf-8 path");
-    let public_hex = sst_ok(
-        &bin,
-        &[
-            "node",
-            "init",
-            "--id",
-            "acme",
-            "--dir",
-            &path(&node_dir)?,
-            "--listen",
-            &listen.to_string(),
-            "--api",
-            &api.to_string(),
-        ],
-    )?;
-    let public: PublicKey = serde_json::from_value(json!(public_hex))?;
-    let ops_key = node_dir.join("ops.pem");
-    sst_ok(&bin, &["keygen", "--out", &path(&ops_key)?])?;
-    let ops_public = ActorKey::from_pkcs8_pem(&std::fs::read_to_string(&ops_key)?)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .public_key();
     let stream = format!("sst-notify-kill-{run}");
-    let config = node_dir.join("node.toml");
-    let mut text = std::fs::read_to_string(&config)?;
-    text.push_str(&format!(
-        "\n[[actor]]\nid = \"acme/ops\"\nkey = \"{}\"\n\n[[custody]]\nactor = \"acme/ops\"\nkey = \"ops.pem\"\n\n\
-         [[contract]]\ncontract = \"real-estate-deal@1\"\ndeployer = \"acme/ops\"\n\n\
-         [[sink]]\nname = \"kill-test\"\nkind = \"redis\"\nurl = \"{}\"\ntopic = \"{stream}\"\nbatch = 16\n",
-        hex::encode(ops_public.to_bytes()),
-        redis_url()
-    ));
-    std::fs::write(&config, text)?;
-    let mut node = NodeProc {
-        bin,
-        config,
-        log: dir.join("acme.log"),
-        api,
-        public,
-        ops_key,
-        child: None,
-    };
+    let (dir, mut node) = prepare(
+        &format!("kill-{run}"),
+        &format!(
+            "[[sink]]\nname = \"kill-test\"\nkind = \"redis\"\nurl = \"{}\"\n\
+             topic = \"{stream}\"\nbatch = 16\n",
+            redis_url()
+        ),
+    )?;
 
     let answered = Arc::new(AtomicUsize::new(0));
     let mut restarts = 0;
@@ -396,4 +417,136 @@ async fn kill_9_between_commit_and_publish_loses_no_notification() -> anyhow::Re
         .await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Redis server; run by cargo xtask faults (see the file's doc)"]
+async fn a_sink_publishes_what_the_cloudevents_stream_shows_with_the_same_filter(
+) -> anyhow::Result<()> {
+    let run = format!("{:x}", std::process::id());
+    let stream = format!("sst-notify-daemon-{run}");
+    let (dir, mut node) = prepare(
+        &format!("daemon-{run}"),
+        &format!(
+            "[[sink]]\nname = \"applied-deals\"\nkind = \"redis\"\nurl = \"{}\"\n\
+             topic = \"{stream}\"\n[sink.filter]\noutcomes = [\"applied\"]\n\
+             state_prefixes = [\"deal-\"]\n",
+            redis_url()
+        ),
+    )?;
+    node.start().await?;
+    let client = node.client()?;
+    let ops = "acme/ops";
+    let parties = Parties::default().with("buyer", ops).with("seller", ops);
+    for state in ["deal-1", "other-1"] {
+        let create = IntentBody::Create {
+            state_id: StateId::from(state),
+            contract: ContractRef::new("real-estate-deal", 1),
+            parties: parties.clone(),
+            sections: [
+                ("common".to_owned(), json!({"address": "1 Main St"})),
+                ("price".to_owned(), json!({"amount": 500_000})),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        ensure!(client.submit_custody(ops, create).await?.is_applied());
+    }
+    let change = |section: &str, value| IntentBody::Change {
+        state_id: StateId::from("deal-1"),
+        sections: [(section.to_owned(), value)].into_iter().collect(),
+    };
+    ensure!(client
+        .submit_custody(ops, change("price", json!({"amount": 490_000})))
+        .await?
+        .is_applied());
+    // Rejected: not a section of the contract.
+    ensure!(!client
+        .submit_custody(ops, change("colour", json!("blue")))
+        .await?
+        .is_applied());
+    let filter = sst_notify::FilterSpec {
+        outcomes: vec!["applied".into()],
+        state_prefixes: vec!["deal-".into()],
+        ..Default::default()
+    };
+    let mut streamed = Vec::new();
+    let mut lines = client.notifications(0, false, &filter).await?;
+    while let Some(n) = lines.next_notification().await? {
+        streamed.push(n.to_json());
+    }
+    ensure!(streamed.len() == 2, "{streamed:#?}");
+    let published = {
+        let started = Instant::now();
+        loop {
+            let events = stream_events(&stream).await?;
+            if events.len() >= streamed.len() {
+                break events;
+            }
+            ensure!(
+                started.elapsed() < START_DEADLINE,
+                "published {events:?}:\n{}",
+                node.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    ensure!(
+        published == streamed,
+        "sink {published:#?}\nstream {streamed:#?}"
+    );
+    let metrics = client.metrics().await?;
+    ensure!(
+        metrics.contains("sst_notify_published_total{sink=\"applied-deals\"} 2\n")
+            && metrics.contains("sst_notify_lag{sink=\"applied-deals\"} 0\n"),
+        "{metrics}"
+    );
+    // A bad filter on the API is a bad request naming it.
+    let err = client
+        .notifications(
+            0,
+            false,
+            &sst_notify::FilterSpec {
+                outcomes: vec!["done".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .err()
+        .context("a bad filter was accepted")?;
+    ensure!(err.to_string().contains("done"), "{err}");
+    node.stop()?;
+
+    // A bad topic template stops the daemon at start, naming the sink.
+    let text = std::fs::read_to_string(&node.config)?;
+    std::fs::write(
+        &node.config,
+        text.replace(
+            &format!("topic = \"{stream}\""),
+            "topic = \"sst.{contrct}\"",
+        ),
+    )?;
+    let out = Command::new(&node.bin)
+        .args(["node", "run", "--config"])
+        .arg(&node.config)
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && err.contains("applied-deals") && err.contains("contrct"),
+        "{}: {err}",
+        out.status
+    );
+    let client = redis::Client::open(redis_url().as_str())?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    redis::cmd("DEL")
+        .arg(&stream)
+        .query_async::<()>(&mut c)
+        .await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The `event` field (the CloudEvents JSON) of every entry of `stream`, in stream order.
+async fn stream_events(stream: &str) -> anyhow::Result<Vec<String>> {
+    stream_field(stream, "event").await
 }
