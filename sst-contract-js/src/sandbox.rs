@@ -1,0 +1,444 @@
+//! The sandbox one contract invocation runs in: a fresh QuickJS-ng runtime and context per
+//! invocation (nothing survives from one call to the next, so a result never depends on call
+//! history), the deterministic profile (`lockdown.js`), the invocation's budgets, the
+//! conversion of values between JSON and JavaScript, and the mapping of whatever went wrong to
+//! a typed [`Failure`].
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+
+use rquickjs::context::intrinsic::{Eval, Json, MapSet, Promise, RegExp, RegExpCompiler};
+use rquickjs::module::WriteOptions;
+use rquickjs::{Array, Context, Ctx, Function, Module, Object, Runtime, Type, Value};
+use serde_json::{Map, Number, Value as JsonValue};
+use sst_core::portable::{member_path, MAX_DEPTH, MAX_SAFE_INTEGER};
+use sst_core::{BusinessEvent, ContractLimits};
+
+use crate::manifest::DEFAULT_LIMITS;
+
+/// `Math` functions whose results come from the platform's C maths library (libm), which may
+/// differ in the last bit between platforms and library versions. The sandbox removes them and
+/// a contract naming one is refused at deploy time (see [`crate::lint`]). The `**` operator
+/// calls libm's `pow` too and is refused the same way.
+pub(crate) const TRANSCENDENTAL: &[&str] = &[
+    "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "cbrt", "cos", "cosh", "exp",
+    "expm1", "hypot", "log", "log10", "log1p", "log2", "pow", "sin", "sinh", "tan", "tanh",
+];
+
+/// The deterministic profile (a module; see the file).
+const LOCKDOWN: &str = include_str!("lockdown.js");
+
+/// Name the profile module is compiled under.
+const LOCKDOWN_NAME: &str = "sst:lockdown";
+
+/// File name contract modules are compiled under (it appears in stack traces).
+pub(crate) const MODULE_NAME: &str = "contract.js";
+
+/// What went wrong in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// A budget of the contract's limits ran out (`ticks`, `memory` or `stack`).
+    Limit {
+        /// Which budget.
+        limit: &'static str,
+        /// What was exceeded.
+        detail: String,
+    },
+    /// The contract threw (an `Error`'s message, or the thrown value).
+    Thrown(String),
+    /// The contract produced or exported something SST does not take (a value that is not
+    /// portable JSON, a hook that is not a function, …).
+    Invalid(String),
+    /// The engine itself failed (not caused by the contract's logic).
+    Engine(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Limit { limit, detail } => {
+                write!(f, "ran out of its {limit} budget: {detail}")
+            }
+            Failure::Thrown(m) | Failure::Invalid(m) => f.write_str(m),
+            Failure::Engine(m) => write!(f, "javascript engine error: {m}"),
+        }
+    }
+}
+
+/// A module compiled to QuickJS bytecode by this process (never read from outside).
+#[derive(Clone)]
+pub(crate) struct Program {
+    bytecode: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Program({} bytes of bytecode)", self.bytecode.len())
+    }
+}
+
+/// Intrinsics of every context: the base objects, JSON, Map/Set (and WeakMap/WeakSet),
+/// RegExp. `Eval` is the compiler modules are compiled with, `Promise` the machinery of module
+/// evaluation and async functions (QuickJS-ng cannot even create an async function without
+/// it); the profile removes `eval`, the Function constructors and the global `Promise` before
+/// contract code runs, and pending jobs are never run after a call. No Date, Proxy, typed
+/// arrays, WeakRef/FinalizationRegistry or Performance.
+type Intrinsics = (Eval, RegExpCompiler, RegExp, Json, MapSet, Promise);
+
+impl Program {
+    /// Compiles `source` as an ES module named `name` (a syntax error is
+    /// [`Failure::Thrown`] with the engine's message).
+    pub(crate) fn compile(name: &str, source: &str) -> Result<Self, Failure> {
+        let engine = |e: rquickjs::Error| Failure::Engine(e.to_string());
+        let runtime = Runtime::new().map_err(engine)?;
+        let context = Context::custom::<Intrinsics>(&runtime).map_err(engine)?;
+        context.with(|ctx| {
+            let ticks = Cell::new(0);
+            let fail = |e| classify(&ctx, e, &ticks, &DEFAULT_LIMITS);
+            let module = Module::declare(ctx.clone(), name, source).map_err(fail)?;
+            let bytecode = module.write(WriteOptions::default()).map_err(fail)?;
+            Ok(Program {
+                bytecode: bytecode.into(),
+            })
+        })
+    }
+
+    /// The profile module, compiled once per process.
+    fn lockdown() -> Result<&'static Program, Failure> {
+        static LOCKDOWN_PROGRAM: OnceLock<Result<Program, Failure>> = OnceLock::new();
+        LOCKDOWN_PROGRAM
+            .get_or_init(|| {
+                let names = JsonValue::from(TRANSCENDENTAL.to_vec()).to_string();
+                Program::compile(
+                    LOCKDOWN_NAME,
+                    &LOCKDOWN.replace("__TRANSCENDENTAL__", &names),
+                )
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Declares the module in `ctx`.
+    #[allow(unsafe_code)]
+    fn declare<'js>(&self, ctx: &Ctx<'js>) -> rquickjs::Result<Module<'js>> {
+        // SAFETY: `Module::load` trusts its bytes to be valid bytecode. A `Program`'s bytes
+        // only ever come from `Module::write` of this same library in this process
+        // (`Program::compile`; the field is private and never filled from outside).
+        unsafe { Module::load(ctx.clone(), &self.bytecode) }
+    }
+}
+
+/// Evaluates a declared module; top-level `await` is refused.
+fn evaluate<'js>(
+    declared: Module<'js>,
+    fail: impl Fn(rquickjs::Error) -> Failure,
+) -> Result<Module<'js, rquickjs::module::Evaluated>, Failure> {
+    let (module, evaluated) = declared.eval().map_err(&fail)?;
+    match evaluated.finish::<Value>() {
+        Ok(_) => Ok(module),
+        Err(rquickjs::Error::WouldBlock) => Err(Failure::Invalid(
+            "the module's evaluation did not complete (top-level `await` is not supported)".into(),
+        )),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// One evaluated contract module in its own runtime, with the host's helpers.
+pub(crate) struct Sandbox<'js> {
+    ctx: Ctx<'js>,
+    host: Object<'js>,
+    namespace: Object<'js>,
+    object_prototype: Value<'js>,
+    ticks: Rc<Cell<u64>>,
+    limits: ContractLimits,
+}
+
+/// Evaluates `program` in a fresh runtime bounded by `limits`, after the deterministic
+/// profile, and hands the sandbox to `body`. Everything is dropped when `body` returns: no
+/// state survives from one call to the next, and the memory and tick budgets are counted from
+/// an identical fresh runtime on every node.
+///
+/// The runtime is created on the calling thread, so QuickJS measures its stack budget from
+/// here: the same call gets the same stack on every node, whatever the caller's depth.
+pub(crate) fn run<R>(
+    program: &Program,
+    limits: &ContractLimits,
+    body: impl for<'js> FnOnce(&Sandbox<'js>) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    let lockdown = Program::lockdown()?;
+    let engine = |e: rquickjs::Error| Failure::Engine(e.to_string());
+    let runtime = Runtime::new().map_err(engine)?;
+    runtime.set_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+    runtime.set_max_stack_size(usize::try_from(limits.stack_bytes).unwrap_or(usize::MAX));
+    let ticks = Rc::new(Cell::new(0u64));
+    let budget = limits.ticks;
+    let counter = Rc::clone(&ticks);
+    runtime.set_interrupt_handler(Some(Box::new(move || {
+        let used = counter.get().saturating_add(1);
+        counter.set(used);
+        used > budget
+    })));
+    let context = match Context::custom::<Intrinsics>(&runtime) {
+        Ok(c) => c,
+        Err(rquickjs::Error::Allocation) => return Err(memory_limit(limits)),
+        Err(e) => return Err(engine(e)),
+    };
+    context.with(|ctx| {
+        let fail = |e| classify(&ctx, e, &ticks, limits);
+        let profile = evaluate(lockdown.declare(&ctx).map_err(fail)?, fail)?;
+        let host: Object = profile.get("host").map_err(fail)?;
+        let object_prototype: Value = ctx
+            .globals()
+            .get::<_, Object>("Object")
+            .and_then(|o| o.get("prototype"))
+            .map_err(fail)?;
+        let module = evaluate(program.declare(&ctx).map_err(fail)?, fail)?;
+        let namespace = module.namespace().map_err(fail)?;
+        let sandbox = Sandbox {
+            ctx: ctx.clone(),
+            host,
+            namespace,
+            object_prototype,
+            ticks: Rc::clone(&ticks),
+            limits: *limits,
+        };
+        body(&sandbox)
+    })
+}
+
+fn memory_limit(limits: &ContractLimits) -> Failure {
+    Failure::Limit {
+        limit: "memory",
+        detail: format!("the call needed more than {} bytes", limits.memory_bytes),
+    }
+}
+
+/// Turns an engine error into a [`Failure`]: a spent tick budget first (the interrupt is
+/// uncatchable), then the pending exception.
+fn classify(
+    ctx: &Ctx<'_>,
+    err: rquickjs::Error,
+    ticks: &Cell<u64>,
+    limits: &ContractLimits,
+) -> Failure {
+    if ticks.get() > limits.ticks {
+        return Failure::Limit {
+            limit: "ticks",
+            detail: format!("the call used more than {} ticks", limits.ticks),
+        };
+    }
+    match err {
+        rquickjs::Error::Exception => describe_thrown(&ctx.catch(), limits),
+        rquickjs::Error::Allocation => memory_limit(limits),
+        other => Failure::Engine(other.to_string()),
+    }
+}
+
+/// What a thrown value says: the engine's own out-of-memory and stack-overflow errors are
+/// budget failures; an `Error` is its message (prefixed by its name unless it is a plain
+/// `Error`); any other value is shown as such.
+fn describe_thrown(thrown: &Value<'_>, limits: &ContractLimits) -> Failure {
+    if thrown.is_error() {
+        if let Some(obj) = thrown.as_object() {
+            let name: String = obj.get("name").unwrap_or_else(|_| "Error".into());
+            let message: String = obj.get("message").unwrap_or_default();
+            return match (name.as_str(), message.as_str()) {
+                ("InternalError", "out of memory") => memory_limit(limits),
+                ("RangeError", "Maximum call stack size exceeded") => Failure::Limit {
+                    limit: "stack",
+                    detail: format!("the call stack grew beyond {} bytes", limits.stack_bytes),
+                },
+                ("Error", _) => Failure::Thrown(message),
+                _ => Failure::Thrown(format!("{name}: {message}")),
+            };
+        }
+    }
+    if let Some(s) = thrown.as_string() {
+        return Failure::Thrown(s.to_string().unwrap_or_else(|_| "(a thrown string)".into()));
+    }
+    if let Some(n) = thrown.as_number() {
+        return Failure::Thrown(format!("{n}"));
+    }
+    if let Some(b) = thrown.as_bool() {
+        return Failure::Thrown(b.to_string());
+    }
+    Failure::Thrown(format!("uncaught {} value", type_name(thrown.type_of())))
+}
+
+fn type_name(t: Type) -> &'static str {
+    match t {
+        Type::Undefined | Type::Uninitialized => "undefined",
+        Type::Symbol => "symbol",
+        Type::BigInt => "bigint",
+        Type::Function | Type::Constructor => "function",
+        Type::Array => "array",
+        Type::Null => "null",
+        Type::Bool => "boolean",
+        Type::Int | Type::Float => "number",
+        Type::String => "string",
+        _ => "object",
+    }
+}
+
+impl<'js> Sandbox<'js> {
+    fn fail(&self, err: rquickjs::Error) -> Failure {
+        classify(&self.ctx, err, &self.ticks, &self.limits)
+    }
+
+    /// Names of the module's exports that are functions, in the module's order.
+    pub(crate) fn exported_functions(&self) -> Result<Vec<String>, Failure> {
+        let functions: Function = self.host.get("functions").map_err(|e| self.fail(e))?;
+        functions
+            .call((self.namespace.clone(),))
+            .map_err(|e| self.fail(e))
+    }
+
+    /// An export of the module (`undefined` when absent).
+    pub(crate) fn export(&self, name: &str) -> Result<Value<'js>, Failure> {
+        self.namespace.get(name).map_err(|e| self.fail(e))
+    }
+
+    /// `value` as a JavaScript value.
+    pub(crate) fn parse(&self, value: &JsonValue) -> Result<Value<'js>, Failure> {
+        self.ctx
+            .json_parse(value.to_string())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The `ctx` argument for `info` (`{actor, roles, state, now, seed}`) and the list its
+    /// `emit` appends `[name, payload]` pairs to (`emit` throws unless `can_emit`).
+    pub(crate) fn context(
+        &self,
+        info: &JsonValue,
+        can_emit: bool,
+    ) -> Result<(Value<'js>, Array<'js>), Failure> {
+        let info = self.parse(info)?;
+        let make: Function = self.host.get("context").map_err(|e| self.fail(e))?;
+        let pair: Array = make.call((info, can_emit)).map_err(|e| self.fail(e))?;
+        let ctx = pair.get(0).map_err(|e| self.fail(e))?;
+        let events = pair.get(1).map_err(|e| self.fail(e))?;
+        Ok((ctx, events))
+    }
+
+    /// Calls the exported function `name` with three arguments.
+    pub(crate) fn call(
+        &self,
+        name: &str,
+        args: (Value<'js>, Value<'js>, Value<'js>),
+    ) -> Result<Value<'js>, Failure> {
+        let f: Function = self.namespace.get(name).map_err(|e| self.fail(e))?;
+        f.call(args).map_err(|e| self.fail(e))
+    }
+
+    /// The business events a method emitted, payloads converted to JSON.
+    pub(crate) fn events(&self, emitted: &Array<'js>) -> Result<Vec<BusinessEvent>, Failure> {
+        let mut out = Vec::with_capacity(emitted.len());
+        for pair in emitted.iter::<Array>() {
+            let pair = pair.map_err(|e| self.fail(e))?;
+            let name: String = pair.get(0).map_err(|e| self.fail(e))?;
+            let payload: Value = pair.get(1).map_err(|e| self.fail(e))?;
+            let payload = self
+                .to_json(&payload)
+                .map_err(|f| prefixed(f, &format!("business event `{name}`")))?;
+            out.push(BusinessEvent { name, payload });
+        }
+        Ok(out)
+    }
+
+    /// `value` as portable JSON: plain objects, arrays, strings, finite numbers (integral ones
+    /// within ±(2^53 − 1) become integers), booleans and null. Anything else (`undefined`,
+    /// a function, a `Map`, `NaN`, a cycle, …) is [`Failure::Invalid`] naming its path.
+    pub(crate) fn to_json(&self, value: &Value<'js>) -> Result<JsonValue, Failure> {
+        self.convert(value, "$", 0)
+    }
+
+    /// The own enumerable string-keyed properties of a plain object (prototype
+    /// `Object.prototype` or `null`), in property order; `None` for anything else.
+    pub(crate) fn entries(
+        &self,
+        value: &Value<'js>,
+    ) -> Result<Option<Vec<(String, Value<'js>)>>, Failure> {
+        let Some(object) = value
+            .as_object()
+            .filter(|_| value.type_of() == Type::Object)
+        else {
+            return Ok(None);
+        };
+        let plain = match object.get_prototype() {
+            None => true,
+            Some(p) => *p.as_value() == self.object_prototype,
+        };
+        if !plain {
+            return Ok(None);
+        }
+        object
+            .props::<String, Value>()
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+            .map_err(|e| self.fail(e))
+    }
+
+    fn convert(&self, value: &Value<'js>, path: &str, depth: usize) -> Result<JsonValue, Failure> {
+        let invalid = |what: &str| Failure::Invalid(format!("{path}: {what}"));
+        match value.type_of() {
+            Type::Null => Ok(JsonValue::Null),
+            Type::Bool => Ok(JsonValue::Bool(value.as_bool().unwrap_or_default())),
+            Type::Int => Ok(JsonValue::from(value.as_int().unwrap_or_default())),
+            Type::Float => {
+                let f = value.as_float().unwrap_or(f64::NAN);
+                if !f.is_finite() {
+                    return Err(invalid(&format!("{f} is not a finite number")));
+                }
+                if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER as f64 {
+                    // Exact: |f| <= 2^53 - 1 and integral (-0 becomes 0).
+                    return Ok(JsonValue::from(f as i64));
+                }
+                Number::from_f64(f)
+                    .map(JsonValue::Number)
+                    .ok_or_else(|| invalid("not a finite number"))
+            }
+            Type::String => value
+                .as_string()
+                .ok_or_else(|| invalid("not a string"))?
+                .to_string()
+                .map(JsonValue::String)
+                .map_err(|_| invalid("a string that is not valid Unicode (a lone surrogate)")),
+            Type::Array | Type::Object if depth >= MAX_DEPTH => {
+                Err(invalid(&format!("nested deeper than {MAX_DEPTH} levels")))
+            }
+            Type::Array => {
+                let array = value.as_array().ok_or_else(|| invalid("not an array"))?;
+                let mut out = Vec::with_capacity(array.len());
+                for i in 0..array.len() {
+                    let item: Value = array.get(i).map_err(|e| self.fail(e))?;
+                    out.push(self.convert(&item, &format!("{path}[{i}]"), depth + 1)?);
+                }
+                Ok(JsonValue::Array(out))
+            }
+            Type::Object => {
+                let entries = self.entries(value)?.ok_or_else(|| {
+                    invalid(
+                        "an object that is not a plain object (a Map, Set, RegExp, Error or \
+                         class instance is not JSON)",
+                    )
+                })?;
+                let mut out = Map::new();
+                for (key, item) in entries {
+                    let item = self.convert(&item, &member_path(path, &key), depth + 1)?;
+                    out.insert(key, item);
+                }
+                Ok(JsonValue::Object(out))
+            }
+            other => Err(invalid(&format!("a {} is not JSON", type_name(other)))),
+        }
+    }
+}
+
+/// `failure` with `context` in front of its message (values the contract returned).
+pub(crate) fn prefixed(failure: Failure, context: &str) -> Failure {
+    match failure {
+        Failure::Invalid(m) => Failure::Invalid(format!("{context}: {m}")),
+        other => other,
+    }
+}
