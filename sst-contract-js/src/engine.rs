@@ -184,48 +184,48 @@ fn inspect(source: &str) -> Result<(ContractDescriptor, Loaded), LoadError> {
 
 /// The fields in which `given` differs from `computed`, each with both values.
 fn differences(given: &ContractDescriptor, computed: &ContractDescriptor) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut field = |name: &str, a: String, b: String| {
-        if a != b {
-            out.push(format!("{name}: descriptor has {a}, source gives {b}"));
-        }
-    };
-    field(
-        "contract",
-        given.contract.to_string(),
-        computed.contract.to_string(),
-    );
-    field(
-        "engine",
-        format!("{:?}", given.engine),
-        format!("{:?}", computed.engine),
-    );
-    field(
-        "code_hash",
-        given.code_hash.to_string(),
-        computed.code_hash.to_string(),
-    );
-    field(
-        "policy",
-        format!("{:?}", given.policy),
-        format!("{:?}", computed.policy),
-    );
-    field(
-        "methods",
-        format!("{:?}", given.methods),
-        format!("{:?}", computed.methods),
-    );
-    field(
-        "supersedes",
-        format!("{:?}", given.supersedes),
-        format!("{:?}", computed.supersedes),
-    );
-    field(
-        "limits",
-        format!("{:?}", given.limits),
-        format!("{:?}", computed.limits),
-    );
-    out
+    let fields = [
+        (
+            "contract",
+            given.contract.to_string(),
+            computed.contract.to_string(),
+        ),
+        (
+            "engine",
+            format!("{:?}", given.engine),
+            format!("{:?}", computed.engine),
+        ),
+        (
+            "code_hash",
+            given.code_hash.to_string(),
+            computed.code_hash.to_string(),
+        ),
+        (
+            "policy",
+            format!("{:?}", given.policy),
+            format!("{:?}", computed.policy),
+        ),
+        (
+            "methods",
+            format!("{:?}", given.methods),
+            format!("{:?}", computed.methods),
+        ),
+        (
+            "supersedes",
+            format!("{:?}", given.supersedes),
+            format!("{:?}", computed.supersedes),
+        ),
+        (
+            "limits",
+            format!("{:?}", given.limits),
+            format!("{:?}", computed.limits),
+        ),
+    ];
+    fields
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(name, a, b)| format!("{name}: descriptor has {a}, source gives {b}"))
+        .collect()
 }
 
 fn load_error(contract: &ContractRef, reason: String) -> LoadError {

@@ -161,24 +161,15 @@ fn tokens(source: &str) -> Vec<(Token, usize)> {
                 out.push((Token::Str(text), start_line));
                 prev = Prev::Operand;
             }
-            '`' => {
-                i = template_text(&chars, i + 1, &mut line);
-                if at(i) == '$' {
-                    templates.push(depth);
-                    depth += 1;
-                    i += 2;
-                    prev = Prev::Operator;
-                } else {
-                    i += 1;
-                    prev = Prev::Operand;
+            '`' | '}' if c == '`' || templates.last() == Some(&depth.saturating_sub(1)) => {
+                if c == '}' {
+                    // The end of a template's `${…}`: back into its text.
+                    templates.pop();
+                    depth = depth.saturating_sub(1);
                 }
-            }
-            '}' if templates.last() == Some(&depth.saturating_sub(1)) => {
-                // The end of a template's `${…}`: back into its text.
-                templates.pop();
-                depth = depth.saturating_sub(1);
                 i = template_text(&chars, i + 1, &mut line);
                 if at(i) == '$' {
+                    // A `${` opens an expression, scanned as code until its `}`.
                     templates.push(depth);
                     depth += 1;
                     i += 2;

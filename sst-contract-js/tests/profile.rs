@@ -50,8 +50,8 @@ fn the_clock_randomness_and_code_from_strings_are_absent() -> anyhow::Result<()>
 }
 
 #[test]
-fn function_constructors_reached_through_prototypes_refuse_code_from_strings(
-) -> anyhow::Result<()> {
+fn function_constructors_reached_through_prototypes_refuse_code_from_strings() -> anyhow::Result<()>
+{
     for maker in [
         "(function () {}).constructor",
         "(function* () {}).constructor",
@@ -144,13 +144,23 @@ fn ctx_carries_the_signed_event_s_clock_and_seed() -> anyhow::Result<()> {
 #[test]
 fn transcendental_maths_and_the_power_operator_are_refused_at_deploy() {
     for (body, named) in [
-        ("export function m(s, a, ctx) { return { s: Math.sin(a.x) }; }", "Math.sin"),
-        ("export function m(s, a, ctx) { return { s: Math[\"log\"](2) }; }", "Math.log"),
-        ("export function m(s, a, ctx) { return { s: a.x ** 2 }; }", "`**`"),
+        (
+            "export function m(s, a, ctx) { return { s: Math.sin(a.x) }; }",
+            "Math.sin",
+        ),
+        (
+            "export function m(s, a, ctx) { return { s: Math[\"log\"](2) }; }",
+            "Math.log",
+        ),
+        (
+            "export function m(s, a, ctx) { return { s: a.x ** 2 }; }",
+            "`**`",
+        ),
     ] {
         let err = descriptor_of(&module(body)).expect_err("platform maths must be refused");
         assert!(
-            err.reason.contains("platform-dependent maths is refused") && err.reason.contains(named),
+            err.reason.contains("platform-dependent maths is refused")
+                && err.reason.contains(named),
             "{err}"
         );
         assert_eq!(err.contract.to_string(), "test-contract@1");
@@ -168,8 +178,12 @@ fn a_syntax_error_or_a_missing_manifest_is_a_load_error_saying_so() {
     assert!(err.reason.contains("SyntaxError"), "{err}");
     let err = descriptor_of("export function m() {}").expect_err("no manifest");
     assert!(err.reason.contains("does not export `contract`"), "{err}");
-    let err = descriptor_of(&module("export const onCreate = 3;")).expect_err("hook not a function");
-    assert!(err.reason.contains("`onCreate` must be a function"), "{err}");
+    let err =
+        descriptor_of(&module("export const onCreate = 3;")).expect_err("hook not a function");
+    assert!(
+        err.reason.contains("`onCreate` must be a function"),
+        "{err}"
+    );
     let err = descriptor_of(
         "export const contract = { name: \"x\", version: 1, sections: { s: { read: [], write: [] } }, \
          limits: { stack_bytes: 1073741824 } };",
