@@ -3,8 +3,10 @@
 //! own servers if needed) and that a MongoDB server is there (`SST_MONGO_URL`, else the
 //! nx-27017 emulator on a free loopback port, stopped afterwards), builds the `sst` binary
 //! with `postgres,mysql,mongo` once, runs the ignored fault tests one at a time with the
-//! servers' URLs, and prints their `faults:` lines. Fails unless every test passed and each
-//! printed its counts.
+//! servers' URLs, and prints their `faults:` lines. Then the notification tests across node
+//! processes (`sst/tests/notify.rs`, issue 12: kill -9 of a node with a Redis sink 100 times,
+//! and a sink publishing what the CloudEvents stream shows) against Redis (`SST_REDIS_URL`).
+//! Fails unless every test passed and each printed its counts.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -161,6 +163,57 @@ pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
         {
             bail!("faults: no `{MARKER}{test}…` counts printed");
         }
+    }
+    notify_tests(&root, &cargo, seed)
+}
+
+/// `sst/tests/notify.rs` (ignored in the plain `cargo test`: it needs Redis): its two tests,
+/// one at a time; the kill test must print its `notify-kill:` counts.
+fn notify_tests(root: &std::path::Path, cargo: &str, seed: Option<u64>) -> anyhow::Result<()> {
+    const NOTIFY_TESTS: usize = 2;
+    const KILL_MARKER: &str = "notify-kill: ";
+    let mut test = Command::new(cargo);
+    test.current_dir(root)
+        .args(["test", "-p", "sst", "--test", "notify", "--"])
+        .args(["--ignored", "--nocapture", "--test-threads=1"])
+        .env(
+            "SST_REDIS_URL",
+            url("SST_REDIS_URL", "redis://127.0.0.1:6379"),
+        );
+    if let Some(seed) = seed {
+        test.env("SST_FAULTS_SEED", seed.to_string());
+    }
+    println!("+ {}", show(&test));
+    let mut child = test
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let stdout = child.stdout.take().context("cargo test without stdout")?;
+    let mut kill_line = None;
+    let mut summary = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading the test output")?;
+        println!("{line}");
+        if let Some(at) = line.find(KILL_MARKER) {
+            kill_line = Some(line[at..].to_owned());
+        }
+        if line.starts_with("test result: ") {
+            summary = Some(line);
+        }
+    }
+    let status = child.wait().context("waiting for cargo test")?;
+    let summary = summary.unwrap_or_else(|| "no libtest summary".into());
+    println!("\n=== notification tests ===");
+    println!(
+        "{}",
+        kill_line.as_deref().unwrap_or("(no notify-kill line)")
+    );
+    println!("{summary}");
+    if !status.success() || !summary.contains(&format!("ok. {NOTIFY_TESTS} passed")) {
+        bail!("faults: the notification tests did not all pass: {summary}");
+    }
+    if kill_line.is_none() {
+        bail!("faults: no `{KILL_MARKER}…` counts printed");
     }
     Ok(())
 }
