@@ -1,7 +1,7 @@
 //! [`Client`]: the calls of a node's client API — over HTTP/2 with mutual TLS 1.3 (the client
 //! presents its actor key, pins the node's key: [`Client::with_tls`]) or plain HTTP/1.1 on a
-//! trusted network ([`Client::new`]) — every request also signed by the caller's actor key
-//! ([`crate::auth`]), and [`EventStream`], the NDJSON event stream.
+//! trusted network ([`Client::new`]), where every request is signed by the caller's actor key
+//! ([`crate::auth`]) — and [`EventStream`], the NDJSON event stream.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,8 +57,9 @@ impl Client {
     }
 
     /// A client of the TLS API at `addr`: the TLS 1.3 handshake presents `key` (the node lets
-    /// in only the keys of its actors) and accepts only a server holding `node_key`; requests
-    /// are signed as with [`Client::new`].
+    /// in only the keys of its actors) and accepts only a server holding `node_key`. The
+    /// connection authenticates its requests: each names `actor` (the node refuses a name
+    /// that is not the connection's actor) and carries no request signature.
     ///
     /// # Errors
     /// [`ClientError::Build`] when the key cannot be used for TLS.
@@ -92,13 +93,32 @@ impl Client {
         }
     }
 
-    /// Sends one signed request: over the cached TLS connection, or on a fresh plain one.
+    /// Sends one request: over the cached TLS connection (authenticated by the connection),
+    /// or signed on a fresh plain one.
     async fn send(
         &self,
         method: Method,
         path_and_query: &str,
         body: Vec<u8>,
     ) -> Result<Response<Incoming>, ClientError> {
+        if let Some(tls) = &self.tls {
+            // The TLS handshake proved the actor's key and TLS protects each request on the
+            // connection: the request only names its actor (the node checks it is the
+            // connection's), it is not signed as well.
+            let body = Bytes::from(body);
+            let request = || {
+                Request::builder()
+                    .method(method.clone())
+                    .uri(path_and_query)
+                    .header(hyper::header::CONTENT_TYPE, "application/json")
+                    .header(auth::ACTOR_HEADER, self.actor.as_str())
+                    .body(axum::body::Body::from(body.clone()))
+            };
+            // Checked once here, so the rebuilds for a retry cannot fail.
+            request().map_err(|e| ClientError::Build(e.to_string()))?;
+            let build = || request().unwrap_or_default();
+            return tls.send(build).await.map_err(|e| self.connection_error(e));
+        }
         let headers = auth::sign_request(
             &self.key,
             &self.actor,
@@ -106,23 +126,6 @@ impl Client {
             path_and_query,
             &body,
         );
-        if let Some(tls) = &self.tls {
-            let body = Bytes::from(body);
-            let request = || {
-                let mut req = Request::builder()
-                    .method(method.clone())
-                    .uri(path_and_query)
-                    .header(hyper::header::CONTENT_TYPE, "application/json");
-                for (name, value) in &headers {
-                    req = req.header(*name, value.as_str());
-                }
-                req.body(axum::body::Body::from(body.clone()))
-            };
-            // Checked once here, so the rebuilds for a retry cannot fail.
-            request().map_err(|e| ClientError::Build(e.to_string()))?;
-            let build = || request().unwrap_or_default();
-            return tls.send(build).await.map_err(|e| self.connection_error(e));
-        }
         let stream = TcpStream::connect(self.addr)
             .await
             .map_err(|e| self.connection_error(e))?;

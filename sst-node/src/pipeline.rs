@@ -37,9 +37,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sst_core::{
-    portable, Actor, ActorChange, ActorStatus, BusinessEvent, CallPayload, ChangePayload,
-    ContractRecord, CreatePayload, Disclosure, EventKind, HashAlg, NodeId, Parties, PayloadError,
-    RejectReason, Section, SectionHash, SignedEvent, State,
+    portable, Actor, ActorChange, ActorId, ActorStatus, BusinessEvent, CallPayload, ChangePayload,
+    ContractRecord, ContractRef, CreatePayload, Disclosure, EventKind, HashAlg, NodeId, Parties,
+    PayloadError, RejectReason, Role, Section, SectionHash, SignedEvent, State,
 };
 
 use crate::context::NodeContext;
@@ -540,13 +540,7 @@ fn sequence_steps(
                 });
             }
             let roles = parties.roles_of(&actor.id);
-            let call = Call {
-                actor: &actor.id,
-                roles: &roles,
-                state_id: &e.state_id,
-                timestamp: e.timestamp,
-                event: &signed.id,
-            };
+            let call = call_context(signed, &actor.id, &roles);
             let values = view_of(&sections);
             code.on_create(&call, &parties, &values)
                 .map_err(ContractError::reason)?;
@@ -569,13 +563,7 @@ fn sequence_steps(
                 return Err(invalid("$.alg", format!("the state uses {}", cur.alg())));
             }
             let roles = cur.parties.roles_of(&actor.id);
-            let call = Call {
-                actor: &actor.id,
-                roles: &roles,
-                state_id: &e.state_id,
-                timestamp: e.timestamp,
-                event: &signed.id,
-            };
+            let call = call_context(signed, &actor.id, &roles);
             let current_view = view(cur);
             let mut business_events = Vec::new();
             let sections = if e.kind == EventKind::ChangeSections {
@@ -591,18 +579,14 @@ fn sequence_steps(
                 sections
             } else {
                 let payload = CallPayload::from_payload(&e.payload).map_err(payload_error)?;
-                let changes = if payload.is_migration() {
-                    if roles.is_empty() {
-                        return Err(RejectReason::Forbidden {
-                            section: "*".into(),
-                        });
-                    }
-                    code.migrate(&call, &cur.contract, &current_view)
-                        .map(MethodOutput::from)
-                } else {
-                    code.call(&call, &current_view, &payload.method, &payload.args)
+                if payload.is_migration() && roles.is_empty() {
+                    return Err(RejectReason::Forbidden {
+                        section: "*".into(),
+                    });
                 }
-                .map_err(ContractError::reason)?;
+                let changes =
+                    run_call(code.as_ref(), &call, &cur.contract, &current_view, &payload)
+                        .map_err(ContractError::reason)?;
                 check_business_events(&changes.events)?;
                 business_events = changes.events;
                 let changes = changes.changes;
@@ -623,6 +607,38 @@ fn sequence_steps(
             "$.kind",
             format!("{} events do not target a state", e.kind.as_str()),
         )),
+    }
+}
+
+/// The call context of `signed`, made by `actor` holding `roles`: the same on every node
+/// (the event's timestamp and id, never the local clock).
+fn call_context<'a>(
+    signed: &'a SignedEvent,
+    actor: &'a ActorId,
+    roles: &'a BTreeSet<Role>,
+) -> Call<'a> {
+    Call {
+        actor,
+        roles,
+        state_id: &signed.event.state_id,
+        timestamp: signed.event.timestamp,
+        event: &signed.id,
+    }
+}
+
+/// Runs the method `payload` names — or, for a migration, the migration from `from` — on
+/// `current`.
+fn run_call(
+    code: &dyn Contract,
+    call: &Call<'_>,
+    from: &ContractRef,
+    current: &Sections,
+    payload: &CallPayload,
+) -> Result<MethodOutput, ContractError> {
+    if payload.is_migration() {
+        code.migrate(call, from, current).map(MethodOutput::from)
+    } else {
+        code.call(call, current, &payload.method, &payload.args)
     }
 }
 
@@ -680,22 +696,10 @@ fn validate_call(
     }
     let payload = CallPayload::from_payload(&e.payload).map_err(payload_error)?;
     let roles = cur.parties.roles_of(&actor.id);
-    let call = Call {
-        actor: &actor.id,
-        roles: &roles,
-        state_id: &e.state_id,
-        timestamp: e.timestamp,
-        event: &signed.id,
-    };
+    let call = call_context(signed, &actor.id, &roles);
     let current_view = view(cur);
     let mismatch = |detail: String| RejectReason::ExecutionMismatch { detail };
-    let ours = if payload.is_migration() {
-        code.migrate(&call, &cur.contract, &current_view)
-            .map(MethodOutput::from)
-    } else {
-        code.call(&call, &current_view, &payload.method, &payload.args)
-    }
-    .map_err(|err| {
+    let ours = run_call(code, &call, &cur.contract, &current_view, &payload).map_err(|err| {
         mismatch(format!(
             "the home applied `{}`, this node's execution refuses it: {err}",
             payload.method

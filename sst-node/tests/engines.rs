@@ -387,6 +387,92 @@ impl Net {
         ensure!(v.is_applied(), "create: {v:?}");
         Ok(StateId::from(id))
     }
+
+    /// `role`'s actor calls `method` of state `id`.
+    async fn call(
+        &self,
+        role: &str,
+        id: &str,
+        method: &str,
+        args: Value,
+    ) -> anyhow::Result<Verdict> {
+        Ok(self
+            .node(role)
+            .submit(&who(role), Intent::call(id, method, args))
+            .await?)
+    }
+
+    /// As [`Net::call`], which must be applied.
+    async fn applied(
+        &self,
+        role: &str,
+        id: &str,
+        method: &str,
+        args: Value,
+    ) -> anyhow::Result<Verdict> {
+        let v = self.call(role, id, method, args).await?;
+        ensure!(v.is_applied(), "{role} {method} on {id}: {v:?}");
+        Ok(v)
+    }
+
+    /// The seller deploys `board@1`; it must be applied and installed on each of `roles`.
+    async fn deploy_board(&self, roles: &[&str]) -> anyhow::Result<Verdict> {
+        let v = self.node("seller").deploy_contract(board_record()).await?;
+        ensure!(v.is_applied(), "deploy: {v:?}");
+        for role in roles {
+            self.wait_installed(role).await?;
+        }
+        Ok(v)
+    }
+
+    /// Each node records `event` with `n` business events, and its store verifies.
+    async fn ensure_recorded_everywhere(&self, event: &Verdict, n: usize) -> anyhow::Result<()> {
+        for (role, store) in &self.stores {
+            let rec = store.event(&event.event()).await?.context("recorded")?;
+            ensure!(rec.business_events.len() == n, "{role}: {rec:?}");
+            rec.receipt
+                .as_ref()
+                .context("receipt")?
+                .verify(&node_registry(), &rec)?;
+            let report = sst_core::verify_store(store.as_ref(), &mut |_, _| {}).await?;
+            ensure!(report.is_clean(), "{role}: {:?}", report.findings);
+        }
+        Ok(())
+    }
+
+    /// `role` is stopped and its `store` holds an edited source: `verify` reports it, and
+    /// `role` refuses to start on it, naming the source.
+    async fn ensure_edited_source_refused(
+        &mut self,
+        role: &str,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<()> {
+        let report = sst_core::verify_store(store.as_ref(), &mut |_, _| {}).await?;
+        ensure!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.problem.contains("stored source hashes to")),
+            "verify did not report the source: {:?}",
+            report.findings
+        );
+        self.stores.insert(role.into(), store);
+        let err = self
+            .restart(role, Some(TableEngine::default()))
+            .await
+            .err()
+            .context("started on an edited source")?
+            .downcast::<NodeError>()?;
+        ensure!(
+            matches!(
+                &err,
+                NodeError::ContractRecord { contract, problem: RecordProblem::SourceEdited { .. } }
+                    if *contract == board()
+            ),
+            "{err}"
+        );
+        Ok(())
+    }
 }
 
 /// Applied deployment events recorded in `store`.
@@ -437,21 +523,17 @@ async fn a_deployment_event_installs_the_contract_on_every_node_without_a_restar
         "{early:?}"
     );
 
-    let verdict = n.node("seller").deploy_contract(board_record()).await?;
-    ensure!(verdict.is_applied(), "deploy: {verdict:?}");
-    for role in ROLES {
-        n.wait_installed(role).await?;
-    }
+    let deployed = n.deploy_board(&ROLES).await?;
     // The deployment record on a replica carries the seller node's receipt.
     let rec = n.stores["regulator"]
-        .event(&verdict.event())
+        .event(&deployed.event())
         .await?
         .context("deployment recorded on the regulator")?;
     rec.receipt
         .as_ref()
         .context("receipt")?
         .verify(&node_registry(), &rec)?;
-    // Deploying it again is harmless; another identity under board@1 is rejected.
+    // Another identity under board@1 is rejected.
     let (_, key) = actor("seller", "a");
     let mut changed = board_descriptor();
     changed.methods.retain(|m| m != "spin");
@@ -464,52 +546,33 @@ async fn a_deployment_event_installs_the_contract_on_every_node_without_a_restar
     );
 
     let id = n.create("b-1").await?;
-    let stamp = n
-        .node("seller")
-        .submit(
-            &who("seller"),
-            Intent::call("b-1", "stamp", json!({"note": "signed"})),
-        )
+    n.applied("seller", "b-1", "stamp", json!({"note": "signed"}))
         .await?;
-    ensure!(stamp.is_applied(), "stamp: {stamp:?}");
     let bid = n
-        .node("buyer")
-        .submit(
-            &who("buyer"),
-            Intent::call("b-1", "bid", json!({"amount": 500_000})),
-        )
+        .applied("buyer", "b-1", "bid", json!({"amount": 500_000}))
         .await?;
-    ensure!(bid.is_applied(), "bid: {bid:?}");
     n.node("seller")
         .wait_for(&id, 3, &all_roles(), WAIT)
         .await?;
-
-    for role in ROLES {
-        let store = n.stores[role].clone();
+    n.ensure_recorded_everywhere(&bid, 2).await?;
+    for store in n.stores.values() {
         let rec = store.event(&bid.event()).await?.context("bid recorded")?;
-        ensure!(
-            rec.business_events
-                == vec![
-                    BusinessEvent {
-                        name: "bid_placed".into(),
-                        payload: json!({"amount": 500_000}),
-                    },
-                    BusinessEvent {
-                        name: "bid_logged".into(),
-                        payload: Value::Null,
-                    },
-                ],
-            "{role}: {:?}",
-            rec.business_events
-        );
+        let expected = vec![
+            BusinessEvent {
+                name: "bid_placed".into(),
+                payload: json!({"amount": 500_000}),
+            },
+            BusinessEvent {
+                name: "bid_logged".into(),
+                payload: Value::Null,
+            },
+        ];
+        ensure!(rec.business_events == expected, "{:?}", rec.business_events);
         // The home's receipt covers them: the same receipt over no business events fails.
-        let receipt = rec.receipt.as_ref().context("receipt")?;
-        receipt.verify(&node_registry(), &rec)?;
         let without =
             SequencingReceipt::digest(&rec.id(), &rec.event().state_id, &rec.outcome, &[]);
+        let receipt = rec.receipt.as_ref().context("receipt")?;
         ensure!(receipt.verify_digest(&node_registry(), &without).is_err());
-        let report = sst_core::verify_store(store.as_ref(), &mut |_, _| {}).await?;
-        ensure!(report.is_clean(), "{role}: {:?}", report.findings);
     }
     Ok(())
 }
@@ -537,14 +600,8 @@ async fn a_node_offline_during_a_deployment_gets_it_by_catch_up() -> anyhow::Res
         n.wait_installed(role).await?;
     }
     let id = n.create("b-2").await?;
-    let stamp = n
-        .node("seller")
-        .submit(
-            &who("seller"),
-            Intent::call("b-2", "stamp", json!({"note": "x"})),
-        )
+    n.applied("seller", "b-2", "stamp", json!({"note": "x"}))
         .await?;
-    ensure!(stamp.is_applied(), "{stamp:?}");
     ensure!(n.stores["regulator"].contract(&board()).await?.is_none());
 
     n.restart("regulator", Some(TableEngine::default())).await?;
@@ -554,22 +611,20 @@ async fn a_node_offline_during_a_deployment_gets_it_by_catch_up() -> anyhow::Res
         .await?;
     let held = n.node("regulator").state(&id).await?.context("state")?;
     ensure!(held.version == 2);
-    ensure!(
-        n.node("regulator").refusals(None).await?.is_empty(),
-        "regulator refused: {:?}",
-        n.node("regulator").refusals(None).await?
-    );
+    let refusals = n.node("regulator").refusals(None).await?;
+    ensure!(refusals.is_empty(), "regulator refused: {refusals:?}");
     Ok(())
 }
 
 /// A node without the engine a deployment names refuses it, recording why (naming the
-/// engine), and refuses the changes of states of that contract; the other nodes go on.
+/// engine); the other nodes install it.
 #[tokio::test]
 async fn a_node_without_the_engine_records_a_refusal_naming_it() -> anyhow::Result<()> {
     let n = Net::start(|role| (role != "inspector").then(TableEngine::default)).await?;
-    let v = n.node("seller").deploy_contract(board_record()).await?;
-    ensure!(v.is_applied(), "{v:?}");
-    let deployment = v.event();
+    let deployment = n
+        .deploy_board(&["buyer", "seller", "regulator"])
+        .await?
+        .event();
     let store = n.stores["inspector"].clone();
     eventually(10, "the inspector's refusal of the deployment", || {
         let store = store.clone();
@@ -584,9 +639,6 @@ async fn a_node_without_the_engine_records_a_refusal_naming_it() -> anyhow::Resu
     })
     .await?;
     ensure!(store.contract(&board()).await?.is_none());
-    for role in ["buyer", "seller", "regulator"] {
-        n.wait_installed(role).await?;
-    }
     Ok(())
 }
 
@@ -605,11 +657,7 @@ async fn replicas_that_read_everything_re_execute_calls_and_refuse_a_different_r
         })
     })
     .await?;
-    let v = n.node("seller").deploy_contract(board_record()).await?;
-    ensure!(v.is_applied(), "{v:?}");
-    for role in ROLES {
-        n.wait_installed(role).await?;
-    }
+    n.deploy_board(&ROLES).await?;
     let id = n.create("b-3").await?;
     n.node("seller")
         .wait_for(&id, 1, &all_roles(), WAIT)
@@ -617,14 +665,8 @@ async fn replicas_that_read_everything_re_execute_calls_and_refuse_a_different_r
 
     // `bid` does not read the clock: the buyer (reads everything) validates it, the
     // inspector and the regulator (no memo) apply it on the receipt.
-    let bid = n
-        .node("buyer")
-        .submit(
-            &who("buyer"),
-            Intent::call("b-3", "bid", json!({"amount": 7})),
-        )
+    n.applied("buyer", "b-3", "bid", json!({"amount": 7}))
         .await?;
-    ensure!(bid.is_applied(), "{bid:?}");
     n.node("seller")
         .wait_for(&id, 2, &all_roles(), WAIT)
         .await?;
@@ -647,14 +689,8 @@ async fn replicas_that_read_everything_re_execute_calls_and_refuse_a_different_r
     ensure!(n.node("buyer").validation_counts().re_executed == 1);
 
     // `stamp` reads the clock: the buyer's result differs and it refuses the change.
-    let stamp = n
-        .node("seller")
-        .submit(
-            &who("seller"),
-            Intent::call("b-3", "stamp", json!({"note": "n"})),
-        )
+    n.applied("seller", "b-3", "stamp", json!({"note": "n"}))
         .await?;
-    ensure!(stamp.is_applied(), "{stamp:?}");
     n.node("seller")
         .wait_for(&id, 3, &["inspector".into(), "regulator".into()], WAIT)
         .await?;
@@ -677,22 +713,14 @@ async fn replicas_that_read_everything_re_execute_calls_and_refuse_a_different_r
 }
 
 /// A call that runs out of the tick budget in the contract's descriptor is rejected with
-/// `contract_limit` (recorded, on the home and on the caller's node), and the node goes on.
+/// `contract_limit` (recorded), and the node goes on.
 #[tokio::test]
 async fn a_call_over_its_tick_budget_is_rejected_contract_limit() -> anyhow::Result<()> {
     let n = Net::start(|_| Some(TableEngine::default())).await?;
-    ensure!(n
-        .node("seller")
-        .deploy_contract(board_record())
-        .await?
-        .is_applied());
+    n.deploy_board(&["seller"]).await?;
     let id = n.create("b-4").await?;
     let v = n
-        .node("seller")
-        .submit(
-            &who("seller"),
-            Intent::call("b-4", "spin", json!({"n": 1_000_000})),
-        )
+        .call("seller", "b-4", "spin", json!({"n": 1_000_000}))
         .await?;
     let Verdict::Rejected { reason, event } = v else {
         anyhow::bail!("a runaway call was not rejected: {v:?}");
@@ -712,14 +740,7 @@ async fn a_call_over_its_tick_budget_is_rejected_contract_limit() -> anyhow::Res
             reason: RejectReason::ContractLimit { .. }
         }
     ));
-    let ok = n
-        .node("seller")
-        .submit(
-            &who("seller"),
-            Intent::call("b-4", "spin", json!({"n": 10})),
-        )
-        .await?;
-    ensure!(ok.is_applied(), "{ok:?}");
+    n.applied("seller", "b-4", "spin", json!({"n": 10})).await?;
     ensure!(n.node("seller").state(&id).await?.context("state")?.version == 2);
     Ok(())
 }
@@ -739,25 +760,12 @@ async fn a_tampered_stored_source_is_reported_and_the_node_refuses_to_start() ->
         .map(|(r, s)| (r.clone(), s.clone() as Arc<dyn Store>))
         .collect();
     let mut n = Net::start_on(stores, |_| Some(TableEngine::default())).await?;
-    ensure!(n
-        .node("seller")
-        .deploy_contract(board_record())
-        .await?
-        .is_applied());
-    for role in ROLES {
-        n.wait_installed(role).await?;
-    }
+    n.deploy_board(&ROLES).await?;
     // A restart re-loads the contract from the stored source: it runs right away.
     n.restart("buyer", Some(TableEngine::default())).await?;
     let id = n.create("b-5").await?;
-    let bid = n
-        .node("buyer")
-        .submit(
-            &who("buyer"),
-            Intent::call("b-5", "bid", json!({"amount": 3})),
-        )
+    n.applied("buyer", "b-5", "bid", json!({"amount": 3}))
         .await?;
-    ensure!(bid.is_applied(), "{bid:?}");
     n.node("seller")
         .wait_for(&id, 2, &all_roles(), WAIT)
         .await?;
@@ -773,29 +781,7 @@ async fn a_tampered_stored_source_is_reported_and_the_node_refuses_to_start() ->
                 .map(|s| s.replacen(r#""amount": 1"#, r#""amount": 0"#, 1));
         }
     })?;
-    let report = sst_core::verify_store(store.as_ref(), &mut |_, _| {}).await?;
-    ensure!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.problem.contains("stored source hashes to")),
-        "verify did not report the source: {:?}",
-        report.findings
-    );
-    let restarted = n.restart("buyer", Some(TableEngine::default())).await;
-    let err = restarted
-        .err()
-        .context("the buyer started on a tampered source")?;
-    let err = err.downcast::<NodeError>()?;
-    ensure!(
-        matches!(
-            &err,
-            NodeError::ContractRecord { contract, problem: RecordProblem::SourceEdited { .. } }
-                if *contract == board()
-        ),
-        "{err}"
-    );
-    Ok(())
+    n.ensure_edited_source_refused("buyer", store).await
 }
 
 /// The same on SQLite files: the deployment, the source and the business events are stored
@@ -811,44 +797,24 @@ async fn on_sqlite_a_deployed_source_reloads_and_an_edited_one_refuses_the_start
         stores.insert(role.to_string(), common::sqlite_store(&path).await?);
     }
     let mut n = Net::start_on(stores, |_| Some(TableEngine::default())).await?;
-    let deployed = n.node("seller").deploy_contract(board_record()).await?;
-    ensure!(deployed.is_applied(), "{deployed:?}");
-    for role in ROLES {
-        n.wait_installed(role).await?;
-    }
+    n.deploy_board(&ROLES).await?;
     let id = n.create("b-6").await?;
     let bid = n
-        .node("buyer")
-        .submit(
-            &who("buyer"),
-            Intent::call("b-6", "bid", json!({"amount": 9})),
-        )
+        .applied("buyer", "b-6", "bid", json!({"amount": 9}))
         .await?;
-    ensure!(bid.is_applied(), "{bid:?}");
     n.node("seller")
         .wait_for(&id, 2, &all_roles(), WAIT)
         .await?;
-    for role in ROLES {
-        let store = n.stores[role].clone();
-        let rec = store.event(&bid.event()).await?.context("bid recorded")?;
-        ensure!(rec.business_events.len() == 2, "{role}: {rec:?}");
-        let report = sst_core::verify_store(store.as_ref(), &mut |_, _| {}).await?;
-        ensure!(report.is_clean(), "{role}: {:?}", report.findings);
-    }
+    n.ensure_recorded_everywhere(&bid, 2).await?;
 
-    // The seller restarts on its file and runs the contract from the stored source.
+    // The seller restarts and runs the contract from the stored source.
     n.restart("seller", Some(TableEngine::default())).await?;
-    let stamp = n
-        .node("seller")
-        .submit(
-            &who("seller"),
-            Intent::call("b-6", "stamp", json!({"note": "again"})),
-        )
+    n.applied("seller", "b-6", "stamp", json!({"note": "again"}))
         .await?;
-    ensure!(stamp.is_applied(), "{stamp:?}");
 
     // The buyer's stored source edited with plain SQL while it is stopped.
     n.nodes.remove("buyer");
+    n.stores.remove("buyer");
     let path = dir.0.join("buyer.db");
     let conn = rusqlite::Connection::open(&path)?;
     let edited = conn.execute(
@@ -860,31 +826,5 @@ async fn on_sqlite_a_deployed_source_reloads_and_an_edited_one_refuses_the_start
     ensure!(edited == 1, "no contract row edited");
     drop(conn);
     let store = common::sqlite_store(&path).await?;
-    let report = sst_core::verify_store(store.as_ref(), &mut |_, _| {}).await?;
-    ensure!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.problem.contains("stored source hashes to")),
-        "verify did not report the source: {:?}",
-        report.findings
-    );
-    n.stores.insert("buyer".into(), store);
-    let err = n
-        .restart("buyer", Some(TableEngine::default()))
-        .await
-        .err()
-        .context("the buyer started on an edited source")?
-        .downcast::<NodeError>()?;
-    ensure!(
-        matches!(
-            &err,
-            NodeError::ContractRecord {
-                problem: RecordProblem::SourceEdited { .. },
-                ..
-            }
-        ),
-        "{err}"
-    );
-    Ok(())
+    n.ensure_edited_source_refused("buyer", store).await
 }

@@ -1,7 +1,8 @@
 //! The client API (axum): routes of [`sst_client::api`] over one [`Node`], every `/v1` request
-//! authenticated by its actor-key signature ([`sst_client::auth`]) against the node's actor
-//! directory — and, over mutual TLS, by the connection's actor key, which must be the
-//! signer's — answers narrowed to what the caller may read, errors as typed [`ErrorBody`]s.
+//! authenticated against the node's actor directory — on plain HTTP by its actor-key
+//! signature ([`sst_client::auth`]); over mutual TLS by the actor key the connection's
+//! handshake proved (a request that is signed too must be signed by that actor) — answers
+//! narrowed to what the caller may read, errors as typed [`ErrorBody`]s.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -24,7 +25,8 @@ use sst_client::api::{
     self, CustodySubmit, ErrorBody, ErrorCode, Health, OutcomeBody, SequenceGrant, SignedIntent,
     StatusBody, StreamedEvent, VerdictBody,
 };
-use sst_client::auth::{RequestSignature, MAX_SKEW_MS};
+use sst_client::auth::{RequestSignature, ACTOR_HEADER, MAX_SKEW_MS, SIGNATURE_HEADER};
+use sst_net::tls::Authenticated;
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -151,6 +153,44 @@ impl ApiContext {
         Ok(actor)
     }
 
+    /// The caller of a request without a request signature on a mutual-TLS connection: the
+    /// actor whose key the connection's TLS 1.3 handshake proved. The key must still be the
+    /// actor's current key and the actor active (a rotation or revocation after the handshake
+    /// takes effect on the next request, as it does for signed requests), and an actor the
+    /// request names ([`ACTOR_HEADER`]) must be that one.
+    ///
+    /// This is as strong as checking a request signature: the handshake proved the key, and
+    /// TLS 1.3 protects every request on the connection (AEAD records with per-connection
+    /// keys and sequence numbers: a request cannot be altered, injected, replayed or moved to
+    /// another connection), which is what the signature, its time window and the replay
+    /// cache provide on plain HTTP.
+    fn connection_caller(&self, tls: &Authenticated, headers: &HeaderMap) -> ApiResult<Actor> {
+        let unauth = |m: String| ApiError::new(ErrorCode::Unauthenticated, m);
+        if let Some(claimed) = headers.get(ACTOR_HEADER) {
+            if claimed.as_bytes() != tls.id.as_bytes() {
+                return Err(unauth(format!(
+                    "the request names actor {} on a connection of {}",
+                    String::from_utf8_lossy(claimed.as_bytes()),
+                    tls.id
+                )));
+            }
+        }
+        let actor = self
+            .node
+            .actor(&ActorId::from(tls.id.as_str()))
+            .ok_or_else(|| unauth(format!("actor {} is unknown to this node", tls.id)))?;
+        if actor.status != ActorStatus::Active {
+            return Err(unauth(format!("actor {} is revoked", actor.id)));
+        }
+        if actor.public_key != tls.key {
+            return Err(unauth(format!(
+                "the connection's key is no longer the key of {}: connect again with its current key",
+                actor.id
+            )));
+        }
+        Ok(actor)
+    }
+
     /// The caller must be an actor of this node.
     fn own_actor(&self, caller: &Actor) -> ApiResult<()> {
         if caller.node != *self.me() {
@@ -229,19 +269,29 @@ impl axum::extract::FromRequest<Arc<ApiContext>> for Signed {
         let body = axum::body::to_bytes(body, MAX_BODY)
             .await
             .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
-        let caller = ctx.authenticate(&parts.method, &parts.uri, &parts.headers, &body)?;
-        // Over TLS, the connection's key must be the signer's.
-        if let Some(tls) = parts.extensions.get::<sst_net::tls::Authenticated>() {
-            if tls.id != caller.id.as_str() {
-                return Err(ApiError::new(
-                    ErrorCode::Unauthenticated,
-                    format!(
-                        "the request is signed by {} on a connection of {}",
-                        caller.id, tls.id
-                    ),
-                ));
+        let tls = parts.extensions.get::<Authenticated>();
+        let caller = match tls {
+            // Mutual TLS without a request signature: the connection authenticates.
+            Some(tls) if !parts.headers.contains_key(SIGNATURE_HEADER) => {
+                ctx.connection_caller(tls, &parts.headers)?
             }
-        }
+            _ => {
+                let caller = ctx.authenticate(&parts.method, &parts.uri, &parts.headers, &body)?;
+                // Over TLS, the connection's key must be the signer's.
+                if let Some(tls) = tls {
+                    if tls.id != caller.id.as_str() {
+                        return Err(ApiError::new(
+                            ErrorCode::Unauthenticated,
+                            format!(
+                                "the request is signed by {} on a connection of {}",
+                                caller.id, tls.id
+                            ),
+                        ));
+                    }
+                }
+                caller
+            }
+        };
         Ok(Signed { caller, body })
     }
 }
@@ -597,3 +647,7 @@ async fn readable(
     record.disclosures = readable;
     Some(record)
 }
+
+#[cfg(test)]
+#[path = "api_tests.rs"]
+mod tests;
