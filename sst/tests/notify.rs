@@ -408,15 +408,7 @@ async fn kill_9_between_commit_and_publish_loses_no_notification() -> anyhow::Re
         answered.load(Ordering::SeqCst) <= want.len(),
         "more verdicts than committed events"
     );
-    // Tidy up the stream (kept when the test fails, for a look).
-    let client = redis::Client::open(redis_url().as_str())?;
-    let mut c = client.get_multiplexed_async_connection().await?;
-    redis::cmd("DEL")
-        .arg(&stream)
-        .query_async::<()>(&mut c)
-        .await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    tidy_up(&stream, &dir).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -536,13 +528,18 @@ async fn a_sink_publishes_what_the_cloudevents_stream_shows_with_the_same_filter
         "{}: {err}",
         out.status
     );
+    tidy_up(&stream, &dir).await
+}
+
+/// Removes a test's stream and directory (both kept when a test fails, for a look).
+async fn tidy_up(stream: &str, dir: &Path) -> anyhow::Result<()> {
     let client = redis::Client::open(redis_url().as_str())?;
     let mut c = client.get_multiplexed_async_connection().await?;
     redis::cmd("DEL")
-        .arg(&stream)
+        .arg(stream)
         .query_async::<()>(&mut c)
         .await?;
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
 
