@@ -1,7 +1,8 @@
 //! `verify_store` over the in-memory reference store (clean store, a tampered version, a
 //! broken chain, a missing version, forged event signatures), and `CommitBatch::validate`
 //! refusing each portable-profile counterexample inside a section value, a payload or a
-//! disclosure with the right path, leaving the store unchanged.
+//! disclosure with the right path, leaving the store unchanged; business events, sink names
+//! and the prune `keep` checked the same way.
 
 mod common;
 
@@ -753,4 +754,134 @@ async fn section_paths_quote_names_that_are_not_identifiers() {
         .validate()
         .expect_err("refused");
     assert_invalid(err, "$.sections[\"due-diligence\"][\"$ref\"]", "dollar_key");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Business events, sink cursors and checkpoint pruning (validation the core owns)
+
+fn with_business_events(mut item: CommitItem, events: Value) -> CommitItem {
+    item.event.business_events = serde_json::from_value(events).expect("business events");
+    item
+}
+
+#[tokio::test]
+async fn validate_refuses_bad_business_events_naming_the_path_and_stores_nothing() {
+    let bob = signer("bank", "bob");
+    let store = MemoryStore::new();
+    let fresh = || create("deal-be", deal_values(), &bob, 1);
+    let cases = [
+        (
+            json!([{"name": "", "payload": 1}]),
+            "items[0].business_events[0].name",
+        ),
+        (
+            json!([{"name": "ok", "payload": 1}, {"name": "has space", "payload": 1}]),
+            "items[0].business_events[1].name",
+        ),
+        (
+            json!([{"name": "n".repeat(129), "payload": null}]),
+            "items[0].business_events[0].name",
+        ),
+        (
+            json!([{"name": "big", "payload": {"amount": 9007199254740992u64}}]),
+            "$.business_events[0].payload.amount",
+        ),
+        (
+            json!([{"name": "key", "payload": {"$set": 1}}]),
+            "$.business_events[0].payload[\"$set\"]",
+        ),
+    ];
+    for (events, path) in cases {
+        let err = store
+            .commit(CommitBatch::new(vec![with_business_events(
+                fresh(),
+                events.clone(),
+            )]))
+            .await
+            .expect_err("bad business events are refused");
+        match err {
+            StoreError::InvalidInput { path: p, .. } => assert_eq!(p, path, "{events}"),
+            other => panic!("{events}: {other:?}"),
+        }
+    }
+    let ok = json!([{"name": "deal.created-v1_x", "payload": {"amount": 1.5}}]);
+    let accepted = with_business_events(fresh(), ok);
+    store
+        .commit(CommitBatch::new(vec![accepted.clone()]))
+        .await
+        .expect("valid business events are accepted");
+    assert_eq!(
+        store.event(&accepted.event.id()).await.expect("read"),
+        Some(accepted.event)
+    );
+    let rejected = CommitItem {
+        event: EventRecord {
+            signed: SignedEvent::sign(
+                event(
+                    EventKind::ChangeSections,
+                    &StateId::from("deal-be"),
+                    None,
+                    &bob,
+                    2,
+                    json!({"change": "late"}),
+                ),
+                &bob.key,
+            ),
+            disclosures: BTreeMap::new(),
+            outcome: Outcome::Rejected {
+                reason: RejectReason::EmptyChange,
+            },
+            receipt: None,
+            business_events: vec![sst_core::BusinessEvent {
+                name: "emitted".into(),
+                payload: Value::Null,
+            }],
+        },
+        state: None,
+    };
+    match store.commit(CommitBatch::new(vec![rejected])).await {
+        Err(StoreError::InvalidInput { path, .. }) => {
+            assert_eq!(path, "items[0].business_events")
+        }
+        other => panic!("a rejected event with business events: {other:?}"),
+    }
+    assert_eq!(
+        store
+            .events(&EventFilter::default())
+            .await
+            .expect("events")
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn sink_names_and_prune_keep_are_checked_before_the_store() {
+    for ok in [
+        "a",
+        "kafka.orders-v1_2",
+        &"x".repeat(sst_core::MAX_SINK_NAME_BYTES),
+    ] {
+        assert!(sst_core::check_sink_name(ok).is_ok(), "{ok:?}");
+    }
+    for bad in ["", "a b", "a/b", "é", &"x".repeat(129)] {
+        match sst_core::check_sink_name(bad) {
+            Err(StoreError::InvalidInput { path, reason }) => {
+                assert_eq!(path, "sink");
+                assert!(reason.contains("1 to 128 bytes"), "{reason}");
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    assert!(sst_core::check_prune_keep(1).is_ok());
+    assert!(matches!(
+        sst_core::check_prune_keep(0),
+        Err(StoreError::InvalidInput { path, .. }) if path == "keep"
+    ));
+    let store = MemoryStore::new();
+    assert!(matches!(
+        store.set_sink_cursor("kafka", u64::MAX).await,
+        Err(StoreError::InvalidInput { path, .. }) if path == "position"
+    ));
+    assert_eq!(store.sink_cursor("kafka").await.expect("read"), None);
 }
