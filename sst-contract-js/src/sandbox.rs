@@ -235,8 +235,8 @@ fn classify(
     }
 }
 
-/// What a thrown value says: the engine's own out-of-memory and stack-overflow errors are
-/// budget failures; an `Error` is its message (prefixed by its name unless it is a plain
+/// What a thrown value says: the engine's own out-of-memory and stack-overflow errors (and
+/// the `null` it throws when memory is too short for an error object) are budget failures; an `Error` is its message (prefixed by its name unless it is a plain
 /// `Error`); any other value is shown as such.
 fn describe_thrown(thrown: &Value<'_>, limits: &ContractLimits) -> Failure {
     if thrown.is_error() {
@@ -253,6 +253,11 @@ fn describe_thrown(thrown: &Value<'_>, limits: &ContractLimits) -> Failure {
                 _ => Failure::Thrown(format!("{name}: {message}")),
             };
         }
+    }
+    if thrown.is_null() {
+        // QuickJS-ng throws `null` when it cannot even allocate the "out of memory" error.
+        // (A contract that throws `null` itself is reported the same way.)
+        return memory_limit(limits);
     }
     if let Some(s) = thrown.as_string() {
         return Failure::Thrown(s.to_string().unwrap_or_else(|_| "(a thrown string)".into()));
