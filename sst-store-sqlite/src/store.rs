@@ -43,6 +43,28 @@ where
         .map_err(|e| StoreError::backend(NAME, operation, e))?
 }
 
+/// The columns event reads select: [`EVENT_COLUMNS`], except on a read-only store over an
+/// event table of the layout before business events, which `migrate` would upgrade but a
+/// read-only store must leave as it is: there the column reads as `NULL` (no business events).
+fn event_columns(conn: &Connection, config: &SqliteConfig) -> Result<String, StoreError> {
+    if !config.read_only {
+        return Ok(EVENT_COLUMNS.to_owned());
+    }
+    let (has_table, has_column): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), count(*) FILTER (WHERE name = 'business_events') \
+             FROM pragma_table_info(?1)",
+            [&config.tables.event],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(|e| backend("open", e))?;
+    Ok(if has_table > 0 && has_column == 0 {
+        EVENT_COLUMNS.replace("business_events", "NULL AS business_events")
+    } else {
+        EVENT_COLUMNS.to_owned()
+    })
+}
+
 /// SQL text of every statement, with the configured table names filled in.
 struct Sql {
     ddl: String,
@@ -81,7 +103,9 @@ struct Sql {
 }
 
 impl Sql {
-    fn new(config: &SqliteConfig) -> Self {
+    /// The statements for `config`; `event_columns` is what event reads select
+    /// ([`EVENT_COLUMNS`], or [`event_columns`]'s stand-in for an older layout).
+    fn new(config: &SqliteConfig, event_columns: &str) -> Self {
         let t = &config.tables;
         let (state, history, event, actor, contract) =
             (&t.state, &t.history, &t.event, &t.actor, &t.contract);
@@ -123,8 +147,8 @@ impl Sql {
                 r#"SELECT {STATE_COLUMNS} FROM "{history}" WHERE id = ?1 AND version = ?2"#
             ),
             state_ids: format!(r#"SELECT id FROM "{state}" ORDER BY id"#),
-            select_event: format!(r#"SELECT {EVENT_COLUMNS} FROM "{event}" WHERE id = ?1"#),
-            select_events: format!(r#"SELECT {EVENT_COLUMNS} FROM "{event}" WHERE 1 = 1"#),
+            select_event: format!(r#"SELECT {event_columns} FROM "{event}" WHERE id = ?1"#),
+            select_events: format!(r#"SELECT {event_columns} FROM "{event}" WHERE 1 = 1"#),
             last_origin_seq: format!(
                 r#"SELECT MAX(origin_seq) FROM "{event}" WHERE origin_node = ?1"#
             ),
@@ -346,7 +370,7 @@ impl SqliteStore {
                     .map_err(|e| backend("open", e))?;
             }
             writer.set_prepared_statement_cache_capacity(64);
-            let sql = Sql::new(&config);
+            let sql = Sql::new(&config, &event_columns(&writer, &config)?);
             Ok(SqliteStore {
                 inner: Arc::new(Inner {
                     config,

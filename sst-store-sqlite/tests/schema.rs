@@ -92,6 +92,13 @@ async fn migrate_adds_business_events_and_sink_cursors_to_the_layout_before_them
              DROP TABLE sst_sink_cursor;",
         )?;
     }
+    {
+        // A read-only store leaves the older layout as it is and reads no business events.
+        let store = SqliteStore::open(SqliteConfig::file(&db.0).read_only()).await?;
+        let events = store.events(&Default::default()).await?;
+        assert_eq!(events.len(), 1);
+        assert!(events[0].business_events.is_empty());
+    }
     let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
     let events = store.events(&Default::default()).await?;
     assert_eq!(events.len(), 1);
