@@ -505,7 +505,9 @@ impl Writer {
             if e.origin_node == *ctx.id() {
                 ctx.note_origin_used(e.origin_seq.0);
             }
-            if !plan.sequenced && e.kind == EventKind::ActorChange && ctx.has_refusals() {
+            let stateless = matches!(e.kind, EventKind::ActorChange | EventKind::DeployContract);
+            if !plan.sequenced && stateless && ctx.has_refusals() {
+                // Recorded now: a refusal of this actor change or deployment is resolved.
                 ctx.clear_refusals(&e.state_id, 0).await;
             }
             if plan.sequenced {

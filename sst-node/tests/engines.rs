@@ -617,10 +617,11 @@ async fn a_node_offline_during_a_deployment_gets_it_by_catch_up() -> anyhow::Res
 }
 
 /// A node without the engine a deployment names refuses it, recording why (naming the
-/// engine); the other nodes install it.
+/// engine); the other nodes install it. Restarted with the engine, the node gets the
+/// deployment again by catch-up, installs it and its refusal is cleared.
 #[tokio::test]
 async fn a_node_without_the_engine_records_a_refusal_naming_it() -> anyhow::Result<()> {
-    let n = Net::start(|role| (role != "inspector").then(TableEngine::default)).await?;
+    let mut n = Net::start(|role| (role != "inspector").then(TableEngine::default)).await?;
     let deployment = n
         .deploy_board(&["buyer", "seller", "regulator"])
         .await?
@@ -639,6 +640,18 @@ async fn a_node_without_the_engine_records_a_refusal_naming_it() -> anyhow::Resu
     })
     .await?;
     ensure!(store.contract(&board()).await?.is_none());
+
+    n.restart("inspector", Some(TableEngine::default())).await?;
+    n.wait_installed("inspector").await?;
+    eventually(10, "the inspector's refusal cleared", || {
+        let store = store.clone();
+        async move { Ok(store.refusals(None).await?.is_empty()) }
+    })
+    .await?;
+    let id = n.create("b-7").await?;
+    n.node("seller")
+        .wait_for(&id, 1, &all_roles(), WAIT)
+        .await?;
     Ok(())
 }
 
