@@ -31,6 +31,9 @@ use crate::message::{
 use crate::transport::outbox::{Done, Outbox};
 use crate::transport::TransportError;
 
+/// Checkpoints kept per node (its own and each witnessed peer's); older ones are pruned.
+pub(crate) const CHECKPOINTS_KEPT: usize = 16;
+
 pub(crate) type Waiter = oneshot::Sender<Result<Verdict, NodeError>>;
 
 /// A local intent forwarded to its sequencing node, kept so that it can be built again with
@@ -881,6 +884,7 @@ impl NodeContext {
         }
         .sign(&self.node_key);
         self.store.put_checkpoint(&cp).await?;
+        self.prune_checkpoints(&self.id).await;
         let mut own = lock(&self.own_checkpoint);
         // Two writers may race (the checkpoint task and a shutdown): keep the latest.
         if own
@@ -958,6 +962,18 @@ impl NodeContext {
             return;
         }
         lock(&self.witnessed).insert(peer.clone(), Some(reported.clone()));
+        self.prune_checkpoints(peer).await;
+    }
+
+    /// Keeps only the [`CHECKPOINTS_KEPT`] latest checkpoints of `node` in the store (the
+    /// latest is what start checks, `verify` and peers compare with; older ones only grow the
+    /// table). A failure is logged: the next checkpoint prunes again.
+    async fn prune_checkpoints(&self, node: &NodeId) {
+        match self.store.prune_checkpoints(node, CHECKPOINTS_KEPT).await {
+            Ok(0) => {}
+            Ok(n) => debug!(node = %self.id, of = %node, pruned = n, "old checkpoints deleted"),
+            Err(e) => warn!(node = %self.id, of = %node, error = %e, "old checkpoints not pruned"),
+        }
     }
 
     /// This node's signed statement that it holds `state` at `version` with `root`, dated

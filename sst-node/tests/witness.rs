@@ -399,3 +399,56 @@ async fn a_state_statement_altered_in_transit_is_an_alarm_and_no_acknowledgement
     ensure!(buyer.witness_alarms().is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_checkpoints_are_pruned_own_and_witnessed_and_the_stores_still_verify(
+) -> anyhow::Result<()> {
+    let c = Cluster::in_memory().await?;
+    let d = create_deal(&c, "deal-prune").await?;
+    // Each change then an explicit checkpoint: one checkpoint per log position, far more
+    // than are kept.
+    for rev in 0..40 {
+        change(
+            c.node("seller"),
+            "seller",
+            &d,
+            "common",
+            json!({ "rev": rev }),
+        )
+        .await?;
+        c.node("seller").checkpoint().await?;
+    }
+    c.node("seller")
+        .wait_for(&d, 41, &[], Duration::from_secs(10))
+        .await?;
+    c.net.settled().await;
+    let seller = NodeId::from("seller");
+    let head = c.stores["seller"].log_head().await?;
+    let own = c.stores["seller"].checkpoints(&seller).await?;
+    ensure!(own.len() == 16, "own checkpoints kept: {}", own.len());
+    ensure!(
+        own.last().map(|cp| cp.checkpoint.pos) == Some(head.pos),
+        "the latest own checkpoint is the head"
+    );
+    for peer in ["buyer", "inspector", "regulator"] {
+        let witnessed = c.stores[peer].checkpoints(&seller).await?;
+        ensure!(
+            !witnessed.is_empty() && witnessed.len() <= 16,
+            "{peer} keeps {} checkpoints of the seller",
+            witnessed.len()
+        );
+    }
+    for (role, store) in &c.stores {
+        let report = sst_core::verify_store_with(
+            store.as_ref(),
+            &sst_core::TrustAnchors::new(
+                common::node_registry(),
+                Some(NodeId::from(role.as_str())),
+            ),
+            &mut |_, _| {},
+        )
+        .await?;
+        ensure!(report.is_clean(), "{role}: {:?}", report.findings);
+    }
+    Ok(())
+}
