@@ -162,7 +162,8 @@ fn cargo_test(root: &Path, features: &str, targets: &[&str]) -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["test", "-p", PACKAGE, "--features", features])
+        .args(["test", "-p", PACKAGE, "--features"])
+        .arg(format!("{features},server-tests"))
         .env("SST_REQUIRE_BACKEND", "1");
     for t in targets {
         cmd.args(["--test", t]);
