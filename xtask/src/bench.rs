@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 
 const USAGE: &str =
     "usage: cargo xtask bench store --backend <sqlite|postgres|mysql|mongo> [--count N]
-       cargo xtask bench network [--events N]";
+       cargo xtask bench network [--events N]
+       cargo xtask bench contracts [--events N] [--rounds N]";
 
 /// The workspace root (the parent of the xtask crate).
 fn project_root() -> anyhow::Result<PathBuf> {
@@ -79,6 +80,7 @@ pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("store") => {}
         Some("network") => return network(&args[1..]),
+        Some("contracts") => return crate::bench_contracts::cli(&args[1..]),
         None | Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             return Ok(());
