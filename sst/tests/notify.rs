@@ -335,7 +335,7 @@ async fn kill_9_between_commit_and_publish_loses_no_notification() -> anyhow::Re
         node.start().await?;
         restarts += 1;
         let submitter = tokio::spawn(submit_until_killed(node.client()?, round, answered.clone()));
-        tokio::time::sleep(Duration::from_millis(rng.range(20, 250))).await;
+        tokio::time::sleep(Duration::from_millis(rng.range(20, 180))).await;
         node.kill9()?;
         // The client sees its connection break and stops.
         tokio::time::timeout(Duration::from_secs(15), submitter)
