@@ -11,7 +11,8 @@ use anyhow::{bail, Context};
 const USAGE: &str =
     "usage: cargo xtask bench store --backend <sqlite|postgres|mysql|mongo> [--count N]
        cargo xtask bench network [--events N]
-       cargo xtask bench contracts [--events N] [--rounds N]";
+       cargo xtask bench contracts [--events N] [--rounds N]
+       cargo xtask bench notify [--sinks <sink>|all] [--count N] [--rounds R]";
 
 /// The workspace root (the parent of the xtask crate).
 fn project_root() -> anyhow::Result<PathBuf> {
@@ -81,6 +82,7 @@ pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
         Some("store") => {}
         Some("network") => return network(&args[1..]),
         Some("contracts") => return crate::bench_contracts::cli(&args[1..]),
+        Some("notify") => return crate::bench_notify::cli(&args[1..]),
         None | Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             return Ok(());

@@ -18,7 +18,7 @@ use crate::integration::{project_root, run_counted, show, table_of, Row};
 use crate::services::{self, Availability};
 
 /// The crate whose test targets run.
-const PACKAGE: &str = "sst-notify";
+pub(crate) const PACKAGE: &str = "sst-notify";
 
 const USAGE: &str = "usage: cargo xtask integration --sinks <name>|all (names: kafka, rabbitmq, \
                      nats, mqtt, postgres, redis; several with commas)";
@@ -148,13 +148,17 @@ pub(crate) fn missing_target(crate_dir: &Path, manifest: &str, name: &str) -> Op
             "no test target: {PACKAGE}/Cargo.toml declares no [[test]] `{name}`"
         ));
     }
-    let has_feature = manifest
-        .lines()
-        .any(|l| l.trim_start().starts_with(&format!("{name} = [")));
-    if !has_feature {
+    if !has_feature(manifest, name) {
         return Some(format!("no test target: {PACKAGE} has no `{name}` feature"));
     }
     None
+}
+
+/// Whether `manifest` (sst-notify's Cargo.toml) declares the feature `name`.
+pub(crate) fn has_feature(manifest: &str, name: &str) -> bool {
+    manifest
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("{name} = [")))
 }
 
 /// `cargo test -p sst-notify --features <features> --test <t>…` (the caller adds the rest).
@@ -171,9 +175,9 @@ fn cargo_test(root: &Path, features: &str, targets: &[&str]) -> Command {
     cmd
 }
 
-/// The environment for `spec`'s tests, or the row saying why its broker is not there. The
-/// returned guard keeps a started broker alive.
-fn prepare(
+/// The environment for `spec`'s tests (its broker's URL), or the row saying why its broker is
+/// not there. A Kafka broker started here is kept in `kafka` (stopped when that is dropped).
+pub(crate) fn prepare(
     root: &Path,
     spec: &SinkSpec,
     kafka: &mut Option<crate::kafka_server::KafkaServer>,
