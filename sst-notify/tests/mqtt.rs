@@ -4,6 +4,7 @@
 //! PubSub+ over its MQTT port (no Solace broker can be installed here). A broker that does not
 //! answer fails these tests; nothing is skipped.
 
+mod common;
 mod sinks_common;
 
 use std::time::{Duration, Instant};
@@ -12,8 +13,8 @@ use anyhow::{bail, ensure, Context as _};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use sinks_common::{
     assert_config_errors, assert_same_notification, assert_unreachable_in_time, deal_notifications,
-    per_second, publish_until_confirmed, unanswering_addresses, unique, with_options,
-    CuttableProxy,
+    per_second, publish_two_deals_through_notifiers, publish_until_confirmed,
+    unanswering_addresses, unique, with_options, CuttableProxy,
 };
 use sst_notify::sinks::mqtt::MqttSink;
 use sst_notify::{Notification, Sink, SinkError, SinkKind, SinkSpec, TopicTemplate};
@@ -252,4 +253,45 @@ async fn five_thousand_notifications_throughput() -> anyhow::Result<()> {
         per_second(batch.len(), took)
     );
     subscriber.expect(&batch).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_events_arrive_through_the_notifier_per_node_and_redacted() -> anyhow::Result<()>
+{
+    let mut subscriber = Subscriber::new().await?;
+    let mut spec = subscriber.spec(&mqtt_url())?;
+    spec.topic = TopicTemplate::parse(&format!(
+        "{}/{{node}}/{{contract}}/{{name}}/{{outcome}}",
+        subscriber.prefix
+    ))?;
+    let published = publish_two_deals_through_notifiers("mqtt-e2e", spec.clone()).await?;
+    let total: usize = published.iter().map(|(_, want)| want.len()).sum();
+    // Both nodes' notifiers published at once: split what arrived by the node topic level.
+    let mut got: std::collections::BTreeMap<String, Vec<Notification>> = Default::default();
+    for i in 0..total {
+        let publish = tokio::time::timeout(Duration::from_secs(20), subscriber.received.recv())
+            .await
+            .with_context(|| format!("message {i} of {total} never arrived"))?
+            .context("the subscriber's connection failed")?;
+        let notification: Notification = serde_json::from_slice(&publish.payload)?;
+        ensure!(
+            publish.topic == spec.topic.render(&notification),
+            "{} arrived on {}",
+            notification.id,
+            publish.topic
+        );
+        let node = publish
+            .topic
+            .split('/')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        got.entry(node).or_default().push(notification);
+    }
+    for (role, want) in &published {
+        let got = got.remove(*role).unwrap_or_default();
+        ensure!(&got == want, "{role}: got {got:#?}\nwant {want:#?}");
+    }
+    ensure!(got.is_empty(), "notifications of other nodes: {got:?}");
+    Ok(())
 }

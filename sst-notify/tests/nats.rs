@@ -3,6 +3,7 @@
 //! async-nats JetStream pull consumer, in order and field for field; the server drops a
 //! re-published id. A server that does not answer fails these tests; nothing is skipped.
 
+mod common;
 mod sinks_common;
 
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use async_nats::jetstream::{self, Context};
 use futures_util::StreamExt;
 use sinks_common::{
     assert_config_errors, assert_same_notification, assert_unreachable_in_time, deal_notifications,
-    per_second, unanswering_addresses, unique, with_options,
+    per_second, publish_two_deals_through_notifiers, unanswering_addresses, unique, with_options,
 };
 use sst_notify::sinks::nats::{NatsSink, CONTENT_TYPE};
 use sst_notify::{Notification, Sink, SinkError, SinkKind, SinkSpec, TopicTemplate};
@@ -26,6 +27,8 @@ fn nats_url() -> String {
 struct Run {
     stream: String,
     prefix: String,
+    /// The subject template after the prefix.
+    subjects: &'static str,
     jetstream: Context,
 }
 
@@ -39,18 +42,24 @@ impl Run {
         Ok(Run {
             stream: unique("SST_TEST_"),
             prefix: unique("sst-test-"),
+            subjects: "{contract}.{name}.{outcome}",
             jetstream: jetstream::new(client),
         })
     }
 
-    /// Subjects `<prefix>.{contract}.{name}.{outcome}` on the run's stream (created by the
-    /// sink with the subjects derived from the template).
+    /// The subject template: `<prefix>.<subjects>`.
+    fn template(&self) -> anyhow::Result<TopicTemplate> {
+        Ok(TopicTemplate::parse(&format!(
+            "{}.{}",
+            self.prefix, self.subjects
+        ))?)
+    }
+
+    /// Subjects [`Run::template`] on the run's stream (created by the sink with the subjects
+    /// derived from the template: `<prefix>.>`).
     fn spec(&self, url: &str) -> anyhow::Result<SinkSpec> {
         let mut spec = SinkSpec::new(unique("nats-test-"), SinkKind::Nats, url);
-        spec.topic = TopicTemplate::parse(&format!(
-            "{}.{{contract}}.{{name}}.{{outcome}}",
-            self.prefix
-        ))?;
+        spec.topic = self.template()?;
         spec.options.insert("stream".into(), self.stream.clone());
         Ok(spec)
     }
@@ -59,15 +68,36 @@ impl Run {
     /// against the notification at the same position: body, `Nats-Msg-Id`, content type,
     /// subject; then that the stream holds exactly that many messages.
     async fn expect(&self, expected: &[Notification]) -> anyhow::Result<()> {
-        let template = TopicTemplate::parse(&format!(
-            "{}.{{contract}}.{{name}}.{{outcome}}",
-            self.prefix
-        ))?;
+        self.expect_on(None, expected).await?;
+        let stored = self.stored().await?;
+        ensure!(
+            stored == expected.len() as u64,
+            "the stream holds {stored} messages, expected {}",
+            expected.len()
+        );
+        Ok(())
+    }
+
+    /// How many messages the stream holds.
+    async fn stored(&self) -> anyhow::Result<u64> {
         let mut stream = self.jetstream.get_stream(&self.stream).await?;
+        Ok(stream.info().await?.state.messages)
+    }
+
+    /// As [`Run::expect`] for the messages on subjects `filter` selects (all if `None`),
+    /// without counting the stream.
+    async fn expect_on(
+        &self,
+        filter: Option<String>,
+        expected: &[Notification],
+    ) -> anyhow::Result<()> {
+        let template = self.template()?;
+        let stream = self.jetstream.get_stream(&self.stream).await?;
         let consumer = stream
             .create_consumer(pull::Config {
                 deliver_policy: DeliverPolicy::All,
                 ack_policy: AckPolicy::Explicit,
+                filter_subject: filter.unwrap_or_default(),
                 ..Default::default()
             })
             .await?;
@@ -87,11 +117,11 @@ impl Run {
                     .and_then(|h| h.get(name))
                     .map(|v| v.as_str().to_owned())
             };
+            let msg_id = format!("{}/{}", notification.source, notification.id);
             ensure!(
-                header("Nats-Msg-Id").as_deref() == Some(notification.id.as_str()),
-                "message {i}: Nats-Msg-Id {:?}, expected {}",
+                header("Nats-Msg-Id").as_deref() == Some(msg_id.as_str()),
+                "message {i}: Nats-Msg-Id {:?}, expected {msg_id}",
                 header("Nats-Msg-Id"),
-                notification.id
             );
             ensure!(
                 header("Content-Type").as_deref() == Some(CONTENT_TYPE),
@@ -108,12 +138,6 @@ impl Run {
                 .await
                 .map_err(|error| anyhow::anyhow!("ack {i}: {error}"))?;
         }
-        let stored = stream.info().await?.state.messages;
-        ensure!(
-            stored == expected.len() as u64,
-            "the stream holds {stored} messages, expected {}",
-            expected.len()
-        );
         Ok(())
     }
 
@@ -150,6 +174,22 @@ async fn publishing_the_same_ids_again_is_deduplicated_by_the_server() -> anyhow
     let restarted = NatsSink::connect(&run.spec(&nats_url())?).await?;
     restarted.publish(&batch).await?;
     run.expect(&batch).await?;
+    // The same ids from another node (another CloudEvents source) are other events.
+    let from_regulator: Vec<Notification> = batch
+        .iter()
+        .map(|n| Notification {
+            source: "sst://regulator".into(),
+            ..n.clone()
+        })
+        .collect();
+    sink.publish(&from_regulator).await?;
+    sink.publish(&from_regulator).await?;
+    let stored = run.stored().await?;
+    ensure!(
+        stored == 2 * batch.len() as u64,
+        "the stream holds {stored} messages, expected {} (one per node)",
+        2 * batch.len()
+    );
     run.remove().await
 }
 
@@ -233,5 +273,28 @@ async fn five_thousand_notifications_throughput() -> anyhow::Result<()> {
         per_second(batch.len(), took)
     );
     run.expect(&batch).await?;
+    run.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_events_arrive_through_the_notifier_per_node_and_redacted() -> anyhow::Result<()>
+{
+    let mut run = Run::new().await?;
+    run.subjects = "{node}.{contract}.{name}.{outcome}";
+    let spec = run.spec(&nats_url())?;
+    let published = publish_two_deals_through_notifiers("nats-e2e", spec).await?;
+    let mut total = 0;
+    for (role, want) in &published {
+        run.expect_on(Some(format!("{}.{role}.>", run.prefix)), want)
+            .await
+            .with_context(|| format!("{role}'s notifications"))?;
+        total += want.len() as u64;
+    }
+    // Both nodes notify the same events under the same ids: none was dropped as a duplicate.
+    let stored = run.stored().await?;
+    ensure!(
+        stored == total,
+        "the stream holds {stored}, expected {total}"
+    );
     run.remove().await
 }

@@ -3,6 +3,7 @@
 //! a queue bound to the exchange, in order and field for field. A server that does not answer
 //! fails these tests; nothing is skipped.
 
+mod common;
 mod sinks_common;
 
 use std::time::{Duration, Instant};
@@ -17,8 +18,8 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties, Consumer};
 use sinks_common::{
     assert_config_errors, assert_same_notification, assert_unreachable_in_time, deal_notifications,
-    per_second, publish_until_confirmed, unanswering_addresses, unique, with_options,
-    CuttableProxy,
+    per_second, publish_two_deals_through_notifiers, publish_until_confirmed,
+    unanswering_addresses, unique, with_options, CuttableProxy,
 };
 use sst_notify::sinks::rabbitmq::{RabbitMqSink, CONTENT_TYPE};
 use sst_notify::{Notification, Sink, SinkError, SinkKind, SinkSpec, TopicTemplate};
@@ -28,25 +29,36 @@ fn rabbitmq_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
-/// A sink spec on a fresh exchange, routing keys `sst.{contract}.{name}.{outcome}`.
+/// The routing keys of most tests.
+const ROUTING: &str = "sst.{contract}.{name}.{outcome}";
+
+/// A sink spec on a fresh exchange, routing keys [`ROUTING`].
 fn spec(url: &str, exchange: &str) -> anyhow::Result<SinkSpec> {
     let mut spec = SinkSpec::new(unique("rabbitmq-test-"), SinkKind::Rabbitmq, url);
-    spec.topic = TopicTemplate::parse("sst.{contract}.{name}.{outcome}")?;
+    spec.topic = TopicTemplate::parse(ROUTING)?;
     spec.options.insert("exchange".into(), exchange.into());
     Ok(spec)
 }
 
-/// A consumer of everything published to `exchange` (an exclusive queue bound with `#`),
+/// A consumer of what is published to `exchange` under a binding key (an exclusive queue),
 /// on its own connection. The exchange is declared first, as the sink would.
 struct Tap {
     connection: Connection,
     channel: Channel,
     consumer: Consumer,
     exchange: String,
+    /// The routing-key template the sink was given.
+    routing: TopicTemplate,
 }
 
 impl Tap {
+    /// Everything on `exchange`, routed by [`ROUTING`].
     async fn new(exchange: &str) -> anyhow::Result<Self> {
+        Tap::bound(exchange, "#", ROUTING).await
+    }
+
+    /// What `binding` selects on `exchange`, routed by `routing`.
+    async fn bound(exchange: &str, binding: &str, routing: &str) -> anyhow::Result<Self> {
         let connection = Connection::connect(&rabbitmq_url(), ConnectionProperties::default())
             .await
             .context("the RabbitMQ server on this machine does not answer")?;
@@ -77,7 +89,7 @@ impl Tap {
             .queue_bind(
                 queue.name().clone(),
                 exchange.into(),
-                "#".into(),
+                binding.into(),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
@@ -95,13 +107,13 @@ impl Tap {
             channel,
             consumer,
             exchange: exchange.to_owned(),
+            routing: TopicTemplate::parse(routing)?,
         })
     }
 
     /// Receives `expected.len()` messages and checks each against the notification at the
     /// same position: body, message id, content type, persistence, type, routing key.
     async fn expect(&mut self, expected: &[Notification]) -> anyhow::Result<()> {
-        let template = TopicTemplate::parse("sst.{contract}.{name}.{outcome}")?;
         for (i, notification) in expected.iter().enumerate() {
             let delivery = tokio::time::timeout(Duration::from_secs(20), self.consumer.next())
                 .await
@@ -132,7 +144,7 @@ impl Tap {
                 p.kind()
             );
             ensure!(
-                delivery.routing_key.as_str() == template.render(notification),
+                delivery.routing_key.as_str() == self.routing.render(notification),
                 "message {i}: routing key {}",
                 delivery.routing_key
             );
@@ -334,4 +346,27 @@ async fn five_thousand_notifications_throughput() -> anyhow::Result<()> {
     );
     tap.expect(&batch).await?;
     tap.remove().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_events_arrive_through_the_notifier_per_node_and_redacted() -> anyhow::Result<()>
+{
+    let exchange = unique("sst-test-");
+    let routing = "sst.{node}.{contract}.{name}.{outcome}";
+    let mut seller = Tap::bound(&exchange, "sst.seller.#", routing).await?;
+    let mut regulator = Tap::bound(&exchange, "sst.regulator.#", routing).await?;
+    let mut spec = spec(&rabbitmq_url(), &exchange)?;
+    spec.topic = TopicTemplate::parse(routing)?;
+    for (role, want) in publish_two_deals_through_notifiers("rabbitmq-e2e", spec).await? {
+        let tap = if role == "seller" {
+            &mut seller
+        } else {
+            &mut regulator
+        };
+        tap.expect(&want)
+            .await
+            .with_context(|| format!("{role}'s notifications"))?;
+    }
+    regulator.connection.close(200, "done".into()).await?;
+    seller.remove().await
 }

@@ -13,6 +13,7 @@
 //! the next publish opens a new one.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -53,8 +54,8 @@ const DEFAULT_MAX_PACKET_BYTES: u64 = 1 << 20;
 /// Configured by a [`SinkSpec`] of kind `mqtt`: `url` `mqtt://[user[:password]@]host[:port]`
 /// (also `tcp://`; port 1883 by default), `topic` the topic template (placeholders fill
 /// topic levels; a rendered topic may not contain the wildcards `+` or `#`), and the options
-/// `client_id` (default `sst-notify-<sink name>-<process id>`; two connections with one id
-/// disconnect each other), `keep_alive_s` (default 30), `max_in_flight` (default 100),
+/// `client_id` (default `sst-notify-<sink name>-<process id>-<n>`; two connections with one
+/// id disconnect each other), `keep_alive_s` (default 30), `max_in_flight` (default 100),
 /// `max_packet_bytes` (default 1 MiB) and `timeout_ms` (connecting, or waiting for any one
 /// acknowledgement; default 10 s).
 ///
@@ -191,6 +192,15 @@ fn parse_url(url: &str) -> Result<BrokerAddress, String> {
     })
 }
 
+/// `sst-notify-<sink name>-<process id>-<n>`, `n` counting the sinks this process made: two
+/// connections with one client id disconnect each other, and two nodes in one process (tests,
+/// a multi-node host) may have sinks of the same name.
+fn default_client_id(sink: &str) -> String {
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let n = MADE.fetch_add(1, Ordering::Relaxed);
+    format!("sst-notify-{sink}-{}-{n}", std::process::id())
+}
+
 impl MqttSink {
     /// Checks `spec` and builds the sink; the connection is opened by the first publish.
     ///
@@ -208,11 +218,7 @@ impl MqttSink {
         } = parse_url(&spec.url).map_err(|why| {
             spec.config_error(format!("url {:?} is not an MQTT URL: {why}", spec.url))
         })?;
-        let client_id = broker_options::text(
-            spec,
-            "client_id",
-            &format!("sst-notify-{}-{}", spec.name, std::process::id()),
-        )?;
+        let client_id = broker_options::text(spec, "client_id", &default_client_id(&spec.name))?;
         let keep_alive =
             broker_options::positive(spec, "keep_alive_s")?.unwrap_or(DEFAULT_KEEP_ALIVE_S);
         if keep_alive < 5 {

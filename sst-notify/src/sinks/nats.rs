@@ -2,9 +2,12 @@
 //! with an acknowledged publish per notification, over `async-nats`.
 //!
 //! Each notification is one message on the subject its topic template gives, its body the
-//! CloudEvents JSON (structured mode), its `Nats-Msg-Id` header the notification id: the
-//! server drops a message whose id it already stored within the stream's duplicate window,
-//! so a batch the notifier publishes again after a failure is not stored twice. Publishes are
+//! CloudEvents JSON (structured mode), its `Nats-Msg-Id` header [`message_id`]: the
+//! notification id qualified by its source (`sst://seller/<id>`). The server drops a message
+//! whose id it already stored within the stream's duplicate window, so a batch the notifier
+//! publishes again after a failure is not stored twice — while the same event notified by two
+//! nodes into one stream (same notification id, different source, different redaction) is
+//! stored once per node, as CloudEvents identifies an event by source and id together. Publishes are
 //! pipelined (up to `max_in_flight` awaiting their `PubAck`) on one connection, so the stream
 //! holds them in the order given; [`Sink::publish`] returns `Ok` only once every `PubAck`
 //! arrived. After a failure the next publish connects again and re-checks the stream.
@@ -247,7 +250,7 @@ impl NatsSink {
         let subject = self.subject.render(notification);
         let message = PublishMessage::build()
             .payload(notification.to_json().into())
-            .message_id(&notification.id)
+            .message_id(message_id(notification))
             .header("Content-Type", CONTENT_TYPE);
         match timeout(
             self.timeout,
@@ -322,6 +325,13 @@ impl NatsSink {
         }
         Ok(())
     }
+}
+
+/// The `Nats-Msg-Id` of a notification: `<source>/<id>`, e.g. `sst://seller/<event id>#0`
+/// (the CloudEvents identity: the same for every re-publication by one node, different for the
+/// same event published by another node).
+pub fn message_id(notification: &Notification) -> String {
+    format!("{}/{}", notification.source, notification.id)
 }
 
 /// The subjects a stream must capture for `template`: the template itself when it has no

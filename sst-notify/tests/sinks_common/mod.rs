@@ -258,3 +258,62 @@ pub async fn publish_until_confirmed(
         }
     }
 }
+
+/// The nodes whose notifiers the end-to-end tests run: the deals' home, which reads every
+/// section, and the regulator, whose node never receives the `price` plaintext.
+pub const NOTIFYING_ROLES: [&str; 2] = ["seller", "regulator"];
+
+/// End to end through the notifier: a real four-node network (SQLite) runs a deal; a
+/// notifier per [`NOTIFYING_ROLES`] node publishes its committed log through the sink `spec`
+/// describes (connected by the notifier itself); a second deal runs while they do; once each
+/// notifier's durable cursor reached its log head, returns per role what the broker must now
+/// hold, in log order. Checks on the way that the seller's notifications carry the price and
+/// the regulator's never do.
+pub async fn publish_two_deals_through_notifiers(
+    test: &str,
+    spec: SinkSpec,
+) -> anyhow::Result<Vec<(&'static str, Vec<Notification>)>> {
+    use crate::common::{eventually, expected, Cluster};
+    use sst_notify::{Notifier, NotifierOptions};
+
+    let cluster = Cluster::start(test).await?;
+    cluster.run_deal("deal-1").await?;
+    let mut handles = Vec::new();
+    for role in NOTIFYING_ROLES {
+        let notifier = Notifier::new(
+            spec.clone(),
+            sst_core::NodeId::from(role),
+            cluster.stores[role].clone(),
+        )
+        .with_options(NotifierOptions {
+            poll: Duration::from_millis(20),
+            ..Default::default()
+        });
+        handles.push(notifier.spawn());
+    }
+    cluster.run_deal("deal-2").await?;
+    let mut published = Vec::new();
+    for role in NOTIFYING_ROLES {
+        let store = cluster.stores[role].clone();
+        let head = store.log_head().await?.pos;
+        eventually(
+            &format!("{role}'s cursor at its log head {head}"),
+            || async { Ok((store.sink_cursor(&spec.name).await? >= Some(head)).then_some(())) },
+        )
+        .await?;
+        let want = expected(role, store.as_ref()).await?;
+        let with_price = want
+            .iter()
+            .filter(|n| n.to_json().contains("\"price\""))
+            .count();
+        match role {
+            "regulator" => ensure!(with_price == 0, "the regulator's node publishes the price"),
+            _ => ensure!(with_price > 0, "the {role}'s notifications lack the price"),
+        }
+        published.push((role, want));
+    }
+    for handle in handles {
+        handle.stop().await;
+    }
+    Ok(published)
+}
