@@ -8,6 +8,34 @@
 //! confirmation, so delivery is at least once and a crash between commit and publish delays a
 //! notification, never loses it. Each notification carries a stable idempotency key
 //! ([`Notification::id`]) so consumers can drop duplicates.
+//!
+//! - [`event`]: the formatter, a committed record → one notification for its outcome
+//!   (`sst.<contract>.<method>.<applied|rejected>`) and one per business event, carrying only
+//!   the sections the publishing node may read; deterministic JSON.
+//! - [`filter`]: subscriptions ([`Filter`]: contract, method or business-event name, outcome,
+//!   state-id prefix) and destinations ([`TopicTemplate`], e.g. `sst.{contract}.{name}.{outcome}`).
+//! - [`config`]: a `[[sink]]` entry of node.toml ([`SinkConfig`]) validated into a
+//!   [`SinkSpec`]; [`SinkSpec::connect`] opens the adapter of its kind.
+//! - [`notifier`]: the task per sink ([`Notifier`]) and its counters ([`SinkMetrics`]).
+//! - [`sinks`]: the adapters, each behind the cargo feature of its name: `kafka`, `rabbitmq`,
+//!   `nats`, `mqtt` (also Solace PubSub+), `postgres` (`NOTIFY`), `redis` (Streams).
+//!
+//! The client API's event stream (`sst events --cloudevents`) uses the same formatter and
+//! filter, on the caller's narrowed view.
+//!
+//! ```no_run
+//! # async fn run(store: std::sync::Arc<dyn sst_core::Store>) -> Result<(), Box<dyn std::error::Error>> {
+//! use sst_notify::{Notifier, SinkConfig};
+//! let entry: SinkConfig = serde_json::from_value(serde_json::json!({
+//!     "name": "deals", "kind": "redis", "url": "redis://127.0.0.1:6379",
+//!     "topic": "sst.{contract}", "filter": {"outcomes": ["applied"]}
+//! }))?;
+//! let spec = entry.validate()?; // a kind compiled out, a bad template: typed errors
+//! let handle = Notifier::new(spec, "acme".into(), store).spawn();
+//! // … later, at shutdown: the batch in flight is finished and its cursor stored.
+//! handle.stop().await;
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
