@@ -36,6 +36,12 @@ export let host;
                       "Performance", "Atomics", "SharedArrayBuffer", "queueMicrotask"]) {
     delete g[name];
   }
+  // Helpers implemented in bytecode that QuickJS-ng instantiates lazily (freezing would
+  // compile them on every call) and that contracts do not need: Array.fromAsync (promises),
+  // Iterator.zip and Iterator.zipKeyed.
+  delete Array.fromAsync;
+  delete g.Iterator.zip;
+  delete g.Iterator.zipKeyed;
   // Math.random, and the functions whose results depend on the platform's libm.
   for (const name of TRANSCENDENTAL.concat(["random"])) {
     delete Math[name];
@@ -66,8 +72,10 @@ export let host;
       }
     }
   }
+  const frozen = new Set();
   for (let o of roots) {
-    while (o !== null && !Object.isFrozen(o)) {
+    while (o !== null && !frozen.has(o)) {
+      frozen.add(o);
       freeze(o);
       o = getPrototypeOf(o);
     }
