@@ -11,7 +11,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
-use sst_core::{ActorId, ActorKey, EventId, PublicKey, State, StateId};
+use sst_core::{ActorId, ActorKey, ContractRecord, EventId, PublicKey, State, StateId};
 use sst_net::tls::{client_config, H2Client, Identity};
 use sst_node::{EventBuilder, Intent};
 use tokio::net::TcpStream;
@@ -278,6 +278,32 @@ impl Client {
             let built = builder
                 .build(grant.origin_seq, &intent, current.as_ref())
                 .map_err(|e| ClientError::Build(e.to_string()))?;
+            let signed = SignedIntent {
+                signed: built.signed,
+                disclosures: built.disclosures,
+            };
+            match self.post_signed(&signed).await {
+                Err(e) if e.code() == Some(ErrorCode::OriginTaken) && attempt < ORIGIN_RETRIES => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Deploys a contract version at run time: builds the `DeployContract` event of `record`
+    /// (signed by this client's actor, who must be the record's deployer) under a reserved
+    /// origin sequence and posts it; the node sequences it and every node of the network
+    /// installs the version without a restart.
+    ///
+    /// # Errors
+    /// API errors; a rejection is a [`VerdictBody::Rejected`], not an error.
+    pub async fn deploy(&self, record: &ContractRecord) -> Result<VerdictBody, ClientError> {
+        let mut attempt = 0;
+        loop {
+            let grant = self.reserve().await?;
+            let builder = EventBuilder::new(grant.origin_node, self.actor.clone(), &self.key);
+            let built = builder.deploy_contract(grant.origin_seq, record);
             let signed = SignedIntent {
                 signed: built.signed,
                 disclosures: built.disclosures,

@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use sst::core::ContractRecord;
 use sst::core::{
     Actor, ActorId, ActorKey, ActorStatus, ContractRef, HashAlg, NodeId, NodeKey, NodeRegistry,
     Parties, Store,
 };
 use sst::node::contracts::{RealEstateDeal, Rfq};
-use sst::node::{ContractRegistry, InProcessNetwork, Node, NodeConfig};
+use sst::node::{ContractRegistry, InProcessNetwork, Node, NodeConfig, Verdict};
 use sst::sqlite::{SqliteConfig, SqliteStore};
+use sst_contract_js::JsEngine;
 
 /// Participants: node id and actor name.
 pub(crate) const PARTICIPANTS: [(&str, &str); 4] = [
@@ -21,6 +23,20 @@ pub(crate) const PARTICIPANTS: [(&str, &str); 4] = [
     ("inspector", "ina"),
     ("regulator", "rex"),
 ];
+
+/// The JavaScript port of the real-estate deal, version 1 (`sst demo` deploys it at run time).
+pub(crate) const REAL_ESTATE_JS: &str =
+    include_str!("../../sst-contract-js/contracts/real-estate-v1.js");
+
+/// How the real-estate contract reaches the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DealContract {
+    /// The native (Rust) contract compiled into every node, deployed on each by its record.
+    Native,
+    /// The JavaScript port: the nodes hold only the JavaScript engine; the seller deploys the
+    /// source at run time with a signed `DeployContract` event, replicated to every node.
+    JavaScript,
+}
 
 /// The running network.
 pub(crate) struct Cluster {
@@ -31,6 +47,8 @@ pub(crate) struct Cluster {
     pub(crate) node_registry: NodeRegistry,
     /// Where the registry file is.
     pub(crate) registry_file: PathBuf,
+    /// Each participant's actor key.
+    keys: BTreeMap<&'static str, ActorKey>,
 }
 
 /// The actor id of participant `node`.
@@ -51,11 +69,23 @@ pub(crate) fn deal_parties() -> Parties {
 
 impl Cluster {
     /// Fresh SQLite files in `dir` (old ones removed), four nodes, actors registered
-    /// everywhere, each node holding its own actor's key, and the real-estate contract
+    /// everywhere, each node holding its own actor's key, and the native real-estate contract
     /// deployed (signed by the seller) on every node.
     pub(crate) async fn start(dir: &Path) -> anyhow::Result<Cluster> {
+        Self::start_with(dir, DealContract::Native).await
+    }
+
+    /// As [`Cluster::start`]; with [`DealContract::JavaScript`] the nodes hold the JavaScript
+    /// engine instead of the native real-estate code, and no contract is deployed yet
+    /// ([`Cluster::deploy_javascript_deal`]).
+    pub(crate) async fn start_with(dir: &Path, deal: DealContract) -> anyhow::Result<Cluster> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let registry = ContractRegistry::new().with(RealEstateDeal).with(Rfq);
+        let registry = match deal {
+            DealContract::Native => ContractRegistry::new().with(RealEstateDeal).with(Rfq),
+            DealContract::JavaScript => ContractRegistry::new()
+                .with(Rfq)
+                .with_engine(Arc::new(JsEngine::new())),
+        };
         let keys: BTreeMap<&str, ActorKey> = PARTICIPANTS
             .iter()
             .map(|(n, _)| (*n, ActorKey::generate()))
@@ -69,12 +99,15 @@ impl Cluster {
                 status: ActorStatus::Active,
             })
             .collect();
-        let deployment = registry.deployment(
-            &ContractRef::new("real-estate-deal", 1),
-            HashAlg::Blake3,
-            who("seller"),
-            &keys["seller"],
-        )?;
+        let deployment = match deal {
+            DealContract::Native => Some(registry.deployment(
+                &ContractRef::new("real-estate-deal", 1),
+                HashAlg::Blake3,
+                who("seller"),
+                &keys["seller"],
+            )?),
+            DealContract::JavaScript => None,
+        };
         let mut node_keys: BTreeMap<&str, NodeKey> = PARTICIPANTS
             .iter()
             .map(|(n, _)| (*n, NodeKey::generate()))
@@ -89,6 +122,12 @@ impl Cluster {
         )
         .with_context(|| format!("writing {}", registry_file.display()))?;
         let net = InProcessNetwork::new();
+        // Every node joins before any starts, so what the first ones send at start (their
+        // checkpoints) waits in the others' inboxes instead of failing.
+        let mut joined: BTreeMap<&str, _> = PARTICIPANTS
+            .iter()
+            .map(|(name, _)| (*name, net.join(*name)))
+            .collect();
         let mut nodes = BTreeMap::new();
         let mut files = BTreeMap::new();
         for (name, _) in PARTICIPANTS {
@@ -102,7 +141,9 @@ impl Cluster {
             }
             let store: Arc<dyn Store> =
                 Arc::new(SqliteStore::open_migrated(SqliteConfig::file(&file)).await?);
-            let (transport, inbox) = net.join(name);
+            let (transport, inbox) = joined
+                .remove(name)
+                .with_context(|| format!("{name} did not join"))?;
             let node_key = node_keys
                 .remove(name)
                 .with_context(|| format!("no node key for {name}"))?;
@@ -119,7 +160,9 @@ impl Cluster {
             }
             let key = ActorKey::from_pkcs8_pem(&keys[name].to_pkcs8_pem()?)?;
             node.add_key(&who(name), key)?;
-            node.deploy(deployment.clone()).await?;
+            if let Some(record) = &deployment {
+                node.deploy(record.clone()).await?;
+            }
             nodes.insert(name, Arc::new(node));
             files.insert(name, file);
         }
@@ -129,7 +172,26 @@ impl Cluster {
             files,
             node_registry,
             registry_file,
+            keys,
         })
+    }
+
+    /// The seller deploys the JavaScript real-estate deal at run time: its descriptor read
+    /// from the source, signed by the seller's actor, sequenced by the seller's node as a
+    /// `DeployContract` event and replicated to every node, which installs it without a
+    /// restart. Returns the record and the verdict.
+    pub(crate) async fn deploy_javascript_deal(&self) -> anyhow::Result<(ContractRecord, Verdict)> {
+        let descriptor = sst_contract_js::descriptor_of(REAL_ESTATE_JS)?;
+        let record = ContractRecord::sign(
+            descriptor,
+            HashAlg::Blake3,
+            who("seller"),
+            &self.keys["seller"],
+        )
+        .with_source(REAL_ESTATE_JS);
+        let verdict = self.node("seller")?.deploy_contract(record.clone()).await?;
+        self.net.settled().await;
+        Ok((record, verdict))
     }
 
     /// The node of participant `name`.

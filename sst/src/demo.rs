@@ -9,7 +9,7 @@ use sst::core::{ContractRef, NodeId, StateId};
 use sst::node::{Intent, Verdict};
 use sst_client::api::{IntentBody, VerdictBody};
 
-use crate::cluster::{deal_parties, who, Cluster, PARTICIPANTS};
+use crate::cluster::{deal_parties, who, Cluster, DealContract, PARTICIPANTS};
 
 fn values<const N: usize>(pairs: [(&str, Value); N]) -> std::collections::BTreeMap<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
@@ -150,20 +150,40 @@ async fn verify_node(
 /// The demo.
 pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
     println!("SST demo: a real-estate deal shared by four participants, each node on its own SQLite file");
-    let c = Cluster::start(dir).await?;
+    let c = Cluster::start_with(dir, DealContract::JavaScript).await?;
     for (name, file) in &c.files {
         println!("   {name:<9} node → {}", file.display());
     }
-    let deal = ContractRef::new("real-estate-deal", 1);
-    let rec = c
-        .node("seller")?
-        .store()
-        .contract(&deal)
-        .await?
-        .context("contract not deployed")?;
+    step(
+        0,
+        "the seller deploys the deal's contract at run time: JavaScript source, signed, replicated to every node",
+    );
+    let (record, v) = c.deploy_javascript_deal().await?;
     println!(
-        "   contract {deal}: identity {} (code {}), signed by {}",
-        rec.identity, rec.descriptor.code_hash, rec.deployer
+        "   seller/sue deploy {} ({}, {} bytes of source): {}",
+        record.contract(),
+        record
+            .descriptor
+            .engine
+            .as_ref()
+            .map_or_else(|| "native".to_owned(), ToString::to_string),
+        record.source.as_ref().map_or(0, String::len),
+        show(&v)
+    );
+    ensure!(v.is_applied(), "the deployment was not applied");
+    let deal = ContractRef::new("real-estate-deal", 1);
+    for (name, _) in PARTICIPANTS {
+        let rec = c
+            .node(name)?
+            .store()
+            .contract(&deal)
+            .await?
+            .with_context(|| format!("{name}: contract not installed"))?;
+        ensure!(rec.identity == record.identity, "{name}: another identity");
+    }
+    println!(
+        "   installed on all 4 nodes without a restart: identity {} (code {}), signed by {}",
+        record.identity, record.descriptor.code_hash, record.deployer
     );
     println!("   sections: common (read all, write buyer+seller) · price (buyer+seller only) · inspection (read all, write inspector); regulator observes");
 

@@ -482,3 +482,116 @@ async fn audit_finds_a_rolled_back_log_tail_that_only_the_peers_witnessed() -> a
     sst_ok(&dir, &["network", "down", "--dir", dir.str()?])?;
     Ok(())
 }
+
+/// A small JavaScript contract the test deploys at run time.
+const ESCROW_JS: &str = r#"
+export const contract = {
+  name: "escrow",
+  version: 1,
+  sections: {
+    terms: { read: ["*"], write: ["seller"] },
+    funds: { read: ["*"], write: ["buyer"] },
+  },
+};
+export function deposit(sections, args, ctx) {
+  if (!ctx.roles.includes("buyer")) throw new Error("only the buyer deposits");
+  const due = sections.terms.amount;
+  if (args.amount !== due) throw new Error(`deposit exactly ${due}`);
+  ctx.emit("deposited", { by: ctx.actor });
+  return { funds: { deposited: args.amount } };
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_contract_deployed_with_the_cli_runs_on_every_node_process(
+) -> anyhow::Result<()> {
+    let dir = Dir::new("deploy")?;
+    sst_ok(
+        &dir,
+        &["network", "up", "--dir", dir.str()?, "--nodes", "3"],
+    )?;
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join("network.json"))?)?;
+    let nodes = manifest["nodes"].as_array().context("nodes")?;
+    let node = |id: &str| {
+        nodes
+            .iter()
+            .find(|n| n["id"] == id)
+            .with_context(|| format!("node {id}"))
+    };
+    let file = dir.0.join("escrow.js");
+    std::fs::write(&file, ESCROW_JS)?;
+    let seller = node("seller")?;
+    let out = sst_ok(
+        &dir,
+        &[
+            "contract",
+            "deploy",
+            "--api",
+            seller["api"].as_str().context("api")?,
+            "--actor",
+            "seller/sue",
+            "--key",
+            seller["actors"][0]["key_file"]
+                .as_str()
+                .context("key_file")?,
+            "--node-key",
+            seller["node_key"].as_str().context("node_key")?,
+            file.to_str().context("utf-8")?,
+        ],
+    )?;
+    ensure!(out.contains("\"applied\""), "{out}");
+
+    // The seller's node sequences a state of the new contract; the buyer's node, which got
+    // the deployment over the network, runs its method (re-executed by the replicas).
+    let seller = client(seller)?;
+    let buyer = client(node("buyer")?)?;
+    let id = StateId::from("escrow-1");
+    let start = Instant::now();
+    let verdict = loop {
+        let v = seller
+            .submit(IntentBody::Create {
+                state_id: id.clone(),
+                contract: ContractRef::new("escrow", 1),
+                parties: Parties::default()
+                    .with("seller", "seller/sue")
+                    .with("buyer", "buyer/bob"),
+                sections: serde_json::from_value(json!({"terms": {"amount": 250}}))?,
+            })
+            .await?;
+        if v.is_applied() || start.elapsed() > DEADLINE {
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    ensure!(verdict.is_applied(), "{verdict:?}");
+    let start = Instant::now();
+    while buyer.state(&id).await?.is_none() {
+        ensure!(
+            start.elapsed() < DEADLINE,
+            "escrow-1 never reached the buyer"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = buyer
+        .submit(IntentBody::Call {
+            state_id: id.clone(),
+            method: "deposit".into(),
+            args: json!({"amount": 1}),
+        })
+        .await?;
+    ensure!(
+        format!("{refused:?}").contains("deposit exactly 250"),
+        "{refused:?}"
+    );
+    let paid = buyer
+        .submit(IntentBody::Call {
+            state_id: id.clone(),
+            method: "deposit".into(),
+            args: json!({"amount": 250}),
+        })
+        .await?;
+    ensure!(paid.is_applied(), "{paid:?}");
+    sst_ok(&dir, &["network", "down", "--dir", dir.str()?])?;
+    Ok(())
+}

@@ -381,6 +381,7 @@ async fn intents(AxState(ctx): Ctx, Signed { body, .. }: Signed) -> ApiResult<Js
     // A change of a state this node does not sequence is forwarded to its home by the node.
     if e.kind != EventKind::Create
         && e.kind != EventKind::ActorChange
+        && e.kind != EventKind::DeployContract
         && ctx.node.home_of(&e.state_id).await?.is_none()
     {
         return Err(ApiError::new(

@@ -114,6 +114,9 @@ pub(crate) enum DaemonCommand {
         #[arg(long, value_name = "HEX")]
         node_key: Option<String>,
     },
+    /// Contracts deployed at run time.
+    #[command(subcommand)]
+    Contract(ContractCommand),
     /// Print a state's sync status on the node (JSON).
     Status {
         #[command(flatten)]
@@ -121,6 +124,23 @@ pub(crate) enum DaemonCommand {
         /// The state id.
         #[arg(value_name = "STATE")]
         id: String,
+    },
+}
+
+/// `sst contract …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContractCommand {
+    /// Deploy a JavaScript contract version at run time: reads FILE (an ES module exporting
+    /// `contract` and its methods), computes its descriptor and code hash, signs the
+    /// deployment as the actor (the deployer) and posts it as a `DeployContract` event; the
+    /// node sequences it and every node installs the version without a restart. Prints the
+    /// verdict as JSON; exit status 1 unless applied.
+    Deploy {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The contract source file (`.js`).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
     },
 }
 
@@ -266,6 +286,28 @@ pub(crate) async fn run(command: DaemonCommand) -> anyhow::Result<bool> {
                 config.display()
             );
             Ok(true)
+        }
+        DaemonCommand::Contract(ContractCommand::Deploy { client, file }) => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let descriptor = sst_contract_js::descriptor_of(&source)
+                .with_context(|| format!("{} is not a deployable contract", file.display()))?;
+            let record = ContractRecord::sign(
+                descriptor,
+                HashAlg::Blake3,
+                client.actor.as_str().into(),
+                &actor_key(&client.key)?,
+            )
+            .with_source(source);
+            eprintln!(
+                "deploying {} (identity {}, code {})",
+                record.contract(),
+                record.identity,
+                record.descriptor.code_hash
+            );
+            let verdict = client.client()?.deploy(&record).await?;
+            print_json(&verdict)?;
+            Ok(matches!(verdict, VerdictBody::Applied { .. }))
         }
         DaemonCommand::Audit { config } => {
             Ok(super::audit::run(&config).await? == super::audit::AuditVerdict::Clean)

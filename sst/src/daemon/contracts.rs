@@ -9,6 +9,7 @@ use sst::core::{
 };
 use sst::node::contracts::{RealEstateDeal, RealEstateDealV2, Rfq};
 use sst::node::{Contract, ContractRegistry};
+use sst_contract_js::JsEngine;
 
 use super::config::ContractDeployment;
 
@@ -25,9 +26,10 @@ pub(crate) fn builtin(contract: &ContractRef) -> Option<Arc<dyn Contract>> {
     all.into_iter().find(|c| c.contract() == *contract)
 }
 
-/// The registry holding the code of every configured version.
+/// The registry holding the code of every configured version, and the JavaScript engine
+/// (contracts deployed at run time with `sst contract deploy` are loaded through it).
 pub(crate) fn registry(deployments: &[ContractDeployment]) -> ContractRegistry {
-    let mut registry = ContractRegistry::new();
+    let mut registry = ContractRegistry::new().with_engine(Arc::new(JsEngine::new()));
     for d in deployments {
         if let Some(code) = builtin(&d.contract) {
             registry.insert(code);
