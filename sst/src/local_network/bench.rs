@@ -79,6 +79,13 @@ fn cpu_since(pids: &[(String, String)], before: &[Option<f64>]) -> Vec<(String, 
         .collect()
 }
 
+impl Timing {
+    /// CPU seconds of every measured process together, when all could be read.
+    fn cpu_total(&self) -> Option<f64> {
+        self.cpu.iter().map(|(_, s)| *s).sum()
+    }
+}
+
 fn rate(events: usize, d: Duration) -> f64 {
     events as f64 / d.as_secs_f64()
 }
@@ -132,6 +139,16 @@ pub(crate) async fn run(dir: &Path, events: usize) -> anyhow::Result<()> {
         rate(events, in_process.all),
         rate(events, networked.home) / rate(events, in_process.home),
     );
+    if let (Some(net), Some(one)) = (networked.cpu_total(), in_process.cpu_total()) {
+        println!(
+            "CPU per event: {:.0} us in one process, {:.0} us across the node processes and the \
+             client; in-process / networked: {:.2} (what the rate ratio tends to when the cores \
+             are the limit)",
+            one * 1e6 / events as f64,
+            net * 1e6 / events as f64,
+            one / net
+        );
+    }
     Ok(())
 }
 
