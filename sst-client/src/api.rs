@@ -249,6 +249,10 @@ pub struct NodeSyncBody {
     pub acknowledged: u64,
     /// Why it is behind, if it refused a change: the event, the version and the typed reason.
     pub refusal: Option<RefusalBody>,
+    /// The latest version that node validated by re-executing the contract method (0: none;
+    /// a node that cannot read every section relies on the home's signed receipt).
+    #[serde(default)]
+    pub validated: u64,
 }
 
 /// A change a node refused.
@@ -301,6 +305,7 @@ impl From<&NodeSync> for NodeSyncBody {
                 version: r.version,
                 reason: r.reason.clone(),
             }),
+            validated: n.validated,
         }
     }
 }
