@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use sst_core::{
-    Actor, ActorKey, ActorStatus, Base, CommitItem, ContractDescriptor, ContractPolicy,
-    ContractRecord, ContractRef, Digest, Event, EventKind, EventRecord, HashAlg, NodeId, NodeKey,
-    NodeRegistry, OriginSeq, Outcome, Parties, RejectReason, Section, SectionPolicy,
-    SequencingReceipt, SignedEvent, State, StateId, StateRoot, Timestamp,
+    Actor, ActorKey, ActorStatus, Base, BusinessEvent, CommitItem, ContractDescriptor,
+    ContractPolicy, ContractRecord, ContractRef, Digest, Event, EventKind, EventRecord, HashAlg,
+    NodeId, NodeKey, NodeRegistry, OriginSeq, Outcome, Parties, RejectReason, Section,
+    SectionPolicy, SequencingReceipt, SignedEvent, State, StateId, StateRoot, Timestamp,
 };
 
 /// The node that sequences every fixture event (signs its receipt).
@@ -46,6 +46,23 @@ pub fn sequenced(
         receipt: Some(receipt),
         business_events: Vec::new(),
     }
+}
+
+/// `item` with `events` emitted, its receipt re-signed by the fixture sequencer over them (as
+/// the sequencing node signs what the contract emitted).
+pub fn emitting(mut item: CommitItem, events: Vec<BusinessEvent>) -> CommitItem {
+    let (node, key) = sequencer();
+    let rec = &mut item.event;
+    rec.receipt = Some(SequencingReceipt::sign(
+        node,
+        &key,
+        &rec.signed.id,
+        &rec.signed.event.state_id,
+        &rec.outcome,
+        &events,
+    ));
+    rec.business_events = events;
+    item
 }
 
 /// A deterministic test actor `node/name` with its key.

@@ -4,32 +4,15 @@
 use anyhow::{bail, ensure, Context};
 use serde_json::{json, Value};
 use sst_core::{
-    BusinessEvent, Checkpoint, CommitBatch, CommitItem, EventFilter, EventRecord, NodeId, NodeKey,
-    PeerTable, Rule, SequencingReceipt, StoreError, Timestamp,
+    BusinessEvent, Checkpoint, CommitBatch, EventFilter, EventRecord, NodeId, NodeKey, PeerTable,
+    Rule, StoreError, Timestamp,
 };
 
 use crate::fixtures::{
-    actor, change, create, deal_parties, deal_values, sequencer, state_id, values,
+    actor, change, create, deal_parties, deal_values, emitting, sequencer, state_id, values,
 };
 use crate::log_cases::{expect_finding, verify};
 use crate::{Backend, BackendFactory, EventColumn, Mutation};
-
-/// `item` with `events` emitted, its receipt re-signed by the fixture sequencer over them (as
-/// the sequencing node signs what the contract emitted).
-fn emitting(mut item: CommitItem, events: Vec<BusinessEvent>) -> CommitItem {
-    let (node, key) = sequencer();
-    let rec = &mut item.event;
-    rec.receipt = Some(SequencingReceipt::sign(
-        node,
-        &key,
-        &rec.signed.id,
-        &rec.signed.event.state_id,
-        &rec.outcome,
-        &events,
-    ));
-    rec.business_events = events;
-    item
-}
 
 /// Business events of every JSON shape the portable profile allows.
 fn business_events() -> Vec<BusinessEvent> {

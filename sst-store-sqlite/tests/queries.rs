@@ -1,12 +1,15 @@
 //! The SQL shown in the README runs as documented: `->>` / `json_extract` queries over the
-//! `data` column, an expression index on a JSON path, and a `:memory:` store.
+//! `data` column, an expression index on a JSON path, business events through `json_each`,
+//! and a `:memory:` store.
 
 mod temp_db;
 
-use conformance_tests::fixtures::{actor, change, create, deal_parties, deal_values, values};
+use conformance_tests::fixtures::{
+    actor, change, create, deal_parties, deal_values, emitting, values,
+};
 use rusqlite::Connection;
 use serde_json::json;
-use sst_core::{CommitBatch, StateId, Store};
+use sst_core::{BusinessEvent, CommitBatch, StateId, Store};
 use sst_store_sqlite::{SqliteConfig, SqliteStore};
 use temp_db::TempDb;
 
@@ -30,14 +33,26 @@ async fn three_deals(store: &SqliteStore) -> anyhow::Result<Vec<StateId>> {
         .state
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no state"))?;
-    items.push(change(
-        &v1,
-        values([(
-            "inspection",
-            json!({"radon": 4.4, "inspector": "Inès Ørsted"}),
-        )]),
-        (&alice, &ka),
-        4,
+    items.push(emitting(
+        change(
+            &v1,
+            values([(
+                "inspection",
+                json!({"radon": 4.4, "inspector": "Inès Ørsted"}),
+            )]),
+            (&alice, &ka),
+            4,
+        ),
+        vec![
+            BusinessEvent {
+                name: "price_agreed".into(),
+                payload: json!({"amount": 98_500}),
+            },
+            BusinessEvent {
+                name: "inspection_done".into(),
+                payload: json!(null),
+            },
+        ],
     ));
     store.commit(CommitBatch::new(items)).await?;
     Ok(ids)
@@ -91,6 +106,15 @@ async fn readme_json_queries_and_expression_index_work() -> anyhow::Result<()> {
             .any(|p| p.contains("USING INDEX sst_state_radon")),
         "query plan does not use the expression index: {plan:?}"
     );
+    let agreed: Vec<(String, i64)> = c
+        .prepare(
+            "SELECT b.value ->> '$.name' AS name, b.value ->> '$.payload.amount' AS amount
+             FROM sst_event e, json_each(e.business_events) b
+             WHERE b.value ->> '$.name' = 'price_agreed'",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    assert_eq!(agreed, vec![("price_agreed".to_owned(), 98_500)]);
     // The store keeps working with the user's index in place.
     let ids = store.state_ids().await?;
     assert_eq!(ids.len(), 3);
