@@ -147,6 +147,30 @@ fn state_of(item: &CommitItem) -> State {
     item.state.clone().expect("applied item has a state")
 }
 
+/// A change intent on `id` by `by`, rejected with `reason` (no receipt, no business events).
+fn rejected_change(id: &str, by: &Signer, seq: u64, reason: RejectReason) -> CommitItem {
+    CommitItem {
+        event: EventRecord {
+            signed: SignedEvent::sign(
+                event(
+                    EventKind::ChangeSections,
+                    &StateId::from(id),
+                    None,
+                    by,
+                    seq,
+                    json!({"change": "late"}),
+                ),
+                &by.key,
+            ),
+            disclosures: BTreeMap::new(),
+            outcome: Outcome::Rejected { reason },
+            receipt: None,
+            business_events: Vec::new(),
+        },
+        state: None,
+    }
+}
+
 /// A store with `deal-1` at versions 1..=3, `deal-2` at version 1 and a rejected intent.
 async fn populated() -> (MemoryStore, Signer, Signer) {
     let store = MemoryStore::new();
@@ -172,31 +196,15 @@ async fn populated() -> (MemoryStore, Signer, Signer) {
         2,
     );
     let d1 = create("deal-2", deal_values(), &sue, 2);
-    let rejected = CommitItem {
-        event: EventRecord {
-            signed: SignedEvent::sign(
-                event(
-                    EventKind::ChangeSections,
-                    &StateId::from("deal-2"),
-                    None,
-                    &bob,
-                    3,
-                    json!({"change": "late"}),
-                ),
-                &bob.key,
-            ),
-            disclosures: BTreeMap::new(),
-            outcome: Outcome::Rejected {
-                reason: RejectReason::StaleBase {
-                    expected_version: 0,
-                    found_version: 1,
-                },
-            },
-            receipt: None,
-            business_events: Vec::new(),
+    let rejected = rejected_change(
+        "deal-2",
+        &bob,
+        3,
+        RejectReason::StaleBase {
+            expected_version: 0,
+            found_version: 1,
         },
-        state: None,
-    };
+    );
     store
         .commit(CommitBatch::new(vec![c1, c2]))
         .await
@@ -814,31 +822,11 @@ async fn validate_refuses_bad_business_events_naming_the_path_and_stores_nothing
         store.event(&accepted.event.id()).await.expect("read"),
         Some(accepted.event)
     );
-    let rejected = CommitItem {
-        event: EventRecord {
-            signed: SignedEvent::sign(
-                event(
-                    EventKind::ChangeSections,
-                    &StateId::from("deal-be"),
-                    None,
-                    &bob,
-                    2,
-                    json!({"change": "late"}),
-                ),
-                &bob.key,
-            ),
-            disclosures: BTreeMap::new(),
-            outcome: Outcome::Rejected {
-                reason: RejectReason::EmptyChange,
-            },
-            receipt: None,
-            business_events: vec![sst_core::BusinessEvent {
-                name: "emitted".into(),
-                payload: Value::Null,
-            }],
-        },
-        state: None,
-    };
+    let mut rejected = rejected_change("deal-be", &bob, 2, RejectReason::EmptyChange);
+    rejected.event.business_events = vec![sst_core::BusinessEvent {
+        name: "emitted".into(),
+        payload: Value::Null,
+    }];
     match store.commit(CommitBatch::new(vec![rejected])).await {
         Err(StoreError::InvalidInput { path, .. }) => {
             assert_eq!(path, "items[0].business_events")

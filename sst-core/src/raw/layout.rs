@@ -25,6 +25,15 @@ impl NameCase {
     }
 }
 
+/// The columns `present` lists for `table` (none: the table does not exist).
+fn columns_of<'p>(table: &str, present: &'p [(String, String)], case: NameCase) -> Vec<&'p str> {
+    present
+        .iter()
+        .filter(|(t, _)| case.same(t, table))
+        .map(|(_, c)| c.as_str())
+        .collect()
+}
+
 /// Checks the layout of the peer tables that already exist. `needed` pairs each peer table
 /// with the columns SST needs in it; `present` lists the `(table, column)` pairs the database
 /// reports (tables absent from it do not exist yet and are fine). `hint` ends the message:
@@ -41,11 +50,7 @@ pub fn check_peer_layout<'c, C: AsRef<[&'c str]>>(
     hint: &str,
 ) -> Result<(), StoreError> {
     for (table, columns) in needed {
-        let has: Vec<&str> = present
-            .iter()
-            .filter(|(t, _)| case.same(t, table))
-            .map(|(_, c)| c.as_str())
-            .collect();
+        let has = columns_of(table, present, case);
         if has.is_empty() {
             continue;
         }
@@ -79,11 +84,7 @@ pub fn columns_to_add<'a, C: AsRef<[&'a str]>>(
 ) -> Vec<(&'a str, &'a str)> {
     let mut out = Vec::new();
     for (table, columns) in added {
-        let has: Vec<&str> = present
-            .iter()
-            .filter(|(t, _)| case.same(t, table))
-            .map(|(_, c)| c.as_str())
-            .collect();
+        let has = columns_of(table, present, case);
         if has.is_empty() {
             continue;
         }
