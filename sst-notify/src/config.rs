@@ -381,17 +381,15 @@ impl SinkConfig {
     /// # Errors
     /// The first entry's [`ConfigError`], or [`ConfigError::DuplicateName`].
     pub fn validate_all(entries: &[SinkConfig]) -> Result<Vec<SinkSpec>, ConfigError> {
+        // Names first, so a duplicate is reported the same way whichever sinks this build
+        // has compiled in.
         let mut names = BTreeSet::new();
-        entries
-            .iter()
-            .map(|e| {
-                let spec = e.validate()?;
-                if !names.insert(spec.name.clone()) {
-                    return Err(ConfigError::DuplicateName(spec.name));
-                }
-                Ok(spec)
-            })
-            .collect()
+        for e in entries {
+            if !names.insert(e.name.as_str()) {
+                return Err(ConfigError::DuplicateName(e.name.clone()));
+            }
+        }
+        entries.iter().map(SinkConfig::validate).collect()
     }
 }
 
