@@ -688,7 +688,7 @@ mod tests {
         assert!(
             native
                 .insert_event
-                .contains("JSON(:11 EXTENDED), :12, :13, JSON(:14 EXTENDED), JSON(:15 EXTENDED), JSON(:16 EXTENDED))"),
+                .contains("JSON(:11 EXTENDED), :12, :13, JSON(:14 EXTENDED), JSON(:15 EXTENDED), JSON(:16 EXTENDED), JSON(:17 EXTENDED))"),
             "{}",
             native.insert_event
         );
@@ -705,7 +705,7 @@ mod tests {
         assert!(native.state.contains("JSON_SERIALIZE(data RETURNING CLOB)"));
         let blob = Sql::new(&tables(), JsonMode::Blob);
         assert!(
-            blob.insert_event.contains(":11, :12, :13, :14, :15, :16)"),
+            blob.insert_event.contains(":11, :12, :13, :14, :15, :16, :17)"),
             "{}",
             blob.insert_event
         );

@@ -1285,14 +1285,29 @@ mod tests {
         let blob = StateRow::new(JsonMode::Blob, &state).expect("row");
         assert!(matches!(blob.data, JsonBind::Bytes(_)));
         let ev = EventRow::new(JsonMode::Blob, &item.event).expect("event row");
-        assert_eq!(ev.params().len(), 16);
+        assert_eq!(ev.params().len(), 17);
         assert_eq!((ev.outcome, ev.reason, ev.origin_seq), ("applied", None, 7));
         assert_eq!(ev.reason_detail, JsonBind::Null(JsonMode::Blob));
         assert_eq!(
             matches!(ev.receipt, JsonBind::Bytes(_)),
             item.event.receipt.is_some(),
-            "the receipt is bound last, NULL when the record has none"
+            "the receipt is bound 16th, NULL when the record has none"
         );
+        assert_eq!(
+            ev.business_events,
+            JsonBind::Null(JsonMode::Blob),
+            "business events are bound last, NULL when the record has none"
+        );
+        let mut emitting = item.event.clone();
+        emitting.business_events = vec![sst_core::BusinessEvent {
+            name: "price_agreed".into(),
+            payload: serde_json::json!({"amount": 5}),
+        }];
+        let ev = EventRow::new(JsonMode::Native, &emitting).expect("event row");
+        match &ev.business_events {
+            JsonBind::Text(t) => assert!(t.contains("price_agreed"), "{t}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
