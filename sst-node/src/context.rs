@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use sst_core::{
     Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, BusinessEvent, Checkpoint,
-    ContractPolicy, ContractRecord, ContractRef, Event, EventFilter, EventId, EventKind, HashAlg,
-    NodeId, NodeKey, NodeRegistry, Outcome, OutcomeKind, Parties, Refusal, RejectReason,
-    SequencingReceipt, SignedCheckpoint, StateId, StateRoot, Store, Timestamp, Witnessed,
+    CommitBatch, CommitReceipt, ContractPolicy, ContractRecord, ContractRef, Event, EventFilter,
+    EventId, EventKind, HashAlg, NodeId, NodeKey, NodeRegistry, Outcome, OutcomeKind, Parties,
+    Refusal, RejectReason, SequencingReceipt, SignedCheckpoint, StateId, StateRoot, Store,
+    Timestamp, Witnessed,
 };
 use tokio::sync::{oneshot, watch, Notify};
 use tracing::{debug, error, warn};
@@ -161,6 +162,8 @@ pub struct NodeContext {
     own_checkpoint: Mutex<Option<SignedCheckpoint>>,
     /// Woken whenever this node's log may have grown (the checkpoint task waits on it).
     log_grew: Notify,
+    /// Events this node committed since it started: applied, rejected.
+    committed: [AtomicU64; 2],
     /// Peer → the latest checkpoint witnessed from it (loaded from the store on first use).
     witnessed: Mutex<HashMap<NodeId, Option<Checkpoint>>>,
     /// Alarms raised about peers' logs.
@@ -294,6 +297,7 @@ impl NodeContext {
             nodes,
             own_checkpoint: Mutex::new(None),
             log_grew: Notify::new(),
+            committed: [AtomicU64::new(0), AtomicU64::new(0)],
             witnessed: Mutex::new(HashMap::new()),
             alarms: Mutex::new(Vec::new()),
             validated: Mutex::new(HashMap::new()),
@@ -846,6 +850,27 @@ impl NodeContext {
         receipt
             .verify_digest(&self.nodes, &digest)
             .map_err(|e| bad(e.to_string()))
+    }
+
+    /// Counts the events `receipt` says `batch` newly recorded, by outcome (duplicates
+    /// skipped by the store are not counted).
+    pub(crate) fn count_committed(&self, batch: &CommitBatch, receipt: &CommitReceipt) {
+        let new: BTreeSet<&EventId> = receipt.committed.iter().collect();
+        for item in batch.items.iter().filter(|i| new.contains(&i.event.id())) {
+            let slot = match item.event.outcome.kind() {
+                OutcomeKind::Applied => 0,
+                OutcomeKind::Rejected => 1,
+            };
+            self.committed[slot].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Events this node committed since it started: `(applied, rejected)`.
+    pub(crate) fn committed_counts(&self) -> (u64, u64) {
+        (
+            self.committed[0].load(Ordering::Relaxed),
+            self.committed[1].load(Ordering::Relaxed),
+        )
     }
 
     /// Notes that this node's log may have grown (wakes the checkpoint task).

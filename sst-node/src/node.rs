@@ -251,6 +251,12 @@ impl Node {
         self.ctx.sync_changes()
     }
 
+    /// Events this node committed since it started, `(applied, rejected)` (for metrics: a
+    /// counter kept as the sequencer commits, so nothing is read back from the store).
+    pub fn committed_counts(&self) -> (u64, u64) {
+        self.ctx.committed_counts()
+    }
+
     /// The network's node registry this node checks receipts and checkpoints against.
     pub fn node_registry(&self) -> &NodeRegistry {
         self.ctx.node_registry()

@@ -426,7 +426,8 @@ impl Writer {
         let mut attempt = 0u32;
         loop {
             match self.ctx.store().commit(batch.clone()).await {
-                Ok(_) => {
+                Ok(receipt) => {
+                    self.ctx.count_committed(&batch, &receipt);
                     self.ctx.log_moved();
                     return Ok(());
                 }

@@ -321,6 +321,7 @@ async fn health(AxState(ctx): Ctx) -> Json<Health> {
 
 async fn metrics(AxState(ctx): Ctx) -> impl IntoResponse {
     let text = ctx.metrics.render(
+        ctx.node.committed_counts(),
         ctx.node.witness_alarms().len(),
         ctx.started.elapsed().as_secs_f64(),
     );

@@ -1,5 +1,6 @@
-//! The daemon's Prometheus metrics: counters read from the node's own store by a task that
-//! tails its hash-chained log (events by outcome, refusals), plus the node's witness alarms
+//! The daemon's Prometheus metrics: the events the node committed since it started, by
+//! outcome (counted by its sequencer as it commits), counters read from the node's own store by
+//! a task that tails its hash-chained log (refusals, log position), the node's witness alarms
 //! and the process uptime at scrape time, and each notification sink's counters (published,
 //! failures, cursor, lag: [`sst_notify::SinkMetrics`]).
 
@@ -7,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sst::core::{EventId, LogKind, OutcomeKind, Store};
+use sst::core::{LogKind, Store};
 use sst_notify::SinkMetrics;
 use tracing::warn;
 
@@ -17,8 +18,6 @@ const IDLE: Duration = Duration::from_millis(200);
 /// Counters over the node's log.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    applied: AtomicU64,
-    rejected: AtomicU64,
     refusals: AtomicU64,
     log_position: AtomicU64,
     /// The notification sinks' counters.
@@ -34,31 +33,14 @@ impl Metrics {
         }
     }
 
-    /// Counts the log entries after the last one counted; returns how many it read.
+    /// Counts the log entries after the last one counted (refusals, the position; only the
+    /// log rows are read); returns how many it read.
     async fn tail_once(&self, store: &dyn Store) -> Result<usize, sst::core::StoreError> {
         let after = self.log_position.load(Ordering::SeqCst);
         let entries = store.log(after, Some(1024)).await?;
         for entry in &entries {
-            match entry.kind {
-                LogKind::Event => {
-                    let Ok(id) = entry.subject.parse::<EventId>() else {
-                        warn!(subject = %entry.subject, pos = entry.pos, "metrics: bad event subject");
-                        continue;
-                    };
-                    match store.event(&id).await?.map(|r| r.outcome.kind()) {
-                        Some(OutcomeKind::Applied) => {
-                            self.applied.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Some(OutcomeKind::Rejected) => {
-                            self.rejected.fetch_add(1, Ordering::SeqCst);
-                        }
-                        None => warn!(event = %id, "metrics: logged event not found"),
-                    }
-                }
-                LogKind::Refusal => {
-                    self.refusals.fetch_add(1, Ordering::SeqCst);
-                }
-                _ => {}
+            if entry.kind == LogKind::Refusal {
+                self.refusals.fetch_add(1, Ordering::SeqCst);
             }
             self.log_position.store(entry.pos, Ordering::SeqCst);
         }
@@ -79,11 +61,16 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub(crate) fn render(&self, witness_alarms: usize, uptime_secs: f64) -> String {
+    /// The Prometheus text exposition, with the node's `(applied, rejected)` commit counts.
+    pub(crate) fn render(
+        &self,
+        (applied, rejected): (u64, u64),
+        witness_alarms: usize,
+        uptime_secs: f64,
+    ) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::SeqCst);
         let mut text = format!(
-            "# HELP sst_events_committed_total Events recorded in this node's store, by outcome.\n\
+            "# HELP sst_events_committed_total Events this node committed since it started, by outcome.\n\
              # TYPE sst_events_committed_total counter\n\
              sst_events_committed_total{{outcome=\"applied\"}} {}\n\
              sst_events_committed_total{{outcome=\"rejected\"}} {}\n\
@@ -99,8 +86,8 @@ impl Metrics {
              # HELP sst_uptime_seconds Seconds since this node process started.\n\
              # TYPE sst_uptime_seconds gauge\n\
              sst_uptime_seconds {uptime_secs:.3}\n",
-            get(&self.applied),
-            get(&self.rejected),
+            applied,
+            rejected,
             get(&self.refusals),
             get(&self.log_position),
         );
