@@ -28,7 +28,7 @@ fn bench_command(features: &str, sinks: &str, count: usize, rounds: usize) -> Co
         "--example",
         "bench_notify",
     ])
-    .args(["--features", features, "--"])
+    .args(["--features", &format!("{features},server-tests"), "--"])
     .args(["--sinks", sinks])
     .args(["--count", &count.to_string()])
     .args(["--rounds", &rounds.to_string()]);
@@ -123,7 +123,8 @@ mod tests {
         let line = show(&bench_command("kafka,redis", "kafka,redis,mqtt", 500, 2));
         assert!(
             line.ends_with(
-                "run --release -p sst-notify --example bench_notify --features kafka,redis -- \
+                "run --release -p sst-notify --example bench_notify --features \
+                 kafka,redis,server-tests -- \
                  --sinks kafka,redis,mqtt --count 500 --rounds 2"
             ),
             "{line}"
