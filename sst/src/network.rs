@@ -236,6 +236,13 @@ impl NetworkBuilder {
             r.with(id.clone(), key.public_key())
         });
         let net = InProcessNetwork::new();
+        // Every node joins before any starts, so what the first ones send at start (their
+        // checkpoints) waits in the others' inboxes instead of failing.
+        let mut joined: BTreeMap<NodeId, _> = self
+            .nodes
+            .iter()
+            .map(|(id, _)| (id.clone(), net.join(id.clone())))
+            .collect();
         let mut nodes = BTreeMap::new();
         for (id, source) in self.nodes {
             let store: Arc<dyn Store> = match source {
@@ -248,7 +255,9 @@ impl NetworkBuilder {
                     .await?,
                 ),
             };
-            let (transport, inbox) = net.join(id.clone());
+            let (transport, inbox) = joined
+                .remove(&id)
+                .ok_or_else(|| NetworkError::DuplicateNode(id.to_string()))?;
             let key = node_keys
                 .remove(&id)
                 .ok_or_else(|| NetworkError::DuplicateNode(id.to_string()))?;
