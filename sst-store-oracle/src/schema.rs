@@ -705,7 +705,8 @@ mod tests {
         assert!(native.state.contains("JSON_SERIALIZE(data RETURNING CLOB)"));
         let blob = Sql::new(&tables(), JsonMode::Blob);
         assert!(
-            blob.insert_event.contains(":11, :12, :13, :14, :15, :16, :17)"),
+            blob.insert_event
+                .contains(":11, :12, :13, :14, :15, :16, :17)"),
             "{}",
             blob.insert_event
         );
