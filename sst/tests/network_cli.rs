@@ -344,6 +344,34 @@ fn demo_network_runs_the_deal_across_four_node_processes_and_all_roots_agree() -
     Ok(())
 }
 
+/// `sst network up --nodes N` in `dir`; the manifest it wrote (network.json).
+fn network_up(dir: &Dir, nodes: usize) -> anyhow::Result<Value> {
+    sst_ok(
+        dir,
+        &[
+            "network",
+            "up",
+            "--dir",
+            dir.str()?,
+            "--nodes",
+            &nodes.to_string(),
+        ],
+    )?;
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        dir.0.join("network.json"),
+    )?)?)
+}
+
+/// The manifest entry of node `id`.
+fn node_entry<'m>(manifest: &'m Value, id: &str) -> anyhow::Result<&'m Value> {
+    manifest["nodes"]
+        .as_array()
+        .context("nodes")?
+        .iter()
+        .find(|n| n["id"] == id)
+        .with_context(|| format!("node {id}"))
+}
+
 /// Waits (bounded) until `pid` has exited.
 fn wait_exited(pid: u32) -> anyhow::Result<()> {
     let start = Instant::now();
@@ -390,19 +418,8 @@ fn roll_back_last_event(db: &Path, state: &str, version: i64) -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_finds_a_rolled_back_log_tail_that_only_the_peers_witnessed() -> anyhow::Result<()> {
     let dir = Dir::new("audit")?;
-    sst_ok(
-        &dir,
-        &["network", "up", "--dir", dir.str()?, "--nodes", "3"],
-    )?;
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.0.join("network.json"))?)?;
-    let nodes = manifest["nodes"].as_array().context("nodes")?;
-    let node = |id: &str| {
-        nodes
-            .iter()
-            .find(|n| n["id"] == id)
-            .with_context(|| format!("node {id}"))
-    };
+    let manifest = network_up(&dir, 3)?;
+    let node = |id: &str| node_entry(&manifest, id);
     let seller = client(node("seller")?)?;
     let others = [client(node("buyer")?)?, client(node("inspector")?)?];
     let deal = StateId::from("deal-9");
@@ -506,19 +523,8 @@ export function deposit(sections, args, ctx) {
 async fn a_javascript_contract_deployed_with_the_cli_runs_on_every_node_process(
 ) -> anyhow::Result<()> {
     let dir = Dir::new("deploy")?;
-    sst_ok(
-        &dir,
-        &["network", "up", "--dir", dir.str()?, "--nodes", "3"],
-    )?;
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.0.join("network.json"))?)?;
-    let nodes = manifest["nodes"].as_array().context("nodes")?;
-    let node = |id: &str| {
-        nodes
-            .iter()
-            .find(|n| n["id"] == id)
-            .with_context(|| format!("node {id}"))
-    };
+    let manifest = network_up(&dir, 3)?;
+    let node = |id: &str| node_entry(&manifest, id);
     let file = dir.0.join("escrow.js");
     std::fs::write(&file, ESCROW_JS)?;
     let seller = node("seller")?;
