@@ -196,8 +196,9 @@ pub(crate) struct ClientArgs {
     /// The calling actor's id.
     #[arg(long, value_name = "ACTOR")]
     actor: String,
-    /// The calling actor's key file (PKCS#8 PEM); it signs every request, and over TLS it is
-    /// the client's TLS identity.
+    /// The calling actor's key file (PKCS#8 PEM): over mutual TLS it is the client's TLS
+    /// identity (the connection authenticates every request), on plain HTTP it signs each
+    /// request; it always signs the client's own intents.
     #[arg(long, value_name = "FILE")]
     key: PathBuf,
     /// The node's public key (hex, as `sst node init` printed it): connect with mutual TLS
