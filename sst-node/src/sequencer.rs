@@ -556,6 +556,16 @@ impl Writer {
         }
     }
 
+    /// Answers whoever waits for `event` (an intent this node forwarded) with the outcome this
+    /// node already recorded. A forwarded intent's waiter is otherwise answered when the
+    /// outcome is committed here; when that outcome arrived and was committed before the
+    /// waiter was registered (the sequencing node answered an earlier copy of the same
+    /// intent), the sequencing node's replay of it is what answers the waiter.
+    fn resolve_recorded(&self, event: &sst_core::EventId, outcome: &Outcome) {
+        self.ctx
+            .resolve(event, Ok(Verdict::from_outcome(*event, outcome)));
+    }
+
     async fn plan(&mut self, job: &mut Job, ov: &mut Overlay) -> Planned {
         match self.plan_inner(job, ov).await {
             Ok(p) => p,
@@ -683,7 +693,13 @@ impl Writer {
                 receipt,
             } => {
                 let ok = signed.event.origin_node == *self.ctx.id() && signed.verify_id().is_ok();
-                if !ok || self.ctx.store().event(&signed.id).await?.is_some() {
+                if !ok {
+                    return Ok(Planned::default());
+                }
+                if let Some(rec) = self.ctx.store().event(&signed.id).await? {
+                    // Recorded already: the sequencing node's first answer arrived while this
+                    // node forwarded the same intent again, and this is its replay.
+                    self.resolve_recorded(&rec.id(), &rec.outcome);
                     return Ok(Planned::default());
                 }
                 let outcome = Outcome::Rejected {
@@ -912,6 +928,7 @@ impl Writer {
             })
         };
         if let Some(rec) = self.ctx.store().event(&id).await? {
+            self.resolve_recorded(&id, &rec.outcome);
             return Ok(Planned {
                 verdict: Some(Ok(Verdict::Duplicate {
                     event: id,
@@ -1076,6 +1093,13 @@ impl Writer {
         match protocol.admit(&self.ctx, from, ch, cur.as_ref()).await? {
             Admission::Apply => {}
             Admission::Duplicate => {
+                self.resolve_recorded(
+                    &ch.signed.id,
+                    &Outcome::Applied {
+                        version: ch.version,
+                        root: ch.root,
+                    },
+                );
                 return Ok(Planned {
                     ack: held_ack,
                     verdict: Some(Ok(Verdict::Duplicate {

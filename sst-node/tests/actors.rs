@@ -117,6 +117,8 @@ async fn rotation(c: &Cluster) -> anyhow::Result<()> {
     c.node("regulator").resync().await?;
     c.net.settled().await;
     ensure!(price(c, "buyer", &id, 470_000).await?.is_applied());
+    // The inspector's node builds its call on the version it holds: let 470,000 reach it.
+    c.net.settled().await;
     let v = c
         .node("inspector")
         .submit(
