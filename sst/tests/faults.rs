@@ -22,6 +22,9 @@ mod cluster;
 #[path = "faults/proxy.rs"]
 mod proxy;
 
+#[path = "support/rng.rs"]
+mod rng;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -39,29 +42,12 @@ use sst_client::{Client, ClientError};
 
 use cluster::{read_actor_key, Cluster};
 use proxy::{Mode, Proxy};
+use rng::Rng;
 
 /// Longest wait for replicas to converge.
 const CONVERGE: Duration = Duration::from_secs(60);
 /// Pause between two intents ("a few per second").
 const PACE: Duration = Duration::from_millis(200);
-
-/// A small seeded generator (SplitMix64): the kill points are reproducible from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..hi` (`hi > lo`).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 /// The seed: `SST_FAULTS_SEED`, else the clock.
 fn seed() -> anyhow::Result<u64> {

@@ -180,10 +180,7 @@ async fn network_up_starts_three_node_processes_that_sync_and_down_stops_them() 
         .submit(IntentBody::Create {
             state_id: deal.clone(),
             contract: ContractRef::new("real-estate-deal", 1),
-            parties: Parties::default()
-                .with("seller", "seller/sue")
-                .with("buyer", "buyer/bob")
-                .with("inspector", "inspector/ina"),
+            parties: deal_parties(),
             sections,
         })
         .await?;
@@ -344,6 +341,14 @@ fn demo_network_runs_the_deal_across_four_node_processes_and_all_roots_agree() -
     Ok(())
 }
 
+/// The parties of a real-estate deal on a three-node network: each node's first actor.
+fn deal_parties() -> Parties {
+    Parties::default()
+        .with("seller", "seller/sue")
+        .with("buyer", "buyer/bob")
+        .with("inspector", "inspector/ina")
+}
+
 /// `sst network up --nodes N` in `dir`; the manifest it wrote (network.json).
 fn network_up(dir: &Dir, nodes: usize) -> anyhow::Result<Value> {
     sst_ok(
@@ -427,10 +432,7 @@ async fn audit_finds_a_rolled_back_log_tail_that_only_the_peers_witnessed() -> a
         .submit(IntentBody::Create {
             state_id: deal.clone(),
             contract: ContractRef::new("real-estate-deal", 1),
-            parties: Parties::default()
-                .with("seller", "seller/sue")
-                .with("buyer", "buyer/bob")
-                .with("inspector", "inspector/ina"),
+            parties: deal_parties(),
             sections: serde_json::from_value(json!({"common": {"address": "9 Audit Way"}}))?,
         })
         .await?;

@@ -14,6 +14,9 @@
 //!   filter); `/metrics` counts it; a bad topic template stops `sst node run` at start with
 //!   an error naming the sink.
 
+#[path = "support/rng.rs"]
+mod rng;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use rng::Rng;
 use serde_json::json;
 use sst::core::{ActorKey, ContractRef, Parties, PublicKey, StateId};
 use sst_client::api::IntentBody;
@@ -32,22 +36,6 @@ use sst_client::Client;
 const BUDGET: Duration = Duration::from_secs(90);
 /// Longest wait for the node's API after a (re)start.
 const START_DEADLINE: Duration = Duration::from_secs(20);
-
-/// SplitMix64: kill points reproducible from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo)
-    }
-}
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
