@@ -54,6 +54,11 @@ pub struct NodeConfig {
     /// Least time between two log checkpoints while the node is busy (one is always signed
     /// once the log stops growing, and at [`Node::shutdown`]).
     pub checkpoint_interval: Duration,
+    /// Threads of the pool that strictly verifies the signatures of incoming signed events
+    /// (local submits, forwarded intents, replicated changes) before they reach the
+    /// sequencer; `0` (the default) means one per core
+    /// ([`std::thread::available_parallelism`]).
+    pub verify_workers: usize,
 }
 
 impl NodeConfig {
@@ -76,7 +81,15 @@ impl NodeConfig {
             node_key: Arc::new(node_key),
             registry,
             checkpoint_interval: Duration::from_millis(200),
+            verify_workers: 0,
         }
+    }
+
+    /// Sets [`NodeConfig::verify_workers`]: how many threads verify incoming signatures
+    /// (`0` = one per core).
+    pub fn with_verify_workers(mut self, n: usize) -> Self {
+        self.verify_workers = n;
+        self
     }
 
     /// This node's key and the network's node registry (which must name this node with
