@@ -1,8 +1,10 @@
 //! `sst-bench`: measures an SST store against plain inserts of the same JSON into a bare
-//! table of the same database, in the same run.
+//! table of the same database, in the same run; and (`pipeline`, SQLite) the node's
+//! throughput against this machine's own limits ([`pipeline`]).
 //!
 //! ```text
 //! sst-bench store --backend sqlite [--count N]
+//! sst-bench pipeline [--events N] [--rounds N]
 //! ```
 //!
 //! Each backend is one module behind a Cargo feature, with two functions: `open_store`
@@ -23,6 +25,8 @@ use sst_core::{CommitBatch, CommitItem, Store};
 mod mongo;
 #[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "sqlite")]
+mod pipeline;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
@@ -118,17 +122,32 @@ struct Args {
     count: usize,
 }
 
-fn usage() -> String {
-    format!(
-        "usage: sst-bench store --backend <{}> [--count N]",
-        compiled_backends().join("|")
-    )
+/// What to run.
+enum Command {
+    /// `store`: the store against plain inserts.
+    Store(Args),
+    /// `pipeline`: the node against the machine's limits.
+    #[cfg(feature = "sqlite")]
+    Pipeline(pipeline::Options),
 }
 
-fn parse_args() -> anyhow::Result<Args> {
+fn usage() -> String {
+    #[allow(unused_mut)] // without SQLite there is no pipeline line
+    let mut usage = format!(
+        "usage: sst-bench store --backend <{}> [--count N]",
+        compiled_backends().join("|")
+    );
+    #[cfg(feature = "sqlite")]
+    usage.push_str(&format!("\n       {}", pipeline::USAGE));
+    usage
+}
+
+fn parse_args() -> anyhow::Result<Command> {
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         Some("store") => {}
+        #[cfg(feature = "sqlite")]
+        Some("pipeline") => return Ok(Command::Pipeline(pipeline::Options::parse(args)?)),
         Some("help" | "--help" | "-h") | None => {
             println!("{}", usage());
             std::process::exit(0);
@@ -154,7 +173,7 @@ fn parse_args() -> anyhow::Result<Args> {
     if count < 100 || count % 100 != 0 {
         bail!("--count must be a positive multiple of 100 (got {count})");
     }
-    Ok(Args { backend, count })
+    Ok(Command::Store(Args { backend, count }))
 }
 
 /// One measured line of the report.
@@ -187,12 +206,20 @@ async fn commit_all(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let command = parse_args()?;
     let run_id = format!("sstbench_{}", uuid::Uuid::new_v4().simple());
     let dir = std::env::temp_dir().join(&run_id);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let run = Run { id: run_id, dir };
+    match command {
+        Command::Store(args) => store(args, run).await,
+        #[cfg(feature = "sqlite")]
+        Command::Pipeline(options) => pipeline::run(options, &run).await,
+    }
+}
 
+/// `store`: commits through the store and plain inserts, batch 1 and 100.
+async fn store(args: Args, run: Run) -> anyhow::Result<()> {
     let store = open_store(&args.backend, &run).await?;
     let mut lines = Vec::new();
     let mut doc_bytes = 0;

@@ -1,13 +1,14 @@
 //! SQLite backend of the benchmark: the store in one file, the baseline in another file with
-//! the same settings (WAL, `synchronous = FULL`, same busy timeout).
+//! the same settings (WAL, `synchronous = FULL` unless told otherwise, same busy timeout).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rusqlite::Connection;
 use sst_core::Store;
-use sst_store_sqlite::{SqliteConfig, SqliteStore};
+use sst_store_sqlite::{SqliteConfig, SqliteStore, Synchronous};
 
+use crate::pipeline::stats::{Sample, Stopwatch};
 use crate::Run;
 
 fn config(run: &Run, file: &str) -> SqliteConfig {
@@ -28,8 +29,24 @@ pub(crate) async fn plain_insert(
     docs: &[String],
     batch: usize,
 ) -> anyhow::Result<Duration> {
-    let cfg = config(run, "plain.db");
-    let conn = Connection::open(run.dir.join("plain.db"))?;
+    Ok(
+        plain_insert_in(run, "plain.db", docs, batch, Synchronous::Full)
+            .await?
+            .wall,
+    )
+}
+
+/// As [`plain_insert`], into `<run dir>/<file>` with the given `synchronous` setting (WAL);
+/// the sample also holds the process CPU time the inserts took.
+pub(crate) async fn plain_insert_in(
+    run: &Run,
+    file: &str,
+    docs: &[String],
+    batch: usize,
+    synchronous: Synchronous,
+) -> anyhow::Result<Sample> {
+    let cfg = config(run, file).synchronous(synchronous);
+    let conn = Connection::open(run.dir.join(file))?;
     conn.busy_timeout(cfg.busy_timeout)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "journal_mode is {mode}");
@@ -44,7 +61,7 @@ pub(crate) async fn plain_insert(
         .map(|(i, d)| (format!("plain-{batch}-{i:07}"), d.clone()))
         .collect();
     let chunks: Vec<Vec<(String, String)>> = rows.chunks(batch).map(<[_]>::to_vec).collect();
-    let start = Instant::now();
+    let watch = Stopwatch::start();
     for chunk in chunks {
         let conn = Arc::clone(&conn);
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
@@ -63,5 +80,5 @@ pub(crate) async fn plain_insert(
         })
         .await??;
     }
-    Ok(start.elapsed())
+    Ok(watch.stop(docs.len()))
 }

@@ -12,6 +12,7 @@ const USAGE: &str =
     "usage: cargo xtask bench store --backend <sqlite|postgres|mysql|mongo> [--count N]
        cargo xtask bench network [--events N]
        cargo xtask bench contracts [--events N] [--rounds N]
+       cargo xtask bench pipeline [--events N] [--rounds N]
        cargo xtask bench notify [--sinks <sink>|all] [--count N] [--rounds R]";
 
 /// The workspace root (the parent of the xtask crate).
@@ -32,7 +33,8 @@ fn bench_command(backend: &str, extra: &[String]) -> Command {
     cmd
 }
 
-fn echo(cmd: &Command) -> String {
+/// The command line of `cmd`, as echoed before it runs.
+pub(crate) fn echo(cmd: &Command) -> String {
     std::iter::once(cmd.get_program())
         .chain(cmd.get_args())
         .map(|s| s.to_string_lossy().into_owned())
@@ -82,6 +84,7 @@ pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
         Some("store") => {}
         Some("network") => return network(&args[1..]),
         Some("contracts") => return crate::bench_contracts::cli(&args[1..]),
+        Some("pipeline") => return crate::bench_pipeline::cli(&args[1..]),
         Some("notify") => return crate::bench_notify::cli(&args[1..]),
         None | Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
