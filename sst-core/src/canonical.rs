@@ -17,6 +17,9 @@
 //! The output does not depend on the iteration order of [`serde_json::Map`], so it is the same
 //! whether or not serde_json's `preserve_order` feature is enabled somewhere in the build.
 
+use std::borrow::Cow;
+
+use serde::ser::{self, Serialize};
 use serde_json::{Map, Number, Value};
 
 /// Returns the canonical (RFC 8785) UTF-8 bytes of `value`.
@@ -24,12 +27,16 @@ pub fn to_vec(value: &Value) -> Vec<u8> {
     to_string(value).into_bytes()
 }
 
-/// Returns the canonical (RFC 8785) text of `value`.
+/// Returns the canonical (RFC 8785) text of `value`, in one walk of the tree.
 pub fn to_string(value: &Value) -> String {
-    let mut out = String::with_capacity(encoded_len(value));
+    let mut out = String::with_capacity(INITIAL_CAPACITY);
     write_to(value, &mut out);
     out
 }
+
+/// What [`to_string`] and [`to_vec_of`] reserve up front: most hashed values (event bodies,
+/// receipts, headers) fit, and a larger one grows the buffer geometrically.
+const INITIAL_CAPACITY: usize = 512;
 
 /// Appends the canonical (RFC 8785) text of `value` to `out`, without clearing it.
 ///
@@ -53,16 +60,544 @@ pub fn write_to(value: &Value, out: &mut String) {
         }
         Value::Object(map) => {
             out.push('{');
-            for (i, (key, item)) in sorted_members(map).into_iter().enumerate() {
+            let mut write_member = |i: usize, key: &str, item: &Value| {
                 if i > 0 {
                     out.push(',');
                 }
                 write_string(key, out);
                 out.push(':');
                 write_to(item, out);
+            };
+            if in_canonical_order(map) {
+                for (i, (key, item)) in map.iter().enumerate() {
+                    write_member(i, key, item);
+                }
+            } else {
+                for (i, (key, item)) in sorted_members(map).into_iter().enumerate() {
+                    write_member(i, key, item);
+                }
             }
             out.push('}');
         }
+    }
+}
+
+/// Whether `map` already iterates in canonical member order (always, unless serde_json's
+/// `preserve_order` is on or keys mix characters above U+FFFF with U+E000..=U+FFFF).
+fn in_canonical_order(map: &Map<String, Value>) -> bool {
+    let mut keys = map.keys();
+    let Some(mut prev) = keys.next() else {
+        return true;
+    };
+    for key in keys {
+        if cmp_utf16(prev, key) != std::cmp::Ordering::Less {
+            return false;
+        }
+        prev = key;
+    }
+    true
+}
+
+/// Returns the canonical (RFC 8785) bytes of what `value` serialises to, exactly as
+/// `to_vec(&serde_json::to_value(value).unwrap_or(Value::Null))` would, but written straight
+/// from `value` in one pass, without building a [`Value`] tree.
+///
+/// Whatever the direct writer does not handle identically (floats in map keys, 128-bit
+/// integers, byte strings, duplicate member names, serde_json's private types) is handed to
+/// that slower path, so the bytes are always the same.
+pub fn to_vec_of<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = String::with_capacity(INITIAL_CAPACITY);
+    if value.serialize(Canonical { out: &mut out }).is_ok() {
+        return out.into_bytes();
+    }
+    to_vec(&serde_json::to_value(value).unwrap_or(Value::Null))
+}
+
+/// The direct writer met something it leaves to the `Value` path.
+#[derive(Debug)]
+struct Unsupported;
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not handled by the direct canonical writer")
+    }
+}
+
+impl std::error::Error for Unsupported {}
+
+impl ser::Error for Unsupported {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        Unsupported
+    }
+}
+
+/// Writes canonical JSON straight from `Serialize`, following `serde_json::to_value`'s data
+/// model (see [`to_vec_of`]).
+struct Canonical<'a> {
+    out: &'a mut String,
+}
+
+fn write_f64(v: f64, out: &mut String) {
+    // `to_value` turns a non-finite float into `null`.
+    if v.is_finite() {
+        out.push_str(ryu_js::Buffer::new().format_finite(v));
+    } else {
+        out.push_str("null");
+    }
+}
+
+/// Integers reach a `Value` as `u64`/`i64` and are printed as the double they convert to.
+fn write_integer(v: f64, out: &mut String) {
+    out.push_str(ryu_js::Buffer::new().format(v));
+}
+
+impl<'a> ser::Serializer for Canonical<'a> {
+    type Ok = ();
+    type Error = Unsupported;
+    type SerializeSeq = Seq<'a>;
+    type SerializeTuple = Seq<'a>;
+    type SerializeTupleStruct = Seq<'a>;
+    type SerializeTupleVariant = Seq<'a>;
+    type SerializeMap = Object<'a>;
+    type SerializeStruct = Object<'a>;
+    type SerializeStructVariant = Object<'a>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), Unsupported> {
+        self.out.push_str(if v { "true" } else { "false" });
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), Unsupported> {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), Unsupported> {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), Unsupported> {
+        self.serialize_i64(i64::from(v))
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), Unsupported> {
+        write_integer(v as f64, self.out);
+        Ok(())
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), Unsupported> {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), Unsupported> {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), Unsupported> {
+        self.serialize_u64(u64::from(v))
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), Unsupported> {
+        write_integer(v as f64, self.out);
+        Ok(())
+    }
+    fn serialize_i128(self, _: i128) -> Result<(), Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_u128(self, _: u128) -> Result<(), Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), Unsupported> {
+        write_f64(f64::from(v), self.out);
+        Ok(())
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), Unsupported> {
+        write_f64(v, self.out);
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), Unsupported> {
+        write_string(v.encode_utf8(&mut [0u8; 4]), self.out);
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), Unsupported> {
+        write_string(v, self.out);
+        Ok(())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_none(self) -> Result<(), Unsupported> {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Unsupported> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Unsupported> {
+        self.out.push_str("null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Unsupported> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), Unsupported> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Unsupported> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Unsupported> {
+        self.out.push('{');
+        write_string(variant, self.out);
+        self.out.push(':');
+        value.serialize(Canonical {
+            out: &mut *self.out,
+        })?;
+        self.out.push('}');
+        Ok(())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Seq<'a>, Unsupported> {
+        self.out.push('[');
+        Ok(Seq {
+            out: self.out,
+            first: true,
+            close_variant: false,
+        })
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Seq<'a>, Unsupported> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(self, _: &'static str, len: usize) -> Result<Seq<'a>, Unsupported> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Seq<'a>, Unsupported> {
+        self.out.push('{');
+        write_string(variant, self.out);
+        self.out.push_str(":[");
+        Ok(Seq {
+            out: self.out,
+            first: true,
+            close_variant: true,
+        })
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Object<'a>, Unsupported> {
+        Ok(Object::open(self.out, false))
+    }
+    fn serialize_struct(self, name: &'static str, _: usize) -> Result<Object<'a>, Unsupported> {
+        // serde_json's own number and raw-value tokens (with its optional features).
+        if name.starts_with("$serde_json::") {
+            return Err(Unsupported);
+        }
+        Ok(Object::open(self.out, false))
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Object<'a>, Unsupported> {
+        self.out.push('{');
+        write_string(variant, self.out);
+        self.out.push(':');
+        Ok(Object::open(self.out, true))
+    }
+}
+
+/// An array being written.
+struct Seq<'a> {
+    out: &'a mut String,
+    first: bool,
+    /// Also close the `{"variant":` around it.
+    close_variant: bool,
+}
+
+impl Seq<'_> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+        value.serialize(Canonical {
+            out: &mut *self.out,
+        })
+    }
+    fn close(self) -> Result<(), Unsupported> {
+        self.out.push(']');
+        if self.close_variant {
+            self.out.push('}');
+        }
+        Ok(())
+    }
+}
+
+macro_rules! seq_impl {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Seq<'_> {
+            type Ok = ();
+            type Error = Unsupported;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Unsupported> {
+                self.close()
+            }
+        }
+    )*};
+}
+
+seq_impl!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+/// One member written so far: its name and where `"name":value` sits in the output.
+struct Member {
+    key: Cow<'static, str>,
+    start: usize,
+    end: usize,
+}
+
+/// An object being written. Members are written in the order they come; if that is not
+/// canonical order, they are moved into it when the object closes.
+struct Object<'a> {
+    out: &'a mut String,
+    /// Where the members begin (just after `{`).
+    start: usize,
+    members: Vec<Member>,
+    /// The name given by `serialize_key`, waiting for its value.
+    key: Option<String>,
+    /// Also close the `{"variant":` around it.
+    close_variant: bool,
+}
+
+impl<'a> Object<'a> {
+    fn open(out: &'a mut String, close_variant: bool) -> Self {
+        out.push('{');
+        let start = out.len();
+        Object {
+            out,
+            start,
+            members: Vec::new(),
+            key: None,
+            close_variant,
+        }
+    }
+
+    fn member<T: Serialize + ?Sized>(
+        &mut self,
+        key: Cow<'static, str>,
+        value: &T,
+    ) -> Result<(), Unsupported> {
+        if !self.members.is_empty() {
+            self.out.push(',');
+        }
+        let start = self.out.len();
+        write_string(&key, self.out);
+        self.out.push(':');
+        value.serialize(Canonical {
+            out: &mut *self.out,
+        })?;
+        self.members.push(Member {
+            key,
+            start,
+            end: self.out.len(),
+        });
+        Ok(())
+    }
+
+    fn close(mut self) -> Result<(), Unsupported> {
+        let sorted = self
+            .members
+            .windows(2)
+            .all(|w| cmp_utf16(&w[0].key, &w[1].key) == std::cmp::Ordering::Less);
+        if !sorted {
+            self.members.sort_by(|a, b| cmp_utf16(&a.key, &b.key));
+            if self.members.windows(2).any(|w| w[0].key == w[1].key) {
+                // A repeated name: `to_value` keeps the last one; leave that to it.
+                return Err(Unsupported);
+            }
+            let written = self.out.split_off(self.start);
+            for (i, m) in self.members.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                self.out
+                    .push_str(&written[m.start - self.start..m.end - self.start]);
+            }
+        }
+        self.out.push('}');
+        if self.close_variant {
+            self.out.push('}');
+        }
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for Object<'_> {
+    type Ok = ();
+    type Error = Unsupported;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Unsupported> {
+        self.key = Some(key.serialize(KeyName)?);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
+        let key = self.key.take().ok_or(Unsupported)?;
+        self.member(Cow::Owned(key), value)
+    }
+    fn end(self) -> Result<(), Unsupported> {
+        self.close()
+    }
+}
+
+macro_rules! struct_impl {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Object<'_> {
+            type Ok = ();
+            type Error = Unsupported;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), Unsupported> {
+                self.member(Cow::Borrowed(key), value)
+            }
+            fn end(self) -> Result<(), Unsupported> {
+                self.close()
+            }
+        }
+    )*};
+}
+
+struct_impl!(SerializeStruct, SerializeStructVariant);
+
+/// A map key: only the forms that `to_value` turns into the same plain string.
+struct KeyName;
+
+/// `fn $name(self, _: $ty) -> Result<String, Unsupported>` refusing every argument.
+macro_rules! refuse_keys {
+    ($($name:ident($($ty:ty),*);)*) => {$(
+        fn $name(self, $(_: $ty),*) -> Result<String, Unsupported> {
+            Err(Unsupported)
+        }
+    )*};
+}
+
+impl ser::Serializer for KeyName {
+    type Ok = String;
+    type Error = Unsupported;
+    type SerializeSeq = ser::Impossible<String, Unsupported>;
+    type SerializeTuple = ser::Impossible<String, Unsupported>;
+    type SerializeTupleStruct = ser::Impossible<String, Unsupported>;
+    type SerializeTupleVariant = ser::Impossible<String, Unsupported>;
+    type SerializeMap = ser::Impossible<String, Unsupported>;
+    type SerializeStruct = ser::Impossible<String, Unsupported>;
+    type SerializeStructVariant = ser::Impossible<String, Unsupported>;
+
+    fn serialize_str(self, v: &str) -> Result<String, Unsupported> {
+        Ok(v.to_owned())
+    }
+    fn serialize_char(self, v: char) -> Result<String, Unsupported> {
+        Ok(v.to_string())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<String, Unsupported> {
+        Ok(variant.to_owned())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<String, Unsupported> {
+        value.serialize(self)
+    }
+    // `to_value` prints these as text; leave them to it.
+    refuse_keys! {
+        serialize_bool(bool);
+        serialize_i8(i8);
+        serialize_i16(i16);
+        serialize_i32(i32);
+        serialize_i64(i64);
+        serialize_u8(u8);
+        serialize_u16(u16);
+        serialize_u32(u32);
+        serialize_u64(u64);
+        serialize_f32(f32);
+        serialize_f64(f64);
+        serialize_bytes(&[u8]);
+        serialize_none();
+        serialize_unit();
+        serialize_unit_struct(&'static str);
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<String, Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, Unsupported> {
+        Err(Unsupported)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Unsupported> {
+        Err(Unsupported)
     }
 }
 

@@ -92,6 +92,40 @@ impl Digest {
     }
 }
 
+/// Longest algorithm id (`blake3`, `sha256`).
+const MAX_ALG_LEN: usize = 6;
+
+/// The `<alg>:<hex>` text of a digest in a stack buffer: what hash layouts that cover a
+/// digest's text form hash, without a heap allocation per digest.
+pub(crate) struct DigestText {
+    buf: [u8; MAX_ALG_LEN + 1 + 64],
+    len: usize,
+}
+
+impl DigestText {
+    /// The text's bytes (ASCII).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Digest {
+    /// The [`Display`](fmt::Display) text of this digest, as bytes on the stack.
+    pub(crate) fn text(&self) -> DigestText {
+        let alg = self.alg.as_str().as_bytes();
+        let mut buf = [0u8; MAX_ALG_LEN + 1 + 64];
+        buf[..alg.len()].copy_from_slice(alg);
+        buf[alg.len()] = b':';
+        let hex_at = alg.len() + 1;
+        // The buffer holds exactly 64 hex digits after the prefix: this cannot fail.
+        let _ = hex::encode_to_slice(self.bytes, &mut buf[hex_at..hex_at + 64]);
+        DigestText {
+            buf,
+            len: hex_at + 64,
+        }
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.alg, hex::encode(self.bytes))
@@ -335,6 +369,14 @@ mod tests {
         let c = hash_parts(HashAlg::Blake3, Domain::State, &[b"ab", b"c"]);
         assert_ne!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn digest_text_is_the_display_form() {
+        for alg in [HashAlg::Blake3, HashAlg::Sha256] {
+            let d = hash_parts(alg, Domain::State, &[b"x"]);
+            assert_eq!(d.text().as_bytes(), d.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -9,20 +9,20 @@
 //! behind a checkpoint needs that key, and peers keep the checkpoints they witnessed, so a
 //! cut tail is caught by them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::canonical;
 use crate::error::StoreError;
 use crate::hash::{hash_parts, Digest, Domain, EventId, HashAlg};
 use crate::model::{
-    verify_node_signature, Actor, ContractRecord, EventRecord, NodeId, NodeRegistry,
-    NodeSignatureError, Refusal, Timestamp,
+    verify_node_signature, Actor, BusinessEvent, ContractRecord, Disclosure, EventRecord, NodeId,
+    NodeRegistry, NodeSignatureError, Outcome, Refusal, SequencingReceipt, Timestamp,
 };
-use crate::sign::{NodeKey, SignatureBytes};
+use crate::sign::{EnvelopeSignature, NodeKey, SignatureBytes};
 
 /// What a log entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -116,38 +116,43 @@ impl LogRecord<'_> {
     /// The record's canonical JSON: everything its row lets a user read. An event is bound
     /// by its id (which covers the signed body) plus what the id does not cover: signatures,
     /// disclosures, outcome and receipt.
-    fn canonical_value(&self) -> Value {
-        let v = match self {
-            LogRecord::Event(r) => {
-                let mut v = json!({
-                    "id": r.id().to_string(),
-                    "signatures": r.signed.signatures,
-                    "disclosures": r.disclosures,
-                    "outcome": r.outcome,
-                    "receipt": r.receipt,
-                });
-                if !r.business_events.is_empty() {
-                    v["business_events"] = json!(r.business_events);
-                }
-                Ok(v)
-            }
-            LogRecord::Refusal(r) => serde_json::to_value(r),
-            LogRecord::RefusalCleared(id) => Ok(Value::String(id.to_string())),
-            LogRecord::Contract(c) => serde_json::to_value(c),
-            LogRecord::Actor(a) => serde_json::to_value(a),
-        };
-        // The model types serialise to JSON objects with string keys only: this cannot fail.
-        v.unwrap_or(Value::Null)
+    ///
+    /// Written straight from the records ([`canonical::to_vec_of`]): the bytes are those of
+    /// the JSON object `{id, signatures, disclosures, outcome, receipt[, business_events]}`
+    /// for an event, the record's own JSON otherwise.
+    fn canonical_bytes(&self) -> Vec<u8> {
+        match self {
+            LogRecord::Event(r) => canonical::to_vec_of(&EventBinding {
+                id: r.id(),
+                signatures: &r.signed.signatures,
+                disclosures: &r.disclosures,
+                outcome: &r.outcome,
+                receipt: &r.receipt,
+                business_events: &r.business_events,
+            }),
+            LogRecord::Refusal(r) => canonical::to_vec_of(r),
+            LogRecord::RefusalCleared(id) => canonical::to_vec_of(id),
+            LogRecord::Contract(c) => canonical::to_vec_of(c),
+            LogRecord::Actor(a) => canonical::to_vec_of(a),
+        }
     }
 
     /// `H(sst/record/v1, canonical(record))` in `alg`.
     pub fn digest(&self, alg: HashAlg) -> Digest {
-        hash_parts(
-            alg,
-            Domain::LogRecord,
-            &[&canonical::to_vec(&self.canonical_value())],
-        )
+        hash_parts(alg, Domain::LogRecord, &[&self.canonical_bytes()])
     }
+}
+
+/// What the log binds of an event record (see [`LogRecord::digest`]).
+#[derive(Serialize)]
+struct EventBinding<'a> {
+    id: EventId,
+    signatures: &'a [EnvelopeSignature],
+    disclosures: &'a BTreeMap<String, Disclosure>,
+    outcome: &'a Outcome,
+    receipt: &'a Option<SequencingReceipt>,
+    #[serde(skip_serializing_if = "<[BusinessEvent]>::is_empty")]
+    business_events: &'a [BusinessEvent],
 }
 
 /// The head of a log: the position and hash of its last entry (position 0 and the all-zero
@@ -234,8 +239,8 @@ impl LogEntry {
                 &pos.to_le_bytes(),
                 kind.as_str().as_bytes(),
                 subject.as_bytes(),
-                record.to_string().as_bytes(),
-                prev.to_string().as_bytes(),
+                record.text().as_bytes(),
+                prev.text().as_bytes(),
             ],
         )
     }
@@ -302,11 +307,10 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// `H(sst/checkpoint/v1, canonical(checkpoint))` in the head's algorithm.
     pub fn digest(&self) -> Digest {
-        let body = serde_json::to_value(self).unwrap_or(Value::Null);
         hash_parts(
             self.head.alg(),
             Domain::Checkpoint,
-            &[&canonical::to_vec(&body)],
+            &[&canonical::to_vec_of(self)],
         )
     }
 

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Value};
 use sha2::Digest as _;
-use sst_core::sign::verify_batch;
+use sst_core::sign::{verify_batch, verify_batch_parallel, verify_strict_many};
 use sst_core::{
     ActorId, ActorKey, Base, ContractDescriptor, ContractRecord, ContractRef, CryptoError, Digest,
     Envelope, Event, EventId, EventKind, HashAlg, NodeId, OriginSeq, PublicKey, SignatureBytes,
@@ -535,6 +535,53 @@ proptest! {
                 prop_assert_eq!(*source, CryptoError::BadSignature);
             }
             (expected, got) => prop_assert!(false, "expected failure at {:?}, got {:?}", expected, got),
+        }
+    }
+
+    /// `verify_strict_many` gives, entry by entry and for any number of workers, exactly the
+    /// result of strict single verification (the same error included), and
+    /// `verify_batch_parallel` fails on the same first entry as `verify_batch`.
+    #[test]
+    fn parallel_verification_agrees_entry_by_entry_with_strict_single_verification(
+        plan in prop::collection::vec(corruption(), 0..80),
+        workers in 0usize..5,
+    ) {
+        let items: Vec<_> = plan.iter().enumerate().map(|(i, c)| batch_entry(i, *c)).collect();
+        let single: Vec<Result<(), CryptoError>> =
+            items.iter().map(|(k, d, s)| k.verify_digest(d, s)).collect();
+        prop_assert_eq!(&verify_strict_many(&items, workers), &single);
+        prop_assert_eq!(verify_batch_parallel(&items, workers), verify_batch(&items));
+    }
+}
+
+/// More entries than one worker takes, with bad ones in every chunk: each is named where it
+/// is, whatever the number of threads.
+#[test]
+fn many_workers_name_every_bad_entry_where_it_is() {
+    let plan: Vec<Option<Corruption>> = (0..300)
+        .map(|i| match i % 37 {
+            5 => Some(Corruption::NonCanonicalS),
+            11 => Some(Corruption::TorsionR),
+            17 => Some(Corruption::SmallOrderR),
+            23 => Some(Corruption::WrongKey),
+            29 => Some(Corruption::FlipByte(i % 64, 0x40)),
+            _ => None,
+        })
+        .collect();
+    let items: Vec<_> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, c)| batch_entry(i, *c))
+        .collect();
+    for workers in [1, 2, 3, 8] {
+        let results = verify_strict_many(&items, workers);
+        assert_eq!(results.len(), items.len());
+        for (i, (r, c)) in results.iter().zip(&plan).enumerate() {
+            assert_eq!(
+                r.is_ok(),
+                c.is_none(),
+                "entry {i} ({c:?}) with {workers} workers"
+            );
         }
     }
 }

@@ -307,3 +307,203 @@ proptest! {
         prop_assert_eq!(canonical::to_string(&Value::Object(map)), expected);
     }
 }
+
+// --- one pass, and straight from typed values ------------------------------------------------
+
+/// The canonicaliser as it was before it walked each tree once: every object's members
+/// collected and sorted, whatever order they came in (leaves are printed as they always were).
+fn previous_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                previous_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_unstable_by(|(a, _), (b, _)| canonical::cmp_utf16(a, b));
+            out.push('{');
+            for (i, (key, item)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical::write_to(&Value::String(key.clone()), out);
+                out.push(':');
+                previous_canonical(item, out);
+            }
+            out.push('}');
+        }
+        leaf => canonical::write_to(leaf, out),
+    }
+}
+
+/// A type that uses every shape serde can give a value, to compare the direct writer with
+/// the `Value` path.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Typed {
+    name: String,
+    letter: char,
+    small: i8,
+    count: u32,
+    big: u64,
+    negative: i64,
+    ratio: f64,
+    half: f32,
+    flag: bool,
+    maybe: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<String>,
+    unit: (),
+    list: Vec<Shape>,
+    pair: (u8, String),
+    nested: std::collections::BTreeMap<String, Value>,
+    keyed: std::collections::BTreeMap<Key, i32>,
+    tagged: Tagged,
+    #[serde(flatten)]
+    extra: std::collections::BTreeMap<String, Value>,
+    newtype: Wrapper,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(untagged)]
+enum Key {
+    Text(String),
+    Number(u8),
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Shape {
+    Unit,
+    Newtype(i32),
+    Tuple(u8, bool),
+    Struct { zeta: String, alpha: Option<f64> },
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+enum Tagged {
+    Plain,
+    WithFields { reason: String, at: u64 },
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Wrapper(String);
+
+fn arb_shape() -> impl Strategy<Value = Shape> {
+    prop_oneof![
+        Just(Shape::Unit),
+        any::<i32>().prop_map(Shape::Newtype),
+        (any::<u8>(), any::<bool>()).prop_map(|(a, b)| Shape::Tuple(a, b)),
+        (arb_key(), any::<Option<f64>>()).prop_map(|(zeta, alpha)| Shape::Struct { zeta, alpha }),
+    ]
+}
+
+fn arb_typed() -> impl Strategy<Value = Typed> {
+    (
+        (
+            any::<String>(),
+            any::<char>(),
+            any::<i8>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<i64>(),
+            any::<f64>(),
+            any::<f32>(),
+            any::<bool>(),
+            any::<Option<u16>>(),
+        ),
+        (
+            any::<Option<String>>(),
+            prop::collection::vec(arb_shape(), 0..4),
+            (any::<u8>(), arb_key()),
+            prop::collection::btree_map(arb_key(), arb_value(), 0..4),
+            prop::collection::btree_map(
+                prop_oneof![
+                    arb_key().prop_map(Key::Text),
+                    any::<u8>().prop_map(Key::Number)
+                ],
+                any::<i32>(),
+                0..3,
+            ),
+            prop_oneof![
+                Just(Tagged::Plain),
+                (arb_key(), any::<u64>())
+                    .prop_map(|(reason, at)| Tagged::WithFields { reason, at }),
+            ],
+            // Flattened members may repeat a field name ("name", "count"): `to_value` keeps
+            // the last one.
+            prop::collection::btree_map(
+                prop_oneof![arb_key(), Just("name".to_owned()), Just("count".to_owned())],
+                arb_value(),
+                0..3,
+            ),
+            arb_key(),
+        ),
+    )
+        .prop_map(
+            |(
+                (name, letter, small, count, big, negative, ratio, half, flag, maybe),
+                (skipped, list, pair, nested, keyed, tagged, extra, newtype),
+            )| Typed {
+                name,
+                letter,
+                small,
+                count,
+                big,
+                negative,
+                ratio,
+                half,
+                flag,
+                maybe,
+                skipped,
+                unit: (),
+                list,
+                pair,
+                nested,
+                keyed,
+                tagged,
+                extra,
+                newtype: Wrapper(newtype),
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The one-pass canonicaliser prints exactly what the previous one did.
+    #[test]
+    fn one_pass_output_is_byte_identical_to_the_previous_implementation(
+        value in arb_value(),
+        rotate in 0usize..8,
+    ) {
+        let mut previous = String::new();
+        previous_canonical(&value, &mut previous);
+        prop_assert_eq!(&canonical::to_string(&value), &previous);
+        prop_assert_eq!(canonical::to_string(&reorder(&value, rotate)), previous);
+    }
+
+    /// Writing a `Value` straight through `Serialize` gives its canonical bytes.
+    #[test]
+    fn direct_writer_matches_the_value_path_on_values(value in arb_value(), rotate in 0usize..8) {
+        let reordered = reorder(&value, rotate);
+        prop_assert_eq!(canonical::to_vec_of(&reordered), canonical::to_vec(&value));
+    }
+
+    /// Writing a typed value straight from `Serialize` gives exactly the canonical bytes of
+    /// its `serde_json::to_value` tree, for every shape serde produces (non-finite floats,
+    /// non-string map keys and repeated names included).
+    #[test]
+    fn direct_writer_matches_the_value_path_on_typed_values(typed in arb_typed()) {
+        let via_value = canonical::to_vec(
+            &serde_json::to_value(&typed).unwrap_or(Value::Null),
+        );
+        prop_assert_eq!(canonical::to_vec_of(&typed), via_value);
+    }
+}

@@ -1,7 +1,6 @@
 //! Contract descriptors and records: the identity of a deployed contract version.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::{ActorId, ContractRef};
 use crate::canonical;
@@ -150,9 +149,8 @@ impl ContractRecord {
 
     /// The identity hash of a descriptor.
     pub fn identity_of(descriptor: &ContractDescriptor, alg: HashAlg) -> Digest {
-        let body = serde_json::to_value(descriptor).unwrap_or(Value::Null);
         let mut h = Hasher::new(alg, Domain::Contract);
-        h.part(&canonical::to_vec(&body));
+        h.part(&canonical::to_vec_of(descriptor));
         h.finish()
     }
 

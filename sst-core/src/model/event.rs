@@ -80,9 +80,8 @@ pub struct Event {
 impl Event {
     /// The event id: `H(sst/event/v1, canonical(body))`.
     pub fn id(&self) -> EventId {
-        let body = serde_json::to_value(self).unwrap_or(Value::Null);
         let mut h = Hasher::new(self.alg, Domain::Event);
-        h.part(&canonical::to_vec(&body));
+        h.part(&canonical::to_vec_of(self));
         EventId(h.finish())
     }
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::canonical;
 use crate::hash::{hash_parts, Digest, Domain, EventId};
@@ -94,6 +93,16 @@ pub struct SequencingReceipt {
     pub signature: SignatureBytes,
 }
 
+/// What a receipt signs (see [`SequencingReceipt::digest`]), borrowed from its parts.
+#[derive(Serialize)]
+struct ReceiptBody<'a> {
+    event: &'a EventId,
+    state: &'a str,
+    outcome: &'a Outcome,
+    #[serde(skip_serializing_if = "<[BusinessEvent]>::is_empty")]
+    business_events: &'a [BusinessEvent],
+}
+
 impl SequencingReceipt {
     /// The digest a receipt signs: `H(sst/receipt/v1, canonical {event, state, outcome})`,
     /// in the event id's hash algorithm; the body also names the emitted `business_events`
@@ -104,15 +113,17 @@ impl SequencingReceipt {
         outcome: &Outcome,
         business_events: &[BusinessEvent],
     ) -> Digest {
-        let mut body = json!({
-            "event": event.to_string(),
-            "state": state.as_str(),
-            "outcome": outcome,
-        });
-        if !business_events.is_empty() {
-            body["business_events"] = json!(business_events);
-        }
-        hash_parts(event.0.alg(), Domain::Receipt, &[&canonical::to_vec(&body)])
+        let body = ReceiptBody {
+            event,
+            state: state.as_str(),
+            outcome,
+            business_events,
+        };
+        hash_parts(
+            event.0.alg(),
+            Domain::Receipt,
+            &[&canonical::to_vec_of(&body)],
+        )
     }
 
     /// The digest of a record's receipt ([`SequencingReceipt::digest`] of its parts).

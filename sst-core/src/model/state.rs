@@ -118,6 +118,20 @@ pub struct SectionSeal {
     pub salt: Option<Salt>,
 }
 
+/// The header of [`State::header`] as a borrowed struct, so that the root is hashed without
+/// building a JSON tree (same members, same canonical bytes).
+#[derive(Serialize)]
+struct Header<'a> {
+    alg: &'a str,
+    contract: &'a ContractRef,
+    id: &'a StateId,
+    last_event: &'a Option<EventId>,
+    parties: &'a Parties,
+    prev_root: &'a Option<StateRoot>,
+    updated_at: &'a Timestamp,
+    version: u64,
+}
+
 /// One version of a shared record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -232,10 +246,19 @@ impl State {
     /// Recomputes the root from the header and the section hashes (plaintext not needed).
     pub fn compute_root(&self) -> StateRoot {
         let mut h = Hasher::new(self.alg(), Domain::State);
-        h.part(&canonical::to_vec(&self.header()));
+        h.part(&canonical::to_vec_of(&Header {
+            alg: self.alg().as_str(),
+            contract: &self.contract,
+            id: &self.id,
+            last_event: &self.last_event,
+            parties: &self.parties,
+            prev_root: &self.prev_root,
+            updated_at: &self.updated_at,
+            version: self.version,
+        }));
         for (name, section) in &self.sections {
             h.part(name.as_bytes());
-            h.part(section.hash.0.to_string().as_bytes());
+            h.part(section.hash.0.text().as_bytes());
         }
         StateRoot(h.finish())
     }
