@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 
 /// Default events per node run: one full run (3 rounds) stays under 3 minutes on 2 cores.
-pub(crate) const DEFAULT_EVENTS: usize = 4000;
+pub(crate) const DEFAULT_EVENTS: usize = 8000;
 /// Default rounds (the table shows the median of the rounds).
 pub(crate) const DEFAULT_ROUNDS: usize = 3;
 
