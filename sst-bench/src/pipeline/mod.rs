@@ -109,6 +109,7 @@ pub(crate) async fn run(options: Options, run: &crate::Run) -> anyhow::Result<()
     let signed = verify::signed_events(options.events)?;
     let docs = workload::docs(options.events.max(MIN_PLAIN_ROWS))?;
     let mut table = Table::new(cores);
+    let load_before = stats::load_average();
     for round in 0..options.rounds {
         eprintln!("round {} of {}", round + 1, options.rounds);
         for (index, threads) in [(table.verify_all, cores), (table.verify_one, 1)] {
@@ -158,6 +159,13 @@ pub(crate) async fn run(options: Options, run: &crate::Run) -> anyhow::Result<()
     println!(
         "cores = process CPU time / wall time; /(a), /(b) = events/s over (a) {cores} threads and \
          over (b) of the same sync, per round, median"
+    );
+    let load = |l: Option<f64>| l.map_or_else(|| "n/a".to_owned(), |l| format!("{l:.2}"));
+    println!(
+        "load average (1 min) at start {}, at end {} (the benchmark adds about its own cores \
+         used; more means other processes shared the cores)",
+        load(load_before),
+        load(stats::load_average())
     );
     Ok(())
 }

@@ -86,12 +86,12 @@ pub(crate) fn render(rows: &[Row], all_cores: usize) -> String {
         let pad = width.saturating_sub(label.chars().count());
         let _ = writeln!(
             out,
-            "{label}{:pad$} | {sync:<6} | {rate:>9} | {cores:>5} | {a:>5} | {b:>5} | {rounds}",
+            "{label}{:pad$} | {sync:<6} | {rate:>9} | {cores:>5} | {a:>6} | {b:>6} | {rounds}",
             ""
         );
     };
     line(&mut out, HEADER);
-    let _ = writeln!(out, "{}", "-".repeat(width + 60));
+    let _ = writeln!(out, "{}", "-".repeat(width + 62));
     for row in rows {
         let (vs_a, vs_b) = match row.ratios {
             Ratios::None => (String::new(), String::new()),

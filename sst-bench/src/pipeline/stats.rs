@@ -82,6 +82,17 @@ fn parse_proc_stat_cpu(line: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 1000 / USER_HZ))
 }
 
+/// The 1-minute load average of the machine (`/proc/loadavg`): beyond what the benchmark
+/// itself runs, other processes competed with it for the cores. `None` off Linux.
+pub(crate) fn load_average() -> Option<f64> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+/// The first field of a `/proc/loadavg` line.
+fn parse_loadavg(line: &str) -> Option<f64> {
+    line.split_whitespace().next()?.parse().ok()
+}
+
 /// A running measurement: wall clock and process CPU clock started together.
 pub(crate) struct Stopwatch {
     wall: Instant,
@@ -160,6 +171,12 @@ mod tests {
         assert_eq!(parse_proc_stat_cpu(line), Some(Duration::from_secs(3)));
         assert_eq!(parse_proc_stat_cpu("garbage"), None);
         assert_eq!(parse_proc_stat_cpu("1 (x) R 1 2"), None);
+    }
+
+    #[test]
+    fn the_load_average_is_the_first_field_of_proc_loadavg() {
+        assert_eq!(parse_loadavg("5.55 4.82 3.16 3/412 9999\n"), Some(5.55));
+        assert_eq!(parse_loadavg(""), None);
     }
 
     #[cfg(target_os = "linux")]
