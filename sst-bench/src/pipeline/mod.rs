@@ -100,7 +100,7 @@ impl Table {
     }
 }
 
-/// Runs the benchmark in a scratch directory under `run_dir` and prints the table.
+/// Runs the benchmark in the scratch directory of `run` and prints the table.
 ///
 /// # Errors
 /// Any failing measurement (a node refusing an intent, a replica diverging, I/O).
