@@ -1,7 +1,8 @@
 //! Mapping of rusqlite / SQLite errors to [`StoreError`]: the one place where a unique or
 //! primary-key violation (`SQLITE_CONSTRAINT_UNIQUE`, `SQLITE_CONSTRAINT_PRIMARYKEY`) becomes
 //! a [`StoreError::Conflict`] — marked as a lost race ([`WriteError::Raced`]) so that the
-//! write transaction is re-run.
+//! write transaction is re-run — and where the writer thread's own failures
+//! ([`WriterError`]) become [`StoreError::Backend`].
 
 use rusqlite::ffi;
 use sst_core::StoreError;
@@ -29,6 +30,34 @@ pub(crate) fn backend(operation: &'static str, e: rusqlite::Error) -> StoreError
         backend: NAME,
         operation,
         retryable,
+        source: Box::new(e),
+    }
+}
+
+/// Why a job sent to the store's writer thread produced no result of its own. Reported as the
+/// `source` of a [`StoreError::Backend`] (not retryable), so callers can tell it apart with
+/// `source.downcast_ref::<WriterError>()`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriterError {
+    /// The job panicked. Its transaction, if one was open, was rolled back, so nothing of it
+    /// was stored; the writer thread carries on with the next job.
+    #[error("the job panicked on the writer thread (rolled back): {message}")]
+    Panicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The writer thread is gone (it could not start, or the store is being dropped).
+    #[error("the writer thread has stopped")]
+    Stopped,
+}
+
+/// `e` as the [`StoreError::Backend`] of `operation`.
+pub(crate) fn writer_error(operation: &'static str, e: WriterError) -> StoreError {
+    StoreError::Backend {
+        backend: NAME,
+        operation,
+        retryable: false,
         source: Box::new(e),
     }
 }

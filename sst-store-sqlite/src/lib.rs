@@ -7,8 +7,10 @@ pub mod config;
 mod error;
 mod schema;
 mod store;
+mod writer;
 
 pub use config::{Location, SqliteConfig, Synchronous, TableNames};
+pub use error::WriterError;
 pub use store::SqliteStore;
 
 /// Backend name used in errors and reports.

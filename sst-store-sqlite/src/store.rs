@@ -1,7 +1,8 @@
-//! [`SqliteStore`]: the [`Store`] implementation over one writer connection and a small pool
-//! of read-only connections, every rusqlite call run on tokio's blocking pool.
+//! [`SqliteStore`]: the [`Store`] implementation over one writer connection, owned by a
+//! long-lived writer thread, and a small pool of read-only connections for lookups (run on the
+//! calling thread) and scans (run on tokio's blocking pool).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
@@ -29,10 +30,11 @@ use crate::schema::{
     add_column, added_columns, ddl, required_columns, CHECKPOINT_COLUMNS, EVENT_COLUMNS,
     LOG_COLUMNS, STATE_COLUMNS,
 };
+use crate::writer::Writer;
 use crate::NAME;
 
-/// Runs `f` on tokio's blocking pool: the one place where this crate leaves the async
-/// runtime, so no rusqlite call ever blocks a runtime worker thread.
+/// Runs `f` on tokio's blocking pool: where scans of a file database run, so that a read whose
+/// cost grows with the data never holds up a runtime worker thread.
 pub(crate) async fn blocking<T, F>(operation: &'static str, f: F) -> Result<T, StoreError>
 where
     F: FnOnce() -> Result<T, StoreError> + Send + 'static,
@@ -226,77 +228,133 @@ impl Sql {
     }
 }
 
+/// The writer thread's state: the write connection and the statements.
+struct WriteConn {
+    conn: Connection,
+    sql: Arc<Sql>,
+}
+
+impl WriteConn {
+    /// After a job panicked: roll back the transaction it may have left open, so the next
+    /// job starts clean and nothing of the panicked one is ever committed.
+    fn recover(&mut self) {
+        if !self.conn.is_autocommit() {
+            // Nothing more to do when even this fails: the next `BEGIN` reports the state.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
 struct Inner {
     config: SqliteConfig,
-    sql: Sql,
-    /// The one connection that writes (and, for `:memory:`, also reads).
-    writer: Mutex<Connection>,
+    sql: Arc<Sql>,
     /// Idle read-only connections (file databases only).
     readers: Mutex<Vec<Connection>>,
+    /// The thread owning the one connection that writes (and, for `:memory:`, also reads).
+    writer: Writer<WriteConn>,
 }
 
 fn poisoned(operation: &'static str) -> StoreError {
     StoreError::backend(NAME, operation, "connection mutex poisoned by a panic")
 }
 
-impl Inner {
-    fn writer(&self, operation: &'static str) -> Result<MutexGuard<'_, Connection>, StoreError> {
-        self.writer.lock().map_err(|_| poisoned(operation))
-    }
-
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer and commits it. When `f`
-    /// lost a race for a unique key ([`WriteError::Raced`]: the log position above all), the
-    /// transaction is rolled back and `f` runs again from the start, re-reading everything,
-    /// up to [`RACE_RETRIES`] times. The one retry loop of this crate: `commit` and every
-    /// put write through it. (The writer mutex and `BEGIN IMMEDIATE` already serialise the
-    /// writers of one process; another process writing the same file is what can race.)
-    fn transact<T>(
-        &self,
-        operation: &'static str,
-        mut f: impl FnMut(&Transaction<'_>, &Sql) -> Result<T, WriteError>,
-    ) -> Result<T, StoreError> {
-        let mut conn = self.writer(operation)?;
-        let mut retries = 0;
-        loop {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| backend(operation, e))?;
-            match f(&tx, &self.sql) {
-                Ok(v) => {
-                    tx.commit().map_err(|e| backend(operation, e))?;
-                    return Ok(v);
-                }
-                Err(WriteError::Raced(_)) if retries < RACE_RETRIES => retries += 1,
-                Err(e) => return Err(e.into_inner()),
+/// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer and commits it. When `f` lost a
+/// race for a unique key ([`WriteError::Raced`]: the log position above all), the transaction
+/// is rolled back and `f` runs again from the start, re-reading everything, up to
+/// [`RACE_RETRIES`] times. The one retry loop of this crate: `commit` and every put write
+/// through it. (The writer thread and `BEGIN IMMEDIATE` already serialise the writers of one
+/// process; another process writing the same file is what can race.)
+fn transact<T>(
+    w: &mut WriteConn,
+    operation: &'static str,
+    mut f: impl FnMut(&Transaction<'_>, &Sql) -> Result<T, WriteError>,
+) -> Result<T, StoreError> {
+    let mut retries = 0;
+    loop {
+        let tx = w
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| backend(operation, e))?;
+        match f(&tx, &w.sql) {
+            Ok(v) => {
+                tx.commit().map_err(|e| backend(operation, e))?;
+                return Ok(v);
             }
+            Err(WriteError::Raced(_)) if retries < RACE_RETRIES => retries += 1,
+            Err(e) => return Err(e.into_inner()),
         }
     }
+}
 
+/// Opens a pooled read-only connection to `path`.
+fn open_reader(
+    path: &std::path::Path,
+    config: &SqliteConfig,
+    operation: &'static str,
+) -> Result<Connection, StoreError> {
+    let c =
+        Connection::open_with_flags(path, read_only_flags()).map_err(|e| backend(operation, e))?;
+    c.busy_timeout(config.busy_timeout)
+        .map_err(|e| backend(operation, e))?;
+    c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(c)
+}
+
+fn read_only_flags() -> OpenFlags {
+    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
+}
+
+/// Prepared statements kept per connection: every fixed statement of [`Sql`] fits, with room
+/// for the few shapes of `events` filters a node uses.
+const STATEMENT_CACHE: usize = 64;
+
+/// Opens the write connection as configured: WAL mode and `synchronous` unless read-only.
+fn open_writer(config: &SqliteConfig) -> Result<Connection, StoreError> {
+    let writer = match &config.location {
+        Location::Memory => Connection::open_in_memory(),
+        Location::File(path) if config.read_only => {
+            Connection::open_with_flags(path, read_only_flags())
+        }
+        Location::File(path) => Connection::open(path),
+    }
+    .map_err(|e| backend("open", e))?;
+    writer
+        .busy_timeout(config.busy_timeout)
+        .map_err(|e| backend("open", e))?;
+    if matches!(config.location, Location::File(_)) && !config.read_only {
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| backend("open", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::backend(
+                NAME,
+                "open",
+                format!("could not switch to WAL mode (journal_mode is {mode})"),
+            ));
+        }
+    }
+    if !config.read_only {
+        writer
+            .pragma_update(None, "synchronous", config.synchronous.as_str())
+            .map_err(|e| backend("open", e))?;
+    }
+    writer.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(writer)
+}
+
+impl Inner {
     /// Runs `f` on an idle reader (opening one if none is idle) and returns it to the pool.
+    /// File databases only.
     fn with_reader<T>(
         &self,
+        path: &std::path::Path,
         operation: &'static str,
         f: impl FnOnce(&Connection, &Sql) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let path = match &self.config.location {
-            Location::Memory => return f(&*self.writer(operation)?, &self.sql),
-            Location::File(path) => path,
-        };
         let idle = self.readers.lock().map_err(|_| poisoned(operation))?.pop();
         let conn = match idle {
             Some(c) => c,
-            None => {
-                let c = Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                        | OpenFlags::SQLITE_OPEN_URI,
-                )
-                .map_err(|e| backend(operation, e))?;
-                c.busy_timeout(self.config.busy_timeout)
-                    .map_err(|e| backend(operation, e))?;
-                c
-            }
+            None => open_reader(path, &self.config, operation)?,
         };
         let result = f(&conn, &self.sql);
         let mut pool = self.readers.lock().map_err(|_| poisoned(operation))?;
@@ -311,9 +369,11 @@ impl Inner {
 ///
 /// States live in `sst_state` (latest version) and `sst_state_history` (every version) with
 /// the disclosed sections in the `data` column as JSON text, queryable with `->>` and
-/// `json_extract`. The file is in WAL mode; one writer connection (behind a mutex) commits
-/// each batch in one `BEGIN IMMEDIATE` transaction, while reads use a small pool of
-/// read-only connections. All database calls run on tokio's blocking pool.
+/// `json_extract`. The file is in WAL mode. One long-lived writer thread owns the write
+/// connection and commits each batch in one `BEGIN IMMEDIATE` transaction, in the order the
+/// calls were made (see the `writer` module); reads use a small pool of read-only
+/// connections. Clones share the same connections; the last clone dropped finishes the
+/// writes already handed over and closes the database.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -337,50 +397,27 @@ impl SqliteStore {
     /// the database cannot be opened.
     pub async fn open(config: SqliteConfig) -> Result<Self, StoreError> {
         config.validate()?;
-        blocking("open", move || {
-            let writer = match &config.location {
-                Location::Memory => Connection::open_in_memory(),
-                Location::File(path) if config.read_only => Connection::open_with_flags(
-                    path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY
-                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                        | OpenFlags::SQLITE_OPEN_URI,
-                ),
-                Location::File(path) => Connection::open(path),
-            }
-            .map_err(|e| backend("open", e))?;
-            writer
-                .busy_timeout(config.busy_timeout)
-                .map_err(|e| backend("open", e))?;
-            if matches!(config.location, Location::File(_)) && !config.read_only {
-                let mode: String = writer
-                    .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-                    .map_err(|e| backend("open", e))?;
-                if !mode.eq_ignore_ascii_case("wal") {
-                    return Err(StoreError::backend(
-                        NAME,
-                        "open",
-                        format!("could not switch to WAL mode (journal_mode is {mode})"),
-                    ));
-                }
-            }
-            if !config.read_only {
-                writer
-                    .pragma_update(None, "synchronous", config.synchronous.as_str())
-                    .map_err(|e| backend("open", e))?;
-            }
-            writer.set_prepared_statement_cache_capacity(64);
-            let sql = Sql::new(&config, &event_columns(&writer, &config)?);
-            Ok(SqliteStore {
-                inner: Arc::new(Inner {
-                    config,
-                    sql,
-                    writer: Mutex::new(writer),
-                    readers: Mutex::new(Vec::new()),
-                }),
-            })
+        let for_thread = config.clone();
+        let (writer, sql) = Writer::spawn("sst-sqlite-writer", move || {
+            let conn = open_writer(&for_thread)?;
+            let sql = Arc::new(Sql::new(&for_thread, &event_columns(&conn, &for_thread)?));
+            Ok((
+                WriteConn {
+                    conn,
+                    sql: Arc::clone(&sql),
+                },
+                sql,
+            ))
         })
-        .await
+        .await?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                config,
+                sql,
+                readers: Mutex::new(Vec::new()),
+                writer,
+            }),
+        })
     }
 
     /// Opens and migrates in one call.
@@ -398,36 +435,76 @@ impl SqliteStore {
         &self.inner.config
     }
 
+    /// Runs `f` on the writer thread, after every write handed over before it.
     async fn write<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut Connection, &Sql) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        blocking(operation, move || {
-            let mut conn = inner.writer(operation)?;
-            f(&mut conn, &inner.sql)
-        })
-        .await
+        self.inner
+            .writer
+            .run(operation, WriteConn::recover, move |w| {
+                f(&mut w.conn, &w.sql)
+            })
+            .await
     }
 
-    /// [`Inner::transact`] on the blocking pool.
+    /// [`transact`] on the writer thread.
     async fn write_tx<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnMut(&Transaction<'_>, &Sql) -> Result<T, WriteError> + Send + 'static,
         T: Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        blocking(operation, move || inner.transact(operation, f)).await
+        self.inner
+            .writer
+            .run(operation, WriteConn::recover, move |w| {
+                transact(w, operation, f)
+            })
+            .await
     }
 
-    async fn read<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    /// A lookup by key (a primary-key or unique-index probe: a few pages, no scan). On a file
+    /// it runs right here on a pooled reader, without a hand-off to another thread: in WAL
+    /// mode a reader never waits for the writer, so the call costs what the lookup costs,
+    /// like any other short piece of CPU work of the calling task. On `:memory:` it runs on
+    /// the writer thread, whose connection holds the database.
+    async fn lookup<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Connection, &Sql) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let inner = Arc::clone(&self.inner);
-        blocking(operation, move || inner.with_reader(operation, f)).await
+        match &self.inner.config.location {
+            Location::File(path) => self.inner.with_reader(path, operation, f),
+            Location::Memory => self.on_writer(operation, f).await,
+        }
+    }
+
+    /// A read whose size grows with the data (a listing or range): on a file it runs on
+    /// tokio's blocking pool with a pooled reader, so a long scan never holds up a runtime
+    /// worker; on `:memory:` on the writer thread.
+    async fn scan<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection, &Sql) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.inner.config.location {
+            Location::File(path) => {
+                let inner = Arc::clone(&self.inner);
+                let path = path.clone();
+                blocking(operation, move || inner.with_reader(&path, operation, f)).await
+            }
+            Location::Memory => self.on_writer(operation, f).await,
+        }
+    }
+
+    /// A read through the writer connection (`:memory:` stores), ordered after every write
+    /// handed over before it.
+    async fn on_writer<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection, &Sql) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write(operation, move |conn, sql| f(conn, sql)).await
     }
 }
 
@@ -896,25 +973,23 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
-        let inner = Arc::clone(&self.inner);
-        blocking("commit", move || {
-            // Validation (hashing every section) and serialisation are CPU work: done here on
-            // the blocking pool, before the database is touched and outside the writer lock.
-            batch.validate()?;
-            let rows = batch
-                .items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| ItemRow::new(i, item))
-                .collect::<Result<Vec<_>, _>>()?;
-            inner.transact("commit", |tx, sql| commit_rows(tx, sql, &batch, &rows))
-        })
-        .await
+        // Validation and serialisation are CPU work that needs no connection: done here by the
+        // calling task, so that a batch prepared while the writer thread is still committing
+        // (and syncing) the previous one overlaps with it; the writer thread only runs SQL.
+        batch.validate()?;
+        let rows = batch
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| ItemRow::new(i, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_tx("commit", move |tx, sql| commit_rows(tx, sql, &batch, &rows))
+            .await
     }
 
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
         let id = id.0.clone();
-        self.read("state", move |conn, sql| {
+        self.lookup("state", move |conn, sql| {
             let mut stmt = conn
                 .prepare_cached(&sql.select_state)
                 .map_err(|e| backend("state", e))?;
@@ -931,7 +1006,7 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let id = id.0.clone();
-        self.read("state_at", move |conn, sql| {
+        self.lookup("state_at", move |conn, sql| {
             let mut stmt = conn
                 .prepare_cached(&sql.select_state_at)
                 .map_err(|e| backend("state_at", e))?;
@@ -944,7 +1019,7 @@ impl Store for SqliteStore {
     }
 
     async fn state_ids(&self) -> Result<Vec<StateId>, StoreError> {
-        self.read("state_ids", |conn, sql| {
+        self.scan("state_ids", |conn, sql| {
             let mut stmt = conn
                 .prepare_cached(&sql.state_ids)
                 .map_err(|e| backend("state_ids", e))?;
@@ -958,7 +1033,7 @@ impl Store for SqliteStore {
 
     async fn events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
         let filter = filter.clone();
-        self.read("events", move |conn, sql| {
+        self.scan("events", move |conn, sql| {
             let mut text = sql.select_events.clone();
             let mut params: Vec<SqlValue> = Vec::new();
             let mut cond = |column: &str, op: &str, v: SqlValue| {
@@ -1002,7 +1077,7 @@ impl Store for SqliteStore {
 
     async fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
         let id = id.to_string();
-        self.read("event", move |conn, sql| {
+        self.lookup("event", move |conn, sql| {
             let mut stmt = conn
                 .prepare_cached(&sql.select_event)
                 .map_err(|e| backend("event", e))?;
@@ -1016,7 +1091,7 @@ impl Store for SqliteStore {
 
     async fn last_origin_seq(&self, node: &NodeId) -> Result<OriginSeq, StoreError> {
         let node = node.0.clone();
-        self.read("last_origin_seq", move |conn, sql| {
+        self.lookup("last_origin_seq", move |conn, sql| {
             let max: Option<i64> = conn
                 .prepare_cached(&sql.last_origin_seq)
                 .and_then(|mut s| s.query_row([node], |r| r.get(0)))
@@ -1048,7 +1123,7 @@ impl Store for SqliteStore {
 
     async fn actor(&self, id: &ActorId) -> Result<Option<Actor>, StoreError> {
         let id = id.0.clone();
-        self.read("actor", move |conn, sql| {
+        self.lookup("actor", move |conn, sql| {
             let mut stmt = conn
                 .prepare_cached(&sql.select_actor)
                 .map_err(|e| backend("actor", e))?;
@@ -1061,7 +1136,7 @@ impl Store for SqliteStore {
     }
 
     async fn actors(&self) -> Result<Vec<Actor>, StoreError> {
-        self.read("actors", |conn, sql| {
+        self.scan("actors", |conn, sql| {
             let mut stmt = conn
                 .prepare_cached(&sql.select_actors)
                 .map_err(|e| backend("actors", e))?;
@@ -1119,7 +1194,7 @@ impl Store for SqliteStore {
     async fn contract(&self, contract: &ContractRef) -> Result<Option<ContractRecord>, StoreError> {
         let name = contract.name.clone();
         let version = i64::from(contract.version);
-        self.read("contract", move |conn, sql| {
+        self.lookup("contract", move |conn, sql| {
             let text: Option<String> = conn
                 .prepare_cached(&sql.select_contract)
                 .and_then(|mut s| {
@@ -1157,7 +1232,7 @@ impl Store for SqliteStore {
     async fn refusals(&self, state: Option<&StateId>) -> Result<Vec<Refusal>, StoreError> {
         const OP: &str = "refusals";
         let state = state.map(|s| s.0.clone());
-        self.read(OP, move |conn, sql| {
+        self.scan(OP, move |conn, sql| {
             let mut stmt = conn
                 .prepare_cached(&sql.select_refusals)
                 .map_err(|e| backend(OP, e))?;
@@ -1211,7 +1286,7 @@ impl Store for SqliteStore {
     }
 
     async fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {
-        self.read("contracts", |conn, sql| {
+        self.scan("contracts", |conn, sql| {
             let mut stmt = conn
                 .prepare_cached(&sql.select_contracts)
                 .map_err(|e| backend("contracts", e))?;
@@ -1230,7 +1305,7 @@ impl Store for SqliteStore {
         };
         // A negative LIMIT is no limit in SQLite.
         let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        self.read(OP, move |conn, sql| {
+        self.scan(OP, move |conn, sql| {
             let mut stmt = conn
                 .prepare_cached(&sql.select_log)
                 .map_err(|e| backend(OP, e))?;
@@ -1243,7 +1318,7 @@ impl Store for SqliteStore {
     }
 
     async fn log_head(&self) -> Result<LogHead, StoreError> {
-        self.read("log_head", |conn, sql| read_log_head(conn, sql, "log_head"))
+        self.lookup("log_head", |conn, sql| read_log_head(conn, sql, "log_head"))
             .await
     }
 
@@ -1292,7 +1367,7 @@ impl Store for SqliteStore {
     async fn checkpoints(&self, node: &NodeId) -> Result<Vec<SignedCheckpoint>, StoreError> {
         const OP: &str = "checkpoints";
         let node = node.0.clone();
-        self.read(OP, move |conn, sql| {
+        self.scan(OP, move |conn, sql| {
             let mut stmt = conn
                 .prepare_cached(&sql.select_checkpoints)
                 .map_err(|e| backend(OP, e))?;
@@ -1334,7 +1409,7 @@ impl Store for SqliteStore {
         const OP: &str = "sink_cursor";
         check_sink_name(sink)?;
         let sink = sink.to_owned();
-        self.read(OP, move |conn, sql| {
+        self.lookup(OP, move |conn, sql| {
             let pos: Option<i64> = conn
                 .prepare_cached(&sql.select_sink_cursor)
                 .and_then(|mut s| s.query_row([&sink], |r| r.get(0)).optional())
@@ -1360,5 +1435,52 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::WriterError;
+
+    /// A job that panics inside a transaction it opened is reported as a typed error, its
+    /// writes are rolled back, and the writer thread goes on serving the store.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_job_panicking_mid_transaction_is_rolled_back_and_reported() {
+        let store = SqliteStore::open_migrated(SqliteConfig::memory())
+            .await
+            .expect("open");
+        let err = store
+            .write("boom", |conn, sql| -> Result<(), StoreError> {
+                conn.execute_batch("BEGIN IMMEDIATE")
+                    .map_err(|e| backend("boom", e))?;
+                conn.execute(&sql.upsert_sink_cursor, rusqlite::params!["half", 7])
+                    .map_err(|e| backend("boom", e))?;
+                panic!("bug in a job")
+            })
+            .await
+            .expect_err("a panicking job fails");
+        match &err {
+            StoreError::Backend {
+                operation: "boom",
+                retryable: false,
+                source,
+                ..
+            } => assert!(
+                matches!(
+                    source.downcast_ref::<WriterError>(),
+                    Some(WriterError::Panicked { message }) if message == "bug in a job"
+                ),
+                "{source:?}"
+            ),
+            other => panic!("expected a Backend error, got {other:?}"),
+        }
+        assert_eq!(
+            store.sink_cursor("half").await.expect("read"),
+            None,
+            "the panicked job's write was rolled back"
+        );
+        store.set_sink_cursor("after", 3).await.expect("next write");
+        assert_eq!(store.sink_cursor("after").await.expect("read"), Some(3));
     }
 }
