@@ -1,5 +1,5 @@
 //! [`JsContract`]: a loaded JavaScript contract version. Every hook and method call runs in a
-//! fresh sandbox (see [`crate::sandbox`]) with the call's deterministic context: the actor,
+//! sandbox on a fresh module instance (see [`crate::sandbox`]) with the call's deterministic context: the actor,
 //! its roles, the state id, the event's timestamp and a seed derived from the event id.
 
 use std::collections::BTreeSet;
@@ -90,7 +90,7 @@ impl JsContract {
         self.descriptor.limits.unwrap_or(DEFAULT_LIMITS)
     }
 
-    /// Runs `function(first, second, ctx)` in a fresh sandbox; `returned` turns its result
+    /// Runs `function(first, second, ctx)` in a sandbox (see [`sandbox::run`]); `returned` turns its result
     /// into the output.
     fn invoke<R>(
         &self,
@@ -99,7 +99,7 @@ impl JsContract {
         first: &JsonValue,
         second: &JsonValue,
         can_emit: bool,
-        returned: impl for<'js> FnOnce(
+        returned: impl for<'js> Fn(
             &Sandbox<'js>,
             Value<'js>,
             Vec<sst_core::BusinessEvent>,

@@ -88,7 +88,7 @@ impl ContractEngine for JsEngine {
 /// # Errors
 /// [`LoadError`] naming what is wrong: a syntax error, platform-dependent maths
 /// (`Math.sin`, `**`, …), a missing or malformed manifest, a hook that is not a function,
-/// limits out of range, or a module that throws or runs out of a budget while evaluating.
+/// an `import`, limits out of range, or a module that throws or runs out of a budget while evaluating.
 pub fn descriptor_of(source: &str) -> Result<ContractDescriptor, LoadError> {
     inspect(source).map(|(descriptor, _)| descriptor)
 }
@@ -127,23 +127,35 @@ fn inspect(source: &str) -> Result<(ContractDescriptor, Loaded), LoadError> {
             Ok((manifest, functions))
         })
     });
-    // Platform maths first: a module using it may well fail to evaluate because of it.
-    let maths = lint::platform_maths(source);
-    if !maths.is_empty() {
-        let contract = evaluated
-            .as_ref()
-            .map_or_else(|_| unnamed(), |(m, _)| named(m));
-        let found: Vec<String> = maths.iter().map(ToString::to_string).collect();
-        return Err(load_error(
-            &contract,
+    // Refused constructs first: a module using them may well fail to evaluate because of them.
+    let refused = [
+        (
+            lint::platform_maths(source),
             format!(
                 "platform-dependent maths is refused (its results may differ in the last bit \
-                 between nodes): {}; the transcendental Math functions ({}) and `**` are not \
+                 between nodes); the transcendental Math functions ({}) and `**` are not \
                  available, use integer arithmetic, multiplication or Math.sqrt",
-                found.join(", "),
                 sandbox::TRANSCENDENTAL.join(", ")
             ),
-        ));
+        ),
+        (
+            lint::imports(source),
+            "imports are refused (a contract is one self-contained module; the engine has no \
+             module loader)"
+                .to_owned(),
+        ),
+    ];
+    for (found, why) in refused {
+        if !found.is_empty() {
+            let contract = evaluated
+                .as_ref()
+                .map_or_else(|_| unnamed(), |(m, _)| named(m));
+            let found: Vec<String> = found.iter().map(ToString::to_string).collect();
+            return Err(load_error(
+                &contract,
+                format!("{why}: {}", found.join(", ")),
+            ));
+        }
     }
     let (manifest, functions) = evaluated.map_err(|f| load_error(&unnamed(), f.to_string()))?;
     let program = program.map_err(|f| load_error(&unnamed(), f.to_string()))?;

@@ -18,13 +18,17 @@
 //! ```
 //!
 //! ## Deterministic profile
-//! - **Nothing survives a call**: every hook or method call gets a fresh runtime and context
-//!   in which the module is compiled and evaluated anew; module-level variables start over.
+//! - **Nothing survives a call**: every hook or method call evaluates a fresh instance of the
+//!   module, so module-level variables start over, in a context whose every built-in object is
+//!   deep-frozen, so a call cannot leave anything for the next. A context (set up once per
+//!   thread and reused for 64 calls) costs several times a call to make; a call that runs out of
+//!   a budget is decided again in a fresh runtime (see budgets). `import` is refused at deploy.
 //! - **Only the intrinsics a contract needs**: the base objects, JSON, Map/Set/WeakMap/WeakSet
 //!   and RegExp. No `Date`, `Promise`, `Proxy`, typed arrays, `WeakRef`,
 //!   `FinalizationRegistry` or `performance`; `eval` and the `Function` constructors (also as
 //!   reached through `(function(){}).constructor`) are removed; `Math.random` is removed; every
-//!   object reachable from the global object is frozen. The clock and randomness come from the
+//!   object reachable from the global object (every built-in function included) is frozen, and
+//!   `Error.prepareStackTrace` / `Error.stackTraceLimit` (per-context settings) are removed. The clock and randomness come from the
 //!   signed event: `ctx.now` is its timestamp (ms), `ctx.seed` hex of a hash of its id.
 //! - **Platform maths is refused**: the transcendental `Math` functions (`sin`, `log`, `pow`,
 //!   …) and the `**` operator are computed by the platform's C library, whose last bits may
@@ -37,7 +41,11 @@
 //!   budget counted by the interrupt handler (called every 10,000 branches or calls of
 //!   bytecode, so it counts progress, not time). Running out is
 //!   [`ContractError::Limit`](sst_node::ContractError) `ticks` / `memory` / `stack`; the
-//!   runtime is discarded, so the next call is unaffected.
+//!   runtime is discarded, so the next call is unaffected. Memory counts what the call
+//!   allocates from its module's load on. A reused context may carry QuickJS's tick counter
+//!   part-way from an earlier call, so a call there gets one tick less; any call that runs out
+//!   there is run again in a fresh runtime, whose outcome is the one recorded: the same on
+//!   every node.
 //! - **Portable results**: returned sections and event payloads must be portable JSON (plain
 //!   objects, arrays, strings, finite numbers, booleans, null); anything else is refused,
 //!   naming the section and path. A thrown `Error` is

@@ -90,6 +90,29 @@ pub(crate) fn platform_maths(source: &str) -> Vec<Finding> {
     found
 }
 
+/// Every `import` in `source`: a declaration, a dynamic `import(…)` or `import.meta`. A
+/// contract is one self-contained module: the engine has no module loader, and the contract
+/// instances a node evaluates must never reach one another through a module name. A member
+/// named `import` (`x.import`, `{ import: … }`) is not an import.
+pub(crate) fn imports(source: &str) -> Vec<Finding> {
+    let tokens = tokens(source);
+    let mut found = Vec::new();
+    for (i, (token, line)) in tokens.iter().enumerate() {
+        if *token != Token::Ident("import".into()) {
+            continue;
+        }
+        let member = i > 0 && matches!(tokens[i - 1].0, Token::Punct("." | "?."));
+        let key = matches!(tokens.get(i + 1), Some((Token::Punct(":"), _)));
+        if !member && !key {
+            found.push(Finding {
+                what: "import".to_owned(),
+                line: *line,
+            });
+        }
+    }
+    found
+}
+
 /// The identifiers, string literals and the few punctuators the matcher looks at, with their
 /// lines; comments, template text and regular expression literals are skipped.
 fn tokens(source: &str) -> Vec<(Token, usize)> {
@@ -205,6 +228,7 @@ fn tokens(source: &str) -> Vec<(Token, usize)> {
                     ('?', '.', d) if !d.is_ascii_digit() => ("?.", 2),
                     ('.', _, _) => (".", 1),
                     ('[', _, _) => ("[", 1),
+                    (':', _, _) => (":", 1),
                     (']', _, _) => ("]", 1),
                     _ => ("", 1),
                 };
@@ -250,6 +274,24 @@ mod tests {
 
     fn whats(source: &str) -> Vec<String> {
         platform_maths(source).into_iter().map(|f| f.what).collect()
+    }
+
+    #[test]
+    fn finds_import_declarations_dynamic_imports_and_import_meta() {
+        let lines =
+            |source: &str| -> Vec<usize> { imports(source).into_iter().map(|f| f.line).collect() };
+        assert_eq!(lines("import * as me from \"contract.js\";"), [1]);
+        assert_eq!(lines("const a = 1;\nimport { b } from 'x';"), [2]);
+        assert_eq!(
+            lines("export function f() { return import(\"contract.js\"); }"),
+            [1]
+        );
+        assert_eq!(lines("const m = import.meta;"), [1]);
+        // Members named `import`, and the word in comments, strings and templates.
+        assert!(lines("x.import(1); y?.import; const o = { import: 1 };").is_empty());
+        assert!(
+            lines("// import x from 'y'\nconst s = 'import'; const t = `import ${1}`;").is_empty()
+        );
     }
 
     #[test]

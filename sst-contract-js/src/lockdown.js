@@ -1,9 +1,12 @@
 // The deterministic profile of SST's JavaScript contracts, a module evaluated in every
-// fresh context before the contract module is evaluated. It removes what could make two nodes
+// context before any contract module is evaluated in it. It removes what could make two nodes
 // compute different results (the clock, randomness, platform maths) or run code from strings,
-// freezes the intrinsics (the global object, its constructors and namespaces and their
-// prototypes; not each built-in function object), and returns the host's helpers
-// (never stored on the global object, so contract code cannot reach or replace them).
+// removes what keeps per-context state behind a setter (Error.prepareStackTrace,
+// Error.stackTraceLimit), deep-freezes every object reachable from the global object and from
+// the prototypes only syntax reaches (constructors, namespaces, prototypes, every built-in
+// function object, accessors), so that a context can serve many calls without one call
+// leaving anything for the next, and returns the host's helpers (never stored on the global
+// object, so contract code cannot reach or replace them).
 // It is a module (strict, compiled once per process to bytecode); the host substitutes the
 // names of the Math functions to remove for __TRANSCENDENTAL__.
 const TRANSCENDENTAL = __TRANSCENDENTAL__;
@@ -42,42 +45,44 @@ export let host;
   delete Array.fromAsync;
   delete g.Iterator.zip;
   delete g.Iterator.zipKeyed;
+  // Per-context state behind setters of the Error constructor (V8 compatibility of
+  // QuickJS-ng): a stack-trace formatter and the trace length.
+  delete g.Error.prepareStackTrace;
+  delete g.Error.stackTraceLimit;
   // Math.random, and the functions whose results depend on the platform's libm.
   for (const name of TRANSCENDENTAL.concat(["random"])) {
     delete Math[name];
   }
 
-  // Freeze the global object, every constructor and namespace object on it (Object, Array,
-  // Math, JSON, Reflect, …) with its prototype, the prototypes only syntax reaches (iterators,
-  // generators, async functions) and their prototype chains.
+  // Deep-freeze the global object and the prototypes only syntax or built-in results reach
+  // (generators, async functions, iterators and iterator helpers): every object reachable from
+  // them through own properties (values and accessors) and prototypes.
   const roots = [
     g,
     getPrototypeOf(function* () {}),
-    getPrototypeOf(function* () {}).prototype,
     getPrototypeOf(async function () {}),
     getPrototypeOf(async function* () {}),
-    getPrototypeOf(async function* () {}).prototype,
     getPrototypeOf([][Symbol.iterator]()),
     getPrototypeOf(new Map()[Symbol.iterator]()),
     getPrototypeOf(new Set()[Symbol.iterator]()),
     getPrototypeOf(""[Symbol.iterator]()),
     getPrototypeOf(/x/[Symbol.matchAll]("")),
+    getPrototypeOf([].values().map((x) => x)),
+    getPrototypeOf(g.Iterator.from({ next() { return { done: true }; } })),
   ];
-  for (const key of ownKeys(g)) {
-    const v = getOwnPropertyDescriptor(g, key).value;
-    if ((typeof v === "object" && v !== null) || typeof v === "function") {
-      roots.push(v);
-      if (typeof v === "function" && v.prototype) {
-        roots.push(v.prototype);
-      }
-    }
-  }
   const frozen = new Set();
-  for (let o of roots) {
-    while (o !== null && !frozen.has(o)) {
-      frozen.add(o);
-      freeze(o);
-      o = getPrototypeOf(o);
+  const pending = roots;
+  while (pending.length > 0) {
+    const o = pending.pop();
+    if ((typeof o !== "object" && typeof o !== "function") || o === null || frozen.has(o)) {
+      continue;
+    }
+    frozen.add(o);
+    freeze(o);
+    pending.push(getPrototypeOf(o));
+    for (const key of ownKeys(o)) {
+      const d = getOwnPropertyDescriptor(o, key);
+      pending.push(d.value, d.get, d.set);
     }
   }
 

@@ -14,7 +14,8 @@ pub const DEFAULT_LIMITS: ContractLimits = ContractLimits {
     stack_bytes: 256 * 1024,
 };
 
-/// Smallest memory budget accepted: an empty runtime with the intrinsics needs about 300 KiB.
+/// Smallest memory budget accepted (the budget counts what a call allocates from its module's
+/// load on; a small module and call take a few tens of KiB).
 pub const MIN_MEMORY_BYTES: u64 = 1024 * 1024;
 /// Largest memory budget accepted (one call's runtime).
 pub const MAX_MEMORY_BYTES: u64 = 1024 * 1024 * 1024;

@@ -1,16 +1,17 @@
-//! The sandbox one contract invocation runs in: a fresh QuickJS-ng runtime and context per
-//! invocation (nothing survives from one call to the next, so a result never depends on call
-//! history), the deterministic profile (`lockdown.js`), the invocation's budgets, the
-//! conversion of values between JSON and JavaScript, and the mapping of whatever went wrong to
-//! a typed [`Failure`].
+//! The sandbox one contract invocation runs in: a QuickJS-ng context with the deterministic
+//! profile (`lockdown.js`) applied, reused on its thread for a bounded number of calls, in which
+//! each call evaluates a fresh instance of its module (nothing survives from one call to the
+//! next, so a result never depends on call history); the invocation's budgets (decided in a
+//! fresh runtime whenever one runs out); the conversion of values between JSON and
+//! JavaScript; and the mapping of whatever went wrong to a typed [`Failure`].
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 use rquickjs::context::intrinsic::{Eval, Json, MapSet, Promise, RegExp, RegExpCompiler};
 use rquickjs::module::WriteOptions;
-use rquickjs::{Array, Context, Ctx, Function, Module, Object, Runtime, Type, Value};
+use rquickjs::{Array, Context, Ctx, Function, Module, Object, Persistent, Runtime, Type, Value};
 use serde_json::{Map, Number, Value as JsonValue};
 use sst_core::portable::{member_path, MAX_DEPTH, MAX_SAFE_INTEGER};
 use sst_core::{BusinessEvent, ContractLimits};
@@ -144,7 +145,7 @@ fn evaluate<'js>(
     }
 }
 
-/// One evaluated contract module in its own runtime, with the host's helpers.
+/// One evaluated contract module instance, with the host's helpers.
 pub(crate) struct Sandbox<'js> {
     ctx: Ctx<'js>,
     host: Object<'js>,
@@ -154,56 +155,191 @@ pub(crate) struct Sandbox<'js> {
     limits: ContractLimits,
 }
 
-/// Evaluates `program` in a fresh runtime bounded by `limits`, after the deterministic
-/// profile, and hands the sandbox to `body`. Everything is dropped when `body` returns: no
-/// state survives from one call to the next, and the memory and tick budgets are counted from
-/// an identical fresh runtime on every node.
+/// Calls one warm sandbox serves before it is discarded: every call leaves its module
+/// instance behind in the context (QuickJS keeps evaluated modules until the context goes).
+const WARM_CALLS: u32 = 64;
+
+/// A [`Prepared`] runtime kept on one thread and reused by the calls made on it (of any
+/// contract): setting a runtime up and freezing its intrinsics costs several times a typical
+/// call. Each call still evaluates a fresh instance of its module, so module-level variables
+/// start over; everything else a call could reach is frozen by the profile (and the profile
+/// leaves nothing with per-context state writable), so nothing one call does is visible to the
+/// next.
+struct Warm {
+    prepared: Prepared,
+    served: u32,
+}
+
+thread_local! {
+    /// This thread's warm sandbox, made on first use.
+    static WARM: RefCell<Option<Warm>> = const { RefCell::new(None) };
+}
+
+/// The interrupt handler of a runtime: counts a tick per call (QuickJS calls it every
+/// 10,000 branches or calls of bytecode) and interrupts once `limit` is exceeded.
+fn tick_counter(ticks: &Rc<Cell<u64>>, limit: &Rc<Cell<u64>>) -> Box<dyn FnMut() -> bool> {
+    let (ticks, limit) = (Rc::clone(ticks), Rc::clone(limit));
+    Box::new(move || {
+        let used = ticks.get().saturating_add(1);
+        ticks.set(used);
+        used > limit.get()
+    })
+}
+
+/// A runtime whose context has the profile applied: the host's helpers and
+/// `Object.prototype` (kept as persistent handles), the runtime's tick counter and limit.
+/// No memory limit is set yet: the budget counts from the module's load on.
+struct Prepared {
+    host: Persistent<Object<'static>>,
+    object_prototype: Persistent<Value<'static>>,
+    context: Context,
+    runtime: Runtime,
+    ticks: Rc<Cell<u64>>,
+    tick_limit: Rc<Cell<u64>>,
+}
+
+impl Prepared {
+    /// A fresh runtime and context with the deterministic profile evaluated.
+    fn new(stack_bytes: u64) -> Result<Self, Failure> {
+        let lockdown = Program::lockdown()?;
+        let engine = |e: rquickjs::Error| Failure::Engine(e.to_string());
+        let runtime = Runtime::new().map_err(engine)?;
+        runtime.set_max_stack_size(usize::try_from(stack_bytes).unwrap_or(usize::MAX));
+        let ticks = Rc::new(Cell::new(0u64));
+        let tick_limit = Rc::new(Cell::new(u64::MAX));
+        runtime.set_interrupt_handler(Some(tick_counter(&ticks, &tick_limit)));
+        let context = Context::custom::<Intrinsics>(&runtime).map_err(engine)?;
+        let (host, object_prototype) = context.with(|ctx| {
+            let profile = evaluate(lockdown.declare(&ctx).map_err(engine)?, engine)?;
+            let host: Object = profile.get("host").map_err(engine)?;
+            let object_prototype: Value = ctx
+                .globals()
+                .get::<_, Object>("Object")
+                .and_then(|o| o.get("prototype"))
+                .map_err(engine)?;
+            Ok::<_, Failure>((
+                Persistent::save(&ctx, host),
+                Persistent::save(&ctx, object_prototype),
+            ))
+        })?;
+        Ok(Prepared {
+            host,
+            object_prototype,
+            context,
+            runtime,
+            ticks,
+            tick_limit,
+        })
+    }
+
+    /// Evaluates a fresh instance of `program` under `limits` and hands the sandbox to
+    /// `body`. The memory budget counts from here (the module instance included), the tick
+    /// budget from zero, the stack from the caller's depth (QuickJS measures it from each
+    /// call into JavaScript).
+    fn call<R>(
+        &self,
+        program: &Program,
+        limits: &ContractLimits,
+        body: &impl for<'js> Fn(&Sandbox<'js>) -> Result<R, Failure>,
+    ) -> Result<R, Failure> {
+        self.ticks.set(0);
+        self.tick_limit.set(limits.ticks);
+        self.runtime
+            .set_max_stack_size(usize::try_from(limits.stack_bytes).unwrap_or(usize::MAX));
+        let in_use = u64::try_from(self.runtime.memory_usage().malloc_size).unwrap_or(0);
+        let budget = in_use.saturating_add(limits.memory_bytes);
+        self.runtime
+            .set_memory_limit(usize::try_from(budget).unwrap_or(usize::MAX));
+        let result = self.context.with(|ctx| {
+            let fail = |e| classify(&ctx, e, &self.ticks, limits);
+            let host = self.host.clone().restore(&ctx).map_err(fail)?;
+            let object_prototype = self.object_prototype.clone().restore(&ctx).map_err(fail)?;
+            let module = evaluate(program.declare(&ctx).map_err(fail)?, fail)?;
+            let namespace = module.namespace().map_err(fail)?;
+            let sandbox = Sandbox {
+                ctx: ctx.clone(),
+                host,
+                namespace,
+                object_prototype,
+                ticks: Rc::clone(&self.ticks),
+                limits: *limits,
+            };
+            body(&sandbox)
+        });
+        // Unlimited between calls (0 is QuickJS's "no limit").
+        self.runtime.set_memory_limit(0);
+        self.tick_limit.set(u64::MAX);
+        result
+    }
+}
+
+/// Runs `body` on an evaluated instance of `program` bounded by `limits`, after the
+/// deterministic profile.
 ///
-/// The runtime is created on the calling thread, so QuickJS measures its stack budget from
-/// here: the same call gets the same stack on every node, whatever the caller's depth.
+/// First on this thread's warm sandbox ([`WARM_CALLS`]) with a tick budget one tick short of
+/// the limit: QuickJS counts ticks every 10,000 branches from a counter a warm context carries
+/// over from earlier calls, so a warm call may see one tick fewer than a fresh runtime would,
+/// never more. A call that ends normally or by throwing is the result. A call that runs out of
+/// any budget, or fails in the engine, is run again in a fresh runtime whose result is the
+/// one recorded: the tick count there starts from the same point on every node. The warm
+/// sandbox is then discarded.
+///
+/// Memory is counted from the module's load on, in both, so the budget means the same; the
+/// engine's shared tables (atoms, shapes) may be larger in a warm context, which only ever
+/// saves a call allocations; a call that catches its own out-of-memory error and goes on is
+/// the one case in which the two may differ, and a validating replica records it.
 pub(crate) fn run<R>(
     program: &Program,
     limits: &ContractLimits,
-    body: impl for<'js> FnOnce(&Sandbox<'js>) -> Result<R, Failure>,
+    body: impl for<'js> Fn(&Sandbox<'js>) -> Result<R, Failure>,
 ) -> Result<R, Failure> {
-    let lockdown = Program::lockdown()?;
-    let engine = |e: rquickjs::Error| Failure::Engine(e.to_string());
-    let runtime = Runtime::new().map_err(engine)?;
-    runtime.set_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
-    runtime.set_max_stack_size(usize::try_from(limits.stack_bytes).unwrap_or(usize::MAX));
-    let ticks = Rc::new(Cell::new(0u64));
-    let budget = limits.ticks;
-    let counter = Rc::clone(&ticks);
-    runtime.set_interrupt_handler(Some(Box::new(move || {
-        let used = counter.get().saturating_add(1);
-        counter.set(used);
-        used > budget
-    })));
-    let context = match Context::custom::<Intrinsics>(&runtime) {
-        Ok(c) => c,
-        Err(rquickjs::Error::Allocation) => return Err(memory_limit(limits)),
-        Err(e) => return Err(engine(e)),
-    };
-    context.with(|ctx| {
-        let fail = |e| classify(&ctx, e, &ticks, limits);
-        let profile = evaluate(lockdown.declare(&ctx).map_err(fail)?, fail)?;
-        let host: Object = profile.get("host").map_err(fail)?;
-        let object_prototype: Value = ctx
-            .globals()
-            .get::<_, Object>("Object")
-            .and_then(|o| o.get("prototype"))
-            .map_err(fail)?;
-        let module = evaluate(program.declare(&ctx).map_err(fail)?, fail)?;
-        let namespace = module.namespace().map_err(fail)?;
-        let sandbox = Sandbox {
-            ctx: ctx.clone(),
-            host,
-            namespace,
-            object_prototype,
-            ticks: Rc::clone(&ticks),
-            limits: *limits,
+    if let Some(result) = run_warm(program, limits, &body) {
+        return result;
+    }
+    run_fresh(program, limits, &body)
+}
+
+/// [`run`] in a fresh runtime only (nothing of an earlier call exists in it).
+pub(crate) fn run_fresh<R>(
+    program: &Program,
+    limits: &ContractLimits,
+    body: &impl for<'js> Fn(&Sandbox<'js>) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    Prepared::new(limits.stack_bytes)?.call(program, limits, body)
+}
+
+/// [`run`] on this thread's warm sandbox: `None` when the fresh runtime must decide (a
+/// budget ran out or the engine failed; the warm sandbox is dropped), or when the warm
+/// sandbox is unavailable (busy in an outer call on this thread, or could not be made).
+fn run_warm<R>(
+    program: &Program,
+    limits: &ContractLimits,
+    body: &impl for<'js> Fn(&Sandbox<'js>) -> Result<R, Failure>,
+) -> Option<Result<R, Failure>> {
+    WARM.with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        if slot.as_ref().is_some_and(|w| w.served >= WARM_CALLS) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some(Warm {
+                prepared: Prepared::new(limits.stack_bytes).ok()?,
+                served: 0,
+            });
+        }
+        let warm = slot.as_mut()?;
+        warm.served += 1;
+        let warm_limits = ContractLimits {
+            ticks: limits.ticks.saturating_sub(1),
+            ..*limits
         };
-        body(&sandbox)
+        match warm.prepared.call(program, &warm_limits, body) {
+            result @ (Ok(_) | Err(Failure::Thrown(_) | Failure::Invalid(_))) => Some(result),
+            Err(Failure::Limit { .. } | Failure::Engine(_)) => {
+                *slot = None;
+                None
+            }
+        }
     })
 }
 
@@ -445,5 +581,100 @@ pub(crate) fn prefixed(failure: Failure, context: &str) -> Failure {
     match failure {
         Failure::Invalid(m) => Failure::Invalid(format!("{context}: {m}")),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `spin(n)`: a loop of `n` iterations; `grow(n)`: an array of `n` small objects.
+    const PROGRAM: &str = "export function spin(n) { let s = 0; for (let i = 0; i < n; i++) { s += i; } return s; }\n\
+         export function grow(n) { const a = []; for (let i = 0; i < n; i++) { a.push({ i }); } return a.length; }\n\
+         export function light() { return 1; }";
+
+    fn outcome(result: Result<JsonValue, Failure>) -> String {
+        match result {
+            Ok(v) => format!("ok {v}"),
+            Err(Failure::Limit { limit, .. }) => format!("limit {limit}"),
+            Err(other) => format!("failed {other}"),
+        }
+    }
+
+    fn invoke(
+        program: &Program,
+        limits: &ContractLimits,
+        function: &'static str,
+        n: u64,
+        fresh: bool,
+    ) -> String {
+        let body = move |sb: &Sandbox<'_>| {
+            let arg = sb.parse(&JsonValue::from(n))?;
+            let undefined = Value::new_undefined(sb.ctx.clone());
+            let out = sb.call(function, (arg, undefined.clone(), undefined))?;
+            sb.to_json(&out)
+        };
+        outcome(if fresh {
+            run_fresh(program, limits, &body)
+        } else {
+            run(program, limits, body)
+        })
+    }
+
+    /// Around the tick budget's edge, a call on the warm sandbox ends exactly as in a fresh
+    /// runtime, whatever calls the warm sandbox served before.
+    #[test]
+    fn warm_calls_end_like_fresh_ones_at_the_edge_of_the_tick_budget() -> Result<(), Failure> {
+        let program = Program::compile(MODULE_NAME, PROGRAM)?;
+        let limits = ContractLimits {
+            ticks: 3,
+            ..DEFAULT_LIMITS
+        };
+        let mut outcomes = std::collections::BTreeSet::new();
+        for (k, n) in (4_000..16_000).step_by(397).enumerate() {
+            // A varying history: 0 to 4 light or spinning calls before this one.
+            for j in 0..k % 5 {
+                let _ = invoke(&program, &limits, "spin", (j as u64) * 1_301, false);
+            }
+            let fresh = invoke(&program, &limits, "spin", n, true);
+            let warm = invoke(&program, &limits, "spin", n, false);
+            assert_eq!(warm, fresh, "spin({n}) after {} earlier calls", k % 5);
+            outcomes.insert(fresh.split(' ').next().map(str::to_owned));
+        }
+        // The range crosses the budget: both outcomes occur.
+        assert_eq!(outcomes.len(), 2, "{outcomes:?}");
+        Ok(())
+    }
+
+    /// The memory budget counts from the module's load on, in a warm sandbox as in a fresh
+    /// runtime: a call well inside it succeeds and one well beyond it runs out, in both.
+    #[test]
+    fn the_memory_budget_means_the_same_warm_and_fresh() -> Result<(), Failure> {
+        let program = Program::compile(MODULE_NAME, PROGRAM)?;
+        let limits = ContractLimits {
+            memory_bytes: 2 * 1024 * 1024,
+            ticks: 100_000,
+            ..DEFAULT_LIMITS
+        };
+        for (n, expected) in [(5_000, "ok 5000"), (200_000, "limit memory")] {
+            for _ in 0..3 {
+                assert_eq!(invoke(&program, &limits, "grow", n, false), expected);
+                assert_eq!(invoke(&program, &limits, "grow", n, true), expected);
+                assert_eq!(invoke(&program, &limits, "light", 0, false), "ok 1");
+            }
+        }
+        Ok(())
+    }
+
+    /// A warm sandbox serves a bounded number of calls, then a new one is made.
+    #[test]
+    fn a_warm_sandbox_is_replaced_after_its_calls() -> Result<(), Failure> {
+        let program = Program::compile(MODULE_NAME, PROGRAM)?;
+        let served = || WARM.with(|w| w.borrow().as_ref().map(|w| w.served));
+        for _ in 0..(WARM_CALLS + 3) {
+            assert_eq!(invoke(&program, &DEFAULT_LIMITS, "light", 0, false), "ok 1");
+        }
+        assert!(served().is_some_and(|s| s <= 3 + 1), "{:?}", served());
+        Ok(())
     }
 }

@@ -8,6 +8,23 @@ use sst_contract_js::descriptor_of;
 use sst_node::{ContractError, Sections};
 use support::{load, module, Caller};
 
+/// Calls `probe` of a module whose `probe` body is `body` and expects a `TypeError` refusal
+/// (an assignment a frozen intrinsic refuses: modules are strict).
+fn expect_type_error(body: &str, why: &str) -> anyhow::Result<()> {
+    let contract = load(&module(&format!(
+        "export function probe(sections, args, ctx) {{ {body} }}"
+    )))?;
+    let caller = Caller::new("a/alice", &["buyer"], 1);
+    let err = contract
+        .call(&caller.call(), &Sections::new(), "probe", &json!({}))
+        .expect_err(why);
+    assert!(
+        matches!(&err, ContractError::Rejected(m) if m.starts_with("TypeError")),
+        "{why}: {err:?}"
+    );
+    Ok(())
+}
+
 /// Runs `expr` inside a method and returns what it evaluated to (as section `s`).
 fn eval_in_contract(expr: &str) -> anyhow::Result<Value> {
     let source = module(&format!(
@@ -85,19 +102,46 @@ fn intrinsics_are_frozen() -> anyhow::Result<()> {
         )?,
         json!([true, true, true, true, true])
     );
-    let source = module(
-        "export function probe(sections, args, ctx) { Array.prototype.push = null; return {}; }",
-    );
-    let contract = load(&source)?;
-    let caller = Caller::new("a/alice", &["buyer"], 1);
-    let err = contract
-        .call(&caller.call(), &Sections::new(), "probe", &json!({}))
-        .expect_err("assigning to a frozen intrinsic throws in a module (strict mode)");
-    assert!(
-        matches!(&err, ContractError::Rejected(m) if m.starts_with("TypeError")),
-        "{err:?}"
-    );
+    expect_type_error(
+        "Array.prototype.push = null; return {};",
+        "assigning to a frozen intrinsic throws in a module (strict mode)",
+    )?;
     Ok(())
+}
+
+#[test]
+fn built_in_functions_are_frozen_and_per_context_error_settings_are_gone() -> anyhow::Result<()> {
+    // A context serves many calls: no built-in object may carry anything from one to the next.
+    assert_eq!(
+        eval_in_contract(
+            "[Object.isFrozen(Array.prototype.map), Object.isFrozen(JSON.parse), \
+              Object.isFrozen(Object.getOwnPropertyDescriptor(Object.prototype, '__proto__').get), \
+              Object.isFrozen(Object.getPrototypeOf([].values().map((x) => x))), \
+              Object.isFrozen(Array.prototype[Symbol.unscopables]), \
+              'prepareStackTrace' in Error, 'stackTraceLimit' in Error]"
+        )?,
+        json!([true, true, true, true, true, false, false])
+    );
+    for _ in 0..3 {
+        expect_type_error(
+            "const before = Array.prototype.map.calls; Array.prototype.map.calls = 1; \
+             return { s: before === undefined };",
+            "a property on a frozen built-in function cannot be added",
+        )?;
+    }
+    Ok(())
+}
+
+#[test]
+fn imports_are_refused_at_deploy() {
+    for body in [
+        "import * as me from \"contract.js\";\nexport function m(s, a, ctx) { return {}; }",
+        "export function m(s, a, ctx) { return { s: import.meta.url }; }",
+        "export async function m(s, a, ctx) { await import(\"contract.js\"); return {}; }",
+    ] {
+        let err = descriptor_of(&module(body)).expect_err("imports must be refused");
+        assert!(err.reason.contains("imports are refused"), "{err}");
+    }
 }
 
 #[test]
