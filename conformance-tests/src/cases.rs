@@ -365,7 +365,8 @@ pub async fn non_portable_json_is_rejected_with_its_path(
 
 /// A batch that is malformed as a whole (an event whose id is not the hash of its body, the
 /// same event twice, a state that does not match its outcome or does not verify, a rejected
-/// event carrying a state) is refused with `InvalidInput` before anything is stored.
+/// event carrying a state) is refused with `InvalidInput` before anything is stored, also
+/// when it was marked valid by `CommitBatch::validated` and changed afterwards.
 pub async fn malformed_batch_is_refused_before_storage(
     f: &impl BackendFactory,
 ) -> anyhow::Result<()> {
@@ -383,6 +384,28 @@ pub async fn malformed_batch_is_refused_before_storage(
         "event body changed after signing",
     )?;
     ensure!(path == "items[0].event.id", "path was `{path}`");
+
+    let mut forged = CommitBatch::new(vec![good.clone()]).validated()?;
+    forged.items[0].event.signed.event.payload = json!({"sections": {}, "forged": true});
+    let path = invalid_path(
+        b.store.commit(forged).await,
+        "event body changed after the batch was validated",
+    )?;
+    ensure!(path == "items[0].event.id", "path was `{path}`");
+    let mut unsealed = CommitBatch::new(vec![good.clone()]).validated()?;
+    if let Some(d) = unsealed.items[0]
+        .state
+        .as_mut()
+        .and_then(|s| s.sections.get_mut("price"))
+        .and_then(|sec| sec.disclosure.as_mut())
+    {
+        d.value = json!({"amount": 1_000_000, "currency": "EUR"});
+    }
+    let path = invalid_path(
+        b.store.commit(unsealed).await,
+        "state changed after the batch was validated",
+    )?;
+    ensure!(path == "items[0].state", "path was `{path}`");
 
     let path = invalid_path(
         b.store

@@ -17,6 +17,7 @@ pub mod hash;
 pub mod log;
 pub mod memory;
 pub mod model;
+mod parallel;
 pub mod permission;
 pub mod portable;
 pub mod raw;

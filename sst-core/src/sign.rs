@@ -279,7 +279,7 @@ fn strict_each(items: &[(PublicKey, Digest, SignatureBytes)]) -> Vec<Result<(), 
 
 /// The number of threads [`verify_strict_many`] uses when asked for all cores.
 pub fn available_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    crate::parallel::available_workers()
 }
 
 /// Below this many entries per worker, splitting over threads costs more than it saves.
@@ -298,28 +298,7 @@ pub fn verify_strict_many(
     items: &[(PublicKey, Digest, SignatureBytes)],
     workers: usize,
 ) -> Vec<Result<(), CryptoError>> {
-    let workers = workers
-        .max(1)
-        .min(items.len().div_ceil(MIN_PER_WORKER).max(1));
-    if workers == 1 {
-        return strict_each(items);
-    }
-    let chunk = items.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || strict_each(part)))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| match h.join() {
-                Ok(results) => results,
-                // A worker cannot panic on well-formed input; should it, resume the panic
-                // rather than report anything as verified.
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
+    crate::parallel::map_chunks(items, workers, MIN_PER_WORKER, strict_each)
 }
 
 /// Verifies many `(key, digest, signature)` triples under strict rules, faster than one by

@@ -24,10 +24,52 @@ pub struct CommitItem {
 }
 
 /// Events and state versions committed all-or-nothing.
+///
+/// A batch made by [`CommitBatch::validated`] remembers that it passed
+/// [`CommitBatch::validate`], so the store's own call is cheap; the memory is bound to the
+/// batch's exact contents, so a batch changed afterwards is validated in full again.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CommitBatch {
     /// Items in commit order.
     pub items: Vec<CommitItem>,
+    /// Set only by [`CommitBatch::validated`] (private: nothing outside the crate can make one).
+    validation: Validation,
+}
+
+/// The proof [`CommitBatch::validated`] leaves: the [`fingerprint`] of the contents it
+/// validated. Ignored by equality, kept by clones (a clone has the same contents).
+#[derive(Clone, Default)]
+struct Validation(Option<[u8; 32]>);
+
+impl PartialEq for Validation {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Validation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "validated"
+        } else {
+            "unvalidated"
+        })
+    }
+}
+
+/// A BLAKE3 hash of every item's complete JSON form (each item as `[event, state]`; JSON
+/// values delimit themselves, so different contents give different inputs). Writing JSON in
+/// field order, without canonical sorting, number re-formatting, domain hashes or the
+/// portable checks, costs a fraction of [`CommitBatch::validate`]. `None` if an item cannot
+/// be written as JSON (it is then validated in full).
+fn fingerprint(items: &[CommitItem]) -> Option<[u8; 32]> {
+    let mut json = Vec::with_capacity(1024 * items.len());
+    for item in items {
+        serde_json::to_writer(&mut json, &(&item.event, &item.state)).ok()?;
+    }
+    let mut h = blake3::Hasher::new_derive_key("sst commit batch validation proof v1");
+    h.update(&json);
+    Some(*h.finalize().as_bytes())
 }
 
 /// What a commit did.
@@ -101,7 +143,33 @@ impl Default for Capabilities {
 impl CommitBatch {
     /// A batch of the given items.
     pub fn new(items: Vec<CommitItem>) -> Self {
-        CommitBatch { items }
+        CommitBatch {
+            items,
+            validation: Validation::default(),
+        }
+    }
+
+    /// Validates the batch in full ([`CommitBatch::validate`]) and returns it marked as
+    /// validated, so that the store's own [`CommitBatch::validate`] (and that of every
+    /// clone, e.g. for a retried commit) only confirms that the contents did not change
+    /// since, instead of re-hashing every event and state. A batch whose items are changed
+    /// afterwards loses the mark and is validated in full again.
+    ///
+    /// # Errors
+    /// As [`CommitBatch::validate`].
+    pub fn validated(mut self) -> Result<Self, StoreError> {
+        self.validation = Validation::default();
+        self.check()?;
+        self.validation = Validation(fingerprint(&self.items));
+        Ok(self)
+    }
+
+    /// Whether the batch carries a [`CommitBatch::validated`] mark that still matches its
+    /// contents.
+    pub fn is_validated(&self) -> bool {
+        self.validation
+            .0
+            .is_some_and(|proof| fingerprint(&self.items) == Some(proof))
     }
 
     /// Checks everything about the batch that needs no database: event ids match bodies,
@@ -109,9 +177,20 @@ impl CommitBatch {
     /// Every store calls this before touching its database, so bad input is refused with the
     /// same [`StoreError::InvalidInput`] everywhere and nothing is stored.
     ///
+    /// A batch returned by [`CommitBatch::validated`] and not changed since is only checked
+    /// for being unchanged.
+    ///
     /// # Errors
     /// [`StoreError::InvalidInput`] naming the first offending path.
     pub fn validate(&self) -> Result<(), StoreError> {
+        if self.is_validated() {
+            return Ok(());
+        }
+        self.check()
+    }
+
+    /// The full validation behind [`CommitBatch::validate`].
+    fn check(&self) -> Result<(), StoreError> {
         let invalid = |path: String, reason: String| StoreError::InvalidInput { path, reason };
         let mut seen = BTreeSet::new();
         let mut versions: BTreeMap<&StateId, u64> = BTreeMap::new();
@@ -345,7 +424,8 @@ pub fn check_refusal(refusal: &Refusal) -> Result<(), StoreError> {
 /// - `commit` is all-or-nothing: if any item fails, no event, state version or counter of the
 ///   batch is visible afterwards.
 /// - A batch is validated ([`CommitBatch::validate`]) before the database is touched; invalid
-///   input yields [`StoreError::InvalidInput`] with the JSON path and changes nothing.
+///   input yields [`StoreError::InvalidInput`] with the JSON path and changes nothing. A batch
+///   marked by [`CommitBatch::validated`] and changed afterwards is refused the same way.
 /// - An applied item's state version must be exactly one more than the stored version (1 for a
 ///   new state); otherwise the commit fails with [`StoreError::Conflict`] (`expected` = the
 ///   version the writer built on, `found` = the stored one). Of concurrent commits on the

@@ -26,33 +26,20 @@ use crate::model::{
     EventKind, EventRecord, NodeId, NodeRegistry, Outcome, Refusal, RejectReason,
     SequencingReceipt, State, StateId,
 };
-use crate::sign::{verify_batch, PublicKey, SignatureBytes};
+use crate::parallel::{self, available_workers};
+use crate::sign::{verify_strict_many, PublicKey};
 
-use futures_util::{stream, StreamExt};
+use futures_util::{stream, StreamExt, TryStreamExt};
 
-/// How many states [`verify_store_with`] verifies at once.
+/// How many states [`verify_store_with`] reads at once (their store round trips overlap).
 const STATE_CONCURRENCY: usize = 8;
 
-/// Below this many signatures one thread checks them all.
-const PARALLEL_SIGNATURES: usize = 512;
+/// How many states are read before their checks run, spread over every core.
+const STATE_GROUP: usize = 64;
 
-/// Whether every `(key, digest, signature)` verifies, checked with the strict batch rule of
-/// [`verify_batch`] on every core (one chunk per available thread). A failure is then located
-/// entry by entry by the caller.
-fn all_signatures_verify(items: &[(PublicKey, Digest, SignatureBytes)]) -> bool {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if threads < 2 || items.len() < PARALLEL_SIGNATURES {
-        return verify_batch(items).is_ok();
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || verify_batch(part).is_ok()))
-            .collect();
-        workers.into_iter().all(|w| w.join().unwrap_or(false))
-    })
-}
+/// Below this many items per thread, a parallel check runs on one thread.
+const MIN_PER_THREAD: usize = 32;
+
 use crate::store::{EventFilter, Store};
 
 /// The peer table a [`Finding`] is about.
@@ -317,25 +304,32 @@ pub async fn verify_store_with(
     let mut ids: BTreeSet<StateId> = store.state_ids().await?.into_iter().collect();
     ids.extend(applied.keys().map(|s| (*s).clone()));
     report.states = ids.len();
-    // States are independent: several are read and recomputed at once (the store's round
-    // trips overlap), and their findings are merged in state order.
-    let mut parts = stream::iter(ids.iter().map(|id| {
-        let log = applied.get(id).map(Vec::as_slice).unwrap_or_default();
-        async move {
-            let mut part = VerifyReport::default();
-            verify_state(store, id, log, &mut part).await.map(|()| part)
-        }
-    }))
-    .buffered(STATE_CONCURRENCY);
+    // States are independent: a group of them is read (their store round trips overlap),
+    // then checked on every core, and their findings are merged in state order.
+    let workers = available_workers();
+    let ids: Vec<&StateId> = ids.iter().collect();
+    let log_of = |id: &StateId| applied.get(id).map(Vec::as_slice).unwrap_or_default();
     let mut done = 0;
-    while let Some(part) = parts.next().await {
-        let mut part = part?;
-        report.versions += part.versions;
-        report.findings.append(&mut part.findings);
-        done += 1;
-        progress(done, ids.len());
+    for group in ids.chunks(STATE_GROUP) {
+        let rows: Vec<(&StateId, StateRows)> = stream::iter(group.iter().map(|id| {
+            let log_latest = log_of(id).iter().map(|a| a.version).max().unwrap_or(0);
+            async move { read_state(store, id, log_latest).await.map(|r| (*id, r)) }
+        }))
+        .buffered(STATE_CONCURRENCY)
+        .try_collect()
+        .await?;
+        let parts = parallel::map(&rows, workers, 1, |(id, rows)| {
+            let mut part = VerifyReport::default();
+            check_state(id, log_of(id), rows, &mut part);
+            part
+        });
+        for mut part in parts {
+            report.versions += part.versions;
+            report.findings.append(&mut part.findings);
+            done += 1;
+            progress(done, report.states);
+        }
     }
-    drop(parts);
 
     let held = verify_events(store, events, &mut report).await?;
     verify_contracts(store, &held, &mut report).await?;
@@ -490,10 +484,12 @@ async fn read_events(
 /// Walks the chain: positions 1, 2, … each hashing to its stored hash and linking to the one
 /// before. After a break the walk resynchronises on the entry found, so each break is
 /// reported once.
-fn check_chain(entries: &[LogEntry], report: &mut VerifyReport) {
+fn check_chain(entries: &[LogEntry], workers: usize, report: &mut VerifyReport) {
     let alg = entries.first().map_or(HashAlg::Blake3, |e| e.prev.alg());
     let mut head = LogHead::genesis(alg);
-    for e in entries {
+    // Each entry's own hash is independent of the walk: recomputed on every core first.
+    let hashes_ok = parallel::map(entries, workers, MIN_PER_THREAD * 8, LogEntry::hash_ok);
+    for (e, hash_ok) in entries.iter().zip(hashes_ok) {
         let at = |problem: String| Finding {
             version: Some(e.pos),
             ..record_finding(PeerTable::Log, Rule::LogChain, problem)
@@ -510,7 +506,7 @@ fn check_chain(entries: &[LogEntry], report: &mut VerifyReport) {
                 e.pos
             )));
         }
-        if !e.hash_ok() {
+        if !hash_ok {
             report.findings.push(at(format!(
                 "entry {} does not hash to its stored hash (rewritten)",
                 e.pos
@@ -529,11 +525,13 @@ fn entries_of(entries: &[LogEntry], kinds: &[LogKind]) -> BTreeMap<String, Vec<L
     out
 }
 
-/// Checks that `row` (absent = no row) is what the latest of `logged` binds.
+/// Checks that `row` (absent = no row) is what the latest of `logged` binds. `row_digest`,
+/// when given, is the row's digest in the algorithm of that latest entry, computed earlier.
 fn check_binding(
     table: PeerTable,
     what: &str,
     row: Option<&LogRecord<'_>>,
+    row_digest: Option<Digest>,
     logged: Option<&Vec<LogEntry>>,
     report: &mut VerifyReport,
 ) {
@@ -550,10 +548,17 @@ fn check_binding(
             "{what} was cleared at log position {} but is back",
             e.pos
         )),
-        (Some(r), Some(e)) if r.digest(e.record.alg()) != e.record => Some(format!(
-            "{what} differs from the record log entry {} binds",
-            e.pos
-        )),
+        (Some(r), Some(e))
+            if row_digest
+                .filter(|d| d.alg() == e.record.alg())
+                .unwrap_or_else(|| r.digest(e.record.alg()))
+                != e.record =>
+        {
+            Some(format!(
+                "{what} differs from the record log entry {} binds",
+                e.pos
+            ))
+        }
         _ => None,
     };
     if let Some(problem) = problem {
@@ -572,16 +577,29 @@ async fn verify_log_bindings(
 ) -> Result<(), StoreError> {
     let entries = &records.entries;
     let events = &records.events;
-    check_chain(entries, report);
+    let workers = available_workers();
+    check_chain(entries, workers, report);
 
     // Events: each bound by exactly one entry, recorded in log order.
     let event_entries = entries_of(entries, &[LogKind::Event]);
+    let anchored = !anchors.registry.is_empty();
+    // The hashing is done first, on every core: each event's subject, the digest of its row
+    // in the algorithm of its latest entry, and the digest its receipt signs.
+    let hashed = parallel::map(events, workers, MIN_PER_THREAD, |rec| {
+        let subject = rec.id().to_string();
+        let row_digest = event_entries
+            .get(&subject)
+            .and_then(|l| l.last())
+            .map(|e| LogRecord::Event(rec).digest(e.record.alg()));
+        let receipt_digest =
+            (anchored && rec.receipt.is_some()).then(|| SequencingReceipt::digest_of(rec));
+        (subject, row_digest, receipt_digest)
+    });
     let mut receipts = Vec::new();
     let mut receipt_owners = Vec::new();
     let mut last_pos = 0;
     let mut held = BTreeSet::new();
-    for rec in events {
-        let subject = rec.id().to_string();
+    for (rec, (subject, row_digest, receipt_digest)) in events.iter().zip(hashed) {
         held.insert(subject.clone());
         let logged = event_entries.get(&subject);
         let ev = |rule: Rule, problem: String| Finding {
@@ -603,6 +621,7 @@ async fn verify_log_bindings(
             PeerTable::Event,
             &format!("event {subject}"),
             Some(&LogRecord::Event(rec)),
+            row_digest,
             logged,
             report,
         );
@@ -618,7 +637,7 @@ async fn verify_log_bindings(
             }
             last_pos = last_pos.max(e.pos);
         }
-        if !anchors.registry.is_empty() {
+        if anchored {
             match &rec.receipt {
                 None => report.findings.push(ev(
                     Rule::Receipt,
@@ -633,7 +652,8 @@ async fn verify_log_bindings(
                         ),
                     )),
                     Some(key) => {
-                        let digest = SequencingReceipt::digest_of(rec);
+                        let digest =
+                            receipt_digest.unwrap_or_else(|| SequencingReceipt::digest_of(rec));
                         receipts.push((*key, digest, r.signature));
                         receipt_owners.push(rec);
                     }
@@ -641,10 +661,11 @@ async fn verify_log_bindings(
             }
         }
     }
-    // Receipts verify together on every core; on failure each is checked to name it.
-    if !all_signatures_verify(&receipts) {
-        for ((key, digest, sig), rec) in receipts.iter().zip(receipt_owners) {
-            if let Err(err) = key.verify_digest(digest, sig) {
+    // Receipts verify strictly on every core; each refusal is named.
+    let verdicts = verify_strict_many(&receipts, workers);
+    {
+        for (verdict, rec) in verdicts.into_iter().zip(receipt_owners) {
+            if let Err(err) = verdict {
                 report.findings.push(Finding {
                     state_id: rec.event().state_id.clone(),
                     event: Some(rec.id().to_string()),
@@ -663,6 +684,7 @@ async fn verify_log_bindings(
                 PeerTable::Event,
                 &format!("event {subject}"),
                 None,
+                None,
                 Some(logged),
                 report,
             );
@@ -678,15 +700,18 @@ async fn verify_log_bindings(
             PeerTable::Actor,
             &what,
             Some(&LogRecord::Actor(a)),
+            None,
             actor_entries.get(a.id.as_str()),
             report,
         );
     }
+    let held_actors: BTreeSet<&str> = actors.iter().map(|a| a.id.as_str()).collect();
     for (subject, logged) in &actor_entries {
-        if !actors.iter().any(|a| a.id.as_str() == subject) {
+        if !held_actors.contains(subject.as_str()) {
             check_binding(
                 PeerTable::Actor,
                 &format!("actor {subject}"),
+                None,
                 None,
                 Some(logged),
                 report,
@@ -702,18 +727,19 @@ async fn verify_log_bindings(
                 PeerTable::Contract,
                 &format!("contract {subject}"),
                 Some(&LogRecord::Contract(c)),
+                None,
                 contract_entries.get(&subject),
                 report,
             );
         }
+        let held_contracts: BTreeSet<String> =
+            contracts.iter().map(|c| c.contract().to_string()).collect();
         for (subject, logged) in &contract_entries {
-            if !contracts
-                .iter()
-                .any(|c| &c.contract().to_string() == subject)
-            {
+            if !held_contracts.contains(subject) {
                 check_binding(
                     PeerTable::Contract,
                     &format!("contract {subject}"),
+                    None,
                     None,
                     Some(logged),
                     report,
@@ -730,15 +756,19 @@ async fn verify_log_bindings(
                     PeerTable::Refusal,
                     &format!("refusal of event {subject}"),
                     Some(&LogRecord::Refusal(r)),
+                    None,
                     refusal_entries.get(&subject),
                     report,
                 );
             }
+            let held_refusals: BTreeSet<String> =
+                refusals.iter().map(|r| r.event.to_string()).collect();
             for (subject, logged) in &refusal_entries {
-                if !refusals.iter().any(|r| &r.event.to_string() == subject) {
+                if !held_refusals.contains(subject) {
                     check_binding(
                         PeerTable::Refusal,
                         &format!("refusal of event {subject}"),
+                        None,
                         None,
                         Some(logged),
                         report,
@@ -846,12 +876,65 @@ fn state_finding(
     }
 }
 
-async fn verify_state(
+/// One history row as read back.
+enum Row {
+    /// No row for this version.
+    Missing,
+    /// A row that cannot be read back into a state (why).
+    Unreadable(String),
+    /// The row.
+    Held(State),
+}
+
+/// What the store holds of one state, read before anything is checked (so that the checks,
+/// which only hash and compare, can run on any thread).
+struct StateRows {
+    /// The current-state row; `Err` holds why it is unreadable.
+    current: Result<Option<State>, String>,
+    /// History versions 1, 2, … as far as anything claims one.
+    versions: Vec<Row>,
+}
+
+/// Reads the current row of `id` and its history as far as anything claims: the log
+/// (`log_latest`), the current row, or history rows past both (found by probing).
+async fn read_state(
     store: &dyn Store,
     id: &StateId,
-    log: &[Applied<'_>],
-    report: &mut VerifyReport,
-) -> Result<(), StoreError> {
+    log_latest: u64,
+) -> Result<StateRows, StoreError> {
+    let row = |read: Result<Option<State>, StoreError>| match read {
+        Ok(Some(s)) => Ok(Row::Held(s)),
+        Ok(None) => Ok(Row::Missing),
+        Err(StoreError::Integrity { source, .. }) => Ok(Row::Unreadable(source.to_string())),
+        Err(e) => Err(e),
+    };
+    let current = match store.state(id).await {
+        Ok(s) => Ok(s),
+        Err(StoreError::Integrity { source, .. }) => Err(source.to_string()),
+        Err(e) => return Err(e),
+    };
+    let held_version = current
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map_or(0, |c| c.version);
+    let claimed = log_latest.max(held_version);
+    let mut versions = Vec::new();
+    for v in 1..=claimed {
+        versions.push(row(store.state_at(id, v).await)?);
+    }
+    loop {
+        match row(store.state_at(id, versions.len() as u64 + 1).await)? {
+            Row::Missing => break,
+            found => versions.push(found),
+        }
+    }
+    Ok(StateRows { current, versions })
+}
+
+/// Checks one state from what [`read_state`] read: the log's story of it (`log`, its
+/// applied events in recording order) against its history rows and its current row.
+fn check_state(id: &StateId, log: &[Applied<'_>], rows: &StateRows, report: &mut VerifyReport) {
     let find = |version: Option<u64>, table: PeerTable, rule: Rule, problem: String| {
         state_finding(id, version, table, rule, problem)
     };
@@ -882,9 +965,9 @@ async fn verify_state(
     }
     let log_latest = logged.keys().next_back().copied().unwrap_or(0);
 
-    let current = match store.state(id).await {
-        Ok(s) => s,
-        Err(StoreError::Integrity { source, .. }) => {
+    let current = match &rows.current {
+        Ok(s) => s.as_ref(),
+        Err(source) => {
             report.findings.push(find(
                 None,
                 PeerTable::State,
@@ -893,25 +976,15 @@ async fn verify_state(
             ));
             None
         }
-        Err(e) => return Err(e),
     };
-    // Walk the history as far as anything claims: the log, the current row, or history rows
-    // past both (found by probing).
-    let mut latest = log_latest.max(current.as_ref().map_or(0, |c| c.version));
-    loop {
-        match store.state_at(id, latest + 1).await {
-            Ok(None) => break,
-            Ok(Some(_)) | Err(StoreError::Integrity { .. }) => latest += 1,
-            Err(e) => return Err(e),
-        }
-    }
-    let mut prev: Option<State> = None;
+    let latest = rows.versions.len() as u64;
+    let mut prev: Option<&State> = None;
     let mut history_latest = None;
-    for v in 1..=latest {
+    for (v, row) in (1..).zip(&rows.versions) {
         report.versions += 1;
-        let s = match store.state_at(id, v).await {
-            Ok(Some(s)) => s,
-            Ok(None) => {
+        let s = match row {
+            Row::Held(s) => s,
+            Row::Missing => {
                 report.findings.push(find(
                     Some(v),
                     PeerTable::History,
@@ -921,17 +994,16 @@ async fn verify_state(
                 prev = None;
                 continue;
             }
-            Err(StoreError::Integrity { source, .. }) => {
+            Row::Unreadable(source) => {
                 report.findings.push(find(
                     Some(v),
                     PeerTable::History,
                     Rule::Integrity,
-                    source.to_string(),
+                    source.clone(),
                 ));
                 prev = None;
                 continue;
             }
-            Err(e) => return Err(e),
         };
         let own_row = s.version == v && &s.id == id;
         if !own_row {
@@ -951,7 +1023,7 @@ async fn verify_state(
                 e.to_string(),
             ));
         }
-        if v > 1 && prev.is_some() && s.prev_root != prev.as_ref().map(|p| p.root) {
+        if v > 1 && prev.is_some() && s.prev_root != prev.map(|p| p.root) {
             report.findings.push(find(
                 Some(v),
                 PeerTable::History,
@@ -985,11 +1057,11 @@ async fn verify_state(
                     ));
                 } else if v == 1 || prev.is_some() {
                     // (Without a readable predecessor, unchanged sections cannot be compared.)
-                    check_signed_sections(id, &s, prev.as_ref(), a.record, report);
+                    check_signed_sections(id, s, prev, a.record, report);
                 }
             }
         }
-        prev = Some(s.clone());
+        prev = Some(s);
         if v == log_latest {
             history_latest = Some(s);
         }
@@ -1022,7 +1094,7 @@ async fn verify_state(
             ),
         )),
         (Some(cur), _) => {
-            if history_latest.as_ref() != Some(&cur) {
+            if history_latest != Some(cur) {
                 let detail = match cur.verify() {
                     Err(e) => format!("current-state row does not verify: {e}"),
                     Ok(()) => "current-state row differs from its history row".into(),
@@ -1036,7 +1108,6 @@ async fn verify_state(
             }
         }
     }
-    Ok(())
 }
 
 /// A create/change event signs the section hashes it wrote: version `s` must hold exactly
@@ -1123,9 +1194,14 @@ async fn verify_events(
             }
         }
     }
+    let workers = available_workers();
+    // Every id is recomputed on every core first; the walk below needs them in log order.
+    let ids = parallel::map(events, workers, MIN_PER_THREAD, |rec| {
+        rec.signed.verify_id()
+    });
     let mut to_check = Vec::new();
     let mut owners = Vec::new();
-    for rec in events {
+    for (rec, id_check) in events.iter().zip(ids) {
         let e = rec.event();
         let ev_finding = |rule: Rule, problem: String| Finding {
             state_id: e.state_id.clone(),
@@ -1138,7 +1214,7 @@ async fn verify_events(
             rule,
             problem,
         };
-        if let Err(err) = rec.signed.verify_id() {
+        if let Err(err) = id_check {
             report
                 .findings
                 .push(ev_finding(Rule::EventId, err.to_string()));
@@ -1199,10 +1275,11 @@ async fn verify_events(
             }
         }
     }
-    // Fast path for the common all-good case; on failure find every bad entry strictly.
-    if !all_signatures_verify(&to_check) {
-        for ((key, digest, sig), rec) in to_check.iter().zip(owners) {
-            if key.verify_digest(digest, sig).is_err() {
+    // Every signature strictly, on every core; each refusal becomes a finding, in log order.
+    let verdicts = verify_strict_many(&to_check, workers);
+    {
+        for (verdict, rec) in verdicts.iter().zip(owners) {
+            if verdict.is_err() {
                 let applied = matches!(rec.outcome, Outcome::Applied { .. });
                 report.findings.push(Finding {
                     state_id: rec.event().state_id.clone(),
@@ -1280,36 +1357,4 @@ async fn verify_contracts(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::hash::{hash_parts, Domain};
-    use crate::sign::ActorKey;
-
-    fn signed(n: usize) -> Vec<(PublicKey, Digest, SignatureBytes)> {
-        let key = ActorKey::from_seed([3; 32]);
-        (0..n)
-            .map(|i| {
-                let d = hash_parts(HashAlg::Blake3, Domain::Envelope, &[&i.to_le_bytes()]);
-                (key.public_key(), d, key.sign_digest(&d))
-            })
-            .collect()
-    }
-
-    #[test]
-    fn signatures_checked_on_every_core_accept_good_and_refuse_one_bad() {
-        let mut items = signed(PARALLEL_SIGNATURES * 2 + 3);
-        assert!(all_signatures_verify(&items));
-        // One forged entry in the last chunk: the signature of another digest.
-        let last = items.len() - 1;
-        items[last].2 = items[0].2;
-        assert!(!all_signatures_verify(&items));
-        // Small sets take the one-thread path with the same answer.
-        let mut few = signed(5);
-        assert!(all_signatures_verify(&few));
-        few[2].2 = few[1].2;
-        assert!(!all_signatures_verify(&few));
-    }
 }

@@ -641,14 +641,20 @@ fn assert_invalid(err: StoreError, path: &str, rule: &str) {
     }
 }
 
-#[tokio::test]
-async fn validate_names_each_rule_and_path_inside_sections_and_changes_nothing() {
+/// [`populated`] with Bob and the current version of `deal-1`.
+async fn populated_with_deal_1() -> (MemoryStore, Signer, State) {
     let (store, bob, _) = populated().await;
     let head = store
         .state(&StateId::from("deal-1"))
         .await
         .expect("read")
         .expect("deal-1");
+    (store, bob, head)
+}
+
+#[tokio::test]
+async fn validate_names_each_rule_and_path_inside_sections_and_changes_nothing() {
+    let (store, bob, head) = populated_with_deal_1().await;
     let before = snapshot(&store).await;
     for (bad, rule, path) in counterexamples() {
         // Plaintext only in the state: the section path.
@@ -872,4 +878,137 @@ async fn sink_names_and_prune_keep_are_checked_before_the_store() {
         Err(StoreError::InvalidInput { path, .. }) if path == "position"
     ));
     assert_eq!(store.sink_cursor("kafka").await.expect("read"), None);
+}
+
+/// A batch marked by `CommitBatch::validated` passes the store's validation cheaply, clones
+/// keep the mark, and any change to its contents afterwards (a section value, a payload, an
+/// item removed) drops the mark: the store then validates in full and refuses what is wrong.
+#[tokio::test]
+async fn a_validated_batch_changed_afterwards_is_validated_in_full_again() {
+    let (store, bob, head) = populated_with_deal_1().await;
+    let before = snapshot(&store).await;
+    let good = bad_batch(&head, &bob, json!({"amount": 1}), true);
+    assert!(!good.is_validated(), "a new batch carries no mark");
+    let sealed = good.clone().validated().expect("valid");
+    assert!(sealed.is_validated());
+    assert_eq!(sealed, good, "the mark is not part of the contents");
+    assert!(sealed.clone().is_validated(), "clones keep the mark");
+
+    // A section value changed behind the hashes.
+    let mut tampered = sealed.clone();
+    let section = tampered.items[1]
+        .state
+        .as_mut()
+        .and_then(|s| s.sections.get_mut("price"))
+        .and_then(|s| s.disclosure.as_mut())
+        .expect("disclosed price");
+    section.value = json!({"amount": 2});
+    assert!(!tampered.is_validated());
+    assert!(matches!(
+        tampered.validate(),
+        Err(StoreError::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        store.commit(tampered).await,
+        Err(StoreError::InvalidInput { .. })
+    ));
+
+    // A payload changed under the signed id.
+    let mut tampered = sealed.clone();
+    tampered.items[0].event.signed.event.payload = json!({"sections": {}});
+    assert!(!tampered.is_validated());
+    assert_invalid(
+        tampered.validate().expect_err("id no longer matches"),
+        "items[0].event.id",
+        "",
+    );
+    assert_eq!(snapshot(&store).await, before, "nothing stored");
+
+    // Changed into another valid batch: validated in full, and accepted.
+    let mut shorter = sealed.clone();
+    shorter.items.truncate(1);
+    assert!(!shorter.is_validated());
+    assert!(shorter.validate().is_ok());
+
+    // An invalid batch never gets the mark.
+    let bad = bad_batch(&head, &bob, json!({"amount": 1, "$set": 1}), false);
+    assert!(bad.validated().is_err());
+
+    store
+        .commit(sealed)
+        .await
+        .expect("the validated batch commits");
+    assert_eq!(
+        store
+            .state(&StateId::from("deal-9"))
+            .await
+            .expect("read")
+            .map(|s| s.version),
+        Some(1)
+    );
+}
+
+/// `verify_store` checks states, ids and signatures on every core, in groups: with more
+/// states and events than one group or one thread takes, its findings are exactly the
+/// tampered states in state order, then the forged signatures in log order, the same on
+/// every run.
+#[tokio::test]
+async fn parallel_verification_reports_every_problem_in_a_fixed_order() {
+    let store = MemoryStore::new();
+    let bob = signer("bank", "bob");
+    let eve = signer("evil", "eve");
+    store.put_actor(&bob.actor).await.expect("actor");
+    let forged_at = [7usize, 90, 151];
+    let mut items = Vec::new();
+    let mut forged_ids = Vec::new();
+    for i in 0..160usize {
+        let mut item = create(&format!("s{i:03}"), deal_values(), &bob, i as u64 + 1);
+        if forged_at.contains(&i) {
+            let id = item.event.id();
+            item.event.signed.signatures[0].signature = eve.key.sign_digest(&id.0);
+            forged_ids.push(id.to_string());
+        }
+        items.push(item);
+    }
+    for chunk in items.chunks(40) {
+        store
+            .commit(CommitBatch::new(chunk.to_vec()))
+            .await
+            .expect("commit does not check signatures, the node does");
+    }
+    let tampered = ["s003", "s070", "s149"];
+    for id in tampered {
+        store
+            .tamper(&StateId::from(id), |versions| {
+                let d = versions[0]
+                    .sections
+                    .get_mut("price")
+                    .and_then(|sec| sec.disclosure.as_mut())
+                    .expect("disclosed price");
+                d.value["tampered"] = json!(true);
+            })
+            .expect("tamper");
+    }
+    let report = verify(&store).await;
+    assert_eq!(report.states, 160);
+    assert_eq!(report.versions, 160);
+    let states: Vec<(String, Option<u64>)> = report
+        .findings
+        .iter()
+        .filter(|f| f.event.is_none())
+        .map(|f| (f.state_id.to_string(), f.version))
+        .collect();
+    let expected: Vec<(String, Option<u64>)> = tampered
+        .iter()
+        .map(|id| ((*id).to_owned(), Some(1)))
+        .collect();
+    assert_eq!(states, expected, "{:?}", report.findings);
+    let signatures: Vec<String> = report
+        .findings
+        .iter()
+        .filter_map(|f| f.event.clone())
+        .collect();
+    assert_eq!(signatures, forged_ids, "{:?}", report.findings);
+    assert_eq!(report.findings.len(), tampered.len() + forged_ids.len());
+    assert_eq!(verify(&store).await, report, "same report on every run");
 }

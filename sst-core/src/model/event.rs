@@ -10,8 +10,11 @@ use super::{
 };
 use crate::canonical;
 use crate::error::IntegrityError;
-use crate::hash::{Domain, EventId, HashAlg, Hasher, StateRoot};
-use crate::sign::{ActorKey, CryptoError, Envelope, EnvelopeSignature, PublicKey};
+use crate::hash::{Digest, Domain, EventId, HashAlg, Hasher, StateRoot};
+use crate::sign::{
+    verify_strict_many, ActorKey, CryptoError, Envelope, EnvelopeSignature, PublicKey,
+    SignatureBytes,
+};
 
 /// What an event intends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -126,6 +129,17 @@ impl SignedEvent {
 
     /// Checks the id and a strict signature by `event.actor` under `key`.
     pub fn verify(&self, key: &PublicKey) -> Result<(), CryptoError> {
+        let (key, id, signature) = self.signature_to_check(key)?;
+        key.verify_digest(&id, &signature)
+    }
+
+    /// What [`SignedEvent::verify`] checks besides the signature itself: the id, then the
+    /// presence of a signature by `event.actor`; returns that signature with its key and
+    /// message digest.
+    fn signature_to_check(
+        &self,
+        key: &PublicKey,
+    ) -> Result<(PublicKey, Digest, SignatureBytes), CryptoError> {
         self.verify_id()
             .map_err(|e| CryptoError::Integrity(e.to_string()))?;
         let sig = self
@@ -133,7 +147,36 @@ impl SignedEvent {
             .iter()
             .find(|s| s.signer == self.event.actor)
             .ok_or_else(|| CryptoError::MissingSignature(self.event.actor.to_string()))?;
-        key.verify_digest(&self.id.0, &sig.signature)
+        Ok((*key, self.id.0, sig.signature))
+    }
+
+    /// [`SignedEvent::verify`] for many events on up to `workers` threads (0 counts as 1):
+    /// one result per `(event, key)`, in order, equal to what `event.verify(key)` returns.
+    /// Each event's id is computed once; the signatures of a thread's share are checked
+    /// together as in [`crate::sign::verify_strict_many`].
+    pub fn verify_many(
+        items: &[(&SignedEvent, PublicKey)],
+        workers: usize,
+    ) -> Vec<Result<(), CryptoError>> {
+        crate::parallel::map_chunks(items, workers, 16, |part| {
+            let mut results = Vec::with_capacity(part.len());
+            let mut pending = Vec::new();
+            let mut at = Vec::new();
+            for (i, (signed, key)) in part.iter().enumerate() {
+                match signed.signature_to_check(key) {
+                    Ok(triple) => {
+                        pending.push(triple);
+                        at.push(i);
+                        results.push(Ok(()));
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            for (i, r) in at.into_iter().zip(verify_strict_many(&pending, 1)) {
+                results[i] = r;
+            }
+            results
+        })
     }
 
     /// The generic cryptowrap view of this event. Its hash is the event id, computed in the
