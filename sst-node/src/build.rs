@@ -14,6 +14,7 @@ use sst_core::{
 
 use crate::error::NodeError;
 use crate::message::{DeployPayload, Intent};
+use crate::verify::Verified;
 
 /// A signed event and the disclosures of the sections it writes.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +128,16 @@ impl<'a> EventBuilder<'a> {
         intent: &Intent,
         current: Option<&State>,
     ) -> Result<Built, NodeError> {
+        self.build_here(seq, intent, current).map(Built::from)
+    }
+
+    /// As [`EventBuilder::build`], keeping that this node signed the event with the key.
+    pub(crate) fn build_here(
+        &self,
+        seq: OriginSeq,
+        intent: &Intent,
+        current: Option<&State>,
+    ) -> Result<BuiltHere, NodeError> {
         let unknown = || {
             NodeError::Invalid(format!(
                 "state {} is unknown on node {}",
@@ -198,7 +209,7 @@ impl<'a> EventBuilder<'a> {
                     "an actor change is built from the actor records".into(),
                 ))
             }
-            Intent::Deploy { record, .. } => return Ok(self.deploy_contract(seq, record)),
+            Intent::Deploy { record, .. } => return Ok(self.deploy_contract_here(seq, record)),
         };
         let event = self.event(seq, kind, intent.state_id().clone(), contract, base);
         Ok(self.sign(event, alg, payload, disclosures))
@@ -207,6 +218,16 @@ impl<'a> EventBuilder<'a> {
     /// Builds and signs an actor change (key rotation or revocation) replacing `before` with
     /// `after`.
     pub fn actor_change(&self, seq: OriginSeq, before: &Actor, after: Actor) -> Built {
+        self.actor_change_here(seq, before, after).into()
+    }
+
+    /// As [`EventBuilder::actor_change`], keeping that this node signed the event.
+    pub(crate) fn actor_change_here(
+        &self,
+        seq: OriginSeq,
+        before: &Actor,
+        after: Actor,
+    ) -> BuiltHere {
         let state_id = ActorChange::state_id(&after.id);
         let payload = ActorChange {
             actor: after,
@@ -227,6 +248,10 @@ impl<'a> EventBuilder<'a> {
     /// record's deployer: nodes refuse a deployment signed by anyone else), targeting
     /// [`DeployPayload::state_id`] and naming the deployed version as its contract.
     pub fn deploy_contract(&self, seq: OriginSeq, record: &ContractRecord) -> Built {
+        self.deploy_contract_here(seq, record).into()
+    }
+
+    fn deploy_contract_here(&self, seq: OriginSeq, record: &ContractRecord) -> BuiltHere {
         let payload = DeployPayload {
             record: record.clone(),
         }
@@ -269,12 +294,31 @@ impl<'a> EventBuilder<'a> {
         alg: HashAlg,
         payload: Value,
         disclosures: BTreeMap<String, Disclosure>,
-    ) -> Built {
+    ) -> BuiltHere {
         event.alg = alg;
         event.payload = payload;
-        Built {
-            signed: SignedEvent::sign(event, self.key),
+        BuiltHere {
+            verified: Verified::sign(event, self.key),
             disclosures,
+        }
+    }
+}
+
+/// An event built and signed on this node: [`Verified`] by construction (signed with the
+/// key whose public half it records), with its disclosures.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BuiltHere {
+    /// The signed event.
+    pub(crate) verified: Verified,
+    /// Plaintext + salt of every section it writes.
+    pub(crate) disclosures: BTreeMap<String, Disclosure>,
+}
+
+impl From<BuiltHere> for Built {
+    fn from(b: BuiltHere) -> Self {
+        Built {
+            signed: b.verified.into_signed(),
+            disclosures: b.disclosures,
         }
     }
 }

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use sst_core::{
     Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, BusinessEvent, Checkpoint,
-    CommitBatch, CommitReceipt, ContractPolicy, ContractRecord, ContractRef, Event, EventFilter,
+    CommitItem, CommitReceipt, ContractPolicy, ContractRecord, ContractRef, Event, EventFilter,
     EventId, EventKind, HashAlg, NodeId, NodeKey, NodeRegistry, Outcome, OutcomeKind, Parties,
-    Refusal, RejectReason, SequencingReceipt, SignedCheckpoint, StateId, StateRoot, Store,
-    Timestamp, Witnessed,
+    Refusal, RejectReason, SequencingReceipt, SignedCheckpoint, SignedEvent, StateId, StateRoot,
+    Store, Timestamp, Witnessed,
 };
 use tokio::sync::{oneshot, watch, Notify};
 use tracing::{debug, error, warn};
@@ -26,11 +26,12 @@ use tracing::{debug, error, warn};
 use crate::contract::{Contract, ContractRegistry};
 use crate::error::NodeError;
 use crate::message::{
-    DeployPayload, Intent, NodeSync, ProtocolEnvelope, ReplicaRefusal, StateWitness, Verdict,
-    WitnessAlarm, WitnessAlarmKind,
+    AppliedChange, DeployPayload, Intent, NodeSync, ProtocolEnvelope, ReplicaRefusal, StateWitness,
+    Verdict, WitnessAlarm, WitnessAlarmKind,
 };
 use crate::transport::outbox::{Done, Outbox};
 use crate::transport::TransportError;
+use crate::verify::{VerifyPool, Vetted, VettedChange};
 
 /// Checkpoints kept per node (its own and each witnessed peer's); older ones are pruned.
 pub(crate) const CHECKPOINTS_KEPT: usize = 16;
@@ -124,6 +125,19 @@ impl ProtocolChoice {
 struct Installed {
     code: Arc<dyn Contract>,
     record: ContractRecord,
+    /// `code.policy()`, computed once at installation (the pipeline reads it per event).
+    policy: Arc<ContractPolicy>,
+}
+
+impl Installed {
+    fn new(code: Arc<dyn Contract>, record: ContractRecord) -> Self {
+        let policy = Arc::new(code.policy());
+        Installed {
+            code,
+            record,
+            policy,
+        }
+    }
 }
 
 /// What the pipeline and the sync protocols see of a node: its id, store, actor directory,
@@ -172,6 +186,8 @@ pub struct NodeContext {
     validated: Mutex<HashMap<StateId, u64>>,
     /// Received method calls re-executed / applied on receipt.
     validation: ValidationCounters,
+    /// Verifies incoming signatures ahead of the sequencer.
+    verify: VerifyPool,
 }
 
 impl std::fmt::Debug for NodeContext {
@@ -195,6 +211,7 @@ impl NodeContext {
         registry: ContractRegistry,
         outbox: Outbox,
         choice: ProtocolChoice,
+        verify: VerifyPool,
     ) -> Result<NodeContext, NodeError> {
         let mut actors: BTreeMap<ActorId, Actor> = store
             .actors()
@@ -255,7 +272,7 @@ impl NodeContext {
             let contract = record.contract().clone();
             match registry.load(&record) {
                 Ok(code) => {
-                    installed.insert(contract, Installed { code, record });
+                    installed.insert(contract, Installed::new(code, record));
                 }
                 Err(reason) => {
                     debug!(node = %id, %contract, %reason, "deployed contract not installed")
@@ -302,6 +319,7 @@ impl NodeContext {
             alarms: Mutex::new(Vec::new()),
             validated: Mutex::new(HashMap::new()),
             validation: ValidationCounters::default(),
+            verify,
         })
     }
 
@@ -360,6 +378,29 @@ impl NodeContext {
         read(&self.installed)
             .get(contract)
             .map(|i| (i.code.clone(), i.record.clone()))
+    }
+    /// Strictly checks a signed event that arrived here on the verification pool, under its
+    /// actor's key in the directory now (an unknown actor's is left to the pipeline).
+    pub(crate) fn vet(&self, signed: SignedEvent) -> oneshot::Receiver<Vetted> {
+        let key = self.actor(&signed.event.actor).map(|a| a.public_key);
+        self.verify.vet(signed, key)
+    }
+
+    /// As [`NodeContext::vet`], for the event of a received change.
+    pub(crate) fn vet_change(&self, change: Box<AppliedChange>) -> oneshot::Receiver<VettedChange> {
+        let key = self.actor(&change.signed.event.actor).map(|a| a.public_key);
+        self.verify.vet_change(change, key)
+    }
+
+    /// The code of an installed contract version and its section policy (the code's own,
+    /// computed once at installation), without copying the deployment record.
+    pub(crate) fn code(
+        &self,
+        contract: &ContractRef,
+    ) -> Option<(Arc<dyn Contract>, Arc<ContractPolicy>)> {
+        read(&self.installed)
+            .get(contract)
+            .map(|i| (i.code.clone(), i.policy.clone()))
     }
     /// The section policy of an installed contract version.
     pub fn policy(&self, contract: &ContractRef) -> Option<ContractPolicy> {
@@ -547,7 +588,7 @@ impl NodeContext {
         self.store.put_contract(&record).await?;
         self.log_moved();
         let contract = record.contract().clone();
-        write(&self.installed).insert(contract, Installed { code, record });
+        write(&self.installed).insert(contract, Installed::new(code, record));
         Ok(())
     }
 
@@ -852,11 +893,15 @@ impl NodeContext {
             .map_err(|e| bad(e.to_string()))
     }
 
-    /// Counts the events `receipt` says `batch` newly recorded, by outcome (duplicates
+    /// Counts the events `receipt` says the committed `items` newly recorded, by outcome (duplicates
     /// skipped by the store are not counted).
-    pub(crate) fn count_committed(&self, batch: &CommitBatch, receipt: &CommitReceipt) {
+    pub(crate) fn count_committed<'a>(
+        &self,
+        items: impl Iterator<Item = &'a CommitItem>,
+        receipt: &CommitReceipt,
+    ) {
         let new: BTreeSet<&EventId> = receipt.committed.iter().collect();
-        for item in batch.items.iter().filter(|i| new.contains(&i.event.id())) {
+        for item in items.filter(|i| new.contains(&i.event.id())) {
             let slot = match item.event.outcome.kind() {
                 OutcomeKind::Applied => 0,
                 OutcomeKind::Rejected => 1,

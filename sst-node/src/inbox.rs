@@ -1,7 +1,9 @@
 //! The inbox task: takes each delivery from the node's bounded inbox, hands its envelope to
 //! the sync protocol it names (with the sender the transport authenticated), and turns what
 //! the protocol asks for into sequencer jobs. A delivery counts as handled once its jobs are
-//! done, so the sequencer can group-commit the messages queued meanwhile.
+//! done, so the sequencer can group-commit the messages queued meanwhile. Signed events
+//! (forwarded intents, replicated changes) are verified on the node's verification pool on
+//! their way ([`Pending`]), and reach the sequencer in arrival order.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use tracing::{debug, warn};
 
 use crate::context::{NodeContext, Resubmit};
 use crate::message::{IntentRefused, Verdict};
-use crate::sequencer::{Job, JobKind};
+use crate::sequencer::{Job, JobKind, Pending};
 use crate::sync::{Inbound, SyncRegistry};
 use crate::transport::Inbox;
 
@@ -19,7 +21,7 @@ use crate::transport::Inbox;
 pub(crate) async fn run(
     ctx: Arc<NodeContext>,
     sync: Arc<SyncRegistry>,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Pending>,
     mut inbox: Inbox,
 ) {
     while let Some(delivery) = inbox.recv().await {
@@ -44,22 +46,28 @@ pub(crate) async fn run(
         };
         let mut replies = Vec::new();
         for item in inbound {
-            let kind = match item {
-                Inbound::Sequence(intent) => JobKind::Sequence {
+            let (tx, rx) = oneshot::channel();
+            let job = match item {
+                Inbound::Sequence(intent) => Pending::Sequence {
                     from: Some(from.clone()),
-                    signed: intent.signed,
+                    signed: ctx.vet(intent.signed),
                     disclosures: intent.disclosures,
+                    reply: tx,
                 },
-                Inbound::Replicate(change) => JobKind::Replicate {
+                Inbound::Replicate(change) => Pending::Replicate {
                     from: from.clone(),
-                    change,
+                    change: ctx.vet_change(change),
+                    reply: tx,
                 },
-                Inbound::Rejected(r) => JobKind::Rejected {
-                    from: from.clone(),
-                    signed: r.signed,
-                    reason: r.reason,
-                    receipt: r.receipt,
-                },
+                Inbound::Rejected(r) => Pending::Ready(Box::new(Job {
+                    kind: JobKind::Rejected {
+                        from: from.clone(),
+                        signed: r.signed,
+                        reason: r.reason,
+                        receipt: r.receipt,
+                    },
+                    reply: Some(tx),
+                })),
                 Inbound::Refused(IntentRefused { event, reason }) => {
                     warn!(%event, peer = %from, reason = reason.code(), "intent refused by its sequencing node");
                     ctx.resolve(&event, Ok(Verdict::Refused { event, reason }));
@@ -93,17 +101,12 @@ pub(crate) async fn run(
                         },
                         reply: Some(waiter),
                     };
-                    if jobs.send(job).await.is_err() {
+                    if jobs.send(Pending::Ready(Box::new(job))).await.is_err() {
                         debug!(node = %ctx.id(), "sequencer stopped; inbox closes");
                         return;
                     }
                     continue;
                 }
-            };
-            let (tx, rx) = oneshot::channel();
-            let job = Job {
-                kind,
-                reply: Some(tx),
             };
             if jobs.send(job).await.is_err() {
                 debug!(node = %ctx.id(), "sequencer stopped; inbox closes");

@@ -95,6 +95,7 @@ pub mod pipeline;
 mod sequencer;
 pub mod sync;
 pub mod transport;
+mod verify;
 
 pub use build::{Built, EventBuilder};
 pub use context::{NodeContext, ProtocolChoice, ValidationCounts};

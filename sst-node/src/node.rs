@@ -22,10 +22,11 @@ use crate::contract::ContractRegistry;
 use crate::error::NodeError;
 use crate::inbox;
 use crate::message::{Intent, NodeSync, ReplicaRefusal, SyncStatus, Verdict, WitnessAlarm};
-use crate::sequencer::{self, Job, JobKind};
+use crate::sequencer::{self, Job, JobKind, Pending};
 use crate::sync::SyncRegistry;
 use crate::transport::outbox::Outbox;
 use crate::transport::{Inbox, Transport};
+use crate::verify::VerifyPool;
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -107,7 +108,8 @@ impl NodeConfig {
 pub struct Node {
     ctx: Arc<NodeContext>,
     sync: Arc<SyncRegistry>,
-    jobs: mpsc::Sender<Job>,
+    /// Every job goes to the sequencer through one ordered channel ([`sequencer::forward`]).
+    jobs: mpsc::Sender<Pending>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -170,18 +172,21 @@ impl Node {
         let next_seq = store.last_origin_seq(&config.id).await?.0 + 1;
         let ctx = Arc::new(
             NodeContext::load(
-                config.id,
+                config.id.clone(),
                 config.alg,
                 (config.node_key, config.registry),
                 store,
                 registry,
                 outbox,
                 sync.choice().clone(),
+                VerifyPool::new(config.id.as_str(), config.verify_workers),
             )
             .await?,
         );
         let max_batch = config.max_batch.max(1);
-        let (jobs, rx) = mpsc::channel(max_batch * 4);
+        let (to_sequencer, rx) = mpsc::channel(max_batch * 4);
+        let (jobs, pending) = mpsc::channel(max_batch * 4);
+        let forwarder = tokio::spawn(sequencer::forward(pending, to_sequencer));
         let writer = tokio::spawn(sequencer::run(
             ctx.clone(),
             sync.clone(),
@@ -201,7 +206,7 @@ impl Node {
             ctx,
             sync,
             jobs,
-            tasks: vec![writer, reader, checkpoints],
+            tasks: vec![writer, forwarder, reader, checkpoints],
         };
         node.resync().await?;
         let silent = node.ctx.await_answers(handshake_timeout).await;
@@ -375,10 +380,10 @@ impl Node {
     async fn run(&self, kind: JobKind) -> Result<Verdict, NodeError> {
         let (tx, rx) = oneshot::channel();
         self.jobs
-            .send(Job {
+            .send(Pending::Ready(Box::new(Job {
                 kind,
                 reply: Some(tx),
-            })
+            })))
             .await
             .map_err(|_| NodeError::Stopped(self.ctx.id().clone()))?;
         rx.await
@@ -453,12 +458,21 @@ impl Node {
         signed: SignedEvent,
         disclosures: BTreeMap<String, Disclosure>,
     ) -> Result<Verdict, NodeError> {
-        self.run(JobKind::Sequence {
+        // Verified on the pool, off the sequencer (which checks in full what was not), and
+        // sequenced in the order it was handed in.
+        let (tx, rx) = oneshot::channel();
+        let job = Pending::Sequence {
             from: None,
-            signed,
+            signed: self.ctx.vet(signed),
             disclosures,
-        })
-        .await
+            reply: tx,
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| NodeError::Stopped(self.ctx.id().clone()))?;
+        rx.await
+            .map_err(|_| NodeError::Stopped(self.ctx.id().clone()))?
     }
 
     /// Runs every sync protocol's start handshake again: announces this node to its peers

@@ -45,6 +45,7 @@ use sst_core::{
 use crate::context::NodeContext;
 use crate::contract::{Call, Contract, ContractError, MethodOutput, Sections};
 use crate::message::{AppliedChange, DeployPayload};
+use crate::verify::{SignedRef, VettedChange};
 
 /// What the pipeline decided.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,25 +87,33 @@ fn invalid(path: &str, reason: impl Into<String>) -> RejectReason {
     }
 }
 
-/// Steps 1–2: envelope and actor.
-pub(crate) fn check_envelope(
-    ctx: &NodeContext,
-    signed: &SignedEvent,
-) -> Result<Actor, RejectReason> {
+/// Steps 1–2: envelope and actor. An event the verification pool checked ahead
+/// ([`SignedRef::verified_key`]) is not checked again when the key it verified under is
+/// still the actor's key here; otherwise the id (computed once) and the signature are
+/// checked now, with the same strictness and the same reasons.
+pub(crate) fn check_envelope(ctx: &NodeContext, s: SignedRef<'_>) -> Result<Actor, RejectReason> {
+    let signed = s.signed();
     let e = &signed.event;
     let bad = |detail: String| RejectReason::BadSignature { detail };
-    signed.verify_id().map_err(|err| bad(err.to_string()))?;
-    if !signed.signatures.iter().any(|s| s.signer == e.actor) {
-        return Err(bad(format!("no signature by {}", e.actor)));
+    if s.verified_key().is_none() {
+        signed.verify_id().map_err(|err| bad(err.to_string()))?;
     }
+    let signature = signed
+        .signatures
+        .iter()
+        .find(|s| s.signer == e.actor)
+        .ok_or_else(|| bad(format!("no signature by {}", e.actor)))?;
     let actor = ctx
         .actor(&e.actor)
         .ok_or_else(|| RejectReason::UnknownActor {
             actor: e.actor.clone(),
         })?;
-    signed
-        .verify(&actor.public_key)
-        .map_err(|err| bad(err.to_string()))?;
+    if s.verified_key() != Some(&actor.public_key) {
+        actor
+            .public_key
+            .verify_digest(&signed.id.0, &signature.signature)
+            .map_err(|err| bad(err.to_string()))?;
+    }
     if actor.node != e.origin_node {
         return Err(bad(format!(
             "actor {} belongs to node {}, the event claims origin {}",
@@ -134,10 +143,10 @@ pub(crate) fn check_envelope(
 ///   the same node (`forbidden`, section `actor`); anything else is `invalid_payload`.
 pub(crate) fn check_actor_change(
     ctx: &NodeContext,
-    signed: &SignedEvent,
+    s: SignedRef<'_>,
 ) -> Result<Actor, RejectReason> {
-    let e = &signed.event;
-    let signer = check_envelope(ctx, signed)?;
+    let e = &s.signed().event;
+    let signer = check_envelope(ctx, s)?;
     portable::check_at(&e.payload, "$.payload")
         .map_err(|err| invalid(&err.path, err.to_string()))?;
     let change = ActorChange::from_payload(&e.payload)
@@ -386,7 +395,7 @@ fn disclosures_of(sections: &BTreeMap<String, Section>) -> BTreeMap<String, Disc
 /// Runs the pipeline for `signed` at its sequencing (home) node, on top of `current`.
 pub(crate) fn sequence(
     ctx: &NodeContext,
-    signed: &SignedEvent,
+    signed: SignedRef<'_>,
     disclosures: &BTreeMap<String, Disclosure>,
     current: Option<&State>,
 ) -> Eval {
@@ -438,10 +447,10 @@ fn check_business_events(events: &[BusinessEvent]) -> Result<(), RejectReason> {
 ///   engine the descriptor names (`contract_rejected` naming the engine and what is wrong).
 pub(crate) fn check_deploy(
     ctx: &NodeContext,
-    signed: &SignedEvent,
+    s: SignedRef<'_>,
 ) -> Result<(ContractRecord, Arc<dyn Contract>), RejectReason> {
-    let e = &signed.event;
-    let deployer = check_envelope(ctx, signed)?;
+    let e = &s.signed().event;
+    let deployer = check_envelope(ctx, s)?;
     portable::check_at(&e.payload, "$.payload")
         .map_err(|err| invalid(&err.path, err.to_string()))?;
     let DeployPayload { record } = DeployPayload::from_payload(&e.payload)
@@ -500,18 +509,19 @@ pub(crate) fn check_deploy(
 
 fn sequence_steps(
     ctx: &NodeContext,
-    signed: &SignedEvent,
+    s: SignedRef<'_>,
     disclosures: &BTreeMap<String, Disclosure>,
     current: Option<&State>,
 ) -> Result<Built, RejectReason> {
+    let signed = s.signed();
     let e = &signed.event;
-    let actor = check_envelope(ctx, signed)?;
-    let (code, _) = ctx
-        .held(&e.contract)
+    let actor = check_envelope(ctx, s)?;
+    let (code, policy) = ctx
+        .code(&e.contract)
         .ok_or_else(|| RejectReason::UnknownContract {
             contract: e.contract.clone(),
         })?;
-    let policy = &code.policy();
+    let policy = policy.as_ref();
     portable::check_at(&e.payload, "$.payload")
         .map_err(|err| invalid(&err.path, err.to_string()))?;
     match e.kind {
@@ -654,7 +664,7 @@ fn view_of(sections: &BTreeMap<String, Section>) -> Sections {
 pub(crate) fn replicate(
     ctx: &NodeContext,
     from: &NodeId,
-    change: &AppliedChange,
+    change: &VettedChange,
     current: Option<&State>,
 ) -> Eval {
     match replicate_steps(ctx, from, change, current) {
@@ -681,14 +691,14 @@ fn canonical_text(v: &Value) -> String {
 fn validate_call(
     ctx: &NodeContext,
     code: &dyn Contract,
+    policy: &sst_core::ContractPolicy,
     signed: &SignedEvent,
     actor: &Actor,
     cur: &State,
     ch: &AppliedChange,
 ) -> Result<bool, RejectReason> {
     let e = &signed.event;
-    let policy = code.policy();
-    let readable = ctx.node_access(ctx.id(), &policy, &cur.parties).read;
+    let readable = ctx.node_access(ctx.id(), policy, &cur.parties).read;
     let reads_all = policy.sections.keys().all(|s| readable.contains(s))
         && cur.sections.values().all(|s| s.value().is_some());
     if !reads_all {
@@ -743,18 +753,19 @@ fn validate_call(
 fn replicate_steps(
     ctx: &NodeContext,
     from: &NodeId,
-    ch: &AppliedChange,
+    vetted: &VettedChange,
     current: Option<&State>,
 ) -> Result<Built, RejectReason> {
+    let ch = vetted.change();
     let signed = &ch.signed;
     let e = &signed.event;
-    let actor = check_envelope(ctx, signed)?;
-    let (code, _) = ctx
-        .held(&e.contract)
+    let actor = check_envelope(ctx, vetted.signed_ref())?;
+    let (code, policy) = ctx
+        .code(&e.contract)
         .ok_or_else(|| RejectReason::UnknownContract {
             contract: e.contract.clone(),
         })?;
-    let policy = &code.policy();
+    let policy = policy.as_ref();
     let parties = match (e.kind, current) {
         (EventKind::Create, None) => {
             CreatePayload::from_payload(&e.payload)
@@ -828,7 +839,7 @@ fn replicate_steps(
     }
     let validated = match current {
         Some(cur) if e.kind == EventKind::CallMethod => {
-            validate_call(ctx, code.as_ref(), signed, &actor, cur, ch)?
+            validate_call(ctx, code.as_ref(), policy, signed, &actor, cur, ch)?
         }
         _ => false,
     };

@@ -31,9 +31,10 @@ use crate::build::EventBuilder;
 use crate::context::{NodeContext, Resubmit};
 use crate::contract::Contract;
 use crate::error::NodeError;
-use crate::message::{AppliedChange, Intent, ProtocolEnvelope, ReplicaRefusal, Verdict};
+use crate::message::{Intent, ProtocolEnvelope, ReplicaRefusal, Verdict};
 use crate::pipeline::{self, Eval};
 use crate::sync::{Admission, Route, SyncRegistry};
+use crate::verify::{SignedRef, Verified, Vetted, VettedChange};
 
 type Reply = oneshot::Sender<Result<Verdict, NodeError>>;
 
@@ -43,10 +44,77 @@ pub(crate) struct Job {
     pub(crate) reply: Option<Reply>,
 }
 
+/// A job on its way to the sequencer: ready, or its signed event being verified on the
+/// pool. Every job passes through one ordered channel ([`forward`]), so jobs reach the
+/// sequencer in the order they were submitted, whichever verification finished first.
+pub(crate) enum Pending {
+    Ready(Box<Job>),
+    Sequence {
+        from: Option<NodeId>,
+        signed: oneshot::Receiver<Vetted>,
+        disclosures: BTreeMap<String, Disclosure>,
+        reply: Reply,
+    },
+    Replicate {
+        from: NodeId,
+        change: oneshot::Receiver<VettedChange>,
+        reply: Reply,
+    },
+}
+
+impl Pending {
+    /// The job, once its verification is done (`None`: the node is stopping).
+    async fn ready(self) -> Option<Job> {
+        let (kind, reply) = match self {
+            Pending::Ready(job) => return Some(*job),
+            Pending::Sequence {
+                from,
+                signed,
+                disclosures,
+                reply,
+            } => (
+                JobKind::Sequence {
+                    from,
+                    signed: signed.await.ok()?,
+                    disclosures,
+                },
+                reply,
+            ),
+            Pending::Replicate {
+                from,
+                change,
+                reply,
+            } => (
+                JobKind::Replicate {
+                    from,
+                    change: change.await.ok()?,
+                },
+                reply,
+            ),
+        };
+        Some(Job {
+            kind,
+            reply: Some(reply),
+        })
+    }
+}
+
+/// Hands the jobs to the sequencer in the order they were made, each once verified.
+pub(crate) async fn forward(mut pending: mpsc::Receiver<Pending>, jobs: mpsc::Sender<Job>) {
+    while let Some(p) = pending.recv().await {
+        let Some(job) = p.ready().await else {
+            return;
+        };
+        if jobs.send(job).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// A local intent once signed: kept so that a retry reuses the same event and origin seq.
 #[derive(Clone)]
 pub(crate) struct Prepared {
-    signed: SignedEvent,
+    signed: Verified,
     disclosures: BTreeMap<String, Disclosure>,
     route: Route,
 }
@@ -63,14 +131,11 @@ pub(crate) enum JobKind {
     /// A signed intent this node sequences as home (`from`: forwarding node).
     Sequence {
         from: Option<NodeId>,
-        signed: SignedEvent,
+        signed: Vetted,
         disclosures: BTreeMap<String, Disclosure>,
     },
     /// A change applied by a home node, to replicate here.
-    Replicate {
-        from: NodeId,
-        change: Box<AppliedChange>,
-    },
+    Replicate { from: NodeId, change: VettedChange },
     /// A home node (`from`) rejected one of this node's intents.
     Rejected {
         from: NodeId,
@@ -97,6 +162,9 @@ struct Planned {
     /// A received change this node holds after the commit (or refused, of a state it holds):
     /// acknowledge (sender, state, version held, its root).
     ack: Option<(NodeId, StateId, u64, StateRoot)>,
+    /// The state version of `item`, shared with the batch overlay (and, once committed, the
+    /// cache of owned states).
+    state: Option<Arc<State>>,
     /// An applied deployment: the record and its loaded code, installed after the commit.
     contract: Option<(ContractRecord, Arc<dyn Contract>)>,
     /// A received method call applied here: whether this node re-executed it (validated)
@@ -107,10 +175,12 @@ struct Planned {
 /// Most times a local intent is built again because its origin sequence was taken.
 const MAX_RESEQUENCE: u8 = 4;
 
-/// States and origins produced earlier in the batch being planned.
+/// States produced earlier in the batch being planned, and the states it read from the
+/// store (each read once per batch).
 #[derive(Default)]
 struct Overlay {
-    states: HashMap<StateId, State>,
+    states: HashMap<StateId, Arc<State>>,
+    read: HashMap<StateId, Option<Arc<State>>>,
 }
 
 /// What a batch acknowledges to one sender: state → (version held, its root), and state →
@@ -128,6 +198,11 @@ struct Writer {
     /// Acknowledgements gathered during a batch: (protocol, sender) → state → (version,
     /// root).
     acks: BTreeMap<(&'static str, NodeId), HeldStates>,
+    /// The committed current version of each state this node sequenced (it owns them: no
+    /// other writer changes them), so that sequencing reads no state back from the store.
+    /// Emptied on every commit that fails and updated by every commit that succeeds; a
+    /// replicated change removes its state (a replica's copy is always read from the store).
+    owned: HashMap<StateId, Arc<State>>,
 }
 
 /// The sequencer task.
@@ -143,6 +218,7 @@ pub(crate) async fn run(
         sync,
         next_seq,
         acks: BTreeMap::new(),
+        owned: HashMap::new(),
     };
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
@@ -157,11 +233,46 @@ pub(crate) async fn run(
 }
 
 impl Writer {
-    async fn current(&self, ov: &Overlay, id: &StateId) -> Result<Option<State>, NodeError> {
-        if let Some(s) = ov.states.get(id) {
+    /// The version a job of the batch being planned builds on: planned earlier in the
+    /// batch, else owned and cached, else read from the store (once per batch).
+    async fn current(
+        &self,
+        ov: &mut Overlay,
+        id: &StateId,
+    ) -> Result<Option<Arc<State>>, NodeError> {
+        if let Some(s) = ov.states.get(id).or_else(|| self.owned.get(id)) {
             return Ok(Some(s.clone()));
         }
-        Ok(self.ctx.store().state(id).await?)
+        if let Some(s) = ov.read.get(id) {
+            return Ok(s.clone());
+        }
+        let s = self.ctx.store().state(id).await?.map(Arc::new);
+        ov.read.insert(id.clone(), s.clone());
+        Ok(s)
+    }
+
+    /// After a commit: the states this node sequenced in it are its current versions; a
+    /// state changed by a replicated change is no longer cached. After a failed commit
+    /// nothing is cached (the store says what holds).
+    fn note_committed(&mut self, plans: &[Planned], committed: bool) {
+        if !committed {
+            self.owned.clear();
+            return;
+        }
+        for p in plans {
+            let Some(item) = &p.item else { continue };
+            let id = &item.event.event().state_id;
+            match &item.state {
+                Some(state) if p.sequenced => {
+                    let state = p.state.clone().unwrap_or_else(|| Arc::new(state.clone()));
+                    self.owned.insert(id.clone(), state);
+                }
+                _ if !p.sequenced => {
+                    self.owned.remove(id);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Plans and commits the drained jobs. An applied actor change ends a group commit: the
@@ -212,8 +323,7 @@ impl Writer {
     }
 
     async fn commit_group(&mut self, jobs: Vec<Job>, plans: Vec<Planned>) {
-        let items: Vec<CommitItem> = plans.iter().filter_map(|p| p.item.clone()).collect();
-        match self.commit(items).await {
+        match self.commit(&plans).await {
             Ok(()) => {
                 for (job, plan) in jobs.into_iter().zip(plans) {
                     self.finish(job, plan).await;
@@ -267,8 +377,7 @@ impl Writer {
 
     async fn run_single(&mut self, mut job: Job, mut plan: Planned) {
         loop {
-            let items: Vec<CommitItem> = plan.item.iter().cloned().collect();
-            match self.commit(items).await {
+            match self.commit(std::slice::from_ref(&plan)).await {
                 Ok(()) => return self.finish(job, plan).await,
                 Err(CommitFailure::Logical(e)) => match self.run_refused(job, plan, &e).await {
                     Some(again) => {
@@ -364,7 +473,7 @@ impl Writer {
                 let refusal = ReplicaRefusal {
                     event,
                     state_id: e.state_id.clone(),
-                    version: change.version,
+                    version: change.change().version,
                     reason: reason.clone(),
                 };
                 let from = from.clone();
@@ -410,24 +519,28 @@ impl Writer {
         }
     }
 
-    /// Commits `items` in one store batch; afterwards (whatever the result) the homes of the
-    /// creates planned for it are no longer pending ([`NodeContext::forget_planned_homes`]).
-    async fn commit(&self, items: Vec<CommitItem>) -> Result<(), CommitFailure> {
-        let result = self.commit_items(items).await;
+    /// Commits the items of `plans` in one store batch; afterwards (whatever the result) the
+    /// homes of the creates planned for it are no longer pending
+    /// ([`NodeContext::forget_planned_homes`]) and the cache of owned states follows.
+    async fn commit(&mut self, plans: &[Planned]) -> Result<(), CommitFailure> {
+        let result = self.commit_items(plans).await;
         self.ctx.forget_planned_homes();
+        self.note_committed(plans, result.is_ok());
         result
     }
 
-    async fn commit_items(&self, items: Vec<CommitItem>) -> Result<(), CommitFailure> {
-        if items.is_empty() {
+    async fn commit_items(&self, plans: &[Planned]) -> Result<(), CommitFailure> {
+        if plans.iter().all(|p| p.item.is_none()) {
             return Ok(());
         }
-        let batch = CommitBatch::new(items);
         let mut attempt = 0u32;
         loop {
-            match self.ctx.store().commit(batch.clone()).await {
+            // One copy of the items per attempt (the plans keep theirs to publish).
+            let batch = CommitBatch::new(plans.iter().filter_map(|p| p.item.clone()).collect());
+            match self.ctx.store().commit(batch).await {
                 Ok(receipt) => {
-                    self.ctx.count_committed(&batch, &receipt);
+                    self.ctx
+                        .count_committed(plans.iter().filter_map(|p| p.item.as_ref()), &receipt);
                     self.ctx.log_moved();
                     return Ok(());
                 }
@@ -450,13 +563,16 @@ impl Writer {
         let ctx = self.ctx.clone();
         if let Some((from, refusal)) = plan.refusal.clone() {
             if let JobKind::Replicate { change, .. } = &job.kind {
-                let contract = change.signed.event.contract.clone();
+                let contract = change.change().signed.event.contract.clone();
                 self.report_refusal(&from, &contract, refusal).await;
             }
         }
         if let Some((from, state, version, root)) = plan.ack.clone() {
             if let JobKind::Replicate { change, .. } = &job.kind {
-                let protocol = self.sync.for_contract(&change.signed.event.contract).name();
+                let protocol = self
+                    .sync
+                    .for_contract(&change.change().signed.event.contract)
+                    .name();
                 let states = self.acks.entry((protocol, from)).or_default();
                 match states.held.get(&state) {
                     Some((held, _)) if *held >= version => {}
@@ -591,15 +707,13 @@ impl Writer {
                     return Err(NodeError::Invalid("intent could not be prepared".into()));
                 };
                 match &p.route {
-                    Route::Here => {
-                        let p = p.clone();
-                        self.sequence(&p.signed, &p.disclosures, ov).await
-                    }
+                    Route::Here => self.sequence(p.signed.as_ref(), &p.disclosures, ov).await,
                     Route::Forward(to) => {
-                        let protocol = self.sync.for_contract(&p.signed.event.contract);
-                        let msg = protocol.forward(&p.signed, &p.disclosures)?;
+                        let signed = p.signed.signed();
+                        let protocol = self.sync.for_contract(&signed.event.contract);
+                        let msg = protocol.forward(signed, &p.disclosures)?;
                         Ok(Planned {
-                            forward: Some((to.clone(), msg, p.signed.id)),
+                            forward: Some((to.clone(), msg, signed.id)),
                             ..Default::default()
                         })
                     }
@@ -607,9 +721,10 @@ impl Writer {
             }
             JobKind::Sequence {
                 from,
-                signed,
+                signed: vetted,
                 disclosures,
             } => {
+                let signed = vetted.signed();
                 if let Some(from) = from {
                     if *from != signed.event.origin_node {
                         let reason = RejectReason::InvalidPayload {
@@ -630,7 +745,7 @@ impl Writer {
                         });
                     }
                 }
-                if let Err(err) = signed.verify_id() {
+                if let Err(err) = vetted.verify_id() {
                     // The id is not the hash of the body: no store may record it as given.
                     let reason = RejectReason::BadSignature {
                         detail: err.to_string(),
@@ -682,8 +797,7 @@ impl Writer {
                         });
                     }
                 }
-                let (signed, disclosures) = (signed.clone(), disclosures.clone());
-                self.sequence(&signed, &disclosures, ov).await
+                self.sequence(vetted.as_ref(), disclosures, ov).await
             }
             JobKind::Replicate { from, change } => self.replicate(from, change, ov).await,
             JobKind::Rejected {
@@ -754,7 +868,7 @@ impl Writer {
         &mut self,
         actor: &sst_core::ActorId,
         intent: &Intent,
-        ov: &Overlay,
+        ov: &mut Overlay,
     ) -> Result<Prepared, NodeError> {
         let ctx = self.ctx.clone();
         let me = ctx.id().clone();
@@ -787,7 +901,7 @@ impl Writer {
                     public_key: *new_key,
                     ..before.clone()
                 };
-                builder.actor_change(seq, &before, after)
+                builder.actor_change_here(seq, &before, after)
             }
             Intent::Revoke { actor: target, .. } => {
                 let before = ctx.actor(target).ok_or_else(|| unknown_actor(target))?;
@@ -795,18 +909,19 @@ impl Writer {
                     status: sst_core::ActorStatus::Revoked,
                     ..before.clone()
                 };
-                builder.actor_change(seq, &before, after)
+                builder.actor_change_here(seq, &before, after)
             }
             _ => {
                 let cur = self.current(ov, intent.state_id()).await?;
-                builder.build(seq, intent, cur.as_ref())?
+                builder.build_here(seq, intent, cur.as_deref())?
             }
         };
-        let protocol = self.sync.for_contract(&built.signed.event.contract);
-        let route = protocol.route(&ctx, &built.signed).await?;
+        let signed = built.verified.signed();
+        let protocol = self.sync.for_contract(&signed.event.contract);
+        let route = protocol.route(&ctx, signed).await?;
         self.next_seq += 1;
         Ok(Prepared {
-            signed: built.signed,
+            signed: built.verified,
             disclosures: built.disclosures,
             route,
         })
@@ -815,16 +930,17 @@ impl Writer {
     /// Runs the pipeline as the sequencing node.
     async fn sequence(
         &mut self,
-        signed: &SignedEvent,
+        s: SignedRef<'_>,
         disclosures: &BTreeMap<String, Disclosure>,
         ov: &mut Overlay,
     ) -> Result<Planned, NodeError> {
+        let signed = s.signed();
         if matches!(
             signed.event.kind,
             EventKind::ActorChange | EventKind::DeployContract
         ) {
             let checked = if signed.event.origin_node == *self.ctx.id() {
-                check_stateless(&self.ctx, signed)
+                check_stateless(&self.ctx, s)
             } else {
                 Err(RejectReason::InvalidPayload {
                     path: "$.origin_node".into(),
@@ -839,7 +955,7 @@ impl Writer {
             return Ok(planned);
         }
         let cur = self.current(ov, &signed.event.state_id).await?;
-        let eval = pipeline::sequence(&self.ctx, signed, disclosures, cur.as_ref());
+        let eval = pipeline::sequence(&self.ctx, s, disclosures, cur.as_deref());
         let mut planned = self.planned(signed, eval, ov, true);
         self.sign_receipt(&mut planned);
         Ok(planned)
@@ -909,8 +1025,9 @@ impl Writer {
     async fn replicate_stateless(
         &mut self,
         from: &NodeId,
-        ch: &AppliedChange,
+        vetted: &VettedChange,
     ) -> Result<Planned, NodeError> {
+        let ch = vetted.change();
         let id = ch.signed.id;
         let refused = |reason: RejectReason| {
             Ok(Planned {
@@ -962,7 +1079,7 @@ impl Writer {
         ) {
             return refused(reason);
         }
-        match check_stateless(&self.ctx, &ch.signed) {
+        match check_stateless(&self.ctx, vetted.signed_ref()) {
             Ok(registered) => {
                 let mut planned = Self::stateless_planned(&ch.signed, Ok(registered), false);
                 if let Some(item) = &mut planned.item {
@@ -1033,7 +1150,8 @@ impl Writer {
                 None,
             ),
         };
-        if let Some(s) = &state {
+        let shared = state.as_ref().map(|s| Arc::new(s.clone()));
+        if let Some(s) = &shared {
             if signed.event.kind == EventKind::Create {
                 // Later jobs of this batch (a change of the new state) find its home.
                 self.ctx.plan_home(&s.id, &signed.event.origin_node);
@@ -1046,6 +1164,7 @@ impl Writer {
                 event: record,
                 state,
             }),
+            state: shared,
             sequenced,
             verdict: Some(Ok(verdict)),
             ..Default::default()
@@ -1057,12 +1176,13 @@ impl Writer {
     async fn replicate(
         &mut self,
         from: &NodeId,
-        ch: &AppliedChange,
+        vetted: &VettedChange,
         ov: &mut Overlay,
     ) -> Result<Planned, NodeError> {
+        let ch = vetted.change();
         let e = &ch.signed.event;
         if matches!(e.kind, EventKind::ActorChange | EventKind::DeployContract) {
-            return self.replicate_stateless(from, ch).await;
+            return self.replicate_stateless(from, vetted).await;
         }
         let cur = self.current(ov, &e.state_id).await?;
         let held = cur.as_ref().map_or(0, |s| s.version);
@@ -1090,7 +1210,7 @@ impl Writer {
             ..Default::default()
         };
         let protocol = self.sync.for_contract(&e.contract).clone();
-        match protocol.admit(&self.ctx, from, ch, cur.as_ref()).await? {
+        match protocol.admit(&self.ctx, from, ch, cur.as_deref()).await? {
             Admission::Apply => {}
             Admission::Duplicate => {
                 self.resolve_recorded(
@@ -1184,7 +1304,7 @@ impl Writer {
                     .state_diverged(from, &e.state_id, cur.version, Some(cur.root), base.root);
             }
         }
-        match pipeline::replicate(&self.ctx, from, ch, cur.as_ref()) {
+        match pipeline::replicate(&self.ctx, from, vetted, cur.as_deref()) {
             Eval::Apply(built) => {
                 let validated = (e.kind == EventKind::CallMethod).then_some(built.validated);
                 let mut planned = self.planned(&ch.signed, Eval::Apply(built), ov, false);
@@ -1213,11 +1333,11 @@ enum Registered {
 
 /// Checks an actor change or a deployment ([`pipeline::check_actor_change`],
 /// [`pipeline::check_deploy`]).
-fn check_stateless(ctx: &NodeContext, signed: &SignedEvent) -> Result<Registered, RejectReason> {
-    if signed.event.kind == EventKind::DeployContract {
-        pipeline::check_deploy(ctx, signed).map(|(record, code)| Registered::Contract(record, code))
+fn check_stateless(ctx: &NodeContext, s: SignedRef<'_>) -> Result<Registered, RejectReason> {
+    if s.signed().event.kind == EventKind::DeployContract {
+        pipeline::check_deploy(ctx, s).map(|(record, code)| Registered::Contract(record, code))
     } else {
-        pipeline::check_actor_change(ctx, signed).map(Registered::Actor)
+        pipeline::check_actor_change(ctx, s).map(Registered::Actor)
     }
 }
 
