@@ -124,7 +124,7 @@ fn inspect(source: &str) -> Result<(ContractDescriptor, Loaded), LoadError> {
                     )));
                 }
             }
-            Ok((manifest, functions))
+            Ok((manifest, functions, sb.export_names()?))
         })
     });
     // Refused constructs first: a module using them may well fail to evaluate because of them.
@@ -149,7 +149,7 @@ fn inspect(source: &str) -> Result<(ContractDescriptor, Loaded), LoadError> {
         if !found.is_empty() {
             let contract = evaluated
                 .as_ref()
-                .map_or_else(|_| unnamed(), |(m, _)| named(m));
+                .map_or_else(|_| unnamed(), |(m, _, _)| named(m));
             let found: Vec<String> = found.iter().map(ToString::to_string).collect();
             return Err(load_error(
                 &contract,
@@ -157,8 +157,11 @@ fn inspect(source: &str) -> Result<(ContractDescriptor, Loaded), LoadError> {
             ));
         }
     }
-    let (manifest, functions) = evaluated.map_err(|f| load_error(&unnamed(), f.to_string()))?;
-    let program = program.map_err(|f| load_error(&unnamed(), f.to_string()))?;
+    let (manifest, functions, exports) =
+        evaluated.map_err(|f| load_error(&unnamed(), f.to_string()))?;
+    // What calls run: the instance module, which must export what the module does.
+    let program = instances_of(source, &exports, &manifest, &functions)
+        .map_err(|reason| load_error(&named(&manifest), reason))?;
     let manifest: Manifest = serde_json::from_value::<Manifest>(manifest.clone())
         .map_err(|e| load_error(&named(&manifest), format!("export `contract`: {e}")))?;
     let contract = manifest.contract();
@@ -192,6 +195,29 @@ fn inspect(source: &str) -> Result<(ContractDescriptor, Loaded), LoadError> {
         contract: checked.contract,
     };
     Ok((descriptor, Loaded { program, hooks }))
+}
+
+/// The instance module of `source` ([`Program::instances`]), checked to export what the
+/// module itself does: the same function names and the same manifest.
+fn instances_of(
+    source: &str,
+    exports: &[String],
+    manifest: &JsonValue,
+    functions: &[String],
+) -> Result<Program, String> {
+    let program = Program::instances(source, exports).map_err(|f| f.to_string())?;
+    let (again, functions_again) = sandbox::run(&program, &DEFAULT_LIMITS, |sb| {
+        let manifest = sb.to_json(&sb.export(MANIFEST_EXPORT)?)?;
+        Ok((manifest, sb.exported_functions()?))
+    })
+    .map_err(|f| format!("the module body does not run as a contract instance: {f}"))?;
+    if &again != manifest || functions_again != functions {
+        return Err(format!(
+            "the module body does not give the same exports when run as a contract instance \
+             (functions {functions:?} vs {functions_again:?})"
+        ));
+    }
+    Ok(program)
 }
 
 /// The fields in which `given` differs from `computed`, each with both values.

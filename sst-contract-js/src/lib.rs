@@ -18,11 +18,13 @@
 //! ```
 //!
 //! ## Deterministic profile
-//! - **Nothing survives a call**: every hook or method call evaluates a fresh instance of the
-//!   module, so module-level variables start over, in a context whose every built-in object is
-//!   deep-frozen, so a call cannot leave anything for the next. A context (set up once per
-//!   thread and reused for 64 calls) costs several times a call to make; a call that runs out of
-//!   a budget is decided again in a fresh runtime (see budgets). `import` is refused at deploy.
+//! - **Nothing survives a call**: every hook or method call runs on a fresh instance of the
+//!   contract (its module body run anew as a function body, so module-level variables start
+//!   over), in a context whose every built-in object is deep-frozen, so a call cannot leave
+//!   anything for the next. A context (set up once per thread and reused for 256 calls) costs
+//!   several times a call to make; a call that runs out of a budget is decided again in a
+//!   fresh runtime (see budgets). `import`, and exports other than declarations
+//!   (`export { … }`, `export default`), are refused at deploy.
 //! - **Only the intrinsics a contract needs**: the base objects, JSON, Map/Set/WeakMap/WeakSet
 //!   and RegExp. No `Date`, `Promise`, `Proxy`, typed arrays, `WeakRef`,
 //!   `FinalizationRegistry` or `performance`; `eval` and the `Function` constructors (also as

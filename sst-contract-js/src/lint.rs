@@ -61,7 +61,7 @@ enum Token {
 pub(crate) fn platform_maths(source: &str) -> Vec<Finding> {
     let tokens = tokens(source);
     let mut found = Vec::new();
-    for (i, (token, line)) in tokens.iter().enumerate() {
+    for (i, (token, line, _)) in tokens.iter().enumerate() {
         match token {
             Token::Punct(p @ ("**" | "**=")) => found.push(Finding {
                 what: (*p).to_owned(),
@@ -69,11 +69,13 @@ pub(crate) fn platform_maths(source: &str) -> Vec<Finding> {
             }),
             Token::Ident(m) if m == "Math" => {
                 let member = match (tokens.get(i + 1), tokens.get(i + 2), tokens.get(i + 3)) {
-                    (Some((Token::Punct("." | "?."), _)), Some((Token::Ident(n), _)), _) => Some(n),
+                    (Some((Token::Punct("." | "?."), _, _)), Some((Token::Ident(n), _, _)), _) => {
+                        Some(n)
+                    }
                     (
-                        Some((Token::Punct("["), _)),
-                        Some((Token::Str(n), _)),
-                        Some((Token::Punct("]"), _)),
+                        Some((Token::Punct("["), _, _)),
+                        Some((Token::Str(n), _, _)),
+                        Some((Token::Punct("]"), _, _)),
                     ) => Some(n),
                     _ => None,
                 };
@@ -97,13 +99,11 @@ pub(crate) fn platform_maths(source: &str) -> Vec<Finding> {
 pub(crate) fn imports(source: &str) -> Vec<Finding> {
     let tokens = tokens(source);
     let mut found = Vec::new();
-    for (i, (token, line)) in tokens.iter().enumerate() {
+    for (i, (token, line, _)) in tokens.iter().enumerate() {
         if *token != Token::Ident("import".into()) {
             continue;
         }
-        let member = i > 0 && matches!(tokens[i - 1].0, Token::Punct("." | "?."));
-        let key = matches!(tokens.get(i + 1), Some((Token::Punct(":"), _)));
-        if !member && !key {
+        if !is_member_name(&tokens, i) {
             found.push(Finding {
                 what: "import".to_owned(),
                 line: *line,
@@ -113,9 +113,58 @@ pub(crate) fn imports(source: &str) -> Vec<Finding> {
     found
 }
 
+/// Whether the word at `tokens[i]` names a member (`x.word`, `x?.word`, `{ word: … }`) rather
+/// than being a keyword.
+fn is_member_name(tokens: &[(Token, usize, usize)], i: usize) -> bool {
+    let member = i > 0 && matches!(tokens[i - 1].0, Token::Punct("." | "?."));
+    let key = matches!(tokens.get(i + 1), Some((Token::Punct(":"), _, _)));
+    member || key
+}
+
+/// Declarations an `export` may precede in a contract module.
+const EXPORTABLE: &[&str] = &["function", "async", "class", "const", "let", "var"];
+
+/// `source` with the `export` keyword of each exported declaration blanked out (replaced by
+/// spaces, so lines and columns stay), making the module's body a plain function body whose
+/// top-level declarations are the same bindings; or every `export` that is not directly
+/// followed by a declaration (`export { … }`, `export default …`, `export * from …`), which
+/// contracts do not use.
+pub(crate) fn without_export_keywords(source: &str) -> Result<String, Vec<Finding>> {
+    let tokens = tokens(source);
+    let mut blank = Vec::new();
+    let mut unsupported = Vec::new();
+    for (i, (token, line, start)) in tokens.iter().enumerate() {
+        if *token != Token::Ident("export".into()) {
+            continue;
+        }
+        if is_member_name(&tokens, i) {
+            continue;
+        }
+        match tokens.get(i + 1) {
+            Some((Token::Ident(next), _, _)) if EXPORTABLE.contains(&next.as_str()) => {
+                blank.push(*start);
+            }
+            _ => unsupported.push(Finding {
+                what: "export".to_owned(),
+                line: *line,
+            }),
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(unsupported);
+    }
+    let mut chars: Vec<char> = source.chars().collect();
+    for start in blank {
+        for c in &mut chars[start..start + "export".len()] {
+            *c = ' ';
+        }
+    }
+    Ok(chars.into_iter().collect())
+}
+
 /// The identifiers, string literals and the few punctuators the matcher looks at, with their
-/// lines; comments, template text and regular expression literals are skipped.
-fn tokens(source: &str) -> Vec<(Token, usize)> {
+/// lines and (identifiers) the index of their first character; comments, template text and regular expression literals are skipped.
+fn tokens(source: &str) -> Vec<(Token, usize, usize)> {
     let chars: Vec<char> = source.chars().collect();
     let mut out = Vec::new();
     let mut line = 1usize;
@@ -181,7 +230,7 @@ fn tokens(source: &str) -> Vec<(Token, usize)> {
                     i += 1;
                 }
                 i += 1;
-                out.push((Token::Str(text), start_line));
+                out.push((Token::Str(text), start_line, i));
                 prev = Prev::Operand;
             }
             '`' | '}' if c == '`' || templates.last() == Some(&depth.saturating_sub(1)) => {
@@ -213,7 +262,7 @@ fn tokens(source: &str) -> Vec<(Token, usize)> {
                 } else {
                     Prev::Operand
                 };
-                out.push((Token::Ident(word), line));
+                out.push((Token::Ident(word), line, start));
             }
             c if c.is_ascii_digit() => {
                 while at(i).is_alphanumeric() || at(i) == '.' || at(i) == '_' {
@@ -243,7 +292,7 @@ fn tokens(source: &str) -> Vec<(Token, usize)> {
                     Prev::Operator
                 };
                 if !punct.is_empty() {
-                    out.push((Token::Punct(punct), line));
+                    out.push((Token::Punct(punct), line, i));
                 }
                 i += len;
             }
@@ -292,6 +341,32 @@ mod tests {
         assert!(
             lines("// import x from 'y'\nconst s = 'import'; const t = `import ${1}`;").is_empty()
         );
+    }
+
+    #[test]
+    fn blanks_export_keywords_of_declarations_and_refuses_other_exports() {
+        let source =
+            "export const contract = { export: 1 };\nexport function f() { return x.export; }\n\
+                      export async function g() {}\n// export default 1\nconst s = \"export {\";";
+        let plain = without_export_keywords(source).expect("declarations only");
+        assert_eq!(plain.len(), source.len());
+        assert_eq!(
+            plain,
+            source
+                .replacen("export const", "       const", 1)
+                .replacen("export function", "       function", 1)
+                .replacen("export async", "       async", 1)
+        );
+        let lines = |source: &str| -> Vec<usize> {
+            without_export_keywords(source)
+                .expect_err("unsupported exports")
+                .into_iter()
+                .map(|f| f.line)
+                .collect()
+        };
+        assert_eq!(lines("function f() {}\nexport { f };"), [2]);
+        assert_eq!(lines("export default function () {}"), [1]);
+        assert_eq!(lines("export * from \"x\";\nexport const a = 1;"), [1]);
     }
 
     #[test]

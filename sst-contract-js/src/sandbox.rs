@@ -6,7 +6,9 @@
 //! JavaScript; and the mapping of whatever went wrong to a typed [`Failure`].
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rquickjs::context::intrinsic::{Eval, Json, MapSet, Promise, RegExp, RegExpCompiler};
@@ -67,10 +69,21 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// A module compiled to QuickJS bytecode by this process (never read from outside).
+/// Name of the function the instance module of a contract exports (see
+/// [`Program::instances`]).
+const INSTANCE: &str = "__sst_instance";
+
+/// Ids of programs, for the per-context cache of instance functions.
+static NEXT_PROGRAM: AtomicU64 = AtomicU64::new(1);
+
+/// A module compiled to QuickJS bytecode by this process (never read from outside): a
+/// contract module as written ([`Program::compile`], evaluated per use: deploy-time checks),
+/// or its instance module ([`Program::instances`], what calls run).
 #[derive(Clone)]
 pub(crate) struct Program {
+    id: u64,
     bytecode: Arc<[u8]>,
+    instances: bool,
 }
 
 impl std::fmt::Debug for Program {
@@ -100,8 +113,36 @@ impl Program {
             let module = Module::declare(ctx.clone(), name, source).map_err(fail)?;
             let bytecode = module.write(WriteOptions::default()).map_err(fail)?;
             Ok(Program {
+                id: NEXT_PROGRAM.fetch_add(1, Ordering::Relaxed),
                 bytecode: bytecode.into(),
+                instances: false,
             })
+        })
+    }
+
+    /// The instance module of the contract module `source`, whose exports are `exports`: one
+    /// exported function that runs the contract's module body as a function body (each
+    /// `export` keyword of a declaration blanked out, so lines stay) and returns an object of
+    /// its exports. Calling it makes a fresh instance of the contract (its module-level
+    /// variables start over) without loading a module, so a context serving many calls keeps
+    /// nothing of them. Other forms of `export` (`export { … }`, `export default`) are
+    /// [`Failure::Invalid`].
+    pub(crate) fn instances(source: &str, exports: &[String]) -> Result<Self, Failure> {
+        let body = crate::lint::without_export_keywords(source).map_err(|found| {
+            let found: Vec<String> = found.iter().map(ToString::to_string).collect();
+            Failure::Invalid(format!(
+                "only declarations can be exported (`export function name`, `export const \
+                 name = …`); not supported: {}",
+                found.join(", ")
+            ))
+        })?;
+        let wrapped = format!(
+            "export function {INSTANCE}() {{ {body}\nreturn {{ {} }};\n}}\n",
+            exports.join(", ")
+        );
+        Ok(Program {
+            instances: true,
+            ..Program::compile(MODULE_NAME, &wrapped)?
         })
     }
 
@@ -155,9 +196,9 @@ pub(crate) struct Sandbox<'js> {
     limits: ContractLimits,
 }
 
-/// Calls one warm sandbox serves before it is discarded: every call leaves its module
-/// instance behind in the context (QuickJS keeps evaluated modules until the context goes).
-const WARM_CALLS: u32 = 64;
+/// Calls one warm sandbox serves before it is discarded (and with it whatever garbage QuickJS
+/// has not yet collected, and the instance functions it compiled).
+const WARM_CALLS: u32 = 256;
 
 /// A [`Prepared`] runtime kept on one thread and reused by the calls made on it (of any
 /// contract): setting a runtime up and freezing its intrinsics costs several times a typical
@@ -192,6 +233,8 @@ fn tick_counter(ticks: &Rc<Cell<u64>>, limit: &Rc<Cell<u64>>) -> Box<dyn FnMut()
 struct Prepared {
     host: Persistent<Object<'static>>,
     object_prototype: Persistent<Value<'static>>,
+    /// Instance functions of the instance modules evaluated here, by program id.
+    instances: RefCell<HashMap<u64, Persistent<Function<'static>>>>,
     context: Context,
     runtime: Runtime,
     ticks: Rc<Cell<u64>>,
@@ -225,6 +268,7 @@ impl Prepared {
         Ok(Prepared {
             host,
             object_prototype,
+            instances: RefCell::new(HashMap::new()),
             context,
             runtime,
             ticks,
@@ -242,6 +286,8 @@ impl Prepared {
         limits: &ContractLimits,
         body: &impl for<'js> Fn(&Sandbox<'js>) -> Result<R, Failure>,
     ) -> Result<R, Failure> {
+        // Evaluated before the budgets start: only the first call of a context would pay it.
+        let instance = self.instance_function(program)?;
         self.ticks.set(0);
         self.tick_limit.set(limits.ticks);
         self.runtime
@@ -254,8 +300,15 @@ impl Prepared {
             let fail = |e| classify(&ctx, e, &self.ticks, limits);
             let host = self.host.clone().restore(&ctx).map_err(fail)?;
             let object_prototype = self.object_prototype.clone().restore(&ctx).map_err(fail)?;
-            let module = evaluate(program.declare(&ctx).map_err(fail)?, fail)?;
-            let namespace = module.namespace().map_err(fail)?;
+            let namespace = match &instance {
+                Some(instance) => {
+                    let instance = instance.clone().restore(&ctx).map_err(fail)?;
+                    instance.call::<_, Object>(()).map_err(fail)?
+                }
+                None => evaluate(program.declare(&ctx).map_err(fail)?, fail)?
+                    .namespace()
+                    .map_err(fail)?,
+            };
             let sandbox = Sandbox {
                 ctx: ctx.clone(),
                 host,
@@ -270,6 +323,35 @@ impl Prepared {
         self.runtime.set_memory_limit(0);
         self.tick_limit.set(u64::MAX);
         result
+    }
+}
+
+impl Prepared {
+    /// The instance function of an instance module ([`Program::instances`]), evaluated in this
+    /// context on first use; `None` for a contract module as written.
+    fn instance_function(
+        &self,
+        program: &Program,
+    ) -> Result<Option<Persistent<Function<'static>>>, Failure> {
+        if !program.instances {
+            return Ok(None);
+        }
+        if let Some(f) = self.instances.borrow().get(&program.id) {
+            return Ok(Some(f.clone()));
+        }
+        let unlimited = ContractLimits {
+            ticks: u64::MAX,
+            memory_bytes: u64::MAX,
+            stack_bytes: u64::MAX,
+        };
+        let f = self.context.with(|ctx| {
+            let fail = |e| classify(&ctx, e, &self.ticks, &unlimited);
+            let module = evaluate(program.declare(&ctx).map_err(fail)?, fail)?;
+            let f: Function = module.get(INSTANCE).map_err(fail)?;
+            Ok::<_, Failure>(Persistent::save(&ctx, f))
+        })?;
+        self.instances.borrow_mut().insert(program.id, f.clone());
+        Ok(Some(f))
     }
 }
 
@@ -435,6 +517,14 @@ impl<'js> Sandbox<'js> {
             .map_err(|e| self.fail(e))
     }
 
+    /// Names of all the module's exports.
+    pub(crate) fn export_names(&self) -> Result<Vec<String>, Failure> {
+        self.namespace
+            .keys::<String>()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.fail(e))
+    }
+
     /// An export of the module (`undefined` when absent).
     pub(crate) fn export(&self, name: &str) -> Result<Value<'js>, Failure> {
         self.namespace.get(name).map_err(|e| self.fail(e))
@@ -593,6 +683,12 @@ mod tests {
          export function grow(n) { const a = []; for (let i = 0; i < n; i++) { a.push({ i }); } return a.length; }\n\
          export function light() { return 1; }";
 
+    /// The instance module of [`PROGRAM`] (what calls run).
+    fn instances() -> Result<Program, Failure> {
+        let exports = ["spin", "grow", "light"].map(String::from);
+        Program::instances(PROGRAM, &exports)
+    }
+
     fn outcome(result: Result<JsonValue, Failure>) -> String {
         match result {
             Ok(v) => format!("ok {v}"),
@@ -625,7 +721,7 @@ mod tests {
     /// runtime, whatever calls the warm sandbox served before.
     #[test]
     fn warm_calls_end_like_fresh_ones_at_the_edge_of_the_tick_budget() -> Result<(), Failure> {
-        let program = Program::compile(MODULE_NAME, PROGRAM)?;
+        let program = instances()?;
         let limits = ContractLimits {
             ticks: 3,
             ..DEFAULT_LIMITS
@@ -650,7 +746,7 @@ mod tests {
     /// runtime: a call well inside it succeeds and one well beyond it runs out, in both.
     #[test]
     fn the_memory_budget_means_the_same_warm_and_fresh() -> Result<(), Failure> {
-        let program = Program::compile(MODULE_NAME, PROGRAM)?;
+        let program = instances()?;
         let limits = ContractLimits {
             memory_bytes: 2 * 1024 * 1024,
             ticks: 100_000,
@@ -669,7 +765,7 @@ mod tests {
     /// A warm sandbox serves a bounded number of calls, then a new one is made.
     #[test]
     fn a_warm_sandbox_is_replaced_after_its_calls() -> Result<(), Failure> {
-        let program = Program::compile(MODULE_NAME, PROGRAM)?;
+        let program = instances()?;
         let served = || WARM.with(|w| w.borrow().as_ref().map(|w| w.served));
         for _ in 0..(WARM_CALLS + 3) {
             assert_eq!(invoke(&program, &DEFAULT_LIMITS, "light", 0, false), "ok 1");

@@ -133,6 +133,20 @@ fn built_in_functions_are_frozen_and_per_context_error_settings_are_gone() -> an
 }
 
 #[test]
+fn exports_other_than_declarations_are_refused_at_deploy() {
+    for body in [
+        "function m(s, a, ctx) { return {}; }\nexport { m };",
+        "export default function (s, a, ctx) { return {}; }",
+    ] {
+        let err = descriptor_of(&module(body)).expect_err("only declarations are exported");
+        assert!(
+            err.reason.contains("only declarations can be exported") && err.reason.contains("line"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn imports_are_refused_at_deploy() {
     for body in [
         "import * as me from \"contract.js\";\nexport function m(s, a, ctx) { return {}; }",
