@@ -1,23 +1,26 @@
 //! Micro-benchmark of sst-core's hot primitives on this machine: strict signature
-//! verification one by one, batched and on every core, and the cost of an event id and of
-//! canonical JSON, each next to the way it was computed before.
+//! verification one by one, batched and on every core; the cost of an event id, of canonical
+//! JSON and of a commit batch's validation, each next to the way it was done before.
 //!
 //! Run with `cargo run --release -p sst-core --example crypto_rate [-- <signatures>]`.
 
+#[path = "../tests/previous/mod.rs"]
+mod previous;
+
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
-use ed25519_dalek::{Signature, VerifyingKey};
-use serde_json::json;
+use serde_json::{json, Value};
 use sst_core::hash::{hash_parts, Domain};
 use sst_core::sign::{available_workers, verify_batch, verify_strict_many};
 use sst_core::{
-    canonical, ActorId, ActorKey, Base, ContractRef, Digest, Event, EventKind, HashAlg, NodeId,
-    OriginSeq, PublicKey, SignatureBytes, StateId, StateRoot, Timestamp,
+    canonical, ActorId, ActorKey, Base, CommitBatch, CommitItem, ContractRef, Digest, Event,
+    EventKind, EventRecord, HashAlg, NodeId, OriginSeq, Outcome, Parties, PublicKey, Section,
+    SignatureBytes, SignedEvent, State, StateId, StateRoot, Timestamp,
 };
 
-/// Runs `f` (which handles `per_call` items) until about half a second has passed, three
-/// times, and returns the median rate in items per second.
+/// Runs `f` (which handles `per_call` items) for about half a second, three times, and
+/// returns the median rate in items per second.
 fn rate(per_call: usize, mut f: impl FnMut()) -> f64 {
     let mut rates = Vec::new();
     for _ in 0..3 {
@@ -33,7 +36,12 @@ fn rate(per_call: usize, mut f: impl FnMut()) -> f64 {
     rates[1]
 }
 
-fn entries(n: usize) -> Vec<(PublicKey, Digest, SignatureBytes)> {
+/// Prints one line: what, its rate, and its ratio to `base`.
+fn line(what: &str, rate: f64, base: f64) {
+    println!("  {what:<40} {rate:>12.0} /s  {:>5.2}x", rate / base);
+}
+
+fn signatures(n: usize) -> Vec<(PublicKey, Digest, SignatureBytes)> {
     let keys: Vec<ActorKey> = (0..64u8).map(|i| ActorKey::from_seed([i; 32])).collect();
     (0..n)
         .map(|i| {
@@ -44,37 +52,17 @@ fn entries(n: usize) -> Vec<(PublicKey, Digest, SignatureBytes)> {
         .collect()
 }
 
-/// The batch path sst-core used before: every `R` checked for prime order (a constant-time
-/// scalar multiplication each), then ed25519-dalek's batch equation.
-fn previous_batch(items: &[(PublicKey, Digest, SignatureBytes)]) -> bool {
-    let prime_order = items.iter().all(|(_, _, s)| {
-        let mut r = [0u8; 32];
-        r.copy_from_slice(&s.0[..32]);
-        CompressedEdwardsY(r).decompress().is_some_and(|p| {
-            p.compress().to_bytes() == r && !p.is_small_order() && p.is_torsion_free()
-        })
-    });
-    let messages: Vec<[u8; 32]> = items
-        .iter()
-        .map(|(_, d, _)| {
-            *hash_parts(
-                HashAlg::Blake3,
-                Domain::Signature,
-                &[d.alg().as_str().as_bytes(), d.bytes()],
-            )
-            .bytes()
-        })
-        .collect();
-    let refs: Vec<&[u8]> = messages.iter().map(|m| m.as_slice()).collect();
-    let sigs: Vec<Signature> = items
-        .iter()
-        .map(|(_, _, s)| Signature::from_bytes(&s.0))
-        .collect();
-    let keys: Vec<VerifyingKey> = items
-        .iter()
-        .map(|(k, _, _)| VerifyingKey::from_bytes(&k.to_bytes()).expect("valid key"))
-        .collect();
-    prime_order && ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok()
+fn section_values(i: u64) -> BTreeMap<String, Value> {
+    BTreeMap::from([
+        (
+            "price".to_owned(),
+            json!({"amount": 500_000 + i, "currency": "EUR", "terms": ["cash", "30 days"]}),
+        ),
+        (
+            "common".to_owned(),
+            json!({"address": "1 Main St", "parcel": "A-17", "status": "offer"}),
+        ),
+    ])
 }
 
 fn event(i: u64) -> Event {
@@ -89,15 +77,56 @@ fn event(i: u64) -> Event {
         origin_node: NodeId::from("bank"),
         origin_seq: OriginSeq(i),
         actor: ActorId::from("bank/bob"),
-        payload: json!({
-            "sections": {
-                "price": {"amount": 500_000 + i, "currency": "EUR", "terms": ["cash", "30 days"]},
-                "common": {"address": "1 Main St", "parcel": "A-17", "status": "offer"}
-            }
-        }),
+        payload: json!({ "sections": section_values(i) }),
         timestamp: Timestamp(1_700_000_000_000),
         alg: HashAlg::Blake3,
     }
+}
+
+/// A batch of `n` applied creates, as a node commits them.
+fn batch(n: u64, key: &ActorKey) -> CommitBatch {
+    let items = (0..n)
+        .map(|i| {
+            let mut e = event(i);
+            e.kind = EventKind::Create;
+            e.base = None;
+            let signed = SignedEvent::sign(e, key);
+            let sections: BTreeMap<String, Section> = section_values(i)
+                .into_iter()
+                .map(|(name, v)| {
+                    let s = Section::seal(HashAlg::Blake3, &name, v);
+                    (name, s)
+                })
+                .collect();
+            let disclosures = sections
+                .iter()
+                .filter_map(|(n, s)| s.disclosure.clone().map(|d| (n.clone(), d)))
+                .collect();
+            let state = State::create(
+                HashAlg::Blake3,
+                signed.event.state_id.clone(),
+                signed.event.contract.clone(),
+                Parties::default().with("buyer", "bank/bob"),
+                sections,
+                Some(signed.id),
+                signed.event.timestamp,
+            );
+            CommitItem {
+                event: EventRecord {
+                    signed,
+                    disclosures,
+                    outcome: Outcome::Applied {
+                        version: 1,
+                        root: state.root,
+                    },
+                    receipt: None,
+                    business_events: Vec::new(),
+                },
+                state: Some(state),
+            }
+        })
+        .collect();
+    CommitBatch::new(items)
 }
 
 fn main() {
@@ -106,58 +135,96 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(2048);
     let workers = available_workers();
-    let items = entries(n);
+    let items = signatures(n);
     println!("strict signature verification, {n} signatures, {workers} cores available");
     let single = rate(n, || {
         for (k, d, s) in &items {
             assert!(k.verify_digest(d, s).is_ok());
         }
     });
-    println!("  one by one (verify_strict)      {single:>10.0} /s  1.00x");
-    let before = rate(n, || assert!(previous_batch(&items)));
-    println!(
-        "  previous batch (1 thread)       {before:>10.0} /s  {:.2}x",
-        before / single
-    );
-    let batch = rate(n, || assert!(verify_batch(&items).is_ok()));
-    println!(
-        "  verify_batch (1 thread)         {batch:>10.0} /s  {:.2}x",
-        batch / single
-    );
+    line("one by one (verify_strict)", single, single);
+    let before = rate(n, || assert!(previous::batch_verify(&items)));
+    line("previous batch path, 1 thread", before, single);
+    let batch_rate = rate(n, || assert!(verify_batch(&items).is_ok()));
+    line("verify_batch, 1 thread", batch_rate, single);
     let all = rate(n, || {
         assert!(verify_strict_many(&items, workers)
             .iter()
             .all(Result::is_ok))
     });
-    println!(
-        "  verify_strict_many ({workers} threads)   {all:>10.0} /s  {:.2}x",
-        all / single
+    line(
+        &format!("verify_strict_many, {workers} threads"),
+        all,
+        single,
     );
 
+    let key = ActorKey::from_seed([7; 32]);
     let events: Vec<Event> = (0..256).map(event).collect();
+    let signed: Vec<SignedEvent> = events
+        .iter()
+        .map(|e| SignedEvent::sign(e.clone(), &key))
+        .collect();
+    let pk = key.public_key();
+    println!(
+        "signed events (id + strict signature), {} events",
+        signed.len()
+    );
+    let one = rate(signed.len(), || {
+        for s in &signed {
+            assert!(s.verify(&pk).is_ok());
+        }
+    });
+    line("SignedEvent::verify one by one", one, one);
+    let pairs: Vec<(&SignedEvent, PublicKey)> = signed.iter().map(|s| (s, pk)).collect();
+    for threads in [1, workers] {
+        let many = rate(signed.len(), || {
+            assert!(SignedEvent::verify_many(&pairs, threads)
+                .iter()
+                .all(Result::is_ok))
+        });
+        line(
+            &format!("SignedEvent::verify_many, {threads} threads"),
+            many,
+            one,
+        );
+    }
+
     println!("event id and canonical JSON, {} events", events.len());
     let old_id = rate(events.len(), || {
         for e in &events {
-            let body = serde_json::to_value(e).expect("serialisable");
-            let d = hash_parts(e.alg, Domain::Event, &[&canonical::to_vec(&body)]);
-            std::hint::black_box(d);
+            std::hint::black_box(previous::event_id(e));
         }
     });
-    println!("  event id via a JSON value tree  {old_id:>10.0} /s");
+    line("event id via a JSON value tree (before)", old_id, old_id);
     let new_id = rate(events.len(), || {
         for e in &events {
             std::hint::black_box(e.id());
         }
     });
-    println!(
-        "  Event::id                       {new_id:>10.0} /s  {:.2}x",
-        new_id / old_id
-    );
-    let values: Vec<serde_json::Value> = events.iter().map(|e| e.payload.clone()).collect();
-    let canon = rate(values.len(), || {
+    line("Event::id, written straight (after)", new_id, old_id);
+    let values: Vec<Value> = events
+        .iter()
+        .map(|e| serde_json::to_value(e).expect("serialisable"))
+        .collect();
+    let old_canon = rate(values.len(), || {
         for v in &values {
-            std::hint::black_box(canonical::to_vec(v));
+            std::hint::black_box(previous::canonical(v));
         }
     });
-    println!("  canonical::to_vec (payload)     {canon:>10.0} /s");
+    line("canonical JSON of a tree, two passes", old_canon, old_canon);
+    let new_canon = rate(values.len(), || {
+        for v in &values {
+            std::hint::black_box(canonical::to_string(v));
+        }
+    });
+    line("canonical::to_string, one pass", new_canon, old_canon);
+
+    let size = 64;
+    let plain = batch(size, &key);
+    println!("commit batch validation, {size} applied creates");
+    let full = rate(size as usize, || assert!(plain.validate().is_ok()));
+    line("validate (full)", full, full);
+    let sealed = plain.clone().validated().expect("valid batch");
+    let memo = rate(size as usize, || assert!(sealed.validate().is_ok()));
+    line("validate of a validated() batch", memo, full);
 }

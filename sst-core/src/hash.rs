@@ -107,6 +107,19 @@ impl DigestText {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+
+    /// The text (always ASCII).
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+/// Lower-case hex of `bytes` written into `buf` (exactly twice as long), without a heap
+/// allocation: how the fixed-size byte types serialise.
+pub(crate) fn hex_in<'a>(bytes: &[u8], buf: &'a mut [u8]) -> &'a str {
+    // `buf` is sized by every caller to twice `bytes`: this cannot fail, and hex is ASCII.
+    let _ = hex::encode_to_slice(bytes, buf);
+    std::str::from_utf8(buf).unwrap_or_default()
 }
 
 impl Digest {
@@ -154,7 +167,8 @@ impl FromStr for Digest {
 
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        // The Display text, from a stack buffer.
+        s.serialize_str(self.text().as_str())
     }
 }
 
@@ -335,7 +349,7 @@ impl fmt::Debug for Salt {
 
 impl Serialize for Salt {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(self.0))
+        s.serialize_str(hex_in(&self.0, &mut [0u8; 64]))
     }
 }
 

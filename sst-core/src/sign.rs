@@ -67,7 +67,7 @@ impl fmt::Debug for SignatureBytes {
 
 impl Serialize for SignatureBytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(self.0))
+        s.serialize_str(crate::hash::hex_in(&self.0, &mut [0u8; 128]))
     }
 }
 
@@ -205,7 +205,7 @@ impl fmt::Debug for PublicKey {
 
 impl Serialize for PublicKey {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(self.to_bytes()))
+        s.serialize_str(crate::hash::hex_in(self.0.as_bytes(), &mut [0u8; 64]))
     }
 }
 

@@ -5,6 +5,7 @@
 //! verifies.
 
 mod common;
+mod previous;
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
@@ -234,6 +235,28 @@ fn apply_body_edit(e: &mut Event, edit: &BodyEdit) {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The event id, written straight from the event, is the id computed the previous way
+    /// (through a JSON value tree), for any payload, sequence, clock and algorithm.
+    #[test]
+    fn event_id_is_the_id_computed_the_previous_way(
+        payload in portable_value(),
+        seq in any::<u64>(),
+        at in any::<i64>(),
+        sha in any::<bool>(),
+        base in any::<bool>(),
+    ) {
+        let mut e = event(payload);
+        e.origin_seq = OriginSeq(seq);
+        e.timestamp = Timestamp(at);
+        if sha {
+            e.alg = HashAlg::Sha256;
+        }
+        if !base {
+            e.base = None;
+        }
+        prop_assert_eq!(e.id(), previous::event_id(&e));
+    }
 
     /// Any change of the body fails verification, whether or not the forger also recomputes
     /// the id (the signature covers the id, the id covers the body).

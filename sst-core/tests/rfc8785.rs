@@ -1,6 +1,8 @@
 //! RFC 8785 (JCS) conformance of `sst_core::canonical`: the RFC's own examples and number
 //! vectors, plus properties (idempotence, independence from input key order).
 
+mod previous;
+
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use sst_core::canonical;
@@ -310,38 +312,6 @@ proptest! {
 
 // --- one pass, and straight from typed values ------------------------------------------------
 
-/// The canonicaliser as it was before it walked each tree once: every object's members
-/// collected and sorted, whatever order they came in (leaves are printed as they always were).
-fn previous_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                previous_canonical(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_unstable_by(|(a, _), (b, _)| canonical::cmp_utf16(a, b));
-            out.push('{');
-            for (i, (key, item)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical::write_to(&Value::String(key.clone()), out);
-                out.push(':');
-                previous_canonical(item, out);
-            }
-            out.push('}');
-        }
-        leaf => canonical::write_to(leaf, out),
-    }
-}
-
 /// A type that uses every shape serde can give a value, to compare the direct writer with
 /// the `Value` path.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -483,8 +453,7 @@ proptest! {
         value in arb_value(),
         rotate in 0usize..8,
     ) {
-        let mut previous = String::new();
-        previous_canonical(&value, &mut previous);
+        let previous = previous::canonical(&value);
         prop_assert_eq!(&canonical::to_string(&value), &previous);
         prop_assert_eq!(canonical::to_string(&reorder(&value, rotate)), previous);
     }
