@@ -97,7 +97,7 @@ pub(crate) fn render(rows: &[Row], all_cores: usize) -> String {
             Ratios::None => (String::new(), String::new()),
             Ratios::Against { plain } => {
                 let of = |bound: Option<&Row>| {
-                    figure(bound.and_then(|b| median(&same_run_ratios(row, b))), 2)
+                    figure(bound.and_then(|b| median(&same_run_ratios(row, b))), 3)
                 };
                 (of(rows.get(all_cores)), of(rows.get(plain)))
             }
@@ -202,8 +202,8 @@ mod tests {
                 "FULL",
                 "1000",
                 "1.50",
-                "0.10",
-                "0.50",
+                "0.100",
+                "0.500",
                 "1000 500 1000"
             ]
         );
