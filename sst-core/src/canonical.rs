@@ -712,7 +712,8 @@ fn write_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-fn string_len(s: &str) -> usize {
+/// The canonical length of string `s`, quotes and escapes included.
+pub(crate) fn string_len(s: &str) -> usize {
     2 + s
         .bytes()
         .map(|b| {

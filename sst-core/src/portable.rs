@@ -155,14 +155,35 @@ pub fn check(value: &Value) -> Result<(), ProfileError> {
 /// # Errors
 /// The first violation found, see [`ProfileError`].
 pub fn check_at(value: &Value, path_prefix: &str) -> Result<(), ProfileError> {
-    let mut path = Vec::new();
-    check_value(value, 0, &mut path).map_err(|(rule, detail)| ProfileError {
-        path: format_path(path_prefix, &path),
-        rule,
-        detail,
-    })?;
-    check_size(value, path_prefix)
+    check_sized(value, || path_prefix.to_owned()).map(|_| ())
 }
+
+/// [`check_at`] in one walk of `value`, with the path prefix built only for an error.
+/// Returns an upper bound of the canonical length of `value` (exact but for numbers, each
+/// counted as [`MAX_NUMBER_LEN`]); the exact length is computed only when that bound is
+/// over the limit, so the verdict is exactly [`check_at`]'s.
+pub(crate) fn check_sized(
+    value: &Value,
+    path_prefix: impl FnOnce() -> String,
+) -> Result<usize, ProfileError> {
+    let mut path = Vec::new();
+    let mut bound = 0;
+    if let Err((rule, detail)) = check_value(value, 0, &mut path, &mut bound) {
+        return Err(ProfileError {
+            path: format_path(&path_prefix(), &path),
+            rule,
+            detail,
+        });
+    }
+    if bound > MAX_STATE_BYTES {
+        check_size(value, &path_prefix())?;
+    }
+    Ok(bound)
+}
+
+/// No number prints longer than this in canonical form (the longest are 25 bytes, e.g.
+/// `-0.0000033333333333333333`).
+pub(crate) const MAX_NUMBER_LEN: usize = 32;
 
 /// Parses `text` as JSON and checks it against the whole profile, including the rules only
 /// visible in text: [`ProfileRule::InvalidJson`], [`ProfileRule::DuplicateKey`], and the
@@ -370,35 +391,46 @@ fn check_size(value: &Value, path: &str) -> Result<(), ProfileError> {
 }
 
 /// Walks `value` (at nesting depth `depth`); on error `path` holds the offending location.
+/// Adds to `bound` the canonical length of `value`, numbers counted as [`MAX_NUMBER_LEN`].
 fn check_value<'a>(
     value: &'a Value,
     depth: usize,
     path: &mut Vec<Seg<'a>>,
+    bound: &mut usize,
 ) -> Result<(), Violation> {
     match value {
-        Value::Null | Value::Bool(_) => Ok(()),
-        Value::Number(n) => check_number(n),
-        Value::String(s) => check_str(s),
+        Value::Null | Value::Bool(true) => *bound += 4,
+        Value::Bool(false) => *bound += 5,
+        Value::Number(n) => {
+            check_number(n)?;
+            *bound += MAX_NUMBER_LEN;
+        }
+        Value::String(s) => {
+            check_str(s)?;
+            *bound += canonical::string_len(s);
+        }
         Value::Array(items) => {
             check_depth(depth + 1)?;
+            *bound += 2 + items.len().saturating_sub(1);
             for (i, item) in items.iter().enumerate() {
                 path.push(Seg::Index(i));
-                check_value(item, depth + 1, path)?;
+                check_value(item, depth + 1, path, bound)?;
                 path.pop();
             }
-            Ok(())
         }
         Value::Object(map) => {
             check_depth(depth + 1)?;
+            *bound += 2 + map.len().saturating_sub(1);
             for (key, item) in map {
                 path.push(Seg::Key(key));
                 check_key(key)?;
-                check_value(item, depth + 1, path)?;
+                *bound += canonical::string_len(key) + 1;
+                check_value(item, depth + 1, path, bound)?;
                 path.pop();
             }
-            Ok(())
         }
     }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1120,4 +1152,53 @@ fn check_literal(literal: &str) -> Result<(), Violation> {
         }
     }
     check_f64(double)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn no_number_prints_longer_than_the_bound() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut longest = 0;
+        for _ in 0..200_000 {
+            // xorshift64*: bit patterns from the whole double range, subnormals included.
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let bits = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            for n in [
+                Number::from_f64(f64::from_bits(bits)),
+                Some(Number::from(bits)),
+                Some(Number::from(bits as i64)),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                longest = longest.max(canonical::encoded_len(&Value::Number(n)));
+            }
+        }
+        let extreme = Number::from_f64(-0.000_003_333_333_333_333_333_3).expect("finite");
+        longest = longest.max(canonical::encoded_len(&Value::Number(extreme)));
+        assert_eq!(longest, 25);
+        assert!(longest <= MAX_NUMBER_LEN);
+    }
+
+    #[test]
+    fn the_size_bound_is_exact_without_numbers_and_never_below_the_size() {
+        for v in [
+            json!(null),
+            json!({"a": [true, false, "x\ny"], "b\u{1}": {}}),
+            json!({"n": [1, -2.5, 1e300, 0.000_001], "s": "\u{10000}"}),
+        ] {
+            let bound = check_sized(&v, || "$".to_owned()).expect("portable");
+            let exact = canonical::encoded_len(&v);
+            assert!(bound >= exact, "{v}");
+            if !v.to_string().contains(|c: char| c.is_ascii_digit()) {
+                assert_eq!(bound, exact, "{v}");
+            }
+        }
+    }
 }

@@ -10,7 +10,7 @@ use crate::hash::EventId;
 use crate::log::{LogEntry, LogHead, SignedCheckpoint};
 use crate::model::{
     Actor, ActorId, ContractRecord, ContractRef, EventKind, EventRecord, NodeId, OriginSeq,
-    Outcome, OutcomeKind, Refusal, State, StateId,
+    Outcome, OutcomeKind, Refusal, Section, State, StateId,
 };
 use crate::portable;
 
@@ -209,7 +209,7 @@ impl CommitBatch {
             }
             let e = rec.event();
             for (name, d) in &rec.disclosures {
-                portable::check_at(&d.value, &portable::member_path("$.disclosures", name))?;
+                portable::check_sized(&d.value, || portable::member_path("$.disclosures", name))?;
             }
             match (&rec.outcome, &item.state) {
                 (Outcome::Applied { version, root }, Some(state)) => {
@@ -271,7 +271,9 @@ impl CommitBatch {
                             ));
                         }
                     }
-                    let mut size = 0usize;
+                    // An upper bound first (one walk with the checks); the exact canonical
+                    // size only when the bound is over the limit.
+                    let mut bound = 0usize;
                     for (name, s) in &state.sections {
                         if name.is_empty()
                             || name.starts_with('$')
@@ -284,10 +286,21 @@ impl CommitBatch {
                             ));
                         }
                         if let Some(v) = s.value() {
-                            portable::check_at(v, &portable::member_path("$.sections", name))?;
-                            size += crate::canonical::encoded_len(v);
+                            bound += portable::check_sized(v, || {
+                                portable::member_path("$.sections", name)
+                            })?;
                         }
                     }
+                    let size = if bound > portable::MAX_STATE_BYTES {
+                        state
+                            .sections
+                            .values()
+                            .filter_map(Section::value)
+                            .map(crate::canonical::encoded_len)
+                            .sum()
+                    } else {
+                        bound
+                    };
                     if size > portable::MAX_STATE_BYTES {
                         return Err(invalid(
                             "$.sections".into(),
@@ -317,7 +330,7 @@ impl CommitBatch {
             }
             // After the state's own checks, so a bad section name is reported where the user
             // wrote it (the state), not where the event repeats it (the payload).
-            portable::check_at(&e.payload, "$.payload")?;
+            portable::check_sized(&e.payload, || "$.payload".to_owned())?;
             check_business_events(rec, &at)?;
         }
         Ok(())
