@@ -482,6 +482,18 @@ impl NodeContext {
         lock(&self.planned_homes).clear();
     }
 
+    /// A group's commit returned: the homes of the states it creates are no longer pending
+    /// (those of a group planned after it still are).
+    pub(crate) fn forget_planned_homes_of(&self, states: &[StateId]) {
+        if states.is_empty() {
+            return;
+        }
+        let mut planned = lock(&self.planned_homes);
+        for s in states {
+            planned.remove(s);
+        }
+    }
+
     /// Registers (or updates) an actor out of band.
     pub(crate) async fn register_actor(&self, actor: Actor) -> Result<(), NodeError> {
         self.store.put_actor(&actor).await?;

@@ -15,16 +15,17 @@
 //! be used ([`NodeContext::origin_floor`]), and a local intent whose sequence turns out to be
 //! taken is built again under a fresh one, never refused for it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sst_core::{
-    CommitBatch, CommitItem, ConflictKind, ContractRecord, Disclosure, EventKind, EventRecord,
-    NodeId, OriginSeq, Outcome, Refusal, RejectReason, SequencingReceipt, SignedEvent, State,
-    StateId, StateRoot, StoreError, Timestamp,
+    CommitBatch, CommitItem, ConflictKind, ContractRecord, Disclosure, EventId, EventKind,
+    EventRecord, NodeId, OriginSeq, Outcome, Refusal, RejectReason, SequencingReceipt, SignedEvent,
+    State, StateId, StateRoot, StoreError, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::build::EventBuilder;
@@ -203,6 +204,8 @@ struct Writer {
     /// Emptied on every commit that fails and updated by every commit that succeeds; a
     /// replicated change removes its state (a replica's copy is always read from the store).
     owned: HashMap<StateId, Arc<State>>,
+    /// The group being committed, if any.
+    inflight: Option<InFlight>,
 }
 
 /// The sequencer task.
@@ -219,8 +222,23 @@ pub(crate) async fn run(
         next_seq,
         acks: BTreeMap::new(),
         owned: HashMap::new(),
+        inflight: None,
     };
-    while let Some(first) = rx.recv().await {
+    loop {
+        // While a group commits, the next jobs are planned; with none waiting, the group is
+        // finished as soon as its commit returns.
+        let first = match w.inflight.as_mut() {
+            Some(f) => tokio::select! {
+                biased;
+                done = &mut f.commit.0 => {
+                    w.complete_with(done).await;
+                    continue;
+                }
+                job = rx.recv() => job,
+            },
+            None => rx.recv().await,
+        };
+        let Some(first) = first else { break };
         let mut jobs = vec![first];
         while jobs.len() < max_batch {
             match rx.try_recv() {
@@ -230,6 +248,35 @@ pub(crate) async fn run(
         }
         w.run_batch(jobs).await;
     }
+    w.complete().await;
+}
+
+/// What the commit task gives back: the plans it committed, and how that went.
+type Committed = (Vec<Planned>, Result<(), CommitFailure>);
+
+/// The commit task of a group; aborted when the sequencer stops (like a crash: nothing is
+/// committed after the node is gone, beyond a store call already running).
+struct CommitTask(JoinHandle<Committed>);
+
+impl Drop for CommitTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A planned group being committed while the next one is planned on top of it.
+struct InFlight {
+    commit: CommitTask,
+    jobs: Vec<Job>,
+    /// The latest version of each state the group planned (the next group builds on it).
+    states: HashMap<StateId, Arc<State>>,
+    /// The group's events: a job about one of them waits for the commit.
+    events: HashSet<EventId>,
+    /// States the group creates (their planned homes are forgotten once committed).
+    created: Vec<StateId>,
+    /// The group ends with an actor change or a deployment: nothing after it is planned
+    /// before it is committed and the directory or contract installed.
+    cut: bool,
 }
 
 impl Writer {
@@ -240,7 +287,13 @@ impl Writer {
         ov: &mut Overlay,
         id: &StateId,
     ) -> Result<Option<Arc<State>>, NodeError> {
-        if let Some(s) = ov.states.get(id).or_else(|| self.owned.get(id)) {
+        let planned = ov.states.get(id).or_else(|| {
+            self.inflight
+                .as_ref()
+                .and_then(|f| f.states.get(id))
+                .or_else(|| self.owned.get(id))
+        });
+        if let Some(s) = planned {
             return Ok(Some(s.clone()));
         }
         if let Some(s) = ov.read.get(id) {
@@ -275,29 +328,129 @@ impl Writer {
         }
     }
 
-    /// Plans and commits the drained jobs. An applied actor change ends a group commit: the
-    /// jobs after it are planned only once the directory holds the new key or status.
+    /// Plans the drained jobs in groups and starts each group's commit (group commit),
+    /// planning the next group while the previous one commits: groups are committed one
+    /// after the other, in order, each only once the one before it was committed (one
+    /// writer). A group planned on top of one that was then not committed as planned is
+    /// planned again on what the store holds, as if it had been part of that group. An
+    /// applied actor change or deployment ends a group, and the jobs after it are planned
+    /// only once it is committed and the directory holds the new key or status (or the
+    /// contract is installed); so is a job about an event of the group being committed.
     async fn run_batch(&mut self, jobs: Vec<Job>) {
         let mut queue: VecDeque<Job> = jobs.into();
-        while !queue.is_empty() {
+        'groups: while !queue.is_empty() {
+            let wait = self.inflight.as_ref().is_some_and(|f| {
+                f.cut
+                    || queue
+                        .iter()
+                        .any(|j| job_event(j).is_some_and(|e| f.events.contains(&e)))
+            });
+            if wait {
+                self.complete().await;
+            }
             let mut ov = Overlay::default();
             let mut jobs = Vec::new();
             let mut plans = Vec::new();
+            let mut cut = false;
             while let Some(mut job) = queue.pop_front() {
                 let plan = self.plan(&mut job, &mut ov).await;
                 // The jobs after an actor change or a deployment see the new directory or
                 // the installed contract.
-                let cut = plan.actor.is_some() || plan.contract.is_some();
+                cut = plan.actor.is_some() || plan.contract.is_some();
                 jobs.push(job);
                 plans.push(plan);
+                let finished = self
+                    .inflight
+                    .as_ref()
+                    .is_some_and(|f| f.commit.0.is_finished());
+                if (cut || finished) && !self.complete().await {
+                    // Planned on top of a group that was not committed as planned.
+                    for job in jobs.into_iter().rev() {
+                        queue.push_front(job);
+                    }
+                    continue 'groups;
+                }
                 if cut {
                     break;
                 }
             }
-            self.commit_group(jobs, plans).await;
+            if !self.complete().await {
+                for job in jobs.into_iter().rev() {
+                    queue.push_front(job);
+                }
+                continue;
+            }
+            self.launch(jobs, plans, cut);
         }
+    }
+
+    /// Starts committing a planned group in the background.
+    fn launch(&mut self, jobs: Vec<Job>, plans: Vec<Planned>, cut: bool) {
+        let mut states = HashMap::new();
+        let mut events = HashSet::new();
+        let mut created = Vec::new();
+        for p in &plans {
+            if let Some(item) = &p.item {
+                events.insert(item.event.id());
+                if item.event.event().kind == EventKind::Create && item.state.is_some() {
+                    created.push(item.event.event().state_id.clone());
+                }
+            }
+            if let Some(s) = &p.state {
+                states.insert(s.id.clone(), s.clone());
+            }
+        }
+        let ctx = self.ctx.clone();
+        let commit = tokio::spawn(async move {
+            let result = commit_items(&ctx, &plans).await;
+            (plans, result)
+        });
+        self.inflight = Some(InFlight {
+            commit: CommitTask(commit),
+            jobs,
+            states,
+            events,
+            created,
+            cut,
+        });
+    }
+
+    /// Waits for the group being committed (if any) and finishes it: publishes, answers,
+    /// acknowledges. Returns whether it was committed as planned (else its jobs were
+    /// replayed one by one or interrupted, and what was planned on top of it is void).
+    async fn complete(&mut self) -> bool {
+        let Some(f) = self.inflight.as_mut() else {
+            return true;
+        };
+        let done = (&mut f.commit.0).await;
+        self.complete_with(done).await
+    }
+
+    /// As [`Writer::complete`], with the in-flight commit's result.
+    async fn complete_with(&mut self, done: Result<Committed, tokio::task::JoinError>) -> bool {
+        let Some(f) = self.inflight.take() else {
+            return true;
+        };
+        let (plans, result) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                // The commit task failed (a panic): the group's fate is unknown.
+                let err = StoreError::backend("node", "commit", e.to_string());
+                let plans = f.jobs.iter().map(|_| Planned::default()).collect();
+                (plans, Err(CommitFailure::Fatal(err)))
+            }
+        };
+        let committed = result.is_ok();
+        self.note_committed(&plans, committed);
+        if committed {
+            self.ctx.forget_planned_homes_of(&f.created);
+        } else {
+            self.ctx.forget_planned_homes();
+        }
+        self.handle_commit(f.jobs, plans, result).await;
         self.flush_acks();
         self.ctx.sync_moved();
+        committed
     }
 
     /// Sends the acknowledgements gathered during the batch: one message per sender, with
@@ -322,8 +475,15 @@ impl Writer {
         }
     }
 
-    async fn commit_group(&mut self, jobs: Vec<Job>, plans: Vec<Planned>) {
-        match self.commit(&plans).await {
+    /// After a group's commit: finishes its jobs, or replays them one by one after a
+    /// logical failure, or tells their callers the store failed.
+    async fn handle_commit(
+        &mut self,
+        jobs: Vec<Job>,
+        plans: Vec<Planned>,
+        result: Result<(), CommitFailure>,
+    ) {
+        match result {
             Ok(()) => {
                 for (job, plan) in jobs.into_iter().zip(plans) {
                     self.finish(job, plan).await;
@@ -523,38 +683,10 @@ impl Writer {
     /// homes of the creates planned for it are no longer pending
     /// ([`NodeContext::forget_planned_homes`]) and the cache of owned states follows.
     async fn commit(&mut self, plans: &[Planned]) -> Result<(), CommitFailure> {
-        let result = self.commit_items(plans).await;
+        let result = commit_items(&self.ctx, plans).await;
         self.ctx.forget_planned_homes();
         self.note_committed(plans, result.is_ok());
         result
-    }
-
-    async fn commit_items(&self, plans: &[Planned]) -> Result<(), CommitFailure> {
-        if plans.iter().all(|p| p.item.is_none()) {
-            return Ok(());
-        }
-        let mut attempt = 0u32;
-        loop {
-            // One copy of the items per attempt (the plans keep theirs to publish).
-            let batch = CommitBatch::new(plans.iter().filter_map(|p| p.item.clone()).collect());
-            match self.ctx.store().commit(batch).await {
-                Ok(receipt) => {
-                    self.ctx
-                        .count_committed(plans.iter().filter_map(|p| p.item.as_ref()), &receipt);
-                    self.ctx.log_moved();
-                    return Ok(());
-                }
-                Err(e) if e.is_retryable() && attempt < 3 => {
-                    attempt += 1;
-                    debug!(attempt, error = %e, "retrying a commit");
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
-                }
-                Err(e @ (StoreError::Conflict { .. } | StoreError::InvalidInput { .. })) => {
-                    return Err(CommitFailure::Logical(e))
-                }
-                Err(e) => return Err(CommitFailure::Fatal(e)),
-            }
-        }
     }
 
     /// After a successful commit: remember homes, publish (outbox), record and report
@@ -1338,6 +1470,45 @@ fn check_stateless(ctx: &NodeContext, s: SignedRef<'_>) -> Result<Registered, Re
         pipeline::check_deploy(ctx, s).map(|(record, code)| Registered::Contract(record, code))
     } else {
         pipeline::check_actor_change(ctx, s).map(Registered::Actor)
+    }
+}
+
+/// Commits the items of `plans` in one store batch, retrying what the store says may
+/// succeed on retry.
+async fn commit_items(ctx: &NodeContext, plans: &[Planned]) -> Result<(), CommitFailure> {
+    if plans.iter().all(|p| p.item.is_none()) {
+        return Ok(());
+    }
+    let mut attempt = 0u32;
+    loop {
+        // One copy of the items per attempt (the plans keep theirs to publish).
+        let batch = CommitBatch::new(plans.iter().filter_map(|p| p.item.clone()).collect());
+        match ctx.store().commit(batch).await {
+            Ok(receipt) => {
+                ctx.count_committed(plans.iter().filter_map(|p| p.item.as_ref()), &receipt);
+                ctx.log_moved();
+                return Ok(());
+            }
+            Err(e) if e.is_retryable() && attempt < 3 => {
+                attempt += 1;
+                debug!(attempt, error = %e, "retrying a commit");
+                tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+            }
+            Err(e @ (StoreError::Conflict { .. } | StoreError::InvalidInput { .. })) => {
+                return Err(CommitFailure::Logical(e))
+            }
+            Err(e) => return Err(CommitFailure::Fatal(e)),
+        }
+    }
+}
+
+/// The event a job from outside names (a job about an event being committed waits for it).
+fn job_event(job: &Job) -> Option<EventId> {
+    match &job.kind {
+        JobKind::Local { .. } => None,
+        JobKind::Sequence { signed, .. } => Some(signed.signed().id),
+        JobKind::Replicate { change, .. } => Some(change.change().signed.id),
+        JobKind::Rejected { signed, .. } => Some(signed.id),
     }
 }
 
