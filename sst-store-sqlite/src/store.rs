@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
-use sst_core::model::StateParts;
+use sst_core::model::{SectionSeal, StateParts};
 use sst_core::raw::columns::{
     business_events_from_column, json_text, outcome_from_columns, receipt_from_column, to_i64,
     DerivedEventColumns,
@@ -511,25 +511,59 @@ impl SqliteStore {
 // ---------------------------------------------------------------------------------------------
 // model <-> rows
 
-/// A state version as bound parameters, in [`STATE_COLUMNS`] order.
+/// A state version as bound parameters, in [`STATE_COLUMNS`] order: the columns of
+/// [`State::to_parts`], with the JSON columns serialised straight from the state's sections
+/// (the same text as serialising `to_parts`' values, without building and dropping a copy of
+/// every section value first).
 struct StateRow([SqlValue; 11]);
 
 impl StateRow {
     fn new(s: &State, at: &str) -> Result<Self, StoreError> {
-        let p = s.to_parts();
+        let digest = |d: Option<String>| d.map_or(SqlValue::Null, SqlValue::Text);
         Ok(StateRow([
-            SqlValue::Text(p.id.0),
-            SqlValue::Text(p.contract.name),
-            SqlValue::Integer(i64::from(p.contract.version)),
-            SqlValue::Integer(to_i64(&format!("{at}.version"), p.version)?),
-            SqlValue::Text(json_text(&format!("{at}.parties"), &p.parties)?),
-            SqlValue::Text(json_text(&format!("{at}.seals"), &p.seals)?),
-            SqlValue::Text(json_text(&format!("{at}.data"), &p.data)?),
-            SqlValue::Text(p.root),
-            p.prev_root.map_or(SqlValue::Null, SqlValue::Text),
-            p.last_event.map_or(SqlValue::Null, SqlValue::Text),
-            SqlValue::Integer(p.updated_at),
+            SqlValue::Text(s.id.0.clone()),
+            SqlValue::Text(s.contract.name.clone()),
+            SqlValue::Integer(i64::from(s.contract.version)),
+            SqlValue::Integer(to_i64(&format!("{at}.version"), s.version)?),
+            SqlValue::Text(json_text(&format!("{at}.parties"), &s.parties)?),
+            SqlValue::Text(json_text(&format!("{at}.seals"), &SealsColumn(s))?),
+            SqlValue::Text(json_text(&format!("{at}.data"), &DataColumn(s))?),
+            SqlValue::Text(s.root.to_string()),
+            digest(s.prev_root.map(|r| r.to_string())),
+            digest(s.last_event.map(|e| e.to_string())),
+            SqlValue::Integer(s.updated_at.0),
         ]))
+    }
+}
+
+/// The `data` column of a state: what [`State::data`] returns (the disclosed sections as
+/// `{name: value}`, in name order), serialised without cloning the values.
+struct DataColumn<'a>(&'a State);
+
+impl serde::Serialize for DataColumn<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_map(
+            self.0
+                .sections
+                .iter()
+                .filter_map(|(name, section)| Some((name, &section.disclosure.as_ref()?.value))),
+        )
+    }
+}
+
+/// The `seals` column of a state: what [`State::seals`] returns (name → hash and salt),
+/// serialised without building that map.
+struct SealsColumn<'a>(&'a State);
+
+impl serde::Serialize for SealsColumn<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_map(self.0.sections.iter().map(|(name, section)| {
+            let seal = SectionSeal {
+                hash: section.hash,
+                salt: section.disclosure.as_ref().map(|d| d.salt),
+            };
+            (name, seal)
+        }))
     }
 }
 
@@ -983,8 +1017,17 @@ impl Store for SqliteStore {
             .enumerate()
             .map(|(i, item)| ItemRow::new(i, item))
             .collect::<Result<Vec<_>, _>>()?;
-        self.write_tx("commit", move |tx, sql| commit_rows(tx, sql, &batch, &rows))
-            .await
+        let (receipt, batch, rows) = self
+            .inner
+            .writer
+            .run("commit", WriteConn::recover, move |w| {
+                let receipt = transact(w, "commit", |tx, sql| commit_rows(tx, sql, &batch, &rows));
+                Ok((receipt, batch, rows))
+            })
+            .await?;
+        // Freed here rather than on the writer thread, which goes on with the next job.
+        drop((batch, rows));
+        receipt
     }
 
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
@@ -1440,8 +1483,52 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use conformance_tests::fixtures::state_id;
+    use conformance_tests::fixtures::{actor, create, create_redacted, deal_parties, deal_values};
+
     use super::*;
     use crate::WriterError;
+
+    /// The JSON columns of a state row, serialised straight from the sections, are exactly the
+    /// text of the values [`State::to_parts`] gives, for disclosed and redacted sections alike.
+    #[test]
+    fn state_row_json_columns_are_the_text_of_to_parts() {
+        let (a, k) = actor("acme", "alice");
+        let values = deal_values(500_000, 4.25);
+        let full = create(
+            &state_id("row"),
+            deal_parties(),
+            values.clone(),
+            (&a, &k),
+            1,
+        );
+        let redacted = create_redacted(
+            &state_id("row"),
+            deal_parties(),
+            values,
+            (&a, &k),
+            2,
+            &["common"],
+        );
+        for item in [full, redacted] {
+            let state = item.state.expect("a create has a state");
+            let row = StateRow::new(&state, "items[0].state").expect("row");
+            let parts = state.to_parts();
+            let text = |v: &Value| SqlValue::Text(v.to_string());
+            assert_eq!(row.0[4], text(&parts.parties));
+            assert_eq!(row.0[5], text(&parts.seals));
+            assert_eq!(row.0[6], text(&parts.data));
+            assert_eq!(row.0[7], SqlValue::Text(parts.root));
+            assert_eq!(
+                row.0[8],
+                parts.prev_root.map_or(SqlValue::Null, SqlValue::Text)
+            );
+            assert_eq!(
+                row.0[9],
+                parts.last_event.map_or(SqlValue::Null, SqlValue::Text)
+            );
+        }
+    }
 
     /// A job that panics inside a transaction it opened is reported as a typed error, its
     /// writes are rolled back, and the writer thread goes on serving the store.
