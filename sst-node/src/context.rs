@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use sst_core::{
     Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, BusinessEvent, Checkpoint,
-    CommitItem, CommitReceipt, ContractPolicy, ContractRecord, ContractRef, Event, EventFilter,
-    EventId, EventKind, HashAlg, NodeId, NodeKey, NodeRegistry, Outcome, OutcomeKind, Parties,
-    Refusal, RejectReason, SequencingReceipt, SignedCheckpoint, SignedEvent, StateId, StateRoot,
-    Store, Timestamp, Witnessed,
+    CommitItem, CommitReceipt, ContractPolicy, ContractRecord, ContractRef, Digest, Event,
+    EventFilter, EventId, EventKind, HashAlg, NodeId, NodeKey, NodeRegistry, Outcome, OutcomeKind,
+    Parties, Refusal, RejectReason, SequencingReceipt, SignedCheckpoint, SignedEvent, StateId,
+    StateRoot, Store, Timestamp, Witnessed,
 };
 use tokio::sync::{oneshot, watch, Notify};
 use tracing::{debug, error, warn};
@@ -887,6 +887,30 @@ impl NodeContext {
         outcome: &Outcome,
         business_events: &[BusinessEvent],
     ) -> Result<(), RejectReason> {
+        self.check_receipt_vetted(
+            receipt,
+            sequencer,
+            event,
+            state,
+            outcome,
+            business_events,
+            None,
+        )
+    }
+
+    /// As [`NodeContext::check_receipt`]; the signature is not checked again when the
+    /// verification pool verified this receipt over exactly this digest (`verified`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn check_receipt_vetted(
+        &self,
+        receipt: Option<&SequencingReceipt>,
+        sequencer: &NodeId,
+        event: &EventId,
+        state: &StateId,
+        outcome: &Outcome,
+        business_events: &[BusinessEvent],
+        verified: Option<&Digest>,
+    ) -> Result<(), RejectReason> {
         let bad = |detail: String| RejectReason::BadReceipt { detail };
         if let Some(alarm) = self.log_alarm_about(sequencer) {
             return Err(bad(format!("witness alarm: {alarm}")));
@@ -900,6 +924,9 @@ impl NodeContext {
             )));
         }
         let digest = SequencingReceipt::digest(event, state, outcome, business_events);
+        if verified == Some(&digest) {
+            return Ok(());
+        }
         receipt
             .verify_digest(&self.nodes, &digest)
             .map_err(|e| bad(e.to_string()))

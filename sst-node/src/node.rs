@@ -174,12 +174,16 @@ impl Node {
             NodeContext::load(
                 config.id.clone(),
                 config.alg,
-                (config.node_key, config.registry),
+                (config.node_key, config.registry.clone()),
                 store,
                 registry,
                 outbox,
                 sync.choice().clone(),
-                VerifyPool::new(config.id.as_str(), config.verify_workers),
+                VerifyPool::new(
+                    config.id.as_str(),
+                    config.verify_workers,
+                    config.registry.clone(),
+                ),
             )
             .await?,
         );

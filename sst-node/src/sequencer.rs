@@ -1201,13 +1201,14 @@ impl Writer {
             root: ch.root,
         };
         let sequencer = &ch.signed.event.origin_node;
-        if let Err(reason) = self.ctx.check_receipt(
+        if let Err(reason) = self.ctx.check_receipt_vetted(
             ch.receipt.as_ref(),
             sequencer,
             &id,
             &ch.signed.event.state_id,
             &outcome,
             &[],
+            vetted.receipt_verified(),
         ) {
             return refused(reason);
         }
@@ -1417,13 +1418,14 @@ impl Writer {
             version: ch.version,
             root: ch.root,
         };
-        let receipt = self.ctx.check_receipt(
+        let receipt = self.ctx.check_receipt_vetted(
             ch.receipt.as_ref(),
             from,
             &ch.signed.id,
             &e.state_id,
             &outcome,
             &ch.business_events,
+            vetted.receipt_verified(),
         );
         if let Err(reason) = receipt {
             return Ok(refused(reason, Vec::new()));

@@ -10,7 +10,9 @@ use std::num::NonZeroUsize;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 
-use sst_core::{ActorKey, Event, PublicKey, SignedEvent};
+use sst_core::{
+    ActorKey, Digest, Event, NodeRegistry, Outcome, PublicKey, SequencingReceipt, SignedEvent,
+};
 
 use crate::message::AppliedChange;
 use tokio::sync::oneshot;
@@ -146,17 +148,20 @@ impl Vetted {
 }
 
 /// A change received from another node, with the key its event's signature verified under
-/// when the pool checked it.
+/// and the digest its sequencing receipt verified over, as far as the pool checked them.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct VettedChange {
     change: Box<AppliedChange>,
     key: Option<PublicKey>,
+    receipt: Option<Digest>,
 }
 
 impl VettedChange {
-    /// A change nothing was checked of: the pipeline checks it in full.
-    pub(crate) fn unchecked(change: Box<AppliedChange>) -> Self {
-        VettedChange { change, key: None }
+    /// The digest the change's receipt signature verified over (under the registry key of
+    /// the node the receipt names), when the pool checked it: the receipt over the applied
+    /// outcome `(version, root)` and the business events the change carries.
+    pub(crate) fn receipt_verified(&self) -> Option<&Digest> {
+        self.receipt.as_ref()
     }
 
     /// The change.
@@ -186,6 +191,8 @@ type Task = Box<dyn FnOnce() + Send>;
 pub(crate) struct VerifyPool {
     tasks: Mutex<Option<std_mpsc::Sender<Task>>>,
     workers: usize,
+    /// The network's node keys (from configuration), for receipts.
+    nodes: Arc<NodeRegistry>,
 }
 
 impl std::fmt::Debug for VerifyPool {
@@ -195,8 +202,9 @@ impl std::fmt::Debug for VerifyPool {
 }
 
 impl VerifyPool {
-    /// Starts `workers` threads (`0`: one per core) named after `node`.
-    pub(crate) fn new(node: &str, workers: usize) -> Self {
+    /// Starts `workers` threads (`0`: one per core) named after `node`; receipts are
+    /// checked against `nodes`.
+    pub(crate) fn new(node: &str, workers: usize, nodes: NodeRegistry) -> Self {
         let workers = if workers == 0 {
             std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
         } else {
@@ -225,6 +233,7 @@ impl VerifyPool {
         VerifyPool {
             tasks: Mutex::new(Some(tx)),
             workers,
+            nodes: Arc::new(nodes),
         }
     }
 
@@ -269,23 +278,35 @@ impl VerifyPool {
 }
 
 impl VerifyPool {
-    /// As [`VerifyPool::vet`], for the event of a received change.
+    /// As [`VerifyPool::vet`], for the event of a received change, and its sequencing
+    /// receipt over the applied outcome it announces.
     pub(crate) fn vet_change(
         &self,
         change: Box<AppliedChange>,
         key: Option<PublicKey>,
     ) -> oneshot::Receiver<VettedChange> {
-        match key {
-            Some(key) => self.run(move || {
-                let key = strictly_signed(&change.signed, &key).then_some(key);
-                VettedChange { change, key }
-            }),
-            None => {
-                let (tx, rx) = oneshot::channel();
-                let _ = tx.send(VettedChange::unchecked(change));
-                rx
+        let nodes = self.nodes.clone();
+        self.run(move || {
+            let key = key.filter(|k| strictly_signed(&change.signed, k));
+            let receipt = change.receipt.as_ref().and_then(|r| {
+                let outcome = Outcome::Applied {
+                    version: change.version,
+                    root: change.root,
+                };
+                let digest = SequencingReceipt::digest(
+                    &change.signed.id,
+                    &change.signed.event.state_id,
+                    &outcome,
+                    &change.business_events,
+                );
+                r.verify_digest(&nodes, &digest).is_ok().then_some(digest)
+            });
+            VettedChange {
+                change,
+                key,
+                receipt,
             }
-        }
+        })
     }
 }
 
@@ -319,7 +340,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_pool_verifies_a_good_signature_and_leaves_the_rest_unchecked() {
-        let pool = VerifyPool::new("n", 2);
+        let pool = VerifyPool::new("n", 2, NodeRegistry::new());
         let key = ActorKey::from_seed([1; 32]);
         let other = ActorKey::from_seed([2; 32]);
         let signed = SignedEvent::sign(event("n/a"), &key);
@@ -343,12 +364,58 @@ mod tests {
 
     #[tokio::test]
     async fn zero_workers_means_one_per_core_and_results_come_back() {
-        let pool = VerifyPool::new("n", 0);
+        let pool = VerifyPool::new("n", 0, NodeRegistry::new());
         assert!(pool.workers >= 1);
         let rxs: Vec<_> = (0..32u64).map(|i| pool.run(move || i * 2)).collect();
         for (i, rx) in rxs.into_iter().enumerate() {
             assert_eq!(rx.await.unwrap(), i as u64 * 2);
         }
+    }
+
+    #[tokio::test]
+    async fn a_change_s_receipt_is_verified_over_the_outcome_it_announces_only() {
+        let node_key = sst_core::NodeKey::from_seed([5; 32]);
+        let registry = NodeRegistry::new().with(NodeId::from("home"), node_key.public_key());
+        let pool = VerifyPool::new("n", 1, registry);
+        let key = ActorKey::from_seed([1; 32]);
+        let signed = SignedEvent::sign(event("n/a"), &key);
+        let root = sst_core::StateRoot(signed.id.0);
+        let outcome = Outcome::Applied { version: 2, root };
+        let receipt = SequencingReceipt::sign(
+            NodeId::from("home"),
+            &node_key,
+            &signed.id,
+            &signed.event.state_id,
+            &outcome,
+            &[],
+        );
+        let change = AppliedChange {
+            signed,
+            disclosures: Default::default(),
+            effects: Default::default(),
+            version: 2,
+            root,
+            receipt: Some(receipt),
+            business_events: Vec::new(),
+        };
+        let good = pool.vet_change(Box::new(change.clone()), Some(key.public_key()));
+        let good = good.await.unwrap();
+        assert!(good.signed_ref().verified_key().is_some());
+        let expected = SequencingReceipt::digest(
+            &change.signed.id,
+            &change.signed.event.state_id,
+            &outcome,
+            &[],
+        );
+        assert_eq!(good.receipt_verified(), Some(&expected));
+        // Another version than the receipt signed: nothing is taken as verified.
+        let other = AppliedChange {
+            version: 3,
+            ..change.clone()
+        };
+        let other = pool.vet_change(Box::new(other), None).await.unwrap();
+        assert_eq!(other.receipt_verified(), None);
+        assert!(other.signed_ref().verified_key().is_none());
     }
 
     #[test]
