@@ -13,6 +13,7 @@
 
 pub mod canonical;
 pub mod error;
+mod fingerprint;
 pub mod hash;
 pub mod log;
 pub mod memory;

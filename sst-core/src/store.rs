@@ -57,19 +57,18 @@ impl std::fmt::Debug for Validation {
     }
 }
 
-/// A BLAKE3 hash of every item's complete JSON form (each item as `[event, state]`; JSON
-/// values delimit themselves, so different contents give different inputs). Writing JSON in
-/// field order, without canonical sorting, number re-formatting, domain hashes or the
-/// portable checks, costs a fraction of [`CommitBatch::validate`]. `None` if an item cannot
-/// be written as JSON (it is then validated in full).
+/// A BLAKE3 hash of an unambiguous binary encoding of every item's complete contents
+/// (every field of every event record and state, as serde sees them). Without canonical
+/// sorting, number formatting, domain hashes or the portable checks, it costs a fraction of
+/// [`CommitBatch::validate`]. `None` if an item fails to serialise (it is then validated in
+/// full).
 fn fingerprint(items: &[CommitItem]) -> Option<[u8; 32]> {
-    let mut json = Vec::with_capacity(1024 * items.len());
-    for item in items {
-        serde_json::to_writer(&mut json, &(&item.event, &item.state)).ok()?;
-    }
-    let mut h = blake3::Hasher::new_derive_key("sst commit batch validation proof v1");
-    h.update(&json);
-    Some(*h.finalize().as_bytes())
+    // Destructured so that a field added to `CommitItem` cannot be left out.
+    let items: Vec<(&EventRecord, &Option<State>)> = items
+        .iter()
+        .map(|CommitItem { event, state }| (event, state))
+        .collect();
+    crate::fingerprint::of("sst commit batch validation proof v1", &items)
 }
 
 /// What a commit did.
