@@ -17,8 +17,6 @@
 //! The output does not depend on the iteration order of [`serde_json::Map`], so it is the same
 //! whether or not serde_json's `preserve_order` feature is enabled somewhere in the build.
 
-use std::borrow::Cow;
-
 use serde::ser::{self, Serialize};
 use serde_json::{Map, Number, Value};
 
@@ -366,9 +364,24 @@ seq_impl!(
 
 /// One member written so far: its name and where `"name":value` sits in the output.
 struct Member {
-    key: Cow<'static, str>,
+    key: Key,
     start: usize,
     end: usize,
+}
+
+/// A member's name: a struct field's, or a map key's text in [`Object::keys`].
+enum Key {
+    Field(&'static str),
+    Map(usize, usize),
+}
+
+impl Key {
+    fn text<'k>(&'k self, keys: &'k str) -> &'k str {
+        match self {
+            Key::Field(name) => name,
+            Key::Map(from, to) => &keys[*from..*to],
+        }
+    }
 }
 
 /// An object being written. Members are written in the order they come; if that is not
@@ -378,8 +391,10 @@ struct Object<'a> {
     /// Where the members begin (just after `{`).
     start: usize,
     members: Vec<Member>,
-    /// The name given by `serialize_key`, waiting for its value.
-    key: Option<String>,
+    /// The map keys of this object, one after the other (one buffer, not one per key).
+    keys: String,
+    /// The key given by `serialize_key`, waiting for its value.
+    key: Option<Key>,
     /// Also close the `{"variant":` around it.
     close_variant: bool,
 }
@@ -392,21 +407,18 @@ impl<'a> Object<'a> {
             out,
             start,
             members: Vec::new(),
+            keys: String::new(),
             key: None,
             close_variant,
         }
     }
 
-    fn member<T: Serialize + ?Sized>(
-        &mut self,
-        key: Cow<'static, str>,
-        value: &T,
-    ) -> Result<(), Unsupported> {
+    fn member<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> Result<(), Unsupported> {
         if !self.members.is_empty() {
             self.out.push(',');
         }
         let start = self.out.len();
-        write_string(&key, self.out);
+        write_string(key.text(&self.keys), self.out);
         self.out.push(':');
         value.serialize(Canonical {
             out: &mut *self.out,
@@ -420,13 +432,19 @@ impl<'a> Object<'a> {
     }
 
     fn close(mut self) -> Result<(), Unsupported> {
+        let keys = &self.keys;
+        let cmp = |a: &Member, b: &Member| cmp_utf16(a.key.text(keys), b.key.text(keys));
         let sorted = self
             .members
             .windows(2)
-            .all(|w| cmp_utf16(&w[0].key, &w[1].key) == std::cmp::Ordering::Less);
+            .all(|w| cmp(&w[0], &w[1]) == std::cmp::Ordering::Less);
         if !sorted {
-            self.members.sort_by(|a, b| cmp_utf16(&a.key, &b.key));
-            if self.members.windows(2).any(|w| w[0].key == w[1].key) {
+            self.members.sort_by(cmp);
+            if self
+                .members
+                .windows(2)
+                .any(|w| cmp(&w[0], &w[1]) == std::cmp::Ordering::Equal)
+            {
                 // A repeated name: `to_value` keeps the last one; leave that to it.
                 return Err(Unsupported);
             }
@@ -451,12 +469,16 @@ impl ser::SerializeMap for Object<'_> {
     type Ok = ();
     type Error = Unsupported;
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Unsupported> {
-        self.key = Some(key.serialize(KeyName)?);
+        let from = self.keys.len();
+        key.serialize(KeyName {
+            keys: &mut self.keys,
+        })?;
+        self.key = Some(Key::Map(from, self.keys.len()));
         Ok(())
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unsupported> {
         let key = self.key.take().ok_or(Unsupported)?;
-        self.member(Cow::Owned(key), value)
+        self.member(key, value)
     }
     fn end(self) -> Result<(), Unsupported> {
         self.close()
@@ -473,7 +495,7 @@ macro_rules! struct_impl {
                 key: &'static str,
                 value: &T,
             ) -> Result<(), Unsupported> {
-                self.member(Cow::Borrowed(key), value)
+                self.member(Key::Field(key), value)
             }
             fn end(self) -> Result<(), Unsupported> {
                 self.close()
@@ -484,48 +506,53 @@ macro_rules! struct_impl {
 
 struct_impl!(SerializeStruct, SerializeStructVariant);
 
-/// A map key: only the forms that `to_value` turns into the same plain string.
-struct KeyName;
+/// A map key, appended to `keys`: only the forms that `to_value` turns into the same plain
+/// string.
+struct KeyName<'a> {
+    keys: &'a mut String,
+}
 
-/// `fn $name(self, _: $ty) -> Result<String, Unsupported>` refusing every argument.
+/// `fn $name(self, _: $ty) -> Result<(), Unsupported>` refusing every argument.
 macro_rules! refuse_keys {
     ($($name:ident($($ty:ty),*);)*) => {$(
-        fn $name(self, $(_: $ty),*) -> Result<String, Unsupported> {
+        fn $name(self, $(_: $ty),*) -> Result<(), Unsupported> {
             Err(Unsupported)
         }
     )*};
 }
 
-impl ser::Serializer for KeyName {
-    type Ok = String;
+impl ser::Serializer for KeyName<'_> {
+    type Ok = ();
     type Error = Unsupported;
-    type SerializeSeq = ser::Impossible<String, Unsupported>;
-    type SerializeTuple = ser::Impossible<String, Unsupported>;
-    type SerializeTupleStruct = ser::Impossible<String, Unsupported>;
-    type SerializeTupleVariant = ser::Impossible<String, Unsupported>;
-    type SerializeMap = ser::Impossible<String, Unsupported>;
-    type SerializeStruct = ser::Impossible<String, Unsupported>;
-    type SerializeStructVariant = ser::Impossible<String, Unsupported>;
+    type SerializeSeq = ser::Impossible<(), Unsupported>;
+    type SerializeTuple = ser::Impossible<(), Unsupported>;
+    type SerializeTupleStruct = ser::Impossible<(), Unsupported>;
+    type SerializeTupleVariant = ser::Impossible<(), Unsupported>;
+    type SerializeMap = ser::Impossible<(), Unsupported>;
+    type SerializeStruct = ser::Impossible<(), Unsupported>;
+    type SerializeStructVariant = ser::Impossible<(), Unsupported>;
 
-    fn serialize_str(self, v: &str) -> Result<String, Unsupported> {
-        Ok(v.to_owned())
+    fn serialize_str(self, v: &str) -> Result<(), Unsupported> {
+        self.keys.push_str(v);
+        Ok(())
     }
-    fn serialize_char(self, v: char) -> Result<String, Unsupported> {
-        Ok(v.to_string())
+    fn serialize_char(self, v: char) -> Result<(), Unsupported> {
+        self.keys.push(v);
+        Ok(())
     }
     fn serialize_unit_variant(
         self,
         _: &'static str,
         _: u32,
         variant: &'static str,
-    ) -> Result<String, Unsupported> {
-        Ok(variant.to_owned())
+    ) -> Result<(), Unsupported> {
+        self.serialize_str(variant)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
         value: &T,
-    ) -> Result<String, Unsupported> {
+    ) -> Result<(), Unsupported> {
         value.serialize(self)
     }
     // `to_value` prints these as text; leave them to it.
@@ -546,7 +573,7 @@ impl ser::Serializer for KeyName {
         serialize_unit();
         serialize_unit_struct(&'static str);
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, Unsupported> {
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<(), Unsupported> {
         Err(Unsupported)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -555,7 +582,7 @@ impl ser::Serializer for KeyName {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<String, Unsupported> {
+    ) -> Result<(), Unsupported> {
         Err(Unsupported)
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Unsupported> {
