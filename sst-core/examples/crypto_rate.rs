@@ -224,6 +224,14 @@ fn main() {
     println!("commit batch validation, {size} applied creates");
     let full = rate(size as usize, || assert!(plain.validate().is_ok()));
     line("validate (full)", full, full);
+    let spread = rate(size as usize, || {
+        assert!(plain.clone().validated_on(workers).is_ok())
+    });
+    line(
+        &format!("validated_on, {workers} threads (+ clone)"),
+        spread,
+        full,
+    );
     let sealed = plain.clone().validated().expect("valid batch");
     let memo = rate(size as usize, || assert!(sealed.validate().is_ok()));
     line("validate of a validated() batch", memo, full);

@@ -12,6 +12,7 @@ use crate::model::{
     Actor, ActorId, ContractRecord, ContractRef, EventKind, EventRecord, NodeId, OriginSeq,
     Outcome, OutcomeKind, Refusal, Section, State, StateId,
 };
+use crate::parallel;
 use crate::portable;
 
 /// One event and, when it was applied to a state, the state version it produced.
@@ -156,9 +157,19 @@ impl CommitBatch {
     ///
     /// # Errors
     /// As [`CommitBatch::validate`].
-    pub fn validated(mut self) -> Result<Self, StoreError> {
+    pub fn validated(self) -> Result<Self, StoreError> {
+        self.validated_on(1)
+    }
+
+    /// [`CommitBatch::validated`] with the items' own checks (ids, states, portable JSON)
+    /// spread over up to `workers` threads (0 counts as 1). Same result, first failure
+    /// included, whatever `workers` is.
+    ///
+    /// # Errors
+    /// As [`CommitBatch::validate`].
+    pub fn validated_on(mut self, workers: usize) -> Result<Self, StoreError> {
         self.validation = Validation::default();
-        self.check()?;
+        self.check_on(workers)?;
         self.validation = Validation(fingerprint(&self.items));
         Ok(self)
     }
@@ -190,150 +201,212 @@ impl CommitBatch {
 
     /// The full validation behind [`CommitBatch::validate`].
     fn check(&self) -> Result<(), StoreError> {
-        let invalid = |path: String, reason: String| StoreError::InvalidInput { path, reason };
+        self.check_on(1)
+    }
+
+    /// [`CommitBatch::check`] with each item's own checks (everything but the two rules
+    /// that look at other items: an id seen twice, versions of one state not consecutive)
+    /// run on up to `workers` threads first. The result, first failure included, is the
+    /// same as on one thread: the rules are then applied item by item in batch order, each
+    /// item's own checks consulted exactly where the single-thread walk runs them.
+    fn check_on(&self, workers: usize) -> Result<(), StoreError> {
+        let mut precomputed =
+            (workers > 1 && self.items.len() >= 2 * MIN_ITEMS_PER_THREAD).then(|| {
+                let indexed: Vec<(usize, &CommitItem)> = self.items.iter().enumerate().collect();
+                parallel::map(&indexed, workers, MIN_ITEMS_PER_THREAD, |(i, item)| {
+                    ItemChecks::of(*i, item)
+                })
+                .into_iter()
+            });
         let mut seen = BTreeSet::new();
         let mut versions: BTreeMap<&StateId, u64> = BTreeMap::new();
         for (i, item) in self.items.iter().enumerate() {
-            let at = |field: &str| format!("items[{i}].{field}");
-            let rec = &item.event;
-            let id = rec.id();
-            rec.signed
-                .verify_id()
-                .map_err(|e| invalid(at("event.id"), e.to_string()))?;
+            let checks = precomputed
+                .as_mut()
+                .and_then(Iterator::next)
+                .unwrap_or_else(|| ItemChecks::of(i, item));
+            checks.id?;
+            let id = item.event.id();
             if !seen.insert(id) {
                 return Err(invalid(
-                    at("event.id"),
+                    format!("items[{i}].event.id"),
                     format!("event {id} appears twice in the batch"),
                 ));
             }
-            let e = rec.event();
-            for (name, d) in &rec.disclosures {
-                portable::check_sized(&d.value, || portable::member_path("$.disclosures", name))?;
+            checks.head?;
+            if let (Outcome::Applied { .. }, Some(state)) = (&item.event.outcome, &item.state) {
+                if let Some(prev) = versions.get(&state.id) {
+                    if state.version != prev + 1 {
+                        return Err(invalid(
+                            format!("items[{i}].state.version"),
+                            format!("version {} follows {prev} in the same batch", state.version),
+                        ));
+                    }
+                }
+                versions.insert(&state.id, state.version);
             }
-            match (&rec.outcome, &item.state) {
-                (Outcome::Applied { version, root }, Some(state)) => {
-                    if state.id != e.state_id {
-                        return Err(invalid(
-                            at("state.id"),
-                            format!("state `{}` but event targets `{}`", state.id, e.state_id),
-                        ));
-                    }
-                    if state.version != *version || state.root != *root {
-                        return Err(invalid(
-                            at("state.version"),
-                            "state version/root differ from the applied outcome".into(),
-                        ));
-                    }
-                    if state.last_event != Some(id) {
-                        return Err(invalid(
-                            at("state.last_event"),
-                            "state was not produced by this event".into(),
-                        ));
-                    }
-                    if state.version == 0 {
-                        return Err(invalid(at("state.version"), "versions start at 1".into()));
-                    }
-                    if let Some(prev) = versions.get(&state.id) {
-                        if state.version != prev + 1 {
-                            return Err(invalid(
-                                at("state.version"),
-                                format!(
-                                    "version {} follows {prev} in the same batch",
-                                    state.version
-                                ),
-                            ));
-                        }
-                    }
-                    versions.insert(&state.id, state.version);
-                    state
-                        .verify()
-                        .map_err(|e| invalid(at("state"), e.to_string()))?;
-                    for (name, d) in &rec.disclosures {
-                        let matches = state
-                            .sections
-                            .get(name)
-                            .is_some_and(|s| d.hash(state.alg(), name) == s.hash);
-                        if !matches {
-                            return Err(invalid(
-                                at(&format!("event.disclosures.{name}")),
-                                "disclosure does not match the new state's section hash".into(),
-                            ));
-                        }
-                    }
-                    for role in state.parties.0.keys() {
-                        let r = role.as_str();
-                        if r.is_empty() || r.starts_with('$') || r.contains('.') || r.contains('\0')
-                        {
-                            return Err(invalid(
-                                portable::member_path("$.parties", r),
-                                "role names must be portable object keys".into(),
-                            ));
-                        }
-                    }
-                    // An upper bound first (one walk with the checks); the exact canonical
-                    // size only when the bound is over the limit.
-                    let mut bound = 0usize;
-                    for (name, s) in &state.sections {
-                        if name.is_empty()
-                            || name.starts_with('$')
-                            || name.contains('.')
-                            || name.contains('\0')
-                        {
-                            return Err(invalid(
-                                portable::member_path("$.sections", name),
-                                "section names must be portable object keys".into(),
-                            ));
-                        }
-                        if let Some(v) = s.value() {
-                            bound += portable::check_sized(v, || {
-                                portable::member_path("$.sections", name)
-                            })?;
-                        }
-                    }
-                    let size = if bound > portable::MAX_STATE_BYTES {
-                        state
-                            .sections
-                            .values()
-                            .filter_map(Section::value)
-                            .map(crate::canonical::encoded_len)
-                            .sum()
-                    } else {
-                        bound
-                    };
-                    if size > portable::MAX_STATE_BYTES {
-                        return Err(invalid(
-                            "$.sections".into(),
-                            format!(
-                                "state is {size} bytes, more than {} allowed",
-                                portable::MAX_STATE_BYTES
-                            ),
-                        ));
-                    }
-                }
-                (Outcome::Applied { version: 0, .. }, None) => {
-                    // Non-state events (contract deploys, actor changes) applied without a state.
-                }
-                (Outcome::Applied { .. }, None) => {
-                    return Err(invalid(
-                        at("state"),
-                        "an applied state event needs its new state version".into(),
-                    ));
-                }
-                (Outcome::Rejected { .. }, Some(_)) => {
-                    return Err(invalid(
-                        at("state"),
-                        "a rejected event must not carry a state".into(),
-                    ));
-                }
-                (Outcome::Rejected { .. }, None) => {}
-            }
-            // After the state's own checks, so a bad section name is reported where the user
-            // wrote it (the state), not where the event repeats it (the payload).
-            portable::check_sized(&e.payload, || "$.payload".to_owned())?;
-            check_business_events(rec, &at)?;
+            checks.tail?;
         }
         Ok(())
     }
+}
+
+/// Below this many items per thread, [`CommitBatch::validated_on`] checks on one thread.
+const MIN_ITEMS_PER_THREAD: usize = 16;
+
+fn invalid(path: String, reason: String) -> StoreError {
+    StoreError::InvalidInput { path, reason }
+}
+
+/// The checks of one item that need no other item, in the three stretches the batch walk
+/// consults around its two cross-item rules.
+struct ItemChecks {
+    /// The id is the hash of the body.
+    id: Result<(), StoreError>,
+    /// Disclosures portable; outcome and state agree (up to the version-sequence rule).
+    head: Result<(), StoreError>,
+    /// The state verifies and is portable; payload and business events portable.
+    tail: Result<(), StoreError>,
+}
+
+impl ItemChecks {
+    fn of(i: usize, item: &CommitItem) -> Self {
+        let rec = &item.event;
+        ItemChecks {
+            id: rec
+                .signed
+                .verify_id()
+                .map_err(|e| invalid(format!("items[{i}].event.id"), e.to_string())),
+            head: Self::head(i, item),
+            tail: Self::tail(i, item),
+        }
+    }
+
+    fn head(i: usize, item: &CommitItem) -> Result<(), StoreError> {
+        let at = |field: &str| format!("items[{i}].{field}");
+        let rec = &item.event;
+        let e = rec.event();
+        for (name, d) in &rec.disclosures {
+            portable::check_sized(&d.value, || portable::member_path("$.disclosures", name))?;
+        }
+        match (&rec.outcome, &item.state) {
+            (Outcome::Applied { version, root }, Some(state)) => {
+                if state.id != e.state_id {
+                    return Err(invalid(
+                        at("state.id"),
+                        format!("state `{}` but event targets `{}`", state.id, e.state_id),
+                    ));
+                }
+                if state.version != *version || state.root != *root {
+                    return Err(invalid(
+                        at("state.version"),
+                        "state version/root differ from the applied outcome".into(),
+                    ));
+                }
+                if state.last_event != Some(rec.id()) {
+                    return Err(invalid(
+                        at("state.last_event"),
+                        "state was not produced by this event".into(),
+                    ));
+                }
+                if state.version == 0 {
+                    return Err(invalid(at("state.version"), "versions start at 1".into()));
+                }
+                Ok(())
+            }
+            // Non-state events (contract deploys, actor changes) applied without a state.
+            (Outcome::Applied { version: 0, .. }, None) => Ok(()),
+            (Outcome::Applied { .. }, None) => Err(invalid(
+                at("state"),
+                "an applied state event needs its new state version".into(),
+            )),
+            (Outcome::Rejected { .. }, Some(_)) => Err(invalid(
+                at("state"),
+                "a rejected event must not carry a state".into(),
+            )),
+            (Outcome::Rejected { .. }, None) => Ok(()),
+        }
+    }
+
+    fn tail(i: usize, item: &CommitItem) -> Result<(), StoreError> {
+        let at = |field: &str| format!("items[{i}].{field}");
+        let rec = &item.event;
+        if let (Outcome::Applied { .. }, Some(state)) = (&rec.outcome, &item.state) {
+            check_state(state, rec, &at)?;
+        }
+        // After the state's own checks, so a bad section name is reported where the user
+        // wrote it (the state), not where the event repeats it (the payload).
+        portable::check_sized(&rec.event().payload, || "$.payload".to_owned())?;
+        check_business_events(rec, &at)
+    }
+}
+
+/// An applied item's new state: it verifies, the event's disclosures are its sections,
+/// role and section names are portable keys, values portable, the whole within the size
+/// limit.
+fn check_state(
+    state: &State,
+    rec: &EventRecord,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(), StoreError> {
+    state
+        .verify()
+        .map_err(|e| invalid(at("state"), e.to_string()))?;
+    for (name, d) in &rec.disclosures {
+        let matches = state
+            .sections
+            .get(name)
+            .is_some_and(|s| d.hash(state.alg(), name) == s.hash);
+        if !matches {
+            return Err(invalid(
+                at(&format!("event.disclosures.{name}")),
+                "disclosure does not match the new state's section hash".into(),
+            ));
+        }
+    }
+    for role in state.parties.0.keys() {
+        let r = role.as_str();
+        if r.is_empty() || r.starts_with('$') || r.contains('.') || r.contains('\0') {
+            return Err(invalid(
+                portable::member_path("$.parties", r),
+                "role names must be portable object keys".into(),
+            ));
+        }
+    }
+    // An upper bound first (one walk with the checks); the exact canonical size only when
+    // the bound is over the limit.
+    let mut bound = 0usize;
+    for (name, s) in &state.sections {
+        if name.is_empty() || name.starts_with('$') || name.contains('.') || name.contains('\0') {
+            return Err(invalid(
+                portable::member_path("$.sections", name),
+                "section names must be portable object keys".into(),
+            ));
+        }
+        if let Some(v) = s.value() {
+            bound += portable::check_sized(v, || portable::member_path("$.sections", name))?;
+        }
+    }
+    let size = if bound > portable::MAX_STATE_BYTES {
+        state
+            .sections
+            .values()
+            .filter_map(Section::value)
+            .map(crate::canonical::encoded_len)
+            .sum()
+    } else {
+        bound
+    };
+    if size > portable::MAX_STATE_BYTES {
+        return Err(invalid(
+            "$.sections".into(),
+            format!(
+                "state is {size} bytes, more than {} allowed",
+                portable::MAX_STATE_BYTES
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Whether `name` is 1 to `max` bytes of ASCII letters, digits, `_`, `.` and `-`.

@@ -1012,3 +1012,53 @@ async fn parallel_verification_reports_every_problem_in_a_fixed_order() {
     assert_eq!(report.findings.len(), tampered.len() + forged_ids.len());
     assert_eq!(verify(&store).await, report, "same report on every run");
 }
+
+/// `CommitBatch::validated_on` checks items on several threads and still reports exactly
+/// what the one-thread walk reports: the same first failure, wherever the bad item sits, a
+/// duplicate id or a version gap across threads included; a valid batch is marked validated.
+#[tokio::test]
+async fn validation_on_several_threads_reports_what_one_thread_reports() {
+    let (_, bob, head) = populated_with_deal_1().await;
+    let fillers: Vec<CommitItem> = (0..40)
+        .map(|i| create(&format!("fill-{i}"), deal_values(), &bob, 100 + i))
+        .collect();
+    let same_failure = |batch: &CommitBatch| {
+        let one = format!("{:?}", batch.validate().expect_err("invalid"));
+        for workers in [2, 3, 8] {
+            let many = batch.clone().validated_on(workers).expect_err("invalid");
+            assert_eq!(format!("{many:?}"), one, "{workers} workers");
+        }
+    };
+    // (The 5 MB value is left out: it only makes the test slow.)
+    for (bad, _, _) in counterexamples().into_iter().filter(|c| c.1 != "too_large") {
+        for (at, disclose) in [(0, true), (17, false), (40, true)] {
+            let mut items = fillers.clone();
+            let bad_item = bad_batch(&head, &bob, bad.clone(), disclose)
+                .items
+                .pop()
+                .expect("the bad item");
+            items.insert(at, bad_item);
+            same_failure(&CommitBatch::new(items));
+        }
+    }
+    let mut twice = fillers.clone();
+    twice.push(fillers[3].clone());
+    same_failure(&CommitBatch::new(twice));
+    let mut gap = fillers.clone();
+    let second = change(
+        &state_of(&fillers[5]),
+        values(&[("price", json!({"amount": 1}))]),
+        &bob,
+        500,
+    );
+    let third = change(
+        &state_of(&second),
+        values(&[("price", json!({"amount": 2}))]),
+        &bob,
+        501,
+    );
+    gap.push(third);
+    same_failure(&CommitBatch::new(gap));
+    let valid = CommitBatch::new(fillers).validated_on(4).expect("valid");
+    assert!(valid.is_validated());
+}
