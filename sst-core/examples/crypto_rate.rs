@@ -224,11 +224,13 @@ fn main() {
     println!("commit batch validation, {size} applied creates");
     let full = rate(size as usize, || assert!(plain.validate().is_ok()));
     line("validate (full)", full, full);
+    let one = rate(size as usize, || assert!(plain.clone().validated().is_ok()));
+    line("clone + validated(), 1 thread", one, full);
     let spread = rate(size as usize, || {
         assert!(plain.clone().validated_on(workers).is_ok())
     });
     line(
-        &format!("validated_on, {workers} threads (+ clone)"),
+        &format!("clone + validated_on, {workers} threads"),
         spread,
         full,
     );
