@@ -91,3 +91,42 @@ pub fn batch_verify(items: &[(PublicKey, Digest, SignatureBytes)]) -> bool {
         .collect();
     prime_order && ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok()
 }
+
+/// A receipt's digest as it was computed before: a JSON tree built with `json!`.
+pub fn receipt_digest(record: &sst_core::EventRecord) -> Digest {
+    let mut body = serde_json::json!({
+        "event": record.id().to_string(),
+        "state": record.event().state_id.as_str(),
+        "outcome": record.outcome,
+    });
+    if !record.business_events.is_empty() {
+        body["business_events"] = serde_json::json!(record.business_events);
+    }
+    hash_parts(
+        record.id().0.alg(),
+        Domain::Receipt,
+        &[canonical(&body).as_bytes()],
+    )
+}
+
+/// An event row's log-record digest as it was computed before.
+pub fn event_record_digest(record: &sst_core::EventRecord, alg: HashAlg) -> Digest {
+    let mut v = serde_json::json!({
+        "id": record.id().to_string(),
+        "signatures": record.signed.signatures,
+        "disclosures": record.disclosures,
+        "outcome": record.outcome,
+        "receipt": record.receipt,
+    });
+    if !record.business_events.is_empty() {
+        v["business_events"] = serde_json::json!(record.business_events);
+    }
+    hash_parts(alg, Domain::LogRecord, &[canonical(&v).as_bytes()])
+}
+
+/// Any other record's log-record digest (or a checkpoint's, a contract identity's) as it was
+/// computed before: its `to_value` tree, canonicalised, in `domain`.
+pub fn value_digest<T: serde::Serialize>(value: &T, alg: HashAlg, domain: Domain) -> Digest {
+    let v = serde_json::to_value(value).unwrap_or(Value::Null);
+    hash_parts(alg, domain, &[canonical(&v).as_bytes()])
+}
