@@ -6,7 +6,9 @@
 //! time anyway, so handing each call to whichever pool thread is free bought nothing but a
 //! thread hand-off (spawn, wake, park) per call and a mutex around the connection. The writer
 //! thread keeps the connection, its prepared-statement cache and its page cache hot, runs jobs
-//! strictly in the order they were sent (FIFO), and needs nothing from the async runtime:
+//! strictly in the order they were sent (FIFO: one unbounded tokio mpsc queue, which the
+//! thread drains with `blocking_recv`, parking without spinning), and needs nothing from the
+//! async runtime:
 //! a job's answer goes through a [`tokio::sync::oneshot`], which wakes the waiting task on any
 //! runtime flavour, `current_thread` included, so waiting for a job never deadlocks.
 //!
@@ -22,11 +24,10 @@
 //!   the last handle to a store is gone the database file is closed.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 
 use sst_core::StoreError;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{writer_error, WriterError};
 
@@ -36,7 +37,7 @@ type Job<S> = Box<dyn FnOnce(&mut S) + Send>;
 /// Handle to the writer thread owning a state `S` (the write connection, in this crate).
 pub(crate) struct Writer<S> {
     /// Sending side of the job queue; `None` only while dropping.
-    jobs: Option<mpsc::Sender<Job<S>>>,
+    jobs: Option<mpsc::UnboundedSender<Job<S>>>,
     /// The thread, joined on drop.
     thread: Option<JoinHandle<()>>,
 }
@@ -52,7 +53,7 @@ impl<S: 'static> Writer<S> {
         F: FnOnce() -> Result<(S, R), StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        let (jobs, queue) = mpsc::channel::<Job<S>>();
+        let (jobs, mut queue) = mpsc::unbounded_channel::<Job<S>>();
         let (ready, started) = oneshot::channel();
         let thread = thread::Builder::new()
             .name(name.to_owned())
@@ -73,8 +74,8 @@ impl<S: 'static> Writer<S> {
                         return;
                     }
                 };
-                // `recv` fails only once every sender is gone and the queue is empty.
-                while let Ok(job) = queue.recv() {
+                // `blocking_recv` ends only once every sender is gone and the queue is empty.
+                while let Some(job) = queue.blocking_recv() {
                     job(&mut state);
                 }
             })
