@@ -15,8 +15,8 @@ use sst_core::hash::{hash_parts, Domain};
 use sst_core::sign::{available_workers, verify_batch, verify_strict_many};
 use sst_core::{
     canonical, ActorId, ActorKey, Base, CommitBatch, CommitItem, ContractRef, Digest, Event,
-    EventKind, EventRecord, HashAlg, NodeId, OriginSeq, Outcome, Parties, PublicKey, Section,
-    SignatureBytes, SignedEvent, State, StateId, StateRoot, Timestamp,
+    EventKind, EventRecord, HashAlg, LogRecord, NodeId, OriginSeq, Outcome, Parties, PublicKey,
+    Section, SignatureBytes, SignedEvent, State, StateId, StateRoot, Timestamp,
 };
 
 /// Runs `f` (which handles `per_call` items) for about half a second, three times, and
@@ -234,6 +234,12 @@ fn main() {
         spread,
         full,
     );
+    let logged = rate(size as usize, || {
+        for item in &plain.items {
+            std::hint::black_box(LogRecord::Event(&item.event).digest(HashAlg::Blake3));
+        }
+    });
+    line("log-record digests (store, per commit)", logged, full);
     let sealed = plain.clone().validated().expect("valid batch");
     let memo = rate(size as usize, || assert!(sealed.validate().is_ok()));
     line("validate of a validated() batch", memo, full);
