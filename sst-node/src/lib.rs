@@ -9,8 +9,15 @@
 //! - **Sequencer**: one writer task per node receives every job (local actors' intents,
 //!   intents forwarded by other nodes, replicated changes) through one channel, assigns origin
 //!   sequence numbers to local intents, runs each through the pipeline and group-commits what
-//!   it drained in one store batch. It never waits for a peer: committed messages go to the
-//!   **outbox**, one sender task per peer, so a slow or dead peer delays only its own messages.
+//!   it drained in one store batch, planning the next group while the previous one commits
+//!   (groups still commit one at a time, in order). It never waits for a peer: committed
+//!   messages go to the **outbox**, one sender task per peer, so a slow or dead peer delays
+//!   only its own messages.
+//! - **Verification pool**: signed events that arrive from outside (client-signed submits,
+//!   forwarded intents, replicated changes and their receipts) are strictly verified on a
+//!   pool of threads sized to the machine ([`NodeConfig::verify_workers`]) before they reach
+//!   the sequencer, in arrival order; the pipeline re-checks whatever the pool did not
+//!   verify, or verified under a key the directory no longer holds.
 //! - **Inbox**: a bounded queue per node (backpressure); each delivery carries the sender
 //!   identity its [`Transport`] authenticated — a node never trusts a sender named inside a
 //!   message — and its [`ProtocolEnvelope`] goes to the protocol it names.
