@@ -8,9 +8,15 @@
 //! thread keeps the connection, its prepared-statement cache and its page cache hot, runs jobs
 //! strictly in the order they were sent (FIFO: one unbounded tokio mpsc queue, which the
 //! thread drains with `blocking_recv`, parking without spinning), and needs nothing from the
-//! async runtime:
-//! a job's answer goes through a [`tokio::sync::oneshot`], which wakes the waiting task on any
-//! runtime flavour, `current_thread` included, so waiting for a job never deadlocks.
+//! async runtime: a job's answer goes through a [`tokio::sync::oneshot`], which wakes the
+//! waiting task on any runtime flavour, `current_thread` included, so waiting for a job never
+//! deadlocks.
+//!
+//! Measured cost (release, this 2-core VM under load): the hand-off itself is ~6 us to the
+//! thread and ~20 us back (medians of 300 commits). But an fsync-bound single-item commit ran
+//! ~3.7 ms on this thread against ~1-3 ms for the very same connection and transaction run
+//! on tokio's blocking pool in the same process, so at batch size 1 the store is slower
+//! (see the commit history); at batch size 100 it is faster. The cause is not understood yet.
 //!
 //! Lifecycle:
 //! - [`Writer::spawn`] starts the thread, which builds its state (opens the connection) and
