@@ -140,6 +140,9 @@ impl Installed {
     }
 }
 
+/// What a sequencing receipt covers: event, state, outcome, business events.
+pub(crate) type ReceiptInput = (EventId, StateId, Outcome, Vec<BusinessEvent>);
+
 /// What the pipeline and the sync protocols see of a node: its id, store, actor directory,
 /// installed contracts, and outbox.
 pub struct NodeContext {
@@ -870,6 +873,47 @@ impl NodeContext {
             outcome,
             business_events,
         )
+    }
+
+    /// This node's receipts over many outcomes (as [`NodeContext::sign_receipt`]), signed in
+    /// parallel on the verification pool (a few are signed here).
+    pub(crate) async fn sign_receipts(&self, items: Vec<ReceiptInput>) -> Vec<SequencingReceipt> {
+        let workers = self.verify.workers();
+        if items.len() < 4 || workers < 2 {
+            return items.iter().map(|i| self.sign_receipt_of(i)).collect();
+        }
+        let per = items.len().div_ceil(workers);
+        let mut parts = Vec::new();
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let chunk: Vec<ReceiptInput> = items.by_ref().take(per).collect();
+            let (node, key) = (self.id.clone(), self.node_key.clone());
+            let sent = chunk.clone();
+            let signed = self.verify.run(move || {
+                sent.iter()
+                    .map(|(event, state, outcome, business)| {
+                        SequencingReceipt::sign(node.clone(), &key, event, state, outcome, business)
+                    })
+                    .collect::<Vec<_>>()
+            });
+            parts.push((chunk, signed));
+        }
+        let mut out = Vec::new();
+        for (chunk, signed) in parts {
+            match signed.await {
+                Ok(receipts) => out.extend(receipts),
+                // The pool thread failed: signed here instead (every item gets its receipt).
+                Err(_) => out.extend(chunk.iter().map(|i| self.sign_receipt_of(i))),
+            }
+        }
+        out
+    }
+
+    fn sign_receipt_of(
+        &self,
+        (event, state, outcome, business): &ReceiptInput,
+    ) -> SequencingReceipt {
+        self.sign_receipt(event, state, outcome, business)
     }
 
     /// Checks the receipt of a received record: present, signed by `sequencer` (the node that

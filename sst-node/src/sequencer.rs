@@ -152,6 +152,8 @@ struct Planned {
     item: Option<CommitItem>,
     /// Whether this node sequenced the item (then the sync protocol publishes it).
     sequenced: bool,
+    /// This node signs the item's receipt before committing it.
+    sign: bool,
     verdict: Option<Result<Verdict, NodeError>>,
     sends: Vec<(NodeId, ProtocolEnvelope)>,
     /// Forward an intent to its sequencing node and wait for the outcome coming back.
@@ -402,7 +404,8 @@ impl Writer {
         }
         let ctx = self.ctx.clone();
         let commit = tokio::spawn(async move {
-            let result = commit_items(&ctx, &plans).await;
+            let mut plans = plans;
+            let result = commit_items(&ctx, &mut plans).await;
             (plans, result)
         });
         self.inflight = Some(InFlight {
@@ -537,7 +540,7 @@ impl Writer {
 
     async fn run_single(&mut self, mut job: Job, mut plan: Planned) {
         loop {
-            match self.commit(std::slice::from_ref(&plan)).await {
+            match self.commit(std::slice::from_mut(&mut plan)).await {
                 Ok(()) => return self.finish(job, plan).await,
                 Err(CommitFailure::Logical(e)) => match self.run_refused(job, plan, &e).await {
                     Some(again) => {
@@ -682,7 +685,7 @@ impl Writer {
     /// Commits the items of `plans` in one store batch; afterwards (whatever the result) the
     /// homes of the creates planned for it are no longer pending
     /// ([`NodeContext::forget_planned_homes`]) and the cache of owned states follows.
-    async fn commit(&mut self, plans: &[Planned]) -> Result<(), CommitFailure> {
+    async fn commit(&mut self, plans: &mut [Planned]) -> Result<(), CommitFailure> {
         let result = commit_items(&self.ctx, plans).await;
         self.ctx.forget_planned_homes();
         self.note_committed(plans, result.is_ok());
@@ -1093,17 +1096,10 @@ impl Writer {
         Ok(planned)
     }
 
-    /// This node sequenced the planned item: it signs the receipt over its outcome.
+    /// This node sequenced the planned item: it signs the receipt over its outcome before
+    /// the item is committed ([`sign_receipts`], in parallel for a whole group).
     fn sign_receipt(&self, planned: &mut Planned) {
-        if let Some(item) = &mut planned.item {
-            let r = &mut item.event;
-            r.receipt = Some(self.ctx.sign_receipt(
-                &r.signed.id,
-                &r.signed.event.state_id,
-                &r.outcome,
-                &r.business_events,
-            ));
-        }
+        planned.sign = planned.item.is_some();
     }
 
     /// The commit item of a checked event that changes no state (an actor change, a
@@ -1477,10 +1473,11 @@ fn check_stateless(ctx: &NodeContext, s: SignedRef<'_>) -> Result<Registered, Re
 
 /// Commits the items of `plans` in one store batch, retrying what the store says may
 /// succeed on retry.
-async fn commit_items(ctx: &NodeContext, plans: &[Planned]) -> Result<(), CommitFailure> {
+async fn commit_items(ctx: &NodeContext, plans: &mut [Planned]) -> Result<(), CommitFailure> {
     if plans.iter().all(|p| p.item.is_none()) {
         return Ok(());
     }
+    sign_receipts(ctx, plans).await;
     let mut attempt = 0u32;
     loop {
         // One copy of the items per attempt (the plans keep theirs to publish).
@@ -1501,6 +1498,34 @@ async fn commit_items(ctx: &NodeContext, plans: &[Planned]) -> Result<(), Commit
             }
             Err(e) => return Err(CommitFailure::Fatal(e)),
         }
+    }
+}
+
+/// Signs the receipts of the items this node sequenced that have none yet, in parallel.
+async fn sign_receipts(ctx: &NodeContext, plans: &mut [Planned]) {
+    let mut todo: Vec<&mut EventRecord> = plans
+        .iter_mut()
+        .filter(|p| p.sign)
+        .filter_map(|p| p.item.as_mut().map(|i| &mut i.event))
+        .filter(|r| r.receipt.is_none())
+        .collect();
+    if todo.is_empty() {
+        return;
+    }
+    let inputs = todo
+        .iter()
+        .map(|r| {
+            (
+                r.signed.id,
+                r.signed.event.state_id.clone(),
+                r.outcome.clone(),
+                r.business_events.clone(),
+            )
+        })
+        .collect();
+    let receipts = ctx.sign_receipts(inputs).await;
+    for (r, receipt) in todo.iter_mut().zip(receipts) {
+        r.receipt = Some(receipt);
     }
 }
 

@@ -237,6 +237,11 @@ impl VerifyPool {
         }
     }
 
+    /// How many threads the pool runs.
+    pub(crate) fn workers(&self) -> usize {
+        self.workers
+    }
+
     /// Runs `f` on a pool thread; its result comes back through the receiver (which errs
     /// only when the pool stopped). When no thread can take it, `f` runs here.
     pub(crate) fn run<T: Send + 'static>(
