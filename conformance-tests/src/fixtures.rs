@@ -45,6 +45,7 @@ pub fn sequenced(
         outcome,
         receipt: Some(receipt),
         business_events: Vec::new(),
+        endorsements: Vec::new(),
     }
 }
 
@@ -303,6 +304,7 @@ pub fn contract_record(
         &[code.as_bytes()],
     );
     let descriptor = ContractDescriptor {
+        sync: None,
         contract: ContractRef::new(name, version),
         policy,
         methods: vec!["set_price".into()],

@@ -186,6 +186,7 @@ fn inspect(source: &str) -> Result<(ContractDescriptor, Loaded), LoadError> {
         )
     })?;
     let descriptor = ContractDescriptor {
+        sync: None,
         code_hash: ContractDescriptor::code_hash_of(&checked.contract, source),
         policy: checked.policy,
         methods,

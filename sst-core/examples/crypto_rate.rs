@@ -121,6 +121,7 @@ fn batch(n: u64, key: &ActorKey) -> CommitBatch {
                     },
                     receipt: None,
                     business_events: Vec::new(),
+                    endorsements: Vec::new(),
                 },
                 state: Some(state),
             }

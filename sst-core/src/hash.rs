@@ -204,6 +204,8 @@ pub enum Domain {
     Log,
     /// `sst/checkpoint/v1`: a node-signed log head.
     Checkpoint,
+    /// `sst/endorsement/v1`: what an endorsing node signs about a proposed outcome.
+    Endorsement,
 }
 
 impl Domain {
@@ -220,6 +222,7 @@ impl Domain {
             Domain::LogRecord => "sst/record/v1",
             Domain::Log => "sst/log/v1",
             Domain::Checkpoint => "sst/checkpoint/v1",
+            Domain::Endorsement => "sst/endorsement/v1",
         }
     }
 }

@@ -19,8 +19,9 @@ use crate::canonical;
 use crate::error::StoreError;
 use crate::hash::{hash_parts, Digest, Domain, EventId, HashAlg};
 use crate::model::{
-    verify_node_signature, Actor, BusinessEvent, ContractRecord, Disclosure, EventRecord, NodeId,
-    NodeRegistry, NodeSignatureError, Outcome, Refusal, SequencingReceipt, Timestamp,
+    verify_node_signature, Actor, BusinessEvent, ContractRecord, Disclosure, Endorsement,
+    EventRecord, NodeId, NodeRegistry, NodeSignatureError, Outcome, Refusal, SequencingReceipt,
+    Timestamp,
 };
 use crate::sign::{EnvelopeSignature, NodeKey, SignatureBytes};
 
@@ -129,6 +130,7 @@ impl LogRecord<'_> {
                 outcome: &r.outcome,
                 receipt: &r.receipt,
                 business_events: &r.business_events,
+                endorsements: &r.endorsements,
             }),
             LogRecord::Refusal(r) => canonical::to_vec_of(r),
             LogRecord::RefusalCleared(id) => canonical::to_vec_of(id),
@@ -153,6 +155,8 @@ struct EventBinding<'a> {
     receipt: &'a Option<SequencingReceipt>,
     #[serde(skip_serializing_if = "<[BusinessEvent]>::is_empty")]
     business_events: &'a [BusinessEvent],
+    #[serde(skip_serializing_if = "<[Endorsement]>::is_empty")]
+    endorsements: &'a [Endorsement],
 }
 
 /// The head of a log: the position and hash of its last entry (position 0 and the all-zero

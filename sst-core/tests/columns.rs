@@ -36,6 +36,7 @@ fn record(seq: u64, outcome: Outcome) -> EventRecord {
         outcome,
         receipt: None,
         business_events: Vec::new(),
+        endorsements: Vec::new(),
     }
 }
 

@@ -743,6 +743,7 @@ fn domains_keep_event_signatures_out_of_envelopes() {
 fn contract_records_verify_their_identity_and_deployer() {
     let deployer = key("acme/alice");
     let descriptor = ContractDescriptor {
+        sync: None,
         contract: ContractRef::new("real-estate-deal", 2),
         policy: deal_policy(),
         methods: vec!["accept".into(), "inspect".into()],

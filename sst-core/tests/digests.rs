@@ -73,6 +73,7 @@ fn record(
         } else {
             Vec::new()
         },
+        endorsements: Vec::new(),
     };
     if with_receipt {
         let node = NodeKey::from_seed([4; 32]);
@@ -144,6 +145,7 @@ proptest! {
             previous::value_digest(&checkpoint, head.alg(), Domain::Checkpoint)
         );
         let descriptor = ContractDescriptor {
+            sync: None,
             contract: deal_contract(),
             policy: deal_policy(),
             methods,

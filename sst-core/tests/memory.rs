@@ -84,6 +84,7 @@ fn applied(signed: SignedEvent, sections: &BTreeMap<String, Section>, state: Sta
             },
             receipt: None,
             business_events: Vec::new(),
+            endorsements: Vec::new(),
         },
         state: Some(state),
     }
@@ -166,6 +167,7 @@ fn rejected_change(id: &str, by: &Signer, seq: u64, reason: RejectReason) -> Com
             outcome: Outcome::Rejected { reason },
             receipt: None,
             business_events: Vec::new(),
+            endorsements: Vec::new(),
         },
         state: None,
     }
@@ -436,6 +438,7 @@ fn actor_change(target: &Actor, after: &Actor, by: &Signer, seq: u64) -> CommitI
             outcome: Outcome::Applied { version: 0, root },
             receipt: None,
             business_events: Vec::new(),
+            endorsements: Vec::new(),
         },
         state: None,
     }

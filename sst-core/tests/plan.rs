@@ -61,6 +61,7 @@ fn item(state: Option<(&str, u64)>, node: &str, seq: u64, tag: u64) -> CommitIte
             outcome,
             receipt: None,
             business_events: Vec::new(),
+            endorsements: Vec::new(),
         },
         state: new_state,
     }
@@ -229,6 +230,7 @@ fn lookups_name_each_key_once_in_lock_order() {
 fn contract_record(code: &str) -> ContractRecord {
     let (who, key) = actor("a", "deployer");
     let descriptor = ContractDescriptor {
+        sync: None,
         contract: deal_contract(),
         policy: ContractPolicy::default(),
         methods: vec![],

@@ -73,6 +73,7 @@ impl Built {
                 },
                 receipt: None,
                 business_events: Vec::new(),
+                endorsements: Vec::new(),
             },
             state: Some(state),
         })

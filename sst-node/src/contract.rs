@@ -187,6 +187,7 @@ pub trait Contract: Send + Sync {
     fn descriptor(&self) -> ContractDescriptor {
         let contract = self.contract();
         ContractDescriptor {
+            sync: None,
             code_hash: ContractDescriptor::code_hash_of(&contract, self.source()),
             policy: self.policy(),
             methods: self.methods(),

@@ -369,6 +369,7 @@ async fn start_repairs_a_directory_behind_the_log() -> anyhow::Result<()> {
                 outcome,
                 receipt: Some(receipt),
                 business_events: Vec::new(),
+                endorsements: Vec::new(),
             },
             state: None,
         }]))

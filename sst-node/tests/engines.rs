@@ -275,6 +275,7 @@ const BOARD_SOURCE: &str = r#"{
 fn board_descriptor() -> ContractDescriptor {
     let contract = board();
     ContractDescriptor {
+        sync: None,
         code_hash: ContractDescriptor::code_hash_of(&contract, BOARD_SOURCE),
         policy: ContractPolicy::default()
             .section("terms", SectionPolicy::new(["*"], ["seller"]))

@@ -427,6 +427,7 @@ fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
         outcome,
         receipt: receipt_from_column(&what, receipt)?,
         business_events: business_events_from_column(&what, business_events)?,
+        endorsements: Vec::new(),
     };
     let derived = DerivedEventColumns {
         id: get_str(d, "_id", &what)?,

@@ -450,6 +450,7 @@ fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
         outcome,
         receipt,
         business_events,
+        endorsements: Vec::new(),
     };
     EventColumns::check_derived(&record, &derived)?;
     Ok(record)

@@ -380,6 +380,7 @@ fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> 
         outcome,
         receipt: receipt_from_column(&what, json_at(mode, row, 7, &what)?)?,
         business_events: business_events_from_column(&what, json_at(mode, row, 8, &what)?)?,
+        endorsements: Vec::new(),
     };
     let derived = DerivedEventColumns {
         id,

@@ -753,6 +753,7 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
         outcome,
         receipt,
         business_events,
+        endorsements: Vec::new(),
     };
     EventColumns::check_derived(&record, &derived)?;
     Ok(record)

@@ -885,6 +885,7 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
             outcome,
             receipt: receipt_from_column(&what, receipt)?,
             business_events: business_events_from_column(&what, business_events)?,
+            endorsements: Vec::new(),
         };
         let integer = |column: &str, v: Result<i64, String>| {
             v.map_err(|found| {

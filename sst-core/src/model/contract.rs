@@ -76,6 +76,10 @@ pub struct ContractDescriptor {
     /// Execution budgets (engines that enforce them; absent for native contracts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ContractLimits>,
+    /// The sync protocol its states use; absent means the home-node protocol (so the
+    /// identities of contracts that do not choose stay as they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<super::SyncSpec>,
 }
 
 impl ContractDescriptor {
@@ -91,6 +95,18 @@ impl ContractDescriptor {
                 source.as_bytes(),
             ],
         )
+    }
+
+    /// The sync protocol's name: `home` unless the descriptor chooses another.
+    pub fn protocol(&self) -> &'static str {
+        self.sync.as_ref().map_or("home", super::SyncSpec::protocol)
+    }
+
+    /// The endorsement policy, when the descriptor chooses the `endorsed` protocol.
+    pub fn endorsement_policy(&self) -> Option<&super::EndorsementPolicy> {
+        self.sync
+            .as_ref()
+            .and_then(super::SyncSpec::endorsement_policy)
     }
 
     /// The engine id (`native` when none is named).

@@ -276,6 +276,18 @@ pub enum RejectReason {
         /// What differs (section or business event, and both results).
         detail: String,
     },
+    /// The `endorsed` protocol's policy was not met: these participant nodes refused.
+    NotEndorsed {
+        /// Each refusing node and its reason.
+        refusals: Vec<super::EndorserRefusal>,
+    },
+    /// The `endorsed` protocol's policy was not met in time: these nodes did not answer.
+    EndorsementTimeout {
+        /// Nodes asked that did not answer.
+        missing: Vec<NodeId>,
+        /// The timeout (milliseconds).
+        timeout_ms: u64,
+    },
     /// The payload is malformed or not portable JSON.
     InvalidPayload {
         /// JSON path.
@@ -306,6 +318,8 @@ impl RejectReason {
             RejectReason::InvalidPayload { .. } => "invalid_payload",
             RejectReason::BadReceipt { .. } => "bad_receipt",
             RejectReason::ExecutionMismatch { .. } => "execution_mismatch",
+            RejectReason::NotEndorsed { .. } => "not_endorsed",
+            RejectReason::EndorsementTimeout { .. } => "endorsement_timeout",
         }
     }
 }
@@ -379,6 +393,11 @@ pub struct EventRecord {
     /// outcome they belong to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub business_events: Vec<BusinessEvent>,
+    /// Endorsements of participant nodes (events of contracts on the `endorsed` protocol;
+    /// empty for every other). Bound by the log record; `verify` checks them against the
+    /// policy of the contract version in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endorsements: Vec<super::Endorsement>,
 }
 
 /// A named business event a contract method emitted beside its section changes (e.g.

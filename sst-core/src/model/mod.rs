@@ -3,6 +3,7 @@
 
 mod actor;
 mod contract;
+mod endorsement;
 mod event;
 mod ids;
 mod node;
@@ -11,6 +12,10 @@ mod state;
 
 pub use actor::{Actor, ActorStatus};
 pub use contract::{ContractDescriptor, ContractLimits, ContractRecord, EngineRef};
+pub use endorsement::{
+    participant_nodes, Endorsement, EndorsementPolicy, EndorserRefusal, PolicyError,
+    PolicyProgress, SyncSpec, DEFAULT_ENDORSEMENT_TIMEOUT_MS,
+};
 pub use event::{
     Base, BusinessEvent, Event, EventKind, EventRecord, Outcome, OutcomeKind, Refusal,
     RejectReason, SignedEvent,
