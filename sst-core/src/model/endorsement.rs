@@ -349,6 +349,56 @@ impl Endorsement {
     }
 }
 
+/// Why the endorsements of an applied event do not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndorsementError {
+    /// An endorsement's signature does not verify (forged, or over another outcome).
+    #[error("endorsement by `{node}` does not verify: {source}")]
+    BadSignature {
+        /// The node named in the endorsement.
+        node: NodeId,
+        /// Why.
+        source: NodeSignatureError,
+    },
+    /// The endorsements do not meet the policy.
+    #[error("endorsement policy not met: {0}")]
+    Policy(#[from] PolicyError),
+    /// The record is not an applied state change, so it cannot carry endorsements.
+    #[error("only applied state changes carry endorsements")]
+    NotApplied,
+}
+
+/// Checks the endorsements of `record` (an applied event of a contract on the `endorsed`
+/// protocol) under `policy`: each strictly verifies under its node's key in `registry` over
+/// the record's event id, state, new version and new root, and together they meet the policy
+/// for a state with these `participants` (those of the version the event was based on, or of
+/// the created state). The one rule home nodes, replicas and `verify` share.
+///
+/// # Errors
+/// [`EndorsementError`] naming the first endorsement or policy rule that fails.
+pub fn check_endorsements(
+    policy: &EndorsementPolicy,
+    participants: &BTreeMap<NodeId, BTreeSet<Role>>,
+    registry: &NodeRegistry,
+    record: &super::EventRecord,
+) -> Result<(), EndorsementError> {
+    let super::Outcome::Applied { version, root } = &record.outcome else {
+        return Err(EndorsementError::NotApplied);
+    };
+    let digest = Endorsement::digest(&record.id(), &record.event().state_id, *version, root);
+    for e in &record.endorsements {
+        verify_node_signature(registry, &e.node, &digest, &e.signature).map_err(|source| {
+            EndorsementError::BadSignature {
+                node: e.node.clone(),
+                source,
+            }
+        })?;
+    }
+    policy.check(participants, record.endorsements.iter().map(|e| &e.node))?;
+    Ok(())
+}
+
 /// Why an endorser refused a proposal, as the home node records it in a `not_endorsed`
 /// rejection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,8 +13,8 @@ mod state;
 pub use actor::{Actor, ActorStatus};
 pub use contract::{ContractDescriptor, ContractLimits, ContractRecord, EngineRef};
 pub use endorsement::{
-    participant_nodes, Endorsement, EndorsementPolicy, EndorserRefusal, PolicyError,
-    PolicyProgress, SyncSpec, DEFAULT_ENDORSEMENT_TIMEOUT_MS,
+    check_endorsements, participant_nodes, Endorsement, EndorsementError, EndorsementPolicy,
+    EndorserRefusal, PolicyError, PolicyProgress, SyncSpec, DEFAULT_ENDORSEMENT_TIMEOUT_MS,
 };
 pub use event::{
     Base, BusinessEvent, Event, EventKind, EventRecord, Outcome, OutcomeKind, Refusal,
