@@ -160,3 +160,34 @@ fn outcome_columns_that_do_not_fit_are_malformed() {
         }
     }
 }
+
+#[test]
+fn endorsements_column_is_null_without_endorsements_and_round_trips_with_them() {
+    use sst_core::raw::columns::endorsements_from_column;
+    use sst_core::{Endorsement, NodeId, NodeKey};
+
+    let root = StateRoot(Digest::from_parts(HashAlg::Blake3, [3; 32]));
+    let mut rec = record(2, Outcome::Applied { version: 1, root });
+    let plain = EventColumns::from_record("items[0]", &rec).expect("columns");
+    assert_eq!(plain.endorsements, None);
+    for (name, seed) in [("bank", 0x0b), ("acme", 0x0a)] {
+        rec.endorsements.push(Endorsement::sign(
+            NodeId::from(name),
+            &NodeKey::from_seed([seed; 32]),
+            &rec.id(),
+            &rec.event().state_id,
+            1,
+            &root,
+        ));
+    }
+    let c = EventColumns::from_record("items[0]", &rec).expect("columns");
+    let column = c.endorsements.expect("an endorsements column");
+    assert_eq!(
+        column,
+        serde_json::to_value(&rec.endorsements).expect("json")
+    );
+    assert_eq!(
+        endorsements_from_column("event e", Some(column)).expect("read back"),
+        rec.endorsements
+    );
+}

@@ -4,10 +4,11 @@
 //! counterpart of [`State::to_parts`](crate::State::to_parts)). Each adapter turns these plain
 //! Rust values into its engine's binds and keeps its own engine-specific checks.
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{BusinessEvent, EventRecord, Outcome, SequencingReceipt, StoreError};
+use crate::{BusinessEvent, Endorsement, EventRecord, Outcome, SequencingReceipt, StoreError};
 
 /// A `u64` that must fit a signed 64-bit database integer; [`StoreError::InvalidInput`] at
 /// `path` when it does not.
@@ -73,6 +74,9 @@ pub struct EventColumns {
     /// The business events the contract method emitted, as a JSON array (absent when the
     /// record has none, so the nullable column stays `NULL` for most events).
     pub business_events: Option<Value>,
+    /// The participant nodes' endorsements, as a JSON array (absent when the record has none:
+    /// every event of a contract on the `home` protocol, so the nullable column stays `NULL`).
+    pub endorsements: Option<Value>,
 }
 
 /// The event-row columns that repeat what the signed event already says, as an adapter read
@@ -105,7 +109,8 @@ impl EventColumns {
     /// The columns of `rec`. Errors name their path below `at` (e.g. `items[0]`, or `""` for
     /// paths relative to the record): `{at}.event.origin_seq` and `{at}.outcome.version`
     /// beyond `i64::MAX`, and values that cannot be serialised (`{at}.outcome.reason`,
-    /// `{at}.event`, `{at}.disclosures`, `{at}.receipt`, `{at}.business_events`).
+    /// `{at}.event`, `{at}.disclosures`, `{at}.receipt`, `{at}.business_events`,
+    /// `{at}.endorsements`).
     ///
     /// # Errors
     /// [`StoreError::InvalidInput`] as above; nothing has been written.
@@ -157,6 +162,11 @@ impl EventColumns {
                 None
             } else {
                 Some(json_value(&path("business_events"), &rec.business_events)?)
+            },
+            endorsements: if rec.endorsements.is_empty() {
+                None
+            } else {
+                Some(json_value(&path("endorsements"), &rec.endorsements)?)
             },
         })
     }
@@ -254,12 +264,36 @@ pub fn business_events_from_column(
     what: &str,
     business_events: Option<Value>,
 ) -> Result<Vec<BusinessEvent>, StoreError> {
-    business_events
+    list_from_column(what, "business_events", business_events)
+}
+
+/// The endorsements read back from the event table's `endorsements` column: `NULL` (or JSON
+/// `null`) is none. Whether they hold (signatures, policy) is not checked here: `verify` and
+/// the sync protocols decide that with [`check_endorsements`](crate::check_endorsements).
+///
+/// # Errors
+/// [`StoreError::Integrity`] (malformed) when the column holds something else than a list of
+/// endorsements (another shape, an unknown field, a signature that is not 64 hex bytes).
+pub fn endorsements_from_column(
+    what: &str,
+    endorsements: Option<Value>,
+) -> Result<Vec<Endorsement>, StoreError> {
+    list_from_column(what, "endorsements", endorsements)
+}
+
+/// A nullable JSON-array column of event `what`: `NULL` or JSON `null` is the empty list; any
+/// other value must deserialise as the list, or it is malformed naming `column`.
+fn list_from_column<T: DeserializeOwned>(
+    what: &str,
+    column: &str,
+    value: Option<Value>,
+) -> Result<Vec<T>, StoreError> {
+    value
         .filter(|v| !v.is_null())
         .map(serde_json::from_value)
         .transpose()
         .map(Option::unwrap_or_default)
-        .map_err(|e| StoreError::malformed(what, format!("business_events: {e}")))
+        .map_err(|e| StoreError::malformed(what, format!("{column}: {e}")))
 }
 
 /// The [`Outcome`] of event `what` read back from its `outcome`, `new_version`, `new_root`
@@ -344,6 +378,38 @@ mod tests {
             matches!(&err, Err(StoreError::Integrity { what, .. }) if what == "event x"),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn endorsements_column_reads_null_as_none_and_refuses_other_shapes() {
+        assert_eq!(endorsements_from_column("e", None).ok(), Some(vec![]));
+        assert_eq!(
+            endorsements_from_column("e", Some(Value::Null)).ok(),
+            Some(vec![])
+        );
+        let signature = "ab".repeat(64);
+        let listed = serde_json::json!([{"node": "bank", "signature": signature}]);
+        let read = endorsements_from_column("e", Some(listed)).ok();
+        assert_eq!(
+            read,
+            Some(vec![Endorsement {
+                node: crate::NodeId::from("bank"),
+                signature: crate::SignatureBytes([0xab; 64]),
+            }])
+        );
+        for bad in [
+            serde_json::json!({"node": "bank"}),
+            serde_json::json!([{"node": "bank", "signature": "abcd"}]),
+            serde_json::json!([{"node": "bank", "signature": signature, "extra": 1}]),
+        ] {
+            match endorsements_from_column("event x", Some(bad.clone())) {
+                Err(StoreError::Integrity { what, source }) => {
+                    assert_eq!(what, "event x", "{bad}");
+                    assert!(source.to_string().contains("endorsements"), "{source}");
+                }
+                other => panic!("{bad} read as {other:?}"),
+            }
+        }
     }
 
     #[test]
