@@ -78,8 +78,10 @@ impl ContractEngine for JsEngine {
 
 /// The descriptor of a contract module: its manifest (`export const contract`), its methods
 /// (the exported functions other than `onCreate`, `onChange` and `migrate`, sorted), the code
-/// hash of the source, engine [`JsEngine::engine_ref`], and its limits (the manifest's, each
-/// defaulting to [`DEFAULT_LIMITS`]).
+/// hash of the source, engine [`JsEngine::engine_ref`], its limits (the manifest's, each
+/// defaulting to [`DEFAULT_LIMITS`]) and its sync protocol (`contract.sync`: absent or
+/// `{ protocol: "home" }` for the home-node protocol, `{ protocol: "endorsed", policy,
+/// timeout_ms }` for [`SyncSpec::Endorsed`](sst_core::SyncSpec)).
 ///
 /// The module is compiled and evaluated in the sandbox, twice: once under the default limits
 /// to read the manifest, once under its own limits (so that limits too small to even load
@@ -88,7 +90,9 @@ impl ContractEngine for JsEngine {
 /// # Errors
 /// [`LoadError`] naming what is wrong: a syntax error, platform-dependent maths
 /// (`Math.sin`, `**`, …), a missing or malformed manifest, a hook that is not a function,
-/// an `import`, limits out of range, or a module that throws or runs out of a budget while evaluating.
+/// an `import`, limits out of range, a refused sync choice (its reason is a
+/// [`SyncChoiceError`](crate::SyncChoiceError): unknown protocol or policy kind, `k` = 0, no
+/// roles, timeout out of range), or a module that throws or runs out of a budget while evaluating.
 pub fn descriptor_of(source: &str) -> Result<ContractDescriptor, LoadError> {
     inspect(source).map(|(descriptor, _)| descriptor)
 }
@@ -186,7 +190,7 @@ fn inspect(source: &str) -> Result<(ContractDescriptor, Loaded), LoadError> {
         )
     })?;
     let descriptor = ContractDescriptor {
-        sync: None,
+        sync: checked.sync,
         code_hash: ContractDescriptor::code_hash_of(&checked.contract, source),
         policy: checked.policy,
         methods,
@@ -258,6 +262,11 @@ fn differences(given: &ContractDescriptor, computed: &ContractDescriptor) -> Vec
             "limits",
             format!("{:?}", given.limits),
             format!("{:?}", computed.limits),
+        ),
+        (
+            "sync",
+            format!("{:?}", given.sync),
+            format!("{:?}", computed.sync),
         ),
     ];
     fields

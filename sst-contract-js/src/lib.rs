@@ -7,7 +7,9 @@
 //! ```js
 //! export const contract = { name: "real-estate-deal", version: 1,
 //!   sections: { common: { read: ["*"], write: ["buyer", "seller"] } },
-//!   supersedes: [], limits: { ticks: 2000, memory_bytes: 67108864, stack_bytes: 262144 } };
+//!   supersedes: [], limits: { ticks: 2000, memory_bytes: 67108864, stack_bytes: 262144 },
+//!   // optional, home when absent; or { kind: "all" } / { kind: "k_of_n", k: 2 }:
+//!   sync: { protocol: "endorsed", policy: { kind: "roles", roles: ["seller"] }, timeout_ms: 5000 } };
 //! export function onCreate(sections, parties, ctx) {}   // optional; throw to refuse
 //! export function onChange(current, changes, ctx) {}    // optional; throw to refuse
 //! export function set_price(sections, args, ctx) {      // a method
@@ -64,7 +66,8 @@ mod sandbox;
 pub use contract::{seed_of, JsContract};
 pub use engine::{descriptor_of, JsEngine, ENGINE_ID, QUICKJS_NG_VERSION};
 pub use manifest::{
-    DEFAULT_LIMITS, MAX_MEMORY_BYTES, MAX_STACK_BYTES, MAX_TICKS, MIN_MEMORY_BYTES, MIN_STACK_BYTES,
+    SyncChoiceError, DEFAULT_LIMITS, MAX_ENDORSEMENT_TIMEOUT_MS, MAX_MEMORY_BYTES, MAX_STACK_BYTES,
+    MAX_TICKS, MIN_ENDORSEMENT_TIMEOUT_MS, MIN_MEMORY_BYTES, MIN_STACK_BYTES,
 };
 
 /// The example contracts shipped with SST, as deployable sources (`contracts/*.js`).
@@ -76,4 +79,8 @@ pub mod sources {
     pub const REAL_ESTATE_V2: &str = include_str!("../contracts/real-estate-v2.js");
     /// The request for quotes (`contracts/rfq.js`).
     pub const RFQ: &str = include_str!("../contracts/rfq.js");
+    /// A payment settlement between a payer and a payee through their banks, on the
+    /// `endorsed` protocol: a change applies only once both banks' nodes endorsed it
+    /// (`contracts/settlement.js`).
+    pub const SETTLEMENT: &str = include_str!("../contracts/settlement.js");
 }
