@@ -293,6 +293,18 @@ pub struct StatusBody {
     pub nodes: Vec<NodeSyncBody>,
     /// The answering node's witness alarms.
     pub witness_alarms: Vec<AlarmBody>,
+    /// The sync protocol of the state's contract version (`home`, `endorsed`), from its
+    /// deployed descriptor; absent when the answering node holds no copy of the state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+}
+
+impl StatusBody {
+    /// The status naming the state's sync protocol.
+    pub fn with_protocol(mut self, protocol: Option<&str>) -> Self {
+        self.protocol = protocol.map(str::to_owned);
+        self
+    }
 }
 
 impl From<&NodeSync> for NodeSyncBody {
@@ -328,6 +340,7 @@ impl From<&SyncStatus> for StatusBody {
             version: s.version,
             nodes: s.nodes.iter().map(NodeSyncBody::from).collect(),
             witness_alarms: s.witness_alarms.iter().map(AlarmBody::from).collect(),
+            protocol: None,
         }
     }
 }

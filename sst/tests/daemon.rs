@@ -325,6 +325,8 @@ async fn a_node_daemon_serves_client_signed_intents_and_restarts_from_its_store(
         status.home.as_str() == "acme" && status.version == 3,
         "{out}"
     );
+    // The deal's contract chooses no protocol: the home-node protocol.
+    ensure!(status.protocol.as_deref() == Some("home"), "{out}");
 
     // The event stream through the CLI: the three applied events and the rejection.
     let out = cli.run("events", &[])?;

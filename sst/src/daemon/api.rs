@@ -480,12 +480,25 @@ async fn status(
 ) -> ApiResult<Json<StatusBody>> {
     let id = StateId::from(id.as_str());
     match ctx.node.sync_status(&id).await? {
-        Some(s) => Ok(Json(StatusBody::from(&s))),
+        Some(s) => Ok(Json(
+            StatusBody::from(&s).with_protocol(protocol_of(&ctx.node, &id).await?),
+        )),
         None => Err(ApiError::new(
             ErrorCode::NotFound,
             format!("node {} neither holds nor refused state {id}", ctx.me()),
         )),
     }
+}
+
+/// The sync protocol (`home`, `endorsed`) of the contract version the node holds state `id`
+/// at, from that version's deployed descriptor; `None` when the node holds no copy (it only
+/// refused one) or not the contract.
+async fn protocol_of(node: &Node, id: &StateId) -> Result<Option<&'static str>, NodeError> {
+    let Some(state) = node.store().state(id).await? else {
+        return Ok(None);
+    };
+    let record = node.store().contract(&state.contract).await?;
+    Ok(record.map(|r| r.descriptor.protocol()))
 }
 
 /// The form of the event stream's lines.
