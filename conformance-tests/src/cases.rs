@@ -25,6 +25,11 @@ use crate::fixtures::{
 };
 use crate::{Backend, BackendFactory};
 
+pub use crate::endorsement_cases::{
+    added_endorsement_is_reported, edited_endorsement_signature_is_reported,
+    endorsements_round_trip_exactly, event_table_without_endorsements_gains_them_on_migrate,
+    malformed_endorsements_column_is_an_integrity_error, removed_endorsement_is_reported,
+};
 pub use crate::log_cases::{
     added_business_event_is_reported, anchors, checkpoints_are_kept_per_node_and_position,
     concurrent_writers_never_fork_the_log, deleted_event_row_leaves_its_entry_unbound,

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use sst_core::{
     Actor, ActorKey, ActorStatus, Base, BusinessEvent, CommitItem, ContractDescriptor,
-    ContractPolicy, ContractRecord, ContractRef, Digest, Event, EventKind, EventRecord, HashAlg,
-    NodeId, NodeKey, NodeRegistry, OriginSeq, Outcome, Parties, RejectReason, Section,
-    SectionPolicy, SequencingReceipt, SignedEvent, State, StateId, StateRoot, Timestamp,
+    ContractPolicy, ContractRecord, ContractRef, Digest, Endorsement, Event, EventKind,
+    EventRecord, HashAlg, NodeId, NodeKey, NodeRegistry, OriginSeq, Outcome, Parties, RejectReason,
+    Section, SectionPolicy, SequencingReceipt, SignedEvent, State, StateId, StateRoot, Timestamp,
 };
 
 /// The node that sequences every fixture event (signs its receipt).
@@ -64,6 +64,41 @@ pub fn emitting(mut item: CommitItem, events: Vec<BusinessEvent>) -> CommitItem 
     ));
     rec.business_events = events;
     item
+}
+
+/// Participant nodes of [`deal_parties`] that endorse in the endorsement cases: the buyer's
+/// (`bank`) and the inspector's (`insp`), with deterministic node keys.
+pub fn endorsers() -> Vec<(NodeId, NodeKey)> {
+    vec![
+        (NodeId::from("bank"), NodeKey::from_seed([0xb0; 32])),
+        (NodeId::from("insp"), NodeKey::from_seed([0x15; 32])),
+    ]
+}
+
+/// `item` (an applied state event) endorsed by `nodes`: each signs the item's event id, state,
+/// new version and new root, as the participant nodes of an `endorsed` contract do.
+///
+/// # Errors
+/// When `item` is not applied (a fixture misuse).
+pub fn endorsed(mut item: CommitItem, nodes: &[(NodeId, NodeKey)]) -> anyhow::Result<CommitItem> {
+    let rec = &mut item.event;
+    let Outcome::Applied { version, root } = rec.outcome else {
+        anyhow::bail!("only an applied event is endorsed, not {}", rec.id());
+    };
+    rec.endorsements = nodes
+        .iter()
+        .map(|(node, key)| {
+            Endorsement::sign(
+                node.clone(),
+                key,
+                &rec.signed.id,
+                &rec.signed.event.state_id,
+                version,
+                &root,
+            )
+        })
+        .collect();
+    Ok(item)
 }
 
 /// A deterministic test actor `node/name` with its key.

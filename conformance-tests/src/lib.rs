@@ -19,9 +19,11 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod cases;
+mod endorsement_cases;
 pub mod fixtures;
 mod log_cases;
 mod notify_cases;
+mod setups;
 
 use std::sync::Arc;
 
@@ -102,7 +104,8 @@ pub enum Mutation {
         root: StateRoot,
     },
     /// `UPDATE` one column of an event row to `value` (a JSON string or integer for plain
-    /// columns, a JSON document or `null` for `receipt` and `business_events`).
+    /// columns, a JSON document or `null` for `receipt`, `business_events` and
+    /// `endorsements`).
     SetEventColumn {
         /// The event.
         event: EventId,
@@ -111,6 +114,11 @@ pub enum Mutation {
         /// Its new value.
         value: Value,
     },
+    /// `ALTER TABLE … DROP COLUMN` on the event table (every row loses the column; a document
+    /// store unsets the field in every event document): the layout of a release before that
+    /// column, which the next `migrate` must upgrade. `Ok(false)` from a store without a
+    /// table layout (the in-memory reference).
+    DropEventColumn(EventColumn),
     /// `DELETE` the log entry at this position (the record it binds untouched).
     DeleteLogEntry(u64),
     /// `INSERT` a copy of log entry `from` (same kind, subject, hashes) at position `to`.
@@ -176,6 +184,8 @@ pub enum EventColumn {
     Receipt,
     /// `business_events` (JSON array or null).
     BusinessEvents,
+    /// `endorsements` (JSON array or null).
+    Endorsements,
 }
 
 impl EventColumn {
@@ -189,6 +199,7 @@ impl EventColumn {
             EventColumn::NewRoot => "new_root",
             EventColumn::Receipt => "receipt",
             EventColumn::BusinessEvents => "business_events",
+            EventColumn::Endorsements => "endorsements",
         }
     }
 }
@@ -311,6 +322,12 @@ macro_rules! suite {
             edited_business_event_payload_is_reported,
             sink_cursors_move_forward_per_sink,
             pruning_keeps_the_latest_checkpoints,
+            endorsements_round_trip_exactly,
+            edited_endorsement_signature_is_reported,
+            removed_endorsement_is_reported,
+            added_endorsement_is_reported,
+            malformed_endorsements_column_is_an_integrity_error,
+            event_table_without_endorsements_gains_them_on_migrate,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -4,14 +4,12 @@
 use anyhow::{bail, ensure, Context};
 use serde_json::{json, Value};
 use sst_core::{
-    BusinessEvent, Checkpoint, CommitBatch, EventFilter, EventRecord, NodeId, NodeKey, PeerTable,
-    Rule, StoreError, Timestamp,
+    BusinessEvent, Checkpoint, NodeId, NodeKey, PeerTable, Rule, StoreError, Timestamp,
 };
 
-use crate::fixtures::{
-    actor, change, create, deal_parties, deal_values, emitting, sequencer, state_id, values,
-};
+use crate::fixtures::{actor, emitting, sequencer};
 use crate::log_cases::{expect_finding, verify};
+use crate::setups::{created_then_changed, reads_back_exactly, CreatedThenChanged};
 use crate::{Backend, BackendFactory, EventColumn, Mutation};
 
 /// Business events of every JSON shape the portable profile allows.
@@ -34,46 +32,9 @@ fn business_events() -> Vec<BusinessEvent> {
     ]
 }
 
-/// What [`business_setup`] committed.
-struct BusinessSetup {
-    /// The create (no business events).
-    plain: EventRecord,
-    /// The change that emitted [`business_events`].
-    emitting: EventRecord,
-}
-
-/// A state created, then changed by an event that emitted business events.
-async fn business_setup(b: &Backend) -> anyhow::Result<BusinessSetup> {
-    let (alice, ka) = actor("acme", "alice");
-    b.store.put_actor(&alice).await?;
-    let id = state_id("business");
-    let c = create(
-        &id,
-        deal_parties(),
-        deal_values(250_000, 3.2),
-        (&alice, &ka),
-        1,
-    );
-    let v1 = c.state.clone().context("fixture create carries no state")?;
-    let x = emitting(
-        change(
-            &v1,
-            values([("price", json!({"amount": 250_000, "agreed": true}))]),
-            (&alice, &ka),
-            2,
-        ),
-        business_events(),
-    );
-    let setup = BusinessSetup {
-        plain: c.event.clone(),
-        emitting: x.event.clone(),
-    };
-    b.store.commit(CommitBatch::new(vec![c, x])).await?;
-    Ok(setup)
-}
-
-fn names(events: &[BusinessEvent]) -> Vec<&str> {
-    events.iter().map(|e| e.name.as_str()).collect()
+/// A state created, then changed by an event that emitted [`business_events`].
+async fn business_setup(b: &Backend) -> anyhow::Result<CreatedThenChanged> {
+    created_then_changed(b, "business", |x| Ok(emitting(x, business_events()))).await
 }
 
 /// Business events round-trip exactly through commit and every read (`event`, `events`, the
@@ -82,52 +43,11 @@ fn names(events: &[BusinessEvent]) -> Vec<&str> {
 pub async fn business_events_round_trip_and_verify(f: &impl BackendFactory) -> anyhow::Result<()> {
     let b = f.open().await?;
     let s = business_setup(&b).await?;
-    let read = b
-        .store
-        .event(&s.emitting.id())
-        .await?
-        .context("emitting event not found")?;
     ensure!(
-        read.business_events == s.emitting.business_events,
-        "event() read back business events {:?}, wrote {:?}",
-        read.business_events,
-        s.emitting.business_events
+        !s.changed.business_events.is_empty() && s.plain.business_events.is_empty(),
+        "fixture: only the change emits business events"
     );
-    ensure!(read == s.emitting, "event() read back another record");
-    let plain = b
-        .store
-        .event(&s.plain.id())
-        .await?
-        .context("plain event not found")?;
-    ensure!(
-        plain.business_events.is_empty() && plain == s.plain,
-        "an event without business events read back {:?}",
-        names(&plain.business_events)
-    );
-    let listed = b
-        .store
-        .events(&EventFilter {
-            state_id: Some(s.emitting.event().state_id.clone()),
-            ..EventFilter::default()
-        })
-        .await?;
-    ensure!(
-        listed == vec![s.plain.clone(), s.emitting.clone()],
-        "events() read back {:?}",
-        listed
-            .iter()
-            .map(|r| names(&r.business_events))
-            .collect::<Vec<_>>()
-    );
-    let log = b.store.log(0, None).await?;
-    let entry = log
-        .iter()
-        .find(|e| e.subject == s.emitting.id().to_string())
-        .context("no log entry for the emitting event")?;
-    ensure!(
-        entry.record == sst_core::LogRecord::Event(&read).digest(entry.record.alg()),
-        "the log entry does not bind the record read back"
-    );
+    reads_back_exactly(&b, &s, "business events").await?;
     let report = verify(&b).await?;
     ensure!(
         report.is_clean(),
@@ -149,7 +69,7 @@ pub async fn edited_business_event_payload_is_reported(
     let done = b
         .raw
         .mutate(&Mutation::SetEventColumn {
-            event: s.emitting.id(),
+            event: s.changed.id(),
             column: EventColumn::BusinessEvents,
             value: serde_json::to_value(&forged)?,
         })

@@ -40,16 +40,20 @@ fn set_column(r: &mut EventRecord, column: EventColumn, value: &Value) -> anyhow
             Outcome::Rejected { .. } => anyhow::bail!("a rejected event has no root"),
         },
         EventColumn::Receipt => r.receipt = serde_json::from_value(value.clone())?,
-        EventColumn::BusinessEvents => {
-            r.business_events = if value.is_null() {
-                Vec::new()
-            } else {
-                serde_json::from_value(value.clone())?
-            }
-        }
+        EventColumn::BusinessEvents => r.business_events = list(value)?,
+        EventColumn::Endorsements => r.endorsements = list(value)?,
         other => anyhow::bail!("column {other:?} not known to the memory raw access"),
     }
     Ok(())
+}
+
+/// A nullable list column's value as the list it holds (`null` is none).
+fn list<T: serde::de::DeserializeOwned>(value: &Value) -> anyhow::Result<Vec<T>> {
+    Ok(if value.is_null() {
+        Vec::new()
+    } else {
+        serde_json::from_value(value.clone())?
+    })
 }
 
 /// Raw access to a `MemoryStore` through its `tamper` hook: the stored versions are rebuilt
@@ -152,6 +156,16 @@ impl RawAccess for MemoryRaw {
                     }
                 })?;
             }
+            Mutation::SetEventColumn {
+                column: EventColumn::Endorsements,
+                value,
+                ..
+            } if list::<sst_core::Endorsement>(value).is_err() => {
+                // The memory store keeps typed records: a malformed column cannot exist here.
+                return Ok(false);
+            }
+            // No table layout to take back to an older release.
+            Mutation::DropEventColumn(_) => return Ok(false),
             Mutation::SetEventColumn {
                 event,
                 column,

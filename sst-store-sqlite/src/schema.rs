@@ -6,16 +6,22 @@ use crate::config::TableNames;
 pub(crate) const STATE_COLUMNS: &str = "id, contract_name, contract_version, version, parties, \
      seals, data, root, prev_root, last_event, updated_at";
 
-/// Columns of the event table that rebuild an [`sst_core::EventRecord`] (the first eight)
+/// Columns of the event table that rebuild an [`sst_core::EventRecord`] (the first nine)
 /// followed by the columns derived from the signed event, which a read checks against it.
 pub(crate) const EVENT_COLUMNS: &str = "event, disclosures, outcome, new_version, new_root, \
-     reason_detail, receipt, business_events, id, state_id, kind, contract_name, \
+     reason_detail, receipt, business_events, endorsements, id, state_id, kind, contract_name, \
      contract_version, actor, origin_node, origin_seq, reason";
 
 /// The event table's business-events column (nullable JSON), as created with the table and as
 /// `migrate` adds it to an event table of an older layout.
 pub(crate) const BUSINESS_EVENTS_COLUMN: &str =
     "business_events TEXT CHECK (business_events IS NULL OR json_valid(business_events))";
+
+/// The event table's endorsements column (nullable JSON array; `NULL` for every event of a
+/// contract on the `home` protocol), as created with the table and as `migrate` adds it to an
+/// event table of an older layout.
+pub(crate) const ENDORSEMENTS_COLUMN: &str =
+    "endorsements TEXT CHECK (endorsements IS NULL OR json_valid(endorsements))";
 
 /// Columns of the log table, in the order [`sst_core::LogEntry::from_columns`] takes them.
 pub(crate) const LOG_COLUMNS: &str = "pos, kind, subject, record, prev, hash";
@@ -68,6 +74,7 @@ CREATE TABLE IF NOT EXISTS "{event}" (
     disclosures      TEXT    NOT NULL CHECK (json_valid(disclosures)),
     receipt          TEXT    CHECK (receipt IS NULL OR json_valid(receipt)),
     {business_events},
+    {endorsements},
     UNIQUE (origin_node, origin_seq)
 );
 CREATE INDEX IF NOT EXISTS "{event}_state_pos" ON "{event}" (state_id, pos);
@@ -126,6 +133,7 @@ CREATE TABLE IF NOT EXISTS "{sink_cursor}" (
         checkpoint = t.checkpoint,
         sink_cursor = t.sink_cursor,
         business_events = BUSINESS_EVENTS_COLUMN,
+        endorsements = ENDORSEMENTS_COLUMN,
     ));
     sql
 }
@@ -198,13 +206,14 @@ pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str
 /// Columns later releases added to a peer table: an existing table without them is of an
 /// older layout, and `migrate` adds them (see [`sst_core::raw::columns_to_add`]).
 pub(crate) fn added_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 1] {
-    [(&t.event, &["business_events"])]
+    [(&t.event, &["business_events", "endorsements"])]
 }
 
 /// The `ALTER TABLE` that adds `column` (one of [`added_columns`]) to `table`.
 pub(crate) fn add_column(table: &str, column: &str) -> Option<String> {
     let definition = match column {
         "business_events" => BUSINESS_EVENTS_COLUMN,
+        "endorsements" => ENDORSEMENTS_COLUMN,
         _ => return None,
     };
     Some(format!(r#"ALTER TABLE "{table}" ADD COLUMN {definition}"#))

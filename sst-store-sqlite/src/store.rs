@@ -10,8 +10,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, Transactio
 use serde_json::Value;
 use sst_core::model::{SectionSeal, StateParts};
 use sst_core::raw::columns::{
-    business_events_from_column, json_text, outcome_from_columns, receipt_from_column, to_i64,
-    DerivedEventColumns,
+    business_events_from_column, endorsements_from_column, json_text, outcome_from_columns,
+    receipt_from_column, to_i64, DerivedEventColumns,
 };
 use sst_core::raw::{
     check_peer_layout, columns_to_add, CommitPlan, ContractPut, EventColumns, Lookups, NameCase,
@@ -46,25 +46,32 @@ where
 }
 
 /// The columns event reads select: [`EVENT_COLUMNS`], except on a read-only store over an
-/// event table of the layout before business events, which `migrate` would upgrade but a
-/// read-only store must leave as it is: there the column reads as `NULL` (no business events).
+/// event table of a layout before some of the [`added_columns`], which `migrate` would add
+/// but a read-only store must leave as it is: there each missing column reads as `NULL` (no
+/// business events, no endorsements).
 fn event_columns(conn: &Connection, config: &SqliteConfig) -> Result<String, StoreError> {
+    let mut columns = EVENT_COLUMNS.to_owned();
     if !config.read_only {
-        return Ok(EVENT_COLUMNS.to_owned());
+        return Ok(columns);
     }
-    let (has_table, has_column): (i64, i64) = conn
-        .query_row(
-            "SELECT count(*), count(*) FILTER (WHERE name = 'business_events') \
-             FROM pragma_table_info(?1)",
-            [&config.tables.event],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+    let present: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info(?1)")
+        .and_then(|mut s| {
+            s.query_map([&config.tables.event], |r| r.get(0))?
+                .collect::<Result<_, _>>()
+        })
         .map_err(|e| backend("open", e))?;
-    Ok(if has_table > 0 && has_column == 0 {
-        EVENT_COLUMNS.replace("business_events", "NULL AS business_events")
-    } else {
-        EVENT_COLUMNS.to_owned()
-    })
+    if present.is_empty() {
+        return Ok(columns);
+    }
+    for (_, added) in added_columns(&config.tables) {
+        for column in added {
+            if !present.iter().any(|p| p.eq_ignore_ascii_case(column)) {
+                columns = columns.replace(column, &format!("NULL AS {column}"));
+            }
+        }
+    }
+    Ok(columns)
 }
 
 /// SQL text of every statement, with the configured table names filled in.
@@ -140,9 +147,10 @@ impl Sql {
             insert_event: format!(
                 r#"INSERT INTO "{event}" (id, state_id, kind, contract_name, contract_version,
                      actor, origin_node, origin_seq, outcome, reason, reason_detail,
-                     new_version, new_root, event, disclosures, receipt, business_events)
+                     new_version, new_root, event, disclosures, receipt, business_events,
+                     endorsements)
                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
-                     ?16, ?17)"#
+                     ?16, ?17, ?18)"#
             ),
             select_state: format!(r#"SELECT {STATE_COLUMNS} FROM "{state}" WHERE id = ?1"#),
             select_state_at: format!(
@@ -570,7 +578,7 @@ impl serde::Serialize for SealsColumn<'_> {
 /// One batch item with every column computed, ready for the writer.
 struct ItemRow {
     id: String,
-    event: [SqlValue; 17],
+    event: [SqlValue; 18],
     state: Option<(String, u64, StateRow)>,
 }
 
@@ -598,6 +606,7 @@ impl ItemRow {
             SqlValue::Text(c.disclosures.to_string()),
             text(c.receipt.map(|v| v.to_string())),
             text(c.business_events.map(|v| v.to_string())),
+            text(c.endorsements.map(|v| v.to_string())),
         ];
         let state = match &item.state {
             Some(s) => Some((
@@ -841,6 +850,7 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
     let reason: Option<String> = r.get(5)?;
     let receipt: Option<String> = r.get(6)?;
     let business_events: Option<String> = r.get(7)?;
+    let endorsements: Option<String> = r.get(8)?;
     // The integer columns are read as they are stored: a hand-written text there is an
     // integrity finding, not a driver error.
     let int = |i: usize| -> rusqlite::Result<Result<i64, String>> {
@@ -849,43 +859,41 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
             other => Err(format!("{other:?}")),
         })
     };
-    let contract_version = int(12)?;
-    let origin_seq = int(15)?;
+    let contract_version = int(13)?;
+    let origin_seq = int(16)?;
     let derived = (
-        r.get::<_, String>(8)?,
         r.get::<_, String>(9)?,
         r.get::<_, String>(10)?,
         r.get::<_, String>(11)?,
-        r.get::<_, String>(13)?,
+        r.get::<_, String>(12)?,
         r.get::<_, String>(14)?,
-        r.get::<_, Option<String>>(16)?,
+        r.get::<_, String>(15)?,
+        r.get::<_, Option<String>>(17)?,
     );
     Ok((|| {
         let signed: sst_core::SignedEvent = serde_json::from_str(&signed)
             .map_err(|e| StoreError::malformed("event row", format!("signed event: {e}")))?;
         let what = format!("event {}", signed.id);
+        // A nullable JSON column's text as a JSON value (`NULL` stays absent).
+        let json = |column: &str, text: Option<String>| -> Result<Option<Value>, StoreError> {
+            text.map(|t| serde_json::from_str(&t))
+                .transpose()
+                .map_err(|e| StoreError::malformed(&what, format!("{column}: {e}")))
+        };
         let disclosures = serde_json::from_str(&disclosures)
             .map_err(|e| StoreError::malformed(&what, format!("disclosures: {e}")))?;
-        let reason = reason
-            .map(|t| serde_json::from_str(&t))
-            .transpose()
-            .map_err(|e| StoreError::malformed(&what, format!("reason: {e}")))?;
+        let reason = json("reason", reason)?;
         let outcome = outcome_from_columns(&what, &outcome, new_version, new_root, reason)?;
-        let receipt = receipt
-            .map(|t| serde_json::from_str(&t))
-            .transpose()
-            .map_err(|e| StoreError::malformed(&what, format!("receipt: {e}")))?;
-        let business_events = business_events
-            .map(|t| serde_json::from_str(&t))
-            .transpose()
-            .map_err(|e| StoreError::malformed(&what, format!("business_events: {e}")))?;
         let record = EventRecord {
             signed,
             disclosures,
             outcome,
-            receipt: receipt_from_column(&what, receipt)?,
-            business_events: business_events_from_column(&what, business_events)?,
-            endorsements: Vec::new(),
+            receipt: receipt_from_column(&what, json("receipt", receipt)?)?,
+            business_events: business_events_from_column(
+                &what,
+                json("business_events", business_events)?,
+            )?,
+            endorsements: endorsements_from_column(&what, json("endorsements", endorsements)?)?,
         };
         let integer = |column: &str, v: Result<i64, String>| {
             v.map_err(|found| {

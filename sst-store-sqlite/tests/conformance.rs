@@ -190,6 +190,14 @@ impl RawAccess for SqliteRaw {
                     ),
                     rusqlite::params![e.to_string(), sql_value(value)],
                 )?,
+                Mutation::DropEventColumn(column) => {
+                    // A schema change touches no row: nothing to count.
+                    c.execute_batch(&format!(
+                        r#"ALTER TABLE "{event}" DROP COLUMN {}"#,
+                        column.name()
+                    ))?;
+                    return Ok(true);
+                }
                 Mutation::DeleteLogEntry(pos) => c.execute(
                     &format!(r#"DELETE FROM "{log}" WHERE pos = ?1"#),
                     [i64::try_from(*pos)?],

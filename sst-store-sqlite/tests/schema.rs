@@ -66,7 +66,7 @@ async fn migrate_refuses_an_event_table_of_the_layout_before_receipts() -> anyho
 }
 
 #[tokio::test]
-async fn migrate_adds_business_events_and_sink_cursors_to_the_layout_before_them(
+async fn migrate_adds_business_events_endorsements_and_sink_cursors_to_the_layout_before_them(
 ) -> anyhow::Result<()> {
     let db = TempDb::new("schema");
     let (alice, key) = actor("acme", "alice");
@@ -85,24 +85,29 @@ async fn migrate_adds_business_events_and_sink_cursors_to_the_layout_before_them
             .await?;
     }
     {
-        // The layout before notifications: no business_events column, no sink cursors.
+        // The layout before notifications: no business_events or endorsements column, no
+        // sink cursors.
         let c = Connection::open(&db.0)?;
         c.execute_batch(
             "ALTER TABLE sst_event DROP COLUMN business_events;
+             ALTER TABLE sst_event DROP COLUMN endorsements;
              DROP TABLE sst_sink_cursor;",
         )?;
     }
     {
-        // A read-only store leaves the older layout as it is and reads no business events.
+        // A read-only store leaves the older layout as it is and reads no business events
+        // and no endorsements.
         let store = SqliteStore::open(SqliteConfig::file(&db.0).read_only()).await?;
         let events = store.events(&Default::default()).await?;
         assert_eq!(events.len(), 1);
         assert!(events[0].business_events.is_empty());
+        assert!(events[0].endorsements.is_empty());
     }
     let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
     let events = store.events(&Default::default()).await?;
     assert_eq!(events.len(), 1);
     assert!(events[0].business_events.is_empty());
+    assert!(events[0].endorsements.is_empty());
     store.set_sink_cursor("kafka", 1).await?;
     assert_eq!(store.sink_cursor("kafka").await?, Some(1));
     let report = sst_core::verify_store(&store, &mut |_, _| {}).await?;
@@ -110,11 +115,12 @@ async fn migrate_adds_business_events_and_sink_cursors_to_the_layout_before_them
     drop(store);
     let c = Connection::open(&db.0)?;
     let added: i64 = c.query_row(
-        "SELECT count(*) FROM pragma_table_info('sst_event') WHERE name = 'business_events'",
+        "SELECT count(*) FROM pragma_table_info('sst_event') \
+         WHERE name IN ('business_events', 'endorsements')",
         [],
         |r| r.get(0),
     )?;
-    assert_eq!(added, 1, "migrate added the column");
+    assert_eq!(added, 2, "migrate added both columns");
     Ok(())
 }
 
