@@ -14,6 +14,13 @@
 //! and every checkpoint signature is checked too, and the node's own checkpoints must match
 //! the chain (a log cut below a surviving checkpoint is caught here; a cut that also removed
 //! the checkpoints is caught by the peers that witnessed them).
+//!
+//! Endorsements too, with [`TrustAnchors`]: every applied state event of a contract version
+//! whose verified record chooses the `endorsed` protocol must carry endorsements that verify
+//! under the endorsing nodes' registered keys and meet the record's policy, for the
+//! participant nodes of the version the event was based on (of the created version, for a
+//! create), each actor on the node its signed actor changes (or its directory row) name
+//! ([`crate::check_endorsements`], the rule the nodes apply).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,9 +29,9 @@ use crate::error::StoreError;
 use crate::hash::{Digest, EventId, HashAlg, StateRoot};
 use crate::log::{LogEntry, LogHead, LogKind, LogRecord};
 use crate::model::{
-    Actor, ActorChange, ActorId, ActorStatus, ChangePayload, ContractRecord, CreatePayload,
-    EventKind, EventRecord, NodeId, NodeRegistry, Outcome, Refusal, RejectReason,
-    SequencingReceipt, State, StateId,
+    check_endorsements, participant_nodes, Actor, ActorChange, ActorId, ActorStatus, ChangePayload,
+    ContractRecord, ContractRef, CreatePayload, EndorsementPolicy, EventKind, EventRecord, NodeId,
+    NodeRegistry, Outcome, Parties, Refusal, RejectReason, Role, SequencingReceipt, State, StateId,
 };
 use crate::parallel::{self, available_workers};
 use crate::sign::{verify_strict_many, PublicKey};
@@ -123,6 +130,11 @@ pub enum Rule {
     /// An event's sequencing receipt is missing or does not verify under the sequencing
     /// node's registered key.
     Receipt,
+    /// An applied event of a contract on the `endorsed` protocol lacks the endorsements its
+    /// policy requires, or carries one that does not verify under the node's registered key
+    /// (forged, or over another outcome), comes from a node that is not a participant of the
+    /// state, or repeats a node.
+    Endorsement,
 }
 
 impl fmt::Display for Rule {
@@ -143,6 +155,7 @@ impl fmt::Display for Rule {
             Rule::LogRecord => "log_record",
             Rule::Checkpoint => "checkpoint",
             Rule::Receipt => "receipt",
+            Rule::Endorsement => "endorsement",
         })
     }
 }
@@ -203,7 +216,11 @@ pub struct VerifyReport {
     pub log_entries: usize,
     /// Checkpoints checked (own and witnessed).
     pub checkpoints: usize,
-    /// Whether receipts and checkpoint signatures were checked against a node registry.
+    /// Applied state events of contracts on the `endorsed` protocol (by their verified
+    /// contract records); their endorsements were checked when [`VerifyReport::anchored`].
+    pub endorsed: usize,
+    /// Whether receipts, endorsements and checkpoint signatures were checked against a node
+    /// registry.
     pub anchored: bool,
     /// Everything that did not verify (empty = store verified).
     pub findings: Vec<Finding>,
@@ -238,8 +255,9 @@ fn signature_unchecked(reason: &RejectReason) -> bool {
 /// What verification trusts from outside the database it checks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TrustAnchors {
-    /// The network's node keys, from configuration. Empty: receipts and checkpoint signatures
-    /// cannot be checked (the report says so: [`VerifyReport::anchored`] is false).
+    /// The network's node keys, from configuration. Empty: receipts, endorsements and
+    /// checkpoint signatures cannot be checked (the report says so: [`VerifyReport::anchored`]
+    /// is false).
     pub registry: NodeRegistry,
     /// The node whose database this is: its own checkpoints are compared with its log.
     pub node: Option<NodeId>,
@@ -253,7 +271,7 @@ impl TrustAnchors {
 }
 
 /// [`verify_store_with`] without trust anchors: everything the database can prove about
-/// itself (receipts and checkpoint signatures are not checked).
+/// itself (receipts, endorsements and checkpoint signatures are not checked).
 ///
 /// # Errors
 /// As [`verify_store_with`].
@@ -265,7 +283,7 @@ pub async fn verify_store(
 }
 
 /// Verifies every state version, every event, every contract record and the log of `store`,
-/// checking receipts and checkpoints against `anchors`. `progress(done, total)` is called
+/// checking receipts, endorsements and checkpoints against `anchors`. `progress(done, total)` is called
 /// after each state (for progress bars). Backend failures abort with an error; integrity
 /// problems are collected as findings naming the table, the rule, and the exact state,
 /// version, event or log position.
@@ -299,6 +317,29 @@ pub async fn verify_store_with(
         }
     }
 
+    // The versions whose parties decide who had to endorse an event of an endorsed contract.
+    // The stored descriptors only choose what to keep here; whether a contract is endorsed is
+    // decided below from the records that verify.
+    let endorsed_contracts: BTreeSet<&ContractRef> = match &records.contracts {
+        Ok(contracts) => contracts
+            .iter()
+            .filter(|c| c.descriptor.endorsement_policy().is_some())
+            .map(ContractRecord::contract)
+            .collect(),
+        Err(_) => BTreeSet::new(),
+    };
+    let mut endorsers_from: BTreeMap<&StateId, BTreeSet<u64>> = BTreeMap::new();
+    for a in applied.values().flatten() {
+        let e = a.record.event();
+        if let Some(v) = endorsed_contracts
+            .contains(&e.contract)
+            .then(|| participants_version(e.kind, a.version))
+            .flatten()
+        {
+            endorsers_from.entry(&e.state_id).or_default().insert(v);
+        }
+    }
+
     // Every state that has a row or an applied event: a state deleted from both state tables
     // is still named by its events.
     let mut ids: BTreeSet<StateId> = store.state_ids().await?.into_iter().collect();
@@ -309,6 +350,8 @@ pub async fn verify_store_with(
     let workers = available_workers();
     let ids: Vec<&StateId> = ids.iter().collect();
     let log_of = |id: &StateId| applied.get(id).map(Vec::as_slice).unwrap_or_default();
+    let no_versions = BTreeSet::new();
+    let mut parties: BTreeMap<&StateId, BTreeMap<u64, Parties>> = BTreeMap::new();
     let mut done = 0;
     for group in ids.chunks(STATE_GROUP) {
         let rows: Vec<(&StateId, StateRows)> = stream::iter(group.iter().map(|id| {
@@ -320,19 +363,24 @@ pub async fn verify_store_with(
         .await?;
         let parts = parallel::map(&rows, workers, 1, |(id, rows)| {
             let mut part = VerifyReport::default();
-            check_state(id, log_of(id), rows, &mut part);
-            part
+            let wanted = endorsers_from.get(id).unwrap_or(&no_versions);
+            let held = check_state(id, log_of(id), rows, wanted, &mut part);
+            (part, held)
         });
-        for mut part in parts {
+        for ((id, _), (mut part, held)) in rows.iter().zip(parts) {
             report.versions += part.versions;
             report.findings.append(&mut part.findings);
+            if !held.is_empty() {
+                parties.insert(*id, held);
+            }
             done += 1;
             progress(done, report.states);
         }
     }
 
     let held = verify_events(store, events, &mut report).await?;
-    verify_contracts(store, &held, &mut report).await?;
+    let policies = verify_contracts(store, &held, &mut report).await?;
+    verify_endorsements(&records, &policies, &parties, anchors, &mut report);
     verify_log_bindings(store, &records, anchors, &mut report).await?;
     Ok(report)
 }
@@ -934,7 +982,17 @@ async fn read_state(
 
 /// Checks one state from what [`read_state`] read: the log's story of it (`log`, its
 /// applied events in recording order) against its history rows and its current row.
-fn check_state(id: &StateId, log: &[Applied<'_>], rows: &StateRows, report: &mut VerifyReport) {
+///
+/// Returns the parties of the versions in `wanted` that verify and are exactly what their
+/// applied event produced (every other version in `wanted` is reported here already).
+fn check_state(
+    id: &StateId,
+    log: &[Applied<'_>],
+    rows: &StateRows,
+    wanted: &BTreeSet<u64>,
+    report: &mut VerifyReport,
+) -> BTreeMap<u64, Parties> {
+    let mut parties = BTreeMap::new();
     let find = |version: Option<u64>, table: PeerTable, rule: Rule, problem: String| {
         state_finding(id, version, table, rule, problem)
     };
@@ -1055,9 +1113,15 @@ fn check_state(id: &StateId, log: &[Applied<'_>], rows: &StateRows, report: &mut
                             a.root
                         ),
                     ));
-                } else if v == 1 || prev.is_some() {
-                    // (Without a readable predecessor, unchanged sections cannot be compared.)
-                    check_signed_sections(id, s, prev, a.record, report);
+                } else {
+                    if own_row && verified.is_ok() && wanted.contains(&v) {
+                        parties.insert(v, s.parties.clone());
+                    }
+                    if v == 1 || prev.is_some() {
+                        // (Without a readable predecessor, unchanged sections cannot be
+                        // compared.)
+                        check_signed_sections(id, s, prev, a.record, report);
+                    }
                 }
             }
         }
@@ -1108,6 +1172,7 @@ fn check_state(id: &StateId, log: &[Applied<'_>], rows: &StateRows, report: &mut
             }
         }
     }
+    parties
 }
 
 /// A create/change event signs the section hashes it wrote: version `s` must hold exactly
@@ -1300,11 +1365,14 @@ async fn verify_events(
 
 /// Checks each contract record's identity and its deployer's strict signature under a key the
 /// deployer held (its directory key, or one the log shows it held before a rotation).
+/// Returns the endorsement policy of every verified record that chooses the `endorsed`
+/// protocol: a descriptor counts only once its record verifies.
 async fn verify_contracts(
     store: &dyn Store,
     held: &BTreeMap<ActorId, Vec<PublicKey>>,
     report: &mut VerifyReport,
-) -> Result<(), StoreError> {
+) -> Result<BTreeMap<ContractRef, EndorsementPolicy>, StoreError> {
+    let mut policies = BTreeMap::new();
     let contracts = match store.contracts().await {
         Ok(c) => c,
         Err(StoreError::Integrity { what, source }) => {
@@ -1316,7 +1384,7 @@ async fn verify_contracts(
                 rule: Rule::Contract,
                 problem: format!("{what}: {source}"),
             });
-            return Ok(());
+            return Ok(policies);
         }
         Err(e) => return Err(e),
     };
@@ -1345,16 +1413,145 @@ async fn verify_contracts(
             }
             last
         };
-        if let Some(problem) = problem {
-            report.findings.push(Finding {
+        match problem {
+            Some(problem) => report.findings.push(Finding {
                 state_id: StateId::new(""),
                 version: None,
                 event: None,
                 table: PeerTable::Contract,
                 rule: Rule::Contract,
                 problem,
+            }),
+            None => {
+                if let Some(policy) = c.descriptor.endorsement_policy() {
+                    policies.insert(c.contract().clone(), policy.clone());
+                }
+            }
+        }
+    }
+    Ok(policies)
+}
+
+/// The version whose parties name the participant nodes that endorse an event of `kind`
+/// applied as `version`: the created version for a create, the version it was based on (the
+/// one before) for a change. `None` for events that change no state.
+fn participants_version(kind: EventKind, version: u64) -> Option<u64> {
+    match kind {
+        EventKind::Create => Some(version),
+        EventKind::ChangeSections | EventKind::CallMethod => version.checked_sub(1),
+        _ => None,
+    }
+    .filter(|v| *v > 0)
+}
+
+/// The node of every actor the store knows: its directory row, or the node its applied actor
+/// changes record (signed by actors, so they win over the directory). An actor never moves to
+/// another node (the pipeline refuses such a change), so one map serves every position in the
+/// log.
+fn actor_nodes(events: &[EventRecord], actors: &[Actor]) -> BTreeMap<ActorId, NodeId> {
+    let mut nodes: BTreeMap<ActorId, NodeId> = actors
+        .iter()
+        .map(|a| (a.id.clone(), a.node.clone()))
+        .collect();
+    for ch in events.iter().filter_map(applied_actor_change) {
+        nodes.insert(ch.actor.id, ch.actor.node);
+    }
+    nodes
+}
+
+/// The change an applied actor-change event records (malformed ones are reported by
+/// [`verify_events`]).
+fn applied_actor_change(rec: &EventRecord) -> Option<ActorChange> {
+    let e = rec.event();
+    (e.kind == EventKind::ActorChange && matches!(rec.outcome, Outcome::Applied { .. }))
+        .then(|| ActorChange::from_payload(&e.payload).ok())
+        .flatten()
+}
+
+/// How a policy reads in a finding.
+fn policy_text(policy: &EndorsementPolicy) -> String {
+    match policy {
+        EndorsementPolicy::All => "all".to_owned(),
+        EndorsementPolicy::KOfN { k } => format!("k_of_n (k = {k})"),
+        EndorsementPolicy::Roles { roles } => {
+            let roles: Vec<&str> = roles.iter().map(|r| r.0.as_str()).collect();
+            format!("roles [{}]", roles.join(", "))
+        }
+    }
+}
+
+/// One applied event whose endorsements are to be checked.
+struct EndorsedEvent<'a> {
+    record: &'a EventRecord,
+    version: u64,
+    contract: &'a ContractRef,
+    policy: &'a EndorsementPolicy,
+    participants: BTreeMap<NodeId, BTreeSet<Role>>,
+}
+
+/// Checks the endorsements of every applied state event whose contract (by its verified
+/// record, `policies`) is on the `endorsed` protocol with [`check_endorsements`], for the
+/// participant nodes of `parties` (per state, per version, from [`check_state`]) with the
+/// actors' nodes ([`actor_nodes`]). Without a node registry nothing can
+/// be checked (the events are only counted; [`VerifyReport::anchored`] says so), as for
+/// receipts. An event whose parties are unavailable (their version missing, unreadable or
+/// unbound) is reported by the history checks already, and one whose contract record does
+/// not verify by the contract check; endorsements on events of home-protocol contracts are
+/// not looked at.
+fn verify_endorsements(
+    records: &Records,
+    policies: &BTreeMap<ContractRef, EndorsementPolicy>,
+    parties: &BTreeMap<&StateId, BTreeMap<u64, Parties>>,
+    anchors: &TrustAnchors,
+    report: &mut VerifyReport,
+) {
+    if policies.is_empty() {
+        return;
+    }
+    let anchored = !anchors.registry.is_empty();
+    let nodes = actor_nodes(&records.events, &records.actors);
+    let mut to_check = Vec::new();
+    for rec in &records.events {
+        let e = rec.event();
+        if let (Outcome::Applied { version, .. }, Some((contract, policy))) =
+            (&rec.outcome, policies.get_key_value(&e.contract))
+        {
+            if let Some(v) = participants_version(e.kind, *version) {
+                report.endorsed += 1;
+                if let Some(held) = parties.get(&e.state_id).and_then(|p| p.get(&v)) {
+                    to_check.push(EndorsedEvent {
+                        record: rec,
+                        version: *version,
+                        contract,
+                        policy,
+                        participants: participant_nodes(held, |a| nodes.get(a).cloned()),
+                    });
+                }
+            }
+        }
+    }
+    if !anchored {
+        return;
+    }
+    // Every endorsement strictly, on every core; each failing event becomes one finding, in
+    // log order.
+    let verdicts = parallel::map(&to_check, available_workers(), MIN_PER_THREAD, |ev| {
+        check_endorsements(ev.policy, &ev.participants, &anchors.registry, ev.record)
+    });
+    for (ev, verdict) in to_check.iter().zip(verdicts) {
+        if let Err(err) = verdict {
+            report.findings.push(Finding {
+                state_id: ev.record.event().state_id.clone(),
+                version: Some(ev.version),
+                event: Some(ev.record.id().to_string()),
+                table: PeerTable::Event,
+                rule: Rule::Endorsement,
+                problem: format!(
+                    "applied event of {} (endorsed, policy {}): {err}",
+                    ev.contract,
+                    policy_text(ev.policy)
+                ),
             });
         }
     }
-    Ok(())
 }

@@ -545,6 +545,183 @@ mod tests {
         ));
     }
 
+    /// An applied change of `deal-1` to version 2 (signed by a throwaway actor).
+    fn applied_record(endorsers: &[(&str, &NodeKey)]) -> super::super::EventRecord {
+        use super::super::{
+            Event, EventKind, EventRecord, OriginSeq, Outcome, SignedEvent, Timestamp,
+        };
+        let signed = SignedEvent::sign(
+            Event {
+                kind: EventKind::ChangeSections,
+                state_id: StateId("deal-1".into()),
+                contract: super::super::ContractRef::new("settlement", 1),
+                base: None,
+                origin_node: NodeId("s".into()),
+                origin_seq: OriginSeq(1),
+                actor: ActorId("s/bob".into()),
+                payload: serde_json::Value::Null,
+                timestamp: Timestamp(1_700_000_000_000),
+                alg: HashAlg::Blake3,
+            },
+            &crate::sign::ActorKey::generate(),
+        );
+        let root = StateRoot(crate::hash::hash_parts(
+            HashAlg::Blake3,
+            Domain::State,
+            &[b"v2"],
+        ));
+        let endorsements = endorsers
+            .iter()
+            .map(|(n, key)| {
+                Endorsement::sign(
+                    NodeId((*n).into()),
+                    key,
+                    &signed.id,
+                    &signed.event.state_id,
+                    2,
+                    &root,
+                )
+            })
+            .collect();
+        EventRecord {
+            signed,
+            disclosures: BTreeMap::new(),
+            outcome: Outcome::Applied { version: 2, root },
+            receipt: None,
+            business_events: Vec::new(),
+            endorsements,
+        }
+    }
+
+    /// Keys of the participant nodes `b`, `k`, `s` and of the outsider `x`, all registered.
+    fn node_keys() -> (BTreeMap<&'static str, NodeKey>, NodeRegistry) {
+        let keys: BTreeMap<&str, NodeKey> = ["b", "k", "s", "x"]
+            .into_iter()
+            .map(|n| (n, NodeKey::generate()))
+            .collect();
+        let registry = keys.iter().fold(NodeRegistry::new(), |r, (n, k)| {
+            r.with(NodeId((*n).into()), k.public_key())
+        });
+        (keys, registry)
+    }
+
+    #[test]
+    fn check_endorsements_accepts_valid_endorsements_that_meet_the_policy() {
+        let (keys, registry) = node_keys();
+        let p = participants();
+        let rec = applied_record(&[("b", &keys["b"]), ("k", &keys["k"]), ("s", &keys["s"])]);
+        assert_eq!(
+            check_endorsements(&EndorsementPolicy::All, &p, &registry, &rec),
+            Ok(())
+        );
+        let two = applied_record(&[("s", &keys["s"]), ("b", &keys["b"])]);
+        assert_eq!(
+            check_endorsements(&EndorsementPolicy::KOfN { k: 2 }, &p, &registry, &two),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn check_endorsements_names_a_forged_or_misdirected_signature_before_the_policy() {
+        let (keys, registry) = node_keys();
+        let p = participants();
+        let mut rec = applied_record(&[("b", &keys["b"]), ("k", &keys["k"]), ("s", &keys["s"])]);
+        rec.endorsements[1].signature.0[0] ^= 1;
+        assert!(matches!(
+            check_endorsements(&EndorsementPolicy::All, &p, &registry, &rec),
+            Err(EndorsementError::BadSignature { node, source: NodeSignatureError::BadSignature { .. } })
+                if node == NodeId("k".into())
+        ));
+        // Signed by another node's key: does not verify as `b`'s, even with the policy short.
+        let rec = applied_record(&[("b", &keys["s"])]);
+        assert!(matches!(
+            check_endorsements(&EndorsementPolicy::All, &p, &registry, &rec),
+            Err(EndorsementError::BadSignature { node, .. }) if node == NodeId("b".into())
+        ));
+        // Over another version of the same event.
+        let mut rec = applied_record(&[("b", &keys["b"])]);
+        if let super::super::Outcome::Applied { version, .. } = &mut rec.outcome {
+            *version = 3;
+        }
+        assert!(matches!(
+            check_endorsements(&EndorsementPolicy::KOfN { k: 1 }, &p, &registry, &rec),
+            Err(EndorsementError::BadSignature { .. })
+        ));
+        // A node the registry does not know.
+        let rec = applied_record(&[("m", &NodeKey::generate())]);
+        assert!(matches!(
+            check_endorsements(&EndorsementPolicy::KOfN { k: 1 }, &p, &registry, &rec),
+            Err(EndorsementError::BadSignature { source: NodeSignatureError::UnknownNode(n), .. })
+                if n == NodeId("m".into())
+        ));
+    }
+
+    #[test]
+    fn check_endorsements_names_each_policy_failure() {
+        let (keys, registry) = node_keys();
+        let p = participants();
+        let check = |policy: &EndorsementPolicy, endorsers: &[&str]| {
+            let pairs: Vec<(&str, &NodeKey)> = endorsers.iter().map(|n| (*n, &keys[n])).collect();
+            check_endorsements(policy, &p, &registry, &applied_record(&pairs))
+        };
+        assert_eq!(
+            check(&EndorsementPolicy::All, &["b", "s"]),
+            Err(EndorsementError::Policy(PolicyError::Missing {
+                missing: set(&["k"])
+            }))
+        );
+        assert_eq!(
+            check(&EndorsementPolicy::All, &[]),
+            Err(EndorsementError::Policy(PolicyError::Missing {
+                missing: set(&["b", "k", "s"])
+            }))
+        );
+        assert_eq!(
+            check(&EndorsementPolicy::All, &["b", "k", "s", "x"]),
+            Err(EndorsementError::Policy(PolicyError::NotParticipant(
+                NodeId("x".into())
+            )))
+        );
+        assert_eq!(
+            check(&EndorsementPolicy::KOfN { k: 2 }, &["b", "b"]),
+            Err(EndorsementError::Policy(PolicyError::Duplicate(NodeId(
+                "b".into()
+            ))))
+        );
+        assert_eq!(
+            check(&EndorsementPolicy::KOfN { k: 2 }, &["k"]),
+            Err(EndorsementError::Policy(PolicyError::TooFew {
+                required: 2,
+                found: 1
+            }))
+        );
+        assert!(matches!(
+            check(&EndorsementPolicy::KOfN { k: 4 }, &["b", "k", "s"]),
+            Err(EndorsementError::Policy(PolicyError::Unsatisfiable(_)))
+        ));
+    }
+
+    #[test]
+    fn check_endorsements_refuses_a_rejected_record() {
+        let (keys, registry) = node_keys();
+        let mut rec = applied_record(&[("b", &keys["b"])]);
+        rec.outcome = super::super::Outcome::Rejected {
+            reason: super::super::RejectReason::EndorsementTimeout {
+                missing: vec![NodeId("k".into())],
+                timeout_ms: DEFAULT_ENDORSEMENT_TIMEOUT_MS,
+            },
+        };
+        assert_eq!(
+            check_endorsements(
+                &EndorsementPolicy::KOfN { k: 1 },
+                &participants(),
+                &registry,
+                &rec
+            ),
+            Err(EndorsementError::NotApplied)
+        );
+    }
+
     #[test]
     fn sync_spec_reads_from_descriptor_json() {
         let spec: SyncSpec = serde_json::from_value(serde_json::json!({
