@@ -120,6 +120,7 @@ pub(crate) fn ddl(n: &Names) -> Vec<String> {
                 disclosures      jsonb   NOT NULL,
                 receipt          jsonb,
                 business_events  jsonb,
+                endorsements     jsonb,
                 recorded_at      timestamptz NOT NULL DEFAULT now(),
                 CONSTRAINT \"{ev}_pkey\" PRIMARY KEY (pos),
                 CONSTRAINT \"{ev}_id_key\" UNIQUE (id),
@@ -219,6 +220,7 @@ mod tests {
         ));
         assert!(ddl.contains("receipt          jsonb,"));
         assert!(ddl.contains("business_events  jsonb,"));
+        assert!(ddl.contains("endorsements     jsonb,"));
         assert!(ddl.contains("CONSTRAINT \"sst_sink_cursor_pkey\" PRIMARY KEY (sink)"));
         assert!(ddl.contains("\"node_a\".\"sst_log\""));
         assert!(ddl.contains("CONSTRAINT \"sst_log_pkey\" PRIMARY KEY (pos)"));

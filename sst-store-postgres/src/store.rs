@@ -14,8 +14,8 @@ use sqlx::{
 };
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{
-    business_events_from_column, json_value, outcome_from_columns, receipt_from_column,
-    DerivedEventColumns,
+    business_events_from_column, endorsements_from_column, json_value, outcome_from_columns,
+    receipt_from_column, DerivedEventColumns,
 };
 use sst_core::raw::{
     check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, EventColumns,
@@ -43,7 +43,8 @@ const STATE_SELECT: &str = "id, contract_name, contract_version, version, partie
 /// columns.
 const EVENT_SELECT: &str = "id, state_id, kind, contract_name, contract_version, actor, \
                             origin_node, origin_seq, reason, event, disclosures, outcome, \
-                            reason_detail, new_version, new_root, receipt, business_events";
+                            reason_detail, new_version, new_root, receipt, business_events, \
+                            endorsements";
 
 /// Columns of a log row, in [`LogEntry`] order, with the PostgreSQL array type of each.
 const LOG_COLUMNS: [(&str, &str); 6] = [
@@ -103,7 +104,7 @@ fn sql(s: String) -> SqlStr {
 }
 
 /// Event columns written by a commit, with the PostgreSQL array type of each.
-const EVENT_COLUMNS: [(&str, &str); 17] = [
+const EVENT_COLUMNS: [(&str, &str); 18] = [
     ("id", "text"),
     ("state_id", "text"),
     ("kind", "text"),
@@ -121,11 +122,13 @@ const EVENT_COLUMNS: [(&str, &str); 17] = [
     ("disclosures", "jsonb"),
     ("receipt", "jsonb"),
     ("business_events", "jsonb"),
+    ("endorsements", "jsonb"),
 ];
 
 /// Event columns added after the event table was first released: an event table without them
 /// is of an older layout, and `migrate` adds them (nullable).
-const ADDED_EVENT_COLUMNS: [(&str, &str); 1] = [("business_events", "jsonb")];
+const ADDED_EVENT_COLUMNS: [(&str, &str); 2] =
+    [("business_events", "jsonb"), ("endorsements", "jsonb")];
 
 /// State columns (both tables), in [`STATE_SELECT`] order, with their types.
 const STATE_COLUMNS: [(&str, &str); 11] = [
@@ -595,6 +598,7 @@ struct EventArrays<'a> {
     disclosures: Vec<&'a Value>,
     receipt: Vec<Option<&'a Value>>,
     business_events: Vec<Option<&'a Value>>,
+    endorsements: Vec<Option<&'a Value>>,
 }
 
 impl<'a> EventArrays<'a> {
@@ -617,6 +621,7 @@ impl<'a> EventArrays<'a> {
         self.disclosures.push(&c.disclosures);
         self.receipt.push(c.receipt.as_ref());
         self.business_events.push(c.business_events.as_ref());
+        self.endorsements.push(c.endorsements.as_ref());
     }
 
     fn bind<'q>(
@@ -640,6 +645,7 @@ impl<'a> EventArrays<'a> {
             .bind(&self.disclosures)
             .bind(&self.receipt)
             .bind(&self.business_events)
+            .bind(&self.endorsements)
     }
 }
 
@@ -747,13 +753,14 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
     let receipt = receipt_from_column(&what(), col(row, "receipt", &what)?)?;
     let business_events =
         business_events_from_column(&what(), col(row, "business_events", &what)?)?;
+    let endorsements = endorsements_from_column(&what(), col(row, "endorsements", &what)?)?;
     let record = EventRecord {
         signed,
         disclosures,
         outcome,
         receipt,
         business_events,
-        endorsements: Vec::new(),
+        endorsements,
     };
     EventColumns::check_derived(&record, &derived)?;
     Ok(record)

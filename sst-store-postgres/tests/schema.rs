@@ -135,7 +135,7 @@ async fn migrate_refuses_an_event_table_without_the_receipt_column() -> anyhow::
 }
 
 /// An `sst_event` as SST created it before events carried business events (receipt, no
-/// `business_events`).
+/// `business_events`, no `endorsements`).
 const LAYOUT_BEFORE_BUSINESS_EVENTS: &str = r#"
 CREATE SCHEMA IF NOT EXISTS "{schema}";
 CREATE TABLE "{schema}".sst_event (
@@ -150,7 +150,7 @@ CREATE TABLE "{schema}".sst_event (
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_adds_business_events_to_an_event_table_of_the_layout_before_them(
+async fn migrate_adds_business_events_and_endorsements_to_an_event_table_of_the_layout_before_them(
 ) -> anyhow::Result<()> {
     let Some(f) = common::factory(Some(LAYOUT_BEFORE_BUSINESS_EVENTS)).await? else {
         return Ok(());
@@ -176,14 +176,22 @@ async fn migrate_adds_business_events_to_an_event_table_of_the_layout_before_the
     );
     let (url, schema) = f.url_and_schema();
     let pool = PgPool::connect(url).await.context("connecting")?;
-    let ty: String = sqlx::query_scalar(
-        "SELECT data_type::text FROM information_schema.columns \
-         WHERE table_schema = $1 AND table_name = 'sst_event' AND column_name = 'business_events'",
+    let added: Vec<(String, String)> = sqlx::query_as(
+        "SELECT column_name::text, data_type::text FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = 'sst_event' \
+           AND column_name IN ('business_events', 'endorsements') ORDER BY column_name",
     )
     .bind(schema)
-    .fetch_one(&pool)
+    .fetch_all(&pool)
     .await?;
-    ensure!(ty == "jsonb", "business_events is {ty}");
+    ensure!(
+        added
+            == [
+                ("business_events".to_owned(), "jsonb".to_owned()),
+                ("endorsements".to_owned(), "jsonb".to_owned())
+            ],
+        "migrate added {added:?}"
+    );
     pool.close().await;
     Ok(())
 }

@@ -269,15 +269,28 @@ impl RawAccess for Raw {
                 };
                 match (column, value) {
                     (_, Value::Null) => set("NULL"),
-                    (EventColumn::Receipt | EventColumn::BusinessEvents, doc) => {
-                        set("$2").bind(doc.clone())
-                    }
+                    (
+                        EventColumn::Receipt
+                        | EventColumn::BusinessEvents
+                        | EventColumn::Endorsements,
+                        doc,
+                    ) => set("$2").bind(doc.clone()),
                     (_, Value::String(text)) => set("$2").bind(text.clone()),
                     (_, Value::Number(n)) => {
                         set("$2").bind(n.as_i64().with_context(|| format!("{n} is no bigint"))?)
                     }
                     (_, other) => anyhow::bail!("no value for column {c}: {other}"),
                 }
+            }
+            Mutation::DropEventColumn(column) => {
+                // A schema change touches no row: nothing to count.
+                sqlx::query(AssertSqlSafe(format!(
+                    "ALTER TABLE {event} DROP COLUMN {}",
+                    column.name()
+                )))
+                .execute(&self.pool)
+                .await?;
+                return Ok(true);
             }
             Mutation::DeleteLogEntry(pos) => {
                 sqlx::query(AssertSqlSafe(format!("DELETE FROM {log} WHERE pos = $1")))
