@@ -143,6 +143,7 @@ pub(crate) fn ddl(n: &Names, collation: &str, flavor: Flavor) -> Vec<String> {
                 disclosures      {user_json}     NOT NULL,
                 receipt          JSON         NULL,
                 business_events  {user_json}     NULL,
+                endorsements     JSON         NULL,
                 recorded_at      TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
                 PRIMARY KEY (pos),
                 UNIQUE KEY event_id (id),
@@ -233,6 +234,10 @@ pub(crate) fn add_event_column(n: &Names, column: &str, flavor: Flavor) -> Optio
             n.event,
             flavor.user_json()
         )),
+        "endorsements" => Some(format!(
+            "ALTER TABLE {} ADD COLUMN endorsements JSON NULL",
+            n.event
+        )),
         _ => None,
     }
 }
@@ -256,6 +261,7 @@ mod tests {
         assert!(ddl.contains("data             LONGTEXT"));
         assert!(ddl.contains("receipt          JSON         NULL"));
         assert!(ddl.contains("business_events  LONGTEXT     NULL"));
+        assert!(ddl.contains("endorsements     JSON         NULL"));
         assert!(ddl.contains("CREATE TABLE IF NOT EXISTS `node_a`.`sst_log`"));
         assert!(ddl.contains("PRIMARY KEY (node, pos)"));
         let mysql = super::ddl(&n, "utf8mb4_0900_bin", Flavor::Mysql).join(";\n");

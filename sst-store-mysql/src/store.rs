@@ -14,8 +14,8 @@ use mysql_async::{
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{
-    business_events_from_column, json_text, outcome_from_columns, receipt_from_column,
-    DerivedEventColumns,
+    business_events_from_column, endorsements_from_column, json_text, outcome_from_columns,
+    receipt_from_column, DerivedEventColumns,
 };
 use sst_core::raw::{
     check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, EventColumns,
@@ -40,11 +40,12 @@ const STATE_COLUMNS: &str = "id, contract_name, contract_version, version, parti
 /// Columns of an event row, in the order the `INSERT`s below list them.
 const EVENT_COLUMNS: &str = "id, state_id, kind, contract_name, contract_version, actor, \
                              origin_node, origin_seq, outcome, reason, reason_detail, \
-                             new_version, new_root, event, disclosures, receipt, business_events";
+                             new_version, new_root, event, disclosures, receipt, business_events, \
+                             endorsements";
 
 /// Event columns added after the event table was first released: an event table without them
 /// is of an older layout, and `migrate` adds them (nullable).
-const ADDED_EVENT_COLUMNS: [&str; 1] = ["business_events"];
+const ADDED_EVENT_COLUMNS: [&str; 2] = ["business_events", "endorsements"];
 
 /// Most placeholders one statement may carry (the protocol counts them in 16 bits).
 const MAX_PLACEHOLDERS: usize = 65_535;
@@ -60,7 +61,8 @@ const MAX_INSERT_BYTES: usize = 4 << 20;
 /// columns against it.
 const EVENT_SELECT: &str = "id, state_id, kind, contract_name, contract_version, actor, \
                             origin_node, origin_seq, reason, event, disclosures, outcome, \
-                            reason_detail, new_version, new_root, receipt, business_events";
+                            reason_detail, new_version, new_root, receipt, business_events, \
+                            endorsements";
 
 /// Columns of a log row, in the order the `INSERT`s and `SELECT`s list them.
 const LOG_COLUMNS: &str = "pos, kind, subject, record, prev, hash";
@@ -336,6 +338,7 @@ impl EventRow {
             My::from(c.disclosures.to_string()),
             My::from(c.receipt.map(|v| v.to_string())),
             My::from(c.business_events.map(|v| v.to_string())),
+            My::from(c.endorsements.map(|v| v.to_string())),
         ];
         Ok(EventRow {
             id: r.id(),
@@ -361,6 +364,18 @@ fn take_json(row: &mut Row, name: &str, what: &dyn Fn() -> String) -> Result<Val
     let text: String = take(row, name, what)?;
     serde_json::from_str(&text)
         .map_err(|e| StoreError::malformed(what(), format!("column {name}: {e}")))
+}
+
+/// A nullable JSON column (`NULL` is `None`), its text parsed as [`take_json`] does.
+fn take_nullable_json(
+    row: &mut Row,
+    name: &str,
+    what: &dyn Fn() -> String,
+) -> Result<Option<Value>, StoreError> {
+    let text: Option<String> = take(row, name, what)?;
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| StoreError::malformed(what(), format!("{name}: {e}")))
 }
 
 /// A JSON column holding user values, parsed under the portable profile: duplicate keys and
@@ -432,25 +447,22 @@ fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
             .transpose()
             .map_err(|e| StoreError::malformed(what(), format!("reason: {e}")))?,
     )?;
-    let receipt: Option<String> = take(&mut row, "receipt", &what)?;
-    let receipt = receipt
-        .map(|t| serde_json::from_str::<Value>(&t))
-        .transpose()
-        .map_err(|e| StoreError::malformed(what(), format!("receipt: {e}")))?;
-    let receipt = receipt_from_column(&what(), receipt)?;
-    let business_events: Option<String> = take(&mut row, "business_events", &what)?;
-    let business_events = business_events
-        .map(|t| serde_json::from_str::<Value>(&t))
-        .transpose()
-        .map_err(|e| StoreError::malformed(what(), format!("business_events: {e}")))?;
-    let business_events = business_events_from_column(&what(), business_events)?;
+    let receipt = receipt_from_column(&what(), take_nullable_json(&mut row, "receipt", &what)?)?;
+    let business_events = business_events_from_column(
+        &what(),
+        take_nullable_json(&mut row, "business_events", &what)?,
+    )?;
+    let endorsements = endorsements_from_column(
+        &what(),
+        take_nullable_json(&mut row, "endorsements", &what)?,
+    )?;
     let record = EventRecord {
         signed,
         disclosures,
         outcome,
         receipt,
         business_events,
-        endorsements: Vec::new(),
+        endorsements,
     };
     EventColumns::check_derived(&record, &derived)?;
     Ok(record)

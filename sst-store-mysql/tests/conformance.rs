@@ -273,6 +273,13 @@ impl RawAccess for Raw {
                 format!("UPDATE {event} SET {} = ? WHERE id = ?", column.name()),
                 vec![column_value(*column, value)?, My::from(e.to_string())],
             ),
+            Mutation::DropEventColumn(column) => {
+                // A schema change touches no row: nothing to count.
+                let mut conn = self.pool.get_conn().await?;
+                conn.query_drop(format!("ALTER TABLE {event} DROP COLUMN {}", column.name()))
+                    .await?;
+                return Ok(true);
+            }
             Mutation::DeleteLogEntry(pos) => (
                 format!("DELETE FROM {} WHERE pos = ?", self.log),
                 vec![My::from(*pos)],

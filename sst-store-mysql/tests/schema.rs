@@ -112,10 +112,12 @@ async fn migrate_refuses_an_event_table_without_receipt() -> anyhow::Result<()> 
     Ok(())
 }
 
-/// An event table of the layout before business events (and no sink cursor table) gains the
-/// column and the table on `migrate`; its recorded events read back without business events.
+/// An event table of the layout before business events and endorsements (and no sink cursor
+/// table) gains the columns and the table on `migrate`; its recorded events read back without
+/// business events or endorsements.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_adds_business_events_to_the_layout_before_them() -> anyhow::Result<()> {
+async fn migrate_adds_business_events_and_endorsements_to_the_layout_before_them(
+) -> anyhow::Result<()> {
     use conformance_tests::fixtures::{actor, create, deal_parties, deal_values, state_id};
     let Some(db) = ScratchDb::new()? else {
         return Ok(());
@@ -136,7 +138,7 @@ async fn migrate_adds_business_events_to_the_layout_before_them() -> anyhow::Res
         .await?;
     let mut conn = store.pool().get_conn().await?;
     conn.query_drop(format!(
-        "ALTER TABLE `{}`.`sst_event` DROP COLUMN business_events",
+        "ALTER TABLE `{}`.`sst_event` DROP COLUMN business_events, DROP COLUMN endorsements",
         db.database
     ))
     .await?;
@@ -152,6 +154,19 @@ async fn migrate_adds_business_events_to_the_layout_before_them() -> anyhow::Res
     ensure!(
         store.sink_cursor("mqtt").await? == Some(3),
         "cursor not kept"
+    );
+    let mut conn = store.pool().get_conn().await?;
+    let added: Vec<String> = conn
+        .exec(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = ? \
+             AND table_name = 'sst_event' AND column_name IN ('business_events', 'endorsements') \
+             ORDER BY column_name",
+            (db.database.as_str(),),
+        )
+        .await?;
+    ensure!(
+        added == ["business_events", "endorsements"],
+        "migrate added {added:?}"
     );
     Ok(())
 }
