@@ -15,15 +15,15 @@ use std::time::Duration;
 
 use sst_core::{
     Access, Actor, ActorChange, ActorId, ActorKey, ActorStatus, BusinessEvent, Checkpoint,
-    CommitItem, CommitReceipt, ContractPolicy, ContractRecord, ContractRef, Digest, Event,
-    EventFilter, EventId, EventKind, HashAlg, NodeId, NodeKey, NodeRegistry, Outcome, OutcomeKind,
-    Parties, Refusal, RejectReason, SequencingReceipt, SignedCheckpoint, SignedEvent, StateId,
-    StateRoot, Store, Timestamp, Witnessed,
+    CommitItem, CommitReceipt, ContractPolicy, ContractRecord, ContractRef, Digest, Endorsement,
+    EndorsementPolicy, Event, EventFilter, EventId, EventKind, HashAlg, NodeId, NodeKey,
+    NodeRegistry, Outcome, OutcomeKind, Parties, Refusal, RejectReason, Role, SequencingReceipt,
+    SignedCheckpoint, SignedEvent, StateId, StateRoot, Store, SyncSpec, Timestamp, Witnessed,
 };
 use tokio::sync::{oneshot, watch, Notify};
 use tracing::{debug, error, warn};
 
-use crate::contract::{Contract, ContractRegistry};
+use crate::contract::{Contract, ContractRegistry, EndorsementGuard};
 use crate::error::NodeError;
 use crate::message::{
     AppliedChange, DeployPayload, Intent, NodeSync, ProtocolEnvelope, ReplicaRefusal, StateWitness,
@@ -191,6 +191,8 @@ pub struct NodeContext {
     validation: ValidationCounters,
     /// Verifies incoming signatures ahead of the sequencer.
     verify: VerifyPool,
+    /// This node's own rule for endorsing proposed changes (`endorsed` protocol), if any.
+    guard: Option<Arc<dyn EndorsementGuard>>,
 }
 
 impl std::fmt::Debug for NodeContext {
@@ -215,6 +217,7 @@ impl NodeContext {
         outbox: Outbox,
         choice: ProtocolChoice,
         verify: VerifyPool,
+        guard: Option<Arc<dyn EndorsementGuard>>,
     ) -> Result<NodeContext, NodeError> {
         let mut actors: BTreeMap<ActorId, Actor> = store
             .actors()
@@ -323,6 +326,7 @@ impl NodeContext {
             validated: Mutex::new(HashMap::new()),
             validation: ValidationCounters::default(),
             verify,
+            guard,
         })
     }
 
@@ -411,9 +415,51 @@ impl NodeContext {
             .get(contract)
             .map(|i| i.record.descriptor.policy.clone())
     }
-    /// The name of the sync protocol that synchronises states of `contract`.
+    /// The name of the sync protocol that synchronises states of `contract`: the one its
+    /// installed descriptor chooses ([`sst_core::ContractDescriptor::sync`]), else the one
+    /// the node's configuration routes its name to ([`ProtocolChoice`]).
     pub fn protocol_of(&self, contract: &ContractRef) -> &str {
-        self.choice.protocol_of(contract)
+        let chosen = read(&self.installed)
+            .get(contract)
+            .and_then(|i| i.record.descriptor.sync.as_ref().map(SyncSpec::protocol));
+        chosen.unwrap_or_else(|| self.choice.protocol_of(contract))
+    }
+
+    /// The endorsement policy and timeout (milliseconds) of an installed contract version
+    /// on the `endorsed` protocol (`None`: another protocol, or not installed here).
+    pub fn endorsement_of(&self, contract: &ContractRef) -> Option<(EndorsementPolicy, u64)> {
+        read(&self.installed)
+            .get(contract)
+            .and_then(|i| match i.record.descriptor.sync.as_ref() {
+                Some(SyncSpec::Endorsed { policy, timeout_ms }) => {
+                    Some((policy.clone(), *timeout_ms))
+                }
+                _ => None,
+            })
+    }
+
+    /// The participant nodes of a state with `parties` and the roles their actors hold
+    /// there ([`sst_core::participant_nodes`] over this node's actor directory).
+    pub fn participant_roles(&self, parties: &Parties) -> BTreeMap<NodeId, BTreeSet<Role>> {
+        let actors = read(&self.actors);
+        sst_core::participant_nodes(parties, |a| actors.get(a).map(|a| a.node.clone()))
+    }
+
+    /// This node's endorsement of `event` producing `version` with `root` on `state`, signed
+    /// with its node key.
+    pub fn endorse(
+        &self,
+        event: &EventId,
+        state: &StateId,
+        version: u64,
+        root: &StateRoot,
+    ) -> Endorsement {
+        Endorsement::sign(self.id.clone(), &self.node_key, event, state, version, root)
+    }
+
+    /// This node's own endorsement rule, if configured.
+    pub(crate) fn endorsement_guard(&self) -> Option<&Arc<dyn EndorsementGuard>> {
+        self.guard.as_ref()
     }
 
     /// Queues `envelope` for `to` in this node's outbox (never waits for the peer; a failed

@@ -11,7 +11,7 @@ use sst_core::{
     ActorChange, ActorId, ActorKey, BusinessEvent, ContractDescriptor, ContractLimits,
     ContractPolicy, ContractRecord, ContractRef, Digest, EngineRef, EventFilter, EventId,
     EventKind, HashAlg, OutcomeKind, Parties, PublicKey, RejectReason, Role, StateId, Store,
-    Timestamp,
+    SyncSpec, Timestamp,
 };
 use tracing::warn;
 
@@ -97,6 +97,27 @@ impl Call<'_> {
     }
 }
 
+/// A node-local rule an endorsing node applies to a proposed change of a state on the
+/// `endorsed` protocol, after the change validated like a received one: how a participant
+/// refuses a change by its own rules (a bank's limits, a compliance list) without those rules
+/// being part of the shared contract. A refusal is answered to the home node as
+/// [`RejectReason::ContractRejected`] with its message, and the change is rejected
+/// `not_endorsed` naming this node (configured with
+/// [`crate::NodeConfig::with_endorsement_guard`]).
+pub trait EndorsementGuard: Send + Sync {
+    /// Checks the proposed change of `state` (governed by `contract`): `sections` holds the
+    /// plaintext of every section this node may read, as they would be after the change.
+    ///
+    /// # Errors
+    /// A message saying why this node refuses to endorse.
+    fn check(
+        &self,
+        contract: &ContractRef,
+        state: &StateId,
+        sections: &Sections,
+    ) -> Result<(), String>;
+}
+
 /// A contract version: expressive logic, separate from state, that declares the state's
 /// sections with their read/write roles and generates section changes.
 ///
@@ -126,6 +147,13 @@ pub trait Contract: Send + Sync {
 
     /// The execution budgets the engine enforces (`None` for native code).
     fn limits(&self) -> Option<ContractLimits> {
+        None
+    }
+
+    /// The sync protocol this version's states use (`None`: the home-node protocol). Part of
+    /// the descriptor, so of the version's identity, when present: a version on
+    /// `endorsed` ([`SyncSpec::Endorsed`]) is applied only once its endorsement policy is met.
+    fn sync(&self) -> Option<SyncSpec> {
         None
     }
 
@@ -187,7 +215,7 @@ pub trait Contract: Send + Sync {
     fn descriptor(&self) -> ContractDescriptor {
         let contract = self.contract();
         ContractDescriptor {
-            sync: None,
+            sync: self.sync(),
             code_hash: ContractDescriptor::code_hash_of(&contract, self.source()),
             policy: self.policy(),
             methods: self.methods(),

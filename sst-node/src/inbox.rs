@@ -68,6 +68,20 @@ pub(crate) async fn run(
                     },
                     reply: Some(tx),
                 })),
+                Inbound::Propose(proposal) => Pending::Ready(Box::new(Job {
+                    kind: JobKind::Endorse {
+                        from: from.clone(),
+                        proposal,
+                    },
+                    reply: Some(tx),
+                })),
+                Inbound::Endorsement(answer) => Pending::Ready(Box::new(Job {
+                    kind: JobKind::Endorsement {
+                        from: from.clone(),
+                        answer,
+                    },
+                    reply: Some(tx),
+                })),
                 Inbound::Refused(IntentRefused { event, reason }) => {
                     warn!(%event, peer = %from, reason = reason.code(), "intent refused by its sequencing node");
                     ctx.resolve(&event, Ok(Verdict::Refused { event, reason }));
@@ -150,6 +164,6 @@ fn log_verdict(
         }
         Ok(Ok(_)) => {}
         Ok(Err(e)) => warn!(%peer, error = %e, "message from a peer failed"),
-        Err(_) => debug!(%peer, "node stopped before the message was handled"),
+        Err(_) => debug!(%peer, "message handled without a verdict (or the node stopped first)"),
     }
 }

@@ -107,17 +107,21 @@ mod verify;
 pub use build::{Built, EventBuilder};
 pub use context::{NodeContext, ProtocolChoice, ValidationCounts};
 pub use contract::{
-    Call, Contract, ContractEngine, ContractError, ContractRegistry, LoadError, MethodOutput,
-    Sections, MIGRATE_METHOD,
+    Call, Contract, ContractEngine, ContractError, ContractRegistry, EndorsementGuard, LoadError,
+    MethodOutput, Sections, MIGRATE_METHOD,
 };
 pub use error::{NodeError, RecordProblem};
 pub use message::{
-    Acknowledged, AppliedChange, DeployPayload, ForwardedIntent, Intent, IntentRefused, NodeSync,
+    Acknowledged, AppliedChange, DeployPayload, EndorsementAnswer, EndorsementGiven,
+    EndorsementRefused, ForwardedIntent, Intent, IntentRefused, NodeSync, Proposal,
     ProtocolEnvelope, Rejection, ReplicaRefusal, StateWitness, SyncStatus, Verdict, WitnessAlarm,
     WitnessAlarmKind,
 };
 pub use node::{Node, NodeConfig};
-pub use sync::{Admission, HomeMessage, HomeSync, Inbound, Route, SyncProtocol, SyncRegistry};
+pub use sync::{
+    Admission, EndorsedMessage, EndorsedSync, HomeMessage, HomeSync, Inbound, Route, SyncProtocol,
+    SyncRegistry,
+};
 pub use transport::{
     Delivery, InProcessNetwork, InProcessTransport, Inbox, Pending, Receipt, Transport,
     TransportError,

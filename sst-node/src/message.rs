@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sst_core::hash::{hash_parts, Domain};
 use sst_core::{
-    canonical, ActorChange, ActorId, BusinessEvent, ContractRecord, ContractRef, Digest,
-    Disclosure, EventId, NodeId, NodeKey, NodeRegistry, Outcome, Parties, PublicKey, Refusal,
-    RejectReason, SectionHash, SequencingReceipt, SignatureBytes, SignedEvent, StateId, StateRoot,
-    Timestamp,
+    canonical, ActorChange, ActorId, Base, BusinessEvent, ContractRecord, ContractRef, Digest,
+    Disclosure, Endorsement, EventId, NodeId, NodeKey, NodeRegistry, Outcome, Parties, PublicKey,
+    Refusal, RejectReason, SectionHash, SequencingReceipt, SignatureBytes, SignedEvent, StateId,
+    StateRoot, Timestamp,
 };
 
 /// A change an actor asks its node to make. The node builds, sequences and signs the event.
@@ -224,6 +224,107 @@ pub struct AppliedChange {
     /// every participant node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub business_events: Vec<BusinessEvent>,
+    /// For a contract on the `endorsed` protocol: the participant nodes' endorsements of
+    /// this outcome, sorted by node (a receiver applies the change only when they meet the
+    /// contract version's policy, [`sst_core::model::check_endorsements`], and stores them
+    /// with the event).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endorsements: Vec<Endorsement>,
+}
+
+/// A change the home node of a state on the `endorsed` protocol sequenced tentatively and
+/// asks one endorser to endorse, redacted to what that endorser may read. Nothing about it
+/// is committed anywhere before the home decides; the endorser validates it against its
+/// own copy as it would a received change (without applying it) and answers with an
+/// [`EndorsementGiven`] or an [`EndorsementRefused`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proposal {
+    /// The signed intent.
+    pub signed: SignedEvent,
+    /// Plaintext + salt of the changed sections the endorser may read.
+    pub disclosures: BTreeMap<String, Disclosure>,
+    /// Every changed section's hash (readable or not).
+    pub effects: BTreeMap<String, SectionHash>,
+    /// The version the change builds on (the event's base; `None` for a create).
+    pub base: Option<Base>,
+    /// The tentative new version.
+    pub version: u64,
+    /// The tentative new root.
+    pub root: StateRoot,
+    /// The business events the contract method emitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub business_events: Vec<BusinessEvent>,
+}
+
+impl Proposal {
+    /// The proposal as the change it would become (no receipt, no endorsements yet), which
+    /// the endorser checks like a received change.
+    pub fn as_change(&self) -> AppliedChange {
+        AppliedChange {
+            signed: self.signed.clone(),
+            disclosures: self.disclosures.clone(),
+            effects: self.effects.clone(),
+            version: self.version,
+            root: self.root,
+            receipt: None,
+            business_events: self.business_events.clone(),
+            endorsements: Vec::new(),
+        }
+    }
+}
+
+/// An endorser's endorsement of a [`Proposal`], as it travels back to the home node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndorsementGiven {
+    /// The proposed event.
+    pub event: EventId,
+    /// Its state.
+    pub state_id: StateId,
+    /// The endorsement: the endorser's node signature over event, state, version and root.
+    pub endorsement: Endorsement,
+}
+
+/// An endorser's refusal of a [`Proposal`], with its typed reason, as it travels back to the
+/// home node (which names it in a `not_endorsed` rejection when the policy can no longer be
+/// met).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndorsementRefused {
+    /// The proposed event.
+    pub event: EventId,
+    /// Its state.
+    pub state_id: StateId,
+    /// Why the endorser refuses.
+    pub reason: RejectReason,
+}
+
+/// An endorser's answer to a [`Proposal`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EndorsementAnswer {
+    /// It endorses.
+    Given(EndorsementGiven),
+    /// It refuses.
+    Refused(EndorsementRefused),
+}
+
+impl EndorsementAnswer {
+    /// The proposed event.
+    pub fn event(&self) -> EventId {
+        match self {
+            EndorsementAnswer::Given(g) => g.event,
+            EndorsementAnswer::Refused(r) => r.event,
+        }
+    }
+    /// Its state.
+    pub fn state_id(&self) -> &StateId {
+        match self {
+            EndorsementAnswer::Given(g) => &g.state_id,
+            EndorsementAnswer::Refused(r) => &r.state_id,
+        }
+    }
 }
 
 /// A signed intent and the plaintext + salt of the sections it writes, as its initiating
@@ -475,6 +576,9 @@ pub struct SyncStatus {
     /// it acknowledged. Changes sequenced by a node under a log alarm are refused
     /// (`bad_receipt`).
     pub witness_alarms: Vec<WitnessAlarm>,
+    /// The sync protocol the state uses (`home`, `endorsed`, …; `None`: the state is not
+    /// held here).
+    pub protocol: Option<String>,
 }
 
 /// What a node found wrong when it compared a peer's signed log checkpoint with the latest

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sst_core::{
-    Actor, ActorId, ActorKey, ContractRecord, Disclosure, EventFilter, EventId, HashAlg, NodeId,
-    NodeKey, NodeRegistry, Outcome, Refusal, SignedCheckpoint, SignedEvent, State, StateId, Store,
+    Actor, ActorId, ActorKey, ContractRecord, ContractRef, Disclosure, EventFilter, EventId,
+    HashAlg, NodeId, NodeKey, NodeRegistry, Outcome, Refusal, SignedCheckpoint, SignedEvent, State,
+    StateId, Store,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -18,7 +19,7 @@ use tracing::{debug, warn};
 
 use crate::checkpoint;
 use crate::context::{NodeContext, ValidationCounts};
-use crate::contract::ContractRegistry;
+use crate::contract::{ContractRegistry, EndorsementGuard};
 use crate::error::NodeError;
 use crate::inbox;
 use crate::message::{Intent, NodeSync, ReplicaRefusal, SyncStatus, Verdict, WitnessAlarm};
@@ -29,7 +30,7 @@ use crate::transport::{Inbox, Transport};
 use crate::verify::VerifyPool;
 
 /// How a node runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NodeConfig {
     /// This node's id.
     pub id: NodeId,
@@ -60,6 +61,27 @@ pub struct NodeConfig {
     /// sequencer; `0` (the default) means one per core
     /// ([`std::thread::available_parallelism`]).
     pub verify_workers: usize,
+    /// This node's own rule for endorsing proposed changes of states on the `endorsed`
+    /// protocol (checked after the change validated; a refusal is answered as
+    /// `contract_rejected`); `None` (the default): it endorses every change that validates.
+    pub endorsement_guard: Option<Arc<dyn EndorsementGuard>>,
+}
+
+impl std::fmt::Debug for NodeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("id", &self.id)
+            .field("alg", &self.alg)
+            .field("max_batch", &self.max_batch)
+            .field("outbox_capacity", &self.outbox_capacity)
+            .field("protocols", &self.protocols)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("registry", &self.registry)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("verify_workers", &self.verify_workers)
+            .field("endorsement_guard", &self.endorsement_guard.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl NodeConfig {
@@ -83,7 +105,15 @@ impl NodeConfig {
             registry,
             checkpoint_interval: Duration::from_millis(200),
             verify_workers: 0,
+            endorsement_guard: None,
         }
+    }
+
+    /// Sets [`NodeConfig::endorsement_guard`]: this node's own rule for endorsing proposed
+    /// changes (`endorsed` protocol).
+    pub fn with_endorsement_guard(mut self, guard: Arc<dyn EndorsementGuard>) -> Self {
+        self.endorsement_guard = Some(guard);
+        self
     }
 
     /// Sets [`NodeConfig::verify_workers`]: how many threads verify incoming signatures
@@ -184,6 +214,7 @@ impl Node {
                     config.verify_workers,
                     config.registry.clone(),
                 ),
+                config.endorsement_guard.clone(),
             )
             .await?,
         );
@@ -545,6 +576,7 @@ impl Node {
                 version: 0,
                 nodes: vec![NodeSync::new(me, 0, own_refusal)],
                 witness_alarms: self.ctx.witness_alarms(),
+                protocol: None,
             }));
         };
         let home = self.ctx.home_of(state).await?.unwrap_or_else(|| me.clone());
@@ -565,7 +597,29 @@ impl Node {
             version: held.version,
             nodes,
             witness_alarms: self.ctx.witness_alarms(),
+            protocol: Some(self.ctx.protocol_of(&held.contract).to_owned()),
         }))
+    }
+
+    /// The name of the sync protocol that synchronises states of `contract` on this node
+    /// (`home`, `endorsed`, …): the one its installed descriptor chooses, else the one the
+    /// node's [`SyncRegistry`] routes its name to.
+    pub fn protocol_of(&self, contract: &ContractRef) -> &str {
+        self.ctx.protocol_of(contract)
+    }
+
+    /// The name of the sync protocol `state` uses, as [`Node::protocol_of`] its contract
+    /// version (`None`: the state is not held here).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn protocol_of_state(&self, state: &StateId) -> Result<Option<String>, NodeError> {
+        Ok(self
+            .ctx
+            .store()
+            .state(state)
+            .await?
+            .map(|s| self.ctx.protocol_of(&s.contract).to_owned()))
     }
 
     /// Waits until each of `nodes` (empty: every participant node of the state) holds

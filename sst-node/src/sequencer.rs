@@ -15,25 +15,30 @@
 //! be used ([`NodeContext::origin_floor`]), and a local intent whose sequence turns out to be
 //! taken is built again under a fresh one, never refused for it.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use sst_core::{
-    CommitBatch, CommitItem, ConflictKind, ContractRecord, Disclosure, EventId, EventKind,
-    EventRecord, NodeId, OriginSeq, Outcome, Refusal, RejectReason, SequencingReceipt, SignedEvent,
-    State, StateId, StateRoot, StoreError, Timestamp,
+    CommitBatch, CommitItem, ConflictKind, ContractRecord, Disclosure, Endorsement,
+    EndorsementPolicy, EndorserRefusal, EventId, EventKind, EventRecord, NodeId, OriginSeq,
+    Outcome, PolicyProgress, Refusal, RejectReason, Role, SequencingReceipt, SignedEvent, State,
+    StateId, StateRoot, StoreError, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::build::EventBuilder;
 use crate::context::{NodeContext, Resubmit};
 use crate::contract::Contract;
 use crate::error::NodeError;
-use crate::message::{Intent, ProtocolEnvelope, ReplicaRefusal, Verdict};
-use crate::pipeline::{self, Eval};
+use crate::message::{
+    EndorsementAnswer, EndorsementGiven, EndorsementRefused, Intent, Proposal, ProtocolEnvelope,
+    ReplicaRefusal, Verdict,
+};
+use crate::pipeline::{self, Built, Eval};
 use crate::sync::{Admission, Route, SyncRegistry};
 use crate::verify::{SignedRef, Verified, Vetted, VettedChange};
 
@@ -144,6 +149,101 @@ pub(crate) enum JobKind {
         reason: RejectReason,
         receipt: Option<SequencingReceipt>,
     },
+    /// A home node (`from`) proposes a change for this node to endorse (endorsed protocol):
+    /// validate it on this node's copy, commit nothing, answer.
+    Endorse {
+        from: NodeId,
+        proposal: Box<Proposal>,
+    },
+    /// An endorser (`from`) answered one of this node's open proposals.
+    Endorsement {
+        from: NodeId,
+        answer: EndorsementAnswer,
+    },
+    /// The time of the open proposal of `state` (for `event`) may be up.
+    EndorsementDeadline { state: StateId, event: EventId },
+    /// A proposal was decided: commit this outcome (kept in the job, so that a job planned
+    /// again commits the same).
+    Decided(Box<Decided>),
+}
+
+/// A proposal's outcome, to commit as this node sequenced it.
+pub(crate) struct Decided {
+    signed: SignedEvent,
+    /// The tentative version (applied) or the reason (rejected).
+    eval: Eval,
+    /// The endorsements of an applied outcome, sorted by node.
+    endorsements: Vec<Endorsement>,
+}
+
+/// A change this node (the home of its state) sequenced tentatively and holds open until
+/// its endorsement policy is met, fails, or times out. Nothing of it is committed before.
+struct OpenProposal {
+    signed: SignedEvent,
+    built: Box<Built>,
+    policy: EndorsementPolicy,
+    /// Participant nodes of the version it builds on, with their roles.
+    participants: BTreeMap<NodeId, BTreeSet<Role>>,
+    /// The endorsers asked (this node included when it is one).
+    asked: BTreeSet<NodeId>,
+    endorsed: BTreeMap<NodeId, Endorsement>,
+    refused: BTreeMap<NodeId, RejectReason>,
+    timeout_ms: u64,
+    deadline: Instant,
+    /// Whoever waits for the outcome (the local caller, or the delivery of a forwarded intent).
+    reply: Option<Reply>,
+}
+
+impl OpenProposal {
+    /// Whether the answers so far decide it: applied (met), rejected (failed), or not yet.
+    fn decision(&self) -> Option<Decided> {
+        let endorsed: BTreeSet<NodeId> = self.endorsed.keys().cloned().collect();
+        let refused: BTreeSet<NodeId> = self.refused.keys().cloned().collect();
+        let eval = match self
+            .policy
+            .progress(&self.participants, &endorsed, &refused)
+        {
+            PolicyProgress::Met => Eval::Apply(self.built.clone()),
+            PolicyProgress::Failed => Eval::Reject(RejectReason::NotEndorsed {
+                refusals: self
+                    .refused
+                    .iter()
+                    .map(|(node, reason)| EndorserRefusal {
+                        node: node.clone(),
+                        reason: reason.clone(),
+                    })
+                    .collect(),
+            }),
+            PolicyProgress::Open => return None,
+        };
+        Some(self.decided(eval))
+    }
+
+    /// Rejected `endorsement_timeout`, naming the endorsers that did not answer.
+    fn timed_out(&self) -> Decided {
+        let missing = self
+            .asked
+            .iter()
+            .filter(|n| !self.endorsed.contains_key(*n) && !self.refused.contains_key(*n))
+            .cloned()
+            .collect();
+        self.decided(Eval::Reject(RejectReason::EndorsementTimeout {
+            missing,
+            timeout_ms: self.timeout_ms,
+        }))
+    }
+
+    fn decided(&self, eval: Eval) -> Decided {
+        let endorsements = match eval {
+            Eval::Apply(_) => self.endorsed.values().cloned().collect(),
+            Eval::Reject(_) => Vec::new(),
+        };
+        Decided {
+            signed: self.signed.clone(),
+            eval,
+            endorsements,
+        }
+    }
 }
 
 /// What one job needs after the batch committed.
@@ -173,6 +273,9 @@ struct Planned {
     /// A received method call applied here: whether this node re-executed it (validated)
     /// or relied on the home's receipt.
     validated: Option<bool>,
+    /// The job opened a proposal of this state: whoever waits for the job waits for the
+    /// proposal's outcome.
+    proposed: Option<StateId>,
 }
 
 /// Most times a local intent is built again because its origin sequence was taken.
@@ -208,6 +311,13 @@ struct Writer {
     owned: HashMap<StateId, Arc<State>>,
     /// The group being committed, if any.
     inflight: Option<InFlight>,
+    /// Open proposals of states this node is the home of (endorsed protocol), by state.
+    open: HashMap<StateId, OpenProposal>,
+    /// Jobs about a state with an open proposal, in arrival order: planned once it is
+    /// decided (the state stays serialised; other states keep flowing).
+    parked: HashMap<StateId, VecDeque<Job>>,
+    /// Parked jobs whose proposal was decided, to plan next, in order.
+    unparked: VecDeque<Job>,
 }
 
 /// The sequencer task.
@@ -225,20 +335,51 @@ pub(crate) async fn run(
         acks: BTreeMap::new(),
         owned: HashMap::new(),
         inflight: None,
+        open: HashMap::new(),
+        parked: HashMap::new(),
+        unparked: VecDeque::new(),
     };
     loop {
+        if !w.unparked.is_empty() {
+            let jobs = std::mem::take(&mut w.unparked).into();
+            w.run_batch(jobs).await;
+            continue;
+        }
         // While a group commits, the next jobs are planned; with none waiting, the group is
-        // finished as soon as its commit returns.
-        let first = match w.inflight.as_mut() {
-            Some(f) => tokio::select! {
-                biased;
-                done = &mut f.commit.0 => {
-                    w.complete_with(done).await;
-                    continue;
+        // finished as soon as its commit returns. An open proposal's deadline wakes it too.
+        let deadline = w.open.values().map(|p| p.deadline).min();
+        let wake = {
+            let commit = async {
+                match w.inflight.as_mut() {
+                    Some(f) => Some((&mut f.commit.0).await),
+                    None => std::future::pending().await,
                 }
-                job = rx.recv() => job,
-            },
-            None => rx.recv().await,
+            };
+            let expiry = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                done = commit => Wake::Committed(done),
+                job = rx.recv() => Wake::Job(job),
+                () = expiry => Wake::Deadline,
+            }
+        };
+        let first = match wake {
+            Wake::Committed(Some(done)) => {
+                w.complete_with(done).await;
+                continue;
+            }
+            Wake::Committed(None) => continue,
+            Wake::Deadline => {
+                let jobs = w.expired();
+                w.run_batch(jobs).await;
+                continue;
+            }
+            Wake::Job(job) => job,
         };
         let Some(first) = first else { break };
         let mut jobs = vec![first];
@@ -255,6 +396,18 @@ pub(crate) async fn run(
 
 /// What the commit task gives back: the plans it committed, and how that went.
 type Committed = (Vec<Planned>, Result<(), CommitFailure>);
+
+/// What woke the sequencer (a value that lives for one turn of its loop: boxing the job
+/// would cost an allocation per job).
+#[allow(clippy::large_enum_variant)]
+enum Wake {
+    /// The group being committed finished.
+    Committed(Option<Result<Committed, tokio::task::JoinError>>),
+    /// A job arrived (`None`: every sender is gone).
+    Job(Option<Job>),
+    /// An open proposal's deadline passed.
+    Deadline,
+}
 
 /// The commit task of a group; aborted when the sequencer stops (like a crash: nothing is
 /// committed after the node is gone, beyond a store call already running).
@@ -355,7 +508,16 @@ impl Writer {
             let mut plans = Vec::new();
             let mut cut = false;
             while let Some(mut job) = queue.pop_front() {
+                if let Some(state) = self.waits_for_proposal(&job) {
+                    debug!(node = %self.ctx.id(), %state, "job waits for the open proposal of its state");
+                    self.parked.entry(state).or_default().push_back(job);
+                    continue;
+                }
                 let plan = self.plan(&mut job, &mut ov).await;
+                // A decided proposal lets the jobs that waited for it go next, in order.
+                while let Some(j) = self.unparked.pop_back() {
+                    queue.push_front(j);
+                }
                 // The jobs after an actor change or a deployment see the new directory or
                 // the installed contract.
                 cut = plan.actor.is_some() || plan.contract.is_some();
@@ -606,7 +768,7 @@ impl Writer {
                     .await
                     .unwrap_or(e.origin_seq)
                     .max(e.origin_seq);
-                let protocol = self.sync.for_contract(&e.contract);
+                let protocol = self.sync.for_contract(&self.ctx, &e.contract);
                 tracing::info!(
                     %event, peer = %from, seq = e.origin_seq.0, above = above.0,
                     "forwarded intent reuses a taken origin sequence; its origin re-sequences it"
@@ -626,7 +788,7 @@ impl Writer {
                 from: Some(from), ..
             } => {
                 warn!(%event, %detail, "event not recordable; refused");
-                let protocol = self.sync.for_contract(&e.contract);
+                let protocol = self.sync.for_contract(&self.ctx, &e.contract);
                 match protocol.refused(event, &reason) {
                     Ok(m) => self.ctx.send(from, m),
                     Err(e) => warn!(%event, peer = %from, error = %e, "refusal not sent"),
@@ -672,7 +834,7 @@ impl Writer {
                 at: Timestamp::now(),
             })
             .await;
-        let protocol = self.sync.for_contract(contract);
+        let protocol = self.sync.for_contract(&self.ctx, contract);
         match protocol.refuse_change(&refusal) {
             Ok(Some(m)) => self.ctx.send(from, m),
             Ok(None) => {}
@@ -706,7 +868,7 @@ impl Writer {
             if let JobKind::Replicate { change, .. } = &job.kind {
                 let protocol = self
                     .sync
-                    .for_contract(&change.change().signed.event.contract)
+                    .for_contract(&self.ctx, &change.change().signed.event.contract)
                     .name();
                 let states = self.acks.entry((protocol, from)).or_default();
                 match states.held.get(&state) {
@@ -763,7 +925,7 @@ impl Writer {
                 ctx.clear_refusals(&e.state_id, 0).await;
             }
             if plan.sequenced {
-                let protocol = self.sync.for_contract(&e.contract);
+                let protocol = self.sync.for_contract(&self.ctx, &e.contract);
                 match protocol.outbound(&ctx, item).await {
                     Ok(msgs) => {
                         for (to, m) in msgs {
@@ -818,13 +980,48 @@ impl Writer {
     }
 
     async fn plan(&mut self, job: &mut Job, ov: &mut Overlay) -> Planned {
-        match self.plan_inner(job, ov).await {
+        let planned = match self.plan_inner(job, ov).await {
             Ok(p) => p,
             Err(e) => Planned {
                 verdict: Some(Err(e)),
                 ..Default::default()
             },
+        };
+        if let Some(open) = planned.proposed.as_ref().and_then(|s| self.open.get_mut(s)) {
+            if open.reply.is_none() {
+                open.reply = job.reply.take();
+            }
         }
+        planned
+    }
+
+    /// The state with an open proposal a job must wait for, if any (an intent about it).
+    fn waits_for_proposal(&self, job: &Job) -> Option<StateId> {
+        if self.open.is_empty() {
+            return None;
+        }
+        let state = match &job.kind {
+            JobKind::Local { intent, .. } => intent.state_id(),
+            JobKind::Sequence { signed, .. } => &signed.signed().event.state_id,
+            _ => return None,
+        };
+        self.open.contains_key(state).then(|| state.clone())
+    }
+
+    /// Jobs deciding the open proposals whose deadline passed.
+    fn expired(&self) -> Vec<Job> {
+        let now = Instant::now();
+        self.open
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(state, p)| Job {
+                kind: JobKind::EndorsementDeadline {
+                    state: state.clone(),
+                    event: p.signed.id,
+                },
+                reply: None,
+            })
+            .collect()
     }
 
     async fn plan_inner(&mut self, job: &mut Job, ov: &mut Overlay) -> Result<Planned, NodeError> {
@@ -845,7 +1042,7 @@ impl Writer {
                     Route::Here => self.sequence(p.signed.as_ref(), &p.disclosures, ov).await,
                     Route::Forward(to) => {
                         let signed = p.signed.signed();
-                        let protocol = self.sync.for_contract(&signed.event.contract);
+                        let protocol = self.sync.for_contract(&self.ctx, &signed.event.contract);
                         let msg = protocol.forward(signed, &p.disclosures)?;
                         Ok(Planned {
                             forward: Some((to.clone(), msg, signed.id)),
@@ -869,7 +1066,7 @@ impl Writer {
                                 signed.event.origin_node
                             ),
                         };
-                        let protocol = self.sync.for_contract(&signed.event.contract);
+                        let protocol = self.sync.for_contract(&self.ctx, &signed.event.contract);
                         return Ok(Planned {
                             sends: vec![(from.clone(), protocol.refused(signed.id, &reason)?)],
                             verdict: Some(Ok(Verdict::Refused {
@@ -885,7 +1082,7 @@ impl Writer {
                     let reason = RejectReason::BadSignature {
                         detail: err.to_string(),
                     };
-                    let protocol = self.sync.for_contract(&signed.event.contract);
+                    let protocol = self.sync.for_contract(&self.ctx, &signed.event.contract);
                     let mut sends = Vec::new();
                     if let Some(f) = from {
                         sends.push((f.clone(), protocol.refused(signed.id, &reason)?));
@@ -903,7 +1100,7 @@ impl Writer {
                     // A replay: nothing changes; tell the forwarder what happened first.
                     let mut sends = Vec::new();
                     if let Some(from) = from {
-                        let protocol = self.sync.for_contract(&rec.event().contract);
+                        let protocol = self.sync.for_contract(&self.ctx, &rec.event().contract);
                         sends = protocol
                             .replay(&self.ctx, &rec, from)
                             .await?
@@ -923,7 +1120,7 @@ impl Writer {
                 if from.is_none() && signed.event.origin_node == *self.ctx.id() {
                     // Signed by a client for this node and handed to it: the state's home
                     // sequences it, as for this node's own actors.
-                    let protocol = self.sync.for_contract(&signed.event.contract);
+                    let protocol = self.sync.for_contract(&self.ctx, &signed.event.contract);
                     if let Route::Forward(to) = protocol.route(&self.ctx, signed).await? {
                         let msg = protocol.forward(signed, disclosures)?;
                         return Ok(Planned {
@@ -935,6 +1132,34 @@ impl Writer {
                 self.sequence(vetted.as_ref(), disclosures, ov).await
             }
             JobKind::Replicate { from, change } => self.replicate(from, change, ov).await,
+            JobKind::Endorse { from, proposal } => {
+                let (from, proposal) = (from.clone(), proposal.clone());
+                self.endorse(&from, &proposal, ov).await
+            }
+            JobKind::Endorsement { from, answer } => {
+                let (from, answer) = (from.clone(), answer.clone());
+                let Some(decided) = self.note_answer(&from, &answer) else {
+                    return Ok(Planned::default());
+                };
+                Ok(self.decide(job, decided, ov))
+            }
+            JobKind::EndorsementDeadline { state, event } => {
+                let decided = match self.open.get(state) {
+                    Some(p) if p.signed.id == *event && p.deadline <= Instant::now() => {
+                        p.timed_out()
+                    }
+                    _ => return Ok(Planned::default()),
+                };
+                Ok(self.decide(job, decided, ov))
+            }
+            JobKind::Decided(d) => {
+                let d = Decided {
+                    signed: d.signed.clone(),
+                    eval: d.eval.clone(),
+                    endorsements: d.endorsements.clone(),
+                };
+                Ok(self.decided_plan(&d, ov))
+            }
             JobKind::Rejected {
                 from,
                 signed,
@@ -1053,7 +1278,7 @@ impl Writer {
             }
         };
         let signed = built.verified.signed();
-        let protocol = self.sync.for_contract(&signed.event.contract);
+        let protocol = self.sync.for_contract(&self.ctx, &signed.event.contract);
         let route = protocol.route(&ctx, signed).await?;
         self.next_seq += 1;
         Ok(Prepared {
@@ -1092,9 +1317,270 @@ impl Writer {
         }
         let cur = self.current(ov, &signed.event.state_id).await?;
         let eval = pipeline::sequence(&self.ctx, s, disclosures, cur.as_deref());
+        if let Eval::Apply(built) = eval {
+            let protocol = self.sync.for_contract(&self.ctx, &signed.event.contract);
+            if let Some((policy, timeout_ms)) =
+                protocol.endorsement(&self.ctx, &signed.event.contract)
+            {
+                return self.propose(signed, built, cur.as_deref(), (policy, timeout_ms), ov);
+            }
+            let mut planned = self.planned(signed, Eval::Apply(built), ov, true);
+            self.sign_receipt(&mut planned);
+            return Ok(planned);
+        }
         let mut planned = self.planned(signed, eval, ov, true);
         self.sign_receipt(&mut planned);
         Ok(planned)
+    }
+
+    /// An applied outcome of a contract on a protocol that endorses: held open (nothing
+    /// committed) while the endorsers other than this node are asked, after the commit of
+    /// the group it is planned in (so each holds the version it builds on); decided at once
+    /// when this node's own endorsement or refusal decides it.
+    fn propose(
+        &mut self,
+        signed: &SignedEvent,
+        built: Box<Built>,
+        cur: Option<&State>,
+        (policy, timeout_ms): (EndorsementPolicy, u64),
+        ov: &mut Overlay,
+    ) -> Result<Planned, NodeError> {
+        let e = &signed.event;
+        if let Some(open) = self.open.get(&e.state_id) {
+            // The same intent planned again (its group was planned over again): still open.
+            if open.signed.id == signed.id {
+                return Ok(Planned {
+                    proposed: Some(e.state_id.clone()),
+                    ..Default::default()
+                });
+            }
+        }
+        let parties = match cur {
+            Some(c) if e.kind != EventKind::Create => &c.parties,
+            _ => &built.state.parties,
+        };
+        let participants = self.ctx.participant_roles(parties);
+        if let Err(err) = policy.satisfiable(&participants) {
+            let reason = RejectReason::ContractRejected {
+                message: format!("the endorsement policy cannot be met: {err}"),
+            };
+            let mut planned = self.planned(signed, Eval::Reject(reason), ov, true);
+            self.sign_receipt(&mut planned);
+            return Ok(planned);
+        }
+        let asked = policy.endorsers(&participants);
+        let me = self.ctx.id().clone();
+        let mut open = OpenProposal {
+            signed: signed.clone(),
+            built,
+            policy,
+            participants,
+            asked,
+            endorsed: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            timeout_ms,
+            deadline: Instant::now() + Duration::from_millis(timeout_ms),
+            reply: None,
+        };
+        if open.asked.contains(&me) {
+            // The home endorses its own tentative outcome (under its own rule too).
+            let state = &open.built.state;
+            match self.guard(&e.contract, state) {
+                Ok(()) => {
+                    let endorsement =
+                        self.ctx
+                            .endorse(&signed.id, &e.state_id, state.version, &state.root);
+                    open.endorsed.insert(me.clone(), endorsement);
+                }
+                Err(reason) => {
+                    open.refused.insert(me.clone(), reason);
+                }
+            }
+        }
+        if let Some(decided) = open.decision() {
+            return Ok(self.decided_plan(&decided, ov));
+        }
+        let record = EventRecord {
+            signed: signed.clone(),
+            disclosures: open.built.disclosures.clone(),
+            outcome: Outcome::Applied {
+                version: open.built.state.version,
+                root: open.built.state.root,
+            },
+            receipt: None,
+            business_events: open.built.business_events.clone(),
+            endorsements: Vec::new(),
+        };
+        let others: BTreeSet<NodeId> = open.asked.iter().filter(|n| **n != me).cloned().collect();
+        let protocol = self.sync.for_contract(&self.ctx, &e.contract).clone();
+        let sends = protocol.propose(&self.ctx, &record, &open.built.state, &others)?;
+        debug!(
+            node = %self.ctx.id(), event = %signed.id, state = %e.state_id,
+            endorsers = ?others, "change proposed for endorsement"
+        );
+        self.open.insert(e.state_id.clone(), open);
+        Ok(Planned {
+            sends,
+            proposed: Some(e.state_id.clone()),
+            ..Default::default()
+        })
+    }
+
+    /// This node's own endorsement rule on the version a proposal would produce.
+    fn guard(&self, contract: &sst_core::ContractRef, state: &State) -> Result<(), RejectReason> {
+        match self.ctx.endorsement_guard() {
+            Some(g) => g
+                .check(contract, &state.id, &pipeline::view(state))
+                .map_err(|message| RejectReason::ContractRejected { message }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records an endorser's answer to an open proposal; returns its decision once the
+    /// answers decide it. Answers of nodes not asked, to another proposal, or repeated are
+    /// ignored (logged); an endorsement that does not verify counts as a refusal.
+    fn note_answer(&mut self, from: &NodeId, answer: &EndorsementAnswer) -> Option<Decided> {
+        let node = self.ctx.id().clone();
+        let registry = self.ctx.node_registry().clone();
+        let Some(open) = self.open.get_mut(answer.state_id()) else {
+            debug!(%node, peer = %from, event = %answer.event(), "answer to no open proposal ignored");
+            return None;
+        };
+        let stray = open.signed.id != answer.event()
+            || !open.asked.contains(from)
+            || open.endorsed.contains_key(from)
+            || open.refused.contains_key(from);
+        if stray {
+            debug!(%node, peer = %from, event = %answer.event(), "stray or repeated endorsement answer ignored");
+            return None;
+        }
+        let state = &open.built.state;
+        match answer {
+            EndorsementAnswer::Given(g) => {
+                let checked = if g.endorsement.node != *from {
+                    Err(format!("signed as node {}", g.endorsement.node))
+                } else {
+                    g.endorsement
+                        .verify(
+                            &registry,
+                            &open.signed.id,
+                            &state.id,
+                            state.version,
+                            &state.root,
+                        )
+                        .map_err(|e| e.to_string())
+                };
+                match checked {
+                    Ok(()) => {
+                        open.endorsed.insert(from.clone(), g.endorsement.clone());
+                    }
+                    Err(detail) => {
+                        warn!(%node, peer = %from, event = %g.event, %detail, "endorsement does not verify; counted as a refusal");
+                        open.refused.insert(
+                            from.clone(),
+                            RejectReason::BadReceipt {
+                                detail: format!("endorsement does not verify: {detail}"),
+                            },
+                        );
+                    }
+                }
+            }
+            EndorsementAnswer::Refused(r) => {
+                warn!(
+                    %node, peer = %from, event = %r.event, state = %r.state_id,
+                    reason = r.reason.code(), detail = ?r.reason, "endorser refused a proposal"
+                );
+                open.refused.insert(from.clone(), r.reason.clone());
+            }
+        }
+        open.decision()
+    }
+
+    /// Closes the open proposal `decided` decides: the job now commits it, answering whoever
+    /// waited for the proposal, and the jobs that waited for its state go next.
+    fn decide(&mut self, job: &mut Job, decided: Decided, ov: &mut Overlay) -> Planned {
+        let state = decided.signed.event.state_id.clone();
+        if let Some(mut open) = self.open.remove(&state) {
+            if let Some(reply) = open.reply.take() {
+                job.reply = Some(reply);
+            }
+        }
+        if let Some(waiting) = self.parked.remove(&state) {
+            self.unparked.extend(waiting);
+        }
+        let planned = self.decided_plan(&decided, ov);
+        debug!(
+            node = %self.ctx.id(), event = %decided.signed.id, %state,
+            outcome = ?planned.verdict, "proposal decided"
+        );
+        job.kind = JobKind::Decided(Box::new(decided));
+        planned
+    }
+
+    /// The commit of a decided proposal, sequenced (and receipted) by this node.
+    fn decided_plan(&mut self, d: &Decided, ov: &mut Overlay) -> Planned {
+        let mut planned = self.planned(&d.signed, d.eval.clone(), ov, true);
+        if let Some(item) = &mut planned.item {
+            item.event.endorsements = d.endorsements.clone();
+        }
+        self.sign_receipt(&mut planned);
+        planned
+    }
+
+    /// As an endorser: checks a proposed change on this node's copy exactly as a received
+    /// change (nothing is committed), applies this node's own rule, and answers the home.
+    async fn endorse(
+        &mut self,
+        from: &NodeId,
+        proposal: &Proposal,
+        ov: &mut Overlay,
+    ) -> Result<Planned, NodeError> {
+        let e = &proposal.signed.event;
+        let event = proposal.signed.id;
+        let home = self.ctx.home_of_event(e).await?;
+        let checked = if home.as_ref() != Some(from) {
+            Err(RejectReason::InvalidPayload {
+                path: "$.from".into(),
+                reason: format!("node {from} is not the home node of {}", e.state_id),
+            })
+        } else {
+            let cur = self.current(ov, &e.state_id).await?;
+            let change = VettedChange::unchecked(proposal.as_change());
+            match pipeline::replicate(&self.ctx, from, &change, cur.as_deref()) {
+                Eval::Apply(built) => self.guard(&e.contract, &built.state),
+                Eval::Reject(reason) => Err(reason),
+            }
+        };
+        let answer = match &checked {
+            Ok(()) => EndorsementAnswer::Given(EndorsementGiven {
+                event,
+                state_id: e.state_id.clone(),
+                endorsement: self.ctx.endorse(
+                    &event,
+                    &e.state_id,
+                    proposal.version,
+                    &proposal.root,
+                ),
+            }),
+            Err(reason) => EndorsementAnswer::Refused(EndorsementRefused {
+                event,
+                state_id: e.state_id.clone(),
+                reason: reason.clone(),
+            }),
+        };
+        let protocol = self.sync.for_contract(&self.ctx, &e.contract);
+        let sends = protocol
+            .answer_proposal(&answer)?
+            .map(|m| (from.clone(), m))
+            .into_iter()
+            .collect();
+        Ok(Planned {
+            sends,
+            verdict: checked
+                .err()
+                .map(|reason| Ok(Verdict::Refused { event, reason })),
+            ..Default::default()
+        })
     }
 
     /// This node sequenced the planned item: it signs the receipt over its outcome before
@@ -1342,7 +1828,7 @@ impl Writer {
             })),
             ..Default::default()
         };
-        let protocol = self.sync.for_contract(&e.contract).clone();
+        let protocol = self.sync.for_contract(&self.ctx, &e.contract).clone();
         match protocol.admit(&self.ctx, from, ch, cur.as_deref()).await? {
             Admission::Apply => {}
             Admission::Duplicate => {
@@ -1445,6 +1931,7 @@ impl Writer {
                 planned.validated = validated;
                 if let Some(item) = &mut planned.item {
                     item.event.receipt = ch.receipt.clone();
+                    item.event.endorsements = ch.endorsements.clone();
                 }
                 planned.ack = Some((from.clone(), e.state_id.clone(), ch.version, ch.root));
                 Ok(planned)
@@ -1540,6 +2027,10 @@ fn job_event(job: &Job) -> Option<EventId> {
         JobKind::Sequence { signed, .. } => Some(signed.signed().id),
         JobKind::Replicate { change, .. } => Some(change.change().signed.id),
         JobKind::Rejected { signed, .. } => Some(signed.id),
+        JobKind::Endorse { .. }
+        | JobKind::Endorsement { .. }
+        | JobKind::EndorsementDeadline { .. }
+        | JobKind::Decided(_) => None,
     }
 }
 

@@ -357,6 +357,7 @@ async fn a_forged_change_pushed_to_a_replica_is_refused() -> anyhow::Result<()> 
         root: cur.root,
         receipt: None,
         business_events: Vec::new(),
+        endorsements: Vec::new(),
     };
     let forged_id = change.signed.id;
     let (t, _inbox) = c.net.join("intruder");

@@ -951,6 +951,7 @@ async fn intruders(
             &[],
         )),
         business_events: Vec::new(),
+        endorsements: Vec::new(),
     }))
     .envelope()?;
     let as_r2 = endpoint(

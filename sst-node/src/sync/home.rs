@@ -149,8 +149,7 @@ impl HomeMessage {
     /// # Errors
     /// [`NodeError::Invalid`] when it cannot be represented as JSON.
     pub fn envelope(&self) -> Result<ProtocolEnvelope, NodeError> {
-        ProtocolEnvelope::new(HomeSync::NAME, HomeSync::VERSION, self)
-            .map_err(|e| NodeError::Invalid(format!("{} message: {e}", HomeSync::NAME)))
+        super::wrap(HomeSync::NAME, HomeSync::VERSION, self)
     }
 }
 
@@ -178,6 +177,13 @@ impl HomeSync {
     pub const NAME: &'static str = "home";
     /// Version of its message format.
     pub const VERSION: u16 = 1;
+
+    /// Whether this protocol's messages carry the committed changes, catch-up and handshake
+    /// of states on `protocol`: its own, and those of [`super::EndorsedSync`], which adds
+    /// endorsement before the commit to the same mechanics.
+    pub fn carries(protocol: &str) -> bool {
+        protocol == Self::NAME || protocol == super::EndorsedSync::NAME
+    }
 
     /// Whether to ask the home for the versions of `state` after `held` now.
     fn should_ask(&self, state: &StateId, held: u64) -> bool {
@@ -212,6 +218,7 @@ impl HomeSync {
             root,
             receipt: record.receipt.clone(),
             business_events: Vec::new(),
+            endorsements: Vec::new(),
         }))
     }
 
@@ -317,7 +324,7 @@ impl HomeSync {
             let Some(latest) = store.state(&id).await? else {
                 continue;
             };
-            if ctx.protocol_of(&latest.contract) != self.name()
+            if !Self::carries(ctx.protocol_of(&latest.contract))
                 || ctx.home_of(&id).await?.as_ref() != Some(ctx.id())
                 || !ctx.participants(&latest.parties).contains(peer)
             {

@@ -9,29 +9,35 @@
 //! **start / restart handshake** (including the highest origin sequence each peer recorded
 //! for this node, [`NodeContext::note_origin_used`]).
 //!
-//! Several protocols run side by side: a [`SyncRegistry`] maps each contract name to one
-//! protocol (default [`HomeSync`]) and the inbox hands each envelope to the protocol it names,
-//! so adding a protocol never touches the sequencer. The sequencer only executes what the
-//! protocol decides ([`Route`], [`Inbound`], [`Admission`]) and runs the pipeline.
+//! Several protocols run side by side: each contract version uses the protocol its
+//! descriptor chooses (else the one a [`SyncRegistry`] routes its name to, default
+//! [`HomeSync`]) and the inbox hands each envelope to the protocol it names. The sequencer
+//! only executes what the protocol decides ([`Route`], [`Inbound`], [`Admission`], and for a
+//! protocol that endorses, [`SyncProtocol::endorsement`]: hold the tentative outcome open
+//! until endorsers answer) and runs the pipeline. [`EndorsedSync`] (`endorsed`) is the
+//! second protocol: the home-node mechanics plus endorsement by participant nodes before
+//! a change is committed.
 
+pub mod endorsed;
 pub mod home;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use sst_core::{
-    CommitItem, ContractRef, Disclosure, EventId, EventRecord, NodeId, OriginSeq, Refusal,
-    RejectReason, SignedCheckpoint, SignedEvent, State, StateId,
+    CommitItem, ContractRef, Disclosure, EndorsementPolicy, EventId, EventRecord, NodeId,
+    OriginSeq, Refusal, RejectReason, SignedCheckpoint, SignedEvent, State, StateId,
 };
 
 use crate::context::{NodeContext, ProtocolChoice};
 use crate::error::NodeError;
 use crate::message::{
-    AppliedChange, ForwardedIntent, IntentRefused, ProtocolEnvelope, Rejection, ReplicaRefusal,
-    StateWitness,
+    AppliedChange, EndorsementAnswer, ForwardedIntent, IntentRefused, Proposal, ProtocolEnvelope,
+    Rejection, ReplicaRefusal, StateWitness,
 };
 
+pub use endorsed::{EndorsedMessage, EndorsedSync};
 pub use home::{HomeMessage, HomeSync};
 
 /// Who sequences an event a local actor made.
@@ -69,6 +75,12 @@ pub enum Inbound {
         /// The highest origin sequence of this node the sequencing node recorded.
         above: OriginSeq,
     },
+    /// The sending node (the state's home) proposes a change for this node to endorse:
+    /// validate it against this node's copy without applying it, and answer
+    /// ([`SyncProtocol::answer_proposal`]).
+    Propose(Box<Proposal>),
+    /// An endorser answered one of this node's proposals.
+    Endorsement(EndorsementAnswer),
 }
 
 /// Whether a received change may be applied on top of the version this node holds.
@@ -284,10 +296,54 @@ pub trait SyncProtocol: Send + Sync {
         let _ = (ctx, refusals);
         Ok(Vec::new())
     }
+
+    /// Whether an applied outcome of `contract` this node sequenced must be endorsed before
+    /// it is committed: the endorsement policy and how long to wait (milliseconds); `None`
+    /// (default): it is committed at once.
+    fn endorsement(
+        &self,
+        ctx: &NodeContext,
+        contract: &ContractRef,
+    ) -> Option<(EndorsementPolicy, u64)> {
+        let _ = (ctx, contract);
+        None
+    }
+
+    /// Messages proposing the tentative outcome `record` (producing `state`, neither
+    /// committed) to each of `endorsers`, redacted to what each may read (default: none).
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] when a message cannot be built.
+    fn propose(
+        &self,
+        ctx: &NodeContext,
+        record: &EventRecord,
+        state: &State,
+        endorsers: &BTreeSet<NodeId>,
+    ) -> Result<Vec<(NodeId, ProtocolEnvelope)>, NodeError> {
+        let _ = (ctx, record, state, endorsers);
+        Ok(Vec::new())
+    }
+
+    /// The message answering a proposal (default: none).
+    ///
+    /// # Errors
+    /// [`NodeError::Invalid`] when the message cannot be built.
+    fn answer_proposal(
+        &self,
+        answer: &EndorsementAnswer,
+    ) -> Result<Option<ProtocolEnvelope>, NodeError> {
+        let _ = answer;
+        Ok(None)
+    }
 }
 
-/// The sync protocols of a node and which contract uses which: every contract uses the
-/// default protocol (initially [`HomeSync`]) unless [`SyncRegistry::route`] names another.
+/// The sync protocols of a node and which contract uses which: a contract version whose
+/// descriptor chooses a protocol ([`sst_core::ContractDescriptor::sync`]) uses that one;
+/// otherwise every contract uses the default protocol (initially [`HomeSync`]) unless
+/// [`SyncRegistry::route`] names another. [`EndorsedSync`] is always registered beside the
+/// default (it carries its committed changes, catch-up and handshake over [`HomeSync`]'s
+/// messages, so a registry for it keeps a `home` protocol).
 #[derive(Clone)]
 pub struct SyncRegistry {
     default: Arc<dyn SyncProtocol>,
@@ -315,7 +371,9 @@ impl SyncRegistry {
     /// A registry where every contract uses `default`.
     pub fn new(default: Arc<dyn SyncProtocol>) -> Self {
         let choice = ProtocolChoice::new(default.name());
-        let by_name = BTreeMap::from([(default.name(), default.clone())]);
+        let endorsed: Arc<dyn SyncProtocol> = Arc::new(EndorsedSync::default());
+        let mut by_name = BTreeMap::from([(endorsed.name(), endorsed)]);
+        by_name.insert(default.name(), default.clone());
         SyncRegistry {
             default,
             by_name,
@@ -331,10 +389,16 @@ impl SyncRegistry {
         self
     }
 
-    /// The protocol that synchronises states of `contract`.
-    pub fn for_contract(&self, contract: &ContractRef) -> &Arc<dyn SyncProtocol> {
+    /// The protocol that synchronises states of `contract` on the node of `ctx`
+    /// ([`NodeContext::protocol_of`]: its installed descriptor's choice, else the routing by
+    /// name), or the default when that protocol is not registered.
+    pub fn for_contract(
+        &self,
+        ctx: &NodeContext,
+        contract: &ContractRef,
+    ) -> &Arc<dyn SyncProtocol> {
         self.by_name
-            .get(self.choice.protocol_of(contract))
+            .get(ctx.protocol_of(contract))
             .unwrap_or(&self.default)
     }
 
@@ -384,6 +448,7 @@ pub fn redacted_change(
         root: state.root,
         receipt: record.receipt.clone(),
         business_events: record.business_events.clone(),
+        endorsements: record.endorsements.clone(),
     })
 }
 
@@ -405,6 +470,18 @@ pub fn encode<T: serde::Serialize>(
     protocol: &dyn SyncProtocol,
     message: &T,
 ) -> Result<ProtocolEnvelope, NodeError> {
-    ProtocolEnvelope::new(protocol.name(), protocol.version(), message)
-        .map_err(|e| NodeError::Invalid(format!("{} message: {e}", protocol.name())))
+    wrap(protocol.name(), protocol.version(), message)
+}
+
+/// Wraps a message of protocol `name` (message format `version`).
+///
+/// # Errors
+/// [`NodeError::Invalid`] when the message cannot be represented as JSON.
+pub(crate) fn wrap<T: serde::Serialize>(
+    name: &str,
+    version: u16,
+    message: &T,
+) -> Result<ProtocolEnvelope, NodeError> {
+    ProtocolEnvelope::new(name, version, message)
+        .map_err(|e| NodeError::Invalid(format!("{name} message: {e}")))
 }
