@@ -1,6 +1,6 @@
 //! The `sst` command line: `demo` (the real-estate deal on four nodes, in one process or as
 //! four node processes), `verify` (re-check node databases of any backend and compare their
-//! roots), `bench` (pipeline throughput, in one process or networked), `network up|down|status`
+//! roots), `bench` (pipeline throughput, in one process or networked; the two sync protocols side by side), `network up|down|status`
 //! (a local network of node processes) and the node daemon with its client commands.
 #![forbid(unsafe_code)]
 
@@ -95,6 +95,10 @@ enum Command {
         /// the same three nodes in one process, in the same run, and the ratio.
         #[arg(long)]
         network: bool,
+        /// Instead: the home-node and the endorsed sync protocols on the same three node
+        /// processes in one run — events/s and latency (p50/p99) of each, and the ratio.
+        #[arg(long, conflicts_with = "network")]
+        protocols: bool,
     },
     /// Start and stop a local network of node processes (like Fabric's test-network).
     #[command(subcommand)]
@@ -154,7 +158,16 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::Bench {
             events,
             dir,
+            protocols: true,
+            ..
+        } => local_network::bench_protocols::run(&work_dir(dir, "bench-protocols"), events)
+            .await
+            .map(|()| true),
+        Command::Bench {
+            events,
+            dir,
             network: false,
+            ..
         } => bench::run(&work_dir(dir, "bench"), events)
             .await
             .map(|()| true),
@@ -162,6 +175,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             events,
             dir,
             network: true,
+            ..
         } => local_network::bench::run(&work_dir(dir, "bench-network"), events)
             .await
             .map(|()| true),

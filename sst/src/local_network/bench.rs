@@ -20,26 +20,30 @@ use sst_client::api::IntentBody;
 use super::{Backend, NodeSpec, Running};
 
 /// The three nodes: id and its actor (the home's is held in custody).
-const NODES: [(&str, &str); 3] = [("home", "ops"), ("replica1", "bob"), ("replica2", "rex")];
+pub(super) const NODES: [(&str, &str); 3] =
+    [("home", "ops"), ("replica1", "bob"), ("replica2", "rex")];
 /// The benchmarked state.
 const STATE: &str = "bench-deal";
 /// Intents in flight at once.
-const IN_FLIGHT: usize = 64;
+pub(super) const IN_FLIGHT: usize = 64;
 /// Longest wait for the replicas to acknowledge the last change.
 const REPLICATION_DEADLINE: Duration = Duration::from_secs(120);
 
-fn actor(i: usize) -> String {
+/// The actor id of node `i` of [`NODES`].
+pub(super) fn actor(i: usize) -> String {
     format!("{}/{}", NODES[i].0, NODES[i].1)
 }
 
-fn parties() -> Parties {
+/// The benchmarked states' parties: the home's actor sells, the replicas' buy and observe.
+pub(super) fn parties() -> Parties {
     Parties::default()
         .with("seller", actor(0).as_str())
         .with("buyer", actor(1).as_str())
         .with("regulator", actor(2).as_str())
 }
 
-fn change_sections(i: usize) -> BTreeMap<String, Value> {
+/// The `i`-th change: a 200-byte `common` section.
+pub(super) fn change_sections(i: usize) -> BTreeMap<String, Value> {
     BTreeMap::from([(
         "common".to_owned(),
         json!({"address": "12 Harbour Lane", "revision": i, "notes": "x".repeat(200)}),
@@ -63,7 +67,7 @@ struct Timing {
 
 /// User + system CPU seconds of process `pid` (`"self"` for this one) so far, from
 /// `/proc/PID/stat` (Linux; clock ticks of 1/100 s).
-fn cpu_seconds(pid: &str) -> Option<f64> {
+pub(super) fn cpu_seconds(pid: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // After the command: state is field 3, utime 14 and stime 15 (1-based).
@@ -86,7 +90,7 @@ impl Timing {
     }
 }
 
-fn rate(events: usize, d: Duration) -> f64 {
+pub(super) fn rate(events: usize, d: Duration) -> f64 {
     events as f64 / d.as_secs_f64()
 }
 
@@ -221,26 +225,40 @@ where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<bool>> + Send + 'static,
 {
+    let done = in_flight(count, IN_FLIGHT, job).await?;
+    Ok(done.into_iter().filter(|ok| *ok).count())
+}
+
+/// Runs `count` jobs made by `job`, `width` at a time; their results, in completion order.
+pub(super) async fn in_flight<F, Fut, T>(
+    count: usize,
+    width: usize,
+    job: F,
+) -> anyhow::Result<Vec<T>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
     let mut set = tokio::task::JoinSet::new();
-    let mut ok = 0usize;
+    let mut done = Vec::with_capacity(count);
     for i in 0..count {
-        if set.len() >= IN_FLIGHT {
+        if set.len() >= width.max(1) {
             if let Some(r) = set.join_next().await {
-                ok += usize::from(r??);
+                done.push(r??);
             }
         }
         set.spawn(job(i));
     }
     while let Some(r) = set.join_next().await {
-        ok += usize::from(r??);
+        done.push(r??);
     }
-    Ok(ok)
+    Ok(done)
 }
 
-/// The workload on three `sst node run` processes.
-async fn networked(dir: &Path, events: usize) -> anyhow::Result<Timing> {
-    let _ = std::fs::remove_dir_all(dir);
-    let specs: Vec<NodeSpec> = NODES
+/// The three [`NODES`] on SQLite files, the home's actor in custody.
+pub(super) fn specs() -> Vec<NodeSpec> {
+    NODES
         .iter()
         .enumerate()
         .map(|(i, (node, name))| NodeSpec {
@@ -248,8 +266,13 @@ async fn networked(dir: &Path, events: usize) -> anyhow::Result<Timing> {
             actors: vec![((*name).to_owned(), i == 0)],
             backend: Backend::Sqlite,
         })
-        .collect();
-    let running = Running::up(dir, &specs).await?;
+        .collect()
+}
+
+/// The workload on three `sst node run` processes.
+async fn networked(dir: &Path, events: usize) -> anyhow::Result<Timing> {
+    let _ = std::fs::remove_dir_all(dir);
+    let running = Running::up(dir, &specs()).await?;
     for n in &running.manifest.nodes {
         println!("   node {:<8} pid {}", n.id, n.pid);
     }

@@ -4,6 +4,7 @@
 //! networked demo and the network benchmark, which start nodes from within `sst`.
 
 pub(crate) mod bench;
+pub(crate) mod bench_protocols;
 mod layout;
 pub(crate) mod manifest;
 mod process;
