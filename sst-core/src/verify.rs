@@ -20,7 +20,7 @@
 //! under the endorsing nodes' registered keys and meet the record's policy, for the
 //! participant nodes of the version the event was based on (of the created version, for a
 //! create), each actor on the node its signed actor changes (or its directory row) name
-//! ([`crate::check_endorsements`], the rule the nodes apply).
+//! ([`crate::model::check_endorsements`], the rule the nodes apply).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -283,10 +283,10 @@ pub async fn verify_store(
 }
 
 /// Verifies every state version, every event, every contract record and the log of `store`,
-/// checking receipts, endorsements and checkpoints against `anchors`. `progress(done, total)` is called
-/// after each state (for progress bars). Backend failures abort with an error; integrity
-/// problems are collected as findings naming the table, the rule, and the exact state,
-/// version, event or log position.
+/// checking receipts, endorsements and checkpoints against `anchors`. `progress(done,
+/// total)` is called after each state (for progress bars). Backend failures abort with an
+/// error; integrity problems are collected as findings naming the table, the rule, and the
+/// exact state, version, event or log position.
 ///
 /// # Errors
 /// [`StoreError::Backend`] when the store cannot be read at all.
@@ -1492,12 +1492,11 @@ struct EndorsedEvent<'a> {
 /// Checks the endorsements of every applied state event whose contract (by its verified
 /// record, `policies`) is on the `endorsed` protocol with [`check_endorsements`], for the
 /// participant nodes of `parties` (per state, per version, from [`check_state`]) with the
-/// actors' nodes ([`actor_nodes`]). Without a node registry nothing can
-/// be checked (the events are only counted; [`VerifyReport::anchored`] says so), as for
-/// receipts. An event whose parties are unavailable (their version missing, unreadable or
-/// unbound) is reported by the history checks already, and one whose contract record does
-/// not verify by the contract check; endorsements on events of home-protocol contracts are
-/// not looked at.
+/// actors' nodes ([`actor_nodes`]). Without a node registry nothing can be checked (the
+/// events are only counted; [`VerifyReport::anchored`] says so), as for receipts. An event
+/// whose parties are unavailable (their version missing, unreadable or unbound) is reported
+/// by the history checks already, and one whose contract record does not verify by the
+/// contract check; endorsements on events of home-protocol contracts are not looked at.
 fn verify_endorsements(
     records: &Records,
     policies: &BTreeMap<ContractRef, EndorsementPolicy>,

@@ -1,8 +1,9 @@
 //! `sst verify`: re-checks every state version's section hashes, roots and history chain,
 //! every event's strict signature, the hash-chained log and every row's binding to it in each
 //! node database (any backend, by store URL, opened so that nothing is changed) — with the
-//! node registry, sequencing receipts and checkpoints too — then compares the roots of the
-//! states that more than one of the databases hold.
+//! node registry, sequencing receipts, the endorsements of events on the `endorsed` protocol
+//! and checkpoints too — then compares the roots of the states that more than one of the
+//! databases hold.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,12 +54,12 @@ pub(crate) async fn run_with_registry(
 ) -> anyhow::Result<bool> {
     if registry.is_empty() {
         println!(
-            "no --registry given: sequencing receipts and checkpoint signatures are NOT checked \
-             (a database cannot vouch for itself)"
+            "no --registry given: sequencing receipts, endorsements and checkpoint signatures \
+             are NOT checked (a database cannot vouch for itself)"
         );
     } else {
         println!(
-            "receipts and checkpoints checked against {} registered node key(s)",
+            "receipts, endorsements and checkpoints checked against {} registered node key(s)",
             registry.0.len()
         );
     }
@@ -84,8 +85,13 @@ pub(crate) async fn run_with_registry(
         .await
         .with_context(|| format!("reading {label}"))?;
         bar.finish_and_clear();
+        let endorsed = match (report.endorsed, report.anchored) {
+            (0, _) => String::new(),
+            (n, true) => format!(" ({n} endorsed)"),
+            (n, false) => format!(" ({n} endorsed, endorsements not checked)"),
+        };
         println!(
-            "{label}: {} states, {} versions, {} events, {} log entries, {} checkpoints — {}",
+            "{label}: {} states, {} versions, {} events{endorsed}, {} log entries, {} checkpoints — {}",
             report.states,
             report.versions,
             report.events,
