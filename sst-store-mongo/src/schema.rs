@@ -133,8 +133,8 @@ const EVENT_FIELDS: &[&str] = &[
     "signed",
     "disclosures",
     "receipt",
-    // `business_events` is not required: documents written before it existed lack it and
-    // read as events without business events.
+    // `business_events` and `endorsements` are not required: documents written before they
+    // existed lack them and read as events without business events or endorsements.
 ];
 
 impl Shape {

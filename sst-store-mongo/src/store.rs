@@ -33,7 +33,8 @@ use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{
-    business_events_from_column, json_value, receipt_from_column, to_i64, DerivedEventColumns,
+    business_events_from_column, endorsements_from_column, json_value, receipt_from_column, to_i64,
+    DerivedEventColumns,
 };
 use sst_core::raw::{
     CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded, RACE_RETRIES,
@@ -379,6 +380,10 @@ fn event_doc(
             Some(b) => json_bson("event.business_events", b)?,
             None => Bson::Null,
         },
+        "endorsements": match &c.endorsements {
+            Some(e) => json_bson("event.endorsements", e)?,
+            None => Bson::Null,
+        },
     };
     if let Some((items, since)) = pending {
         d.insert(
@@ -410,24 +415,20 @@ fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
         },
         other => return Err(StoreError::malformed(&what, format!("outcome {other:?}"))),
     };
-    let receipt = d
-        .get("receipt")
-        .map(|r| from_bson(r).map_err(|e| StoreError::malformed(&what, format!("receipt: {e}"))))
-        .transpose()?;
-    // Absent in documents written before events carried business events: none.
-    let business_events = d
-        .get("business_events")
-        .map(|b| {
-            from_bson(b).map_err(|e| StoreError::malformed(&what, format!("business_events: {e}")))
-        })
-        .transpose()?;
+    // A nullable field as JSON; absent (a document written before the field existed) is
+    // `None`, like `null`: no business events, no endorsements.
+    let field = |name: &str| {
+        d.get(name)
+            .map(|b| from_bson(b).map_err(|e| StoreError::malformed(&what, format!("{name}: {e}"))))
+            .transpose()
+    };
     let record = EventRecord {
         signed,
         disclosures,
         outcome,
-        receipt: receipt_from_column(&what, receipt)?,
-        business_events: business_events_from_column(&what, business_events)?,
-        endorsements: Vec::new(),
+        receipt: receipt_from_column(&what, field("receipt")?)?,
+        business_events: business_events_from_column(&what, field("business_events")?)?,
+        endorsements: endorsements_from_column(&what, field("endorsements")?)?,
     };
     let derived = DerivedEventColumns {
         id: get_str(d, "_id", &what)?,

@@ -251,6 +251,13 @@ impl RawAccess for MongoRaw {
                     .await?
                     .modified_count
             }
+            Mutation::DropEventColumn(column) => {
+                // The documents of a release before that field: unset in every event.
+                self.event
+                    .update_many(doc! {}, doc! { "$unset": { column.name(): "" } })
+                    .await?;
+                return Ok(true);
+            }
             Mutation::DeleteLogEntry(p) => self.log.delete_one(pos(*p)?).await?.deleted_count,
             Mutation::CopyLogEntry { from, to } => {
                 let Some(mut copy) = self.log.find_one(pos(*from)?).await? else {
