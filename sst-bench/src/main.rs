@@ -5,6 +5,7 @@
 //! ```text
 //! sst-bench store --backend sqlite [--count N]
 //! sst-bench pipeline [--events N] [--rounds N]
+//! sst-bench state-size [--rounds N] [--scan-states N] [--backend sqlite|postgres|all]
 //! ```
 //!
 //! Each backend is one module behind a Cargo feature, with two functions: `open_store`
@@ -31,6 +32,8 @@ mod pipeline;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+mod state_size;
 mod workload;
 
 /// Per-run namespace handed to a backend: a unique id (schema/database/prefix names) and a
@@ -129,6 +132,12 @@ enum Command {
     /// `pipeline`: the node against the machine's limits.
     #[cfg(feature = "sqlite")]
     Pipeline(pipeline::Options),
+    /// `state-size`: large-state updates and scans against plain tables (issue 13).
+    #[cfg(all(feature = "sqlite", feature = "postgres"))]
+    StateSize(state_size::Options),
+    /// One measurement of `state-size`, in a process of its own.
+    #[cfg(all(feature = "sqlite", feature = "postgres"))]
+    StateSizeChild(state_size::ChildTask),
 }
 
 fn usage() -> String {
@@ -139,6 +148,8 @@ fn usage() -> String {
     );
     #[cfg(feature = "sqlite")]
     usage.push_str(&format!("\n       {}", pipeline::USAGE));
+    #[cfg(all(feature = "sqlite", feature = "postgres"))]
+    usage.push_str(&format!("\n       {}", state_size::USAGE));
     usage
 }
 
@@ -148,6 +159,12 @@ fn parse_args() -> anyhow::Result<Command> {
         Some("store") => {}
         #[cfg(feature = "sqlite")]
         Some("pipeline") => return Ok(Command::Pipeline(pipeline::Options::parse(args)?)),
+        #[cfg(all(feature = "sqlite", feature = "postgres"))]
+        Some("state-size") => return Ok(Command::StateSize(state_size::Options::parse(args)?)),
+        #[cfg(all(feature = "sqlite", feature = "postgres"))]
+        Some(state_size::CHILD_COMMAND) => {
+            return Ok(Command::StateSizeChild(state_size::ChildTask::parse(args)?))
+        }
         Some("help" | "--help" | "-h") | None => {
             println!("{}", usage());
             std::process::exit(0);
@@ -215,6 +232,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Store(args) => store(args, run).await,
         #[cfg(feature = "sqlite")]
         Command::Pipeline(options) => pipeline::run(options, &run).await,
+        #[cfg(all(feature = "sqlite", feature = "postgres"))]
+        Command::StateSize(options) => state_size::run(options, &run).await,
+        #[cfg(all(feature = "sqlite", feature = "postgres"))]
+        Command::StateSizeChild(task) => state_size::child(task, &run).await,
     }
 }
 
