@@ -32,13 +32,13 @@ pub use hash::{Digest, EventId, HashAlg, Salt, SectionHash, StateRoot};
 pub use log::{Checkpoint, LogEntry, LogHead, LogKind, LogRecord, SignedCheckpoint, Witnessed};
 pub use memory::MemoryStore;
 pub use model::{
-    participant_nodes, Actor, ActorChange, ActorId, ActorStatus, Base, BusinessEvent, CallPayload,
-    ChangePayload, ContractDescriptor, ContractLimits, ContractRecord, ContractRef, CreatePayload,
-    Disclosure, Endorsement, EndorsementPolicy, EndorserRefusal, EngineRef, Event, EventKind,
-    EventRecord, MigrateArgs, NodeId, NodeRegistry, NodeSignatureError, OriginSeq, Outcome,
-    OutcomeKind, Parties, PayloadError, PolicyError, PolicyProgress, Refusal, RejectReason, Role,
-    Section, SequencingReceipt, SignedEvent, State, StateId, SyncSpec, Timestamp,
-    DEFAULT_ENDORSEMENT_TIMEOUT_MS,
+    check_endorsements, participant_nodes, Actor, ActorChange, ActorId, ActorStatus, Base,
+    BusinessEvent, CallPayload, ChangePayload, ContractDescriptor, ContractLimits, ContractRecord,
+    ContractRef, CreatePayload, Disclosure, Endorsement, EndorsementError, EndorsementPolicy,
+    EndorserRefusal, EngineRef, Event, EventKind, EventRecord, MigrateArgs, NodeId, NodeRegistry,
+    NodeSignatureError, OriginSeq, Outcome, OutcomeKind, Parties, PayloadError, PolicyError,
+    PolicyProgress, Refusal, RejectReason, Role, Section, SequencingReceipt, SignedEvent, State,
+    StateId, SyncSpec, Timestamp, DEFAULT_ENDORSEMENT_TIMEOUT_MS,
 };
 pub use permission::{Access, ContractPolicy, SectionPolicy};
 pub use sign::{
