@@ -24,6 +24,12 @@ pub(crate) const PARTICIPANTS: [(&str, &str); 4] = [
     ("regulator", "rex"),
 ];
 
+/// Bank desks, for the settlement the demo runs on the `endorsed` protocol next to the deal:
+/// each an actor (id) run by a participant's node (the payer's bank on the buyer's node, the
+/// payee's bank on the seller's), registered everywhere, its key held by that node.
+pub(crate) const BANK_DESKS: [(&str, &str); 2] =
+    [("buyer", "buyer/bank-desk"), ("seller", "seller/bank-desk")];
+
 /// The JavaScript port of the real-estate deal, version 1 (`sst demo` deploys it at run time).
 pub(crate) const REAL_ESTATE_JS: &str =
     include_str!("../../sst-contract-js/contracts/real-estate-v1.js");
@@ -90,6 +96,10 @@ impl Cluster {
             .iter()
             .map(|(n, _)| (*n, ActorKey::generate()))
             .collect();
+        let bank_keys: BTreeMap<&str, ActorKey> = BANK_DESKS
+            .iter()
+            .map(|(_, a)| (*a, ActorKey::generate()))
+            .collect();
         let actors: Vec<Actor> = PARTICIPANTS
             .iter()
             .map(|(n, _)| Actor {
@@ -98,6 +108,12 @@ impl Cluster {
                 public_key: keys[n].public_key(),
                 status: ActorStatus::Active,
             })
+            .chain(BANK_DESKS.iter().map(|(n, a)| Actor {
+                id: ActorId::from(*a),
+                node: NodeId::from(*n),
+                public_key: bank_keys[a].public_key(),
+                status: ActorStatus::Active,
+            }))
             .collect();
         let deployment = match deal {
             DealContract::Native => Some(registry.deployment(
@@ -160,6 +176,11 @@ impl Cluster {
             }
             let key = ActorKey::from_pkcs8_pem(&keys[name].to_pkcs8_pem()?)?;
             node.add_key(&who(name), key)?;
+            for (desk_node, desk) in BANK_DESKS.iter().filter(|(n, _)| *n == name) {
+                let key = ActorKey::from_pkcs8_pem(&bank_keys[desk].to_pkcs8_pem()?)?;
+                node.add_key(&ActorId::from(*desk), key)
+                    .with_context(|| format!("{desk_node}: key of {desk}"))?;
+            }
             if let Some(record) = &deployment {
                 node.deploy(record.clone()).await?;
             }
@@ -181,15 +202,24 @@ impl Cluster {
     /// `DeployContract` event and replicated to every node, which installs it without a
     /// restart. Returns the record and the verdict.
     pub(crate) async fn deploy_javascript_deal(&self) -> anyhow::Result<(ContractRecord, Verdict)> {
-        let descriptor = sst_contract_js::descriptor_of(REAL_ESTATE_JS)?;
-        let record = ContractRecord::sign(
-            descriptor,
-            HashAlg::Blake3,
-            who("seller"),
-            &self.keys["seller"],
-        )
-        .with_source(REAL_ESTATE_JS);
-        let verdict = self.node("seller")?.deploy_contract(record.clone()).await?;
+        self.deploy_javascript("seller", REAL_ESTATE_JS).await
+    }
+
+    /// Participant `by` deploys the JavaScript contract `source` at run time (as
+    /// [`Cluster::deploy_javascript_deal`] does the deal).
+    pub(crate) async fn deploy_javascript(
+        &self,
+        by: &str,
+        source: &str,
+    ) -> anyhow::Result<(ContractRecord, Verdict)> {
+        let descriptor = sst_contract_js::descriptor_of(source)?;
+        let key = self
+            .keys
+            .get(by)
+            .with_context(|| format!("no participant {by}"))?;
+        let record =
+            ContractRecord::sign(descriptor, HashAlg::Blake3, who(by), key).with_source(source);
+        let verdict = self.node(by)?.deploy_contract(record.clone()).await?;
         self.net.settled().await;
         Ok((record, verdict))
     }

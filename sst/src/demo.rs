@@ -1,4 +1,6 @@
-//! `sst demo`: the real-estate deal end to end on four nodes, each with its own SQLite file.
+//! `sst demo`: the real-estate deal end to end on four nodes, each with its own SQLite file;
+//! then, on the same nodes at the same time, the deal on the home-node protocol and a
+//! settlement on the `endorsed` protocol.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use sst::core::{ContractRef, NodeId, StateId};
 use sst::node::{Intent, Verdict};
 use sst_client::api::{IntentBody, VerdictBody};
 
-use crate::cluster::{deal_parties, who, Cluster, DealContract, PARTICIPANTS};
+use crate::cluster::{deal_parties, who, Cluster, DealContract, BANK_DESKS, PARTICIPANTS};
 
 fn values<const N: usize>(pairs: [(&str, Value); N]) -> std::collections::BTreeMap<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
@@ -253,7 +255,11 @@ pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
         roots.windows(2).all(|w| w[0] == w[1]),
         "roots differ: {roots:?}"
     );
-    println!("\nAll 4 roots equal. Re-check the files any time with:");
+    println!("\nAll 4 roots equal.");
+
+    both_protocols(&c).await?;
+
+    println!("\nRe-check the files any time with:");
     let files: Vec<String> = c
         .files
         .iter()
@@ -264,6 +270,200 @@ pub(crate) async fn run(dir: &Path) -> anyhow::Result<()> {
         c.registry_file.display(),
         files.join(" ")
     );
+    Ok(())
+}
+
+/// The settlement's id.
+const SETTLEMENT_ID: &str = "settlement-42";
+
+/// The settlement's parties: the buyer pays the seller through the bank desks; the
+/// regulator observes (a participant node that is not asked to endorse).
+fn settlement_parties() -> sst::core::Parties {
+    sst::core::Parties::default()
+        .with("payer", who("buyer").as_str())
+        .with("payee", who("seller").as_str())
+        .with("payer_bank", BANK_DESKS[0].1)
+        .with("payee_bank", BANK_DESKS[1].1)
+        .with("regulator", who("regulator").as_str())
+}
+
+/// The settlement's four steps: who submits, on which node, what.
+fn settlement_intents() -> [(&'static str, sst::core::ActorId, IntentBody); 4] {
+    let id = || StateId::from(SETTLEMENT_ID);
+    let call = |method: &str, args: Value| IntentBody::Call {
+        state_id: id(),
+        method: method.to_owned(),
+        args,
+    };
+    [
+        (
+            "buyer",
+            who("buyer"),
+            IntentBody::Create {
+                state_id: id(),
+                contract: ContractRef::new("settlement", 1),
+                parties: settlement_parties(),
+                sections: BTreeMap::new(),
+            },
+        ),
+        (
+            "buyer",
+            who("buyer"),
+            call(
+                "instruct",
+                json!({"amount": 48_000_000, "currency": "USD", "reference": "deal-42 purchase price"}),
+            ),
+        ),
+        (
+            BANK_DESKS[0].0,
+            sst::core::ActorId::from(BANK_DESKS[0].1),
+            call("confirm", json!(null)),
+        ),
+        (
+            BANK_DESKS[1].0,
+            sst::core::ActorId::from(BANK_DESKS[1].1),
+            call("settle", json!(null)),
+        ),
+    ]
+}
+
+/// The sync protocol of the state `id` on `node`, from the descriptor of the contract version
+/// it holds the state at (what `sst status` shows).
+async fn protocol_of(node: &sst::node::Node, id: &StateId) -> anyhow::Result<String> {
+    let state = node.store().state(id).await?.context("state missing")?;
+    let record = node
+        .store()
+        .contract(&state.contract)
+        .await?
+        .with_context(|| format!("contract {} missing", state.contract))?;
+    Ok(match record.descriptor.endorsement_policy() {
+        Some(policy) => format!(
+            "{} ({})",
+            record.descriptor.protocol(),
+            serde_json::to_string(policy)?
+        ),
+        None => record.descriptor.protocol().to_owned(),
+    })
+}
+
+/// Steps 8 to 10: the settlement contract (JavaScript, `endorsed`: both banks' nodes must
+/// endorse) is deployed, the deal (home protocol) and the settlement run at the same time on
+/// the same nodes, each state's protocol is shown with the endorsements the settlement got,
+/// and every node verifies both states.
+async fn both_protocols(c: &Cluster) -> anyhow::Result<()> {
+    step(8, "a second protocol on the same nodes: the buyer deploys a settlement contract that chooses `endorsed` (a change applies only once the payer's and the payee's banks' nodes endorsed it)");
+    let (record, v) = c
+        .deploy_javascript("buyer", sst_contract_js::sources::SETTLEMENT)
+        .await?;
+    println!(
+        "   buyer/bob deploy {} ({} bytes of source): {}",
+        record.contract(),
+        record.source.as_ref().map_or(0, String::len),
+        show(&v)
+    );
+    ensure!(v.is_applied(), "the settlement deployment was not applied");
+    println!(
+        "   sync: {}",
+        serde_json::to_string(&record.descriptor.sync)?
+    );
+
+    step(9, "at the same time: the seller accepts the counter-offer on the deal (home protocol) while the buyer pays through the banks (endorsed protocol)");
+    let deal = async {
+        let v = c
+            .node("seller")?
+            .submit(
+                &who("seller"),
+                Intent::from(IntentBody::Call {
+                    state_id: StateId::from("deal-42"),
+                    method: "set_price".to_owned(),
+                    args: json!({"amount": 480000}),
+                }),
+            )
+            .await?;
+        anyhow::Ok(vec![format!(
+            "   [home]     seller/sue set_price(480000) on deal-42: {}",
+            show(&v)
+        )])
+    };
+    let settlement = async {
+        let mut lines = Vec::new();
+        let mut events = Vec::new();
+        for (node, actor, intent) in settlement_intents() {
+            let what = match &intent {
+                IntentBody::Create { .. } => "create".to_owned(),
+                IntentBody::Call { method, .. } => method.clone(),
+                _ => "change".to_owned(),
+            };
+            let v = c.node(node)?.submit(&actor, Intent::from(intent)).await?;
+            lines.push(format!(
+                "   [endorsed] {actor} {what} on {SETTLEMENT_ID}: {}",
+                show(&v)
+            ));
+            ensure!(v.is_applied(), "settlement step {what} failed: {v:?}");
+            events.push((what, v.event()));
+            // The next step is built on the submitting node's copy: wait until it holds this one.
+            c.net.settled().await;
+        }
+        anyhow::Ok((lines, events))
+    };
+    let (deal, settlement) = tokio::join!(deal, settlement);
+    let (settlement_lines, settlement_events) = settlement?;
+    for line in deal?.into_iter().chain(settlement_lines) {
+        println!("{line}");
+    }
+    c.net.settled().await;
+    println!("   endorsements the settlement's events got (stored with each event on every node):");
+    let home = c.node("buyer")?;
+    for (what, event) in &settlement_events {
+        let record = home
+            .store()
+            .event(event)
+            .await?
+            .with_context(|| format!("event {event} missing on the buyer node"))?;
+        let by: Vec<String> = record
+            .endorsements
+            .iter()
+            .map(|e| e.node.to_string())
+            .collect();
+        ensure!(
+            !by.is_empty(),
+            "the settlement's {what} carries no endorsement"
+        );
+        println!("     {what:<9} endorsed by {}", by.join(", "));
+    }
+
+    step(10, "which protocol each state uses (as `sst status` shows it), and every node re-verifies its database, endorsements included");
+    for id in [StateId::from("deal-42"), StateId::from(SETTLEMENT_ID)] {
+        let mut seen = BTreeMap::new();
+        for (name, _) in PARTICIPANTS {
+            let node = c.node(name)?;
+            if node.store().state(&id).await?.is_some() {
+                seen.insert(name, protocol_of(node, &id).await?);
+            }
+        }
+        let protocols: std::collections::BTreeSet<&String> = seen.values().collect();
+        ensure!(protocols.len() == 1, "{id}: nodes disagree: {seen:?}");
+        let held: Vec<&str> = seen.keys().copied().collect();
+        println!(
+            "   {:<14} {}  — held by {}",
+            id.as_str(),
+            protocols.into_iter().next().map_or("?", String::as_str),
+            held.join(", ")
+        );
+    }
+    for (name, _) in PARTICIPANTS {
+        let node = c.node(name)?;
+        node.checkpoint().await?;
+        let anchors =
+            sst::core::TrustAnchors::new(c.node_registry.clone(), Some(NodeId::from(name)));
+        let report =
+            sst::core::verify_store_with(node.store().as_ref(), &anchors, &mut |_, _| {}).await?;
+        ensure!(report.is_clean(), "{name}: {:?}", report.findings);
+        println!(
+            "   {name:<9} clean: {} versions, {} events, {} log entries",
+            report.versions, report.events, report.log_entries
+        );
+    }
     Ok(())
 }
 

@@ -54,6 +54,16 @@ fn demo() -> anyhow::Result<&'static [String; 4]> {
             "no rejected write shown:\n{out}"
         );
         ensure!(out.contains("All 4 roots equal"), "{out}");
+        // The same nodes run a settlement on the `endorsed` protocol beside the deal: every
+        // step endorsed by both banks' nodes (the buyer's and the seller's).
+        ensure!(
+            out.matches("endorsed by buyer, seller").count() == 4,
+            "settlement endorsements:\n{out}"
+        );
+        ensure!(
+            out.contains("settlement-42  endorsed") && out.contains("deal-42        home"),
+            "protocol per state:\n{out}"
+        );
         ensure!(
             out.contains("deal-42 | 12 Harbour Lane | 2.1 | NULL"),
             "regulator query:\n{out}"
@@ -94,7 +104,7 @@ fn demo_then_verify_and_detect_tampering() -> anyhow::Result<()> {
     ensure!(
         code == 0
             && out.contains(
-                "1 state(s) held by more than one of the 4 databases compared: roots agree"
+                "2 state(s) held by more than one of the 4 databases compared: roots agree"
             ),
         "verify:\n{out}"
     );
@@ -105,7 +115,7 @@ fn demo_then_verify_and_detect_tampering() -> anyhow::Result<()> {
     copy_db(&files[2], &copy)?;
     let conn = rusqlite::Connection::open(&copy)?;
     let n = conn.execute(
-        "UPDATE sst_state SET data = json_set(data, '$.inspection.radon', 1.0)",
+        "UPDATE sst_state SET data = json_set(data, '$.inspection.radon', 1.0) WHERE id = 'deal-42'",
         [],
     )?;
     ensure!(n == 1);

@@ -41,6 +41,12 @@
 //! outcomes = ["applied"]
 //! state_prefixes = ["deal-"]
 //! [sink.options]                       # kind-specific (e.g. exchange = "sst" for rabbitmq)
+//!
+//! [[endorsement_limit]]                # this node's own rule for the `endorsed` protocol:
+//! contract = "settlement"              # it refuses to endorse a change of a state of this
+//! path = "instruction.amount"          # contract (any version) whose value at section.key…
+//! max = 1000000                        # is above max (or not a number); the home node then
+//!                                      # rejects the change `not_endorsed`, naming this node
 //! ```
 //!
 //! `[[sinks]]` is accepted for `[[sink]]`. Every kind is compiled into the `sst` binary; a
@@ -84,6 +90,8 @@ struct NodeFile {
     contract: Vec<ContractEntry>,
     #[serde(default, alias = "sinks")]
     sink: Vec<sst_notify::SinkConfig>,
+    #[serde(default)]
+    endorsement_limit: Vec<super::guard::LimitEntry>,
 }
 
 fn yes() -> bool {
@@ -161,6 +169,8 @@ pub(crate) struct DaemonConfig {
     pub(crate) contracts: Vec<ContractDeployment>,
     /// Notification sinks, validated.
     pub(crate) sinks: Vec<sst_notify::SinkSpec>,
+    /// This node's own endorsement limits (`endorsed` protocol).
+    pub(crate) endorsement_limits: Vec<super::guard::EndorsementLimit>,
 }
 
 impl std::fmt::Debug for DaemonConfig {
@@ -310,6 +320,12 @@ impl DaemonConfig {
         }
         let sinks = sst_notify::SinkConfig::validate_all(&file.sink)
             .with_context(|| format!("config {}: [[sink]]", path.display()))?;
+        let endorsement_limits = file
+            .endorsement_limit
+            .iter()
+            .map(super::guard::EndorsementLimit::from_entry)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
         Ok(DaemonConfig {
             id,
             store,
@@ -322,6 +338,7 @@ impl DaemonConfig {
             custody,
             contracts,
             sinks,
+            endorsement_limits,
         })
     }
 

@@ -7,6 +7,7 @@ mod audit;
 mod cli;
 mod config;
 mod contracts;
+mod guard;
 mod init;
 mod metrics;
 mod run;

@@ -45,8 +45,11 @@ pub(crate) async fn run(config_path: &Path) -> anyhow::Result<()> {
         .map(|d| contracts::record(&code, d, &config.custody))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (link, inbox) = PeerLink::start(&config).await?;
-    let node_config =
+    let mut node_config =
         NodeConfig::new(config.id.clone()).with_key(config.node_key.clone(), config.registry());
+    if let Some(guard) = super::guard::LimitGuard::new(config.endorsement_limits.clone()) {
+        node_config = node_config.with_endorsement_guard(std::sync::Arc::new(guard));
+    }
     let node = Node::start(
         node_config,
         store.clone(),
