@@ -13,6 +13,7 @@ const USAGE: &str =
        cargo xtask bench network [--events N]
        cargo xtask bench contracts [--events N] [--rounds N]
        cargo xtask bench pipeline [--events N] [--rounds N]
+       cargo xtask bench protocols [--events N]
        cargo xtask bench notify [--sinks <sink>|all] [--count N] [--rounds R]";
 
 /// The workspace root (the parent of the xtask crate).
@@ -85,6 +86,7 @@ pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
         Some("network") => return network(&args[1..]),
         Some("contracts") => return crate::bench_contracts::cli(&args[1..]),
         Some("pipeline") => return crate::bench_pipeline::cli(&args[1..]),
+        Some("protocols") => return crate::bench_protocols::cli(&args[1..]),
         Some("notify") => return crate::bench_notify::cli(&args[1..]),
         None | Some("help" | "--help" | "-h") => {
             println!("{USAGE}");

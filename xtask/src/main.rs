@@ -5,6 +5,7 @@ mod bench;
 mod bench_contracts;
 mod bench_notify;
 mod bench_pipeline;
+mod bench_protocols;
 mod faults;
 mod integration;
 mod kafka_server;
@@ -18,7 +19,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None | Some("help") => {
             println!(
-                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, kafka-server start|stop|status, bench store --backend <db> [--count N], bench network [--events N], bench contracts [--events N] [--rounds N], bench pipeline [--events N] [--rounds N], bench notify [--sinks <sink>|all] [--count N] [--rounds R], integration [--db <db>|all] [--sinks <sink>|all], services [--db <db>|all]"
+                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, kafka-server start|stop|status, bench store --backend <db> [--count N], bench network [--events N], bench contracts [--events N] [--rounds N], bench pipeline [--events N] [--rounds N], bench protocols [--events N], bench notify [--sinks <sink>|all] [--count N] [--rounds R], integration [--db <db>|all] [--sinks <sink>|all], services [--db <db>|all]"
             );
             Ok(())
         }
