@@ -115,7 +115,7 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
              {reason_detail}, \
              new_version NUMBER(19), \
              new_root VARCHAR2(128), \
-             {event}, {disclosures}, {receipt}, {business_events}, \
+             {event}, {disclosures}, {receipt}, {business_events}, {endorsements}, \
              CONSTRAINT {ev}_pk PRIMARY KEY (id), \
              CONSTRAINT {ev}_origin_uq UNIQUE (origin_node, origin_seq), \
              CONSTRAINT {ev}_pos_uq UNIQUE (pos))",
@@ -125,6 +125,7 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
             disclosures = json(&t.event, "disclosures", false),
             receipt = json(&t.event, "receipt", true),
             business_events = json(&t.event, "business_events", true),
+            endorsements = json(&t.event, "endorsements", true),
         ),
         format!(
             "CREATE INDEX {ev}_state_ix ON {ev} (state_id, pos)",
@@ -182,7 +183,7 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
 
 /// Event columns added after the event table was first released: an event table without them
 /// is of an older layout, and `migrate` adds them (nullable).
-const ADDED_EVENT_COLUMNS: &[&str] = &["business_events"];
+const ADDED_EVENT_COLUMNS: &[&str] = &["business_events", "endorsements"];
 
 /// The `ALTER TABLE` statements that bring existing peer tables of an older layout up to
 /// date: `present` as for [`check_peer_columns`] (which must have accepted them).
@@ -310,7 +311,7 @@ pub struct Sql {
     pub mode: JsonMode,
     /// `migrate`.
     pub ddl: Vec<String>,
-    /// Inserts an event (17 binds, in [`EventRow::params`](crate::store::EventRow::params)
+    /// Inserts an event (18 binds, in [`EventRow::params`](crate::store::EventRow::params)
     /// order).
     pub insert_event: String,
     /// Locks and returns the current version of a state: `:1` id.
@@ -417,14 +418,15 @@ impl Sql {
             insert_event: format!(
                 "INSERT INTO {} (id, state_id, kind, contract_name, contract_version, actor, \
                  origin_node, origin_seq, outcome, reason, reason_detail, new_version, new_root, \
-                 event, disclosures, receipt, business_events) VALUES (:1, :2, :3, :4, :5, :6, \
-                 :7, :8, :9, :10, {}, :12, :13, {}, {}, {}, {})",
+                 event, disclosures, receipt, business_events, endorsements) VALUES (:1, :2, :3, \
+                 :4, :5, :6, :7, :8, :9, :10, {}, :12, :13, {}, {}, {}, {}, {})",
                 t.event,
                 b(11),
                 b(14),
                 b(15),
                 b(16),
-                b(17)
+                b(17),
+                b(18)
             ),
             lock_state: format!("SELECT version FROM {} WHERE id = :1 FOR UPDATE", t.state),
             contract_identity: format!(
@@ -456,13 +458,15 @@ impl Sql {
             ),
             state_ids: format!("SELECT id FROM {} ORDER BY id", t.state),
             select_events: format!(
-                "SELECT id, outcome, new_version, new_root, {}, {}, {}, {}, {}, state_id, kind, \
-                 contract_name, contract_version, actor, origin_node, origin_seq, reason FROM {}",
+                "SELECT id, outcome, new_version, new_root, {}, {}, {}, {}, {}, {}, state_id, \
+                 kind, contract_name, contract_version, actor, origin_node, origin_seq, reason \
+                 FROM {}",
                 mode.read("reason_detail"),
                 mode.read("event"),
                 mode.read("disclosures"),
                 mode.read("receipt"),
                 mode.read("business_events"),
+                mode.read("endorsements"),
                 t.event
             ),
             last_origin_seq: format!(
@@ -688,7 +692,7 @@ mod tests {
         assert!(
             native
                 .insert_event
-                .contains("JSON(:11 EXTENDED), :12, :13, JSON(:14 EXTENDED), JSON(:15 EXTENDED), JSON(:16 EXTENDED), JSON(:17 EXTENDED))"),
+                .contains("JSON(:11 EXTENDED), :12, :13, JSON(:14 EXTENDED), JSON(:15 EXTENDED), JSON(:16 EXTENDED), JSON(:17 EXTENDED), JSON(:18 EXTENDED))"),
             "{}",
             native.insert_event
         );
@@ -706,7 +710,7 @@ mod tests {
         let blob = Sql::new(&tables(), JsonMode::Blob);
         assert!(
             blob.insert_event
-                .contains(":11, :12, :13, :14, :15, :16, :17)"),
+                .contains(":11, :12, :13, :14, :15, :16, :17, :18)"),
             "{}",
             blob.insert_event
         );
@@ -934,7 +938,9 @@ mod tests {
         }
         let native = ddl(&tables(), JsonMode::Native).join("\n");
         assert!(
-            native.contains("receipt JSON, business_events JSON, CONSTRAINT sst_event_pk"),
+            native.contains(
+                "receipt JSON, business_events JSON, endorsements JSON, CONSTRAINT sst_event_pk"
+            ),
             "{native}"
         );
         let blob = ddl(&tables(), JsonMode::Blob).join("\n");
@@ -962,28 +968,50 @@ mod tests {
         assert_eq!(required_columns(&t)[8].0, "p_sst_sink_cursor");
         assert!(required_columns(&t)[2].1.contains(&"receipt"));
         assert!(!required_columns(&t)[2].1.contains(&"business_events"));
+        assert!(!required_columns(&t)[2].1.contains(&"endorsements"));
+        assert!(sql
+            .select_events
+            .contains("JSON_SERIALIZE(endorsements RETURNING CLOB), state_id"));
     }
 
     #[test]
-    fn an_event_table_without_business_events_gains_the_column() {
+    fn an_event_table_of_an_older_layout_gains_the_columns_added_since() {
         let t = tables();
         let event = columns(&t.event, required_columns(&t)[2].1);
-        for (mode, definition) in [
-            (JsonMode::Native, "business_events JSON"),
+        let json_blob = |c: &str| {
+            format!("{c} BLOB CONSTRAINT sst_event_{c}_json CHECK ({c} IS JSON STRICT WITH UNIQUE KEYS)")
+        };
+        for (mode, business_events, endorsements) in [
+            (
+                JsonMode::Native,
+                "business_events JSON".to_owned(),
+                "endorsements JSON".to_owned(),
+            ),
             (
                 JsonMode::Blob,
-                "business_events BLOB CONSTRAINT sst_event_business_events_json CHECK \
-                 (business_events IS JSON STRICT WITH UNIQUE KEYS)",
+                json_blob("business_events"),
+                json_blob("endorsements"),
             ),
         ] {
             assert!(check_peer_columns(&t, &event).is_ok());
+            // Before business events (and endorsements): both are added.
             assert_eq!(
                 upgrade_ddl(&t, mode, &event),
-                vec![format!("ALTER TABLE sst_event ADD ({definition})")]
+                vec![
+                    format!("ALTER TABLE sst_event ADD ({business_events})"),
+                    format!("ALTER TABLE sst_event ADD ({endorsements})"),
+                ]
+            );
+            // Before endorsements only.
+            let mut with_business_events = event.clone();
+            with_business_events.extend(columns(&t.event, &["business_events"]));
+            assert_eq!(
+                upgrade_ddl(&t, mode, &with_business_events),
+                vec![format!("ALTER TABLE sst_event ADD ({endorsements})")]
             );
         }
         let mut current = event.clone();
-        current.extend(columns(&t.event, &["business_events"]));
+        current.extend(columns(&t.event, &["business_events", "endorsements"]));
         assert!(upgrade_ddl(&t, JsonMode::Native, &current).is_empty());
         assert!(
             upgrade_ddl(&t, JsonMode::Native, &[]).is_empty(),

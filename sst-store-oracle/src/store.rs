@@ -16,7 +16,8 @@ use oracle::{Connection, Row, SqlValue};
 use serde_json::Value;
 use sst_core::model::StateParts;
 use sst_core::raw::columns::{
-    business_events_from_column, json_value, receipt_from_column, to_i64, DerivedEventColumns,
+    business_events_from_column, endorsements_from_column, json_value, receipt_from_column, to_i64,
+    DerivedEventColumns,
 };
 use sst_core::raw::{
     CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded, RACE_RETRIES,
@@ -184,6 +185,7 @@ pub struct EventRow {
     disclosures: JsonBind,
     receipt: JsonBind,
     business_events: JsonBind,
+    endorsements: JsonBind,
 }
 
 impl EventRow {
@@ -217,11 +219,14 @@ impl EventRow {
             business_events: c
                 .business_events
                 .map_or(JsonBind::Null(mode), |v| JsonBind::new(mode, &v)),
+            endorsements: c
+                .endorsements
+                .map_or(JsonBind::Null(mode), |v| JsonBind::new(mode, &v)),
         })
     }
 
-    /// Binds 1–17.
-    pub fn params(&self) -> [&dyn ToSql; 17] {
+    /// Binds 1–18.
+    pub fn params(&self) -> [&dyn ToSql; 18] {
         [
             &self.id,
             &self.state_id,
@@ -240,6 +245,7 @@ impl EventRow {
             &self.disclosures,
             &self.receipt,
             &self.business_events,
+            &self.endorsements,
         ]
     }
 }
@@ -380,18 +386,18 @@ fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> 
         outcome,
         receipt: receipt_from_column(&what, json_at(mode, row, 7, &what)?)?,
         business_events: business_events_from_column(&what, json_at(mode, row, 8, &what)?)?,
-        endorsements: Vec::new(),
+        endorsements: endorsements_from_column(&what, json_at(mode, row, 9, &what)?)?,
     };
     let derived = DerivedEventColumns {
         id,
-        state_id: get(row, 9)?,
-        kind: get(row, 10)?,
-        contract_name: get(row, 11)?,
-        contract_version: get(row, 12)?,
-        actor: get(row, 13)?,
-        origin_node: get(row, 14)?,
-        origin_seq: get(row, 15)?,
-        reason: get(row, 16)?,
+        state_id: get(row, 10)?,
+        kind: get(row, 11)?,
+        contract_name: get(row, 12)?,
+        contract_version: get(row, 13)?,
+        actor: get(row, 14)?,
+        origin_node: get(row, 15)?,
+        origin_seq: get(row, 16)?,
+        reason: get(row, 17)?,
     };
     EventColumns::check_derived(&record, &derived)?;
     Ok(record)
@@ -1286,7 +1292,7 @@ mod tests {
         let blob = StateRow::new(JsonMode::Blob, &state).expect("row");
         assert!(matches!(blob.data, JsonBind::Bytes(_)));
         let ev = EventRow::new(JsonMode::Blob, &item.event).expect("event row");
-        assert_eq!(ev.params().len(), 17);
+        assert_eq!(ev.params().len(), 18);
         assert_eq!((ev.outcome, ev.reason, ev.origin_seq), ("applied", None, 7));
         assert_eq!(ev.reason_detail, JsonBind::Null(JsonMode::Blob));
         assert_eq!(
@@ -1297,7 +1303,12 @@ mod tests {
         assert_eq!(
             ev.business_events,
             JsonBind::Null(JsonMode::Blob),
-            "business events are bound last, NULL when the record has none"
+            "business events are bound 17th, NULL when the record has none"
+        );
+        assert_eq!(
+            ev.endorsements,
+            JsonBind::Null(JsonMode::Blob),
+            "endorsements are bound last, NULL when the record has none"
         );
         let mut emitting = item.event.clone();
         emitting.business_events = vec![sst_core::BusinessEvent {
@@ -1307,6 +1318,18 @@ mod tests {
         let ev = EventRow::new(JsonMode::Native, &emitting).expect("event row");
         match &ev.business_events {
             JsonBind::Text(t) => assert!(t.contains("price_agreed"), "{t}"),
+            other => panic!("{other:?}"),
+        }
+        let mut endorsed = item.event.clone();
+        endorsed.endorsements = vec![sst_core::Endorsement {
+            node: NodeId::from("bank"),
+            signature: sst_core::SignatureBytes([0xab; 64]),
+        }];
+        let ev = EventRow::new(JsonMode::Native, &endorsed).expect("event row");
+        match &ev.endorsements {
+            JsonBind::Text(t) => {
+                assert!(t.contains("bank") && t.contains(&"ab".repeat(64)), "{t}")
+            }
             other => panic!("{other:?}"),
         }
     }

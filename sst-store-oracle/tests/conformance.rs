@@ -142,18 +142,25 @@ impl OracleRaw {
     }
 }
 
+/// Whether `column` is one of the event table's JSON columns (bound through the mode's JSON
+/// conversion).
+fn is_json(column: EventColumn) -> bool {
+    matches!(
+        column,
+        EventColumn::Receipt | EventColumn::BusinessEvents | EventColumn::Endorsements
+    )
+}
+
 /// The bind of an event column's new value: strings and integers as themselves, a JSON
-/// document or `null` for the receipt.
+/// document or `null` for the JSON columns (receipt, business events, endorsements).
 fn column_bind(
     mode: JsonMode,
     column: EventColumn,
     value: &Value,
 ) -> anyhow::Result<Box<dyn ToSql>> {
     Ok(match (column, value) {
-        (EventColumn::Receipt | EventColumn::BusinessEvents, Value::Null) => {
-            Box::new(JsonBind::Null(mode))
-        }
-        (EventColumn::Receipt | EventColumn::BusinessEvents, v) => Box::new(JsonBind::new(mode, v)),
+        (c, Value::Null) if is_json(c) => Box::new(JsonBind::Null(mode)),
+        (c, v) if is_json(c) => Box::new(JsonBind::new(mode, v)),
         (_, Value::Null) => Box::new(None::<String>),
         (_, Value::String(s)) => Box::new(s.clone()),
         (_, Value::Number(n)) => Box::new(n.as_i64().context("an integer column value")?),
@@ -263,8 +270,7 @@ impl RawAccess for OracleRaw {
                 column,
                 value,
             } => {
-                let target = if matches!(column, EventColumn::Receipt | EventColumn::BusinessEvents)
-                {
+                let target = if is_json(*column) {
                     self.mode.bind(1)
                 } else {
                     ":1".to_owned()
@@ -277,6 +283,14 @@ impl RawAccess for OracleRaw {
                     ),
                     &[bind.as_ref(), &e.to_string()],
                 )?
+            }
+            Mutation::DropEventColumn(column) => {
+                // A schema change touches no row: nothing to count.
+                conn.execute(
+                    &format!("ALTER TABLE {event} DROP COLUMN {}", column.name()),
+                    &[],
+                )?;
+                return Ok(true);
             }
             Mutation::DeleteLogEntry(pos) => run(
                 format!("DELETE FROM {} WHERE pos = :1", t.log),
