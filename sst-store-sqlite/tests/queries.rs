@@ -1,11 +1,11 @@
 //! The SQL shown in the README runs as documented: `->>` / `json_extract` queries over the
-//! `data` column, an expression index on a JSON path, business events through `json_each`,
-//! and a `:memory:` store.
+//! `data` column, an expression index on a JSON path, business events and endorsements
+//! through `json_each`, and a `:memory:` store.
 
 mod temp_db;
 
 use conformance_tests::fixtures::{
-    actor, change, create, deal_parties, deal_values, emitting, values,
+    actor, change, create, deal_parties, deal_values, emitting, endorsed, endorsers, values,
 };
 use rusqlite::Connection;
 use serde_json::json;
@@ -13,7 +13,8 @@ use sst_core::{BusinessEvent, CommitBatch, StateId, Store};
 use sst_store_sqlite::{SqliteConfig, SqliteStore};
 use temp_db::TempDb;
 
-/// Commits three deals with radon 4.6, 3.2 and 5.1 (the second raised to 4.4 in version 2).
+/// Commits three deals with radon 4.6, 3.2 and 5.1 (the second raised to 4.4 in version 2, by
+/// a change that emitted business events and that nodes `bank` and `insp` endorsed).
 async fn three_deals(store: &SqliteStore) -> anyhow::Result<Vec<StateId>> {
     let (alice, ka) = actor("acme", "alice");
     let mut ids = Vec::new();
@@ -33,7 +34,7 @@ async fn three_deals(store: &SqliteStore) -> anyhow::Result<Vec<StateId>> {
         .state
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no state"))?;
-    items.push(emitting(
+    let raised = emitting(
         change(
             &v1,
             values([(
@@ -53,7 +54,8 @@ async fn three_deals(store: &SqliteStore) -> anyhow::Result<Vec<StateId>> {
                 payload: json!(null),
             },
         ],
-    ));
+    );
+    items.push(endorsed(raised, &endorsers())?);
     store.commit(CommitBatch::new(items)).await?;
     Ok(ids)
 }
@@ -115,6 +117,21 @@ async fn readme_json_queries_and_expression_index_work() -> anyhow::Result<()> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     assert_eq!(agreed, vec![("price_agreed".to_owned(), 98_500)]);
+    let endorsers: Vec<(String, String)> = c
+        .prepare(
+            "SELECT e.state_id, n.value ->> '$.node' AS node
+             FROM sst_event e, json_each(e.endorsements) n
+             ORDER BY e.pos, node",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        endorsers,
+        vec![
+            ("deal-1".to_owned(), "bank".to_owned()),
+            ("deal-1".to_owned(), "insp".to_owned())
+        ]
+    );
     // The store keeps working with the user's index in place.
     let ids = store.state_ids().await?;
     assert_eq!(ids.len(), 3);
