@@ -23,8 +23,8 @@ use sst_core::{
 };
 use sst_node::contracts::RealEstateDeal;
 use sst_node::{
-    Call, Contract, ContractError, ContractRegistry, EndorsementGuard, InProcessNetwork, Intent,
-    MethodOutput, Node, Sections, Verdict,
+    AppliedChange, Call, Contract, ContractError, ContractRegistry, EndorsementGuard, HomeMessage,
+    InProcessNetwork, Intent, MethodOutput, Node, Sections, Transport, Verdict,
 };
 use tokio::sync::Notify;
 
@@ -105,6 +105,8 @@ const TWO_OF_N: u32 = 2;
 const BANK_ROLE: u32 = 3;
 const ALL_SHORT: u32 = 4;
 const ALL_LONG: u32 = 5;
+/// Held by every node but deployed only at run time, by a signed deployment event.
+const DEPLOYED_LATER: u32 = 6;
 
 fn registry() -> ContractRegistry {
     ContractRegistry::new()
@@ -124,6 +126,11 @@ fn registry() -> ContractRegistry {
         ))
         .with(Settlement::new(ALL_SHORT, EndorsementPolicy::All, 300))
         .with(Settlement::new(ALL_LONG, EndorsementPolicy::All, 60_000))
+        .with(Settlement::new(
+            DEPLOYED_LATER,
+            EndorsementPolicy::All,
+            5_000,
+        ))
 }
 
 fn deployed() -> Vec<ContractRef> {
@@ -253,6 +260,26 @@ async fn create(c: &Cluster, id: &str, version: u32, amount: i64) -> anyhow::Res
     .await
 }
 
+/// The seller creates settlement `id` of `version` for `amount`, applied and held by every
+/// participant node; returns the state and the create's event.
+async fn settled_create(
+    c: &Cluster,
+    id: &str,
+    version: u32,
+    amount: i64,
+) -> anyhow::Result<(StateId, EventId)> {
+    let event = applied(&create(c, id, version, amount).await?)?;
+    let id = StateId::from(id);
+    held_at(c, &PARTICIPANTS, &id, 1).await?;
+    Ok((id, event))
+}
+
+/// Node `role`'s actor sets the terms of settlement `id` to `amount`.
+async fn set_terms(c: &Cluster, role: &str, id: &StateId, amount: i64) -> anyhow::Result<Verdict> {
+    let intent = Intent::change(id.as_str(), values([("terms", json!({"amount": amount}))]));
+    submit(c, role, intent).await
+}
+
 /// Waits until every node of `roles` holds `state` at `version`.
 async fn held_at(c: &Cluster, roles: &[&str], state: &StateId, version: u64) -> anyhow::Result<()> {
     common::eventually(
@@ -323,6 +350,18 @@ async fn endorsed_on(
     Ok(nodes)
 }
 
+/// Every participant node holds `event` with the endorsements of all three.
+async fn endorsed_by_all(c: &Cluster, event: EventId) -> anyhow::Result<()> {
+    for role in PARTICIPANTS {
+        let nodes = endorsed_on(c, role, event, &EndorsementPolicy::All).await?;
+        ensure!(
+            nodes == ["buyer", "inspector", "seller"],
+            "{role}: {nodes:?}"
+        );
+    }
+    Ok(())
+}
+
 fn applied(v: &Verdict) -> anyhow::Result<EventId> {
     ensure!(v.is_applied(), "not applied: {v:?}");
     Ok(v.event())
@@ -331,9 +370,7 @@ fn applied(v: &Verdict) -> anyhow::Result<EventId> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn policy_all_met_applies_everywhere_with_endorsements_that_verify() -> anyhow::Result<()> {
     let c = network(&BTreeMap::new()).await?;
-    let id = StateId::from("settle-all");
-    let created = applied(&create(&c, id.as_str(), ALL, 700).await?)?;
-    held_at(&c, &PARTICIPANTS, &id, 1).await?;
+    let (id, created) = settled_create(&c, "settle-all", ALL, 700).await?;
     // The buyer's change is forwarded to the seller (home), endorsed by all three nodes.
     let v = submit(&c, "buyer", Intent::call(id.as_str(), "settle", json!({}))).await?;
     let settled = applied(&v)?;
@@ -342,14 +379,9 @@ async fn policy_all_met_applies_everywhere_with_endorsements_that_verify() -> an
         c.node("regulator").state(&id).await?.is_none(),
         "the regulator is no participant"
     );
+    endorsed_by_all(&c, created).await?;
+    endorsed_by_all(&c, settled).await?;
     for role in PARTICIPANTS {
-        for event in [created, settled] {
-            let nodes = endorsed_on(&c, role, event, &EndorsementPolicy::All).await?;
-            ensure!(
-                nodes == ["buyer", "inspector", "seller"],
-                "{role}: {nodes:?}"
-            );
-        }
         let s = c.node(role).state(&id).await?.context("state")?;
         ensure!(
             s.sections["status"].value() == Some(&json!({"settled": true, "amount": 700})),
@@ -366,16 +398,9 @@ async fn policy_all_met_applies_everywhere_with_endorsements_that_verify() -> an
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn k_of_n_is_met_by_two_nodes_while_the_third_is_offline() -> anyhow::Result<()> {
     let c = network(&BTreeMap::new()).await?;
-    let id = StateId::from("settle-k");
-    applied(&create(&c, id.as_str(), TWO_OF_N, 10).await?)?;
-    held_at(&c, &PARTICIPANTS, &id, 1).await?;
+    let (id, _) = settled_create(&c, "settle-k", TWO_OF_N, 10).await?;
     c.net.set_online(&NodeId::from("inspector"), false);
-    let v = submit(
-        &c,
-        "buyer",
-        Intent::change(id.as_str(), values([("terms", json!({"amount": 20}))])),
-    )
-    .await?;
+    let v = set_terms(&c, "buyer", &id, 20).await?;
     let event = applied(&v)?;
     held_at(&c, &["buyer", "seller"], &id, 2).await?;
     let policy = EndorsementPolicy::KOfN { k: 2 };
@@ -383,29 +408,24 @@ async fn k_of_n_is_met_by_two_nodes_while_the_third_is_offline() -> anyhow::Resu
         let nodes = endorsed_on(&c, role, event, &policy).await?;
         ensure!(nodes == ["buyer", "seller"], "{role}: {nodes:?}");
     }
-    // Back online, the inspector catches up and accepts the two endorsements.
+    // Back online (no resync), the inspector catches up from the next change: it asks the
+    // home for the version it missed, and accepts the endorsements of both.
     c.net.set_online(&NodeId::from("inspector"), true);
-    tokio::time::timeout(STEP, c.node("inspector").resync()).await??;
-    held_at(&c, &PARTICIPANTS, &id, 2).await?;
+    let next = set_terms(&c, "buyer", &id, 30).await?;
+    let next = applied(&next)?;
+    held_at(&c, &PARTICIPANTS, &id, 3).await?;
     endorsed_on(&c, "inspector", event, &policy).await?;
+    endorsed_on(&c, "inspector", next, &policy).await?;
     all_verify(&c).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn roles_policy_needs_only_the_banks_node() -> anyhow::Result<()> {
     let c = network(&BTreeMap::new()).await?;
-    let id = StateId::from("settle-roles");
-    applied(&create(&c, id.as_str(), BANK_ROLE, 10).await?)?;
-    held_at(&c, &PARTICIPANTS, &id, 1).await?;
-    // The payer's node is offline: the seller itself settles... no, the payer settles;
-    // here the payee changes the terms, endorsed by the bank alone.
+    let (id, _) = settled_create(&c, "settle-roles", BANK_ROLE, 10).await?;
+    // The payer's node is offline: the payee changes the terms, endorsed by the bank alone.
     c.net.set_online(&NodeId::from("buyer"), false);
-    let v = submit(
-        &c,
-        "seller",
-        Intent::change(id.as_str(), values([("terms", json!({"amount": 30}))])),
-    )
-    .await?;
+    let v = set_terms(&c, "seller", &id, 30).await?;
     let event = applied(&v)?;
     held_at(&c, &["seller", "inspector"], &id, 2).await?;
     let policy = EndorsementPolicy::Roles {
@@ -424,9 +444,7 @@ async fn an_endorser_refusing_by_its_own_rule_rejects_not_endorsed_on_the_initia
 ) -> anyhow::Result<()> {
     let bank = Arc::new(BankLimit::default());
     let c = network(&BTreeMap::from([("inspector", bank.clone())])).await?;
-    let id = StateId::from("settle-big");
-    applied(&create(&c, id.as_str(), ALL, 5000).await?)?;
-    held_at(&c, &PARTICIPANTS, &id, 1).await?;
+    let (id, _) = settled_create(&c, "settle-big", ALL, 5000).await?;
     let before = versions(&c, &id).await?;
     // The payer (buyer, not the home) settles 5000: the bank's node refuses.
     let v = submit(&c, "buyer", Intent::call(id.as_str(), "settle", json!({}))).await?;
@@ -461,9 +479,7 @@ async fn an_endorser_refusing_by_its_own_rule_rejects_not_endorsed_on_the_initia
     }
     ensure!(versions(&c, &id).await? == before, "state changed");
     // A settlement under the limit is endorsed by the same bank.
-    let small = StateId::from("settle-small");
-    applied(&create(&c, small.as_str(), ALL, 900).await?)?;
-    held_at(&c, &PARTICIPANTS, &small, 1).await?;
+    let (small, _) = settled_create(&c, "settle-small", ALL, 900).await?;
     applied(
         &submit(
             &c,
@@ -479,9 +495,7 @@ async fn an_endorser_refusing_by_its_own_rule_rejects_not_endorsed_on_the_initia
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unreachable_endorser_times_out_and_later_proposals_succeed() -> anyhow::Result<()> {
     let c = network(&BTreeMap::new()).await?;
-    let id = StateId::from("settle-timeout");
-    applied(&create(&c, id.as_str(), ALL_SHORT, 10).await?)?;
-    held_at(&c, &PARTICIPANTS, &id, 1).await?;
+    let (id, _) = settled_create(&c, "settle-timeout", ALL_SHORT, 10).await?;
     let inspector = NodeId::from("inspector");
     c.net.set_online(&inspector, false);
     let change =
@@ -531,30 +545,29 @@ async fn home_and_endorsed_states_flow_side_by_side() -> anyhow::Result<()> {
     );
     applied(&d?)?;
     applied(&s?)?;
-    // Changes of both, from the buyer's node (forwarded to the seller, the home of both).
-    let mut calls = Vec::new();
-    for i in 0..5 {
-        calls.push(submit(
-            &c,
-            "buyer",
-            Intent::change(
+    held_at(&c, &ROLES, &deal, 1).await?;
+    held_at(&c, &PARTICIPANTS, &settle, 1).await?;
+    // Changes of both at the same time, from the buyer's node (forwarded to the seller, the
+    // home of both): each flow waits for its own outcomes only.
+    let deals = async {
+        for i in 0..5 {
+            let intent = Intent::change(
                 deal.as_str(),
                 values([("price", json!({"amount": 100 + i}))]),
-            ),
-        ));
-        calls.push(submit(
-            &c,
-            "buyer",
-            Intent::change(
-                settle.as_str(),
-                values([("terms", json!({"amount": 10 + i}))]),
-            ),
-        ));
-    }
-    // Submitted one after another from the same node: each waits for its outcome.
-    for call in calls {
-        applied(&call.await?)?;
-    }
+            );
+            applied(&submit(&c, "buyer", intent).await?)?;
+        }
+        anyhow::Ok(())
+    };
+    let settlements = async {
+        for i in 0..5 {
+            applied(&set_terms(&c, "buyer", &settle, 10 + i).await?)?;
+        }
+        anyhow::Ok(())
+    };
+    let (d, s) = tokio::join!(deals, settlements);
+    d?;
+    s?;
     held_at(&c, &ROLES, &deal, 6).await?;
     held_at(&c, &PARTICIPANTS, &settle, 6).await?;
     let seller = c.node("seller");
@@ -580,9 +593,7 @@ async fn a_home_stopped_mid_proposal_leaves_nothing_applied_and_a_retry_succeeds
 ) -> anyhow::Result<()> {
     let observer = Arc::new(BankLimit::default());
     let mut c = network(&BTreeMap::from([("buyer", observer.clone())])).await?;
-    let id = StateId::from("settle-crash");
-    applied(&create(&c, id.as_str(), ALL_LONG, 10).await?)?;
-    held_at(&c, &PARTICIPANTS, &id, 1).await?;
+    let (id, _) = settled_create(&c, "settle-crash", ALL_LONG, 10).await?;
     let inspector = NodeId::from("inspector");
     c.net.set_online(&inspector, false);
     // The seller (home) proposes a change; the buyer endorses it, the inspector cannot
@@ -611,16 +622,147 @@ async fn a_home_stopped_mid_proposal_leaves_nothing_applied_and_a_retry_succeeds
     // Restarted from its store, the home takes the same change again: endorsed by all.
     let restarted = start(&c.net, "seller", store, None).await?;
     c.nodes.insert("seller".into(), Arc::new(restarted));
-    let v = submit(
-        &c,
-        "seller",
-        Intent::change(id.as_str(), values([("terms", json!({"amount": 99}))])),
-    )
-    .await?;
+    let v = set_terms(&c, "seller", &id, 99).await?;
     let event = applied(&v)?;
     held_at(&c, &PARTICIPANTS, &id, 2).await?;
-    for role in PARTICIPANTS {
-        endorsed_on(&c, role, event, &EndorsementPolicy::All).await?;
-    }
+    endorsed_by_all(&c, event).await?;
     all_verify(&c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_deployed_at_run_time_uses_the_protocol_its_descriptor_chooses(
+) -> anyhow::Result<()> {
+    let c = network(&BTreeMap::new()).await?;
+    let later = settlement(DEPLOYED_LATER);
+    for role in ROLES {
+        ensure!(
+            c.node(role).protocol_of(&later) == "home",
+            "{role}: not installed yet"
+        );
+    }
+    let (_, key) = common::actor("seller", "a");
+    let record = registry().deployment(&later, sst_core::HashAlg::Blake3, who("seller"), &key)?;
+    let v = tokio::time::timeout(STEP, c.node("seller").deploy_contract(record)).await??;
+    applied(&v)?;
+    common::eventually(20, "installed on every node", || async {
+        Ok(ROLES
+            .iter()
+            .all(|r| c.node(r).protocol_of(&later) == "endorsed"))
+    })
+    .await?;
+    let (_, event) = settled_create(&c, "settle-later", DEPLOYED_LATER, 10).await?;
+    endorsed_by_all(&c, event).await?;
+    all_verify(&c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_refuses_a_change_with_missing_or_forged_endorsements() -> anyhow::Result<()> {
+    let c = network(&BTreeMap::new()).await?;
+    let (id, _) = settled_create(&c, "settle-forged", TWO_OF_N, 10).await?;
+    let inspector = NodeId::from("inspector");
+    c.net.set_online(&inspector, false);
+    let v = set_terms(&c, "buyer", &id, 20).await?;
+    let event = applied(&v)?;
+    held_at(&c, &["buyer", "seller"], &id, 2).await?;
+    // Someone speaking as the home sends the inspector that change with its endorsements
+    // removed, then with one forged (another node's signature under the buyer's name).
+    let seller = c.node("seller");
+    let rec = seller.store().event(&event).await?.context("record")?;
+    let state = seller.state(&id).await?.context("state")?;
+    let change = AppliedChange {
+        signed: rec.signed.clone(),
+        disclosures: rec.disclosures.clone(),
+        effects: rec
+            .disclosures
+            .keys()
+            .map(|n| (n.clone(), state.sections[n].hash))
+            .collect(),
+        version: state.version,
+        root: state.root,
+        receipt: rec.receipt.clone(),
+        business_events: Vec::new(),
+        endorsements: Vec::new(),
+    };
+    let mut forged = change.clone();
+    forged.endorsements = rec.endorsements.clone();
+    for e in &mut forged.endorsements {
+        if e.node == NodeId::from("buyer") {
+            e.signature = rec
+                .endorsements
+                .iter()
+                .find(|o| o.node != e.node)
+                .context("another endorsement")?
+                .signature;
+        }
+    }
+    // Every message sent meanwhile is handled (those to the inspector dropped) before it
+    // is back.
+    tokio::time::timeout(STEP, c.net.settled()).await?;
+    c.net.set_online(&inspector, true);
+    let (as_home, _inbox) = c.net.join("seller");
+    let cases = [
+        ("missing", change, "of the required 2"),
+        ("forged", forged, "does not verify"),
+    ];
+    for (what, bad, detail) in cases {
+        as_home
+            .send(&inspector, HomeMessage::Applied(Box::new(bad)).envelope()?)
+            .await?;
+        common::eventually(20, &format!("{what} endorsements refused"), || async {
+            let refusals = c.node("inspector").refusals(Some(&id)).await?;
+            Ok(refusals.iter().any(|r| {
+                matches!(&r.reason, RejectReason::BadReceipt { detail: d }
+                    if d.contains("endorsements") && d.contains(detail))
+            }))
+        })
+        .await?;
+        let refusals = c.node("inspector").refusals(Some(&id)).await?;
+        ensure!(
+            refusals.iter().all(|r| matches!(&r.reason, RejectReason::BadReceipt { detail } if detail.contains("endorsements"))),
+            "{what}: {refusals:?}"
+        );
+        ensure!(
+            c.node("inspector").state(&id).await?.map(|s| s.version) == Some(1),
+            "{what}: applied"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_open_proposal_holds_its_state_only() -> anyhow::Result<()> {
+    let c = network(&BTreeMap::new()).await?;
+    let (id, _) = settled_create(&c, "settle-open", ALL_LONG, 10).await?;
+    let deal = common::create_deal(&c, "deal-open").await?;
+    // The inspector cannot answer: the seller's proposal stays open (long timeout).
+    c.net.set_online(&NodeId::from("inspector"), false);
+    let seller = c.node("seller").clone();
+    let open = {
+        let (seller, id) = (seller.clone(), id.clone());
+        tokio::spawn(async move {
+            let intent = Intent::change(id.as_str(), values([("terms", json!({"amount": 1}))]));
+            seller.submit(&who("seller"), intent).await
+        })
+    };
+    // A later change of the same state waits behind it...
+    let behind = {
+        let (seller, id) = (seller.clone(), id.clone());
+        tokio::spawn(async move {
+            let intent = Intent::change(id.as_str(), values([("terms", json!({"amount": 2}))]));
+            seller.submit(&who("seller"), intent).await
+        })
+    };
+    // ...while other states (home protocol, sequenced by the same node) keep flowing.
+    for i in 0..3 {
+        let intent = Intent::change(deal.as_str(), values([("price", json!({"amount": 1 + i}))]));
+        applied(&submit(&c, "seller", intent).await?)?;
+    }
+    ensure!(
+        !open.is_finished() && !behind.is_finished(),
+        "the settlement was decided"
+    );
+    ensure!(seller.state(&id).await?.map(|s| s.version) == Some(1));
+    open.abort();
+    behind.abort();
+    Ok(())
 }

@@ -146,6 +146,29 @@ impl EndorsedSync {
     }
 }
 
+impl EndorsedSync {
+    /// An endorser that lacks versions before the one `proposal` builds on (it was offline
+    /// when they were distributed) refuses the proposal (`stale_base`) and asks the home
+    /// for them, like a replica facing a gap, so that the next proposal finds it current.
+    async fn ask_if_behind(
+        &self,
+        ctx: &NodeContext,
+        home: &NodeId,
+        proposal: &Proposal,
+    ) -> Result<(), NodeError> {
+        let Some(base) = proposal.base else {
+            return Ok(());
+        };
+        let state = &proposal.signed.event.state_id;
+        let held = ctx.store().state(state).await?.map_or(0, |s| s.version);
+        if held < base.version && self.home.should_ask(state, held) {
+            debug!(node = %ctx.id(), %home, %state, held, base = base.version, "behind a proposal's base; asking the home");
+            ctx.send(home, HomeSync::gap_request(state, held).envelope()?);
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl SyncProtocol for EndorsedSync {
     fn name(&self) -> &'static str {
@@ -170,13 +193,14 @@ impl SyncProtocol for EndorsedSync {
 
     async fn receive(
         &self,
-        _ctx: &NodeContext,
+        ctx: &NodeContext,
         from: &NodeId,
         envelope: &ProtocolEnvelope,
     ) -> Result<Vec<Inbound>, NodeError> {
         Ok(match decode::<EndorsedMessage>(envelope)? {
             EndorsedMessage::Proposal(p) => {
                 debug!(peer = %from, event = %p.signed.id, state = %p.signed.event.state_id, "proposal to endorse");
+                self.ask_if_behind(ctx, from, &p).await?;
                 vec![Inbound::Propose(p)]
             }
             EndorsedMessage::Endorsed(g) => vec![Inbound::Endorsement(EndorsementAnswer::Given(g))],

@@ -186,7 +186,7 @@ impl HomeSync {
     }
 
     /// Whether to ask the home for the versions of `state` after `held` now.
-    fn should_ask(&self, state: &StateId, held: u64) -> bool {
+    pub(super) fn should_ask(&self, state: &StateId, held: u64) -> bool {
         let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         match asked.get(state) {
@@ -276,7 +276,7 @@ impl HomeSync {
     }
 
     /// A request for the versions of `state` after `held` only (no rejections).
-    fn gap_request(state: &StateId, held: u64) -> HomeMessage {
+    pub(super) fn gap_request(state: &StateId, held: u64) -> HomeMessage {
         HomeMessage::Resend {
             states: BTreeMap::from([(state.clone(), held)]),
         }
