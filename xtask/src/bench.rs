@@ -14,6 +14,7 @@ const USAGE: &str =
        cargo xtask bench contracts [--events N] [--rounds N]
        cargo xtask bench pipeline [--events N] [--rounds N]
        cargo xtask bench protocols [--events N]
+       cargo xtask bench state-size [--rounds N] [--scan-states N] [--backend sqlite|postgres|all]
        cargo xtask bench notify [--sinks <sink>|all] [--count N] [--rounds R]";
 
 /// The workspace root (the parent of the xtask crate).
@@ -41,6 +42,18 @@ pub(crate) fn echo(cmd: &Command) -> String {
         .map(|s| s.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Runs `cmd` from the workspace root, echoed before it runs; fails naming `what` when it
+/// does not succeed.
+pub(crate) fn run_from_root(mut cmd: Command, what: &str) -> anyhow::Result<()> {
+    cmd.current_dir(project_root()?);
+    println!("$ {}", echo(&cmd));
+    let status = cmd.status().context("running cargo")?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
 }
 
 /// The `cargo` invocation of the networked benchmark, with `--events N` when given.
@@ -87,6 +100,7 @@ pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
         Some("contracts") => return crate::bench_contracts::cli(&args[1..]),
         Some("pipeline") => return crate::bench_pipeline::cli(&args[1..]),
         Some("protocols") => return crate::bench_protocols::cli(&args[1..]),
+        Some("state-size") => return crate::bench_state_size::cli(&args[1..]),
         Some("notify") => return crate::bench_notify::cli(&args[1..]),
         None | Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
