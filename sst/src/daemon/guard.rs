@@ -167,6 +167,25 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_reads_from_toml_and_unknown_fields_are_refused() {
+        #[derive(Deserialize)]
+        struct File {
+            endorsement_limit: Vec<LimitEntry>,
+        }
+        let file: File = toml::from_str(
+            "[[endorsement_limit]]\ncontract = \"settlement\"\npath = \"instruction.amount\"\nmax = 1000000\n",
+        )
+        .expect("parses");
+        let limit = EndorsementLimit::from_entry(&file.endorsement_limit[0]).expect("valid");
+        assert_eq!(limit.path, ["instruction", "amount"]);
+        assert_eq!(limit.max, 1_000_000.0);
+        assert!(toml::from_str::<File>(
+            "[[endorsement_limit]]\ncontract = \"s\"\npath = \"a\"\nmax = 1\nmin = 0\n"
+        )
+        .is_err());
+    }
+
+    #[test]
     fn bad_entries_are_refused() {
         let entry = |contract: &str, path: &str, max: f64| LimitEntry {
             contract: contract.into(),

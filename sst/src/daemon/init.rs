@@ -112,7 +112,14 @@ pub(crate) fn node_init(init: &Init<'_>) -> anyhow::Result<(std::path::PathBuf, 
          # [[contract]]\n\
          # contract = \"real-estate-deal@1\"\n\
          # deployer = \"{id}/ops\"\n\
-         # signature = \"<hex; optional where the deployer's key is in custody>\"\n",
+         # signature = \"<hex; optional where the deployer's key is in custody>\"\n\
+         #\n\
+         # This node's own limits for endorsing changes (contracts on the `endorsed` protocol):\n\
+         # a change whose value at section.key is above max is not endorsed here.\n\
+         # [[endorsement_limit]]\n\
+         # contract = \"settlement\"\n\
+         # path = \"instruction.amount\"\n\
+         # max = 1000000\n",
         id = init.id,
         path = config.display(),
         listen = init.listen,
