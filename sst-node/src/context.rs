@@ -5,7 +5,10 @@
 //! the protocols report them), this node's own recorded refusals, the **origin floor**
 //! (the highest origin sequence of this node known to be used anywhere), and the **witness**
 //! side of tamper evidence: peers' log checkpoints and state statements compared with what
-//! was witnessed before and with this node's own copy, and the alarms raised. It sits below
+//! was witnessed before and with this node's own copy, and the alarms raised; and what the
+//! `endorsed` protocol needs of the node: the policy its installed contract versions
+//! choose, participant nodes with their roles, the node-key endorsement, and the node's own
+//! endorsement rule ([`crate::EndorsementGuard`]). It sits below
 //! every task that reads it (it imports only contracts, messages and the transport).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -56,6 +56,15 @@
 //!   events; other nodes forward intents to it; it distributes applied changes to every
 //!   participant node **redacted** to what that node may read, and sends rejections back to
 //!   the initiator. [`InProcessNetwork`] is the in-process [`Transport`].
+//! - **Endorsed commits** ([`EndorsedSync`], protocol `endorsed`): a contract version whose
+//!   descriptor chooses it ([`Contract::sync`], [`sst_core::SyncSpec::Endorsed`]) keeps the
+//!   home mechanics, but the home commits a change only once an endorsement policy of
+//!   participant nodes is met (all, k of n, or named roles' nodes): each endorser validates
+//!   the proposal like a received change (and by its own [`EndorsementGuard`]) and signs an
+//!   [`sst_core::Endorsement`]; a refusal rejects it `not_endorsed`, silence
+//!   `endorsement_timeout`. Replicas apply such a change only with endorsements that meet the
+//!   policy, and store them with the event. Both protocols run side by side on the same
+//!   nodes; [`Node::protocol_of`] and [`SyncStatus::protocol`] say which a state uses.
 //! - **Actors** ([`Node::rotate_key`], [`Node::revoke`], [`Intent::RotateKey`],
 //!   [`Intent::Revoke`]): key rotation and revocation are signed
 //!   [`sst_core::EventKind::ActorChange`] events with payload

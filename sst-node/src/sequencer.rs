@@ -14,6 +14,16 @@
 //! the refusal. Origin sequences start above every sequence of this node known to
 //! be used ([`NodeContext::origin_floor`]), and a local intent whose sequence turns out to be
 //! taken is built again under a fresh one, never refused for it.
+//!
+//! For a contract whose protocol endorses ([`crate::SyncProtocol::endorsement`]), an applied
+//! outcome this node sequences is not committed: it stays an **open proposal** (later jobs
+//! about that state wait, parked in arrival order; other states keep flowing through the
+//! pipelined group commit) while the protocol's proposals go to the endorsers, after the
+//! commit of the group it was planned in. Endorsers' answers and the proposal's deadline
+//! arrive as jobs; once the policy is met, fails or times out, the outcome is committed as
+//! this node sequenced it (applied with the endorsements, or rejected) and the parked jobs
+//! go next. As an endorser, it checks a proposal on its current copy exactly as a received
+//! change, commits nothing, and answers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -1354,6 +1364,11 @@ impl Writer {
                     ..Default::default()
                 });
             }
+            // Jobs about a state with an open proposal wait for it (`waits_for_proposal`).
+            return Err(NodeError::Invalid(format!(
+                "{} has an open proposal ({}); {} is not sequenced beside it",
+                e.state_id, open.signed.id, signed.id
+            )));
         }
         let parties = match cur {
             Some(c) if e.kind != EventKind::Create => &c.parties,

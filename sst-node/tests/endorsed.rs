@@ -16,10 +16,10 @@ use std::time::Duration;
 use anyhow::{ensure, Context};
 use common::{config, values, who, Cluster, ROLES};
 use serde_json::{json, Value};
-use sst_core::model::check_endorsements;
 use sst_core::{
-    ContractPolicy, ContractRef, EndorsementPolicy, EventFilter, EventId, NodeId, Outcome, Parties,
-    RejectReason, Role, SectionPolicy, StateId, Store, SyncSpec, TrustAnchors,
+    check_endorsements, ContractPolicy, ContractRef, EndorsementPolicy, EventFilter, EventId,
+    NodeId, Outcome, Parties, RejectReason, Role, SectionPolicy, StateId, Store, SyncSpec,
+    TrustAnchors,
 };
 use sst_node::contracts::RealEstateDeal;
 use sst_node::{
@@ -197,8 +197,15 @@ impl BankLimit {
 
 /// Four nodes on in-memory stores, every contract deployed; `guards` per node.
 async fn network(guards: &BTreeMap<&str, Arc<BankLimit>>) -> anyhow::Result<Cluster> {
+    network_on(Cluster::memory_stores(), guards).await
+}
+
+/// As [`network`], on the given stores.
+async fn network_on(
+    stores: BTreeMap<String, Arc<dyn Store>>,
+    guards: &BTreeMap<&str, Arc<BankLimit>>,
+) -> anyhow::Result<Cluster> {
     let net = InProcessNetwork::new();
-    let stores = Cluster::memory_stores();
     let mut nodes = BTreeMap::new();
     for role in ROLES {
         let node = start(&net, role, stores[role].clone(), guards.get(role)).await?;
@@ -765,4 +772,74 @@ async fn an_open_proposal_holds_its_state_only() -> anyhow::Result<()> {
     open.abort();
     behind.abort();
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn endorsements_are_stored_and_verify_on_sqlite() -> anyhow::Result<()> {
+    let dir = common::TempDir::new("sst-endorsed")?;
+    let mut stores = BTreeMap::new();
+    for role in ROLES {
+        let store = common::sqlite_store(&dir.0.join(format!("{role}.db"))).await?;
+        stores.insert(role.to_owned(), store);
+    }
+    let c = network_on(stores, &BTreeMap::new()).await?;
+    let (id, created) = settled_create(&c, "settle-sqlite", ALL, 10).await?;
+    let settled =
+        applied(&submit(&c, "buyer", Intent::call(id.as_str(), "settle", json!({}))).await?)?;
+    held_at(&c, &PARTICIPANTS, &id, 2).await?;
+    endorsed_by_all(&c, created).await?;
+    endorsed_by_all(&c, settled).await?;
+    all_verify(&c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_home_killed_at_any_point_of_a_proposal_leaves_participants_converged(
+) -> anyhow::Result<()> {
+    let mut c = network(&BTreeMap::new()).await?;
+    let (id, _) = settled_create(&c, "settle-kill", ALL, 10).await?;
+    let store = c.stores["seller"].clone();
+    for round in 0..5u64 {
+        // The buyer's change is forwarded to the home, which is killed a little later each
+        // round: before, during or after the proposal, the commit or the distribution.
+        let buyer = c.node("buyer").clone();
+        let amount = 100 + i64::try_from(round)?;
+        let pending = tokio::spawn({
+            let id = id.clone();
+            async move {
+                let intent =
+                    Intent::change(id.as_str(), values([("terms", json!({"amount": amount}))]));
+                buyer.submit(&who("buyer"), intent).await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(round * 4)).await;
+        drop(c.nodes.remove("seller").context("seller")?);
+        let restarted = start(&c.net, "seller", store.clone(), None).await?;
+        c.nodes.insert("seller".into(), Arc::new(restarted));
+        // Whatever the home recorded, every participant ends up holding exactly that.
+        let home = store.state(&id).await?.context("state")?.version;
+        held_at(&c, &PARTICIPANTS, &id, home).await?;
+        // The buyer learns the outcome of a recorded intent; one the home lost is not
+        // recorded anywhere (its caller would submit it again).
+        let outcome = match tokio::time::timeout(Duration::from_secs(2), pending).await {
+            Ok(joined) => Some(joined?),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(verdict)) => ensure!(
+                verdict.is_applied() == (home == round + 2),
+                "round {round}: {verdict:?} with the home at v{home}"
+            ),
+            // Not even forwarded (the home was gone), or never recorded by it.
+            Some(Err(_)) | None => ensure!(
+                home == round + 1,
+                "round {round}: {outcome:?} with the home at v{home}"
+            ),
+        }
+        if home == round + 1 {
+            // Lost with the home: submitted again, it is endorsed and applied everywhere.
+            applied(&set_terms(&c, "buyer", &id, amount).await?)?;
+            held_at(&c, &PARTICIPANTS, &id, round + 2).await?;
+        }
+    }
+    all_verify(&c).await
 }
