@@ -68,13 +68,11 @@ pub(crate) async fn run(
                     },
                     reply: Some(tx),
                 })),
-                Inbound::Propose(proposal) => Pending::Ready(Box::new(Job {
-                    kind: JobKind::Endorse {
-                        from: from.clone(),
-                        proposal,
-                    },
-                    reply: Some(tx),
-                })),
+                Inbound::Propose(proposal) => Pending::Endorse {
+                    from: from.clone(),
+                    change: ctx.vet_change(Box::new(proposal.as_change())),
+                    reply: tx,
+                },
                 Inbound::Endorsement(answer) => Pending::Ready(Box::new(Job {
                     kind: JobKind::Endorsement {
                         from: from.clone(),

@@ -45,7 +45,7 @@ use crate::context::{NodeContext, Resubmit};
 use crate::contract::Contract;
 use crate::error::NodeError;
 use crate::message::{
-    EndorsementAnswer, EndorsementGiven, EndorsementRefused, Intent, Proposal, ProtocolEnvelope,
+    EndorsementAnswer, EndorsementGiven, EndorsementRefused, Intent, ProtocolEnvelope,
     ReplicaRefusal, Verdict,
 };
 use crate::pipeline::{self, Built, Eval};
@@ -72,6 +72,12 @@ pub(crate) enum Pending {
         reply: Reply,
     },
     Replicate {
+        from: NodeId,
+        change: oneshot::Receiver<VettedChange>,
+        reply: Reply,
+    },
+    /// A proposal to endorse, its event verified on the pool like a received change's.
+    Endorse {
         from: NodeId,
         change: oneshot::Receiver<VettedChange>,
         reply: Reply,
@@ -104,6 +110,17 @@ impl Pending {
                 JobKind::Replicate {
                     from,
                     change: change.await.ok()?,
+                },
+                reply,
+            ),
+            Pending::Endorse {
+                from,
+                change,
+                reply,
+            } => (
+                JobKind::Endorse {
+                    from,
+                    proposal: change.await.ok()?,
                 },
                 reply,
             ),
@@ -163,7 +180,7 @@ pub(crate) enum JobKind {
     /// validate it on this node's copy, commit nothing, answer.
     Endorse {
         from: NodeId,
-        proposal: Box<Proposal>,
+        proposal: VettedChange,
     },
     /// An endorser (`from`) answered one of this node's open proposals.
     Endorsement {
@@ -1547,9 +1564,10 @@ impl Writer {
     async fn endorse(
         &mut self,
         from: &NodeId,
-        proposal: &Proposal,
+        vetted: &VettedChange,
         ov: &mut Overlay,
     ) -> Result<Planned, NodeError> {
+        let proposal = vetted.change();
         let e = &proposal.signed.event;
         let event = proposal.signed.id;
         let home = self.ctx.home_of_event(e).await?;
@@ -1560,8 +1578,7 @@ impl Writer {
             })
         } else {
             let cur = self.current(ov, &e.state_id).await?;
-            let change = VettedChange::unchecked(proposal.as_change());
-            match pipeline::replicate(&self.ctx, from, &change, cur.as_deref()) {
+            match pipeline::replicate(&self.ctx, from, vetted, cur.as_deref()) {
                 Eval::Apply(built) => self.guard(&e.contract, &built.state),
                 Eval::Reject(reason) => Err(reason),
             }

@@ -157,16 +157,6 @@ pub(crate) struct VettedChange {
 }
 
 impl VettedChange {
-    /// A change nothing was checked of ahead (an endorser's proposal): the pipeline checks
-    /// its event in full, and it carries no receipt.
-    pub(crate) fn unchecked(change: AppliedChange) -> Self {
-        VettedChange {
-            change: Box::new(change),
-            key: None,
-            receipt: None,
-        }
-    }
-
     /// The digest the change's receipt signature verified over (under the registry key of
     /// the node the receipt names), when the pool checked it: the receipt over the applied
     /// outcome `(version, root)` and the business events the change carries.
