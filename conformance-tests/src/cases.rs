@@ -370,7 +370,8 @@ pub async fn non_portable_json_is_rejected_with_its_path(
 
 /// A batch that is malformed as a whole (an event whose id is not the hash of its body, the
 /// same event twice, a state that does not match its outcome or does not verify, a rejected
-/// event carrying a state) is refused with `InvalidInput` before anything is stored, also
+/// event carrying a state or endorsements, two endorsements by one node) is refused with
+/// `InvalidInput` before anything is stored, also
 /// when it was marked valid by `CommitBatch::validated` and changed afterwards.
 pub async fn malformed_batch_is_refused_before_storage(
     f: &impl BackendFactory,
@@ -451,6 +452,28 @@ pub async fn malformed_batch_is_refused_before_storage(
         "applied state event without its state",
     )?;
     ensure!(path == "items[0].state", "path was `{path}`");
+
+    let mut endorsed_rejection = rejected(&id, None, (&alice, &ka), 3, RejectReason::UnknownState);
+    endorsed_rejection.event.endorsements =
+        crate::fixtures::endorsed(good.clone(), &crate::fixtures::endorsers())?
+            .event
+            .endorsements;
+    let path = invalid_path(
+        b.store
+            .commit(CommitBatch::new(vec![endorsed_rejection]))
+            .await,
+        "rejected event carrying endorsements",
+    )?;
+    ensure!(path == "items[0].endorsements", "path was `{path}`");
+
+    let mut twice = crate::fixtures::endorsed(good.clone(), &crate::fixtures::endorsers())?;
+    let first = twice.event.endorsements[0].clone();
+    twice.event.endorsements.push(first);
+    let path = invalid_path(
+        b.store.commit(CommitBatch::new(vec![twice])).await,
+        "two endorsements by one node",
+    )?;
+    ensure!(path == "items[0].endorsements", "path was `{path}`");
 
     ensure!(
         snapshot(&b, &nodes).await? == before,

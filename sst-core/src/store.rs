@@ -337,7 +337,8 @@ impl ItemChecks {
         // After the state's own checks, so a bad section name is reported where the user
         // wrote it (the state), not where the event repeats it (the payload).
         portable::check_sized(&rec.event().payload, || "$.payload".to_owned())?;
-        check_business_events(rec, &at)
+        check_business_events(rec, &at)?;
+        check_endorsements_shape(rec, &at)
     }
 }
 
@@ -483,6 +484,40 @@ fn check_business_events(rec: &EventRecord, at: &dyn Fn(&str) -> String) -> Resu
     Ok(())
 }
 
+/// The endorsements of an item: only on applied state changes (the `endorsed` protocol
+/// commits a rejection without them), at most one per node. Whether they verify and meet the
+/// contract's policy is `verify`'s and the replicas' business ([`crate::check_endorsements`]).
+fn check_endorsements_shape(
+    rec: &EventRecord,
+    at: &dyn Fn(&str) -> String,
+) -> Result<(), StoreError> {
+    if rec.endorsements.is_empty() {
+        return Ok(());
+    }
+    let invalid = |reason: &str| StoreError::InvalidInput {
+        path: at("endorsements"),
+        reason: reason.to_owned(),
+    };
+    if let Outcome::Rejected { .. } = rec.outcome {
+        return Err(invalid("a rejected event carries no endorsements"));
+    }
+    if matches!(
+        rec.event().kind,
+        EventKind::ActorChange | EventKind::DeployContract
+    ) {
+        return Err(invalid(
+            "only state changes carry endorsements (not actor changes or deployments)",
+        ));
+    }
+    let mut nodes = BTreeSet::new();
+    for e in &rec.endorsements {
+        if !nodes.insert(&e.node) {
+            return Err(invalid(&format!("node `{}` endorses twice", e.node)));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a refusal before it is stored: every text in it follows the portable profile, so it
 /// round-trips through every engine (e.g. no `\\u0000` for Postgres).
 ///
@@ -504,7 +539,7 @@ pub fn check_refusal(refusal: &Refusal) -> Result<(), StoreError> {
 /// - `migrate` creates the peer tables (default names `sst_state`, `sst_state_history`,
 ///   `sst_event`, `sst_actor`, `sst_contract`, `sst_refusal`, `sst_log`, `sst_checkpoint`,
 ///   `sst_sink_cursor`) and is idempotent; an event table of an older layout gains the
-///   columns added since (`business_events`), a foreign table of a peer table's name is
+///   columns added since (`business_events`, `endorsements`), a foreign table of a peer table's name is
 ///   refused.
 /// - `commit` is all-or-nothing: if any item fails, no event, state version or counter of the
 ///   batch is visible afterwards.
@@ -545,6 +580,12 @@ pub fn check_refusal(refusal: &Refusal) -> Result<(), StoreError> {
 ///   `business_events` (`NULL` when there are none) and read back exactly by [`Store::event`],
 ///   [`Store::events`] and the log; an edit of that column is reported by
 ///   [`crate::verify_store`] (the receipt and the log record cover them).
+/// - An event's endorsements (`endorsed` protocol) are stored in the event table's nullable
+///   JSON column `endorsements` (`NULL` when there are none) and read back exactly by
+///   [`Store::event`], [`Store::events`] and the log; an edit of that column is reported by
+///   [`crate::verify_store`] (the log record covers them). A rejected event, an actor change
+///   or a deployment carrying endorsements, or two endorsements by one node, is
+///   [`StoreError::InvalidInput`] at `items[i].endorsements`.
 /// - Sink cursors ([`Store::sink_cursor`]) are absent until set, kept per sink name, only move
 ///   forward, and refuse names that are not 1..=128 bytes of `[A-Za-z0-9_.-]`.
 /// - [`Store::prune_checkpoints`] keeps a node's `keep` latest checkpoints, deletes the older

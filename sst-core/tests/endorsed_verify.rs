@@ -535,13 +535,36 @@ async fn an_endorsement_over_another_root_is_one_finding() -> TestResult {
 }
 
 #[tokio::test]
-async fn a_node_endorsing_twice_is_one_finding() -> TestResult {
-    let bank_twice = |e: &mut Vec<Endorsement>, p: &Proposal| {
-        e.retain(|e| e.node.as_str() == "bank");
-        e.push(p.endorsed_by("bank", &p.next.root));
-    };
-    let says = ["node `bank` endorsed twice"];
-    one_fault(EndorsementPolicy::KOfN { k: 2 }, bank_twice, &says).await
+async fn a_node_endorsing_twice_is_caught() -> TestResult {
+    // A store refuses a batch with two endorsements by one node, so the duplicate can only
+    // come from an edit behind the store's back: the policy rule names it, and the log record
+    // (which binds the endorsements) no longer matches.
+    let d = deal(Some(EndorsementPolicy::KOfN { k: 2 }), |_, _| {}).await?;
+    let change = d.events[1];
+    d.store.tamper_events(|events| {
+        for rec in events.iter_mut().filter(|r| r.id() == change) {
+            rec.endorsements.retain(|e| e.node.as_str() == "bank");
+            let bank = rec.endorsements[0].clone();
+            rec.endorsements.push(bank);
+        }
+    })?;
+    let report = verify_anchored(&d.store).await?;
+    assert!(
+        report.findings.iter().any(|f| f.rule == Rule::Endorsement
+            && f.event == Some(change.to_string())
+            && f.problem.contains("node `bank` endorsed twice")),
+        "{:?}",
+        texts(&report)
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| (f.table, f.rule) == (PeerTable::Event, Rule::LogRecord)),
+        "{:?}",
+        texts(&report)
+    );
+    Ok(())
 }
 
 #[tokio::test]
