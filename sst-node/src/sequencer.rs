@@ -537,6 +537,7 @@ impl Writer {
             while let Some(mut job) = queue.pop_front() {
                 if let Some(state) = self.waits_for_proposal(&job) {
                     debug!(node = %self.ctx.id(), %state, "job waits for the open proposal of its state");
+                    release_delivery(&mut job);
                     self.parked.entry(state).or_default().push_back(job);
                     continue;
                 }
@@ -1015,6 +1016,7 @@ impl Writer {
             },
         };
         if let Some(open) = planned.proposed.as_ref().and_then(|s| self.open.get_mut(s)) {
+            release_delivery(job);
             if open.reply.is_none() {
                 open.reply = job.reply.take();
             }
@@ -2053,6 +2055,18 @@ async fn sign_receipts(ctx: &NodeContext, plans: &mut [Planned]) {
 }
 
 /// The event a job from outside names (a job about an event being committed waits for it).
+/// Lets the delivery of a forwarded intent go (its transport receipt and the sender's ordered
+/// queue behind it) when the intent waits for endorsements or for an open proposal of its
+/// state. Its origin node learns the outcome from the change or rejection this node sends
+/// once the proposal is decided, not from the delivery; holding the delivery would block
+/// everything the origin sends this node meanwhile — its own endorsement of that very
+/// proposal included, when the origin is an endorser.
+fn release_delivery(job: &mut Job) {
+    if let JobKind::Sequence { from: Some(_), .. } = job.kind {
+        job.reply = None;
+    }
+}
+
 fn job_event(job: &Job) -> Option<EventId> {
     match &job.kind {
         JobKind::Local { .. } => None,
