@@ -52,6 +52,9 @@ pub(crate) struct Resubmit {
 struct Waiting {
     waiter: Waiter,
     resubmit: Option<Resubmit>,
+    /// The node the intent was forwarded to and the message, sent again when that node
+    /// restarts before the outcome arrived ([`NodeContext::forward_again`]).
+    forwarded: Option<(NodeId, ProtocolEnvelope)>,
 }
 
 /// What a participant node acknowledged of one state, and its latest refusal.
@@ -699,8 +702,40 @@ impl NodeContext {
 
     /// Keeps the caller waiting for `event` (a forwarded intent), with what is needed to
     /// build the intent again under a fresh origin sequence.
-    pub(crate) fn wait_for(&self, event: EventId, waiter: Waiter, resubmit: Option<Resubmit>) {
-        lock(&self.pending).insert(event, Waiting { waiter, resubmit });
+    pub(crate) fn wait_for(
+        &self,
+        event: EventId,
+        waiter: Waiter,
+        resubmit: Option<Resubmit>,
+        forwarded: Option<(NodeId, ProtocolEnvelope)>,
+    ) {
+        lock(&self.pending).insert(
+            event,
+            Waiting {
+                waiter,
+                resubmit,
+                forwarded,
+            },
+        );
+    }
+
+    /// Sends again every intent this node forwarded to `to` whose outcome has not arrived:
+    /// `to` (re)started, and an intent it held undecided (e.g. waiting for endorsements) is
+    /// gone with its memory. It sequences each again, or, if it recorded one before it
+    /// stopped, replays that outcome (event ids make this idempotent).
+    pub(crate) fn forward_again(&self, to: &NodeId) {
+        let again: Vec<(EventId, ProtocolEnvelope)> = lock(&self.pending)
+            .iter()
+            .filter_map(|(event, w)| match &w.forwarded {
+                Some((node, m)) if node == to => Some((*event, m.clone())),
+                _ => None,
+            })
+            .collect();
+        // If `to` is gone again, its next start announcement brings this here again.
+        for (event, m) in again {
+            debug!(%event, node = %to, "forwarding again an intent whose outcome has not arrived");
+            self.send(to, m);
+        }
     }
 
     /// Takes the caller waiting for `event` and the intent to build again, if any.

@@ -978,7 +978,7 @@ impl Writer {
                     JobKind::Local { actor, intent, .. } => Some(Resubmit { actor, intent }),
                     _ => None,
                 };
-                ctx.wait_for(event, r, resubmit);
+                ctx.wait_for(event, r, resubmit, Some((to.clone(), msg.clone())));
                 let weak = Arc::downgrade(&ctx);
                 ctx.send_then(
                     &to,

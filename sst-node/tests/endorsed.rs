@@ -637,6 +637,40 @@ async fn a_home_stopped_mid_proposal_leaves_nothing_applied_and_a_retry_succeeds
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_intent_forwarded_to_a_home_stopped_mid_proposal_resolves_once_it_restarts(
+) -> anyhow::Result<()> {
+    let observer = Arc::new(BankLimit::default());
+    let mut c = network(&BTreeMap::from([("buyer", observer.clone())])).await?;
+    let (id, _) = settled_create(&c, "settle-reforward", ALL_LONG, 10).await?;
+    let inspector = NodeId::from("inspector");
+    c.net.set_online(&inspector, false);
+    // The buyer's change goes to the seller (home), which proposes it; the inspector cannot
+    // answer, so the proposal is open when the home stops.
+    let pending = {
+        let buyer = c.nodes["buyer"].clone();
+        let intent = Intent::change(id.as_str(), values([("terms", json!({"amount": 77}))]));
+        tokio::spawn(async move { buyer.submit(&who("buyer"), intent).await })
+    };
+    observer.asked_about(&id, 2).await?;
+    let seller = c.nodes.remove("seller").context("seller")?;
+    drop(seller);
+    let store = c.stores["seller"].clone();
+    ensure!(store.state(&id).await?.map(|s| s.version) == Some(1));
+    c.net.set_online(&inspector, true);
+    // Restarted, the home announces itself; the buyer forwards its undecided intent again
+    // and its original submit resolves, without the caller submitting anything again.
+    let restarted = start(&c.net, "seller", store, None).await?;
+    c.nodes.insert("seller".into(), Arc::new(restarted));
+    let v = tokio::time::timeout(STEP, pending)
+        .await
+        .context("the forwarded intent never resolved after the home restarted")???;
+    let event = applied(&v)?;
+    held_at(&c, &PARTICIPANTS, &id, 2).await?;
+    endorsed_by_all(&c, event).await?;
+    all_verify(&c).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_version_deployed_at_run_time_uses_the_protocol_its_descriptor_chooses(
 ) -> anyhow::Result<()> {
     let c = network(&BTreeMap::new()).await?;

@@ -459,6 +459,8 @@ impl SyncProtocol for HomeSync {
             HomeMessage::Rejected(rejection) => vec![Inbound::Rejected(rejection)],
             HomeMessage::Refused(refusal) => vec![Inbound::Refused(refusal)],
             HomeMessage::Hello => {
+                // Intents forwarded to it before it (re)started and still undecided.
+                ctx.forward_again(from);
                 // The (re)started node witnesses this node's log too.
                 if let Some(m) = Self::own_checkpoint(ctx) {
                     ctx.send(from, m.envelope()?);
