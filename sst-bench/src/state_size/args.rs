@@ -96,6 +96,43 @@ impl Options {
     }
 }
 
+/// What an update measurement is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// CPU and wall time, bytes written, growth: many updates per sample, the process's
+    /// allocator as it comes.
+    Cost,
+    /// Peak memory: one update per sample, in a process whose allocator hands freed large
+    /// blocks back to the system ([`MEMORY_PASS_ENV`]), so that resident memory follows what
+    /// is live instead of what the allocator kept from earlier work.
+    Memory,
+}
+
+impl Pass {
+    /// Its name in the child's arguments and results.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Pass::Cost => "cost",
+            Pass::Memory => "memory",
+        }
+    }
+
+    /// Parses [`Pass::name`].
+    pub(crate) fn parse(name: &str) -> Option<Pass> {
+        [Pass::Cost, Pass::Memory]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+}
+
+/// The environment of a [`Pass::Memory`] child: glibc serves every block from 128 KiB up with
+/// its own mapping, returned at `free` (a fixed threshold instead of one that grows with the
+/// largest block freed so far), and trims the heap top above 128 KiB.
+pub(crate) const MEMORY_PASS_ENV: [(&str, &str); 2] = [
+    ("MALLOC_MMAP_THRESHOLD_", "131072"),
+    ("MALLOC_TRIM_THRESHOLD_", "131072"),
+];
+
 /// One measurement, run in a child process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChildTask {
@@ -107,6 +144,8 @@ pub(crate) enum ChildTask {
         bytes: usize,
         /// Rounds.
         rounds: usize,
+        /// What for.
+        pass: Pass,
     },
     /// The full-scan query over `states` states (SST and plain), `rounds` times.
     Scan {
@@ -127,7 +166,14 @@ impl ChildTask {
                 backend,
                 bytes,
                 rounds,
+                pass: Pass::Cost,
             } => ("updates", backend, bytes, rounds),
+            ChildTask::Updates {
+                backend,
+                bytes,
+                rounds,
+                pass: Pass::Memory,
+            } => ("updates-memory", backend, bytes, rounds),
             ChildTask::Scan {
                 backend,
                 states,
@@ -139,7 +185,8 @@ impl ChildTask {
             .to_vec()
     }
 
-    /// Parses the words after [`CHILD_COMMAND`]: `updates|scan <backend> <n> <rounds>`.
+    /// Parses the words after [`CHILD_COMMAND`]:
+    /// `updates|updates-memory|scan <backend> <n> <rounds>`.
     ///
     /// # Errors
     /// Anything else.
@@ -162,6 +209,13 @@ impl ChildTask {
                 backend,
                 bytes: n,
                 rounds,
+                pass: Pass::Cost,
+            }),
+            "updates-memory" => Ok(ChildTask::Updates {
+                backend,
+                bytes: n,
+                rounds,
+                pass: Pass::Memory,
             }),
             "scan" => Ok(ChildTask::Scan {
                 backend,
@@ -236,6 +290,13 @@ mod tests {
                 backend: Backend::Postgres,
                 bytes: 5_000_000,
                 rounds: 3,
+                pass: Pass::Cost,
+            },
+            ChildTask::Updates {
+                backend: Backend::Sqlite,
+                bytes: 1_000,
+                rounds: 2,
+                pass: Pass::Memory,
             },
             ChildTask::Scan {
                 backend: Backend::Sqlite,
@@ -247,6 +308,10 @@ mod tests {
         }
         assert!(ChildTask::parse(["updates", "sqlite", "10"]).is_err());
         assert!(ChildTask::parse(["delete", "sqlite", "10", "1"]).is_err());
+        for pass in [Pass::Cost, Pass::Memory] {
+            assert_eq!(Pass::parse(pass.name()), Some(pass));
+        }
+        assert_eq!(Pass::parse("speed"), None);
         Ok(())
     }
 }

@@ -38,6 +38,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context};
 
 pub(crate) use args::{ChildTask, Options, CHILD_COMMAND, USAGE};
+use args::{Pass, MEMORY_PASS_ENV};
 use report::{Outcome, RESULT_MARKER};
 
 /// Runs every measurement of `options` in child processes and prints the report.
@@ -49,11 +50,14 @@ pub(crate) async fn run(options: Options, _run: &crate::Run) -> anyhow::Result<(
     let mut tasks = Vec::new();
     for &backend in &options.backends {
         for bytes in payload::SIZES {
-            tasks.push(ChildTask::Updates {
-                backend,
-                bytes,
-                rounds: options.rounds,
-            });
+            for pass in [Pass::Cost, Pass::Memory] {
+                tasks.push(ChildTask::Updates {
+                    backend,
+                    bytes,
+                    rounds: options.rounds,
+                    pass,
+                });
+            }
         }
     }
     for &backend in &options.backends {
@@ -79,8 +83,10 @@ pub(crate) async fn run(options: Options, _run: &crate::Run) -> anyhow::Result<(
          figures per update; cpu = this process + the PostgreSQL backends of the run's \
          database (from /proc); written = SQLite: /proc/self/io write_bytes with the WAL \
          checkpoint, PostgreSQL: WAL bytes (whole server); growth = database size after a WAL \
-         checkpoint; peak = VmHWM, reset before each run of updates; rise = peak - VmRSS \
-         before it",
+         checkpoint; memory: a second process per state size, one update per run, glibc \
+         returning freed blocks >= 128 KiB (MALLOC_MMAP_THRESHOLD_); peak = VmHWM of the whole \
+         process (node + the benchmark's own copy of the state), reset before each update; \
+         rise = peak - VmRSS before it",
         options.rounds,
     );
     print!("{}", report::render(&outcomes));
@@ -99,7 +105,14 @@ pub(crate) async fn run(options: Options, _run: &crate::Run) -> anyhow::Result<(
 /// Runs `task` in a child process (this binary) and reads back its outcome.
 fn run_child(task: ChildTask) -> anyhow::Result<Outcome> {
     let exe = std::env::current_exe().context("locating the sst-bench binary")?;
-    let mut child = Command::new(&exe)
+    let mut command = Command::new(&exe);
+    if let ChildTask::Updates {
+        pass: Pass::Memory, ..
+    } = task
+    {
+        command.envs(MEMORY_PASS_ENV);
+    }
+    let mut child = command
         .arg(CHILD_COMMAND)
         .args(task.to_args())
         .stdin(Stdio::null())
@@ -133,9 +146,10 @@ pub(crate) async fn child(task: ChildTask, run: &crate::Run) -> anyhow::Result<(
             backend,
             bytes,
             rounds,
+            pass,
         } => Outcome::Updates(
             db::with_db(backend, run, async |db| {
-                update::measure(db, backend, bytes, rounds).await
+                update::measure(db, backend, bytes, rounds, pass).await
             })
             .await?,
         ),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::{json, Value};
 
+use super::args::Pass;
 use super::db::{Backend, Side};
 use super::payload::{size_label, Section};
 use crate::pipeline::stats::{median, ratio};
@@ -120,6 +121,8 @@ pub(crate) struct Updates {
     pub(crate) backend: Backend,
     /// Bytes of the state's JSON.
     pub(crate) state_bytes: usize,
+    /// What the measurement was for.
+    pub(crate) pass: Pass,
     /// Every sample.
     pub(crate) records: Vec<Record>,
 }
@@ -162,6 +165,7 @@ impl Outcome {
                 "kind": "updates",
                 "backend": u.backend.name(),
                 "state_bytes": u.state_bytes,
+                "pass": u.pass.name(),
                 "records": u.records.iter().map(|r| json!({
                     "round": r.round,
                     "section": r.section.label(),
@@ -218,6 +222,10 @@ impl Outcome {
                 Ok(Outcome::Updates(Updates {
                     backend,
                     state_bytes: count("state_bytes")?,
+                    pass: v["pass"]
+                        .as_str()
+                        .and_then(Pass::parse)
+                        .context("no pass")?,
                     records,
                 }))
             }
@@ -262,15 +270,17 @@ pub(crate) struct Compared {
     pub(crate) ratio: Option<f64>,
 }
 
-/// Compares same-round pairs `(sst, plain)` of one figure.
+/// Compares same-round pairs `(sst, plain)` of one figure. The ratio is `None` unless every
+/// round has one (a plain figure of zero in some round would otherwise leave the median of
+/// the other rounds, chosen by chance).
 pub(crate) fn compare(pairs: &[(Option<f64>, Option<f64>)]) -> Compared {
     let sst: Vec<f64> = pairs.iter().filter_map(|p| p.0).collect();
     let plain: Vec<f64> = pairs.iter().filter_map(|p| p.1).collect();
-    let ratios: Vec<f64> = pairs.iter().filter_map(|p| ratio(p.0?, p.1?)).collect();
+    let ratios: Option<Vec<f64>> = pairs.iter().map(|p| ratio(p.0?, p.1?)).collect();
     Compared {
         sst: median(&sst),
         plain: median(&plain),
-        ratio: median(&ratios),
+        ratio: ratios.as_deref().and_then(median),
     }
 }
 
@@ -320,11 +330,11 @@ pub(crate) fn update_line(u: &Updates, section: Section) -> String {
         figure(wall.sst, 3),
         figure(wall.plain, 3),
         figure(wall.ratio, 1),
-        figure(written.sst, 1),
-        figure(written.plain, 1),
+        figure(written.sst, 2),
+        figure(written.plain, 2),
         figure(written.ratio, 1),
-        figure(growth.sst, 1),
-        figure(growth.plain, 1),
+        figure(growth.sst, 2),
+        figure(growth.plain, 2),
         figure(growth.ratio, 1),
         ops(Side::Sst),
         ops(Side::Plain),
@@ -333,10 +343,9 @@ pub(crate) fn update_line(u: &Updates, section: Section) -> String {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// The memory line of one update measurement and section: the node process's peak resident
-/// memory during the SST updates (median over rounds), in MiB and over the state size, and
-/// how far it rose above the memory resident before them; the same rise for the plain
-/// `UPDATE`.
+/// The memory line of one update measurement and section: the process's peak resident
+/// memory during an SST update (median over rounds), in MiB and over the state size, and how
+/// far it rose above the memory resident before it; the same rise for the plain `UPDATE`.
 pub(crate) fn memory_line(u: &Updates, section: Section) -> String {
     let state = u.state_bytes.max(1) as f64;
     let med = |side: Side, f: &dyn Fn(&Sample) -> Option<u64>| {
@@ -393,27 +402,29 @@ pub(crate) fn scan_line(s: &Scan) -> String {
     )
 }
 
-/// The whole report of `outcomes` (updates first, by backend and size, then the scans).
+/// The whole report of `outcomes`: the update lines (of the [`Pass::Cost`] measurements),
+/// the memory lines (of the [`Pass::Memory`] ones), the scan lines.
 pub(crate) fn render(outcomes: &[Outcome]) -> String {
     let mut out = String::new();
-    let (mut updates, mut scans) = (Vec::new(), Vec::new());
+    let (mut costs, mut memories, mut scans) = (Vec::new(), Vec::new(), Vec::new());
     for o in outcomes {
         match o {
-            Outcome::Updates(u) => updates.push(u),
+            Outcome::Updates(u) if u.pass == Pass::Cost => costs.push(u),
+            Outcome::Updates(u) => memories.push(u),
             Outcome::Scan(s) => scans.push(s),
         }
     }
-    if !updates.is_empty() {
+    if !costs.is_empty() {
         let _ = writeln!(out, "{UPDATE_HEADER}");
-        for u in &updates {
-            for section in Section::BOTH {
-                let _ = writeln!(out, "{}", update_line(u, section));
-            }
+    }
+    for u in &costs {
+        for section in Section::BOTH {
+            let _ = writeln!(out, "{}", update_line(u, section));
         }
-        for u in &updates {
-            for section in Section::BOTH {
-                let _ = writeln!(out, "{}", memory_line(u, section));
-            }
+    }
+    for u in &memories {
+        for section in Section::BOTH {
+            let _ = writeln!(out, "{}", memory_line(u, section));
         }
     }
     for s in &scans {
@@ -470,6 +481,7 @@ mod tests {
         Updates {
             backend: Backend::Sqlite,
             state_bytes: 100_000,
+            pass: Pass::Cost,
             records,
         }
     }
@@ -507,6 +519,13 @@ mod tests {
         let none = compare(&[(Some(1.0), Some(0.0)), (None, Some(1.0))]);
         assert_eq!(none.ratio, None);
         assert_eq!(none.sst, Some(1.0));
+        // One round without a ratio: no ratio at all.
+        let partial = compare(&[
+            (Some(10.0), Some(1.0)),
+            (Some(30.0), Some(0.0)),
+            (Some(20.0), Some(4.0)),
+        ]);
+        assert_eq!(partial.ratio, None);
     }
 
     #[test]
@@ -524,7 +543,7 @@ mod tests {
         );
         // Growth: plain 0 → no ratio.
         assert!(
-            line.contains("|           10.0 |              0.0 |      n/a |"),
+            line.contains("|          10.00 |             0.00 |      n/a |"),
             "{line}"
         );
         assert!(line.ends_with("| 2/10"), "{line}");
@@ -548,6 +567,11 @@ mod tests {
     fn outcomes_read_back_what_children_print() -> anyhow::Result<()> {
         let u = Outcome::Updates(updates());
         assert_eq!(Outcome::from_json(&u.to_json())?, u);
+        let m = Outcome::Updates(Updates {
+            pass: Pass::Memory,
+            ..updates()
+        });
+        assert_eq!(Outcome::from_json(&m.to_json())?, m);
         let s = Outcome::Scan(Scan {
             backend: Backend::Postgres,
             states: 2000,
@@ -559,11 +583,14 @@ mod tests {
             queries: ("SELECT 1".into(), "SELECT 2".into()),
         });
         assert_eq!(Outcome::from_json(&s.to_json())?, s);
-        let report = render(&[u, s]);
+        let report = render(&[u, m, s]);
         assert!(
             report.lines().all(|l| l.starts_with("state-size")),
             "{report}"
         );
+        // Update lines from the cost pass, memory lines from the memory pass only.
+        assert_eq!(report.matches("state-size update   sqlite").count(), 2);
+        assert_eq!(report.matches("state-size memory   sqlite").count(), 2);
         assert!(report.contains("scan x 1.275"), "{report}");
         assert!(report.contains("size x n/a"), "{report}");
         assert!(Outcome::from_json(&json!({"kind": "x", "backend": "sqlite"})).is_err());

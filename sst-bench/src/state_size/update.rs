@@ -17,6 +17,7 @@ use sst_core::{
 use sst_node::contracts::RealEstateDeal;
 use sst_node::{ContractRegistry, InProcessNetwork, Intent, Node, NodeConfig, Verdict};
 
+use super::args::Pass;
 use super::db::{server_cpu_between, Backend, Db, Side};
 use super::payload::{Payload, Section};
 use super::probe;
@@ -143,7 +144,7 @@ where
 }
 
 /// Measures the updates of a state of `target` bytes in `db` (of `backend`), `rounds`
-/// times.
+/// times, with as many updates per sample as `pass` wants.
 ///
 /// # Errors
 /// A database or node failure, an update not applied, or a side whose final JSON is not
@@ -153,6 +154,7 @@ pub(crate) async fn measure(
     backend: Backend,
     target: usize,
     rounds: usize,
+    pass: Pass,
 ) -> anyhow::Result<Updates> {
     let mut sst_doc = Payload::new(target);
     // The last value each plain update run wrote (the plain row is the SST JSON with these).
@@ -187,7 +189,10 @@ pub(crate) async fn measure(
             );
             // The change events are built (and the state JSON cloned) before timing starts:
             // building them is the client's work, not the node's.
-            let ops = sst_ops(state_bytes);
+            let ops = match pass {
+                Pass::Cost => sst_ops(state_bytes),
+                Pass::Memory => 1,
+            };
             let counter = next.entry(section.label()).or_default();
             let intents: Vec<Intent> = (0..ops)
                 .map(|_| {
@@ -216,7 +221,10 @@ pub(crate) async fn measure(
                 sample: s,
             });
 
-            let ops = plain_ops(state_bytes);
+            let ops = match pass {
+                Pass::Cost => plain_ops(state_bytes),
+                Pass::Memory => 1,
+            };
             let counter = plain_next.entry(section.label()).or_default();
             let values: Vec<i64> = (0..ops)
                 .map(|_| {
@@ -271,6 +279,7 @@ pub(crate) async fn measure(
     Ok(Updates {
         backend,
         state_bytes,
+        pass,
         records,
     })
 }
@@ -295,7 +304,7 @@ mod tests {
     ) -> anyhow::Result<()> {
         let run = crate::state_size::test_run()?;
         let u = super::super::db::with_db(Backend::Sqlite, &run, async |db| {
-            measure(db, Backend::Sqlite, 20_000, 1).await
+            measure(db, Backend::Sqlite, 20_000, 1, Pass::Cost).await
         })
         .await?;
         assert_eq!(u.records.len(), 4);
