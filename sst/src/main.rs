@@ -99,6 +99,10 @@ enum Command {
         /// processes in one run — events/s and latency (p50/p99) of each, and the ratio.
         #[arg(long, conflicts_with = "network")]
         protocols: bool,
+        /// With --protocols: how many states the changes are spread over (changes of one
+        /// state on the endorsed protocol wait for each other's proposal).
+        #[arg(long, value_name = "N", default_value_t = 8, requires = "protocols")]
+        states: usize,
     },
     /// Start and stop a local network of node processes (like Fabric's test-network).
     #[command(subcommand)]
@@ -159,8 +163,9 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             events,
             dir,
             protocols: true,
+            states,
             ..
-        } => local_network::bench_protocols::run(&work_dir(dir, "bench-protocols"), events)
+        } => local_network::bench_protocols::run(&work_dir(dir, "bench-protocols"), events, states)
             .await
             .map(|()| true),
         Command::Bench {

@@ -13,7 +13,7 @@ const USAGE: &str =
        cargo xtask bench network [--events N]
        cargo xtask bench contracts [--events N] [--rounds N]
        cargo xtask bench pipeline [--events N] [--rounds N]
-       cargo xtask bench protocols [--events N]
+       cargo xtask bench protocols [--events N] [--states N]
        cargo xtask bench state-size [--rounds N] [--scan-states N] [--backend sqlite|postgres|all]
        cargo xtask bench notify [--sinks <sink>|all] [--count N] [--rounds R]";
 

@@ -1,7 +1,8 @@
-//! `cargo xtask bench protocols [--events N]`: the home-node and the endorsed sync protocols on
-//! the same three networked node processes in one run (`sst bench --protocols`, release mode):
-//! events/s at the home node and end to end, latency p50/p99 under load and one at a time, for
-//! each protocol, and the ratio endorsed/home. Every result line starts with `protocols `.
+//! `cargo xtask bench protocols [--events N] [--states N]`: the home-node and the endorsed
+//! sync protocols on the same three networked node processes in one run (`sst bench
+//! --protocols`, release mode): events/s at the home node and end to end, latency p50/p99
+//! under load and one at a time, for each protocol, and the ratio endorsed/home. Every result
+//! line starts with `protocols `.
 
 use std::process::Command;
 
@@ -20,7 +21,7 @@ fn command(extra: &[String]) -> Command {
     cmd
 }
 
-/// Entry point: `args` are the words after `bench protocols` (`--events N`).
+/// Entry point: `args` are the words after `bench protocols` (`--events N`, `--states N`).
 pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
     let mut cmd = command(args);
     println!("$ {}", crate::bench::echo(&cmd));

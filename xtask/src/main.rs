@@ -20,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None | Some("help") => {
             println!(
-                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, kafka-server start|stop|status, bench store --backend <db> [--count N], bench network [--events N], bench contracts [--events N] [--rounds N], bench pipeline [--events N] [--rounds N], bench protocols [--events N], bench state-size [--rounds N] [--scan-states N] [--backend <db>|all], bench notify [--sinks <sink>|all] [--count N] [--rounds R], integration [--db <db>|all] [--sinks <sink>|all], services [--db <db>|all]"
+                "usage: cargo xtask <command>\n\ncommands: help, mongo-server start|stop|status, kafka-server start|stop|status, bench store --backend <db> [--count N], bench network [--events N], bench contracts [--events N] [--rounds N], bench pipeline [--events N] [--rounds N], bench protocols [--events N] [--states N], bench state-size [--rounds N] [--scan-states N] [--backend <db>|all], bench notify [--sinks <sink>|all] [--count N] [--rounds R], integration [--db <db>|all] [--sinks <sink>|all], services [--db <db>|all]"
             );
             Ok(())
         }

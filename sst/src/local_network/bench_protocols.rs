@@ -4,7 +4,7 @@
 //! their `sync` choice are deployed at run time — `bench-home` (the home-node protocol) and
 //! `bench-endorsed` (`endorsed`, policy `all`: every participant node, the home included,
 //! countersigns each change) — and the same workload runs on each: direct section changes of
-//! a few states, many in flight, through the home's client API. Each protocol is measured for
+//! a few states (`--states`, 8 by default), many in flight, through the home's client API. Each protocol is measured for
 //! events/s (at the home node, and until every node holds the last version) and for the
 //! latency of a change (submit to verdict), under load and one at a time.
 
@@ -22,8 +22,6 @@ use sst_client::Client;
 use super::bench::{actor, change_sections, in_flight, parties, rate, specs, IN_FLIGHT, NODES};
 use super::Running;
 
-/// States each protocol's workload spreads its changes over.
-const STATES: usize = 8;
 /// Longest wait for every node to hold the last versions.
 const REPLICATION_DEADLINE: Duration = Duration::from_secs(180);
 
@@ -76,19 +74,21 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Runs the benchmark with `events` changes per protocol; files under `dir`.
+/// Runs the benchmark with `events` changes per protocol spread over `states` states; files
+/// under `dir`.
 ///
 /// # Errors
 /// A node that does not start; a deployment or change not applied; nodes that do not catch up
 /// in time or whose roots differ.
-pub(crate) async fn run(dir: &Path, events: usize) -> anyhow::Result<()> {
+pub(crate) async fn run(dir: &Path, events: usize, states: usize) -> anyhow::Result<()> {
     ensure!(events > 0, "--events must be at least 1");
+    ensure!(states > 0, "--states must be at least 1");
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let single = (events / 10).clamp(1, 200);
     println!(
         "protocols: home node + 2 replicas as node processes (HTTP/2 + mutual TLS 1.3 on \
-         loopback), SQLite files in {}; per protocol {events} changes over {STATES} states, \
+         loopback), SQLite files in {}; per protocol {events} changes over {states} states, \
          {IN_FLIGHT} in flight, then {single} one at a time",
         dir.display()
     );
@@ -96,7 +96,7 @@ pub(crate) async fn run(dir: &Path, events: usize) -> anyhow::Result<()> {
     for n in &running.manifest.nodes {
         println!("   node {:<8} pid {}", n.id, n.pid);
     }
-    let result = measure_all(&running, events, single).await;
+    let result = measure_all(&running, events, states, single).await;
     let stopped = running.stop().await?;
     ensure!(
         stopped.iter().all(|s| *s == super::Stopped::Terminated),
@@ -145,6 +145,7 @@ pub(crate) async fn run(dir: &Path, events: usize) -> anyhow::Result<()> {
 async fn measure_all(
     running: &Running,
     events: usize,
+    states: usize,
     single: usize,
 ) -> anyhow::Result<Vec<(&'static str, Measured)>> {
     let home = running.manifest.node(NODES[0].0)?;
@@ -172,7 +173,7 @@ async fn measure_all(
             .with_source(source);
         let v = client.deploy(&record).await?;
         ensure!(v.is_applied(), "deploying {name}: {v:?}");
-        let measured = measure(&client, &clients, label, name, events, single).await?;
+        let measured = measure(&client, &clients, (label, name), events, states, single).await?;
         out.push((label, measured));
     }
     Ok(out)
@@ -182,12 +183,12 @@ async fn measure_all(
 async fn measure(
     client: &Arc<Client>,
     clients: &[Client],
-    label: &str,
-    name: &str,
+    (label, name): (&str, &str),
     events: usize,
+    states: usize,
     single: usize,
 ) -> anyhow::Result<Measured> {
-    let ids: Vec<StateId> = (0..STATES)
+    let ids: Vec<StateId> = (0..states)
         .map(|k| StateId::from(format!("bench-{label}-{k}").as_str()))
         .collect();
     // The contract reaches the replicas asynchronously: a create may briefly find it missing
