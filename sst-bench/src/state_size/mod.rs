@@ -86,7 +86,7 @@ pub(crate) async fn run(options: Options, _run: &crate::Run) -> anyhow::Result<(
          checkpoint; memory: a second process per state size, one update per run, glibc \
          returning freed blocks >= 128 KiB (MALLOC_MMAP_THRESHOLD_); peak = VmHWM of the whole \
          process (node + the benchmark's own copy of the state), reset before each update; \
-         rise = peak - VmRSS before it",
+         rise = peak - VmRSS before it; scan = fastest of 3 runs of each query per round",
         options.rounds,
     );
     print!("{}", report::render(&outcomes));
