@@ -459,9 +459,20 @@ async fn both_protocols(c: &Cluster) -> anyhow::Result<()> {
         let report =
             sst::core::verify_store_with(node.store().as_ref(), &anchors, &mut |_, _| {}).await?;
         ensure!(report.is_clean(), "{name}: {:?}", report.findings);
+        let holds = node
+            .store()
+            .state(&StateId::from(SETTLEMENT_ID))
+            .await?
+            .is_some();
+        let expected = if holds { 4 } else { 0 };
+        ensure!(
+            report.endorsed == expected,
+            "{name}: {} endorsed events verified, not {expected}",
+            report.endorsed
+        );
         println!(
-            "   {name:<9} clean: {} versions, {} events, {} log entries",
-            report.versions, report.events, report.log_entries
+            "   {name:<9} clean: {} versions, {} events ({} endorsed: endorsements checked under the node registry), {} log entries",
+            report.versions, report.events, report.endorsed, report.log_entries
         );
     }
     Ok(())
