@@ -305,7 +305,7 @@ async fn policy_met_applies_everywhere_with_endorsements_that_verify_and_forgeri
         );
         let (code, out) = verify(&registry, &copy, HOME)?;
         ensure!(
-            code == 1 && out.contains("endorse"),
+            code == 1 && out.contains("[event/endorsement]"),
             "{case} endorsement: verify exit {code}:\n{out}"
         );
     }
