@@ -383,10 +383,6 @@ async fn an_endorser_down_times_out_and_once_back_new_proposals_apply() -> anyho
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today (sst-node): the home keeps the delivery of a forwarded intent \
-            unanswered until its proposal is decided, so the initiating endorser's ordered \
-            sender to the home is blocked and its endorsement only arrives after the timeout \
-            (endorsement_timeout naming the initiator)"]
 async fn an_endorser_initiating_a_change_endorses_it_too() -> anyhow::Result<()> {
     // The payer's bank (an endorser) confirms through its own node, which forwards the intent
     // to the home and is then asked to endorse it; the payee's bank settles at the home.
