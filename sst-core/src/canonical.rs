@@ -149,6 +149,56 @@ fn write_integer(v: f64, out: &mut String) {
     out.push_str(ryu_js::Buffer::new().format(v));
 }
 
+/// The largest magnitude below which every integer is an exact double: ECMAScript prints such
+/// a double as its plain decimal digits (no exponent below 10^21), so these integers are
+/// written digit by digit, the same bytes as `ryu-js` gives for the double, without the
+/// shortest-float search.
+const EXACT_INTEGER_LIMIT: u64 = 1 << 53;
+
+/// Writes the decimal digits of `magnitude` (with a `-` when `negative`) if the integer is
+/// exactly representable as a double (see [`EXACT_INTEGER_LIMIT`]); returns whether it did.
+fn write_exact_integer(negative: bool, magnitude: u64, out: &mut String) -> bool {
+    if magnitude > EXACT_INTEGER_LIMIT {
+        return false;
+    }
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = magnitude;
+    loop {
+        at -= 1;
+        // `rest % 10` is below 10, so the cast cannot truncate.
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if negative && magnitude != 0 {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+    true
+}
+
+/// Decimal length of an integer written by [`write_exact_integer`], or `None` outside its range.
+fn exact_integer_len(negative: bool, magnitude: u64) -> Option<usize> {
+    (magnitude <= EXACT_INTEGER_LIMIT).then(|| {
+        let digits = magnitude.checked_ilog10().map_or(1, |d| d as usize + 1);
+        digits + usize::from(negative && magnitude != 0)
+    })
+}
+
+/// Sign and magnitude of an integer-valued `n` (`None` for a float).
+fn integer_parts(n: &Number) -> Option<(bool, u64)> {
+    if let Some(u) = n.as_u64() {
+        Some((false, u))
+    } else {
+        n.as_i64().map(|i| (i < 0, i.unsigned_abs()))
+    }
+}
+
 impl<'a> ser::Serializer for Canonical<'a> {
     type Ok = ();
     type Error = Unsupported;
@@ -174,7 +224,9 @@ impl<'a> ser::Serializer for Canonical<'a> {
         self.serialize_i64(i64::from(v))
     }
     fn serialize_i64(self, v: i64) -> Result<(), Unsupported> {
-        write_integer(v as f64, self.out);
+        if !write_exact_integer(v < 0, v.unsigned_abs(), self.out) {
+            write_integer(v as f64, self.out);
+        }
         Ok(())
     }
     fn serialize_u8(self, v: u8) -> Result<(), Unsupported> {
@@ -187,7 +239,9 @@ impl<'a> ser::Serializer for Canonical<'a> {
         self.serialize_u64(u64::from(v))
     }
     fn serialize_u64(self, v: u64) -> Result<(), Unsupported> {
-        write_integer(v as f64, self.out);
+        if !write_exact_integer(false, v, self.out) {
+            write_integer(v as f64, self.out);
+        }
         Ok(())
     }
     fn serialize_i128(self, _: i128) -> Result<(), Unsupported> {
@@ -686,6 +740,11 @@ fn number_as_f64(n: &Number) -> f64 {
 }
 
 fn write_number(n: &Number, out: &mut String) {
+    if let Some((negative, magnitude)) = integer_parts(n) {
+        if write_exact_integer(negative, magnitude, out) {
+            return;
+        }
+    }
     let mut buf = ryu_js::Buffer::new();
     // `format` equals `format_finite` for finite input (the only kind a `Value` can hold) and
     // prints "NaN"/"Infinity" instead of unspecified output otherwise.
@@ -693,6 +752,9 @@ fn write_number(n: &Number, out: &mut String) {
 }
 
 fn number_len(n: &Number) -> usize {
+    if let Some(len) = integer_parts(n).and_then(|(neg, mag)| exact_integer_len(neg, mag)) {
+        return len;
+    }
     ryu_js::Buffer::new().format(number_as_f64(n)).len()
 }
 
@@ -753,4 +815,60 @@ pub(crate) fn string_len(s: &str) -> usize {
             }
         })
         .sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `ryu-js` prints for the double an integer converts to (the rule of RFC 8785).
+    fn via_double(v: f64) -> String {
+        ryu_js::Buffer::new().format(v).to_owned()
+    }
+
+    #[test]
+    fn integers_print_as_the_double_they_convert_to() {
+        let limit = EXACT_INTEGER_LIMIT as i64;
+        let mut samples: Vec<i64> = vec![
+            0,
+            1,
+            -1,
+            9,
+            10,
+            99,
+            100,
+            123_456_789,
+            -987_654_321,
+            limit - 1,
+            limit,
+            limit + 1,
+            limit + 2,
+            -limit,
+            -limit - 1,
+            -limit - 3,
+            i64::MAX,
+            i64::MIN,
+        ];
+        samples.extend((0..19).map(|p| 10i64.pow(p)));
+        samples.extend((0..19).map(|p| -(10i64.pow(p)) + 1));
+        for v in samples {
+            let expected = via_double(v as f64);
+            assert_eq!(to_string(&Value::from(v)), expected, "Value {v}");
+            assert_eq!(
+                String::from_utf8(to_vec_of(&v)).ok(),
+                Some(expected.clone()),
+                "typed {v}"
+            );
+            assert_eq!(encoded_len(&Value::from(v)), expected.len(), "length {v}");
+        }
+        for v in [u64::MAX, u64::MAX - 1, 1 << 53, (1 << 53) + 1, 1 << 63] {
+            let expected = via_double(v as f64);
+            assert_eq!(to_string(&Value::from(v)), expected, "Value {v}");
+            assert_eq!(
+                String::from_utf8(to_vec_of(&v)).ok(),
+                Some(expected.clone())
+            );
+            assert_eq!(encoded_len(&Value::from(v)), expected.len(), "length {v}");
+        }
+    }
 }
