@@ -45,8 +45,16 @@ pub(crate) async fn run(
             }
         };
         let mut replies = Vec::new();
+        let mut detached = Vec::new();
         for item in inbound {
             let (tx, rx) = oneshot::channel();
+            // Proposals and endorsement answers change nothing durable where they arrive
+            // until a decided proposal commits (a proposal lost with a crash is proposed
+            // again), so their delivery is let go as soon as they are queued: held until
+            // the job's group was committed, each answer would hold the endorser's ordered
+            // sender for a commit, and one endorser's answers (to proposals of different
+            // states) would be decided one commit apart.
+            let hold = !matches!(item, Inbound::Propose(_) | Inbound::Endorsement(_));
             let job = match item {
                 Inbound::Sequence(intent) => Pending::Sequence {
                     from: Some(from.clone()),
@@ -124,7 +132,19 @@ pub(crate) async fn run(
                 debug!(node = %ctx.id(), "sequencer stopped; inbox closes");
                 return;
             }
-            replies.push(rx);
+            if hold {
+                replies.push(rx);
+            } else {
+                detached.push(rx);
+            }
+        }
+        if !detached.is_empty() {
+            let peer = from.clone();
+            tokio::spawn(async move {
+                for rx in detached {
+                    log_verdict(&peer, rx.await);
+                }
+            });
         }
         if replies.is_empty() {
             continue;

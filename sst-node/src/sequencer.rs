@@ -1602,14 +1602,14 @@ impl Writer {
                 reason: reason.clone(),
             }),
         };
+        // Sent now, not after the commit of the group this job is planned in: an answer
+        // records nothing here (a change is applied only when the decided outcome arrives),
+        // so it need not wait for this node's commit — the home waits for it.
         let protocol = self.sync.for_contract(&self.ctx, &e.contract);
-        let sends = protocol
-            .answer_proposal(&answer)?
-            .map(|m| (from.clone(), m))
-            .into_iter()
-            .collect();
+        if let Some(m) = protocol.answer_proposal(&answer)? {
+            self.ctx.send(from, m);
+        }
         Ok(Planned {
-            sends,
             verdict: checked
                 .err()
                 .map(|reason| Ok(Verdict::Refused { event, reason })),
