@@ -214,12 +214,26 @@ impl State {
         last_event: Option<EventId>,
         updated_at: Timestamp,
     ) -> Self {
-        let mut s = self.clone();
-        s.sections.extend(changes);
-        s.version += 1;
-        s.prev_root = Some(self.root);
-        s.last_event = last_event;
-        s.updated_at = updated_at;
+        // Only the sections that stay are copied: a replaced section's old value is never
+        // cloned just to be dropped.
+        let mut sections: BTreeMap<String, Section> = self
+            .sections
+            .iter()
+            .filter(|(name, _)| !changes.contains_key(*name))
+            .map(|(name, section)| (name.clone(), section.clone()))
+            .collect();
+        sections.extend(changes);
+        let mut s = State {
+            id: self.id.clone(),
+            contract: self.contract.clone(),
+            version: self.version + 1,
+            parties: self.parties.clone(),
+            sections,
+            root: self.root,
+            prev_root: Some(self.root),
+            last_event,
+            updated_at,
+        };
         s.root = s.compute_root();
         s
     }
