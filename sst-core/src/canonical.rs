@@ -176,8 +176,9 @@ fn write_exact_integer(negative: bool, magnitude: u64, out: &mut String) -> bool
     if negative && magnitude != 0 {
         out.push('-');
     }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
+    // ASCII digits only, so always valid UTF-8.
+    if let Ok(text) = std::str::from_utf8(&digits[at..]) {
+        out.push_str(text);
     }
     true
 }
@@ -188,6 +189,12 @@ fn exact_integer_len(negative: bool, magnitude: u64) -> Option<usize> {
         let digits = magnitude.checked_ilog10().map_or(1, |d| d as usize + 1);
         digits + usize::from(negative && magnitude != 0)
     })
+}
+
+/// The exact canonical length of `n` when it is an integer printed digit by digit (see
+/// [`write_exact_integer`]), without formatting it; `None` for floats and larger integers.
+pub(crate) fn exact_integer_number_len(n: &Number) -> Option<usize> {
+    integer_parts(n).and_then(|(negative, magnitude)| exact_integer_len(negative, magnitude))
 }
 
 /// Sign and magnitude of an integer-valued `n` (`None` for a float).
@@ -752,7 +759,7 @@ fn write_number(n: &Number, out: &mut String) {
 }
 
 fn number_len(n: &Number) -> usize {
-    if let Some(len) = integer_parts(n).and_then(|(neg, mag)| exact_integer_len(neg, mag)) {
+    if let Some(len) = exact_integer_number_len(n) {
         return len;
     }
     ryu_js::Buffer::new().format(number_as_f64(n)).len()

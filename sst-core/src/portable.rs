@@ -159,8 +159,8 @@ pub fn check_at(value: &Value, path_prefix: &str) -> Result<(), ProfileError> {
 }
 
 /// [`check_at`] in one walk of `value`, with the path prefix built only for an error.
-/// Returns an upper bound of the canonical length of `value` (exact but for numbers, each
-/// counted as [`MAX_NUMBER_LEN`]); the exact length is computed only when that bound is
+/// Returns an upper bound of the canonical length of `value` (exact but for numbers other
+/// than integers up to 2^53, each counted as [`MAX_NUMBER_LEN`]); the exact length is computed only when that bound is
 /// over the limit, so the verdict is exactly [`check_at`]'s.
 pub(crate) fn check_sized(
     value: &Value,
@@ -391,7 +391,8 @@ fn check_size(value: &Value, path: &str) -> Result<(), ProfileError> {
 }
 
 /// Walks `value` (at nesting depth `depth`); on error `path` holds the offending location.
-/// Adds to `bound` the canonical length of `value`, numbers counted as [`MAX_NUMBER_LEN`].
+/// Adds to `bound` the canonical length of `value`, numbers other than integers up to 2^53
+/// counted as [`MAX_NUMBER_LEN`].
 fn check_value<'a>(
     value: &'a Value,
     depth: usize,
@@ -403,7 +404,9 @@ fn check_value<'a>(
         Value::Bool(false) => *bound += 5,
         Value::Number(n) => {
             check_number(n)?;
-            *bound += MAX_NUMBER_LEN;
+            // Integers (the common case) are counted exactly, so that a large state of
+            // integers does not need the exact-length walk.
+            *bound += canonical::exact_integer_number_len(n).unwrap_or(MAX_NUMBER_LEN);
         }
         Value::String(s) => {
             check_str(s)?;
@@ -1200,5 +1203,10 @@ mod tests {
                 assert_eq!(bound, exact, "{v}");
             }
         }
+        // Integers up to 2^53 are counted exactly.
+        let integers = json!({"n": [0, 7, -7, 1_000_000, -9_007_199_254_740_991_i64,
+                                     9_007_199_254_740_991_u64]});
+        let bound = check_sized(&integers, || "$".to_owned()).expect("portable");
+        assert_eq!(bound, canonical::encoded_len(&integers));
     }
 }
