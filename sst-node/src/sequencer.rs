@@ -1580,6 +1580,16 @@ impl Writer {
             })
         } else {
             let cur = self.current(ov, &e.state_id).await?;
+            let held = cur.as_ref().map_or(0, |s| s.version);
+            if e.base.as_ref().is_some_and(|b| held < b.version) {
+                // Behind what the proposal builds on, counting what is queued or being
+                // committed here: changes were missed (this node was offline when they were
+                // distributed). Refused below (`stale_base`); ask the home for them so that
+                // the next proposal finds this node current.
+                debug!(node = %self.ctx.id(), home = %from, state = %e.state_id, held, "behind a proposal's base; asking the home");
+                self.ctx
+                    .send(from, crate::sync::endorsed::gap_request(&e.state_id, held)?);
+            }
             match pipeline::replicate(&self.ctx, from, vetted, cur.as_deref()) {
                 Eval::Apply(built) => self.guard(&e.contract, &built.state),
                 Eval::Reject(reason) => Err(reason),

@@ -146,27 +146,16 @@ impl EndorsedSync {
     }
 }
 
-impl EndorsedSync {
-    /// An endorser that lacks versions before the one `proposal` builds on (it was offline
-    /// when they were distributed) refuses the proposal (`stale_base`) and asks the home
-    /// for them, like a replica facing a gap, so that the next proposal finds it current.
-    async fn ask_if_behind(
-        &self,
-        ctx: &NodeContext,
-        home: &NodeId,
-        proposal: &Proposal,
-    ) -> Result<(), NodeError> {
-        let Some(base) = proposal.base else {
-            return Ok(());
-        };
-        let state = &proposal.signed.event.state_id;
-        let held = ctx.store().state(state).await?.map_or(0, |s| s.version);
-        if held < base.version && self.home.should_ask(state, held) {
-            debug!(node = %ctx.id(), %home, %state, held, base = base.version, "behind a proposal's base; asking the home");
-            ctx.send(home, HomeSync::gap_request(state, held).envelope()?);
-        }
-        Ok(())
-    }
+/// The message asking `home` again for the versions of `state` after `held`: sent by an
+/// endorser that is behind the version a proposal builds on (counting the changes it has
+/// queued), so that the next proposal finds it current. Asking at the sequencer, not when the
+/// proposal arrives: under load the change a proposal builds on is usually still queued
+/// there, and asking then made the home answer a catch-up request per proposal.
+///
+/// # Errors
+/// [`NodeError::Invalid`] when the message cannot be built.
+pub(crate) fn gap_request(state: &StateId, held: u64) -> Result<ProtocolEnvelope, NodeError> {
+    HomeSync::gap_request(state, held).envelope()
 }
 
 #[async_trait]
@@ -193,14 +182,13 @@ impl SyncProtocol for EndorsedSync {
 
     async fn receive(
         &self,
-        ctx: &NodeContext,
+        _ctx: &NodeContext,
         from: &NodeId,
         envelope: &ProtocolEnvelope,
     ) -> Result<Vec<Inbound>, NodeError> {
         Ok(match decode::<EndorsedMessage>(envelope)? {
             EndorsedMessage::Proposal(p) => {
                 debug!(peer = %from, event = %p.signed.id, state = %p.signed.event.state_id, "proposal to endorse");
-                self.ask_if_behind(ctx, from, &p).await?;
                 vec![Inbound::Propose(p)]
             }
             EndorsedMessage::Endorsed(g) => vec![Inbound::Endorsement(EndorsementAnswer::Given(g))],
