@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 
-use crate::error::StoreError;
+use crate::error::{IntegrityError, StoreError};
 use crate::hash::EventId;
 use crate::log::{LogEntry, LogHead, SignedCheckpoint};
 use crate::model::{
@@ -174,6 +174,34 @@ impl CommitBatch {
         Ok(self)
     }
 
+    /// [`CommitBatch::validated`] for a caller that holds, for some items, the version of
+    /// their state just before the item's new one (`previous`, matched by state id and
+    /// version) and knows it valid: it read it from a store, or it passed this validation
+    /// itself. A section of a new state equal to that version's section (same name, hash,
+    /// salt and value) is then neither hashed nor checked against the portable profile
+    /// again, since its earlier check still holds; everything else is checked as
+    /// [`CommitBatch::validated`] does. A `previous` state that matches no item is ignored.
+    ///
+    /// # Errors
+    /// As [`CommitBatch::validate`].
+    pub fn validated_after(mut self, previous: &[&State]) -> Result<Self, StoreError> {
+        self.validation = Validation::default();
+        let known = |item: &CommitItem| {
+            let state = item.state.as_ref()?;
+            previous
+                .iter()
+                .copied()
+                .find(|p| p.id == state.id && p.version.checked_add(1) == Some(state.version))
+        };
+        let mut seen = BTreeSet::new();
+        let mut versions: BTreeMap<&StateId, u64> = BTreeMap::new();
+        for (i, item) in self.items.iter().enumerate() {
+            ItemChecks::of_after(i, item, known(item)).apply(i, item, &mut seen, &mut versions)?;
+        }
+        self.validation = Validation(fingerprint(&self.items));
+        Ok(self)
+    }
+
     /// Whether the batch carries a [`CommitBatch::validated`] mark that still matches its
     /// contents.
     pub fn is_validated(&self) -> bool {
@@ -225,27 +253,7 @@ impl CommitBatch {
                 .as_mut()
                 .and_then(Iterator::next)
                 .unwrap_or_else(|| ItemChecks::of(i, item));
-            checks.id?;
-            let id = item.event.id();
-            if !seen.insert(id) {
-                return Err(invalid(
-                    format!("items[{i}].event.id"),
-                    format!("event {id} appears twice in the batch"),
-                ));
-            }
-            checks.head?;
-            if let (Outcome::Applied { .. }, Some(state)) = (&item.event.outcome, &item.state) {
-                if let Some(prev) = versions.get(&state.id) {
-                    if state.version != prev + 1 {
-                        return Err(invalid(
-                            format!("items[{i}].state.version"),
-                            format!("version {} follows {prev} in the same batch", state.version),
-                        ));
-                    }
-                }
-                versions.insert(&state.id, state.version);
-            }
-            checks.tail?;
+            checks.apply(i, item, &mut seen, &mut versions)?;
         }
         Ok(())
     }
@@ -271,6 +279,12 @@ struct ItemChecks {
 
 impl ItemChecks {
     fn of(i: usize, item: &CommitItem) -> Self {
+        Self::of_after(i, item, None)
+    }
+
+    /// [`ItemChecks::of`], the sections of the new state that equal those of `previous`
+    /// (the valid version before it, when known) taken as checked.
+    fn of_after(i: usize, item: &CommitItem, previous: Option<&State>) -> Self {
         let rec = &item.event;
         ItemChecks {
             id: rec
@@ -278,8 +292,40 @@ impl ItemChecks {
                 .verify_id()
                 .map_err(|e| invalid(format!("items[{i}].event.id"), e.to_string())),
             head: Self::head(i, item),
-            tail: Self::tail(i, item),
+            tail: Self::tail(i, item, previous),
         }
+    }
+
+    /// Consults these checks of item `i` in batch order around the two cross-item rules
+    /// (an id seen twice, versions of one state not consecutive).
+    fn apply<'a>(
+        self,
+        i: usize,
+        item: &'a CommitItem,
+        seen: &mut BTreeSet<EventId>,
+        versions: &mut BTreeMap<&'a StateId, u64>,
+    ) -> Result<(), StoreError> {
+        self.id?;
+        let id = item.event.id();
+        if !seen.insert(id) {
+            return Err(invalid(
+                format!("items[{i}].event.id"),
+                format!("event {id} appears twice in the batch"),
+            ));
+        }
+        self.head?;
+        if let (Outcome::Applied { .. }, Some(state)) = (&item.event.outcome, &item.state) {
+            if let Some(prev) = versions.get(&state.id) {
+                if state.version != prev + 1 {
+                    return Err(invalid(
+                        format!("items[{i}].state.version"),
+                        format!("version {} follows {prev} in the same batch", state.version),
+                    ));
+                }
+            }
+            versions.insert(&state.id, state.version);
+        }
+        self.tail
     }
 
     fn head(i: usize, item: &CommitItem) -> Result<(), StoreError> {
@@ -328,11 +374,11 @@ impl ItemChecks {
         }
     }
 
-    fn tail(i: usize, item: &CommitItem) -> Result<(), StoreError> {
+    fn tail(i: usize, item: &CommitItem, previous: Option<&State>) -> Result<(), StoreError> {
         let at = |field: &str| format!("items[{i}].{field}");
         let rec = &item.event;
         if let (Outcome::Applied { .. }, Some(state)) = (&rec.outcome, &item.state) {
-            check_state(state, rec, &at)?;
+            check_state(state, rec, &at, previous)?;
         }
         // After the state's own checks, so a bad section name is reported where the user
         // wrote it (the state), not where the event repeats it (the payload).
@@ -344,20 +390,41 @@ impl ItemChecks {
 
 /// An applied item's new state: it verifies, the event's disclosures are its sections,
 /// role and section names are portable keys, values portable, the whole within the size
-/// limit.
+/// limit. A section equal to that of `previous` (the valid version before it, when the
+/// caller knows one) is taken as verified and portable.
 fn check_state(
     state: &State,
     rec: &EventRecord,
     at: &dyn Fn(&str) -> String,
+    previous: Option<&State>,
 ) -> Result<(), StoreError> {
-    state
-        .verify()
-        .map_err(|e| invalid(at("state"), e.to_string()))?;
+    let unchanged = |name: &str, section: &Section| {
+        previous.is_some_and(|p| p.sections.get(name) == Some(section))
+    };
+    // `State::verify`, each section hashed at most once.
+    for (name, section) in &state.sections {
+        if !unchanged(name, section) {
+            section
+                .verify(name)
+                .map_err(|e| invalid(at("state"), e.to_string()))?;
+        }
+    }
+    let computed = state.compute_root();
+    if computed != state.root {
+        return Err(invalid(
+            at("state"),
+            IntegrityError::Root {
+                stored: state.root.to_string(),
+                computed: computed.to_string(),
+            }
+            .to_string(),
+        ));
+    }
     for (name, d) in &rec.disclosures {
-        let matches = state
-            .sections
-            .get(name)
-            .is_some_and(|s| d.hash(state.alg(), name) == s.hash);
+        // A disclosure equal to the section (verified above) has the section's hash.
+        let matches = state.sections.get(name).is_some_and(|s| {
+            s.disclosure.as_ref() == Some(d) || d.hash(state.alg(), name) == s.hash
+        });
         if !matches {
             return Err(invalid(
                 at(&format!("event.disclosures.{name}")),
@@ -385,7 +452,11 @@ fn check_state(
             ));
         }
         if let Some(v) = s.value() {
-            bound += portable::check_sized(v, || portable::member_path("$.sections", name))?;
+            bound += if unchanged(name, s) {
+                crate::canonical::encoded_len(v)
+            } else {
+                portable::check_sized(v, || portable::member_path("$.sections", name))?
+            };
         }
     }
     let size = if bound > portable::MAX_STATE_BYTES {

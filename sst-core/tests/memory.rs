@@ -1065,3 +1065,60 @@ async fn validation_on_several_threads_reports_what_one_thread_reports() {
     let valid = CommitBatch::new(fillers).validated_on(4).expect("valid");
     assert!(valid.is_validated());
 }
+
+/// `CommitBatch::validated_after` with the valid version before a change takes that
+/// version's unchanged sections as checked, but still refuses a section whose value was
+/// changed behind its hash, and a batch it validated passes the store's check.
+#[tokio::test]
+async fn a_batch_validated_after_its_previous_version_still_refuses_a_tampered_section() {
+    let (store, bob, head) = populated_with_deal_1().await;
+    let good = CommitBatch::new(vec![change(
+        &head,
+        values(&[("common", json!({"status": "closing"}))]),
+        &bob,
+        20,
+    )]);
+    let sealed = good
+        .clone()
+        .validated_after(&[&head])
+        .expect("a valid change");
+    assert!(sealed.is_validated());
+    assert_eq!(sealed, good);
+
+    // An unchanged section (price) edited behind its hash: no longer equal to the previous
+    // version's, so it is hashed again and refused.
+    let tampered = with_section_value(&good, "price", json!({"amount": 2}));
+    assert_invalid(
+        tampered
+            .validated_after(&[&head])
+            .expect_err("tampered section"),
+        "items[0].state",
+        "",
+    );
+
+    // The changed section edited behind its hash is refused too.
+    let tampered = with_section_value(&good, "common", json!({"status": "open"}));
+    assert!(tampered.validated_after(&[&head]).is_err());
+
+    // A previous state of another version is ignored: full validation, same verdict.
+    assert!(good
+        .clone()
+        .validated_after(&[&sealed.items[0].state.clone().expect("state")])
+        .is_ok());
+    store.commit(sealed).await.expect("committed");
+}
+
+/// `batch` with the value of section `name` of its first item's state replaced, its hash
+/// kept.
+fn with_section_value(batch: &CommitBatch, name: &str, value: Value) -> CommitBatch {
+    let mut tampered = batch.clone();
+    if let Some(d) = tampered.items[0]
+        .state
+        .as_mut()
+        .and_then(|s| s.sections.get_mut(name))
+        .and_then(|s| s.disclosure.as_mut())
+    {
+        d.value = value;
+    }
+    tampered
+}
