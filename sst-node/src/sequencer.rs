@@ -295,6 +295,9 @@ struct Planned {
     /// The state version of `item`, shared with the batch overlay (and, once committed, the
     /// cache of owned states).
     state: Option<Arc<State>>,
+    /// The version `state` follows, as this node held it (read from the store, or planned
+    /// and checked before): the commit's validation takes its unchanged sections as checked.
+    base: Option<Arc<State>>,
     /// An applied deployment: the record and its loaded code, installed after the commit.
     contract: Option<(ContractRecord, Arc<dyn Contract>)>,
     /// A received method call applied here: whether this node re-executed it (validated)
@@ -1354,6 +1357,7 @@ impl Writer {
                 return self.propose(signed, built, cur.as_deref(), (policy, timeout_ms), ov);
             }
             let mut planned = self.planned(signed, Eval::Apply(built), ov, true);
+            planned.base = cur;
             self.sign_receipt(&mut planned);
             return Ok(planned);
         }
@@ -1973,6 +1977,7 @@ impl Writer {
                 let validated = (e.kind == EventKind::CallMethod).then_some(built.validated);
                 let mut planned = self.planned(&ch.signed, Eval::Apply(built), ov, false);
                 planned.validated = validated;
+                planned.base = cur;
                 if let Some(item) = &mut planned.item {
                     item.event.receipt = ch.receipt.clone();
                     item.event.endorsements = ch.endorsements.clone();
@@ -2015,8 +2020,13 @@ async fn commit_items(ctx: &NodeContext, plans: &mut [Planned]) -> Result<(), Co
     sign_receipts(ctx, plans).await;
     let mut attempt = 0u32;
     loop {
-        // One copy of the items per attempt (the plans keep theirs to publish).
-        let batch = CommitBatch::new(plans.iter().filter_map(|p| p.item.clone()).collect());
+        // One copy of the items per attempt (the plans keep theirs to publish), validated
+        // here against the versions the items follow (their unchanged sections are not
+        // hashed again); the store then only confirms the batch is unchanged.
+        let bases: Vec<&State> = plans.iter().filter_map(|p| p.base.as_deref()).collect();
+        let batch = CommitBatch::new(plans.iter().filter_map(|p| p.item.clone()).collect())
+            .validated_after(&bases)
+            .map_err(CommitFailure::Logical)?;
         match ctx.store().commit(batch).await {
             Ok(receipt) => {
                 ctx.count_committed(plans.iter().filter_map(|p| p.item.as_ref()), &receipt);
