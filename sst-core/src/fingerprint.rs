@@ -7,11 +7,46 @@ use serde::ser::{self, Serialize};
 /// The fingerprint of `value` in the context `domain`, or `None` if `value` fails to
 /// serialise.
 pub(crate) fn of<T: Serialize + ?Sized>(domain: &str, value: &T) -> Option<[u8; 32]> {
-    let mut out = Vec::with_capacity(4096);
+    of_in_chunks(domain, value, SINK_CHUNK)
+}
+
+/// [`of`], the encoding handed to the hasher every `chunk` bytes (the hash does not depend
+/// on `chunk`).
+fn of_in_chunks<T: Serialize + ?Sized>(domain: &str, value: &T, chunk: usize) -> Option<[u8; 32]> {
+    let mut out = Sink {
+        buf: Vec::with_capacity(chunk.min(SINK_CHUNK)),
+        chunk,
+        hasher: blake3::Hasher::new_derive_key(domain),
+    };
     value.serialize(Encoder { out: &mut out }).ok()?;
-    let mut h = blake3::Hasher::new_derive_key(domain);
-    h.update(&out);
-    Some(*h.finalize().as_bytes())
+    out.hasher.update(&out.buf);
+    Some(*out.hasher.finalize().as_bytes())
+}
+
+/// Bytes the encoding gathers before handing them to the hasher: large values (a state of
+/// several MB) are hashed as they are encoded, never held whole in memory.
+const SINK_CHUNK: usize = 64 * 1024;
+
+/// The encoding's destination: a chunk buffer in front of the BLAKE3 hasher (the same hash
+/// as of the whole encoding at once).
+struct Sink {
+    buf: Vec<u8>,
+    /// Hand `buf` to the hasher once it holds this many bytes.
+    chunk: usize,
+    hasher: blake3::Hasher,
+}
+
+impl Sink {
+    fn push(&mut self, byte: u8) {
+        self.buf.push(byte);
+    }
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= self.chunk {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+        }
+    }
 }
 
 /// Token tags. Every token starts with one; variable-length data is length-prefixed and
@@ -69,7 +104,7 @@ impl ser::Error for Failed {
 }
 
 struct Encoder<'a> {
-    out: &'a mut Vec<u8>,
+    out: &'a mut Sink,
 }
 
 impl Encoder<'_> {
@@ -312,6 +347,19 @@ fields!(SerializeStruct, SerializeStructVariant);
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Hashing the encoding chunk by chunk gives the hash of the whole encoding at once.
+    #[test]
+    fn chunked_hashing_equals_hashing_the_whole_encoding() {
+        let big = json!({"readings": (0..100_000u64).collect::<Vec<_>>(), "name": "x"});
+        let whole = of_in_chunks("test", &big, usize::MAX);
+        assert!(whole.is_some());
+        assert_eq!(of("test", &big), whole);
+        assert_eq!(of_in_chunks("test", &big, 7), whole);
+        let mut other = big.clone();
+        other["readings"][99_999] = json!(1);
+        assert_ne!(of("test", &other), whole);
+    }
 
     #[test]
     fn different_values_have_different_fingerprints() {
