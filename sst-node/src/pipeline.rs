@@ -554,16 +554,17 @@ fn sequence_steps(
             let values = view_of(&sections);
             code.on_create(&call, &parties, &values)
                 .map_err(ContractError::reason)?;
+            let disclosures = disclosures_of(&sections);
             let state = State::create(
                 e.alg,
                 e.state_id.clone(),
                 e.contract.clone(),
                 parties,
-                sections.clone(),
+                sections,
                 Some(signed.id),
                 e.timestamp,
             );
-            Ok(Built::new(state, disclosures_of(&sections)))
+            Ok(Built::new(state, disclosures))
         }
         EventKind::ChangeSections | EventKind::CallMethod => {
             let cur = current.ok_or(RejectReason::UnknownState)?;
@@ -607,10 +608,16 @@ fn sequence_steps(
                 check_writes(policy, &actor, &cur.parties, changes.keys())?;
                 seal(e.alg, changes)?
             };
-            let state = next_version(cur, sections.clone(), e, signed.id);
+            // The contract has run: its copy of the current plaintext goes before the new
+            // version is built, so that the two are not held at the same time.
+            drop(current_view);
+            // The disclosures are taken first so that the sections move into the new
+            // version instead of being copied for it.
+            let disclosures = disclosures_of(&sections);
+            let state = next_version(cur, sections, e, signed.id);
             Ok(Built {
                 business_events,
-                ..Built::new(state, disclosures_of(&sections))
+                ..Built::new(state, disclosures)
             })
         }
         _ => Err(invalid(
