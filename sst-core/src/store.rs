@@ -176,7 +176,9 @@ impl CommitBatch {
 
     /// [`CommitBatch::validated`] for a caller that holds, for some items, the version of
     /// their state just before the item's new one (`previous`, matched by state id and
-    /// version) and knows it valid: it read it from a store, or it passed this validation
+    /// version) and knows it valid: it read it from a store and checked it
+    /// ([`State::verify`]: a table is hostile input, and a section copied unchecked from an
+    /// edited row would be committed as if it were sound), or it passed this validation
     /// itself. A section of a new state equal to that version's section (same name, hash,
     /// salt and value) is then neither hashed nor checked against the portable profile
     /// again, since its earlier check still holds; everything else is checked as

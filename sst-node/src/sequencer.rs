@@ -484,7 +484,18 @@ impl Writer {
         if let Some(s) = ov.read.get(id) {
             return Ok(s.clone());
         }
-        let s = self.ctx.store().state(id).await?.map(Arc::new);
+        let s = self.ctx.store().state(id).await?;
+        // A version read from the table is hostile input until checked: the commit's
+        // validation takes the sections a new version keeps from it as already checked
+        // (`CommitBatch::validated_after`), so a value edited behind SST's back must be
+        // refused here, once per read (versions this node then builds on are cached).
+        if let Some(state) = &s {
+            state.verify().map_err(|source| StoreError::Integrity {
+                what: format!("state {id} version {} as stored", state.version),
+                source,
+            })?;
+        }
+        let s = s.map(Arc::new);
         ov.read.insert(id.clone(), s.clone());
         Ok(s)
     }

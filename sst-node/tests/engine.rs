@@ -4,13 +4,14 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::{ensure, Context};
-use common::{actor, create_deal, create_rfq, values, who, Cluster};
+use common::{actor, create_deal, create_rfq, registry, values, who, Cluster};
 use serde_json::json;
 use sst_core::{
     ActorStatus, ContractRef, Event, EventKind, HashAlg, NodeId, OriginSeq, RejectReason,
-    SignedEvent, StateId, Timestamp,
+    SignedEvent, StateId, Store, Timestamp,
 };
 use sst_node::{HomeMessage, Intent, Transport, Verdict};
 
@@ -564,5 +565,44 @@ async fn rfq_appends_quote_tuples_that_suppliers_cannot_read() -> anyhow::Result
         audit.sections["quotes"].value().is_some(),
         "auditor cannot read quotes"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_home_refuses_to_build_on_a_version_edited_behind_its_back() -> anyhow::Result<()> {
+    // The seller's (home's) copy of the deal lives in a memory store this test can edit.
+    let seller_store = Arc::new(sst_core::MemoryStore::new());
+    let mut stores = Cluster::memory_stores();
+    stores.insert("seller".into(), seller_store.clone() as Arc<dyn Store>);
+    let mut c = Cluster::start(stores).await?;
+    let id = create_deal(&c, "deal-edited").await?;
+    // Restarted, the home reads the deal from its table (nothing cached)...
+    drop(c.nodes.remove("seller").context("seller")?);
+    // ...where a raw UPDATE changed a section the next change does not touch, its hash left
+    // as it was.
+    seller_store.tamper(&id, |versions| {
+        if let Some(d) = versions
+            .last_mut()
+            .and_then(|v| v.sections.get_mut("common"))
+            .and_then(|s| s.disclosure.as_mut())
+        {
+            d.value = json!({"address": "2 Elm St", "built": 1931});
+        }
+    })?;
+    let seller =
+        Cluster::start_node(&c.net, "seller", seller_store.clone(), registry(false), &[]).await?;
+    let outcome = seller
+        .submit(
+            &who("seller"),
+            Intent::change("deal-edited", values([("price", json!({"amount": 1}))])),
+        )
+        .await;
+    ensure!(
+        matches!(&outcome, Err(e) if e.to_string().contains("deal-edited")),
+        "a change built on the edited version: {outcome:?}"
+    );
+    // Nothing was committed on top of it.
+    let stored = seller_store.state(&id).await?.context("state")?;
+    ensure!(stored.version == 1, "version {}", stored.version);
     Ok(())
 }
