@@ -36,7 +36,11 @@
 //! ([`HomeSync::carries`]).
 //!
 //! Nothing about a proposal is recorded before its outcome: a home that stops mid-proposal
-//! leaves nothing applied anywhere, and the intent is submitted again after its restart.
+//! leaves nothing applied anywhere. An intent another node forwarded is sent again when the
+//! restarted home says hello (the forwarding node keeps it until its outcome arrives); a
+//! local caller's submit fails with the node and is submitted again. An endorser that is
+//! behind the version a proposal builds on (counting what it has queued) refuses it
+//! (`stale_base`) and asks the home for the missed changes from its sequencer.
 
 use std::collections::{BTreeMap, BTreeSet};
 
