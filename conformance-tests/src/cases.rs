@@ -56,7 +56,10 @@ async fn commit(b: &Backend, items: Vec<CommitItem>) -> anyhow::Result<CommitRec
 
 /// The state version an applied fixture item carries.
 fn state_of(item: &CommitItem) -> anyhow::Result<State> {
-    item.state.clone().context("fixture item carries no state")
+    item.state
+        .as_deref()
+        .cloned()
+        .context("fixture item carries no state")
 }
 
 /// Registers actors so that `verify_store` can check their signatures.
@@ -402,6 +405,7 @@ pub async fn malformed_batch_is_refused_before_storage(
     if let Some(d) = unsealed.items[0]
         .state
         .as_mut()
+        .map(std::sync::Arc::make_mut)
         .and_then(|s| s.sections.get_mut("price"))
         .and_then(|sec| sec.disclosure.as_mut())
     {
@@ -422,7 +426,7 @@ pub async fn malformed_batch_is_refused_before_storage(
     ensure!(path == "items[1].event.id", "path was `{path}`");
 
     let mut unsealed = good.clone();
-    if let Some(s) = unsealed.state.as_mut() {
+    if let Some(s) = unsealed.state.as_mut().map(std::sync::Arc::make_mut) {
         if let Some(d) = s
             .sections
             .get_mut("price")
@@ -1559,7 +1563,7 @@ pub async fn redacted_sections_store_no_plaintext_or_salt(
     // The same event as a node that may not read `price` holds it.
     let mut item = full.clone();
     item.event.disclosures.remove("price");
-    item.state = Some(full_state.redact(|n| n != "price"));
+    item.state = Some(std::sync::Arc::new(full_state.redact(|n| n != "price")));
     let redacted = state_of(&item)?;
     commit(&b, vec![item]).await?;
 

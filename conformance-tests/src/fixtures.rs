@@ -1,6 +1,7 @@
 //! Builders for actors, signed events and the commit items the cases feed to stores.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 use sst_core::{
@@ -267,7 +268,7 @@ fn applied(signed: SignedEvent, sections: &BTreeMap<String, Section>, state: Sta
                 root: state.root,
             },
         ),
-        state: Some(state),
+        state: Some(Arc::new(state)),
     }
 }
 
@@ -292,7 +293,7 @@ pub fn create_redacted(
         .retain(|name, _| readable.contains(&name.as_str()));
     item.state = item
         .state
-        .map(|s| s.redact(|name| readable.contains(&name)));
+        .map(|s| Arc::new(s.redact(|name| readable.contains(&name))));
     item
 }
 

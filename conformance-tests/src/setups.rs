@@ -46,7 +46,11 @@ pub(crate) async fn created_then_changed(
     let setup = CreatedThenChanged {
         plain: c.event.clone(),
         changed: x.event.clone(),
-        state: x.state.clone().context("fixture change carries no state")?,
+        state: x
+            .state
+            .as_deref()
+            .cloned()
+            .context("fixture change carries no state")?,
     };
     b.store.commit(CommitBatch::new(vec![c, x])).await?;
     Ok(setup)

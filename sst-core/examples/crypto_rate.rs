@@ -123,7 +123,7 @@ fn batch(n: u64, key: &ActorKey) -> CommitBatch {
                     business_events: Vec::new(),
                     endorsements: Vec::new(),
                 },
-                state: Some(state),
+                state: Some(std::sync::Arc::new(state)),
             }
         })
         .collect();

@@ -212,7 +212,10 @@ impl Store for MemoryStore {
             };
             let id = item.event.id();
             if let Some(state) = item.state {
-                t.states.entry(state.id.clone()).or_default().push(state);
+                t.states
+                    .entry(state.id.clone())
+                    .or_default()
+                    .push(std::sync::Arc::unwrap_or_clone(state));
             }
             let e = item.event.event();
             t.origin.insert((e.origin_node.clone(), e.origin_seq), id);

@@ -20,8 +20,10 @@ use crate::portable;
 pub struct CommitItem {
     /// The event with its outcome.
     pub event: EventRecord,
-    /// The new state version (required for applied state events, absent for rejections).
-    pub state: Option<State>,
+    /// The new state version (required for applied state events, absent for rejections),
+    /// shared: the node keeps the version it planned as its current one, and a large state
+    /// is held once, not once per holder.
+    pub state: Option<std::sync::Arc<State>>,
 }
 
 /// Events and state versions committed all-or-nothing.
@@ -65,9 +67,9 @@ impl std::fmt::Debug for Validation {
 /// full).
 fn fingerprint(items: &[CommitItem]) -> Option<[u8; 32]> {
     // Destructured so that a field added to `CommitItem` cannot be left out.
-    let items: Vec<(&EventRecord, &Option<State>)> = items
+    let items: Vec<(&EventRecord, Option<&State>)> = items
         .iter()
-        .map(|CommitItem { event, state }| (event, state))
+        .map(|CommitItem { event, state }| (event, state.as_deref()))
         .collect();
     crate::fingerprint::of("sst commit batch validation proof v1", &items)
 }

@@ -219,7 +219,7 @@ fn create(by: &Signer, endorsers: &[&str]) -> CommitItem {
     let endorsements = endorse(endorsers, signed.id, &state);
     CommitItem {
         event: recorded(signed, &sections, outcome, endorsements),
-        state: Some(state),
+        state: Some(std::sync::Arc::new(state)),
     }
 }
 
@@ -251,7 +251,7 @@ fn change(prev: &State, amount: u64, by: &Signer, seq: u64, endorsers: &[&str]) 
     let endorsements = endorse(endorsers, signed.id, &state);
     CommitItem {
         event: recorded(signed, &sections, outcome, endorsements),
-        state: Some(state),
+        state: Some(std::sync::Arc::new(state)),
     }
 }
 
@@ -286,7 +286,11 @@ fn rejected(state: &State, by: &Signer, seq: u64, reason: RejectReason) -> Commi
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 fn state_of(item: &CommitItem) -> TestResult<State> {
-    Ok(item.state.clone().ok_or("an applied item has a state")?)
+    Ok(item
+        .state
+        .as_deref()
+        .cloned()
+        .ok_or("an applied item has a state")?)
 }
 
 /// Every participant node: the endorsements `all` needs.

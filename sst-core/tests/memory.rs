@@ -86,7 +86,7 @@ fn applied(signed: SignedEvent, sections: &BTreeMap<String, Section>, state: Sta
             business_events: Vec::new(),
             endorsements: Vec::new(),
         },
-        state: Some(state),
+        state: Some(std::sync::Arc::new(state)),
     }
 }
 
@@ -145,7 +145,10 @@ fn change(prev: &State, vals: BTreeMap<String, Value>, by: &Signer, seq: u64) ->
 }
 
 fn state_of(item: &CommitItem) -> State {
-    item.state.clone().expect("applied item has a state")
+    item.state
+        .as_deref()
+        .cloned()
+        .expect("applied item has a state")
 }
 
 /// A change intent on `id` by `by`, rejected with `reason` (no receipt, no business events).
@@ -697,7 +700,7 @@ async fn validate_checks_payloads_and_section_names_too() {
     let mut body = item.event.signed.event.clone();
     body.payload = json!({"args": {"$where": "1"}});
     item.event.signed = SignedEvent::sign(body, &bob.key);
-    let state = item.state.as_mut().expect("state");
+    let state = std::sync::Arc::make_mut(item.state.as_mut().expect("state"));
     state.last_event = Some(item.event.id());
     state.root = state.compute_root();
     item.event.outcome = Outcome::Applied {
@@ -902,6 +905,7 @@ async fn a_validated_batch_changed_afterwards_is_validated_in_full_again() {
     let section = tampered.items[1]
         .state
         .as_mut()
+        .map(std::sync::Arc::make_mut)
         .and_then(|s| s.sections.get_mut("price"))
         .and_then(|s| s.disclosure.as_mut())
         .expect("disclosed price");
@@ -1115,6 +1119,7 @@ fn with_section_value(batch: &CommitBatch, name: &str, value: Value) -> CommitBa
     if let Some(d) = tampered.items[0]
         .state
         .as_mut()
+        .map(std::sync::Arc::make_mut)
         .and_then(|s| s.sections.get_mut(name))
         .and_then(|s| s.disclosure.as_mut())
     {

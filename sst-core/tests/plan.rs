@@ -63,7 +63,7 @@ fn item(state: Option<(&str, u64)>, node: &str, seq: u64, tag: u64) -> CommitIte
             business_events: Vec::new(),
             endorsements: Vec::new(),
         },
-        state: new_state,
+        state: new_state.map(std::sync::Arc::new),
     }
 }
 

@@ -75,7 +75,7 @@ impl Built {
                 business_events: Vec::new(),
                 endorsements: Vec::new(),
             },
-            state: Some(state),
+            state: Some(std::sync::Arc::new(state)),
         })
     }
 }

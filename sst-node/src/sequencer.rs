@@ -513,7 +513,7 @@ impl Writer {
             let id = &item.event.event().state_id;
             match &item.state {
                 Some(state) if p.sequenced => {
-                    let state = p.state.clone().unwrap_or_else(|| Arc::new(state.clone()));
+                    let state = p.state.clone().unwrap_or_else(|| state.clone());
                     self.owned.insert(id.clone(), state);
                 }
                 _ if !p.sequenced => {
@@ -1828,7 +1828,9 @@ impl Writer {
                 None,
             ),
         };
-        let shared = state.as_ref().map(|s| Arc::new(s.clone()));
+        // One copy of the new version, shared by the item to commit and the node's view.
+        let state = state.map(Arc::new);
+        let shared = state.clone();
         if let Some(s) = &shared {
             if signed.event.kind == EventKind::Create {
                 // Later jobs of this batch (a change of the new state) find its home.

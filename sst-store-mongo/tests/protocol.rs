@@ -23,7 +23,7 @@ fn parties() -> Parties {
 }
 
 fn first_state(item: &CommitItem) -> anyhow::Result<State> {
-    item.state.clone().context("item has a state")
+    item.state.as_deref().cloned().context("item has a state")
 }
 
 /// Commit, read back, conflict, atomicity and duplicate replay on one commit path.

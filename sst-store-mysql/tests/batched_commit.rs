@@ -75,7 +75,7 @@ async fn long_batch_with_many_versions_of_one_state_commits_in_order() -> anyhow
         .await?;
     ensure!(receipt.committed == ids[..1_100] && receipt.duplicates.is_empty());
     let now = db.store.state(&id).await?.context("state missing")?;
-    ensure!(now == *items[1_099].state.as_ref().context("no state")?);
+    ensure!(now == *items[1_099].state.as_deref().context("no state")?);
     for v in [1u64, 500, 1_000, 1_100] {
         let at = db
             .store
@@ -83,7 +83,7 @@ async fn long_batch_with_many_versions_of_one_state_commits_in_order() -> anyhow
             .await?
             .context("version missing")?;
         ensure!(
-            Some(&at) == items[v as usize - 1].state.as_ref(),
+            Some(&at) == items[v as usize - 1].state.as_deref(),
             "version {v}"
         );
     }

@@ -209,7 +209,7 @@ impl CommitPlan {
     /// The new state versions to append to the history, in batch order.
     pub fn history<'a>(&'a self, batch: &'a CommitBatch) -> impl Iterator<Item = &'a State> + 'a {
         self.recorded_items(batch)
-            .filter_map(|item| item.state.as_ref())
+            .filter_map(|item| item.state.as_deref())
     }
 
     /// The final current-state rows with the state each one holds.
@@ -220,7 +220,7 @@ impl CommitPlan {
         self.current.iter().filter_map(move |row| {
             batch.items[row.item]
                 .state
-                .as_ref()
+                .as_deref()
                 .map(|state| (state, row.write))
         })
     }
