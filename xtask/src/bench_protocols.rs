@@ -6,31 +6,20 @@
 
 use std::process::Command;
 
-use anyhow::{ensure, Context};
-
 /// What `cargo` runs.
 const ARGS: &str = "run --release -p sst -- bench --protocols";
 
-/// The `cargo` invocation of the benchmark, from the workspace root, with the arguments
-/// passed through (`sst bench` checks them: one place for their rules).
+/// The `cargo` invocation of the benchmark with the arguments passed through (`sst bench`
+/// checks them: one place for their rules).
 fn command(extra: &[String]) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .args(ARGS.split(' '))
-        .args(extra);
+    cmd.args(ARGS.split(' ')).args(extra);
     cmd
 }
 
 /// Entry point: `args` are the words after `bench protocols` (`--events N`, `--states N`).
 pub(crate) fn cli(args: &[String]) -> anyhow::Result<()> {
-    let mut cmd = command(args);
-    println!("$ {}", crate::bench::echo(&cmd));
-    let status = cmd.status().context("running cargo")?;
-    ensure!(
-        status.success(),
-        "the protocols benchmark failed ({status})"
-    );
-    Ok(())
+    crate::bench::run_from_root(command(args), "the protocols benchmark")
 }
 
 #[cfg(test)]
