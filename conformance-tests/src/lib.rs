@@ -36,16 +36,28 @@ use sst_core::{ActorId, ContractRef, EventId, NodeId, PublicKey, StateId, StateR
 /// native JSON column.
 #[async_trait]
 pub trait RawAccess: Send + Sync {
-    /// The queryable data document (`{section: value}`) stored for `version` of `id`, read
-    /// from the history table (or the only table holding that version).
+    /// The queryable data document (`{section: value}`) of `version` of `id`, as the history
+    /// shows it to a user: read from the documented history view (`sst_state_versions`; on a
+    /// document store, the documented aggregation over the history and section versions).
     async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>>;
     /// The stored section hashes/salts document for `version` of `id`.
     async fn raw_seals(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>>;
-    /// Overwrites the data document of `version` of `id` in every table that holds that
-    /// version (current-state table included when it is the latest).
+    /// Overwrites the data document of `version` of `id` where it is stored: each section's
+    /// value is written into the section version that `version` holds (so every version
+    /// holding that same section version reads the edit too), and into the current-state row
+    /// when `version` is the latest.
     async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()>;
-    /// Swaps the stored data documents of history versions `a` and `b` of `id`.
+    /// Swaps the stored data documents of history versions `a` and `b` of `id`: the section
+    /// versions in which they differ exchange their values.
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()>;
+    /// Rewrites this namespace's state tables into SST's first layout, holding exactly the
+    /// versions stored now: a current-state table and a history table, each with the columns
+    /// `id, contract_name, contract_version, version, parties, seals, data, root, prev_root,
+    /// last_event, updated_at` (every history row carrying its whole data document; on a
+    /// document store, those fields), and no section table or history view. The next
+    /// `migrate` must upgrade it in place. `Ok(false)` from a store without a table layout
+    /// (the in-memory reference): the case is then NOT RUN.
+    async fn downgrade_to_first_layout(&self) -> anyhow::Result<bool>;
     /// Whether the store keeps the latest version in a current-state table of its own, beside
     /// the history (every SQL adapter does; the in-memory reference does not).
     fn has_current_state_table(&self) -> bool {
@@ -286,6 +298,9 @@ macro_rules! suite {
             tampered_number_is_reported_with_state_and_version,
             tampered_string_is_reported_with_state_and_version,
             added_key_is_reported_with_state_and_version,
+            edited_shared_section_version_is_reported_in_every_version_holding_it,
+            unchanged_sections_are_stored_once_and_every_version_reads_back,
+            first_layout_is_upgraded_in_place_without_losing_a_version,
             removed_key_is_reported_with_state_and_version,
             swapped_history_rows_are_reported_with_state_and_versions,
             tampered_current_row_only_is_reported,

@@ -66,6 +66,29 @@ fn with_data(state: &State, data: Value) -> anyhow::Result<State> {
     State::from_parts(parts).map_err(|e| anyhow!("memory store cannot hold this data: {e}"))
 }
 
+/// Writes `data` where the sections of `version` are stored, the way a raw `UPDATE` of the
+/// section-version rows would: each disclosed section's value goes into that section version,
+/// which every version holding the same `(name, hash)` reads.
+fn write_sections(versions: &mut [State], version: &State, data: &Value) -> anyhow::Result<()> {
+    let map = data.as_object().context("data is not an object")?;
+    for (name, section) in &version.sections {
+        let Some(value) = map.get(name) else { continue };
+        if section.disclosure.is_none() {
+            continue;
+        }
+        for s in versions.iter_mut() {
+            if s.sections.get(name).map(|x| x.hash) == Some(section.hash) {
+                let mut d = s.data();
+                if let Some(m) = d.as_object_mut() {
+                    m.insert(name.clone(), value.clone());
+                }
+                *s = with_data(s, d)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl RawAccess for MemoryRaw {
     async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
@@ -84,8 +107,8 @@ impl RawAccess for MemoryRaw {
     async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()> {
         let mut result = Err(anyhow!("{id} has no version {version}"));
         self.0.tamper(id, |versions| {
-            if let Some(s) = versions.iter_mut().find(|s| s.version == version) {
-                result = with_data(s, data).map(|new| *s = new);
+            if let Some(s) = versions.iter().find(|s| s.version == version).cloned() {
+                result = write_sections(versions, &s, &data);
             }
         })?;
         result
@@ -94,19 +117,19 @@ impl RawAccess for MemoryRaw {
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
         let mut result = Err(anyhow!("{id} lacks version {a} or {b}"));
         self.0.tamper(id, |versions| {
-            let ia = versions.iter().position(|s| s.version == a);
-            let ib = versions.iter().position(|s| s.version == b);
-            if let (Some(ia), Some(ib)) = (ia, ib) {
-                let (da, db) = (versions[ia].data(), versions[ib].data());
-                result = with_data(&versions[ia], db).and_then(|na| {
-                    let nb = with_data(&versions[ib], da)?;
-                    versions[ia] = na;
-                    versions[ib] = nb;
-                    Ok(())
-                });
+            let sa = versions.iter().find(|s| s.version == a).cloned();
+            let sb = versions.iter().find(|s| s.version == b).cloned();
+            if let (Some(sa), Some(sb)) = (sa, sb) {
+                let (da, db) = (sa.data(), sb.data());
+                result = write_sections(versions, &sa, &db)
+                    .and_then(|()| write_sections(versions, &sb, &da));
             }
         })?;
         result.context("swapping history rows")
+    }
+
+    async fn downgrade_to_first_layout(&self) -> anyhow::Result<bool> {
+        Ok(false)
     }
 
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {

@@ -201,6 +201,8 @@ impl Store for MemoryStore {
                 .filter_map(|key| t.origin.get(key).map(|id| (key.clone(), *id)))
                 .collect(),
             log_head: t.head(),
+            // Versions are kept whole here: no section rows to plan.
+            seals: Default::default(),
         };
         let plan = CommitPlan::new(&batch, &recorded)?;
         let receipt = plan.receipt();

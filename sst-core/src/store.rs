@@ -612,10 +612,24 @@ pub fn check_refusal(refusal: &Refusal) -> Result<(), StoreError> {
 /// # Contract
 /// Every sentence below is a case of the `conformance-tests` suite, run against every adapter.
 /// - `migrate` creates the peer tables (default names `sst_state`, `sst_state_history`,
-///   `sst_event`, `sst_actor`, `sst_contract`, `sst_refusal`, `sst_log`, `sst_checkpoint`,
-///   `sst_sink_cursor`) and is idempotent; an event table of an older layout gains the
-///   columns added since (`business_events`, `endorsements`), a foreign table of a peer table's name is
-///   refused.
+///   `sst_section`, `sst_event`, `sst_actor`, `sst_contract`, `sst_refusal`, `sst_log`,
+///   `sst_checkpoint`, `sst_sink_cursor`) and the history view `sst_state_versions`, and is
+///   idempotent; an event table of an older layout gains the columns added since
+///   (`business_events`, `endorsements`); state tables of the first layout (every history row
+///   carrying the whole `data` document) are upgraded in place to the section-version layout
+///   without losing or changing a version; a foreign table of a peer table's name is refused.
+/// - States are stored in the section-version layout: a history row per version holds its
+///   header and section seals (no plaintext), each section version's plaintext is stored once
+///   (keyed by state, section name and section hash) and referenced by every version holding
+///   it, so a commit writes only the sections that changed. A stored section version edited
+///   behind SST's back is reported by [`crate::verify_store`] in every version that holds it.
+/// - The current-state row holds the state's id, contract, version and the queryable `data`
+///   document; everything only SST needs (parties, seals, roots) lives in the history row of
+///   that version. A current row whose contract or version disagrees with the history reads
+///   as [`StoreError::Integrity`] or is reported by [`crate::verify_store`].
+/// - The history view (`sst_state_versions`; on a document store, the documented
+///   aggregation) shows every version's full `{section: value}` document, equal to
+///   [`State::data`] of [`Store::state_at`].
 /// - `commit` is all-or-nothing: if any item fails, no event, state version or counter of the
 ///   batch is visible afterwards.
 /// - A batch is validated ([`CommitBatch::validate`]) before the database is touched; invalid

@@ -3,15 +3,22 @@
 
 use crate::error::StoreError;
 
-/// Names of the peer tables. Defaults: `sst_state`, `sst_state_history`, `sst_event`,
-/// `sst_actor`, `sst_contract`, `sst_refusal`, `sst_log`, `sst_checkpoint`,
-/// `sst_sink_cursor`.
+/// Names of the peer tables. Defaults: `sst_state`, `sst_state_history`, `sst_section`,
+/// `sst_state_versions` (a view), `sst_event`, `sst_actor`, `sst_contract`, `sst_refusal`,
+/// `sst_log`, `sst_checkpoint`, `sst_sink_cursor`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     /// Latest version of every state (the table users query).
     pub state: String,
-    /// Every committed state version.
+    /// Every committed state version: its header and section seals, without plaintext (the
+    /// plaintext of each section version lives once in [`TableNames::section`]).
     pub history: String,
+    /// Every section version, stored once, keyed by state, section name and section hash;
+    /// history rows reference the section versions they are made of.
+    pub section: String,
+    /// A read-only view (where the engine has views) showing every version's full queryable
+    /// JSON, assembled from the history and section tables: history queried with plain SQL.
+    pub versions: String,
     /// Every recorded event (applied and rejected).
     pub event: String,
     /// Known actors.
@@ -37,13 +44,15 @@ impl Default for TableNames {
 }
 
 impl TableNames {
-    /// `{prefix}state`, `{prefix}state_history`, `{prefix}event`, `{prefix}actor`,
-    /// `{prefix}contract`, `{prefix}refusal`, `{prefix}log`, `{prefix}checkpoint`,
-    /// `{prefix}sink_cursor`.
+    /// `{prefix}state`, `{prefix}state_history`, `{prefix}section`, `{prefix}state_versions`,
+    /// `{prefix}event`, `{prefix}actor`, `{prefix}contract`, `{prefix}refusal`, `{prefix}log`,
+    /// `{prefix}checkpoint`, `{prefix}sink_cursor`.
     pub fn with_prefix(prefix: &str) -> Self {
         TableNames {
             state: format!("{prefix}state"),
             history: format!("{prefix}state_history"),
+            section: format!("{prefix}section"),
+            versions: format!("{prefix}state_versions"),
             event: format!("{prefix}event"),
             actor: format!("{prefix}actor"),
             contract: format!("{prefix}contract"),
@@ -55,10 +64,12 @@ impl TableNames {
     }
 
     /// `(setting, name)` pairs, e.g. `("tables.state", "sst_state")`.
-    pub fn fields(&self) -> [(&'static str, &str); 9] {
+    pub fn fields(&self) -> [(&'static str, &str); 11] {
         [
             ("tables.state", &self.state),
             ("tables.history", &self.history),
+            ("tables.section", &self.section),
+            ("tables.versions", &self.versions),
             ("tables.event", &self.event),
             ("tables.actor", &self.actor),
             ("tables.contract", &self.contract),

@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use serde_json::json;
-use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, Lookups, Recorded};
+use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, DataWrite, Lookups, Recorded};
 use sst_core::{
     CommitBatch, CommitItem, ConflictKind, ContractDescriptor, ContractPolicy, ContractRecord,
-    Event, EventId, EventKind, EventRecord, HashAlg, NodeId, OriginSeq, Outcome, SignedEvent,
-    State, StateId, StoreError, Timestamp,
+    Event, EventId, EventKind, EventRecord, HashAlg, NodeId, OriginSeq, Outcome, Section,
+    SignedEvent, State, StateId, StoreError, Timestamp,
 };
 
 use common::{actor, deal_contract, deal_state};
@@ -393,4 +393,104 @@ proptest! {
             (got, want) => prop_assert!(false, "plan {:?} but the model says {:?}", got.map(|p| p.record), want),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// section versions and the current row's data (the section-version layout)
+
+/// `item` carrying `state` as its new version.
+fn carrying(state: &State, seq: u64) -> CommitItem {
+    let mut it = item(Some((state.id.as_str(), state.version)), "a", seq, seq);
+    it.event.outcome = Outcome::Applied {
+        version: state.version,
+        root: state.root,
+    };
+    it.state = Some(std::sync::Arc::new(state.clone()));
+    it
+}
+
+/// `prev` with `name` set to `value` (fresh salt).
+fn with_section(prev: &State, name: &str, value: serde_json::Value) -> State {
+    let mut changes = BTreeMap::new();
+    changes.insert(name.to_owned(), Section::seal(prev.alg(), name, value));
+    prev.next(changes, None, Timestamp(1_700_000_000_001))
+}
+
+fn names(plan: &CommitPlan) -> Vec<(usize, &str)> {
+    plan.sections
+        .iter()
+        .map(|(i, n)| (*i, n.as_str()))
+        .collect()
+}
+
+#[test]
+fn only_changed_sections_are_new_versions_and_the_current_row_is_patched() {
+    let v1 = deal_state(HashAlg::Blake3);
+    let v2 = with_section(&v1, "price", json!({"amount": 2}));
+    let v3 = with_section(&v2, "inspection", json!({"radon": 1.0}));
+    let b = batch(vec![carrying(&v2, 1), carrying(&v3, 2)]);
+    let mut recorded = versions(&[(v1.id.as_str(), 1)]);
+    recorded.seals.insert(v1.id.clone(), v1.seals());
+    let plan = CommitPlan::new(&b, &recorded).expect("plan");
+    assert_eq!(names(&plan), vec![(0, "price"), (1, "inspection")]);
+    let written: Vec<_> = plan.section_versions(&b).collect();
+    assert_eq!(written[0].hash, v2.sections["price"].hash);
+    assert_eq!(written[0].value, &json!({"amount": 2}));
+    assert_eq!(written[1].state, &v3.id);
+    assert_eq!(plan.current.len(), 1);
+    assert_eq!(plan.current[0].write, CurrentWrite::Update { from: 1 });
+    assert_eq!(
+        plan.current[0].data,
+        DataWrite::Patch {
+            set: vec!["inspection".into(), "price".into()],
+            remove: vec![],
+        }
+    );
+}
+
+#[test]
+fn a_new_state_or_unknown_seals_write_every_section_and_the_whole_document() {
+    let v1 = deal_state(HashAlg::Blake3);
+    let all: Vec<(usize, &str)> = v1.sections.keys().map(|n| (0, n.as_str())).collect();
+    let b = batch(vec![carrying(&v1, 1)]);
+    let plan = CommitPlan::new(&b, &Recorded::default()).expect("plan");
+    assert_eq!(names(&plan), all);
+    assert_eq!(plan.current[0].write, CurrentWrite::Insert);
+    assert_eq!(plan.current[0].data, DataWrite::Whole);
+
+    // Stored, but its seals unknown (e.g. an unreadable history row): everything again.
+    let v2 = with_section(&v1, "price", json!({"amount": 3}));
+    let b = batch(vec![carrying(&v2, 2)]);
+    let plan = CommitPlan::new(&b, &versions(&[(v1.id.as_str(), 1)])).expect("plan");
+    assert_eq!(plan.sections.len(), v2.sections.len());
+    assert_eq!(plan.current[0].data, DataWrite::Whole);
+}
+
+#[test]
+fn a_section_no_longer_disclosed_is_removed_and_never_written() {
+    let v1 = deal_state(HashAlg::Blake3);
+    let v2 = with_section(&v1, "price", json!({"amount": 4})).redact(|n| n != "price");
+    let b = batch(vec![carrying(&v2, 1)]);
+    let mut recorded = versions(&[(v1.id.as_str(), 1)]);
+    recorded.seals.insert(v1.id.clone(), v1.seals());
+    let plan = CommitPlan::new(&b, &recorded).expect("plan");
+    assert!(plan.sections.is_empty(), "{:?}", plan.sections);
+    assert_eq!(
+        plan.current[0].data,
+        DataWrite::Patch {
+            set: vec![],
+            remove: vec!["price".into()],
+        }
+    );
+}
+
+#[test]
+fn a_duplicate_writes_no_section_version() {
+    let v1 = deal_state(HashAlg::Blake3);
+    let v2 = with_section(&v1, "price", json!({"amount": 5}));
+    let it = carrying(&v2, 1);
+    let mut recorded = versions(&[(v1.id.as_str(), 2)]);
+    recorded.events.insert(it.event.id());
+    let plan = CommitPlan::new(&batch(vec![it]), &recorded).expect("plan");
+    assert!(plan.sections.is_empty() && plan.current.is_empty());
 }

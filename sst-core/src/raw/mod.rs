@@ -10,5 +10,6 @@ mod plan;
 pub use columns::EventColumns;
 pub use layout::{check_peer_layout, columns_to_add, NameCase};
 pub use plan::{
-    CommitPlan, ContractPut, CurrentRow, CurrentWrite, Lookups, Recorded, RACE_RETRIES,
+    CommitPlan, ContractPut, CurrentRow, CurrentWrite, DataWrite, Lookups, Recorded,
+    SectionVersion, RACE_RETRIES,
 };

@@ -15,9 +15,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::StoreError;
-use crate::hash::{Digest, EventId};
+use serde_json::Value;
+
+use crate::hash::{Digest, EventId, SectionHash};
 use crate::log::{LogEntry, LogHead, LogRecord};
-use crate::model::{ContractRecord, NodeId, OriginSeq, State, StateId};
+use crate::model::{ContractRecord, NodeId, OriginSeq, SectionSeal, State, StateId};
 use crate::store::{CommitBatch, CommitItem, CommitReceipt};
 
 /// How many times an adapter re-runs a write transaction that lost a race for a unique key
@@ -74,6 +76,67 @@ pub struct Recorded {
     pub origins: BTreeMap<(NodeId, OriginSeq), EventId>,
     /// The head of the log (its last entry), [`LogHead::default`] for an empty log.
     pub log_head: LogHead,
+    /// The section seals of each touched state's stored current version, as its history row
+    /// holds them (section-version layout). A state that exists without an entry here is
+    /// written in full: every disclosed section of its first new version, and the whole data
+    /// document of its current row.
+    pub seals: BTreeMap<StateId, BTreeMap<String, SectionSeal>>,
+}
+
+/// How the queryable data document of a current-state row changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataWrite {
+    /// Write the whole document (a new state, or a stored one whose seals are unknown).
+    Whole,
+    /// Set these sections (their plaintext in the row's new state) and remove those; every
+    /// other section of the stored document stays as it is.
+    Patch {
+        /// Sections whose disclosed version differs from the stored one, by name.
+        set: Vec<String>,
+        /// Sections the stored document holds that the new state does not disclose.
+        remove: Vec<String>,
+    },
+}
+
+/// A section version to store once, keyed by `(state, name, hash)`: history rows and later
+/// versions reference it by that key instead of carrying its plaintext again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SectionVersion<'a> {
+    /// The state it belongs to.
+    pub state: &'a StateId,
+    /// Section name.
+    pub name: &'a str,
+    /// Section hash (salted, so one per version of the section).
+    pub hash: SectionHash,
+    /// Its plaintext.
+    pub value: &'a Value,
+}
+
+/// The version a new state version is compared with to find what changed.
+#[derive(Clone, Copy)]
+enum Before<'a> {
+    /// Nothing known: everything is new.
+    Unknown,
+    /// The stored current version's seals.
+    Stored(&'a BTreeMap<String, SectionSeal>),
+    /// The version before it in the same batch.
+    Batch(&'a State),
+}
+
+impl Before<'_> {
+    /// Whether `name` was disclosed with exactly `hash`.
+    fn holds(&self, name: &str, hash: &SectionHash) -> bool {
+        match self {
+            Before::Unknown => false,
+            Before::Stored(seals) => seals
+                .get(name)
+                .is_some_and(|s| s.salt.is_some() && s.hash == *hash),
+            Before::Batch(state) => state
+                .sections
+                .get(name)
+                .is_some_and(|s| s.disclosure.is_some() && s.hash == *hash),
+        }
+    }
 }
 
 /// How the current-state row of one state is written.
@@ -95,6 +158,8 @@ pub struct CurrentRow {
     pub item: usize,
     /// Insert or guarded update.
     pub write: CurrentWrite,
+    /// How its data document changes.
+    pub data: DataWrite,
 }
 
 /// The rows one commit writes, as indices into its batch. Apply all of it in one transaction.
@@ -109,6 +174,12 @@ pub struct CommitPlan {
     pub current: Vec<CurrentRow>,
     /// One log entry per recorded item, in the order of `record`, chained after the head.
     pub log: Vec<LogEntry>,
+    /// New section versions as `(item, section name)`, in batch order: each disclosed section
+    /// of a recorded state version whose hash differs from that section's in the version
+    /// before it (earlier in the batch, or stored per [`Recorded::seals`]). Unchanged sections
+    /// are never written again. Insert each under its key, skipping a key already stored (a
+    /// section reverted to an earlier version with that version's salt has its key).
+    pub sections: Vec<(usize, String)>,
     receipt: CommitReceipt,
 }
 
@@ -133,6 +204,7 @@ impl CommitPlan {
         let mut first: BTreeMap<&StateId, u64> = BTreeMap::new();
         let mut last: BTreeMap<&StateId, usize> = BTreeMap::new();
         let mut origins: BTreeSet<(&NodeId, OriginSeq)> = BTreeSet::new();
+        let mut before: BTreeMap<&StateId, Before<'_>> = BTreeMap::new();
         for (i, item) in batch.items.iter().enumerate() {
             let id = item.event.id();
             if recorded.events.contains(&id) {
@@ -160,6 +232,19 @@ impl CommitPlan {
                 versions.insert(&state.id, state.version);
                 first.entry(&state.id).or_insert(stored);
                 last.insert(&state.id, i);
+                let prior = *before.entry(&state.id).or_insert_with(|| {
+                    recorded
+                        .seals
+                        .get(&state.id)
+                        .filter(|_| stored > 0)
+                        .map_or(Before::Unknown, Before::Stored)
+                });
+                for (name, section) in &state.sections {
+                    if section.disclosure.is_some() && !prior.holds(name, &section.hash) {
+                        plan.sections.push((i, name.clone()));
+                    }
+                }
+                before.insert(&state.id, Before::Batch(state));
             }
             plan.record.push(i);
             plan.receipt.committed.push(id);
@@ -175,6 +260,11 @@ impl CommitPlan {
             .into_iter()
             .map(|(state, item)| {
                 let from = first.get(state).copied().unwrap_or(0);
+                let stored = recorded.seals.get(state).filter(|_| from > 0);
+                let data = match (&batch.items[item].state, stored) {
+                    (Some(new), Some(seals)) => data_patch(new, seals),
+                    _ => DataWrite::Whole,
+                };
                 CurrentRow {
                     item,
                     write: if from == 0 {
@@ -182,10 +272,29 @@ impl CommitPlan {
                     } else {
                         CurrentWrite::Update { from }
                     },
+                    data,
                 }
             })
             .collect();
         Ok(plan)
+    }
+
+    /// The new section versions to store ([`CommitPlan::sections`]) with their keys and
+    /// plaintext, in batch order.
+    pub fn section_versions<'a>(
+        &'a self,
+        batch: &'a CommitBatch,
+    ) -> impl Iterator<Item = SectionVersion<'a>> + 'a {
+        self.sections.iter().filter_map(move |(i, name)| {
+            let state = batch.items[*i].state.as_deref()?;
+            let (name, section) = state.sections.get_key_value(name)?;
+            Some(SectionVersion {
+                state: &state.id,
+                name,
+                hash: section.hash,
+                value: section.value()?,
+            })
+        })
     }
 
     /// What the commit reports once the plan is written.
@@ -224,6 +333,30 @@ impl CommitPlan {
                 .map(|state| (state, row.write))
         })
     }
+}
+
+/// The change from the stored document (its sections per `stored`) to `new`'s disclosed
+/// sections.
+fn data_patch(new: &State, stored: &BTreeMap<String, SectionSeal>) -> DataWrite {
+    let before = Before::Stored(stored);
+    let set = new
+        .sections
+        .iter()
+        .filter(|(name, s)| s.disclosure.is_some() && !before.holds(name, &s.hash))
+        .map(|(name, _)| name.clone())
+        .collect();
+    let remove = stored
+        .iter()
+        .filter(|(name, seal)| {
+            seal.salt.is_some()
+                && new
+                    .sections
+                    .get(*name)
+                    .is_none_or(|s| s.disclosure.is_none())
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    DataWrite::Patch { set, remove }
 }
 
 /// What [`Store::put_contract`](crate::Store::put_contract) does with a contract record.
