@@ -1,8 +1,9 @@
 //! DDL of the peer tables for both JSON column types, every SQL statement the store runs
 //! (generated once from the configured table names, so they are unit-tested without a
-//! server), and the check `migrate` makes of peer tables that already exist.
+//! server), the check `migrate` makes of peer tables that already exist, and the in-place
+//! upgrade of state tables of the first layout to the section-version layout.
 
-use sst_core::raw::{check_peer_layout, columns_to_add, NameCase};
+use sst_core::raw::{check_peer_layout, columns_to_add, DataWrite, NameCase};
 use sst_core::StoreError;
 
 use crate::config::TableNames;
@@ -66,25 +67,101 @@ pub fn idempotent(ddl: &str) -> String {
     )
 }
 
-fn state_columns(mode: JsonMode, table: &str) -> String {
+/// Columns of the current-state table: the header users filter on and the queryable `data`
+/// document, nothing else (parties, seals and roots live in the history row of that version).
+fn current_columns(mode: JsonMode, table: &str) -> String {
+    format!(
+        "id VARCHAR2(512) NOT NULL, \
+         contract_name VARCHAR2(256) NOT NULL, \
+         contract_version NUMBER(10) NOT NULL, \
+         version NUMBER(19) NOT NULL CHECK (version >= 1), \
+         {}",
+        mode.column("data", false).replace("{t}", table)
+    )
+}
+
+/// Columns of the history table: every version's header and section seals, no plaintext.
+fn history_columns(mode: JsonMode, table: &str) -> String {
     let json = |c: &str| mode.column(c, false).replace("{t}", table);
     format!(
         "id VARCHAR2(512) NOT NULL, \
          contract_name VARCHAR2(256) NOT NULL, \
          contract_version NUMBER(10) NOT NULL, \
          version NUMBER(19) NOT NULL CHECK (version >= 1), \
-         {}, {}, {}, \
+         {}, {}, \
          root VARCHAR2(128) NOT NULL, \
          prev_root VARCHAR2(128), \
          last_event VARCHAR2(128), \
          updated_at NUMBER(19) NOT NULL",
         json("parties"),
         json("seals"),
-        json("data")
     )
 }
 
-/// The statements `migrate` runs, in order, each idempotent.
+/// The column holding a section version's value. Native: `JSON`, which takes any JSON value.
+/// BLOB mode: a plain `BLOB` of UTF-8 JSON text without an `IS JSON` check, because 19c's
+/// `IS JSON` refuses a top-level scalar, which a section value may be.
+fn section_value_column(mode: JsonMode) -> &'static str {
+    match mode {
+        JsonMode::Native => "value JSON NOT NULL",
+        JsonMode::Blob => "value BLOB NOT NULL",
+    }
+}
+
+/// `CREATE TABLE` of the section table: one row per section version, written once.
+fn section_table(t: &TableNames, mode: JsonMode) -> String {
+    format!(
+        "CREATE TABLE {sc} (state_id VARCHAR2(512) NOT NULL, \
+         name VARCHAR2(1024) NOT NULL, hash VARCHAR2(128) NOT NULL, {value}, \
+         CONSTRAINT {sc}_pk PRIMARY KEY (state_id, name, hash))",
+        sc = t.section,
+        value = section_value_column(mode)
+    )
+}
+
+/// The disclosed sections of the version whose history row is aliased `h`, as one JSON object
+/// `{name: value}` (`{}` when none): the seals that have a salt (`JSON_TABLE` over the seal
+/// objects), each joined to its section row by state and hash. A section hash commits to the
+/// section's name, so the hash picks the row of that name.
+fn version_data(t: &TableNames, mode: JsonMode) -> String {
+    let (input, returning, empty) = match mode {
+        JsonMode::Native => ("h.seals", "JSON", "JSON('{}')"),
+        JsonMode::Blob => (
+            "h.seals FORMAT JSON",
+            "BLOB",
+            "TO_BLOB(UTL_RAW.CAST_TO_RAW('{}'))",
+        ),
+    };
+    let value = match mode {
+        JsonMode::Native => "s.value",
+        JsonMode::Blob => "s.value FORMAT JSON",
+    };
+    format!(
+        "COALESCE((SELECT JSON_OBJECTAGG(KEY s.name VALUE {value} RETURNING {returning}) \
+         FROM JSON_TABLE({input}, '$.*' COLUMNS (hash VARCHAR2(128) PATH '$.hash', \
+         salted VARCHAR2(5) EXISTS PATH '$.salt')) j \
+         JOIN {sc} s ON s.state_id = h.id AND s.hash = j.hash \
+         WHERE j.salted = 'true'), {empty})",
+        sc = t.section
+    )
+}
+
+/// `CREATE OR REPLACE VIEW` of the history view: every version's header and its full
+/// queryable `data` document, assembled from the history and section tables. Read-only.
+pub fn versions_view(t: &TableNames, mode: JsonMode) -> String {
+    format!(
+        "CREATE OR REPLACE VIEW {vw} (id, version, contract_name, contract_version, root, \
+         updated_at, data) AS SELECT h.id, h.version, h.contract_name, h.contract_version, \
+         h.root, h.updated_at, {data} FROM {hi} h WITH READ ONLY",
+        vw = t.versions,
+        hi = t.history,
+        data = version_data(t, mode)
+    )
+}
+
+/// The `CREATE TABLE` / `CREATE INDEX` statements `migrate` runs first, in order, each made
+/// idempotent by [`idempotent`] (the history view, [`versions_view`], comes last, after any
+/// [`layout_upgrade`]).
 pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
     let json =
         |table: &str, c: &str, nullable: bool| mode.column(c, nullable).replace("{t}", table);
@@ -92,13 +169,14 @@ pub fn ddl(t: &TableNames, mode: JsonMode) -> Vec<String> {
         format!(
             "CREATE TABLE {st} ({cols}, CONSTRAINT {st}_pk PRIMARY KEY (id))",
             st = t.state,
-            cols = state_columns(mode, &t.state)
+            cols = current_columns(mode, &t.state)
         ),
         format!(
             "CREATE TABLE {hi} ({cols}, CONSTRAINT {hi}_pk PRIMARY KEY (id, version))",
             hi = t.history,
-            cols = state_columns(mode, &t.history)
+            cols = history_columns(mode, &t.history)
         ),
+        section_table(t, mode),
         format!(
             "CREATE TABLE {ev} (\
              pos NUMBER(19) GENERATED ALWAYS AS IDENTITY NOT NULL, \
@@ -210,22 +288,87 @@ fn binds(first: usize, n: usize) -> String {
         .join(", ")
 }
 
-const STATE_COLUMNS: &[&str] = &[
+/// Columns of the current-state table (section-version layout).
+const CURRENT_COLUMNS: &[&str] = &["id", "contract_name", "contract_version", "version", "data"];
+
+/// Columns of the history table (section-version layout).
+const HISTORY_COLUMNS: &[&str] = &[
     "id",
     "contract_name",
     "contract_version",
     "version",
     "parties",
     "seals",
-    "data",
     "root",
     "prev_root",
     "last_event",
     "updated_at",
 ];
 
+/// Columns of the section table.
+const SECTION_COLUMNS: &[&str] = &["state_id", "name", "hash", "value"];
+
+/// Columns of the first layout's current-state table that the section-version layout keeps in
+/// the history row only: `migrate` drops them from an upgraded current table.
+const FIRST_LAYOUT_CURRENT_ONLY: &[&str] = &[
+    "parties",
+    "seals",
+    "root",
+    "prev_root",
+    "last_event",
+    "updated_at",
+];
+
+/// One step of the in-place upgrade of state tables of the first layout (every history row
+/// carrying its whole `data` document, the current row every history column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutStep {
+    /// Run this statement (DDL: Oracle commits it implicitly).
+    Run(String),
+    /// Write a section row for every salted seal of every history row (value = that row's
+    /// `data[name]`), skipping keys already stored, committing batch by batch
+    /// ([`Sql::first_layout_history`], [`Sql::merge_section`]).
+    CopySections,
+}
+
+/// The in-place upgrade of the state tables of the first layout, in order: `present` as for
+/// [`check_peer_columns`]. Oracle DDL commits implicitly, so the steps are ordered for a crash
+/// anywhere to be repaired by running `migrate` again: the section table is created and filled
+/// (idempotently) while the history still holds `data`, and `data` is dropped only after that;
+/// the current table's extra columns go last, looked up again on the next run. Run after the
+/// tables of [`ddl`] (the section table among them) and before the view. Empty for tables of
+/// the section-version layout (or none yet).
+pub fn layout_upgrade(t: &TableNames, present: &[(String, String)]) -> Vec<LayoutStep> {
+    let has = |table: &str, column: &str| {
+        present
+            .iter()
+            .any(|(tb, c)| tb.eq_ignore_ascii_case(table) && c.eq_ignore_ascii_case(column))
+    };
+    let mut steps = Vec::new();
+    if has(&t.history, "data") {
+        steps.push(LayoutStep::CopySections);
+        steps.push(LayoutStep::Run(format!(
+            "ALTER TABLE {} DROP COLUMN data",
+            t.history
+        )));
+    }
+    let extra: Vec<&str> = FIRST_LAYOUT_CURRENT_ONLY
+        .iter()
+        .copied()
+        .filter(|c| has(&t.state, c))
+        .collect();
+    if !extra.is_empty() {
+        steps.push(LayoutStep::Run(format!(
+            "ALTER TABLE {} DROP ({})",
+            t.state,
+            extra.join(", ")
+        )));
+    }
+    steps
+}
+
 /// The columns the store reads and writes in each peer table.
-pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 9] {
+pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 10] {
     const EVENT: &[&str] = &[
         "pos",
         "id",
@@ -246,8 +389,8 @@ pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 9] 
         "receipt",
     ];
     [
-        (&t.state, STATE_COLUMNS),
-        (&t.history, STATE_COLUMNS),
+        (&t.state, CURRENT_COLUMNS),
+        (&t.history, HISTORY_COLUMNS),
         (&t.event, EVENT),
         (&t.actor, &["id", "node", "public_key", "status"]),
         (&t.contract, &["name", "version", "identity", "record"]),
@@ -266,6 +409,7 @@ pub fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 9] 
         (&t.log, LOG_COLUMNS),
         (&t.checkpoint, CHECKPOINT_COLUMNS),
         (&t.sink_cursor, &["sink", "pos"]),
+        (&t.section, SECTION_COLUMNS),
     ]
 }
 
@@ -299,8 +443,97 @@ pub fn check_peer_columns(t: &TableNames, present: &[(String, String)]) -> Resul
     )
 }
 
-const STATE_SELECT: &str =
-    "id, contract_name, contract_version, version, {parties}, {seals}, {data}, root, prev_root, last_event, updated_at";
+/// The columns of a state version, in the order the reads select them: the header of row
+/// `{head}` (the current row, or the history row), the rest from history row `h`, the data
+/// document `{data}` (the current row's, or the view's).
+const STATE_SELECT: &str = "{head}.id, {head}.contract_name, {head}.contract_version, \
+     {head}.version, {parties}, {seals}, {data}, h.root, h.prev_root, h.last_event, h.updated_at";
+
+/// Whether `name` can be spliced into a JSON_TRANSFORM path `'$."name"'` as it is: not empty,
+/// no `"` or `\` (the path's escapes), no `'` (the SQL literal's quote), no control character.
+pub fn path_safe(name: &str) -> bool {
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c == '"' || c == '\\' || c == '\'' || c.is_control())
+}
+
+/// The JSON path of a top-level key whose name [`path_safe`] accepts, as a SQL literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPath {
+    name: String,
+    sql: String,
+}
+
+impl MemberPath {
+    /// `'$."name"'`, `None` when [`path_safe`] refuses `name`.
+    pub fn new(name: &str) -> Option<Self> {
+        path_safe(name).then(|| MemberPath {
+            name: name.to_owned(),
+            sql: format!("'$.\"{name}\"'"),
+        })
+    }
+
+    /// The key's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The SQL literal.
+    pub fn as_sql(&self) -> &str {
+        &self.sql
+    }
+}
+
+/// How a guarded update of a current-state row writes its `data` document
+/// ([`Sql::update_current`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSql {
+    /// Leave `data` as it is (no section changed).
+    Keep,
+    /// Bind the whole document.
+    Whole,
+    /// `JSON_TRANSFORM` the stored document: remove these top-level keys, set those (one bind
+    /// each, in this order).
+    Patch {
+        /// Keys removed.
+        remove: Vec<MemberPath>,
+        /// Keys set, one bind each.
+        set: Vec<MemberPath>,
+    },
+}
+
+impl DataSql {
+    /// The statement shape for the core's [`DataWrite`]: a patch only on the native `JSON`
+    /// type (JSON_TRANSFORM on a 19c `BLOB` depends on its release update, so BLOB mode writes
+    /// the whole document), and only when every name is [`path_safe`] (otherwise the whole
+    /// document); an empty patch keeps the document.
+    pub fn for_write(mode: JsonMode, write: &DataWrite) -> Self {
+        let DataWrite::Patch { set, remove } = write else {
+            return DataSql::Whole;
+        };
+        if mode != JsonMode::Native {
+            return DataSql::Whole;
+        }
+        if set.is_empty() && remove.is_empty() {
+            return DataSql::Keep;
+        }
+        let paths = |names: &[String]| names.iter().map(|n| MemberPath::new(n)).collect();
+        match (paths(remove), paths(set)) {
+            (Some(remove), Some(set)) => DataSql::Patch { remove, set },
+            _ => DataSql::Whole,
+        }
+    }
+
+    /// How many JSON binds the `data` assignment takes.
+    pub fn binds(&self) -> usize {
+        match self {
+            DataSql::Keep => 0,
+            DataSql::Whole => 1,
+            DataSql::Patch { set, .. } => set.len(),
+        }
+    }
+}
 
 /// Every statement of the store, for one set of table names and one JSON mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,8 +542,10 @@ pub struct Sql {
     pub tables: TableNames,
     /// JSON column type in use.
     pub mode: JsonMode,
-    /// `migrate`.
+    /// `migrate`: the tables ([`ddl`]).
     pub ddl: Vec<String>,
+    /// `migrate`, last: the history view ([`versions_view`]).
+    pub versions_view: String,
     /// Inserts an event (18 binds, in [`EventRow::params`](crate::store::EventRow::params)
     /// order).
     pub insert_event: String,
@@ -321,17 +556,25 @@ pub struct Sql {
     /// Columns of the existing peer tables (`table_name, column_name`): `:1`…`:9` the table
     /// names in upper case, in [`required_columns`] order.
     pub peer_columns: String,
-    /// Inserts the current row of a new state (11 binds).
+    /// Inserts the current row of a new state: `:1` id, `:2` contract name, `:3` contract
+    /// version, `:4` version, `:5` data.
     pub insert_state: String,
-    /// Replaces the current row: `:1`…`:10` the insert's binds 2–11, `:11` the id, `:12`
-    /// the base version (see [`StateRow::update_params`](crate::store::StateRow::update_params)).
-    pub update_state: String,
-    /// Inserts a history row (11 binds).
+    /// Inserts a history row (10 binds, in
+    /// [`HistoryRow::params`](crate::store::HistoryRow::params) order).
     pub insert_history: String,
-    /// Latest version: `:1` id.
+    /// Inserts a section version unless its key is stored: `:1` state id, `:2` name, `:3`
+    /// hash, `:4` value.
+    pub merge_section: String,
+    /// Latest version: `:1` id. The current row joined to the history row of its version:
+    /// the state's columns (as [`Sql::state_at`], data from the current row), then the history
+    /// row's version, contract name and contract version (NULL when it has none).
     pub state: String,
-    /// Given version: `:1` id, `:2` version.
+    /// Given version: `:1` id, `:2` version. The history row and the view's data: id, contract
+    /// name and version, version, parties, seals, data, root, prev root, last event, time.
     pub state_at: String,
+    /// Every history row of the first layout (`id, version, seals, data`), for
+    /// [`LayoutStep::CopySections`].
+    pub first_layout_history: String,
     /// All state ids, sorted.
     pub state_ids: String,
     /// Event columns selected by `event` / `events` (append a WHERE clause): id, outcome,
@@ -394,27 +637,24 @@ impl Sql {
     /// Generates every statement.
     pub fn new(t: &TableNames, mode: JsonMode) -> Self {
         let b = |n| mode.bind(n);
-        let state_values = format!(
-            ":1, :2, :3, :4, {}, {}, {}, :8, :9, :10, :11",
-            b(5),
-            b(6),
-            b(7)
-        );
-        let state_cols = "id, contract_name, contract_version, version, parties, seals, data, root, prev_root, last_event, updated_at";
         let refusals = format!(
             "SELECT r.event_id, r.state_id, r.version, r.from_node, {}, r.at FROM {} r",
             mode.read("r.reason_detail"),
             t.refusal
         );
         let refusal_order = "ORDER BY r.state_id, r.version, r.event_id";
-        let select = STATE_SELECT
-            .replace("{parties}", &mode.read("parties"))
-            .replace("{seals}", &mode.read("seals"))
-            .replace("{data}", &mode.read("data"));
+        let select = |head: &str, data: &str| {
+            STATE_SELECT
+                .replace("{head}", head)
+                .replace("{parties}", &mode.read("h.parties"))
+                .replace("{seals}", &mode.read("h.seals"))
+                .replace("{data}", &mode.read(data))
+        };
         Sql {
             tables: t.clone(),
             mode,
             ddl: ddl(t, mode),
+            versions_view: versions_view(t, mode),
             insert_event: format!(
                 "INSERT INTO {} (id, state_id, kind, contract_name, contract_version, actor, \
                  origin_node, origin_seq, outcome, reason, reason_detail, new_version, new_root, \
@@ -437,23 +677,45 @@ impl Sql {
                 "SELECT table_name, column_name FROM user_tab_columns WHERE table_name IN ({})",
                 binds(1, required_columns(t).len())
             ),
-            insert_state: format!("INSERT INTO {} ({state_cols}) VALUES ({state_values})", t.state),
-            update_state: format!(
-                "UPDATE {} SET contract_name = :1, contract_version = :2, version = :3, \
-                 parties = {}, seals = {}, data = {}, root = :7, prev_root = :8, \
-                 last_event = :9, updated_at = :10 WHERE id = :11 AND version = :12",
+            insert_state: format!(
+                "INSERT INTO {} ({}) VALUES (:1, :2, :3, :4, {})",
                 t.state,
-                b(4),
+                CURRENT_COLUMNS.join(", "),
+                b(5)
+            ),
+            insert_history: format!(
+                "INSERT INTO {} ({}) VALUES (:1, :2, :3, :4, {}, {}, :7, :8, :9, :10)",
+                t.history,
+                HISTORY_COLUMNS.join(", "),
                 b(5),
                 b(6)
             ),
-            insert_history: format!(
-                "INSERT INTO {} ({state_cols}) VALUES ({state_values})",
+            merge_section: format!(
+                "MERGE INTO {} s USING (SELECT :1 state_id, :2 name, :3 hash FROM dual) n \
+                 ON (s.state_id = n.state_id AND s.name = n.name AND s.hash = n.hash) \
+                 WHEN NOT MATCHED THEN INSERT (state_id, name, hash, value) \
+                 VALUES (n.state_id, n.name, n.hash, {})",
+                t.section,
+                b(4)
+            ),
+            state: format!(
+                "SELECT {}, h.version, h.contract_name, h.contract_version FROM {} c \
+                 LEFT JOIN {} h ON h.id = c.id AND h.version = c.version WHERE c.id = :1",
+                select("c", "c.data"),
+                t.state,
                 t.history
             ),
-            state: format!("SELECT {select} FROM {} WHERE id = :1", t.state),
             state_at: format!(
-                "SELECT {select} FROM {} WHERE id = :1 AND version = :2",
+                "SELECT {} FROM {} h JOIN {} v ON v.id = h.id AND v.version = h.version \
+                 WHERE h.id = :1 AND h.version = :2",
+                select("h", "v.data"),
+                t.history,
+                t.versions
+            ),
+            first_layout_history: format!(
+                "SELECT id, version, {}, {} FROM {}",
+                mode.read("seals"),
+                mode.read("data"),
                 t.history
             ),
             state_ids: format!("SELECT id FROM {} ORDER BY id", t.state),
@@ -602,12 +864,46 @@ impl Sql {
         )
     }
 
-    /// Locks the current rows of `n` states (`:1`…`:n`) and selects `id, version`.
+    /// Locks the current rows of `n` states (`:1`…`:n`) and selects `id, version` and the
+    /// seals of the history row of that version (NULL when there is none).
     pub fn lock_states(&self, n: usize) -> String {
         format!(
-            "SELECT id, version FROM {} WHERE id IN ({}) FOR UPDATE",
+            "SELECT c.id, c.version, {} FROM {} c LEFT JOIN {} h \
+             ON h.id = c.id AND h.version = c.version WHERE c.id IN ({}) FOR UPDATE OF c.version",
+            self.mode.read("h.seals"),
             self.tables.state,
+            self.tables.history,
             binds(1, n)
+        )
+    }
+
+    /// The guarded update of a current-state row that was at version `from`: `:1` contract
+    /// name, `:2` contract version, `:3` version, then the `data` binds of `data`
+    /// ([`DataSql::binds`]), then the id and `from`.
+    pub fn update_current(&self, data: &DataSql) -> String {
+        let b = |n| self.mode.bind(n);
+        let assign = match data {
+            DataSql::Keep => String::new(),
+            DataSql::Whole => format!(", data = {}", b(4)),
+            DataSql::Patch { remove, set } => {
+                let ops: Vec<String> = remove
+                    .iter()
+                    .map(|p| format!("REMOVE {}", p.as_sql()))
+                    .chain(
+                        set.iter()
+                            .enumerate()
+                            .map(|(i, p)| format!("SET {} = {}", p.as_sql(), b(4 + i))),
+                    )
+                    .collect();
+                format!(", data = JSON_TRANSFORM(data, {})", ops.join(", "))
+            }
+        };
+        let next = 4 + data.binds();
+        format!(
+            "UPDATE {} SET contract_name = :1, contract_version = :2, version = :3{assign} \
+             WHERE id = :{next} AND version = :{}",
+            self.tables.state,
+            next + 1
         )
     }
 
@@ -651,7 +947,11 @@ mod tests {
         assert!(ddl.contains(
             "data BLOB NOT NULL CONSTRAINT sst_state_data_json CHECK (data IS JSON STRICT WITH UNIQUE KEYS)"
         ), "{ddl}");
-        assert!(ddl.contains("CONSTRAINT sst_state_history_data_json CHECK"));
+        assert!(ddl.contains("CONSTRAINT sst_state_history_seals_json CHECK"));
+        assert!(
+            !ddl.contains("sst_state_history_data_json"),
+            "no data in history"
+        );
         assert!(!ddl.contains(" JSON NOT NULL"));
     }
 
@@ -696,17 +996,27 @@ mod tests {
             "{}",
             native.insert_event
         );
+        assert_eq!(
+            native.insert_state,
+            "INSERT INTO sst_state (id, contract_name, contract_version, version, data) \
+             VALUES (:1, :2, :3, :4, JSON(:5 EXTENDED))"
+        );
+        assert_eq!(
+            native.insert_history,
+            "INSERT INTO sst_state_history (id, contract_name, contract_version, version, \
+             parties, seals, root, prev_root, last_event, updated_at) \
+             VALUES (:1, :2, :3, :4, JSON(:5 EXTENDED), JSON(:6 EXTENDED), :7, :8, :9, :10)"
+        );
         assert!(native
-            .insert_state
-            .contains("JSON(:5 EXTENDED), JSON(:6 EXTENDED), JSON(:7 EXTENDED)"));
-        assert!(native
-            .update_state
-            .ends_with("WHERE id = :11 AND version = :12"));
+            .update_current(&DataSql::Whole)
+            .ends_with("data = JSON(:4 EXTENDED) WHERE id = :5 AND version = :6"));
         assert_eq!(
             native.lock_state,
             "SELECT version FROM sst_state WHERE id = :1 FOR UPDATE"
         );
-        assert!(native.state.contains("JSON_SERIALIZE(data RETURNING CLOB)"));
+        assert!(native
+            .state
+            .contains("JSON_SERIALIZE(c.data RETURNING CLOB)"));
         let blob = Sql::new(&tables(), JsonMode::Blob);
         assert!(
             blob.insert_event
@@ -714,10 +1024,14 @@ mod tests {
             "{}",
             blob.insert_event
         );
-        assert!(blob.state.contains(", data, root,"), "{}", blob.state);
+        assert!(
+            blob.state.contains(", h.seals, c.data, h.root,"),
+            "{}",
+            blob.state
+        );
         assert!(blob
             .insert_history
-            .starts_with("INSERT INTO sst_state_history"));
+            .ends_with("VALUES (:1, :2, :3, :4, :5, :6, :7, :8, :9, :10)"));
     }
 
     #[test]
@@ -748,17 +1062,13 @@ mod tests {
              WHERE (origin_node, origin_seq) IN ((:1, :2), (:3, :4))"
         );
         assert_eq!(
-            sql.lock_states(2),
-            "SELECT id, version FROM sst_state WHERE id IN (:1, :2) FOR UPDATE"
-        );
-        assert_eq!(
             sql.contract_identity,
             "SELECT identity FROM sst_contract WHERE name = :1 AND version = :2"
         );
         assert_eq!(
             sql.peer_columns,
             "SELECT table_name, column_name FROM user_tab_columns \
-             WHERE table_name IN (:1, :2, :3, :4, :5, :6, :7, :8, :9)"
+             WHERE table_name IN (:1, :2, :3, :4, :5, :6, :7, :8, :9, :10)"
         );
         const { assert!(IN_LIST_MAX <= 1000, "IN lists stay within ORA-01795") };
     }
@@ -886,7 +1196,8 @@ mod tests {
                 &sql.contract_identity,
                 &sql.peer_columns,
                 &sql.insert_state,
-                &sql.update_state,
+                &sql.merge_section,
+                &sql.first_layout_history,
                 &sql.insert_history,
                 &sql.state,
                 &sql.state_at,
@@ -915,6 +1226,10 @@ mod tests {
                 sql.lock_states(2),
                 sql.events(&["state_id =", "origin_seq >"], Some(5)),
                 sql.log_after(Some(3)),
+                sql.update_current(&DataSql::Keep),
+                sql.update_current(&DataSql::Whole),
+                sql.update_current(&patch(&["a", "b"], &["c"])),
+                sql.versions_view.clone(),
             ];
             for stmt in fixed.into_iter().chain(&built) {
                 let found = placeholders(stmt);
@@ -1025,5 +1340,245 @@ mod tests {
         assert!(sql.state.contains("FROM t9_sst_state "));
         assert!(sql.put_actor.starts_with("MERGE INTO t9_sst_actor"));
         assert!(sql.ddl.iter().all(|d| d.contains("t9_")));
+    }
+
+    /// A native patch setting `set` and removing `remove`.
+    fn patch(set: &[&str], remove: &[&str]) -> DataSql {
+        let names = |n: &[&str]| n.iter().map(|s| (*s).to_owned()).collect();
+        DataSql::for_write(
+            JsonMode::Native,
+            &DataWrite::Patch {
+                set: names(set),
+                remove: names(remove),
+            },
+        )
+    }
+
+    #[test]
+    fn a_patch_removes_then_sets_only_the_changed_sections() {
+        let sql = Sql::new(&tables(), JsonMode::Native);
+        assert_eq!(
+            sql.update_current(&patch(&["price", "annex"], &["inspection"])),
+            "UPDATE sst_state SET contract_name = :1, contract_version = :2, version = :3, \
+             data = JSON_TRANSFORM(data, REMOVE '$.\"inspection\"', \
+             SET '$.\"price\"' = JSON(:4 EXTENDED), SET '$.\"annex\"' = JSON(:5 EXTENDED)) \
+             WHERE id = :6 AND version = :7"
+        );
+        assert_eq!(
+            sql.update_current(&patch(&[], &["gone"])),
+            "UPDATE sst_state SET contract_name = :1, contract_version = :2, version = :3, \
+             data = JSON_TRANSFORM(data, REMOVE '$.\"gone\"') WHERE id = :4 AND version = :5"
+        );
+        assert_eq!(
+            sql.update_current(&patch(&[], &[])),
+            "UPDATE sst_state SET contract_name = :1, contract_version = :2, version = :3 \
+             WHERE id = :4 AND version = :5",
+            "nothing changed: data is left alone"
+        );
+        assert_eq!(patch(&["a"], &[]).binds(), 1);
+        assert_eq!(patch(&[], &["a", "b"]).binds(), 0);
+        assert_eq!(DataSql::Whole.binds(), 1);
+    }
+
+    #[test]
+    fn names_the_path_cannot_quote_write_the_whole_document() {
+        for bad in ["say \"hi\"", "back\\slash", "o'brien", "tab\there", ""] {
+            assert!(!path_safe(bad), "{bad:?}");
+            assert_eq!(patch(&[bad], &[]), DataSql::Whole, "set {bad:?}");
+            assert_eq!(patch(&["ok"], &[bad]), DataSql::Whole, "remove {bad:?}");
+        }
+        for good in ["price", "Grüße", "a.b", "a b", "$x", "a:1", "[0]"] {
+            assert!(path_safe(good), "{good:?}");
+        }
+        assert_eq!(
+            MemberPath::new("a.b").map(|p| p.as_sql().to_owned()),
+            Some("'$.\"a.b\"'".to_owned())
+        );
+        assert_eq!(
+            DataSql::for_write(JsonMode::Native, &DataWrite::Whole),
+            DataSql::Whole
+        );
+        let blob = DataSql::for_write(
+            JsonMode::Blob,
+            &DataWrite::Patch {
+                set: vec!["price".into()],
+                remove: vec![],
+            },
+        );
+        assert_eq!(blob, DataSql::Whole, "BLOB mode writes the whole document");
+        let sql = Sql::new(&tables(), JsonMode::Blob);
+        assert!(sql
+            .update_current(&DataSql::Whole)
+            .ends_with("version = :3, data = :4 WHERE id = :5 AND version = :6"));
+    }
+
+    #[test]
+    fn state_tables_split_into_current_history_and_section_rows() {
+        let native = ddl(&tables(), JsonMode::Native).join("\n");
+        assert!(
+            native.contains(
+                "CREATE TABLE sst_state (id VARCHAR2(512) NOT NULL, contract_name VARCHAR2(256) \
+                 NOT NULL, contract_version NUMBER(10) NOT NULL, version NUMBER(19) NOT NULL \
+                 CHECK (version >= 1), data JSON NOT NULL, CONSTRAINT sst_state_pk PRIMARY KEY (id))"
+            ),
+            "{native}"
+        );
+        assert!(native.contains("seals JSON NOT NULL, root VARCHAR2(128) NOT NULL"));
+        assert!(
+            !native.contains("seals JSON NOT NULL, data"),
+            "no data in history"
+        );
+        assert!(native.contains(
+            "CREATE TABLE sst_section (state_id VARCHAR2(512) NOT NULL, \
+             name VARCHAR2(1024) NOT NULL, hash VARCHAR2(128) NOT NULL, value JSON NOT NULL, \
+             CONSTRAINT sst_section_pk PRIMARY KEY (state_id, name, hash))"
+        ));
+        let blob = ddl(&tables(), JsonMode::Blob).join("\n");
+        assert!(
+            blob.contains("value BLOB NOT NULL, CONSTRAINT sst_section_pk"),
+            "{blob}"
+        );
+        let t = TableNames::with_prefix("p_sst_");
+        assert_eq!(required_columns(&t)[0].1, CURRENT_COLUMNS);
+        assert!(!required_columns(&t)[1].1.contains(&"data"));
+        assert_eq!(
+            required_columns(&t)[9],
+            ("p_sst_section", &["state_id", "name", "hash", "value"][..])
+        );
+        let sql = Sql::new(&t, JsonMode::Native);
+        assert_eq!(
+            sql.merge_section,
+            "MERGE INTO p_sst_section s USING (SELECT :1 state_id, :2 name, :3 hash FROM dual) n \
+             ON (s.state_id = n.state_id AND s.name = n.name AND s.hash = n.hash) \
+             WHEN NOT MATCHED THEN INSERT (state_id, name, hash, value) \
+             VALUES (n.state_id, n.name, n.hash, JSON(:4 EXTENDED))"
+        );
+        assert!(
+            !sql.merge_section.contains("MATCHED THEN UPDATE"),
+            "written once"
+        );
+    }
+
+    #[test]
+    fn the_view_assembles_each_version_from_the_configured_tables() {
+        let t = TableNames::with_prefix("v7_sst_");
+        let native = versions_view(&t, JsonMode::Native);
+        assert_eq!(
+            native,
+            "CREATE OR REPLACE VIEW v7_sst_state_versions (id, version, contract_name, \
+             contract_version, root, updated_at, data) AS SELECT h.id, h.version, \
+             h.contract_name, h.contract_version, h.root, h.updated_at, \
+             COALESCE((SELECT JSON_OBJECTAGG(KEY s.name VALUE s.value RETURNING JSON) \
+             FROM JSON_TABLE(h.seals, '$.*' COLUMNS (hash VARCHAR2(128) PATH '$.hash', \
+             salted VARCHAR2(5) EXISTS PATH '$.salt')) j \
+             JOIN v7_sst_section s ON s.state_id = h.id AND s.hash = j.hash \
+             WHERE j.salted = 'true'), JSON('{}')) FROM v7_sst_state_history h WITH READ ONLY"
+        );
+        let blob = versions_view(&t, JsonMode::Blob);
+        assert!(
+            blob.contains("VALUE s.value FORMAT JSON RETURNING BLOB"),
+            "{blob}"
+        );
+        assert!(blob.contains("JSON_TABLE(h.seals FORMAT JSON, '$.*'"));
+        assert!(blob.contains("TO_BLOB(UTL_RAW.CAST_TO_RAW('{}'))"));
+        let sql = Sql::new(&t, JsonMode::Native);
+        assert_eq!(sql.versions_view, native);
+        assert!(
+            sql.ddl.iter().all(|d| !d.contains("VIEW")),
+            "the view comes last"
+        );
+        assert!(
+            sql.state_at.contains(
+                "FROM v7_sst_state_history h JOIN v7_sst_state_versions v \
+                 ON v.id = h.id AND v.version = h.version WHERE h.id = :1 AND h.version = :2"
+            ),
+            "{}",
+            sql.state_at
+        );
+        assert!(sql
+            .state_at
+            .contains("JSON_SERIALIZE(v.data RETURNING CLOB), h.root"));
+    }
+
+    #[test]
+    fn reads_join_the_current_row_to_its_history_row() {
+        let sql = Sql::new(&tables(), JsonMode::Native);
+        assert_eq!(
+            sql.state,
+            "SELECT c.id, c.contract_name, c.contract_version, c.version, \
+             JSON_SERIALIZE(h.parties RETURNING CLOB), JSON_SERIALIZE(h.seals RETURNING CLOB), \
+             JSON_SERIALIZE(c.data RETURNING CLOB), h.root, h.prev_root, h.last_event, \
+             h.updated_at, h.version, h.contract_name, h.contract_version FROM sst_state c \
+             LEFT JOIN sst_state_history h ON h.id = c.id AND h.version = c.version \
+             WHERE c.id = :1"
+        );
+        assert_eq!(
+            sql.lock_states(2),
+            "SELECT c.id, c.version, JSON_SERIALIZE(h.seals RETURNING CLOB) FROM sst_state c \
+             LEFT JOIN sst_state_history h ON h.id = c.id AND h.version = c.version \
+             WHERE c.id IN (:1, :2) FOR UPDATE OF c.version"
+        );
+    }
+
+    #[test]
+    fn the_first_layout_is_upgraded_in_a_crash_safe_order() {
+        let t = tables();
+        let mut first = Vec::new();
+        for table in [&t.state, &t.history] {
+            first.extend(columns(
+                table,
+                &[
+                    "id",
+                    "contract_name",
+                    "contract_version",
+                    "version",
+                    "parties",
+                    "seals",
+                    "data",
+                    "root",
+                    "prev_root",
+                    "last_event",
+                    "updated_at",
+                ],
+            ));
+        }
+        assert!(check_peer_columns(&t, &first).is_ok(), "a superset passes");
+        assert_eq!(
+            layout_upgrade(&t, &first),
+            vec![
+                LayoutStep::CopySections,
+                LayoutStep::Run("ALTER TABLE sst_state_history DROP COLUMN data".into()),
+                LayoutStep::Run(
+                    "ALTER TABLE sst_state DROP (parties, seals, root, prev_root, last_event, \
+                     updated_at)"
+                        .into()
+                ),
+            ]
+        );
+        // A crash after the history lost `data`: the re-run finishes the current table.
+        let crashed: Vec<(String, String)> = first
+            .iter()
+            .filter(|(table, c)| !(table == "SST_STATE_HISTORY" && c == "DATA"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            layout_upgrade(&t, &crashed),
+            vec![LayoutStep::Run(
+                "ALTER TABLE sst_state DROP (parties, seals, root, prev_root, last_event, \
+                 updated_at)"
+                    .into()
+            )]
+        );
+        let mut upgraded = columns(&t.state, CURRENT_COLUMNS);
+        upgraded.extend(columns(&t.history, HISTORY_COLUMNS));
+        upgraded.extend(columns(&t.section, SECTION_COLUMNS));
+        assert!(layout_upgrade(&t, &upgraded).is_empty());
+        assert!(layout_upgrade(&t, &[]).is_empty(), "fresh");
+        let sql = Sql::new(&t, JsonMode::Native);
+        assert_eq!(
+            sql.first_layout_history,
+            "SELECT id, version, JSON_SERIALIZE(seals RETURNING CLOB), \
+             JSON_SERIALIZE(data RETURNING CLOB) FROM sst_state_history"
+        );
     }
 }

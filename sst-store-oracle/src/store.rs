@@ -2,7 +2,8 @@
 //! (ODPI-C, which loads the Oracle Client library at run time). Every driver call runs on
 //! tokio's blocking pool via one helper; a batch commits in one transaction on one pooled
 //! connection: what is recorded about the batch is read (the touched current-state rows locked
-//! with `SELECT … FOR UPDATE`), sst-core's [`CommitPlan`] decides, and the plan is written;
+//! with `SELECT … FOR UPDATE`, with the seals of their versions), sst-core's [`CommitPlan`]
+//! decides, and the plan is written (new section versions once, the current row patched);
 //! the primary and unique keys decide races the read could not see (ORA-00001 →
 //! [`StoreError::Conflict`]).
 
@@ -14,7 +15,7 @@ use oracle::pool::{Pool, PoolBuilder};
 use oracle::sql_type::{OracleType, ToSql};
 use oracle::{Connection, Row, SqlValue};
 use serde_json::Value;
-use sst_core::model::StateParts;
+use sst_core::model::{SectionSeal, StateParts};
 use sst_core::raw::columns::{
     business_events_from_column, endorsements_from_column, json_value, receipt_from_column, to_i64,
     DerivedEventColumns,
@@ -32,7 +33,8 @@ use sst_core::{
 use crate::config::{JsonColumn, OracleConfig};
 use crate::error::{backend, is_unique_violation, raced_or, tx_err, TxError};
 use crate::schema::{
-    check_peer_columns, required_columns, upgrade_ddl, JsonMode, Sql, IN_LIST_MAX,
+    check_peer_columns, layout_upgrade, required_columns, upgrade_ddl, DataSql, JsonMode,
+    LayoutStep, Sql, IN_LIST_MAX,
 };
 use crate::value;
 use crate::NAME;
@@ -99,56 +101,45 @@ impl ToSql for JsonBind {
     }
 }
 
-/// The bind values of one state row, in the order of [`Sql::insert_state`].
+/// The bind values of one history row, in the order of [`Sql::insert_history`]: the
+/// version's header and seals, no plaintext.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StateRow {
+pub struct HistoryRow {
     id: String,
     contract_name: String,
     contract_version: i64,
     version: i64,
     parties: JsonBind,
     seals: JsonBind,
-    data: JsonBind,
     root: String,
     prev_root: Option<String>,
     last_event: Option<String>,
     updated_at: i64,
 }
 
-impl StateRow {
-    /// Converts a state for `mode`.
+impl HistoryRow {
+    /// Converts a state version for `mode` (its data is not serialised).
     ///
     /// # Errors
-    /// [`StoreError::InvalidInput`] for a version beyond `NUMBER(19)`.
+    /// [`StoreError::InvalidInput`] for a version beyond `NUMBER(19)`; the parties or seals
+    /// failing to serialise.
     pub fn new(mode: JsonMode, s: &State) -> Result<Self, StoreError> {
-        let p = s.to_parts();
-        Ok(StateRow {
-            id: p.id.0,
-            contract_name: p.contract.name,
-            contract_version: i64::from(p.contract.version),
-            version: to_i64("state.version", p.version)?,
-            parties: JsonBind::new(mode, &p.parties),
-            seals: JsonBind::new(mode, &p.seals),
-            data: JsonBind::new(mode, &p.data),
-            root: p.root,
-            prev_root: p.prev_root,
-            last_event: p.last_event,
-            updated_at: p.updated_at,
+        Ok(HistoryRow {
+            id: s.id.0.clone(),
+            contract_name: s.contract.name.clone(),
+            contract_version: i64::from(s.contract.version),
+            version: to_i64("state.version", s.version)?,
+            parties: JsonBind::new(mode, &json_value("state.parties", &s.parties)?),
+            seals: JsonBind::new(mode, &json_value("state.seals", &s.seals())?),
+            root: s.root.to_string(),
+            prev_root: s.prev_root.map(|r| r.to_string()),
+            last_event: s.last_event.map(|e| e.to_string()),
+            updated_at: s.updated_at.0,
         })
     }
 
-    /// Binds 1–12 of [`Sql::update_state`]: every column but the id, then the id and the
-    /// version `base` the row must still have.
-    pub fn update_params<'a>(&'a self, base: &'a i64) -> [&'a dyn ToSql; 12] {
-        let [id, rest @ ..] = self.params();
-        let mut out = [id; 12];
-        out[..10].copy_from_slice(&rest);
-        out[11] = base;
-        out
-    }
-
-    /// Binds 1–11 of [`Sql::insert_state`] and [`Sql::insert_history`].
-    pub fn params(&self) -> [&dyn ToSql; 11] {
+    /// Binds 1–10 of [`Sql::insert_history`].
+    pub fn params(&self) -> [&dyn ToSql; 10] {
         [
             &self.id,
             &self.contract_name,
@@ -156,12 +147,86 @@ impl StateRow {
             &self.version,
             &self.parties,
             &self.seals,
-            &self.data,
             &self.root,
             &self.prev_root,
             &self.last_event,
             &self.updated_at,
         ]
+    }
+}
+
+/// The bind values of a current-state row's write: the header, and the data document or its
+/// changed sections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentBinds {
+    id: String,
+    contract_name: String,
+    contract_version: i64,
+    version: i64,
+    /// The whole document ([`DataSql::Whole`], and inserts), or the values of the set
+    /// sections ([`DataSql::Patch`]), in statement order.
+    data: Vec<JsonBind>,
+}
+
+impl CurrentBinds {
+    /// The binds of `state`'s current row written as `data` says (for an insert:
+    /// [`DataSql::Whole`]). A set section without a value falls back to the whole document.
+    ///
+    /// # Errors
+    /// [`StoreError::InvalidInput`] for a version beyond `NUMBER(19)`.
+    pub fn new(
+        mode: JsonMode,
+        state: &State,
+        data: DataSql,
+    ) -> Result<(Self, DataSql), StoreError> {
+        let set_values = match &data {
+            DataSql::Patch { set, .. } => set
+                .iter()
+                .map(|p| {
+                    let value = state.sections.get(p.name())?.value()?;
+                    Some(JsonBind::new(mode, value))
+                })
+                .collect::<Option<Vec<_>>>(),
+            DataSql::Keep => Some(Vec::new()),
+            DataSql::Whole => None,
+        };
+        let (data, binds) = match set_values {
+            Some(values) => (data, values),
+            None => (DataSql::Whole, vec![JsonBind::new(mode, &state.data())]),
+        };
+        Ok((
+            CurrentBinds {
+                id: state.id.0.clone(),
+                contract_name: state.contract.name.clone(),
+                contract_version: i64::from(state.contract.version),
+                version: to_i64("state.version", state.version)?,
+                data: binds,
+            },
+            data,
+        ))
+    }
+
+    /// Binds 1–5 of [`Sql::insert_state`] (built with [`DataSql::Whole`]).
+    pub fn insert_params(&self) -> Vec<&dyn ToSql> {
+        let mut out: Vec<&dyn ToSql> = vec![
+            &self.id,
+            &self.contract_name,
+            &self.contract_version,
+            &self.version,
+        ];
+        out.extend(self.data.iter().map(|d| d as &dyn ToSql));
+        out
+    }
+
+    /// Binds of [`Sql::update_current`]: the header, the data binds, the id and the version
+    /// `base` the row must still have.
+    pub fn update_params<'a>(&'a self, base: &'a i64) -> Vec<&'a dyn ToSql> {
+        let mut out: Vec<&dyn ToSql> =
+            vec![&self.contract_name, &self.contract_version, &self.version];
+        out.extend(self.data.iter().map(|d| d as &dyn ToSql));
+        out.push(&self.id);
+        out.push(base);
+        out
     }
 }
 
@@ -349,6 +414,36 @@ fn state_from_row(mode: JsonMode, row: &Row) -> Result<State, StoreError> {
         updated_at: get(row, 10)?,
     };
     State::from_parts(parts).map_err(|source| StoreError::Integrity { what, source })
+}
+
+/// A row of [`Sql::state`]: the current row checked against the history row of its version
+/// (selected after the state's columns), then read as [`state_from_row`].
+fn current_state_from_row(mode: JsonMode, row: &Row) -> Result<State, StoreError> {
+    let id: String = get(row, 0)?;
+    let version: i64 = get(row, 3)?;
+    let what = format!("state {id}");
+    let Some(history_version) = get::<Option<i64>>(row, 11)? else {
+        return Err(StoreError::malformed(
+            what,
+            format!("current row of {id} is at version {version}, which the history does not hold"),
+        ));
+    };
+    let current: (String, i64) = (get(row, 1)?, get(row, 2)?);
+    let history: (Option<String>, Option<i64>) = (get(row, 12)?, get(row, 13)?);
+    if history_version != version
+        || history.0.as_deref() != Some(current.0.as_str())
+        || history.1 != Some(current.1)
+    {
+        return Err(StoreError::malformed(
+            what,
+            format!(
+                "current row of {id} names contract {} v{} at version {version}, its history row \
+                 {:?} v{:?} at version {history_version}",
+                current.0, current.1, history.0, history.1
+            ),
+        ));
+    }
+    state_from_row(mode, row)
 }
 
 fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> {
@@ -592,13 +687,24 @@ fn read_recorded(conn: &Connection, sql: &Sql, batch: &CommitBatch) -> Result<Re
         let ids: Vec<&str> = chunk.iter().map(StateId::as_str).collect();
         let params: Vec<&dyn ToSql> = ids.iter().map(|i| i as &dyn ToSql).collect();
         for row in conn
-            .query_as::<(String, i64)>(&sql.lock_states(ids.len()), &params)
+            .query(&sql.lock_states(ids.len()), &params)
             .map_err(&be)?
         {
-            let (id, version) = row.map_err(&be)?;
-            let version = u64::try_from(version)
-                .map_err(|e| StoreError::malformed(format!("state {id}"), e))?;
-            recorded.versions.insert(StateId(id), version);
+            let row = row.map_err(&be)?;
+            let id = StateId(get::<String>(&row, 0)?);
+            let what = format!("state {id}");
+            let version =
+                u64::try_from(get::<i64>(&row, 1)?).map_err(|e| StoreError::malformed(&what, e))?;
+            // Seals that do not parse (or no history row) leave the state out of
+            // `recorded.seals`: the plan then writes it in full.
+            let seals = json_at(sql.mode, &row, 2, &what)
+                .ok()
+                .flatten()
+                .and_then(|v| serde_json::from_value::<BTreeMap<String, SectionSeal>>(v).ok());
+            if let Some(seals) = seals {
+                recorded.seals.insert(id.clone(), seals);
+            }
+            recorded.versions.insert(id, version);
         }
     }
     let ids: BTreeMap<String, EventId> = lookups
@@ -648,14 +754,40 @@ fn read_recorded(conn: &Connection, sql: &Sql, batch: &CommitBatch) -> Result<Re
     Ok(recorded)
 }
 
-/// One attempt at `batch` (its rows prepared in batch order) on `conn`: reads what is
-/// recorded and the log head, lets the core plan, writes the plan and its log entries.
-/// [`transact`] commits, or rolls back and re-runs a lost race.
+/// Inserts a section version unless its key is stored (uncommitted). A concurrent commit
+/// that inserted the same key first is a lost race: the next attempt finds it stored.
+fn merge_section(
+    conn: &Connection,
+    sql: &Sql,
+    op: &'static str,
+    state: &str,
+    name: &str,
+    hash: &str,
+    value: &Value,
+) -> Result<(), TxError> {
+    let value = JsonBind::new(sql.mode, value);
+    conn.execute(&sql.merge_section, &[&state, &name, &hash, &value])
+        .map_err(|e| {
+            raced_or(op, e, || StoreError::Backend {
+                backend: NAME,
+                operation: op,
+                retryable: true,
+                source: format!("concurrent writers kept storing section {name} of {state}").into(),
+            })
+        })?;
+    Ok(())
+}
+
+/// One attempt at `batch` (its history and event rows prepared in batch order) on `conn`:
+/// reads what is recorded (the current versions with their seals) and the log head, lets the
+/// core plan, writes the plan (history and event rows, the new section versions, the current
+/// rows, patched where only some sections changed) and its log entries. [`transact`] commits,
+/// or rolls back and re-runs a lost race.
 fn commit_rows(
     conn: &Connection,
     sql: &Sql,
     batch: &CommitBatch,
-    rows: &[(EventRow, Option<StateRow>)],
+    rows: &[(EventRow, Option<HistoryRow>)],
 ) -> Result<CommitReceipt, TxError> {
     let op = "commit";
     let be = tx_err(op);
@@ -665,13 +797,13 @@ fn commit_rows(
     // after the read): the attempt is re-run, and once the retries are spent the violated
     // key names the rule.
     for &i in &plan.record {
-        let (ev, state) = &rows[i];
-        if let Some(s) = state {
-            conn.execute(&sql.insert_history, &s.params())
+        let (ev, history) = &rows[i];
+        if let Some(h) = history {
+            conn.execute(&sql.insert_history, &h.params())
                 .map_err(|e| {
                     raced_or(op, e, || {
-                        let v = s.version.unsigned_abs();
-                        StoreError::stale_version(&StateId(s.id.clone()), v - 1, v)
+                        let v = h.version.unsigned_abs();
+                        StoreError::stale_version(&StateId(h.id.clone()), v - 1, v)
                     })
                 })?;
         }
@@ -682,25 +814,41 @@ fn commit_rows(
             })
         })?;
     }
+    for section in plan.section_versions(batch) {
+        merge_section(
+            conn,
+            sql,
+            op,
+            section.state.as_str(),
+            section.name,
+            &section.hash.to_string(),
+            section.value,
+        )?;
+    }
     for row in &plan.current {
-        let Some(s) = &rows[row.item].1 else {
+        let Some(state) = batch.items[row.item].state.as_deref() else {
             continue;
         };
-        let id = || StateId(s.id.clone());
+        let id = || state.id.clone();
         match row.write {
             CurrentWrite::Insert => {
-                conn.execute(&sql.insert_state, &s.params())
+                let (binds, _) = CurrentBinds::new(sql.mode, state, DataSql::Whole)?;
+                conn.execute(&sql.insert_state, &binds.insert_params())
                     .map_err(|e| raced_or(op, e, || StoreError::stale_version(&id(), 0, 1)))?;
             }
             CurrentWrite::Update { from } => {
                 let base = to_i64("state.version", from)?;
+                let wanted = DataSql::for_write(sql.mode, &row.data);
+                let (binds, data) = CurrentBinds::new(sql.mode, state, wanted)?;
                 let updated = conn
-                    .execute(&sql.update_state, &s.update_params(&base))
+                    .execute(&sql.update_current(&data), &binds.update_params(&base))
                     .and_then(|stmt| stmt.row_count())
                     .map_err(&be)?;
                 if updated != 1 {
                     // The version guard failed: report what the row holds now.
-                    let found: i64 = conn.query_row_as(&sql.lock_state, &[&s.id]).map_err(&be)?;
+                    let found: i64 = conn
+                        .query_row_as(&sql.lock_state, &[&state.id.as_str()])
+                        .map_err(&be)?;
                     return Err(StoreError::stale_version(&id(), from, found.unsigned_abs()).into());
                 }
             }
@@ -710,6 +858,64 @@ fn commit_rows(
         insert_log(conn, sql, op, entry)?;
     }
     Ok(plan.receipt())
+}
+
+/// History rows copied into the section table per commit of [`LayoutStep::CopySections`].
+const COPY_BATCH: usize = 500;
+
+/// [`LayoutStep::CopySections`]: a section row for every salted seal of every first-layout
+/// history row, with the value that row's `data` holds under the section's name, skipping keys
+/// already stored; committed every [`COPY_BATCH`] history rows, so a re-run after a crash goes
+/// on where it stopped.
+fn copy_first_layout_sections(conn: &Connection, sql: &Sql) -> Result<(), StoreError> {
+    let op = "migrate";
+    let rows = conn
+        .query(&sql.first_layout_history, &[])
+        .map_err(|e| backend(op, e))?;
+    let mut pending = 0;
+    for row in rows {
+        let row = row.map_err(|e| backend(op, e))?;
+        let id: String = get(&row, 0)?;
+        let version: i64 = get(&row, 1)?;
+        let what = format!("state {id} version {version}");
+        let seals = required(json_at(sql.mode, &row, 2, &what)?, &what, "seals")?;
+        let data = required(json_at(sql.mode, &row, 3, &what)?, &what, "data")?;
+        for (name, hash, value) in first_layout_sections(&what, &seals, &data)? {
+            merge_section(conn, sql, op, &id, &name, &hash, &value).map_err(|e| match e {
+                TxError::Raced(e) | TxError::Failed(e) => e,
+            })?;
+        }
+        pending += 1;
+        if pending == COPY_BATCH {
+            conn.commit().map_err(|e| backend(op, e))?;
+            pending = 0;
+        }
+    }
+    conn.commit().map_err(|e| backend(op, e))
+}
+
+/// The section versions a first-layout history row holds: `(name, hash, value)` per seal with
+/// a salt, the value taken from the row's data document.
+///
+/// # Errors
+/// [`StoreError::Integrity`] when the seals do not parse or a salted section has no value.
+pub fn first_layout_sections(
+    what: &str,
+    seals: &Value,
+    data: &Value,
+) -> Result<Vec<(String, String, Value)>, StoreError> {
+    let seals: BTreeMap<String, SectionSeal> = serde_json::from_value(seals.clone())
+        .map_err(|e| StoreError::malformed(what, format!("seals: {e}")))?;
+    seals
+        .into_iter()
+        .filter(|(_, seal)| seal.salt.is_some())
+        .map(|(name, seal)| {
+            let value = data.get(&name).cloned().ok_or_else(|| {
+                StoreError::malformed(what, format!("section `{name}` has a salt but no value"))
+            })?;
+            Ok((name, seal.hash.to_string(), value))
+        })
+        .collect()
 }
 
 /// The identity recorded for `contract`, if any.
@@ -758,6 +964,17 @@ impl Store for OracleStore {
             for ddl in &sql.ddl {
                 conn.execute(ddl, &[]).map_err(|e| backend("migrate", e))?;
             }
+            // State tables of the first layout are upgraded in place.
+            for step in layout_upgrade(&sql.tables, &present) {
+                match step {
+                    LayoutStep::Run(ddl) => {
+                        conn.execute(&ddl, &[]).map_err(|e| backend("migrate", e))?;
+                    }
+                    LayoutStep::CopySections => copy_first_layout_sections(conn, sql)?,
+                }
+            }
+            conn.execute(&sql.versions_view, &[])
+                .map_err(|e| backend("migrate", e))?;
             Ok(())
         })
         .await
@@ -774,7 +991,7 @@ impl Store for OracleStore {
                     EventRow::new(mode, &item.event)?,
                     item.state
                         .as_ref()
-                        .map(|s| StateRow::new(mode, s))
+                        .map(|s| HistoryRow::new(mode, s))
                         .transpose()?,
                 ))
             })
@@ -792,7 +1009,7 @@ impl Store for OracleStore {
                 .query(&sql.state, &[&id])
                 .map_err(|e| backend("state", e))?;
             match rows.into_iter().next() {
-                Some(row) => Ok(Some(state_from_row(
+                Some(row) => Ok(Some(current_state_from_row(
                     sql.mode,
                     &row.map_err(|e| backend("state", e))?,
                 )?)),
@@ -1252,6 +1469,7 @@ mod tests {
     use super::*;
     use conformance_tests::fixtures::{actor, create, rejected, state_id, values};
     use serde_json::json;
+    use sst_core::raw::DataWrite;
     use sst_core::{Parties, RejectReason};
 
     #[test]
@@ -1266,31 +1484,44 @@ mod tests {
             7,
         );
         let state = item.state.clone().expect("state");
-        let row = StateRow::new(JsonMode::Native, &state).expect("row");
-        assert_eq!(row.params().len(), 11);
+        let row = HistoryRow::new(JsonMode::Native, &state).expect("row");
+        assert_eq!(row.params().len(), 10);
+        assert_eq!(row.id, id.0);
+        assert_eq!(row.version, 1);
+        match &row.seals {
+            JsonBind::Text(t) => assert_eq!(
+                value::decode(t).expect("seals"),
+                serde_json::to_value(state.seals()).expect("json")
+            ),
+            other => panic!("{other:?}"),
+        }
+        let (current, data) =
+            CurrentBinds::new(JsonMode::Native, &state, DataSql::Whole).expect("binds");
+        assert_eq!(data, DataSql::Whole);
+        assert_eq!(current.insert_params().len(), 5);
         let base = 6_i64;
-        let update = row.update_params(&base);
+        let update = current.update_params(&base);
         let at = |p: &dyn ToSql| p as *const dyn ToSql as *const u8;
         assert_eq!(
             at(update[0]),
-            at(&row.contract_name),
+            at(&current.contract_name),
             "SET contract_name = :1"
         );
-        assert_eq!(at(update[9]), at(&row.updated_at), "updated_at = :10");
-        assert_eq!(at(update[10]), at(&row.id), "WHERE id = :11");
-        assert_eq!(at(update[11]), at(&base), "AND version = :12");
-        assert_eq!(row.id, id.0);
-        assert_eq!(row.version, 1);
-        match &row.data {
-            JsonBind::Text(t) => {
+        assert_eq!(at(update[3]), at(&current.data[0]), "data = :4");
+        assert_eq!(at(update[4]), at(&current.id), "WHERE id = :5");
+        assert_eq!(at(update[5]), at(&base), "AND version = :6");
+        match &current.data[..] {
+            [JsonBind::Text(t)] => {
                 assert!(t.contains(r#"{"$numberDouble":"1e+300"}"#), "{t}");
                 let back = value::decode(t).expect("decodes");
                 assert_eq!(back, state.data());
             }
             other => panic!("{other:?}"),
         }
-        let blob = StateRow::new(JsonMode::Blob, &state).expect("row");
-        assert!(matches!(blob.data, JsonBind::Bytes(_)));
+        let (blob, _) = CurrentBinds::new(JsonMode::Blob, &state, DataSql::Whole).expect("binds");
+        assert!(matches!(blob.data[..], [JsonBind::Bytes(_)]));
+        let blob = HistoryRow::new(JsonMode::Blob, &state).expect("row");
+        assert!(matches!(blob.parties, JsonBind::Bytes(_)));
         let ev = EventRow::new(JsonMode::Blob, &item.event).expect("event row");
         assert_eq!(ev.params().len(), 18);
         assert_eq!((ev.outcome, ev.reason, ev.origin_seq), ("applied", None, 7));
@@ -1408,5 +1639,82 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    fn deal() -> State {
+        let (alice, key) = actor("acme", "alice");
+        let item = create(
+            &state_id("deal"),
+            Parties::default().with("buyer", "acme/alice"),
+            values([
+                ("price", json!({"amount": 1})),
+                ("terms", json!("net 30")),
+                ("notes", json!(null)),
+            ]),
+            (&alice, &key),
+            1,
+        );
+        item.state.as_deref().cloned().expect("state")
+    }
+
+    #[test]
+    fn a_patch_binds_the_set_sections_only_in_order() {
+        let state = deal();
+        let wanted = DataSql::for_write(
+            JsonMode::Native,
+            &DataWrite::Patch {
+                set: vec!["terms".into(), "price".into()],
+                remove: vec!["gone".into()],
+            },
+        );
+        let (binds, data) =
+            CurrentBinds::new(JsonMode::Native, &state, wanted.clone()).expect("binds");
+        assert_eq!(data, wanted);
+        let texts: Vec<Value> = binds
+            .data
+            .iter()
+            .map(|b| match b {
+                JsonBind::Text(t) => value::decode(t).expect("json"),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(texts, vec![json!("net 30"), json!({"amount": 1})]);
+        let base = 1_i64;
+        assert_eq!(binds.update_params(&base).len(), 3 + 2 + 2);
+        // A set section the state does not disclose: the whole document instead.
+        let missing = DataSql::for_write(
+            JsonMode::Native,
+            &DataWrite::Patch {
+                set: vec!["absent".into()],
+                remove: vec![],
+            },
+        );
+        let (binds, data) = CurrentBinds::new(JsonMode::Native, &state, missing).expect("binds");
+        assert_eq!(data, DataSql::Whole);
+        assert_eq!(binds.data.len(), 1);
+        let (binds, data) =
+            CurrentBinds::new(JsonMode::Native, &state, DataSql::Keep).expect("binds");
+        assert_eq!((data, binds.data.len()), (DataSql::Keep, 0));
+    }
+
+    #[test]
+    fn first_layout_rows_yield_a_section_per_salted_seal() {
+        let state = deal();
+        let mut seals = serde_json::to_value(state.seals()).expect("seals");
+        // Redact `terms`: no salt, no value, no section row.
+        seals["terms"].as_object_mut().expect("seal").remove("salt");
+        let mut data = state.data();
+        data.as_object_mut().expect("object").remove("terms");
+        let got = first_layout_sections("v1", &seals, &data).expect("sections");
+        let names: Vec<&str> = got.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["notes", "price"]);
+        assert_eq!(got[0].2, json!(null), "a null section still has its row");
+        assert_eq!(got[1].1, state.sections["price"].hash.to_string());
+        data.as_object_mut().expect("object").remove("price");
+        assert!(matches!(
+            first_layout_sections("v1", &seals, &data),
+            Err(StoreError::Integrity { .. })
+        ));
+        assert!(first_layout_sections("v1", &json!([1]), &data).is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! loaded (DPI-1047) every case reports itself skipped, "not run here"; that is the only
 //! condition that skips even under `SST_REQUIRE_BACKEND=1`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -10,7 +11,8 @@ use async_trait::async_trait;
 use conformance_tests::{Backend, BackendFactory, EventColumn, Mutation, RawAccess};
 use oracle::sql_type::ToSql;
 use serde_json::Value;
-use sst_core::{StateId, Store};
+use sst_core::model::SectionSeal;
+use sst_core::{SectionHash, StateId, Store};
 use sst_store_oracle::store::JsonBind;
 use sst_store_oracle::value::{decode, decode_bytes};
 use sst_store_oracle::{JsonMode, OracleConfig, OracleStore};
@@ -47,27 +49,77 @@ impl BackendFactory for OracleFactory {
 impl Drop for OracleFactory {
     fn drop(&mut self) {
         let c = self.config.clone();
-        let dropped = std::thread::spawn(move || -> anyhow::Result<()> {
+        let dropped = std::thread::spawn(move || -> anyhow::Result<Vec<String>> {
             let conn = oracle::Connection::connect(&c.username, &c.password, &c.connect_string)?;
-            for (_, t) in c.tables.fields() {
-                conn.execute(&format!("DROP TABLE {t} CASCADE CONSTRAINTS PURGE"), &[])?;
+            let mut failed = Vec::new();
+            for (field, t) in c.tables.fields() {
+                let sql = if field == "tables.versions" {
+                    format!("DROP VIEW {t}")
+                } else {
+                    format!("DROP TABLE {t} CASCADE CONSTRAINTS PURGE")
+                };
+                // ORA-00942: not there (a case that left no view or section table).
+                match conn.execute(&sql, &[]) {
+                    Err(e) if e.oci_code() != Some(942) => failed.push(format!("{t}: {e}")),
+                    _ => {}
+                }
             }
-            Ok(())
+            Ok(failed)
         })
         .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!(
-                "warning: could not drop the test tables {:?}",
+        match dropped {
+            Ok(Ok(failed)) if failed.is_empty() => {}
+            other => eprintln!(
+                "warning: could not drop the test tables {:?}: {other:?}",
                 self.config.tables
-            );
+            ),
         }
     }
 }
 
-/// Raw SQL on the history, current-state and event tables.
+/// Raw SQL on the history, section, current-state and event tables and the history view.
 struct OracleRaw {
     config: OracleConfig,
     mode: JsonMode,
+}
+
+/// The columns of a state table of the first layout (current and history alike), as
+/// `git show e938981:sst-store-oracle/src/schema.rs` created them.
+fn first_layout_columns(mode: JsonMode, table: &str) -> String {
+    let json = |c: &str| mode.column(c, false).replace("{t}", table);
+    format!(
+        "id VARCHAR2(512) NOT NULL, \
+         contract_name VARCHAR2(256) NOT NULL, \
+         contract_version NUMBER(10) NOT NULL, \
+         version NUMBER(19) NOT NULL CHECK (version >= 1), \
+         {}, {}, {}, \
+         root VARCHAR2(128) NOT NULL, \
+         prev_root VARCHAR2(128), \
+         last_event VARCHAR2(128), \
+         updated_at NUMBER(19) NOT NULL",
+        json("parties"),
+        json("seals"),
+        json("data")
+    )
+}
+
+/// The column list of a first-layout state row, in [`FirstLayoutRow`] order.
+const FIRST_LAYOUT_COLUMNS: &str = "id, contract_name, contract_version, version, parties, \
+     seals, data, root, prev_root, last_event, updated_at";
+
+/// One row of a first-layout state table.
+struct FirstLayoutRow {
+    id: String,
+    contract_name: String,
+    contract_version: i64,
+    version: i64,
+    parties: Value,
+    seals: Value,
+    data: Value,
+    root: String,
+    prev_root: Option<String>,
+    last_event: Option<String>,
+    updated_at: i64,
 }
 
 impl OracleRaw {
@@ -80,11 +132,25 @@ impl OracleRaw {
         )?)
     }
 
-    fn read(&self, id: &StateId, version: u64, col: &str) -> anyhow::Result<Option<Value>> {
+    /// JSON column `idx` of a row selected with the mode's `read`.
+    fn json(&self, row: &oracle::Row, idx: usize) -> anyhow::Result<Value> {
+        Ok(match self.mode {
+            JsonMode::Native => decode(&row.get::<_, String>(idx)?)?,
+            JsonMode::Blob => decode_bytes(&row.get::<_, Vec<u8>>(idx)?)?,
+        })
+    }
+
+    /// JSON column `col` of `table`'s row of `id` at `version`.
+    fn read(
+        &self,
+        table: &str,
+        id: &StateId,
+        version: u64,
+        col: &str,
+    ) -> anyhow::Result<Option<Value>> {
         let sql = format!(
-            "SELECT {} FROM {} WHERE id = :1 AND version = :2",
+            "SELECT {} FROM {table} WHERE id = :1 AND version = :2",
             self.mode.read(col),
-            self.config.tables.history
         );
         let v = i64::try_from(version)?;
         let conn = self.conn()?;
@@ -92,31 +158,63 @@ impl OracleRaw {
         let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
-        let row = row?;
-        Ok(Some(match self.mode {
-            JsonMode::Native => decode(&row.get::<_, String>(0)?)?,
-            JsonMode::Blob => decode_bytes(&row.get::<_, Vec<u8>>(0)?)?,
-        }))
+        Ok(Some(self.json(&row?, 0)?))
     }
 
-    fn write(
+    /// The seals of history version `version` of `id`.
+    fn seals(&self, id: &StateId, version: u64) -> anyhow::Result<BTreeMap<String, SectionSeal>> {
+        let seals = self
+            .read(&self.config.tables.history, id, version, "seals")?
+            .with_context(|| format!("{id} has no version {version}"))?;
+        Ok(serde_json::from_value(seals)?)
+    }
+
+    /// Overwrites the value of section version `(id, name, hash)`.
+    fn write_section(
         &self,
         conn: &oracle::Connection,
         id: &StateId,
-        version: u64,
-        data: &Value,
+        name: &str,
+        hash: &SectionHash,
+        value: &Value,
     ) -> anyhow::Result<()> {
-        let v = i64::try_from(version)?;
-        let bind = JsonBind::new(self.mode, data);
-        for table in [&self.config.tables.history, &self.config.tables.state] {
-            let sql = format!(
-                "UPDATE {table} SET data = {} WHERE id = :2 AND version = :3",
-                self.mode.bind(1)
-            );
-            let params: [&dyn ToSql; 3] = [&bind, &id.0, &v];
-            conn.execute(&sql, &params)?;
-        }
+        let sql = format!(
+            "UPDATE {} SET value = {} WHERE state_id = :2 AND name = :3 AND hash = :4",
+            self.config.tables.section,
+            self.mode.bind(1)
+        );
+        let bind = JsonBind::new(self.mode, value);
+        let hash = hash.to_string();
+        let params: [&dyn ToSql; 4] = [&bind, &id.0, &name, &hash];
+        let n = conn.execute(&sql, &params)?.row_count()?;
+        anyhow::ensure!(n == 1, "section {name} {hash} of {id}: {n} rows");
         Ok(())
+    }
+
+    /// Every row of a state table (`c` current, `h` history) as the first layout holds it.
+    fn first_layout_rows(
+        &self,
+        conn: &oracle::Connection,
+        sql: &str,
+    ) -> anyhow::Result<Vec<FirstLayoutRow>> {
+        let mut out = Vec::new();
+        for row in conn.query(sql, &[])? {
+            let row = row?;
+            out.push(FirstLayoutRow {
+                id: row.get(0)?,
+                contract_name: row.get(1)?,
+                contract_version: row.get(2)?,
+                version: row.get(3)?,
+                parties: self.json(&row, 4)?,
+                seals: self.json(&row, 5)?,
+                data: self.json(&row, 6)?,
+                root: row.get(7)?,
+                prev_root: row.get(8)?,
+                last_event: row.get(9)?,
+                updated_at: row.get(10)?,
+            });
+        }
+        Ok(out)
     }
 
     /// The contract's stored record with its `descriptor` replaced, as a JSON bind.
@@ -171,14 +269,30 @@ fn column_bind(
 #[async_trait]
 impl RawAccess for OracleRaw {
     async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
-        self.read(id, version, "data")
+        self.read(&self.config.tables.versions, id, version, "data")
     }
     async fn raw_seals(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
-        self.read(id, version, "seals")
+        self.read(&self.config.tables.history, id, version, "seals")
     }
     async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()> {
+        let seals = self.seals(id, version)?;
+        let map = data.as_object().context("data is not an object")?;
         let conn = self.conn()?;
-        self.write(&conn, id, version, &data)?;
+        for (name, seal) in &seals {
+            if let (Some(_), Some(value)) = (&seal.salt, map.get(name)) {
+                self.write_section(&conn, id, name, &seal.hash, value)?;
+            }
+        }
+        // The current row too, when `version` is the latest.
+        let sql = format!(
+            "UPDATE {} SET data = {} WHERE id = :2 AND version = :3",
+            self.config.tables.state,
+            self.mode.bind(1)
+        );
+        let bind = JsonBind::new(self.mode, &data);
+        let v = i64::try_from(version)?;
+        let params: [&dyn ToSql; 3] = [&bind, &id.0, &v];
+        conn.execute(&sql, &params)?;
         Ok(conn.commit()?)
     }
     fn has_current_state_table(&self) -> bool {
@@ -197,29 +311,114 @@ impl RawAccess for OracleRaw {
         Ok(conn.commit()?)
     }
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
-        let da = self.read(id, a, "data")?.context("version a missing")?;
-        let db = self.read(id, b, "data")?.context("version b missing")?;
+        let (sa, sb) = (self.seals(id, a)?, self.seals(id, b)?);
+        let history = &self.config.tables.versions;
+        let da = self
+            .read(history, id, a, "data")?
+            .context("version a missing")?;
+        let db = self
+            .read(history, id, b, "data")?
+            .context("version b missing")?;
         let conn = self.conn()?;
-        let sql = format!(
-            "UPDATE {} SET data = {} WHERE id = :2 AND version = :3",
-            self.config.tables.history,
-            self.mode.bind(1)
-        );
-        for (v, d) in [(a, &db), (b, &da)] {
-            let bind = JsonBind::new(self.mode, d);
-            let v = i64::try_from(v)?;
-            let params: [&dyn ToSql; 3] = [&bind, &id.0, &v];
-            conn.execute(&sql, &params)?;
+        for (name, seal_a) in &sa {
+            let Some(seal_b) = sb.get(name) else { continue };
+            if seal_a.hash == seal_b.hash || seal_a.salt.is_none() || seal_b.salt.is_none() {
+                continue;
+            }
+            let (Some(va), Some(vb)) = (da.get(name), db.get(name)) else {
+                continue;
+            };
+            self.write_section(&conn, id, name, &seal_a.hash, vb)?;
+            self.write_section(&conn, id, name, &seal_b.hash, va)?;
         }
         Ok(conn.commit()?)
+    }
+    async fn downgrade_to_first_layout(&self) -> anyhow::Result<bool> {
+        let t = &self.config.tables;
+        let (state, history, section, versions) = (&t.state, &t.history, &t.section, &t.versions);
+        let m = |c: &str| self.mode.read(c);
+        let conn = self.conn()?;
+        // The header from row `head`, the rest from history row `h`, data from `data`.
+        let rows = |head: &str, data: &str, from: String| {
+            self.first_layout_rows(
+                &conn,
+                &format!(
+                    "SELECT {head}.id, {head}.contract_name, {head}.contract_version, \
+                     {head}.version, {}, {}, {}, h.root, h.prev_root, h.last_event, \
+                     h.updated_at FROM {from}",
+                    m("h.parties"),
+                    m("h.seals"),
+                    m(data)
+                ),
+            )
+        };
+        let history_rows = rows(
+            "h",
+            "v.data",
+            format!("{history} h JOIN {versions} v ON v.id = h.id AND v.version = h.version"),
+        )?;
+        let current_rows = rows(
+            "c",
+            "c.data",
+            format!("{state} c JOIN {history} h ON h.id = c.id AND h.version = c.version"),
+        )?;
+        for drop in [
+            format!("DROP VIEW {versions}"),
+            format!("DROP TABLE {section} CASCADE CONSTRAINTS PURGE"),
+            format!("DROP TABLE {state} CASCADE CONSTRAINTS PURGE"),
+            format!("DROP TABLE {history} CASCADE CONSTRAINTS PURGE"),
+        ] {
+            conn.execute(&drop, &[])?;
+        }
+        let b = |n| self.mode.bind(n);
+        for (table, key, rows) in [
+            (state, "id", &current_rows),
+            (history, "id, version", &history_rows),
+        ] {
+            conn.execute(
+                &format!(
+                    "CREATE TABLE {table} ({}, CONSTRAINT {table}_pk PRIMARY KEY ({key}))",
+                    first_layout_columns(self.mode, table)
+                ),
+                &[],
+            )?;
+            let insert = format!(
+                "INSERT INTO {table} ({FIRST_LAYOUT_COLUMNS}) \
+                 VALUES (:1, :2, :3, :4, {}, {}, {}, :8, :9, :10, :11)",
+                b(5),
+                b(6),
+                b(7)
+            );
+            for r in rows {
+                let (parties, seals, data) = (
+                    JsonBind::new(self.mode, &r.parties),
+                    JsonBind::new(self.mode, &r.seals),
+                    JsonBind::new(self.mode, &r.data),
+                );
+                let params: [&dyn ToSql; 11] = [
+                    &r.id,
+                    &r.contract_name,
+                    &r.contract_version,
+                    &r.version,
+                    &parties,
+                    &seals,
+                    &data,
+                    &r.root,
+                    &r.prev_root,
+                    &r.last_event,
+                    &r.updated_at,
+                ];
+                conn.execute(&insert, &params)?;
+            }
+        }
+        conn.commit()?;
+        Ok(true)
     }
     /// One plain statement per mutation. Placeholders are numbered in the order they appear:
     /// the driver binds by position in the text.
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
         let t = &self.config.tables;
         let (state, history, event) = (&t.state, &t.history, &t.event);
-        let cols = "contract_name, contract_version, version, parties, seals, data, root, \
-                    prev_root, last_event, updated_at";
         let conn = self.conn()?;
         let run = |sql: String, params: &[&dyn ToSql]| -> anyhow::Result<u64> {
             Ok(conn.execute(&sql, params)?.row_count()?)
@@ -230,9 +429,11 @@ impl RawAccess for OracleRaw {
             }
             Mutation::RollBackCurrentRow { id, version } => run(
                 format!(
-                    "UPDATE {state} s SET ({cols}) = \
-                     (SELECT {cols} FROM {history} h WHERE h.id = :1 AND h.version = :2) \
-                     WHERE s.id = :3"
+                    "UPDATE {state} c SET (contract_name, contract_version, version, data) = \
+                     (SELECT h.contract_name, h.contract_version, h.version, v.data \
+                     FROM {history} h JOIN {} v ON v.id = h.id AND v.version = h.version \
+                     WHERE h.id = :1 AND h.version = :2) WHERE c.id = :3",
+                    t.versions
                 ),
                 &[&id.0, &i64::try_from(*version)?, &id.0],
             )?,
@@ -243,8 +444,8 @@ impl RawAccess for OracleRaw {
             Mutation::CopyHistoryVersion { id, from, to } => run(
                 format!(
                     "INSERT INTO {history} (version, id, contract_name, contract_version, \
-                     parties, seals, data, root, prev_root, last_event, updated_at) \
-                     SELECT :1, id, contract_name, contract_version, parties, seals, data, \
+                     parties, seals, root, prev_root, last_event, updated_at) \
+                     SELECT :1, id, contract_name, contract_version, parties, seals, \
                      root, prev_root, last_event, updated_at \
                      FROM {history} WHERE id = :2 AND version = :3"
                 ),
