@@ -11,6 +11,20 @@
 //! SELECT s.data.inspection.radon FROM sst_state s;  -- 21c JSON type, or 19c with an alias
 //! ```
 //!
+//! States use the section-version layout: `sst_state` holds each state's id, contract, version
+//! and `data` (`{section: value}`, the table to query), `sst_state_history` every version's
+//! header and seals, `sst_section` each section version once (a commit writes only the changed
+//! sections, and patches the current row with `JSON_TRANSFORM`), and the read-only view
+//! `sst_state_versions` every version's full `data`:
+//!
+//! ```sql
+//! SELECT v.version, v.updated_at, JSON_VALUE(v.data, '$.price.amount' RETURNING NUMBER)
+//! FROM sst_state_versions v WHERE v.id = 'deal-1' ORDER BY v.version;
+//! ```
+//!
+//! `migrate` upgrades state tables of the first layout (whole `data` in every history row) in
+//! place.
+//!
 //! Unique keys serialise writers and ORA-00001 becomes [`sst_core::StoreError::Conflict`].
 //! Without an Oracle Client library every call fails with DPI-1047
 //! ([`store_error_is_client_missing`]).
