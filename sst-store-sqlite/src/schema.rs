@@ -1,10 +1,41 @@
-//! DDL of the peer tables and the column lists the store reads and writes.
+//! DDL of the peer tables (section-version layout), the column lists the store reads and
+//! writes, and what `migrate` needs to recognise and upgrade the first layout.
 
 use crate::config::TableNames;
 
-/// Columns of both state tables, in the order [`crate::store`] binds and reads them.
-pub(crate) const STATE_COLUMNS: &str = "id, contract_name, contract_version, version, parties, \
-     seals, data, root, prev_root, last_event, updated_at";
+/// Columns of the current-state table, in the order [`crate::store`] inserts them: the state's
+/// id, contract and version, and the queryable `data` document. Everything else of that
+/// version lives in its history row.
+pub(crate) const CURRENT_COLUMNS: &str = "id, contract_name, contract_version, version, data";
+
+/// Columns of the history table, in the order [`crate::store`] binds them: a version's header
+/// and section seals, without plaintext (that lives once per section version in the section
+/// table).
+pub(crate) const HISTORY_COLUMNS: &str = "id, version, contract_name, contract_version, \
+     parties, seals, root, prev_root, last_event, updated_at";
+
+/// Columns of the first layout's current-state table that the section-version layout keeps in
+/// the history row instead (the history's columns after id, version and contract): `migrate`
+/// drops them from a first-layout current-state table.
+pub(crate) const FIRST_LAYOUT_CURRENT_ONLY: &[&str] = HISTORY.split_at(4).1;
+
+/// The history table's columns, as [`required_columns`] checks them.
+const HISTORY: &[&str] = &[
+    "id",
+    "version",
+    "contract_name",
+    "contract_version",
+    "parties",
+    "seals",
+    "root",
+    "prev_root",
+    "last_event",
+    "updated_at",
+];
+
+/// The column whose presence in the history table marks the first layout (every history row
+/// carrying its whole data document).
+pub(crate) const FIRST_LAYOUT_HISTORY_DATA: &str = "data";
 
 /// Columns of the event table that rebuild an [`sst_core::EventRecord`] (the first nine)
 /// followed by the columns derived from the signed event, which a read checks against it.
@@ -29,30 +60,84 @@ pub(crate) const LOG_COLUMNS: &str = "pos, kind, subject, record, prev, hash";
 /// Columns of the checkpoint table, in the order [`crate::store`] binds and reads them.
 pub(crate) const CHECKPOINT_COLUMNS: &str = "node, pos, head, at, signature";
 
-fn state_table(name: &str, key: &str) -> String {
+fn current_table(name: &str) -> String {
     format!(
-        r#"CREATE TABLE IF NOT EXISTS "{name}" (
-    id               TEXT    NOT NULL,
+        r#"
+CREATE TABLE IF NOT EXISTS "{name}" (
+    id               TEXT    NOT NULL PRIMARY KEY,
     contract_name    TEXT    NOT NULL,
     contract_version INTEGER NOT NULL,
     version          INTEGER NOT NULL CHECK (version >= 1),
+    data             TEXT    NOT NULL CHECK (json_valid(data))
+);"#
+    )
+}
+
+fn history_table(name: &str) -> String {
+    format!(
+        r#"
+CREATE TABLE IF NOT EXISTS "{name}" (
+    id               TEXT    NOT NULL,
+    version          INTEGER NOT NULL CHECK (version >= 1),
+    contract_name    TEXT    NOT NULL,
+    contract_version INTEGER NOT NULL,
     parties          TEXT    NOT NULL CHECK (json_valid(parties)),
     seals            TEXT    NOT NULL CHECK (json_valid(seals)),
-    data             TEXT    NOT NULL CHECK (json_valid(data)),
     root             TEXT    NOT NULL,
     prev_root        TEXT,
     last_event       TEXT,
     updated_at       INTEGER NOT NULL,
-    {key}
+    PRIMARY KEY (id, version)
 );"#
+    )
+}
+
+/// The section table: one row per section version (`value` its plaintext as JSON text),
+/// written once and referenced by every history row whose seals name it. Created by [`ddl`],
+/// and first of all by the in-place upgrade of the first layout, which fills it.
+pub(crate) fn section_table(t: &TableNames) -> String {
+    format!(
+        r#"
+CREATE TABLE IF NOT EXISTS "{section}" (
+    state_id TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    hash     TEXT NOT NULL,
+    value    TEXT NOT NULL CHECK (json_valid(value)),
+    PRIMARY KEY (state_id, name, hash)
+);"#,
+        section = t.section
+    )
+}
+
+/// The read-only history view: every version's header with its full data document
+/// `{name: value}`, assembled from the seals that carry a salt (disclosed sections) and the
+/// section rows they name; `{}` when the version discloses nothing.
+fn versions_view(t: &TableNames) -> String {
+    format!(
+        r#"
+CREATE VIEW IF NOT EXISTS "{versions}"
+    (id, version, contract_name, contract_version, root, updated_at, data) AS
+SELECT h.id, h.version, h.contract_name, h.contract_version, h.root, h.updated_at,
+       (SELECT json_group_object(j.key, json(s.value))
+          FROM json_each(h.seals) AS j
+          JOIN "{section}" AS s
+            ON s.state_id = h.id AND s.name = j.key
+           AND s.hash = json_extract(j.value, '$.hash')
+         WHERE json_extract(j.value, '$.salt') IS NOT NULL)
+FROM "{history}" AS h;"#,
+        versions = t.versions,
+        section = t.section,
+        history = t.history,
     )
 }
 
 /// Every statement `migrate` runs, each idempotent (`IF NOT EXISTS`).
 pub(crate) fn ddl(t: &TableNames) -> String {
     let mut sql = String::new();
-    sql.push_str(&state_table(&t.state, "PRIMARY KEY (id)"));
-    sql.push_str(&state_table(&t.history, "PRIMARY KEY (id, version)"));
+    sql.push_str(&current_table(&t.state));
+    sql.push_str(&history_table(&t.history));
+    sql.push_str(&section_table(t));
+    sql.push_str(&versions_view(t));
     sql.push_str(&format!(
         r#"
 CREATE TABLE IF NOT EXISTS "{event}" (
@@ -138,21 +223,21 @@ CREATE TABLE IF NOT EXISTS "{sink_cursor}" (
     sql
 }
 
-/// Every peer table with the columns SST reads and writes in it: a pre-existing table of that
-/// name lacking one of them belongs to something else.
-pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 9] {
-    const STATE: &[&str] = &[
+/// Every peer table (and the history view) with the columns SST reads and writes in it: a
+/// pre-existing table of that name lacking one of them belongs to something else. A state
+/// table of the first layout has more columns than these, so it passes, and `migrate` then
+/// upgrades it.
+pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str]); 11] {
+    const CURRENT: &[&str] = &["id", "contract_name", "contract_version", "version", "data"];
+    const SECTION: &[&str] = &["state_id", "name", "hash", "value"];
+    const VERSIONS: &[&str] = &[
         "id",
+        "version",
         "contract_name",
         "contract_version",
-        "version",
-        "parties",
-        "seals",
-        "data",
         "root",
-        "prev_root",
-        "last_event",
         "updated_at",
+        "data",
     ];
     const EVENT: &[&str] = &[
         "pos",
@@ -174,8 +259,10 @@ pub(crate) fn required_columns(t: &TableNames) -> [(&str, &'static [&'static str
         "receipt",
     ];
     [
-        (&t.state, STATE),
-        (&t.history, STATE),
+        (&t.state, CURRENT),
+        (&t.history, HISTORY),
+        (&t.section, SECTION),
+        (&t.versions, VERSIONS),
         (&t.event, EVENT),
         (&t.actor, &["id", "node", "public_key", "status"]),
         (
@@ -224,7 +311,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ddl_runs_twice_and_creates_the_nine_tables() {
+    fn ddl_runs_twice_and_creates_the_ten_tables_and_the_view() {
         let c = rusqlite::Connection::open_in_memory().expect("memory db");
         let t = TableNames::with_prefix("p_");
         c.execute_batch(&ddl(&t)).expect("first migrate");
@@ -246,10 +333,67 @@ mod tests {
                 "p_event",
                 "p_log",
                 "p_refusal",
+                "p_section",
                 "p_sink_cursor",
                 "p_state",
                 "p_state_history"
             ]
         );
+        let view: String = c
+            .query_row(
+                "SELECT type FROM sqlite_master WHERE name = 'p_state_versions'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("the history view exists");
+        assert_eq!(view, "view");
+    }
+
+    #[test]
+    fn the_first_layouts_current_table_loses_the_history_row_columns() {
+        assert_eq!(
+            FIRST_LAYOUT_CURRENT_ONLY,
+            [
+                "parties",
+                "seals",
+                "root",
+                "prev_root",
+                "last_event",
+                "updated_at"
+            ]
+        );
+    }
+
+    /// The view shows a version's disclosed sections from the section rows its seals name,
+    /// leaves out a redacted section (seal without salt) and shows `{}` for a version that
+    /// discloses nothing.
+    #[test]
+    fn history_view_assembles_the_disclosed_sections_of_each_version() {
+        let c = rusqlite::Connection::open_in_memory().expect("memory db");
+        let t = TableNames::default();
+        c.execute_batch(&ddl(&t)).expect("migrate");
+        c.execute_batch(
+            r#"INSERT INTO sst_state_history VALUES
+                 ('s', 1, 'deal', 1, '{}', '{"a": {"hash": "h1", "salt": "x"},
+                   "b": {"hash": "h2", "salt": "y"}, "c": {"hash": "h3"}}', 'r1', NULL, NULL, 0),
+                 ('s', 2, 'deal', 1, '{}', '{"a": {"hash": "h1", "salt": "x"}}', 'r2', 'r1',
+                   NULL, 0),
+                 ('s', 3, 'deal', 1, '{}', '{"c": {"hash": "h3"}}', 'r3', 'r2', NULL, 0);
+               INSERT INTO sst_section VALUES
+                 ('s', 'a', 'h1', '{"amount": 4.25, "tags": ["x"]}'),
+                 ('s', 'b', 'h2', '"text"');"#,
+        )
+        .expect("rows");
+        let data = |v: i64| -> String {
+            c.query_row(
+                "SELECT data FROM sst_state_versions WHERE id = 's' AND version = ?1",
+                [v],
+                |r| r.get(0),
+            )
+            .expect("view row")
+        };
+        assert_eq!(data(1), r#"{"a":{"amount":4.25,"tags":["x"]},"b":"text"}"#);
+        assert_eq!(data(2), r#"{"a":{"amount":4.25,"tags":["x"]}}"#);
+        assert_eq!(data(3), "{}");
     }
 }

@@ -14,8 +14,8 @@ use sst_core::raw::columns::{
     receipt_from_column, to_i64, DerivedEventColumns,
 };
 use sst_core::raw::{
-    check_peer_layout, columns_to_add, CommitPlan, ContractPut, EventColumns, Lookups, NameCase,
-    Recorded, RACE_RETRIES,
+    check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, DataWrite,
+    EventColumns, Lookups, NameCase, Recorded, RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, portable, Actor, ActorId, Capabilities,
@@ -27,8 +27,9 @@ use sst_core::{
 use crate::config::{Location, SqliteConfig};
 use crate::error::{backend, conflict_or_backend, log_race, WriteError};
 use crate::schema::{
-    add_column, added_columns, ddl, required_columns, CHECKPOINT_COLUMNS, EVENT_COLUMNS,
-    LOG_COLUMNS, STATE_COLUMNS,
+    add_column, added_columns, ddl, required_columns, section_table, CHECKPOINT_COLUMNS,
+    CURRENT_COLUMNS, EVENT_COLUMNS, FIRST_LAYOUT_CURRENT_ONLY, FIRST_LAYOUT_HISTORY_DATA,
+    HISTORY_COLUMNS, LOG_COLUMNS,
 };
 use crate::writer::Writer;
 use crate::NAME;
@@ -79,9 +80,12 @@ struct Sql {
     ddl: String,
     event_exists: String,
     origin_owner: String,
+    current_seals: String,
     current_version: String,
     insert_history: String,
-    upsert_state: String,
+    insert_section: String,
+    insert_current: String,
+    update_current: (String, String),
     insert_event: String,
     select_state: String,
     select_state_at: String,
@@ -118,31 +122,41 @@ impl Sql {
         let t = &config.tables;
         let (state, history, event, actor, contract) =
             (&t.state, &t.history, &t.event, &t.actor, &t.contract);
+        let (section, versions) = (&t.section, &t.versions);
         let (log, checkpoint, sink_cursor) = (&t.log, &t.checkpoint, &t.sink_cursor);
-        let state_params = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11";
+        // The columns `state_from_row` reads: the current row's (or, for `state_at`, the
+        // history row's) id, contract, version and data, then the history row of that version.
+        let history_part = "h.version, h.contract_name, h.contract_version, h.parties, h.seals, \
+             h.root, h.prev_root, h.last_event, h.updated_at";
         Sql {
             ddl: ddl(t),
             event_exists: format!(r#"SELECT 1 FROM "{event}" WHERE id = ?1"#),
             origin_owner: format!(
                 r#"SELECT id FROM "{event}" WHERE origin_node = ?1 AND origin_seq = ?2"#
             ),
+            current_seals: format!(
+                r#"SELECT s.version, h.seals FROM "{state}" AS s
+                   LEFT JOIN "{history}" AS h ON h.id = s.id AND h.version = s.version
+                   WHERE s.id = ?1"#
+            ),
             current_version: format!(r#"SELECT version FROM "{state}" WHERE id = ?1"#),
             insert_history: format!(
-                r#"INSERT INTO "{history}" ({STATE_COLUMNS}) VALUES ({state_params})"#
+                r#"INSERT INTO "{history}" ({HISTORY_COLUMNS})
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"#
             ),
-            upsert_state: format!(
-                r#"INSERT INTO "{state}" ({STATE_COLUMNS}) VALUES ({state_params})
-                   ON CONFLICT (id) DO UPDATE SET
-                     contract_name = excluded.contract_name,
-                     contract_version = excluded.contract_version,
-                     version = excluded.version,
-                     parties = excluded.parties,
-                     seals = excluded.seals,
-                     data = excluded.data,
-                     root = excluded.root,
-                     prev_root = excluded.prev_root,
-                     last_event = excluded.last_event,
-                     updated_at = excluded.updated_at"#
+            insert_section: format!(
+                r#"INSERT INTO "{section}" (state_id, name, hash, value) VALUES (?1, ?2, ?3, ?4)
+                   ON CONFLICT (state_id, name, hash) DO NOTHING"#
+            ),
+            insert_current: format!(
+                r#"INSERT INTO "{state}" ({CURRENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"#
+            ),
+            update_current: (
+                format!(
+                    r#"UPDATE "{state}" SET contract_name = ?1, contract_version = ?2,
+                         version = ?3, data = "#
+                ),
+                " WHERE id = ?4 AND version = ?5".to_owned(),
             ),
             insert_event: format!(
                 r#"INSERT INTO "{event}" (id, state_id, kind, contract_name, contract_version,
@@ -152,9 +166,19 @@ impl Sql {
                    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15,
                      ?16, ?17, ?18)"#
             ),
-            select_state: format!(r#"SELECT {STATE_COLUMNS} FROM "{state}" WHERE id = ?1"#),
+            select_state: format!(
+                r#"SELECT s.id, s.contract_name, s.contract_version, s.version, s.data,
+                     {history_part}
+                   FROM "{state}" AS s
+                   LEFT JOIN "{history}" AS h ON h.id = s.id AND h.version = s.version
+                   WHERE s.id = ?1"#
+            ),
             select_state_at: format!(
-                r#"SELECT {STATE_COLUMNS} FROM "{history}" WHERE id = ?1 AND version = ?2"#
+                r#"SELECT h.id, h.contract_name, h.contract_version, h.version, v.data,
+                     {history_part}
+                   FROM "{history}" AS h
+                   JOIN "{versions}" AS v ON v.id = h.id AND v.version = h.version
+                   WHERE h.id = ?1 AND h.version = ?2"#
             ),
             state_ids: format!(r#"SELECT id FROM "{state}" ORDER BY id"#),
             select_event: format!(r#"SELECT {event_columns} FROM "{event}" WHERE id = ?1"#),
@@ -375,9 +399,11 @@ impl Inner {
 
 /// An SST [`Store`] in a SQLite database (file or `:memory:`).
 ///
-/// States live in `sst_state` (latest version) and `sst_state_history` (every version) with
-/// the disclosed sections in the `data` column as JSON text, queryable with `->>` and
-/// `json_extract`. The file is in WAL mode. One long-lived writer thread owns the write
+/// States live in the section-version layout: `sst_state` holds each state's latest version
+/// with its disclosed sections in the `data` column as JSON text, queryable with `->>` and
+/// `json_extract`; `sst_state_history` a header and the section seals per version;
+/// `sst_section` each section version's plaintext once; the view `sst_state_versions` every
+/// version's whole `data` document. The file is in WAL mode. One long-lived writer thread owns the write
 /// connection and commits each batch in one `BEGIN IMMEDIATE` transaction, in the order the
 /// calls were made (see the `writer` module); reads use a small pool of read-only
 /// connections. Clones share the same connections; the last clone dropped finishes the
@@ -519,23 +545,22 @@ impl SqliteStore {
 // ---------------------------------------------------------------------------------------------
 // model <-> rows
 
-/// A state version as bound parameters, in [`STATE_COLUMNS`] order: the columns of
-/// [`State::to_parts`], with the JSON columns serialised straight from the state's sections
-/// (the same text as serialising `to_parts`' values, without building and dropping a copy of
-/// every section value first).
-struct StateRow([SqlValue; 11]);
+/// The history row of a state version as bound parameters, in [`HISTORY_COLUMNS`] order: the
+/// columns of [`State::to_parts`] but `data`, with the JSON columns serialised straight from
+/// the state (the same text as serialising `to_parts`' values, without building and dropping
+/// a copy of every section value first).
+struct HistoryRow([SqlValue; 10]);
 
-impl StateRow {
+impl HistoryRow {
     fn new(s: &State, at: &str) -> Result<Self, StoreError> {
         let digest = |d: Option<String>| d.map_or(SqlValue::Null, SqlValue::Text);
-        Ok(StateRow([
+        Ok(HistoryRow([
             SqlValue::Text(s.id.0.clone()),
+            SqlValue::Integer(to_i64(&format!("{at}.version"), s.version)?),
             SqlValue::Text(s.contract.name.clone()),
             SqlValue::Integer(i64::from(s.contract.version)),
-            SqlValue::Integer(to_i64(&format!("{at}.version"), s.version)?),
             SqlValue::Text(json_text(&format!("{at}.parties"), &s.parties)?),
             SqlValue::Text(json_text(&format!("{at}.seals"), &SealsColumn(s))?),
-            SqlValue::Text(json_text(&format!("{at}.data"), &DataColumn(s))?),
             SqlValue::Text(s.root.to_string()),
             digest(s.prev_root.map(|r| r.to_string())),
             digest(s.last_event.map(|e| e.to_string())),
@@ -579,7 +604,7 @@ impl serde::Serialize for SealsColumn<'_> {
 struct ItemRow {
     id: String,
     event: [SqlValue; 18],
-    state: Option<(String, u64, StateRow)>,
+    state: Option<(String, u64, HistoryRow)>,
 }
 
 impl ItemRow {
@@ -612,7 +637,7 @@ impl ItemRow {
             Some(s) => Some((
                 s.id.0.clone(),
                 s.version,
-                StateRow::new(s, &format!("{at}.state"))?,
+                HistoryRow::new(s, &format!("{at}.state"))?,
             )),
             None => None,
         };
@@ -626,7 +651,8 @@ impl ItemRow {
 
 /// One attempt at writing `batch` (its `rows` computed beforehand) inside `tx`: read what is
 /// recorded about the batch and the log head, let the core decide, then write the plan with
-/// its log entries.
+/// its log entries: history and event rows, the new section versions (each once), and the
+/// current rows (a new state's inserted whole, a stored one's data patched in SQL).
 fn commit_rows(
     tx: &Transaction<'_>,
     sql: &Sql,
@@ -657,14 +683,23 @@ fn commit_rows(
             recorded.origins.insert((node.clone(), *seq), id);
         }
     }
-    let mut current = tx.prepare_cached(&sql.current_version).map_err(be)?;
+    let mut current = tx.prepare_cached(&sql.current_seals).map_err(be)?;
     for state in &lookups.states {
-        let stored: Option<i64> = current
-            .query_row([state.as_str()], |r| r.get(0))
+        let stored: Option<(i64, SqlValue)> = current
+            .query_row([state.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(be)?;
-        if let Some(v) = stored {
+        if let Some((v, seals)) = stored {
             recorded.versions.insert(state.clone(), v.unsigned_abs());
+            // Seals that are missing or do not parse leave the state out: the plan then
+            // writes its sections and current data in full.
+            let seals = match seals {
+                SqlValue::Text(text) => serde_json::from_str(&text).ok(),
+                _ => None,
+            };
+            if let Some(seals) = seals {
+                recorded.seals.insert(state.clone(), seals);
+            }
         }
     }
     recorded.log_head = read_log_head(tx, sql, OP)?;
@@ -674,9 +709,9 @@ fn commit_rows(
     for &i in &plan.record {
         let row = &rows[i];
         let e = batch.items[i].event.event();
-        if let Some((state_id, version, state_row)) = &row.state {
+        if let Some((state_id, version, history_row)) = &row.state {
             history
-                .execute(rusqlite::params_from_iter(state_row.0.iter()))
+                .execute(rusqlite::params_from_iter(history_row.0.iter()))
                 .map_err(|err| {
                     conflict_or_backend(OP, err, || {
                         StoreError::stale_version(&state_id.as_str().into(), version - 1, *version)
@@ -691,16 +726,135 @@ fn commit_rows(
                 })
             })?;
     }
-    let mut latest = tx.prepare_cached(&sql.upsert_state).map_err(be)?;
+    // Only the section versions the plan names are serialised, here on the writer thread:
+    // an update costs what changed, not the size of the state.
+    let mut section = tx.prepare_cached(&sql.insert_section).map_err(be)?;
+    for s in plan.section_versions(batch) {
+        let value = json_text(&format!("state {} section {}", s.state, s.name), s.value)?;
+        section
+            .execute(rusqlite::params![
+                s.state.as_str(),
+                s.name,
+                s.hash.to_string(),
+                value
+            ])
+            .map_err(be)?;
+    }
     for row in &plan.current {
-        if let Some((_, _, state_row)) = &rows[row.item].state {
-            latest
-                .execute(rusqlite::params_from_iter(state_row.0.iter()))
-                .map_err(be)?;
-        }
+        let Some(state) = batch.items[row.item].state.as_deref() else {
+            continue;
+        };
+        write_current(tx, sql, state, row.write, &row.data)?;
     }
     insert_log(tx, sql, OP, &plan.log)?;
     Ok(plan.receipt())
+}
+
+/// Whether SQLite's JSON path `$."name"` addresses the top-level key `name` exactly: a name
+/// holding `"` or `\` (or none at all) cannot be quoted into a path safely, and the current
+/// row then gets its whole data document instead of a patch.
+fn quotable(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['"', '\\'])
+}
+
+/// Writes the current row of `state`: inserts it whole for a new state, otherwise updates the
+/// row that is still at the version the plan was made against, changing only the top-level
+/// keys of its data document that `data` names (in SQL, without reading or resending the rest).
+fn write_current(
+    tx: &Transaction<'_>,
+    sql: &Sql,
+    state: &State,
+    write: CurrentWrite,
+    data: &DataWrite,
+) -> Result<(), WriteError> {
+    const OP: &str = "commit";
+    let be = |e| backend(OP, e);
+    let id = state.id.as_str();
+    let at = format!("state {id}");
+    let version = to_i64(&format!("{at}.version"), state.version)?;
+    let whole = || json_text(&format!("{at}.data"), &DataColumn(state));
+    let from = match write {
+        CurrentWrite::Insert => {
+            let data = whole()?;
+            tx.prepare_cached(&sql.insert_current)
+                .and_then(|mut s| {
+                    s.execute(rusqlite::params![
+                        id,
+                        state.contract.name,
+                        state.contract.version,
+                        version,
+                        data
+                    ])
+                })
+                .map_err(|err| {
+                    conflict_or_backend(OP, err, || StoreError::stale_version(&state.id, 0, 1))
+                })?;
+            return Ok(());
+        }
+        CurrentWrite::Update { from } => from,
+    };
+    let mut params = vec![
+        SqlValue::Text(state.contract.name.clone()),
+        SqlValue::Integer(i64::from(state.contract.version)),
+        SqlValue::Integer(version),
+        SqlValue::Text(id.to_owned()),
+        SqlValue::Integer(to_i64(&format!("{at}.from"), from)?),
+    ];
+    let mut expr = "data".to_owned();
+    let patch = match data {
+        DataWrite::Patch { set, remove } if set.iter().chain(remove).all(|n| quotable(n)) => {
+            Some((set, remove))
+        }
+        _ => None,
+    };
+    if let Some((set, remove)) = patch {
+        let mut next = |v: SqlValue| {
+            params.push(v);
+            format!("?{}", params.len())
+        };
+        if !remove.is_empty() {
+            let paths: Vec<String> = remove
+                .iter()
+                .map(|n| next(SqlValue::Text(format!("$.\"{n}\""))))
+                .collect();
+            expr = format!("json_remove({expr}, {})", paths.join(", "));
+        }
+        if !set.is_empty() {
+            let mut pairs = Vec::with_capacity(set.len());
+            for name in set {
+                let value = state
+                    .sections
+                    .get(name)
+                    .and_then(|s| s.value())
+                    .ok_or_else(|| {
+                        StoreError::backend(NAME, OP, format!("{at}: no value of section {name}"))
+                    })?;
+                let path = next(SqlValue::Text(format!("$.\"{name}\"")));
+                let text = json_text(&format!("{at}.data.{name}"), value)?;
+                pairs.push(format!("{path}, json({})", next(SqlValue::Text(text))));
+            }
+            expr = format!("json_set({expr}, {})", pairs.join(", "));
+        }
+    } else {
+        params.push(SqlValue::Text(whole()?));
+        expr = format!("?{}", params.len());
+    }
+    let (head, tail) = &sql.update_current;
+    let updated = tx
+        .prepare_cached(&format!("{head}{expr}{tail}"))
+        .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
+        .map_err(be)?;
+    if updated != 1 {
+        // The version guard failed: report what the row holds now.
+        let found: Option<i64> = tx
+            .prepare_cached(&sql.current_version)
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(be)?;
+        return Err(
+            StoreError::stale_version(&state.id, from, found.map_or(0, i64::unsigned_abs)).into(),
+        );
+    }
+    Ok(())
 }
 
 /// The log head as `conn` sees it ([`LogHead::default`] for an empty log); inside the write
@@ -793,15 +947,43 @@ fn checkpoint_from_row(
     })())
 }
 
-/// Reads one state row ([`STATE_COLUMNS`] order) back into a [`State`].
+/// Reads one state back into a [`State`] from a row of `select_state` (the current row
+/// joined to the history row of its version) or `select_state_at` (a history row with its
+/// data from the history view): id, contract name and version, version and data first, then
+/// the history row's version, contract name and version, parties, seals, root, prev_root,
+/// last_event and updated_at. A current row whose version the history does not hold, or
+/// whose contract differs from that history row's, is an integrity violation.
 fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<State, StoreError>> {
     let id: String = r.get(0)?;
-    let version: i64 = r.get(3)?;
-    let what = format!("state {id} version {version}");
-    let parties: String = r.get(4)?;
-    let seals: String = r.get(5)?;
-    let data: String = r.get(6)?;
+    let contract_name: String = r.get(1)?;
     let contract_version: i64 = r.get(2)?;
+    let version: i64 = r.get(3)?;
+    let data: String = r.get(4)?;
+    let what = format!("state {id} version {version}");
+    let history_version: Option<i64> = r.get(5)?;
+    if history_version.is_none() {
+        return Ok(Err(StoreError::malformed(
+            what,
+            format!("current row of {id} is at version {version}, which the history does not hold"),
+        )));
+    }
+    let history_contract: (String, i64) = (r.get(6)?, r.get(7)?);
+    if history_contract != (contract_name.clone(), contract_version) {
+        return Ok(Err(StoreError::malformed(
+            what,
+            format!(
+                "current row names contract {contract_name} v{contract_version}, the history \
+                 row of that version {} v{}",
+                history_contract.0, history_contract.1
+            ),
+        )));
+    }
+    let parties: String = r.get(8)?;
+    let seals: String = r.get(9)?;
+    let root: String = r.get(10)?;
+    let prev_root: Option<String> = r.get(11)?;
+    let last_event: Option<String> = r.get(12)?;
+    let updated_at: i64 = r.get(13)?;
     let parts = (|| {
         // The data column is user-queryable JSON that must follow the portable profile; a
         // row edited behind SST's back into something else is reported, not guessed at.
@@ -816,7 +998,7 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<State, Store
         Ok(StateParts {
             id: StateId(id.clone()),
             contract: ContractRef {
-                name: r.get(1).map_err(|e| backend("read state", e))?,
+                name: contract_name,
                 version: u32::try_from(contract_version)
                     .map_err(|e| StoreError::malformed(&what, format!("contract_version: {e}")))?,
             },
@@ -825,10 +1007,10 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<State, Store
             parties: parse("parties", &parties)?,
             seals: parse("seals", &seals)?,
             data: parse("data", &data)?,
-            root: r.get(7).map_err(|e| backend("read state", e))?,
-            prev_root: r.get(8).map_err(|e| backend("read state", e))?,
-            last_event: r.get(9).map_err(|e| backend("read state", e))?,
-            updated_at: r.get(10).map_err(|e| backend("read state", e))?,
+            root,
+            prev_root,
+            last_event,
+            updated_at,
         })
     })();
     Ok(parts.and_then(|p| {
@@ -959,6 +1141,129 @@ fn collect<T>(
         .collect()
 }
 
+/// Refuses a table (not a view) that carries the history view's name: `CREATE VIEW IF NOT
+/// EXISTS` would leave it in place, and history reads would then read a foreign table.
+fn check_view(tx: &Transaction<'_>, name: &str) -> Result<(), StoreError> {
+    let kind: Option<String> = tx
+        .query_row(
+            "SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| backend("migrate", e))?;
+    match kind {
+        Some(kind) if kind != "view" => Err(StoreError::Schema {
+            backend: NAME,
+            table: name.to_owned(),
+            detail: format!(
+                "it is a {kind}, where SST keeps its history view; choose other table names \
+                 (SqliteConfig::tables) or move that {kind} away"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Upgrades state tables of the first layout (`present` lists the existing tables' columns)
+/// in place, inside `migrate`'s transaction, so that a failure leaves them as they were: each
+/// history row's disclosed sections become section rows (a key already stored is skipped),
+/// then the history table loses its `data` column and the current-state table the columns
+/// that now live in the history row only. Nothing to do on the section-version layout.
+fn upgrade_first_layout(
+    tx: &Transaction<'_>,
+    tables: &sst_core::TableNames,
+    present: &[(String, String)],
+) -> Result<(), StoreError> {
+    const OP: &str = "migrate";
+    let be = |e| backend(OP, e);
+    let has = |table: &str, column: &str| {
+        present
+            .iter()
+            .any(|(t, c)| t == table && c.eq_ignore_ascii_case(column))
+    };
+    let (state, history) = (&tables.state, &tables.history);
+    if has(history, FIRST_LAYOUT_HISTORY_DATA) {
+        tx.execute_batch(&section_table(tables)).map_err(be)?;
+        // Every row is read and moved one at a time; the statements are finished before the
+        // table is altered.
+        let mut insert = tx
+            .prepare(&format!(
+                r#"INSERT INTO "{}" (state_id, name, hash, value) VALUES (?1, ?2, ?3, ?4)
+                   ON CONFLICT (state_id, name, hash) DO NOTHING"#,
+                tables.section
+            ))
+            .map_err(be)?;
+        let mut select = tx
+            .prepare(&format!(
+                r#"SELECT id, version, seals, data FROM "{history}" ORDER BY id, version"#
+            ))
+            .map_err(be)?;
+        let mut rows = select.query([]).map_err(be)?;
+        while let Some(row) = rows.next().map_err(be)? {
+            let id: String = row.get(0).map_err(be)?;
+            let version: i64 = row.get(1).map_err(be)?;
+            let seals: String = row.get(2).map_err(be)?;
+            let data: String = row.get(3).map_err(be)?;
+            for (name, hash, value) in first_layout_sections(&id, version, &seals, &data)? {
+                insert
+                    .execute(rusqlite::params![id, name, hash, value])
+                    .map_err(be)?;
+            }
+        }
+        drop(rows);
+        drop((select, insert));
+        tx.execute_batch(&format!(
+            r#"ALTER TABLE "{history}" DROP COLUMN {FIRST_LAYOUT_HISTORY_DATA}"#
+        ))
+        .map_err(be)?;
+    }
+    for column in FIRST_LAYOUT_CURRENT_ONLY {
+        if has(state, column) {
+            tx.execute_batch(&format!(r#"ALTER TABLE "{state}" DROP COLUMN {column}"#))
+                .map_err(be)?;
+        }
+    }
+    Ok(())
+}
+
+/// The section rows `(name, hash, value)` of one first-layout history row: one per seal with a
+/// salt whose section the row's data holds, its hash exactly as the seals column spells it
+/// (the history view matches on that text) and its value as JSON text. A row whose seals or
+/// data are not JSON objects cannot be upgraded without losing it: an integrity error names it.
+fn first_layout_sections(
+    id: &str,
+    version: i64,
+    seals: &str,
+    data: &str,
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    let what = format!("state {id} version {version}");
+    let object = |column: &str, text: &str| -> Result<serde_json::Map<String, Value>, StoreError> {
+        match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(other) => Err(StoreError::malformed(
+                &what,
+                format!("column {column} is not an object: {other}"),
+            )),
+            Err(e) => Err(StoreError::malformed(
+                &what,
+                format!("column {column}: {e}"),
+            )),
+        }
+    };
+    let seals = object("seals", seals)?;
+    let mut data = object("data", data)?;
+    let mut rows = Vec::new();
+    for (name, seal) in seals {
+        let salted = seal.get("salt").is_some_and(|s| !s.is_null());
+        let hash = seal.get("hash").and_then(Value::as_str);
+        if let (true, Some(hash), Some(value)) = (salted, hash, data.remove(&name)) {
+            rows.push((name, hash.to_owned(), value.to_string()));
+        }
+    }
+    Ok(rows)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -1000,6 +1305,8 @@ impl Store for SqliteStore {
                 NameCase::Exact,
                 "choose other table names (SqliteConfig::tables) or move that table away",
             )?;
+            check_view(&tx, &tables.versions)?;
+            upgrade_first_layout(&tx, &tables, &present)?;
             // An event table of an older layout gains the columns added since.
             for (table, column) in columns_to_add(&added, &present, NameCase::Insensitive) {
                 let alter = add_column(table, column).ok_or_else(|| {
@@ -1498,8 +1805,9 @@ mod tests {
     use super::*;
     use crate::WriterError;
 
-    /// The JSON columns of a state row, serialised straight from the sections, are exactly the
-    /// text of the values [`State::to_parts`] gives, for disclosed and redacted sections alike.
+    /// The JSON columns of a history row and the current row's data document, serialised
+    /// straight from the sections, are exactly the text of the values [`State::to_parts`]
+    /// gives, for disclosed and redacted sections alike.
     #[test]
     fn state_row_json_columns_are_the_text_of_to_parts() {
         let (a, k) = actor("acme", "alice");
@@ -1521,22 +1829,56 @@ mod tests {
         );
         for item in [full, redacted] {
             let state = item.state.expect("a create has a state");
-            let row = StateRow::new(&state, "items[0].state").expect("row");
+            let row = HistoryRow::new(&state, "items[0].state").expect("row");
             let parts = state.to_parts();
             let text = |v: &Value| SqlValue::Text(v.to_string());
             assert_eq!(row.0[4], text(&parts.parties));
             assert_eq!(row.0[5], text(&parts.seals));
-            assert_eq!(row.0[6], text(&parts.data));
-            assert_eq!(row.0[7], SqlValue::Text(parts.root));
             assert_eq!(
-                row.0[8],
+                json_text("data", &DataColumn(&state)).expect("data"),
+                parts.data.to_string()
+            );
+            assert_eq!(row.0[6], SqlValue::Text(parts.root));
+            assert_eq!(
+                row.0[7],
                 parts.prev_root.map_or(SqlValue::Null, SqlValue::Text)
             );
             assert_eq!(
-                row.0[9],
+                row.0[8],
                 parts.last_event.map_or(SqlValue::Null, SqlValue::Text)
             );
         }
+    }
+
+    /// Only names that `$."name"` quotes exactly are patched in SQL.
+    #[test]
+    fn names_with_a_quote_or_backslash_are_not_patched() {
+        assert!(quotable("price"));
+        assert!(quotable("a.b [c] $d é"));
+        assert!(!quotable(""));
+        assert!(!quotable("say \"hi\""));
+        assert!(!quotable("back\\slash"));
+    }
+
+    /// A first-layout history row yields a section row per salted seal whose value the data
+    /// holds, with the hash as spelt in the seals column; redacted sections yield none.
+    #[test]
+    fn first_layout_rows_yield_their_disclosed_sections() {
+        let rows = first_layout_sections(
+            "s",
+            1,
+            r#"{"a": {"hash": "H:1", "salt": "x"}, "b": {"hash": "H:2"}, "c": {"hash": "H:3", "salt": null}}"#,
+            r#"{"a": {"n": 1.5, "t": "é"}}"#,
+        )
+        .expect("rows");
+        assert_eq!(
+            rows,
+            vec![("a".into(), "H:1".into(), r#"{"n":1.5,"t":"é"}"#.into())]
+        );
+        assert!(matches!(
+            first_layout_sections("s", 1, "[]", "{}"),
+            Err(StoreError::Integrity { .. })
+        ));
     }
 
     /// A job that panics inside a transaction it opened is reported as a typed error, its

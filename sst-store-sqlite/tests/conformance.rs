@@ -1,5 +1,6 @@
 //! The whole conformance suite against SQLite, one temporary database file per case, with
-//! raw SQL `UPDATE`s of the `data` column as the tamper hook.
+//! raw SQL on the section-version tables as the tamper hook: data read from the history view,
+//! edits written into the section rows (and the current row's `data`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use anyhow::Context;
 use async_trait::async_trait;
 use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
 use rusqlite::{Connection, OptionalExtension};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sst_core::{StateId, Store};
 use sst_store_sqlite::{SqliteConfig, SqliteStore, TableNames};
 
@@ -33,8 +34,10 @@ impl SqliteRaw {
         .await?
     }
 
+    /// The JSON text of `column` of `table`'s row for `version` of `id`, parsed.
     async fn column(
         &self,
+        table: fn(&TableNames) -> &String,
         col: &'static str,
         id: &StateId,
         v: u64,
@@ -45,7 +48,7 @@ impl SqliteRaw {
                 .query_row(
                     &format!(
                         r#"SELECT {col} FROM "{}" WHERE id = ?1 AND version = ?2"#,
-                        t.history
+                        table(t)
                     ),
                     rusqlite::params![id, i64::try_from(v)?],
                     |r| r.get(0),
@@ -57,29 +60,106 @@ impl SqliteRaw {
     }
 }
 
+/// The seals of `version` of `id` in the history table: name to section hash, for the
+/// sections it discloses (a seal with a salt).
+fn disclosed(
+    c: &Connection,
+    t: &TableNames,
+    id: &str,
+    version: u64,
+) -> anyhow::Result<Map<String, Value>> {
+    let text: String = c
+        .query_row(
+            &format!(
+                r#"SELECT seals FROM "{}" WHERE id = ?1 AND version = ?2"#,
+                t.history
+            ),
+            rusqlite::params![id, i64::try_from(version)?],
+            |r| r.get(0),
+        )
+        .with_context(|| format!("no history row for {id} version {version}"))?;
+    let Value::Object(seals) = serde_json::from_str(&text)? else {
+        anyhow::bail!("seals of {id} version {version} are not an object");
+    };
+    Ok(seals
+        .into_iter()
+        .filter(|(_, seal)| seal.get("salt").is_some_and(|s| !s.is_null()))
+        .filter_map(|(name, seal)| Some((name, seal.get("hash")?.clone())))
+        .collect())
+}
+
+/// Overwrites the section row `(id, name, hash)` with `value`; fails when there is none.
+fn set_section(
+    c: &Connection,
+    t: &TableNames,
+    id: &str,
+    name: &str,
+    hash: &Value,
+    value: &Value,
+) -> anyhow::Result<()> {
+    let hash = hash.as_str().context("section hash is not a string")?;
+    let changed = c.execute(
+        &format!(
+            r#"UPDATE "{}" SET value = ?4 WHERE state_id = ?1 AND name = ?2 AND hash = ?3"#,
+            t.section
+        ),
+        rusqlite::params![id, name, hash, value.to_string()],
+    )?;
+    anyhow::ensure!(changed == 1, "no section row {id}/{name}/{hash}");
+    Ok(())
+}
+
+/// The first layout's state table (current and history alike), as `migrate` created it before
+/// the section-version layout: every row carries its whole data document.
+fn first_layout_table(name: &str, key: &str) -> String {
+    format!(
+        r#"CREATE TABLE "{name}" (
+    id               TEXT    NOT NULL,
+    contract_name    TEXT    NOT NULL,
+    contract_version INTEGER NOT NULL,
+    version          INTEGER NOT NULL CHECK (version >= 1),
+    parties          TEXT    NOT NULL CHECK (json_valid(parties)),
+    seals            TEXT    NOT NULL CHECK (json_valid(seals)),
+    data             TEXT    NOT NULL CHECK (json_valid(data)),
+    root             TEXT    NOT NULL,
+    prev_root        TEXT,
+    last_event       TEXT,
+    updated_at       INTEGER NOT NULL,
+    {key}
+);"#
+    )
+}
+
 #[async_trait]
 impl RawAccess for SqliteRaw {
     async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
-        self.column("data", id, version).await
+        self.column(|t| &t.versions, "data", id, version).await
     }
 
     async fn raw_seals(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
-        self.column("seals", id, version).await
+        self.column(|t| &t.history, "seals", id, version).await
     }
 
     async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()> {
         let id = id.0.clone();
         self.with_conn(move |c, t| {
-            let text = serde_json::to_string(&data)?;
-            let v = i64::try_from(version)?;
-            let mut changed = 0;
-            for table in [&t.history, &t.state] {
-                changed += c.execute(
-                    &format!(r#"UPDATE "{table}" SET data = ?1 WHERE id = ?2 AND version = ?3"#),
-                    rusqlite::params![text, id, v],
-                )?;
+            let Value::Object(data) = &data else {
+                anyhow::bail!("data is not an object");
+            };
+            let tx = c.transaction()?;
+            for (name, hash) in disclosed(&tx, t, &id, version)? {
+                if let Some(value) = data.get(&name) {
+                    set_section(&tx, t, &id, &name, &hash, value)?;
+                }
             }
-            anyhow::ensure!(changed > 0, "no row for {id} version {version}");
+            tx.execute(
+                &format!(
+                    r#"UPDATE "{}" SET data = ?1 WHERE id = ?2 AND version = ?3"#,
+                    t.state
+                ),
+                rusqlite::params![serde_json::to_string(data)?, id, i64::try_from(version)?],
+            )?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -106,25 +186,71 @@ impl RawAccess for SqliteRaw {
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
         let id = id.0.clone();
         self.with_conn(move |c, t| {
-            let h = &t.history;
             let tx = c.transaction()?;
-            let (a, b) = (i64::try_from(a)?, i64::try_from(b)?);
-            let read = |v: i64| -> rusqlite::Result<String> {
-                tx.query_row(
-                    &format!(r#"SELECT data FROM "{h}" WHERE id = ?1 AND version = ?2"#),
-                    rusqlite::params![id, v],
+            let (sa, sb) = (disclosed(&tx, t, &id, a)?, disclosed(&tx, t, &id, b)?);
+            let value = |name: &str, hash: &Value| -> anyhow::Result<Value> {
+                let text: String = tx.query_row(
+                    &format!(
+                        r#"SELECT value FROM "{}"
+                           WHERE state_id = ?1 AND name = ?2 AND hash = ?3"#,
+                        t.section
+                    ),
+                    rusqlite::params![id, name, hash.as_str().context("hash")?],
                     |r| r.get(0),
-                )
-            };
-            let (da, db) = (read(a)?, read(b)?);
-            for (v, data) in [(a, db), (b, da)] {
-                tx.execute(
-                    &format!(r#"UPDATE "{h}" SET data = ?1 WHERE id = ?2 AND version = ?3"#),
-                    rusqlite::params![data, id, v],
                 )?;
+                Ok(serde_json::from_str(&text)?)
+            };
+            let mut swapped = 0;
+            for (name, ha) in &sa {
+                let Some(hb) = sb.get(name).filter(|hb| *hb != ha) else {
+                    continue;
+                };
+                let (va, vb) = (value(name, ha)?, value(name, hb)?);
+                set_section(&tx, t, &id, name, ha, &vb)?;
+                set_section(&tx, t, &id, name, hb, &va)?;
+                swapped += 1;
             }
+            anyhow::ensure!(
+                swapped > 0,
+                "versions {a} and {b} share every section version"
+            );
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn downgrade_to_first_layout(&self) -> anyhow::Result<bool> {
+        self.with_conn(|c, t| {
+            let (state, history) = (&t.state, &t.history);
+            let (section, versions) = (&t.section, &t.versions);
+            let cols = "id, contract_name, contract_version, version, parties, seals, data, \
+                        root, prev_root, last_event, updated_at";
+            let tx = c.transaction()?;
+            tx.execute_batch(&format!(
+                r#"{current}
+                   INSERT INTO "first_current" ({cols})
+                   SELECT s.id, s.contract_name, s.contract_version, s.version, h.parties,
+                          h.seals, s.data, h.root, h.prev_root, h.last_event, h.updated_at
+                   FROM "{state}" AS s
+                   JOIN "{history}" AS h ON h.id = s.id AND h.version = s.version;
+                   {first_history}
+                   INSERT INTO "first_history" ({cols})
+                   SELECT h.id, h.contract_name, h.contract_version, h.version, h.parties,
+                          h.seals, v.data, h.root, h.prev_root, h.last_event, h.updated_at
+                   FROM "{history}" AS h
+                   JOIN "{versions}" AS v ON v.id = h.id AND v.version = h.version;
+                   DROP VIEW "{versions}";
+                   DROP TABLE "{section}";
+                   DROP TABLE "{state}";
+                   DROP TABLE "{history}";
+                   ALTER TABLE "first_current" RENAME TO "{state}";
+                   ALTER TABLE "first_history" RENAME TO "{history}";"#,
+                current = first_layout_table("first_current", "PRIMARY KEY (id)"),
+                first_history = first_layout_table("first_history", "PRIMARY KEY (id, version)"),
+            ))?;
+            tx.commit()?;
+            Ok(true)
         })
         .await
     }
@@ -136,8 +262,9 @@ impl RawAccess for SqliteRaw {
             let (log, actor, contract) = (&t.log, &t.actor, &t.contract);
             let (refusal, checkpoint) = (&t.refusal, &t.checkpoint);
             let log_cols = "pos, kind, subject, record, prev, hash";
-            let cols = "id, contract_name, contract_version, version, parties, seals, data, \
-                        root, prev_root, last_event, updated_at";
+            let versions = &t.versions;
+            let cols = "id, version, contract_name, contract_version, parties, seals, root, \
+                        prev_root, last_event, updated_at";
             let changed = match &m {
                 Mutation::DeleteCurrentRow(id) => c.execute(
                     &format!(r#"DELETE FROM "{state}" WHERE id = ?1"#),
@@ -145,8 +272,10 @@ impl RawAccess for SqliteRaw {
                 )?,
                 Mutation::RollBackCurrentRow { id, version } => c.execute(
                     &format!(
-                        r#"REPLACE INTO "{state}" ({cols})
-                           SELECT {cols} FROM "{history}" WHERE id = ?1 AND version = ?2"#
+                        r#"REPLACE INTO "{state}" (id, contract_name, contract_version, version,
+                             data)
+                           SELECT id, contract_name, contract_version, version, data
+                           FROM "{versions}" WHERE id = ?1 AND version = ?2"#
                     ),
                     rusqlite::params![id.as_str(), i64::try_from(*version)?],
                 )?,
@@ -157,8 +286,8 @@ impl RawAccess for SqliteRaw {
                 Mutation::CopyHistoryVersion { id, from, to } => c.execute(
                     &format!(
                         r#"INSERT INTO "{history}" ({cols})
-                           SELECT id, contract_name, contract_version, ?3, parties, seals,
-                                  data, root, prev_root, last_event, updated_at
+                           SELECT id, ?3, contract_name, contract_version, parties, seals,
+                                  root, prev_root, last_event, updated_at
                            FROM "{history}" WHERE id = ?1 AND version = ?2"#
                     ),
                     rusqlite::params![id.as_str(), i64::try_from(*from)?, i64::try_from(*to)?],

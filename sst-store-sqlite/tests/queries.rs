@@ -1,6 +1,6 @@
 //! The SQL shown in the README runs as documented: `->>` / `json_extract` queries over the
-//! `data` column, an expression index on a JSON path, business events and endorsements
-//! through `json_each`, and a `:memory:` store.
+//! `data` column of the current-state table and of the history view, an expression index on a
+//! JSON path, business events and endorsements through `json_each`, and a `:memory:` store.
 
 mod temp_db;
 
@@ -90,11 +90,44 @@ async fn readme_json_queries_and_expression_index_work() -> anyhow::Result<()> {
     );
     let history = rows(
         "SELECT id, version, json_extract(data, '$.inspection.radon') AS radon
-         FROM sst_state_history
+         FROM sst_state_versions
          WHERE json_extract(data, '$.inspection.radon') > 4
          ORDER BY id, version",
     )?;
     assert_eq!(history, latest, "version 1 of deal-1 (3.2) must not match");
+    // The README's history query, exactly as printed there.
+    let mut ever: Vec<(String, i64)> = c
+        .prepare(
+            "SELECT id, version FROM sst_state_versions \
+             WHERE json_extract(data, '$.inspection.radon') > 4;",
+        )?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    ever.sort();
+    assert_eq!(
+        ever,
+        vec![
+            ("deal-0".to_owned(), 1),
+            ("deal-1".to_owned(), 2),
+            ("deal-2".to_owned(), 1)
+        ]
+    );
+    // Every version's document in the view is the one `state_at` reads.
+    for (id, version) in [("deal-1", 1), ("deal-1", 2)] {
+        let text: String = c.query_row(
+            "SELECT data FROM sst_state_versions WHERE id = ?1 AND version = ?2",
+            rusqlite::params![id, version],
+            |r| r.get(0),
+        )?;
+        let state = store
+            .state_at(&StateId::from(id), version as u64)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("{id} v{version} missing"))?;
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text)?,
+            state.data()
+        );
+    }
 
     c.execute_batch("CREATE INDEX sst_state_radon ON sst_state (data ->> '$.inspection.radon');")?;
     let plan: Vec<String> = c
