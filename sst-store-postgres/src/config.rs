@@ -5,7 +5,8 @@ use sst_core::StoreError;
 /// Default schema the peer tables live in.
 pub const DEFAULT_SCHEMA: &str = "public";
 
-/// Names of the eight peer tables (shared by every adapter; see [`sst_core::TableNames`]).
+/// Names of the peer tables and the history view (shared by every adapter; see
+/// [`sst_core::TableNames`]).
 pub use sst_core::TableNames;
 
 /// Settings of a [`PostgresStore`](crate::PostgresStore).
@@ -85,6 +86,8 @@ mod tests {
         assert_eq!(c.schema, "public");
         assert_eq!(c.tables.state, "sst_state");
         assert_eq!(c.tables.history, "sst_state_history");
+        assert_eq!(c.tables.section, "sst_section");
+        assert_eq!(c.tables.versions, "sst_state_versions");
         assert_eq!(c.tables.event, "sst_event");
         assert_eq!(c.tables.actor, "sst_actor");
         assert_eq!(c.tables.contract, "sst_contract");

@@ -16,7 +16,10 @@
 //! ```
 //!
 //! The states are then plain rows: `SELECT id, data->'inspection'->>'radon' FROM
-//! node_a.sst_state`. The workspace README shows indexes and partitioning.
+//! node_a.sst_state`, and every version ever committed is a row of the view
+//! `node_a.sst_state_versions` (`id, version, …, data`), assembled from the history's section
+//! seals and the section versions stored once each in `node_a.sst_section`. The workspace
+//! README shows indexes and partitioning.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 

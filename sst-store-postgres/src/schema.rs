@@ -1,6 +1,8 @@
 //! DDL of the peer tables: `jsonb` columns for everything JSON, unique keys that serialise
 //! concurrent writers (`(id, version)` on history, `id` and `(origin_node, origin_seq)` on
-//! events, `pos` on the log), created idempotently inside the configured schema.
+//! events, `pos` on the log), created idempotently inside the configured schema, in the
+//! section-version layout (a lean current-state table, history rows without plaintext, each
+//! section version once, and the history view), plus the in-place upgrade of the first layout.
 
 use crate::config::PostgresConfig;
 
@@ -14,6 +16,10 @@ pub(crate) struct Names {
     pub(crate) state: String,
     /// `"schema"."sst_state_history"`.
     pub(crate) history: String,
+    /// `"schema"."sst_section"`.
+    pub(crate) section: String,
+    /// `"schema"."sst_state_versions"` (a view).
+    pub(crate) versions: String,
     /// `"schema"."sst_event"`.
     pub(crate) event: String,
     /// `"schema"."sst_actor"`.
@@ -32,6 +38,7 @@ pub(crate) struct Names {
     event_bare: String,
     history_bare: String,
     state_bare: String,
+    section_bare: String,
     refusal_bare: String,
     log_bare: String,
     checkpoint_bare: String,
@@ -45,6 +52,8 @@ impl Names {
             schema: format!("\"{}\"", c.schema),
             state: q(&c.tables.state),
             history: q(&c.tables.history),
+            section: q(&c.tables.section),
+            versions: q(&c.tables.versions),
             event: q(&c.tables.event),
             actor: q(&c.tables.actor),
             contract: q(&c.tables.contract),
@@ -55,6 +64,7 @@ impl Names {
             event_bare: c.tables.event.clone(),
             history_bare: c.tables.history.clone(),
             state_bare: c.tables.state.clone(),
+            section_bare: c.tables.section.clone(),
             refusal_bare: c.tables.refusal.clone(),
             log_bare: c.tables.log.clone(),
             checkpoint_bare: c.tables.checkpoint.clone(),
@@ -63,23 +73,98 @@ impl Names {
     }
 }
 
-/// Columns shared by the current-state and history tables.
-const STATE_COLUMNS: &str = "
+/// Columns of the current-state table: only what users query (the rest of a version lives in
+/// its history row), so a row scans like a plain `(id, data)` table of the same JSON.
+const CURRENT_COLUMNS: &str = "
     id               text        NOT NULL,
     contract_name    text        NOT NULL,
     contract_version integer     NOT NULL,
     version          bigint      NOT NULL CHECK (version >= 1),
+    data             jsonb       NOT NULL CHECK (jsonb_typeof(data) = 'object')";
+
+/// Columns of the history table: a version's header and section seals, no plaintext.
+const HISTORY_COLUMNS: &str = "
+    id               text        NOT NULL,
+    version          bigint      NOT NULL CHECK (version >= 1),
+    contract_name    text        NOT NULL,
+    contract_version integer     NOT NULL,
     parties          jsonb       NOT NULL,
     seals            jsonb       NOT NULL,
-    data             jsonb       NOT NULL CHECK (jsonb_typeof(data) = 'object'),
     root             text        NOT NULL,
     prev_root        text,
     last_event       text,
     updated_at       bigint      NOT NULL";
 
+/// Columns the first layout's current-state table has beyond [`CURRENT_COLUMNS`]; the
+/// upgrade drops them.
+pub(crate) const FIRST_LAYOUT_CURRENT_EXTRA: [&str; 6] = [
+    "parties",
+    "seals",
+    "root",
+    "prev_root",
+    "last_event",
+    "updated_at",
+];
+
+/// The queryable document of the history row aliased `h`: `{name: value}` over its seals that
+/// have a salt, each value from the section table; `{}` when none. Shared by the view and
+/// `state_at`.
+pub(crate) fn version_data(n: &Names, h: &str) -> String {
+    format!(
+        "COALESCE((SELECT jsonb_object_agg(e.name, x.value) \
+         FROM jsonb_each({h}.seals) AS e(name, seal) \
+         JOIN {section} AS x ON x.state_id = {h}.id AND x.name = e.name \
+         AND x.hash = e.seal ->> 'hash' \
+         WHERE e.seal ->> 'salt' IS NOT NULL), '{{}}'::jsonb)",
+        section = n.section
+    )
+}
+
+/// The history view: every version's header and full queryable document (read-only).
+pub(crate) fn versions_view(n: &Names) -> String {
+    format!(
+        "CREATE OR REPLACE VIEW {} AS SELECT h.id, h.version, h.contract_name, \
+         h.contract_version, h.root, h.updated_at, {} AS data FROM {} AS h",
+        n.versions,
+        version_data(n, "h"),
+        n.history
+    )
+}
+
+/// The first layout's upgrade, after the tables of [`ddl`] exist: each history row's
+/// disclosed sections become section rows (the earliest version's value where several hold
+/// one section version; a key already stored is kept), then the plaintext column of the
+/// history and the columns the current-state table no longer holds are dropped, and the
+/// current-state table is rewritten so the dropped columns' bytes leave its rows.
+pub(crate) fn upgrade_first_layout(n: &Names, current_extra: &[&str]) -> Vec<String> {
+    let mut stmts = vec![
+        format!(
+            "INSERT INTO {section} (state_id, name, hash, value) \
+             SELECT h.id, e.name, e.seal ->> 'hash', h.data -> e.name \
+             FROM {history} AS h CROSS JOIN LATERAL jsonb_each(h.seals) AS e(name, seal) \
+             WHERE e.seal ->> 'salt' IS NOT NULL AND e.seal ->> 'hash' IS NOT NULL \
+             AND h.data ? e.name \
+             ORDER BY h.id, h.version \
+             ON CONFLICT DO NOTHING",
+            section = n.section,
+            history = n.history
+        ),
+        format!("ALTER TABLE {} DROP COLUMN data", n.history),
+    ];
+    if !current_extra.is_empty() {
+        let drops: Vec<String> = current_extra
+            .iter()
+            .map(|c| format!("DROP COLUMN {c}"))
+            .collect();
+        stmts.push(format!("ALTER TABLE {} {}", n.state, drops.join(", ")));
+    }
+    stmts
+}
+
 /// The statements `migrate` runs, in order, each idempotent.
 pub(crate) fn ddl(n: &Names) -> Vec<String> {
-    let (ev, hi, st, rf, lg, cp, sc) = (
+    let (se, ev, hi, st, rf, lg, cp, sc) = (
+        &n.section_bare,
         &n.event_bare,
         &n.history_bare,
         &n.state_bare,
@@ -91,14 +176,23 @@ pub(crate) fn ddl(n: &Names) -> Vec<String> {
     vec![
         format!("CREATE SCHEMA IF NOT EXISTS {}", n.schema),
         format!(
-            "CREATE TABLE IF NOT EXISTS {} ({STATE_COLUMNS},
+            "CREATE TABLE IF NOT EXISTS {} ({CURRENT_COLUMNS},
                 CONSTRAINT \"{st}_pkey\" PRIMARY KEY (id))",
             n.state
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {} ({STATE_COLUMNS},
+            "CREATE TABLE IF NOT EXISTS {} ({HISTORY_COLUMNS},
                 CONSTRAINT \"{hi}_pkey\" PRIMARY KEY (id, version))",
             n.history
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+                state_id text  NOT NULL,
+                name     text  NOT NULL,
+                hash     text  NOT NULL,
+                value    jsonb NOT NULL,
+                CONSTRAINT \"{se}_pkey\" PRIMARY KEY (state_id, name, hash))",
+            n.section
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {} (
@@ -225,5 +319,58 @@ mod tests {
         assert!(ddl.contains("\"node_a\".\"sst_log\""));
         assert!(ddl.contains("CONSTRAINT \"sst_log_pkey\" PRIMARY KEY (pos)"));
         assert!(ddl.contains("CONSTRAINT \"sst_checkpoint_pkey\" PRIMARY KEY (node, pos)"));
+        assert!(ddl.contains(
+            "\"node_a\".\"sst_section\" (
+                state_id text  NOT NULL,"
+        ));
+        assert!(ddl.contains("CONSTRAINT \"sst_section_pkey\" PRIMARY KEY (state_id, name, hash)"));
+    }
+
+    #[test]
+    fn current_table_is_lean_and_history_holds_no_plaintext() {
+        let ddl = ddl(&Names::new(&PostgresConfig::new("postgres://x")));
+        let state = ddl
+            .iter()
+            .find(|s| s.contains("\"public\".\"sst_state\" ("))
+            .expect("state");
+        for gone in FIRST_LAYOUT_CURRENT_EXTRA {
+            assert!(!state.contains(&format!("{gone} ")), "{gone} in {state}");
+        }
+        assert!(state.contains("data             jsonb"));
+        let history = ddl
+            .iter()
+            .find(|s| s.contains("\"public\".\"sst_state_history\" ("))
+            .expect("history");
+        assert!(!history.contains("data "), "{history}");
+        assert!(history.contains("seals            jsonb"));
+    }
+
+    #[test]
+    fn view_assembles_each_version_from_its_disclosed_seals() {
+        let n = Names::new(&PostgresConfig::new("postgres://x").schema("node_a"));
+        let view = versions_view(&n);
+        assert!(view.starts_with("CREATE OR REPLACE VIEW \"node_a\".\"sst_state_versions\" AS"));
+        assert!(view.contains("jsonb_object_agg(e.name, x.value)"));
+        assert!(view.contains("jsonb_each(h.seals)"));
+        assert!(view.contains("WHERE e.seal ->> 'salt' IS NOT NULL), '{}'::jsonb) AS data"));
+        assert!(view.contains("FROM \"node_a\".\"sst_state_history\" AS h"));
+    }
+
+    #[test]
+    fn first_layout_upgrade_moves_plaintext_before_dropping_it() {
+        let n = Names::new(&PostgresConfig::new("postgres://x"));
+        let up = upgrade_first_layout(&n, &["parties", "root"]);
+        assert_eq!(up.len(), 3);
+        assert!(up[0].starts_with("INSERT INTO \"public\".\"sst_section\""));
+        assert!(up[0].contains("ON CONFLICT DO NOTHING"));
+        assert_eq!(
+            up[1],
+            "ALTER TABLE \"public\".\"sst_state_history\" DROP COLUMN data"
+        );
+        assert_eq!(
+            up[2],
+            "ALTER TABLE \"public\".\"sst_state\" DROP COLUMN parties, DROP COLUMN root"
+        );
+        assert_eq!(upgrade_first_layout(&n, &[]).len(), 2);
     }
 }

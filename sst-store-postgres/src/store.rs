@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::types::Json;
 use sqlx::{
     AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder, Row, SqlSafeStr, SqlStr,
     Transaction,
@@ -18,8 +19,8 @@ use sst_core::raw::columns::{
     receipt_from_column, DerivedEventColumns,
 };
 use sst_core::raw::{
-    check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, EventColumns,
-    Lookups, NameCase, Recorded,
+    check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, DataWrite,
+    EventColumns, Lookups, NameCase, Recorded, SectionVersion,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
@@ -35,9 +36,9 @@ use crate::error::{
 use crate::schema::{self, Names};
 use crate::NAME;
 
-/// Columns of a state row, in the order the `SELECT`s below list them.
-const STATE_SELECT: &str = "id, contract_name, contract_version, version, parties, seals, data, \
-                            root, prev_root, last_event, updated_at";
+/// Columns of a history row but `id` and `version`, as the state `SELECT`s read them.
+const HISTORY_REST: &str = "contract_name, contract_version, parties, seals, root, prev_root, \
+                            last_event, updated_at";
 
 /// Columns of an event row needed to rebuild an [`EventRecord`] and check its derived
 /// columns.
@@ -97,6 +98,15 @@ struct Sql {
     set_sink_cursor: SqlStr,
 }
 
+/// `columns` (a `, `-separated list) each prefixed with `alias.`.
+fn qualified(alias: &str, columns: &str) -> String {
+    columns
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn sql(s: String) -> SqlStr {
     // Only configuration-validated, quoted identifiers are spliced into these strings; all
     // values are bound parameters.
@@ -130,19 +140,60 @@ const EVENT_COLUMNS: [(&str, &str); 18] = [
 const ADDED_EVENT_COLUMNS: [(&str, &str); 2] =
     [("business_events", "jsonb"), ("endorsements", "jsonb")];
 
-/// State columns (both tables), in [`STATE_SELECT`] order, with their types.
-const STATE_COLUMNS: [(&str, &str); 11] = [
+/// Columns of the current-state table, with their types.
+const CURRENT_COLUMNS: [(&str, &str); 5] = [
     ("id", "text"),
     ("contract_name", "text"),
     ("contract_version", "integer"),
     ("version", "bigint"),
+    ("data", "jsonb"),
+];
+
+/// What an update of a current-state row binds: the new header, whether `data` is the whole
+/// document or the object of the sections to set, the names of the sections to remove (a
+/// `jsonb` array) and the version the row must still have.
+const UPDATE_COLUMNS: [(&str, &str); 8] = [
+    ("id", "text"),
+    ("contract_name", "text"),
+    ("contract_version", "integer"),
+    ("version", "bigint"),
+    ("whole", "boolean"),
+    ("data", "jsonb"),
+    ("remove", "jsonb"),
+    ("prev", "bigint"),
+];
+
+/// Columns of the history table, with their types.
+const HISTORY_COLUMNS: [(&str, &str); 10] = [
+    ("id", "text"),
+    ("version", "bigint"),
+    ("contract_name", "text"),
+    ("contract_version", "integer"),
     ("parties", "jsonb"),
     ("seals", "jsonb"),
-    ("data", "jsonb"),
     ("root", "text"),
     ("prev_root", "text"),
     ("last_event", "text"),
     ("updated_at", "bigint"),
+];
+
+/// Columns of the section table, with their types.
+const SECTION_COLUMNS: [(&str, &str); 4] = [
+    ("state_id", "text"),
+    ("name", "text"),
+    ("hash", "text"),
+    ("value", "jsonb"),
+];
+
+/// Columns of the history view.
+const VERSIONS_COLUMNS: [&str; 7] = [
+    "id",
+    "version",
+    "contract_name",
+    "contract_version",
+    "root",
+    "updated_at",
+    "data",
 ];
 
 /// `UNNEST($first::t[], …) AS u(c, …)` over `cols`, parameters numbered from `first`.
@@ -166,35 +217,41 @@ fn unnest(cols: &[(&str, &str)], first: usize, ordinality: bool) -> String {
 
 /// The one statement that writes a whole batch: events (in batch order, so `pos` follows it),
 /// new current-state rows, updates of current-state rows still at the version read (`prev`),
-/// history rows and log entries. Every insert skips rows that hit a unique key; the returned
-/// rows (`k` = `e`vent, `i`nserted state, `u`pdated state, `h`istory, `l`og position) tell
-/// the caller which were written, so a concurrent writer becomes a retry, or an exact
-/// [`StoreError::Conflict`], there.
+/// whose `data` is either replaced whole or patched in SQL (`(data - remove) || set`, so the
+/// sections that stay are neither sent nor rewritten by the client), history rows, the new
+/// section versions and log entries. Every insert skips rows that hit a unique key (a section
+/// version already stored is simply kept); the returned rows (`k` = `e`vent, `i`nserted state,
+/// `u`pdated state, `h`istory, `l`og position) tell the caller which were written, so a
+/// concurrent writer becomes a retry, or an exact [`StoreError::Conflict`], there.
 fn write_batch(n: &Names) -> String {
-    // Parameters: event arrays, inserted-state arrays, updated-state arrays + `prev`, history
+    // Parameters: event arrays, inserted-state arrays, update arrays, history arrays, section
     // arrays, log arrays.
-    let ev_cols = EVENT_COLUMNS.map(|(c, _)| c).join(", ");
-    let log_cols = LOG_COLUMNS.map(|(c, _)| c).join(", ");
-    let st_cols = STATE_COLUMNS.map(|(c, _)| c).join(", ");
-    let set = STATE_COLUMNS[1..]
-        .iter()
-        .map(|(c, _)| format!("{c} = u.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let e = EVENT_COLUMNS.len();
-    let s = STATE_COLUMNS.len();
-    // Updates carry the version each row must still have (`prev`), as the last parameter.
-    let mut upd_cols = STATE_COLUMNS.to_vec();
-    upd_cols.push(("prev", "bigint"));
+    let cols = |c: &[(&str, &str)]| c.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
+    let (ev_cols, log_cols) = (cols(&EVENT_COLUMNS), cols(&LOG_COLUMNS));
+    let (st_cols, hi_cols, se_cols) = (
+        cols(&CURRENT_COLUMNS),
+        cols(&HISTORY_COLUMNS),
+        cols(&SECTION_COLUMNS),
+    );
+    let ins = 1 + EVENT_COLUMNS.len();
+    let upd = ins + CURRENT_COLUMNS.len();
+    let hist = upd + UPDATE_COLUMNS.len();
+    let sec = hist + HISTORY_COLUMNS.len();
+    let lg = sec + SECTION_COLUMNS.len();
     format!(
         "WITH ev AS (INSERT INTO {event} ({ev_cols}) SELECT {ev_cols} FROM {ev_u} ORDER BY ord \
          ON CONFLICT DO NOTHING RETURNING id), \
          ins AS (INSERT INTO {state} ({st_cols}) SELECT {st_cols} FROM {ins_u} \
          ON CONFLICT (id) DO NOTHING RETURNING id), \
-         upd AS (UPDATE {state} AS t SET {set} FROM {upd_u} \
-         WHERE t.id = u.id AND t.version = u.prev RETURNING t.id), \
-         hist AS (INSERT INTO {history} ({st_cols}) SELECT {st_cols} FROM {hist_u} \
+         upd AS (UPDATE {state} AS t SET contract_name = u.contract_name, \
+         contract_version = u.contract_version, version = u.version, \
+         data = CASE WHEN u.whole THEN u.data \
+         ELSE (t.data - ARRAY(SELECT jsonb_array_elements_text(u.remove))) || u.data END \
+         FROM {upd_u} WHERE t.id = u.id AND t.version = u.prev RETURNING t.id), \
+         hist AS (INSERT INTO {history} ({hi_cols}) SELECT {hi_cols} FROM {hist_u} \
          ON CONFLICT DO NOTHING RETURNING id, version), \
+         sec AS (INSERT INTO {section} ({se_cols}) SELECT {se_cols} FROM {sec_u} \
+         ON CONFLICT DO NOTHING), \
          lg AS (INSERT INTO {log} ({log_cols}) SELECT {log_cols} FROM {log_u} \
          ON CONFLICT (pos) DO NOTHING RETURNING pos) \
          SELECT 'e' AS k, id, NULL::bigint AS version FROM ev \
@@ -205,12 +262,14 @@ fn write_batch(n: &Names) -> String {
         event = n.event,
         state = n.state,
         history = n.history,
+        section = n.section,
         log = n.log,
         ev_u = unnest(&EVENT_COLUMNS, 1, true),
-        ins_u = unnest(&STATE_COLUMNS, e + 1, false),
-        upd_u = unnest(&upd_cols, e + s + 1, false),
-        hist_u = unnest(&STATE_COLUMNS, e + 2 * s + 2, false),
-        log_u = unnest(&LOG_COLUMNS, e + 3 * s + 2, false),
+        ins_u = unnest(&CURRENT_COLUMNS, ins, false),
+        upd_u = unnest(&UPDATE_COLUMNS, upd, false),
+        hist_u = unnest(&HISTORY_COLUMNS, hist, false),
+        sec_u = unnest(&SECTION_COLUMNS, sec, false),
+        log_u = unnest(&LOG_COLUMNS, lg, false),
     )
 }
 
@@ -222,31 +281,45 @@ impl Sql {
                 n.state
             )),
             // One index lookup per key (LATERAL … OFFSET 0 keeps the lookups nested even in a
-            // generic plan made while the tables were small).
+            // generic plan made while the tables were small). A state's row carries the seals
+            // of its current version, from that version's history row.
             read_batch: sql(format!(
-                "SELECT 's' AS k, t.id, t.version, NULL::text AS node \
+                "SELECT 's' AS k, t.id, t.version, NULL::text AS node, t.seals \
                  FROM UNNEST($1::text[]) AS q(id) CROSS JOIN LATERAL \
-                 (SELECT id, version FROM {st} s WHERE s.id = q.id OFFSET 0) t \
-                 UNION ALL SELECT 'e', t.id, t.origin_seq, t.origin_node \
+                 (SELECT s.id, s.version, h.seals FROM {st} s LEFT JOIN {hi} h \
+                 ON h.id = s.id AND h.version = s.version WHERE s.id = q.id OFFSET 0) t \
+                 UNION ALL SELECT 'e', t.id, t.origin_seq, t.origin_node, NULL::jsonb \
                  FROM UNNEST($2::text[]) AS q(id) CROSS JOIN LATERAL \
                  (SELECT id, origin_seq, origin_node FROM {ev} e WHERE e.id = q.id OFFSET 0) t \
-                 UNION ALL SELECT 'o', t.id, t.origin_seq, t.origin_node \
+                 UNION ALL SELECT 'o', t.id, t.origin_seq, t.origin_node, NULL \
                  FROM UNNEST($3::text[], $4::bigint[]) AS q(node, seq) CROSS JOIN LATERAL \
                  (SELECT id, origin_seq, origin_node FROM {ev} e \
                  WHERE e.origin_node = q.node AND e.origin_seq = q.seq OFFSET 0) t \
-                 UNION ALL SELECT 'l', h.hash, h.pos, NULL FROM \
+                 UNION ALL SELECT 'l', h.hash, h.pos, NULL, NULL FROM \
                  (SELECT pos, hash FROM {lg} ORDER BY pos DESC LIMIT 1) h",
                 st = n.state,
+                hi = n.history,
                 ev = n.event,
                 lg = n.log,
             )),
             write_batch: sql(write_batch(n)),
+            // The current row with the history row of its version (absent: malformed).
             state: sql(format!(
-                "SELECT {STATE_SELECT} FROM {} WHERE id = $1",
-                n.state
+                "SELECT s.id, s.version, s.data, s.contract_name AS current_contract_name, \
+                 s.contract_version AS current_contract_version, \
+                 h.version IS NOT NULL AS in_history, {} \
+                 FROM {} s LEFT JOIN {} h ON h.id = s.id AND h.version = s.version \
+                 WHERE s.id = $1",
+                qualified("h", HISTORY_REST),
+                n.state,
+                n.history
             )),
+            // A history row with the document its section rows make up.
             state_at: sql(format!(
-                "SELECT {STATE_SELECT} FROM {} WHERE id = $1 AND version = $2",
+                "SELECT h.id, h.version, {}, {} AS data FROM {} h \
+                 WHERE h.id = $1 AND h.version = $2",
+                qualified("h", HISTORY_REST),
+                schema::version_data(n, "h"),
                 n.history
             )),
             state_ids: sql(format!(
@@ -353,11 +426,19 @@ impl Sql {
 /// * every JSON column is `jsonb`, so users query and index states with plain SQL
 ///   (`data->'inspection'->>'radon'`); values are canonicalised by sst-core before hashing, so
 ///   jsonb's key reordering and number rewriting do not affect verification;
+/// * states are kept in the section-version layout: the current-state table holds only `id`,
+///   the contract, `version` and `data` (so it scans like a plain table of the same JSON), a
+///   history row per version holds its header and section seals, each section version's
+///   plaintext is one row of the section table, and the view `sst_state_versions` shows every
+///   version's whole `data`. `migrate` upgrades tables of the first layout in place, in its
+///   one transaction;
 /// * `commit` runs one transaction per batch with a fixed number of statements whatever its
-///   size: one read of the touched states' versions, of the already recorded event ids and
-///   origin seqs and of the log head, from which [`CommitPlan`] decides duplicates, conflicts,
-///   the rows to write and their log entries, then one statement writing all event,
-///   current-state, history and log rows (`UNNEST` of column arrays). Its updates only apply
+///   size: one read of the touched states' versions (with their history rows' seals), of the
+///   already recorded event ids and origin seqs and of the log head, from which [`CommitPlan`]
+///   decides duplicates, conflicts, the rows to write and their log entries, then one
+///   statement writing all event, current-state, history, new section-version and log rows
+///   (`UNNEST` of column arrays; a current row's `data` patched in SQL with only the changed
+///   sections sent). Its updates only apply
 ///   to rows still at the version read and its inserts skip taken keys, so a concurrent writer
 ///   that got in between (another state's writer included, which took the next log position)
 ///   is noticed; the batch is then tried again with the touched current-state rows locked by
@@ -375,41 +456,39 @@ pub struct PostgresStore {
     sql: Arc<Sql>,
 }
 
-/// Bound values of one state row.
-struct StateRow {
+/// Bound values of one history row (a state version's header and seals; its plaintext goes
+/// to section rows and the current row, straight from the [`State`]).
+struct HistoryRow {
     id: String,
     contract_name: String,
     contract_version: i32,
     version: i64,
     parties: Value,
     seals: Value,
-    data: Value,
     root: String,
     prev_root: Option<String>,
     last_event: Option<String>,
     updated_at: i64,
 }
 
-impl StateRow {
+impl HistoryRow {
     fn new(at: &str, s: &State) -> Result<Self, StoreError> {
-        let p = s.to_parts();
-        check_text(&format!("{at}.id"), p.id.as_str())?;
-        check_text(&format!("{at}.contract.name"), &p.contract.name)?;
-        Ok(StateRow {
-            id: p.id.0,
-            contract_name: p.contract.name,
+        check_text(&format!("{at}.id"), s.id.as_str())?;
+        check_text(&format!("{at}.contract.name"), &s.contract.name)?;
+        Ok(HistoryRow {
+            id: s.id.0.clone(),
+            contract_name: s.contract.name.clone(),
             contract_version: contract_version(
                 &format!("{at}.contract.version"),
-                p.contract.version,
+                s.contract.version,
             )?,
-            version: to_i64(&format!("{at}.version"), p.version)?,
-            parties: p.parties,
-            seals: p.seals,
-            data: p.data,
-            root: p.root,
-            prev_root: p.prev_root,
-            last_event: p.last_event,
-            updated_at: p.updated_at,
+            version: to_i64(&format!("{at}.version"), s.version)?,
+            parties: json_value(&format!("{at}.parties"), &s.parties)?,
+            seals: json_value(&format!("{at}.seals"), &s.seals())?,
+            root: s.root.to_string(),
+            prev_root: s.prev_root.map(|r| r.to_string()),
+            last_event: s.last_event.map(|e| e.to_string()),
+            updated_at: s.updated_at.0,
         })
     }
 }
@@ -449,8 +528,8 @@ impl EventRow {
     }
 }
 
-/// One converted batch item: event id, event columns, new state columns.
-type Item = (EventId, EventRow, Option<StateRow>);
+/// One converted batch item: event id, event columns, history columns of its new state.
+type Item = (EventId, EventRow, Option<HistoryRow>);
 
 /// Columns of the actor table SST reads and writes.
 const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
@@ -459,15 +538,17 @@ const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
 const CONTRACT_COLUMNS: [&str; 5] = ["name", "version", "identity", "deployer", "record"];
 
 /// Each peer table's name with the columns SST's statements name in it.
-fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 9] {
-    let state: Vec<&str> = STATE_COLUMNS.iter().map(|(c, _)| *c).collect();
+fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 11] {
+    let names = |cols: &[(&'static str, &str)]| cols.iter().map(|(c, _)| *c).collect();
     let event = std::iter::once("pos")
         .chain(EVENT_COLUMNS.iter().map(|(c, _)| *c))
         .filter(|c| !ADDED_EVENT_COLUMNS.iter().any(|(a, _)| a == c))
         .collect();
     [
-        (&t.state, state.clone()),
-        (&t.history, state),
+        (&t.state, names(&CURRENT_COLUMNS)),
+        (&t.history, names(&HISTORY_COLUMNS)),
+        (&t.section, names(&SECTION_COLUMNS)),
+        (&t.versions, VERSIONS_COLUMNS.to_vec()),
         (&t.event, event),
         (&t.actor, ACTOR_COLUMNS.to_vec()),
         (&t.contract, CONTRACT_COLUMNS.to_vec()),
@@ -479,13 +560,14 @@ fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 9] {
 }
 
 /// A history row `(id, version)` the unique key refused: another writer holds this version.
-fn history_taken(s: &StateRow) -> StoreError {
+fn history_taken(s: &HistoryRow) -> StoreError {
     let v = s.version.unsigned_abs();
     StoreError::stale_version(&s.id.as_str().into(), v - 1, v)
 }
 
 /// What the batch read found, as the plan takes it: `s` rows are the versions of the
-/// touched states, `e` rows the batch's event ids already recorded, `o` rows the event
+/// touched states with the seals of those versions (left out when they do not parse: the
+/// plan then writes that state in full), `e` rows the batch's event ids already recorded, `o` rows the event
 /// holding each taken `(origin_node, origin_seq)`, the `l` row (absent for an empty log) the
 /// log head's hash and position.
 fn recorded(read: &[PgRow], lookups: &Lookups, rows: &[Item]) -> Result<Recorded, StoreError> {
@@ -510,6 +592,10 @@ fn recorded(read: &[PgRow], lookups: &Lookups, rows: &[Item]) -> Result<Recorded
             "s" => {
                 let version = u64::try_from(v)
                     .map_err(|e| StoreError::malformed(format!("state {id}"), e))?;
+                let seals: Option<Value> = col(r, "seals", &what)?;
+                if let Some(seals) = seals.and_then(|s| serde_json::from_value(s).ok()) {
+                    recorded.seals.insert(StateId(id.clone()), seals);
+                }
                 recorded.versions.insert(StateId(id), version);
             }
             "e" => {
@@ -529,31 +615,109 @@ fn recorded(read: &[PgRow], lookups: &Lookups, rows: &[Item]) -> Result<Recorded
     Ok(recorded)
 }
 
-/// Column arrays of state rows, each bound as one `UNNEST` argument.
+/// The `jsonb` binding of a document given as its sections: `{name: value}`, serialised
+/// from borrowed values (nothing is copied to build it).
+type Doc<'a> = Json<BTreeMap<&'a str, &'a Value>>;
+
+/// `state`'s disclosed sections named in `names` (all of them with `None`) as a document.
+fn doc<'a>(state: &'a State, names: Option<&[String]>) -> Doc<'a> {
+    let pick = |name: &str| names.is_none_or(|n| n.iter().any(|x| x == name));
+    Json(
+        state
+            .sections
+            .iter()
+            .filter(|(name, _)| pick(name))
+            .filter_map(|(name, s)| Some((name.as_str(), s.value()?)))
+            .collect(),
+    )
+}
+
+/// Column arrays of the current-state rows a commit writes (inserts, or updates with the
+/// version each row must still have), each bound as one `UNNEST` argument.
 #[derive(Default)]
-struct StateArrays<'a> {
+struct CurrentArrays<'a> {
     id: Vec<&'a str>,
     contract_name: Vec<&'a str>,
     contract_version: Vec<i32>,
     version: Vec<i64>,
+    whole: Vec<bool>,
+    data: Vec<Doc<'a>>,
+    remove: Vec<Value>,
+    prev: Vec<i64>,
+}
+
+impl<'a> CurrentArrays<'a> {
+    /// Adds the row of `state` (its history columns `h`): `data` written as `write` says.
+    fn push(&mut self, h: &'a HistoryRow, state: &'a State, write: &'a DataWrite) {
+        self.id.push(&h.id);
+        self.contract_name.push(&h.contract_name);
+        self.contract_version.push(h.contract_version);
+        self.version.push(h.version);
+        match write {
+            DataWrite::Patch { set, remove } => {
+                self.whole.push(false);
+                self.data.push(doc(state, Some(set)));
+                self.remove.push(Value::from(remove.clone()));
+            }
+            DataWrite::Whole => {
+                self.whole.push(true);
+                self.data.push(doc(state, None));
+                self.remove.push(Value::Array(Vec::new()));
+            }
+        }
+    }
+
+    /// Binds the columns of an insert.
+    fn bind_insert<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.id)
+            .bind(&self.contract_name)
+            .bind(&self.contract_version)
+            .bind(&self.version)
+            .bind(&self.data)
+    }
+
+    /// Binds the columns of an update ([`UPDATE_COLUMNS`]).
+    fn bind_update<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.id)
+            .bind(&self.contract_name)
+            .bind(&self.contract_version)
+            .bind(&self.version)
+            .bind(&self.whole)
+            .bind(&self.data)
+            .bind(&self.remove)
+            .bind(&self.prev)
+    }
+}
+
+/// Column arrays of history rows, each bound as one `UNNEST` argument.
+#[derive(Default)]
+struct HistoryArrays<'a> {
+    id: Vec<&'a str>,
+    version: Vec<i64>,
+    contract_name: Vec<&'a str>,
+    contract_version: Vec<i32>,
     parties: Vec<&'a Value>,
     seals: Vec<&'a Value>,
-    data: Vec<&'a Value>,
     root: Vec<&'a str>,
     prev_root: Vec<Option<&'a str>>,
     last_event: Vec<Option<&'a str>>,
     updated_at: Vec<i64>,
 }
 
-impl<'a> StateArrays<'a> {
-    fn push(&mut self, s: &'a StateRow) {
+impl<'a> HistoryArrays<'a> {
+    fn push(&mut self, s: &'a HistoryRow) {
         self.id.push(&s.id);
+        self.version.push(s.version);
         self.contract_name.push(&s.contract_name);
         self.contract_version.push(s.contract_version);
-        self.version.push(s.version);
         self.parties.push(&s.parties);
         self.seals.push(&s.seals);
-        self.data.push(&s.data);
         self.root.push(&s.root);
         self.prev_root.push(s.prev_root.as_deref());
         self.last_event.push(s.last_event.as_deref());
@@ -565,16 +729,43 @@ impl<'a> StateArrays<'a> {
         q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
         q.bind(&self.id)
+            .bind(&self.version)
             .bind(&self.contract_name)
             .bind(&self.contract_version)
-            .bind(&self.version)
             .bind(&self.parties)
             .bind(&self.seals)
-            .bind(&self.data)
             .bind(&self.root)
             .bind(&self.prev_root)
             .bind(&self.last_event)
             .bind(&self.updated_at)
+    }
+}
+
+/// Column arrays of the new section versions, each bound as one `UNNEST` argument.
+#[derive(Default)]
+struct SectionArrays<'a> {
+    state_id: Vec<&'a str>,
+    name: Vec<&'a str>,
+    hash: Vec<String>,
+    value: Vec<&'a Value>,
+}
+
+impl<'a> SectionArrays<'a> {
+    fn push(&mut self, v: SectionVersion<'a>) {
+        self.state_id.push(v.state.as_str());
+        self.name.push(v.name);
+        self.hash.push(v.hash.to_string());
+        self.value.push(v.value);
+    }
+
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.state_id)
+            .bind(&self.name)
+            .bind(&self.hash)
+            .bind(&self.value)
     }
 }
 
@@ -696,6 +887,8 @@ where
         .map_err(|e| StoreError::malformed(what(), format!("column {name}: {e}")))
 }
 
+/// A state version from a row of the `state` or `state_at` query (history columns plus
+/// `data`).
 fn state_from_row(row: &PgRow) -> Result<State, StoreError> {
     let id: String = col(row, "id", &|| "state row".to_owned())?;
     let version: i64 = col(row, "version", &|| format!("state {id}"))?;
@@ -720,6 +913,38 @@ fn state_from_row(row: &PgRow) -> Result<State, StoreError> {
         what: what(),
         source,
     })
+}
+
+/// The current state from a row of the `state` query: its current row must have a history
+/// row at its version, of the same contract.
+fn current_from_row(row: &PgRow) -> Result<State, StoreError> {
+    let id: String = col(row, "id", &|| "state row".to_owned())?;
+    let version: i64 = col(row, "version", &|| format!("state {id}"))?;
+    let what = || format!("state {id} version {version}");
+    if !col::<bool>(row, "in_history", &what)? {
+        return Err(StoreError::malformed(
+            what(),
+            format!("current row of {id} is at version {version}, which the history does not hold"),
+        ));
+    }
+    let current: (String, i32) = (
+        col(row, "current_contract_name", &what)?,
+        col(row, "current_contract_version", &what)?,
+    );
+    let history: (String, i32) = (
+        col(row, "contract_name", &what)?,
+        col(row, "contract_version", &what)?,
+    );
+    if current != history {
+        return Err(StoreError::malformed(
+            what(),
+            format!(
+                "current row of {id} names contract {} version {}, its history row {} version {}",
+                current.0, current.1, history.0, history.1
+            ),
+        ));
+    }
+    state_from_row(row)
 }
 
 /// An event row as its record, its derived columns checked against the signed event.
@@ -970,14 +1195,18 @@ impl PostgresStore {
     ) -> Result<Option<State>, StoreError> {
         self.config.validate()?;
         let mut q = self.query(s).bind(id.as_str());
-        if let Some(v) = version {
-            q = q.bind(v);
-        }
+        let from_row = match version {
+            Some(v) => {
+                q = q.bind(v);
+                state_from_row
+            }
+            None => current_from_row,
+        };
         let row = q
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| backend(op, e))?;
-        row.as_ref().map(state_from_row).transpose()
+        row.as_ref().map(from_row).transpose()
     }
 
     /// One transaction for `batch` (converted to `rows`): read what is recorded about it (the
@@ -1040,7 +1269,7 @@ impl PostgresStore {
         }
         let log = LogArrays::new(&plan.log)?;
 
-        let (mut events, mut history) = (EventArrays::default(), StateArrays::default());
+        let (mut events, mut history) = (EventArrays::default(), HistoryArrays::default());
         for &i in &plan.record {
             let (_, ev, state) = &rows[i];
             events.push(ev);
@@ -1048,26 +1277,28 @@ impl PostgresStore {
                 history.push(s);
             }
         }
-        let (mut inserts, mut updates) = (StateArrays::default(), StateArrays::default());
-        let mut prev: Vec<i64> = Vec::new();
+        let mut sections = SectionArrays::default();
+        for v in plan.section_versions(batch) {
+            sections.push(v);
+        }
+        let (mut inserts, mut updates) = (CurrentArrays::default(), CurrentArrays::default());
         for row in &plan.current {
-            let Some(s) = &rows[row.item].2 else {
+            let (Some(h), Some(state)) =
+                (&rows[row.item].2, batch.items[row.item].state.as_deref())
+            else {
                 continue;
             };
             match row.write {
-                CurrentWrite::Insert => inserts.push(s),
+                CurrentWrite::Insert => inserts.push(h, state, &DataWrite::Whole),
                 CurrentWrite::Update { from } => {
-                    updates.push(s);
-                    prev.push(to_i64("version", from)?);
+                    updates.push(h, state, &row.data);
+                    updates.prev.push(to_i64("version", from)?);
                 }
             }
         }
-        let q = updates.bind(inserts.bind(events.bind(self.query(&self.sql.write_batch))));
-        let done = match log
-            .bind(history.bind(q.bind(&prev)))
-            .fetch_all(&mut *tx)
-            .await
-        {
+        let q = events.bind(self.query(&self.sql.write_batch));
+        let q = sections.bind(history.bind(updates.bind_update(inserts.bind_insert(q))));
+        let done = match log.bind(q).fetch_all(&mut *tx).await {
             Ok(done) => done,
             Err(e) if sqlstate(&e).as_deref() == Some(DEADLOCK) => {
                 tx.rollback().await.map_err(|e| backend(op, e))?;
@@ -1195,7 +1426,21 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| backend(op, e))?;
         }
-        for stmt in schema::ddl(&self.names) {
+        let mut stmts = schema::ddl(&self.names);
+        // State tables of the first layout (history rows carrying the whole `data` document)
+        // are upgraded in place, inside this transaction: all of it or nothing.
+        let has =
+            |table: &str, column: &str| present.iter().any(|(t, c)| t == table && c == column);
+        let t = &self.config.tables;
+        if has(&t.history, "data") {
+            let extra: Vec<&str> = schema::FIRST_LAYOUT_CURRENT_EXTRA
+                .into_iter()
+                .filter(|c| has(&t.state, c))
+                .collect();
+            stmts.extend(schema::upgrade_first_layout(&self.names, &extra));
+        }
+        stmts.push(schema::versions_view(&self.names));
+        for stmt in stmts {
             sqlx::query(AssertSqlSafe(stmt))
                 .execute(&mut *tx)
                 .await
@@ -1214,7 +1459,7 @@ impl Store for PostgresStore {
             let state = item
                 .state
                 .as_ref()
-                .map(|s| StateRow::new(&format!("{at}.state"), s))
+                .map(|s| HistoryRow::new(&format!("{at}.state"), s))
                 .transpose()?;
             rows.push((item.event.id(), EventRow::new(&at, &item.event)?, state));
         }

@@ -9,12 +9,11 @@ const PARTITIONED_HISTORY: &str = r#"
 CREATE SCHEMA IF NOT EXISTS "{schema}";
 CREATE TABLE IF NOT EXISTS "{schema}".sst_state_history (
     id               text    NOT NULL,
+    version          bigint  NOT NULL CHECK (version >= 1),
     contract_name    text    NOT NULL,
     contract_version integer NOT NULL,
-    version          bigint  NOT NULL CHECK (version >= 1),
     parties          jsonb   NOT NULL,
     seals            jsonb   NOT NULL,
-    data             jsonb   NOT NULL CHECK (jsonb_typeof(data) = 'object'),
     root             text    NOT NULL,
     prev_root        text,
     last_event       text,

@@ -1,6 +1,6 @@
 //! Test factory shared by the PostgreSQL suites: one fresh schema per case on
 //! `SST_POSTGRES_URL`, optionally prepared with user DDL before `migrate`, dropped when the
-//! case ends; raw SQL access to the `jsonb` columns.
+//! case ends; raw SQL access to the `jsonb` columns of the section-version layout.
 
 use std::sync::Arc;
 
@@ -68,6 +68,8 @@ impl BackendFactory for PgFactory {
             pool: store.pool().clone(),
             state: q(&t.state),
             history: q(&t.history),
+            section: q(&t.section),
+            versions: q(&t.versions),
             event: q(&t.event),
             actor: q(&t.actor),
             contract: q(&t.contract),
@@ -116,6 +118,8 @@ struct Raw {
     pool: PgPool,
     state: String,
     history: String,
+    section: String,
+    versions: String,
     event: String,
     actor: String,
     contract: String,
@@ -124,15 +128,21 @@ struct Raw {
     checkpoint: String,
 }
 
-/// State columns but `id` and `version`, as the tamper statements copy them.
-const STATE_REST: &str = "contract_name, contract_version, parties, seals, data, root, \
-                          prev_root, last_event, updated_at";
+/// History columns but `id` and `version`, as the tamper statements copy them.
+const HISTORY_REST: &str = "contract_name, contract_version, parties, seals, root, prev_root, \
+                            last_event, updated_at";
 
 impl Raw {
-    async fn column(&self, col: &str, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
+    /// Column `col` of the row of `version` of `id` in `table` (the history or its view).
+    async fn column(
+        &self,
+        table: &str,
+        col: &str,
+        id: &StateId,
+        version: u64,
+    ) -> anyhow::Result<Option<Value>> {
         Ok(sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT {col} FROM {} WHERE id = $1 AND version = $2",
-            self.history
+            "SELECT {col} FROM {table} WHERE id = $1 AND version = $2"
         )))
         .bind(id.as_str())
         .bind(i64::try_from(version)?)
@@ -141,28 +151,49 @@ impl Raw {
     }
 }
 
+/// The disclosed seals (`name`, `hash`) of the version bound as `version` of state `$1`,
+/// aliased `alias`, for joining section rows.
+fn disclosed(history: &str, alias: &str, version: &str) -> String {
+    format!(
+        "(SELECT e.name, e.seal ->> 'hash' AS hash FROM {history} h, \
+         jsonb_each(h.seals) AS e(name, seal) \
+         WHERE h.id = $1 AND h.version = {version} AND e.seal ->> 'salt' IS NOT NULL) {alias}"
+    )
+}
+
 #[async_trait]
 impl RawAccess for Raw {
     async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
-        self.column("data", id, version).await
+        self.column(&self.versions, "data", id, version).await
     }
 
     async fn raw_seals(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
-        self.column("seals", id, version).await
+        self.column(&self.history, "seals", id, version).await
     }
 
     async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
-        for table in [&self.history, &self.state] {
-            sqlx::query(AssertSqlSafe(format!(
-                "UPDATE {table} SET data = $3 WHERE id = $1 AND version = $2"
-            )))
-            .bind(id.as_str())
-            .bind(i64::try_from(version)?)
-            .bind(&data)
-            .execute(&mut *tx)
-            .await?;
-        }
+        // Each disclosed section named in `data` into the section version `version` holds.
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} AS x SET value = $3::jsonb -> d.name FROM {} \
+             WHERE x.state_id = $1 AND x.name = d.name AND x.hash = d.hash AND $3::jsonb ? d.name",
+            self.section,
+            disclosed(&self.history, "d", "$2")
+        )))
+        .bind(id.as_str())
+        .bind(i64::try_from(version)?)
+        .bind(&data)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {} SET data = $3 WHERE id = $1 AND version = $2",
+            self.state
+        )))
+        .bind(id.as_str())
+        .bind(i64::try_from(version)?)
+        .bind(&data)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -189,11 +220,20 @@ impl RawAccess for Raw {
     }
 
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
+        // The section versions in which `a` and `b` differ exchange their values (one
+        // statement reads the values before it writes any).
         let n = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {h} AS t SET data = o.data FROM {h} AS o \
-             WHERE t.id = $1 AND o.id = $1 \
-               AND ((t.version = $2 AND o.version = $3) OR (t.version = $3 AND o.version = $2))",
-            h = self.history
+            "WITH p AS (SELECT da.name, da.hash AS ha, db.hash AS hb FROM {da} JOIN {db} \
+             ON da.name = db.name AND da.hash <> db.hash), \
+             m AS (SELECT p.name, p.ha AS target, x.value FROM p JOIN {x} AS x \
+             ON x.state_id = $1 AND x.name = p.name AND x.hash = p.hb \
+             UNION ALL SELECT p.name, p.hb, x.value FROM p JOIN {x} AS x \
+             ON x.state_id = $1 AND x.name = p.name AND x.hash = p.ha) \
+             UPDATE {x} AS t SET value = m.value FROM m \
+             WHERE t.state_id = $1 AND t.name = m.name AND t.hash = m.target",
+            da = disclosed(&self.history, "da", "$2"),
+            db = disclosed(&self.history, "db", "$3"),
+            x = self.section,
         )))
         .bind(id.as_str())
         .bind(i64::try_from(a)?)
@@ -201,8 +241,52 @@ impl RawAccess for Raw {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        anyhow::ensure!(n == 2, "expected to swap 2 history rows, changed {n}");
+        anyhow::ensure!(
+            n >= 2 && n % 2 == 0,
+            "expected to swap pairs of section versions, changed {n}"
+        );
         Ok(())
+    }
+
+    /// In place, so that a history table the user partitioned stays partitioned (the first
+    /// layout's columns and constraints, `data` and the current table's header columns added
+    /// last), as a DBA would have kept it.
+    async fn downgrade_to_first_layout(&self) -> anyhow::Result<bool> {
+        let (state, history, versions) = (&self.state, &self.history, &self.versions);
+        let mut tx = self.pool.begin().await?;
+        let stmts = [
+            format!(
+                "ALTER TABLE {state} ADD COLUMN parties jsonb, ADD COLUMN seals jsonb, \
+                 ADD COLUMN root text, ADD COLUMN prev_root text, ADD COLUMN last_event text, \
+                 ADD COLUMN updated_at bigint"
+            ),
+            format!(
+                "UPDATE {state} AS s SET parties = h.parties, seals = h.seals, root = h.root, \
+                 prev_root = h.prev_root, last_event = h.last_event, updated_at = h.updated_at \
+                 FROM {history} AS h WHERE h.id = s.id AND h.version = s.version"
+            ),
+            format!(
+                "ALTER TABLE {state} ALTER COLUMN parties SET NOT NULL, \
+                 ALTER COLUMN seals SET NOT NULL, ALTER COLUMN root SET NOT NULL, \
+                 ALTER COLUMN updated_at SET NOT NULL"
+            ),
+            format!("ALTER TABLE {history} ADD COLUMN data jsonb"),
+            format!(
+                "UPDATE {history} AS h SET data = v.data FROM {versions} AS v \
+                 WHERE v.id = h.id AND v.version = h.version"
+            ),
+            format!(
+                "ALTER TABLE {history} ALTER COLUMN data SET NOT NULL, \
+                 ADD CHECK (jsonb_typeof(data) = 'object')"
+            ),
+            format!("DROP VIEW {versions}"),
+            format!("DROP TABLE {}", self.section),
+        ];
+        for stmt in stmts {
+            sqlx::query(AssertSqlSafe(stmt)).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
@@ -214,28 +298,22 @@ impl RawAccess for Raw {
                 sqlx::query(AssertSqlSafe(format!("DELETE FROM {state} WHERE id = $1")))
                     .bind(id.as_str())
             }
-            Mutation::RollBackCurrentRow { id, version } => {
-                let set = STATE_REST
-                    .split(", ")
-                    .chain(["version"])
-                    .map(|c| format!("{c} = h.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                sqlx::query(AssertSqlSafe(format!(
-                    "UPDATE {state} AS s SET {set} FROM {history} AS h \
-                     WHERE s.id = $1 AND h.id = $1 AND h.version = $2"
-                )))
-                .bind(id.as_str())
-                .bind(v(*version)?)
-            }
+            Mutation::RollBackCurrentRow { id, version } => sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {state} AS s SET version = h.version, contract_name = h.contract_name, \
+                 contract_version = h.contract_version, data = h.data FROM {} AS h \
+                 WHERE s.id = $1 AND h.id = $1 AND h.version = $2",
+                self.versions
+            )))
+            .bind(id.as_str())
+            .bind(v(*version)?),
             Mutation::DeleteHistoryVersion { id, version } => sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {history} WHERE id = $1 AND version = $2"
             )))
             .bind(id.as_str())
             .bind(v(*version)?),
             Mutation::CopyHistoryVersion { id, from, to } => sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {history} (id, version, {STATE_REST}) \
-                 SELECT id, $3, {STATE_REST} FROM {history} WHERE id = $1 AND version = $2"
+                "INSERT INTO {history} (id, version, {HISTORY_REST}) \
+                 SELECT id, $3, {HISTORY_REST} FROM {history} WHERE id = $1 AND version = $2"
             )))
             .bind(id.as_str())
             .bind(v(*from)?)
