@@ -2,6 +2,8 @@
 //! raw SQL on the section-version tables as the tamper hook: data read from the history view,
 //! edits written into the section rows (and the current row's `data`).
 
+mod first_layout;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -109,27 +111,6 @@ fn set_section(
     Ok(())
 }
 
-/// The first layout's state table (current and history alike), as `migrate` created it before
-/// the section-version layout: every row carries its whole data document.
-fn first_layout_table(name: &str, key: &str) -> String {
-    format!(
-        r#"CREATE TABLE "{name}" (
-    id               TEXT    NOT NULL,
-    contract_name    TEXT    NOT NULL,
-    contract_version INTEGER NOT NULL,
-    version          INTEGER NOT NULL CHECK (version >= 1),
-    parties          TEXT    NOT NULL CHECK (json_valid(parties)),
-    seals            TEXT    NOT NULL CHECK (json_valid(seals)),
-    data             TEXT    NOT NULL CHECK (json_valid(data)),
-    root             TEXT    NOT NULL,
-    prev_root        TEXT,
-    last_event       TEXT,
-    updated_at       INTEGER NOT NULL,
-    {key}
-);"#
-    )
-}
-
 #[async_trait]
 impl RawAccess for SqliteRaw {
     async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
@@ -221,38 +202,8 @@ impl RawAccess for SqliteRaw {
     }
 
     async fn downgrade_to_first_layout(&self) -> anyhow::Result<bool> {
-        self.with_conn(|c, t| {
-            let (state, history) = (&t.state, &t.history);
-            let (section, versions) = (&t.section, &t.versions);
-            let cols = "id, contract_name, contract_version, version, parties, seals, data, \
-                        root, prev_root, last_event, updated_at";
-            let tx = c.transaction()?;
-            tx.execute_batch(&format!(
-                r#"{current}
-                   INSERT INTO "first_current" ({cols})
-                   SELECT s.id, s.contract_name, s.contract_version, s.version, h.parties,
-                          h.seals, s.data, h.root, h.prev_root, h.last_event, h.updated_at
-                   FROM "{state}" AS s
-                   JOIN "{history}" AS h ON h.id = s.id AND h.version = s.version;
-                   {first_history}
-                   INSERT INTO "first_history" ({cols})
-                   SELECT h.id, h.contract_name, h.contract_version, h.version, h.parties,
-                          h.seals, v.data, h.root, h.prev_root, h.last_event, h.updated_at
-                   FROM "{history}" AS h
-                   JOIN "{versions}" AS v ON v.id = h.id AND v.version = h.version;
-                   DROP VIEW "{versions}";
-                   DROP TABLE "{section}";
-                   DROP TABLE "{state}";
-                   DROP TABLE "{history}";
-                   ALTER TABLE "first_current" RENAME TO "{state}";
-                   ALTER TABLE "first_history" RENAME TO "{history}";"#,
-                current = first_layout_table("first_current", "PRIMARY KEY (id)"),
-                first_history = first_layout_table("first_history", "PRIMARY KEY (id, version)"),
-            ))?;
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.with_conn(|c, t| first_layout::downgrade(c, t).map(|()| true))
+            .await
     }
 
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {

@@ -1,0 +1,176 @@
+//! The section-version layout on disk: an update stores only the section versions that
+//! changed and patches the current row's data in place (the whole document only for a name a
+//! JSON path cannot quote), and the in-place upgrade of the first layout is all-or-nothing and
+//! keeps the user's own indexes.
+
+mod first_layout;
+mod temp_db;
+
+use anyhow::{ensure, Context};
+use conformance_tests::fixtures::{actor, change, create, deal_parties, deal_values, values};
+use rusqlite::Connection;
+use serde_json::{json, Value};
+use sst_core::{verify_store, CommitBatch, CommitItem, State, StateId, Store, StoreError};
+use sst_store_sqlite::{SqliteConfig, SqliteStore, TableNames};
+use temp_db::TempDb;
+
+fn state_of(item: &CommitItem) -> anyhow::Result<State> {
+    Ok(item.state.as_deref().context("item has no state")?.clone())
+}
+
+fn count(c: &Connection, sql: &str) -> anyhow::Result<i64> {
+    Ok(c.query_row(sql, [], |r| r.get(0))?)
+}
+
+/// The top-level keys of the current row's data document of `id`, in stored order.
+fn current_keys(c: &Connection, id: &str) -> anyhow::Result<Vec<String>> {
+    let mut s =
+        c.prepare("SELECT j.key FROM sst_state AS s, json_each(s.data) AS j WHERE s.id = ?1")?;
+    let keys = s
+        .query_map([id], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(keys)
+}
+
+#[tokio::test]
+async fn an_update_stores_only_the_changed_sections_and_patches_the_current_row(
+) -> anyhow::Result<()> {
+    let db = TempDb::new("layout");
+    let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+    let (alice, key) = actor("acme", "alice");
+    store.put_actor(&alice).await?;
+    let id = StateId::from("deal-layout");
+    let c = create(
+        &id,
+        deal_parties(),
+        deal_values(100, 1.5),
+        (&alice, &key),
+        1,
+    );
+    let mut versions = vec![state_of(&c)?];
+    store.commit(CommitBatch::new(vec![c])).await?;
+    let edits = [
+        values([("price", json!({"amount": 101, "currency": "EUR"}))]),
+        // A new section that sorts first: patched in, it lands last in the stored document.
+        values([("annex", json!({"pages": 3}))]),
+        // A name `$."…"` cannot quote: the whole document is written, in name order.
+        values([("say \"hi\" \\ there", json!("hello"))]),
+        values([("price", json!({"amount": 102, "currency": "EUR"}))]),
+    ];
+    let conn = Connection::open(&db.0)?;
+    let sections = "SELECT count(*) FROM sst_section";
+    ensure!(
+        count(&conn, sections)? == 3,
+        "a create stores each section once"
+    );
+    let mut keys = Vec::new();
+    for (n, edit) in edits.into_iter().enumerate() {
+        let prev = versions.last().context("no version")?;
+        let item = change(prev, edit, (&alice, &key), n as u64 + 2);
+        versions.push(state_of(&item)?);
+        store.commit(CommitBatch::new(vec![item])).await?;
+        ensure!(
+            count(&conn, sections)? == 4 + n as i64,
+            "version {} stored more than its one changed section",
+            n + 2
+        );
+        keys.push(current_keys(&conn, id.as_str())?);
+    }
+    ensure!(
+        keys[1].last().map(String::as_str) == Some("annex"),
+        "the new section was not patched into the current row: {:?}",
+        keys[1]
+    );
+    ensure!(
+        keys[2].first().map(String::as_str) == Some("annex"),
+        "an unquotable name did not write the whole document: {:?}",
+        keys[2]
+    );
+    let latest = versions.last().context("no version")?;
+    let read = store.state(&id).await?.context("state missing")?;
+    ensure!(read.data() == latest.data() && read.root == latest.root);
+    for want in &versions {
+        let at = store
+            .state_at(&id, want.version)
+            .await?
+            .context("version missing")?;
+        ensure!(at.data() == want.data() && at.root == want.root);
+        let text: String = conn.query_row(
+            "SELECT data FROM sst_state_versions WHERE id = ?1 AND version = ?2",
+            rusqlite::params![id.as_str(), want.version as i64],
+            |r| r.get(0),
+        )?;
+        ensure!(serde_json::from_str::<Value>(&text)? == want.data());
+    }
+    let report = verify_store(&store, &mut |_, _| {}).await?;
+    ensure!(report.is_clean() && report.versions == 5, "{report:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_upgrade_changes_nothing_and_the_repaired_one_keeps_the_users_index(
+) -> anyhow::Result<()> {
+    let db = TempDb::new("layout");
+    let (alice, key) = actor("acme", "alice");
+    let id = StateId::from("deal-upgrade");
+    let v1 = {
+        let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+        store.put_actor(&alice).await?;
+        let c = create(
+            &id,
+            deal_parties(),
+            deal_values(250, 4.6),
+            (&alice, &key),
+            1,
+        );
+        let v1 = state_of(&c)?;
+        store.commit(CommitBatch::new(vec![c])).await?;
+        v1
+    };
+    let mut conn = Connection::open(&db.0)?;
+    first_layout::downgrade(&mut conn, &TableNames::default())?;
+    conn.execute_batch(
+        "CREATE INDEX user_radon ON sst_state (data ->> '$.inspection.radon');
+         UPDATE sst_state_history SET seals = '[]';",
+    )?;
+    let store = SqliteStore::open(SqliteConfig::file(&db.0)).await?;
+    match store.migrate().await {
+        Err(StoreError::Integrity { what, .. }) => {
+            ensure!(what == "state deal-upgrade version 1", "{what}")
+        }
+        other => anyhow::bail!("expected an Integrity error, got {other:?}"),
+    }
+    let first_layout = "SELECT count(*) FROM pragma_table_info('sst_state_history') \
+                        WHERE name = 'data'";
+    ensure!(
+        count(&conn, first_layout)? == 1,
+        "history lost its data column"
+    );
+    ensure!(
+        count(
+            &conn,
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('sst_section', 'sst_state_versions')"
+        )? == 0,
+        "a failed upgrade left the new layout's objects behind"
+    );
+    let seals = serde_json::to_string(&v1.seals())?;
+    conn.execute("UPDATE sst_state_history SET seals = ?1", [seals])?;
+    store.migrate().await?;
+    ensure!(
+        count(&conn, first_layout)? == 0,
+        "history kept its data column"
+    );
+    let read = store.state_at(&id, 1).await?.context("version lost")?;
+    ensure!(read.data() == v1.data() && read.root == v1.root);
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT id FROM sst_state WHERE data ->> '$.inspection.radon' > 4",
+        )?
+        .query_map([], |r| r.get::<_, String>(3))?
+        .collect::<Result<_, _>>()?;
+    ensure!(
+        plan.iter().any(|p| p.contains("USING INDEX user_radon")),
+        "the user's index did not survive the upgrade: {plan:?}"
+    );
+    Ok(())
+}
