@@ -28,6 +28,15 @@ pub(crate) fn is_deadlock(e: &mysql_async::Error) -> bool {
     matches!(e, mysql_async::Error::Server(s) if s.code == LOCK_DEADLOCK)
 }
 
+/// MariaDB's JSON function errors about a document's text or nesting (`ER_JSON_NOT_JSON_CHR`
+/// 4036 to `ER_JSON_PATH_ARRAY` 4045: bad characters, syntax, escaping, the 32-level depth
+/// limit), and `ER_BAD_NULL_ERROR` 1048 (a JSON function's `NULL` result in a `NOT NULL`
+/// column): a `JSON_SET` / `JSON_REMOVE` patch that could not be applied in SQL, so the whole
+/// document is written instead.
+pub(crate) fn is_json_patch_failure(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if (4036..=4045).contains(&s.code) || s.code == 1048)
+}
+
 /// A driver error as [`StoreError::Backend`], retryable for I/O errors, deadlocks and lock
 /// wait timeouts.
 pub(crate) fn backend(operation: &'static str, e: mysql_async::Error) -> StoreError {
@@ -130,6 +139,8 @@ mod tests {
             TxError::Failed(_)
         ));
         assert!(is_deadlock(&server(1213)) && !is_deadlock(&server(1062)));
+        assert!(is_json_patch_failure(&server(4040)) && is_json_patch_failure(&server(1048)));
+        assert!(!is_json_patch_failure(&server(1062)));
         assert!(!is_unique_violation(&server(1213)));
         assert!(d.to_string().starts_with("mysql commit failed (retryable)"));
         assert!(!backend("commit", server(1146)).is_retryable());

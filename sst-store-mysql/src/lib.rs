@@ -16,8 +16,9 @@
 //! ```
 //!
 //! The states are then plain rows: `SELECT id, JSON_VALUE(data, '$.inspection.radon') FROM
-//! node_a.sst_state`. The workspace README shows generated-column indexes and the differences
-//! between MariaDB and MySQL 8.
+//! node_a.sst_state`, and every version ever is a row of the view `node_a.sst_state_versions`
+//! (same `data` document). The workspace README shows generated-column indexes and the
+//! differences between MariaDB and MySQL 8.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 

@@ -1,6 +1,7 @@
 //! DDL of the peer tables: InnoDB, utf8mb4 with a binary NO PAD collation (ids compare
 //! byte-wise, like Rust strings), `JSON` columns (a `LONGTEXT` + `json_valid` check on
-//! MariaDB, the binary JSON type on MySQL 8), and the unique keys that serialise writers.
+//! MariaDB, the binary JSON type on MySQL 8), the unique keys that serialise writers, the
+//! history view, and the statements that upgrade state tables of the first layout.
 
 /// Collations tried, best first, for the key columns: byte-wise and without trailing-space
 /// padding (`'a'` and `'a '` are different ids). MySQL 8 has the first, MariaDB the second;
@@ -17,6 +18,10 @@ pub(crate) struct Names {
     pub(crate) state: String,
     /// `` `db`.`sst_state_history` ``.
     pub(crate) history: String,
+    /// `` `db`.`sst_section` ``.
+    pub(crate) section: String,
+    /// `` `db`.`sst_state_versions` `` (a view).
+    pub(crate) versions: String,
     /// `` `db`.`sst_event` ``.
     pub(crate) event: String,
     /// `` `db`.`sst_actor` ``.
@@ -40,6 +45,8 @@ impl Names {
             database: format!("`{database}`"),
             state: q(&t.state),
             history: q(&t.history),
+            section: q(&t.section),
+            versions: q(&t.versions),
             event: q(&t.event),
             actor: q(&t.actor),
             contract: q(&t.contract),
@@ -84,45 +91,143 @@ impl Flavor {
     }
 }
 
-/// Columns shared by the current-state and history tables.
-fn state_columns(flavor: Flavor) -> String {
+/// Columns of the first layout's current-state table that the section-version layout keeps
+/// only in the history row of the current version; `migrate` drops them.
+pub(crate) const FIRST_LAYOUT_CURRENT_ONLY: [&str; 6] = [
+    "parties",
+    "seals",
+    "root",
+    "prev_root",
+    "last_event",
+    "updated_at",
+];
+
+/// The current-state table: the queryable `data` document of each state's latest version.
+fn state_table(n: &Names, flavor: Flavor, table: &str) -> String {
     format!(
-        "
+        "CREATE TABLE IF NOT EXISTS {} (
+    id               VARCHAR(255) NOT NULL,
+    contract_name    VARCHAR(255) NOT NULL,
+    contract_version INT UNSIGNED NOT NULL,
+    version          BIGINT       NOT NULL,
+    data             {}     NOT NULL,
+    CHECK (version >= 1),
+    PRIMARY KEY (id)) {table}",
+        n.state,
+        flavor.user_json()
+    )
+}
+
+/// The history table: header and section seals of every version, no plaintext.
+fn history_table(n: &Names, table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (
     id               VARCHAR(255) NOT NULL,
     contract_name    VARCHAR(255) NOT NULL,
     contract_version INT UNSIGNED NOT NULL,
     version          BIGINT       NOT NULL,
     parties          JSON         NOT NULL,
     seals            JSON         NOT NULL,
-    data             {}     NOT NULL,
     root             VARCHAR(80)  NOT NULL,
     prev_root        VARCHAR(80)  NULL,
     last_event       VARCHAR(80)  NULL,
     updated_at       BIGINT       NOT NULL,
-    CHECK (version >= 1)",
+    CHECK (version >= 1),
+    PRIMARY KEY (id, version)) {table}",
+        n.history
+    )
+}
+
+/// The section table: each section version's plaintext, once.
+fn section_table(n: &Names, flavor: Flavor, table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+    state_id VARCHAR(255) NOT NULL,
+    name     VARCHAR(255) NOT NULL,
+    hash     VARCHAR(80)  NOT NULL,
+    value    {}     NOT NULL,
+    PRIMARY KEY (state_id, name, hash)) {table}",
+        n.section,
         flavor.user_json()
     )
 }
 
-/// The statements `migrate` runs, in order, each idempotent. `collation` is one of
+/// Bytes below which MariaDB's history view assembles a version's document as text: under
+/// the 1 MiB default of `group_concat_max_len`, which would truncate a longer `GROUP_CONCAT`.
+const VIEW_CONCAT_LIMIT: usize = 1_000_000;
+
+/// The read-only history view: every version's `{name: value}` document over its seals that
+/// carry a salt, each joined to its section row; `{}` when none.
+///
+/// MariaDB has no function listing an object's members with their values, so the seals'
+/// names come from `JSON_TABLE` over `JSON_KEYS(seals)` and each one's hash and salt from a
+/// path built with `JSON_QUOTE` (any name, quotes and backslashes included). The names and
+/// hashes `JSON_TABLE`/`JSON_VALUE` return carry the JSON column's collation, so they are
+/// compared under the tables' `collation`; `JSON_CONTAINS_PATH` misses members whose quoted
+/// name holds a `\uXXXX` escape (where `JSON_VALUE` finds them), so a salt is tested with
+/// `JSON_VALUE … IS NOT NULL`. On MariaDB, `JSON_OBJECTAGG` quotes a `LONGTEXT` value as a
+/// string unless it comes out of a JSON function, and every JSON function stops at 32 levels
+/// of nesting (a deeper section would read as `null`), so a document under
+/// [`VIEW_CONCAT_LIMIT`] bytes is concatenated as text, any depth, and a larger one
+/// aggregated with `JSON_OBJECTAGG(name, JSON_EXTRACT(value, '$'))`, any size.
+pub(crate) fn versions_view(n: &Names, collation: &str, flavor: Flavor) -> String {
+    let path = |member: &str| format!("CONCAT('$.', JSON_QUOTE(j.name), '.{member}')");
+    let document = match flavor {
+        Flavor::Mysql => "JSON_OBJECTAGG(s.name, s.value)".to_owned(),
+        Flavor::Mariadb => format!(
+            "CASE WHEN SUM(LENGTH(s.name) * 6 + LENGTH(s.value) + 4) < {VIEW_CONCAT_LIMIT}
+      THEN CONCAT('{{', GROUP_CONCAT(JSON_QUOTE(s.name), ':', s.value
+        ORDER BY s.name SEPARATOR ','), '}}')
+      ELSE JSON_OBJECTAGG(s.name, JSON_EXTRACT(s.value, '$')) END"
+        ),
+    };
+    format!(
+        "CREATE OR REPLACE VIEW {view} AS
+SELECT h.id, h.version, h.contract_name, h.contract_version, h.root, h.updated_at,
+  COALESCE((
+    SELECT {document}
+    FROM JSON_TABLE(JSON_KEYS(h.seals), '$[*]' COLUMNS (
+      name VARCHAR(255) CHARACTER SET utf8mb4 COLLATE {collation} PATH '$')) AS j
+    JOIN {section} AS s ON s.state_id = h.id AND s.name = j.name
+      AND s.hash = JSON_VALUE(h.seals, {hash}) COLLATE {collation}
+    WHERE JSON_VALUE(h.seals, {salt}) IS NOT NULL
+  ), '{{}}') AS data
+FROM {history} AS h",
+        view = n.versions,
+        section = n.section,
+        history = n.history,
+        hash = path("hash"),
+        salt = path("salt"),
+    )
+}
+
+/// `ALTER TABLE` dropping the first layout's `data` column from the history (after its
+/// section versions were copied to the section table).
+pub(crate) fn drop_history_data(n: &Names) -> String {
+    format!("ALTER TABLE {} DROP COLUMN data", n.history)
+}
+
+/// `ALTER TABLE` dropping `columns` (of [`FIRST_LAYOUT_CURRENT_ONLY`]) from the current-state
+/// table, in one statement.
+pub(crate) fn drop_current_columns(n: &Names, columns: &[&str]) -> String {
+    let drops: Vec<String> = columns.iter().map(|c| format!("DROP COLUMN {c}")).collect();
+    format!("ALTER TABLE {} {}", n.state, drops.join(", "))
+}
+
+/// The `CREATE` statements `migrate` runs, in order, each idempotent (the history view comes
+/// after the upgrade of a first layout, [`versions_view`]). `collation` is one of
 /// [`COLLATIONS`].
 pub(crate) fn ddl(n: &Names, collation: &str, flavor: Flavor) -> Vec<String> {
     let table = format!("ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}");
-    let state_columns = state_columns(flavor);
     let user_json = flavor.user_json();
     vec![
         format!(
             "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE {collation}",
             n.database
         ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} ({state_columns}, PRIMARY KEY (id)) {table}",
-            n.state
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {} ({state_columns}, PRIMARY KEY (id, version)) {table}",
-            n.history
-        ),
+        state_table(n, flavor, &table),
+        history_table(n, &table),
+        section_table(n, flavor, &table),
         format!(
             "CREATE TABLE IF NOT EXISTS {} (
                 pos              BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
@@ -267,6 +372,44 @@ mod tests {
         let mysql = super::ddl(&n, "utf8mb4_0900_bin", Flavor::Mysql).join(";\n");
         assert!(mysql.contains("data             JSON"));
         assert!(!mysql.contains("LONGTEXT"));
+    }
+
+    #[test]
+    fn state_tables_are_of_the_section_version_layout() {
+        let n = Names::new("node_a", &crate::TableNames::default());
+        let ddl = ddl(&n, "utf8mb4_nopad_bin", Flavor::Mariadb);
+        let table = |name: &str| {
+            ddl.iter()
+                .find(|s| s.contains(&format!("EXISTS `node_a`.`{name}` (")))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let (state, history, section) = (
+            table("sst_state"),
+            table("sst_state_history"),
+            table("sst_section"),
+        );
+        assert!(state.contains("data             LONGTEXT") && !state.contains("seals"));
+        assert!(history.contains("seals") && !history.contains("data"));
+        assert!(section.contains("value    LONGTEXT     NOT NULL"));
+        assert!(section.contains("PRIMARY KEY (state_id, name, hash)"));
+        let view = versions_view(&n, "utf8mb4_nopad_bin", Flavor::Mariadb);
+        assert!(view.starts_with("CREATE OR REPLACE VIEW `node_a`.`sst_state_versions` AS"));
+        assert!(view.contains("JSON_OBJECTAGG(s.name, JSON_EXTRACT(s.value, '$'))"));
+        assert!(view.contains("COLLATE utf8mb4_nopad_bin"));
+        assert!(view.contains("'{}') AS data"));
+        let mysql = versions_view(&n, "utf8mb4_0900_bin", Flavor::Mysql);
+        assert!(
+            mysql.contains("JSON_OBJECTAGG(s.name, s.value)") && !mysql.contains("GROUP_CONCAT")
+        );
+        assert_eq!(
+            drop_current_columns(&n, &["seals", "root"]),
+            "ALTER TABLE `node_a`.`sst_state` DROP COLUMN seals, DROP COLUMN root"
+        );
+        assert_eq!(
+            drop_history_data(&n),
+            "ALTER TABLE `node_a`.`sst_state_history` DROP COLUMN data"
+        );
     }
 
     #[test]

@@ -13,13 +13,14 @@ use mysql_async::{
 };
 use serde_json::Value;
 use sst_core::model::StateParts;
+use sst_core::portable::member_path;
 use sst_core::raw::columns::{
     business_events_from_column, endorsements_from_column, json_text, outcome_from_columns,
     receipt_from_column, DerivedEventColumns,
 };
 use sst_core::raw::{
-    check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, EventColumns,
-    Lookups, NameCase, Recorded, RACE_RETRIES,
+    check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, DataWrite,
+    EventColumns, Lookups, NameCase, Recorded, RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
@@ -29,13 +30,25 @@ use sst_core::{
 };
 
 use crate::config::{check_identifier, MysqlConfig, TableNames};
-use crate::error::{backend, check_id, is_unique_violation, raced_or, to_i64, TxError};
+use crate::error::{
+    backend, check_id, is_json_patch_failure, is_unique_violation, raced_or, to_i64, TxError,
+};
 use crate::schema::{self, Flavor, Names, COLLATIONS};
 use crate::NAME;
 
-/// Columns of a state row, in the order the `SELECT`s and `INSERT`s below list them.
-const STATE_COLUMNS: &str = "id, contract_name, contract_version, version, parties, seals, \
-                             data, root, prev_root, last_event, updated_at";
+/// Columns of a current-state row, in the order the `INSERT`s below list them.
+const CURRENT_COLUMNS: &str = "id, contract_name, contract_version, version, data";
+
+/// Columns of a history row, in the order the `SELECT`s and `INSERT`s below list them.
+const HISTORY_COLUMNS: &str = "id, contract_name, contract_version, version, parties, seals, \
+                               root, prev_root, last_event, updated_at";
+
+/// Columns of a section row, in the order the `INSERT`s below list them.
+const SECTION_COLUMNS: &str = "state_id, name, hash, value";
+
+/// Columns of the history view.
+const VERSIONS_COLUMNS: &str =
+    "id, version, contract_name, contract_version, root, updated_at, data";
 
 /// Columns of an event row, in the order the `INSERT`s below list them.
 const EVENT_COLUMNS: &str = "id, state_id, kind, contract_name, contract_version, actor, \
@@ -46,6 +59,10 @@ const EVENT_COLUMNS: &str = "id, state_id, kind, contract_name, contract_version
 /// Event columns added after the event table was first released: an event table without them
 /// is of an older layout, and `migrate` adds them (nullable).
 const ADDED_EVENT_COLUMNS: [&str; 2] = ["business_events", "endorsements"];
+
+/// Tail of the section insert: a section version already stored under its key is kept (the
+/// key is its content's salted hash). Not `INSERT IGNORE`, which would swallow other errors.
+const SKIP_STORED_SECTION: &str = " ON DUPLICATE KEY UPDATE state_id = state_id";
 
 /// Most placeholders one statement may carry (the protocol counts them in 16 bits).
 const MAX_PLACEHOLDERS: usize = 65_535;
@@ -83,7 +100,8 @@ const SESSION_INIT: [&str; 2] = [
 /// SQL text, built once per store from the configured names.
 #[derive(Debug)]
 struct Sql {
-    /// `SELECT id, version … WHERE id IN (` — locks the current rows of a batch's states.
+    /// `SELECT id, version, seals … WHERE id IN (` — locks the current rows of a batch's
+    /// states and reads the seals of their versions from the history.
     lock_states_head: String,
     /// `SELECT id, origin_node, origin_seq … WHERE id IN (` — events already recorded.
     seen_ids_head: String,
@@ -95,10 +113,18 @@ struct Sql {
     insert_states_head: String,
     /// `INSERT INTO <history> (…) VALUES ` — multi-row history insert.
     insert_histories_head: String,
-    /// `ON DUPLICATE KEY UPDATE …` of every state column but the id (rows known to exist).
-    update_states_tail: String,
+    /// `INSERT INTO <section> (…) VALUES ` — multi-row section insert, followed by
+    /// [`SKIP_STORED_SECTION`].
+    insert_sections_head: String,
+    /// `UPDATE <state> SET contract_name = ?, contract_version = ?, data = ` — the guarded
+    /// update of a current row, up to its data expression.
+    update_current_head: String,
+    /// Current row joined to the history row of its version.
     state: String,
+    /// A history row.
     state_at: String,
+    /// `SELECT name, hash, value FROM <section> WHERE state_id = ? AND (` — section rows.
+    sections_head: String,
     state_ids: String,
     event: String,
     last_origin_seq: String,
@@ -128,7 +154,11 @@ struct Sql {
 impl Sql {
     fn new(n: &Names) -> Self {
         Sql {
-            lock_states_head: format!("SELECT id, version FROM {} WHERE id IN (", n.state),
+            lock_states_head: format!(
+                "SELECT s.id, s.version, h.seals FROM {} AS s LEFT JOIN {} AS h \
+                 ON h.id = s.id AND h.version = s.version WHERE s.id IN (",
+                n.state, n.history
+            ),
             seen_ids_head: format!(
                 "SELECT id, origin_node, origin_seq FROM {} WHERE id IN (",
                 n.event
@@ -138,22 +168,29 @@ impl Sql {
                 n.event
             ),
             insert_events_head: format!("INSERT INTO {} ({EVENT_COLUMNS}) VALUES ", n.event),
-            insert_states_head: format!("INSERT INTO {} ({STATE_COLUMNS}) VALUES ", n.state),
-            insert_histories_head: format!("INSERT INTO {} ({STATE_COLUMNS}) VALUES ", n.history),
-            update_states_tail: format!(
-                " ON DUPLICATE KEY UPDATE {}",
-                STATE_COLUMNS
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|c| *c != "id")
-                    .map(|c| format!("{c} = VALUES({c})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            insert_states_head: format!("INSERT INTO {} ({CURRENT_COLUMNS}) VALUES ", n.state),
+            insert_histories_head: format!("INSERT INTO {} ({HISTORY_COLUMNS}) VALUES ", n.history),
+            insert_sections_head: format!("INSERT INTO {} ({SECTION_COLUMNS}) VALUES ", n.section),
+            update_current_head: format!(
+                "UPDATE {} SET contract_name = ?, contract_version = ?, data = ",
+                n.state
             ),
-            state: format!("SELECT {STATE_COLUMNS} FROM {} WHERE id = ?", n.state),
+            state: format!(
+                "SELECT s.id, s.version, s.contract_name, s.contract_version, s.data, \
+                 h.version AS history_version, h.contract_name AS history_contract_name, \
+                 h.contract_version AS history_contract_version, h.parties, h.seals, h.root, \
+                 h.prev_root, h.last_event, h.updated_at \
+                 FROM {} AS s LEFT JOIN {} AS h ON h.id = s.id AND h.version = s.version \
+                 WHERE s.id = ?",
+                n.state, n.history
+            ),
             state_at: format!(
-                "SELECT {STATE_COLUMNS} FROM {} WHERE id = ? AND version = ?",
+                "SELECT {HISTORY_COLUMNS} FROM {} WHERE id = ? AND version = ?",
                 n.history
+            ),
+            sections_head: format!(
+                "SELECT name, hash, value FROM {} WHERE state_id = ? AND (",
+                n.section
             ),
             state_ids: format!("SELECT id FROM {} ORDER BY id", n.state),
             event: format!("SELECT {EVENT_SELECT} FROM {} WHERE id = ?", n.event),
@@ -250,10 +287,17 @@ impl Sql {
 ///   sst-core before hashing, so formatting differences between servers do not matter;
 ///   the plaintext column is parsed strictly (a duplicate key written behind SST's back is an
 ///   integrity error, because MariaDB keeps the text and its `JSON_VALUE` reads the first);
+/// * states are stored in the section-version layout: the current-state table holds each
+///   state's id, contract, version and `data` document; the history one row per version
+///   (header and seals, no plaintext); the section table each section version's plaintext
+///   once, keyed by state, name and hash; the view `sst_state_versions` shows every version's
+///   whole document;
 /// * `commit` runs one `READ COMMITTED` InnoDB transaction per batch: it locks the
-///   current-state rows with `SELECT … FOR UPDATE`, reads recorded event ids and origin
-///   sequences with one more query, lets [`CommitPlan`] decide and writes the plan with one
-///   multi-row `INSERT` per table. A concurrent writer that got in between the read and the
+///   current-state rows with `SELECT … FOR UPDATE` (reading the seals of their versions from
+///   the history in the same query), reads recorded event ids and origin sequences with one
+///   more query, lets [`CommitPlan`] decide and writes the plan with one multi-row `INSERT`
+///   per table (new section versions only) and a guarded `UPDATE` per existing current row
+///   that patches only the changed sections with `JSON_SET` / `JSON_REMOVE`. A concurrent writer that got in between the read and the
 ///   inserts (duplicate key 1062 or a deadlock) makes the batch start over, reading what that
 ///   writer committed; the unique keys `(id, version)` of the history and
 ///   `(origin_node, origin_seq)` of the events are the backstop.
@@ -266,38 +310,114 @@ pub struct MysqlStore {
     sql: Arc<Sql>,
 }
 
-/// Bound values of one state row, in [`STATE_COLUMNS`] order.
+/// A new state version of a batch, checked and converted before the database is touched: the
+/// bound values of its history row, in [`HISTORY_COLUMNS`] order. Its plaintext goes to the
+/// section and current-state rows the plan names, converted when they are written.
 struct StateRow {
     id: String,
     version: i64,
-    values: Vec<My>,
+    history: Vec<My>,
 }
 
 impl StateRow {
     fn new(at: &str, s: &State) -> Result<Self, StoreError> {
-        let p = s.to_parts();
-        check_id(&format!("{at}.id"), p.id.as_str())?;
-        check_id(&format!("{at}.contract.name"), &p.contract.name)?;
-        let version = to_i64(&format!("{at}.version"), p.version)?;
-        let values = vec![
-            My::from(p.id.as_str()),
-            My::from(p.contract.name),
-            My::from(p.contract.version),
+        check_id(&format!("{at}.id"), s.id.as_str())?;
+        check_id(&format!("{at}.contract.name"), &s.contract.name)?;
+        for name in s.sections.keys() {
+            check_id(&member_path(&format!("{at}.sections"), name), name)?;
+        }
+        let version = to_i64(&format!("{at}.version"), s.version)?;
+        let history = vec![
+            My::from(s.id.as_str()),
+            My::from(s.contract.name.as_str()),
+            My::from(s.contract.version),
             My::from(version),
-            My::from(json_text(&format!("{at}.parties"), &p.parties)?),
-            My::from(json_text(&format!("{at}.seals"), &p.seals)?),
-            My::from(json_text(&format!("{at}.data"), &p.data)?),
-            My::from(p.root),
-            My::from(p.prev_root),
-            My::from(p.last_event),
-            My::from(p.updated_at),
+            My::from(json_text(&format!("{at}.parties"), &s.parties)?),
+            My::from(json_text(&format!("{at}.seals"), &s.seals())?),
+            My::from(s.root.to_string()),
+            My::from(s.prev_root.map(|r| r.to_string())),
+            My::from(s.last_event.map(|e| e.to_string())),
+            My::from(s.updated_at.0),
         ];
         Ok(StateRow {
-            id: p.id.0,
+            id: s.id.0.clone(),
             version,
-            values,
+            history,
         })
     }
+}
+
+/// The text of a state's queryable data document, `{section: value}` of its disclosed
+/// sections, serialised from the sections in place (nothing is copied).
+fn data_text(at: &str, s: &State) -> Result<String, StoreError> {
+    let doc: BTreeMap<&str, &Value> = s
+        .sections
+        .iter()
+        .filter_map(|(name, section)| Some((name.as_str(), section.value()?)))
+        .collect();
+    json_text(&format!("{at}.data"), &doc)
+}
+
+/// Bound values of one current-state row, in [`CURRENT_COLUMNS`] order.
+fn current_values(at: &str, s: &State) -> Result<Vec<My>, StoreError> {
+    Ok(vec![
+        My::from(s.id.as_str()),
+        My::from(s.contract.name.as_str()),
+        My::from(s.contract.version),
+        My::from(to_i64(&format!("{at}.version"), s.version)?),
+        My::from(data_text(at, s)?),
+    ])
+}
+
+/// `$."name"`: the JSON path of a top-level member, `None` for a name the double-quoted path
+/// syntax cannot carry as it is (one holding `"` or `\`).
+fn member_json_path(name: &str) -> Option<String> {
+    (!name.contains(['"', '\\'])).then(|| format!("$.\"{name}\""))
+}
+
+/// The SQL expression and bound values patching the stored `data` document to `state`'s:
+/// `JSON_SET(JSON_REMOVE(data, ?…), ?, JSON_EXTRACT(?, '$')…)`. `None` when a name cannot be
+/// written as a path ([`member_json_path`]): the whole document is written instead.
+fn data_patch(
+    at: &str,
+    state: &State,
+    set: &[String],
+    remove: &[String],
+) -> Result<Option<(String, Vec<My>)>, StoreError> {
+    let mut expr = "data".to_owned();
+    let mut values = Vec::with_capacity(remove.len() + 2 * set.len());
+    if !remove.is_empty() {
+        for name in remove {
+            let Some(path) = member_json_path(name) else {
+                return Ok(None);
+            };
+            values.push(My::from(path));
+        }
+        expr = format!(
+            "JSON_REMOVE({expr}, {})",
+            vec!["?"; remove.len()].join(", ")
+        );
+    }
+    if !set.is_empty() {
+        for name in set {
+            let (Some(path), Some(value)) = (
+                member_json_path(name),
+                state.sections.get(name).and_then(|s| s.value()),
+            ) else {
+                return Ok(None);
+            };
+            values.push(My::from(path));
+            values.push(My::from(json_text(
+                &member_path(&format!("{at}.sections"), name),
+                value,
+            )?));
+        }
+        expr = format!(
+            "JSON_SET({expr}, {})",
+            vec!["?, JSON_EXTRACT(?, '$')"; set.len()].join(", ")
+        );
+    }
+    Ok(Some((expr, values)))
 }
 
 /// Bound values of one event row, in [`EVENT_COLUMNS`] order.
@@ -390,29 +510,89 @@ fn take_portable(
         .map_err(|e| StoreError::malformed(what(), format!("column {name}: {e}")))
 }
 
-fn state_from_row(mut row: Row) -> Result<State, StoreError> {
-    let id: String = take(&mut row, "id", &|| "state row".to_owned())?;
-    let version: i64 = take(&mut row, "version", &|| format!("state {id}"))?;
-    let what = || format!("state {id} version {version}");
-    let parts = StateParts {
-        id: StateId(id.clone()),
-        contract: ContractRef::new(
-            take::<String>(&mut row, "contract_name", &what)?,
-            take::<u32>(&mut row, "contract_version", &what)?,
-        ),
+/// The contract named by a row's `{prefix}contract_name` and `{prefix}contract_version`.
+fn take_contract(
+    row: &mut Row,
+    prefix: &str,
+    what: &dyn Fn() -> String,
+) -> Result<ContractRef, StoreError> {
+    Ok(ContractRef::new(
+        take::<String>(row, &format!("{prefix}contract_name"), what)?,
+        take::<u32>(row, &format!("{prefix}contract_version"), what)?,
+    ))
+}
+
+/// The parts of a state version a history row holds (named as in [`HISTORY_COLUMNS`]), with
+/// `data` from where the caller read it.
+fn history_parts(
+    row: &mut Row,
+    id: &str,
+    version: i64,
+    contract: ContractRef,
+    data: Value,
+    what: &dyn Fn() -> String,
+) -> Result<StateParts, StoreError> {
+    Ok(StateParts {
+        id: StateId(id.to_owned()),
+        contract,
         version: u64::try_from(version).map_err(|e| StoreError::malformed(what(), e))?,
-        parties: take_json(&mut row, "parties", &what)?,
-        seals: take_json(&mut row, "seals", &what)?,
-        data: take_portable(&mut row, "data", &what)?,
-        root: take(&mut row, "root", &what)?,
-        prev_root: take(&mut row, "prev_root", &what)?,
-        last_event: take(&mut row, "last_event", &what)?,
-        updated_at: take(&mut row, "updated_at", &what)?,
-    };
+        parties: take_json(row, "parties", what)?,
+        seals: take_json(row, "seals", what)?,
+        data,
+        root: take(row, "root", what)?,
+        prev_root: take(row, "prev_root", what)?,
+        last_event: take(row, "last_event", what)?,
+        updated_at: take(row, "updated_at", what)?,
+    })
+}
+
+/// [`State::from_parts`], a misfit reported as [`StoreError::Integrity`] on `what`.
+fn state_from_parts(parts: StateParts, what: &dyn Fn() -> String) -> Result<State, StoreError> {
     State::from_parts(parts).map_err(|source| StoreError::Integrity {
         what: what(),
         source,
     })
+}
+
+/// A current-state row joined to the history row of its version: data from the current row,
+/// everything else from the history. A current row whose version the history lacks, or whose
+/// contract differs from that history row's, is an integrity error.
+fn current_state_from_row(mut row: Row) -> Result<State, StoreError> {
+    let id: String = take(&mut row, "id", &|| "state row".to_owned())?;
+    let version: i64 = take(&mut row, "version", &|| format!("state {id}"))?;
+    let what = || format!("state {id} version {version}");
+    let held: Option<i64> = take(&mut row, "history_version", &what)?;
+    if held.is_none() {
+        return Err(StoreError::malformed(
+            format!("state {id}"),
+            format!("current row of {id} is at version {version}, which the history does not hold"),
+        ));
+    }
+    let contract = take_contract(&mut row, "", &what)?;
+    let recorded = take_contract(&mut row, "history_", &what)?;
+    if contract != recorded {
+        return Err(StoreError::malformed(
+            what(),
+            format!(
+                "current row names contract {contract}, the history row of its version {recorded}"
+            ),
+        ));
+    }
+    let data = take_portable(&mut row, "data", &what)?;
+    let parts = history_parts(&mut row, &id, version, contract, data, &what)?;
+    state_from_parts(parts, &what)
+}
+
+/// `(name, hash)` of each seal with a salt in a seals document (whatever does not have that
+/// shape is left to [`State::from_parts`] to report).
+fn disclosed_seals(seals: &Value) -> Vec<(&str, &str)> {
+    let Some(map) = seals.as_object() else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter(|(_, seal)| seal.get("salt").is_some_and(|s| !s.is_null()))
+        .filter_map(|(name, seal)| Some((name.as_str(), seal.get("hash")?.as_str()?)))
+        .collect()
 }
 
 fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
@@ -544,16 +724,17 @@ const ACTOR_COLUMNS: [&str; 4] = ["id", "node", "public_key", "status"];
 const CONTRACT_COLUMNS: [&str; 5] = ["name", "version", "identity", "deployer", "record"];
 
 /// Each peer table's name with the columns SST's statements name in it.
-fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 9] {
+fn needed_columns(t: &TableNames) -> [(&str, Vec<&'static str>); 11] {
     let list = |cols: &'static str| cols.split(',').map(str::trim).collect::<Vec<_>>();
-    let state = list(STATE_COLUMNS);
     let event = std::iter::once("pos")
         .chain(list(EVENT_COLUMNS))
         .filter(|c| !ADDED_EVENT_COLUMNS.contains(c))
         .collect();
     [
-        (&t.state, state.clone()),
-        (&t.history, state),
+        (&t.state, list(CURRENT_COLUMNS)),
+        (&t.history, list(HISTORY_COLUMNS)),
+        (&t.section, list(SECTION_COLUMNS)),
+        (&t.versions, list(VERSIONS_COLUMNS)),
         (&t.event, event),
         (&t.actor, ACTOR_COLUMNS.to_vec()),
         (&t.contract, CONTRACT_COLUMNS.to_vec()),
@@ -581,7 +762,7 @@ fn value_bytes(v: &My) -> usize {
 /// Inserts `rows` (all of one width) with as few multi-row statements as the placeholder
 /// and packet limits allow, in order.
 async fn insert_rows(
-    tx: &mut Transaction<'static>,
+    tx: &mut impl Queryable,
     head: &str,
     tail: &str,
     rows: &[&[My]],
@@ -813,11 +994,11 @@ impl MysqlStore {
         // lookups below, so its events read as recorded.
         for chunk in lookups.states.chunks(MAX_IN_LIST) {
             let sql = format!(
-                "{}{}) ORDER BY id FOR UPDATE",
+                "{}{}) ORDER BY s.id FOR UPDATE",
                 self.sql.lock_states_head,
                 placeholders(chunk.len(), 1)
             );
-            let found: Vec<(String, i64)> = tx
+            let found: Vec<(String, i64, Option<String>)> = tx
                 .exec(
                     sql,
                     chunk
@@ -827,10 +1008,15 @@ impl MysqlStore {
                 )
                 .await
                 .map_err(tx_err(op))?;
-            for (id, version) in found {
+            for (id, version, seals) in found {
                 let version = u64::try_from(version)
                     .map_err(|e| StoreError::malformed(format!("state {id}"), e))?;
-                recorded.versions.insert(StateId(id), version);
+                let id = StateId(id);
+                // Seals that do not parse leave the state out: it is written in full.
+                if let Some(seals) = seals.and_then(|t| serde_json::from_str(&t).ok()) {
+                    recorded.seals.insert(id.clone(), seals);
+                }
+                recorded.versions.insert(id, version);
             }
         }
         let batch_ids: HashMap<String, EventId> = rows
@@ -891,14 +1077,15 @@ impl MysqlStore {
         Ok(recorded)
     }
 
-    /// One attempt at a batch, in one transaction with a fixed number of statements: lock
-    /// the current rows of every touched state (one `SELECT … FOR UPDATE`, in id order), look
-    /// up recorded event ids and taken origin sequences (one `UNION ALL` query) and the log
-    /// head, let [`CommitPlan`] decide, then write events, history rows, new and updated
-    /// current rows and log entries with one multi-row `INSERT` each (split only past the
-    /// placeholder or packet limits). A duplicate key or a deadlock is a lost race: a
-    /// concurrent writer got there between the read and the insert, and the next attempt
-    /// reads what it committed and plans again.
+    /// One attempt at a batch, in one transaction: lock the current rows of every touched
+    /// state and read the seals of their versions (one `SELECT … FOR UPDATE`, in id order),
+    /// look up recorded event ids and taken origin sequences (one `UNION ALL` query) and the
+    /// log head, let [`CommitPlan`] decide, then write events, history rows, new section
+    /// versions, new current rows and log entries with one multi-row `INSERT` each (split
+    /// only past the placeholder or packet limits), and one guarded `UPDATE` per existing
+    /// current row. A duplicate key or a deadlock is a lost race: a concurrent writer got
+    /// there between the read and the insert, and the next attempt reads what it committed
+    /// and plans again.
     async fn try_commit(
         &self,
         tx: &mut Transaction<'static>,
@@ -915,30 +1102,43 @@ impl MysqlStore {
             let (ev, state) = &rows[i];
             events.push(&ev.values);
             if let Some(s) = state {
-                history.push(&s.values);
+                history.push(&s.history);
             }
         }
+        let sections = plan
+            .section_versions(batch)
+            .map(|v| {
+                Ok(vec![
+                    My::from(v.state.as_str()),
+                    My::from(v.name),
+                    My::from(v.hash.to_string()),
+                    My::from(json_text(
+                        &member_path(&format!("state {}.sections", v.state), v.name),
+                        v.value,
+                    )?),
+                ])
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let sections: Vec<&[My]> = sections.iter().map(Vec::as_slice).collect();
         // Updated rows are locked since the read, so they are still at the version the plan
         // was made against (its `from` guard holds); a new row may meet a concurrent creator.
-        let (mut created, mut updated): (Vec<&[My]>, Vec<&[My]>) = (Vec::new(), Vec::new());
+        let mut created = Vec::new();
         for row in &plan.current {
-            if let (_, Some(s)) = &rows[row.item] {
-                match row.write {
-                    CurrentWrite::Insert => created.push(&s.values),
-                    CurrentWrite::Update { .. } => updated.push(&s.values),
-                }
+            if let (CurrentWrite::Insert, Some(s)) = (row.write, &batch.items[row.item].state) {
+                created.push(current_values(&format!("items[{}].state", row.item), s)?);
             }
         }
+        let created: Vec<&[My]> = created.iter().map(Vec::as_slice).collect();
         for (head, tail, values, is_event) in [
             (&self.sql.insert_events_head, "", &events, true),
             (&self.sql.insert_histories_head, "", &history, false),
-            (&self.sql.insert_states_head, "", &created, false),
             (
-                &self.sql.insert_states_head,
-                self.sql.update_states_tail.as_str(),
-                &updated,
+                &self.sql.insert_sections_head,
+                SKIP_STORED_SECTION,
+                &sections,
                 false,
             ),
+            (&self.sql.insert_states_head, "", &created, false),
         ] {
             // A concurrent writer of the same events or states: a duplicate key, or a
             // deadlock when it waits on one row while this insert needs the gap before it.
@@ -946,6 +1146,14 @@ impl MysqlStore {
             insert_rows(tx, head, tail, values)
                 .await
                 .map_err(|e| raced_or(op, e, || key_taken(&plan.record, rows, is_event)))?;
+        }
+        for row in &plan.current {
+            if let (CurrentWrite::Update { from }, Some(s)) =
+                (row.write, &batch.items[row.item].state)
+            {
+                let at = format!("items[{}].state", row.item);
+                self.update_current(tx, &at, s, from, &row.data).await?;
+            }
         }
         let log = plan
             .log
@@ -957,6 +1165,70 @@ impl MysqlStore {
             .await
             .map_err(tx_err(op))?;
         Ok(plan.receipt())
+    }
+
+    /// The guarded `UPDATE` of one current row still at version `from` to `state`: contract,
+    /// version and data, the data patched in SQL where the plan allows it (only the changed
+    /// sections are sent) and written whole otherwise, or when MariaDB's JSON functions cannot
+    /// patch the stored document (beyond their 32 levels of nesting, or not valid JSON).
+    async fn update_current(
+        &self,
+        tx: &mut Transaction<'static>,
+        at: &str,
+        state: &State,
+        from: u64,
+        data: &DataWrite,
+    ) -> Result<(), TxError> {
+        let op = "commit";
+        let patch = match data {
+            DataWrite::Patch { set, remove } => data_patch(at, state, set, remove)?,
+            DataWrite::Whole => None,
+        };
+        let head = [
+            My::from(state.contract.name.as_str()),
+            My::from(state.contract.version),
+        ];
+        let tail = [
+            My::from(to_i64(&format!("{at}.version"), state.version)?),
+            My::from(state.id.as_str()),
+            My::from(to_i64(&format!("{at}.version"), from)?),
+        ];
+        let sql = |expr: &str| {
+            format!(
+                "{}{expr}, version = ? WHERE id = ? AND version = ?",
+                self.sql.update_current_head
+            )
+        };
+        let bound = |data: Vec<My>| head.iter().cloned().chain(data).chain(tail.iter().cloned());
+        let mut done = false;
+        if let Some((expr, values)) = patch {
+            match tx
+                .exec_drop(sql(&expr), bound(values).collect::<Vec<_>>())
+                .await
+            {
+                Ok(()) => done = true,
+                Err(e) if is_json_patch_failure(&e) => {
+                    tracing::debug!(backend = NAME, state = %state.id, error = %e, "data patch refused by the server, writing the whole document");
+                }
+                Err(e) => return Err(raced_or(op, e, || self.moved(state, from))),
+            }
+        }
+        if !done {
+            let whole = vec![My::from(data_text(at, state)?)];
+            tx.exec_drop(sql("?"), bound(whole).collect::<Vec<_>>())
+                .await
+                .map_err(|e| raced_or(op, e, || self.moved(state, from)))?;
+        }
+        if tx.affected_rows() != 1 {
+            // The row was locked at `from`: only a writer outside SST's locking moves it.
+            return Err(TxError::Raced(self.moved(state, from)));
+        }
+        Ok(())
+    }
+
+    /// The conflict of a current row no longer at the version `from` a plan was made against.
+    fn moved(&self, state: &State, from: u64) -> StoreError {
+        StoreError::stale_version(&state.id, state.version.saturating_sub(1), from)
     }
 
     /// One attempt at `put_contract`: the stored identity decides; an inserted version is
@@ -1036,22 +1308,121 @@ impl MysqlStore {
         .await
     }
 
+    /// Copies the plaintext of every history row of the first layout (its `data` column)
+    /// into the section table, one section row per seal with a salt, a page of rows per
+    /// transaction, keys already stored kept. Each row must read back as a state first: a
+    /// row that does not (changed behind SST's back) stops the upgrade before anything of it
+    /// is dropped, naming the version.
+    async fn copy_first_layout_sections(
+        &self,
+        conn: &mut mysql_async::Conn,
+    ) -> Result<(), StoreError> {
+        const PAGE: usize = 64;
+        let op = "migrate";
+        let select = format!(
+            "SELECT {HISTORY_COLUMNS}, data FROM {} WHERE id > ? OR (id = ? AND version > ?) \
+             ORDER BY id, version LIMIT {PAGE}",
+            self.names.history
+        );
+        let (mut last_id, mut last_version) = (String::new(), 0i64);
+        loop {
+            let rows: Vec<Row> = conn
+                .exec(
+                    select.as_str(),
+                    (last_id.as_str(), last_id.as_str(), last_version),
+                )
+                .await
+                .map_err(|e| backend(op, e))?;
+            let n = rows.len();
+            if n == 0 {
+                return Ok(());
+            }
+            let mut sections = Vec::new();
+            for mut row in rows {
+                let id: String = take(&mut row, "id", &|| "history row".to_owned())?;
+                let version: i64 = take(&mut row, "version", &|| format!("state {id}"))?;
+                let what = || {
+                    format!("state {id} version {version} (upgrading the first layout in place)")
+                };
+                let contract = take_contract(&mut row, "", &what)?;
+                let data = take_portable(&mut row, "data", &what)?;
+                let parts = history_parts(&mut row, &id, version, contract, data, &what)?;
+                let state = state_from_parts(parts, &what)?;
+                for (name, section) in &state.sections {
+                    if let Some(value) = section.value() {
+                        sections.push(vec![
+                            My::from(id.as_str()),
+                            My::from(name.as_str()),
+                            My::from(section.hash.to_string()),
+                            My::from(json_text(&what(), value)?),
+                        ]);
+                    }
+                }
+                (last_id, last_version) = (id, version);
+            }
+            let rows: Vec<&[My]> = sections.iter().map(Vec::as_slice).collect();
+            let mut tx = conn
+                .start_transaction(TxOpts::default())
+                .await
+                .map_err(|e| backend(op, e))?;
+            insert_rows(
+                &mut tx,
+                &self.sql.insert_sections_head,
+                SKIP_STORED_SECTION,
+                &rows,
+            )
+            .await
+            .map_err(|e| backend(op, e))?;
+            tx.commit().await.map_err(|e| backend(op, e))?;
+            if n < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
     async fn conn(&self, op: &'static str) -> Result<mysql_async::Conn, StoreError> {
         self.pool.get_conn().await.map_err(|e| backend(op, e))
     }
 
-    async fn fetch_state(
-        &self,
-        sql: &str,
-        values: Vec<My>,
-        op: &'static str,
-    ) -> Result<Option<State>, StoreError> {
+    /// Version `version` of `id`: its history row, and the section rows of its seals that
+    /// carry a salt (looked up by key, a few hundred at a time).
+    async fn fetch_version(&self, id: &StateId, version: i64) -> Result<Option<State>, StoreError> {
+        let op = "state_at";
         let mut conn = self.conn(op).await?;
         let row: Option<Row> = conn
-            .exec_first(sql, params(values))
+            .exec_first(self.sql.state_at.as_str(), (id.as_str(), version))
             .await
             .map_err(|e| backend(op, e))?;
-        row.map(state_from_row).transpose()
+        let Some(mut row) = row else {
+            return Ok(None);
+        };
+        let what = || format!("state {id} version {version}");
+        let contract = take_contract(&mut row, "", &what)?;
+        let mut parts =
+            history_parts(&mut row, id.as_str(), version, contract, Value::Null, &what)?;
+        let mut data = serde_json::Map::new();
+        let wanted = disclosed_seals(&parts.seals);
+        for chunk in wanted.chunks(MAX_IN_LIST / 2) {
+            let sql = format!(
+                "{}{})",
+                self.sql.sections_head,
+                vec!["(name = ? AND hash = ?)"; chunk.len()].join(" OR ")
+            );
+            let mut values = vec![My::from(id.as_str())];
+            for (name, hash) in chunk {
+                values.push(My::from(*name));
+                values.push(My::from(*hash));
+            }
+            let found: Vec<(String, String, String)> =
+                conn.exec(sql, values).await.map_err(|e| backend(op, e))?;
+            for (name, _, value) in found {
+                let value = sst_core::portable::parse(&value)
+                    .map_err(|e| StoreError::malformed(what(), format!("section {name}: {e}")))?;
+                data.insert(name, value);
+            }
+        }
+        parts.data = Value::Object(data);
+        state_from_parts(parts, &what).map(Some)
     }
 }
 
@@ -1109,6 +1480,25 @@ impl Store for MysqlStore {
                 self.database
             ),
         )?;
+        let t = &self.config.tables;
+        let view_is_table: Option<String> = conn
+            .exec_first(
+                "SELECT TABLE_TYPE FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND TABLE_TYPE <> 'VIEW'",
+                (self.database.as_str(), t.versions.as_str()),
+            )
+            .await
+            .map_err(|e| backend(op, e))?;
+        if let Some(kind) = view_is_table {
+            return Err(StoreError::Schema {
+                backend: NAME,
+                table: t.versions.clone(),
+                detail: format!(
+                    "it is a {kind}, where SST keeps its history view; choose other table names \
+                     (MysqlConfig::tables) or move that table away"
+                ),
+            });
+        }
         // An event table of an older layout gains the columns added since.
         let added = [(self.config.tables.event.as_str(), ADDED_EVENT_COLUMNS)];
         for (_, column) in columns_to_add(&added, &present, NameCase::Insensitive) {
@@ -1121,6 +1511,34 @@ impl Store for MysqlStore {
         for stmt in schema::ddl(&self.names, collation, flavor) {
             conn.query_drop(stmt).await.map_err(|e| backend(op, e))?;
         }
+        // State tables of the first layout: each step is idempotent and the next one runs
+        // only once it is done, so a migrate that stopped midway is finished by the next.
+        let has = |table: &str, column: &str| {
+            present
+                .iter()
+                .any(|(t, c)| t.eq_ignore_ascii_case(table) && c.eq_ignore_ascii_case(column))
+        };
+        if has(&t.history, "data") {
+            // 1. every disclosed section version into the section table (keys already
+            //    stored are kept); 2. only then the history's plaintext goes.
+            self.copy_first_layout_sections(&mut conn).await?;
+            conn.query_drop(schema::drop_history_data(&self.names))
+                .await
+                .map_err(|e| backend(op, e))?;
+        }
+        // 3. The current rows' copies of history columns (the history holds them).
+        let extra: Vec<&str> = schema::FIRST_LAYOUT_CURRENT_ONLY
+            .into_iter()
+            .filter(|c| has(&t.state, c))
+            .collect();
+        if !extra.is_empty() {
+            conn.query_drop(schema::drop_current_columns(&self.names, &extra))
+                .await
+                .map_err(|e| backend(op, e))?;
+        }
+        conn.query_drop(schema::versions_view(&self.names, collation, flavor))
+            .await
+            .map_err(|e| backend(op, e))?;
         Ok(())
     }
 
@@ -1149,20 +1567,20 @@ impl Store for MysqlStore {
     }
 
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
-        self.fetch_state(&self.sql.state, vec![My::from(id.as_str())], "state")
+        let op = "state";
+        let mut conn = self.conn(op).await?;
+        let row: Option<Row> = conn
+            .exec_first(self.sql.state.as_str(), (id.as_str(),))
             .await
+            .map_err(|e| backend(op, e))?;
+        row.map(current_state_from_row).transpose()
     }
 
     async fn state_at(&self, id: &StateId, version: u64) -> Result<Option<State>, StoreError> {
         let Ok(v) = i64::try_from(version) else {
             return Ok(None);
         };
-        self.fetch_state(
-            &self.sql.state_at,
-            vec![My::from(id.as_str()), My::from(v)],
-            "state_at",
-        )
-        .await
+        self.fetch_version(id, v).await
     }
 
     async fn state_ids(&self) -> Result<Vec<StateId>, StoreError> {
@@ -1520,5 +1938,53 @@ impl Store for MysqlStore {
         conn.exec_drop(self.sql.set_sink_cursor.as_str(), (sink, pos))
             .await
             .map_err(|e| backend(op, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_paths_are_quoted_or_refused() {
+        assert_eq!(member_json_path("price").as_deref(), Some("$.\"price\""));
+        assert_eq!(
+            member_json_path("sp ace*[0]é").as_deref(),
+            Some("$.\"sp ace*[0]é\"")
+        );
+        assert_eq!(member_json_path("we\"ird"), None);
+        assert_eq!(member_json_path("back\\slash"), None);
+    }
+
+    #[test]
+    fn a_patch_sends_only_the_changed_sections() -> Result<(), StoreError> {
+        use conformance_tests::fixtures::{actor, create, deal_parties, deal_values, state_id};
+        let (alice, key) = actor("acme", "alice");
+        let item = create(
+            &state_id("patch"),
+            deal_parties(),
+            deal_values(1, 0.5),
+            (&alice, &key),
+            1,
+        );
+        let state = item.state.as_deref().ok_or(StoreError::InvalidInput {
+            path: "fixture".into(),
+            reason: "no state".into(),
+        })?;
+        let (expr, values) =
+            data_patch("s", state, &["price".into()], &["gone".into()])?.unwrap_or_default();
+        assert_eq!(
+            expr,
+            "JSON_SET(JSON_REMOVE(data, ?), ?, JSON_EXTRACT(?, '$'))"
+        );
+        assert_eq!(values.len(), 3);
+        assert_eq!(values[1], My::from("$.\"price\""));
+        assert!(data_patch("s", state, &["no such".into()], &[])?.is_none());
+        assert!(data_patch("s", state, &[], &["a\"b".into()])?.is_none());
+        assert_eq!(
+            data_patch("s", state, &[], &[])?.map(|(e, _)| e).as_deref(),
+            Some("data")
+        );
+        Ok(())
     }
 }
