@@ -32,6 +32,12 @@ impl BackendFactory for MyFactory {
             pool: store.pool().clone(),
             state: q(&t.state),
             history: q(&t.history),
+            section: q(&t.section),
+            versions: q(&t.versions),
+            first_layout: [
+                q(&format!("{}_first", t.state)),
+                q(&format!("{}_first", t.history)),
+            ],
             event: q(&t.event),
             actor: q(&t.actor),
             contract: q(&t.contract),
@@ -55,6 +61,11 @@ struct Raw {
     pool: Pool,
     state: String,
     history: String,
+    section: String,
+    versions: String,
+    /// Scratch names of the current-state and history tables `downgrade_to_first_layout`
+    /// builds before they replace the store's.
+    first_layout: [String; 2],
     event: String,
     actor: String,
     contract: String,
@@ -66,11 +77,139 @@ struct Raw {
 /// Columns of a log row but `pos`, as the copy statement lists them.
 const LOG_REST: &str = "kind, subject, record, prev, hash";
 
-/// State columns but `id` and `version`, as the tamper statements copy them.
-const STATE_REST: &str = "contract_name, contract_version, parties, seals, data, root, \
-                          prev_root, last_event, updated_at";
+/// History columns but `id` and `version`, as the tamper statements copy them.
+const HISTORY_REST: &str = "contract_name, contract_version, parties, seals, root, prev_root, \
+                            last_event, updated_at";
+
+/// Columns of both state tables of SST's first layout, in order.
+const FIRST_LAYOUT_COLUMNS: &str = "id, contract_name, contract_version, version, parties, \
+                                    seals, data, root, prev_root, last_event, updated_at";
+
+/// The first layout's state-table columns (`git show e938981:sst-store-mysql/src/schema.rs`),
+/// `data` of type `data_type`.
+fn first_layout_columns(data_type: &str) -> String {
+    format!(
+        "id               VARCHAR(255) NOT NULL,
+    contract_name    VARCHAR(255) NOT NULL,
+    contract_version INT UNSIGNED NOT NULL,
+    version          BIGINT       NOT NULL,
+    parties          JSON         NOT NULL,
+    seals            JSON         NOT NULL,
+    data             {data_type}     NOT NULL,
+    root             VARCHAR(80)  NOT NULL,
+    prev_root        VARCHAR(80)  NULL,
+    last_event       VARCHAR(80)  NULL,
+    updated_at       BIGINT       NOT NULL,
+    CHECK (version >= 1)"
+    )
+}
 
 impl Raw {
+    /// `(name, hash)` of the seals with a salt of `version` of `id` (`None` without that
+    /// version), read inside `tx`.
+    async fn disclosed(
+        &self,
+        tx: &mut impl Queryable,
+        id: &StateId,
+        version: u64,
+    ) -> anyhow::Result<Option<Vec<(String, String)>>> {
+        let seals: Option<String> = tx
+            .exec_first(
+                format!(
+                    "SELECT seals FROM {} WHERE id = ? AND version = ?",
+                    self.history
+                ),
+                (id.as_str(), version),
+            )
+            .await?;
+        let Some(seals) = seals else {
+            return Ok(None);
+        };
+        let seals: serde_json::Map<String, Value> = serde_json::from_str(&seals)?;
+        Ok(Some(
+            seals
+                .into_iter()
+                .filter(|(_, seal)| seal.get("salt").is_some())
+                .filter_map(|(name, seal)| Some((name, seal.get("hash")?.as_str()?.to_owned())))
+                .collect(),
+        ))
+    }
+
+    /// The stored value of section version `(name, hash)` of `id`.
+    async fn section_value(
+        &self,
+        tx: &mut impl Queryable,
+        id: &StateId,
+        name: &str,
+        hash: &str,
+    ) -> anyhow::Result<String> {
+        let value: Option<String> = tx
+            .exec_first(
+                format!(
+                    "SELECT value FROM {} WHERE state_id = ? AND name = ? AND hash = ? FOR UPDATE",
+                    self.section
+                ),
+                (id.as_str(), name, hash),
+            )
+            .await?;
+        value.with_context(|| format!("no section row {name} {hash} of {id}"))
+    }
+
+    /// Writes `value` into section version `(name, hash)` of `id`.
+    async fn set_section_value(
+        &self,
+        tx: &mut impl Queryable,
+        id: &StateId,
+        name: &str,
+        hash: &str,
+        value: String,
+    ) -> anyhow::Result<()> {
+        tx.exec_drop(
+            format!(
+                "UPDATE {} SET value = ? WHERE state_id = ? AND name = ? AND hash = ?",
+                self.section
+            ),
+            (value, id.as_str(), name, hash),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sets the current row of `id` back to `version`: its contract from the history row, its
+    /// data as the history view shows that version.
+    async fn roll_back_current_row(&self, id: &StateId, version: u64) -> anyhow::Result<bool> {
+        let mut tx = self.pool.start_transaction(Default::default()).await?;
+        let row: Option<(String, u32, String)> = tx
+            .exec_first(
+                format!(
+                    "SELECT h.contract_name, h.contract_version, v.data FROM {} AS h \
+                     JOIN {} AS v ON v.id = h.id AND v.version = h.version \
+                     WHERE h.id = ? AND h.version = ?",
+                    self.history, self.versions
+                ),
+                (id.as_str(), version),
+            )
+            .await?;
+        let (name, contract_version, data) =
+            row.with_context(|| format!("{id} has no history version {version}"))?;
+        tx.exec_drop(
+            format!(
+                "UPDATE {} SET contract_name = ?, contract_version = ?, data = ?, version = ? \
+                 WHERE id = ?",
+                self.state
+            ),
+            (name, contract_version, data, version, id.as_str()),
+        )
+        .await?;
+        let n = tx.affected_rows();
+        anyhow::ensure!(
+            n == 1,
+            "rolling back the current row of {id} changed {n} rows"
+        );
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn column(&self, col: &str, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
         let mut conn = self.pool.get_conn().await?;
         let text: Option<String> = conn
@@ -148,7 +287,17 @@ fn column_value(column: EventColumn, value: &Value) -> anyhow::Result<My> {
 #[async_trait]
 impl RawAccess for Raw {
     async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
-        self.column("data", id, version).await
+        let mut conn = self.pool.get_conn().await?;
+        let text: Option<String> = conn
+            .exec_first(
+                format!(
+                    "SELECT data FROM {} WHERE id = ? AND version = ?",
+                    self.versions
+                ),
+                (id.as_str(), version),
+            )
+            .await?;
+        Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
     }
 
     async fn raw_seals(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
@@ -157,13 +306,24 @@ impl RawAccess for Raw {
 
     async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()> {
         let mut tx = self.pool.start_transaction(Default::default()).await?;
-        for table in [&self.history, &self.state] {
-            tx.exec_drop(
-                format!("UPDATE {table} SET data = ? WHERE id = ? AND version = ?"),
-                (data.to_string(), id.as_str(), version),
-            )
-            .await?;
+        let disclosed = self
+            .disclosed(&mut tx, id, version)
+            .await?
+            .with_context(|| format!("{id} has no version {version}"))?;
+        for (name, hash) in disclosed {
+            if let Some(value) = data.get(&name) {
+                self.set_section_value(&mut tx, id, &name, &hash, value.to_string())
+                    .await?;
+            }
         }
+        tx.exec_drop(
+            format!(
+                "UPDATE {} SET data = ? WHERE id = ? AND version = ?",
+                self.state
+            ),
+            (data.to_string(), id.as_str(), version),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -189,28 +349,75 @@ impl RawAccess for Raw {
 
     async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
         let mut tx = self.pool.start_transaction(Default::default()).await?;
-        let select = format!(
-            "SELECT data FROM {} WHERE id = ? AND version = ? FOR UPDATE",
-            self.history
-        );
-        let da: Option<String> = tx.exec_first(select.as_str(), (id.as_str(), a)).await?;
-        let db: Option<String> = tx.exec_first(select.as_str(), (id.as_str(), b)).await?;
-        let (Some(da), Some(db)) = (da, db) else {
+        let sa = self.disclosed(&mut tx, id, a).await?;
+        let sb = self.disclosed(&mut tx, id, b).await?;
+        let (Some(sa), Some(sb)) = (sa, sb) else {
             anyhow::bail!("history versions {a} and {b} of {id} must both exist");
         };
-        let update = format!(
-            "UPDATE {} SET data = ? WHERE id = ? AND version = ?",
-            self.history
-        );
-        for (data, v) in [(db, a), (da, b)] {
-            tx.exec_drop(
-                update.as_str(),
-                vec![My::from(data), My::from(id.as_str()), My::from(v)],
-            )
-            .await?;
+        for (name, ha) in &sa {
+            let Some((_, hb)) = sb.iter().find(|(n, h)| n == name && h != ha) else {
+                continue;
+            };
+            let va = self.section_value(&mut tx, id, name, ha).await?;
+            let vb = self.section_value(&mut tx, id, name, hb).await?;
+            self.set_section_value(&mut tx, id, name, ha, vb).await?;
+            self.set_section_value(&mut tx, id, name, hb, va).await?;
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn downgrade_to_first_layout(&self) -> anyhow::Result<bool> {
+        let mut conn = self.pool.get_conn().await?;
+        let server: Option<String> = conn.query_first("SELECT VERSION()").await?;
+        let data_type = if server
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("mariadb")
+        {
+            "LONGTEXT"
+        } else {
+            "JSON"
+        };
+        let columns = first_layout_columns(data_type);
+        let [state, history] = &self.first_layout;
+        for (table, key) in [(state, "id"), (history, "id, version")] {
+            conn.query_drop(format!("DROP TABLE IF EXISTS {table}"))
+                .await?;
+            conn.query_drop(format!(
+                "CREATE TABLE {table} ({columns}, PRIMARY KEY ({key})) ENGINE=InnoDB"
+            ))
+            .await?;
+        }
+        conn.query_drop(format!(
+            "INSERT INTO {history} ({FIRST_LAYOUT_COLUMNS}) \
+             SELECT h.id, h.contract_name, h.contract_version, h.version, h.parties, h.seals, \
+             v.data, h.root, h.prev_root, h.last_event, h.updated_at \
+             FROM {} AS h JOIN {} AS v ON v.id = h.id AND v.version = h.version",
+            self.history, self.versions
+        ))
+        .await?;
+        conn.query_drop(format!(
+            "INSERT INTO {state} ({FIRST_LAYOUT_COLUMNS}) \
+             SELECT s.id, s.contract_name, s.contract_version, s.version, h.parties, h.seals, \
+             s.data, h.root, h.prev_root, h.last_event, h.updated_at \
+             FROM {} AS s JOIN {} AS h ON h.id = s.id AND h.version = s.version",
+            self.state, self.history
+        ))
+        .await?;
+        conn.query_drop(format!("DROP VIEW {}", self.versions))
+            .await?;
+        conn.query_drop(format!(
+            "DROP TABLE {}, {}, {}",
+            self.section, self.state, self.history
+        ))
+        .await?;
+        conn.query_drop(format!(
+            "RENAME TABLE {state} TO {}, {history} TO {}",
+            self.state, self.history
+        ))
+        .await?;
+        Ok(true)
     }
 
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
@@ -221,19 +428,7 @@ impl RawAccess for Raw {
                 vec![My::from(id.as_str())],
             ),
             Mutation::RollBackCurrentRow { id, version } => {
-                let set = STATE_REST
-                    .split(", ")
-                    .chain(["version"])
-                    .map(|c| format!("s.{c} = h.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                (
-                    format!(
-                        "UPDATE {state} AS s JOIN {history} AS h \
-                         ON h.id = s.id AND h.version = ? SET {set} WHERE s.id = ?"
-                    ),
-                    vec![My::from(*version), My::from(id.as_str())],
-                )
+                return self.roll_back_current_row(id, *version).await
             }
             Mutation::DeleteHistoryVersion { id, version } => (
                 format!("DELETE FROM {history} WHERE id = ? AND version = ?"),
@@ -241,8 +436,8 @@ impl RawAccess for Raw {
             ),
             Mutation::CopyHistoryVersion { id, from, to } => (
                 format!(
-                    "INSERT INTO {history} (id, version, {STATE_REST}) \
-                     SELECT id, ?, {STATE_REST} FROM {history} WHERE id = ? AND version = ?"
+                    "INSERT INTO {history} (id, version, {HISTORY_REST}) \
+                     SELECT id, ?, {HISTORY_REST} FROM {history} WHERE id = ? AND version = ?"
                 ),
                 vec![My::from(*to), My::from(id.as_str()), My::from(*from)],
             ),
