@@ -2,6 +2,9 @@
 //! long-lived writer thread, and a small pool of read-only connections for lookups (run on the
 //! calling thread) and scans (run on tokio's blocking pool).
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -600,11 +603,50 @@ impl serde::Serialize for SealsColumn<'_> {
     }
 }
 
+/// The data document of a state's first version, serialised ahead of the writer thread: a
+/// create stores every disclosed section and its whole document, so that work is known before
+/// the plan. One text: the document, with each section's value a slice of it.
+struct CreatedData {
+    /// The document, the same text as [`DataColumn`] gives.
+    data: String,
+    /// Where each disclosed section's value lies in `data`, by name.
+    values: BTreeMap<String, Range<usize>>,
+}
+
+impl CreatedData {
+    fn new(s: &State, at: &str) -> Result<Self, StoreError> {
+        let mut data = String::from("{");
+        let mut values = BTreeMap::new();
+        for (name, section) in &s.sections {
+            let Some(value) = section.value() else {
+                continue;
+            };
+            if data.len() > 1 {
+                data.push(',');
+            }
+            data.push_str(&json_text(&format!("{at}.data"), name)?);
+            data.push(':');
+            let start = data.len();
+            data.push_str(&json_text(&format!("{at}.data.{name}"), value)?);
+            values.insert(name.clone(), start..data.len());
+        }
+        data.push('}');
+        Ok(CreatedData { data, values })
+    }
+
+    /// The value text of section `name`, if disclosed.
+    fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name).and_then(|r| self.data.get(r.clone()))
+    }
+}
+
 /// One batch item with every column computed, ready for the writer.
 struct ItemRow {
     id: String,
     event: [SqlValue; 18],
     state: Option<(String, u64, HistoryRow)>,
+    /// For a state's first version: its data document and section values.
+    created: Option<CreatedData>,
 }
 
 impl ItemRow {
@@ -641,10 +683,15 @@ impl ItemRow {
             )),
             None => None,
         };
+        let created = match &item.state {
+            Some(s) if s.version == 1 => Some(CreatedData::new(s, &format!("{at}.state"))?),
+            _ => None,
+        };
         Ok(ItemRow {
             id: c.id,
             event,
             state,
+            created,
         })
     }
 }
@@ -726,25 +773,39 @@ fn commit_rows(
                 })
             })?;
     }
-    // Only the section versions the plan names are serialised, here on the writer thread:
-    // an update costs what changed, not the size of the state.
-    let mut section = tx.prepare_cached(&sql.insert_section).map_err(be)?;
-    for s in plan.section_versions(batch) {
-        let value = json_text(&format!("state {} section {}", s.state, s.name), s.value)?;
-        section
-            .execute(rusqlite::params![
-                s.state.as_str(),
-                s.name,
-                s.hash.to_string(),
-                value
-            ])
+    // The section versions the plan names (`plan.section_versions`, with the item each
+    // comes from): a create's were serialised beforehand, an update's are serialised here,
+    // and only those, so an update costs what changed, not the size of the state.
+    let mut insert = tx.prepare_cached(&sql.insert_section).map_err(be)?;
+    for (i, name) in &plan.sections {
+        let Some(state) = batch.items[*i].state.as_deref() else {
+            continue;
+        };
+        let Some((name, section)) = state.sections.get_key_value(name) else {
+            continue;
+        };
+        let Some(value) = section.value() else {
+            continue;
+        };
+        let ready = rows[*i].created.as_ref().and_then(|c| c.value(name));
+        let text = match ready {
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(json_text(
+                &format!("state {} section {name}", state.id),
+                value,
+            )?),
+        };
+        let hash = section.hash.to_string();
+        insert
+            .execute(rusqlite::params![state.id.as_str(), name, hash, text])
             .map_err(be)?;
     }
     for row in &plan.current {
         let Some(state) = batch.items[row.item].state.as_deref() else {
             continue;
         };
-        write_current(tx, sql, state, row.write, &row.data)?;
+        let created = rows[row.item].created.as_ref().map(|c| c.data.as_str());
+        write_current(tx, sql, state, created, row.write, &row.data)?;
     }
     insert_log(tx, sql, OP, &plan.log)?;
     Ok(plan.receipt())
@@ -760,10 +821,12 @@ fn quotable(name: &str) -> bool {
 /// Writes the current row of `state`: inserts it whole for a new state, otherwise updates the
 /// row that is still at the version the plan was made against, changing only the top-level
 /// keys of its data document that `data` names (in SQL, without reading or resending the rest).
+/// `created` is the state's whole data document when it was serialised beforehand.
 fn write_current(
     tx: &Transaction<'_>,
     sql: &Sql,
     state: &State,
+    created: Option<&str>,
     write: CurrentWrite,
     data: &DataWrite,
 ) -> Result<(), WriteError> {
@@ -772,7 +835,12 @@ fn write_current(
     let id = state.id.as_str();
     let at = format!("state {id}");
     let version = to_i64(&format!("{at}.version"), state.version)?;
-    let whole = || json_text(&format!("{at}.data"), &DataColumn(state));
+    let whole = || -> Result<Cow<'_, str>, StoreError> {
+        match created {
+            Some(text) => Ok(Cow::Borrowed(text)),
+            None => json_text(&format!("{at}.data"), &DataColumn(state)).map(Cow::Owned),
+        }
+    };
     let from = match write {
         CurrentWrite::Insert => {
             let data = whole()?;
@@ -836,7 +904,7 @@ fn write_current(
             expr = format!("json_set({expr}, {})", pairs.join(", "));
         }
     } else {
-        params.push(SqlValue::Text(whole()?));
+        params.push(SqlValue::Text(whole()?.into_owned()));
         expr = format!("?{}", params.len());
     }
     let (head, tail) = &sql.update_current;
@@ -1838,6 +1906,11 @@ mod tests {
                 json_text("data", &DataColumn(&state)).expect("data"),
                 parts.data.to_string()
             );
+            let created = CreatedData::new(&state, "items[0].state").expect("created");
+            assert_eq!(created.data, parts.data.to_string());
+            for (name, value) in parts.data.as_object().expect("an object") {
+                assert_eq!(created.value(name), Some(value.to_string().as_str()));
+            }
             assert_eq!(row.0[6], SqlValue::Text(parts.root));
             assert_eq!(
                 row.0[7],
