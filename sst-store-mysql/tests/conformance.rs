@@ -13,6 +13,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value as My};
 use serde_json::Value;
 use sst_core::{StateId, Store};
+use sst_store_mysql::MysqlStore;
 
 /// One case's namespace: a uniquely named database on the server.
 struct MyFactory(ScratchDb);
@@ -26,9 +27,24 @@ impl BackendFactory for MyFactory {
     async fn open(&self) -> anyhow::Result<Backend> {
         let store = self.0.store(4).await?;
         store.migrate().await?;
+        let raw = Raw::of(&store);
+        Ok(Backend {
+            store: Arc::new(store),
+            raw: Arc::new(raw),
+        })
+    }
+
+    async fn reopen(&self) -> anyhow::Result<Backend> {
+        self.open().await
+    }
+}
+
+impl Raw {
+    /// Raw access to `store`'s tables.
+    fn of(store: &MysqlStore) -> Self {
         let t = &store.config().tables;
-        let q = |table: &str| format!("`{}`.`{table}`", self.0.database);
-        let raw = Raw {
+        let q = |table: &str| format!("`{}`.`{table}`", store.database());
+        Raw {
             pool: store.pool().clone(),
             state: q(&t.state),
             history: q(&t.history),
@@ -44,15 +60,7 @@ impl BackendFactory for MyFactory {
             refusal: q(&t.refusal),
             log: q(&t.log),
             checkpoint: q(&t.checkpoint),
-        };
-        Ok(Backend {
-            store: Arc::new(store),
-            raw: Arc::new(raw),
-        })
-    }
-
-    async fn reopen(&self) -> anyhow::Result<Backend> {
-        self.open().await
+        }
     }
 }
 
@@ -600,5 +608,202 @@ async fn duplicate_key_written_behind_sst_is_never_read_as_verified() -> anyhow:
             );
         }
     }
+    Ok(())
+}
+
+/// A store on a fresh database with states `deal` (versions 1 to 3, radon 3.7, 4.2 and 5.1)
+/// and `other` (radon 4.5), its raw access, and the versions committed.
+async fn history_fixture(f: &MyFactory) -> anyhow::Result<(MysqlStore, Raw, Vec<sst_core::State>)> {
+    use conformance_tests::fixtures::{actor, change, create, deal_parties, deal_values, values};
+    let store = f.0.store(2).await?;
+    store.migrate().await?;
+    let (alice, key) = actor("acme", "alice");
+    store.put_actor(&alice).await?;
+    let deal = StateId("deal".into());
+    let c = create(
+        &deal,
+        deal_parties(),
+        deal_values(100, 3.7),
+        (&alice, &key),
+        1,
+    );
+    let mut versions = vec![c.state.as_deref().context("no state")?.clone()];
+    let mut items = vec![c];
+    for (n, radon) in [(2, 4.2), (3, 5.1)] {
+        let prev = versions.last().context("no version")?;
+        let x = change(
+            prev,
+            values([(
+                "inspection",
+                serde_json::json!({"radon": radon, "passed": false}),
+            )]),
+            (&alice, &key),
+            n,
+        );
+        versions.push(x.state.as_deref().context("no state")?.clone());
+        items.push(x);
+    }
+    let o = create(
+        &StateId("other".into()),
+        deal_parties(),
+        deal_values(7, 4.5),
+        (&alice, &key),
+        4,
+    );
+    versions.push(o.state.as_deref().context("no state")?.clone());
+    items.push(o);
+    store.commit(sst_core::CommitBatch::new(items)).await?;
+    let raw = Raw::of(&store);
+    Ok((store, raw, versions))
+}
+
+/// Every version `state_at` and `state` must read back as committed.
+async fn reads_back(store: &MysqlStore, versions: &[sst_core::State]) -> anyhow::Result<()> {
+    for want in versions {
+        let read = store
+            .state_at(&want.id, want.version)
+            .await?
+            .with_context(|| format!("{} version {} lost", want.id, want.version))?;
+        anyhow::ensure!(
+            &read == want,
+            "{} version {} differs",
+            want.id,
+            want.version
+        );
+    }
+    for id in ["deal", "other"] {
+        let id = StateId(id.into());
+        let latest = versions.iter().rfind(|s| s.id == id);
+        anyhow::ensure!(
+            store.state(&id).await?.as_ref() == latest,
+            "current {id} differs"
+        );
+    }
+    Ok(())
+}
+
+/// The history query of the README: every version ever with `inspection.radon > 4`.
+const README_HISTORY_QUERY: &str =
+    "SELECT id, version, JSON_VALUE(data, '$.inspection.radon') AS radon
+FROM `{db}`.sst_state_versions
+WHERE JSON_VALUE(data, '$.inspection.radon') > 4
+ORDER BY id, version";
+
+/// The README's history query over the view finds exactly the versions with radon above 4,
+/// current or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_history_query_finds_every_version_over_the_limit() -> anyhow::Result<()> {
+    let Some(f) = factory().await? else {
+        return Ok(());
+    };
+    let (store, _raw, _) = history_fixture(&f).await?;
+    let mut conn = store.pool().get_conn().await?;
+    let rows: Vec<(String, u64, String)> = conn
+        .query(README_HISTORY_QUERY.replace("{db}", &f.0.database))
+        .await?;
+    let want = [("deal", 2, "4.2"), ("deal", 3, "5.1"), ("other", 1, "4.5")];
+    anyhow::ensure!(
+        rows.iter()
+            .map(|(i, v, r)| (i.as_str(), *v, r.as_str()))
+            .eq(want),
+        "the history query found {rows:?}"
+    );
+    Ok(())
+}
+
+/// A changed section is patched into the current row in SQL: a member the plan does not
+/// name (here one added behind SST's back) stays in the stored document, where writing the
+/// whole document would have dropped it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_rewrites_only_the_changed_sections_of_the_current_row() -> anyhow::Result<()> {
+    use conformance_tests::fixtures::{actor, change, values};
+    let Some(f) = factory().await? else {
+        return Ok(());
+    };
+    let (store, raw, versions) = history_fixture(&f).await?;
+    let mut conn = store.pool().get_conn().await?;
+    conn.query_drop(format!(
+        "UPDATE {} SET data = JSON_SET(data, '$.marker', 1) WHERE id = 'deal'",
+        raw.state
+    ))
+    .await?;
+    let (alice, key) = actor("acme", "alice");
+    let x = change(
+        &versions[2],
+        values([(
+            "price",
+            serde_json::json!({"amount": 101, "currency": "EUR"}),
+        )]),
+        (&alice, &key),
+        5,
+    );
+    store.commit(sst_core::CommitBatch::new(vec![x])).await?;
+    let text: String = conn
+        .query_first(format!("SELECT data FROM {} WHERE id = 'deal'", raw.state))
+        .await?
+        .context("no row")?;
+    let data: Value = serde_json::from_str(&text)?;
+    anyhow::ensure!(
+        data.get("marker") == Some(&serde_json::json!(1))
+            && data.pointer("/price/amount") == Some(&serde_json::json!(101)),
+        "the current row was not patched: {text}"
+    );
+    Ok(())
+}
+
+/// `migrate` stopped midway through the upgrade of the first layout (MariaDB DDL commits
+/// implicitly) is finished by the next one: after the section copy stopped at its first row,
+/// and after the history lost its `data` but the current rows kept their old columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_stopped_midway_through_the_upgrade_is_finished_by_the_next() -> anyhow::Result<()>
+{
+    let Some(f) = factory().await? else {
+        return Ok(());
+    };
+    let (store, raw, versions) = history_fixture(&f).await?;
+    // Stopped in the copy: the section table holds one of the rows.
+    let v1 = &versions[0];
+    let price = &v1.sections["price"];
+    raw.downgrade_to_first_layout().await?;
+    let mut conn = store.pool().get_conn().await?;
+    conn.query_drop(format!(
+        "CREATE TABLE {} (state_id VARCHAR(255) NOT NULL, name VARCHAR(255) NOT NULL, \
+         hash VARCHAR(80) NOT NULL, value LONGTEXT NOT NULL, PRIMARY KEY (state_id, name, hash))",
+        raw.section
+    ))
+    .await?;
+    conn.exec_drop(
+        format!("INSERT INTO {} VALUES (?, ?, ?, ?)", raw.section),
+        (
+            v1.id.as_str(),
+            "price",
+            price.hash.to_string(),
+            price.value().context("price redacted")?.to_string(),
+        ),
+    )
+    .await?;
+    store.migrate().await?;
+    reads_back(&store, &versions).await?;
+    // Stopped before the current rows lost their old columns.
+    conn.query_drop(format!(
+        "ALTER TABLE {} ADD COLUMN parties JSON NULL, ADD COLUMN root VARCHAR(80) NULL",
+        raw.state
+    ))
+    .await?;
+    store.migrate().await?;
+    let columns: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+             AND TABLE_NAME = 'sst_state' ORDER BY ORDINAL_POSITION",
+            (f.0.database.as_str(),),
+        )
+        .await?;
+    anyhow::ensure!(
+        columns == ["id", "contract_name", "contract_version", "version", "data"],
+        "current table has {columns:?}"
+    );
+    reads_back(&store, &versions).await?;
+    let report = sst_core::verify_store(&store, &mut |_, _| {}).await?;
+    anyhow::ensure!(report.is_clean(), "{report:?}");
     Ok(())
 }
