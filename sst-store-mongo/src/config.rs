@@ -13,10 +13,19 @@ pub const DEFAULT_DATABASE: &str = "sst";
 /// Names of the peer collections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CollectionNames {
-    /// Latest version of every state (`sst_state`).
+    /// Latest version of every state (`sst_state`): `_id` (the state id), `contract_name`,
+    /// `contract_version`, `version` and the queryable `data` document, nothing else.
     pub state: String,
-    /// Every version of every state (`sst_state_history`).
+    /// Every version of every state (`sst_state_history`): its header and section seals, no
+    /// plaintext.
     pub history: String,
+    /// Every section version, stored once (`sst_section`): `state_id`, `name`, `hash`
+    /// (unique together) and the plaintext `value`.
+    pub section: String,
+    /// The read-only history view (`sst_state_versions`): every version with its whole
+    /// `data` document, on servers that support views (see
+    /// [`versions_pipeline`](crate::schema::versions_pipeline)).
+    pub versions: String,
     /// Applied and rejected events (`sst_event`).
     pub event: String,
     /// Known actors (`sst_actor`).
@@ -48,6 +57,8 @@ impl CollectionNames {
         CollectionNames {
             state: format!("{prefix}sst_state"),
             history: format!("{prefix}sst_state_history"),
+            section: format!("{prefix}sst_section"),
+            versions: format!("{prefix}sst_state_versions"),
             event: format!("{prefix}sst_event"),
             actor: format!("{prefix}sst_actor"),
             contract: format!("{prefix}sst_contract"),
@@ -146,6 +157,8 @@ mod tests {
         let c = MongoConfig::new("mongodb://127.0.0.1:27017", "app");
         assert_eq!(c.collections.state, "sst_state");
         assert_eq!(c.collections.history, "sst_state_history");
+        assert_eq!(c.collections.section, "sst_section");
+        assert_eq!(c.collections.versions, "sst_state_versions");
         assert_eq!(c.collections.event, "sst_event");
         assert_eq!(c.collections.actor, "sst_actor");
         assert_eq!(c.collections.contract, "sst_contract");
@@ -161,6 +174,8 @@ mod tests {
         let c = MongoConfig::new("u", "d").with_prefix("t1_");
         assert_eq!(c.collections.state, "t1_sst_state");
         assert_eq!(c.collections.meta, "t1_sst_meta");
+        assert_eq!(c.collections.section, "t1_sst_section");
+        assert_eq!(c.collections.versions, "t1_sst_state_versions");
         assert_eq!(c.collections.refusal, "t1_sst_refusal");
         assert_eq!(c.collections.log, "t1_sst_log");
         assert_eq!(c.collections.checkpoint, "t1_sst_checkpoint");

@@ -3,6 +3,12 @@
 //! refusal is keyed by its event id (`_id`), so recording it again replaces it. A log entry's
 //! `_id` is its position, so two writers that read the same head cannot both append; a
 //! checkpoint is unique per `(node, pos)`.
+//!
+//! States use the section-version layout: the current document holds the latest version's
+//! `data`, a history document per version holds its header and section seals without
+//! plaintext, and each section version's plaintext is stored once in the section collection,
+//! unique per `(state_id, name, hash)`. [`versions_pipeline`] joins them back into every
+//! version's whole `data` document (the history view).
 
 use mongodb::bson::{doc, Bson, Document};
 
@@ -34,6 +40,12 @@ pub fn indexes(c: &CollectionNames) -> Vec<IndexSpec> {
             &c.history,
             "sst_state_version",
             doc! { "id": 1, "version": 1 },
+            true,
+        ),
+        spec(
+            &c.section,
+            "sst_section_key",
+            doc! { "state_id": 1, "name": 1, "hash": 1 },
             true,
         ),
         spec(
@@ -78,11 +90,12 @@ pub fn indexes(c: &CollectionNames) -> Vec<IndexSpec> {
     ]
 }
 
-/// Every collection `migrate` creates.
-pub fn collections(c: &CollectionNames) -> [&str; 10] {
+/// Every collection `migrate` creates (the history view [`CollectionNames::versions`] aside).
+pub fn collections(c: &CollectionNames) -> [&str; 11] {
     [
         &c.state,
         &c.history,
+        &c.section,
         &c.event,
         &c.actor,
         &c.contract,
@@ -107,19 +120,38 @@ pub struct Shape {
     pub string_id: bool,
 }
 
-const STATE_FIELDS: &[&str] = &[
+/// The fields of a current-state document (`_id` is the state id).
+pub const STATE_FIELDS: &[&str] = &["contract_name", "contract_version", "version", "data"];
+
+/// The fields of a history document (one per state version; `_id` an ObjectId).
+pub const HISTORY_FIELDS: &[&str] = &[
     "id",
     "contract_name",
     "contract_version",
     "version",
     "parties",
     "seals",
-    "data",
     "root",
     "prev_root",
     "last_event",
     "updated_at",
 ];
+
+/// The fields of a section version document.
+pub const SECTION_FIELDS: &[&str] = &["state_id", "name", "hash", "value"];
+
+/// The fields a current-state document of the first layout carries beyond [`STATE_FIELDS`]:
+/// it was a copy of the latest history document (with its `batch` tag); `migrate` removes
+/// them. A history document of the first layout also carries `data`, which `migrate` moves
+/// into the section collection.
+pub fn first_layout_state_extra() -> impl Iterator<Item = &'static str> + Clone {
+    HISTORY_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !STATE_FIELDS.contains(f))
+        .chain(["batch"])
+}
+
 const EVENT_FIELDS: &[&str] = &[
     "pos",
     "state_id",
@@ -177,7 +209,7 @@ pub const LOG_FIELDS: &[&str] = &["kind", "subject", "record", "prev", "hash"];
 pub const CHECKPOINT_FIELDS: &[&str] = &["node", "pos", "head", "at", "signature"];
 
 /// The shape of every peer collection.
-pub fn shapes(c: &CollectionNames) -> [Shape; 10] {
+pub fn shapes(c: &CollectionNames) -> [Shape; 11] {
     let shape = |collection: &str, fields, string_id| Shape {
         collection: collection.to_owned(),
         fields,
@@ -185,7 +217,8 @@ pub fn shapes(c: &CollectionNames) -> [Shape; 10] {
     };
     [
         shape(&c.state, STATE_FIELDS, true),
-        shape(&c.history, STATE_FIELDS, false),
+        shape(&c.history, HISTORY_FIELDS, false),
+        shape(&c.section, SECTION_FIELDS, false),
         shape(&c.event, EVENT_FIELDS, true),
         shape(&c.actor, &["id", "node", "public_key", "status"], true),
         shape(
@@ -198,6 +231,64 @@ pub fn shapes(c: &CollectionNames) -> [Shape; 10] {
         shape(&c.log, LOG_FIELDS, false),
         shape(&c.checkpoint, CHECKPOINT_FIELDS, false),
         shape(&c.sink_cursor, &["pos"], true),
+    ]
+}
+
+/// The history view's aggregation on the history collection: every state version with `id`,
+/// `version`, `contract_name`, `contract_version`, `root`, `updated_at` and `data`, the
+/// `{name: value}` document of the sections it discloses (its seals with a salt, each joined
+/// to its section version by `(state_id, name, hash)`; `{}` when none). `migrate` creates
+/// the view [`CollectionNames::versions`] on it where the server supports views; elsewhere
+/// run it yourself, e.g. in mongosh
+/// `db.sst_state_history.aggregate([...pipeline, {$match: {"data.inspection.radon": {$gt: 4}}}])`.
+/// A section version missing from the section collection shows as `null`.
+pub fn versions_pipeline(c: &CollectionNames) -> Vec<Document> {
+    let disclosed = doc! {
+        "$filter": {
+            "input": { "$objectToArray": "$seals" },
+            "as": "s",
+            "cond": { "$ne": [{ "$ifNull": ["$$s.v.salt", Bson::Null] }, Bson::Null] },
+        }
+    };
+    let section = doc! {
+        "$arrayElemAt": [{
+            "$filter": {
+                "input": "$sections",
+                "as": "x",
+                "cond": { "$and": [
+                    { "$eq": ["$$x.name", "$$s.k"] },
+                    { "$eq": ["$$x.hash", "$$s.v.hash"] },
+                ] },
+            }
+        }, 0]
+    };
+    vec![
+        doc! { "$lookup": {
+            "from": c.section.as_str(),
+            "localField": "id",
+            "foreignField": "state_id",
+            "as": "sections",
+        } },
+        doc! { "$project": {
+            "_id": 0,
+            "id": 1,
+            "version": 1,
+            "contract_name": 1,
+            "contract_version": 1,
+            "root": 1,
+            "updated_at": 1,
+            "data": { "$arrayToObject": { "$map": {
+                "input": disclosed,
+                "as": "s",
+                "in": {
+                    "k": "$$s.k",
+                    "v": { "$let": {
+                        "vars": { "m": section },
+                        "in": { "$ifNull": ["$$m.value", Bson::Null] },
+                    } },
+                },
+            } } },
+        } },
     ]
 }
 
@@ -231,11 +322,14 @@ mod tests {
     #[test]
     fn documents_not_shaped_like_sst_ones_are_named() {
         let c = CollectionNames::with_prefix("p_");
-        let [state, history, event, ..] = shapes(&c);
+        let [state, history, _, event, ..] = shapes(&c);
         assert_eq!(state.collection, "p_sst_state");
         let foreign = doc! { "_id": 1, "note": "x" };
         let detail = state.mismatch(&foreign).expect("foreign");
-        assert!(detail.contains("document 1 has no `id` field"), "{detail}");
+        assert!(
+            detail.contains("document 1 has no `contract_name` field"),
+            "{detail}"
+        );
         assert!(detail.contains("(it has: _id, note)"), "{detail}");
         let mut ours = doc! { "_id": "deal-1" };
         for f in STATE_FIELDS {
@@ -245,6 +339,12 @@ mod tests {
         ours.insert("_id", 7);
         let detail = state.mismatch(&ours).expect("numeric _id");
         assert!(detail.contains("_id 7 is not a string"), "{detail}");
+        assert!(history
+            .mismatch(&ours)
+            .is_some_and(|d| d.contains("no `id` field")));
+        for f in HISTORY_FIELDS {
+            ours.insert(*f, Bson::Null);
+        }
         assert_eq!(history.mismatch(&ours), None, "history _ids are ObjectIds");
         assert!(event.mismatch(&ours).is_some_and(|d| d.contains("`pos`")));
     }
@@ -277,7 +377,7 @@ mod tests {
     #[test]
     fn an_old_layout_event_without_receipt_and_foreign_log_documents_are_refused() {
         let c = CollectionNames::default();
-        let [_, _, event, .., log, checkpoint, _] = shapes(&c);
+        let [_, _, _, event, .., log, checkpoint, _] = shapes(&c);
         let mut old = doc! { "_id": "e1" };
         for f in EVENT_FIELDS.iter().filter(|f| **f != "receipt") {
             old.insert(*f, Bson::Null);
@@ -291,6 +391,41 @@ mod tests {
         assert!(log.mismatch(&doc! { "_id": 1_i64, "kind": "x" }).is_some());
         assert_eq!(checkpoint.collection, "sst_checkpoint");
         assert!(checkpoint.mismatch(&doc! { "node": "n" }).is_some());
+    }
+
+    #[test]
+    fn a_first_layout_document_passes_the_shape_check() {
+        let c = CollectionNames::default();
+        let [state, history, ..] = shapes(&c);
+        let mut first = doc! { "_id": "deal-1" };
+        for f in STATE_FIELDS
+            .iter()
+            .copied()
+            .chain(first_layout_state_extra())
+        {
+            first.insert(f, Bson::Null);
+        }
+        assert_eq!(state.mismatch(&first), None);
+        first.insert("_id", mongodb::bson::oid::ObjectId::new());
+        assert_eq!(history.mismatch(&first), None);
+    }
+
+    #[test]
+    fn section_versions_are_unique_per_state_name_and_hash() {
+        let c = CollectionNames::with_prefix("p_");
+        let index = indexes(&c)
+            .into_iter()
+            .find(|i| i.collection == "p_sst_section")
+            .expect("section index");
+        assert!(index.unique);
+        assert_eq!(index.keys, doc! { "state_id": 1, "name": 1, "hash": 1 });
+        let lookup = versions_pipeline(&c)[0].clone();
+        assert_eq!(
+            lookup
+                .get_document("$lookup")
+                .and_then(|l| l.get_str("from")),
+            Ok("p_sst_section")
+        );
     }
 
     #[test]

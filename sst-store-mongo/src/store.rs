@@ -31,13 +31,14 @@ use mongodb::bson::{doc, oid::ObjectId, Bson, DateTime, Document};
 use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use serde_json::Value;
-use sst_core::model::StateParts;
+use sst_core::model::{SectionSeal, StateParts};
 use sst_core::raw::columns::{
     business_events_from_column, endorsements_from_column, json_value, receipt_from_column, to_i64,
     DerivedEventColumns,
 };
 use sst_core::raw::{
-    CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded, RACE_RETRIES,
+    CommitPlan, ContractPut, CurrentRow, CurrentWrite, DataWrite, EventColumns, Lookups, Recorded,
+    RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Capabilities, Checkpoint,
@@ -128,6 +129,21 @@ macro_rules! in_session {
     };
 }
 
+/// Runs the upsert that closure `$put` builds, inside the transaction of `$session` when
+/// there is one. Outside a transaction, an upsert that lost its insert to a concurrent one
+/// of the same key (duplicate key) is run again: the document exists now, so it updates it.
+macro_rules! upsert {
+    ($session:expr, $put:expr, $op:expr) => {
+        match in_session!($session, $put()) {
+            Ok(_) => Ok(()),
+            Err(e) if $session.is_none() && error::is_duplicate_key(&e) => {
+                $put().await.map(drop).at($op)
+            }
+            Err(e) => Err(Fail::Mongo($op, e)),
+        }
+    };
+}
+
 /// One write that appends to the log, as [`MongoStore::run`] re-runs it.
 #[derive(Clone, Copy)]
 enum Write<'a> {
@@ -167,28 +183,41 @@ impl<T> MongoResult<T> for Result<T, mongodb::error::Error> {
 }
 
 /// The documents one batch writes.
-struct BatchDocs {
+struct BatchDocs<'a> {
     events: Vec<Document>,
     history: Vec<Document>,
-    moves: Vec<CurrentMove>,
+    /// New section versions: the key filter and the update inserting the value if absent.
+    sections: Vec<(Document, Document)>,
+    moves: Vec<CurrentMove<'a>>,
 }
 
-/// How one state's current document moves to `doc` (version `last`): inserted, or replaced
-/// behind a guard on the version the plan was made against.
-struct CurrentMove {
+/// How one state's current document moves to `state`: inserted, or updated behind a guard
+/// on the version the plan was made against (only the changed sections when `patch`).
+struct CurrentMove<'a> {
     id: String,
     write: CurrentWrite,
-    last: u64,
-    doc: Document,
+    state: &'a State,
+    /// The update changing only the sections that differ, when the plan patches.
+    patch: Option<Document>,
 }
 
-impl CurrentMove {
+impl CurrentMove<'_> {
     /// The stored version the move starts from (0: the state is new).
     fn base(&self) -> u64 {
         match self.write {
             CurrentWrite::Insert => 0,
             CurrentWrite::Update { from } => from,
         }
+    }
+
+    /// The version the move ends at.
+    fn last(&self) -> u64 {
+        self.state.version
+    }
+
+    /// The whole current document.
+    fn whole(&self) -> Result<Document, StoreError> {
+        current_doc(self.state)
     }
 }
 
@@ -237,8 +266,8 @@ fn opt_str(s: Option<String>) -> Bson {
     s.map_or(Bson::Null, Bson::String)
 }
 
-/// The document of one state version (same shape in the state and history collections).
-fn state_doc(state: &State, batch: &str) -> Result<Document, StoreError> {
+/// The history document of one state version: its header and seals, no plaintext.
+fn history_doc(state: &State, batch: &str) -> Result<Document, StoreError> {
     let p = state.to_parts();
     Ok(doc! {
         "id": p.id.as_str(),
@@ -247,13 +276,110 @@ fn state_doc(state: &State, batch: &str) -> Result<Document, StoreError> {
         "version": to_i64("state.version", p.version)?,
         "parties": json_doc("state.parties", &p.parties)?,
         "seals": json_doc("state.seals", &p.seals)?,
-        "data": json_doc("state.data", &p.data)?,
         "root": p.root,
         "prev_root": opt_str(p.prev_root),
         "last_event": opt_str(p.last_event),
         "updated_at": DateTime::from_millis(p.updated_at),
         "batch": batch,
     })
+}
+
+/// The current-state document of `state`: id, contract, version and the whole `data`.
+fn current_doc(state: &State) -> Result<Document, StoreError> {
+    current_doc_with(
+        state.id.as_str(),
+        &state.contract,
+        state.version,
+        json_doc("state.data", &state.data())?,
+    )
+}
+
+fn current_doc_with(
+    id: &str,
+    contract: &ContractRef,
+    version: u64,
+    data: Document,
+) -> Result<Document, StoreError> {
+    Ok(doc! {
+        "_id": id,
+        "contract_name": contract.name.as_str(),
+        "contract_version": i64::from(contract.version),
+        "version": to_i64("state.version", version)?,
+        "data": data,
+    })
+}
+
+/// Whether a section name is written as a `data.<name>` update path. MongoDB takes any name
+/// without `.` that does not start with `$`; this adapter patches only names of ASCII
+/// letters, digits, `_` and `-`, because the nx-27017 emulator its suite runs on mishandles
+/// paths with other characters (`$`, quotes, backslashes, brackets, non-ASCII letters). The
+/// current document of a state with another name changed is written whole.
+fn plain_path(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The update moving a current document to `state` by changing only the sections `set` and
+/// `remove` of its `data`; `None` when a name cannot be written as a path (the whole
+/// document is written then).
+fn patch_update(
+    state: &State,
+    set: &[String],
+    remove: &[String],
+) -> Result<Option<Document>, StoreError> {
+    if !set.iter().chain(remove).all(|n| plain_path(n)) {
+        return Ok(None);
+    }
+    let mut fields = doc! {
+        "contract_name": state.contract.name.as_str(),
+        "contract_version": i64::from(state.contract.version),
+        "version": to_i64("state.version", state.version)?,
+    };
+    for name in set {
+        let Some(value) = state.sections.get(name).and_then(|s| s.value()) else {
+            return Ok(None);
+        };
+        fields.insert(format!("data.{name}"), json_bson("state.data", value)?);
+    }
+    let mut update = doc! { "$set": fields };
+    if !remove.is_empty() {
+        let unset: Document = remove
+            .iter()
+            .map(|n| (format!("data.{n}"), Bson::from("")))
+            .collect();
+        update.insert("$unset", unset);
+    }
+    Ok(Some(update))
+}
+
+/// The seals of a history document, `None` when they do not parse.
+fn seals_of(h: &Document) -> Option<BTreeMap<String, SectionSeal>> {
+    let v = from_bson(h.get("seals")?).ok()?;
+    serde_json::from_value(v).ok()
+}
+
+/// `(name, hash)` of every section `seals` discloses (those with a salt).
+fn disclosed(seals: &BTreeMap<String, SectionSeal>) -> Vec<(&str, String)> {
+    seals
+        .iter()
+        .filter(|(_, s)| s.salt.is_some())
+        .map(|(n, s)| (n.as_str(), s.hash.to_string()))
+        .collect()
+}
+
+/// The filter of one section version document.
+fn section_key(state_id: &str, name: &str, hash: &str) -> Document {
+    doc! { "state_id": state_id, "name": name, "hash": hash }
+}
+
+/// Integrity error for a current document whose version the history lacks.
+fn no_history(id: &str, version: u64) -> StoreError {
+    StoreError::malformed(
+        format!("state {id}"),
+        format!("current row of {id} is at version {version}, which the history does not hold"),
+    )
 }
 
 fn get_str(d: &Document, key: &str, what: &str) -> Result<String, StoreError> {
@@ -319,7 +445,8 @@ fn get_json(d: &Document, key: &str, what: &str) -> Result<Value, StoreError> {
     }
 }
 
-fn state_from_doc(d: &Document) -> Result<State, StoreError> {
+/// The state version of history document `d` with its disclosed sections `data`.
+fn state_from_history(d: &Document, data: Value) -> Result<State, StoreError> {
     let id = get_str(d, "id", "state document")?;
     let what = match d.get("version") {
         Some(v) => format!("state {id} version {v}"),
@@ -334,7 +461,7 @@ fn state_from_doc(d: &Document) -> Result<State, StoreError> {
         version: get_u64(d, "version", &what)?,
         parties: get_json(d, "parties", &what)?,
         seals: get_json(d, "seals", &what)?,
-        data: get_json(d, "data", &what)?,
+        data,
         root: get_str(d, "root", &what)?,
         prev_root: get_opt_str(d, "prev_root", &what)?,
         last_event: get_opt_str(d, "last_event", &what)?,
@@ -587,6 +714,9 @@ impl MongoStore {
     fn history(&self) -> Collection<Document> {
         self.col(&self.names.history)
     }
+    fn sections_col(&self) -> Collection<Document> {
+        self.col(&self.names.section)
+    }
     fn events_col(&self) -> Collection<Document> {
         self.col(&self.names.event)
     }
@@ -799,16 +929,8 @@ impl MongoStore {
                 let key = doc! { "_id": refusal.event.to_string() };
                 let col = self.refusals_col();
                 let put = || col.replace_one(key.clone(), d.clone()).upsert(true);
-                match in_session!(session, put()) {
-                    Ok(_) => {}
-                    // Two upserts of the same new event raced and this one lost the insert
-                    // (outside a transaction): the document exists now, so replacing it
-                    // again cannot collide.
-                    Err(e) if session.is_none() && error::is_duplicate_key(&e) => {
-                        put().await.at(op)?;
-                    }
-                    Err(e) => return Err(Fail::Mongo(op, e)),
-                }
+                // Two upserts of the same new event may race: the loser replaces again.
+                upsert!(session, put, op)?;
                 LogRecord::Refusal(refusal)
             }
             Write::ClearRefusal(event) => {
@@ -953,13 +1075,14 @@ impl MongoStore {
             e.1 = e.1.max(v);
         }
         for (id, (first, last)) in span {
-            let mut doc = self
+            let h = self
                 .history()
                 .find_one(doc! { "id": &id, "version": to_i64("version", last)? })
                 .await
                 .map_err(|e| backend(op, e))?
                 .ok_or_else(|| internal(op, format!("history of {id} v{last} vanished")))?;
-            self.advance_current(&id, first - 1, last, &mut doc)
+            let state = self.version_from_history(&h, op).await?;
+            self.advance_current(&id, first - 1, last, current_doc(&state)?)
                 .await
                 .map_err(Fail::into_store)?;
         }
@@ -974,17 +1097,61 @@ impl MongoStore {
         Ok(true)
     }
 
-    /// Moves the current document of `id` from version `base` to `doc` (version `last`);
-    /// a no-op if it is already at `last` or beyond.
+    /// The disclosed sections `{name: value}` of history document `h`: its seals with a
+    /// salt, each read from its section version (one `find`). A section version that is
+    /// missing is left out, which [`State::from_parts`] reports.
+    async fn section_data(&self, h: &Document, op: &'static str) -> Result<Value, StoreError> {
+        let id = get_str(h, "id", "history document")?;
+        let seals = seals_of(h).ok_or_else(|| {
+            StoreError::malformed(format!("state {id}"), "history seals do not parse")
+        })?;
+        let keys = disclosed(&seals);
+        let mut data = serde_json::Map::new();
+        if keys.is_empty() {
+            return Ok(Value::Object(data));
+        }
+        let any: Vec<Document> = keys
+            .iter()
+            .map(|(n, h)| doc! { "name": *n, "hash": h.as_str() })
+            .collect();
+        let found = self
+            .collect(
+                &self.sections_col(),
+                doc! { "state_id": &id, "$or": any },
+                doc! { "name": 1 },
+                None,
+                op,
+            )
+            .await?;
+        for d in &found {
+            let what = format!("section version of state {id}");
+            let (name, hash) = (get_str(d, "name", &what)?, get_str(d, "hash", &what)?);
+            if keys.iter().any(|(n, h)| *n == name && *h == hash) {
+                data.insert(name, get_json(d, "value", &what)?);
+            }
+        }
+        Ok(Value::Object(data))
+    }
+
+    /// The state version history document `h` holds, with its section versions.
+    async fn version_from_history(
+        &self,
+        h: &Document,
+        op: &'static str,
+    ) -> Result<State, StoreError> {
+        let data = self.section_data(h, op).await?;
+        state_from_history(h, data)
+    }
+
+    /// Moves the current document of `id` from version `base` to `doc`, the whole document
+    /// of version `last`; a no-op if it is already at `last` or beyond.
     async fn advance_current(
         &self,
         id: &str,
         base: u64,
         last: u64,
-        doc: &mut Document,
+        doc: Document,
     ) -> Result<(), Fail> {
-        doc.remove("_id");
-        doc.insert("_id", id);
         let op = "commit";
         let current = self
             .states()
@@ -1008,14 +1175,11 @@ impl MongoStore {
             )));
         }
         if current.is_none() {
-            self.states().insert_one(doc.clone()).await.at(op)?;
+            self.states().insert_one(doc).await.at(op)?;
         } else {
             let r = self
                 .states()
-                .replace_one(
-                    doc! { "_id": id, "version": to_i64("version", base)? },
-                    doc.clone(),
-                )
+                .replace_one(doc! { "_id": id, "version": to_i64("version", base)? }, doc)
                 .await
                 .at(op)?;
             if r.matched_count != 1 {
@@ -1142,10 +1306,35 @@ impl MongoStore {
                     session.as_deref_mut(),
                 )
                 .await?;
+            let mut at = Vec::with_capacity(docs.len());
             for d in docs {
                 let id = get_str(&d, "_id", "state")?;
                 let version = get_u64(&d, "version", &id)?;
+                at.push(doc! { "id": &id, "version": to_i64("version", version)? });
                 found.recorded.versions.insert(StateId(id), version);
+            }
+            // The seals of each current version, from its history document: the plan then
+            // writes only the sections that changed. Seals that do not parse leave the state
+            // out, and it is written in full.
+            if !at.is_empty() {
+                let docs = self
+                    .find_all(
+                        &self.history(),
+                        doc! { "$or": at },
+                        doc! { "id": 1, "version": 1, "seals": 1 },
+                        session.as_deref_mut(),
+                    )
+                    .await?;
+                for d in docs {
+                    let id = StateId(get_str(&d, "id", "history document")?);
+                    let version = get_u64(&d, "version", id.as_str())?;
+                    if found.recorded.versions.get(&id) != Some(&version) {
+                        continue;
+                    }
+                    if let Some(seals) = seals_of(&d) {
+                        found.recorded.seals.insert(id, seals);
+                    }
+                }
             }
         }
         // Without a transaction the entries are appended after the commit point (whatever
@@ -1195,46 +1384,74 @@ impl MongoStore {
     }
 
     /// Builds the documents the plan writes: an event per recorded item, a history
-    /// version per recorded state, and the final current document of each touched state.
-    fn documents(
+    /// version per recorded state, each new section version, and how the current document
+    /// of each touched state moves.
+    fn documents<'a>(
         &self,
-        batch: &CommitBatch,
+        batch: &'a CommitBatch,
         plan: &CommitPlan,
         first_pos: i64,
         batch_id: &str,
         pending: bool,
-    ) -> Result<BatchDocs, StoreError> {
+    ) -> Result<BatchDocs<'a>, StoreError> {
         let pend = pending.then_some((plan.record.len(), now_ms()));
-        let current: BTreeMap<usize, CurrentWrite> =
-            plan.current.iter().map(|r| (r.item, r.write)).collect();
+        let current: BTreeMap<usize, &CurrentRow> =
+            plan.current.iter().map(|r| (r.item, r)).collect();
         let mut docs = BatchDocs {
             events: Vec::with_capacity(plan.record.len()),
             history: Vec::new(),
+            sections: Vec::with_capacity(plan.sections.len()),
             moves: Vec::with_capacity(current.len()),
         };
         for (n, &i) in plan.record.iter().enumerate() {
             let item = &batch.items[i];
             docs.events
                 .push(event_doc(item, first_pos + n as i64, batch_id, pend)?);
-            let Some(state) = &item.state else {
+            let Some(state) = item.state.as_deref() else {
                 continue;
             };
-            let mut d = state_doc(state, batch_id)?;
-            if let Some(&write) = current.get(&i) {
-                let mut doc = d.clone();
-                doc.insert("_id", state.id.as_str());
+            if let Some(row) = current.get(&i) {
+                let patch = match &row.data {
+                    DataWrite::Patch { set, remove } => patch_update(state, set, remove)?,
+                    _ => None,
+                };
                 docs.moves.push(CurrentMove {
                     id: state.id.to_string(),
-                    write,
-                    last: state.version,
-                    doc,
+                    write: row.write,
+                    state,
+                    patch,
                 });
             }
+            let mut d = history_doc(state, batch_id)?;
             d.insert("_id", ObjectId::new());
             docs.history.push(d);
         }
+        for v in plan.section_versions(batch) {
+            docs.sections.push((
+                section_key(v.state.as_str(), v.name, &v.hash.to_string()),
+                doc! { "$setOnInsert": { "value": json_bson("section.value", v.value)? } },
+            ));
+        }
         docs.moves.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(docs)
+    }
+
+    /// Inserts each section version whose key is absent (an upsert that only sets the value
+    /// on insert), inside the transaction of `session` when there is one. Without one, an
+    /// upsert that lost the insert to a concurrent identical one is run again as the update
+    /// it now is.
+    async fn put_sections(
+        &self,
+        sections: &[(Document, Document)],
+        mut session: Option<&mut ClientSession>,
+    ) -> Result<(), Fail> {
+        let op = "commit";
+        let col = self.sections_col();
+        for (key, update) in sections {
+            let put = || col.update_one(key.clone(), update.clone()).upsert(true);
+            upsert!(session, put, op)?;
+        }
+        Ok(())
     }
 
     /// One commit: read what is recorded, let the core plan, write the plan — inside a
@@ -1285,7 +1502,7 @@ impl MongoStore {
     async fn write_transactional(
         &self,
         s: &mut ClientSession,
-        docs: BatchDocs,
+        docs: BatchDocs<'_>,
     ) -> Result<(), Fail> {
         let op = "commit";
         self.events_col()
@@ -1300,23 +1517,33 @@ impl MongoStore {
                 .await
                 .at(op)?;
         }
+        self.put_sections(&docs.sections, Some(&mut *s)).await?;
         for m in docs.moves {
             match m.write {
                 CurrentWrite::Insert => {
                     self.states()
-                        .insert_one(m.doc)
+                        .insert_one(m.whole()?)
                         .session(&mut *s)
                         .await
                         .at(op)?;
                 }
                 CurrentWrite::Update { from } => {
                     let guard = doc! { "_id": &m.id, "version": to_i64("version", from)? };
-                    let r = self
-                        .states()
-                        .replace_one(guard, m.doc)
-                        .session(&mut *s)
-                        .await
-                        .at(op)?;
+                    let r = match m.patch {
+                        Some(ref u) => {
+                            self.states()
+                                .update_one(guard, u.clone())
+                                .session(&mut *s)
+                                .await
+                        }
+                        None => {
+                            self.states()
+                                .replace_one(guard, m.whole()?)
+                                .session(&mut *s)
+                                .await
+                        }
+                    }
+                    .at(op)?;
                     if r.matched_count != 1 {
                         // The version guard failed: report what the document holds now.
                         let found = self
@@ -1341,12 +1568,23 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Moves the current document behind its version guard, only the changed sections when
+    /// the plan patches; whether the guard matched.
+    async fn move_current(&self, m: &CurrentMove<'_>) -> Result<bool, Fail> {
+        let guard = doc! { "_id": m.id.as_str(), "version": to_i64("version", m.base())? };
+        let r = match &m.patch {
+            Some(u) => self.states().update_one(guard, u.clone()).await,
+            None => self.states().replace_one(guard, m.whole()?).await,
+        };
+        Ok(matches!(r, Ok(ref r) if r.matched_count == 1))
+    }
+
     /// Steps 1–4 of the recoverable protocol (see the module docs), the batch's log entries
     /// appended between 3 and 4; returns the log head after them.
     async fn write_recoverable(
         &self,
         batch_id: &str,
-        docs: BatchDocs,
+        docs: BatchDocs<'_>,
         events: &[&EventRecord],
     ) -> Result<LogHead, Fail> {
         let op = "commit";
@@ -1364,6 +1602,13 @@ impl MongoStore {
         }
         #[cfg(feature = "fault-injection")]
         self.crash_point(CrashPoint::AfterEvents)?;
+        // New section versions, before the history that references them. An undone batch
+        // leaves the ones it inserted: unreferenced, they show nowhere, and another batch
+        // may already reference the same key (never removed, so never lost).
+        if let Err(e) = self.put_sections(&docs.sections, None).await {
+            self.undo(batch_id).await?;
+            return Err(e);
+        }
         // 2. History: the unique (id, version) index admits one writer per version.
         if !docs.history.is_empty() {
             if let Err(e) = self.history().insert_many(docs.history).await.at(op) {
@@ -1377,24 +1622,25 @@ impl MongoStore {
         let finish = async {
             // New states in one insert, existing ones each behind a version guard; anything
             // unexpected (e.g. a retry after a partial write) goes the careful way.
-            let (created, moved): (Vec<CurrentMove>, Vec<CurrentMove>) = docs
+            let (created, moved): (Vec<CurrentMove<'_>>, Vec<CurrentMove<'_>>) = docs
                 .moves
                 .into_iter()
                 .partition(|m| m.write == CurrentWrite::Insert);
             if !created.is_empty() {
-                let rows: Vec<Document> = created.iter().map(|m| m.doc.clone()).collect();
+                let rows: Vec<Document> = created
+                    .iter()
+                    .map(CurrentMove::whole)
+                    .collect::<Result<_, _>>()?;
                 if self.states().insert_many(rows).await.is_err() {
-                    for mut m in created {
-                        self.advance_current(&m.id, m.base(), m.last, &mut m.doc)
+                    for m in created {
+                        self.advance_current(&m.id, m.base(), m.last(), m.whole()?)
                             .await?;
                     }
                 }
             }
-            for mut m in moved {
-                let guard = doc! { "_id": m.id.as_str(), "version": to_i64("version", m.base())? };
-                let r = self.states().replace_one(guard, m.doc.clone()).await;
-                if !matches!(r, Ok(ref r) if r.matched_count == 1) {
-                    self.advance_current(&m.id, m.base(), m.last, &mut m.doc)
+            for m in moved {
+                if !self.move_current(&m).await? {
+                    self.advance_current(&m.id, m.base(), m.last(), m.whole()?)
                         .await?;
                 }
             }
@@ -1533,6 +1779,156 @@ impl MongoStore {
     }
 }
 
+/// How many first-layout history documents `migrate` upgrades per round.
+const UPGRADE_BATCH: i64 = 256;
+
+impl MongoStore {
+    /// Upgrades state collections of the first layout in place: each history document that
+    /// still carries `data` has its disclosed sections stored as section versions (keys
+    /// already stored are kept), then loses `data`; then current documents lose the fields
+    /// only the history keeps. Every step is idempotent, so a crash midway is repaired by
+    /// running `migrate` again.
+    async fn upgrade_first_layout(&self) -> Result<(), StoreError> {
+        let op = "migrate";
+        loop {
+            let docs = self
+                .collect(
+                    &self.history(),
+                    doc! { "data": { "$exists": true } },
+                    doc! { "_id": 1 },
+                    Some(UPGRADE_BATCH),
+                    op,
+                )
+                .await?;
+            if docs.is_empty() {
+                break;
+            }
+            for h in docs {
+                let id = get_str(&h, "id", "first-layout history document")?;
+                let seals = seals_of(&h).ok_or_else(|| {
+                    StoreError::malformed(
+                        format!("state {id} (first layout)"),
+                        "history seals do not parse: its data is left where it is",
+                    )
+                })?;
+                let data = match h.get("data") {
+                    Some(Bson::Document(d)) => d.clone(),
+                    _ => Document::new(),
+                };
+                // A disclosed section missing from `data` gets no section version: reading
+                // that version then reports it, as it did before the upgrade.
+                let sections: Vec<(Document, Document)> = disclosed(&seals)
+                    .into_iter()
+                    .filter_map(|(name, hash)| {
+                        let value = data.get(name)?.clone();
+                        Some((
+                            section_key(&id, name, &hash),
+                            doc! { "$setOnInsert": { "value": value } },
+                        ))
+                    })
+                    .collect();
+                self.put_sections(&sections, None)
+                    .await
+                    .map_err(Fail::into_store)?;
+                let key = h.get("_id").cloned().unwrap_or(Bson::Null);
+                self.history()
+                    .update_one(doc! { "_id": key }, doc! { "$unset": { "data": "" } })
+                    .await
+                    .map_err(|e| backend(op, e))?;
+            }
+        }
+        let extra = schema::first_layout_state_extra();
+        let any: Vec<Document> = extra
+            .clone()
+            .map(|f| doc! { f: { "$exists": true } })
+            .collect();
+        let unset: Document = extra.map(|f| (f.to_owned(), Bson::from(""))).collect();
+        self.states()
+            .update_many(doc! { "$or": any }, doc! { "$unset": unset })
+            .await
+            .map_err(|e| backend(op, e))?;
+        Ok(())
+    }
+
+    /// Creates the history view ([`CollectionNames::versions`] on
+    /// [`schema::versions_pipeline`]) unless it exists. A server without views (the nx-27017
+    /// emulator accepts the command and makes a plain collection, dropped again) is left
+    /// without it: run the pipeline on the history collection instead. A collection of that
+    /// name that holds documents is refused.
+    async fn create_versions_view(&self) -> Result<(), StoreError> {
+        let op = "migrate";
+        let name = self.names.versions.as_str();
+        match self.collection_type(name).await?.as_deref() {
+            Some("view") => return Ok(()),
+            Some(kind) => {
+                // An empty plain collection is what a server without views made of an
+                // earlier `create` (the nx-27017 emulator ignores `viewOn`): dropped and tried
+                // again. Anything else of that name is not ours.
+                let col = self.col(name);
+                let held = col.find_one(doc! {}).await.map_err(|e| backend(op, e))?;
+                if held.is_some() {
+                    return Err(StoreError::Schema {
+                        backend: NAME,
+                        table: name.to_owned(),
+                        detail: format!(
+                            "a {kind} holding documents exists where SST keeps its history \
+                             view; choose other collection names (MongoConfig::with_prefix) \
+                             or move it away"
+                        ),
+                    });
+                }
+                col.drop().await.map_err(|e| backend(op, e))?;
+            }
+            None => {}
+        }
+        let create = doc! {
+            "create": name,
+            "viewOn": self.names.history.as_str(),
+            "pipeline": schema::versions_pipeline(&self.names),
+        };
+        if let Err(e) = self.db.run_command(create).await {
+            // 48 = NamespaceExists: another process created it first.
+            let exists =
+                matches!(e.kind.as_ref(), mongodb::error::ErrorKind::Command(c) if c.code == 48);
+            if !exists {
+                return Err(backend(op, e));
+            }
+        }
+        if let Some(kind) = self.collection_type(name).await? {
+            if kind != "view" {
+                // The server accepted the command but made a plain collection: no views here.
+                self.col(name).drop().await.map_err(|e| backend(op, e))?;
+                tracing::info!(
+                    backend = NAME,
+                    view = name,
+                    "the server makes no views; run schema::versions_pipeline on the history \
+                     collection instead"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The type (`collection`, `view`, …) of collection `name`, if it exists.
+    async fn collection_type(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let op = "migrate";
+        let reply = self
+            .db
+            .run_command(doc! { "listCollections": 1, "filter": { "name": name } })
+            .await
+            .map_err(|e| backend(op, e))?;
+        let batch = reply
+            .get_document("cursor")
+            .and_then(|c| c.get_array("firstBatch"))
+            .map_err(|e| internal(op, format!("listCollections reply: {e}")))?;
+        Ok(batch
+            .iter()
+            .filter_map(Bson::as_document)
+            .find(|d| d.get_str("name") == Ok(name))
+            .map(|d| d.get_str("type").unwrap_or("collection").to_owned()))
+    }
+}
+
 /// Whether the server is a replica-set member or a `mongos`, where multi-document
 /// transactions are available.
 async fn is_replicated(client: &Client) -> Result<bool, StoreError> {
@@ -1562,7 +1958,10 @@ impl Store for MongoStore {
 
     /// Refuses (with [`StoreError::Schema`]) a collection carrying a peer collection's name
     /// whose documents are not SST's, checked on one document of each before anything is
-    /// created; and one on which SST's unique indexes cannot be built.
+    /// created; and one on which SST's unique indexes cannot be built. State collections of
+    /// the first layout (history documents carrying `data`) are upgraded in place, in an
+    /// order that a re-run repairs after a crash midway. The history view is created where
+    /// the server supports views.
     async fn migrate(&self) -> Result<(), StoreError> {
         let op = "migrate";
         let existing = self
@@ -1623,7 +2022,8 @@ impl Store for MongoStore {
                 });
             }
         }
-        Ok(())
+        self.upgrade_first_layout().await?;
+        self.create_versions_view().await
     }
 
     async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
@@ -1632,13 +2032,43 @@ impl Store for MongoStore {
         receipt.ok_or_else(|| internal("commit", "a commit attempt returned no receipt"))
     }
 
+    /// The current document's `data` with the rest of the history document of its version;
+    /// a current document whose version the history lacks, or whose contract differs from
+    /// that version's, is [`StoreError::Integrity`].
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
-        self.states()
+        let op = "state";
+        let Some(current) = self
+            .states()
             .find_one(doc! { "_id": id.as_str() })
             .await
-            .map_err(|e| backend("state", e))?
-            .map(|d| state_from_doc(&d))
-            .transpose()
+            .map_err(|e| backend(op, e))?
+        else {
+            return Ok(None);
+        };
+        let what = format!("state {id}");
+        let version = get_u64(&current, "version", &what)?;
+        let Some(h) = self
+            .history()
+            .find_one(doc! { "id": id.as_str(), "version": to_i64("version", version)? })
+            .await
+            .map_err(|e| backend(op, e))?
+        else {
+            return Err(no_history(id.as_str(), version));
+        };
+        for field in ["contract_name", "contract_version"] {
+            if current.get(field) != h.get(field) {
+                return Err(StoreError::malformed(
+                    &what,
+                    format!(
+                        "current row of {id} has {field} {:?}, its history version {version} {:?}",
+                        current.get(field),
+                        h.get(field)
+                    ),
+                ));
+            }
+        }
+        let data = get_json(&current, "data", &what)?;
+        state_from_history(&h, data).map(Some)
     }
 
     async fn state_at(&self, id: &StateId, version: u64) -> Result<Option<State>, StoreError> {
@@ -1670,7 +2100,7 @@ impl Store for MongoStore {
         if version > latest && self.in_flight(&d).await? {
             return Ok(None);
         }
-        state_from_doc(&d).map(Some)
+        self.version_from_history(&d, op).await.map(Some)
     }
 
     async fn state_ids(&self) -> Result<Vec<StateId>, StoreError> {

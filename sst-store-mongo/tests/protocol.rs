@@ -419,7 +419,7 @@ async fn migrate_refuses_a_foreign_collection_with_a_peer_collection_name() -> a
         }) => {
             ensure!(backend == "mongo", "{backend}");
             ensure!(table == names.state, "{table}");
-            ensure!(detail.contains("has no `id` field"), "{detail}");
+            ensure!(detail.contains("has no `contract_name` field"), "{detail}");
         }
         other => anyhow::bail!("expected a Schema error, got {other:?}"),
     }

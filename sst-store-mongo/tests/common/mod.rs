@@ -2,13 +2,14 @@
 //! raw access to the documents behind the store's back.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
 use mongodb::bson::{doc, Bson, Document};
-use mongodb::{Client, Collection};
+use mongodb::{Client, Collection, Database};
 use serde_json::Value;
 use sst_core::{StateId, Store};
 use sst_store_mongo::value::{from_document, to_bson, to_document};
@@ -49,7 +50,10 @@ impl MongoFactory {
     async fn backend(&self) -> anyhow::Result<Backend> {
         let store = self.store().await?;
         let (db, names) = (store.database(), store.collection_names());
+        let view = is_view(db, &names.versions).await?;
         let raw = MongoRaw {
+            view: view.then(|| db.collection(&names.versions)),
+            section: db.collection(&names.section),
             history: db.collection(&names.history),
             state: db.collection(&names.state),
             event: db.collection(&names.event),
@@ -98,8 +102,24 @@ impl BackendFactory for MongoFactory {
     }
 }
 
+/// Whether `name` is a view in `db` (the history view exists on servers that have views).
+async fn is_view(db: &Database, name: &str) -> anyhow::Result<bool> {
+    let reply = db
+        .run_command(doc! { "listCollections": 1, "filter": { "name": name } })
+        .await?;
+    Ok(reply
+        .get_document("cursor")?
+        .get_array("firstBatch")?
+        .iter()
+        .filter_map(Bson::as_document)
+        .any(|d| d.get_str("name") == Ok(name) && d.get_str("type") == Ok("view")))
+}
+
 /// Raw driver access to the peer collections' documents.
 struct MongoRaw {
+    /// The history view, where the server made it.
+    view: Option<Collection<Document>>,
+    section: Collection<Document>,
     history: Collection<Document>,
     state: Collection<Document>,
     event: Collection<Document>,
@@ -119,6 +139,33 @@ fn key(id: &StateId, version: u64) -> anyhow::Result<Document> {
     Ok(doc! { "id": id.as_str(), "version": i64::try_from(version)? })
 }
 
+/// `(name, hash)` of every section a history document's seals disclose (with a salt).
+fn disclosed(h: &Document) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (name, seal) in h.get_document("seals")? {
+        let Some(seal) = seal.as_document() else {
+            anyhow::bail!("seal {name} is {seal}");
+        };
+        if matches!(seal.get("salt"), Some(s) if *s != Bson::Null) {
+            out.push((name.clone(), seal.get_str("hash")?.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+/// An integer field (the emulator returns small `Int64`s as `Int32`).
+fn int(d: &Document, f: &str) -> anyhow::Result<u64> {
+    match d.get(f) {
+        Some(Bson::Int64(i)) => Ok(u64::try_from(*i)?),
+        Some(Bson::Int32(i)) => Ok(u64::try_from(*i)?),
+        other => anyhow::bail!("{f} is {other:?}"),
+    }
+}
+
+fn section_key(id: &StateId, name: &str, hash: &str) -> Document {
+    doc! { "state_id": id.as_str(), "name": name, "hash": hash }
+}
+
 impl MongoRaw {
     async fn field(&self, id: &StateId, version: u64, f: &str) -> anyhow::Result<Option<Value>> {
         let Some(d) = self.history.find_one(key(id, version)?).await? else {
@@ -129,28 +176,159 @@ impl MongoRaw {
             other => anyhow::bail!("{f} of {id} v{version} is {other:?}"),
         }
     }
+
+    /// The history view's `data` of a version: read from the view where the server made
+    /// one (or from the first layout's history document); elsewhere (the nx-27017 emulator has neither views nor `$arrayToObject`) the
+    /// same join with plain driver calls: each disclosed seal's section version.
+    async fn view_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
+        if let Some(view) = &self.view {
+            let Some(d) = view.find_one(key(id, version)?).await? else {
+                return Ok(None);
+            };
+            return Ok(Some(from_document(d.get_document("data")?)?));
+        }
+        let Some(h) = self.history.find_one(key(id, version)?).await? else {
+            return Ok(None);
+        };
+        if let Ok(first) = h.get_document("data") {
+            // The first layout (after `downgrade_to_first_layout`): the whole document.
+            return Ok(Some(from_document(first)?));
+        }
+        let mut data = Document::new();
+        for (name, hash) in disclosed(&h)? {
+            if let Some(s) = self.section.find_one(section_key(id, &name, &hash)).await? {
+                data.insert(name, s.get("value").cloned().unwrap_or(Bson::Null));
+            }
+        }
+        Ok(Some(from_document(&data)?))
+    }
+
+    /// The sections `version` of `id` discloses, by name, with their hashes.
+    async fn disclosed_at(
+        &self,
+        id: &StateId,
+        version: u64,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
+        let Some(h) = self.history.find_one(key(id, version)?).await? else {
+            anyhow::bail!("{id} has no history version {version}");
+        };
+        Ok(disclosed(&h)?.into_iter().collect())
+    }
+
+    /// Sets the value of one section version.
+    async fn set_section(
+        &self,
+        id: &StateId,
+        name: &str,
+        hash: &str,
+        value: &Value,
+    ) -> anyhow::Result<()> {
+        let r = self
+            .section
+            .update_one(
+                section_key(id, name, hash),
+                doc! { "$set": { "value": to_bson(value)? } },
+            )
+            .await?;
+        anyhow::ensure!(
+            r.matched_count == 1,
+            "{id} has no section version {name} {hash}"
+        );
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl RawAccess for MongoRaw {
     async fn raw_data(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
-        self.field(id, version, "data").await
+        self.view_data(id, version).await
     }
     async fn raw_seals(&self, id: &StateId, version: u64) -> anyhow::Result<Option<Value>> {
         self.field(id, version, "seals").await
     }
     async fn set_raw_data(&self, id: &StateId, version: u64, data: Value) -> anyhow::Result<()> {
-        let data = to_document(&data)?;
-        self.history
-            .update_one(key(id, version)?, doc! { "$set": { "data": data.clone() } })
-            .await?;
+        let held = self.disclosed_at(id, version).await?;
+        if let Value::Object(sections) = &data {
+            for (name, value) in sections {
+                if let Some(hash) = held.get(name) {
+                    self.set_section(id, name, hash, value).await?;
+                }
+            }
+        }
         self.state
             .update_one(
                 doc! { "_id": id.as_str(), "version": i64::try_from(version)? },
-                doc! { "$set": { "data": data } },
+                doc! { "$set": { "data": to_document(&data)? } },
             )
             .await?;
         Ok(())
+    }
+    async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
+        let (ha, hb) = (
+            self.disclosed_at(id, a).await?,
+            self.disclosed_at(id, b).await?,
+        );
+        let (Some(da), Some(db)) = (self.view_data(id, a).await?, self.view_data(id, b).await?)
+        else {
+            anyhow::bail!("{id}: versions {a} and {b} are not both stored");
+        };
+        for (name, hash_a) in &ha {
+            let Some(hash_b) = hb.get(name).filter(|h| *h != hash_a) else {
+                continue;
+            };
+            let (Some(va), Some(vb)) = (da.get(name), db.get(name)) else {
+                continue;
+            };
+            self.set_section(id, name, hash_a, vb).await?;
+            self.set_section(id, name, hash_b, va).await?;
+        }
+        Ok(())
+    }
+    /// Rewrites the state collections into the first layout: every history document gets
+    /// its whole `data` back, every current document becomes a copy of its history document
+    /// (keyed by the state id), and the section collection and history view are dropped.
+    async fn downgrade_to_first_layout(&self) -> anyhow::Result<bool> {
+        let mut cursor = self.history.find(doc! {}).await?;
+        let mut history = Vec::new();
+        while cursor.advance().await? {
+            history.push(cursor.deserialize_current()?);
+        }
+        for h in &history {
+            let id = StateId(h.get_str("id")?.to_owned());
+            let version = int(h, "version")?;
+            let data = self
+                .view_data(&id, version)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("{id} v{version} vanished"))?;
+            self.history
+                .update_one(
+                    doc! { "_id": h.get("_id").cloned().unwrap_or(Bson::Null) },
+                    doc! { "$set": { "data": to_document(&data)? } },
+                )
+                .await?;
+        }
+        let mut cursor = self.state.find(doc! {}).await?;
+        let mut current = Vec::new();
+        while cursor.advance().await? {
+            current.push(cursor.deserialize_current()?);
+        }
+        for c in current {
+            let id = StateId(c.get_str("_id")?.to_owned());
+            let version = int(&c, "version")?;
+            let Some(mut first) = self.history.find_one(key(&id, version)?).await? else {
+                anyhow::bail!("{id} has no history version {version}");
+            };
+            first.insert("_id", id.as_str());
+            first.insert("data", c.get_document("data")?.clone());
+            self.state
+                .replace_one(doc! { "_id": id.as_str() }, first)
+                .await?;
+        }
+        self.section.drop().await?;
+        if let Some(view) = &self.view {
+            view.drop().await?;
+        }
+        Ok(true)
     }
     fn has_current_state_table(&self) -> bool {
         true
@@ -166,20 +344,6 @@ impl RawAccess for MongoRaw {
         anyhow::ensure!(r.matched_count == 1, "no current document for {id}");
         Ok(())
     }
-    async fn swap_history_data(&self, id: &StateId, a: u64, b: u64) -> anyhow::Result<()> {
-        let da = self.raw_data(id, a).await?;
-        let db = self.raw_data(id, b).await?;
-        let (Some(da), Some(db)) = (da, db) else {
-            anyhow::bail!("{id}: versions {a} and {b} are not both stored");
-        };
-        self.history
-            .update_one(key(id, a)?, doc! { "$set": { "data": to_document(&db)? } })
-            .await?;
-        self.history
-            .update_one(key(id, b)?, doc! { "$set": { "data": to_document(&da)? } })
-            .await?;
-        Ok(())
-    }
     /// Plain driver calls, as someone with write access to the database would make them:
     /// the recoverable protocol's `pending` tag and the event `pos` are left as they are.
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
@@ -191,12 +355,22 @@ impl RawAccess for MongoRaw {
                     .deleted_count
             }
             Mutation::RollBackCurrentRow { id, version } => {
-                let Some(mut old) = self.history.find_one(key(id, *version)?).await? else {
+                let Some(old) = self.history.find_one(key(id, *version)?).await? else {
                     anyhow::bail!("{id} has no history version {version}");
                 };
-                old.insert("_id", id.as_str());
+                let data = self
+                    .view_data(id, *version)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("{id} v{version} vanished"))?;
+                let row = doc! {
+                    "_id": id.as_str(),
+                    "contract_name": old.get("contract_name").cloned().unwrap_or(Bson::Null),
+                    "contract_version": old.get("contract_version").cloned().unwrap_or(Bson::Null),
+                    "version": i64::try_from(*version)?,
+                    "data": to_document(&data)?,
+                };
                 self.state
-                    .replace_one(doc! { "_id": id.as_str() }, old)
+                    .replace_one(doc! { "_id": id.as_str() }, row)
                     .await?
                     .modified_count
             }
