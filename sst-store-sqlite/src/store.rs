@@ -49,6 +49,16 @@ where
         .map_err(|e| StoreError::backend(NAME, operation, e))?
 }
 
+/// The columns of `table` (none when it does not exist).
+fn table_columns(conn: &Connection, table: &str) -> Result<Vec<String>, StoreError> {
+    conn.prepare("SELECT name FROM pragma_table_info(?1)")
+        .and_then(|mut s| {
+            s.query_map([table], |r| r.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(|e| backend("open", e))
+}
+
 /// The columns event reads select: [`EVENT_COLUMNS`], except on a read-only store over an
 /// event table of a layout before some of the [`added_columns`], which `migrate` would add
 /// but a read-only store must leave as it is: there each missing column reads as `NULL` (no
@@ -58,13 +68,7 @@ fn event_columns(conn: &Connection, config: &SqliteConfig) -> Result<String, Sto
     if !config.read_only {
         return Ok(columns);
     }
-    let present: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info(?1)")
-        .and_then(|mut s| {
-            s.query_map([&config.tables.event], |r| r.get(0))?
-                .collect::<Result<_, _>>()
-        })
-        .map_err(|e| backend("open", e))?;
+    let present = table_columns(conn, &config.tables.event)?;
     if present.is_empty() {
         return Ok(columns);
     }
@@ -76,6 +80,19 @@ fn event_columns(conn: &Connection, config: &SqliteConfig) -> Result<String, Sto
         }
     }
     Ok(columns)
+}
+
+/// Whether a read-only store is over state tables of the first layout, which `migrate` would
+/// upgrade but a read-only store must leave as they are: there a version's data is read from
+/// its history row, which carries it whole.
+fn read_only_first_layout(conn: &Connection, config: &SqliteConfig) -> Result<bool, StoreError> {
+    if !config.read_only {
+        return Ok(false);
+    }
+    let history = table_columns(conn, &config.tables.history)?;
+    Ok(history
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(FIRST_LAYOUT_HISTORY_DATA)))
 }
 
 /// SQL text of every statement, with the configured table names filled in.
@@ -120,8 +137,9 @@ struct Sql {
 
 impl Sql {
     /// The statements for `config`; `event_columns` is what event reads select
-    /// ([`EVENT_COLUMNS`], or [`event_columns`]'s stand-in for an older layout).
-    fn new(config: &SqliteConfig, event_columns: &str) -> Self {
+    /// ([`EVENT_COLUMNS`], or [`event_columns`]'s stand-in for an older layout), and
+    /// `first_layout` says that a read-only store reads state tables of the first layout.
+    fn new(config: &SqliteConfig, event_columns: &str, first_layout: bool) -> Self {
         let t = &config.tables;
         let (state, history, event, actor, contract) =
             (&t.state, &t.history, &t.event, &t.actor, &t.contract);
@@ -131,6 +149,14 @@ impl Sql {
         // history row's) id, contract, version and data, then the history row of that version.
         let history_part = "h.version, h.contract_name, h.contract_version, h.parties, h.seals, \
              h.root, h.prev_root, h.last_event, h.updated_at";
+        let history_data = if first_layout {
+            format!(r#"h.{FIRST_LAYOUT_HISTORY_DATA}, {history_part} FROM "{history}" AS h"#)
+        } else {
+            format!(
+                r#"v.data, {history_part} FROM "{history}" AS h
+                   JOIN "{versions}" AS v ON v.id = h.id AND v.version = h.version"#
+            )
+        };
         Sql {
             ddl: ddl(t),
             event_exists: format!(r#"SELECT 1 FROM "{event}" WHERE id = ?1"#),
@@ -177,10 +203,7 @@ impl Sql {
                    WHERE s.id = ?1"#
             ),
             select_state_at: format!(
-                r#"SELECT h.id, h.contract_name, h.contract_version, h.version, v.data,
-                     {history_part}
-                   FROM "{history}" AS h
-                   JOIN "{versions}" AS v ON v.id = h.id AND v.version = h.version
+                r#"SELECT h.id, h.contract_name, h.contract_version, h.version, {history_data}
                    WHERE h.id = ?1 AND h.version = ?2"#
             ),
             state_ids: format!(r#"SELECT id FROM "{state}" ORDER BY id"#),
@@ -437,7 +460,11 @@ impl SqliteStore {
         let for_thread = config.clone();
         let (writer, sql) = Writer::spawn("sst-sqlite-writer", move || {
             let conn = open_writer(&for_thread)?;
-            let sql = Arc::new(Sql::new(&for_thread, &event_columns(&conn, &for_thread)?));
+            let sql = Arc::new(Sql::new(
+                &for_thread,
+                &event_columns(&conn, &for_thread)?,
+                read_only_first_layout(&conn, &for_thread)?,
+            ));
             Ok((
                 WriteConn {
                     conn,

@@ -1,13 +1,15 @@
 //! Opening what is not ours: `migrate` refuses a foreign table that carries a peer table's
-//! name (and changes nothing), upgrades an older layout of its own, and a read-only store
-//! leaves the file byte-identical.
+//! name (or the history view's) and changes nothing, upgrades an older layout of its own, and
+//! a read-only store leaves the file byte-identical, even over the first state layout.
 
+mod first_layout;
 mod temp_db;
 
-use conformance_tests::fixtures::{actor, create, deal_parties, deal_values};
+use conformance_tests::fixtures::{actor, change, create, deal_parties, deal_values, values};
 use rusqlite::Connection;
+use serde_json::json;
 use sst_core::{CommitBatch, StateId, Store, StoreError};
-use sst_store_sqlite::{SqliteConfig, SqliteStore};
+use sst_store_sqlite::{SqliteConfig, SqliteStore, TableNames};
 use temp_db::TempDb;
 
 #[tokio::test]
@@ -178,5 +180,74 @@ async fn a_read_only_store_reads_and_changes_nothing() -> anyhow::Result<()> {
     let c = Connection::open(&db.0)?;
     let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
     assert_eq!(mode, "delete", "opening read-only did not switch to WAL");
+    Ok(())
+}
+
+#[tokio::test]
+async fn migrate_refuses_a_table_where_the_history_view_goes() -> anyhow::Result<()> {
+    let db = TempDb::new("schema");
+    {
+        let c = Connection::open(&db.0)?;
+        c.execute_batch(
+            "CREATE TABLE sst_state_versions (id TEXT, version INTEGER, contract_name TEXT,
+               contract_version INTEGER, root TEXT, updated_at INTEGER, data TEXT);",
+        )?;
+    }
+    let store = SqliteStore::open(SqliteConfig::file(&db.0)).await?;
+    match store.migrate().await {
+        Err(StoreError::Schema { table, detail, .. }) => {
+            assert_eq!(table, "sst_state_versions");
+            assert!(detail.contains("is a table"), "{detail}");
+        }
+        other => anyhow::bail!("expected a Schema error, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_read_only_store_reads_the_first_layout_without_upgrading_it() -> anyhow::Result<()> {
+    let db = TempDb::new("schema");
+    let id = StateId::from("deal-first");
+    let (v1, v2) = {
+        let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+        let (alice, key) = actor("acme", "alice");
+        store.put_actor(&alice).await?;
+        let c = create(&id, deal_parties(), deal_values(10, 3.1), (&alice, &key), 1);
+        let v1 = c.state.clone().ok_or_else(|| anyhow::anyhow!("no state"))?;
+        let x = change(
+            &v1,
+            values([("price", json!({"amount": 11, "currency": "EUR"}))]),
+            (&alice, &key),
+            2,
+        );
+        let v2 = x.state.clone().ok_or_else(|| anyhow::anyhow!("no state"))?;
+        store.commit(CommitBatch::new(vec![c, x])).await?;
+        (v1, v2)
+    };
+    {
+        let mut c = Connection::open(&db.0)?;
+        first_layout::downgrade(&mut c, &TableNames::default())?;
+        let mode: String = c.query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))?;
+        assert_eq!(mode, "delete");
+    }
+    let before = std::fs::read(&db.0)?;
+    let store = SqliteStore::open(SqliteConfig::file(&db.0).read_only()).await?;
+    let latest = store
+        .state(&id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("missing"))?;
+    assert_eq!((latest.version, latest.root), (v2.version, v2.root));
+    for want in [&v1, &v2] {
+        let read = store
+            .state_at(&id, want.version)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("version {} missing", want.version))?;
+        assert_eq!(read.data(), want.data());
+        assert_eq!(read.root, want.root);
+    }
+    let report = sst_core::verify_store(&store, &mut |_, _| {}).await?;
+    assert!(report.is_clean() && report.versions == 2, "{report:?}");
+    drop(store);
+    assert_eq!(std::fs::read(&db.0)?, before, "the file is byte-identical");
     Ok(())
 }
