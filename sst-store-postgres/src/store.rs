@@ -1438,6 +1438,18 @@ impl Store for PostgresStore {
                 .filter(|c| has(&t.state, c))
                 .collect();
             stmts.extend(schema::upgrade_first_layout(&self.names, &extra));
+            if !extra.is_empty() {
+                let rules: i64 = sqlx::query_scalar(schema::DATA_USED_BY_A_RULE)
+                    .bind(&self.names.state)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| backend(op, e))?;
+                // With a user's view on `data`, its rows are left as they are: each is
+                // rewritten plain by the next commit that changes it.
+                if rules == 0 {
+                    stmts.push(schema::rewrite_current_data(&self.names));
+                }
+            }
         }
         stmts.push(schema::versions_view(&self.names));
         for stmt in stmts {
