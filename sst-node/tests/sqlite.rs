@@ -14,7 +14,7 @@ use sst_node::Intent;
 fn raw_dump(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
     let conn = rusqlite::Connection::open(path)?;
     let mut out = Vec::new();
-    for table in ["sst_state", "sst_state_history", "sst_event"] {
+    for table in ["sst_state", "sst_state_history", "sst_section", "sst_event"] {
         let mut stmt = conn.prepare(&format!("SELECT * FROM \"{table}\""))?;
         let cols = stmt.column_count();
         let mut rows = stmt.query([])?;
@@ -121,8 +121,9 @@ async fn redacted_sqlite_files_never_hold_unreadable_plaintext() -> anyhow::Resu
         }
         let conn = rusqlite::Connection::open(&path)?;
         let (price, radon, seal_salt): (Option<String>, Option<f64>, Option<String>) = conn.query_row(
-            "SELECT data ->> '$.price.amount', data ->> '$.inspection.radon', seals -> '$.price.salt' \
-             FROM sst_state WHERE id = 'deal-sql'",
+            "SELECT s.data ->> '$.price.amount', s.data ->> '$.inspection.radon', h.seals -> '$.price.salt' \
+             FROM sst_state s JOIN sst_state_history h ON h.id = s.id AND h.version = s.version \
+             WHERE s.id = 'deal-sql'",
             [],
             |r| Ok((r.get::<_, Option<i64>>(0)?.map(|v| v.to_string()), r.get(1)?, r.get(2)?)),
         )?;

@@ -86,9 +86,9 @@ fn query(file: &Path, sql: &str) -> anyhow::Result<()> {
 /// and the regulator's), and the SQL a participant runs on its own database.
 fn show_tables(files: &BTreeMap<&'static str, PathBuf>) -> anyhow::Result<()> {
     step(5, "what each node's peer table (sst_state) holds");
-    let peer_sql = "SELECT id, version, data, \
-        (SELECT group_concat(key, ',') FROM json_each(s.seals) WHERE json_type(value, '$.salt') IS NULL) AS hash_only \
-        FROM sst_state s";
+    let peer_sql = "SELECT s.id, s.version, s.data, \
+        (SELECT group_concat(key, ',') FROM json_each(h.seals) WHERE json_type(value, '$.salt') IS NULL) AS hash_only \
+        FROM sst_state s JOIN sst_state_history h ON h.id = s.id AND h.version = s.version";
     println!("   SQL: {peer_sql}");
     for (name, _) in PARTICIPANTS {
         println!("   [{name}]");
@@ -98,13 +98,14 @@ fn show_tables(files: &BTreeMap<&'static str, PathBuf>) -> anyhow::Result<()> {
         let conn = rusqlite::Connection::open(&files[name])?;
         let leaks: i64 = conn.query_row(
             "SELECT (SELECT count(*) FROM sst_state WHERE data -> '$.price' IS NOT NULL) + \
-                    (SELECT count(*) FROM sst_state_history WHERE data -> '$.price' IS NOT NULL) + \
+                    (SELECT count(*) FROM sst_section WHERE name = 'price') + \
+                    (SELECT count(*) FROM sst_state_versions WHERE data -> '$.price' IS NOT NULL) + \
                     (SELECT count(*) FROM sst_event WHERE disclosures -> '$.price' IS NOT NULL)",
             [],
             |r| r.get(0),
         )?;
         ensure!(leaks == 0, "{name} holds price plaintext");
-        println!("   {name}: 0 rows with price plaintext in sst_state, sst_state_history, sst_event (hash only)");
+        println!("   {name}: 0 rows with price plaintext in sst_state, sst_section, sst_state_versions, sst_event (hash only)");
     }
 
     step(

@@ -412,7 +412,8 @@ fn roll_back_last_event(db: &Path, state: &str, version: i64) -> anyhow::Result<
          DELETE FROM sst_event WHERE id = '{event}';
          DELETE FROM sst_state_history WHERE id = '{state}' AND version = {version};
          DELETE FROM sst_state WHERE id = '{state}';
-         INSERT INTO sst_state SELECT * FROM sst_state_history
+         INSERT INTO sst_state (id, contract_name, contract_version, version, data)
+             SELECT id, contract_name, contract_version, version, data FROM sst_state_versions
              WHERE id = '{state}' AND version = {};
          COMMIT;",
         version - 1
