@@ -131,9 +131,9 @@ pub(crate) fn versions_view(n: &Names) -> String {
     )
 }
 
-/// The first layout's upgrade, after the tables of [`ddl`] exist: each history row's
-/// disclosed sections become section rows (the earliest version's value where several hold
-/// one section version; a key already stored is kept), then the plaintext column of the
+/// The first layout's upgrade, after the tables of [`ddl`] exist and
+/// [`first_layout_disagreement`] found nothing: each history row's disclosed sections become
+/// section rows (a key already stored is kept), then the plaintext column of the
 /// history and the columns the current-state table no longer holds are dropped (see
 /// [`rewrite_current_data`] for their bytes).
 pub(crate) fn upgrade_first_layout(n: &Names, current_extra: &[&str]) -> Vec<String> {
@@ -294,6 +294,21 @@ pub(crate) fn ddl(n: &Names) -> Vec<String> {
     ]
 }
 
+/// Finds one section version that two first-layout history rows hold with different values
+/// (edited behind SST's back): `id`, `name` and the lowest and highest version holding it.
+/// The upgrade stores each section version once, so it refuses rather than keep one value.
+pub(crate) fn first_layout_disagreement(n: &Names) -> String {
+    format!(
+        "SELECT h.id, e.name, min(h.version) AS low, max(h.version) AS high \
+         FROM {} AS h CROSS JOIN LATERAL jsonb_each(h.seals) AS e(name, seal) \
+         WHERE e.seal ->> 'salt' IS NOT NULL AND h.data ? e.name \
+         GROUP BY h.id, e.name, e.seal ->> 'hash' \
+         HAVING count(DISTINCT h.data -> e.name) > 1 \
+         ORDER BY h.id COLLATE \"C\", e.name COLLATE \"C\" LIMIT 1",
+        n.history
+    )
+}
+
 /// Rewrites every current-state row with its `data` decompressed: a first-layout row was
 /// wider than the TOAST threshold (~2 KB), so PostgreSQL stored its `data` compressed inline,
 /// and dropping the other columns neither removes their bytes nor decompresses it; scans of
@@ -393,5 +408,8 @@ mod tests {
             "ALTER TABLE \"public\".\"sst_state\" DROP COLUMN parties, DROP COLUMN root"
         );
         assert_eq!(upgrade_first_layout(&n, &[]).len(), 2);
+        let check = first_layout_disagreement(&n);
+        assert!(check.contains("GROUP BY h.id, e.name, e.seal ->> 'hash'"));
+        assert!(check.contains("HAVING count(DISTINCT h.data -> e.name) > 1"));
     }
 }

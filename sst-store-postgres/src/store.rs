@@ -1437,6 +1437,22 @@ impl Store for PostgresStore {
                 .into_iter()
                 .filter(|c| has(&t.state, c))
                 .collect();
+            let disagreement: Option<(String, String, i64, i64)> = sqlx::query_as(AssertSqlSafe(
+                schema::first_layout_disagreement(&self.names),
+            ))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+            if let Some((id, name, low, high)) = disagreement {
+                return Err(StoreError::malformed(
+                    format!("state {id}"),
+                    format!(
+                        "versions {low} to {high} hold section `{name}` under one hash with \
+                         different values (edited behind SST's back): the first layout is not \
+                         upgraded; restore the committed value, then migrate again"
+                    ),
+                ));
+            }
             stmts.extend(schema::upgrade_first_layout(&self.names, &extra));
             if !extra.is_empty() {
                 let rules: i64 = sqlx::query_scalar(schema::DATA_USED_BY_A_RULE)

@@ -1,7 +1,8 @@
 //! The section-version layout on a real PostgreSQL server (`SST_POSTGRES_URL`): current rows
 //! are stored exactly like a plain `(id text, data jsonb)` table of the same JSON (so a scan
 //! costs the same), before and after the in-place upgrade of a first-layout database, and the
-//! README's history query against `sst_state_versions` answers as documented.
+//! README's history query against `sst_state_versions` answers as documented; an upgrade that
+//! would have to choose between two stored values of one section version refuses instead.
 
 mod common;
 
@@ -9,10 +10,10 @@ use anyhow::{ensure, Context};
 use conformance_tests::fixtures::{
     actor, change, create, deal_parties, deal_values, state_id, values,
 };
-use conformance_tests::BackendFactory;
+use conformance_tests::{Backend, BackendFactory};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use sst_core::{CommitBatch, StateId};
+use sst_core::{Actor, ActorKey, CommitBatch, StateId, StoreError};
 
 /// The README's example: every version ever committed with a radon level above 4.
 const README_HISTORY_QUERY: &str =
@@ -60,15 +61,23 @@ async fn readme_query(conn: &mut PgConnection, schema: &str) -> anyhow::Result<V
     Ok(rows)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn current_rows_are_stored_like_a_plain_table_before_and_after_the_upgrade(
-) -> anyhow::Result<()> {
+/// A case's factory, its opened store and the actor `alice` registered there (`None`: skip).
+async fn opened() -> anyhow::Result<Option<(common::PgFactory, Backend, Actor, ActorKey)>> {
     let Some(f) = common::factory(None).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let b = f.open().await?;
     let (alice, key) = actor("acme", "alice");
     b.store.put_actor(&alice).await?;
+    Ok(Some((f, b, alice, key)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_rows_are_stored_like_a_plain_table_before_and_after_the_upgrade(
+) -> anyhow::Result<()> {
+    let Some((f, b, alice, key)) = opened().await? else {
+        return Ok(());
+    };
     // About 1.6 KB of data: under the ~2 KB TOAST threshold alone, over it with the first
     // layout's parties, seals and roots beside it.
     let mut items = Vec::new();
@@ -121,12 +130,9 @@ async fn current_rows_are_stored_like_a_plain_table_before_and_after_the_upgrade
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_keeps_a_users_view_on_the_current_data() -> anyhow::Result<()> {
-    let Some(f) = common::factory(None).await? else {
+    let Some((f, b, alice, key)) = opened().await? else {
         return Ok(());
     };
-    let b = f.open().await?;
-    let (alice, key) = actor("acme", "alice");
-    b.store.put_actor(&alice).await?;
     let id = state_id("viewed");
     let mut doc = deal_values(100, 0.5);
     doc.insert("common".into(), json!({"notes": "x".repeat(1500)}));
@@ -160,6 +166,73 @@ async fn upgrade_keeps_a_users_view_on_the_current_data() -> anyhow::Result<()> 
     again.store.commit(CommitBatch::new(vec![x])).await?;
     let (ours, plain) = storage(&mut conn, schema).await?;
     ensure!(ours == plain, "{ours:?} vs plain {plain:?}");
+    conn.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_refuses_a_section_version_held_with_two_values() -> anyhow::Result<()> {
+    let Some((f, b, alice, key)) = opened().await? else {
+        return Ok(());
+    };
+    let id = state_id("edited");
+    let c = create(
+        &id,
+        deal_parties(),
+        deal_values(100, 0.5),
+        (&alice, &key),
+        1,
+    );
+    let v1 = c.state.clone().context("create without state")?;
+    let x = change(
+        &v1,
+        values([("price", json!({"amount": 101}))]),
+        (&alice, &key),
+        2,
+    );
+    b.store.commit(CommitBatch::new(vec![c, x])).await?;
+    ensure!(b.raw.downgrade_to_first_layout().await?, "no table layout");
+
+    // Version 2 still holds version 1's `common`; its copy is edited.
+    let (url, schema) = f.url_and_schema();
+    let mut conn = PgConnection::connect(url).await.context("connecting")?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "UPDATE \"{schema}\".sst_state_history \
+         SET data = jsonb_set(data, '{{common,rooms}}', '9') WHERE version = 2"
+    )))
+    .execute(&mut conn)
+    .await?;
+    let refused = match f.reopen().await {
+        Ok(_) => anyhow::bail!("migrate upgraded a history holding two values of one section"),
+        Err(e) => e,
+    };
+    match refused.downcast_ref::<StoreError>() {
+        Some(StoreError::Integrity { what, source }) => {
+            ensure!(*what == format!("state {id}"), "{refused}");
+            let detail = source.to_string();
+            ensure!(
+                detail.contains("versions 1 to 2 hold section `common`"),
+                "{detail}"
+            );
+        }
+        _ => anyhow::bail!("expected an Integrity error, got {refused:?}"),
+    }
+    // Nothing changed: still the first layout, no section table.
+    let data_columns: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns \
+         WHERE table_schema = $1 AND table_name = 'sst_state_history' AND column_name = 'data'",
+    )
+    .bind(schema)
+    .fetch_one(&mut conn)
+    .await?;
+    let sections: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(format!("\"{schema}\".sst_section"))
+        .fetch_one(&mut conn)
+        .await?;
+    ensure!(
+        data_columns == 1 && sections.is_none(),
+        "{data_columns} {sections:?}"
+    );
     conn.close().await?;
     Ok(())
 }
