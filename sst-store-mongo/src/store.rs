@@ -2055,17 +2055,21 @@ impl Store for MongoStore {
         else {
             return Err(no_history(id.as_str(), version));
         };
-        for field in ["contract_name", "contract_version"] {
-            if current.get(field) != h.get(field) {
-                return Err(StoreError::malformed(
-                    &what,
-                    format!(
-                        "current row of {id} has {field} {:?}, its history version {version} {:?}",
-                        current.get(field),
-                        h.get(field)
-                    ),
-                ));
-            }
+        let contract = |d: &Document| -> Result<(String, i64), StoreError> {
+            Ok((
+                get_str(d, "contract_name", &what)?,
+                get_int(d, "contract_version", &what)?,
+            ))
+        };
+        let (held, of_version) = (contract(&current)?, contract(&h)?);
+        if held != of_version {
+            return Err(StoreError::malformed(
+                &what,
+                format!(
+                    "current row of {id} has contract {} v{}, its history version {version} {} v{}",
+                    held.0, held.1, of_version.0, of_version.1
+                ),
+            ));
         }
         let data = get_json(&current, "data", &what)?;
         state_from_history(&h, data).map(Some)

@@ -1,6 +1,8 @@
 //! Both commit paths (multi-document transactions and the recoverable protocol), crash
-//! recovery at every step of the recoverable protocol, native queries on the documents, and
-//! `migrate` refusing a collection that is not SST's.
+//! recovery at every step of the recoverable protocol, native queries on the documents,
+//! section versions stored once with the README's history query, an interrupted first-layout
+//! upgrade finished by the next `migrate`, and `migrate` refusing a collection that is not
+//! SST's.
 
 mod common;
 
@@ -452,5 +454,210 @@ async fn migrate_refuses_a_foreign_collection_with_a_peer_collection_name() -> a
     // SST's own collections migrate again without complaint.
     let own = f.store().await?;
     own.migrate().await?;
+    Ok(())
+}
+
+/// The README's history query: every version ever whose `inspection.radon` is above 4, from
+/// the section versions joined to the history versions that disclose them (runs on servers
+/// without views too).
+fn radon_history_query(names: &sst_store_mongo::CollectionNames) -> Vec<Document> {
+    vec![
+        doc! { "$match": { "name": "inspection", "value.radon": { "$gt": 4 } } },
+        doc! { "$lookup": {
+            "from": names.history.as_str(),
+            "localField": "state_id",
+            "foreignField": "id",
+            "as": "v",
+        } },
+        doc! { "$unwind": "$v" },
+        doc! { "$match": { "$expr": { "$eq": ["$v.seals.inspection.hash", "$hash"] } } },
+        doc! { "$project": { "_id": 0, "id": "$state_id", "version": "$v.version", "radon": "$value.radon" } },
+    ]
+}
+
+/// Only changed sections are stored again, the current document holds nothing but the id,
+/// contract, version and data, and the history query finds every version holding a match.
+async fn section_versions(mode: TransactionMode) -> anyhow::Result<()> {
+    let Some(f) = common::factory_with(mode).await? else {
+        return Ok(());
+    };
+    let store = f.store().await?;
+    let (alice, key) = actor("acme", "alice");
+    let id = state_id("house");
+    let signer = (&alice, &key);
+    let c = create(
+        &id,
+        parties(),
+        values([
+            ("inspection", json!({"radon": 2})),
+            ("price", json!({"amount": 100})),
+        ]),
+        signer,
+        1,
+    );
+    let mut versions = vec![first_state(&c)?];
+    let mut items = vec![c];
+    let edits = [
+        values([("inspection", json!({"radon": 5}))]),
+        values([("price", json!({"amount": 200}))]),
+        values([("inspection", json!({"radon": 3}))]),
+    ];
+    for (n, edit) in edits.into_iter().enumerate() {
+        let prev = versions.last().context("a version")?;
+        let x = change(prev, edit, signer, n as u64 + 2);
+        versions.push(first_state(&x)?);
+        items.push(x);
+    }
+    for item in items {
+        store.commit(CommitBatch::new(vec![item])).await?;
+    }
+    let names = store.collection_names().clone();
+    let db = store.database();
+    let sections = db
+        .collection::<Document>(&names.section)
+        .count_documents(doc! { "state_id": id.as_str() })
+        .await?;
+    ensure!(
+        sections == 5,
+        "2 sections created and 3 changed, {sections} stored"
+    );
+    let current = db
+        .collection::<Document>(&names.state)
+        .find_one(doc! { "_id": id.as_str() })
+        .await?
+        .context("current document")?;
+    let keys: Vec<&str> = current.keys().map(String::as_str).collect();
+    ensure!(
+        keys == [
+            "_id",
+            "contract_name",
+            "contract_version",
+            "version",
+            "data"
+        ],
+        "current document fields: {keys:?}"
+    );
+    let latest = versions.last().context("a version")?;
+    ensure!(store.state(&id).await?.as_ref() == Some(latest));
+    for want in &versions {
+        ensure!(store.state_at(&id, want.version).await?.as_ref() == Some(want));
+    }
+    let mut cursor = db
+        .collection::<Document>(&names.section)
+        .aggregate(radon_history_query(&names))
+        .await?;
+    let mut found = Vec::new();
+    while cursor.advance().await? {
+        let d = cursor.deserialize_current()?;
+        found.push(match d.get("version") {
+            Some(Bson::Int64(v)) => *v,
+            Some(Bson::Int32(v)) => i64::from(*v),
+            other => anyhow::bail!("version is {other:?}"),
+        });
+    }
+    found.sort_unstable();
+    ensure!(found == [2, 3], "versions with radon > 4: {found:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recoverable_path_stores_section_versions_once() -> anyhow::Result<()> {
+    section_versions(TransactionMode::Never).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_path_stores_section_versions_once() -> anyhow::Result<()> {
+    section_versions(TransactionMode::Always).await
+}
+
+/// A first-layout upgrade that stopped midway (one history document already moved, another
+/// with its section versions in but its `data` still there, current documents not yet
+/// stripped) is finished by the next `migrate`: every version, the redacted state and the
+/// current documents read back, and the store verifies clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_interrupted_midway_is_finished_by_the_next_migrate() -> anyhow::Result<()> {
+    use conformance_tests::BackendFactory;
+    let Some(f) = common::factory_with(TransactionMode::Auto).await? else {
+        return Ok(());
+    };
+    let b = f.open().await?;
+    let (alice, key) = actor("acme", "alice");
+    let signer = (&alice, &key);
+    b.store.put_actor(&alice).await?;
+    let id = state_id("midway");
+    let c = create(
+        &id,
+        parties(),
+        values([("inspection", json!({"radon": 6})), ("price", json!(1))]),
+        signer,
+        1,
+    );
+    let v1 = first_state(&c)?;
+    let x = change(&v1, values([("price", json!(2))]), signer, 2);
+    let v2 = first_state(&x)?;
+    let other = state_id("midway-redacted");
+    let r = conformance_tests::fixtures::create_redacted(
+        &other,
+        parties(),
+        values([("inspection", json!({"radon": 1})), ("price", json!(3))]),
+        signer,
+        3,
+        &["price"],
+    );
+    let r1 = first_state(&r)?;
+    b.store.commit(CommitBatch::new(vec![c, x, r])).await?;
+    ensure!(b.raw.downgrade_to_first_layout().await?, "downgraded");
+
+    // The interrupted upgrade, by hand: version 1 moved (sections in, data gone), version 2
+    // with its sections in and data still there.
+    let store = MongoStore::open(f.config()).await?;
+    let names = store.collection_names().clone();
+    let db = store.database();
+    let history = db.collection::<Document>(&names.history);
+    let section = db.collection::<Document>(&names.section);
+    for v in [1_i64, 2] {
+        let h = history
+            .find_one(doc! { "id": id.as_str(), "version": v })
+            .await?
+            .context("first-layout version")?;
+        let data = h.get_document("data")?;
+        for (name, seal) in h.get_document("seals")? {
+            let seal = seal.as_document().context("seal")?;
+            if seal.contains_key("salt") {
+                // Version 2 shares version 1's inspection: one section version, kept once.
+                let key =
+                    doc! { "state_id": id.as_str(), "name": name, "hash": seal.get_str("hash")? };
+                let value = data.get(name).cloned().context("disclosed value")?;
+                section
+                    .update_one(key, doc! { "$setOnInsert": { "value": value } })
+                    .upsert(true)
+                    .await?;
+            }
+        }
+        if v == 1 {
+            history
+                .update_one(
+                    doc! { "_id": h.get("_id").cloned() },
+                    doc! { "$unset": { "data": "" } },
+                )
+                .await?;
+        }
+    }
+
+    store.migrate().await?;
+    store.migrate().await?;
+    ensure!(store.state_at(&id, 1).await? == Some(v1));
+    ensure!(store.state_at(&id, 2).await? == Some(v2.clone()));
+    ensure!(store.state(&id).await? == Some(v2));
+    ensure!(store.state(&other).await? == Some(r1));
+    let left = history
+        .count_documents(doc! { "data": { "$exists": true } })
+        .await?;
+    ensure!(left == 0, "{left} history documents still carry data");
+    let report = sst_core::verify_store(&store, &mut |_, _| {}).await?;
+    ensure!(
+        report.is_clean() && report.versions == 3 && report.events == 3,
+        "not clean after the finished upgrade: {report:?}"
+    );
     Ok(())
 }
