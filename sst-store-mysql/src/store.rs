@@ -116,9 +116,6 @@ struct Sql {
     /// `INSERT INTO <section> (…) VALUES ` — multi-row section insert, followed by
     /// [`SKIP_STORED_SECTION`].
     insert_sections_head: String,
-    /// `UPDATE <state> SET contract_name = ?, contract_version = ?, data = ` — the guarded
-    /// update of a current row, up to its data expression.
-    update_current_head: String,
     /// Current row joined to the history row of its version.
     state: String,
     /// A history row.
@@ -171,10 +168,6 @@ impl Sql {
             insert_states_head: format!("INSERT INTO {} ({CURRENT_COLUMNS}) VALUES ", n.state),
             insert_histories_head: format!("INSERT INTO {} ({HISTORY_COLUMNS}) VALUES ", n.history),
             insert_sections_head: format!("INSERT INTO {} ({SECTION_COLUMNS}) VALUES ", n.section),
-            update_current_head: format!(
-                "UPDATE {} SET contract_name = ?, contract_version = ?, data = ",
-                n.state
-            ),
             state: format!(
                 "SELECT s.id, s.version, s.contract_name, s.contract_version, s.data, \
                  h.version AS history_version, h.contract_name AS history_contract_name, \
@@ -296,10 +289,11 @@ impl Sql {
 ///   current-state rows with `SELECT … FOR UPDATE` (reading the seals of their versions from
 ///   the history in the same query), reads recorded event ids and origin sequences with one
 ///   more query, lets [`CommitPlan`] decide and writes the plan with one multi-row `INSERT`
-///   per table (new section versions only) and a guarded `UPDATE` per existing current row
-///   that patches only the changed sections with `JSON_SET` / `JSON_REMOVE`. A concurrent writer that got in between the read and the
-///   inserts (duplicate key 1062 or a deadlock) makes the batch start over, reading what that
-///   writer committed; the unique keys `(id, version)` of the history and
+///   per table (new section versions only) and one guarded `UPDATE … CASE id …` of the
+///   existing current rows, which patches only the changed sections with `JSON_SET` /
+///   `JSON_REMOVE`. A concurrent writer that got in between the read and the inserts
+///   (duplicate key 1062 or a deadlock) makes the batch start over, reading what that writer
+///   committed; the unique keys `(id, version)` of the history and
 ///   `(origin_node, origin_seq)` of the events are the backstop.
 #[derive(Debug, Clone)]
 pub struct MysqlStore {
@@ -308,6 +302,117 @@ pub struct MysqlStore {
     database: String,
     names: Arc<Names>,
     sql: Arc<Sql>,
+}
+
+/// An existing current row the plan updates.
+struct CurrentUpdate<'a> {
+    /// Where the state is in the batch, for error paths.
+    at: String,
+    /// The state the row takes.
+    state: &'a State,
+    /// The version the row must still be at.
+    from: u64,
+    /// How its data document changes.
+    data: &'a DataWrite,
+}
+
+/// The bound pieces of one current row's guarded update.
+struct RowUpdate {
+    /// Index of its [`CurrentUpdate`].
+    index: usize,
+    id: String,
+    contract_name: My,
+    contract_version: My,
+    /// SQL expression of the new data, and its bound values.
+    expr: String,
+    data: Vec<My>,
+    version: My,
+    from: My,
+    /// The state, the version its writer built on and the version the plan found, for the
+    /// conflict reported if the row is no longer there.
+    stale: (StateId, u64, u64),
+}
+
+impl RowUpdate {
+    /// `u`'s update, its data patched when `patch` and the plan allow it, whole otherwise.
+    fn new(u: &CurrentUpdate<'_>, patch: bool) -> Result<Self, StoreError> {
+        let (at, state) = (u.at.as_str(), u.state);
+        let patched = match (patch, u.data) {
+            (true, DataWrite::Patch { set, remove }) => data_patch(at, state, set, remove)?,
+            _ => None,
+        };
+        let (expr, data) = match patched {
+            Some(p) => p,
+            None => ("?".to_owned(), vec![My::from(data_text(at, state)?)]),
+        };
+        Ok(RowUpdate {
+            index: 0,
+            id: state.id.0.clone(),
+            contract_name: My::from(state.contract.name.as_str()),
+            contract_version: My::from(state.contract.version),
+            expr,
+            data,
+            version: My::from(to_i64(&format!("{at}.version"), state.version)?),
+            from: My::from(to_i64(&format!("{at}.version"), u.from)?),
+            stale: (state.id.clone(), state.version.saturating_sub(1), u.from),
+        })
+    }
+
+    /// The same update, numbered.
+    fn at(mut self, index: usize) -> Self {
+        self.index = index;
+        self
+    }
+
+    /// The conflict of a row no longer at the version the plan was made against.
+    fn moved(&self) -> StoreError {
+        let (id, expected, found) = &self.stale;
+        StoreError::stale_version(id, *expected, *found)
+    }
+
+    /// Placeholders it binds in one `UPDATE`.
+    fn placeholders(&self) -> usize {
+        10 + self.data.len()
+    }
+
+    /// Bytes it binds, roughly.
+    fn bytes(&self) -> usize {
+        self.data.iter().map(value_bytes).sum::<usize>() + 8 * 9
+    }
+}
+
+/// Most rows one `UPDATE … CASE id …` carries (each `CASE` is scanned per row).
+const MAX_UPDATE_ROWS: usize = 100;
+
+/// `rows` split into groups for one `UPDATE` each, within the row, placeholder and packet
+/// limits (a group holds at least one row).
+fn update_groups(rows: &[RowUpdate]) -> Vec<&[RowUpdate]> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let (mut end, mut bytes, mut slots) = (start, 0, 0);
+        while end < rows.len() && end - start < MAX_UPDATE_ROWS {
+            let (b, p) = (rows[end].bytes(), rows[end].placeholders());
+            if end > start && (bytes + b > MAX_INSERT_BYTES || slots + p > MAX_PLACEHOLDERS) {
+                break;
+            }
+            (bytes, slots) = (bytes + b, slots + p);
+            end += 1;
+        }
+        groups.push(&rows[start..end]);
+        start = end;
+    }
+    groups
+}
+
+/// Every row of `group` was updated: locked since the read, each was still at its `from`
+/// version; only a writer outside SST's locking moves one.
+fn check_updated(tx: &Transaction<'static>, group: &[RowUpdate]) -> Result<(), TxError> {
+    if usize::try_from(tx.affected_rows()).ok() == Some(group.len()) {
+        Ok(())
+    } else {
+        Err(TxError::Raced(group[0].moved()))
+    }
 }
 
 /// A new state version of a batch, checked and converted before the database is touched: the
@@ -1082,8 +1187,8 @@ impl MysqlStore {
     /// look up recorded event ids and taken origin sequences (one `UNION ALL` query) and the
     /// log head, let [`CommitPlan`] decide, then write events, history rows, new section
     /// versions, new current rows and log entries with one multi-row `INSERT` each (split
-    /// only past the placeholder or packet limits), and one guarded `UPDATE` per existing
-    /// current row. A duplicate key or a deadlock is a lost race: a concurrent writer got
+    /// only past the placeholder or packet limits), and one guarded `UPDATE` of the existing
+    /// current rows ([`MysqlStore::update_currents`]). A duplicate key or a deadlock is a lost race: a concurrent writer got
     /// there between the read and the insert, and the next attempt reads what it committed
     /// and plans again.
     async fn try_commit(
@@ -1147,14 +1252,20 @@ impl MysqlStore {
                 .await
                 .map_err(|e| raced_or(op, e, || key_taken(&plan.record, rows, is_event)))?;
         }
-        for row in &plan.current {
-            if let (CurrentWrite::Update { from }, Some(s)) =
-                (row.write, &batch.items[row.item].state)
-            {
-                let at = format!("items[{}].state", row.item);
-                self.update_current(tx, &at, s, from, &row.data).await?;
-            }
-        }
+        let updates: Vec<CurrentUpdate<'_>> = plan
+            .current
+            .iter()
+            .filter_map(|row| match (row.write, &batch.items[row.item].state) {
+                (CurrentWrite::Update { from }, Some(state)) => Some(CurrentUpdate {
+                    at: format!("items[{}].state", row.item),
+                    state,
+                    from,
+                    data: &row.data,
+                }),
+                _ => None,
+            })
+            .collect();
+        self.update_currents(tx, &updates).await?;
         let log = plan
             .log
             .iter()
@@ -1167,68 +1278,79 @@ impl MysqlStore {
         Ok(plan.receipt())
     }
 
-    /// The guarded `UPDATE` of one current row still at version `from` to `state`: contract,
-    /// version and data, the data patched in SQL where the plan allows it (only the changed
-    /// sections are sent) and written whole otherwise, or when MariaDB's JSON functions cannot
-    /// patch the stored document (beyond their 32 levels of nesting, or not valid JSON).
-    async fn update_current(
+    /// The guarded updates of existing current rows, as few `UPDATE … CASE id …` statements
+    /// as the row, placeholder and packet limits allow: contract, version and data of each
+    /// row still at its `from` version, the data patched in SQL where the plan allows it (only
+    /// the changed sections are sent). A statement MariaDB's JSON functions cannot run (a
+    /// stored document beyond their 32 levels of nesting, or not valid JSON) is run again
+    /// with whole documents.
+    async fn update_currents(
         &self,
         tx: &mut Transaction<'static>,
-        at: &str,
-        state: &State,
-        from: u64,
-        data: &DataWrite,
+        updates: &[CurrentUpdate<'_>],
     ) -> Result<(), TxError> {
-        let op = "commit";
-        let patch = match data {
-            DataWrite::Patch { set, remove } => data_patch(at, state, set, remove)?,
-            DataWrite::Whole => None,
-        };
-        let head = [
-            My::from(state.contract.name.as_str()),
-            My::from(state.contract.version),
-        ];
-        let tail = [
-            My::from(to_i64(&format!("{at}.version"), state.version)?),
-            My::from(state.id.as_str()),
-            My::from(to_i64(&format!("{at}.version"), from)?),
-        ];
-        let sql = |expr: &str| {
-            format!(
-                "{}{expr}, version = ? WHERE id = ? AND version = ?",
-                self.sql.update_current_head
-            )
-        };
-        let bound = |data: Vec<My>| head.iter().cloned().chain(data).chain(tail.iter().cloned());
-        let mut done = false;
-        if let Some((expr, values)) = patch {
-            match tx
-                .exec_drop(sql(&expr), bound(values).collect::<Vec<_>>())
-                .await
-            {
-                Ok(()) => done = true,
+        let patched = updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| RowUpdate::new(u, true).map(|r| r.at(i)))
+            .collect::<Result<Vec<_>, _>>()?;
+        for group in update_groups(&patched) {
+            match self.run_update(tx, group).await {
                 Err(e) if is_json_patch_failure(&e) => {
-                    tracing::debug!(backend = NAME, state = %state.id, error = %e, "data patch refused by the server, writing the whole document");
+                    tracing::debug!(backend = NAME, error = %e, "data patch refused by the server, writing whole documents");
+                    let whole = group
+                        .iter()
+                        .map(|r| RowUpdate::new(&updates[r.index], false).map(|w| w.at(r.index)))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    for group in update_groups(&whole) {
+                        self.run_update(tx, group)
+                            .await
+                            .map_err(|e| raced_or("commit", e, || group[0].moved()))?;
+                        check_updated(tx, group)?;
+                    }
                 }
-                Err(e) => return Err(raced_or(op, e, || self.moved(state, from))),
+                Err(e) => return Err(raced_or("commit", e, || group[0].moved())),
+                Ok(()) => check_updated(tx, group)?,
             }
-        }
-        if !done {
-            let whole = vec![My::from(data_text(at, state)?)];
-            tx.exec_drop(sql("?"), bound(whole).collect::<Vec<_>>())
-                .await
-                .map_err(|e| raced_or(op, e, || self.moved(state, from)))?;
-        }
-        if tx.affected_rows() != 1 {
-            // The row was locked at `from`: only a writer outside SST's locking moves it.
-            return Err(TxError::Raced(self.moved(state, from)));
         }
         Ok(())
     }
 
-    /// The conflict of a current row no longer at the version `from` a plan was made against.
-    fn moved(&self, state: &State, from: u64) -> StoreError {
-        StoreError::stale_version(&state.id, state.version.saturating_sub(1), from)
+    /// One `UPDATE` of the current rows of `group`.
+    async fn run_update(
+        &self,
+        tx: &mut Transaction<'static>,
+        group: &[RowUpdate],
+    ) -> Result<(), mysql_async::Error> {
+        let mut values = Vec::new();
+        let mut arms = |expr: &dyn Fn(&RowUpdate) -> (String, Vec<My>)| {
+            let mut sql = "CASE id".to_owned();
+            for r in group {
+                let (then, bound) = expr(r);
+                sql.push_str(&format!(" WHEN ? THEN {then}"));
+                values.push(My::from(r.id.as_str()));
+                values.extend(bound);
+            }
+            sql.push_str(" END");
+            sql
+        };
+        let name = arms(&|r| ("?".into(), vec![r.contract_name.clone()]));
+        let contract = arms(&|r| ("?".into(), vec![r.contract_version.clone()]));
+        let data = arms(&|r| (r.expr.clone(), r.data.clone()));
+        let version = arms(&|r| ("?".into(), vec![r.version.clone()]));
+        for r in group {
+            values.push(My::from(r.id.as_str()));
+            values.push(r.from.clone());
+        }
+        // Assignments run left to right: `version` last, after the guard and the other
+        // columns were evaluated against the stored row.
+        let sql = format!(
+            "UPDATE {} SET contract_name = {name}, contract_version = {contract}, \
+             data = {data}, version = {version} WHERE {}",
+            self.names.state,
+            vec!["(id = ? AND version = ?)"; group.len()].join(" OR ")
+        );
+        tx.exec_drop(sql, values).await
     }
 
     /// One attempt at `put_contract`: the stored identity decides; an inserted version is
