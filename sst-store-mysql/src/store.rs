@@ -2079,6 +2079,28 @@ mod tests {
     }
 
     #[test]
+    fn updates_are_grouped_within_the_row_and_packet_limits() {
+        let row = |index: usize, bytes: usize| RowUpdate {
+            index,
+            id: format!("s{index}"),
+            contract_name: My::from("c"),
+            contract_version: My::from(1u32),
+            expr: "?".into(),
+            data: vec![My::from(vec![b'x'; bytes])],
+            version: My::from(2i64),
+            from: My::from(1i64),
+            stale: (StateId(format!("s{index}")), 1, 1),
+        };
+        let small: Vec<RowUpdate> = (0..250).map(|i| row(i, 10)).collect();
+        let sizes: Vec<usize> = update_groups(&small).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, [MAX_UPDATE_ROWS, MAX_UPDATE_ROWS, 50]);
+        let big: Vec<RowUpdate> = (0..3).map(|i| row(i, MAX_INSERT_BYTES)).collect();
+        let sizes: Vec<usize> = update_groups(&big).iter().map(|g| g.len()).collect();
+        assert_eq!(sizes, [1, 1, 1]);
+        assert!(update_groups(&[]).is_empty());
+    }
+
+    #[test]
     fn a_patch_sends_only_the_changed_sections() -> Result<(), StoreError> {
         use conformance_tests::fixtures::{actor, create, deal_parties, deal_values, state_id};
         let (alice, key) = actor("acme", "alice");
