@@ -64,6 +64,13 @@ const ADDED_EVENT_COLUMNS: [&str; 2] = ["business_events", "endorsements"];
 /// key is its content's salted hash). Not `INSERT IGNORE`, which would swallow other errors.
 const SKIP_STORED_SECTION: &str = " ON DUPLICATE KEY UPDATE state_id = state_id";
 
+/// Tail of the section insert of the first-layout upgrade: a key already stored must hold the
+/// same value (both texts are serialised here from parsed values); a different one is set to
+/// `NULL`, which the `NOT NULL` column refuses (error 1048), so the upgrade stops instead of
+/// keeping one of two values silently.
+const SAME_STORED_SECTION: &str =
+    " ON DUPLICATE KEY UPDATE value = IF(value = VALUES(value), value, NULL)";
+
 /// Most placeholders one statement may carry (the protocol counts them in 16 bits).
 const MAX_PLACEHOLDERS: usize = 65_535;
 
@@ -1460,6 +1467,7 @@ impl MysqlStore {
                 return Ok(());
             }
             let mut sections = Vec::new();
+            let after = format!("state {last_id:?} version {last_version}");
             for mut row in rows {
                 let id: String = take(&mut row, "id", &|| "history row".to_owned())?;
                 let version: i64 = take(&mut row, "version", &|| format!("state {id}"))?;
@@ -1487,19 +1495,70 @@ impl MysqlStore {
                 .start_transaction(TxOpts::default())
                 .await
                 .map_err(|e| backend(op, e))?;
-            insert_rows(
+            let inserted = insert_rows(
                 &mut tx,
                 &self.sql.insert_sections_head,
-                SKIP_STORED_SECTION,
+                SAME_STORED_SECTION,
                 &rows,
             )
-            .await
-            .map_err(|e| backend(op, e))?;
+            .await;
+            match inserted {
+                Err(mysql_async::Error::Server(e)) if e.code == 1048 => {
+                    drop(tx);
+                    let key = self.differing_section(conn, &sections).await?;
+                    return Err(StoreError::malformed(
+                        key.unwrap_or_else(|| {
+                            format!(
+                                "first-layout history rows after {after}, up to state \
+                                 {last_id} version {last_version}"
+                            )
+                        }),
+                        "two versions hold one section version (same name and hash) with \
+                         different values; repair the history, then run migrate again (nothing \
+                         was dropped)",
+                    ));
+                }
+                other => other.map_err(|e| backend(op, e))?,
+            }
             tx.commit().await.map_err(|e| backend(op, e))?;
             if n < PAGE {
                 return Ok(());
             }
         }
+    }
+
+    /// The first of `rows` (section rows of the first-layout upgrade) whose key another of
+    /// them or a stored row holds with a different value, as "state … section … hash …".
+    async fn differing_section(
+        &self,
+        conn: &mut mysql_async::Conn,
+        rows: &[Vec<My>],
+    ) -> Result<Option<String>, StoreError> {
+        let op = "migrate";
+        let select = format!(
+            "SELECT value FROM {} WHERE state_id = ? AND name = ? AND hash = ?",
+            self.names.section
+        );
+        let mut seen: Vec<(&[My], &My)> = Vec::new();
+        for row in rows {
+            let (key, value) = (&row[..3], &row[3]);
+            let stored: Option<My> = conn
+                .exec_first(select.as_str(), key.to_vec())
+                .await
+                .map_err(|e| backend(op, e))?;
+            let earlier = seen.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+            seen.push((key, value));
+            if stored.is_some_and(|v| v != *value) || earlier.is_some_and(|v| v != value) {
+                let text = |v: &My| String::from_value_opt(v.clone()).unwrap_or_default();
+                return Ok(Some(format!(
+                    "state {} section {} hash {}",
+                    text(&key[0]),
+                    text(&key[1]),
+                    text(&key[2])
+                )));
+            }
+        }
+        Ok(None)
     }
 
     async fn conn(&self, op: &'static str) -> Result<mysql_async::Conn, StoreError> {

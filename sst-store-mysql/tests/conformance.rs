@@ -888,3 +888,41 @@ async fn several_current_rows_are_updated_in_one_batch_patched_or_whole() -> any
     }
     Ok(())
 }
+
+/// Two first-layout versions holding one section version (same name and hash) with
+/// different values stop the upgrade with an integrity error and drop nothing; repaired, the
+/// next `migrate` finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_refuses_two_values_of_one_section_version() -> anyhow::Result<()> {
+    let Some(f) = factory().await? else {
+        return Ok(());
+    };
+    let (store, raw, versions) = history_fixture(&f).await?;
+    raw.downgrade_to_first_layout().await?;
+    let mut conn = store.pool().get_conn().await?;
+    let set_rooms = |rooms: u32| {
+        format!(
+            "UPDATE {} SET data = JSON_SET(data, '$.common.rooms', {rooms}) \
+             WHERE id = 'deal' AND version = 2",
+            raw.history
+        )
+    };
+    conn.query_drop(set_rooms(5)).await?;
+    match store.migrate().await {
+        Err(sst_core::StoreError::Integrity { what, .. }) => {
+            anyhow::ensure!(what.contains("state deal section common"), "{what}");
+        }
+        other => anyhow::bail!("expected an integrity error, got {other:?}"),
+    }
+    let kept: Option<String> = conn
+        .exec_first(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
+             AND TABLE_NAME = 'sst_state_history' AND COLUMN_NAME = 'data'",
+            (f.0.database.as_str(),),
+        )
+        .await?;
+    anyhow::ensure!(kept.is_some(), "the history lost its data column");
+    conn.query_drop(set_rooms(4)).await?;
+    store.migrate().await?;
+    reads_back(&store, &versions).await
+}
