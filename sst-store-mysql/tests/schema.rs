@@ -79,6 +79,14 @@ async fn migrate_accepts_its_own_tables_again() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The section table and the history view's name of the section-version layout are checked
+/// like the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_foreign_section_table_and_history_view_names() -> anyhow::Result<()> {
+    foreign_table_is_refused("sst_section", "state_id").await?;
+    foreign_table_is_refused("sst_state_versions", "version").await
+}
+
 /// The peer tables the log brought are checked like the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_refuses_foreign_log_and_checkpoint_tables() -> anyhow::Result<()> {
@@ -168,5 +176,41 @@ async fn migrate_adds_business_events_and_endorsements_to_the_layout_before_them
         added == ["business_events", "endorsements"],
         "migrate added {added:?}"
     );
+    Ok(())
+}
+
+/// A table (not a view) of the history view's name, even one with the view's columns, is
+/// refused before anything is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_refuses_a_table_where_the_history_view_goes() -> anyhow::Result<()> {
+    let Some(db) = ScratchDb::new()? else {
+        return Ok(());
+    };
+    let pool = Pool::from_url(&db.url)?;
+    let mut conn = pool.get_conn().await?;
+    conn.query_drop(format!("CREATE DATABASE `{}`", db.database))
+        .await?;
+    conn.query_drop(format!(
+        "CREATE TABLE `{}`.`sst_state_versions` (id text, version int, contract_name text, \
+         contract_version int, root text, updated_at bigint, data text)",
+        db.database
+    ))
+    .await?;
+    match db.store(2).await?.migrate().await {
+        Err(StoreError::Schema { table, detail, .. }) => {
+            ensure!(table == "sst_state_versions", "{table}");
+            ensure!(detail.contains("BASE TABLE"), "{detail}");
+        }
+        other => bail!("expected a Schema error, got {other:?}"),
+    }
+    let tables: Vec<String> = conn
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            (db.database.as_str(),),
+        )
+        .await?;
+    ensure!(tables == ["sst_state_versions"], "{tables:?}");
+    drop(conn);
+    pool.disconnect().await?;
     Ok(())
 }
