@@ -374,6 +374,64 @@ fn section_key(state_id: &str, name: &str, hash: &str) -> Document {
     doc! { "state_id": state_id, "name": name, "hash": hash }
 }
 
+/// What the upgrade moves out of one first-layout history document.
+struct FirstLayoutVersion {
+    id: String,
+    version: u64,
+    /// `(name, hash, value)` of each section its seals disclose, the value from `data`.
+    sections: Vec<(String, String, Bson)>,
+}
+
+/// The sections of a first-layout history document. A disclosed section missing from `data`
+/// is left out (reading that version then reports it, as it did before the upgrade).
+fn first_layout_sections(h: &Document) -> Result<FirstLayoutVersion, StoreError> {
+    let id = get_str(h, "id", "first-layout history document")?;
+    let what = format!("state {id} (first layout)");
+    let version = get_u64(h, "version", &what)?;
+    let seals = seals_of(h).ok_or_else(|| {
+        StoreError::malformed(
+            &what,
+            "history seals do not parse: its data is left where it is",
+        )
+    })?;
+    let data = match h.get("data") {
+        Some(Bson::Document(d)) => d.clone(),
+        _ => Document::new(),
+    };
+    let sections = disclosed(&seals)
+        .into_iter()
+        .filter_map(|(name, hash)| Some((name.to_owned(), hash, data.get(name)?.clone())))
+        .collect();
+    Ok(FirstLayoutVersion {
+        id,
+        version,
+        sections,
+    })
+}
+
+/// A digest of a section value's canonical JSON (number types of the server aside).
+fn value_digest(id: &str, value: &Bson) -> Result<u64, StoreError> {
+    use std::hash::{Hash, Hasher};
+    let json = from_bson(value)
+        .map_err(|e| StoreError::malformed(format!("state {id} (first layout)"), e))?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    sst_core::canonical::to_vec(&json).hash(&mut h);
+    Ok(h.finish())
+}
+
+/// The refusal of a first-layout history holding one section version with two values.
+fn disagreement(id: &str, name: &str, low: u64, high: u64) -> StoreError {
+    let (low, high) = (low.min(high), low.max(high));
+    StoreError::malformed(
+        format!("state {id}"),
+        format!(
+            "versions {low} to {high} hold section `{name}` under one hash with different \
+             values (edited behind SST's back): the first layout is not upgraded; restore the \
+             committed value, then migrate again"
+        ),
+    )
+}
+
 /// Integrity error for a current document whose version the history lacks.
 fn no_history(id: &str, version: u64) -> StoreError {
     StoreError::malformed(
@@ -1790,6 +1848,7 @@ impl MongoStore {
     /// running `migrate` again.
     async fn upgrade_first_layout(&self) -> Result<(), StoreError> {
         let op = "migrate";
+        self.check_first_layout().await?;
         loop {
             let docs = self
                 .collect(
@@ -1804,32 +1863,11 @@ impl MongoStore {
                 break;
             }
             for h in docs {
-                let id = get_str(&h, "id", "first-layout history document")?;
-                let seals = seals_of(&h).ok_or_else(|| {
-                    StoreError::malformed(
-                        format!("state {id} (first layout)"),
-                        "history seals do not parse: its data is left where it is",
-                    )
-                })?;
-                let data = match h.get("data") {
-                    Some(Bson::Document(d)) => d.clone(),
-                    _ => Document::new(),
-                };
-                // A disclosed section missing from `data` gets no section version: reading
-                // that version then reports it, as it did before the upgrade.
-                let sections: Vec<(Document, Document)> = disclosed(&seals)
-                    .into_iter()
-                    .filter_map(|(name, hash)| {
-                        let value = data.get(name)?.clone();
-                        Some((
-                            section_key(&id, name, &hash),
-                            doc! { "$setOnInsert": { "value": value } },
-                        ))
-                    })
-                    .collect();
-                self.put_sections(&sections, None)
-                    .await
-                    .map_err(Fail::into_store)?;
+                let v = first_layout_sections(&h)?;
+                for (name, hash, value) in v.sections {
+                    self.upgrade_section(&v.id, v.version, &name, &hash, value)
+                        .await?;
+                }
                 let key = h.get("_id").cloned().unwrap_or(Bson::Null);
                 self.history()
                     .update_one(doc! { "_id": key }, doc! { "$unset": { "data": "" } })
@@ -1847,6 +1885,82 @@ impl MongoStore {
             .update_many(doc! { "$or": any }, doc! { "$unset": unset })
             .await
             .map_err(|e| backend(op, e))?;
+        Ok(())
+    }
+
+    /// Refuses the upgrade, before anything is changed, when two first-layout history
+    /// documents hold one section version (same state, name and hash) with different values:
+    /// it is stored once, so one of them was edited behind SST's back.
+    async fn check_first_layout(&self) -> Result<(), StoreError> {
+        let op = "migrate";
+        let mut cursor = self
+            .history()
+            .find(doc! { "data": { "$exists": true } })
+            .await
+            .map_err(|e| backend(op, e))?;
+        // Per section version: a digest of its canonical value and the version holding it.
+        let mut seen: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
+        while cursor.advance().await.map_err(|e| backend(op, e))? {
+            let h = cursor.deserialize_current().map_err(|e| backend(op, e))?;
+            let FirstLayoutVersion {
+                id,
+                version,
+                sections,
+            } = first_layout_sections(&h)?;
+            for (name, hash, value) in sections {
+                let digest = value_digest(&id, &value)?;
+                match seen.entry((id.clone(), name.clone(), hash)) {
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert((digest, version));
+                    }
+                    std::collections::btree_map::Entry::Occupied(e) if e.get().0 != digest => {
+                        return Err(disagreement(&id, &name, e.get().1, version));
+                    }
+                    std::collections::btree_map::Entry::Occupied(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one section version of a first-layout history document unless its key is
+    /// stored; a stored one (another version holding it, or an upgrade interrupted earlier)
+    /// must hold the same value.
+    async fn upgrade_section(
+        &self,
+        id: &str,
+        version: u64,
+        name: &str,
+        hash: &str,
+        value: Bson,
+    ) -> Result<(), StoreError> {
+        let op = "migrate";
+        let key = section_key(id, name, hash);
+        let col = self.sections_col();
+        let put = col
+            .update_one(
+                key.clone(),
+                doc! { "$setOnInsert": { "value": value.clone() } },
+            )
+            .upsert(true);
+        let inserted = match put.await {
+            Ok(r) => r.upserted_id.is_some(),
+            // A concurrent migrate inserted it first: compared as stored.
+            Err(e) if error::is_duplicate_key(&e) => false,
+            Err(e) => return Err(backend(op, e)),
+        };
+        if inserted {
+            return Ok(());
+        }
+        let held = col
+            .find_one(key)
+            .await
+            .map_err(|e| backend(op, e))?
+            .and_then(|d| d.get("value").cloned())
+            .unwrap_or(Bson::Null);
+        if value_digest(id, &held)? != value_digest(id, &value)? {
+            return Err(disagreement(id, name, version, version));
+        }
         Ok(())
     }
 

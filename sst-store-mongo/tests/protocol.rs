@@ -570,21 +570,30 @@ async fn transaction_path_stores_section_versions_once() -> anyhow::Result<()> {
     section_versions(TransactionMode::Always).await
 }
 
-/// A first-layout upgrade that stopped midway (one history document already moved, another
-/// with its section versions in but its `data` still there, current documents not yet
-/// stripped) is finished by the next `migrate`: every version, the redacted state and the
-/// current documents read back, and the store verifies clean.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_upgrade_interrupted_midway_is_finished_by_the_next_migrate() -> anyhow::Result<()> {
+/// Two versions of a state (version 2 changes `price` only, so both hold one `inspection`
+/// section version) and a state redacted to `price`, committed and then rewritten into the
+/// first layout; the factory, the states, and a store opened on it without `migrate`.
+struct FirstLayout {
+    /// Held so that its database is dropped only when the test ends.
+    _factory: common::MongoFactory,
+    id: sst_core::StateId,
+    other: sst_core::StateId,
+    v1: State,
+    v2: State,
+    r1: State,
+    store: MongoStore,
+}
+
+async fn first_layout(label: &str) -> anyhow::Result<Option<FirstLayout>> {
     use conformance_tests::BackendFactory;
     let Some(f) = common::factory_with(TransactionMode::Auto).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let b = f.open().await?;
     let (alice, key) = actor("acme", "alice");
     let signer = (&alice, &key);
     b.store.put_actor(&alice).await?;
-    let id = state_id("midway");
+    let id = state_id(label);
     let c = create(
         &id,
         parties(),
@@ -595,7 +604,7 @@ async fn an_upgrade_interrupted_midway_is_finished_by_the_next_migrate() -> anyh
     let v1 = first_state(&c)?;
     let x = change(&v1, values([("price", json!(2))]), signer, 2);
     let v2 = first_state(&x)?;
-    let other = state_id("midway-redacted");
+    let other = state_id(&format!("{label}-redacted"));
     let r = conformance_tests::fixtures::create_redacted(
         &other,
         parties(),
@@ -607,10 +616,38 @@ async fn an_upgrade_interrupted_midway_is_finished_by_the_next_migrate() -> anyh
     let r1 = first_state(&r)?;
     b.store.commit(CommitBatch::new(vec![c, x, r])).await?;
     ensure!(b.raw.downgrade_to_first_layout().await?, "downgraded");
+    let store = MongoStore::open(f.config()).await?;
+    Ok(Some(FirstLayout {
+        _factory: f,
+        id,
+        other,
+        v1,
+        v2,
+        r1,
+        store,
+    }))
+}
 
+/// A first-layout upgrade that stopped midway (one history document already moved, another
+/// with its section versions in but its `data` still there, current documents not yet
+/// stripped) is finished by the next `migrate`: every version, the redacted state and the
+/// current documents read back, and the store verifies clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_interrupted_midway_is_finished_by_the_next_migrate() -> anyhow::Result<()> {
+    let Some(FirstLayout {
+        id,
+        other,
+        v1,
+        v2,
+        r1,
+        store,
+        _factory: _db,
+    }) = first_layout("midway").await?
+    else {
+        return Ok(());
+    };
     // The interrupted upgrade, by hand: version 1 moved (sections in, data gone), version 2
     // with its sections in and data still there.
-    let store = MongoStore::open(f.config()).await?;
     let names = store.collection_names().clone();
     let db = store.database();
     let history = db.collection::<Document>(&names.history);
@@ -659,5 +696,59 @@ async fn an_upgrade_interrupted_midway_is_finished_by_the_next_migrate() -> anyh
         report.is_clean() && report.versions == 3 && report.events == 3,
         "not clean after the finished upgrade: {report:?}"
     );
+    Ok(())
+}
+
+/// A first-layout history in which two versions hold one section version (same hash) with
+/// different values is not upgraded: `migrate` reports it before changing anything, and
+/// upgrades once the committed value is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_refuses_one_section_version_held_with_two_values() -> anyhow::Result<()> {
+    let Some(FirstLayout {
+        id,
+        v1,
+        v2,
+        store,
+        _factory: _db,
+        ..
+    }) = first_layout("disagree").await?
+    else {
+        return Ok(());
+    };
+    let history = store
+        .database()
+        .collection::<Document>(&store.collection_names().history);
+    let v2_key = doc! { "id": id.as_str(), "version": 2_i64 };
+    history
+        .update_one(
+            v2_key.clone(),
+            doc! { "$set": { "data.inspection": { "radon": 1 } } },
+        )
+        .await?;
+    match store.migrate().await {
+        Err(e @ StoreError::Integrity { .. }) => ensure!(
+            e.to_string()
+                .contains("versions 1 to 2 hold section `inspection`"),
+            "{e}"
+        ),
+        other => anyhow::bail!("expected an integrity error, got {other:?}"),
+    }
+    let untouched = history
+        .count_documents(doc! { "id": id.as_str(), "data": { "$exists": true } })
+        .await?;
+    ensure!(
+        untouched == 2,
+        "{untouched} first-layout versions left of 2"
+    );
+
+    history
+        .update_one(
+            v2_key,
+            doc! { "$set": { "data.inspection": { "radon": 6 } } },
+        )
+        .await?;
+    store.migrate().await?;
+    ensure!(store.state_at(&id, 1).await? == Some(v1));
+    ensure!(store.state(&id).await? == Some(v2));
     Ok(())
 }
