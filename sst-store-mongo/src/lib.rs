@@ -1,13 +1,22 @@
 //! # sst-store-mongo
 //!
-//! SST's peer collections in MongoDB, through the official `mongodb` driver. Every state
-//! version is a native BSON document whose `data` field holds the disclosed sections, so
+//! SST's peer collections in MongoDB, through the official `mongodb` driver. The latest
+//! version of every state is a native BSON document (`_id`, `contract_name`,
+//! `contract_version`, `version`, `data`) whose `data` field holds the disclosed sections, so
 //! ordinary filters, aggregations and indexes work on it:
 //!
 //! ```text
 //! db.sst_state.find({"data.inspection.radon": {"$gt": 4}})
 //! db.sst_state.createIndex({"data.inspection.radon": 1})
 //! ```
+//!
+//! Every version's header and section seals are in `sst_state_history`; each section version's
+//! plaintext is stored once in `sst_section` (unique `(state_id, name, hash)`), so a commit
+//! writes only the sections that changed and patches the current document with
+//! `$set`/`$unset` of `data.<name>`. The history view `sst_state_versions` (where the server
+//! has views; else run [`schema::versions_pipeline`] on the history) shows every version's
+//! whole `data`. State collections of the first layout (history documents carrying `data`)
+//! are upgraded in place by [`sst_core::Store::migrate`].
 //!
 //! Integers are stored as `Int64` and every other number as `Double`, and read back into the
 //! same JSON values, so section hashes recomputed from the documents match. Unique indexes

@@ -1,14 +1,19 @@
-//! [`MongoStore`]: the [`Store`] contract on MongoDB. States are native BSON documents whose
-//! `data` field holds `{section: value}`; history and events live in their own collections.
+//! [`MongoStore`]: the [`Store`] contract on MongoDB. The current document of a state holds
+//! its id, contract, version and `data` (`{section: value}`); each version's header and seals
+//! live in the history, each section version's plaintext once in the section collection, and
+//! events in their own collection.
 //!
 //! A batch commits in one multi-document transaction on a replica set or sharded cluster.
 //! Elsewhere (a standalone server) it commits through a recoverable protocol:
 //!
-//! 1. every event of the batch is inserted *pending* (tagged with the batch id and size);
+//! 1. every event of the batch is inserted *pending* (tagged with the batch id and size),
+//!    then every new section version (an upsert that only inserts; undoing the batch leaves
+//!    them, unreferenced, since another version may hold the same key);
 //! 2. every new state version is inserted into the history, whose unique `(id, version)`
 //!    index lets exactly one writer claim a version; once all of them are in, the batch is
 //!    committed (this is the commit point);
-//! 3. the current-state documents move forward with a version guard;
+//! 3. the current-state documents move forward with a version guard (only the changed
+//!    sections of `data` when the stored version's seals are known);
 //! 4. the events are marked applied (the pending tag removed).
 //!
 //! Every record kept is also bound by an entry of the hash-chained log (collection `sst_log`,
