@@ -60,6 +60,12 @@ pub(crate) const LOG_COLUMNS: &str = "pos, kind, subject, record, prev, hash";
 /// Columns of the checkpoint table, in the order [`crate::store`] binds and reads them.
 pub(crate) const CHECKPOINT_COLUMNS: &str = "node, pos, head, at, signature";
 
+/// The current-state table. `data` carries no `CHECK (json_valid(data))`: SST only writes it
+/// whole from serialised JSON or through `json_set`/`json_remove` (whose output is JSON), and a
+/// check would re-parse the whole document on every update (measured: ~40 ms for a 5 MB state,
+/// as much as the `json_set` itself), so the table updates like a plain `(id, data)` table.
+/// What an edit behind SST's back leaves there is read strictly ([`sst_core::portable`]) and
+/// reported by `verify`.
 fn current_table(name: &str) -> String {
     format!(
         r#"
@@ -68,7 +74,7 @@ CREATE TABLE IF NOT EXISTS "{name}" (
     contract_name    TEXT    NOT NULL,
     contract_version INTEGER NOT NULL,
     version          INTEGER NOT NULL CHECK (version >= 1),
-    data             TEXT    NOT NULL CHECK (json_valid(data))
+    data             TEXT    NOT NULL
 );"#
     )
 }
