@@ -409,7 +409,7 @@ pub async fn malformed_batch_is_refused_before_storage(
         .and_then(|s| s.sections.get_mut("price"))
         .and_then(|sec| sec.disclosure.as_mut())
     {
-        d.value = json!({"amount": 1_000_000, "currency": "EUR"});
+        d.value = json!({"amount": 1_000_000, "currency": "EUR"}).into();
     }
     let path = invalid_path(
         b.store.commit(unsealed).await,
@@ -432,7 +432,7 @@ pub async fn malformed_batch_is_refused_before_storage(
             .get_mut("price")
             .and_then(|sec| sec.disclosure.as_mut())
         {
-            d.value = json!({"amount": 1_000_000, "currency": "EUR"});
+            d.value = json!({"amount": 1_000_000, "currency": "EUR"}).into();
         }
     }
     let path = invalid_path(

@@ -270,7 +270,7 @@ async fn an_edited_section_value_is_reported_at_exactly_its_state_and_version() 
                     .get_mut(section)
                     .and_then(|sec| sec.disclosure.as_mut())
                     .expect("disclosed section");
-                d.value["tampered"] = json!(true);
+                std::sync::Arc::make_mut(&mut d.value)["tampered"] = json!(true);
             })
             .expect("tamper");
         let report = verify(&store).await;
@@ -909,7 +909,7 @@ async fn a_validated_batch_changed_afterwards_is_validated_in_full_again() {
         .and_then(|s| s.sections.get_mut("price"))
         .and_then(|s| s.disclosure.as_mut())
         .expect("disclosed price");
-    section.value = json!({"amount": 2});
+    section.value = json!({"amount": 2}).into();
     assert!(!tampered.is_validated());
     assert!(matches!(
         tampered.validate(),
@@ -992,7 +992,7 @@ async fn parallel_verification_reports_every_problem_in_a_fixed_order() {
                     .get_mut("price")
                     .and_then(|sec| sec.disclosure.as_mut())
                     .expect("disclosed price");
-                d.value["tampered"] = json!(true);
+                std::sync::Arc::make_mut(&mut d.value)["tampered"] = json!(true);
             })
             .expect("tamper");
     }
@@ -1123,7 +1123,7 @@ fn with_section_value(batch: &CommitBatch, name: &str, value: Value) -> CommitBa
         .and_then(|s| s.sections.get_mut(name))
         .and_then(|s| s.disclosure.as_mut())
     {
-        d.value = value;
+        d.value = value.into();
     }
     tampered
 }

@@ -586,7 +586,7 @@ async fn a_home_refuses_to_build_on_a_version_edited_behind_its_back() -> anyhow
             .and_then(|v| v.sections.get_mut("common"))
             .and_then(|s| s.disclosure.as_mut())
         {
-            d.value = json!({"address": "2 Elm St", "built": 1931});
+            d.value = json!({"address": "2 Elm St", "built": 1931}).into();
         }
     })?;
     let seller =

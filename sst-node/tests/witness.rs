@@ -154,7 +154,7 @@ async fn a_replica_state_rewritten_behind_its_back_is_caught_by_the_home() -> an
                 if let Some(d) = &mut section.disclosure {
                     *d = Disclosure {
                         salt: d.salt,
-                        value: json!({"rev": 1, "forged": true}),
+                        value: json!({"rev": 1, "forged": true}).into(),
                     };
                     section.hash = d.hash(alg, "common");
                 }

@@ -158,7 +158,7 @@ pub fn notifications(node: &NodeId, pos: u64, record: &EventRecord) -> Vec<Notif
     outcome_data.sections = record
         .disclosures
         .iter()
-        .map(|(name, d)| (name.clone(), d.value.clone()))
+        .map(|(name, d)| (name.clone(), Value::clone(&d.value)))
         .collect();
     out.push(make(event_id.clone(), &method, outcome_data));
     for (index, be) in record.business_events.iter().enumerate() {

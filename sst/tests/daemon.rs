@@ -302,7 +302,7 @@ async fn a_node_daemon_serves_client_signed_intents_and_restarts_from_its_store(
         .disclosure
         .as_ref()
         .context("price redacted for the buyer")?;
-    ensure!(price.value == json!({"amount": 480000}), "{price:?}");
+    ensure!(*price.value == json!({"amount": 480000}), "{price:?}");
     // mallory is no party: refused; an unknown key is not authenticated.
     let err = mallory
         .state(&StateId::from("deal-1"))

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -42,12 +43,24 @@ impl Parties {
 
 /// The plaintext of a section version together with its salt: what a node that may read the
 /// section receives.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The value is shared ([`Arc`]): a section version is parsed once and then held by every
+/// state version, event record and commit that carries it, so a change to one section of a
+/// large state never copies the others. Equality compares values (a shared value is equal
+/// without being walked).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Disclosure {
     /// Per-section-version salt.
     pub salt: Salt,
     /// The section's JSON value.
-    pub value: Value,
+    pub value: Arc<Value>,
+}
+
+impl PartialEq for Disclosure {
+    fn eq(&self, other: &Self) -> bool {
+        self.salt == other.salt
+            && (Arc::ptr_eq(&self.value, &other.value) || self.value == other.value)
+    }
 }
 
 impl Disclosure {
@@ -77,7 +90,10 @@ impl Section {
     }
     /// Seals `value` with a given salt (receivers rebuilding a sender's section).
     pub fn with_salt(alg: HashAlg, name: &str, salt: Salt, value: Value) -> Self {
-        let disclosure = Disclosure { salt, value };
+        let disclosure = Disclosure {
+            salt,
+            value: Arc::new(value),
+        };
         Section {
             hash: disclosure.hash(alg, name),
             disclosure: Some(disclosure),
@@ -92,7 +108,7 @@ impl Section {
     }
     /// The plaintext value, if disclosed.
     pub fn value(&self) -> Option<&Value> {
-        self.disclosure.as_ref().map(|d| &d.value)
+        self.disclosure.as_ref().map(|d| &*d.value)
     }
     /// Whether the disclosed value (if any) still matches the hash.
     pub fn verify(&self, name: &str) -> Result<(), IntegrityError> {
@@ -310,7 +326,7 @@ impl State {
         let mut m = Map::new();
         for (name, section) in &self.sections {
             if let Some(d) = &section.disclosure {
-                m.insert(name.clone(), d.value.clone());
+                m.insert(name.clone(), Value::clone(&d.value));
             }
         }
         Value::Object(m)
@@ -364,7 +380,10 @@ impl State {
         for (name, seal) in seals {
             let value = data.remove(&name);
             let disclosure = match (seal.salt, value) {
-                (Some(salt), Some(value)) => Some(Disclosure { salt, value }),
+                (Some(salt), Some(value)) => Some(Disclosure {
+                    salt,
+                    value: Arc::new(value),
+                }),
                 (None, None) => None,
                 (Some(_), None) => {
                     return Err(IntegrityError::Malformed(format!(
