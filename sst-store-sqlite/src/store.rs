@@ -1262,7 +1262,8 @@ fn check_view(tx: &Transaction<'_>, name: &str) -> Result<(), StoreError> {
 
 /// Upgrades state tables of the first layout (`present` lists the existing tables' columns)
 /// in place, inside `migrate`'s transaction, so that a failure leaves them as they were: each
-/// history row's disclosed sections become section rows (a key already stored is skipped),
+/// history row's disclosed sections become section rows (a key already stored must hold the
+/// same value, or the upgrade stops with an integrity error),
 /// then the history table loses its `data` column and the current-state table the columns
 /// that now live in the history row only. Nothing to do on the section-version layout.
 fn upgrade_first_layout(
@@ -1294,6 +1295,12 @@ fn upgrade_first_layout(
                 r#"SELECT id, version, seals, data FROM "{history}" ORDER BY id, version"#
             ))
             .map_err(be)?;
+        let mut held = tx
+            .prepare(&format!(
+                r#"SELECT value FROM "{}" WHERE state_id = ?1 AND name = ?2 AND hash = ?3"#,
+                tables.section
+            ))
+            .map_err(be)?;
         let mut rows = select.query([]).map_err(be)?;
         while let Some(row) = rows.next().map_err(be)? {
             let id: String = row.get(0).map_err(be)?;
@@ -1301,13 +1308,34 @@ fn upgrade_first_layout(
             let seals: String = row.get(2).map_err(be)?;
             let data: String = row.get(3).map_err(be)?;
             for (name, hash, value) in first_layout_sections(&id, version, &seals, &data)? {
-                insert
+                let inserted = insert
                     .execute(rusqlite::params![id, name, hash, value])
                     .map_err(be)?;
+                if inserted == 0 {
+                    // An earlier version holds this section version: the two copies must be
+                    // the same value, or one was edited behind SST's back and keeping either
+                    // would hide that from `verify`.
+                    let stored: String = held
+                        .query_row(rusqlite::params![id, name, hash], |r| r.get(0))
+                        .map_err(be)?;
+                    let same = serde_json::from_str::<Value>(&stored).ok()
+                        == serde_json::from_str::<Value>(&value).ok();
+                    if !same {
+                        return Err(StoreError::malformed(
+                            format!("state {id} version {version}"),
+                            format!(
+                                "section `{name}` ({hash}) differs from the copy an earlier \
+                                 version holds; the first layout was edited behind SST's back \
+                                 and is not upgraded (nothing was changed): run `sst verify` \
+                                 on it with a node of the previous release"
+                            ),
+                        ));
+                    }
+                }
             }
         }
         drop(rows);
-        drop((select, insert));
+        drop((select, insert, held));
         tx.execute_batch(&format!(
             r#"ALTER TABLE "{history}" DROP COLUMN {FIRST_LAYOUT_HISTORY_DATA}"#
         ))

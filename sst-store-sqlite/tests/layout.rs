@@ -171,3 +171,52 @@ async fn a_failed_upgrade_changes_nothing_and_the_repaired_one_keeps_the_users_i
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn an_upgrade_refuses_a_section_version_whose_copies_differ() -> anyhow::Result<()> {
+    let db = TempDb::new("layout");
+    let (alice, key) = actor("acme", "alice");
+    let id = StateId::from("deal-edited");
+    {
+        let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+        store.put_actor(&alice).await?;
+        let c = create(
+            &id,
+            deal_parties(),
+            deal_values(250, 4.6),
+            (&alice, &key),
+            1,
+        );
+        let v1 = state_of(&c)?;
+        let x = change(
+            &v1,
+            values([("inspection", json!({"radon": 3.0, "passed": true}))]),
+            (&alice, &key),
+            2,
+        );
+        store.commit(CommitBatch::new(vec![c, x])).await?;
+    }
+    let mut conn = Connection::open(&db.0)?;
+    first_layout::downgrade(&mut conn, &TableNames::default())?;
+    // `price` is one section version held by versions 1 and 2; edit version 2's copy only.
+    conn.execute_batch(
+        "UPDATE sst_state_history SET data = json_set(data, '$.price.amount', 1)
+         WHERE version = 2;",
+    )?;
+    let store = SqliteStore::open(SqliteConfig::file(&db.0)).await?;
+    match store.migrate().await {
+        Err(StoreError::Integrity { what, source }) => {
+            ensure!(what == "state deal-edited version 2", "{what}");
+            ensure!(source.to_string().contains("section `price`"), "{source}");
+        }
+        other => anyhow::bail!("expected an Integrity error, got {other:?}"),
+    }
+    ensure!(
+        count(
+            &conn,
+            "SELECT count(*) FROM pragma_table_info('sst_state_history') WHERE name = 'data'"
+        )? == 1,
+        "the refused upgrade changed the history table"
+    );
+    Ok(())
+}
