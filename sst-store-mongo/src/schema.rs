@@ -145,11 +145,9 @@ pub const SECTION_FIELDS: &[&str] = &["state_id", "name", "hash", "value"];
 /// them. A history document of the first layout also carries `data`, which `migrate` moves
 /// into the section collection.
 pub fn first_layout_state_extra() -> impl Iterator<Item = &'static str> + Clone {
-    HISTORY_FIELDS
-        .iter()
-        .copied()
-        .filter(|f| !STATE_FIELDS.contains(f))
-        .chain(["batch"])
+    sst_core::raw::FIRST_LAYOUT_CURRENT_ONLY
+        .into_iter()
+        .chain(["id", "batch"])
 }
 
 const EVENT_FIELDS: &[&str] = &[

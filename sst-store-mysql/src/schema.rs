@@ -91,16 +91,7 @@ impl Flavor {
     }
 }
 
-/// Columns of the first layout's current-state table that the section-version layout keeps
-/// only in the history row of the current version; `migrate` drops them.
-pub(crate) const FIRST_LAYOUT_CURRENT_ONLY: [&str; 6] = [
-    "parties",
-    "seals",
-    "root",
-    "prev_root",
-    "last_event",
-    "updated_at",
-];
+pub(crate) use sst_core::raw::FIRST_LAYOUT_CURRENT_ONLY;
 
 /// The current-state table: the queryable `data` document of each state's latest version.
 fn state_table(n: &Names, flavor: Flavor, table: &str) -> String {

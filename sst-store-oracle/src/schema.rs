@@ -3,7 +3,9 @@
 //! server), the check `migrate` makes of peer tables that already exist, and the in-place
 //! upgrade of state tables of the first layout to the section-version layout.
 
-use sst_core::raw::{check_peer_layout, columns_to_add, DataWrite, NameCase};
+use sst_core::raw::{
+    check_peer_layout, columns_to_add, DataWrite, NameCase, FIRST_LAYOUT_CURRENT_ONLY,
+};
 use sst_core::StoreError;
 
 use crate::config::TableNames;
@@ -307,17 +309,6 @@ const HISTORY_COLUMNS: &[&str] = &[
 
 /// Columns of the section table.
 const SECTION_COLUMNS: &[&str] = &["state_id", "name", "hash", "value"];
-
-/// Columns of the first layout's current-state table that the section-version layout keeps in
-/// the history row only: `migrate` drops them from an upgraded current table.
-const FIRST_LAYOUT_CURRENT_ONLY: &[&str] = &[
-    "parties",
-    "seals",
-    "root",
-    "prev_root",
-    "last_event",
-    "updated_at",
-];
 
 /// One step of the in-place upgrade of state tables of the first layout (every history row
 /// carrying its whole `data` document, the current row every history column).

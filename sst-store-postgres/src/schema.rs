@@ -97,14 +97,7 @@ const HISTORY_COLUMNS: &str = "
 
 /// Columns the first layout's current-state table has beyond [`CURRENT_COLUMNS`]; the
 /// upgrade drops them.
-pub(crate) const FIRST_LAYOUT_CURRENT_EXTRA: [&str; 6] = [
-    "parties",
-    "seals",
-    "root",
-    "prev_root",
-    "last_event",
-    "updated_at",
-];
+pub(crate) use sst_core::raw::FIRST_LAYOUT_CURRENT_ONLY as FIRST_LAYOUT_CURRENT_EXTRA;
 
 /// The queryable document of the history row aliased `h`: `{name: value}` over its seals that
 /// have a salt, each value from the section table; `{}` when none. Shared by the view and

@@ -14,10 +14,7 @@ pub(crate) const CURRENT_COLUMNS: &str = "id, contract_name, contract_version, v
 pub(crate) const HISTORY_COLUMNS: &str = "id, version, contract_name, contract_version, \
      parties, seals, root, prev_root, last_event, updated_at";
 
-/// Columns of the first layout's current-state table that the section-version layout keeps in
-/// the history row instead (the history's columns after id, version and contract): `migrate`
-/// drops them from a first-layout current-state table.
-pub(crate) const FIRST_LAYOUT_CURRENT_ONLY: &[&str] = HISTORY.split_at(4).1;
+pub(crate) use sst_core::raw::FIRST_LAYOUT_CURRENT_ONLY;
 
 /// The history table's columns, as [`required_columns`] checks them.
 const HISTORY: &[&str] = &[

@@ -6,6 +6,18 @@
 
 use crate::error::StoreError;
 
+/// Columns of the first layout's current-state table that the section-version layout keeps in
+/// the history row of that version only (every backend spells them the same): `migrate` drops
+/// them from a first-layout current-state table (a document store unsets those fields).
+pub const FIRST_LAYOUT_CURRENT_ONLY: [&str; 6] = [
+    "parties",
+    "seals",
+    "root",
+    "prev_root",
+    "last_event",
+    "updated_at",
+];
+
 /// How column (and table) names compare on an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameCase {
