@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod checkpoint;
 pub mod config;
 mod error;
 mod schema;

@@ -27,6 +27,7 @@ use sst_core::{
     SignedCheckpoint, State, StateId, Store, StoreError, Timestamp,
 };
 
+use crate::checkpoint::Checkpointer;
 use crate::config::{Location, SqliteConfig};
 use crate::error::{backend, conflict_or_backend, log_race, WriteError};
 use crate::schema::{
@@ -290,6 +291,9 @@ impl Sql {
 struct WriteConn {
     conn: Connection,
     sql: Arc<Sql>,
+    /// The checkpointer of a writable file (dropped after `conn`, so that the last connection
+    /// to close, its own, checkpoints the rest of the log and removes it).
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl WriteConn {
@@ -431,7 +435,8 @@ impl Inner {
 /// `sst_section` each section version's plaintext once; the view `sst_state_versions` every
 /// version's whole `data` document. The file is in WAL mode. One long-lived writer thread owns the write
 /// connection and commits each batch in one `BEGIN IMMEDIATE` transaction, in the order the
-/// calls were made (see the `writer` module); reads use a small pool of read-only
+/// calls were made (see the `writer` module), while a second thread copies the write-ahead
+/// log back into the file (see the `checkpoint` module); reads use a small pool of read-only
 /// connections. Clones share the same connections; the last clone dropped finishes the
 /// writes already handed over and closes the database.
 #[derive(Clone)]
@@ -465,10 +470,17 @@ impl SqliteStore {
                 &event_columns(&conn, &for_thread)?,
                 read_only_first_layout(&conn, &for_thread)?,
             ));
+            let checkpointer = match &for_thread.location {
+                Location::File(path) if !for_thread.read_only => {
+                    Some(Checkpointer::start(&conn, path, &for_thread)?)
+                }
+                _ => None,
+            };
             Ok((
                 WriteConn {
                     conn,
                     sql: Arc::clone(&sql),
+                    _checkpointer: checkpointer,
                 },
                 sql,
             ))
