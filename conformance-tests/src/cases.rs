@@ -703,29 +703,111 @@ pub async fn batch_may_hold_several_versions_of_one_state(
     f: &impl BackendFactory,
 ) -> anyhow::Result<()> {
     let b = f.open().await?;
-    let (alice, ka) = actor("acme", "alice");
     let id = state_id("multi");
-    let c = create(&id, deal_parties(), deal_values(1, 1.0), (&alice, &ka), 1);
-    let v1 = state_of(&c)?;
-    let x = change(&v1, values([("common", json!({"n": 2}))]), (&alice, &ka), 2);
-    let v2 = state_of(&x)?;
-    let y = change(&v2, values([("common", json!({"n": 3}))]), (&alice, &ka), 3);
-    let v3 = state_of(&y)?;
+    let ([c, x, y], versions) = three_versions(&id)?;
     let order = vec![c.event.id(), x.event.id(), y.event.id()];
     let receipt = commit(&b, vec![c, x, y]).await?;
     ensure!(
         receipt.committed == order && receipt.duplicates.is_empty(),
         "receipt {receipt:?}"
     );
-    for written in [&v1, &v2, &v3] {
+    reads_back(&b, &id, &versions).await
+}
+
+/// A create of `id` by alice and two changes on top of it, with the three versions they make.
+fn three_versions(id: &StateId) -> anyhow::Result<([CommitItem; 3], [State; 3])> {
+    let (alice, ka) = actor("acme", "alice");
+    let c = create(id, deal_parties(), deal_values(1, 1.0), (&alice, &ka), 1);
+    let v1 = state_of(&c)?;
+    let x = change(&v1, values([("common", json!({"n": 2}))]), (&alice, &ka), 2);
+    let v2 = state_of(&x)?;
+    let y = change(&v2, values([("common", json!({"n": 3}))]), (&alice, &ka), 3);
+    let v3 = state_of(&y)?;
+    Ok(([c, x, y], [v1, v2, v3]))
+}
+
+/// Every one of `versions` reads back exactly with `state_at`, and the last with `state`.
+async fn reads_back(b: &Backend, id: &StateId, versions: &[State]) -> anyhow::Result<()> {
+    for written in versions {
         let read = b
             .store
-            .state_at(&id, written.version)
+            .state_at(id, written.version)
             .await?
             .with_context(|| format!("version {} missing", written.version))?;
         same_state(&read, written)?;
     }
-    same_state(&b.store.state(&id).await?.context("state missing")?, &v3)
+    let last = versions.last().context("no versions")?;
+    same_state(&b.store.state(id).await?.context("state missing")?, last)
+}
+
+/// A batch prepared ahead ([`sst_core::Store::prepare`]) commits exactly as the batch itself
+/// ([`sst_core::Store::commit_prepared`]): a writer may prepare the next batch, built on the
+/// versions of one not yet committed, while that one commits. A prepared batch is checked
+/// against what is stored when it commits (a stale one is a conflict and stores nothing), and
+/// a malformed one is refused with the path `commit` names, before anything is stored.
+pub async fn prepared_batch_commits_as_the_batch_itself(
+    f: &impl BackendFactory,
+) -> anyhow::Result<()> {
+    let b = f.open().await?;
+    let (alice, _) = actor("acme", "alice");
+    let nodes = [&alice.node];
+    let id = state_id("prepared");
+    let ([c, x, y], versions) = three_versions(&id)?;
+
+    let mut forged = c.clone();
+    forged.event.signed.event.payload = json!({"sections": {}, "forged": true});
+    let before = snapshot(&b, &nodes).await?;
+    let refused = match b.store.prepare(CommitBatch::new(vec![forged])) {
+        Err(e) => Err(e),
+        Ok(prepared) => b.store.commit_prepared(prepared).await,
+    };
+    let path = invalid_path(
+        refused,
+        "prepared batch with an event body changed after signing",
+    )?;
+    ensure!(path == "items[0].event.id", "path was `{path}`");
+    ensure!(
+        snapshot(&b, &nodes).await? == before,
+        "a malformed prepared batch changed the store"
+    );
+
+    // Both prepared before either commits; the second builds on the first.
+    let first = b
+        .store
+        .prepare(CommitBatch::new(vec![c.clone(), x.clone()]).validated()?)?;
+    let second = b.store.prepare(CommitBatch::new(vec![y.clone()]))?;
+    let got = conflict(
+        b.store.commit_prepared(second).await,
+        "prepared change committed before the batch it builds on",
+    )?;
+    ensure!(
+        got == (2, 0),
+        "stale prepared batch: (expected, found) = {got:?}"
+    );
+    ensure!(
+        b.store.state(&id).await?.is_none(),
+        "a refused prepared batch stored its state"
+    );
+    let receipt = b.store.commit_prepared(first).await?;
+    ensure!(
+        receipt.committed == vec![c.event.id(), x.event.id()] && receipt.duplicates.is_empty(),
+        "receipt {receipt:?}"
+    );
+    let second = b.store.prepare(CommitBatch::new(vec![y.clone()]))?;
+    let receipt = b.store.commit_prepared(second).await?;
+    ensure!(
+        receipt.committed == vec![y.event.id()],
+        "receipt {receipt:?}"
+    );
+    reads_back(&b, &id, &versions).await?;
+    // Prepared again after it committed: recorded once, reported as a duplicate.
+    let again = b.store.prepare(CommitBatch::new(vec![y.clone()]))?;
+    let receipt = b.store.commit_prepared(again).await?;
+    ensure!(
+        receipt.committed.is_empty() && receipt.duplicates.len() == 1,
+        "replayed prepared batch: {receipt:?}"
+    );
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

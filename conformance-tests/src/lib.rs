@@ -283,6 +283,7 @@ macro_rules! suite {
             version_must_follow_the_stored_version,
             concurrent_commits_on_one_base_have_exactly_one_winner,
             batch_may_hold_several_versions_of_one_state,
+            prepared_batch_commits_as_the_batch_itself,
             replayed_event_is_skipped_and_reported_as_duplicate,
             reused_origin_seq_is_a_conflict,
             last_origin_seq_is_the_highest_recorded_per_node,

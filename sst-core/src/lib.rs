@@ -46,7 +46,7 @@ pub use sign::{
 };
 pub use store::{
     check_prune_keep, check_refusal, check_sink_name, Capabilities, CommitBatch, CommitItem,
-    CommitReceipt, EventFilter, Store, MAX_SINK_NAME_BYTES,
+    CommitReceipt, EventFilter, PreparedBatch, Store, MAX_SINK_NAME_BYTES,
 };
 pub use tables::TableNames;
 pub use verify::{

@@ -39,6 +39,54 @@ pub struct CommitBatch {
     validation: Validation,
 }
 
+/// A batch a store prepared for its commit ([`Store::prepare`]): the batch, and what the
+/// store computed from it ahead (opaque to everyone else). Nothing outside can change the
+/// batch it holds, so what was prepared always matches what is committed.
+pub struct PreparedBatch {
+    batch: CommitBatch,
+    ahead: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl PreparedBatch {
+    /// A batch with nothing prepared ahead.
+    pub fn new(batch: CommitBatch) -> Self {
+        PreparedBatch { batch, ahead: None }
+    }
+
+    /// A batch with what a store computed from it ahead.
+    pub fn with(batch: CommitBatch, ahead: impl std::any::Any + Send + Sync) -> Self {
+        PreparedBatch {
+            batch,
+            ahead: Some(Box::new(ahead)),
+        }
+    }
+
+    /// The batch.
+    pub fn batch(&self) -> &CommitBatch {
+        &self.batch
+    }
+
+    /// The batch alone (what was prepared ahead is dropped).
+    pub fn into_batch(self) -> CommitBatch {
+        self.batch
+    }
+
+    /// The batch and what was prepared ahead, if it is a `T` (a store reads back its own).
+    pub fn into_parts<T: 'static>(self) -> (CommitBatch, Option<T>) {
+        let ahead = self.ahead.and_then(|a| a.downcast::<T>().ok()).map(|a| *a);
+        (self.batch, ahead)
+    }
+}
+
+impl std::fmt::Debug for PreparedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedBatch")
+            .field("items", &self.batch.items.len())
+            .field("ahead", &self.ahead.is_some())
+            .finish()
+    }
+}
+
 /// The proof [`CommitBatch::validated`] leaves: the [`fingerprint`] of the contents it
 /// validated. Ignored by equality, kept by clones (a clone has the same contents).
 #[derive(Clone, Default)]
@@ -645,6 +693,9 @@ pub fn check_refusal(refusal: &Refusal) -> Result<(), StoreError> {
 /// - Every committed state version stays readable with [`Store::state_at`]; [`Store::state`]
 ///   returns the latest. Read-back states have identical section hashes and root, because
 ///   stored JSON follows the portable profile and hashes are recomputed over canonical JSON.
+/// - A batch prepared ahead with [`Store::prepare`] commits with [`Store::commit_prepared`]
+///   exactly as [`Store::commit`] commits it: checked against what is stored when it commits
+///   (it may be prepared before the batch it builds on commits), refused with the same errors.
 /// - Rejected events are recorded and queryable like applied ones, with their reason.
 /// - [`Store::last_origin_seq`] is the highest origin sequence recorded for a node (0 if none)
 ///   and survives reopening the store.
@@ -703,6 +754,28 @@ pub trait Store: Send + Sync {
     /// [`StoreError::Backend`] for database failures. In every error case nothing of the
     /// batch is stored.
     async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError>;
+
+    /// Does the part of committing `batch` that needs no connection (its validation, the
+    /// store's serialisation of its rows) ahead of [`Store::commit_prepared`], so that a
+    /// writer can prepare one batch while the batch before it is still being committed.
+    /// The default prepares nothing ahead.
+    ///
+    /// # Errors
+    /// What [`Store::commit`] would return for input errors ([`StoreError::InvalidInput`]);
+    /// nothing is stored either way.
+    fn prepare(&self, batch: CommitBatch) -> Result<PreparedBatch, StoreError> {
+        Ok(PreparedBatch::new(batch))
+    }
+
+    /// Commits a batch made by this store's [`Store::prepare`], exactly as [`Store::commit`]
+    /// commits the batch it was prepared from (same checks against what is stored, same
+    /// errors, same receipt). The default commits the batch.
+    ///
+    /// # Errors
+    /// As [`Store::commit`].
+    async fn commit_prepared(&self, prepared: PreparedBatch) -> Result<CommitReceipt, StoreError> {
+        self.commit(prepared.into_batch()).await
+    }
 
     /// The latest version of a state.
     ///

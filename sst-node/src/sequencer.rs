@@ -1,7 +1,11 @@
 //! The sequencer: the one writer task of a node. It drains the job channel, runs each job
 //! through the pipeline on top of the versions produced earlier in the same batch, commits
 //! the whole batch in one store transaction (group commit), and only then hands outbound
-//! messages to the outbox and answers callers. It never waits for a peer: routing,
+//! messages to the outbox and answers callers. Up to [`MAX_IN_FLIGHT`] groups are in flight:
+//! while one is written, the next has its receipts signed and its batch validated and
+//! prepared by the store ([`sst_core::Store::prepare`]), and the one after is planned; each
+//! reaches the store only once the group before it committed as planned (else it is void
+//! and its jobs are planned again). It never waits for a peer: routing,
 //! admission of received changes and what to send come from the contract's
 //! [`SyncProtocol`](crate::SyncProtocol), sending from the per-peer outbox senders.
 //!
@@ -32,8 +36,8 @@ use std::time::Duration;
 use sst_core::{
     CommitBatch, CommitItem, ConflictKind, ContractRecord, Disclosure, Endorsement,
     EndorsementPolicy, EndorserRefusal, EventId, EventKind, EventRecord, NodeId, OriginSeq,
-    Outcome, PolicyProgress, Refusal, RejectReason, Role, SequencingReceipt, SignedEvent, State,
-    StateId, StateRoot, StoreError, Timestamp,
+    Outcome, PolicyProgress, PreparedBatch, Refusal, RejectReason, Role, SequencingReceipt,
+    SignedEvent, State, StateId, StateRoot, StoreError, Timestamp,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -339,8 +343,12 @@ struct Writer {
     /// Emptied on every commit that fails and updated by every commit that succeeds; a
     /// replicated change removes its state (a replica's copy is always read from the store).
     owned: HashMap<StateId, Arc<State>>,
-    /// The group being committed, if any.
-    inflight: Option<InFlight>,
+    /// The groups being committed, oldest first (at most [`MAX_IN_FLIGHT`]): each commits
+    /// only once the one before it committed as planned.
+    inflight: VecDeque<InFlight>,
+    /// Jobs of groups that were planned on top of a group not committed as planned (so never
+    /// committed themselves), in order: planned again before anything else.
+    replan: VecDeque<Job>,
     /// Open proposals of states this node is the home of (endorsed protocol), by state.
     open: HashMap<StateId, OpenProposal>,
     /// Jobs about a state with an open proposal, in arrival order: planned once it is
@@ -364,12 +372,18 @@ pub(crate) async fn run(
         next_seq,
         acks: BTreeMap::new(),
         owned: HashMap::new(),
-        inflight: None,
+        inflight: VecDeque::new(),
+        replan: VecDeque::new(),
         open: HashMap::new(),
         parked: HashMap::new(),
         unparked: VecDeque::new(),
     };
     loop {
+        if !w.replan.is_empty() {
+            let jobs = std::mem::take(&mut w.replan).into();
+            w.run_batch(jobs).await;
+            continue;
+        }
         if !w.unparked.is_empty() {
             let jobs = std::mem::take(&mut w.unparked).into();
             w.run_batch(jobs).await;
@@ -380,7 +394,7 @@ pub(crate) async fn run(
         let deadline = w.open.values().map(|p| p.deadline).min();
         let wake = {
             let commit = async {
-                match w.inflight.as_mut() {
+                match w.inflight.front_mut() {
                     Some(f) => Some((&mut f.commit.0).await),
                     None => std::future::pending().await,
                 }
@@ -427,6 +441,11 @@ pub(crate) async fn run(
 /// What the commit task gives back: the plans it committed, and how that went.
 type Committed = (Vec<Planned>, Result<(), CommitFailure>);
 
+/// How many planned groups may be committing at once. The next group's receipts are signed
+/// and its batch validated while the group before it is written and synced; it is handed to
+/// the store only once that group committed as planned (one writer, in order).
+const MAX_IN_FLIGHT: usize = 2;
+
 /// What woke the sequencer (a value that lives for one turn of its loop: boxing the job
 /// would cost an allocation per job).
 #[allow(clippy::large_enum_variant)]
@@ -451,6 +470,8 @@ impl Drop for CommitTask {
 
 /// A planned group being committed while the next one is planned on top of it.
 struct InFlight {
+    /// Whether it was committed as planned; the group launched after it waits for this.
+    committed: Option<oneshot::Receiver<bool>>,
     commit: CommitTask,
     jobs: Vec<Job>,
     /// The latest version of each state the group planned (the next group builds on it).
@@ -474,8 +495,9 @@ impl Writer {
     ) -> Result<Option<Arc<State>>, NodeError> {
         let planned = ov.states.get(id).or_else(|| {
             self.inflight
-                .as_ref()
-                .and_then(|f| f.states.get(id))
+                .iter()
+                .rev()
+                .find_map(|f| f.states.get(id))
                 .or_else(|| self.owned.get(id))
         });
         if let Some(s) = planned {
@@ -535,14 +557,15 @@ impl Writer {
     async fn run_batch(&mut self, jobs: Vec<Job>) {
         let mut queue: VecDeque<Job> = jobs.into();
         'groups: while !queue.is_empty() {
-            let wait = self.inflight.as_ref().is_some_and(|f| {
+            let wait = self.inflight.iter().any(|f| {
                 f.cut
                     || queue
                         .iter()
                         .any(|j| job_event(j).is_some_and(|e| f.events.contains(&e)))
             });
-            if wait {
-                self.complete().await;
+            if wait && !self.complete().await {
+                self.requeue(&mut queue, Vec::new());
+                continue;
             }
             let mut ov = Overlay::default();
             let mut jobs = Vec::new();
@@ -567,30 +590,46 @@ impl Writer {
                 plans.push(plan);
                 let finished = self
                     .inflight
-                    .as_ref()
+                    .front()
                     .is_some_and(|f| f.commit.0.is_finished());
-                if (cut || finished) && !self.complete().await {
+                let committed = if cut {
+                    self.complete().await
+                } else if finished {
+                    self.complete_front().await
+                } else {
+                    true
+                };
+                if !committed {
                     // Planned on top of a group that was not committed as planned.
-                    for job in jobs.into_iter().rev() {
-                        queue.push_front(job);
-                    }
+                    self.requeue(&mut queue, jobs);
                     continue 'groups;
                 }
                 if cut {
                     break;
                 }
             }
-            if !self.complete().await {
-                for job in jobs.into_iter().rev() {
-                    queue.push_front(job);
-                }
+            if !self.make_room().await {
+                self.requeue(&mut queue, jobs);
                 continue;
             }
             self.launch(jobs, plans, cut);
         }
     }
 
-    /// Starts committing a planned group in the background.
+    /// Puts jobs planned on top of a group that was not committed as planned back at the
+    /// front of `queue`, in their order: those of groups launched after it first, then
+    /// `jobs` (the group being planned).
+    fn requeue(&mut self, queue: &mut VecDeque<Job>, jobs: Vec<Job>) {
+        for job in jobs.into_iter().rev() {
+            queue.push_front(job);
+        }
+        while let Some(job) = self.replan.pop_back() {
+            queue.push_front(job);
+        }
+    }
+
+    /// Starts committing a planned group in the background, after the groups being
+    /// committed already.
     fn launch(&mut self, jobs: Vec<Job>, plans: Vec<Planned>, cut: bool) {
         let mut states = HashMap::new();
         let mut events = HashSet::new();
@@ -607,12 +646,18 @@ impl Writer {
             }
         }
         let ctx = self.ctx.clone();
+        let after = self.inflight.back_mut().and_then(|f| f.committed.take());
+        let (done, committed) = oneshot::channel();
         let commit = tokio::spawn(async move {
             let mut plans = plans;
-            let result = commit_items(&ctx, &mut plans).await;
+            let result = commit_items(&ctx, &mut plans, after).await;
+            // The next group is handed to the store only after this one committed (a
+            // dropped sender, when this task is aborted, says the same as `false`).
+            let _ = done.send(result.is_ok());
             (plans, result)
         });
-        self.inflight = Some(InFlight {
+        self.inflight.push_back(InFlight {
+            committed: Some(committed),
             commit: CommitTask(commit),
             jobs,
             states,
@@ -622,20 +667,49 @@ impl Writer {
         });
     }
 
-    /// Waits for the group being committed (if any) and finishes it: publishes, answers,
-    /// acknowledges. Returns whether it was committed as planned (else its jobs were
-    /// replayed one by one or interrupted, and what was planned on top of it is void).
+    /// Waits for every group being committed and finishes each, oldest first. Returns
+    /// whether all were committed as planned (else the jobs of the groups after the first
+    /// that was not are in `replan`, and what was planned on top of them is void).
     async fn complete(&mut self) -> bool {
-        let Some(f) = self.inflight.as_mut() else {
+        while !self.inflight.is_empty() {
+            if !self.complete_front().await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits for groups being committed until fewer than [`MAX_IN_FLIGHT`] are, finishing
+    /// each (as [`Writer::complete`]).
+    async fn make_room(&mut self) -> bool {
+        while self.inflight.len()
+            >= std::env::var("TMP_MAX")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(MAX_IN_FLIGHT)
+        {
+            if !self.complete_front().await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Waits for the oldest group being committed (if any) and finishes it: publishes,
+    /// answers, acknowledges. Returns whether it was committed as planned (else its jobs
+    /// were replayed one by one or interrupted, the jobs of the groups planned on top of it
+    /// are in `replan`, and what is being planned on top of them is void).
+    async fn complete_front(&mut self) -> bool {
+        let Some(f) = self.inflight.front_mut() else {
             return true;
         };
         let done = (&mut f.commit.0).await;
         self.complete_with(done).await
     }
 
-    /// As [`Writer::complete`], with the in-flight commit's result.
+    /// As [`Writer::complete_front`], with the oldest group's commit result.
     async fn complete_with(&mut self, done: Result<Committed, tokio::task::JoinError>) -> bool {
-        let Some(f) = self.inflight.take() else {
+        let Some(f) = self.inflight.pop_front() else {
             return true;
         };
         let (plans, result) = match done {
@@ -648,6 +722,14 @@ impl Writer {
             }
         };
         let committed = result.is_ok();
+        if !committed {
+            // The groups launched after it were planned on top of it: none of them reaches
+            // the store (each waits for the one before it), so their jobs are planned again.
+            while let Some(mut later) = self.inflight.pop_front() {
+                let _ = (&mut later.commit.0).await;
+                self.replan.extend(later.jobs);
+            }
+        }
         self.note_committed(&plans, committed);
         if committed {
             self.ctx.forget_planned_homes_of(&f.created);
@@ -717,6 +799,7 @@ impl Writer {
                     Self::interrupted(job, &plan, &e);
                 }
             }
+            Err(CommitFailure::Void) => self.replan.extend(jobs),
         }
     }
 
@@ -754,6 +837,8 @@ impl Writer {
                     None => return,
                 },
                 Err(CommitFailure::Fatal(e)) => return Self::interrupted(job, &plan, &e),
+                // Not waiting for any group (`commit` passes none): planned again if ever.
+                Err(CommitFailure::Void) => return self.replan.push_back(job),
             }
         }
     }
@@ -890,7 +975,7 @@ impl Writer {
     /// homes of the creates planned for it are no longer pending
     /// ([`NodeContext::forget_planned_homes`]) and the cache of owned states follows.
     async fn commit(&mut self, plans: &mut [Planned]) -> Result<(), CommitFailure> {
-        let result = commit_items(&self.ctx, plans).await;
+        let result = commit_items(&self.ctx, plans, None).await;
         self.ctx.forget_planned_homes();
         self.note_committed(plans, result.is_ok());
         result
@@ -2026,21 +2111,35 @@ fn check_stateless(ctx: &NodeContext, s: SignedRef<'_>) -> Result<Registered, Re
 
 /// Commits the items of `plans` in one store batch, retrying what the store says may
 /// succeed on retry.
-async fn commit_items(ctx: &NodeContext, plans: &mut [Planned]) -> Result<(), CommitFailure> {
-    if plans.iter().all(|p| p.item.is_none()) {
+async fn commit_items(
+    ctx: &NodeContext,
+    plans: &mut [Planned],
+    after: Option<oneshot::Receiver<bool>>,
+) -> Result<(), CommitFailure> {
+    let empty = plans.iter().all(|p| p.item.is_none());
+    // Receipts, validation and the store's own preparation need no connection: done while
+    // the group before is still being written, then handed to the store only once that
+    // group committed as planned.
+    let mut ready = None;
+    if !empty {
+        sign_receipts(ctx, plans).await;
+        ready = Some(prepared_batch(ctx, plans));
+    }
+    if let Some(after) = after {
+        if !after.await.unwrap_or(false) {
+            return Err(CommitFailure::Void);
+        }
+    }
+    if empty {
         return Ok(());
     }
-    sign_receipts(ctx, plans).await;
     let mut attempt = 0u32;
     loop {
-        // One copy of the items per attempt (the plans keep theirs to publish), validated
-        // here against the versions the items follow (their unchanged sections are not
-        // hashed again); the store then only confirms the batch is unchanged.
-        let bases: Vec<&State> = plans.iter().filter_map(|p| p.base.as_deref()).collect();
-        let batch = CommitBatch::new(plans.iter().filter_map(|p| p.item.clone()).collect())
-            .validated_after(&bases)
-            .map_err(CommitFailure::Logical)?;
-        match ctx.store().commit(batch).await {
+        let batch = match ready.take() {
+            Some(batch) => batch?,
+            None => prepared_batch(ctx, plans)?,
+        };
+        match ctx.store().commit_prepared(batch).await {
             Ok(receipt) => {
                 ctx.count_committed(plans.iter().filter_map(|p| p.item.as_ref()), &receipt);
                 ctx.log_moved();
@@ -2057,6 +2156,21 @@ async fn commit_items(ctx: &NodeContext, plans: &mut [Planned]) -> Result<(), Co
             Err(e) => return Err(CommitFailure::Fatal(e)),
         }
     }
+}
+
+/// One copy of the items of `plans` (the plans keep theirs to publish), validated against
+/// the versions the items follow (their unchanged sections are not hashed again; the store
+/// then only confirms the batch is unchanged) and prepared by the store. A copy per commit
+/// attempt.
+fn prepared_batch(ctx: &NodeContext, plans: &[Planned]) -> Result<PreparedBatch, CommitFailure> {
+    let bases: Vec<&State> = plans.iter().filter_map(|p| p.base.as_deref()).collect();
+    let batch = CommitBatch::new(plans.iter().filter_map(|p| p.item.clone()).collect())
+        .validated_after(&bases)
+        .map_err(CommitFailure::Logical)?;
+    ctx.store().prepare(batch).map_err(|e| match e {
+        StoreError::Conflict { .. } | StoreError::InvalidInput { .. } => CommitFailure::Logical(e),
+        e => CommitFailure::Fatal(e),
+    })
 }
 
 /// Signs the receipts of the items this node sequenced that have none yet, in parallel.
@@ -2118,6 +2232,9 @@ enum CommitFailure {
     Logical(StoreError),
     /// The store is down (or the node "crashed" between steps).
     Fatal(StoreError),
+    /// Not handed to the store: the group before it was not committed as planned, and this
+    /// one was planned on top of it (plan its jobs again).
+    Void,
 }
 
 /// Answers a caller; one that stopped waiting (dropped its future) is only noted.

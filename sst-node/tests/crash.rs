@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{ensure, Context};
@@ -28,7 +28,14 @@ enum Fail {
     AfterCommit,
     /// One transient (retryable) error.
     Transient,
+    /// The first commit of more than one item from the `n`-th on is refused as a conflict
+    /// (nothing recorded; the sequencer replays its items one by one); every commit takes
+    /// [`SLOW_COMMIT`], so that the sequencer plans and launches the next group meanwhile.
+    Conflict,
 }
+
+/// How long each commit takes under [`Fail::Conflict`].
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// Delegates to `inner`; the `n`-th commit fails as `mode` says, and (except for
 /// `Transient`) every commit after it fails too: the node is dead until restarted.
@@ -37,6 +44,8 @@ struct FailingStore {
     mode: Fail,
     n: usize,
     commits: AtomicUsize,
+    /// A conflict was injected ([`Fail::Conflict`]).
+    refused: AtomicBool,
 }
 
 fn crashed() -> StoreError {
@@ -53,7 +62,21 @@ impl Store for FailingStore {
     }
     async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
         let i = self.commits.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.mode == Fail::Conflict {
+            tokio::time::sleep(SLOW_COMMIT).await;
+        }
         match self.mode {
+            Fail::Conflict
+                if i >= self.n
+                    && batch.items.len() > 1
+                    && !self.refused.swap(true, Ordering::SeqCst) =>
+            {
+                Err(StoreError::stale_version(
+                    &StateId::from("deal-void-0"),
+                    1,
+                    2,
+                ))
+            }
             Fail::Transient if i == self.n => Err(StoreError::Backend {
                 backend: "failing",
                 operation: "commit",
@@ -150,16 +173,14 @@ async fn revs(store: &dyn Store, id: &StateId) -> anyhow::Result<Vec<i64>> {
     Ok(out)
 }
 
-async fn crash_and_resume(mode: Fail) -> anyhow::Result<()> {
-    let dir = TempDir::new("sst-crash")?;
-    let mut c = Cluster::sqlite(&dir.0).await?;
-    let id = StateId::from("deal-crash");
+/// Creates `id` through the seller (its `common.rev` 0) and waits until every node holds it.
+async fn create_deal(c: &Cluster, id: &str) -> anyhow::Result<()> {
     let v = c
         .node("seller")
         .submit(
             &who("seller"),
             Intent::create(
-                id.as_str(),
+                id,
                 ContractRef::new("real-estate-deal", 1),
                 deal_parties(),
                 values([("common", json!({"rev": 0}))]),
@@ -167,27 +188,45 @@ async fn crash_and_resume(mode: Fail) -> anyhow::Result<()> {
         )
         .await?;
     ensure!(v.is_applied(), "{v:?}");
-    c.net.settled().await;
+    Ok(())
+}
 
-    // Restart the seller on a store that fails its 3rd commit from now.
+/// Restarts the seller on its store wrapped in a [`FailingStore`] that fails as `mode` says
+/// from its `n`-th commit; returns the wrapper and the restarted node.
+async fn restart_failing(
+    c: &mut Cluster,
+    mode: Fail,
+    n: usize,
+) -> anyhow::Result<(Arc<FailingStore>, Arc<sst_node::Node>)> {
     let inner = c.stores["seller"].clone();
     c.nodes.remove("seller");
     let failing = Arc::new(FailingStore {
-        inner: inner.clone(),
+        inner,
         mode,
-        n: 3,
+        n,
         commits: AtomicUsize::new(0),
+        refused: AtomicBool::new(false),
     });
-    let seller = Arc::new(
-        Cluster::start_node(
-            &c.net,
-            "seller",
-            failing,
-            common::registry(false),
-            &[ContractRef::new("real-estate-deal", 1)],
-        )
-        .await?,
-    );
+    let seller = Cluster::start_node(
+        &c.net,
+        "seller",
+        failing.clone(),
+        common::registry(false),
+        &[ContractRef::new("real-estate-deal", 1)],
+    )
+    .await?;
+    Ok((failing, Arc::new(seller)))
+}
+
+async fn crash_and_resume(mode: Fail) -> anyhow::Result<()> {
+    let dir = TempDir::new("sst-crash")?;
+    let mut c = Cluster::sqlite(&dir.0).await?;
+    let id = StateId::from("deal-crash");
+    create_deal(&c, id.as_str()).await?;
+    c.net.settled().await;
+
+    // Restart the seller on a store that fails its 3rd commit from now.
+    let (_, seller) = restart_failing(&mut c, mode, 3).await?;
     // 40 intents in waves of 4 concurrent ones, so the sequencer groups them into batches.
     let mut acked = BTreeMap::new();
     let mut unknown = BTreeMap::new();
@@ -251,8 +290,7 @@ async fn crash_and_resume(mode: Fail) -> anyhow::Result<()> {
         let landed = seller.outcome(ev).await?.is_some();
         match mode {
             Fail::BeforeCommit => ensure!(!landed, "rev {rev}: landed although never committed"),
-            Fail::AfterCommit => {}
-            Fail::Transient => {}
+            Fail::AfterCommit | Fail::Transient | Fail::Conflict => {}
         }
         if !landed {
             resubmit.push(*rev);
@@ -331,4 +369,59 @@ async fn crash_after_commit_records_once_and_publishes_after_restart() -> anyhow
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_store_error_is_retried() -> anyhow::Result<()> {
     crash_and_resume(Fail::Transient).await
+}
+
+/// A group the store refuses as a whole (a conflict) while the group planned on top of it
+/// waits to be committed: the refused group's jobs are replayed one by one, the waiting
+/// group never reaches the store and is planned again after them. Every intent is applied
+/// exactly once, each state's versions follow one another, and the store verifies clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_planned_on_a_refused_group_is_planned_again() -> anyhow::Result<()> {
+    const STATES: i64 = 4;
+    const CHANGES: i64 = 200;
+    let dir = TempDir::new("sst-void")?;
+    let mut c = Cluster::sqlite(&dir.0).await?;
+    let ids: Vec<String> = (0..STATES).map(|i| format!("deal-void-{i}")).collect();
+    for id in &ids {
+        create_deal(&c, id).await?;
+    }
+    c.net.settled().await;
+    let inner = c.stores["seller"].clone();
+    let (failing, seller) = restart_failing(&mut c, Fail::Conflict, 2).await?;
+    // All at once: while one group commits (slowly), the next is planned and launched.
+    let mut set = tokio::task::JoinSet::new();
+    for rev in 1..=CHANGES {
+        let s = seller.clone();
+        let id = ids[usize::try_from(rev % STATES)?].clone();
+        set.spawn(async move {
+            let intent = Intent::change(id.as_str(), values([("common", json!({"rev": rev}))]));
+            (rev, s.submit(&who("seller"), intent).await)
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        let (rev, r) = r?;
+        ensure!(matches!(r, Ok(Verdict::Applied { .. })), "rev {rev}: {r:?}");
+    }
+    ensure!(
+        failing.refused.load(Ordering::SeqCst),
+        "no group of more than one item was committed: nothing was refused"
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let id = StateId::from(id.as_str());
+        let state = inner.state(&id).await?.context("state")?;
+        ensure!(
+            state.version == 1 + u64::try_from(CHANGES / STATES)?,
+            "{id}: version {}",
+            state.version
+        );
+        let mut seen = revs(inner.as_ref(), &id).await?;
+        seen.sort_unstable();
+        let expected: Vec<i64> = (1..=CHANGES)
+            .filter(|r| r % STATES == i64::try_from(i).unwrap_or(-1))
+            .collect();
+        ensure!(seen == expected, "{id}: revs {seen:?}");
+    }
+    let report = sst_core::verify_store(inner.as_ref(), &mut |_, _| {}).await?;
+    ensure!(report.is_clean(), "{:?}", report.findings);
+    Ok(())
 }
