@@ -5,8 +5,11 @@
 //! requests (unknown key, replay, non-party, not this node's actor), then SIGTERM and a
 //! restart from the store. Every wait is bounded.
 
+#[path = "support/ports.rs"]
+mod ports;
+
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,11 +39,6 @@ fn sst_ok(args: &[&str]) -> anyhow::Result<String> {
     let (code, out, err) = sst(args)?;
     ensure!(code == 0, "sst {args:?} exited {code}:\n{out}\n{err}");
     Ok(out)
-}
-
-/// A free loopback port (bound, then released).
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
 struct Dir(PathBuf);
@@ -513,10 +511,13 @@ struct NodeDir {
     public: String,
     api: SocketAddr,
     listen: SocketAddr,
+    /// The claims on `api` and `listen` ([`ports`]), held while the test runs.
+    _ports: [ports::Port; 2],
 }
 
 fn node_init(dir: &Dir, id: &str) -> anyhow::Result<NodeDir> {
-    let (api, listen) = (free_addr()?, free_addr()?);
+    let claims = [ports::claim()?, ports::claim()?];
+    let (api, listen) = (claims[0].addr(), claims[1].addr());
     let node_dir = dir.path(id)?;
     let public = sst_ok(&[
         "node",
@@ -537,6 +538,7 @@ fn node_init(dir: &Dir, id: &str) -> anyhow::Result<NodeDir> {
         public,
         api,
         listen,
+        _ports: claims,
     })
 }
 

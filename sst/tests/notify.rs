@@ -14,11 +14,13 @@
 //!   filter); `/metrics` counts it; a bad topic template stops `sst node run` at start with
 //!   an error naming the sink.
 
+#[path = "support/ports.rs"]
+mod ports;
 #[path = "support/rng.rs"]
 mod rng;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,10 +38,6 @@ use sst_client::Client;
 const BUDGET: Duration = Duration::from_secs(90);
 /// Longest wait for the node's API after a (re)start.
 const START_DEADLINE: Duration = Duration::from_secs(20);
-
-fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
 
 /// A private copy of the `sst` binary (another build may rewrite `target/debug/sst` while
 /// this runs).
@@ -69,6 +67,8 @@ struct NodeProc {
     api: SocketAddr,
     public: PublicKey,
     ops_key: PathBuf,
+    /// The claims on its peer and API ports ([`ports`]), held across kills and restarts.
+    _ports: [ports::Port; 2],
     child: Option<Child>,
 }
 
@@ -203,7 +203,8 @@ fn prepare(tag: &str, extra: &str) -> anyhow::Result<(PathBuf, NodeProc)> {
     std::fs::create_dir_all(&dir)?;
     let bin = private_bin(&dir)?;
     let node_dir = dir.join("acme");
-    let (listen, api) = (free_addr()?, free_addr()?);
+    let claims = [ports::claim()?, ports::claim()?];
+    let (listen, api) = (claims[0].addr(), claims[1].addr());
     let path = |p: &Path| p.to_str().map(str::to_owned).context("utf-8 path");
     let public_hex = sst_ok(
         &bin,
@@ -241,6 +242,7 @@ fn prepare(tag: &str, extra: &str) -> anyhow::Result<(PathBuf, NodeProc)> {
         api,
         public,
         ops_key,
+        _ports: claims,
         child: None,
     };
     Ok((dir, node))

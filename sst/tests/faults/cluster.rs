@@ -2,11 +2,16 @@
 //! keygen` and `sst node init` (plus peers, actors and the contract appended), each node on
 //! its own store, a peer address per (from, to) pair that a test may point at a proxy, kill -9
 //! and restart on the same store, and clients for each node's API (mutual TLS). Every child is
-//! killed when the cluster is dropped, also when a test fails.
+//! killed when the cluster is dropped, also when a test fails. Each node's two ports are
+//! claimed ([`ports`]) for the cluster's life, so no parallel test takes one before the node
+//! binds it or while it is down between a kill and its restart.
+
+#[path = "../support/ports.rs"]
+mod ports;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -90,11 +95,6 @@ pub fn sst_ok(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// A free loopback address (bound, then released).
-pub fn free_addr() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
 /// One node of the cluster.
 pub struct NodeProc {
     /// Node id.
@@ -109,6 +109,8 @@ pub struct NodeProc {
     pub public: PublicKey,
     /// The key file of its actor `<id>/alice` (client-signed intents, reads).
     pub alice: PathBuf,
+    /// The claims on `listen` and `api`, held while the cluster lives.
+    _ports: [ports::Port; 2],
     child: Option<Child>,
     log: PathBuf,
 }
@@ -183,7 +185,8 @@ impl Cluster {
         let mut procs = Vec::new();
         for (id, store) in nodes {
             let node_dir = dir.join(id);
-            let (listen, api) = (free_addr()?, free_addr()?);
+            let claims = [ports::claim()?, ports::claim()?];
+            let (listen, api) = (claims[0].addr(), claims[1].addr());
             let text = |p: &Path| p.to_str().map(str::to_owned).context("utf-8 path");
             let mut args = vec![
                 "node".to_owned(),
@@ -213,6 +216,7 @@ impl Cluster {
                 api,
                 public,
                 alice,
+                _ports: claims,
                 child: None,
             });
         }
