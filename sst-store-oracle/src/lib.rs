@@ -23,7 +23,8 @@
 //! ```
 //!
 //! `migrate` upgrades state tables of the first layout (whole `data` in every history row) in
-//! place.
+//! place; it refuses, changing nothing, a history where two versions hold one section version
+//! with different values (one was edited behind SST's back).
 //!
 //! Unique keys serialise writers and ORA-00001 becomes [`sst_core::StoreError::Conflict`].
 //! Without an Oracle Client library every call fails with DPI-1047

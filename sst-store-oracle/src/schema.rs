@@ -318,7 +318,9 @@ pub enum LayoutStep {
     Run(String),
     /// Write a section row for every salted seal of every history row (value = that row's
     /// `data[name]`), skipping keys already stored, committing batch by batch
-    /// ([`Sql::first_layout_history`], [`Sql::merge_section`]).
+    /// ([`Sql::first_layout_history`], [`Sql::merge_section`]). `migrate` first reads every
+    /// row and refuses, before running any step or other DDL, when two rows hold one section
+    /// version with different values.
     CopySections,
 }
 

@@ -15,6 +15,8 @@ use oracle::pool::{Pool, PoolBuilder};
 use oracle::sql_type::{OracleType, ToSql};
 use oracle::{Connection, Row, SqlValue};
 use serde_json::Value;
+use sst_core::canonical;
+use sst_core::hash::{hash_parts, Domain};
 use sst_core::model::{SectionSeal, StateParts};
 use sst_core::raw::columns::{
     business_events_from_column, endorsements_from_column, json_value, receipt_from_column, to_i64,
@@ -26,7 +28,7 @@ use sst_core::raw::{
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
     CommitItem, CommitReceipt, ContractRecord, ContractRef, Digest, EventFilter, EventId,
-    EventRecord, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, Outcome, Refusal,
+    EventRecord, HashAlg, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, Outcome, Refusal,
     SignedCheckpoint, State, StateId, Store, StoreError, Timestamp,
 };
 
@@ -863,16 +865,17 @@ fn commit_rows(
 /// History rows copied into the section table per commit of [`LayoutStep::CopySections`].
 const COPY_BATCH: usize = 500;
 
-/// [`LayoutStep::CopySections`]: a section row for every salted seal of every first-layout
-/// history row, with the value that row's `data` holds under the section's name, skipping keys
-/// already stored; committed every [`COPY_BATCH`] history rows, so a re-run after a crash goes
-/// on where it stopped.
-fn copy_first_layout_sections(conn: &Connection, sql: &Sql) -> Result<(), StoreError> {
+/// Calls `each` with the state id, version and section versions ([`first_layout_sections`])
+/// of every first-layout history row, in no particular order.
+fn for_each_first_layout_row(
+    conn: &Connection,
+    sql: &Sql,
+    mut each: impl FnMut(&str, i64, Vec<(String, String, Value)>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let op = "migrate";
     let rows = conn
         .query(&sql.first_layout_history, &[])
         .map_err(|e| backend(op, e))?;
-    let mut pending = 0;
     for row in rows {
         let row = row.map_err(|e| backend(op, e))?;
         let id: String = get(&row, 0)?;
@@ -880,8 +883,83 @@ fn copy_first_layout_sections(conn: &Connection, sql: &Sql) -> Result<(), StoreE
         let what = format!("state {id} version {version}");
         let seals = required(json_at(sql.mode, &row, 2, &what)?, &what, "seals")?;
         let data = required(json_at(sql.mode, &row, 3, &what)?, &what, "data")?;
-        for (name, hash, value) in first_layout_sections(&what, &seals, &data)? {
-            merge_section(conn, sql, op, &id, &name, &hash, &value).map_err(|e| match e {
+        each(&id, version, first_layout_sections(&what, &seals, &data)?)?;
+    }
+    Ok(())
+}
+
+/// Refuses the upgrade of the first layout, before `migrate` changes anything, when two
+/// history rows hold one section version (same state, name and hash) with different values:
+/// the section table stores it once, so keeping either would hide the other from `verify`.
+fn check_first_layout_copies(conn: &Connection, sql: &Sql) -> Result<(), StoreError> {
+    let mut copies = FirstLayoutCopies::default();
+    for_each_first_layout_row(conn, sql, |id, version, sections| {
+        copies.add(id, version, &sections)
+    })
+}
+
+/// The section versions of the first-layout history rows read so far, by state, name and
+/// hash: a digest of the value's canonical JSON and the version it was first read in.
+#[derive(Debug, Default)]
+struct FirstLayoutCopies(BTreeMap<(String, String, String), (Digest, i64)>);
+
+impl FirstLayoutCopies {
+    /// Adds the section versions history row `version` of state `id` holds.
+    ///
+    /// # Errors
+    /// [`StoreError::Integrity`] naming the state, both versions and the section when one
+    /// was read before with another value.
+    fn add(
+        &mut self,
+        id: &str,
+        version: i64,
+        sections: &[(String, String, Value)],
+    ) -> Result<(), StoreError> {
+        for (name, hash, value) in sections {
+            let digest = hash_parts(
+                HashAlg::Sha256,
+                Domain::Envelope,
+                &[&canonical::to_vec(value)],
+            );
+            let key = (id.to_owned(), name.clone(), hash.clone());
+            match self.0.get(&key) {
+                None => {
+                    self.0.insert(key, (digest, version));
+                }
+                Some((held, first)) if *held != digest => {
+                    return Err(disagreement(id, name, *first, version));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The refusal of a first-layout history holding section `name` of state `id` with two
+/// values, in versions `a` and `b` (worded as PostgreSQL's and MongoDB's).
+fn disagreement(id: &str, name: &str, a: i64, b: i64) -> StoreError {
+    let (low, high) = (a.min(b), a.max(b));
+    StoreError::malformed(
+        format!("state {id}"),
+        format!(
+            "versions {low} to {high} hold section `{name}` under one hash with different \
+             values (edited behind SST's back): the first layout is not upgraded; restore the \
+             committed value, then migrate again"
+        ),
+    )
+}
+
+/// [`LayoutStep::CopySections`]: a section row for every salted seal of every first-layout
+/// history row, with the value that row's `data` holds under the section's name, skipping keys
+/// already stored (the copies agree: [`check_first_layout_copies`] ran first); committed every
+/// [`COPY_BATCH`] history rows, so a re-run after a crash goes on where it stopped.
+fn copy_first_layout_sections(conn: &Connection, sql: &Sql) -> Result<(), StoreError> {
+    let op = "migrate";
+    let mut pending = 0;
+    for_each_first_layout_row(conn, sql, |id, _, sections| {
+        for (name, hash, value) in sections {
+            merge_section(conn, sql, op, id, &name, &hash, &value).map_err(|e| match e {
                 TxError::Raced(e) | TxError::Failed(e) => e,
             })?;
         }
@@ -890,7 +968,8 @@ fn copy_first_layout_sections(conn: &Connection, sql: &Sql) -> Result<(), StoreE
             conn.commit().map_err(|e| backend(op, e))?;
             pending = 0;
         }
-    }
+        Ok(())
+    })?;
     conn.commit().map_err(|e| backend(op, e))
 }
 
@@ -942,7 +1021,9 @@ impl Store for OracleStore {
     }
 
     /// Refuses (with [`StoreError::Schema`]) an existing table that carries a peer table's
-    /// name but lacks a column SST needs, before any table is created.
+    /// name but lacks a column SST needs, before any table is created; and (with
+    /// [`StoreError::Integrity`]) state tables of the first layout whose history holds one
+    /// section version with two values, before anything is changed.
     async fn migrate(&self) -> Result<(), StoreError> {
         self.with_conn("migrate", |conn, sql| {
             let names: Vec<String> = required_columns(&sql.tables)
@@ -956,6 +1037,12 @@ impl Store for OracleStore {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| backend("migrate", e))?;
             check_peer_columns(&sql.tables, &present)?;
+            let upgrade = layout_upgrade(&sql.tables, &present);
+            // Oracle DDL commits at once: a first layout holding one section version with two
+            // values is refused before any statement runs, so nothing is changed.
+            if upgrade.contains(&LayoutStep::CopySections) {
+                check_first_layout_copies(conn, sql)?;
+            }
             // An event table of an older layout gains the columns added since.
             for alter in upgrade_ddl(&sql.tables, sql.mode, &present) {
                 conn.execute(&alter, &[])
@@ -965,7 +1052,7 @@ impl Store for OracleStore {
                 conn.execute(ddl, &[]).map_err(|e| backend("migrate", e))?;
             }
             // State tables of the first layout are upgraded in place.
-            for step in layout_upgrade(&sql.tables, &present) {
+            for step in upgrade {
                 match step {
                     LayoutStep::Run(ddl) => {
                         conn.execute(&ddl, &[]).map_err(|e| backend("migrate", e))?;
@@ -1470,7 +1557,7 @@ mod tests {
     use conformance_tests::fixtures::{actor, create, rejected, state_id, values};
     use serde_json::json;
     use sst_core::raw::DataWrite;
-    use sst_core::{Parties, RejectReason};
+    use sst_core::{IntegrityError, Parties, RejectReason};
 
     #[test]
     fn state_rows_carry_every_column_in_bind_order() {
@@ -1716,5 +1803,54 @@ mod tests {
             Err(StoreError::Integrity { .. })
         ));
         assert!(first_layout_sections("v1", &json!([1]), &data).is_err());
+    }
+
+    /// The first layout's copies of one section version (state, name, hash) must hold the
+    /// same value, compared as canonical JSON; two that differ refuse the upgrade, naming the
+    /// state, both versions (in order, whichever was read first) and the section.
+    #[test]
+    fn first_layout_copies_of_one_section_version_must_agree() {
+        let row = |price: Value| {
+            vec![
+                ("price".to_owned(), "sha256:p1".to_owned(), price),
+                ("terms".to_owned(), "sha256:t1".to_owned(), json!("net 30")),
+            ]
+        };
+        let v1 = row(json!({"amount": 1, "currency": "EUR"}));
+        let mut copies = FirstLayoutCopies::default();
+        copies.add("deal", 1, &v1).expect("first copy");
+        // A later version holding the same section versions, its text written differently.
+        let respelled = r#"{ "currency" : "EUR", "amount" : 1 }"#;
+        let v2 = row(serde_json::from_str(respelled).expect("json"));
+        copies.add("deal", 2, &v2).expect("the same values");
+        // Another state's section version of the same name and hash is its own.
+        let other = row(json!({"amount": 2}));
+        copies.add("other", 1, &other).expect("another state");
+        // A new section version (another hash) may hold another value.
+        let mut v3 = row(json!({"amount": 3}));
+        v3[0].1 = "sha256:p3".into();
+        copies.add("deal", 3, &v3).expect("another hash");
+
+        let edited = row(json!({"amount": 1, "currency": "USD"}));
+        for (a, b) in [((1, &v1), (4, &edited)), ((4, &edited), (1, &v1))] {
+            let mut copies = FirstLayoutCopies::default();
+            copies.add("deal", a.0, a.1).expect("first copy");
+            match copies.add("deal", b.0, b.1) {
+                Err(StoreError::Integrity { what, source }) => {
+                    assert_eq!(what, "state deal");
+                    assert_eq!(
+                        source.to_string(),
+                        IntegrityError::Malformed(
+                            "versions 1 to 4 hold section `price` under one hash with \
+                             different values (edited behind SST's back): the first layout \
+                             is not upgraded; restore the committed value, then migrate again"
+                                .into()
+                        )
+                        .to_string()
+                    );
+                }
+                other => panic!("expected an integrity error, got {other:?}"),
+            }
+        }
     }
 }

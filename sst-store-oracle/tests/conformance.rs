@@ -1,18 +1,22 @@
 //! The whole conformance suite against `SST_ORACLE_URL`
-//! (`oracle://user:password@host:port/service`). Where the Oracle Client library cannot be
-//! loaded (DPI-1047) every case reports itself skipped, "not run here"; that is the only
-//! condition that skips even under `SST_REQUIRE_BACKEND=1`.
+//! (`oracle://user:password@host:port/service`), and Oracle's refusal to upgrade a
+//! first-layout history holding one section version with two values. Where the Oracle Client
+//! library cannot be loaded (DPI-1047) every case reports itself skipped, "not run here"; that
+//! is the only condition that skips even under `SST_REQUIRE_BACKEND=1`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{ensure, Context};
 use async_trait::async_trait;
+use conformance_tests::fixtures::{
+    actor, change, create, deal_parties, deal_values, state_id, values,
+};
 use conformance_tests::{Backend, BackendFactory, EventColumn, Mutation, RawAccess};
 use oracle::sql_type::ToSql;
-use serde_json::Value;
+use serde_json::{json, Value};
 use sst_core::model::SectionSeal;
-use sst_core::{SectionHash, StateId, Store};
+use sst_core::{CommitBatch, SectionHash, StateId, Store, StoreError};
 use sst_store_oracle::store::JsonBind;
 use sst_store_oracle::value::{decode, decode_bytes};
 use sst_store_oracle::{JsonMode, OracleConfig, OracleStore};
@@ -583,3 +587,88 @@ async fn factory() -> anyhow::Result<Option<OracleFactory>> {
 }
 
 conformance_tests::suite!(factory());
+
+/// A first-layout history where two versions hold one section version (same state, name and
+/// hash) with different values — one edited behind SST's back — is not upgraded: `migrate`
+/// refuses with an integrity error naming the state, the versions and the section, and
+/// changes nothing (the history keeps `data`, no section table is created: Oracle DDL
+/// commits at once, so the check runs before any of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_refuses_a_section_version_held_with_two_values() -> anyhow::Result<()> {
+    let Some(f) = factory().await? else {
+        return Ok(());
+    };
+    let b = f.open().await?;
+    let (alice, key) = actor("acme", "alice");
+    b.store.put_actor(&alice).await?;
+    let id = state_id("edited");
+    let c = create(
+        &id,
+        deal_parties(),
+        deal_values(100, 0.5),
+        (&alice, &key),
+        1,
+    );
+    let v1 = c.state.clone().context("create without state")?;
+    let x = change(
+        &v1,
+        values([("price", json!({"amount": 101}))]),
+        (&alice, &key),
+        2,
+    );
+    b.store.commit(CommitBatch::new(vec![c, x])).await?;
+    ensure!(b.raw.downgrade_to_first_layout().await?, "no table layout");
+
+    // Version 2 still holds version 1's `common`; its copy is edited.
+    let raw = OracleRaw {
+        config: f.config.clone(),
+        mode: OracleStore::open(f.config.clone()).await?.json_mode(),
+    };
+    let history = &f.config.tables.history;
+    let mut data = raw.read(history, &id, 2, "data")?.context("no version 2")?;
+    data["common"]["rooms"] = json!(9);
+    let conn = raw.conn()?;
+    let bind = JsonBind::new(raw.mode, &data);
+    let params: [&dyn ToSql; 2] = [&bind, &id.0];
+    conn.execute(
+        &format!(
+            "UPDATE {history} SET data = {} WHERE id = :2 AND version = 2",
+            raw.mode.bind(1)
+        ),
+        &params,
+    )?;
+    conn.commit()?;
+
+    let refused = match f.reopen().await {
+        Ok(_) => anyhow::bail!("migrate upgraded a history holding two values of one section"),
+        Err(e) => e,
+    };
+    match refused.downcast_ref::<StoreError>() {
+        Some(StoreError::Integrity { what, source }) => {
+            ensure!(*what == format!("state {id}"), "{refused}");
+            let detail = source.to_string();
+            ensure!(
+                detail.contains("versions 1 to 2 hold section `common`"),
+                "{detail}"
+            );
+        }
+        _ => anyhow::bail!("expected an Integrity error, got {refused:?}"),
+    }
+    // Nothing changed: still the first layout, no section table.
+    let count = |sql: &str, table: &str| -> anyhow::Result<i64> {
+        Ok(conn.query_row_as::<i64>(sql, &[&table.to_uppercase()])?)
+    };
+    let data_columns = count(
+        "SELECT COUNT(*) FROM user_tab_columns WHERE table_name = :1 AND column_name = 'DATA'",
+        history,
+    )?;
+    let sections = count(
+        "SELECT COUNT(*) FROM user_tables WHERE table_name = :1",
+        &f.config.tables.section,
+    )?;
+    ensure!(
+        data_columns == 1 && sections == 0,
+        "{data_columns} {sections}"
+    );
+    Ok(())
+}
