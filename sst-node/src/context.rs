@@ -187,6 +187,9 @@ pub struct NodeContext {
     log_grew: Notify,
     /// Events this node committed since it started: applied, rejected.
     committed: [AtomicU64; 2],
+    /// The roots of the state versions this node committed most recently (what peers'
+    /// statements about them are compared with, without reading the version back).
+    recent_roots: Mutex<RecentRoots>,
     /// Peer → the latest checkpoint witnessed from it (loaded from the store on first use).
     witnessed: Mutex<HashMap<NodeId, Option<Checkpoint>>>,
     /// Alarms raised about peers' logs.
@@ -327,6 +330,7 @@ impl NodeContext {
             own_checkpoint: Mutex::new(None),
             log_grew: Notify::new(),
             committed: [AtomicU64::new(0), AtomicU64::new(0)],
+            recent_roots: Mutex::new(RecentRoots::default()),
             witnessed: Mutex::new(HashMap::new()),
             alarms: Mutex::new(Vec::new()),
             validated: Mutex::new(HashMap::new()),
@@ -1068,12 +1072,16 @@ impl NodeContext {
         receipt: &CommitReceipt,
     ) {
         let new: BTreeSet<&EventId> = receipt.committed.iter().collect();
+        let mut roots = lock(&self.recent_roots);
         for item in items.filter(|i| new.contains(&i.event.id())) {
             let slot = match item.event.outcome.kind() {
                 OutcomeKind::Applied => 0,
                 OutcomeKind::Rejected => 1,
             };
             self.committed[slot].fetch_add(1, Ordering::Relaxed);
+            if let Some(state) = &item.state {
+                roots.insert(&state.id, state.version, state.root);
+            }
         }
     }
 
@@ -1247,8 +1255,17 @@ impl NodeContext {
         if let Err(detail) = w.verify(&self.nodes) {
             return self.alarm(peer, WitnessAlarmKind::BadSignature { detail });
         }
-        let ours = match self.store.state_at(&w.state_id, w.version).await {
-            Ok(s) => s.map(|s| s.root),
+        let recent = lock(&self.recent_roots).get(&w.state_id, w.version);
+        let read = match recent {
+            Some(root) => Ok(Some(root)),
+            None => self
+                .store
+                .state_at(&w.state_id, w.version)
+                .await
+                .map(|s| s.map(|s| s.root)),
+        };
+        let ours = match read {
+            Ok(root) => root,
             Err(e) => {
                 warn!(node = %self.id, %peer, state = %w.state_id, version = w.version, error = %e, "state not readable; statement not compared");
                 return;
@@ -1382,5 +1399,34 @@ impl NodeContext {
             .iter()
             .find(|a| &a.node == node && a.kind.is_about_log())
             .cloned()
+    }
+}
+
+/// The roots of the state versions a node committed most recently, oldest forgotten first
+/// (a version's root never changes once committed, so a remembered one is exact).
+#[derive(Debug, Default)]
+struct RecentRoots {
+    roots: HashMap<(StateId, u64), StateRoot>,
+    order: std::collections::VecDeque<(StateId, u64)>,
+}
+
+impl RecentRoots {
+    /// How many versions are remembered.
+    const CAPACITY: usize = 16_384;
+
+    fn insert(&mut self, state: &StateId, version: u64, root: StateRoot) {
+        let key = (state.clone(), version);
+        if self.roots.insert(key.clone(), root).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.roots.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, state: &StateId, version: u64) -> Option<StateRoot> {
+        self.roots.get(&(state.clone(), version)).copied()
     }
 }
