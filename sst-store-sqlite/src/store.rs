@@ -99,8 +99,8 @@ fn read_only_first_layout(conn: &Connection, config: &SqliteConfig) -> Result<bo
 /// SQL text of every statement, with the configured table names filled in.
 struct Sql {
     ddl: String,
-    event_exists: String,
-    origin_owner: String,
+    recorded_events: String,
+    recorded_origins: String,
     current_seals: String,
     current_version: String,
     insert_history: String,
@@ -160,9 +160,16 @@ impl Sql {
         };
         Sql {
             ddl: ddl(t),
-            event_exists: format!(r#"SELECT 1 FROM "{event}" WHERE id = ?1"#),
-            origin_owner: format!(
-                r#"SELECT id FROM "{event}" WHERE origin_node = ?1 AND origin_seq = ?2"#
+            // One probe of the unique index per key, all keys in one statement (a JSON array,
+            // walked first: `CROSS JOIN` keeps that order).
+            recorded_events: format!(
+                r#"SELECT e.id FROM json_each(?1) AS j
+                   CROSS JOIN "{event}" AS e ON e.id = j.value"#
+            ),
+            recorded_origins: format!(
+                r#"SELECT e.origin_node, e.origin_seq, e.id FROM json_each(?1) AS j
+                   CROSS JOIN "{event}" AS e
+                     ON e.origin_node = j.value ->> 0 AND e.origin_seq = j.value ->> 1"#
             ),
             current_seals: format!(
                 r#"SELECT s.version, h.seals FROM "{state}" AS s
@@ -735,6 +742,34 @@ impl ItemRow {
     }
 }
 
+/// What a commit looks up before planning, with the keys as the JSON arrays its statements
+/// take: computed by the calling task, before the hand-off to the writer thread.
+struct BatchKeys {
+    lookups: Lookups,
+    /// `["<event id>", …]`: every event id of the batch, in batch order.
+    events: String,
+    /// `[["<origin node>", <origin seq>], …]`: the batch's distinct origins.
+    origins: String,
+}
+
+impl BatchKeys {
+    fn new(batch: &CommitBatch, rows: &[ItemRow]) -> Result<Self, StoreError> {
+        let lookups = Lookups::of(batch);
+        let events = json_text("events", &rows.iter().map(|r| &r.id).collect::<Vec<_>>())?;
+        let origins = lookups
+            .origins
+            .iter()
+            .map(|(node, seq)| Ok((node.as_str(), to_i64("origin_seq", seq.0)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let origins = json_text("origins", &origins)?;
+        Ok(BatchKeys {
+            lookups,
+            events,
+            origins,
+        })
+    }
+}
+
 /// One attempt at writing `batch` (its `rows` computed beforehand) inside `tx`: read what is
 /// recorded about the batch and the log head, let the core decide, then write the plan with
 /// its log entries: history and event rows, the new section versions (each once), and the
@@ -743,31 +778,43 @@ fn commit_rows(
     tx: &Transaction<'_>,
     sql: &Sql,
     batch: &CommitBatch,
+    keys: &BatchKeys,
     rows: &[ItemRow],
 ) -> Result<CommitReceipt, WriteError> {
     const OP: &str = "commit";
     let be = |e| backend(OP, e);
-    let lookups = Lookups::of(batch);
+    let lookups = &keys.lookups;
     let mut recorded = Recorded::default();
-    let mut exists = tx.prepare_cached(&sql.event_exists).map_err(be)?;
-    for (id, row) in lookups.events.iter().zip(rows) {
-        if exists.exists([&row.id]).map_err(be)? {
-            recorded.events.insert(*id);
+    let found: Vec<String> = tx
+        .prepare_cached(&sql.recorded_events)
+        .and_then(|mut s| s.query_map([&keys.events], |r| r.get(0))?.collect())
+        .map_err(be)?;
+    if !found.is_empty() {
+        let by_text: BTreeMap<&str, &EventId> = rows
+            .iter()
+            .map(|row| row.id.as_str())
+            .zip(&lookups.events)
+            .collect();
+        for text in &found {
+            if let Some(id) = by_text.get(text.as_str()) {
+                recorded.events.insert(**id);
+            }
         }
     }
-    let mut owner = tx.prepare_cached(&sql.origin_owner).map_err(be)?;
-    for (node, seq) in &lookups.origins {
-        let seq_i64 = to_i64("origin_seq", seq.0)?;
-        let found: Option<String> = owner
-            .query_row(rusqlite::params![node.as_str(), seq_i64], |r| r.get(0))
-            .optional()
-            .map_err(be)?;
-        if let Some(id) = found {
-            let id = id
-                .parse::<EventId>()
-                .map_err(|e| StoreError::malformed(format!("event {id}"), e))?;
-            recorded.origins.insert((node.clone(), *seq), id);
-        }
+    let owners: Vec<(String, i64, String)> = tx
+        .prepare_cached(&sql.recorded_origins)
+        .and_then(|mut s| {
+            s.query_map([&keys.origins], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(be)?;
+    for (node, seq, id) in owners {
+        let id = id
+            .parse::<EventId>()
+            .map_err(|e| StoreError::malformed(format!("event {id}"), e))?;
+        recorded
+            .origins
+            .insert((NodeId(node), OriginSeq(seq.unsigned_abs())), id);
     }
     let mut current = tx.prepare_cached(&sql.current_seals).map_err(be)?;
     for state in &lookups.states {
@@ -1468,16 +1515,19 @@ impl Store for SqliteStore {
             .enumerate()
             .map(|(i, item)| ItemRow::new(i, item))
             .collect::<Result<Vec<_>, _>>()?;
-        let (receipt, batch, rows) = self
+        let keys = BatchKeys::new(&batch, &rows)?;
+        let (receipt, written) = self
             .inner
             .writer
             .run("commit", WriteConn::recover, move |w| {
-                let receipt = transact(w, "commit", |tx, sql| commit_rows(tx, sql, &batch, &rows));
-                Ok((receipt, batch, rows))
+                let receipt = transact(w, "commit", |tx, sql| {
+                    commit_rows(tx, sql, &batch, &keys, &rows)
+                });
+                Ok((receipt, (batch, keys, rows)))
             })
             .await?;
         // Freed here rather than on the writer thread, which goes on with the next job.
-        drop((batch, rows));
+        drop(written);
         receipt
     }
 
