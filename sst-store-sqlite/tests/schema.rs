@@ -1,6 +1,8 @@
 //! Opening what is not ours: `migrate` refuses a foreign table that carries a peer table's
 //! name (or the history view's) and changes nothing, upgrades an older layout of its own, and
-//! a read-only store leaves the file byte-identical, even over the first state layout.
+//! a read-only store leaves the file byte-identical, even over the first state layout; and an
+//! event column the schema does not check for JSON, edited into something else, is reported by
+//! `verify`.
 
 mod first_layout;
 mod temp_db;
@@ -249,5 +251,46 @@ async fn a_read_only_store_reads_the_first_layout_without_upgrading_it() -> anyh
     assert!(report.is_clean() && report.versions == 2, "{report:?}");
     drop(store);
     assert_eq!(std::fs::read(&db.0)?, before, "the file is byte-identical");
+    Ok(())
+}
+
+/// The event table's JSON columns carry no `json_valid` check (see `schema::ddl`): an event row
+/// edited into text that is not JSON is still reported by `verify`, with its event id.
+#[tokio::test]
+async fn an_event_column_edited_into_non_json_is_reported_by_verify() -> anyhow::Result<()> {
+    for column in ["event", "disclosures", "receipt"] {
+        let db = TempDb::new("schema");
+        let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+        let signer = actor("n1", "alice");
+        let id = StateId::from("edited-event");
+        let item = create(
+            &id,
+            deal_parties(),
+            deal_values(100, 1.0),
+            (&signer.0, &signer.1),
+            1,
+        );
+        let event = item.event.id().to_string();
+        store.commit(CommitBatch::new(vec![item])).await?;
+        drop(store);
+        {
+            let c = Connection::open(&db.0)?;
+            let edited = c.execute(
+                &format!("UPDATE sst_event SET {column} = 'not json {{' WHERE id = ?1"),
+                [&event],
+            )?;
+            assert_eq!(edited, 1);
+        }
+        let store = SqliteStore::open(SqliteConfig::file(&db.0)).await?;
+        let report = sst_core::verify_store(&store, &mut |_, _| {}).await?;
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.event.as_deref() == Some(&event) && f.rule == sst_core::Rule::Integrity),
+            "{column}: {:?}",
+            report.findings
+        );
+    }
     Ok(())
 }
