@@ -693,6 +693,17 @@ struct ItemRow {
     state: Option<(String, u64, HistoryRow)>,
     /// For a state's first version: its data document and section values.
     created: Option<CreatedData>,
+    /// Texts of the state's sections that the event discloses (for a change, the sections it
+    /// changed: those the writer stores and patches), by name.
+    disclosed: BTreeMap<String, SectionTexts>,
+}
+
+/// The texts the writer binds for one section version, formatted by the calling task.
+struct SectionTexts {
+    /// The section hash.
+    hash: String,
+    /// The value as JSON (absent when [`ItemRow::created`] holds it).
+    value: Option<String>,
 }
 
 impl ItemRow {
@@ -733,11 +744,28 @@ impl ItemRow {
             Some(s) if s.version == 1 => Some(CreatedData::new(s, &format!("{at}.state"))?),
             _ => None,
         };
+        let mut disclosed = BTreeMap::new();
+        if let Some(s) = &item.state {
+            for name in rec.disclosures.keys() {
+                let Some(section) = s.sections.get(name) else {
+                    continue;
+                };
+                let value = match section.value() {
+                    Some(v) if created.is_none() => {
+                        Some(json_text(&format!("{at}.state.data.{name}"), v)?)
+                    }
+                    _ => None,
+                };
+                let hash = section.hash.to_string();
+                disclosed.insert(name.clone(), SectionTexts { hash, value });
+            }
+        }
         Ok(ItemRow {
             id: c.id,
             event,
             state,
             created,
+            disclosed,
         })
     }
 }
@@ -860,8 +888,9 @@ fn commit_rows(
             })?;
     }
     // The section versions the plan names (`plan.section_versions`, with the item each
-    // comes from): a create's were serialised beforehand, an update's are serialised here,
-    // and only those, so an update costs what changed, not the size of the state.
+    // comes from): a create's were serialised beforehand, and so were the sections an update's
+    // event discloses (those it changed); any other is serialised here, and only those, so an
+    // update costs what changed, not the size of the state.
     let mut insert = tx.prepare_cached(&sql.insert_section).map_err(be)?;
     for (i, name) in &plan.sections {
         let Some(state) = batch.items[*i].state.as_deref() else {
@@ -873,7 +902,12 @@ fn commit_rows(
         let Some(value) = section.value() else {
             continue;
         };
-        let ready = rows[*i].created.as_ref().and_then(|c| c.value(name));
+        let prepared = rows[*i].disclosed.get(name);
+        let ready = rows[*i]
+            .created
+            .as_ref()
+            .and_then(|c| c.value(name))
+            .or_else(|| prepared.and_then(|p| p.value.as_deref()));
         let text = match ready {
             Some(text) => Cow::Borrowed(text),
             None => Cow::Owned(json_text(
@@ -881,7 +915,10 @@ fn commit_rows(
                 value,
             )?),
         };
-        let hash = section.hash.to_string();
+        let hash = match prepared {
+            Some(p) => Cow::Borrowed(p.hash.as_str()),
+            None => Cow::Owned(section.hash.to_string()),
+        };
         insert
             .execute(rusqlite::params![state.id.as_str(), name, hash, text])
             .map_err(be)?;
@@ -891,7 +928,8 @@ fn commit_rows(
             continue;
         };
         let created = rows[row.item].created.as_ref().map(|c| c.data.as_str());
-        write_current(tx, sql, state, created, row.write, &row.data)?;
+        let disclosed = &rows[row.item].disclosed;
+        write_current(tx, sql, state, created, disclosed, row.write, &row.data)?;
     }
     insert_log(tx, sql, OP, &plan.log)?;
     Ok(plan.receipt())
@@ -907,12 +945,14 @@ fn quotable(name: &str) -> bool {
 /// Writes the current row of `state`: inserts it whole for a new state, otherwise updates the
 /// row that is still at the version the plan was made against, changing only the top-level
 /// keys of its data document that `data` names (in SQL, without reading or resending the rest).
-/// `created` is the state's whole data document when it was serialised beforehand.
+/// `created` is the state's whole data document when it was serialised beforehand, and
+/// `disclosed` the texts of the sections the event discloses.
 fn write_current(
     tx: &Transaction<'_>,
     sql: &Sql,
     state: &State,
     created: Option<&str>,
+    disclosed: &BTreeMap<String, SectionTexts>,
     write: CurrentWrite,
     data: &DataWrite,
 ) -> Result<(), WriteError> {
@@ -984,7 +1024,10 @@ fn write_current(
                         StoreError::backend(NAME, OP, format!("{at}: no value of section {name}"))
                     })?;
                 let path = next(SqlValue::Text(format!("$.\"{name}\"")));
-                let text = json_text(&format!("{at}.data.{name}"), value)?;
+                let text = match disclosed.get(name).and_then(|p| p.value.clone()) {
+                    Some(text) => text,
+                    None => json_text(&format!("{at}.data.{name}"), value)?,
+                };
                 pairs.push(format!("{path}, json({})", next(SqlValue::Text(text))));
             }
             expr = format!("json_set({expr}, {})", pairs.join(", "));
@@ -1036,16 +1079,24 @@ fn insert_log(
     let mut stmt = tx
         .prepare_cached(&sql.insert_log)
         .map_err(|e| backend(operation, e))?;
+    // Each entry's `prev` is the hash of the one before: its text is formatted once.
+    let mut prev: Option<(Digest, String)> = None;
     for e in entries {
+        let prev_text = match prev.take() {
+            Some((hash, text)) if hash == e.prev => text,
+            _ => e.prev.to_string(),
+        };
+        let hash = e.hash.to_string();
         stmt.execute(rusqlite::params![
             to_i64("log.pos", e.pos)?,
             e.kind.as_str(),
             e.subject,
             e.record.to_string(),
-            e.prev.to_string(),
-            e.hash.to_string(),
+            prev_text,
+            hash,
         ])
         .map_err(|err| conflict_or_backend(operation, err, || log_race(operation, e.pos)))?;
+        prev = Some((e.hash, hash));
     }
     Ok(())
 }
