@@ -23,7 +23,7 @@ use sst_core::raw::{
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, portable, Actor, ActorId, Capabilities,
     Checkpoint, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest, EventFilter,
-    EventId, EventRecord, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, Refusal,
+    EventId, EventRecord, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, PreparedBatch, Refusal,
     SignedCheckpoint, State, StateId, Store, StoreError, Timestamp,
 };
 
@@ -1497,6 +1497,52 @@ fn first_layout_sections(
     Ok(rows)
 }
 
+/// What a commit computes from a batch without a connection — its validation, rows and lookup
+/// keys — by the calling task ([`Store::commit`]) or ahead ([`Store::prepare`]), so that it
+/// overlaps the writer thread committing (and syncing) the batch before; the writer thread
+/// only runs SQL.
+struct Ahead {
+    rows: Vec<ItemRow>,
+    keys: BatchKeys,
+}
+
+impl Ahead {
+    fn of(batch: &CommitBatch) -> Result<Self, StoreError> {
+        batch.validate()?;
+        let rows = batch
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| ItemRow::new(i, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = BatchKeys::new(batch, &rows)?;
+        Ok(Ahead { rows, keys })
+    }
+}
+
+impl SqliteStore {
+    /// Commits `batch` on the writer thread with what was computed from it ahead.
+    async fn write_batch(
+        &self,
+        batch: CommitBatch,
+        Ahead { rows, keys }: Ahead,
+    ) -> Result<CommitReceipt, StoreError> {
+        let (receipt, written) = self
+            .inner
+            .writer
+            .run("commit", WriteConn::recover, move |w| {
+                let receipt = transact(w, "commit", |tx, sql| {
+                    commit_rows(tx, sql, &batch, &keys, &rows)
+                });
+                Ok((receipt, (batch, keys, rows)))
+            })
+            .await?;
+        // Freed here rather than on the writer thread, which goes on with the next job.
+        drop(written);
+        receipt
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -1556,30 +1602,24 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, batch: CommitBatch) -> Result<CommitReceipt, StoreError> {
-        // Validation and serialisation are CPU work that needs no connection: done here by the
-        // calling task, so that a batch prepared while the writer thread is still committing
-        // (and syncing) the previous one overlaps with it; the writer thread only runs SQL.
-        batch.validate()?;
-        let rows = batch
-            .items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| ItemRow::new(i, item))
-            .collect::<Result<Vec<_>, _>>()?;
-        let keys = BatchKeys::new(&batch, &rows)?;
-        let (receipt, written) = self
-            .inner
-            .writer
-            .run("commit", WriteConn::recover, move |w| {
-                let receipt = transact(w, "commit", |tx, sql| {
-                    commit_rows(tx, sql, &batch, &keys, &rows)
-                });
-                Ok((receipt, (batch, keys, rows)))
-            })
-            .await?;
-        // Freed here rather than on the writer thread, which goes on with the next job.
-        drop(written);
-        receipt
+        let ahead = Ahead::of(&batch)?;
+        self.write_batch(batch, ahead).await
+    }
+
+    fn prepare(&self, batch: CommitBatch) -> Result<PreparedBatch, StoreError> {
+        let ahead = Ahead::of(&batch)?;
+        Ok(PreparedBatch::with(batch, ahead))
+    }
+
+    async fn commit_prepared(&self, prepared: PreparedBatch) -> Result<CommitReceipt, StoreError> {
+        // Only this crate makes an `Ahead`, from the batch it is kept with (which nothing can
+        // change); a batch prepared by another store is prepared here.
+        let (batch, ahead) = prepared.into_parts::<Ahead>();
+        let ahead = match ahead {
+            Some(ahead) => ahead,
+            None => Ahead::of(&batch)?,
+        };
+        self.write_batch(batch, ahead).await
     }
 
     async fn state(&self, id: &StateId) -> Result<Option<State>, StoreError> {
