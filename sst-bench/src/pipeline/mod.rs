@@ -8,8 +8,12 @@
 //! - (c) the home node alone on a SQLite file, its verification pool on every core and on one;
 //! - (d) the home and two replicas in this process (in-process transport): events/s answered
 //!   at the home and replicated end to end;
+//! - (e) the home node alone on creates its client signed beforehand (handed in with
+//!   [`sst_node::Node::ingest`], so each is strictly verified on the node's pool before it is
+//!   sequenced; (c)'s intents are the node's own actor's, which it signs and need no check),
+//!   its verification pool on every core and on one;
 //!
-//! with (b)–(d) for `synchronous = FULL` and `NORMAL`. The table gives the median over the
+//! with (b)–(e) for `synchronous = FULL` and `NORMAL`. The table gives the median over the
 //! rounds of events/s, of cores used (process CPU time / wall time) and of the same-round
 //! ratios of each node row to (a) all cores and to (b).
 
@@ -43,6 +47,8 @@ struct SyncRows {
     home_one: usize,
     replicas_home: usize,
     replicas_end: usize,
+    signed_all: usize,
+    signed_one: usize,
 }
 
 /// The table's rows, in order, and where each measurement goes.
@@ -79,6 +85,8 @@ impl Table {
                 "(c) home node alone, verify pool 1".to_owned(),
                 "(d) home + 2 replicas, answered at home".to_owned(),
                 "(d) home + 2 replicas, replicated".to_owned(),
+                format!("(e) home, client-signed, pool {cores}"),
+                "(e) home, client-signed, pool 1".to_owned(),
             ] {
                 rows.push(Row::new(label, s, against));
             }
@@ -88,6 +96,8 @@ impl Table {
                 home_one: plain + 2,
                 replicas_home: plain + 3,
                 replicas_end: plain + 4,
+                signed_all: plain + 5,
+                signed_one: plain + 6,
             };
             per_sync.push((sync, sync_rows));
         }
@@ -141,6 +151,18 @@ pub(crate) async fn run(options: Options, run: &crate::Run) -> anyhow::Result<()
             let m = measure(&run.dir, round, r.replicas_home, setup, options.events).await?;
             table.rows[r.replicas_home].samples.push(m.home);
             table.rows[r.replicas_end].samples.extend(m.replicated);
+            for (index, verify_workers) in [(r.signed_all, 0), (r.signed_one, 1)] {
+                let setup = Setup {
+                    topology: Topology::Alone,
+                    synchronous: sync,
+                    verify_workers,
+                };
+                let dir = run.dir.join(format!("round-{round}-row-{index}"));
+                let s = nodes::measure_signed_creates(&dir, setup, options.events).await;
+                // The files of a finished measurement are not needed any more.
+                let _ = std::fs::remove_dir_all(&dir);
+                table.rows[index].samples.push(s?);
+            }
         }
     }
     println!(

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{ensure, Context};
-use sst_core::{Actor, ActorId, ActorKey, ActorStatus, HashAlg, NodeId, NodeKey, NodeRegistry};
+use sst_core::{
+    Actor, ActorId, ActorKey, ActorStatus, HashAlg, NodeId, NodeKey, NodeRegistry, OriginSeq,
+};
 use sst_node::contracts::RealEstateDeal;
 use sst_node::{ContractRegistry, InProcessNetwork, Node, NodeConfig, Verdict};
 use sst_store_sqlite::{SqliteConfig, SqliteStore, Synchronous};
@@ -172,6 +174,23 @@ async fn submit_all(
     intents: impl IntoIterator<Item = sst_node::Intent>,
     in_flight: usize,
 ) -> anyhow::Result<()> {
+    all_applied(home, intents, in_flight, |node, intent| async move {
+        node.submit(&workload::seller(), intent).await
+    })
+    .await
+}
+
+/// Hands each of `items` to `home` with `send`, at most `in_flight` at a time; fails unless
+/// every one was applied.
+async fn all_applied<T, F>(
+    home: &Arc<Node>,
+    items: impl IntoIterator<Item = T>,
+    in_flight: usize,
+    send: impl Fn(Arc<Node>, T) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = Result<Verdict, sst_node::NodeError>> + Send + 'static,
+{
     let mut set = JoinSet::new();
     let (mut sent, mut applied) = (0usize, 0usize);
     let mut answered = |r: Option<Result<Result<Verdict, _>, tokio::task::JoinError>>| {
@@ -183,12 +202,11 @@ async fn submit_all(
         }
         anyhow::Ok(())
     };
-    for intent in intents {
+    for item in items {
         if set.len() >= in_flight {
             answered(set.join_next().await)?;
         }
-        let node = Arc::clone(home);
-        set.spawn(async move { node.submit(&workload::seller(), intent).await });
+        set.spawn(send(Arc::clone(home), item));
         sent += 1;
     }
     while let Some(r) = set.join_next().await {
@@ -255,6 +273,57 @@ pub(crate) async fn measure(dir: &Path, setup: Setup, events: usize) -> anyhow::
         home: at_home,
         replicated,
     })
+}
+
+/// The first origin sequence of the client-signed creates of [`measure_signed_creates`], far
+/// above those the home node assigns to its own intents.
+const FIRST_CLIENT_SEQ: u64 = 1 << 40;
+
+/// Runs one measurement of the home node alone (`setup.topology` is ignored) on events its
+/// clients signed: `events` creates signed by the seller with the node library's
+/// [`sst_node::EventBuilder`] beforehand (not timed), then handed to the node with
+/// [`Node::ingest`] with [`in_flight`] of them in flight, so that each is strictly verified on
+/// the node's verification pool before it is sequenced. Checks that every state is at the
+/// home, then stops the node.
+pub(crate) async fn measure_signed_creates(
+    dir: &Path,
+    setup: Setup,
+    events: usize,
+) -> anyhow::Result<Sample> {
+    let setup = Setup {
+        topology: Topology::Alone,
+        ..setup
+    };
+    let key = ActorKey::from_seed(workload::SELLER_SEED);
+    let builder = sst_node::EventBuilder::new(HOME, workload::SELLER, &key);
+    let built = (0..events)
+        .map(|i| {
+            builder.build(
+                OriginSeq(FIRST_CLIENT_SEQ + i as u64),
+                &workload::create(i),
+                None,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let nodes = Nodes::start(dir, setup).await?;
+    let home = Arc::clone(nodes.home()?);
+    let watch = Stopwatch::start();
+    all_applied(&home, built, in_flight(), |node, b| async move {
+        node.ingest(b.signed, b.disclosures).await
+    })
+    .await?;
+    let sample = watch.stop(events);
+    for k in [0, events / 2, events - 1] {
+        let id = workload::state_id(k);
+        let state = home.state(&id).await?;
+        ensure!(
+            state.is_some_and(|s| s.version == 1),
+            "{id} is not at version 1 at the home"
+        );
+    }
+    drop(home);
+    nodes.shutdown().await?;
+    Ok(sample)
 }
 
 #[cfg(test)]
