@@ -141,7 +141,8 @@ impl Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.alg, hex::encode(self.bytes))
+        // `alg:hex`, formatted on the stack (digests are written as text on every commit).
+        f.write_str(self.text().as_str())
     }
 }
 
@@ -392,7 +393,9 @@ mod tests {
     fn digest_text_is_the_display_form() {
         for alg in [HashAlg::Blake3, HashAlg::Sha256] {
             let d = hash_parts(alg, Domain::State, &[b"x"]);
-            assert_eq!(d.text().as_bytes(), d.to_string().as_bytes());
+            let expected = format!("{}:{}", alg.as_str(), hex::encode(d.bytes));
+            assert_eq!(d.to_string(), expected);
+            assert_eq!(d.text().as_bytes(), expected.as_bytes());
         }
     }
 
