@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use serde_json::json;
-use sst_core::raw::{CommitPlan, ContractPut, CurrentWrite, DataWrite, Lookups, Recorded};
+use sst_core::raw::{
+    CommitPlan, ContractPut, CurrentWrite, DataWrite, Lookups, RecordDigests, Recorded,
+};
 use sst_core::{
     CommitBatch, CommitItem, ConflictKind, ContractDescriptor, ContractPolicy, ContractRecord,
     Event, EventId, EventKind, EventRecord, HashAlg, NodeId, OriginSeq, Outcome, Section,
@@ -368,6 +370,17 @@ proptest! {
         }
         let b = batch(items);
         let expected = model(&b, &recorded);
+        // Digests computed beforehand give exactly the same plan, log entries included; those
+        // of another batch or another algorithm are not used.
+        let plain = format!("{:?}", CommitPlan::new(&b, &recorded));
+        let ahead = RecordDigests::of(&b, HashAlg::Blake3);
+        prop_assert_eq!(&format!("{:?}", CommitPlan::new_with(&b, &recorded, Some(&ahead))), &plain);
+        let mut reversed = b.clone();
+        reversed.items.reverse();
+        let other = RecordDigests::of(&reversed, HashAlg::Blake3);
+        prop_assert_eq!(&format!("{:?}", CommitPlan::new_with(&b, &recorded, Some(&other))), &plain);
+        let sha = RecordDigests::of(&b, HashAlg::Sha256);
+        prop_assert_eq!(&format!("{:?}", CommitPlan::new_with(&b, &recorded, Some(&sha))), &plain);
         match (CommitPlan::new(&b, &recorded), expected) {
             (Ok(plan), Ok((rec, dup, from))) => {
                 prop_assert_eq!(&plan.record, &rec);

@@ -18,13 +18,13 @@ use sst_core::raw::columns::{
 };
 use sst_core::raw::{
     check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, DataWrite,
-    EventColumns, Lookups, NameCase, Recorded, RACE_RETRIES,
+    EventColumns, Lookups, NameCase, RecordDigests, Recorded, RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, portable, Actor, ActorId, Capabilities,
     Checkpoint, CommitBatch, CommitReceipt, ContractRecord, ContractRef, Digest, EventFilter,
-    EventId, EventRecord, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, PreparedBatch, Refusal,
-    SignedCheckpoint, State, StateId, Store, StoreError, Timestamp,
+    EventId, EventRecord, HashAlg, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, PreparedBatch,
+    Refusal, SignedCheckpoint, State, StateId, Store, StoreError, Timestamp,
 };
 
 use crate::checkpoint::Checkpointer;
@@ -771,9 +771,13 @@ impl ItemRow {
 }
 
 /// What a commit looks up before planning, with the keys as the JSON arrays its statements
-/// take: computed by the calling task, before the hand-off to the writer thread.
+/// take, and the digests of the log records it appends: computed by the calling task, before
+/// the hand-off to the writer thread.
 struct BatchKeys {
     lookups: Lookups,
+    /// The batch's event log records' digests (the log's usual algorithm; a log of another
+    /// one has them computed in the transaction).
+    digests: RecordDigests,
     /// `["<event id>", …]`: every event id of the batch, in batch order.
     events: String,
     /// `[["<origin node>", <origin seq>], …]`: the batch's distinct origins.
@@ -792,6 +796,7 @@ impl BatchKeys {
         let origins = json_text("origins", &origins)?;
         Ok(BatchKeys {
             lookups,
+            digests: RecordDigests::of(batch, HashAlg::Blake3),
             events,
             origins,
         })
@@ -864,7 +869,7 @@ fn commit_rows(
         }
     }
     recorded.log_head = read_log_head(tx, sql, OP)?;
-    let plan = CommitPlan::new(batch, &recorded)?;
+    let plan = CommitPlan::new_with(batch, &recorded, Some(&keys.digests))?;
     let mut history = tx.prepare_cached(&sql.insert_history).map_err(be)?;
     let mut event = tx.prepare_cached(&sql.insert_event).map_err(be)?;
     for &i in &plan.record {

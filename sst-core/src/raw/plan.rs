@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::StoreError;
 use serde_json::Value;
 
-use crate::hash::{Digest, EventId, SectionHash};
+use crate::hash::{Digest, EventId, HashAlg, SectionHash};
 use crate::log::{LogEntry, LogHead, LogRecord};
 use crate::model::{ContractRecord, NodeId, OriginSeq, SectionSeal, State, StateId};
 use crate::store::{CommitBatch, CommitItem, CommitReceipt};
@@ -199,6 +199,21 @@ impl CommitPlan {
     /// # Errors
     /// [`StoreError::Conflict`] for the first item that breaks a rule; nothing is to be written.
     pub fn new(batch: &CommitBatch, recorded: &Recorded) -> Result<CommitPlan, StoreError> {
+        Self::new_with(batch, recorded, None)
+    }
+
+    /// [`CommitPlan::new`] with the digests of the batch's log records computed beforehand
+    /// ([`RecordDigests::of`], e.g. before a writer's transaction): each is used where it is
+    /// the digest of that very item under the log's hash algorithm; any other is computed
+    /// here. The plan is exactly [`CommitPlan::new`]'s.
+    ///
+    /// # Errors
+    /// As [`CommitPlan::new`].
+    pub fn new_with(
+        batch: &CommitBatch,
+        recorded: &Recorded,
+        digests: Option<&RecordDigests>,
+    ) -> Result<CommitPlan, StoreError> {
         let mut plan = CommitPlan::default();
         let mut versions: BTreeMap<&StateId, u64> = BTreeMap::new();
         let mut first: BTreeMap<&StateId, u64> = BTreeMap::new();
@@ -251,7 +266,18 @@ impl CommitPlan {
         }
         let mut head = recorded.log_head;
         for &i in &plan.record {
-            let entry = head.append(&LogRecord::Event(&batch.items[i].event));
+            let event = &batch.items[i].event;
+            let record = LogRecord::Event(event);
+            let entry = match digests.and_then(|d| d.get(i, event.id(), head.hash.alg())) {
+                Some(digest) => LogEntry::new(
+                    head.pos + 1,
+                    record.kind(),
+                    record.subject(),
+                    digest,
+                    head.hash,
+                ),
+                None => head.append(&record),
+            };
             head = entry.head();
             plan.log.push(entry);
         }
@@ -386,5 +412,40 @@ impl ContractPut {
                 offered.identity,
             )),
         }
+    }
+}
+
+/// The digests of a batch's event log records ([`LogRecord::digest`]) under one hash
+/// algorithm, computed before the commit that appends them (they need no store), each kept
+/// with the event id it belongs to.
+#[derive(Debug, Clone)]
+pub struct RecordDigests {
+    alg: HashAlg,
+    digests: Vec<(EventId, Digest)>,
+}
+
+impl RecordDigests {
+    /// The digest of every item's event record of `batch` under `alg` (the log's, normally
+    /// [`HashAlg::Blake3`]: a log of another algorithm computes its own).
+    pub fn of(batch: &CommitBatch, alg: HashAlg) -> Self {
+        RecordDigests {
+            alg,
+            digests: batch
+                .items
+                .iter()
+                .map(|item| (item.event.id(), LogRecord::Event(&item.event).digest(alg)))
+                .collect(),
+        }
+    }
+
+    /// The digest of item `i`, if it was computed for event `id` under `alg`.
+    fn get(&self, i: usize, id: EventId, alg: HashAlg) -> Option<Digest> {
+        if self.alg != alg {
+            return None;
+        }
+        self.digests
+            .get(i)
+            .filter(|(for_id, _)| *for_id == id)
+            .map(|(_, digest)| *digest)
     }
 }
