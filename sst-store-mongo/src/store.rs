@@ -424,19 +424,6 @@ fn value_digest(id: &str, value: &Bson) -> Result<u64, StoreError> {
     Ok(h.finish())
 }
 
-/// The refusal of a first-layout history holding one section version with two values.
-fn disagreement(id: &str, name: &str, low: u64, high: u64) -> StoreError {
-    let (low, high) = (low.min(high), low.max(high));
-    StoreError::malformed(
-        format!("state {id}"),
-        format!(
-            "versions {low} to {high} hold section `{name}` under one hash with different \
-             values (edited behind SST's back): the first layout is not upgraded; restore the \
-             committed value, then migrate again"
-        ),
-    )
-}
-
 /// Integrity error for a current document whose version the history lacks.
 fn no_history(id: &str, version: u64) -> StoreError {
     StoreError::malformed(
@@ -1919,7 +1906,12 @@ impl MongoStore {
                         e.insert((digest, version));
                     }
                     std::collections::btree_map::Entry::Occupied(e) if e.get().0 != digest => {
-                        return Err(disagreement(&id, &name, e.get().1, version));
+                        return Err(sst_core::raw::first_layout_disagreement(
+                            &id,
+                            &name,
+                            e.get().1,
+                            version,
+                        ));
                     }
                     std::collections::btree_map::Entry::Occupied(_) => {}
                 }
@@ -1964,7 +1956,9 @@ impl MongoStore {
             .and_then(|d| d.get("value").cloned())
             .unwrap_or(Bson::Null);
         if value_digest(id, &held)? != value_digest(id, &value)? {
-            return Err(disagreement(id, name, version, version));
+            return Err(sst_core::raw::first_layout_disagreement(
+                id, name, version, version,
+            ));
         }
         Ok(())
     }

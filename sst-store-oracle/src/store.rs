@@ -927,27 +927,18 @@ impl FirstLayoutCopies {
                     self.0.insert(key, (digest, version));
                 }
                 Some((held, first)) if *held != digest => {
-                    return Err(disagreement(id, name, *first, version));
+                    return Err(sst_core::raw::first_layout_disagreement(
+                        id,
+                        name,
+                        first.unsigned_abs(),
+                        version.unsigned_abs(),
+                    ));
                 }
                 Some(_) => {}
             }
         }
         Ok(())
     }
-}
-
-/// The refusal of a first-layout history holding section `name` of state `id` with two
-/// values, in versions `a` and `b` (worded as PostgreSQL's and MongoDB's).
-fn disagreement(id: &str, name: &str, a: i64, b: i64) -> StoreError {
-    let (low, high) = (a.min(b), a.max(b));
-    StoreError::malformed(
-        format!("state {id}"),
-        format!(
-            "versions {low} to {high} hold section `{name}` under one hash with different \
-             values (edited behind SST's back): the first layout is not upgraded; restore the \
-             committed value, then migrate again"
-        ),
-    )
 }
 
 /// [`LayoutStep::CopySections`]: a section row for every salted seal of every first-layout

@@ -1444,13 +1444,11 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| backend(op, e))?;
             if let Some((id, name, low, high)) = disagreement {
-                return Err(StoreError::malformed(
-                    format!("state {id}"),
-                    format!(
-                        "versions {low} to {high} hold section `{name}` under one hash with \
-                         different values (edited behind SST's back): the first layout is not \
-                         upgraded; restore the committed value, then migrate again"
-                    ),
+                return Err(sst_core::raw::first_layout_disagreement(
+                    &id,
+                    &name,
+                    low.unsigned_abs(),
+                    high.unsigned_abs(),
                 ));
             }
             stmts.extend(schema::upgrade_first_layout(&self.names, &extra));

@@ -18,6 +18,22 @@ pub const FIRST_LAYOUT_CURRENT_ONLY: [&str; 6] = [
     "updated_at",
 ];
 
+/// The refusal of a first-layout upgrade whose history holds one section version (state
+/// `id`, section `name`, one hash) with different values in versions `a` and `b`: one copy was
+/// edited behind SST's back, and keeping either would hide the edit from `verify`, so nothing
+/// is upgraded.
+pub fn first_layout_disagreement(id: &str, name: &str, a: u64, b: u64) -> StoreError {
+    let (low, high) = (a.min(b), a.max(b));
+    StoreError::malformed(
+        format!("state {id}"),
+        format!(
+            "versions {low} to {high} hold section `{name}` under one hash with different \
+             values (edited behind SST's back): the first layout is not upgraded; restore the \
+             committed value, then migrate again"
+        ),
+    )
+}
+
 /// How column (and table) names compare on an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameCase {

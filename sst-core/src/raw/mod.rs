@@ -8,7 +8,10 @@ mod layout;
 mod plan;
 
 pub use columns::EventColumns;
-pub use layout::{check_peer_layout, columns_to_add, NameCase, FIRST_LAYOUT_CURRENT_ONLY};
+pub use layout::{
+    check_peer_layout, columns_to_add, first_layout_disagreement, NameCase,
+    FIRST_LAYOUT_CURRENT_ONLY,
+};
 pub use plan::{
     CommitPlan, ContractPut, CurrentRow, CurrentWrite, DataWrite, Lookups, RecordDigests, Recorded,
     SectionVersion, RACE_RETRIES,
