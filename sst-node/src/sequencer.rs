@@ -726,7 +726,13 @@ impl Writer {
             // The groups launched after it were planned on top of it: none of them reaches
             // the store (each waits for the one before it), so their jobs are planned again.
             while let Some(mut later) = self.inflight.pop_front() {
-                let _ = (&mut later.commit.0).await;
+                if let Ok((_, Ok(()))) = (&mut later.commit.0).await {
+                    // Cannot happen (it waits for this group's `false`); never silently.
+                    tracing::error!(
+                        node = %self.ctx.id(), events = ?later.events,
+                        "a group planned on a group not committed as planned was committed"
+                    );
+                }
                 self.replan.extend(later.jobs);
             }
         }
