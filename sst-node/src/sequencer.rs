@@ -653,7 +653,13 @@ impl Writer {
             let result = commit_items(&ctx, &mut plans, after).await;
             // The next group is handed to the store only after this one committed (a
             // dropped sender, when this task is aborted, says the same as `false`).
-            let _ = done.send(result.is_ok());
+            if done.send(result.is_ok()).is_err() {
+                debug!(
+                    items = plans.len(),
+                    committed = result.is_ok(),
+                    "no group waits for this one's commit (the sequencer stopped)"
+                );
+            }
             (plans, result)
         });
         self.inflight.push_back(InFlight {

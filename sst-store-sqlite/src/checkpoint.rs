@@ -162,8 +162,10 @@ impl Drop for Checkpointer {
         }
         self.shared.wake.notify_one();
         if let Some(thread) = self.thread.take() {
-            // A panic there was already reported by the thread; nothing is left to clean up.
-            let _ = thread.join();
+            // Nothing is left to clean up after a panic there; it is logged, not lost.
+            if thread.join().is_err() {
+                tracing::warn!("the sqlite checkpointer thread panicked; the writer checkpointed the log itself since");
+            }
         }
     }
 }
