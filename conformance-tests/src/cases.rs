@@ -2044,6 +2044,146 @@ pub async fn unchanged_sections_are_stored_once_and_every_version_reads_back(
     Ok(())
 }
 
+/// An applied event's row names the section versions it disclosed (`{salt, hash}`, the key of
+/// the section row) instead of carrying their values a second time, and reads back with the
+/// values exactly (`event`, `events`). A row of the older inline form reads back the same and
+/// verifies; a row naming a section version that is not stored is an integrity error on that
+/// event, and `verify` reports it with the event's id.
+pub async fn event_rows_name_the_section_versions_they_disclose(
+    f: &impl BackendFactory,
+) -> anyhow::Result<()> {
+    const CASE: &str = "event_rows_name_the_section_versions_they_disclose";
+    let b = f.open().await?;
+    let (alice, ka) = actor("acme", "alice");
+    register(&b, &[&alice]).await?;
+    let id = state_id("disclosed");
+    let c = create(
+        &id,
+        deal_parties(),
+        deal_values(250_000, 3.2),
+        (&alice, &ka),
+        1,
+    );
+    let v1 = state_of(&c)?;
+    let x = change(
+        &v1,
+        values([("inspection", json!({"radon": 4.6, "passed": false}))]),
+        (&alice, &ka),
+        2,
+    );
+    let v2 = state_of(&x)?;
+    commit(&b, vec![c.clone(), x.clone()]).await?;
+
+    let column_of = |event: EventId| {
+        let raw = b.raw.clone();
+        async move {
+            raw.raw_event_column(&event, crate::EventColumn::Disclosures)
+                .await
+        }
+    };
+    if column_of(c.event.id()).await?.is_none() {
+        crate::not_run(
+            CASE,
+            b.store.backend(),
+            "store keeps no event rows of its own",
+        );
+        return Ok(());
+    }
+    for (item, state) in [(&c, &v1), (&x, &v2)] {
+        let event = item.event.id();
+        ensure!(
+            !item.event.disclosures.is_empty(),
+            "fixture event {event} discloses nothing"
+        );
+        let column = column_of(event)
+            .await?
+            .with_context(|| format!("event {event} has no row"))?;
+        let entries = column
+            .as_object()
+            .with_context(|| format!("event {event}: disclosures column is {column}"))?;
+        ensure!(
+            entries.keys().eq(item.event.disclosures.keys()),
+            "event {event}: the column names {:?}, the event disclosed {:?}",
+            entries.keys().collect::<Vec<_>>(),
+            item.event.disclosures.keys().collect::<Vec<_>>()
+        );
+        for (name, entry) in entries {
+            ensure!(
+                entry.get("value").is_none(),
+                "event {event}: section {name} is stored a second time in the event row: {entry}"
+            );
+            ensure!(
+                entry.get("hash") == Some(&json!(state.sections[name].hash.to_string())),
+                "event {event}: section {name} names {entry}, not version {} of the state",
+                state.sections[name].hash
+            );
+        }
+        let read = b
+            .store
+            .event(&event)
+            .await?
+            .with_context(|| format!("event {event} missing"))?;
+        ensure!(
+            canon(&read.disclosures)? == canon(&item.event.disclosures)?,
+            "event {event} reads back other disclosures"
+        );
+    }
+    let listed = b
+        .store
+        .events(&EventFilter {
+            state_id: Some(id.clone()),
+            ..Default::default()
+        })
+        .await?;
+    let written: Vec<&EventRecord> = vec![&c.event, &x.event];
+    ensure!(
+        canon(&listed)? == canon(&written)?,
+        "events() reads back other records"
+    );
+
+    // A row written before event rows named section versions: values inline.
+    let x_id = x.event.id();
+    let inline = serde_json::to_value(&x.event.disclosures)?;
+    let named = column_of(x_id).await?.context("event row vanished")?;
+    let set = |value: Value| crate::Mutation::SetEventColumn {
+        event: x_id,
+        column: crate::EventColumn::Disclosures,
+        value,
+    };
+    ensure!(b.raw.mutate(&set(inline)).await?, "event row not found");
+    let read = b.store.event(&x_id).await?.context("event missing")?;
+    ensure!(
+        canon(&read.disclosures)? == canon(&x.event.disclosures)?,
+        "an inline disclosures column reads back otherwise"
+    );
+    let report = verify_store(b.store.as_ref(), &mut |_, _| {}).await?;
+    ensure!(
+        report.is_clean(),
+        "inline disclosures do not verify: {report:?}"
+    );
+
+    // A reference to a section version nobody stored.
+    let mut dangling = named;
+    dangling["inspection"]["hash"] = json!(v2.sections["price"].hash.to_string());
+    ensure!(b.raw.mutate(&set(dangling)).await?, "event row not found");
+    match b.store.event(&x_id).await {
+        Err(StoreError::Integrity { what, source }) => ensure!(
+            what.contains(&x_id.to_string()) && source.to_string().contains("inspection"),
+            "the error names neither the event nor the section: {what}: {source}"
+        ),
+        other => bail!("a dangling section version reads as {other:?}"),
+    }
+    let report = verify_store(b.store.as_ref(), &mut |_, _| {}).await?;
+    ensure!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.event.as_deref() == Some(x_id.to_string().as_str())),
+        "verify does not report the event naming a missing section version: {report:?}"
+    );
+    Ok(())
+}
+
 /// State tables of the first layout (every history row carrying its whole data document)
 /// are upgraded in place by `migrate`: every version, the current rows and redacted sections
 /// read back exactly, the store verifies clean, a second `migrate` changes nothing, and the

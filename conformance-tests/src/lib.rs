@@ -73,6 +73,16 @@ pub trait RawAccess: Send + Sync {
     /// a current-state row on a store without a current-state table): the case then reports
     /// itself NOT RUN.
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool>;
+    /// The stored value of `column` of the event row `event`, as JSON (a JSON document
+    /// column as the document, text as a string, an integer as a number, `NULL` as `null`);
+    /// `Ok(None)` when no such row is stored. A store without an event table of its own (the
+    /// in-memory reference) returns `Ok(None)` for every event, and the cases reading raw
+    /// event columns report themselves NOT RUN there.
+    async fn raw_event_column(
+        &self,
+        event: &EventId,
+        column: EventColumn,
+    ) -> anyhow::Result<Option<Value>>;
 }
 
 /// One row-level change made behind the store's back (the tamper matrix of the suite).
@@ -198,6 +208,9 @@ pub enum EventColumn {
     BusinessEvents,
     /// `endorsements` (JSON array or null).
     Endorsements,
+    /// `disclosures` (JSON document: per disclosed section, `{salt, value}` inline or
+    /// `{salt, hash}` naming its section version).
+    Disclosures,
 }
 
 impl EventColumn {
@@ -212,6 +225,7 @@ impl EventColumn {
             EventColumn::Receipt => "receipt",
             EventColumn::BusinessEvents => "business_events",
             EventColumn::Endorsements => "endorsements",
+            EventColumn::Disclosures => "disclosures",
         }
     }
 }
@@ -301,6 +315,7 @@ macro_rules! suite {
             added_key_is_reported_with_state_and_version,
             edited_shared_section_version_is_reported_in_every_version_holding_it,
             unchanged_sections_are_stored_once_and_every_version_reads_back,
+            event_rows_name_the_section_versions_they_disclose,
             first_layout_is_upgraded_in_place_without_losing_a_version,
             removed_key_is_reported_with_state_and_version,
             swapped_history_rows_are_reported_with_state_and_versions,

@@ -132,6 +132,15 @@ impl RawAccess for MemoryRaw {
         Ok(false)
     }
 
+    async fn raw_event_column(
+        &self,
+        _event: &sst_core::EventId,
+        _column: EventColumn,
+    ) -> anyhow::Result<Option<Value>> {
+        // Whole records, no event rows: the raw-column cases are NOT RUN here.
+        Ok(None)
+    }
+
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
         // The reference store keeps no current-state row apart from its history: mutations
         // of that row do not exist here.

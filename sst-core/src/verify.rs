@@ -573,16 +573,16 @@ fn entries_of(entries: &[LogEntry], kinds: &[LogKind]) -> BTreeMap<String, Vec<L
     out
 }
 
-/// Checks that `row` (absent = no row) is what the latest of `logged` binds. `row_digest`,
-/// when given, is the row's digest in the algorithm of that latest entry, computed earlier.
-fn check_binding(
+/// Checks that `row` (absent = no row) is what the latest of `logged` binds, and returns the
+/// finding when it is not. `row_digest`, when given, is the row's digest in the algorithm of
+/// that latest entry, computed earlier.
+fn binding_finding(
     table: PeerTable,
     what: &str,
     row: Option<&LogRecord<'_>>,
     row_digest: Option<Digest>,
     logged: Option<&Vec<LogEntry>>,
-    report: &mut VerifyReport,
-) {
+) -> Option<Finding> {
     let latest = logged.and_then(|l| l.last());
     let problem = match (row, latest) {
         (None, None) => None,
@@ -609,12 +609,10 @@ fn check_binding(
         }
         _ => None,
     };
-    if let Some(problem) = problem {
-        report.findings.push(Finding {
-            version: latest.map(|e| e.pos),
-            ..record_finding(table, Rule::LogRecord, problem)
-        });
-    }
+    problem.map(|problem| Finding {
+        version: latest.map(|e| e.pos),
+        ..record_finding(table, Rule::LogRecord, problem)
+    })
 }
 
 async fn verify_log_bindings(
@@ -665,13 +663,24 @@ async fn verify_log_bindings(
                 )
             });
         }
-        check_binding(
-            PeerTable::Event,
-            &format!("event {subject}"),
-            Some(&LogRecord::Event(rec)),
-            row_digest,
-            logged,
-            report,
+        // An event row that no longer hashes to its log record (its columns, or a section
+        // version its disclosures name, edited) is reported with its state and the version it
+        // applied; the log position is in the problem.
+        report.findings.extend(
+            binding_finding(
+                PeerTable::Event,
+                &format!("event {subject}"),
+                Some(&LogRecord::Event(rec)),
+                row_digest,
+                logged,
+            )
+            .map(|f| Finding {
+                version: match rec.outcome {
+                    Outcome::Applied { version, .. } if version > 0 => Some(version),
+                    _ => None,
+                },
+                ..ev(f.rule, f.problem)
+            }),
         );
         if let Some(e) = logged.and_then(|l| l.first()) {
             if e.pos < last_pos {
@@ -728,14 +737,13 @@ async fn verify_log_bindings(
     }
     for (subject, logged) in &event_entries {
         if !held.contains(subject) {
-            check_binding(
+            report.findings.extend(binding_finding(
                 PeerTable::Event,
                 &format!("event {subject}"),
                 None,
                 None,
                 Some(logged),
-                report,
-            );
+            ));
         }
     }
 
@@ -744,26 +752,24 @@ async fn verify_log_bindings(
     let actors = &records.actors;
     for a in actors {
         let what = format!("actor {}", a.id);
-        check_binding(
+        report.findings.extend(binding_finding(
             PeerTable::Actor,
             &what,
             Some(&LogRecord::Actor(a)),
             None,
             actor_entries.get(a.id.as_str()),
-            report,
-        );
+        ));
     }
     let held_actors: BTreeSet<&str> = actors.iter().map(|a| a.id.as_str()).collect();
     for (subject, logged) in &actor_entries {
         if !held_actors.contains(subject.as_str()) {
-            check_binding(
+            report.findings.extend(binding_finding(
                 PeerTable::Actor,
                 &format!("actor {subject}"),
                 None,
                 None,
                 Some(logged),
-                report,
-            );
+            ));
         }
     }
     let contract_entries = entries_of(entries, &[LogKind::Contract]);
@@ -771,27 +777,25 @@ async fn verify_log_bindings(
     if let Ok(contracts) = &records.contracts {
         for c in contracts {
             let subject = c.contract().to_string();
-            check_binding(
+            report.findings.extend(binding_finding(
                 PeerTable::Contract,
                 &format!("contract {subject}"),
                 Some(&LogRecord::Contract(c)),
                 None,
                 contract_entries.get(&subject),
-                report,
-            );
+            ));
         }
         let held_contracts: BTreeSet<String> =
             contracts.iter().map(|c| c.contract().to_string()).collect();
         for (subject, logged) in &contract_entries {
             if !held_contracts.contains(subject) {
-                check_binding(
+                report.findings.extend(binding_finding(
                     PeerTable::Contract,
                     &format!("contract {subject}"),
                     None,
                     None,
                     Some(logged),
-                    report,
-                );
+                ));
             }
         }
     }
@@ -800,27 +804,25 @@ async fn verify_log_bindings(
         Ok(refusals) => {
             for r in refusals {
                 let subject = r.event.to_string();
-                check_binding(
+                report.findings.extend(binding_finding(
                     PeerTable::Refusal,
                     &format!("refusal of event {subject}"),
                     Some(&LogRecord::Refusal(r)),
                     None,
                     refusal_entries.get(&subject),
-                    report,
-                );
+                ));
             }
             let held_refusals: BTreeSet<String> =
                 refusals.iter().map(|r| r.event.to_string()).collect();
             for (subject, logged) in &refusal_entries {
                 if !held_refusals.contains(subject) {
-                    check_binding(
+                    report.findings.extend(binding_finding(
                         PeerTable::Refusal,
                         &format!("refusal of event {subject}"),
                         None,
                         None,
                         Some(logged),
-                        report,
-                    );
+                    ));
                 }
             }
         }

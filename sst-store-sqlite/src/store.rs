@@ -18,7 +18,7 @@ use sst_core::raw::columns::{
 };
 use sst_core::raw::{
     check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, DataWrite,
-    EventColumns, Lookups, NameCase, RecordDigests, Recorded, RACE_RETRIES,
+    DisclosureColumn, EventColumns, Lookups, NameCase, RecordDigests, Recorded, RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, portable, Actor, ActorId, Capabilities,
@@ -112,6 +112,7 @@ struct Sql {
     select_state_at: String,
     state_ids: String,
     select_event: String,
+    section_value: String,
     select_events: String,
     last_origin_seq: String,
     upsert_actor: String,
@@ -216,6 +217,9 @@ impl Sql {
             ),
             state_ids: format!(r#"SELECT id FROM "{state}" ORDER BY id"#),
             select_event: format!(r#"SELECT {event_columns} FROM "{event}" WHERE id = ?1"#),
+            section_value: format!(
+                r#"SELECT value FROM "{section}" WHERE state_id = ?1 AND name = ?2 AND hash = ?3"#
+            ),
             select_events: format!(r#"SELECT {event_columns} FROM "{event}" WHERE 1 = 1"#),
             last_origin_seq: format!(
                 r#"SELECT MAX(origin_seq) FROM "{event}" WHERE origin_node = ?1"#
@@ -710,7 +714,7 @@ impl ItemRow {
     fn new(i: usize, item: &sst_core::CommitItem) -> Result<Self, StoreError> {
         let at = format!("items[{i}]");
         let rec = &item.event;
-        let c = EventColumns::from_record(&at, rec)?;
+        let c = EventColumns::from_item(&at, item)?;
         let text = |v: Option<String>| v.map_or(SqlValue::Null, SqlValue::Text);
         let event = [
             SqlValue::Text(c.id.clone()),
@@ -1231,9 +1235,50 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<State, Store
     }))
 }
 
-/// Reads one event row ([`EVENT_COLUMNS`] order) back into an [`EventRecord`], checking the
-/// derived columns against the signed event.
-fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord, StoreError>> {
+/// An event row read back whose disclosures may still name section versions.
+struct EventRow {
+    record: EventRecord,
+    disclosures: DisclosureColumn,
+}
+
+impl EventRow {
+    /// The record with the section versions its disclosures name read from the section table
+    /// (nothing is read for disclosures held inline).
+    fn resolve(self, conn: &Connection, sql: &Sql) -> Result<EventRecord, StoreError> {
+        let EventRow {
+            mut record,
+            disclosures,
+        } = self;
+        let what = format!("event {}", record.id());
+        let state = record.event().state_id.clone();
+        record.disclosures = disclosures.resolve(&what, &state, |name, hash| {
+            let text: Option<String> = conn
+                .prepare_cached(&sql.section_value)
+                .and_then(|mut stmt| {
+                    stmt.query_row(
+                        rusqlite::params![state.as_str(), name, hash.to_string()],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })
+                .map_err(|e| backend("events", e))?;
+            text.map(|t| {
+                serde_json::from_str(&t).map(Arc::new).map_err(|e| {
+                    StoreError::malformed(
+                        &what,
+                        format!("disclosures.{name}: section version {hash}: {e}"),
+                    )
+                })
+            })
+            .transpose()
+        })?;
+        Ok(record)
+    }
+}
+
+/// Reads one event row ([`EVENT_COLUMNS`] order) back, checking the derived columns against
+/// the signed event; the disclosures are resolved by [`EventRow::resolve`].
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRow, StoreError>> {
     let signed: String = r.get(0)?;
     let disclosures: String = r.get(1)?;
     let outcome: String = r.get(2)?;
@@ -1272,13 +1317,12 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
                 .transpose()
                 .map_err(|e| StoreError::malformed(&what, format!("{column}: {e}")))
         };
-        let disclosures = serde_json::from_str(&disclosures)
-            .map_err(|e| StoreError::malformed(&what, format!("disclosures: {e}")))?;
+        let disclosures = DisclosureColumn::parse_text(&what, &disclosures)?;
         let reason = json("reason", reason)?;
         let outcome = outcome_from_columns(&what, &outcome, new_version, new_root, reason)?;
         let record = EventRecord {
             signed,
-            disclosures,
+            disclosures: BTreeMap::new(),
             outcome,
             receipt: receipt_from_column(&what, json("receipt", receipt)?)?,
             business_events: business_events_from_column(
@@ -1305,7 +1349,10 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRecord,
             reason,
         };
         EventColumns::check_derived(&record, &derived)?;
-        Ok(record)
+        Ok(EventRow {
+            record,
+            disclosures,
+        })
     })())
 }
 
@@ -1710,7 +1757,10 @@ impl Store for SqliteStore {
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(params.iter()), event_from_row)
                 .map_err(|e| backend("events", e))?;
-            collect("events", rows)
+            collect("events", rows)?
+                .into_iter()
+                .map(|e| e.resolve(conn, sql))
+                .collect()
         })
         .await
     }
@@ -1724,6 +1774,8 @@ impl Store for SqliteStore {
             stmt.query_row([id], event_from_row)
                 .optional()
                 .map_err(|e| backend("event", e))?
+                .transpose()?
+                .map(|e| e.resolve(conn, sql))
                 .transpose()
         })
         .await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
+use conformance_tests::{Backend, BackendFactory, EventColumn, Mutation, RawAccess};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use sst_core::{StateId, Store};
@@ -204,6 +204,44 @@ impl RawAccess for SqliteRaw {
     async fn downgrade_to_first_layout(&self) -> anyhow::Result<bool> {
         self.with_conn(|c, t| first_layout::downgrade(c, t).map(|()| true))
             .await
+    }
+
+    async fn raw_event_column(
+        &self,
+        event: &sst_core::EventId,
+        column: EventColumn,
+    ) -> anyhow::Result<Option<Value>> {
+        use rusqlite::types::Value as Sql;
+        let event = event.to_string();
+        self.with_conn(move |c, t| {
+            let stored: Option<Sql> = c
+                .query_row(
+                    &format!(
+                        r#"SELECT {} FROM "{}" WHERE id = ?1"#,
+                        column.name(),
+                        t.event
+                    ),
+                    [event],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let document = matches!(
+                column,
+                EventColumn::Receipt
+                    | EventColumn::BusinessEvents
+                    | EventColumn::Endorsements
+                    | EventColumn::Disclosures
+            );
+            let value = stored.map(|v| match v {
+                Sql::Null => Ok(Value::Null),
+                Sql::Integer(i) => Ok(Value::from(i)),
+                Sql::Text(text) if document => serde_json::from_str(&text),
+                Sql::Text(text) => Ok(Value::String(text)),
+                other => Ok(Value::String(format!("{other:?}"))),
+            });
+            Ok(value.transpose()?)
+        })
+        .await
     }
 
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {

@@ -8,7 +8,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{BusinessEvent, Endorsement, EventRecord, Outcome, SequencingReceipt, StoreError};
+use super::DisclosureColumn;
+use crate::{
+    BusinessEvent, CommitItem, Endorsement, EventRecord, Outcome, SequencingReceipt, StoreError,
+};
 
 /// A `u64` that must fit a signed 64-bit database integer; [`StoreError::InvalidInput`] at
 /// `path` when it does not.
@@ -67,7 +70,8 @@ pub struct EventColumns {
     pub new_root: Option<String>,
     /// The signed event as JSON.
     pub signed: Value,
-    /// The disclosures as JSON.
+    /// The disclosures as JSON: inline, or (built by [`EventColumns::from_item`]) naming the
+    /// section versions of the new state that hold them ([`DisclosureColumn`]).
     pub disclosures: Value,
     /// The sequencing node's receipt as JSON (absent when the record has none).
     pub receipt: Option<Value>,
@@ -115,6 +119,21 @@ impl EventColumns {
     /// # Errors
     /// [`StoreError::InvalidInput`] as above; nothing has been written.
     pub fn from_record(at: &str, rec: &EventRecord) -> Result<Self, StoreError> {
+        Self::build(at, rec, None)
+    }
+
+    /// The columns of a validated commit item: as [`EventColumns::from_record`], except that
+    /// an applied event's disclosures name the section versions of its new state instead of
+    /// repeating their values ([`DisclosureColumn::of_item`]). Readers resolve them with
+    /// [`DisclosureColumn::resolve`].
+    ///
+    /// # Errors
+    /// As [`EventColumns::from_record`].
+    pub fn from_item(at: &str, item: &CommitItem) -> Result<Self, StoreError> {
+        Self::build(at, &item.event, Some(item))
+    }
+
+    fn build(at: &str, rec: &EventRecord, item: Option<&CommitItem>) -> Result<Self, StoreError> {
         let path = |rest: &str| {
             if at.is_empty() {
                 rest.to_owned()
@@ -122,7 +141,6 @@ impl EventColumns {
                 format!("{at}.{rest}")
             }
         };
-        let e = rec.event();
         let (reason, reason_detail, new_version, new_root) = match &rec.outcome {
             Outcome::Applied { version, root } => (
                 None,
@@ -137,22 +155,26 @@ impl EventColumns {
                 None,
             ),
         };
+        let derived = Derived::of(rec, &path("event.origin_seq"))?;
         Ok(EventColumns {
-            id: rec.id().to_string(),
-            state_id: e.state_id.0.clone(),
-            kind: e.kind.as_str(),
-            contract_name: e.contract.name.clone(),
-            contract_version: e.contract.version,
-            actor: e.actor.0.clone(),
-            origin_node: e.origin_node.0.clone(),
-            origin_seq: to_i64(&path("event.origin_seq"), e.origin_seq.0)?,
+            id: derived.id,
+            state_id: derived.state_id,
+            kind: derived.kind,
+            contract_name: derived.contract_name,
+            contract_version: derived.contract_version,
+            actor: derived.actor,
+            origin_node: derived.origin_node,
+            origin_seq: derived.origin_seq,
             outcome: rec.outcome.kind().as_str(),
             reason,
             reason_detail,
             new_version,
             new_root,
             signed: json_value(&path("event"), &rec.signed)?,
-            disclosures: json_value(&path("disclosures"), &rec.disclosures)?,
+            disclosures: match item {
+                Some(item) => DisclosureColumn::of_item(at, item)?,
+                None => json_value(&path("disclosures"), &rec.disclosures)?,
+            },
             receipt: rec
                 .receipt
                 .as_ref()
@@ -181,7 +203,8 @@ impl EventColumns {
         stored: &DerivedEventColumns,
     ) -> Result<(), StoreError> {
         let what = format!("event {}", rec.id());
-        let expect = Self::from_record("", rec).map_err(|e| StoreError::malformed(&what, e))?;
+        let expect =
+            Derived::of(rec, "event.origin_seq").map_err(|e| StoreError::malformed(&what, e))?;
         let differs = |column: &str,
                        found: &dyn std::fmt::Display,
                        signed: &dyn std::fmt::Display| {
@@ -236,6 +259,42 @@ impl EventColumns {
             return Err(differs("reason", &text(&stored.reason), &text(&reason)));
         }
         Ok(())
+    }
+}
+
+/// What [`EventColumns::check_derived`] compares: the derived columns of a record, without
+/// serialising its JSON columns (a read checks every row it returns).
+struct Derived {
+    id: String,
+    state_id: String,
+    kind: &'static str,
+    contract_name: String,
+    contract_version: u32,
+    actor: String,
+    origin_node: String,
+    origin_seq: i64,
+    reason: Option<&'static str>,
+}
+
+impl Derived {
+    /// The derived columns of `rec`; `origin_seq_path` names the origin sequence number in
+    /// the error when it does not fit a signed 64-bit integer.
+    fn of(rec: &EventRecord, origin_seq_path: &str) -> Result<Self, StoreError> {
+        let e = rec.event();
+        Ok(Derived {
+            id: rec.id().to_string(),
+            state_id: e.state_id.0.clone(),
+            kind: e.kind.as_str(),
+            contract_name: e.contract.name.clone(),
+            contract_version: e.contract.version,
+            actor: e.actor.0.clone(),
+            origin_node: e.origin_node.0.clone(),
+            origin_seq: to_i64(origin_seq_path, e.origin_seq.0)?,
+            reason: match &rec.outcome {
+                Outcome::Applied { .. } => None,
+                Outcome::Rejected { reason } => Some(reason.code()),
+            },
+        })
     }
 }
 

@@ -4,10 +4,12 @@
 //! rows with ([`columns`]). Users of SST never need this module.
 
 pub mod columns;
+mod disclosures;
 mod layout;
 mod plan;
 
 pub use columns::EventColumns;
+pub use disclosures::{DisclosureColumn, SectionVersionRef, StoredDisclosure};
 pub use layout::{
     check_peer_layout, columns_to_add, first_layout_disagreement, NameCase,
     FIRST_LAYOUT_CURRENT_ONLY,
