@@ -141,10 +141,7 @@ fn a_section_disclosed_with_another_salt_than_the_state_holds_stays_inline() {
     // row would hold another salt's value.
     it.event.disclosures.insert(
         "price".into(),
-        Disclosure {
-            salt: salt_of("other"),
-            value: Arc::new(json!({"amount": 1})),
-        },
+        Disclosure::new(salt_of("other"), Arc::new(json!({"amount": 1}))),
     );
     let column = DisclosureColumn::of_item("", &it).expect("column");
     assert!(column["price"].get("value").is_some(), "{column}");

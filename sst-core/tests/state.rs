@@ -489,3 +489,51 @@ fn byte_edits_and_key_edits_reach_nested_values() {
     // A nested change is reached: some pointer goes three levels down.
     assert!(pointers(&v).iter().any(|p| p == "/deep/list/1/k"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// the section hash memo
+
+/// The hash of a freshly built disclosure of `salt` and `value` (no memo).
+fn fresh_hash(
+    alg: sst_core::HashAlg,
+    name: &str,
+    salt: sst_core::Salt,
+    value: &Value,
+) -> sst_core::SectionHash {
+    sst_core::Disclosure::new(salt, std::sync::Arc::new(value.clone())).hash(alg, name)
+}
+
+proptest! {
+    /// A disclosure hashed once (as when it is sealed) and then changed in any way — its salt,
+    /// its value replaced, hashed under another name or algorithm, cloned first — hashes
+    /// exactly as a fresh disclosure of what it holds: the memo never answers for something
+    /// it did not cover.
+    #[test]
+    fn a_remembered_hash_is_only_reused_for_exactly_what_it_covered(
+        name in section_name(),
+        other_name in section_name(),
+        (v1, v2) in (section_value(), section_value()),
+        (s1, s2) in (salt(), salt()),
+        alg in common::alg(),
+        other_alg in common::alg(),
+    ) {
+        let section = Section::with_salt(alg, &name, s1, v1.clone());
+        let mut d = section.disclosure.clone().expect("sealed");
+        prop_assert_eq!(d.hash(alg, &name), section.hash);
+        prop_assert_eq!(d.hash(alg, &name), fresh_hash(alg, &name, s1, &v1));
+        prop_assert_eq!(d.hash(alg, &other_name), fresh_hash(alg, &other_name, s1, &v1));
+        prop_assert_eq!(d.hash(other_alg, &name), fresh_hash(other_alg, &name, s1, &v1));
+        let copy = d.clone();
+        d.salt = s2;
+        prop_assert_eq!(d.hash(alg, &name), fresh_hash(alg, &name, s2, &v1));
+        d.value = std::sync::Arc::new(v2.clone());
+        prop_assert_eq!(d.hash(alg, &name), fresh_hash(alg, &name, s2, &v2));
+        prop_assert_eq!(copy.hash(alg, &name), section.hash);
+        // A value edited in place is a new value: the memo holds the old one.
+        let mut edited = copy.clone();
+        std::sync::Arc::make_mut(&mut edited.value)
+            .as_object_mut()
+            .map(|o| o.insert("tampered".into(), Value::Bool(true)));
+        prop_assert_eq!(edited.hash(alg, &name), fresh_hash(alg, &name, s1, &edited.value));
+    }
+}

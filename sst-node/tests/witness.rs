@@ -152,10 +152,7 @@ async fn a_replica_state_rewritten_behind_its_back_is_caught_by_the_home() -> an
             let alg = v2.alg();
             if let Some(section) = v2.sections.get_mut("common") {
                 if let Some(d) = &mut section.disclosure {
-                    *d = Disclosure {
-                        salt: d.salt,
-                        value: json!({"rev": 1, "forged": true}).into(),
-                    };
+                    *d = Disclosure::new(d.salt, json!({"rev": 1, "forged": true}).into());
                     section.hash = d.hash(alg, "common");
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -48,12 +48,41 @@ impl Parties {
 /// state version, event record and commit that carries it, so a change to one section of a
 /// large state never copies the others. Equality compares values (a shared value is equal
 /// without being walked).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// [`Disclosure::hash`] remembers the last hash it computed, with the salt and the very value
+/// (a shared reference to it) it covered: a disclosure hashed when it is sealed or first
+/// checked is not walked again by the later checks of the same commit (a section of several
+/// megabytes costs one canonical serialisation, not three). Changing the salt or replacing
+/// the value makes the memo miss; the value behind a remembered reference cannot change (it
+/// is shared, so never uniquely writable). A disclosure read from a store or received from a
+/// peer starts without a memo, so `verify` always hashes what is stored.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Disclosure {
     /// Per-section-version salt.
     pub salt: Salt,
     /// The section's JSON value.
     pub value: Arc<Value>,
+    #[serde(skip)]
+    memo: OnceLock<HashMemo>,
+}
+
+/// A section hash [`Disclosure::hash`] computed, with exactly what it covered.
+#[derive(Clone)]
+struct HashMemo {
+    alg: HashAlg,
+    name: Box<str>,
+    salt: Salt,
+    value: Arc<Value>,
+    hash: SectionHash,
+}
+
+impl fmt::Debug for Disclosure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Disclosure")
+            .field("salt", &self.salt)
+            .field("value", &self.value)
+            .finish()
+    }
 }
 
 impl PartialEq for Disclosure {
@@ -64,12 +93,39 @@ impl PartialEq for Disclosure {
 }
 
 impl Disclosure {
+    /// `value` disclosed with `salt`.
+    pub fn new(salt: Salt, value: Arc<Value>) -> Self {
+        Disclosure {
+            salt,
+            value,
+            memo: OnceLock::new(),
+        }
+    }
+
     /// Hash of this disclosure as section `name`.
     pub fn hash(&self, alg: HashAlg, name: &str) -> SectionHash {
+        if let Some(m) = self.memo.get() {
+            if m.alg == alg
+                && *m.name == *name
+                && m.salt == self.salt
+                && Arc::ptr_eq(&m.value, &self.value)
+            {
+                return m.hash;
+            }
+        }
         let mut h = Hasher::new(alg, Domain::Section);
         h.part(name.as_bytes()).part(&self.salt.0);
         h.part(&canonical::to_vec(&self.value));
-        SectionHash(h.finish())
+        let hash = SectionHash(h.finish());
+        // The first hash computed is kept; another name or algorithm is simply recomputed.
+        let _ = self.memo.set(HashMemo {
+            alg,
+            name: name.into(),
+            salt: self.salt,
+            value: Arc::clone(&self.value),
+            hash,
+        });
+        hash
     }
 }
 
@@ -90,10 +146,7 @@ impl Section {
     }
     /// Seals `value` with a given salt (receivers rebuilding a sender's section).
     pub fn with_salt(alg: HashAlg, name: &str, salt: Salt, value: Value) -> Self {
-        let disclosure = Disclosure {
-            salt,
-            value: Arc::new(value),
-        };
+        let disclosure = Disclosure::new(salt, Arc::new(value));
         Section {
             hash: disclosure.hash(alg, name),
             disclosure: Some(disclosure),
@@ -380,10 +433,7 @@ impl State {
         for (name, seal) in seals {
             let value = data.remove(&name);
             let disclosure = match (seal.salt, value) {
-                (Some(salt), Some(value)) => Some(Disclosure {
-                    salt,
-                    value: Arc::new(value),
-                }),
+                (Some(salt), Some(value)) => Some(Disclosure::new(salt, Arc::new(value))),
                 (None, None) => None,
                 (Some(_), None) => {
                     return Err(IntegrityError::Malformed(format!(

@@ -160,10 +160,7 @@ impl DisclosureColumn {
                             ),
                         )
                     })?;
-                    Disclosure {
-                        salt: v.salt,
-                        value,
-                    }
+                    Disclosure::new(v.salt, value)
                 }
             };
             out.insert(name, disclosure);
