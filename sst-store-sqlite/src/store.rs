@@ -1251,9 +1251,8 @@ impl EventRow {
         } = self;
         let what = format!("event {}", record.id());
         let state = record.event().state_id.clone();
-        record.disclosures = disclosures.resolve(&what, &state, |name, hash| {
-            let text: Option<String> = conn
-                .prepare_cached(&sql.section_value)
+        record.disclosures = disclosures.resolve_texts(&what, &state, |name, hash| {
+            conn.prepare_cached(&sql.section_value)
                 .and_then(|mut stmt| {
                     stmt.query_row(
                         rusqlite::params![state.as_str(), name, hash.to_string()],
@@ -1261,16 +1260,7 @@ impl EventRow {
                     )
                     .optional()
                 })
-                .map_err(|e| backend("events", e))?;
-            text.map(|t| {
-                serde_json::from_str(&t).map(Arc::new).map_err(|e| {
-                    StoreError::malformed(
-                        &what,
-                        format!("disclosures.{name}: section version {hash}: {e}"),
-                    )
-                })
-            })
-            .transpose()
+                .map_err(|e| backend("events", e))
         })?;
         Ok(record)
     }

@@ -167,6 +167,32 @@ impl DisclosureColumn {
         }
         Ok(out)
     }
+
+    /// As [`DisclosureColumn::resolve`], for a section table holding each value as JSON text:
+    /// `text_of` returns the stored text, which is parsed here (text that is not JSON is an
+    /// integrity error naming the event, the section and the section version).
+    ///
+    /// # Errors
+    /// As [`DisclosureColumn::resolve`], and for a stored text that is not JSON.
+    pub fn resolve_texts(
+        self,
+        what: &str,
+        state: &StateId,
+        mut text_of: impl FnMut(&str, &SectionHash) -> Result<Option<String>, StoreError>,
+    ) -> Result<BTreeMap<String, Disclosure>, StoreError> {
+        self.resolve(what, state, |name, hash| {
+            text_of(name, hash)?
+                .map(|text| {
+                    serde_json::from_str(&text).map(Arc::new).map_err(|e| {
+                        StoreError::malformed(
+                            what,
+                            format!("disclosures.{name}: section version {hash}: {e}"),
+                        )
+                    })
+                })
+                .transpose()
+        })
+    }
 }
 
 fn disclosure_path(at: &str, name: &str) -> String {
