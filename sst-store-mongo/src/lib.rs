@@ -13,9 +13,10 @@
 //! Every version's header and section seals are in `sst_state_history`; each section version's
 //! plaintext is stored once in `sst_section` (unique `(state_id, name, hash)`), so a commit
 //! writes only the sections that changed and patches the current document with
-//! `$set`/`$unset` of `data.<name>`. The history view `sst_state_versions` (where the server
-//! has views; else run [`schema::versions_pipeline`] on the history) shows every version's
-//! whole `data`. State collections of the first layout (history documents carrying `data`)
+//! `$set`/`$unset` of `data.<name>`; an applied event's document names the section versions it
+//! disclosed (`{salt, hash}`) instead of repeating their values. The history view
+//! `sst_state_versions` (where the server has views; else run [`schema::versions_pipeline`] on
+//! the history) shows every version's whole `data`. State collections of the first layout (history documents carrying `data`)
 //! are upgraded in place by [`sst_core::Store::migrate`].
 //!
 //! Integers are stored as `Int64` and every other number as `Double`, and read back into the

@@ -1,7 +1,10 @@
 //! [`MongoStore`]: the [`Store`] contract on MongoDB. The current document of a state holds
 //! its id, contract, version and `data` (`{section: value}`); each version's header and seals
 //! live in the history, each section version's plaintext once in the section collection, and
-//! events in their own collection.
+//! events in their own collection. An applied event's document names the section versions it
+//! disclosed (`{salt, hash}`) instead of carrying their values again; reads look them up in
+//! the section collection (documents written before keep the values inline and read as they
+//! are).
 //!
 //! A batch commits in one multi-document transaction on a replica set or sharded cluster.
 //! Elsewhere (a standalone server) it commits through a recoverable protocol:
@@ -29,6 +32,7 @@
 //! and opening the store does the same for batches a crashed writer left pending.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,8 +46,8 @@ use sst_core::raw::columns::{
     DerivedEventColumns,
 };
 use sst_core::raw::{
-    CommitPlan, ContractPut, CurrentRow, CurrentWrite, DataWrite, EventColumns, Lookups, Recorded,
-    RACE_RETRIES,
+    CommitPlan, ContractPut, CurrentRow, CurrentWrite, DataWrite, DisclosureColumn, EventColumns,
+    Lookups, Recorded, RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Capabilities, Checkpoint,
@@ -374,6 +378,10 @@ fn disclosed(seals: &BTreeMap<String, SectionSeal>) -> Vec<(&str, String)> {
         .collect()
 }
 
+/// How many section versions one `find` of [`MongoStore::resolve_events`] looks up (the
+/// clauses of its `$or`).
+const SECTION_LOOKUP_BATCH: usize = 256;
+
 /// The filter of one section version document.
 fn section_key(state_id: &str, name: &str, hash: &str) -> Document {
     doc! { "state_id": state_id, "name": name, "hash": hash }
@@ -520,13 +528,16 @@ fn state_from_history(d: &Document, data: Value) -> Result<State, StoreError> {
     State::from_parts(parts).map_err(|source| StoreError::Integrity { what, source })
 }
 
+/// The event document of a commit item: an applied event's disclosures name the section
+/// versions of its new state (`{salt, hash}`, keys of the section collection) instead of
+/// carrying their values again ([`EventColumns::from_item`]).
 fn event_doc(
     item: &CommitItem,
     pos: i64,
     batch: &str,
     pending: Option<(usize, i64)>,
 ) -> Result<Document, StoreError> {
-    let c = EventColumns::from_record("", &item.event)?;
+    let c = EventColumns::from_item("", item)?;
     let detail = match &c.reason_detail {
         Some(v) => json_bson("event.outcome.reason", v)?,
         None => Bson::Null,
@@ -571,14 +582,22 @@ fn event_doc(
     Ok(d)
 }
 
-fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
+/// An event document read back whose disclosures may still name section versions
+/// ([`MongoStore::resolve_events`] reads them).
+struct EventRow {
+    record: EventRecord,
+    disclosures: DisclosureColumn,
+}
+
+/// Reads one event document back, checking the derived fields against the signed event; the
+/// disclosures are resolved by [`MongoStore::resolve_events`].
+fn event_from_doc(d: &Document) -> Result<EventRow, StoreError> {
     let what = format!("event {}", d.get_str("_id").unwrap_or("?"));
     let bad =
         |field: &str, e: serde_json::Error| StoreError::malformed(&what, format!("{field}: {e}"));
     let signed =
         serde_json::from_value(get_json(d, "signed", &what)?).map_err(|e| bad("signed", e))?;
-    let disclosures = serde_json::from_value(get_json(d, "disclosures", &what)?)
-        .map_err(|e| bad("disclosures", e))?;
+    let disclosures = DisclosureColumn::parse(&what, get_json(d, "disclosures", &what)?)?;
     let outcome = match d.get_str("outcome") {
         Ok("applied") => Outcome::Applied {
             version: get_u64(d, "new_version", &what)?,
@@ -601,7 +620,7 @@ fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
     };
     let record = EventRecord {
         signed,
-        disclosures,
+        disclosures: BTreeMap::new(),
         outcome,
         receipt: receipt_from_column(&what, field("receipt")?)?,
         business_events: business_events_from_column(&what, field("business_events")?)?,
@@ -619,7 +638,10 @@ fn event_from_doc(d: &Document) -> Result<EventRecord, StoreError> {
         reason: get_opt_str(d, "reason", &what)?,
     };
     EventColumns::check_derived(&record, &derived)?;
-    Ok(record)
+    Ok(EventRow {
+        record,
+        disclosures,
+    })
 }
 
 fn log_doc(e: &LogEntry) -> Result<Document, StoreError> {
@@ -1136,15 +1158,75 @@ impl MongoStore {
                 .await
                 .map_err(Fail::into_store)?;
         }
-        let records: Vec<EventRecord> = events
+        let rows = events
             .iter()
             .map(event_from_doc)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let records = self.resolve_events(rows, op).await?;
         let records: Vec<&EventRecord> = records.iter().collect();
         self.record_events(&records)
             .await
             .map_err(Fail::into_store)?;
         Ok(true)
+    }
+
+    /// The records of `rows`, each section version their disclosures name read from the
+    /// section collection: one `find` per [`SECTION_LOOKUP_BATCH`] distinct versions, none
+    /// when every disclosure is inline (rejected events, documents written before events named
+    /// section versions). A named version that is not stored is an integrity error naming the
+    /// event ([`DisclosureColumn::resolve`]).
+    async fn resolve_events(
+        &self,
+        rows: Vec<EventRow>,
+        op: &'static str,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        // (state id, section name, section hash) of every named version, once.
+        let keys: BTreeSet<(String, String, String)> = rows
+            .iter()
+            .flat_map(|r| {
+                let state = r.record.event().state_id.as_str();
+                r.disclosures
+                    .section_versions()
+                    .map(move |(name, hash)| (state.to_owned(), name.to_owned(), hash.to_string()))
+            })
+            .collect();
+        let keys: Vec<_> = keys.into_iter().collect();
+        let mut values: BTreeMap<(String, String, String), Arc<Value>> = BTreeMap::new();
+        for chunk in keys.chunks(SECTION_LOOKUP_BATCH) {
+            let any: Vec<Document> = chunk
+                .iter()
+                .map(|(state, name, hash)| section_key(state, name, hash))
+                .collect();
+            let found = self
+                .collect(&self.sections_col(), doc! { "$or": any }, doc! {}, None, op)
+                .await?;
+            for d in &found {
+                let what = "section version";
+                let key = (
+                    get_str(d, "state_id", what)?,
+                    get_str(d, "name", what)?,
+                    get_str(d, "hash", what)?,
+                );
+                let what = format!("section version {} {} of state {}", key.1, key.2, key.0);
+                let value = get_json(d, "value", &what)?;
+                values.insert(key, Arc::new(value));
+            }
+        }
+        rows.into_iter()
+            .map(|row| {
+                let EventRow {
+                    mut record,
+                    disclosures,
+                } = row;
+                let what = format!("event {}", record.id());
+                let state = record.event().state_id.clone();
+                record.disclosures = disclosures.resolve(&what, &state, |name, hash| {
+                    let key = (state.0.clone(), name.to_owned(), hash.to_string());
+                    Ok(values.get(&key).cloned())
+                })?;
+                Ok(record)
+            })
+            .collect()
     }
 
     /// The disclosed sections `{name: value}` of history document `h`: its seals with a
@@ -2261,22 +2343,28 @@ impl Store for MongoStore {
             Some(l) => Some(i64::try_from(l).unwrap_or(i64::MAX)),
             None => None,
         };
-        self.collect(&self.events_col(), f, doc! { "pos": 1 }, limit, "events")
+        let rows = self
+            .collect(&self.events_col(), f, doc! { "pos": 1 }, limit, "events")
             .await?
             .iter()
             .map(event_from_doc)
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        self.resolve_events(rows, "events").await
     }
 
     async fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
         let mut f = recorded();
         f.insert("_id", id.to_string());
-        self.events_col()
+        let Some(d) = self
+            .events_col()
             .find_one(f)
             .await
             .map_err(|e| backend("event", e))?
-            .map(|d| event_from_doc(&d))
-            .transpose()
+        else {
+            return Ok(None);
+        };
+        let row = event_from_doc(&d)?;
+        Ok(self.resolve_events(vec![row], "event").await?.pop())
     }
 
     async fn last_origin_seq(&self, node: &NodeId) -> Result<OriginSeq, StoreError> {

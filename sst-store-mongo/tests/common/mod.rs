@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use conformance_tests::{Backend, BackendFactory, Mutation, RawAccess};
+use conformance_tests::{Backend, BackendFactory, EventColumn, Mutation, RawAccess};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::{Client, Collection, Database};
 use serde_json::Value;
 use sst_core::{StateId, Store};
-use sst_store_mongo::value::{from_document, to_bson, to_document};
+use sst_store_mongo::value::{from_bson, from_document, to_bson, to_document};
 use sst_store_mongo::{MongoConfig, MongoStore, TransactionMode};
 
 /// One fresh database per factory, dropped when the factory is dropped.
@@ -343,6 +343,25 @@ impl RawAccess for MongoRaw {
             .await?;
         anyhow::ensure!(r.matched_count == 1, "no current document for {id}");
         Ok(())
+    }
+    /// The event document's field: documents and arrays as JSON, strings as strings, integers
+    /// as numbers, `null` (or a field the document lacks) as `null`.
+    async fn raw_event_column(
+        &self,
+        event: &sst_core::EventId,
+        column: EventColumn,
+    ) -> anyhow::Result<Option<Value>> {
+        let Some(d) = self
+            .event
+            .find_one(doc! { "_id": event.to_string() })
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(match d.get(column.name()) {
+            Some(v) => from_bson(v)?,
+            None => Value::Null,
+        }))
     }
     /// Plain driver calls, as someone with write access to the database would make them:
     /// the recoverable protocol's `pending` tag and the event `pos` are left as they are.
