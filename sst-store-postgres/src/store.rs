@@ -20,11 +20,11 @@ use sst_core::raw::columns::{
 };
 use sst_core::raw::{
     check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, DataWrite,
-    EventColumns, Lookups, NameCase, Recorded, SectionVersion,
+    DisclosureColumn, EventColumns, Lookups, NameCase, Recorded, SectionVersion,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
-    CommitReceipt, ContractRecord, ContractRef, Digest, Disclosure, EventFilter, EventId,
+    CommitItem, CommitReceipt, ContractRecord, ContractRef, Digest, EventFilter, EventId,
     EventRecord, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, Refusal, SignedCheckpoint,
     SignedEvent, State, StateId, Store, StoreError, TableNames, Timestamp,
 };
@@ -46,6 +46,26 @@ const EVENT_SELECT: &str = "id, state_id, kind, contract_name, contract_version,
                             origin_node, origin_seq, reason, event, disclosures, outcome, \
                             reason_detail, new_version, new_root, receipt, business_events, \
                             endorsements";
+
+/// `SELECT` of event rows (the table aliased `e`, to be followed by a `WHERE`): the
+/// [`EVENT_SELECT`] columns, and as `disclosed` the section versions the row's `disclosures`
+/// name, `{name: value}` (`NULL` when none), in the same statement. Each is one lookup of
+/// the section table's key (`LATERAL … OFFSET 0` keeps it so even in a plan made while the
+/// tables were small, rather than a scan of every version of the state). Every entry with a
+/// `hash` is looked up; [`DisclosureColumn`] decides which entries are references, and
+/// reports one whose version is missing here.
+fn select_events(n: &Names) -> String {
+    format!(
+        "SELECT {EVENT_SELECT}, (SELECT jsonb_object_agg(d.name, x.value) \
+         FROM jsonb_each(CASE WHEN jsonb_typeof(e.disclosures) = 'object' \
+         THEN e.disclosures END) AS d(name, entry) CROSS JOIN LATERAL \
+         (SELECT s.value FROM {section} AS s WHERE s.state_id = e.state_id \
+         AND s.name = d.name AND s.hash = d.entry ->> 'hash' OFFSET 0) AS x) AS disclosed \
+         FROM {event} AS e",
+        section = n.section,
+        event = n.event
+    )
+}
 
 /// Columns of a log row, in [`LogEntry`] order, with the PostgreSQL array type of each.
 const LOG_COLUMNS: [(&str, &str); 6] = [
@@ -326,10 +346,7 @@ impl Sql {
                 "SELECT id FROM {} ORDER BY id COLLATE \"C\"",
                 n.state
             )),
-            event: sql(format!(
-                "SELECT {EVENT_SELECT} FROM {} WHERE id = $1",
-                n.event
-            )),
+            event: sql(format!("{} WHERE id = $1", select_events(n))),
             last_origin_seq: sql(format!(
                 "SELECT COALESCE(MAX(origin_seq), 0) FROM {} WHERE origin_node = $1",
                 n.event
@@ -432,6 +449,10 @@ impl Sql {
 ///   plaintext is one row of the section table, and the view `sst_state_versions` shows every
 ///   version's whole `data`. `migrate` upgrades tables of the first layout in place, in its
 ///   one transaction;
+/// * an applied event's row names the section versions it disclosed (`disclosures` holds
+///   `{name: {"salt": …, "hash": …}}`, [`DisclosureColumn`]) instead of carrying their values a
+///   second time; `event` and `events` read those values from the section table in the same
+///   statement, and rows written before (values inline) read as they are;
 /// * `commit` runs one transaction per batch with a fixed number of statements whatever its
 ///   size: one read of the touched states' versions (with their history rows' seals), of the
 ///   already recorded event ids and origin seqs and of the log head, from which [`CommitPlan`]
@@ -508,8 +529,10 @@ fn contract_version(path: &str, v: u32) -> Result<i32, StoreError> {
 }
 
 impl EventRow {
-    fn new(at: &str, r: &EventRecord) -> Result<Self, StoreError> {
-        let e = r.event();
+    /// The row of a validated commit item: an applied event's disclosures name the section
+    /// versions of its new state instead of repeating their values.
+    fn new(at: &str, item: &CommitItem) -> Result<Self, StoreError> {
+        let e = item.event.event();
         for (field, v) in [
             ("state_id", e.state_id.as_str()),
             ("contract.name", &e.contract.name),
@@ -518,7 +541,7 @@ impl EventRow {
         ] {
             check_text(&format!("{at}.event.{field}"), v)?;
         }
-        let c = EventColumns::from_record(at, r)?;
+        let c = EventColumns::from_item(at, item)?;
         let contract_version =
             contract_version(&format!("{at}.event.contract.version"), c.contract_version)?;
         Ok(EventRow {
@@ -947,12 +970,14 @@ fn current_from_row(row: &PgRow) -> Result<State, StoreError> {
     state_from_row(row)
 }
 
-/// An event row as its record, its derived columns checked against the signed event.
+/// An event row (of [`select_events`]) as its record, its derived columns checked against
+/// the signed event and the section versions its disclosures name read from `disclosed`.
 fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
     let what = || "event row".to_owned();
     let signed: SignedEvent = serde_json::from_value(col(row, "event", &what)?)
         .map_err(|e| StoreError::malformed(what(), format!("event: {e}")))?;
-    let what = || format!("event {}", signed.id);
+    let event_id = signed.id;
+    let what = || format!("event {event_id}");
     let derived = DerivedEventColumns {
         id: col(row, "id", &what)?,
         state_id: col(row, "state_id", &what)?,
@@ -964,9 +989,7 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
         origin_seq: col(row, "origin_seq", &what)?,
         reason: col(row, "reason", &what)?,
     };
-    let disclosures: BTreeMap<String, Disclosure> =
-        serde_json::from_value(col(row, "disclosures", &what)?)
-            .map_err(|e| StoreError::malformed(what(), format!("disclosures: {e}")))?;
+    let disclosures = DisclosureColumn::parse(&what(), col(row, "disclosures", &what)?)?;
     let outcome: String = col(row, "outcome", &what)?;
     let outcome = outcome_from_columns(
         &what(),
@@ -979,15 +1002,25 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
     let business_events =
         business_events_from_column(&what(), col(row, "business_events", &what)?)?;
     let endorsements = endorsements_from_column(&what(), col(row, "endorsements", &what)?)?;
-    let record = EventRecord {
+    let mut record = EventRecord {
         signed,
-        disclosures,
+        disclosures: BTreeMap::new(),
         outcome,
         receipt,
         business_events,
         endorsements,
     };
     EventColumns::check_derived(&record, &derived)?;
+    // The values `disclosed` holds were looked up by the hashes of this very column (and the
+    // row's state id, which `check_derived` just matched to the signed event's).
+    let mut disclosed = match col::<Option<Value>>(row, "disclosed", &what)? {
+        Some(Value::Object(values)) => values,
+        _ => serde_json::Map::new(),
+    };
+    let state = record.event().state_id.clone();
+    record.disclosures = disclosures.resolve(&what(), &state, |name, _| {
+        Ok(disclosed.remove(name).map(Arc::new))
+    })?;
     Ok(record)
 }
 
@@ -1487,7 +1520,7 @@ impl Store for PostgresStore {
                 .as_ref()
                 .map(|s| HistoryRow::new(&format!("{at}.state"), s))
                 .transpose()?;
-            rows.push((item.event.id(), EventRow::new(&at, &item.event)?, state));
+            rows.push((item.event.id(), EventRow::new(&at, item)?, state));
         }
         // The first attempt reads without locking; if a concurrent writer got in between,
         // the batch is tried again with the touched states locked, where only a concurrent
@@ -1527,10 +1560,8 @@ impl Store for PostgresStore {
         if filter.limit == Some(0) {
             return Ok(Vec::new());
         }
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "SELECT {EVENT_SELECT} FROM {} WHERE TRUE",
-            self.names.event
-        ));
+        let mut q: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("{} WHERE TRUE", select_events(&self.names)));
         if let Some(s) = &filter.state_id {
             q.push(" AND state_id = ").push_bind(s.0.clone());
         }

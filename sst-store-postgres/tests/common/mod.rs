@@ -289,6 +289,24 @@ impl RawAccess for Raw {
         Ok(true)
     }
 
+    async fn raw_event_column(
+        &self,
+        event: &sst_core::EventId,
+        column: EventColumn,
+    ) -> anyhow::Result<Option<Value>> {
+        // `to_jsonb` keeps a `jsonb` document as it is, text as a string and an integer as a
+        // number; SQL `NULL` stays `NULL` (JSON null here).
+        let stored: Option<Option<Value>> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT to_jsonb({}) FROM {} WHERE id = $1",
+            column.name(),
+            self.event
+        )))
+        .bind(event.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(stored.map(|v| v.unwrap_or(Value::Null)))
+    }
+
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
         let (state, history, event) = (&self.state, &self.history, &self.event);
         let (log, contract) = (&self.log, &self.contract);
@@ -350,7 +368,8 @@ impl RawAccess for Raw {
                     (
                         EventColumn::Receipt
                         | EventColumn::BusinessEvents
-                        | EventColumn::Endorsements,
+                        | EventColumn::Endorsements
+                        | EventColumn::Disclosures,
                         doc,
                     ) => set("$2").bind(doc.clone()),
                     (_, Value::String(text)) => set("$2").bind(text.clone()),
