@@ -22,6 +22,9 @@
 //! FROM sst_state_versions v WHERE v.id = 'deal-1' ORDER BY v.version;
 //! ```
 //!
+//! An applied event's row in `sst_event` names the section versions it disclosed
+//! (`{salt, hash}`, keys of `sst_section`) instead of repeating their values.
+//!
 //! `migrate` upgrades state tables of the first layout (whole `data` in every history row) in
 //! place; it refuses, changing nothing, a history where two versions hold one section version
 //! with different values (one was edited behind SST's back).

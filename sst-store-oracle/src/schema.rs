@@ -857,6 +857,21 @@ impl Sql {
         )
     }
 
+    /// The values of `n` section versions (`:1, :2, :3` state id, name and hash of the first,
+    /// …): selects `state_id, name, hash, value`, no row for a version that is not stored.
+    /// What event reads look up for the section versions their disclosures name.
+    pub fn section_values(&self, n: usize) -> String {
+        let keys: Vec<String> = (0..n)
+            .map(|i| format!("(:{}, :{}, :{})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+            .collect();
+        format!(
+            "SELECT state_id, name, hash, {} FROM {} WHERE (state_id, name, hash) IN ({})",
+            self.mode.read("value"),
+            self.tables.section,
+            keys.join(", ")
+        )
+    }
+
     /// Locks the current rows of `n` states (`:1`…`:n`) and selects `id, version` and the
     /// seals of the history row of that version (NULL when there is none).
     pub fn lock_states(&self, n: usize) -> String {
@@ -1063,6 +1078,16 @@ mod tests {
             "SELECT table_name, column_name FROM user_tab_columns \
              WHERE table_name IN (:1, :2, :3, :4, :5, :6, :7, :8, :9, :10)"
         );
+        assert_eq!(
+            sql.section_values(2),
+            "SELECT state_id, name, hash, JSON_SERIALIZE(value RETURNING CLOB) FROM sst_section \
+             WHERE (state_id, name, hash) IN ((:1, :2, :3), (:4, :5, :6))"
+        );
+        assert_eq!(
+            Sql::new(&tables(), JsonMode::Blob).section_values(1),
+            "SELECT state_id, name, hash, value FROM sst_section \
+             WHERE (state_id, name, hash) IN ((:1, :2, :3))"
+        );
         const { assert!(IN_LIST_MAX <= 1000, "IN lists stay within ORA-01795") };
     }
 
@@ -1216,6 +1241,7 @@ mod tests {
             let built = [
                 sql.known_events(3),
                 sql.origin_owners(2),
+                sql.section_values(3),
                 sql.lock_states(2),
                 sql.events(&["state_id =", "origin_seq >"], Some(5)),
                 sql.log_after(Some(3)),

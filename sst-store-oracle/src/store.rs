@@ -3,11 +3,13 @@
 //! tokio's blocking pool via one helper; a batch commits in one transaction on one pooled
 //! connection: what is recorded about the batch is read (the touched current-state rows locked
 //! with `SELECT … FOR UPDATE`, with the seals of their versions), sst-core's [`CommitPlan`]
-//! decides, and the plan is written (new section versions once, the current row patched);
+//! decides, and the plan is written (new section versions once, the current row patched, an
+//! applied event's row naming the section versions it disclosed instead of their values);
 //! the primary and unique keys decide races the read could not see (ORA-00001 →
-//! [`StoreError::Conflict`]).
+//! [`StoreError::Conflict`]). Event reads look the named versions up in the section table
+//! (rows written before keep their values inline and read as they are).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -23,7 +25,8 @@ use sst_core::raw::columns::{
     DerivedEventColumns,
 };
 use sst_core::raw::{
-    CommitPlan, ContractPut, CurrentWrite, EventColumns, Lookups, Recorded, RACE_RETRIES,
+    CommitPlan, ContractPut, CurrentWrite, DisclosureColumn, EventColumns, Lookups, Recorded,
+    RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
@@ -256,12 +259,14 @@ pub struct EventRow {
 }
 
 impl EventRow {
-    /// Converts an event record for `mode`.
+    /// Converts the event of a commit item for `mode`: an applied event's disclosures name
+    /// the section versions of its new state (`{salt, hash}`, keys of the section table)
+    /// instead of carrying their values again ([`EventColumns::from_item`]).
     ///
     /// # Errors
     /// [`StoreError::InvalidInput`] for numbers beyond `NUMBER(19)`.
-    pub fn new(mode: JsonMode, rec: &EventRecord) -> Result<Self, StoreError> {
-        let c = EventColumns::from_record("", rec)?;
+    pub fn new(mode: JsonMode, item: &CommitItem) -> Result<Self, StoreError> {
+        let c = EventColumns::from_item("", item)?;
         Ok(EventRow {
             id: c.id,
             state_id: c.state_id,
@@ -448,7 +453,16 @@ fn current_state_from_row(mode: JsonMode, row: &Row) -> Result<State, StoreError
     state_from_row(mode, row)
 }
 
-fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> {
+/// An event row read back whose disclosures may still name section versions
+/// ([`resolve_events`] reads them).
+struct StoredEvent {
+    record: EventRecord,
+    disclosures: DisclosureColumn,
+}
+
+/// Reads one event row ([`Sql::select_events`] order) back, checking the derived columns
+/// against the signed event; the disclosures are resolved by [`resolve_events`].
+fn event_from_row(mode: JsonMode, row: &Row) -> Result<StoredEvent, StoreError> {
     let id: String = get(row, 0)?;
     let what = format!("event {id}");
     let bad = |e: serde_json::Error| StoreError::malformed(&what, e);
@@ -471,15 +485,14 @@ fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> 
         },
         other => return Err(StoreError::malformed(&what, format!("outcome {other:?}"))),
     };
+    let disclosures = DisclosureColumn::parse(
+        &what,
+        required(json_at(mode, row, 6, &what)?, &what, "disclosures")?,
+    )?;
     let record = EventRecord {
         signed: serde_json::from_value(required(json_at(mode, row, 5, &what)?, &what, "event")?)
             .map_err(bad)?,
-        disclosures: serde_json::from_value(required(
-            json_at(mode, row, 6, &what)?,
-            &what,
-            "disclosures",
-        )?)
-        .map_err(bad)?,
+        disclosures: BTreeMap::new(),
         outcome,
         receipt: receipt_from_column(&what, json_at(mode, row, 7, &what)?)?,
         business_events: business_events_from_column(&what, json_at(mode, row, 8, &what)?)?,
@@ -497,7 +510,67 @@ fn event_from_row(mode: JsonMode, row: &Row) -> Result<EventRecord, StoreError> 
         reason: get(row, 17)?,
     };
     EventColumns::check_derived(&record, &derived)?;
-    Ok(record)
+    Ok(StoredEvent {
+        record,
+        disclosures,
+    })
+}
+
+/// The records of `events`, each section version their disclosures name read from the
+/// section table: one [`Sql::section_values`] query per [`IN_LIST_MAX`] distinct versions,
+/// none when every disclosure is inline (rejected events, rows written before event rows named
+/// section versions). A named version that is not stored is an integrity error naming the
+/// event ([`DisclosureColumn::resolve`]).
+fn resolve_events(
+    conn: &Connection,
+    sql: &Sql,
+    events: Vec<StoredEvent>,
+    op: &'static str,
+) -> Result<Vec<EventRecord>, StoreError> {
+    // (state id, section name, section hash) of every named version, once.
+    let keys: BTreeSet<(String, String, String)> = events
+        .iter()
+        .flat_map(|e| {
+            let state = e.record.event().state_id.as_str();
+            e.disclosures
+                .section_versions()
+                .map(move |(name, hash)| (state.to_owned(), name.to_owned(), hash.to_string()))
+        })
+        .collect();
+    let keys: Vec<_> = keys.into_iter().collect();
+    let mut values: BTreeMap<(String, String, String), Arc<Value>> = BTreeMap::new();
+    for chunk in keys.chunks(IN_LIST_MAX) {
+        let params: Vec<&dyn ToSql> = chunk
+            .iter()
+            .flat_map(|(state, name, hash)| [state as &dyn ToSql, name, hash])
+            .collect();
+        let rows = conn
+            .query(&sql.section_values(chunk.len()), &params)
+            .map_err(|e| backend(op, e))?;
+        for row in rows {
+            let row = row.map_err(|e| backend(op, e))?;
+            let key: (String, String, String) = (get(&row, 0)?, get(&row, 1)?, get(&row, 2)?);
+            let what = format!("section version {} {} of state {}", key.1, key.2, key.0);
+            let value = required(json_at(sql.mode, &row, 3, &what)?, &what, "value")?;
+            values.insert(key, Arc::new(value));
+        }
+    }
+    events
+        .into_iter()
+        .map(|e| {
+            let StoredEvent {
+                mut record,
+                disclosures,
+            } = e;
+            let what = format!("event {}", record.id());
+            let state = record.event().state_id.clone();
+            record.disclosures = disclosures.resolve(&what, &state, |name, hash| {
+                let key = (state.0.clone(), name.to_owned(), hash.to_string());
+                Ok(values.get(&key).cloned())
+            })?;
+            Ok(record)
+        })
+        .collect()
 }
 
 /// A log row selected with the log columns (pos, kind, subject, record, prev, hash).
@@ -1066,7 +1139,7 @@ impl Store for OracleStore {
             .iter()
             .map(|item: &CommitItem| {
                 Ok((
-                    EventRow::new(mode, &item.event)?,
+                    EventRow::new(mode, item)?,
                     item.state
                         .as_ref()
                         .map(|s| HistoryRow::new(mode, s))
@@ -1166,8 +1239,10 @@ impl Store for OracleStore {
             let text = sql.events(&conds, limit);
             let refs: Vec<&dyn ToSql> = params.iter().map(|p| p.as_ref() as &dyn ToSql).collect();
             let rows = conn.query(&text, &refs).map_err(|e| backend("events", e))?;
-            rows.map(|r| event_from_row(sql.mode, &r.map_err(|e| backend("events", e))?))
-                .collect()
+            let events = rows
+                .map(|r| event_from_row(sql.mode, &r.map_err(|e| backend("events", e))?))
+                .collect::<Result<Vec<_>, _>>()?;
+            resolve_events(conn, sql, events, "events")
         })
         .await
     }
@@ -1177,13 +1252,11 @@ impl Store for OracleStore {
         self.with_conn("event", move |conn, sql| {
             let text = format!("{} WHERE id = :1", sql.select_events);
             let rows = conn.query(&text, &[&id]).map_err(|e| backend("event", e))?;
-            match rows.into_iter().next() {
-                Some(row) => Ok(Some(event_from_row(
-                    sql.mode,
-                    &row.map_err(|e| backend("event", e))?,
-                )?)),
-                None => Ok(None),
-            }
+            let Some(row) = rows.into_iter().next() else {
+                return Ok(None);
+            };
+            let event = event_from_row(sql.mode, &row.map_err(|e| backend("event", e))?)?;
+            Ok(resolve_events(conn, sql, vec![event], "event")?.pop())
         })
         .await
     }
@@ -1600,7 +1673,7 @@ mod tests {
         assert!(matches!(blob.data[..], [JsonBind::Bytes(_)]));
         let blob = HistoryRow::new(JsonMode::Blob, &state).expect("row");
         assert!(matches!(blob.parties, JsonBind::Bytes(_)));
-        let ev = EventRow::new(JsonMode::Blob, &item.event).expect("event row");
+        let ev = EventRow::new(JsonMode::Blob, &item).expect("event row");
         assert_eq!(ev.params().len(), 18);
         assert_eq!((ev.outcome, ev.reason, ev.origin_seq), ("applied", None, 7));
         assert_eq!(ev.reason_detail, JsonBind::Null(JsonMode::Blob));
@@ -1619,8 +1692,8 @@ mod tests {
             JsonBind::Null(JsonMode::Blob),
             "endorsements are bound last, NULL when the record has none"
         );
-        let mut emitting = item.event.clone();
-        emitting.business_events = vec![sst_core::BusinessEvent {
+        let mut emitting = item.clone();
+        emitting.event.business_events = vec![sst_core::BusinessEvent {
             name: "price_agreed".into(),
             payload: serde_json::json!({"amount": 5}),
         }];
@@ -1629,8 +1702,8 @@ mod tests {
             JsonBind::Text(t) => assert!(t.contains("price_agreed"), "{t}"),
             other => panic!("{other:?}"),
         }
-        let mut endorsed = item.event.clone();
-        endorsed.endorsements = vec![sst_core::Endorsement {
+        let mut endorsed = item.clone();
+        endorsed.event.endorsements = vec![sst_core::Endorsement {
             node: NodeId::from("bank"),
             signature: sst_core::SignatureBytes([0xab; 64]),
         }];
@@ -1706,7 +1779,7 @@ mod tests {
             3,
             RejectReason::UnknownState,
         );
-        let ev = EventRow::new(JsonMode::Native, &item.event).expect("row");
+        let ev = EventRow::new(JsonMode::Native, &item).expect("row");
         assert_eq!(ev.outcome, "rejected");
         assert_eq!(ev.reason, Some("unknown_state"));
         assert_eq!(ev.new_version, None);
@@ -1717,6 +1790,54 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn applied_events_bind_their_disclosures_as_section_versions() {
+        let (alice, key) = actor("acme", "alice");
+        let item = create(
+            &state_id("named"),
+            Parties::default().with("buyer", "acme/alice"),
+            values([("price", json!({"amount": 1})), ("terms", json!("net 30"))]),
+            (&alice, &key),
+            1,
+        );
+        let state = item.state.clone().expect("state");
+        assert!(
+            !item.event.disclosures.is_empty(),
+            "fixture discloses nothing"
+        );
+        let column = |row: &EventRow| match &row.disclosures {
+            JsonBind::Text(t) => value::decode(t).expect("json"),
+            other => panic!("{other:?}"),
+        };
+        // Applied with its new state: each disclosure names the state's section version.
+        let named = column(&EventRow::new(JsonMode::Native, &item).expect("row"));
+        for (name, d) in &item.event.disclosures {
+            assert_eq!(
+                named[name],
+                json!({"salt": d.salt, "hash": state.sections[name].hash}),
+                "{name}"
+            );
+        }
+        // Without a state to name (as a record without its commit item): values inline.
+        let mut bare = item.clone();
+        bare.state = None;
+        let inline = column(&EventRow::new(JsonMode::Native, &bare).expect("row"));
+        assert_eq!(
+            inline,
+            serde_json::to_value(&item.event.disclosures).expect("json")
+        );
+        // Either form parses back; only the named one has versions to look up.
+        let what = "event under test";
+        assert!(!DisclosureColumn::parse(what, named)
+            .expect("named")
+            .is_inline());
+        assert!(DisclosureColumn::parse(what, inline)
+            .expect("inline")
+            .is_inline());
+        let blob = EventRow::new(JsonMode::Blob, &item).expect("row");
+        assert!(matches!(blob.disclosures, JsonBind::Bytes(_)));
     }
 
     fn deal() -> State {

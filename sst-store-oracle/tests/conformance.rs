@@ -249,12 +249,16 @@ impl OracleRaw {
 fn is_json(column: EventColumn) -> bool {
     matches!(
         column,
-        EventColumn::Receipt | EventColumn::BusinessEvents | EventColumn::Endorsements
+        EventColumn::Receipt
+            | EventColumn::BusinessEvents
+            | EventColumn::Endorsements
+            | EventColumn::Disclosures
     )
 }
 
 /// The bind of an event column's new value: strings and integers as themselves, a JSON
-/// document or `null` for the JSON columns (receipt, business events, endorsements).
+/// document or `null` for the JSON columns (receipt, business events, endorsements,
+/// disclosures).
 fn column_bind(
     mode: JsonMode,
     column: EventColumn,
@@ -417,6 +421,44 @@ impl RawAccess for OracleRaw {
         }
         conn.commit()?;
         Ok(true)
+    }
+    /// The event row's column: a JSON column decoded from the mode's text or bytes, an integer
+    /// column as a number, text as a string, `NULL` as `null`.
+    async fn raw_event_column(
+        &self,
+        event: &sst_core::EventId,
+        column: EventColumn,
+    ) -> anyhow::Result<Option<Value>> {
+        let selected = if is_json(column) {
+            self.mode.read(column.name())
+        } else {
+            column.name().to_owned()
+        };
+        let sql = format!(
+            "SELECT {selected} FROM {} WHERE id = :1",
+            self.config.tables.event
+        );
+        let conn = self.conn()?;
+        let rows = conn.query(&sql, &[&event.to_string()])?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let row = row?;
+        let value = match column {
+            c if is_json(c) => match self.mode {
+                JsonMode::Native => row.get::<_, Option<String>>(0)?.map(|t| decode(&t)),
+                JsonMode::Blob => row.get::<_, Option<Vec<u8>>>(0)?.map(|b| decode_bytes(&b)),
+            }
+            .transpose()?
+            .unwrap_or(Value::Null),
+            EventColumn::OriginSeq => row
+                .get::<_, Option<i64>>(0)?
+                .map_or(Value::Null, Value::from),
+            _ => row
+                .get::<_, Option<String>>(0)?
+                .map_or(Value::Null, Value::String),
+        };
+        Ok(Some(value))
     }
     /// One plain statement per mutation. Placeholders are numbered in the order they appear:
     /// the driver binds by position in the text.
