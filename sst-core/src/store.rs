@@ -2,15 +2,18 @@
 //! filter and receipt types it speaks in.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::error::{IntegrityError, StoreError};
 use crate::hash::EventId;
 use crate::log::{LogEntry, LogHead, SignedCheckpoint};
 use crate::model::{
-    Actor, ActorId, ContractRecord, ContractRef, EventKind, EventRecord, NodeId, OriginSeq,
-    Outcome, OutcomeKind, Refusal, Section, State, StateId,
+    Actor, ActorId, ContractRecord, ContractRef, Disclosure, EventKind, EventRecord, NodeId,
+    OriginSeq, Outcome, OutcomeKind, Refusal, Section, State, StateId,
 };
 use crate::parallel;
 use crate::portable;
@@ -88,9 +91,20 @@ impl std::fmt::Debug for PreparedBatch {
 }
 
 /// The proof [`CommitBatch::validated`] leaves: the [`fingerprint`] of the contents it
-/// validated. Ignored by equality, kept by clones (a clone has the same contents).
+/// validated, and the section values it bound by identity ([`Proof::pins`]). Ignored by
+/// equality, kept by clones (a clone has the same contents and shares the pins).
 #[derive(Clone, Default)]
-struct Validation(Option<[u8; 32]>);
+struct Validation(Option<Proof>);
+
+#[derive(Clone)]
+struct Proof {
+    fingerprint: [u8; 32],
+    /// Every section value the fingerprint names by its allocation, held so that none can
+    /// be freed (and its address reused) or changed in place (a value held twice is never
+    /// uniquely writable) while the proof exists.
+    #[expect(dead_code, reason = "held for its effect, never read")]
+    pins: Arc<[Arc<Value>]>,
+}
 
 impl PartialEq for Validation {
     fn eq(&self, _: &Self) -> bool {
@@ -109,17 +123,133 @@ impl std::fmt::Debug for Validation {
 }
 
 /// A BLAKE3 hash of an unambiguous binary encoding of every item's complete contents
-/// (every field of every event record and state, as serde sees them). Without canonical
-/// sorting, number formatting, domain hashes or the portable checks, it costs a fraction of
-/// [`CommitBatch::validate`]. `None` if an item fails to serialise (it is then validated in
-/// full).
+/// (every field of every event record and state, as serde sees them), except that each
+/// disclosed section value (event disclosures and state sections alike) is encoded as the
+/// address of its shared allocation instead of being walked. Without canonical sorting,
+/// number formatting, domain hashes, the portable checks or a walk of the section values,
+/// it costs a fraction of [`CommitBatch::validate`], whatever the size of the sections
+/// (a 5 MB state is not serialised to confirm that a commit of it is unchanged). `None` if
+/// an item fails to serialise (it is then validated in full).
+///
+/// The address stands for the contents only while the value is pinned: [`proof`] pins
+/// every value it names, so a value the batch holds cannot be freed, replaced at the same
+/// address or changed in place while the proof lives; replacing a value by another
+/// allocation changes the fingerprint.
 fn fingerprint(items: &[CommitItem]) -> Option<[u8; 32]> {
-    // Destructured so that a field added to `CommitItem` cannot be left out.
-    let items: Vec<(&EventRecord, Option<&State>)> = items
-        .iter()
-        .map(|CommitItem { event, state }| (event, state.as_deref()))
-        .collect();
-    crate::fingerprint::of("sst commit batch validation proof v1", &items)
+    let items: Vec<ProofItem<'_>> = items.iter().map(ProofItem).collect();
+    crate::fingerprint::of("sst commit batch validation proof v2", &items)
+}
+
+/// The proof of `items`: their [`fingerprint`] and the section values it names, pinned.
+fn proof(items: &[CommitItem]) -> Option<Proof> {
+    let fingerprint = fingerprint(items)?;
+    let mut pins = Vec::new();
+    for CommitItem { event, state } in items {
+        pins.extend(event.disclosures.values().map(|d| Arc::clone(&d.value)));
+        if let Some(state) = state {
+            pins.extend(
+                state
+                    .sections
+                    .values()
+                    .filter_map(|s| s.disclosure.as_ref())
+                    .map(|d| Arc::clone(&d.value)),
+            );
+        }
+    }
+    Some(Proof {
+        fingerprint,
+        pins: pins.into(),
+    })
+}
+
+/// One item as [`fingerprint`] encodes it. Destructured field by field, so that a field
+/// added to any of these types cannot be left out.
+struct ProofItem<'a>(&'a CommitItem);
+
+impl Serialize for ProofItem<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let CommitItem { event, state } = self.0;
+        let EventRecord {
+            signed,
+            disclosures,
+            outcome,
+            receipt,
+            business_events,
+            endorsements,
+        } = event;
+        let mut t = s.serialize_tuple(7)?;
+        t.serialize_element(signed)?;
+        t.serialize_element(&ProofDisclosures(disclosures.iter()))?;
+        t.serialize_element(outcome)?;
+        t.serialize_element(receipt)?;
+        t.serialize_element(business_events)?;
+        t.serialize_element(endorsements)?;
+        t.serialize_element(&state.as_deref().map(ProofState))?;
+        t.end()
+    }
+}
+
+struct ProofState<'a>(&'a State);
+
+impl Serialize for ProofState<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let State {
+            id,
+            contract,
+            version,
+            parties,
+            sections,
+            root,
+            prev_root,
+            last_event,
+            updated_at,
+        } = self.0;
+        let mut t = s.serialize_tuple(9)?;
+        t.serialize_element(id)?;
+        t.serialize_element(contract)?;
+        t.serialize_element(version)?;
+        t.serialize_element(parties)?;
+        t.serialize_element(&ProofSections(sections))?;
+        t.serialize_element(root)?;
+        t.serialize_element(prev_root)?;
+        t.serialize_element(last_event)?;
+        t.serialize_element(updated_at)?;
+        t.end()
+    }
+}
+
+/// `{name: (hash, (salt, value address) or none)}`.
+struct ProofSections<'a>(&'a BTreeMap<String, Section>);
+
+impl Serialize for ProofSections<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(name, Section { hash, disclosure })| {
+            (name, (hash, disclosure.as_ref().map(ProofDisclosure)))
+        }))
+    }
+}
+
+/// `{name: (salt, value address)}`.
+struct ProofDisclosures<I>(I);
+
+impl<'a, I> Serialize for ProofDisclosures<I>
+where
+    I: Iterator<Item = (&'a String, &'a Disclosure)> + Clone,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.clone().map(|(n, d)| (n, ProofDisclosure(d))))
+    }
+}
+
+/// A disclosure as `(salt, address of its value)`.
+struct ProofDisclosure<'a>(&'a Disclosure);
+
+impl Serialize for ProofDisclosure<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.0.salt, Arc::as_ptr(&self.0.value) as usize).serialize(s)
+    }
 }
 
 /// What a commit did.
@@ -220,7 +350,7 @@ impl CommitBatch {
     pub fn validated_on(mut self, workers: usize) -> Result<Self, StoreError> {
         self.validation = Validation::default();
         self.check_on(workers)?;
-        self.validation = Validation(fingerprint(&self.items));
+        self.validation = Validation(proof(&self.items));
         Ok(self)
     }
 
@@ -250,7 +380,7 @@ impl CommitBatch {
         for (i, item) in self.items.iter().enumerate() {
             ItemChecks::of_after(i, item, known(item)).apply(i, item, &mut seen, &mut versions)?;
         }
-        self.validation = Validation(fingerprint(&self.items));
+        self.validation = Validation(proof(&self.items));
         Ok(self)
     }
 
@@ -259,7 +389,8 @@ impl CommitBatch {
     pub fn is_validated(&self) -> bool {
         self.validation
             .0
-            .is_some_and(|proof| fingerprint(&self.items) == Some(proof))
+            .as_ref()
+            .is_some_and(|proof| fingerprint(&self.items) == Some(proof.fingerprint))
     }
 
     /// Checks everything about the batch that needs no database: event ids match bodies,

@@ -920,6 +920,28 @@ async fn a_validated_batch_changed_afterwards_is_validated_in_full_again() {
         Err(StoreError::InvalidInput { .. })
     ));
 
+    // The same section value edited in place (the proof binds values by their allocation,
+    // which it holds: an in-place edit must copy, and the copy is another allocation), and
+    // one replaced by an equal value elsewhere (validated in full, and accepted).
+    for edit in [true, false] {
+        let mut changed = sealed.clone();
+        let value = &mut changed.items[1]
+            .state
+            .as_mut()
+            .map(std::sync::Arc::make_mut)
+            .and_then(|s| s.sections.get_mut("price"))
+            .and_then(|s| s.disclosure.as_mut())
+            .expect("disclosed price")
+            .value;
+        if edit {
+            std::sync::Arc::make_mut(value)["amount"] = json!(2);
+        } else {
+            *value = std::sync::Arc::new(value.as_ref().clone());
+        }
+        assert!(!changed.is_validated(), "edited in place: {edit}");
+        assert_eq!(changed.validate().is_ok(), !edit, "edited in place: {edit}");
+    }
+
     // A payload changed under the signed id.
     let mut tampered = sealed.clone();
     tampered.items[0].event.signed.event.payload = json!({"sections": {}});
