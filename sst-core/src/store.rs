@@ -634,11 +634,11 @@ fn check_state(
                 "section names must be portable object keys".into(),
             ));
         }
-        if let Some(v) = s.value() {
+        if let Some(d) = &s.disclosure {
             bound += if unchanged(name, s) {
-                crate::canonical::encoded_len(v)
+                d.encoded_len()
             } else {
-                portable::check_sized(v, || portable::member_path("$.sections", name))?
+                portable::check_sized(&d.value, || portable::member_path("$.sections", name))?
             };
         }
     }

@@ -507,7 +507,7 @@ proptest! {
     /// A disclosure hashed once (as when it is sealed) and then changed in any way — its salt,
     /// its value replaced, hashed under another name or algorithm, cloned first — hashes
     /// exactly as a fresh disclosure of what it holds: the memo never answers for something
-    /// it did not cover.
+    /// it did not cover (nor its encoded length).
     #[test]
     fn a_remembered_hash_is_only_reused_for_exactly_what_it_covered(
         name in section_name(),
@@ -535,5 +535,9 @@ proptest! {
             .as_object_mut()
             .map(|o| o.insert("tampered".into(), Value::Bool(true)));
         prop_assert_eq!(edited.hash(alg, &name), fresh_hash(alg, &name, s1, &edited.value));
+        // The remembered encoded length follows the same rule.
+        for x in [&d, &copy, &edited] {
+            prop_assert_eq!(x.encoded_len(), canonical::encoded_len(&x.value));
+        }
     }
 }

@@ -74,6 +74,8 @@ struct HashMemo {
     salt: Salt,
     value: Arc<Value>,
     hash: SectionHash,
+    /// The length of the value's canonical encoding (what the hash covered of it).
+    encoded_len: usize,
 }
 
 impl fmt::Debug for Disclosure {
@@ -115,7 +117,8 @@ impl Disclosure {
         }
         let mut h = Hasher::new(alg, Domain::Section);
         h.part(name.as_bytes()).part(&self.salt.0);
-        h.part(&canonical::to_vec(&self.value));
+        let encoded = canonical::to_vec(&self.value);
+        h.part(&encoded);
         let hash = SectionHash(h.finish());
         // The first hash computed is kept; another name or algorithm is simply recomputed.
         let _ = self.memo.set(HashMemo {
@@ -124,8 +127,18 @@ impl Disclosure {
             salt: self.salt,
             value: Arc::clone(&self.value),
             hash,
+            encoded_len: encoded.len(),
         });
         hash
+    }
+
+    /// The length of the value's canonical encoding ([`canonical::encoded_len`]): taken from
+    /// the memo when this very value was hashed, otherwise walked.
+    pub fn encoded_len(&self) -> usize {
+        match self.memo.get() {
+            Some(m) if Arc::ptr_eq(&m.value, &self.value) => m.encoded_len,
+            _ => canonical::encoded_len(&self.value),
+        }
     }
 }
 
