@@ -20,11 +20,11 @@ use sst_core::raw::columns::{
 };
 use sst_core::raw::{
     check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, DataWrite,
-    EventColumns, Lookups, NameCase, Recorded, RACE_RETRIES,
+    DisclosureColumn, EventColumns, Lookups, NameCase, Recorded, RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
-    CommitReceipt, ContractRecord, ContractRef, Digest, Disclosure, EventFilter, EventId,
+    CommitItem, CommitReceipt, ContractRecord, ContractRef, Digest, EventFilter, EventId,
     EventRecord, LogEntry, LogHead, LogRecord, NodeId, OriginSeq, Refusal, SignedCheckpoint,
     SignedEvent, State, StateId, Store, StoreError, Timestamp,
 };
@@ -129,6 +129,10 @@ struct Sql {
     state_at: String,
     /// `SELECT name, hash, value FROM <section> WHERE state_id = ? AND (` — section rows.
     sections_head: String,
+    /// `SELECT state_id, name, hash, value FROM <section> WHERE (state_id, name, hash) IN (`
+    /// — section rows by whole key, of several states (a range scan of the primary key; an
+    /// `OR` of the same keys plans several times slower).
+    section_keys_head: String,
     state_ids: String,
     event: String,
     last_origin_seq: String,
@@ -190,6 +194,10 @@ impl Sql {
             ),
             sections_head: format!(
                 "SELECT name, hash, value FROM {} WHERE state_id = ? AND (",
+                n.section
+            ),
+            section_keys_head: format!(
+                "SELECT state_id, name, hash, value FROM {} WHERE (state_id, name, hash) IN (",
                 n.section
             ),
             state_ids: format!("SELECT id FROM {} ORDER BY id", n.state),
@@ -292,6 +300,10 @@ impl Sql {
 ///   (header and seals, no plaintext); the section table each section version's plaintext
 ///   once, keyed by state, name and hash; the view `sst_state_versions` shows every version's
 ///   whole document;
+/// * an applied event's row names the section versions it disclosed (`{salt, hash}` in its
+///   `disclosures` column, [`DisclosureColumn`]) instead of carrying their values again;
+///   `event` and `events` read them from the section table (every key of a listing at once),
+///   and rows of the older inline form read back unchanged;
 /// * `commit` runs one `READ COMMITTED` InnoDB transaction per batch: it locks the
 ///   current-state rows with `SELECT … FOR UPDATE` (reading the seals of their versions from
 ///   the history in the same query), reads recorded event ids and origin sequences with one
@@ -532,7 +544,9 @@ fn data_patch(
     Ok(Some((expr, values)))
 }
 
-/// Bound values of one event row, in [`EVENT_COLUMNS`] order.
+/// Bound values of one event row, in [`EVENT_COLUMNS`] order. An applied event's
+/// `disclosures` name the section versions of its new state ([`DisclosureColumn::of_item`])
+/// instead of carrying their values again.
 struct EventRow {
     id: EventId,
     origin_node: String,
@@ -541,7 +555,8 @@ struct EventRow {
 }
 
 impl EventRow {
-    fn new(at: &str, r: &EventRecord) -> Result<Self, StoreError> {
+    fn new(at: &str, item: &CommitItem) -> Result<Self, StoreError> {
+        let r = &item.event;
         let e = r.event();
         for (field, v) in [
             ("state_id", e.state_id.as_str()),
@@ -551,7 +566,7 @@ impl EventRow {
         ] {
             check_id(&format!("{at}.event.{field}"), v)?;
         }
-        let c = EventColumns::from_record(at, r)?;
+        let c = EventColumns::from_item(at, item)?;
         let values = vec![
             My::from(c.id),
             My::from(c.state_id),
@@ -707,7 +722,30 @@ fn disclosed_seals(seals: &Value) -> Vec<(&str, &str)> {
         .collect()
 }
 
-fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
+/// An event row read back whose disclosures may still name section versions
+/// ([`MysqlStore::resolve_events`] reads them from the section table).
+struct StoredEvent {
+    record: EventRecord,
+    disclosures: DisclosureColumn,
+}
+
+impl StoredEvent {
+    /// `(state id, section name, section hash)` of each section version the row names.
+    fn section_keys(&self) -> impl Iterator<Item = SectionKey> + '_ {
+        let state = &self.record.event().state_id;
+        self.disclosures
+            .section_versions()
+            .map(move |(name, hash)| (state.0.clone(), name.to_owned(), hash.to_string()))
+    }
+}
+
+/// The key of a section row: state id, section name, section hash (as stored).
+type SectionKey = (String, String, String);
+
+/// Reads one event row ([`EVENT_SELECT`]) back, checking the derived columns against the
+/// signed event; the section versions its disclosures name are read by
+/// [`MysqlStore::resolve_events`].
+fn event_from_row(mut row: Row) -> Result<StoredEvent, StoreError> {
     let what = || "event row".to_owned();
     let derived = DerivedEventColumns {
         id: take(&mut row, "id", &what)?,
@@ -724,9 +762,8 @@ fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
     let signed: SignedEvent = serde_json::from_value(take_json(&mut row, "event", &what)?)
         .map_err(|e| StoreError::malformed(what(), format!("event: {e}")))?;
     let what = || format!("event {}", signed.id);
-    let disclosures: BTreeMap<String, Disclosure> =
-        serde_json::from_value(take_portable(&mut row, "disclosures", &what)?)
-            .map_err(|e| StoreError::malformed(what(), format!("disclosures: {e}")))?;
+    let disclosures =
+        DisclosureColumn::parse(&what(), take_portable(&mut row, "disclosures", &what)?)?;
     let outcome: String = take(&mut row, "outcome", &what)?;
     let reason_detail: Option<String> = take(&mut row, "reason_detail", &what)?;
     let outcome = outcome_from_columns(
@@ -750,14 +787,17 @@ fn event_from_row(mut row: Row) -> Result<EventRecord, StoreError> {
     )?;
     let record = EventRecord {
         signed,
-        disclosures,
+        disclosures: BTreeMap::new(),
         outcome,
         receipt,
         business_events,
         endorsements,
     };
     EventColumns::check_derived(&record, &derived)?;
-    Ok(record)
+    Ok(StoredEvent {
+        record,
+        disclosures,
+    })
 }
 
 fn log_entry_from_row(mut row: Row) -> Result<LogEntry, StoreError> {
@@ -1561,6 +1601,73 @@ impl MysqlStore {
         Ok(None)
     }
 
+    /// The records of `rows`, the section versions their disclosures name read from the
+    /// section table: every key at once, a few hundred per query (none for rows whose
+    /// disclosures are all inline). A named version the table does not hold is an integrity
+    /// error naming the event ([`DisclosureColumn::resolve`]).
+    async fn resolve_events(
+        &self,
+        conn: &mut mysql_async::Conn,
+        op: &'static str,
+        rows: Vec<StoredEvent>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let wanted: Vec<SectionKey> = rows
+            .iter()
+            .flat_map(StoredEvent::section_keys)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut found: HashMap<SectionKey, String> = HashMap::with_capacity(wanted.len());
+        for chunk in wanted.chunks(MAX_IN_LIST / 3) {
+            let sql = format!(
+                "{}{})",
+                self.sql.section_keys_head,
+                vec!["(?, ?, ?)"; chunk.len()].join(", ")
+            );
+            let values: Vec<My> = chunk
+                .iter()
+                .flat_map(|(state, name, hash)| {
+                    [
+                        My::from(state.as_str()),
+                        My::from(name.as_str()),
+                        My::from(hash.as_str()),
+                    ]
+                })
+                .collect();
+            let rows: Vec<(String, String, String, String)> =
+                conn.exec(sql, values).await.map_err(|e| backend(op, e))?;
+            found.extend(
+                rows.into_iter()
+                    .map(|(state, name, hash, value)| ((state, name, hash), value)),
+            );
+        }
+        rows.into_iter()
+            .map(|stored| {
+                let StoredEvent {
+                    mut record,
+                    disclosures,
+                } = stored;
+                let what = format!("event {}", record.id());
+                let state = record.event().state_id.clone();
+                record.disclosures = disclosures.resolve(&what, &state, |name, hash| {
+                    let key = (state.0.clone(), name.to_owned(), hash.to_string());
+                    found
+                        .get(&key)
+                        .map(|text| {
+                            sst_core::portable::parse(text).map(Arc::new).map_err(|e| {
+                                StoreError::malformed(
+                                    &what,
+                                    format!("disclosures.{name}: section version {hash}: {e}"),
+                                )
+                            })
+                        })
+                        .transpose()
+                })?;
+                Ok(record)
+            })
+            .collect()
+    }
+
     async fn conn(&self, op: &'static str) -> Result<mysql_async::Conn, StoreError> {
         self.pool.get_conn().await.map_err(|e| backend(op, e))
     }
@@ -1734,7 +1841,7 @@ impl Store for MysqlStore {
                 .as_ref()
                 .map(|s| StateRow::new(&format!("{at}.state"), s))
                 .transpose()?;
-            rows.push((EventRow::new(&at, &item.event)?, state));
+            rows.push((EventRow::new(&at, item)?, state));
         }
         // A concurrent writer met between the read and the inserts is read by the next
         // attempt.
@@ -1817,7 +1924,11 @@ impl Store for MysqlStore {
             .exec(sql, params(values))
             .await
             .map_err(|e| backend("events", e))?;
-        rows.into_iter().map(event_from_row).collect()
+        let rows = rows
+            .into_iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.resolve_events(&mut conn, "events", rows).await
     }
 
     async fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
@@ -1826,7 +1937,14 @@ impl Store for MysqlStore {
             .exec_first(self.sql.event.as_str(), vec![My::from(id.to_string())])
             .await
             .map_err(|e| backend("event", e))?;
-        row.map(event_from_row).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let stored = event_from_row(row)?;
+        let mut read = self
+            .resolve_events(&mut conn, "event", vec![stored])
+            .await?;
+        Ok(read.pop())
     }
 
     async fn last_origin_seq(&self, node: &NodeId) -> Result<OriginSeq, StoreError> {

@@ -59,8 +59,9 @@ fn chain(id: &StateId, n: usize, first_seq: u64) -> Vec<CommitItem> {
 }
 
 /// More items than one `IN (…)` list or one insert carries: every version lands in the
-/// history, only the last in the current-state table, events keep their order; a replay of
-/// part of it plus new items reports the duplicates in batch order.
+/// history, only the last in the current-state table, events keep their order and read back
+/// with their disclosures; a replay of part of it plus new items reports the duplicates in
+/// batch order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_batch_with_many_versions_of_one_state_commits_in_order() -> anyhow::Result<()> {
     let Some(db) = open().await? else {
@@ -98,6 +99,16 @@ async fn long_batch_with_many_versions_of_one_state_commits_in_order() -> anyhow
     let events = db.store.events(&EventFilter::default()).await?;
     let recorded: Vec<_> = events.iter().map(|e| e.id()).collect();
     ensure!(recorded == ids, "events out of order or missing");
+    // Each event row names the section versions it disclosed: the listing reads them all
+    // back (more keys than one lookup carries) with the values the events disclosed.
+    for (read, item) in events.iter().zip(&items) {
+        ensure!(
+            serde_json::to_value(&read.disclosures)?
+                == serde_json::to_value(&item.event.disclosures)?,
+            "event {} reads back other disclosures",
+            read.id()
+        );
+    }
     ensure!(
         db.store.state(&id).await?.map(|s| s.version) == Some(1_205),
         "current row is not the last version"

@@ -279,16 +279,47 @@ impl Raw {
     }
 }
 
+/// Whether `column` is a JSON document column (its value is the document, not a scalar).
+fn is_document(column: EventColumn) -> bool {
+    matches!(
+        column,
+        EventColumn::Receipt
+            | EventColumn::BusinessEvents
+            | EventColumn::Endorsements
+            | EventColumn::Disclosures
+    )
+}
+
 /// A JSON value as the bound value of an event column: strings and integers as themselves,
-/// `null` as `NULL`, a document (the receipt) as its JSON text.
+/// `null` as `NULL`, a document (receipt, disclosures, …) as its JSON text.
 fn column_value(column: EventColumn, value: &Value) -> anyhow::Result<My> {
     Ok(match value {
         Value::Null => My::NULL,
-        Value::String(s) if column != EventColumn::Receipt => My::from(s.as_str()),
-        Value::Number(n) if column != EventColumn::Receipt => {
+        Value::String(s) if !is_document(column) => My::from(s.as_str()),
+        Value::Number(n) if !is_document(column) => {
             My::from(n.as_i64().context("an integer column value")?)
         }
         other => My::from(other.to_string()),
+    })
+}
+
+/// A stored event column as JSON: `NULL` as null, integers as numbers, a document column's
+/// text (MariaDB sends `JSON` as a BLOB) parsed, other text as a string.
+fn column_json(column: EventColumn, stored: My) -> anyhow::Result<Value> {
+    Ok(match stored {
+        My::NULL => Value::Null,
+        My::Int(i) => Value::from(i),
+        My::UInt(u) => Value::from(u),
+        My::Bytes(bytes) => {
+            let text = String::from_utf8(bytes).context("event column as UTF-8")?;
+            if is_document(column) {
+                serde_json::from_str(&text)
+                    .with_context(|| format!("event column {}", column.name()))?
+            } else {
+                Value::String(text)
+            }
+        }
+        other => anyhow::bail!("event column {}: unexpected {other:?}", column.name()),
     })
 }
 
@@ -426,6 +457,25 @@ impl RawAccess for Raw {
         ))
         .await?;
         Ok(true)
+    }
+
+    async fn raw_event_column(
+        &self,
+        event: &sst_core::EventId,
+        column: EventColumn,
+    ) -> anyhow::Result<Option<Value>> {
+        let mut conn = self.pool.get_conn().await?;
+        let row: Option<mysql_async::Row> = conn
+            .exec_first(
+                format!("SELECT {} FROM {} WHERE id = ?", column.name(), self.event),
+                (event.to_string(),),
+            )
+            .await?;
+        row.map(|mut row| {
+            let stored: My = row.take(0).context("one column")?;
+            column_json(column, stored)
+        })
+        .transpose()
     }
 
     async fn mutate(&self, m: &Mutation) -> anyhow::Result<bool> {
