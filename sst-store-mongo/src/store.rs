@@ -46,8 +46,8 @@ use sst_core::raw::columns::{
     DerivedEventColumns,
 };
 use sst_core::raw::{
-    CommitPlan, ContractPut, CurrentRow, CurrentWrite, DataWrite, DisclosureColumn, EventColumns,
-    Lookups, Recorded, RACE_RETRIES,
+    section_keys, CommitPlan, ContractPut, CurrentRow, CurrentWrite, DataWrite, DisclosureColumn,
+    EventColumns, Lookups, Recorded, SectionKey, StoredEvent, RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Capabilities, Checkpoint,
@@ -582,16 +582,9 @@ fn event_doc(
     Ok(d)
 }
 
-/// An event document read back whose disclosures may still name section versions
-/// ([`MongoStore::resolve_events`] reads them).
-struct EventRow {
-    record: EventRecord,
-    disclosures: DisclosureColumn,
-}
-
 /// Reads one event document back, checking the derived fields against the signed event; the
 /// disclosures are resolved by [`MongoStore::resolve_events`].
-fn event_from_doc(d: &Document) -> Result<EventRow, StoreError> {
+fn event_from_doc(d: &Document) -> Result<StoredEvent, StoreError> {
     let what = format!("event {}", d.get_str("_id").unwrap_or("?"));
     let bad =
         |field: &str, e: serde_json::Error| StoreError::malformed(&what, format!("{field}: {e}"));
@@ -638,7 +631,7 @@ fn event_from_doc(d: &Document) -> Result<EventRow, StoreError> {
         reason: get_opt_str(d, "reason", &what)?,
     };
     EventColumns::check_derived(&record, &derived)?;
-    Ok(EventRow {
+    Ok(StoredEvent {
         record,
         disclosures,
     })
@@ -1177,21 +1170,11 @@ impl MongoStore {
     /// event ([`DisclosureColumn::resolve`]).
     async fn resolve_events(
         &self,
-        rows: Vec<EventRow>,
+        rows: Vec<StoredEvent>,
         op: &'static str,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        // (state id, section name, section hash) of every named version, once.
-        let keys: BTreeSet<(String, String, String)> = rows
-            .iter()
-            .flat_map(|r| {
-                let state = r.record.event().state_id.as_str();
-                r.disclosures
-                    .section_versions()
-                    .map(move |(name, hash)| (state.to_owned(), name.to_owned(), hash.to_string()))
-            })
-            .collect();
-        let keys: Vec<_> = keys.into_iter().collect();
-        let mut values: BTreeMap<(String, String, String), Arc<Value>> = BTreeMap::new();
+        let keys = section_keys(&rows);
+        let mut values: BTreeMap<SectionKey, Arc<Value>> = BTreeMap::new();
         for chunk in keys.chunks(SECTION_LOOKUP_BATCH) {
             let any: Vec<Document> = chunk
                 .iter()
@@ -1213,19 +1196,7 @@ impl MongoStore {
             }
         }
         rows.into_iter()
-            .map(|row| {
-                let EventRow {
-                    mut record,
-                    disclosures,
-                } = row;
-                let what = format!("event {}", record.id());
-                let state = record.event().state_id.clone();
-                record.disclosures = disclosures.resolve(&what, &state, |name, hash| {
-                    let key = (state.0.clone(), name.to_owned(), hash.to_string());
-                    Ok(values.get(&key).cloned())
-                })?;
-                Ok(record)
-            })
+            .map(|row| row.resolve(|key| Ok(values.get(key).cloned())))
             .collect()
     }
 

@@ -19,8 +19,9 @@ use sst_core::raw::columns::{
     receipt_from_column, DerivedEventColumns,
 };
 use sst_core::raw::{
-    check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, DataWrite,
-    DisclosureColumn, EventColumns, Lookups, NameCase, Recorded, RACE_RETRIES,
+    check_peer_layout, columns_to_add, section_keys, CommitPlan, ContractPut, CurrentWrite,
+    DataWrite, DisclosureColumn, EventColumns, Lookups, NameCase, Recorded, SectionKey,
+    StoredEvent, RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
@@ -721,26 +722,6 @@ fn disclosed_seals(seals: &Value) -> Vec<(&str, &str)> {
         .filter_map(|(name, seal)| Some((name.as_str(), seal.get("hash")?.as_str()?)))
         .collect()
 }
-
-/// An event row read back whose disclosures may still name section versions
-/// ([`MysqlStore::resolve_events`] reads them from the section table).
-struct StoredEvent {
-    record: EventRecord,
-    disclosures: DisclosureColumn,
-}
-
-impl StoredEvent {
-    /// `(state id, section name, section hash)` of each section version the row names.
-    fn section_keys(&self) -> impl Iterator<Item = SectionKey> + '_ {
-        let state = &self.record.event().state_id;
-        self.disclosures
-            .section_versions()
-            .map(move |(name, hash)| (state.0.clone(), name.to_owned(), hash.to_string()))
-    }
-}
-
-/// The key of a section row: state id, section name, section hash (as stored).
-type SectionKey = (String, String, String);
 
 /// Reads one event row ([`EVENT_SELECT`]) back, checking the derived columns against the
 /// signed event; the section versions its disclosures name are read by
@@ -1611,12 +1592,7 @@ impl MysqlStore {
         op: &'static str,
         rows: Vec<StoredEvent>,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let wanted: Vec<SectionKey> = rows
-            .iter()
-            .flat_map(StoredEvent::section_keys)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let wanted = section_keys(&rows);
         let mut found: HashMap<SectionKey, String> = HashMap::with_capacity(wanted.len());
         for chunk in wanted.chunks(MAX_IN_LIST / 3) {
             let sql = format!(
@@ -1642,29 +1618,7 @@ impl MysqlStore {
             );
         }
         rows.into_iter()
-            .map(|stored| {
-                let StoredEvent {
-                    mut record,
-                    disclosures,
-                } = stored;
-                let what = format!("event {}", record.id());
-                let state = record.event().state_id.clone();
-                record.disclosures = disclosures.resolve(&what, &state, |name, hash| {
-                    let key = (state.0.clone(), name.to_owned(), hash.to_string());
-                    found
-                        .get(&key)
-                        .map(|text| {
-                            sst_core::portable::parse(text).map(Arc::new).map_err(|e| {
-                                StoreError::malformed(
-                                    &what,
-                                    format!("disclosures.{name}: section version {hash}: {e}"),
-                                )
-                            })
-                        })
-                        .transpose()
-                })?;
-                Ok(record)
-            })
+            .map(|stored| stored.resolve_texts(|key| Ok(found.get(key))))
             .collect()
     }
 

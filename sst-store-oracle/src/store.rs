@@ -9,7 +9,7 @@
 //! [`StoreError::Conflict`]). Event reads look the named versions up in the section table
 //! (rows written before keep their values inline and read as they are).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,8 +25,8 @@ use sst_core::raw::columns::{
     DerivedEventColumns,
 };
 use sst_core::raw::{
-    CommitPlan, ContractPut, CurrentWrite, DisclosureColumn, EventColumns, Lookups, Recorded,
-    RACE_RETRIES,
+    section_keys, CommitPlan, ContractPut, CurrentWrite, DisclosureColumn, EventColumns, Lookups,
+    Recorded, SectionKey, StoredEvent, RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
@@ -453,13 +453,6 @@ fn current_state_from_row(mode: JsonMode, row: &Row) -> Result<State, StoreError
     state_from_row(mode, row)
 }
 
-/// An event row read back whose disclosures may still name section versions
-/// ([`resolve_events`] reads them).
-struct StoredEvent {
-    record: EventRecord,
-    disclosures: DisclosureColumn,
-}
-
 /// Reads one event row ([`Sql::select_events`] order) back, checking the derived columns
 /// against the signed event; the disclosures are resolved by [`resolve_events`].
 fn event_from_row(mode: JsonMode, row: &Row) -> Result<StoredEvent, StoreError> {
@@ -527,18 +520,8 @@ fn resolve_events(
     events: Vec<StoredEvent>,
     op: &'static str,
 ) -> Result<Vec<EventRecord>, StoreError> {
-    // (state id, section name, section hash) of every named version, once.
-    let keys: BTreeSet<(String, String, String)> = events
-        .iter()
-        .flat_map(|e| {
-            let state = e.record.event().state_id.as_str();
-            e.disclosures
-                .section_versions()
-                .map(move |(name, hash)| (state.to_owned(), name.to_owned(), hash.to_string()))
-        })
-        .collect();
-    let keys: Vec<_> = keys.into_iter().collect();
-    let mut values: BTreeMap<(String, String, String), Arc<Value>> = BTreeMap::new();
+    let keys = section_keys(&events);
+    let mut values: BTreeMap<SectionKey, Arc<Value>> = BTreeMap::new();
     for chunk in keys.chunks(IN_LIST_MAX) {
         let params: Vec<&dyn ToSql> = chunk
             .iter()
@@ -549,7 +532,7 @@ fn resolve_events(
             .map_err(|e| backend(op, e))?;
         for row in rows {
             let row = row.map_err(|e| backend(op, e))?;
-            let key: (String, String, String) = (get(&row, 0)?, get(&row, 1)?, get(&row, 2)?);
+            let key: SectionKey = (get(&row, 0)?, get(&row, 1)?, get(&row, 2)?);
             let what = format!("section version {} {} of state {}", key.1, key.2, key.0);
             let value = required(json_at(sql.mode, &row, 3, &what)?, &what, "value")?;
             values.insert(key, Arc::new(value));
@@ -557,19 +540,7 @@ fn resolve_events(
     }
     events
         .into_iter()
-        .map(|e| {
-            let StoredEvent {
-                mut record,
-                disclosures,
-            } = e;
-            let what = format!("event {}", record.id());
-            let state = record.event().state_id.clone();
-            record.disclosures = disclosures.resolve(&what, &state, |name, hash| {
-                let key = (state.0.clone(), name.to_owned(), hash.to_string());
-                Ok(values.get(&key).cloned())
-            })?;
-            Ok(record)
-        })
+        .map(|e| e.resolve(|key| Ok(values.get(key).cloned())))
         .collect()
 }
 

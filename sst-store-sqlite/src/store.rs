@@ -18,7 +18,8 @@ use sst_core::raw::columns::{
 };
 use sst_core::raw::{
     check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, DataWrite,
-    DisclosureColumn, EventColumns, Lookups, NameCase, RecordDigests, Recorded, RACE_RETRIES,
+    DisclosureColumn, EventColumns, Lookups, NameCase, RecordDigests, Recorded, StoredEvent,
+    RACE_RETRIES,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, portable, Actor, ActorId, Capabilities,
@@ -1235,40 +1236,28 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<State, Store
     }))
 }
 
-/// An event row read back whose disclosures may still name section versions.
-struct EventRow {
-    record: EventRecord,
-    disclosures: DisclosureColumn,
-}
-
-impl EventRow {
-    /// The record with the section versions its disclosures name read from the section table
-    /// (nothing is read for disclosures held inline).
-    fn resolve(self, conn: &Connection, sql: &Sql) -> Result<EventRecord, StoreError> {
-        let EventRow {
-            mut record,
-            disclosures,
-        } = self;
-        let what = format!("event {}", record.id());
-        let state = record.event().state_id.clone();
-        record.disclosures = disclosures.resolve_texts(&what, &state, |name, hash| {
-            conn.prepare_cached(&sql.section_value)
-                .and_then(|mut stmt| {
-                    stmt.query_row(
-                        rusqlite::params![state.as_str(), name, hash.to_string()],
-                        |r| r.get(0),
-                    )
-                    .optional()
+/// An event row's record with the section versions its disclosures name read from the
+/// section table, one primary-key lookup each (nothing is read for inline disclosures).
+fn resolve_event(
+    conn: &Connection,
+    sql: &Sql,
+    stored: StoredEvent,
+) -> Result<EventRecord, StoreError> {
+    stored.resolve_texts(|(state, name, hash)| {
+        conn.prepare_cached(&sql.section_value)
+            .and_then(|mut stmt| {
+                stmt.query_row(rusqlite::params![state, name, hash], |r| {
+                    r.get::<_, String>(0)
                 })
-                .map_err(|e| backend("events", e))
-        })?;
-        Ok(record)
-    }
+                .optional()
+            })
+            .map_err(|e| backend("events", e))
+    })
 }
 
 /// Reads one event row ([`EVENT_COLUMNS`] order) back, checking the derived columns against
-/// the signed event; the disclosures are resolved by [`EventRow::resolve`].
-fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRow, StoreError>> {
+/// the signed event; the disclosures are resolved by [`resolve_event`].
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredEvent, StoreError>> {
     let signed: String = r.get(0)?;
     let disclosures: String = r.get(1)?;
     let outcome: String = r.get(2)?;
@@ -1339,7 +1328,7 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<EventRow, St
             reason,
         };
         EventColumns::check_derived(&record, &derived)?;
-        Ok(EventRow {
+        Ok(StoredEvent {
             record,
             disclosures,
         })
@@ -1749,7 +1738,7 @@ impl Store for SqliteStore {
                 .map_err(|e| backend("events", e))?;
             collect("events", rows)?
                 .into_iter()
-                .map(|e| e.resolve(conn, sql))
+                .map(|e| resolve_event(conn, sql, e))
                 .collect()
         })
         .await
@@ -1765,7 +1754,7 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(|e| backend("event", e))?
                 .transpose()?
-                .map(|e| e.resolve(conn, sql))
+                .map(|e| resolve_event(conn, sql, e))
                 .transpose()
         })
         .await

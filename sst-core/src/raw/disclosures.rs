@@ -8,14 +8,16 @@
 //! references against the section table with [`DisclosureColumn::resolve`]; a reference whose
 //! section version is missing is an integrity finding naming the event.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::columns::json_value;
-use crate::{CommitItem, Disclosure, Outcome, Salt, SectionHash, StateId, StoreError};
+use crate::{
+    portable, CommitItem, Disclosure, EventRecord, Outcome, Salt, SectionHash, StateId, StoreError,
+};
 
 /// A section version an event row names instead of carrying its value: the salt the event
 /// disclosed and the section hash its value is stored under.
@@ -167,32 +169,83 @@ impl DisclosureColumn {
         }
         Ok(out)
     }
+}
 
-    /// As [`DisclosureColumn::resolve`], for a section table holding each value as JSON text:
-    /// `text_of` returns the stored text, which is parsed here (text that is not JSON is an
-    /// integrity error naming the event, the section and the section version).
+/// The key of a section-version row as adapters store it, all text: state id, section name,
+/// section hash (`<alg>:<hex>`).
+pub type SectionKey = (String, String, String);
+
+/// An event row read back whose disclosures may still name section versions: the record
+/// (its `disclosures` empty until [`StoredEvent::resolve`]) and the column as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// The record, every field but `disclosures` read from the row.
+    pub record: EventRecord,
+    /// The row's disclosures column.
+    pub disclosures: DisclosureColumn,
+}
+
+impl StoredEvent {
+    /// The keys of the section versions this row names (none for inline disclosures).
+    pub fn section_keys(&self) -> impl Iterator<Item = SectionKey> + '_ {
+        let state = self.record.event().state_id.as_str();
+        self.disclosures
+            .section_versions()
+            .map(move |(name, hash)| (state.to_owned(), name.to_owned(), hash.to_string()))
+    }
+
+    /// The record with its disclosures, each named section version's value from `value_of`
+    /// (`None`: the section table holds no such row, an integrity error naming the event).
     ///
     /// # Errors
-    /// As [`DisclosureColumn::resolve`], and for a stored text that is not JSON.
-    pub fn resolve_texts(
+    /// As [`DisclosureColumn::resolve`].
+    pub fn resolve(
         self,
-        what: &str,
-        state: &StateId,
-        mut text_of: impl FnMut(&str, &SectionHash) -> Result<Option<String>, StoreError>,
-    ) -> Result<BTreeMap<String, Disclosure>, StoreError> {
-        self.resolve(what, state, |name, hash| {
-            text_of(name, hash)?
+        mut value_of: impl FnMut(&SectionKey) -> Result<Option<Arc<Value>>, StoreError>,
+    ) -> Result<EventRecord, StoreError> {
+        let StoredEvent {
+            mut record,
+            disclosures,
+        } = self;
+        let what = format!("event {}", record.id());
+        let state = record.event().state_id.clone();
+        record.disclosures = disclosures.resolve(&what, &state, |name, hash| {
+            value_of(&(state.0.clone(), name.to_owned(), hash.to_string()))
+        })?;
+        Ok(record)
+    }
+
+    /// [`StoredEvent::resolve`] for a section table holding each value as JSON text, which
+    /// is read strictly ([`portable::parse`]): a stored text outside the portable profile is
+    /// an integrity error naming the event, the section and the section version.
+    ///
+    /// # Errors
+    /// As [`StoredEvent::resolve`], and for a stored text that does not parse.
+    pub fn resolve_texts<T: AsRef<str>>(
+        self,
+        mut text_of: impl FnMut(&SectionKey) -> Result<Option<T>, StoreError>,
+    ) -> Result<EventRecord, StoreError> {
+        let what = format!("event {}", self.record.id());
+        self.resolve(|key| {
+            text_of(key)?
                 .map(|text| {
-                    serde_json::from_str(&text).map(Arc::new).map_err(|e| {
+                    portable::parse(text.as_ref()).map(Arc::new).map_err(|e| {
                         StoreError::malformed(
-                            what,
-                            format!("disclosures.{name}: section version {hash}: {e}"),
+                            &what,
+                            format!("disclosures.{}: section version {}: {e}", key.1, key.2),
                         )
                     })
                 })
                 .transpose()
         })
     }
+}
+
+/// The distinct section versions `rows` name, in key order: what a reader looks up (in
+/// chunks its engine accepts) before resolving the rows.
+pub fn section_keys(rows: &[StoredEvent]) -> Vec<SectionKey> {
+    let keys: BTreeSet<SectionKey> = rows.iter().flat_map(StoredEvent::section_keys).collect();
+    keys.into_iter().collect()
 }
 
 fn disclosure_path(at: &str, name: &str) -> String {

@@ -9,7 +9,9 @@ mod layout;
 mod plan;
 
 pub use columns::EventColumns;
-pub use disclosures::{DisclosureColumn, SectionVersionRef, StoredDisclosure};
+pub use disclosures::{
+    section_keys, DisclosureColumn, SectionKey, SectionVersionRef, StoredDisclosure, StoredEvent,
+};
 pub use layout::{
     check_peer_layout, columns_to_add, first_layout_disagreement, NameCase,
     FIRST_LAYOUT_CURRENT_ONLY,

@@ -28,10 +28,12 @@ fn first_layout_table(name: &str, key: &str) -> String {
 
 /// Rewrites the current-state and history tables of `t` into the first layout, filled from the
 /// section-version tables (every history row with its whole data document from the history
-/// view), and drops the section table and the view, in one transaction.
+/// view), puts the disclosed values back into the event rows that name section versions (the
+/// first layout's event rows carried them inline), and drops the section table and the view,
+/// in one transaction.
 pub fn downgrade(c: &mut Connection, t: &TableNames) -> anyhow::Result<()> {
     let (state, history) = (&t.state, &t.history);
-    let (section, versions) = (&t.section, &t.versions);
+    let (section, versions, event) = (&t.section, &t.versions, &t.event);
     let cols = "id, contract_name, contract_version, version, parties, seals, data, root, \
                 prev_root, last_event, updated_at";
     let tx = c.transaction()?;
@@ -48,6 +50,15 @@ pub fn downgrade(c: &mut Connection, t: &TableNames) -> anyhow::Result<()> {
                   h.seals, v.data, h.root, h.prev_root, h.last_event, h.updated_at
            FROM "{history}" AS h
            JOIN "{versions}" AS v ON v.id = h.id AND v.version = h.version;
+           UPDATE "{event}" SET disclosures = (
+               SELECT json_group_object(j.key,
+                        CASE WHEN json_type(j.value, '$.value') IS NOT NULL THEN json(j.value)
+                             ELSE json_object('salt', j.value ->> 'salt', 'value', json(s.value))
+                        END)
+               FROM json_each("{event}".disclosures) AS j
+               LEFT JOIN "{section}" AS s
+                 ON s.state_id = "{event}".state_id AND s.name = j.key
+                AND s.hash = j.value ->> 'hash');
            DROP VIEW "{versions}";
            DROP TABLE "{section}";
            DROP TABLE "{state}";
