@@ -59,27 +59,14 @@ pub(crate) fn ratio(numerator: f64, denominator: f64) -> Option<f64> {
     (denominator > 0.0 && denominator.is_finite()).then(|| numerator / denominator)
 }
 
-/// Clock ticks per second of the CPU times in `/proc/<pid>/stat` (`USER_HZ`: part of the
-/// Linux ABI, 100 on every architecture this runs on).
-const USER_HZ: u64 = 100;
-
-/// The user + system CPU time of this process (all its threads, finished ones included)
-/// from `/proc/self/stat`; `None` off Linux or when the file cannot be parsed.
+/// The user + system CPU time of this process (all its threads, finished ones included),
+/// from the process CPU clock (`CLOCK_PROCESS_CPUTIME_ID`, nanosecond resolution: a sample
+/// of a few updates is measured as precisely as a long one); `None` if the clock cannot be
+/// read.
 pub(crate) fn process_cpu_time() -> Option<Duration> {
-    parse_proc_stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
-}
-
-/// Fields 14 and 15 (`utime`, `stime`, in clock ticks) of a `/proc/<pid>/stat` line. The
-/// command name (field 2) is in parentheses and may hold spaces, so fields are counted
-/// after its closing parenthesis.
-fn parse_proc_stat_cpu(line: &str) -> Option<Duration> {
-    let after_name = &line[line.rfind(')')? + 1..];
-    // After the name come field 3 (state) onwards: utime is field 14, i.e. index 11 here.
-    let mut fields = after_name.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    let ticks = utime + stime;
-    Some(Duration::from_millis(ticks * 1000 / USER_HZ))
+    cpu_time::ProcessTime::try_now()
+        .ok()
+        .map(|t| t.as_duration())
 }
 
 /// The 1-minute load average of the machine (`/proc/loadavg`): beyond what the benchmark
@@ -164,16 +151,6 @@ mod tests {
     }
 
     #[test]
-    fn proc_stat_cpu_fields_are_read_after_a_command_name_with_spaces() {
-        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
-        // utime stime ...
-        let line = "4242 (my (odd) bench) R 1 4242 4242 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 3";
-        assert_eq!(parse_proc_stat_cpu(line), Some(Duration::from_secs(3)));
-        assert_eq!(parse_proc_stat_cpu("garbage"), None);
-        assert_eq!(parse_proc_stat_cpu("1 (x) R 1 2"), None);
-    }
-
-    #[test]
     fn the_load_average_is_the_first_field_of_proc_loadavg() {
         assert_eq!(parse_loadavg("5.55 4.82 3.16 3/412 9999\n"), Some(5.55));
         assert_eq!(parse_loadavg(""), None);
@@ -184,7 +161,7 @@ mod tests {
     fn the_stopwatch_sees_cpu_spent_by_this_process() {
         let w = Stopwatch::start();
         let start = process_cpu_time();
-        assert!(start.is_some(), "/proc/self/stat readable");
+        assert!(start.is_some(), "the process CPU clock is readable");
         // Spin until the process clock has moved by 50 ms (a loaded machine may preempt us,
         // so wall time alone proves nothing), giving up after 10 s of wall time.
         let t = Instant::now();

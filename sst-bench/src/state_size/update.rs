@@ -37,8 +37,8 @@ const STATE: &str = "state-size";
 /// 200 ms after a commit by default) is counted with them and not with the next sample.
 const SETTLE: Duration = Duration::from_millis(400);
 /// Bytes of state the SST updates of one sample rewrite at most (their count is this over
-/// the state size, between 1 and [`MAX_SST_OPS`]): enough updates that process CPU time,
-/// read in 10 ms clock ticks, is well above its resolution.
+/// the state size, between 1 and [`MAX_SST_OPS`]): enough updates that one update's own
+/// variation averages out (the process CPU clock itself reads nanoseconds).
 const SAMPLE_BYTES: usize = 10_000_000;
 /// Most SST updates in one sample.
 const MAX_SST_OPS: usize = 500;
