@@ -516,7 +516,7 @@ impl ItemChecks {
         let rec = &item.event;
         let e = rec.event();
         for (name, d) in &rec.disclosures {
-            portable::check_sized(&d.value, || portable::member_path("$.disclosures", name))?;
+            d.check_portable(|| portable::member_path("$.disclosures", name))?;
         }
         match (&rec.outcome, &item.state) {
             (Outcome::Applied { version, root }, Some(state)) => {
@@ -638,7 +638,7 @@ fn check_state(
             bound += if unchanged(name, s) {
                 d.encoded_len()
             } else {
-                portable::check_sized(&d.value, || portable::member_path("$.sections", name))?
+                d.check_portable(|| portable::member_path("$.sections", name))?
             };
         }
     }

@@ -539,5 +539,18 @@ proptest! {
         for x in [&d, &copy, &edited] {
             prop_assert_eq!(x.encoded_len(), canonical::encoded_len(&x.value));
         }
+        // So does the portable verdict, shared by clones: a value found portable once, then
+        // replaced (in a clone) by one that is not, is checked again and refused.
+        prop_assert!(copy.check_portable(|| "$".into()).is_ok());
+        let mut bad = copy.clone();
+        bad.value = std::sync::Arc::new(serde_json::json!({"$set": v1.clone()}));
+        let err = bad.check_portable(|| "$.sections.x".into()).expect_err("a $ key");
+        prop_assert_eq!(err.path, r#"$.sections.x["$set"]"#);
+        prop_assert!(copy.check_portable(|| "$".into()).is_ok());
+        let mut edited_bad = copy.clone();
+        std::sync::Arc::make_mut(&mut edited_bad.value)
+            .as_object_mut()
+            .map(|o| o.insert("$x".into(), Value::Bool(true)));
+        prop_assert!(edited_bad.check_portable(|| "$".into()).is_err());
     }
 }

@@ -245,7 +245,8 @@ fn reveal(
         let d = disclosures
             .get(name)
             .ok_or_else(|| invalid(&path, "the sequencing node needs the section's plaintext"))?;
-        portable::check_at(&d.value, &path).map_err(|e| invalid(&e.path, e.to_string()))?;
+        d.check_portable(|| path.clone())
+            .map_err(|e| invalid(&e.path, e.to_string()))?;
         if d.hash(alg, name) != *hash {
             return Err(invalid(
                 &path,

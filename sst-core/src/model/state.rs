@@ -49,8 +49,9 @@ impl Parties {
 /// large state never copies the others. Equality compares values (a shared value is equal
 /// without being walked).
 ///
-/// [`Disclosure::hash`] remembers the last hash it computed, with the salt and the very value
-/// (a shared reference to it) it covered: a disclosure hashed when it is sealed or first
+/// [`Disclosure::hash`] remembers the first hash it computed, with the salt and the very value
+/// (a shared reference to it) it covered, and [`Disclosure::check_portable`] the value it found
+/// portable; clones share what is remembered: a disclosure hashed when it is sealed or first
 /// checked is not walked again by the later checks of the same commit (a section of several
 /// megabytes costs one canonical serialisation, not three). Changing the salt or replacing
 /// the value makes the memo miss; the value behind a remembered reference cannot change (it
@@ -62,12 +63,27 @@ pub struct Disclosure {
     pub salt: Salt,
     /// The section's JSON value.
     pub value: Arc<Value>,
+    /// Shared by clones: what one clone computed, every clone holding the same salt and
+    /// value reuses.
     #[serde(skip)]
-    memo: OnceLock<HashMemo>,
+    memo: Arc<Memo>,
+}
+
+/// What [`Disclosure`] remembers of the work done on it.
+#[derive(Default)]
+struct Memo {
+    hash: OnceLock<HashMemo>,
+    portable: OnceLock<PortableMemo>,
+}
+
+/// A value [`Disclosure::check_portable`] found within the portable profile, with the bound
+/// of its canonical length the check returned.
+struct PortableMemo {
+    value: Arc<Value>,
+    bound: usize,
 }
 
 /// A section hash [`Disclosure::hash`] computed, with exactly what it covered.
-#[derive(Clone)]
 struct HashMemo {
     alg: HashAlg,
     name: Box<str>,
@@ -100,13 +116,13 @@ impl Disclosure {
         Disclosure {
             salt,
             value,
-            memo: OnceLock::new(),
+            memo: Arc::default(),
         }
     }
 
     /// Hash of this disclosure as section `name`.
     pub fn hash(&self, alg: HashAlg, name: &str) -> SectionHash {
-        if let Some(m) = self.memo.get() {
+        if let Some(m) = self.memo.hash.get() {
             if m.alg == alg
                 && *m.name == *name
                 && m.salt == self.salt
@@ -121,7 +137,7 @@ impl Disclosure {
         h.part(&encoded);
         let hash = SectionHash(h.finish());
         // The first hash computed is kept; another name or algorithm is simply recomputed.
-        let _ = self.memo.set(HashMemo {
+        let _ = self.memo.hash.set(HashMemo {
             alg,
             name: name.into(),
             salt: self.salt,
@@ -135,10 +151,34 @@ impl Disclosure {
     /// The length of the value's canonical encoding ([`canonical::encoded_len`]): taken from
     /// the memo when this very value was hashed, otherwise walked.
     pub fn encoded_len(&self) -> usize {
-        match self.memo.get() {
+        match self.memo.hash.get() {
             Some(m) if Arc::ptr_eq(&m.value, &self.value) => m.encoded_len,
             _ => canonical::encoded_len(&self.value),
         }
+    }
+
+    /// Checks the value against the portable profile ([`crate::portable::check_at`]), errors
+    /// naming paths below `path_prefix`, and returns a bound of its canonical length. A value
+    /// that passed once (this very value: the check depends on nothing else) is not walked
+    /// again.
+    ///
+    /// # Errors
+    /// The first violation found.
+    pub fn check_portable(
+        &self,
+        path_prefix: impl FnOnce() -> String,
+    ) -> Result<usize, crate::portable::ProfileError> {
+        if let Some(m) = self.memo.portable.get() {
+            if Arc::ptr_eq(&m.value, &self.value) {
+                return Ok(m.bound);
+            }
+        }
+        let bound = crate::portable::check_sized(&self.value, path_prefix)?;
+        let _ = self.memo.portable.set(PortableMemo {
+            value: Arc::clone(&self.value),
+            bound,
+        });
+        Ok(bound)
     }
 }
 
