@@ -170,7 +170,16 @@ pub trait Contract: Send + Sync {
         Ok(())
     }
 
-    /// Checks a direct section change. `current` holds the plaintext this node can read.
+    /// Whether [`Contract::on_change`] reads its `current` argument. A contract that judges a
+    /// change by the changed sections alone returns `false`: it is then handed an empty
+    /// `current`, and a change to one section of a large state does not copy every other
+    /// section for it. The default, `true`, hands it what this node can read.
+    fn on_change_reads_current(&self) -> bool {
+        true
+    }
+
+    /// Checks a direct section change. `current` holds the plaintext this node can read
+    /// (empty when [`Contract::on_change_reads_current`] is `false`).
     ///
     /// # Errors
     /// A [`ContractError`] refuses the change.

@@ -576,7 +576,6 @@ fn sequence_steps(
             }
             let roles = cur.parties.roles_of(&actor.id);
             let call = call_context(signed, &actor.id, &roles);
-            let current_view = view(cur);
             let mut business_events = Vec::new();
             let sections = if e.kind == EventKind::ChangeSections {
                 let hashes = signed_hashes(e)?;
@@ -586,6 +585,12 @@ fn sequence_steps(
                 check_sections(policy, hashes.keys())?;
                 let sections = reveal(e.alg, &hashes, disclosures)?;
                 check_writes(policy, &actor, &cur.parties, hashes.keys())?;
+                // Only a contract that reads the current sections gets a copy of them.
+                let current_view = if code.on_change_reads_current() {
+                    view(cur)
+                } else {
+                    Sections::new()
+                };
                 code.on_change(&call, &current_view, &view_of(&sections))
                     .map_err(ContractError::reason)?;
                 sections
@@ -596,9 +601,8 @@ fn sequence_steps(
                         section: "*".into(),
                     });
                 }
-                let changes =
-                    run_call(code.as_ref(), &call, &cur.contract, &current_view, &payload)
-                        .map_err(ContractError::reason)?;
+                let changes = run_call(code.as_ref(), &call, &cur.contract, &view(cur), &payload)
+                    .map_err(ContractError::reason)?;
                 check_business_events(&changes.events)?;
                 business_events = changes.events;
                 let changes = changes.changes;
@@ -609,9 +613,8 @@ fn sequence_steps(
                 check_writes(policy, &actor, &cur.parties, changes.keys())?;
                 seal(e.alg, changes)?
             };
-            // The contract has run: its copy of the current plaintext goes before the new
-            // version is built, so that the two are not held at the same time.
-            drop(current_view);
+            // The contract's copy of the current plaintext (if it took one) is gone by now,
+            // so that it and the new version are never held at the same time.
             // The disclosures are taken first so that the sections move into the new
             // version instead of being copied for it.
             let disclosures = disclosures_of(&sections);

@@ -110,6 +110,9 @@ impl Contract for RealEstateDeal {
     ) -> Result<(), ContractError> {
         create_rules(parties, sections)
     }
+    fn on_change_reads_current(&self) -> bool {
+        false
+    }
     fn on_change(
         &self,
         _call: &Call<'_>,
@@ -161,6 +164,9 @@ impl Contract for RealEstateDealV2 {
         sections: &Sections,
     ) -> Result<(), ContractError> {
         create_rules(parties, sections)
+    }
+    fn on_change_reads_current(&self) -> bool {
+        false
     }
     fn on_change(
         &self,

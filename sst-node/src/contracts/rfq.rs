@@ -48,6 +48,9 @@ impl Contract for Rfq {
             Some(_) => Err(ContractError::new("an RFQ starts with no quotes")),
         }
     }
+    fn on_change_reads_current(&self) -> bool {
+        false
+    }
     fn on_change(
         &self,
         _call: &Call<'_>,

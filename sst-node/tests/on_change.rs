@@ -1,0 +1,126 @@
+//! `Contract::on_change_reads_current`: a contract that judges a change by the changed
+//! sections alone is handed an empty `current` (so a change to one section of a large state
+//! does not copy every other section for it), one that reads it gets every section this node
+//! can read; the change applies the same either way.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use anyhow::ensure;
+use common::{values, who, Cluster};
+use serde_json::json;
+use sst_core::{ContractPolicy, ContractRef, MemoryStore, Parties, SectionPolicy, StateId, Store};
+use sst_node::{
+    Call, Contract, ContractError, ContractRegistry, InProcessNetwork, Intent, Sections,
+};
+
+/// A contract that records the section names of the `current` each `on_change` receives.
+struct Watched {
+    name: &'static str,
+    source: &'static str,
+    reads_current: bool,
+    seen: Arc<Mutex<Vec<BTreeSet<String>>>>,
+}
+
+impl Contract for Watched {
+    fn contract(&self) -> ContractRef {
+        ContractRef::new(self.name, 1)
+    }
+    fn policy(&self) -> ContractPolicy {
+        ContractPolicy::default()
+            .section("common", SectionPolicy::new(["*"], ["seller"]))
+            .section("price", SectionPolicy::new(["seller"], ["seller"]))
+    }
+    fn source(&self) -> &str {
+        self.source
+    }
+    fn on_change_reads_current(&self) -> bool {
+        self.reads_current
+    }
+    fn on_change(
+        &self,
+        _call: &Call<'_>,
+        current: &Sections,
+        changes: &Sections,
+    ) -> Result<(), ContractError> {
+        if changes.is_empty() {
+            return Err(ContractError::new("a change changes something"));
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.push(current.keys().cloned().collect());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn only_a_contract_that_reads_the_current_sections_is_handed_a_copy() -> anyhow::Result<()> {
+    let reads = Arc::new(Mutex::new(Vec::new()));
+    let blind = Arc::new(Mutex::new(Vec::new()));
+    let registry = ContractRegistry::new()
+        .with(Watched {
+            name: "watched-reads",
+            source: "// reads current\n",
+            reads_current: true,
+            seen: reads.clone(),
+        })
+        .with(Watched {
+            name: "watched-blind",
+            source: "// judges the changes alone\n",
+            reads_current: false,
+            seen: blind.clone(),
+        });
+    let contracts = [
+        ContractRef::new("watched-reads", 1),
+        ContractRef::new("watched-blind", 1),
+    ];
+    let net = InProcessNetwork::new();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let node = Cluster::start_node(&net, "seller", store, registry, &contracts).await?;
+    let seller = who("seller");
+    let parties = Parties::default().with("seller", seller.as_str());
+    for contract in &contracts {
+        let id = format!("{}-1", contract.name);
+        let v = node
+            .submit(
+                &seller,
+                Intent::create(
+                    id.as_str(),
+                    contract.clone(),
+                    parties.clone(),
+                    values([
+                        ("common", json!({"address": "1 Elm St"})),
+                        ("price", json!({"amount": 1})),
+                    ]),
+                ),
+            )
+            .await?;
+        ensure!(v.is_applied(), "create {id}: {v:?}");
+        let v = node
+            .submit(
+                &seller,
+                Intent::change(
+                    StateId::from(id.as_str()),
+                    values([("price", json!({"amount": 2}))]),
+                ),
+            )
+            .await?;
+        ensure!(v.is_applied(), "change of {id}: {v:?}");
+        let state = node.state(&StateId::from(id.as_str())).await?;
+        ensure!(
+            state.is_some_and(|s| s.version == 2 && s.data()["price"] == json!({"amount": 2})),
+            "{id} does not hold the change"
+        );
+    }
+    let both: BTreeSet<String> = ["common", "price"].map(String::from).into();
+    let reads = reads.lock().map(|s| s.clone()).unwrap_or_default();
+    let blind = blind.lock().map(|s| s.clone()).unwrap_or_default();
+    ensure!(reads == vec![both], "the reading contract saw {reads:?}");
+    ensure!(
+        blind == vec![BTreeSet::new()],
+        "the contract that judges the changes alone was handed {blind:?}"
+    );
+    Ok(())
+}
