@@ -228,6 +228,18 @@ impl EventColumn {
             EventColumn::Disclosures => "disclosures",
         }
     }
+
+    /// Whether the column holds a JSON document (its value is the document, `null` for SQL
+    /// `NULL`), rather than text or an integer.
+    pub fn is_document(self) -> bool {
+        matches!(
+            self,
+            EventColumn::Receipt
+                | EventColumn::BusinessEvents
+                | EventColumn::Endorsements
+                | EventColumn::Disclosures
+        )
+    }
 }
 
 /// An opened store under test with raw access to the same database.

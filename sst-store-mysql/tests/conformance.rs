@@ -279,24 +279,13 @@ impl Raw {
     }
 }
 
-/// Whether `column` is a JSON document column (its value is the document, not a scalar).
-fn is_document(column: EventColumn) -> bool {
-    matches!(
-        column,
-        EventColumn::Receipt
-            | EventColumn::BusinessEvents
-            | EventColumn::Endorsements
-            | EventColumn::Disclosures
-    )
-}
-
 /// A JSON value as the bound value of an event column: strings and integers as themselves,
 /// `null` as `NULL`, a document (receipt, disclosures, …) as its JSON text.
 fn column_value(column: EventColumn, value: &Value) -> anyhow::Result<My> {
     Ok(match value {
         Value::Null => My::NULL,
-        Value::String(s) if !is_document(column) => My::from(s.as_str()),
-        Value::Number(n) if !is_document(column) => {
+        Value::String(s) if !column.is_document() => My::from(s.as_str()),
+        Value::Number(n) if !column.is_document() => {
             My::from(n.as_i64().context("an integer column value")?)
         }
         other => My::from(other.to_string()),
@@ -312,7 +301,7 @@ fn column_json(column: EventColumn, stored: My) -> anyhow::Result<Value> {
         My::UInt(u) => Value::from(u),
         My::Bytes(bytes) => {
             let text = String::from_utf8(bytes).context("event column as UTF-8")?;
-            if is_document(column) {
+            if column.is_document() {
                 serde_json::from_str(&text)
                     .with_context(|| format!("event column {}", column.name()))?
             } else {

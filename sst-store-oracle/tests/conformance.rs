@@ -244,18 +244,6 @@ impl OracleRaw {
     }
 }
 
-/// Whether `column` is one of the event table's JSON columns (bound through the mode's JSON
-/// conversion).
-fn is_json(column: EventColumn) -> bool {
-    matches!(
-        column,
-        EventColumn::Receipt
-            | EventColumn::BusinessEvents
-            | EventColumn::Endorsements
-            | EventColumn::Disclosures
-    )
-}
-
 /// The bind of an event column's new value: strings and integers as themselves, a JSON
 /// document or `null` for the JSON columns (receipt, business events, endorsements,
 /// disclosures).
@@ -265,8 +253,8 @@ fn column_bind(
     value: &Value,
 ) -> anyhow::Result<Box<dyn ToSql>> {
     Ok(match (column, value) {
-        (c, Value::Null) if is_json(c) => Box::new(JsonBind::Null(mode)),
-        (c, v) if is_json(c) => Box::new(JsonBind::new(mode, v)),
+        (c, Value::Null) if c.is_document() => Box::new(JsonBind::Null(mode)),
+        (c, v) if c.is_document() => Box::new(JsonBind::new(mode, v)),
         (_, Value::Null) => Box::new(None::<String>),
         (_, Value::String(s)) => Box::new(s.clone()),
         (_, Value::Number(n)) => Box::new(n.as_i64().context("an integer column value")?),
@@ -429,7 +417,7 @@ impl RawAccess for OracleRaw {
         event: &sst_core::EventId,
         column: EventColumn,
     ) -> anyhow::Result<Option<Value>> {
-        let selected = if is_json(column) {
+        let selected = if column.is_document() {
             self.mode.read(column.name())
         } else {
             column.name().to_owned()
@@ -445,7 +433,7 @@ impl RawAccess for OracleRaw {
         };
         let row = row?;
         let value = match column {
-            c if is_json(c) => match self.mode {
+            c if c.is_document() => match self.mode {
                 JsonMode::Native => row.get::<_, Option<String>>(0)?.map(|t| decode(&t)),
                 JsonMode::Blob => row.get::<_, Option<Vec<u8>>>(0)?.map(|b| decode_bytes(&b)),
             }
@@ -517,7 +505,7 @@ impl RawAccess for OracleRaw {
                 column,
                 value,
             } => {
-                let target = if is_json(*column) {
+                let target = if column.is_document() {
                     self.mode.bind(1)
                 } else {
                     ":1".to_owned()

@@ -225,13 +225,7 @@ impl RawAccess for SqliteRaw {
                     |r| r.get(0),
                 )
                 .optional()?;
-            let document = matches!(
-                column,
-                EventColumn::Receipt
-                    | EventColumn::BusinessEvents
-                    | EventColumn::Endorsements
-                    | EventColumn::Disclosures
-            );
+            let document = column.is_document();
             let value = stored.map(|v| match v {
                 Sql::Null => Ok(Value::Null),
                 Sql::Integer(i) => Ok(Value::from(i)),

@@ -365,13 +365,7 @@ impl RawAccess for Raw {
                 };
                 match (column, value) {
                     (_, Value::Null) => set("NULL"),
-                    (
-                        EventColumn::Receipt
-                        | EventColumn::BusinessEvents
-                        | EventColumn::Endorsements
-                        | EventColumn::Disclosures,
-                        doc,
-                    ) => set("$2").bind(doc.clone()),
+                    (c, doc) if c.is_document() => set("$2").bind(doc.clone()),
                     (_, Value::String(text)) => set("$2").bind(text.clone()),
                     (_, Value::Number(n)) => {
                         set("$2").bind(n.as_i64().with_context(|| format!("{n} is no bigint"))?)
