@@ -20,7 +20,7 @@ use sst_core::raw::columns::{
 };
 use sst_core::raw::{
     check_peer_layout, columns_to_add, CommitPlan, ContractPut, CurrentWrite, DataWrite,
-    DisclosureColumn, EventColumns, Lookups, NameCase, Recorded, SectionVersion,
+    DisclosureColumn, EventColumns, Lookups, NameCase, Recorded, SectionVersion, StoredEvent,
 };
 use sst_core::{
     check_prune_keep, check_refusal, check_sink_name, Actor, ActorId, Checkpoint, CommitBatch,
@@ -1002,7 +1002,7 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
     let business_events =
         business_events_from_column(&what(), col(row, "business_events", &what)?)?;
     let endorsements = endorsements_from_column(&what(), col(row, "endorsements", &what)?)?;
-    let mut record = EventRecord {
+    let record = EventRecord {
         signed,
         disclosures: BTreeMap::new(),
         outcome,
@@ -1017,11 +1017,11 @@ fn event_from_row(row: &PgRow) -> Result<EventRecord, StoreError> {
         Some(Value::Object(values)) => values,
         _ => serde_json::Map::new(),
     };
-    let state = record.event().state_id.clone();
-    record.disclosures = disclosures.resolve(&what(), &state, |name, _| {
-        Ok(disclosed.remove(name).map(Arc::new))
-    })?;
-    Ok(record)
+    StoredEvent {
+        record,
+        disclosures,
+    }
+    .resolve(|(_, name, _)| Ok(disclosed.remove(name).map(Arc::new)))
 }
 
 /// The log head at position `pos` with hash `hash` (as read from the log's last row).

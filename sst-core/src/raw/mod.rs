@@ -1,7 +1,9 @@
 //! What only store adapters (and tests of them) need: the commit decision ([`CommitPlan`],
 //! [`ContractPut`]), the foreign-table rule of `migrate` ([`check_peer_layout`], with the
-//! columns later releases added: [`columns_to_add`]) and the column helpers every adapter maps
-//! rows with ([`columns`]). Users of SST never need this module.
+//! columns later releases added: [`columns_to_add`]), the column helpers every adapter maps
+//! rows with ([`columns`]) and the event table's disclosures column, which names section
+//! versions ([`DisclosureColumn`], read back as [`StoredEvent`]). Users of SST never need
+//! this module.
 
 pub mod columns;
 mod disclosures;
