@@ -111,6 +111,43 @@ pub fn to_vec_of<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     to_vec(&serde_json::to_value(value).unwrap_or(Value::Null))
 }
 
+/// Canonical bytes of `value` from the direct writer alone, which also takes
+/// [`PreEncoded`] texts verbatim; `None` where [`to_vec_of`] would need its `Value` path
+/// (which cannot take pre-encoded texts: the caller then encodes a plain form).
+pub(crate) fn to_vec_direct<T: Serialize + ?Sized>(value: &T) -> Option<Vec<u8>> {
+    let mut out = String::with_capacity(INITIAL_CAPACITY);
+    value
+        .serialize(Canonical { out: &mut out })
+        .ok()
+        .map(|()| out.into_bytes())
+}
+
+/// Text that is already the canonical encoding of a value (kept from an earlier
+/// [`to_string`] of that very value), written verbatim by [`to_vec_direct`] in its place: a
+/// multi-megabyte section is encoded once per commit, not once for its hash and again for
+/// each record that binds it. Only [`to_vec_direct`] understands it; any other serializer
+/// refuses it.
+pub(crate) struct PreEncoded<'a>(pub(crate) &'a str);
+
+/// The newtype name [`PreEncoded`] serialises under.
+const PRE_ENCODED: &str = "$sst_core::canonical::PreEncoded";
+
+impl Serialize for PreEncoded<'_> {
+    fn serialize<S: ser::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_struct(PRE_ENCODED, &Verbatim(self.0))
+    }
+}
+
+/// The text inside a [`PreEncoded`], handed over as a string, which the direct writer
+/// appends as it is (with [`KeyName`], which appends a string unchanged).
+struct Verbatim<'a>(&'a str);
+
+impl Serialize for Verbatim<'_> {
+    fn serialize<S: ser::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0)
+    }
+}
+
 /// The direct writer met something it leaves to the `Value` path.
 #[derive(Debug)]
 struct Unsupported;
@@ -299,9 +336,12 @@ impl<'a> ser::Serializer for Canonical<'a> {
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
+        name: &'static str,
         value: &T,
     ) -> Result<(), Unsupported> {
+        if name == PRE_ENCODED {
+            return value.serialize(KeyName { keys: self.out });
+        }
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(

@@ -123,15 +123,23 @@ impl LogRecord<'_> {
     /// for an event, the record's own JSON otherwise.
     fn canonical_bytes(&self) -> Vec<u8> {
         match self {
-            LogRecord::Event(r) => canonical::to_vec_of(&EventBinding {
-                id: r.id(),
-                signatures: &r.signed.signatures,
-                disclosures: &r.disclosures,
-                outcome: &r.outcome,
-                receipt: &r.receipt,
-                business_events: &r.business_events,
-                endorsements: &r.endorsements,
-            }),
+            LogRecord::Event(r) => {
+                let binding = |disclosures| EventBinding {
+                    id: r.id(),
+                    signatures: &r.signed.signatures,
+                    disclosures,
+                    outcome: &r.outcome,
+                    receipt: &r.receipt,
+                    business_events: &r.business_events,
+                    endorsements: &r.endorsements,
+                };
+                // Values hashed when they were sealed are written from the encoding kept then;
+                // the same bytes as encoding them again (a test holds both to be equal).
+                canonical::to_vec_direct(&binding(BoundDisclosures::Reusing(&r.disclosures)))
+                    .unwrap_or_else(|| {
+                        canonical::to_vec_of(&binding(BoundDisclosures::Encoding(&r.disclosures)))
+                    })
+            }
             LogRecord::Refusal(r) => canonical::to_vec_of(r),
             LogRecord::RefusalCleared(id) => canonical::to_vec_of(id),
             LogRecord::Contract(c) => canonical::to_vec_of(c),
@@ -150,13 +158,60 @@ impl LogRecord<'_> {
 struct EventBinding<'a> {
     id: EventId,
     signatures: &'a [EnvelopeSignature],
-    disclosures: &'a BTreeMap<String, Disclosure>,
+    disclosures: BoundDisclosures<'a>,
     outcome: &'a Outcome,
     receipt: &'a Option<SequencingReceipt>,
     #[serde(skip_serializing_if = "<[BusinessEvent]>::is_empty")]
     business_events: &'a [BusinessEvent],
     #[serde(skip_serializing_if = "<[Endorsement]>::is_empty")]
     endorsements: &'a [Endorsement],
+}
+
+/// The disclosures of an [`EventBinding`], serialised exactly as the map
+/// `{name: {"salt": …, "value": …}}` of [`Disclosure`]s.
+#[derive(Clone, Copy)]
+enum BoundDisclosures<'a> {
+    /// Each value encoded from its tree.
+    Encoding(&'a BTreeMap<String, Disclosure>),
+    /// Each value whose canonical encoding its disclosure kept written from that encoding
+    /// (only [`canonical::to_vec_direct`] takes it).
+    Reusing(&'a BTreeMap<String, Disclosure>),
+}
+
+impl Serialize for BoundDisclosures<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (map, reuse) = match *self {
+            BoundDisclosures::Encoding(m) => (m, false),
+            BoundDisclosures::Reusing(m) => (m, true),
+        };
+        if !reuse {
+            return map.serialize(serializer);
+        }
+        let mut out = serializer.serialize_map(Some(map.len()))?;
+        for (name, d) in map {
+            out.serialize_entry(name, &ReusedDisclosure(d))?;
+        }
+        out.end()
+    }
+}
+
+/// A [`Disclosure`] serialised like its derived form, its value written from the canonical
+/// encoding it kept when there is one.
+struct ReusedDisclosure<'a>(&'a Disclosure);
+
+impl Serialize for ReusedDisclosure<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let d = self.0;
+        let mut s = serializer.serialize_struct("Disclosure", 2)?;
+        s.serialize_field("salt", &d.salt)?;
+        match d.canonical_text() {
+            Some(text) => s.serialize_field("value", &canonical::PreEncoded(text))?,
+            None => s.serialize_field("value", &*d.value)?,
+        }
+        s.end()
+    }
 }
 
 /// The head of a log: the position and hash of its last entry (position 0 and the all-zero

@@ -7,13 +7,15 @@
 mod common;
 mod previous;
 
+use std::sync::Arc;
+
 use proptest::prelude::*;
 use serde_json::Value;
 use sst_core::hash::Domain;
 use sst_core::{
     ActorKey, BusinessEvent, Checkpoint, ContractDescriptor, ContractLimits, ContractRecord,
-    EngineRef, Event, EventKind, EventRecord, HashAlg, LogRecord, NodeId, NodeKey, OriginSeq,
-    Outcome, Refusal, RejectReason, SequencingReceipt, SignedEvent, Timestamp,
+    Disclosure, EngineRef, Event, EventKind, EventRecord, HashAlg, LogRecord, NodeId, NodeKey,
+    OriginSeq, Outcome, Refusal, RejectReason, Section, SequencingReceipt, SignedEvent, Timestamp,
 };
 
 use common::{actor, alg, deal_contract, deal_policy, deal_state, digest, portable_value};
@@ -105,6 +107,42 @@ proptest! {
             LogRecord::Event(&rec).digest(log_alg),
             previous::event_record_digest(&rec, log_alg)
         );
+    }
+
+    /// An event record whose disclosures were hashed when they were sealed (their canonical
+    /// encoding kept, and written from it) binds the same log digest as the same record with
+    /// disclosures that were never hashed (each value encoded again), and as before.
+    #[test]
+    fn event_record_digests_do_not_depend_on_kept_encodings(
+        alg in alg(),
+        log_alg in alg(),
+        sections in prop::collection::btree_map("[a-z\u{e9}\u{1F600}]{1,6}", portable_value(), 1..4),
+    ) {
+        let mut sealed = record(alg, Value::Null, true, false, Vec::new());
+        sealed.disclosures = sections
+            .iter()
+            .map(|(name, value)| {
+                let section = Section::seal(alg, name, value.clone());
+                (name.clone(), section.disclosure.expect("a sealed section discloses"))
+            })
+            .collect();
+        let mut fresh = sealed.clone();
+        fresh.disclosures = sealed
+            .disclosures
+            .iter()
+            .map(|(name, d)| {
+                let value = Arc::new(Value::clone(&d.value));
+                (name.clone(), Disclosure::new(d.salt, value))
+            })
+            .collect();
+        let digest = LogRecord::Event(&sealed).digest(log_alg);
+        prop_assert_eq!(digest, LogRecord::Event(&fresh).digest(log_alg));
+        prop_assert_eq!(digest, previous::event_record_digest(&fresh, log_alg));
+        // Hashing the fresh disclosures now keeps their encodings too: still the same digest.
+        for (name, d) in &fresh.disclosures {
+            d.hash(alg, name);
+        }
+        prop_assert_eq!(digest, LogRecord::Event(&fresh).digest(log_alg));
     }
 
     /// Refusal, actor and cleared-refusal records, checkpoints and contract identities hash

@@ -50,7 +50,8 @@ impl Parties {
 /// without being walked).
 ///
 /// [`Disclosure::hash`] remembers the first hash it computed, with the salt and the very value
-/// (a shared reference to it) it covered, and [`Disclosure::check_portable`] the value it found
+/// (a shared reference to it) it covered and that value's canonical encoding (which the log
+/// record binding the disclosure then reuses instead of encoding the value again), and [`Disclosure::check_portable`] the value it found
 /// portable; clones share what is remembered: a disclosure hashed when it is sealed or first
 /// checked is not walked again by the later checks of the same commit (a section of several
 /// megabytes costs one canonical serialisation, not three). Changing the salt or replacing
@@ -90,8 +91,9 @@ struct HashMemo {
     salt: Salt,
     value: Arc<Value>,
     hash: SectionHash,
-    /// The length of the value's canonical encoding (what the hash covered of it).
-    encoded_len: usize,
+    /// The value's canonical encoding (what the hash covered of it), kept so that the log
+    /// record binding this disclosure does not encode a large value again.
+    encoded: String,
 }
 
 impl fmt::Debug for Disclosure {
@@ -133,9 +135,10 @@ impl Disclosure {
         }
         let mut h = Hasher::new(alg, Domain::Section);
         h.part(name.as_bytes()).part(&self.salt.0);
-        let encoded = canonical::to_vec(&self.value);
-        h.part(&encoded);
+        let mut encoded = canonical::to_string(&self.value);
+        h.part(encoded.as_bytes());
         let hash = SectionHash(h.finish());
+        encoded.shrink_to_fit();
         // The first hash computed is kept; another name or algorithm is simply recomputed.
         let _ = self.memo.hash.set(HashMemo {
             alg,
@@ -143,16 +146,25 @@ impl Disclosure {
             salt: self.salt,
             value: Arc::clone(&self.value),
             hash,
-            encoded_len: encoded.len(),
+            encoded,
         });
         hash
+    }
+
+    /// The canonical encoding of the value, when this very value was hashed
+    /// ([`Disclosure::hash`] keeps what it encoded); `None` otherwise.
+    pub(crate) fn canonical_text(&self) -> Option<&str> {
+        match self.memo.hash.get() {
+            Some(m) if Arc::ptr_eq(&m.value, &self.value) => Some(&m.encoded),
+            _ => None,
+        }
     }
 
     /// The length of the value's canonical encoding ([`canonical::encoded_len`]): taken from
     /// the memo when this very value was hashed, otherwise walked.
     pub fn encoded_len(&self) -> usize {
         match self.memo.hash.get() {
-            Some(m) if Arc::ptr_eq(&m.value, &self.value) => m.encoded_len,
+            Some(m) if Arc::ptr_eq(&m.value, &self.value) => m.encoded.len(),
             _ => canonical::encoded_len(&self.value),
         }
     }
