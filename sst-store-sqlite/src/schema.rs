@@ -98,6 +98,14 @@ CREATE TABLE IF NOT EXISTS "{name}" (
 /// The section table: one row per section version (`value` its plaintext as JSON text),
 /// written once and referenced by every history row whose seals name it. Created by [`ddl`],
 /// and first of all by the in-place upgrade of the first layout, which fills it.
+///
+/// `value` carries no `CHECK (json_valid(value))`: SST writes it only from serialised JSON,
+/// and the check parsed every new section version once more on the writer thread (~20 ms for
+/// a 5 MB section). Every read parses it strictly ([`sst_core::portable`]); a row edited
+/// behind SST's back into something else makes the history view's `json(value)` fail, which
+/// `state_at` reports as an integrity error naming the section version, and `verify` reports
+/// it. Tables created before keep their check: SQLite cannot drop a `CHECK` without
+/// rebuilding the table, and a rebuild would copy every section version.
 pub(crate) fn section_table(t: &TableNames) -> String {
     format!(
         r#"
@@ -105,7 +113,7 @@ CREATE TABLE IF NOT EXISTS "{section}" (
     state_id TEXT NOT NULL,
     name     TEXT NOT NULL,
     hash     TEXT NOT NULL,
-    value    TEXT NOT NULL CHECK (json_valid(value)),
+    value    TEXT NOT NULL,
     PRIMARY KEY (state_id, name, hash)
 );"#,
         section = t.section
@@ -140,9 +148,10 @@ FROM "{history}" AS h;"#,
 /// `CHECK (json_valid(…))`: SST writes them only from serialised records, a check parsed
 /// about a kilobyte of JSON per event on the writer thread, and every read parses them
 /// strictly, so a row edited into something else is an integrity finding of `verify` (with
-/// its event id) like any other edit. The columns that SQL itself reads as JSON keep their
-/// check: the history's `seals` and the section `value` (the history view), and
-/// `business_events` and `endorsements` (queried with `json_each`).
+/// its event id) like any other edit. The section `value` has none either, for the same
+/// reason ([`section_table`]). The columns that SQL itself reads as JSON keep their check:
+/// the history's `seals` (the history view), and `business_events` and `endorsements`
+/// (queried with `json_each`).
 pub(crate) fn ddl(t: &TableNames) -> String {
     let mut sql = String::new();
     sql.push_str(&current_table(&t.state));

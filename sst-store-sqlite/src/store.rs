@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 use serde_json::Value;
 use sst_core::model::{SectionSeal, StateParts};
@@ -111,6 +111,7 @@ struct Sql {
     insert_event: String,
     select_state: String,
     select_state_at: String,
+    unparsed_section: String,
     state_ids: String,
     select_event: String,
     section_value: String,
@@ -215,6 +216,19 @@ impl Sql {
             select_state_at: format!(
                 r#"SELECT h.id, h.contract_name, h.contract_version, h.version, {history_data}
                    WHERE h.id = ?1 AND h.version = ?2"#
+            ),
+            // The first section version that a history row's seals name and whose stored
+            // text is not JSON (the section table has no check for it): what makes
+            // `select_state_at` fail in the history view's `json(value)`.
+            unparsed_section: format!(
+                r#"SELECT s.name, s.hash FROM "{history}" AS h, json_each(h.seals) AS j
+                   JOIN "{section}" AS s
+                     ON s.state_id = h.id AND s.name = j.key
+                    AND s.hash = json_extract(j.value, '$.hash')
+                   WHERE h.id = ?1 AND h.version = ?2
+                     AND json_extract(j.value, '$.salt') IS NOT NULL
+                     AND NOT json_valid(s.value)
+                   LIMIT 1"#
             ),
             state_ids: format!(r#"SELECT id FROM "{state}" ORDER BY id"#),
             select_event: format!(r#"SELECT {event_columns} FROM "{event}" WHERE id = ?1"#),
@@ -623,21 +637,6 @@ impl HistoryRow {
     }
 }
 
-/// The `data` column of a state: what [`State::data`] returns (the disclosed sections as
-/// `{name: value}`, in name order), serialised without cloning the values.
-struct DataColumn<'a>(&'a State);
-
-impl serde::Serialize for DataColumn<'_> {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        ser.collect_map(
-            self.0
-                .sections
-                .iter()
-                .filter_map(|(name, section)| Some((name, &section.disclosure.as_ref()?.value))),
-        )
-    }
-}
-
 /// The `seals` column of a state: what [`State::seals`] returns (name → hash and salt),
 /// serialised without building that map.
 struct SealsColumn<'a>(&'a State);
@@ -658,7 +657,7 @@ impl serde::Serialize for SealsColumn<'_> {
 /// create stores every disclosed section and its whole document, so that work is known before
 /// the plan. One text: the document, with each section's value a slice of it.
 struct CreatedData {
-    /// The document, the same text as [`DataColumn`] gives.
+    /// The document, as [`data_text`] gives it.
     data: String,
     /// Where each disclosed section's value lies in `data`, by name.
     values: BTreeMap<String, Range<usize>>,
@@ -666,22 +665,15 @@ struct CreatedData {
 
 impl CreatedData {
     fn new(s: &State, at: &str) -> Result<Self, StoreError> {
-        let mut data = String::from("{");
         let mut values = BTreeMap::new();
-        for (name, section) in &s.sections {
-            let Some(value) = section.value() else {
-                continue;
-            };
-            if data.len() > 1 {
-                data.push(',');
-            }
-            data.push_str(&json_text(&format!("{at}.data"), name)?);
-            data.push(':');
-            let start = data.len();
-            data.push_str(&json_text(&format!("{at}.data.{name}"), value)?);
-            values.insert(name.clone(), start..data.len());
-        }
-        data.push('}');
+        let data = data_text(
+            s,
+            &format!("{at}.data"),
+            |_| None,
+            |name, range| {
+                values.insert(name.to_owned(), range);
+            },
+        )?;
         Ok(CreatedData { data, values })
     }
 
@@ -953,16 +945,19 @@ fn quotable(name: &str) -> bool {
 }
 
 /// Writes the current row of `state`: inserts it whole for a new state, otherwise updates the
-/// row that is still at the version the plan was made against, changing only the top-level
-/// keys of its data document that `data` names (in SQL, without reading or resending the rest).
+/// row that is still at the version the plan was made against. A patch changes only the
+/// top-level keys of its data document that `data` names (in SQL, without reading or resending
+/// the rest), unless the sections it sets make up most of the document: SQLite would then
+/// parse the whole stored document to replace most of it, so the whole new document is
+/// written instead, assembled from the section texts already prepared ([`data_text`]).
 /// `created` is the state's whole data document when it was serialised beforehand, and
 /// `disclosed` the texts of the sections the event discloses.
-fn write_current(
+fn write_current<'a>(
     tx: &Transaction<'_>,
     sql: &Sql,
-    state: &State,
-    created: Option<&str>,
-    disclosed: &BTreeMap<String, SectionTexts>,
+    state: &'a State,
+    created: Option<&'a str>,
+    disclosed: &'a BTreeMap<String, SectionTexts>,
     write: CurrentWrite,
     data: &DataWrite,
 ) -> Result<(), WriteError> {
@@ -971,10 +966,11 @@ fn write_current(
     let id = state.id.as_str();
     let at = format!("state {id}");
     let version = to_i64(&format!("{at}.version"), state.version)?;
+    let prepared = |name: &str| disclosed.get(name).and_then(|p| p.value.as_deref());
     let whole = || -> Result<Cow<'_, str>, StoreError> {
         match created {
             Some(text) => Ok(Cow::Borrowed(text)),
-            None => json_text(&format!("{at}.data"), &DataColumn(state)).map(Cow::Owned),
+            None => data_text(state, &format!("{at}.data"), prepared, |_, _| {}).map(Cow::Owned),
         }
     };
     let from = match write {
@@ -997,55 +993,73 @@ fn write_current(
         }
         CurrentWrite::Update { from } => from,
     };
-    let mut params = vec![
-        SqlValue::Text(state.contract.name.clone()),
-        SqlValue::Integer(i64::from(state.contract.version)),
-        SqlValue::Integer(version),
-        SqlValue::Text(id.to_owned()),
-        SqlValue::Integer(to_i64(&format!("{at}.from"), from)?),
+    // Bound as they are: a section text is borrowed from `disclosed`, not copied.
+    let mut params: Vec<ToSqlOutput<'a>> = vec![
+        ToSqlOutput::from(state.contract.name.as_str()),
+        ToSqlOutput::from(i64::from(state.contract.version)),
+        ToSqlOutput::from(version),
+        ToSqlOutput::from(id),
+        ToSqlOutput::from(to_i64(&format!("{at}.from"), from)?),
     ];
-    let mut expr = "data".to_owned();
     let patch = match data {
-        DataWrite::Patch { set, remove } if set.iter().chain(remove).all(|n| quotable(n)) => {
+        DataWrite::Patch { set, remove }
+            if set.iter().chain(remove).all(|n| quotable(n))
+                && !sets_most_of(state, set, prepared) =>
+        {
             Some((set, remove))
         }
         _ => None,
     };
-    if let Some((set, remove)) = patch {
-        let mut next = |v: SqlValue| {
-            params.push(v);
-            format!("?{}", params.len())
-        };
-        if !remove.is_empty() {
-            let paths: Vec<String> = remove
-                .iter()
-                .map(|n| next(SqlValue::Text(format!("$.\"{n}\""))))
-                .collect();
-            expr = format!("json_remove({expr}, {})", paths.join(", "));
-        }
-        if !set.is_empty() {
-            let mut pairs = Vec::with_capacity(set.len());
-            for name in set {
-                let value = state
-                    .sections
-                    .get(name)
-                    .and_then(|s| s.value())
-                    .ok_or_else(|| {
-                        StoreError::backend(NAME, OP, format!("{at}: no value of section {name}"))
-                    })?;
-                let path = next(SqlValue::Text(format!("$.\"{name}\"")));
-                let text = match disclosed.get(name).and_then(|p| p.value.clone()) {
-                    Some(text) => text,
-                    None => json_text(&format!("{at}.data.{name}"), value)?,
-                };
-                pairs.push(format!("{path}, json({})", next(SqlValue::Text(text))));
+    let expr = match patch {
+        Some((set, remove)) => {
+            let mut expr = "data".to_owned();
+            let mut next = |v: ToSqlOutput<'a>| -> String {
+                params.push(v);
+                format!("?{}", params.len())
+            };
+            if !remove.is_empty() {
+                let paths: Vec<String> = remove
+                    .iter()
+                    .map(|n| next(ToSqlOutput::from(format!("$.\"{n}\""))))
+                    .collect();
+                expr = format!("json_remove({expr}, {})", paths.join(", "));
             }
-            expr = format!("json_set({expr}, {})", pairs.join(", "));
+            if !set.is_empty() {
+                let mut pairs = Vec::with_capacity(set.len());
+                for name in set {
+                    let value = state
+                        .sections
+                        .get(name)
+                        .and_then(|s| s.value())
+                        .ok_or_else(|| {
+                            StoreError::backend(
+                                NAME,
+                                OP,
+                                format!("{at}: no value of section {name}"),
+                            )
+                        })?;
+                    let path = next(ToSqlOutput::from(format!("$.\"{name}\"")));
+                    let text = match prepared(name) {
+                        Some(text) => ToSqlOutput::from(text),
+                        None => ToSqlOutput::from(json_text(&format!("{at}.data.{name}"), value)?),
+                    };
+                    // `jsonb(?)`: the value is parsed once (`json(?)` parsed it, rendered it
+                    // as text and `json_set` parsed that again); the document stays text, as
+                    // `json_set` on a text document returns text.
+                    pairs.push(format!("{path}, jsonb({})", next(text)));
+                }
+                expr = format!("json_set({expr}, {})", pairs.join(", "));
+            }
+            expr
         }
-    } else {
-        params.push(SqlValue::Text(whole()?.into_owned()));
-        expr = format!("?{}", params.len());
-    }
+        None => {
+            params.push(match whole()? {
+                Cow::Borrowed(text) => ToSqlOutput::from(text),
+                Cow::Owned(text) => ToSqlOutput::from(text),
+            });
+            format!("?{}", params.len())
+        }
+    };
     let (head, tail) = &sql.update_current;
     let updated = tx
         .prepare_cached(&format!("{head}{expr}{tail}"))
@@ -1062,6 +1076,86 @@ fn write_current(
         );
     }
     Ok(())
+}
+
+/// Whether the sections `set` of `state` make up most of its data document, so that writing
+/// the whole document costs less than patching it (which parses the stored document in SQL).
+/// The set sections count the length of their prepared text (`prepared`) or, failing that,
+/// of their canonical encoding; the others (the disclosed ones not set) that of their
+/// canonical encoding ([`sst_core::Disclosure::encoded_len`], remembered when the value was
+/// hashed), added up only until they outweigh the set ones. Canonical and serialised lengths
+/// differ a little (number spelling, escapes), which only moves where the choice tips.
+fn sets_most_of<'a>(
+    state: &State,
+    set: &[String],
+    prepared: impl Fn(&str) -> Option<&'a str>,
+) -> bool {
+    let entry = |name: &str, len: usize| name.len() + len + 4;
+    let set_len: usize = set
+        .iter()
+        .filter_map(|name| {
+            let len = match prepared(name) {
+                Some(text) => text.len(),
+                None => state.sections.get(name)?.disclosure.as_ref()?.encoded_len(),
+            };
+            Some(entry(name, len))
+        })
+        .sum();
+    let mut rest = 0usize;
+    for (name, section) in &state.sections {
+        let Some(disclosure) = &section.disclosure else {
+            continue;
+        };
+        if set.contains(name) {
+            continue;
+        }
+        rest += entry(name, disclosure.encoded_len());
+        if rest >= set_len {
+            return false;
+        }
+    }
+    true
+}
+
+/// The `data` column of `state` as text: what [`State::data`] returns (`{name: value}` for
+/// the disclosed sections, in name order, names escaped as JSON), serialised without cloning
+/// the values, each section's value text taken from `prepared` when it holds it and serialised
+/// otherwise (errors naming paths below `at`). `placed` learns where each section's value
+/// lies in the text.
+fn data_text<'a>(
+    state: &State,
+    at: &str,
+    prepared: impl Fn(&str) -> Option<&'a str>,
+    mut placed: impl FnMut(&str, Range<usize>),
+) -> Result<String, StoreError> {
+    let mut entries = Vec::new();
+    let mut len = 2;
+    for (name, section) in &state.sections {
+        let Some(value) = section.value() else {
+            continue;
+        };
+        let key = json_text(at, name)?;
+        let text = match prepared(name) {
+            Some(text) => Cow::Borrowed(text),
+            None => Cow::Owned(json_text(&format!("{at}.{name}"), value)?),
+        };
+        len += key.len() + 1 + text.len() + 1;
+        entries.push((name, key, text));
+    }
+    let mut data = String::with_capacity(len);
+    data.push('{');
+    for (name, key, text) in entries {
+        if data.len() > 1 {
+            data.push(',');
+        }
+        data.push_str(&key);
+        data.push(':');
+        let start = data.len();
+        data.push_str(&text);
+        placed(name, start..data.len());
+    }
+    data.push('}');
+    Ok(data)
 }
 
 /// The log head as `conn` sees it ([`LogHead::default`] for an empty log); inside the write
@@ -1234,6 +1328,26 @@ fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<State, Store
             source,
         })
     }))
+}
+
+/// Why version `version` of state `id` could not be read, when a section version it discloses
+/// holds text that is not JSON (edited behind SST's back): an integrity error naming the
+/// section and its version. `None` when none does, or when that cannot be told (the failure
+/// was something else, reported as it is).
+fn unparsed_section(conn: &Connection, sql: &Sql, id: &str, version: i64) -> Option<StoreError> {
+    let (name, hash): (String, String) = conn
+        .prepare_cached(&sql.unparsed_section)
+        .and_then(|mut s| {
+            s.query_row(rusqlite::params![id, version], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+        })
+        .ok()??;
+    Some(StoreError::malformed(
+        format!("state {id} version {version}"),
+        format!("section {name} version {hash}: the stored value is not JSON"),
+    ))
 }
 
 /// An event row's record with the section versions its disclosures name read from the
@@ -1676,10 +1790,14 @@ impl Store for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(&sql.select_state_at)
                 .map_err(|e| backend("state_at", e))?;
-            stmt.query_row(rusqlite::params![id, version], state_from_row)
+            match stmt
+                .query_row(rusqlite::params![id, version], state_from_row)
                 .optional()
-                .map_err(|e| backend("state_at", e))?
-                .transpose()
+            {
+                Ok(read) => read.transpose(),
+                Err(e) => Err(unparsed_section(conn, sql, &id, version)
+                    .unwrap_or_else(|| backend("state_at", e))),
+            }
         })
         .await
     }
@@ -2146,10 +2264,17 @@ mod tests {
             let text = |v: &Value| SqlValue::Text(v.to_string());
             assert_eq!(row.0[4], text(&parts.parties));
             assert_eq!(row.0[5], text(&parts.seals));
-            assert_eq!(
-                json_text("data", &DataColumn(&state)).expect("data"),
-                parts.data.to_string()
-            );
+            let data = data_text(&state, "data", |_| None, |_, _| {}).expect("data");
+            assert_eq!(data, parts.data.to_string());
+            // Prepared texts are used as they are, for the sections that have one.
+            let price = r#"{"amount":1,"currency":"XTS"}"#;
+            let prepared = |name: &str| (name == "price").then_some(price);
+            let mut want = parts.data.clone();
+            if let Some(p) = want.get_mut("price") {
+                *p = serde_json::from_str(price).expect("json");
+            }
+            let data = data_text(&state, "data", prepared, |_, _| {}).expect("data");
+            assert_eq!(data, want.to_string());
             let created = CreatedData::new(&state, "items[0].state").expect("created");
             assert_eq!(created.data, parts.data.to_string());
             for (name, value) in parts.data.as_object().expect("an object") {
@@ -2165,6 +2290,38 @@ mod tests {
                 parts.last_event.map_or(SqlValue::Null, SqlValue::Text)
             );
         }
+    }
+
+    /// A patch is written whole when the sections it sets outweigh the rest of the document,
+    /// and patched in SQL otherwise.
+    #[test]
+    fn a_patch_is_written_whole_when_it_sets_most_of_the_document() {
+        let (a, k) = actor("acme", "alice");
+        let item = create(
+            &state_id("most"),
+            deal_parties(),
+            deal_values(500_000, 4.25),
+            (&a, &k),
+            1,
+        );
+        let state = item.state.expect("a create has a state");
+        let set = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let big = format!("\"{}\"", "x".repeat(10_000));
+        let none = |_: &str| None;
+        // The sections' own sizes: `inspection` is the largest of three similar ones.
+        assert!(!sets_most_of(&state, &set(&["price"]), none));
+        assert!(sets_most_of(
+            &state,
+            &set(&["common", "inspection", "price"]),
+            none
+        ));
+        assert!(sets_most_of(&state, &set(&["common", "inspection"]), none));
+        // A prepared text counts as it is.
+        let large = |name: &str| (name == "price").then_some(big.as_str());
+        assert!(sets_most_of(&state, &set(&["price"]), large));
+        assert!(!sets_most_of(&state, &set(&["common"]), large));
+        // Setting nothing is never most of it.
+        assert!(!sets_most_of(&state, &[], none));
     }
 
     /// Only names that `$."name"` quotes exactly are patched in SQL.

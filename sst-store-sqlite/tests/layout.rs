@@ -1,7 +1,7 @@
 //! The section-version layout on disk: an update stores only the section versions that
-//! changed and patches the current row's data in place (the whole document only for a name a
-//! JSON path cannot quote), and the in-place upgrade of the first layout is all-or-nothing and
-//! keeps the user's own indexes.
+//! changed and patches the current row's data in place (the whole document for a name a JSON
+//! path cannot quote, or when the changed sections are most of it), and the in-place upgrade
+//! of the first layout is all-or-nothing and keeps the user's own indexes.
 
 mod first_layout;
 mod temp_db;
@@ -101,6 +101,85 @@ async fn an_update_stores_only_the_changed_sections_and_patches_the_current_row(
     }
     let report = verify_store(&store, &mut |_, _| {}).await?;
     ensure!(report.is_clean() && report.versions == 5, "{report:?}");
+    Ok(())
+}
+
+/// The stored type of the current row's data of `id`, whether it is JSON text as RFC 8259
+/// has it, and the text.
+fn current_data(c: &Connection, id: &str) -> anyhow::Result<(String, bool, String)> {
+    Ok(c.query_row(
+        "SELECT typeof(data), json_valid(data), CAST(data AS TEXT) FROM sst_state WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?)
+}
+
+/// An update whose changed sections are most of the document writes the whole document, the
+/// same text as a whole write; a small one is patched with `json_set`, and the row's `data`
+/// stays JSON text either way.
+#[tokio::test]
+async fn an_update_setting_most_of_the_document_writes_it_whole_and_a_patch_stays_text(
+) -> anyhow::Result<()> {
+    let db = TempDb::new("layout");
+    let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+    let (alice, key) = actor("acme", "alice");
+    store.put_actor(&alice).await?;
+    let id = StateId::from("deal-large");
+    let rooms = |n: usize| -> Value {
+        let list: Vec<Value> = (0..2_000)
+            .map(|i| json!({"room": i, "name": format!("room {i} \"é\""), "n": n}))
+            .collect();
+        json!({"address": "12 Rue des Lilas, Lyon", "rooms": list})
+    };
+    let mut first = deal_values(100, 1.5);
+    first.insert("common".into(), rooms(0));
+    let c = create(&id, deal_parties(), first, (&alice, &key), 1);
+    let mut versions = vec![state_of(&c)?];
+    store.commit(CommitBatch::new(vec![c])).await?;
+    let conn = Connection::open(&db.0)?;
+    let edits = [
+        // Small beside the rest: patched in with `json_set`, so it lands last.
+        values([("annex", json!({"pages": 3}))]),
+        // Most of the document: written whole, in name order.
+        values([("common", rooms(1))]),
+        // Small again: patched, and the document stays JSON text.
+        values([("price", json!({"amount": 101, "currency": "EUR"}))]),
+    ];
+    let mut keys = Vec::new();
+    for (n, edit) in edits.into_iter().enumerate() {
+        let prev = versions.last().context("no version")?;
+        let item = change(prev, edit, (&alice, &key), n as u64 + 2);
+        let want = state_of(&item)?;
+        store.commit(CommitBatch::new(vec![item])).await?;
+        let (kind, valid, text) = current_data(&conn, id.as_str())?;
+        ensure!(
+            kind == "text" && valid,
+            "version {}: {kind}, valid {valid}",
+            want.version
+        );
+        ensure!(serde_json::from_str::<Value>(&text)? == want.data());
+        keys.push(current_keys(&conn, id.as_str())?);
+        if n == 1 {
+            // The very text the whole-document path writes.
+            ensure!(text == serde_json::to_string(&want.data())?);
+        }
+        versions.push(want);
+    }
+    ensure!(
+        keys[0].last().map(String::as_str) == Some("annex"),
+        "the small new section was not patched in: {:?}",
+        keys[0]
+    );
+    ensure!(
+        keys[1].first().map(String::as_str) == Some("annex"),
+        "the large section's update did not write the whole document: {:?}",
+        keys[1]
+    );
+    let read = store.state(&id).await?.context("state missing")?;
+    let latest = versions.last().context("no version")?;
+    ensure!(read.data() == latest.data() && read.root == latest.root);
+    let report = verify_store(&store, &mut |_, _| {}).await?;
+    ensure!(report.is_clean() && report.versions == 4, "{report:?}");
     Ok(())
 }
 

@@ -1,8 +1,8 @@
 //! Opening what is not ours: `migrate` refuses a foreign table that carries a peer table's
 //! name (or the history view's) and changes nothing, upgrades an older layout of its own, and
 //! a read-only store leaves the file byte-identical, even over the first state layout; and an
-//! event column the schema does not check for JSON, edited into something else, is reported by
-//! `verify`.
+//! event column or a section version the schema does not check for JSON, edited into something
+//! else, is reported by `verify`.
 
 mod first_layout;
 mod temp_db;
@@ -292,5 +292,100 @@ async fn an_event_column_edited_into_non_json_is_reported_by_verify() -> anyhow:
             report.findings
         );
     }
+    Ok(())
+}
+
+/// The section table's `value` carries no `json_valid` check (see `schema::section_table`): a
+/// section version edited into text that is not JSON makes the version that discloses it and
+/// the event that disclosed it typed integrity errors naming the section version, and
+/// `verify` reports it with the state and version; what does not hold it still reads.
+#[tokio::test]
+async fn a_section_version_edited_into_non_json_is_reported_by_verify() -> anyhow::Result<()> {
+    let db = TempDb::new("schema");
+    let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+    let (alice, key) = actor("n1", "alice");
+    store.put_actor(&alice).await?;
+    let id = StateId::from("edited-section");
+    let c = create(&id, deal_parties(), deal_values(10, 3.1), (&alice, &key), 1);
+    let v1 = c.state.clone().ok_or_else(|| anyhow::anyhow!("no state"))?;
+    store.commit(CommitBatch::new(vec![c])).await?;
+    let x = change(
+        &v1,
+        values([("price", json!({"amount": 11, "currency": "EUR"}))]),
+        (&alice, &key),
+        2,
+    );
+    let v2 = x.state.clone().ok_or_else(|| anyhow::anyhow!("no state"))?;
+    let event = x.event.id();
+    store.commit(CommitBatch::new(vec![x])).await?;
+    drop(store);
+    let hash = v2
+        .sections
+        .get("price")
+        .ok_or_else(|| anyhow::anyhow!("no price"))?
+        .hash
+        .to_string();
+    {
+        let c = Connection::open(&db.0)?;
+        let ddl: String = c.query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'sst_section'",
+            [],
+            |r| r.get(0),
+        )?;
+        assert!(!ddl.contains("json_valid"), "{ddl}");
+        let edited = c.execute(
+            "UPDATE sst_section SET value = 'not json {' \
+             WHERE state_id = ?1 AND name = 'price' AND hash = ?2",
+            [id.as_str(), hash.as_str()],
+        )?;
+        assert_eq!(edited, 1);
+    }
+    let store = SqliteStore::open(SqliteConfig::file(&db.0)).await?;
+    match store.state_at(&id, 2).await {
+        Err(StoreError::Integrity { what, source }) => {
+            assert_eq!(what, "state edited-section version 2");
+            let source = source.to_string();
+            assert!(
+                source.contains("section price") && source.contains(&hash),
+                "{source}"
+            );
+        }
+        other => anyhow::bail!("expected an Integrity error, got {other:?}"),
+    }
+    match store.event(&event).await {
+        Err(StoreError::Integrity { what, source }) => {
+            assert_eq!(what, format!("event {event}"));
+            assert!(source.to_string().contains(&hash), "{source}");
+        }
+        other => anyhow::bail!("expected an Integrity error, got {other:?}"),
+    }
+    // What does not hold the edited section version reads as stored.
+    let at1 = store
+        .state_at(&id, 1)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("version 1 missing"))?;
+    assert_eq!(at1.data(), v1.data());
+    let current = store
+        .state(&id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("state missing"))?;
+    assert_eq!(current.data(), v2.data());
+    let report = sst_core::verify_store(&store, &mut |_, _| {}).await?;
+    assert!(
+        report.findings.iter().any(|f| f.state_id == id
+            && f.version == Some(2)
+            && f.rule == sst_core::Rule::Integrity
+            && f.problem.contains("section price")),
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.event.as_deref() == Some(event.to_string().as_str())),
+        "{:?}",
+        report.findings
+    );
     Ok(())
 }
