@@ -81,7 +81,7 @@ pub(crate) async fn run(options: Options, _run: &crate::Run) -> anyhow::Result<(
     println!(
         "state-size: {} rounds (medians; x = median of the same-round SST/plain ratios), \
          figures per update; cpu = this process + the PostgreSQL backends of the run's \
-         database (from /proc); written = SQLite: /proc/self/io write_bytes with the WAL \
+         database (from /proc), each side's closing WAL checkpoint included; written = SQLite: /proc/self/io write_bytes with the WAL \
          checkpoint, PostgreSQL: WAL bytes (whole server); growth = database size after a WAL \
          checkpoint; memory: a second process per state size, one update per run, glibc \
          returning freed blocks >= 128 KiB (MALLOC_MMAP_THRESHOLD_); peak = VmHWM of the whole \

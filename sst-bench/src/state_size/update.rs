@@ -115,6 +115,10 @@ where
     work().await?;
     let wall = start.elapsed();
     tokio::time::sleep(SETTLE).await;
+    // Each side's log pages are checkpointed inside its CPU window: the node's checkpointer
+    // thread does it during the settle time, the plain side here (SQLite in this process;
+    // PostgreSQL's checkpointer process is counted for neither side).
+    db.checkpoint().await?;
     let cpu = match (cpu_before, process_cpu_time()) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
@@ -125,7 +129,6 @@ where
         None
     };
     let server_cpu = server_cpu_between(&server_before, &db.server_clock().await?);
-    db.checkpoint().await?;
     let written = match (written_before, db.written().await?) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a)),
         _ => None,
