@@ -51,10 +51,12 @@ impl Parties {
 ///
 /// [`Disclosure::hash`] remembers the first hash it computed, with the salt and the very value
 /// (a shared reference to it) it covered and that value's canonical encoding (which the log
-/// record binding the disclosure then reuses instead of encoding the value again), and [`Disclosure::check_portable`] the value it found
-/// portable; clones share what is remembered: a disclosure hashed when it is sealed or first
-/// checked is not walked again by the later checks of the same commit (a section of several
-/// megabytes costs one canonical serialisation, not three). Changing the salt or replacing
+/// record binding the disclosure then reuses instead of encoding the value again; a held
+/// disclosure so costs its encoding's bytes beside its tree), and
+/// [`Disclosure::check_portable`] the value it found portable; clones share what is
+/// remembered: a disclosure hashed when it is sealed or first checked is not walked again by
+/// the later checks of the same commit (a section of several megabytes costs one canonical
+/// serialisation, not three). Changing the salt or replacing
 /// the value makes the memo miss; the value behind a remembered reference cannot change (it
 /// is shared, so never uniquely writable). A disclosure read from a store or received from a
 /// peer starts without a memo, so `verify` always hashes what is stored.
