@@ -751,6 +751,46 @@ pub fn encoded_len(value: &Value) -> usize {
     }
 }
 
+/// [`encoded_len`] of `value` when it is at most `limit`, `None` when it is longer: the walk
+/// stops as soon as the length passes `limit`, so asking whether a multi-megabyte value is
+/// longer than a few bytes costs a few steps, not a walk of the whole tree.
+pub fn encoded_len_at_most(value: &Value, limit: usize) -> Option<usize> {
+    let mut budget = limit;
+    charge_encoded(value, &mut budget).then(|| limit - budget)
+}
+
+/// Takes `value`'s canonical length from `budget`; `false` (the budget partly spent) once
+/// it does not fit.
+fn charge_encoded(value: &Value, budget: &mut usize) -> bool {
+    let mut take = |n: usize| match budget.checked_sub(n) {
+        Some(left) => {
+            *budget = left;
+            true
+        }
+        None => false,
+    };
+    match value {
+        Value::Null | Value::Bool(true) => take(4),
+        Value::Bool(false) => take(5),
+        Value::Number(n) => take(number_len(n)),
+        Value::String(s) => take(string_len(s)),
+        Value::Array(items) => {
+            take(2 + items.len().saturating_sub(1))
+                && items.iter().all(|item| charge_encoded(item, budget))
+        }
+        Value::Object(map) => {
+            take(2 + map.len().saturating_sub(1))
+                && map.iter().all(|(k, v)| {
+                    budget
+                        .checked_sub(string_len(k) + 1)
+                        .map(|left| *budget = left)
+                        .is_some()
+                        && charge_encoded(v, budget)
+                })
+        }
+    }
+}
+
 /// Compares two strings by their UTF-16 code unit sequences, as RFC 8785 §3.2.3 requires.
 pub fn cmp_utf16(a: &str, b: &str) -> std::cmp::Ordering {
     // UTF-8 byte order equals code point order, which equals UTF-16 order except when a

@@ -283,6 +283,25 @@ proptest! {
         prop_assert_eq!(canonical::encoded_len(&value), first.len());
     }
 
+    /// The bounded length is the length when it fits the limit and `None` when it does not,
+    /// for limits around the length and far from it.
+    #[test]
+    fn bounded_length_is_the_length_within_the_limit(
+        value in arb_value(),
+        offset in -40i64..40,
+        far in any::<usize>(),
+    ) {
+        let len = canonical::encoded_len(&value);
+        let near = usize::try_from((len as i64 + offset).max(0)).expect("non-negative");
+        for limit in [near, far, 0, len, len.saturating_sub(1)] {
+            prop_assert_eq!(
+                canonical::encoded_len_at_most(&value, limit),
+                (len <= limit).then_some(len),
+                "limit {}", limit
+            );
+        }
+    }
+
     /// The insertion order of object members never changes the output.
     #[test]
     fn key_order_does_not_matter(value in arb_value(), rotate in 0usize..8) {

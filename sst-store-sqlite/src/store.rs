@@ -1082,9 +1082,12 @@ fn write_current<'a>(
 /// the whole document costs less than patching it (which parses the stored document in SQL).
 /// The set sections count the length of their prepared text (`prepared`) or, failing that,
 /// of their canonical encoding; the others (the disclosed ones not set) that of their
-/// canonical encoding ([`sst_core::Disclosure::encoded_len`], remembered when the value was
-/// hashed), added up only until they outweigh the set ones. Canonical and serialised lengths
-/// differ a little (number spelling, escapes), which only moves where the choice tips.
+/// canonical encoding, added up only until they outweigh the set ones, each walked no further
+/// than that ([`sst_core::Disclosure::encoded_len_at_most`]; remembered when the value was
+/// hashed): a small change next to a large unchanged section, read back from the store and
+/// never hashed, costs a few steps of that section, not a walk of it. Canonical and
+/// serialised lengths differ a little (number spelling, escapes), which only moves where the
+/// choice tips.
 fn sets_most_of<'a>(
     state: &State,
     set: &[String],
@@ -1109,9 +1112,16 @@ fn sets_most_of<'a>(
         if set.contains(name) {
             continue;
         }
-        rest += entry(name, disclosure.encoded_len());
-        if rest >= set_len {
+        // The rest outweighs the set sections once this entry reaches `set_len - rest`.
+        let Some(need) = set_len
+            .checked_sub(rest + entry(name, 0))
+            .filter(|&n| n > 0)
+        else {
             return false;
+        };
+        match disclosure.encoded_len_at_most(need - 1) {
+            Some(len) => rest += entry(name, len),
+            None => return false,
         }
     }
     true

@@ -171,6 +171,18 @@ impl Disclosure {
         }
     }
 
+    /// [`Disclosure::encoded_len`] when it is at most `limit`, `None` when it is longer,
+    /// without walking more of the value than `limit` bytes' worth
+    /// ([`canonical::encoded_len_at_most`]) when it was not hashed.
+    pub fn encoded_len_at_most(&self, limit: usize) -> Option<usize> {
+        match self.memo.hash.get() {
+            Some(m) if Arc::ptr_eq(&m.value, &self.value) => {
+                Some(m.encoded.len()).filter(|&len| len <= limit)
+            }
+            _ => canonical::encoded_len_at_most(&self.value, limit),
+        }
+    }
+
     /// Checks the value against the portable profile ([`crate::portable::check_at`]), errors
     /// naming paths below `path_prefix`, and returns a bound of its canonical length. A value
     /// that passed once (this very value: the check depends on nothing else) is not walked
