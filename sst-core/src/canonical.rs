@@ -751,6 +751,24 @@ pub fn encoded_len(value: &Value) -> usize {
     }
 }
 
+/// Whether `serde_json` reads the canonical text of `value` back as a value equal to it: true
+/// unless it holds a floating-point number with an integral value below 10^21 (or `-0`),
+/// which prints as an integer and reads back as one, or an integer beyond 2^53, which prints
+/// as the nearest double (the [portable profile](crate::portable) refuses those). Where it is
+/// true, the canonical text can stand for the value in a store that keeps JSON text as
+/// written.
+pub fn reads_back_equal(value: &Value) -> bool {
+    match value {
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .is_none_or(|f| f.fract() != 0.0 || f.abs() >= 1e21),
+        Value::Number(n) => exact_integer_number_len(n).is_some(),
+        Value::Array(items) => items.iter().all(reads_back_equal),
+        Value::Object(map) => map.values().all(reads_back_equal),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+    }
+}
+
 /// [`encoded_len`] of `value` when it is at most `limit`, `None` when it is longer: the walk
 /// stops as soon as the length passes `limit`, so asking whether a multi-megabyte value is
 /// longer than a few bytes costs a few steps, not a walk of the whole tree.

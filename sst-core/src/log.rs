@@ -207,7 +207,7 @@ impl Serialize for ReusedDisclosure<'_> {
         let mut s = serializer.serialize_struct("Disclosure", 2)?;
         s.serialize_field("salt", &d.salt)?;
         match d.canonical_text() {
-            Some(text) => s.serialize_field("value", &canonical::PreEncoded(text))?,
+            Some(text) => s.serialize_field("value", &canonical::PreEncoded(&text))?,
             None => s.serialize_field("value", &*d.value)?,
         }
         s.end()

@@ -302,6 +302,15 @@ proptest! {
         }
     }
 
+    /// `reads_back_equal` says exactly whether serde_json reads the canonical text back as
+    /// an equal value.
+    #[test]
+    fn reads_back_equal_is_what_serde_json_reads(value in arb_value()) {
+        let back: Value = serde_json::from_str(&canonical::to_string(&value))
+            .expect("canonical output is JSON");
+        prop_assert_eq!(canonical::reads_back_equal(&value), back == value);
+    }
+
     /// The insertion order of object members never changes the output.
     #[test]
     fn key_order_does_not_matter(value in arb_value(), rotate in 0usize..8) {
@@ -493,5 +502,27 @@ proptest! {
             &serde_json::to_value(&typed).unwrap_or(Value::Null),
         );
         prop_assert_eq!(canonical::to_vec_of(&typed), via_value);
+    }
+}
+
+/// Doubles with an integral value and integers beyond 2^53 do not read back as they were; any
+/// other number does.
+#[test]
+fn integral_doubles_and_huge_integers_do_not_read_back_equal() {
+    for v in [
+        json!(1.0),
+        json!(-0.0),
+        json!([1, {"a": 2.0}]),
+        json!(9_007_199_254_740_993u64),
+    ] {
+        assert!(!canonical::reads_back_equal(&v), "{v}");
+    }
+    for v in [
+        json!(1),
+        json!(1.5),
+        json!(1e21),
+        json!({"a": [0.1, -3, "x", null]}),
+    ] {
+        assert!(canonical::reads_back_equal(&v), "{v}");
     }
 }

@@ -699,8 +699,11 @@ struct ItemRow {
 struct SectionTexts {
     /// The section hash.
     hash: String,
-    /// The value as JSON (absent when [`ItemRow::created`] holds it).
-    value: Option<String>,
+    /// The value as JSON (absent when [`ItemRow::created`] holds it): the canonical text the
+    /// node kept when it hashed the value, where that reads back as the same value
+    /// ([`sst_core::canonical::reads_back_equal`]), so a large section is not serialised
+    /// again; otherwise serialised here.
+    value: Option<Arc<str>>,
 }
 
 impl ItemRow {
@@ -747,10 +750,18 @@ impl ItemRow {
                 let Some(section) = s.sections.get(name) else {
                     continue;
                 };
-                let value = match section.value() {
-                    Some(v) if created.is_none() => {
-                        Some(json_text(&format!("{at}.state.data.{name}"), v)?)
-                    }
+                let value = match &section.disclosure {
+                    Some(d) if created.is_none() => Some(
+                        match d
+                            .canonical_text()
+                            .filter(|_| sst_core::canonical::reads_back_equal(&d.value))
+                        {
+                            Some(text) => text,
+                            None => {
+                                Arc::from(json_text(&format!("{at}.state.data.{name}"), &*d.value)?)
+                            }
+                        },
+                    ),
                     _ => None,
                 };
                 let hash = section.hash.to_string();

@@ -299,3 +299,72 @@ async fn an_upgrade_refuses_a_section_version_whose_copies_differ() -> anyhow::R
     );
     Ok(())
 }
+
+/// A changed section's row holds the canonical text (which the sealing kept) when that reads
+/// back as the same value, and its own serialisation when it would not (a double with an
+/// integral value, `2.0`, which canonical JSON prints as `2`): every version reads back equal.
+#[tokio::test]
+async fn a_section_row_holds_canonical_text_only_where_it_reads_back_equal(
+) -> anyhow::Result<()> {
+    let db = TempDb::new("layout-canonical");
+    let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
+    let (alice, key) = actor("acme", "alice");
+    store.put_actor(&alice).await?;
+    let id = StateId::from("deal-canonical");
+    let c = create(
+        &id,
+        deal_parties(),
+        deal_values(100, 1.5),
+        (&alice, &key),
+        1,
+    );
+    let mut versions = vec![state_of(&c)?];
+    store.commit(CommitBatch::new(vec![c])).await?;
+    let integers = json!({"amount": 7, "currency": "EUR", "z": [3, 1], "a": {"y": 1, "b": 2}});
+    let doubles = json!({"amount": 2.0, "currency": "EUR"});
+    let conn = Connection::open(&db.0)?;
+    let mut rows = Vec::new();
+    for (n, value) in [integers.clone(), doubles.clone()].into_iter().enumerate() {
+        let prev = versions.last().context("no version")?;
+        let item = change(
+            prev,
+            values([("price", value)]),
+            (&alice, &key),
+            n as u64 + 2,
+        );
+        let state = state_of(&item)?;
+        let hash = state.sections["price"].hash.to_string();
+        versions.push(state);
+        store.commit(CommitBatch::new(vec![item])).await?;
+        let text: String = conn.query_row(
+            "SELECT value FROM sst_section WHERE name = 'price' AND hash = ?1",
+            [hash],
+            |r| r.get(0),
+        )?;
+        rows.push(text);
+    }
+    ensure!(
+        rows[0] == sst_core::canonical::to_string(&integers),
+        "integers: the row is not the canonical text: {}",
+        rows[0]
+    );
+    ensure!(
+        serde_json::from_str::<Value>(&rows[1])? == doubles,
+        "2.0 did not read back as a double: {}",
+        rows[1]
+    );
+    for want in &versions {
+        let at = store
+            .state_at(&id, want.version)
+            .await?
+            .context("version missing")?;
+        ensure!(at.data() == want.data() && at.root == want.root);
+    }
+    let read = store.state(&id).await?.context("state missing")?;
+    ensure!(
+        read.data()["price"]["amount"] == json!(2.0) && read.data()["price"]["amount"].is_f64()
+    );
+    let report = verify_store(&store, &mut |_, _| {}).await?;
+    ensure!(report.is_clean() && report.versions == 3, "{report:?}");
+    Ok(())
+}

@@ -94,8 +94,8 @@ struct HashMemo {
     value: Arc<Value>,
     hash: SectionHash,
     /// The value's canonical encoding (what the hash covered of it), kept so that the log
-    /// record binding this disclosure does not encode a large value again.
-    encoded: String,
+    /// record binding this disclosure and the store's row do not encode a large value again.
+    encoded: Arc<str>,
 }
 
 impl fmt::Debug for Disclosure {
@@ -137,10 +137,10 @@ impl Disclosure {
         }
         let mut h = Hasher::new(alg, Domain::Section);
         h.part(name.as_bytes()).part(&self.salt.0);
-        let mut encoded = canonical::to_string(&self.value);
+        let encoded = canonical::to_string(&self.value);
         h.part(encoded.as_bytes());
         let hash = SectionHash(h.finish());
-        encoded.shrink_to_fit();
+        let encoded = Arc::from(encoded);
         // The first hash computed is kept; another name or algorithm is simply recomputed.
         let _ = self.memo.hash.set(HashMemo {
             alg,
@@ -153,11 +153,11 @@ impl Disclosure {
         hash
     }
 
-    /// The canonical encoding of the value, when this very value was hashed
-    /// ([`Disclosure::hash`] keeps what it encoded); `None` otherwise.
-    pub(crate) fn canonical_text(&self) -> Option<&str> {
+    /// The canonical encoding of the value ([`canonical::to_string`]), when this very value
+    /// was hashed ([`Disclosure::hash`] keeps what it encoded), shared; `None` otherwise.
+    pub fn canonical_text(&self) -> Option<Arc<str>> {
         match self.memo.hash.get() {
-            Some(m) if Arc::ptr_eq(&m.value, &self.value) => Some(&m.encoded),
+            Some(m) if Arc::ptr_eq(&m.value, &self.value) => Some(Arc::clone(&m.encoded)),
             _ => None,
         }
     }
