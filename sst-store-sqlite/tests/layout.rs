@@ -304,8 +304,7 @@ async fn an_upgrade_refuses_a_section_version_whose_copies_differ() -> anyhow::R
 /// back as the same value, and its own serialisation when it would not (a double with an
 /// integral value, `2.0`, which canonical JSON prints as `2`): every version reads back equal.
 #[tokio::test]
-async fn a_section_row_holds_canonical_text_only_where_it_reads_back_equal(
-) -> anyhow::Result<()> {
+async fn a_section_row_holds_canonical_text_only_where_it_reads_back_equal() -> anyhow::Result<()> {
     let db = TempDb::new("layout-canonical");
     let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
     let (alice, key) = actor("acme", "alice");
