@@ -125,8 +125,10 @@ pub(crate) fn to_vec_direct<T: Serialize + ?Sized>(value: &T) -> Option<Vec<u8>>
 /// Text that is already the canonical encoding of a value (kept from an earlier
 /// [`to_string`] of that very value), written verbatim by [`to_vec_direct`] in its place: a
 /// multi-megabyte section is encoded once per commit, not once for its hash and again for
-/// each record that binds it. Only [`to_vec_direct`] understands it; any other serializer
-/// refuses it.
+/// each record that binds it. Only [`to_vec_direct`] writes it as JSON; any other serializer
+/// would take the text for a string, so nothing else is given it (it is private to this
+/// crate, and the log record that uses it falls back to encoding the values whenever the
+/// direct writer refuses).
 pub(crate) struct PreEncoded<'a>(pub(crate) &'a str);
 
 /// The newtype name [`PreEncoded`] serialises under.
