@@ -10,7 +10,9 @@ use anyhow::{ensure, Context};
 use conformance_tests::fixtures::{actor, change, create, deal_parties, deal_values, values};
 use rusqlite::Connection;
 use serde_json::{json, Value};
-use sst_core::{verify_store, CommitBatch, CommitItem, State, StateId, Store, StoreError};
+use sst_core::{
+    verify_store, Actor, ActorKey, CommitBatch, CommitItem, State, StateId, Store, StoreError,
+};
 use sst_store_sqlite::{SqliteConfig, SqliteStore, TableNames};
 use temp_db::TempDb;
 
@@ -32,13 +34,20 @@ fn current_keys(c: &Connection, id: &str) -> anyhow::Result<Vec<String>> {
     Ok(keys)
 }
 
-#[tokio::test]
-async fn an_update_stores_only_the_changed_sections_and_patches_the_current_row(
-) -> anyhow::Result<()> {
-    let db = TempDb::new("layout");
+/// A fresh migrated store in a temporary file named after `name`, with alice (acme)
+/// registered.
+async fn store_with_alice(name: &str) -> anyhow::Result<(TempDb, SqliteStore, Actor, ActorKey)> {
+    let db = TempDb::new(name);
     let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
     let (alice, key) = actor("acme", "alice");
     store.put_actor(&alice).await?;
+    Ok((db, store, alice, key))
+}
+
+#[tokio::test]
+async fn an_update_stores_only_the_changed_sections_and_patches_the_current_row(
+) -> anyhow::Result<()> {
+    let (db, store, alice, key) = store_with_alice("layout").await?;
     let id = StateId::from("deal-layout");
     // A create's document is serialised ahead of the writer, names escaped as JSON keys.
     let mut created = deal_values(100, 1.5);
@@ -120,10 +129,7 @@ fn current_data(c: &Connection, id: &str) -> anyhow::Result<(String, bool, Strin
 #[tokio::test]
 async fn an_update_setting_most_of_the_document_writes_it_whole_and_a_patch_stays_text(
 ) -> anyhow::Result<()> {
-    let db = TempDb::new("layout");
-    let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
-    let (alice, key) = actor("acme", "alice");
-    store.put_actor(&alice).await?;
+    let (db, store, alice, key) = store_with_alice("layout").await?;
     let id = StateId::from("deal-large");
     let rooms = |n: usize| -> Value {
         let list: Vec<Value> = (0..2_000)
@@ -305,10 +311,7 @@ async fn an_upgrade_refuses_a_section_version_whose_copies_differ() -> anyhow::R
 /// integral value, `2.0`, which canonical JSON prints as `2`): every version reads back equal.
 #[tokio::test]
 async fn a_section_row_holds_canonical_text_only_where_it_reads_back_equal() -> anyhow::Result<()> {
-    let db = TempDb::new("layout-canonical");
-    let store = SqliteStore::open_migrated(SqliteConfig::file(&db.0)).await?;
-    let (alice, key) = actor("acme", "alice");
-    store.put_actor(&alice).await?;
+    let (db, store, alice, key) = store_with_alice("layout-canonical").await?;
     let id = StateId::from("deal-canonical");
     let c = create(
         &id,
