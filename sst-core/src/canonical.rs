@@ -754,17 +754,29 @@ pub fn encoded_len(value: &Value) -> usize {
 }
 
 /// Whether `serde_json` reads the canonical text of `value` back as a value equal to it: true
-/// unless it holds a floating-point number with an integral value below 10^21 (or `-0`),
-/// which prints as an integer and reads back as one, or an integer beyond 2^53, which prints
-/// as the nearest double (the [portable profile](crate::portable) refuses those). Where it is
-/// true, the canonical text can stand for the value in a store that keeps JSON text as
-/// written.
+/// unless it holds a floating-point number with an integral value that prints as an integer
+/// fitting 64 bits (`2.0` prints as `2`, `-0.0` as `0`, and read back as integers), or an
+/// integer beyond 2^53 whose nearest double prints other digits (the
+/// [portable profile](crate::portable) refuses those). Where it is true, the canonical text
+/// can stand for the value in a store that keeps JSON text as written.
 pub fn reads_back_equal(value: &Value) -> bool {
     match value {
-        Value::Number(n) if n.is_f64() => n
-            .as_f64()
-            .is_none_or(|f| f.fract() != 0.0 || f.abs() >= 1e21),
-        Value::Number(n) => exact_integer_number_len(n).is_some(),
+        Value::Number(n) if n.is_f64() => n.as_f64().is_none_or(|f| {
+            if f.fract() != 0.0 || f.abs() >= 1e21 {
+                return true;
+            }
+            // Printed as integer digits: read back as a double only when they do not fit
+            // an `i64` or a `u64` (serde_json's integers).
+            let mut buffer = ryu_js::Buffer::new();
+            let text = buffer.format(f);
+            text.parse::<i64>().is_err() && text.parse::<u64>().is_err()
+        }),
+        // Beyond 2^53 an integer prints as its nearest double: equal only when that has the
+        // same digits.
+        Value::Number(n) => {
+            exact_integer_number_len(n).is_some()
+                || ryu_js::Buffer::new().format(number_as_f64(n)) == n.to_string()
+        }
         Value::Array(items) => items.iter().all(reads_back_equal),
         Value::Object(map) => map.values().all(reads_back_equal),
         Value::Null | Value::Bool(_) | Value::String(_) => true,
