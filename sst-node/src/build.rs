@@ -4,6 +4,7 @@
 //! [`EventBuilder`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 use sst_core::{
@@ -12,6 +13,7 @@ use sst_core::{
     NodeId, OriginSeq, Outcome, Section, SectionHash, SignedEvent, State, Timestamp,
 };
 
+use crate::contract::Sections;
 use crate::error::NodeError;
 use crate::message::{DeployPayload, Intent};
 use crate::verify::Verified;
@@ -327,12 +329,13 @@ impl From<BuiltHere> for Built {
 /// Seals section values with fresh salts: the hashes (payload) and the disclosures.
 fn seal(
     alg: HashAlg,
-    sections: &BTreeMap<String, Value>,
+    sections: &Sections,
 ) -> (BTreeMap<String, SectionHash>, BTreeMap<String, Disclosure>) {
     let mut hashes = BTreeMap::new();
     let mut disclosures = BTreeMap::new();
-    for (name, value) in sections {
-        let s = Section::seal(alg, name, value.clone());
+    for (name, value) in sections.shared() {
+        // The intent's value is shared with the disclosure, not copied.
+        let s = Section::seal(alg, name, Arc::clone(value));
         hashes.insert(name.clone(), s.hash);
         if let Some(d) = s.disclosure {
             disclosures.insert(name.clone(), d);

@@ -17,8 +17,154 @@ use tracing::warn;
 
 use crate::error::{NodeError, RecordProblem};
 
-/// Section name → plaintext value.
-pub type Sections = BTreeMap<String, Value>;
+/// Section name → plaintext value: what contracts read and return. Each value is shared,
+/// so handing a state's sections (or a change's) to a contract, or sealing an intent's values,
+/// never copies the JSON: a contract reads `&Value`s exactly as from a map.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sections(BTreeMap<String, Arc<Value>>);
+
+impl Sections {
+    /// No sections.
+    pub fn new() -> Self {
+        Sections(BTreeMap::new())
+    }
+    /// The value of section `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name).map(|v| &**v)
+    }
+    /// The value of section `name`, shared.
+    pub fn get_shared(&self, name: &str) -> Option<&Arc<Value>> {
+        self.0.get(name)
+    }
+    /// Whether section `name` is present.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+    /// Sets section `name` to `value` (owned or already shared), returning the value it
+    /// replaces.
+    pub fn insert(&mut self, name: String, value: impl Into<Arc<Value>>) -> Option<Arc<Value>> {
+        self.0.insert(name, value.into())
+    }
+    /// Removes section `name`, returning its value.
+    pub fn remove(&mut self, name: &str) -> Option<Arc<Value>> {
+        self.0.remove(name)
+    }
+    /// Section names, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &String> + '_ {
+        self.0.keys()
+    }
+    /// Values, in name order.
+    pub fn values(&self) -> impl Iterator<Item = &Value> + '_ {
+        self.0.values().map(|v| &**v)
+    }
+    /// `(name, value)` pairs, in name order.
+    pub fn iter(&self) -> SectionsIter<'_> {
+        self.into_iter()
+    }
+    /// Number of sections.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    /// Whether there is no section.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    /// The sections with their shared values, in name order.
+    pub fn shared(&self) -> &BTreeMap<String, Arc<Value>> {
+        &self.0
+    }
+    /// The sections with their shared values.
+    pub fn into_shared(self) -> BTreeMap<String, Arc<Value>> {
+        self.0
+    }
+}
+
+/// The iterator of [`Sections::iter`]: `(name, value)` pairs in name order.
+pub type SectionsIter<'a> = std::iter::Map<
+    std::collections::btree_map::Iter<'a, String, Arc<Value>>,
+    fn((&'a String, &'a Arc<Value>)) -> (&'a String, &'a Value),
+>;
+
+impl<'a> IntoIterator for &'a Sections {
+    type Item = (&'a String, &'a Value);
+    type IntoIter = SectionsIter<'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        fn deref<'b>((n, v): (&'b String, &'b Arc<Value>)) -> (&'b String, &'b Value) {
+            (n, &**v)
+        }
+        self.0.iter().map(deref as fn(_) -> _)
+    }
+}
+
+impl IntoIterator for Sections {
+    type Item = (String, Value);
+    type IntoIter = std::iter::Map<
+        std::collections::btree_map::IntoIter<String, Arc<Value>>,
+        fn((String, Arc<Value>)) -> (String, Value),
+    >;
+    /// Owned values: a value still shared elsewhere is copied.
+    fn into_iter(self) -> Self::IntoIter {
+        fn own((n, v): (String, Arc<Value>)) -> (String, Value) {
+            (n, Arc::unwrap_or_clone(v))
+        }
+        self.0.into_iter().map(own as fn(_) -> _)
+    }
+}
+
+impl<V: Into<Arc<Value>>> FromIterator<(String, V)> for Sections {
+    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
+        Sections(iter.into_iter().map(|(n, v)| (n, v.into())).collect())
+    }
+}
+
+impl<V: Into<Arc<Value>>> Extend<(String, V)> for Sections {
+    fn extend<I: IntoIterator<Item = (String, V)>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().map(|(n, v)| (n, v.into())));
+    }
+}
+
+impl<const N: usize> From<[(String, Value); N]> for Sections {
+    fn from(pairs: [(String, Value); N]) -> Self {
+        pairs.into_iter().collect()
+    }
+}
+
+impl From<BTreeMap<String, Value>> for Sections {
+    fn from(map: BTreeMap<String, Value>) -> Self {
+        map.into_iter().collect()
+    }
+}
+
+impl From<BTreeMap<String, Arc<Value>>> for Sections {
+    fn from(map: BTreeMap<String, Arc<Value>>) -> Self {
+        Sections(map)
+    }
+}
+
+impl std::ops::Index<&str> for Sections {
+    type Output = Value;
+    /// The value of a section that must be present.
+    ///
+    /// # Panics
+    /// When there is no section of that name, as a map's index does.
+    fn index(&self, name: &str) -> &Value {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no section named `{name}`"))
+    }
+}
+
+impl serde::Serialize for Sections {
+    /// A JSON object of section name → value, as a map would be.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sections {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::<String, Value>::deserialize(deserializer).map(Sections::from)
+    }
+}
 
 /// Method name a `CallMethod` event uses to move a state to a newer contract version (the
 /// event names the new version; its `args` are `{"from": {"name", "version"}}`).
@@ -591,4 +737,60 @@ pub async fn check_deployed(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sections_serialize_and_read_back_as_a_json_object_of_name_to_value() {
+        let s = Sections::from([
+            ("price".to_owned(), json!({"amount": 5})),
+            ("common".to_owned(), json!([1, 2.5, "x"])),
+        ]);
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(text, r#"{"common":[1,2.5,"x"],"price":{"amount":5}}"#);
+        let back: Sections = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, s);
+        assert!(serde_json::from_str::<Sections>("[1]").is_err());
+    }
+
+    #[test]
+    fn sections_read_like_a_map_in_name_order() {
+        let mut s = Sections::new();
+        assert!(s.is_empty());
+        assert!(s.insert("b".to_owned(), json!(2)).is_none());
+        s.extend([("a".to_owned(), json!(1))]);
+        let replaced = s.insert("b".to_owned(), json!(3)).unwrap();
+        assert_eq!(*replaced, json!(2));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.get("a"), Some(&json!(1)));
+        assert_eq!(s["b"], json!(3));
+        assert!(s.contains_key("a") && !s.contains_key("c"));
+        let pairs: Vec<(&String, &Value)> = s.iter().collect();
+        assert_eq!(
+            pairs,
+            [(&"a".to_owned(), &json!(1)), (&"b".to_owned(), &json!(3))]
+        );
+        assert_eq!(s.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(s.values().collect::<Vec<_>>(), [&json!(1), &json!(3)]);
+        assert_eq!(*s.remove("a").unwrap(), json!(1));
+        let owned: Vec<(String, Value)> = s.into_iter().collect();
+        assert_eq!(owned, [("b".to_owned(), json!(3))]);
+    }
+
+    #[test]
+    fn cloning_sections_or_handing_a_shared_value_in_copies_no_json() {
+        let big = Arc::new(json!({"series": [1, 2, 3]}));
+        let mut s = Sections::new();
+        s.insert("common".to_owned(), Arc::clone(&big));
+        let copy = s.clone();
+        assert!(Arc::ptr_eq(copy.get_shared("common").unwrap(), &big));
+        assert!(Arc::ptr_eq(&s.shared()["common"], &big));
+        // Taking the values out owns them; a value still shared elsewhere is copied then.
+        let owned: BTreeMap<String, Value> = copy.into_iter().collect();
+        assert_eq!(owned["common"], *big);
+    }
 }

@@ -117,7 +117,7 @@ pub use build::{Built, EventBuilder};
 pub use context::{NodeContext, ProtocolChoice, ValidationCounts};
 pub use contract::{
     Call, Contract, ContractEngine, ContractError, ContractRegistry, EndorsementGuard, LoadError,
-    MethodOutput, Sections, MIGRATE_METHOD,
+    MethodOutput, Sections, SectionsIter, MIGRATE_METHOD,
 };
 pub use error::{NodeError, RecordProblem};
 pub use message::{

@@ -15,6 +15,8 @@ use sst_core::{
     StateRoot, Timestamp,
 };
 
+use crate::contract::Sections;
+
 /// A change an actor asks its node to make. The node builds, sequences and signs the event.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -28,14 +30,14 @@ pub enum Intent {
         /// Role → actors.
         parties: Parties,
         /// Initial section values (each must be writable by the creator).
-        sections: BTreeMap<String, Value>,
+        sections: Sections,
     },
     /// Replace the values of named sections.
     Change {
         /// Target state.
         state_id: StateId,
         /// New section values.
-        sections: BTreeMap<String, Value>,
+        sections: Sections,
     },
     /// Call a contract method. `args` are visible to every node that receives the event.
     Call {
@@ -92,20 +94,20 @@ impl Intent {
         state_id: impl Into<StateId>,
         contract: ContractRef,
         parties: Parties,
-        sections: BTreeMap<String, Value>,
+        sections: impl Into<Sections>,
     ) -> Self {
         Intent::Create {
             state_id: state_id.into(),
             contract,
             parties,
-            sections,
+            sections: sections.into(),
         }
     }
     /// A change intent.
-    pub fn change(state_id: impl Into<StateId>, sections: BTreeMap<String, Value>) -> Self {
+    pub fn change(state_id: impl Into<StateId>, sections: impl Into<Sections>) -> Self {
         Intent::Change {
             state_id: state_id.into(),
-            sections,
+            sections: sections.into(),
         }
     }
     /// A method-call intent.

@@ -216,7 +216,11 @@ pub(crate) fn view(state: &State) -> Sections {
     state
         .sections
         .iter()
-        .filter_map(|(n, s)| s.value().map(|v| (n.clone(), v.clone())))
+        .filter_map(|(n, s)| {
+            s.disclosure
+                .as_ref()
+                .map(|d| (n.clone(), Arc::clone(&d.value)))
+        })
         .collect()
 }
 
@@ -373,6 +377,7 @@ fn next_version(
 
 fn seal(alg: HashAlg, values: Sections) -> Result<BTreeMap<String, Section>, RejectReason> {
     values
+        .into_shared()
         .into_iter()
         .map(|(name, v)| {
             portable::check_at(&v, &format!("$.sections.{name}")).map_err(|e| {
@@ -663,10 +668,15 @@ fn run_call(
     }
 }
 
+/// The plaintext of `sections`, shared with them (no value is copied).
 fn view_of(sections: &BTreeMap<String, Section>) -> Sections {
     sections
         .iter()
-        .filter_map(|(n, s)| s.value().map(|v| (n.clone(), v.clone())))
+        .filter_map(|(n, s)| {
+            s.disclosure
+                .as_ref()
+                .map(|d| (n.clone(), Arc::clone(&d.value)))
+        })
         .collect()
 }
 

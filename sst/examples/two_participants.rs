@@ -67,11 +67,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let parties = Parties::default()
         .with("supplier", "acme/alice")
         .with("customer", "globex/bob");
-    let terms = [(
+    let terms = Sections::from([(
         "terms".to_owned(),
         json!({"amount": 1200, "currency": "EUR"}),
-    )]
-    .into();
+    )]);
     let v = net
         .submit(
             "acme/alice",

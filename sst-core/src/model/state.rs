@@ -219,13 +219,14 @@ pub struct Section {
 }
 
 impl Section {
-    /// Seals `value` as section `name` with a fresh random salt.
-    pub fn seal(alg: HashAlg, name: &str, value: Value) -> Self {
+    /// Seals `value` (owned, or shared: it is not copied) as section `name` with a fresh
+    /// random salt.
+    pub fn seal(alg: HashAlg, name: &str, value: impl Into<Arc<Value>>) -> Self {
         Self::with_salt(alg, name, Salt::random(), value)
     }
     /// Seals `value` with a given salt (receivers rebuilding a sender's section).
-    pub fn with_salt(alg: HashAlg, name: &str, salt: Salt, value: Value) -> Self {
-        let disclosure = Disclosure::new(salt, Arc::new(value));
+    pub fn with_salt(alg: HashAlg, name: &str, salt: Salt, value: impl Into<Arc<Value>>) -> Self {
+        let disclosure = Disclosure::new(salt, value.into());
         Section {
             hash: disclosure.hash(alg, name),
             disclosure: Some(disclosure),

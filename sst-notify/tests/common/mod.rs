@@ -163,7 +163,8 @@ impl Cluster {
                     sections: values(json!({
                         "common": {"address": "1 Main St"},
                         "price": {"amount": 500000}
-                    })),
+                    }))
+                    .into(),
                 },
             )
             .await?,
@@ -175,7 +176,7 @@ impl Cluster {
                 "buyer",
                 Intent::Change {
                     state_id: id.clone(),
-                    sections: values(json!({"price": {"amount": 480000}})),
+                    sections: values(json!({"price": {"amount": 480000}})).into(),
                 },
             )
             .await?,
@@ -200,7 +201,7 @@ impl Cluster {
                 "regulator",
                 Intent::Change {
                     state_id: id.clone(),
-                    sections: values(json!({"common": {"address": "2 Side St"}})),
+                    sections: values(json!({"common": {"address": "2 Side St"}})).into(),
                 },
             )
             .await?,
