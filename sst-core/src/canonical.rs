@@ -40,31 +40,79 @@ const INITIAL_CAPACITY: usize = 512;
 ///
 /// This lets callers (e.g. hashing) stream several canonical values into one reused buffer.
 pub fn write_to(value: &Value, out: &mut String) {
+    write_seen(value, 0, out, &mut Unseen);
+}
+
+/// What a canonical write shows, on its way through the tree, to a [`Seen`] observer.
+pub(crate) trait Seen {
+    /// A number.
+    fn number(&mut self, n: &Number);
+    /// A string value.
+    fn string(&mut self, s: &str);
+    /// An object member's name, before its value.
+    fn key(&mut self, key: &str);
+    /// An array or object entered, at nesting depth `depth` (1 for the outermost).
+    fn container(&mut self, depth: usize);
+}
+
+/// The observer of a plain write: shown nothing (every call compiles away).
+struct Unseen;
+
+impl Seen for Unseen {
+    #[inline(always)]
+    fn number(&mut self, _: &Number) {}
+    #[inline(always)]
+    fn string(&mut self, _: &str) {}
+    #[inline(always)]
+    fn key(&mut self, _: &str) {}
+    #[inline(always)]
+    fn container(&mut self, _: usize) {}
+}
+
+/// [`to_string`], showing every number, string, member name and container to `seen` in the
+/// same walk (so a check of the value costs no walk of its own).
+pub(crate) fn to_string_seen(value: &Value, seen: &mut impl Seen) -> String {
+    let mut out = String::with_capacity(INITIAL_CAPACITY);
+    write_seen(value, 0, &mut out, seen);
+    out
+}
+
+/// [`write_to`] of `value` at nesting depth `depth`, showing what it writes to `seen`.
+fn write_seen<S: Seen>(value: &Value, depth: usize, out: &mut String, seen: &mut S) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => write_number(n, out),
-        Value::String(s) => write_string(s, out),
+        Value::Number(n) => {
+            seen.number(n);
+            write_number(n, out);
+        }
+        Value::String(s) => {
+            seen.string(s);
+            write_string(s, out);
+        }
         Value::Array(items) => {
+            seen.container(depth + 1);
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                write_to(item, out);
+                write_seen(item, depth + 1, out, seen);
             }
             out.push(']');
         }
         Value::Object(map) => {
+            seen.container(depth + 1);
             out.push('{');
             let mut write_member = |i: usize, key: &str, item: &Value| {
                 if i > 0 {
                     out.push(',');
                 }
+                seen.key(key);
                 write_string(key, out);
                 out.push(':');
-                write_to(item, out);
+                write_seen(item, depth + 1, out, seen);
             };
             if in_canonical_order(map) {
                 for (i, (key, item)) in map.iter().enumerate() {

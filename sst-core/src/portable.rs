@@ -181,6 +181,40 @@ pub(crate) fn check_sized(
     Ok(bound)
 }
 
+/// Whether a value passes every rule [`check_sized`] applies but size, learnt from the
+/// canonical write of the value ([`canonical::to_string_seen`]) instead of a walk of its own.
+/// It records only pass or fail: a failing value is checked again by [`check_sized`], which
+/// names the rule and the path.
+#[derive(Debug)]
+pub(crate) struct Passes(bool);
+
+impl Passes {
+    /// Nothing seen yet: passing.
+    pub(crate) fn new() -> Self {
+        Passes(true)
+    }
+    /// Whether everything seen passed, and `encoded_len` (the exact canonical length of the
+    /// value) is within [`MAX_STATE_BYTES`]: then [`check_sized`] passes too.
+    pub(crate) fn passed(&self, encoded_len: usize) -> bool {
+        self.0 && encoded_len <= MAX_STATE_BYTES
+    }
+}
+
+impl canonical::Seen for Passes {
+    fn number(&mut self, n: &Number) {
+        self.0 &= check_number(n).is_ok();
+    }
+    fn string(&mut self, s: &str) {
+        self.0 &= check_str(s).is_ok();
+    }
+    fn key(&mut self, key: &str) {
+        self.0 &= check_key(key).is_ok();
+    }
+    fn container(&mut self, depth: usize) {
+        self.0 &= check_depth(depth).is_ok();
+    }
+}
+
 /// No number prints longer than this in canonical form (the longest are 25 bytes, e.g.
 /// `-0.0000033333333333333333`).
 pub(crate) const MAX_NUMBER_LEN: usize = 32;

@@ -5,11 +5,13 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-use sst_core::canonical;
+use std::sync::Arc;
+
 use sst_core::portable::{
     self, check, check_at, parse, ProfileError, ProfileRule, MAX_DEPTH, MAX_SAFE_INTEGER,
     MAX_STATE_BYTES,
 };
+use sst_core::{canonical, Disclosure, HashAlg, Salt};
 
 // A crate root resolves `mod` next to itself, where Cargo would also build it as a test.
 #[path = "portable/numbers.rs"]
@@ -438,8 +440,65 @@ fn non_portable_key() -> impl Strategy<Value = (String, ProfileRule)> {
     ]
 }
 
+/// `value` nested `levels` arrays deep.
+fn nested(levels: usize, value: Value) -> Value {
+    (0..levels).fold(value, |v, _| Value::Array(vec![v]))
+}
+
+/// A value that breaks one rule of the profile somewhere inside an otherwise portable value.
+fn non_portable_value() -> impl Strategy<Value = Value> {
+    let bad = prop_oneof![
+        non_portable_key().prop_map(|(k, _)| Value::Object(Map::from_iter([(k, json!(1))]))),
+        "[a-z]{0,3}\u{0}[a-z]{0,3}".prop_map(Value::String),
+        Just(json!(MAX_SAFE_INTEGER + 1)),
+        Just(json!(-(MAX_SAFE_INTEGER as i64) - 1)),
+        Just(json!(9_007_199_254_740_994.0_f64)),
+        Just(nested(MAX_DEPTH + 1, json!(0))),
+    ];
+    (portable_value(), bad, 0..3usize).prop_map(|(good, bad, at)| match at {
+        0 => json!([good, bad]),
+        1 => json!({"v": good, "x": {"y": [bad]}}),
+        _ => bad,
+    })
+}
+
+/// What [`Disclosure::check_portable`] says of `value` after the value was hashed.
+fn checked_after_hashing(value: &Value) -> Result<usize, ProfileError> {
+    let d = Disclosure::new(Salt::random(), Arc::new(value.clone()));
+    let _ = d.hash(HashAlg::Blake3, "s");
+    d.check_portable(|| "$.s".to_owned())
+}
+
+/// A hashed value over the size limit still fails `check_portable`, though its encoding (the
+/// walk that checks the other rules) saw nothing wrong.
+#[test]
+fn a_hashed_value_over_the_size_limit_still_fails_the_profile() {
+    let big = Value::String("x".repeat(MAX_STATE_BYTES));
+    let err = checked_after_hashing(&big).expect_err("over the limit");
+    assert_eq!(
+        (err.rule, err.path.as_str()),
+        (ProfileRule::TooLarge, "$.s")
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Hashing a disclosure checks the profile in the same walk; what `check_portable` then
+    /// says (rule, path, the bound of the canonical length) is what a check of its own says.
+    #[test]
+    fn a_hashed_disclosure_is_checked_exactly_as_a_fresh_one(
+        value in prop_oneof![portable_value(), non_portable_value()]
+    ) {
+        let fresh = check_at(&value, "$.s");
+        match checked_after_hashing(&value) {
+            Ok(bound) => {
+                prop_assert_eq!(fresh, Ok(()));
+                prop_assert!(bound >= canonical::encoded_len(&value));
+            }
+            Err(err) => prop_assert_eq!(Err(err), fresh),
+        }
+    }
 
     /// Generated portable values pass `check`, and their canonical text parses back to a value
     /// with the same canonical form.

@@ -137,7 +137,17 @@ impl Disclosure {
         }
         let mut h = Hasher::new(alg, Domain::Section);
         h.part(name.as_bytes()).part(&self.salt.0);
-        let encoded = canonical::to_string(&self.value);
+        // The encoding's walk also checks the portable profile, so that
+        // `Disclosure::check_portable` of this value needs no walk of its own.
+        let mut passes = crate::portable::Passes::new();
+        let encoded = canonical::to_string_seen(&self.value, &mut passes);
+        if passes.passed(encoded.len()) {
+            // The exact length is a bound of itself.
+            let _ = self.memo.portable.set(PortableMemo {
+                value: Arc::clone(&self.value),
+                bound: encoded.len(),
+            });
+        }
         h.part(encoded.as_bytes());
         let hash = SectionHash(h.finish());
         let encoded = Arc::from(encoded);
