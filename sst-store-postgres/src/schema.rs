@@ -2,7 +2,8 @@
 //! concurrent writers (`(id, version)` on history, `id` and `(origin_node, origin_seq)` on
 //! events, `pos` on the log), created idempotently inside the configured schema, in the
 //! section-version layout (a lean current-state table, history rows without plaintext, each
-//! section version once, and the history view), plus the in-place upgrade of the first layout.
+//! section version once, and the history view), plus the in-place upgrade of the first layout
+//! and the lz4 compression of section values where the server has it.
 
 use crate::config::PostgresConfig;
 
@@ -154,8 +155,35 @@ pub(crate) fn upgrade_first_layout(n: &Names, current_extra: &[&str]) -> Vec<Str
     stmts
 }
 
-/// The statements `migrate` runs, in order, each idempotent.
-pub(crate) fn ddl(n: &Names) -> Vec<String> {
+/// Whether the server can compress a column with lz4 (PostgreSQL 14 or later built
+/// `--with-lz4`): `lz4` is then an accepted value of `default_toast_compression`, a setting
+/// older servers do not have at all (no row: `false`).
+pub(crate) const LZ4_SUPPORTED: &str = "SELECT EXISTS (SELECT 1 FROM pg_settings \
+     WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals))";
+
+/// The compression method declared on the section table's `value` column (`$1`: the
+/// qualified table name): `l` lz4, `p` pglz, empty when none was declared (the server's
+/// `default_toast_compression`, pglz unless a DBA changed it). Only for servers with
+/// [`LZ4_SUPPORTED`] (older ones have no `attcompression`).
+pub(crate) const SECTION_VALUE_COMPRESSION: &str = "SELECT a.attcompression::text \
+     FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attname = 'value'";
+
+/// Declares lz4 on the `value` column of a section table created without a compression
+/// method (by an earlier version): values written from now on are compressed with lz4, those
+/// already stored stay pglz and read back as before (a catalog change, no rewrite).
+pub(crate) fn section_value_lz4(n: &Names) -> String {
+    format!(
+        "ALTER TABLE {} ALTER COLUMN value SET COMPRESSION lz4",
+        n.section
+    )
+}
+
+/// The statements `migrate` runs, in order, each idempotent. With `lz4`, the section table's
+/// `value` column is created `COMPRESSION lz4`: each update of a large section writes a new
+/// section version beside the new current row, and lz4 compresses it several times faster
+/// than the default pglz. The current-state `data` keeps the server's default, exactly like
+/// a plain table's column, so that user queries and scans cost what they cost there.
+pub(crate) fn ddl(n: &Names, lz4: bool) -> Vec<String> {
     let (se, ev, hi, st, rf, lg, cp, sc) = (
         &n.section_bare,
         &n.event_bare,
@@ -183,9 +211,10 @@ pub(crate) fn ddl(n: &Names) -> Vec<String> {
                 state_id text  NOT NULL,
                 name     text  NOT NULL,
                 hash     text  NOT NULL,
-                value    jsonb NOT NULL,
+                value    jsonb {value_compression}NOT NULL,
                 CONSTRAINT \"{se}_pkey\" PRIMARY KEY (state_id, name, hash))",
-            n.section
+            n.section,
+            value_compression = if lz4 { "COMPRESSION lz4 " } else { "" },
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {} (
@@ -333,7 +362,7 @@ mod tests {
         let n = Names::new(&c);
         assert_eq!(n.state, "\"node_a\".\"sst_state\"");
         assert_eq!(n.history, "\"node_a\".\"sst_state_history\"");
-        let ddl = ddl(&n).join(";\n");
+        let ddl = ddl(&n, false).join(";\n");
         assert!(ddl.contains("CREATE SCHEMA IF NOT EXISTS \"node_a\""));
         assert!(ddl.contains("UNIQUE (origin_node, origin_seq)"));
         assert!(ddl.contains("PRIMARY KEY (id, version)"));
@@ -357,7 +386,7 @@ mod tests {
 
     #[test]
     fn current_table_is_lean_and_history_holds_no_plaintext() {
-        let ddl = ddl(&Names::new(&PostgresConfig::new("postgres://x")));
+        let ddl = ddl(&Names::new(&PostgresConfig::new("postgres://x")), true);
         let state = ddl
             .iter()
             .find(|s| s.contains("\"public\".\"sst_state\" ("))
@@ -372,6 +401,25 @@ mod tests {
             .expect("history");
         assert!(!history.contains("data "), "{history}");
         assert!(history.contains("seals            jsonb"));
+    }
+
+    #[test]
+    fn only_section_values_are_declared_lz4_and_only_when_the_server_has_it() {
+        let n = Names::new(&PostgresConfig::new("postgres://x").schema("node_a"));
+        let with = ddl(&n, true);
+        let compressed: Vec<&String> = with.iter().filter(|s| s.contains("COMPRESSION")).collect();
+        assert_eq!(compressed.len(), 1, "{compressed:?}");
+        assert!(compressed[0].contains("\"node_a\".\"sst_section\" ("));
+        assert!(compressed[0].contains("value    jsonb COMPRESSION lz4 NOT NULL,"));
+        let without = ddl(&n, false);
+        assert!(without.iter().all(|s| !s.contains("COMPRESSION")));
+        assert!(without
+            .iter()
+            .any(|s| s.contains("value    jsonb NOT NULL,")));
+        assert_eq!(
+            section_value_lz4(&n),
+            "ALTER TABLE \"node_a\".\"sst_section\" ALTER COLUMN value SET COMPRESSION lz4"
+        );
     }
 
     #[test]

@@ -449,6 +449,10 @@ impl Sql {
 ///   plaintext is one row of the section table, and the view `sst_state_versions` shows every
 ///   version's whole `data`. `migrate` upgrades tables of the first layout in place, in its
 ///   one transaction;
+/// * section values are compressed with lz4 where the server has it (PostgreSQL 14 or later
+///   built with lz4; `migrate` declares it on a section table an earlier version created, for
+///   the values written from then on), since each update of a large section writes one; the
+///   current `data` keeps the server's default, like a plain table's column;
 /// * an applied event's row names the section versions it disclosed (`disclosures` holds
 ///   `{name: {"salt": …, "hash": …}}`, [`DisclosureColumn`]) instead of carrying their values a
 ///   second time; `event` and `events` read those values from the section table in the same
@@ -1459,7 +1463,13 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| backend(op, e))?;
         }
-        let mut stmts = schema::ddl(&self.names);
+        // Section versions are compressed with lz4 where the server has it (see
+        // `schema::ddl`); a server without it keeps its default, and opens all the same.
+        let lz4: bool = sqlx::query_scalar(schema::LZ4_SUPPORTED)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| backend(op, e))?;
+        let mut stmts = schema::ddl(&self.names, lz4);
         // State tables of the first layout (history rows carrying the whole `data` document)
         // are upgraded in place, inside this transaction: all of it or nothing.
         let has =
@@ -1504,6 +1514,21 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| backend(op, e))?;
+        }
+        if lz4 {
+            // A section table created by an earlier version (no method declared) is switched
+            // to lz4 for the values written from now on; a method a DBA declared is kept.
+            let declared: String = sqlx::query_scalar(schema::SECTION_VALUE_COMPRESSION)
+                .bind(&self.names.section)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| backend(op, e))?;
+            if declared.is_empty() {
+                sqlx::query(AssertSqlSafe(schema::section_value_lz4(&self.names)))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| backend(op, e))?;
+            }
         }
         tx.commit().await.map_err(|e| backend(op, e))
     }

@@ -3,6 +3,8 @@
 //! costs the same), before and after the in-place upgrade of a first-layout database, and the
 //! README's history query against `sst_state_versions` answers as documented; an upgrade that
 //! would have to choose between two stored values of one section version refuses instead.
+//! Section values are compressed with lz4 where the server has it, in new stores and, for the
+//! values written from then on, in stores an earlier version created.
 
 mod common;
 
@@ -13,7 +15,8 @@ use conformance_tests::fixtures::{
 use conformance_tests::{Backend, BackendFactory};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
-use sst_core::{Actor, ActorKey, CommitBatch, StateId, StoreError};
+use sst_core::{Actor, ActorKey, CommitBatch, State, StateId, StoreError};
+use std::sync::Arc;
 
 /// The README's example: every version ever committed with a radon level above 4.
 const README_HISTORY_QUERY: &str =
@@ -234,5 +237,203 @@ async fn upgrade_refuses_a_section_version_held_with_two_values() -> anyhow::Res
         "{data_columns} {sections:?}"
     );
     conn.close().await?;
+    Ok(())
+}
+
+/// Whether the server can compress with lz4, the compression method declared on `table`'s
+/// `column` in the case's schema (`l` lz4, `p` pglz, empty: the server's default) and the
+/// server's default.
+async fn declared(
+    conn: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    column: &str,
+) -> anyhow::Result<(bool, String, String)> {
+    let lz4: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_settings \
+         WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals))",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let default: String = sqlx::query_scalar(
+        "SELECT coalesce(current_setting('default_toast_compression', true), 'pglz')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    // `attcompression` exists from PostgreSQL 14 on, as lz4 does.
+    let method = if lz4 {
+        sqlx::query_scalar(
+            "SELECT attcompression::text FROM pg_attribute \
+             WHERE attrelid = $1::regclass AND attname = $2",
+        )
+        .bind(format!("\"{schema}\".\"{table}\""))
+        .bind(column)
+        .fetch_one(&mut *conn)
+        .await?
+    } else {
+        String::new()
+    };
+    Ok((lz4, method, default))
+}
+
+/// How each stored value of section `name` of `id` is compressed (`None`: not compressed), by
+/// value, in the order written.
+async fn section_values(
+    conn: &mut PgConnection,
+    schema: &str,
+    id: &StateId,
+    name: &str,
+) -> anyhow::Result<Vec<(serde_json::Value, Option<String>)>> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT value, pg_column_compression(value) FROM \"{schema}\".sst_section \
+         WHERE state_id = $1 AND name = $2 ORDER BY ctid"
+    )))
+    .bind(id.as_str())
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// A `common` section of about 20 KB, well over the TOAST threshold (so it is compressed).
+fn large_common(n: u64) -> serde_json::Value {
+    json!({"address": "12 Rue des Lilas, Lyon", "revision": n, "notes": "lilas ".repeat(3500)})
+}
+
+/// Declares `method` on the case's section `value` column, as a DBA would.
+async fn declare(conn: &mut PgConnection, schema: &str, method: &str) -> anyhow::Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "ALTER TABLE \"{schema}\".sst_section ALTER COLUMN value SET COMPRESSION {method}"
+    )))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A case in which `alice` created a state whose `common` is `large_common(1)`, with a
+/// connection behind the store's back.
+struct Large {
+    f: common::PgFactory,
+    b: Backend,
+    alice: Actor,
+    key: ActorKey,
+    conn: PgConnection,
+    /// Whether the server has lz4.
+    lz4: bool,
+    /// Its `default_toast_compression`.
+    default: String,
+    id: StateId,
+    v1: Arc<State>,
+}
+
+/// [`Large`] (`None`: skip); with `earlier`, the section table is first declared as an
+/// earlier version created it (no compression method), so the state is written that way.
+async fn large(earlier: bool) -> anyhow::Result<Option<Large>> {
+    let Some((f, b, alice, key)) = opened().await? else {
+        return Ok(None);
+    };
+    let (url, schema) = f.url_and_schema();
+    let mut conn = PgConnection::connect(url).await.context("connecting")?;
+    let (lz4, method, default) = declared(&mut conn, schema, "sst_section", "value").await?;
+    ensure!(
+        method == if lz4 { "l" } else { "" },
+        "lz4 {lz4}: section values declared `{method}`"
+    );
+    if lz4 && earlier {
+        declare(&mut conn, schema, "default").await?;
+        let (_, method, _) = declared(&mut conn, schema, "sst_section", "value").await?;
+        ensure!(method.is_empty(), "{method}");
+    }
+    let id = state_id("lz4");
+    let mut doc = deal_values(100, 0.5);
+    doc.insert("common".into(), large_common(1));
+    let c = create(&id, deal_parties(), doc, (&alice, &key), 1);
+    let v1 = c.state.clone().context("create without state")?;
+    b.store.commit(CommitBatch::new(vec![c])).await?;
+    Ok(Some(Large {
+        f,
+        b,
+        alice,
+        key,
+        conn,
+        lz4,
+        default,
+        id,
+        v1,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_store_compresses_section_values_with_lz4_and_current_data_like_a_plain_table(
+) -> anyhow::Result<()> {
+    let Some(mut c) = large(false).await? else {
+        return Ok(());
+    };
+    let (_, schema) = c.f.url_and_schema();
+    let (_, current, _) = declared(&mut c.conn, schema, "sst_state", "data").await?;
+    ensure!(current.is_empty(), "current data declared `{current}`");
+    let stored = section_values(&mut c.conn, schema, &c.id, "common").await?;
+    let want = if c.lz4 { "lz4" } else { c.default.as_str() };
+    ensure!(
+        stored == [(large_common(1), Some(want.to_owned()))],
+        "{:?}",
+        stored.iter().map(|(_, c)| c).collect::<Vec<_>>()
+    );
+    let (ours, plain) = storage(&mut c.conn, schema).await?;
+    ensure!(ours == plain, "{ours:?} vs plain {plain:?}");
+    ensure!(c.b.store.state(&c.id).await?.as_ref() == Some(&*c.v1));
+
+    // A method a DBA declared is theirs: opening again keeps it.
+    if c.lz4 {
+        declare(&mut c.conn, schema, "pglz").await?;
+        c.f.reopen().await?;
+        let (_, method, _) = declared(&mut c.conn, schema, "sst_section", "value").await?;
+        ensure!(method == "p", "a declared pglz became `{method}`");
+    }
+    c.conn.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_section_table_compresses_new_values_with_lz4_and_reads_old_ones_back(
+) -> anyhow::Result<()> {
+    let Some(mut c) = large(true).await? else {
+        return Ok(());
+    };
+    let (_, schema) = c.f.url_and_schema();
+    let lz4 = c.lz4;
+    let again = c.f.reopen().await?;
+    let (_, method, _) = declared(&mut c.conn, schema, "sst_section", "value").await?;
+    ensure!(
+        method == if lz4 { "l" } else { "" },
+        "lz4 {lz4}: the upgraded column is declared `{method}`"
+    );
+    let x = change(
+        &c.v1,
+        values([("common", large_common(2))]),
+        (&c.alice, &c.key),
+        2,
+    );
+    let v2 = x.state.clone().context("change without state")?;
+    again.store.commit(CommitBatch::new(vec![x])).await?;
+    // Opening once more changes nothing.
+    let third = c.f.reopen().await?;
+    let (_, method, _) = declared(&mut c.conn, schema, "sst_section", "value").await?;
+    ensure!(method == if lz4 { "l" } else { "" }, "{method}");
+
+    let stored = section_values(&mut c.conn, schema, &c.id, "common").await?;
+    let after = if lz4 { "lz4" } else { c.default.as_str() };
+    ensure!(
+        stored
+            == [
+                (large_common(1), Some(c.default.clone())),
+                (large_common(2), Some(after.to_owned())),
+            ],
+        "{:?}",
+        stored.iter().map(|(_, c)| c).collect::<Vec<_>>()
+    );
+    ensure!(third.store.state_at(&c.id, 1).await?.as_ref() == Some(&*c.v1));
+    ensure!(third.store.state(&c.id).await?.as_ref() == Some(&*v2));
+    ensure!(third.store.state_at(&c.id, 2).await?.as_ref() == Some(&*v2));
+    c.conn.close().await?;
     Ok(())
 }
