@@ -248,25 +248,10 @@ fn write_exact_integer(negative: bool, magnitude: u64, out: &mut String) -> bool
     if magnitude > EXACT_INTEGER_LIMIT {
         return false;
     }
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = magnitude;
-    loop {
-        at -= 1;
-        // `rest % 10` is below 10, so the cast cannot truncate.
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
     if negative && magnitude != 0 {
         out.push('-');
     }
-    // ASCII digits only, so always valid UTF-8.
-    if let Ok(text) = std::str::from_utf8(&digits[at..]) {
-        out.push_str(text);
-    }
+    out.push_str(itoa::Buffer::new().format(magnitude));
     true
 }
 
