@@ -171,8 +171,10 @@ const CURRENT_COLUMNS: [(&str, &str); 5] = [
 
 /// What an update of a current-state row binds: the new header, whether `data` is the whole
 /// document or the object of the sections to set, the names of the sections to remove (a
-/// `jsonb` array) and the version the row must still have.
-const UPDATE_COLUMNS: [(&str, &str); 8] = [
+/// `jsonb` array), the version the row must still have and, for a patch, the 1-based position
+/// in the section arrays of one more section to set, whose value is taken from there instead
+/// of being sent (and parsed) twice.
+const UPDATE_COLUMNS: [(&str, &str); 9] = [
     ("id", "text"),
     ("contract_name", "text"),
     ("contract_version", "integer"),
@@ -181,6 +183,7 @@ const UPDATE_COLUMNS: [(&str, &str); 8] = [
     ("data", "jsonb"),
     ("remove", "jsonb"),
     ("prev", "bigint"),
+    ("section", "integer"),
 ];
 
 /// Columns of the history table, with their types.
@@ -204,6 +207,10 @@ const SECTION_COLUMNS: [(&str, &str); 4] = [
     ("hash", "text"),
     ("value", "jsonb"),
 ];
+
+/// Positions of `name` and `value` in [`SECTION_COLUMNS`].
+const SECTION_NAME: usize = 1;
+const SECTION_VALUE: usize = 3;
 
 /// Columns of the history view.
 const VERSIONS_COLUMNS: [&str; 7] = [
@@ -238,7 +245,9 @@ fn unnest(cols: &[(&str, &str)], first: usize, ordinality: bool) -> String {
 /// The one statement that writes a whole batch: events (in batch order, so `pos` follows it),
 /// new current-state rows, updates of current-state rows still at the version read (`prev`),
 /// whose `data` is either replaced whole or patched in SQL (`(data - remove) || set`, so the
-/// sections that stay are neither sent nor rewritten by the client), history rows, the new
+/// sections that stay are neither sent nor rewritten by the client, and one set section is
+/// `jsonb_set` from the section arrays, where its new version is sent anyway: a large section
+/// is parsed once, not twice, and the document is not concatenated whole), history rows, the new
 /// section versions and log entries. Every insert skips rows that hit a unique key (a section
 /// version already stored is simply kept); the returned rows (`k` = `e`vent, `i`nserted state,
 /// `u`pdated state, `h`istory, `l`og position) tell the caller which were written, so a
@@ -266,7 +275,10 @@ fn write_batch(n: &Names) -> String {
          upd AS (UPDATE {state} AS t SET contract_name = u.contract_name, \
          contract_version = u.contract_version, version = u.version, \
          data = CASE WHEN u.whole THEN u.data \
-         ELSE (t.data - ARRAY(SELECT jsonb_array_elements_text(u.remove))) || u.data END \
+         WHEN u.section IS NULL \
+         THEN (t.data - ARRAY(SELECT jsonb_array_elements_text(u.remove))) || u.data \
+         ELSE jsonb_set((t.data - ARRAY(SELECT jsonb_array_elements_text(u.remove))) || u.data, \
+         ARRAY[(${sec_name}::text[])[u.section]], (${sec_value}::jsonb[])[u.section]) END \
          FROM {upd_u} WHERE t.id = u.id AND t.version = u.prev RETURNING t.id), \
          hist AS (INSERT INTO {history} ({hi_cols}) SELECT {hi_cols} FROM {hist_u} \
          ON CONFLICT DO NOTHING RETURNING id, version), \
@@ -290,6 +302,8 @@ fn write_batch(n: &Names) -> String {
         hist_u = unnest(&HISTORY_COLUMNS, hist, false),
         sec_u = unnest(&SECTION_COLUMNS, sec, false),
         log_u = unnest(&LOG_COLUMNS, lg, false),
+        sec_name = sec + SECTION_NAME,
+        sec_value = sec + SECTION_VALUE,
     )
 }
 
@@ -463,7 +477,8 @@ impl Sql {
 ///   decides duplicates, conflicts, the rows to write and their log entries, then one
 ///   statement writing all event, current-state, history, new section-version and log rows
 ///   (`UNNEST` of column arrays; a current row's `data` patched in SQL with only the changed
-///   sections sent). Its updates only apply
+///   sections sent, each once: a section whose new version is stored by the same statement is
+///   set from that row's value). Its updates only apply
 ///   to rows still at the version read and its inserts skip taken keys, so a concurrent writer
 ///   that got in between (another state's writer included, which took the next log position)
 ///   is noticed; the batch is then tried again with the touched current-state rows locked by
@@ -646,9 +661,12 @@ fn recorded(read: &[PgRow], lookups: &Lookups, rows: &[Item]) -> Result<Recorded
 /// from borrowed values (nothing is copied to build it).
 type Doc<'a> = Json<BTreeMap<&'a str, &'a Value>>;
 
-/// `state`'s disclosed sections named in `names` (all of them with `None`) as a document.
-fn doc<'a>(state: &'a State, names: Option<&[String]>) -> Doc<'a> {
-    let pick = |name: &str| names.is_none_or(|n| n.iter().any(|x| x == name));
+/// `state`'s disclosed sections named in `names` (all of them with `None`) but `except`, as a
+/// document.
+fn doc<'a>(state: &'a State, names: Option<&[String]>, except: Option<&str>) -> Doc<'a> {
+    let pick = |name: &str| {
+        names.is_none_or(|n| n.iter().any(|x| x == name)) && except.is_none_or(|e| e != name)
+    };
     Json(
         state
             .sections
@@ -671,25 +689,41 @@ struct CurrentArrays<'a> {
     data: Vec<Doc<'a>>,
     remove: Vec<Value>,
     prev: Vec<i64>,
+    section: Vec<Option<i32>>,
 }
 
 impl<'a> CurrentArrays<'a> {
-    /// Adds the row of `state` (its history columns `h`): `data` written as `write` says.
-    fn push(&mut self, h: &'a HistoryRow, state: &'a State, write: &'a DataWrite) {
+    /// Adds the row of `state` (its history columns `h`): `data` written as `write` says; a
+    /// patch takes the first section it sets that `sections` holds from there.
+    fn push(
+        &mut self,
+        h: &'a HistoryRow,
+        state: &'a State,
+        write: &'a DataWrite,
+        sections: &SectionPositions<'_>,
+    ) {
         self.id.push(&h.id);
         self.contract_name.push(&h.contract_name);
         self.contract_version.push(h.contract_version);
         self.version.push(h.version);
         match write {
             DataWrite::Patch { set, remove } => {
+                let found = set.iter().find_map(|name| {
+                    let hash = state.sections.get(name)?.hash.to_string();
+                    let i = sections.get(&(h.id.as_str(), name.as_str(), &*hash))?;
+                    Some((name.as_str(), i32::try_from(i + 1).ok()?))
+                });
                 self.whole.push(false);
-                self.data.push(doc(state, Some(set)));
+                self.data
+                    .push(doc(state, Some(set), found.map(|(name, _)| name)));
                 self.remove.push(Value::from(remove.clone()));
+                self.section.push(found.map(|(_, i)| i));
             }
             DataWrite::Whole => {
                 self.whole.push(true);
-                self.data.push(doc(state, None));
+                self.data.push(doc(state, None, None));
                 self.remove.push(Value::Array(Vec::new()));
+                self.section.push(None);
             }
         }
     }
@@ -719,6 +753,7 @@ impl<'a> CurrentArrays<'a> {
             .bind(&self.data)
             .bind(&self.remove)
             .bind(&self.prev)
+            .bind(&self.section)
     }
 }
 
@@ -768,6 +803,9 @@ impl<'a> HistoryArrays<'a> {
     }
 }
 
+/// Positions in [`SectionArrays`] by `(state id, name, hash)`.
+type SectionPositions<'s> = HashMap<(&'s str, &'s str, &'s str), usize>;
+
 /// Column arrays of the new section versions, each bound as one `UNNEST` argument.
 #[derive(Default)]
 struct SectionArrays<'a> {
@@ -778,6 +816,21 @@ struct SectionArrays<'a> {
 }
 
 impl<'a> SectionArrays<'a> {
+    /// Where each section version `(state id, name, hash)` is (its first place).
+    fn positions(&self) -> SectionPositions<'_> {
+        let mut at = HashMap::with_capacity(self.name.len());
+        for (i, ((id, name), hash)) in self
+            .state_id
+            .iter()
+            .zip(&self.name)
+            .zip(&self.hash)
+            .enumerate()
+        {
+            at.entry((*id, *name, hash.as_str())).or_insert(i);
+        }
+        at
+    }
+
     fn push(&mut self, v: SectionVersion<'a>) {
         self.state_id.push(v.state.as_str());
         self.name.push(v.name);
@@ -1319,6 +1372,7 @@ impl PostgresStore {
             sections.push(v);
         }
         let (mut inserts, mut updates) = (CurrentArrays::default(), CurrentArrays::default());
+        let positions = sections.positions();
         for row in &plan.current {
             let (Some(h), Some(state)) =
                 (&rows[row.item].2, batch.items[row.item].state.as_deref())
@@ -1326,9 +1380,9 @@ impl PostgresStore {
                 continue;
             };
             match row.write {
-                CurrentWrite::Insert => inserts.push(h, state, &DataWrite::Whole),
+                CurrentWrite::Insert => inserts.push(h, state, &DataWrite::Whole, &positions),
                 CurrentWrite::Update { from } => {
-                    updates.push(h, state, &row.data);
+                    updates.push(h, state, &row.data, &positions);
                     updates.prev.push(to_i64("version", from)?);
                 }
             }
@@ -1926,5 +1980,32 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| backend("set_sink_cursor", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_takes_its_one_section_from_the_section_arrays() {
+        assert_eq!(SECTION_COLUMNS[SECTION_NAME].0, "name");
+        assert_eq!(SECTION_COLUMNS[SECTION_VALUE].0, "value");
+        let sql = write_batch(&Names::new(&PostgresConfig::new("postgres://x")));
+        let sec = 1
+            + EVENT_COLUMNS.len()
+            + CURRENT_COLUMNS.len()
+            + UPDATE_COLUMNS.len()
+            + HISTORY_COLUMNS.len();
+        let (name, value) = (sec + 1, sec + 3);
+        assert!(sql.contains(&format!(
+            "UNNEST(${sec}::text[], ${name}::text[], ${}::text[], ${value}::jsonb[]) \
+             AS u(state_id, name, hash, value)",
+            sec + 2
+        )));
+        assert!(sql.contains(&format!(
+            "ARRAY[(${name}::text[])[u.section]], (${value}::jsonb[])[u.section]) END"
+        )));
+        assert!(sql.contains("WHEN u.section IS NULL"));
     }
 }

@@ -4,7 +4,8 @@
 //! README's history query against `sst_state_versions` answers as documented; an upgrade that
 //! would have to choose between two stored values of one section version refuses instead.
 //! Section values are compressed with lz4 where the server has it, in new stores and, for the
-//! values written from then on, in stores an earlier version created.
+//! values written from then on, in stores an earlier version created; a patch of the current
+//! row sets each changed section to its batch's last version.
 
 mod common;
 
@@ -434,6 +435,47 @@ async fn an_earlier_section_table_compresses_new_values_with_lz4_and_reads_old_o
     ensure!(third.store.state_at(&c.id, 1).await?.as_ref() == Some(&*c.v1));
     ensure!(third.store.state(&c.id).await?.as_ref() == Some(&*v2));
     ensure!(third.store.state_at(&c.id, 2).await?.as_ref() == Some(&*v2));
+    c.conn.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_sets_each_changed_section_to_the_last_version_in_its_batch() -> anyhow::Result<()>
+{
+    let Some(mut c) = large(false).await? else {
+        return Ok(());
+    };
+    // Two versions of `common` in one batch (both sent as section rows), the last one also
+    // changing `price`: one section is set from the section rows, the other sent in the patch.
+    let x2 = change(
+        &c.v1,
+        values([("common", large_common(2))]),
+        (&c.alice, &c.key),
+        2,
+    );
+    let v2 = x2.state.clone().context("change without state")?;
+    let x3 = change(
+        &v2,
+        values([
+            ("common", large_common(3)),
+            ("price", json!({"amount": 99, "currency": "EUR"})),
+        ]),
+        (&c.alice, &c.key),
+        3,
+    );
+    let v3 = x3.state.clone().context("change without state")?;
+    c.b.store.commit(CommitBatch::new(vec![x2, x3])).await?;
+    ensure!(c.b.store.state(&c.id).await?.as_ref() == Some(&*v3));
+    let (_, schema) = c.f.url_and_schema();
+    let current: serde_json::Value = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT data FROM \"{schema}\".sst_state WHERE id = $1"
+    )))
+    .bind(c.id.as_str())
+    .fetch_one(&mut c.conn)
+    .await?;
+    ensure!(current == v3.data(), "the current row is not version 3");
+    let (ours, plain) = storage(&mut c.conn, schema).await?;
+    ensure!(ours == plain, "{ours:?} vs plain {plain:?}");
     c.conn.close().await?;
     Ok(())
 }
