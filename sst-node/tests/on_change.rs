@@ -147,7 +147,14 @@ async fn a_changed_value_reaches_the_contract_shared_with_the_intent_not_copied(
     let contract = ContractRef::new("watched-shared", 1);
     let net = InProcessNetwork::new();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let node = Cluster::start_node(&net, "seller", store, registry, &[contract.clone()]).await?;
+    let node = Cluster::start_node(
+        &net,
+        "seller",
+        store,
+        registry,
+        std::slice::from_ref(&contract),
+    )
+    .await?;
     let seller = who("seller");
     let parties = Parties::default().with("seller", seller.as_str());
     let create = Intent::create(
