@@ -213,15 +213,7 @@ pub(crate) fn check_actor_change(
 
 /// The plaintext this node holds of a state.
 pub(crate) fn view(state: &State) -> Sections {
-    state
-        .sections
-        .iter()
-        .filter_map(|(n, s)| {
-            s.disclosure
-                .as_ref()
-                .map(|d| (n.clone(), Arc::clone(&d.value)))
-        })
-        .collect()
+    view_of(&state.sections)
 }
 
 fn payload_error(e: PayloadError) -> RejectReason {
