@@ -318,8 +318,9 @@ pub trait Contract: Send + Sync {
 
     /// Whether [`Contract::on_change`] reads its `current` argument. A contract that judges a
     /// change by the changed sections alone returns `false`: it is then handed an empty
-    /// `current`, and a change to one section of a large state does not copy every other
-    /// section for it. The default, `true`, hands it what this node can read.
+    /// `current`, and no view of the state is built for it (the values of a view are shared
+    /// with the state, never copied, either way). The default, `true`, hands it what this
+    /// node can read.
     fn on_change_reads_current(&self) -> bool {
         true
     }

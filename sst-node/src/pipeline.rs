@@ -582,7 +582,7 @@ fn sequence_steps(
                 check_sections(policy, hashes.keys())?;
                 let sections = reveal(e.alg, &hashes, disclosures)?;
                 check_writes(policy, &actor, &cur.parties, hashes.keys())?;
-                // Only a contract that reads the current sections gets a copy of them.
+                // Only a contract that reads the current sections is handed them (shared).
                 let current_view = if code.on_change_reads_current() {
                     view(cur)
                 } else {
@@ -610,8 +610,6 @@ fn sequence_steps(
                 check_writes(policy, &actor, &cur.parties, changes.keys())?;
                 seal(e.alg, changes)?
             };
-            // The contract's copy of the current plaintext (if it took one) is gone by now,
-            // so that it and the new version are never held at the same time.
             // The disclosures are taken first so that the sections move into the new
             // version instead of being copied for it.
             let disclosures = disclosures_of(&sections);

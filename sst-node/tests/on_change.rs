@@ -1,6 +1,6 @@
 //! `Contract::on_change_reads_current`: a contract that judges a change by the changed
-//! sections alone is handed an empty `current` (so a change to one section of a large state
-//! does not copy every other section for it), one that reads it gets every section this node
+//! sections alone is handed an empty `current` (no view of the other sections is built for
+//! it), one that reads it gets every section this node
 //! can read; the change applies the same either way. The changed values reach the contract
 //! shared with the intent that carried them, not copied.
 
